@@ -1,0 +1,68 @@
+"""The one place that opens DuckDB connections and turns names and paths into SQL text.
+
+Values are always bound with ``?``; identifiers and store paths are quoted here, after
+validation, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+
+_NO_EXTENSION_DOWNLOADS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier (table, view or column name) for DuckDB."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """Quote a string literal; used only for paths the store generated itself."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def parquet_source(paths: Iterable[Path | str]) -> str:
+    """SQL for a relation over Parquet shards, with the shard list spelled out (no globs)."""
+    items = ", ".join(quote_literal(str(p)) for p in paths)
+    return f"read_parquet([{items}])"
+
+
+def connect(database: str | Path = ":memory:", *, read_only: bool = False,
+            memory_limit: str | None = None, temp_directory: str | Path | None = None,
+            threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection for thinkforge's own work (filters, stats, catalog builds).
+
+    ``memory_limit`` and ``temp_directory`` keep big jobs out of core: DuckDB spills to
+    the temp directory instead of failing when the limit is reached.
+    """
+    config: dict[str, object] = dict(_NO_EXTENSION_DOWNLOADS)
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    if temp_directory:
+        config["temp_directory"] = str(temp_directory)
+    if threads:
+        config["threads"] = threads
+    return duckdb.connect(str(database), read_only=read_only, config=config)
+
+
+def connect_sandboxed(database: Path, allowed_directory: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection that can read files under ``allowed_directory`` and nothing else.
+
+    DuckDB enforces it: external access off, one allowed directory, configuration locked.
+    """
+    con = duckdb.connect(str(database), read_only=True, config=dict(_NO_EXTENSION_DOWNLOADS))
+    con.execute(f"SET allowed_directories=[{quote_literal(str(allowed_directory).rstrip('/') + '/')}]")
+    con.execute("SET enable_external_access=false")
+    con.execute("SET lock_configuration=true")
+    return con
+
+
+_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)$", re.IGNORECASE)
+
+
+def valid_memory_limit(text: str) -> bool:
+    return bool(_SIZE.match(text.strip()))

@@ -1,0 +1,143 @@
+"""The manifest: the source of truth for one immutable dataset version (DESIGN §2)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import InputDataError
+
+MANIFEST_VERSION = 1
+
+
+class FileEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(description="path relative to the version directory")
+    rows: int
+    bytes: int
+    sha256: str
+
+
+class ParentRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    version: str
+    fingerprint: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class Step(BaseModel):
+    """What produced the version, with its full resolved config, so it can be rebuilt."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class Rejected(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rows: int = 0
+    by_reason: dict[str, int] = Field(default_factory=dict)
+    files: list[FileEntry] = Field(default_factory=list)
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    manifest_version: int = MANIFEST_VERSION
+    name: str
+    version: str
+    kind: str
+    fingerprint: str
+    created_at: str
+    created_by: dict[str, Any]
+    parents: list[ParentRef] = Field(default_factory=list)
+    step: Step
+    schema_: list[dict[str, Any]] = Field(alias="schema")
+    files: list[FileEntry]
+    rows: int
+    stats: dict[str, Any] = Field(default_factory=dict)
+    rejected: Rejected = Field(default_factory=Rejected)
+    provenance: dict[str, Any] = Field(
+        default_factory=dict,
+        description="step-specific facts: models, tokens, wall time, verifier versions...")
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def number(self) -> int:
+        return int(self.version[1:])
+
+    def as_parent(self) -> ParentRef:
+        return ParentRef(name=self.name, version=self.version, fingerprint=self.fingerprint)
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(by_alias=True), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def load(cls, path: Path) -> "Manifest":
+        try:
+            return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
+        except (ValueError, OSError) as exc:
+            raise InputDataError(
+                f"cannot read manifest {path}: {exc}",
+                hint="the manifest is the source of truth; restore it from a backup or delete "
+                     "the version directory") from exc
+
+
+def schema_to_json(schema: pa.Schema) -> list[dict[str, Any]]:
+    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
+
+
+def fingerprint(schema: pa.Schema, shard_hashes: list[str]) -> str:
+    """Content hash: the same schema and the same shard bytes give the same fingerprint."""
+    h = hashlib.sha256()
+    h.update(json.dumps(schema_to_json(schema), sort_keys=True).encode())
+    for digest in shard_hashes:
+        h.update(digest.encode())
+    return h.hexdigest()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def created_by() -> dict[str, Any]:
+    from . import __version__
+
+    return {"tool": "thinkforge", "tool_version": __version__, "git_sha": _git_sha(),
+            "host": platform.node(), "python": platform.python_version(), "pid": os.getpid()}
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _git_sha() -> str | None:
+    """The git commit of the thinkforge source tree, when it runs from a checkout."""
+    here = Path(__file__).resolve().parent.parent
+    if not (here / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None

@@ -1,0 +1,57 @@
+"""Summary statistics of a version, computed by DuckDB over its shards at publish time.
+
+What is counted depends on which columns the kind has, so one function serves every kind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from .duck import connect, parquet_source, quote_ident
+
+COUNT_COLUMNS = ("category", "reasoning", "bucket", "verifier", "source", "finish_reason", "generator")
+
+
+def compute_stats(paths: list[Path], schema: pa.Schema) -> dict[str, Any]:
+    names = set(schema.names)
+    con = connect()
+    src = parquet_source(paths)
+    stats: dict[str, Any] = {"rows": con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]}
+    for col in COUNT_COLUMNS:
+        if col in names:
+            rows = con.execute(
+                f"SELECT coalesce({quote_ident(col)}::VARCHAR, '<null>') AS k, count(*) FROM {src} "
+                "GROUP BY k ORDER BY k").fetchall()
+            stats[f"by_{col}"] = {k: n for k, n in rows}
+    if "output_tokens" in names:
+        total, p50, p90, p99, mx = con.execute(
+            f"SELECT sum(output_tokens), quantile_cont(output_tokens, 0.5), "
+            f"quantile_cont(output_tokens, 0.9), quantile_cont(output_tokens, 0.99), "
+            f"max(output_tokens) FROM {src}").fetchone()
+        stats["output_tokens"] = {"total": int(total or 0), "p50": p50, "p90": p90, "p99": p99,
+                                  "max": mx}
+    if "output" in names:
+        p50, p90, mx = con.execute(
+            f"SELECT quantile_cont(length(output), 0.5), quantile_cont(length(output), 0.9), "
+            f"max(length(output)) FROM {src}").fetchone()
+        stats["output_chars"] = {"p50": p50, "p90": p90, "max": mx}
+    for flag in ("verified", "correct", "format_ok"):
+        if flag in names:
+            group = "reasoning" if "reasoning" in names else "'all'"
+            rows = con.execute(
+                f"SELECT {group} AS mode, count({flag}) AS checked, "
+                f"count(*) FILTER (WHERE {flag}) AS ok FROM {src} GROUP BY mode ORDER BY mode"
+            ).fetchall()
+            stats[f"{flag}_rate"] = {m: {"checked": c, "true": t, "rate": (t / c) if c else None}
+                                     for m, c, t in rows}
+    if "pass_rate" in names:
+        mean, n = con.execute(f"SELECT avg(pass_rate), count(*) FROM {src}").fetchone()
+        stats["pass_rate_mean"] = mean
+    if "curriculum_batch" in names:
+        stats["curriculum_batches"] = con.execute(
+            f"SELECT count(DISTINCT curriculum_batch) FROM {src}").fetchone()[0]
+    con.close()
+    return stats

@@ -1,0 +1,212 @@
+"""DatasetStore: immutable, checksummed dataset versions on a local directory (DESIGN §2).
+
+A version is written under ``<store>/.staging/<uuid>/`` and published by one atomic
+``rename`` to ``<store>/datasets/<name>/v<N>``.  Readers never see half a version; two
+writers racing for the same number both end as distinct versions (the loser of a rename
+takes the next number).  ``manifest.json`` is the source of truth; the DuckDB catalog is
+derived from the manifests and rebuilt after every publish.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import ConfigError, ConflictError, IntegrityError, NotFoundError
+from .manifest import FileEntry, Manifest, ParentRef, Rejected, Step, created_by, fingerprint, \
+    schema_to_json, sha256_file, utc_now
+from .schemas import schema_for
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
+DEFAULT_STORE = "./forge-store"
+ROW_GROUP_BYTES = 128 << 20
+SHARD_BYTES = 1 << 30
+
+
+def validate_name(name: str) -> str:
+    if not NAME_RE.match(name or "") or len(name) > 128:
+        raise ConfigError(
+            f"invalid dataset name {name!r}: names match [a-z0-9][a-z0-9_.-]* (lower case, "
+            "no spaces, no '@')", hint="for example --name gsm8k-sft")
+    return name
+
+
+class DatasetStore:
+    def __init__(self, root: str | os.PathLike | None = None):
+        chosen = root or os.environ.get("THINKFORGE_STORE") or DEFAULT_STORE
+        if "://" in str(chosen):
+            raise ConfigError(f"store {chosen!r}: only local directories are supported so far",
+                              hint="use a local path, e.g. --store ./forge-store")
+        self.root = Path(chosen).expanduser().resolve()
+
+    # -- layout ---------------------------------------------------------------------------
+    @property
+    def datasets_dir(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "catalog.duckdb"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    def version_dir(self, manifest: Manifest) -> Path:
+        return self.datasets_dir / manifest.name / manifest.version
+
+    def shard_paths(self, manifest: Manifest) -> list[Path]:
+        base = self.version_dir(manifest)
+        return [base / f.path for f in manifest.files]
+
+    def rejected_paths(self, manifest: Manifest) -> list[Path]:
+        base = self.version_dir(manifest)
+        return [base / f.path for f in manifest.rejected.files]
+
+    # -- listing and references ------------------------------------------------------------
+    def names(self) -> list[str]:
+        if not self.datasets_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.datasets_dir.iterdir()
+                      if p.is_dir() and NAME_RE.match(p.name) and self._version_dirs(p.name))
+
+    def _version_dirs(self, name: str) -> list[tuple[int, Path]]:
+        base = self.datasets_dir / name
+        if not base.is_dir():
+            return []
+        out = []
+        for p in base.iterdir():
+            m = VERSION_RE.match(p.name)
+            if m and (p / "manifest.json").is_file():
+                out.append((int(m.group(1)), p))
+        return sorted(out)
+
+    def versions(self, name: str) -> list[Manifest]:
+        return [Manifest.load(p / "manifest.json") for _, p in self._version_dirs(name)]
+
+    def manifests(self) -> Iterator[Manifest]:
+        for name in self.names():
+            yield from self.versions(name)
+
+    def version_keys(self) -> list[str]:
+        """``name/vN`` of every published version, from directory names only (cheap)."""
+        return [f"{n}/v{num}" for n in self.names() for num, _ in self._version_dirs(n)]
+
+    def resolve(self, ref: str) -> Manifest:
+        """``name``, ``name@latest``, ``name@v3`` or ``name@<fingerprint prefix>``."""
+        name, _, selector = ref.partition("@")
+        selector = selector or "latest"
+        if not NAME_RE.match(name):
+            raise NotFoundError(f"{ref!r} is not a dataset reference",
+                                hint="use name, name@latest, name@v3 or name@<fingerprint prefix>")
+        dirs = self._version_dirs(name)
+        if not dirs:
+            known = ", ".join(self.names()) or "none yet"
+            raise NotFoundError(f"no dataset named {name!r} in store {self.root}",
+                                hint=f"datasets in this store: {known}")
+        if selector == "latest":
+            return Manifest.load(dirs[-1][1] / "manifest.json")
+        if m := VERSION_RE.match(selector):
+            for num, path in dirs:
+                if num == int(m.group(1)):
+                    return Manifest.load(path / "manifest.json")
+            raise NotFoundError(f"{name} has no version {selector}",
+                                hint=f"versions: {', '.join(f'v{n}' for n, _ in dirs)}")
+        if re.fullmatch(r"[0-9a-f]{4,64}", selector):
+            hits = [m for m in self.versions(name) if m.fingerprint.startswith(selector)]
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                raise NotFoundError(f"fingerprint prefix {selector!r} of {name} is ambiguous: "
+                                    + ", ".join(h.version for h in hits),
+                                    hint="give more characters of the fingerprint")
+        raise NotFoundError(f"{ref!r}: no version of {name} matches {selector!r}",
+                            hint="use latest, v<N>, or at least 4 hex characters of a fingerprint")
+
+    # -- integrity -------------------------------------------------------------------------
+    def check_sizes(self, manifest: Manifest) -> None:
+        """Cheap everyday check: every shard exists and has the size the manifest says."""
+        for entry, path in zip(manifest.files, self.shard_paths(manifest)):
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                raise IntegrityError(f"{manifest.ref}: shard {entry.path} is missing ({path})",
+                                     hint="the version is damaged; restore the file or rebuild it")
+            if size != entry.bytes:
+                raise IntegrityError(
+                    f"{manifest.ref}: shard {entry.path} has {size} bytes, manifest says "
+                    f"{entry.bytes} (truncated or modified)",
+                    hint=f"run `thinkforge verify {manifest.ref}`; restore or rebuild the version")
+
+    def verify(self, manifest: Manifest) -> None:
+        """Full check, run whenever bytes leave the store: sizes and sha256 of every file."""
+        self.check_sizes(manifest)
+        base = self.version_dir(manifest)
+        for entry in [*manifest.files, *manifest.rejected.files]:
+            digest = sha256_file(base / entry.path)
+            if digest != entry.sha256:
+                raise IntegrityError(
+                    f"{manifest.ref}: sha256 of {entry.path} is {digest[:16]}..., manifest says "
+                    f"{entry.sha256[:16]}... (the file was modified after publishing)",
+                    hint="versions are immutable: restore the original file or rebuild the version")
+
+    # -- writing -----------------------------------------------------------------------------
+    def writer(self, name: str, kind: str, *, step: Step | dict[str, Any],
+               parents: list[Manifest | ParentRef] = (), provenance: dict[str, Any] | None = None,
+               reuse_identical: bool = True) -> "VersionWriter":
+        from .writer import VersionWriter
+
+        return VersionWriter(self, validate_name(name), kind, step=step, parents=list(parents),
+                             provenance=provenance or {}, reuse_identical=reuse_identical)
+
+    def find_reusable(self, name: str, step: Step, parents: list[ParentRef]) -> Manifest | None:
+        """A version of ``name`` built by the same step config from the same inputs, if any."""
+        want = ([p.fingerprint for p in parents], step.model_dump())
+        for m in reversed(self.versions(name)):
+            if ([p.fingerprint for p in m.parents], m.step.model_dump()) == want:
+                return m
+        return None
+
+    def _publish_dir(self, staging: Path, manifest_fields: dict[str, Any]) -> Manifest:
+        """Rename ``staging`` to the next free version number, retrying when a racer wins."""
+        base = self.datasets_dir / manifest_fields["name"]
+        base.mkdir(parents=True, exist_ok=True)
+        for _ in range(1000):
+            dirs = self._version_dirs(manifest_fields["name"])
+            number = (max((n for n, _ in dirs), default=0)) + 1
+            # a directory without manifest (crashed copy by hand) still blocks its number
+            while (base / f"v{number}").exists():
+                number += 1
+            manifest = Manifest(version=f"v{number}", **manifest_fields)
+            tmp = staging / "manifest.json.tmp"
+            tmp.write_text(manifest.to_json(), encoding="utf-8")
+            os.replace(tmp, staging / "manifest.json")
+            try:
+                os.rename(staging, base / manifest.version)
+            except OSError:
+                if (base / manifest.version).exists():
+                    continue  # another writer took this number first: take the next one
+                raise
+            return manifest
+        raise ConflictError(f"could not find a free version number for {manifest_fields['name']}")
+
+    def after_publish(self) -> None:
+        from .catalog import refresh_catalog
+
+        try:
+            refresh_catalog(self)
+        except Exception as exc:  # the version is safe; the catalog is only derived
+            print(f"warning: catalog not refreshed ({exc}); run `thinkforge catalog rebuild`",
+                  file=sys.stderr)
+
+    def remove_staging(self, staging: Path) -> None:
+        shutil.rmtree(staging, ignore_errors=True)

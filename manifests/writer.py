@@ -1,0 +1,229 @@
+"""VersionWriter: stage shards, check them, compute stats and publish one version atomically.
+
+Use it as a context manager; leaving the block with an exception removes the staging
+directory, so a failed step leaves no debris and publishes nothing::
+
+    with store.writer("gsm8k", "prompts", step={"type": "import", "config": {...}}) as w:
+        w.write(table)                       # pyarrow Table / RecordBatch / list of dicts
+        w.reject(bad_rows)                   # rows with a `reason` column
+    print(w.manifest.ref)
+
+Filters that write Parquet with DuckDB ask for ``w.new_shard_path()`` and COPY into it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .duck import connect, parquet_source, quote_ident
+from .errors import InputDataError
+from .manifest import FileEntry, Manifest, ParentRef, Rejected, Step, created_by, fingerprint, \
+    schema_to_json, sha256_file, utc_now
+from .schemas import ENUMS, ROW_KEYS, schema_for
+from .stats import compute_stats
+from .store import ROW_GROUP_BYTES, SHARD_BYTES, DatasetStore
+
+
+def conform(rows: pa.Table | pa.RecordBatch | list[dict], schema: pa.Schema, *,
+            where: str = "rows") -> pa.Table:
+    """Return ``rows`` with exactly the columns of ``schema``, in order, cast to its types."""
+    if isinstance(rows, list):
+        rows = pa.Table.from_pylist(rows, schema=schema) if rows else schema.empty_table()
+    if isinstance(rows, pa.RecordBatch):
+        rows = pa.Table.from_batches([rows])
+    extra = [c for c in rows.column_names if c not in schema.names]
+    if extra:
+        raise InputDataError(f"{where}: unexpected column(s) {extra}",
+                             hint=f"the schema has: {', '.join(schema.names)}")
+    columns = []
+    for field in schema:
+        if field.name in rows.column_names:
+            col = rows.column(field.name)
+            if not types_match(col.type, field.type):
+                try:
+                    col = col.cast(field.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise InputDataError(
+                        f"{where}: column {field.name!r} has type {col.type}, expected "
+                        f"{field.type}: {exc}") from exc
+            columns.append(col)
+        elif field.nullable:
+            columns.append(pa.nulls(rows.num_rows, field.type))
+        else:
+            raise InputDataError(f"{where}: required column {field.name!r} is missing",
+                                 hint=f"columns present: {', '.join(rows.column_names)}")
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def types_match(a: pa.DataType, b: pa.DataType) -> bool:
+    """Type equality that ignores list item names and nullability (DuckDB and Arrow differ)."""
+    if pa.types.is_list(a) or pa.types.is_large_list(a):
+        return (pa.types.is_list(b) or pa.types.is_large_list(b)) and \
+            types_match(a.value_type, b.value_type)
+    if pa.types.is_struct(a):
+        return pa.types.is_struct(b) and a.num_fields == b.num_fields and all(
+            a.field(i).name == b.field(i).name and types_match(a.field(i).type, b.field(i).type)
+            for i in range(a.num_fields))
+    if pa.types.is_string(a) or pa.types.is_large_string(a) or pa.types.is_string_view(a):
+        return pa.types.is_string(b) or pa.types.is_large_string(b) or pa.types.is_string_view(b)
+    return a == b
+
+
+class VersionWriter:
+    def __init__(self, store: DatasetStore, name: str, kind: str, *, step: Step | dict[str, Any],
+                 parents: list[Manifest | ParentRef], provenance: dict[str, Any],
+                 reuse_identical: bool):
+        self.store, self.name, self.kind = store, name, kind
+        self.schema = schema_for(kind)
+        self.step = step if isinstance(step, Step) else Step.model_validate(step)
+        self.parents = [p.as_parent() if isinstance(p, Manifest) else p for p in parents]
+        self.provenance = provenance
+        self.reuse_identical = reuse_identical
+        self.staging = store.root / ".staging" / uuid.uuid4().hex
+        (self.staging / "data").mkdir(parents=True)
+        (self.staging / "rejected").mkdir()
+        self._writer: pq.ParquetWriter | None = None
+        self._written_bytes = 0
+        self._shards = 0
+        self._rejected_shards = 0
+        self.manifest: Manifest | None = None
+        self.reused = False
+
+    def __enter__(self) -> "VersionWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None and self.manifest is None:
+                self.publish()
+        finally:
+            self._close()
+            if self.manifest is None or self.reused or exc_type is not None:
+                self.store.remove_staging(self.staging)
+
+    # -- data --------------------------------------------------------------------------------
+    def new_shard_path(self) -> Path:
+        """Path of the next data shard, for writers that produce Parquet themselves (DuckDB)."""
+        self._close()
+        path = self.staging / "data" / f"part-{self._shards:05d}.parquet"
+        self._shards += 1
+        return path
+
+    def write(self, rows: pa.Table | pa.RecordBatch | list[dict]) -> None:
+        table = conform(rows, self.schema, where=f"{self.name} ({self.kind})")
+        if table.num_rows == 0:
+            return
+        if self._writer is None or self._written_bytes > SHARD_BYTES:
+            path = self.new_shard_path()
+            self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
+            self._written_bytes = 0
+        per_row = max(1, table.nbytes // max(1, table.num_rows))
+        self._writer.write_table(table, row_group_size=max(1, ROW_GROUP_BYTES // per_row))
+        self._written_bytes += table.nbytes
+
+    def reject(self, rows: pa.Table | list[dict], reason: str | None = None) -> None:
+        """Keep dropped rows with a ``reason`` column (nothing vanishes silently)."""
+        table = pa.Table.from_pylist(rows) if isinstance(rows, list) else rows
+        if table.num_rows == 0:
+            return
+        if "reason" not in table.column_names:
+            if reason is None:
+                raise ValueError("rejected rows need a `reason` column or a reason argument")
+            table = table.append_column("reason", pa.array([reason] * table.num_rows, pa.string()))
+        path = self.new_rejected_path()
+        pq.write_table(table, path, compression="zstd")
+
+    def new_rejected_path(self) -> Path:
+        path = self.staging / "rejected" / f"part-{self._rejected_shards:05d}.parquet"
+        self._rejected_shards += 1
+        return path
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # -- publish -----------------------------------------------------------------------------
+    def publish(self) -> Manifest:
+        self._close()
+        data = sorted((self.staging / "data").glob("*.parquet"))
+        if not data:
+            pq.write_table(self.schema.empty_table(), self.new_shard_path(), compression="zstd")
+            data = sorted((self.staging / "data").glob("*.parquet"))
+        files = [self._entry(p) for p in data]
+        for path in data:
+            self._check_schema(path)
+        self._check_values(data)
+        rejected = self._rejected_summary(sorted((self.staging / "rejected").glob("*.parquet")))
+        fp = fingerprint(self.schema, [f.sha256 for f in files])
+        if self.reuse_identical:
+            same = self.store.find_reusable(self.name, self.step, self.parents)
+            if same is not None and same.fingerprint == fp:
+                self.manifest, self.reused = same, True
+                return same
+        fields = dict(
+            name=self.name, kind=self.kind, fingerprint=fp, created_at=utc_now(),
+            created_by=created_by(), parents=self.parents, step=self.step,
+            schema=schema_to_json(self.schema), files=files, rows=sum(f.rows for f in files),
+            stats=compute_stats(data, self.schema), rejected=rejected, provenance=self.provenance)
+        self.manifest = self.store._publish_dir(self.staging, fields)
+        self.store.after_publish()
+        return self.manifest
+
+    def _entry(self, path: Path) -> FileEntry:
+        return FileEntry(path=str(path.relative_to(self.staging)), bytes=path.stat().st_size,
+                         rows=pq.ParquetFile(path).metadata.num_rows, sha256=sha256_file(path))
+
+    def _check_schema(self, path: Path) -> None:
+        got = pq.read_schema(path)
+        if got.names != self.schema.names or not all(
+                types_match(g.type, w.type) for g, w in zip(got, self.schema)):
+            raise InputDataError(
+                f"{self.name}: shard {path.name} does not match the {self.kind} schema: got "
+                f"{[(f.name, str(f.type)) for f in got]}",
+                hint=f"expected {[(f.name, str(f.type)) for f in self.schema]}")
+
+    def _check_values(self, data: list[Path]) -> None:
+        """Required columns non-null, enumerated columns in range, row keys unique."""
+        con = connect()
+        src = parquet_source(data)
+        for field in self.schema:
+            col = quote_ident(field.name)
+            if not field.nullable:
+                n = con.execute(f"SELECT count(*) FROM {src} WHERE {col} IS NULL").fetchone()[0]
+                if n:
+                    raise InputDataError(f"{self.name}: {n} row(s) have no value for required "
+                                         f"column {field.name!r}")
+            if field.name in ENUMS:
+                bad = con.execute(
+                    f"SELECT DISTINCT {col} FROM {src} WHERE {col} IS NOT NULL AND "
+                    f"NOT list_contains(?, {col}) LIMIT 5", [list(ENUMS[field.name])]).fetchall()
+                if bad:
+                    raise InputDataError(
+                        f"{self.name}: column {field.name!r} has invalid value(s) "
+                        f"{[b[0] for b in bad]}", hint=f"allowed: {', '.join(ENUMS[field.name])}")
+        keys = ", ".join(quote_ident(k) for k in ROW_KEYS[self.kind])
+        dup = con.execute(f"SELECT {keys}, count(*) AS n FROM {src} GROUP BY ALL HAVING n > 1 "
+                          "LIMIT 3").fetchall()
+        if dup:
+            raise InputDataError(
+                f"{self.name}: duplicate row key ({keys}) in {len(dup)}+ case(s), e.g. {dup[0][:-1]}",
+                hint="each row of a version must be unique on its key; deduplicate the input")
+        con.close()
+
+    def _rejected_summary(self, paths: list[Path]) -> Rejected:
+        if not paths:
+            return Rejected()
+        con = connect()
+        by_reason = dict(con.execute(
+            f"SELECT reason, count(*) FROM read_parquet([{', '.join('?' for _ in paths)}], "
+            "union_by_name=true) GROUP BY reason ORDER BY reason", [str(p) for p in paths]
+        ).fetchall())
+        con.close()
+        return Rejected(rows=sum(by_reason.values()), by_reason=by_reason,
+                        files=[self._entry(p) for p in paths])

@@ -1,0 +1,58 @@
+"""`thinkforge`: one verb per capability (DESIGN §10).
+
+Stdout is data, stderr is logs, progress and errors.  Exit codes: see `thinkforge
+--help` and ``manifests.errors.EXIT_CODES``.  Heavy packages are imported inside the
+command that needs them, so `thinkforge sql` starts fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from manifests import __version__
+from manifests.errors import EXIT_CODES, ForgeError
+
+EPILOG = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
+
+
+class ForgeGroup(click.Group):
+    """Turns ForgeError into a message on stderr and its documented exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ForgeError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=ForgeGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="thinkforge")
+@click.option("--store", envvar="THINKFORGE_STORE", default="./forge-store", show_default=True,
+              help="Store directory (or $THINKFORGE_STORE).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
+@click.pass_context
+def cli(ctx: click.Context, store: str, quiet: bool) -> None:
+    """Build post-training datasets for reasoning LLMs as immutable, checksummed versions.
+
+    \b
+    Example:
+      thinkforge import data/gsm8k.jsonl --name gsm8k --preset gsm8k
+      thinkforge sql "SELECT category, count(*) FROM gsm8k GROUP BY ALL"
+    """
+    ctx.obj = {"store_path": store, "quiet": quiet}
+
+
+def get_store(ctx: click.Context):
+    from manifests import DatasetStore
+
+    return DatasetStore(ctx.obj["store_path"])
+
+
+def main() -> None:
+    from . import commands  # noqa: F401  registers the commands
+
+    cli(prog_name="thinkforge")

@@ -1,0 +1,232 @@
+"""The data commands: import, catalog, show, verify, sql, diff."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .cli import cli, get_store
+from .output import err, log, print_json, print_table
+
+
+@cli.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="Dataset name ([a-z0-9][a-z0-9_.-]*).")
+@click.option("--kind", default="prompts", show_default=True,
+              type=click.Choice(["prompts", "sft", "rollouts", "preferences", "rl_pool"]),
+              help="Record kind to import (validated against its schema).")
+@click.option("--preset", type=click.Choice(["gsm8k", "math500", "humaneval"]),
+              help="Column mapping for a known public set.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "parquet", "csv", "hf"]),
+              help="Input format (default: from the extension; a directory is a HF dataset).")
+@click.option("--map", "maps", multiple=True, metavar="FIELD=COLUMN",
+              help='Take FIELD from COLUMN, or from a template: --map input="{title}\\n\\n{body}".')
+@click.option("--category", help="Category for every row (math, code, science, chat, ...).")
+@click.option("--license", "license_", help="Licence for every row.")
+@click.option("--source", help="Source name (default: preset or file name); part of the prompt id.")
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+              help="skip: keep bad rows in rejected/ with a reason instead of failing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@click.pass_context
+def import_cmd(ctx, path, name, kind, preset, fmt, maps, category, license_, source, on_error, as_json):
+    """Import a file as a new version (prompts by default).
+
+    \b
+    Example:
+      thinkforge import gsm8k_train.jsonl --name gsm8k --preset gsm8k
+      thinkforge import qa.csv --name qa --map input="{title} {body}" --map ground_truth=answer --category math
+    """
+    from curation.importer import ImportOptions, import_file, parse_map
+
+    opts = ImportOptions(name=name, kind=kind, preset=preset, format=fmt, mapping=parse_map(maps),
+                         category=category, license=license_, source=source, on_error=on_error)
+    manifest = import_file(get_store(ctx), path, opts)
+    if as_json:
+        print_json(manifest.model_dump(by_alias=True))
+    else:
+        click.echo(manifest.ref)
+    if not ctx.obj["quiet"]:
+        log(f"imported {manifest.rows} rows into {manifest.ref} "
+            f"({manifest.rejected.rows} rejected) fingerprint {manifest.fingerprint[:12]}")
+
+
+@cli.group("catalog", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def catalog_cmd(ctx, as_json):
+    """List every version in the store (the SQL views are named after them).
+
+    \b
+    Example:
+      thinkforge catalog
+      thinkforge catalog --json | jq '.[].name'
+    """
+    if ctx.invoked_subcommand:
+        return
+    from manifests.catalog import list_versions, refresh_catalog
+
+    store = get_store(ctx)
+    rows = list_versions(store)
+    if store.datasets_dir.is_dir():
+        refresh_catalog(store)
+    if as_json:
+        print_json(rows)
+    else:
+        print_table([{**{k: v for k, v in r.items() if k != "created_at"},
+                      "created": r["created_at"][:16].replace("T", " "),
+                      "parents": ", ".join(r["parents"])} for r in rows], title=f"store {store.root}")
+
+
+@catalog_cmd.command("rebuild")
+@click.pass_context
+def catalog_rebuild(ctx):
+    """Recreate catalog.duckdb from the manifests.
+
+    \b
+    Example:
+      thinkforge catalog rebuild
+    """
+    from manifests.catalog import refresh_catalog
+
+    store = get_store(ctx)
+    refresh_catalog(store, force=True)
+    click.echo(str(store.catalog_path))
+
+
+@cli.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
+@click.option("--verify", is_flag=True, help="Check sha256 of every shard (default: sizes only).")
+@click.pass_context
+def show_cmd(ctx, ref, as_json, verify):
+    """Show a version's manifest: rows, stats, lineage, files.
+
+    \b
+    Example:
+      thinkforge show gsm8k@v1
+      thinkforge show gsm8k --json
+    """
+    store = get_store(ctx)
+    m = store.resolve(ref)
+    (store.verify if verify else store.check_sizes)(m)
+    if as_json:
+        print_json(m.model_dump(by_alias=True))
+        return
+    print_table([{"ref": m.ref, "kind": m.kind, "rows": m.rows, "rejected": m.rejected.rows,
+                  "fingerprint": m.fingerprint[:16], "created_at": m.created_at,
+                  "step": m.step.type}])
+    if m.parents:
+        click.echo("parents: " + ", ".join(f"{p.ref} ({p.fingerprint[:12]})" for p in m.parents))
+    for key, value in m.stats.items():
+        click.echo(f"{key}: {json.dumps(value, default=str)}")
+    if m.rejected.by_reason:
+        click.echo("rejected: " + json.dumps(m.rejected.by_reason))
+    for f in m.files:
+        click.echo(f"{f.path}  rows={f.rows}  bytes={f.bytes}  sha256={f.sha256[:16]}")
+
+
+@cli.command("verify")
+@click.argument("refs", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Verify every version in the store.")
+@click.pass_context
+def verify_cmd(ctx, refs, all_):
+    """Check the sha256 of every shard of a version against its manifest.
+
+    \b
+    Example:
+      thinkforge verify gsm8k@v1
+      thinkforge verify --all
+    """
+    store = get_store(ctx)
+    manifests = list(store.manifests()) if all_ else [store.resolve(r) for r in refs]
+    if not manifests:
+        raise click.UsageError("name a version (REF) or pass --all")
+    for m in manifests:
+        store.verify(m)
+        click.echo(f"ok {m.ref} {m.fingerprint[:12]} ({len(m.files)} shards, {m.rows} rows)")
+
+
+@cli.command("sql")
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]),
+              default="table", show_default=True, help="json = one object per line.")
+@click.option("--out", type=click.Path(path_type=Path), help="Write to a file instead of stdout.")
+@click.option("--limit", type=int, help="Stop after N rows.")
+@click.option("--verify", is_flag=True, help="Check sha256 of every shard first (default: sizes).")
+@click.pass_context
+def sql_cmd(ctx, query, fmt, out, limit, verify):
+    """Run a read-only SQL query over every version (DuckDB).
+
+    Views: a dataset's latest version is named like the dataset ("gsm8k", "gsm8k-sft"),
+    each version is "name@v2", rejected rows are "name@v2/rejected"; tables `versions`
+    and `lineage` describe the store.
+
+    \b
+    Example:
+      thinkforge sql "SELECT category, count(*) FROM gsm8k GROUP BY ALL"
+      thinkforge sql "SELECT * FROM \\"gsm8k@v1\\"" --format csv --out rows.csv
+    """
+    from manifests.catalog import run_sql
+
+    result = run_sql(get_store(ctx), query, limit=limit, verify=verify)
+    if fmt == "parquet":
+        if out is None:
+            raise click.UsageError("--format parquet needs --out FILE")
+        import pyarrow.parquet as pq
+
+        with pq.ParquetWriter(out, result.schema, compression="zstd") as writer:
+            for batch in result.batches():
+                writer.write_batch(batch)
+        return
+    handle = open(out, "w", encoding="utf-8", newline="") if out else sys.stdout
+    try:
+        if fmt == "table":
+            table = result.table()
+            print_table(table.to_pylist() if table.num_rows else
+                        [{c: "" for c in table.column_names}])
+        elif fmt == "csv":
+            writer = csv.writer(handle)
+            writer.writerow(result.schema.names)
+            for batch in result.batches():
+                for row in batch.to_pylist():
+                    writer.writerow([json.dumps(v, default=str) if isinstance(v, (list, dict)) else v
+                                     for v in row.values()])
+        else:
+            for batch in result.batches():
+                for row in batch.to_pylist():
+                    handle.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
+    finally:
+        if out:
+            handle.close()
+
+
+@cli.command("diff")
+@click.argument("a")
+@click.argument("b")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def diff_cmd(ctx, a, b, as_json):
+    """Rows added, removed and changed (by row key) between two versions, and stat deltas.
+
+    \b
+    Example:
+      thinkforge diff gsm8k@v1 gsm8k@v2
+    """
+    from curation.diff import diff_versions
+
+    store = get_store(ctx)
+    result = diff_versions(store, store.resolve(a), store.resolve(b))
+    if as_json:
+        print_json(result)
+        return
+    click.echo(f"{result['a']} -> {result['b']} ({result['kind']}, key {', '.join(result['key'])})")
+    click.echo(f"rows: {result['rows']['a']} -> {result['rows']['b']} ({result['rows']['delta']:+d})")
+    for what in ("added", "removed", "changed"):
+        sample = result["examples"][what]
+        click.echo(f"{what}: {result[what]}" + (f"  e.g. {sample}" if sample else ""))
+    for key, delta in result["stats_delta"].items():
+        click.echo(f"stats {key}: {json.dumps(delta)}")
