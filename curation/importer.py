@@ -23,6 +23,7 @@ from manifests import DatasetStore, Manifest
 from manifests.errors import ConfigError, InputDataError
 from manifests.manifest import sha256_file
 from manifests.schemas import ENUMS, ROW_KEYS, schema_for
+from manifests.store import validate_name
 
 from .presets import PRESETS, Preset
 from .readers import SourceRowError, detect_format, read_rows
@@ -166,11 +167,14 @@ class RowMapper:
             out[f.name] = _coerce(value, f.type, f.name)
         if self.opts.kind in ("prompts", "rl_pool"):
             self._prompt_defaults(out, row)
-        for f in self.schema:
+        # the id is derived from the others, so report what it is derived from first
+        for f in sorted(self.schema, key=lambda f: f.name == "id"):
             if out[f.name] is None and not f.nullable:
+                how = f"--category CATEGORY or --map {f.name}=COLUMN" if f.name == "category" \
+                    else f"--map {f.name}=COLUMN"
                 raise RowError(f"missing value: required field {f.name!r} has no value"
                                + ("" if f.name in self.getters else
-                                  f" (no column named {f.name!r}; pass --map {f.name}=COLUMN)"))
+                                  f" (no column named {f.name!r}; pass {how})"))
             if f.name in ENUMS and out[f.name] is not None and out[f.name] not in ENUMS[f.name]:
                 raise RowError(f"invalid value: {f.name} {out[f.name]!r} is not one of {', '.join(ENUMS[f.name])}")
         return out
@@ -198,6 +202,7 @@ def import_file(store: DatasetStore, path: str | Path, opts: ImportOptions,
                 progress: Callable[[int], None] | None = None) -> Manifest:
     """Read, map and validate every row of ``path``; publish one version or nothing."""
     path = Path(path)
+    validate_name(opts.name)
     preset = None
     if opts.preset:
         if opts.preset not in PRESETS:

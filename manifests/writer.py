@@ -33,6 +33,13 @@ def conform(rows: pa.Table | pa.RecordBatch | list[dict], schema: pa.Schema, *,
             where: str = "rows") -> pa.Table:
     """Return ``rows`` with exactly the columns of ``schema``, in order, cast to its types."""
     if isinstance(rows, list):
+        keys = set().union(*(r.keys() for r in rows)) if rows else set()
+        if extra := sorted(keys - set(schema.names)):
+            raise InputDataError(f"{where}: unexpected column(s) {extra}",
+                                 hint=f"the schema has: {', '.join(schema.names)}")
+        missing = [f.name for f in schema if not f.nullable and f.name not in keys]
+        if rows and missing:
+            raise InputDataError(f"{where}: required column {missing[0]!r} is missing")
         rows = pa.Table.from_pylist(rows, schema=schema) if rows else schema.empty_table()
     if isinstance(rows, pa.RecordBatch):
         rows = pa.Table.from_batches([rows])

@@ -26,8 +26,9 @@ def data_dir() -> Path:
 @pytest.fixture
 def cli_run(store: DatasetStore):
     """Run the CLI against the test's store: cli_run("sql", "SELECT 1") -> click Result."""
-    from thinkforge import commands  # noqa: F401  registers the commands
-    from thinkforge.cli import cli
+    from thinkforge.cli import cli, load_commands
+
+    load_commands()
 
     runner = CliRunner()
 

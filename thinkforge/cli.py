@@ -52,7 +52,11 @@ def get_store(ctx: click.Context):
     return DatasetStore(ctx.obj["store_path"])
 
 
-def main() -> None:
-    from . import commands  # noqa: F401  registers the commands
+def load_commands() -> None:
+    """Import the modules that register commands on `cli` (kept out of module import time)."""
+    from . import commands  # noqa: F401
 
+
+def main() -> None:
+    load_commands()
     cli(prog_name="thinkforge")

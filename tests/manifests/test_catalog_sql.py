@@ -1,0 +1,110 @@
+"""The derived catalog and read-only SQL."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from curation.importer import ImportOptions, import_file
+from manifests.catalog import refresh_catalog, run_sql
+from manifests.errors import IntegrityError, SqlRefusedError
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    from manifests import DatasetStore
+    from tests.conftest import DATA as data_dir
+
+    store = DatasetStore(tmp_path_factory.mktemp("catalog") / "store")
+    import_file(store, data_dir / "gsm8k_train_demo.jsonl", ImportOptions(name="gsm8k", preset="gsm8k"))
+    import_file(store, data_dir / "math500_demo.jsonl", ImportOptions(name="math500", preset="math500"))
+    with store.writer("gsm8k", "prompts", step={"type": "subset"}, parents=[store.resolve("gsm8k@v1")]) as w:
+        w.write(__import__("pyarrow.parquet").parquet.read_table(store.shard_paths(store.resolve("gsm8k@v1"))[0]).slice(0, 10))
+    return store
+
+
+def sql(store, query):
+    return run_sql(store, query).table().to_pylist()
+
+
+def test_views_per_version_and_per_dataset(filled):
+    assert sql(filled, 'SELECT count(*) AS n FROM gsm8k') == [{"n": 10}]
+    assert sql(filled, 'SELECT count(*) AS n FROM "gsm8k@v1"') == [{"n": 200}]
+    rows = sql(filled, "SELECT name, version, is_latest FROM versions ORDER BY name, version")
+    assert rows == [{"name": "gsm8k", "version": "v1", "is_latest": False},
+                    {"name": "gsm8k", "version": "v2", "is_latest": True},
+                    {"name": "math500", "version": "v1", "is_latest": True}]
+    assert sql(filled, "SELECT name, version, parent_version FROM lineage") == [
+        {"name": "gsm8k", "version": "v2", "parent_version": "v1"}]
+
+
+def test_ctes_windows_and_joins_across_versions_work(filled):
+    rows = sql(filled, """
+        WITH old AS (SELECT id FROM "gsm8k@v1"), new AS (SELECT id FROM gsm8k)
+        SELECT count(*) AS kept, (SELECT count(*) FROM old) - count(*) AS dropped
+        FROM old JOIN new USING (id)""")
+    assert rows == [{"kept": 10, "dropped": 190}]
+    ranked = sql(filled, """SELECT metadata->>'subject' AS s,
+        row_number() OVER (ORDER BY count(*) DESC, s) AS r FROM math500 GROUP BY s ORDER BY r LIMIT 1""")
+    assert ranked[0]["r"] == 1
+
+
+def test_catalog_opens_in_another_process_from_another_directory(filled, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = ("import duckdb, sys, json; c = duckdb.connect(sys.argv[1], read_only=True); "
+            "print(json.dumps(c.sql('SELECT count(*) FROM \"gsm8k@v1\"').fetchall()))")
+    out = subprocess.run([sys.executable, "-c", code, str(filled.catalog_path)], cwd=elsewhere,
+                         capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [[200]]
+
+
+def test_catalog_rebuild_recreates_it_from_manifests(filled):
+    filled.catalog_path.unlink()  # derived data: losing it loses nothing
+    assert refresh_catalog(filled) is True
+    assert refresh_catalog(filled) is False  # up to date: nothing to do
+    assert sql(filled, "SELECT count(*) AS n FROM versions") == [{"n": 3}]
+
+
+REFUSED = [
+    "CREATE TABLE t AS SELECT 1",
+    "CREATE TEMP TABLE t AS SELECT 1",
+    "INSERT INTO versions SELECT * FROM versions",
+    "UPDATE versions SET rows = 0",
+    "DELETE FROM versions",
+    "DROP VIEW gsm8k",
+    "ALTER TABLE versions ADD COLUMN x INT",
+    "COPY (SELECT 1) TO '/tmp/thinkforge-escape.csv'",
+    "COPY versions TO 'x.parquet'",
+    "ATTACH ':memory:' AS m",
+    "ATTACH '/tmp/other.duckdb' AS o",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "SET threads = 1",
+    "PRAGMA version",
+    "EXPORT DATABASE '/tmp/thinkforge-export'",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_text('/etc/hostname')",
+    "SELECT * FROM read_parquet('/tmp/*.parquet')",
+    "SELECT * FROM glob('/etc/*')",
+    "SELECT 1; SELECT 2",
+]
+
+
+@pytest.mark.parametrize("query", REFUSED)
+def test_writes_settings_and_outside_files_are_refused(filled, query):
+    with pytest.raises(SqlRefusedError):
+        run_sql(filled, query).table()
+
+
+def test_a_truncated_shard_stops_sql(store, data_dir):
+    import_file(store, data_dir / "math500_demo.jsonl", ImportOptions(name="math500", preset="math500"))
+    shard = store.shard_paths(store.resolve("math500"))[0]
+    shard.write_bytes(shard.read_bytes()[:-100])
+    with pytest.raises(IntegrityError, match="math500@v1"):
+        run_sql(store, "SELECT 1")
+
+
+def test_limit_stops_after_n_rows(filled):
+    assert run_sql(filled, 'SELECT id FROM "gsm8k@v1"', limit=7).table().num_rows == 7
