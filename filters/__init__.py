@@ -1,1 +1,13 @@
-"""DuckDB steps over versions: pass rate, buckets, curriculum, quality, dedup, decontamination (DESIGN §5)."""
+"""DuckDB filter steps (DESIGN §5): version(s) in, one new version out, out of core.
+
+Public API (plain functions with pydantic configs; each returns the published Manifest):
+
+* ``filters.passrate.run_passrate(store, rollouts, prompts, name, PassRateConfig)``
+* ``filters.curriculum.run_curriculum(store, pool, name, CurriculumConfig)``
+* ``filters.quality.run_quality(store, data, name, QualityConfig)``
+* ``filters.dedup.run_dedup(store, data, name, DedupConfig)``
+* ``filters.decontam.run_decontam(store, data, benchmarks, name, DecontamConfig)``
+
+Every function also takes ``resources=Resources(memory_limit=..., temp_directory=...)``.
+This package imports only ``manifests`` (and numpy for MinHash): never torch or transformers.
+"""

@@ -1,0 +1,183 @@
+"""The shared machinery of every filter step (DESIGN §5, §9).
+
+A step is: input version(s) in, one new version out.  This module does the common work so a
+filter only writes SQL that decides keep / drop-with-reason:
+
+* a DuckDB connection bounded by ``memory_limit`` and spilling to ``temp_directory`` (out of
+  core: a pool larger than RAM still works);
+* the step record (type + the full ``config.model_dump()``) and the input fingerprints as
+  lineage, and reuse of an existing version when the same step ran on the same inputs;
+* kept rows COPY'd by DuckDB straight into a data shard, dropped rows into ``rejected/``
+  with a ``reason`` (the manifest counts them by reason at publish);
+* a dry-run plan that says what would run without writing anything.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from manifests import DatasetStore, Manifest
+from manifests.duck import connect, quote_literal, valid_memory_limit
+from manifests.errors import ConfigError, InputDataError
+from manifests.manifest import Step
+
+
+class StepConfig(BaseModel):
+    """Base of every filter config: unknown keys are errors, every field has help text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(BaseModel):
+    """How much DuckDB may use. Not part of the step config: limits do not change results."""
+
+    model_config = ConfigDict(extra="forbid")
+    memory_limit: str | None = Field(
+        None, description="DuckDB memory_limit, e.g. '2GiB'; beyond it DuckDB spills to disk "
+                          "(default: DuckDB's own, 80% of RAM)")
+    temp_directory: Path | None = Field(
+        None, description="where DuckDB spills (default: a fresh directory under "
+                          "<store>/.staging, removed afterwards)")
+    threads: int | None = Field(None, ge=1, description="DuckDB threads (default: all cores)")
+
+
+@dataclass
+class StepPlan:
+    """What a step would do: printed by --dry-run, used by run_step."""
+
+    name: str
+    kind: str
+    step: Step
+    inputs: list[Manifest]
+    reusable: Manifest | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "step": self.step.model_dump(),
+                "inputs": [m.ref for m in self.inputs],
+                "reuses": self.reusable.ref if self.reusable else None}
+
+
+@dataclass
+class StepContext:
+    """Handed to a filter's body: the connection and where kept and rejected rows go."""
+
+    store: DatasetStore
+    con: Any  # duckdb.DuckDBPyConnection
+    writer: Any  # manifests.writer.VersionWriter
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def bind(self, **values: Any) -> None:
+        """Bind values once as the one-row table ``knobs`` so views can use them.
+
+        DuckDB cannot prepare CREATE VIEW with ``?``; a view reads ``(SELECT x FROM knobs)``
+        instead, and the values still travel as bound parameters, never as SQL text.
+        """
+        names = list(values)
+        self.con.execute("CREATE OR REPLACE TEMP TABLE knobs AS SELECT "
+                         + ", ".join(f"?::{_duck_type(values[n])} AS {n}" for n in names),
+                         [values[n] for n in names])
+
+    def copy_kept(self, select_sql: str, params: list[Any] | None = None) -> None:
+        """Write the rows of ``select_sql`` (already in the kind's column order and types)."""
+        self._copy(select_sql, params, self.writer.new_shard_path())
+
+    def copy_rejected(self, select_sql: str, params: list[Any] | None = None) -> int:
+        """Write dropped rows; ``select_sql`` must have a ``reason`` column. Returns the count."""
+        n = self.con.execute(f"SELECT count(*) FROM ({select_sql})", params or []).fetchone()[0]
+        if n:
+            self._copy(select_sql, params, self.writer.new_rejected_path())
+        return n
+
+    def _copy(self, select_sql: str, params: list[Any] | None, path: Path) -> None:
+        # ~122k rows per row group keeps DuckDB's writer memory small while scans stay fast
+        self.con.execute(f"COPY ({select_sql}) TO {quote_literal(str(path))} "
+                         "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)", params or [])
+
+
+def _duck_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "BOOLEAN"
+    if isinstance(value, int):
+        return "BIGINT"
+    if isinstance(value, float):
+        return "DOUBLE"
+    if isinstance(value, (list, tuple)):
+        return "VARCHAR[]"
+    return "VARCHAR"
+
+
+def make_step(step_type: str, config: StepConfig) -> Step:
+    return Step(type=step_type, config=config.model_dump(mode="json"))
+
+
+def plan_step(store: DatasetStore, name: str, kind: str, step_type: str, config: StepConfig,
+              inputs: list[Manifest]) -> StepPlan:
+    step = make_step(step_type, config)
+    reusable = store.find_reusable(name, step, [m.as_parent() for m in inputs]) \
+        if store.datasets_dir.is_dir() else None
+    return StepPlan(name=name, kind=kind, step=step, inputs=inputs, reusable=reusable)
+
+
+def require_kind(manifest: Manifest, *kinds: str, role: str) -> None:
+    if manifest.kind not in kinds:
+        raise InputDataError(
+            f"{role} {manifest.ref} is a {manifest.kind!r} version; this step needs "
+            f"{' or '.join(repr(k) for k in kinds)}",
+            hint="check the reference (`thinkforge catalog` lists every version and its kind)")
+
+
+def open_connection(store: DatasetStore, resources: Resources | None):
+    """A bounded DuckDB connection and the spill directory to remove afterwards (or None)."""
+    resources = resources or Resources()
+    if resources.memory_limit and not valid_memory_limit(resources.memory_limit):
+        raise ConfigError(f"memory limit {resources.memory_limit!r} is not a size",
+                          hint="use a number and a unit, e.g. 512MiB or 4GB")
+    spill, own_spill = resources.temp_directory, None
+    if spill is None:
+        spill = own_spill = store.root / ".staging" / f"spill-{uuid.uuid4().hex}"
+    Path(spill).mkdir(parents=True, exist_ok=True)
+    con = connect(memory_limit=resources.memory_limit, temp_directory=spill,
+                  threads=resources.threads)
+    # insertion order is irrelevant where we ORDER BY explicitly; dropping it lets DuckDB spill more
+    con.execute("SET preserve_insertion_order=false")
+    return con, own_spill
+
+
+def run_step(store: DatasetStore, *, name: str, kind: str, step_type: str, config: StepConfig,
+             inputs: list[Manifest], body: Callable[[StepContext], None],
+             resources: Resources | None = None,
+             provenance: dict[str, Any] | None = None) -> Manifest:
+    """Run ``body`` and publish its rows as a new version of ``name``, or reuse an identical one.
+
+    Reuse: when a version of ``name`` was built by the same step type and config from inputs
+    with the same fingerprints, it is returned as it is and nothing runs.
+    """
+    plan = plan_step(store, name, kind, step_type, config, inputs)
+    if plan.reusable is not None:
+        return plan.reusable
+    for m in inputs:
+        store.check_sizes(m)
+    con, own_spill = open_connection(store, resources)
+    try:
+        with store.writer(name, kind, step=plan.step, parents=inputs,
+                          provenance=dict(provenance or {})) as writer:
+            ctx = StepContext(store=store, con=con, writer=writer, provenance=writer.provenance)
+            body(ctx)
+        return writer.manifest
+    finally:
+        con.close()
+        if own_spill is not None:
+            shutil.rmtree(own_spill, ignore_errors=True)
+
+
+def source(store: DatasetStore, manifest: Manifest) -> str:
+    """SQL relation over a version's data shards."""
+    from manifests.duck import parquet_source
+
+    return parquet_source(store.shard_paths(manifest))

@@ -1,0 +1,98 @@
+"""Curriculum ordering of an RL pool by progressive batching (DESIGN §5).
+
+Llama-Nemotron orders RL prompts from easy to hard with "progressive batching": batches of
+fixed size, each drawing from the pass-rate levels by a Gaussian whose centre moves from the
+easiest level to the hardest.  The allocation (how many rows of each level go in each batch)
+is computed from the level counts alone in ``curriculum_plan.plan_batches`` (see its
+docstring for the exact rules and why the defaults are ``sigma=0.05``, ``schedule=linear``).
+Everything row-sized happens in DuckDB, so the pool may be larger than RAM:
+
+* a pass-rate *level* is a distinct pass rate (rounded to 6 decimals), easiest (highest)
+  first;
+* within a level, rows are taken in a seeded hash order (md5 of seed and id), so which rows
+  of a level land in which batch is random but reproducible;
+* within a batch, ``curriculum_position`` is again a seeded hash order (the shuffle).
+
+Output: the same rows (none dropped), ``curriculum_batch`` 0..T-1 and ``curriculum_position``
+0..B-1 filled in, written in curriculum order.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import Field
+
+from manifests import DatasetStore, Manifest
+from manifests.schemas import schema_for
+
+from .base import Resources, StepConfig, StepContext, require_kind, run_step, source
+from .curriculum_plan import plan_batches
+
+LEVEL_DECIMALS = 6
+
+
+class CurriculumConfig(StepConfig):
+    batch_size: int = Field(..., ge=1, description="rows per batch (every batch is full except "
+                                                   "possibly the last)")
+    sigma: float = Field(0.05, gt=0, le=10, description="Gaussian width as a fraction of the "
+                                                        "pool (cumulative-row axis)")
+    schedule: Literal["linear", "cosine"] = Field(
+        "linear", description="how the centre moves from the easiest to the hardest level")
+    seed: int = Field(0, description="seed of the within-level draw and the in-batch shuffle")
+
+
+def run_curriculum(store: DatasetStore, pool: Manifest, name: str, config: CurriculumConfig,
+                   resources: Resources | None = None) -> Manifest:
+    """Write ``pool`` (an ``rl_pool`` version) again with its curriculum batch and position."""
+    require_kind(pool, "rl_pool", role="pool")
+    columns = [f.name for f in schema_for("rl_pool")
+               if f.name not in ("curriculum_batch", "curriculum_position")]
+
+    def body(ctx: StepContext) -> None:
+        con = ctx.con
+        ctx.bind(seed=str(config.seed))
+        con.execute(f"CREATE TEMP VIEW pool AS SELECT *, round(pass_rate, {LEVEL_DECIMALS}) AS "
+                    f"level_rate FROM {source(store, pool)}")
+        levels = con.execute("SELECT level_rate, count(*) FROM pool GROUP BY level_rate "
+                             "ORDER BY level_rate DESC").fetchall()
+        counts = [n for _, n in levels]
+        plan = plan_batches(counts, config.batch_size, config.sigma, config.schedule)
+        # one row per (level, batch) with the first rank in the level that goes to the batch
+        rows = {"level_rate": [], "batch": [], "first_rank": []}
+        for level, (rate, _) in enumerate(levels):
+            start = 0
+            for batch, n in enumerate(plan[:, level].tolist()):
+                if n:
+                    rows["level_rate"].append(rate)
+                    rows["batch"].append(batch)
+                    rows["first_rank"].append(start)
+                    start += n
+        con.register("alloc", pa.table(rows, schema=pa.schema([
+            ("level_rate", pa.float64()), ("batch", pa.int64()), ("first_rank", pa.int64())])))
+        con.execute(f"""
+            CREATE TEMP VIEW ranked AS
+            SELECT *, row_number() OVER (PARTITION BY level_rate
+                                         ORDER BY md5((SELECT seed FROM knobs) || ':' || id)) - 1
+                     AS level_rank
+            FROM pool""")
+        con.execute("""
+            CREATE TEMP VIEW batched AS
+            SELECT r.*, a.batch FROM ranked r
+            ASOF JOIN alloc a ON r.level_rate = a.level_rate AND r.level_rank >= a.first_rank""")
+        ctx.copy_kept(f"""
+            SELECT {', '.join(columns)}, batch::BIGINT AS curriculum_batch,
+                   (row_number() OVER (PARTITION BY batch
+                                       ORDER BY md5(? || ':pos:' || id)) - 1)::BIGINT
+                     AS curriculum_position
+            FROM batched ORDER BY curriculum_batch, curriculum_position""", [str(config.seed)])
+        ctx.provenance.update({
+            "pool": pool.ref, "batches": int(plan.shape[0]),
+            "levels": {f"{rate:g}": n for rate, n in levels},
+            "first_batches": [dict(zip((f"{r:g}" for r, _ in levels), map(int, row)))
+                              for row in plan[:5]],
+        })
+
+    return run_step(store, name=name, kind="rl_pool", step_type="filter.curriculum",
+                    config=config, inputs=[pool], body=body, resources=resources)

@@ -1,0 +1,181 @@
+"""Pass rate per prompt from RL rollouts, the paper's >= 0.75 pre-filter, difficulty buckets.
+
+Llama-Nemotron (arXiv 2505.00949, RL stage) samples K = 8 answers per prompt from the
+policy's predecessor, keeps prompts whose pass rate is below 0.75 and orders the rest by
+difficulty.  This step computes, per prompt, ``n_samples`` (rollouts whose correctness is
+known), ``n_correct`` and ``pass_rate = n_correct / n_samples``, labels a difficulty
+``bucket`` and writes an ``rl_pool`` version (the prompt columns plus those).
+
+Bucket labels (edges ``e0 < e1 < ... < en``, default 0, .25, .5, .75, 1): ``"e_i-e_i+1"``
+with two decimals, each interval closed on the left and open on the right except the last,
+which is closed (``"0.75-1.00"`` holds 1.0).  With ``label_unsolved`` (default) a pass rate
+of exactly 0 is labelled ``"unsolved"`` instead.
+
+Nothing vanishes: every prompt and every rollout group that is not in the pool is in
+``rejected/`` with one reason: ``too_easy`` (pass rate >= ``drop_at_or_above``),
+``unsolved`` (only with ``drop_unsolved``), ``too_few_samples``, ``unverified`` (no rollout
+has a known ``correct``), ``no_rollouts`` (a prompt nobody sampled) or ``unknown_prompt``
+(rollouts whose prompt is not in the prompts version).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from manifests import DatasetStore, Manifest
+from manifests.errors import InputDataError
+
+from .base import Resources, StepConfig, StepContext, require_kind, run_step, source
+
+PROMPT_COLUMNS = ("id", "source", "category", "input", "ground_truth", "verifier", "license",
+                  "metadata")
+# rollouts provenance keys the generators may use for the same fact, first match wins
+PROVENANCE_ALIASES = {
+    "policy_models": ("models", "model", "policy_model", "teacher", "generator"),
+    "K": ("K", "k", "samples", "n_samples", "samples_per_prompt"),
+    "verifier": ("verifier", "verifier_name"),
+    "verifier_version": ("verifier_version", "verifier_versions"),
+    "seed": ("seed",),
+}
+
+
+class PassRateConfig(StepConfig):
+    drop_at_or_above: float | None = Field(
+        0.75, ge=0, le=1, description="drop prompts whose pass rate is >= this (the paper's "
+                                      "pre-filter: 0.75); None keeps every pass rate")
+    drop_unsolved: bool = Field(False, description="also drop prompts no rollout solved "
+                                                   "(pass rate 0); kept by default")
+    buckets: list[float] = Field([0.0, 0.25, 0.5, 0.75, 1.0],
+                                 description="bucket edges, increasing, from 0 to 1")
+    label_unsolved: bool = Field(True, description="label pass rate 0 as bucket 'unsolved'")
+    min_samples: int = Field(1, ge=1, description="prompts with fewer rollouts of known "
+                                                  "correctness are dropped as too_few_samples")
+    reasoning: Literal["on", "off"] | None = Field(
+        None, description="count only rollouts of this reasoning mode (default: all)")
+
+    @field_validator("buckets")
+    @classmethod
+    def _edges(cls, edges: list[float]) -> list[float]:
+        if len(edges) < 2 or edges[0] != 0 or edges[-1] != 1 or any(
+                b <= a for a, b in zip(edges, edges[1:])):
+            raise ValueError(f"bucket edges {edges} must increase strictly from 0 to 1, "
+                             "e.g. 0,0.25,0.5,0.75,1")
+        return edges
+
+
+def bucket_labels(edges: list[float]) -> list[str]:
+    return [f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(edges, edges[1:])]
+
+
+def bucket_sql(config: PassRateConfig) -> tuple[str, list[Any]]:
+    """A CASE expression over ``pass_rate`` reading its values b0, b1, ... from ``knobs``."""
+    parts, params = [], []
+
+    def knob(value: Any) -> str:
+        params.append(value)
+        return f"(SELECT b{len(params) - 1} FROM knobs)"
+
+    if config.label_unsolved:
+        parts.append(f"WHEN pass_rate = 0 THEN {knob('unsolved')}")
+    edges, labels = config.buckets, bucket_labels(config.buckets)
+    for i, label in enumerate(labels):
+        last = i == len(labels) - 1
+        parts.append(f"WHEN pass_rate >= {knob(float(edges[i]))} AND pass_rate "
+                     f"{'<=' if last else '<'} {knob(float(edges[i + 1]))} THEN {knob(label)}")
+    return "CASE " + " ".join(parts) + " END", params
+
+
+def prompts_of(store: DatasetStore, rollouts: Manifest) -> Manifest:
+    """The prompts version a rollouts version was generated from (its `prompts` parent)."""
+    for parent in rollouts.parents:
+        m = store.resolve(f"{parent.name}@{parent.version}")
+        if m.kind == "prompts":
+            return m
+    raise InputDataError(f"{rollouts.ref} names no prompts version among its parents",
+                         hint="pass the prompts explicitly: --prompts NAME@VERSION")
+
+
+def collect_provenance(ctx: StepContext, rollouts: Manifest, prompts: Manifest) -> dict[str, Any]:
+    """Who produced the rollouts (from their manifest, tolerant of missing keys) + what we saw."""
+    given = rollouts.provenance or {}
+    out: dict[str, Any] = {"rollouts": rollouts.ref, "rollouts_fingerprint": rollouts.fingerprint,
+                           "prompts": prompts.ref}
+    for key, aliases in PROVENANCE_ALIASES.items():
+        out[key] = next((given[a] for a in aliases if a in given), None)
+    observed = ctx.con.execute(
+        "SELECT min(n_rollouts), max(n_rollouts), mode(n_rollouts) FROM agg").fetchone()
+    out["samples_per_prompt_observed"] = {"min": observed[0], "max": observed[1],
+                                          "mode": observed[2]}
+    if out["K"] is None:
+        out["K"] = observed[2]
+    generators = [r[0] for r in ctx.con.execute(
+        "SELECT DISTINCT generator FROM rollouts_src ORDER BY 1 LIMIT 50").fetchall()]
+    out["generators_observed"] = generators
+    if out["policy_models"] is None:
+        out["policy_models"] = generators
+    out["rollouts_provenance"] = given
+    return out
+
+
+def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | None, name: str,
+                 config: PassRateConfig | None = None,
+                 resources: Resources | None = None) -> Manifest:
+    """Aggregate ``rollouts`` per prompt into an ``rl_pool`` version named ``name``.
+
+    ``prompts`` defaults to the rollouts version's prompts parent.
+    """
+    config = config or PassRateConfig()
+    require_kind(rollouts, "rollouts", role="--rollouts")
+    prompts = prompts or prompts_of(store, rollouts)
+    require_kind(prompts, "prompts", role="--prompts")
+
+    def body(ctx: StepContext) -> None:
+        con = ctx.con
+        con.execute(f"CREATE TEMP VIEW rollouts_src AS SELECT * FROM {source(store, rollouts)}")
+        con.execute(f"CREATE TEMP VIEW prompts_src AS SELECT * FROM {source(store, prompts)}")
+        mode_filter, params = ("WHERE reasoning = ?", [config.reasoning]) if config.reasoning \
+            else ("", [])
+        # the aggregate is one small row per prompt: materialise it once, join it twice
+        con.execute(
+            "CREATE TEMP TABLE agg AS SELECT prompt_id, count(*) AS n_rollouts, "
+            "count(correct) AS n_samples, count(*) FILTER (WHERE correct) AS n_correct "
+            f"FROM rollouts_src {mode_filter} GROUP BY prompt_id", params)
+        bucket, bucket_params = bucket_sql(config)
+        knobs = {"min_samples": config.min_samples}
+        easy = unsolved = ""
+        if config.drop_at_or_above is not None:
+            knobs["drop_at"] = float(config.drop_at_or_above)
+            easy = "WHEN pass_rate >= (SELECT drop_at FROM knobs) THEN 'too_easy'"
+        if config.drop_unsolved:
+            unsolved = "WHEN pass_rate = 0 THEN 'unsolved'"
+        ctx.bind(**knobs, **{f"b{i}": v for i, v in enumerate(bucket_params)})
+        prompt_cols = ", ".join(f"p.{c}" for c in PROMPT_COLUMNS)
+        con.execute(f"""
+            CREATE TEMP VIEW classified AS
+            SELECT *, {bucket} AS bucket,
+              CASE WHEN n_samples IS NULL THEN 'no_rollouts'
+                   WHEN n_samples = 0 THEN 'unverified'
+                   WHEN n_samples < (SELECT min_samples FROM knobs) THEN 'too_few_samples'
+                   {easy} {unsolved} END AS reason
+            FROM (SELECT {prompt_cols}, coalesce(a.n_samples, 0)::BIGINT AS n_samples_or_0,
+                         a.n_samples::BIGINT AS n_samples,
+                         coalesce(a.n_correct, 0)::BIGINT AS n_correct,
+                         (CASE WHEN a.n_samples > 0 THEN a.n_correct / a.n_samples END)::DOUBLE
+                           AS pass_rate
+                  FROM prompts_src p LEFT JOIN agg a ON a.prompt_id = p.id)""")
+        pool_cols = (f"{', '.join(PROMPT_COLUMNS)}, n_samples, n_correct, pass_rate, bucket, "
+                     "NULL::BIGINT AS curriculum_batch, NULL::BIGINT AS curriculum_position")
+        ctx.copy_kept(f"SELECT {pool_cols} FROM classified WHERE reason IS NULL ORDER BY id")
+        ctx.copy_rejected(
+            f"SELECT {', '.join(PROMPT_COLUMNS)}, n_samples_or_0 AS n_samples, n_correct, "
+            "pass_rate, bucket, reason FROM classified WHERE reason IS NOT NULL ORDER BY id")
+        ctx.copy_rejected(
+            "SELECT a.prompt_id AS id, a.n_samples::BIGINT AS n_samples, "
+            "a.n_correct::BIGINT AS n_correct, 'unknown_prompt' AS reason FROM agg a "
+            "ANTI JOIN prompts_src p ON a.prompt_id = p.id ORDER BY id")
+        ctx.provenance.update(collect_provenance(ctx, rollouts, prompts))
+
+    return run_step(store, name=name, kind="rl_pool", step_type="filter.passrate", config=config,
+                    inputs=[rollouts, prompts], body=body, resources=resources)
