@@ -1,0 +1,243 @@
+"""Export a version for a trainer, or pull it as it is; bytes leave the store only verified.
+
+``export_version`` checks the sha256 of every shard first (``DatasetStore.verify``), reads
+the rows with DuckDB (curriculum order kept for RL formats: ``curriculum_batch``, then
+``curriculum_position``), converts them with the format's row function
+(``curation.export_formats``) and writes ``<out>/<split>.parquet`` (or ``.jsonl``, or a
+``datasets.save_to_disk`` folder).  Everything is written into a temporary sibling
+directory first and renamed into place, so ``<out>`` is either complete or absent.
+``<out>/.thinkforge-export.json`` records the source version (ref + fingerprint), the
+options and each file's sha256; its leading dot keeps ``datasets.load_dataset(out)`` from
+reading it as data.
+
+``pull_version`` copies a version (manifest, data and rejected shards) into
+``<to>/datasets/<name>/<version>/``: the destination is itself a store, so
+``thinkforge --store <to> verify <ref>`` works there.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from manifests import DatasetStore, Manifest
+from manifests.duck import connect, parquet_source
+from manifests.errors import ConfigError, ConflictError, InputDataError, require
+from manifests.manifest import created_by, sha256_file, utc_now
+
+from .export_formats import FORMATS, OPENRLHF_ARGS, ExportContext, ExportFormat, jsonl_line
+
+EXPORT_MANIFEST = ".thinkforge-export.json"
+BATCH_ROWS = 2048
+PROMPT_KINDS = ("rl_pool", "prompts")
+
+
+def export_version(store: DatasetStore, ref: str | Manifest, fmt: str, out: str | Path, *,
+                   split: str | None = None, reasoning: str = "auto",
+                   data_source: str | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Write version ``ref`` in format ``fmt`` to directory ``out``; return the export manifest.
+
+    ``split`` names the file (default: the part a split step recorded, else ``train``).
+    ``reasoning`` picks the system turn added to prompt-only rows (GRPO, verl, OpenRLHF
+    prompts, DPO): ``on`` / ``off`` (``detailed thinking on|off``), ``none`` for no system
+    turn, ``auto`` = ``on`` for RL prompts and none for preference pairs.  SFT rows always
+    keep the system prompt the teacher saw.
+    """
+    manifest = store.resolve(ref) if isinstance(ref, str) else ref
+    spec = _format(fmt, manifest)
+    out = Path(out)
+    _check_destination(out, overwrite)
+    store.verify(manifest)  # every shard's sha256, before any byte leaves the store
+    if manifest.rows == 0:
+        raise InputDataError(f"{manifest.ref} has no rows: nothing to export",
+                             hint="export a version with rows (see `thinkforge catalog`)")
+    ctx = ExportContext(
+        ref=manifest.ref, fingerprint=manifest.fingerprint, kind=manifest.kind,
+        split=split or manifest.step.config.get("part") or "train",
+        reasoning=_reasoning(reasoning, manifest.kind),
+        data_source=data_source, policy_model=policy_model(store, manifest))
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        batches = read_batches(store, manifest, spec.ordered_by_curriculum)
+        files, rows = _write(spec, ctx, batches, tmp)
+        record = {
+            "format": spec.name, "created_at": utc_now(), "created_by": created_by(),
+            "source": {"ref": manifest.ref, "name": manifest.name, "version": manifest.version,
+                       "kind": manifest.kind, "fingerprint": manifest.fingerprint,
+                       "rows": manifest.rows},
+            "options": {"split": ctx.split, "reasoning": ctx.reasoning,
+                        "data_source": data_source},
+            "rows": rows, "files": files,
+            "curriculum_order": spec.ordered_by_curriculum and _has_curriculum(manifest),
+        }
+        if spec.name == "openrlhf":
+            record["openrlhf_args"] = f"--prompt_data {out}/{ctx.split}.jsonl " \
+                if manifest.kind in PROMPT_KINDS else f"--dataset {out}/{ctx.split}.jsonl "
+            record["openrlhf_args"] += OPENRLHF_ARGS[manifest.kind]
+        (tmp / EXPORT_MANIFEST).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return record
+
+
+def _format(fmt: str, manifest: Manifest) -> ExportFormat:
+    if fmt not in FORMATS:
+        import difflib
+
+        near = difflib.get_close_matches(fmt, FORMATS, n=1)
+        raise ConfigError(f"unknown export format {fmt!r}" + (f"; did you mean {near[0]!r}?" if near else ""),
+                          hint=f"formats: {', '.join(FORMATS)}")
+    spec = FORMATS[fmt]
+    if manifest.kind not in spec.kinds:
+        takes = [f.name for f in FORMATS.values() if manifest.kind in f.kinds]
+        raise ConfigError(f"format {fmt} exports {'/'.join(spec.kinds)} versions; "
+                          f"{manifest.ref} is a {manifest.kind} version",
+                          hint=f"formats for {manifest.kind}: {', '.join(takes)}")
+    return spec
+
+
+def _reasoning(choice: str, kind: str) -> str | None:
+    if choice not in ("auto", "on", "off", "none"):
+        raise ConfigError(f"reasoning {choice!r}: use auto, on, off or none")
+    if choice == "auto":
+        return "on" if kind in PROMPT_KINDS else None
+    return None if choice == "none" else choice
+
+
+def _check_destination(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise ConflictError(f"export destination {out} already exists and is not empty",
+                            hint="choose another --out, or pass --overwrite to replace it")
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first, then deleted."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _has_curriculum(manifest: Manifest) -> bool:
+    return bool(manifest.stats.get("curriculum_batches")) and \
+        manifest.stats.get("curriculum_batches") != 0
+
+
+def read_batches(store: DatasetStore, manifest: Manifest, curriculum_order: bool
+                 ) -> Iterator[pa.RecordBatch]:
+    """The version's rows as Arrow batches, in curriculum order when it has one."""
+    order = ""
+    if curriculum_order and _has_curriculum(manifest):
+        order = " ORDER BY curriculum_batch NULLS LAST, curriculum_position NULLS LAST, id"
+    con = connect()
+    try:
+        reader = con.sql(f"SELECT * FROM {parquet_source(store.shard_paths(manifest))}{order}"
+                         ).to_arrow_reader(BATCH_ROWS)
+        yield from reader
+    finally:
+        con.close()
+
+
+def _rows(spec: ExportFormat, ctx: ExportContext, batches: Iterator[pa.RecordBatch]
+          ) -> Iterator[list[dict[str, Any]]]:
+    index = 0
+    for batch in batches:
+        rows = []
+        for row in batch.to_pylist():
+            rows.append(spec.convert(row, index, ctx))
+            index += 1
+        yield rows
+
+
+def _write(spec: ExportFormat, ctx: ExportContext, batches: Iterator[pa.RecordBatch],
+           tmp: Path) -> tuple[list[dict[str, Any]], int]:
+    """Write the export's files into ``tmp``; return their entries and the row count."""
+    if spec.file_type == "hf":
+        datasets = require("datasets", "hf")
+        table = pa.Table.from_batches(list(batches))
+        datasets.Dataset(table, split=datasets.Split(ctx.split)).save_to_disk(str(tmp))
+        return [{"path": p.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+                for p in sorted(tmp.iterdir()) if p.is_file()], table.num_rows
+    path = tmp / f"{ctx.split}.{spec.file_type}"
+    rows_written = 0
+    if spec.file_type == "jsonl":
+        with open(path, "w", encoding="utf-8") as handle:
+            for rows in _rows(spec, ctx, batches):
+                handle.writelines(jsonl_line(r) for r in rows)
+                rows_written += len(rows)
+    else:
+        writer = None
+        try:
+            for rows in _rows(spec, ctx, batches):
+                table = pa.Table.from_pylist(rows, schema=spec.schema or
+                                             (writer.schema if writer else None))
+                if writer is None:
+                    writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+                writer.write_table(table)
+                rows_written += table.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
+    return [{"path": path.name, "rows": rows_written, "bytes": path.stat().st_size,
+             "sha256": sha256_file(path)}], rows_written
+
+
+def policy_model(store: DatasetStore, manifest: Manifest, depth: int = 12) -> str | None:
+    """The model that wrote the rollouts behind a pool's pass rates, found through lineage."""
+    frontier, seen = [manifest], set()
+    for _ in range(depth):
+        parents = []
+        for m in frontier:
+            if m.kind == "rollouts":
+                named = m.provenance.get("policy_model") or m.provenance.get("model")
+                generators = list(m.stats.get("by_generator", {}))
+                return named or (generators[0] if len(generators) == 1 else
+                                 ", ".join(generators) or None)
+            for p in m.parents:
+                if p.ref not in seen:
+                    seen.add(p.ref)
+                    try:
+                        parents.append(store.resolve(p.ref))
+                    except Exception:  # a parent deleted from this store: lineage ends there
+                        continue
+        if not parents:
+            return None
+        frontier = parents
+    return None
+
+
+def pull_version(store: DatasetStore, ref: str, to: str | Path) -> Path:
+    """Verify ``ref`` and copy it to ``<to>/datasets/<name>/<version>`` (a store of its own)."""
+    manifest = store.resolve(ref)
+    store.verify(manifest)
+    target_store = DatasetStore(to)
+    dest = target_store.version_dir(manifest)
+    if (dest / "manifest.json").is_file():
+        existing = Manifest.load(dest / "manifest.json")
+        if existing.fingerprint != manifest.fingerprint:
+            raise ConflictError(f"{dest} holds a different {manifest.ref} "
+                                f"(fingerprint {existing.fingerprint[:12]})",
+                                hint="pull into another directory")
+        target_store.verify(existing)
+        return dest
+    tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        shutil.copytree(store.version_dir(manifest), tmp)
+        tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    target_store.verify(manifest)  # the copies, byte for byte
+    return dest

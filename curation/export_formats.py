@@ -1,0 +1,197 @@
+"""Row shapes of every export format: one small function per format, row in -> row out.
+
+Each format names the record kinds it accepts, the file type it writes and the function
+that turns one stored row into one exported row.  The column conventions are the
+consumers' own, so the files load unchanged:
+
+- ``trl-sft``: TRL conversational language modelling, ``messages`` with the system turn
+  (``detailed thinking on|off``) first, then the prompt turns, then the assistant answer.
+- ``trl-prompt-completion``: TRL conversational prompt-completion: ``prompt`` (system +
+  prompt turns) and ``completion`` (the assistant turn).
+- ``trl-grpo``: TRL prompt-only: conversational ``prompt`` plus the columns GRPO reward
+  functions receive as keyword arguments (``solution`` is what ``trl.rewards.accuracy_reward``
+  reads; ``ground_truth``, ``pass_rate``, ``curriculum_batch``... for custom rewards).
+- ``trl-dpo``: TRL conversational preference: ``prompt``, ``chosen``, ``rejected``.
+- ``verl``: verl's RL Parquet (``data_source``, ``prompt``, ``ability``,
+  ``reward_model{style, ground_truth}``, ``extra_info{...}``).
+- ``openrlhf``: JSONL whose keys OpenRLHF's dataset flags name (see ``OPENRLHF_ARGS``).
+- ``nemotron``: the public Llama-Nemotron post-training JSONL schema.
+- ``hf``: every column as stored, as a ``datasets.save_to_disk`` folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from manifests.schemas import MESSAGES, SYSTEM_PROMPTS
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ExportContext:
+    """Facts about the exported version that rows need (not per-row data)."""
+
+    ref: str
+    fingerprint: str
+    kind: str
+    split: str
+    reasoning: str | None          # system prompt mode for prompt-only rows: on, off or None
+    data_source: str | None        # verl: overrides the row's `source`
+    policy_model: str | None       # verl extra_info: the model whose rollouts gave pass rates
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    name: str
+    kinds: tuple[str, ...]
+    file_type: str                 # parquet | jsonl | hf
+    convert: Callable[[Row, int, ExportContext], Row] | None
+    ordered_by_curriculum: bool = False
+    schema: pa.Schema | None = None   # explicit Parquet schema where inference could vary
+
+
+def system_turn(reasoning: str | None) -> list[Row]:
+    return [{"role": "system", "content": SYSTEM_PROMPTS[reasoning]}] if reasoning else []
+
+
+def assistant(text: str) -> list[Row]:
+    return [{"role": "assistant", "content": text}]
+
+
+def _sft_prompt(row: Row) -> list[Row]:
+    # the stored system_prompt is authoritative: it is what the teacher saw
+    return [{"role": "system", "content": row["system_prompt"]}, *row["input"]]
+
+
+def trl_sft(row: Row, index: int, ctx: ExportContext) -> Row:
+    return {"messages": _sft_prompt(row) + assistant(row["output"])}
+
+
+def trl_prompt_completion(row: Row, index: int, ctx: ExportContext) -> Row:
+    return {"prompt": _sft_prompt(row), "completion": assistant(row["output"])}
+
+
+def trl_grpo(row: Row, index: int, ctx: ExportContext) -> Row:
+    return {
+        "prompt": system_turn(ctx.reasoning) + row["input"],
+        "solution": row.get("ground_truth"),
+        "ground_truth": row.get("ground_truth"),
+        "id": row["id"],
+        "category": row["category"],
+        "verifier": row["verifier"],
+        "source": row["source"],
+        "pass_rate": row.get("pass_rate"),
+        "n_samples": row.get("n_samples"),
+        "n_correct": row.get("n_correct"),
+        "bucket": row.get("bucket"),
+        "curriculum_batch": row.get("curriculum_batch"),
+        "curriculum_position": row.get("curriculum_position"),
+    }
+
+
+def trl_dpo(row: Row, index: int, ctx: ExportContext) -> Row:
+    return {"prompt": system_turn(ctx.reasoning) + row["input"],
+            "chosen": assistant(row["chosen"]), "rejected": assistant(row["rejected"]),
+            "prompt_id": row["prompt_id"], "chosen_score": row.get("chosen_score"),
+            "rejected_score": row.get("rejected_score")}
+
+
+# verl picks a reward function by `data_source` (verl.utils.reward_score.default_compute_score);
+# the bundled sources map to the names its built-in scorers know.
+VERL_DATA_SOURCES = {"gsm8k": "openai/gsm8k", "math500": "HuggingFaceH4/MATH-500"}
+
+
+def verl(row: Row, index: int, ctx: ExportContext) -> Row:
+    verifier = row["verifier"]
+    return {
+        "data_source": ctx.data_source or VERL_DATA_SOURCES.get(row["source"], row["source"]),
+        "prompt": system_turn(ctx.reasoning) + row["input"],
+        "ability": row["category"],
+        "reward_model": {"style": "model" if verifier == "judge" else "rule",
+                         "ground_truth": row.get("ground_truth") or ""},
+        "extra_info": {
+            "index": index, "id": row["id"], "split": ctx.split,
+            "pass_rate": row.get("pass_rate"), "n_samples": row.get("n_samples"),
+            "difficulty_bucket": row.get("bucket"), "curriculum_batch": row.get("curriculum_batch"),
+            "verifier": verifier, "policy_model": ctx.policy_model,
+            "dataset_version": ctx.ref, "dataset_fingerprint": ctx.fingerprint,
+        },
+    }
+
+
+VERL_SCHEMA = pa.schema([
+    ("data_source", pa.string()), ("prompt", MESSAGES), ("ability", pa.string()),
+    ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
+    ("extra_info", pa.struct([
+        ("index", pa.int64()), ("id", pa.string()), ("split", pa.string()),
+        ("pass_rate", pa.float64()), ("n_samples", pa.int64()),
+        ("difficulty_bucket", pa.string()), ("curriculum_batch", pa.int64()),
+        ("verifier", pa.string()), ("policy_model", pa.string()),
+        ("dataset_version", pa.string()), ("dataset_fingerprint", pa.string())])),
+])
+
+GRPO_SCHEMA = pa.schema([
+    ("prompt", MESSAGES), ("solution", pa.string()), ("ground_truth", pa.string()),
+    ("id", pa.string()), ("category", pa.string()), ("verifier", pa.string()),
+    ("source", pa.string()), ("pass_rate", pa.float64()), ("n_samples", pa.int64()),
+    ("n_correct", pa.int64()), ("bucket", pa.string()), ("curriculum_batch", pa.int64()),
+    ("curriculum_position", pa.int64()),
+])
+
+# The flags to pass to OpenRLHF's trainers for each kind this export writes.
+OPENRLHF_ARGS = {
+    "sft": "--input_key input --output_key output --apply_chat_template",
+    "rl_pool": "--input_key prompt --label_key label --apply_chat_template",
+    "prompts": "--input_key prompt --label_key label --apply_chat_template",
+    "preferences": "--prompt_key prompt --chosen_key chosen --rejected_key rejected "
+                   "--apply_chat_template",
+}
+
+
+def openrlhf(row: Row, index: int, ctx: ExportContext) -> Row:
+    """OpenRLHF applies the chat template to the message lists itself (--apply_chat_template)."""
+    if ctx.kind == "sft":
+        return {"input": _sft_prompt(row), "output": assistant(row["output"]), "id": row["id"],
+                "reasoning": row["reasoning"], "category": row["category"]}
+    if ctx.kind == "preferences":
+        return trl_dpo(row, index, ctx)
+    return {"prompt": system_turn(ctx.reasoning) + row["input"], "label": row.get("ground_truth"),
+            "id": row["id"], "category": row["category"], "verifier": row["verifier"],
+            "pass_rate": row.get("pass_rate"), "curriculum_batch": row.get("curriculum_batch")}
+
+
+NEMOTRON_COLUMNS = ("input", "output", "category", "license", "reasoning", "generator",
+                    "used_in_training", "version", "system_prompt")
+
+
+def nemotron(row: Row, index: int, ctx: ExportContext) -> Row:
+    out = {k: row.get(k) for k in NEMOTRON_COLUMNS}
+    # the public set says "yes"/"no" and names its version; fill what a fresh version lacks
+    out["used_in_training"] = out["used_in_training"] or "yes"
+    out["version"] = out["version"] or ctx.ref
+    out["license"] = out["license"] or "unknown"
+    return out
+
+
+FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
+    ExportFormat("trl-sft", ("sft",), "parquet", trl_sft),
+    ExportFormat("trl-prompt-completion", ("sft",), "parquet", trl_prompt_completion),
+    ExportFormat("trl-grpo", ("rl_pool", "prompts"), "parquet", trl_grpo,
+                 ordered_by_curriculum=True, schema=GRPO_SCHEMA),
+    ExportFormat("trl-dpo", ("preferences",), "parquet", trl_dpo),
+    ExportFormat("verl", ("rl_pool", "prompts"), "parquet", verl, ordered_by_curriculum=True,
+                 schema=VERL_SCHEMA),
+    ExportFormat("openrlhf", tuple(OPENRLHF_ARGS), "jsonl", openrlhf, ordered_by_curriculum=True),
+    ExportFormat("nemotron", ("sft",), "jsonl", nemotron),
+    ExportFormat("hf", ("prompts", "sft", "rollouts", "rl_pool", "preferences"), "hf", None,
+                 ordered_by_curriculum=True),
+)}
+
+
+def jsonl_line(row: Row) -> str:
+    return json.dumps(row, ensure_ascii=False) + "\n"
