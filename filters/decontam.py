@@ -1,0 +1,189 @@
+"""Decontamination: drop rows that share word n-grams with benchmark items (DESIGN §5).
+
+A row is contaminated when at least ``min_matches`` of its word ``ngram``-grams (default 13,
+the GPT-3 / Llama convention) also occur in one benchmark item.  Words are normalised as in
+``text.py`` (lower case, letters and digits only); a text with fewer than ``ngram`` words is
+one n-gram of all its words, so a short benchmark item matches only a row that contains it
+as its whole text.
+
+Benchmarks are prompts-like versions (their ``input`` messages) or files (JSONL, JSON,
+Parquet, CSV) read by DuckDB; a file's text column is ``text_field`` or the first of
+``input``, ``question``, ``problem``, ``prompt``, ``text``; its item id is ``id_field`` or
+the first of ``id``, ``task_id``, ``unique_id``, else ``row N``.
+
+Every rejected row says ``benchmark`` (version ref or file name), ``matched_item`` (the
+benchmark item with the most shared n-grams; ties: smallest id), ``matched_ngrams`` and
+``matched_text`` (the first 200 characters of that item).
+
+How: DuckDB computes word hashes (C++); numpy turns them into rolling n-gram hashes
+(``minhash.MinHasher.shingles``) and looks them up in the sorted benchmark n-grams behind a
+bitmap prefilter; only the few hits go back to DuckDB to be joined with the items.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from manifests import DatasetStore, Manifest
+from manifests.duck import quote_ident
+from manifests.errors import ConfigError, NotFoundError
+from manifests.manifest import sha256_file
+from manifests.schemas import schema_for
+
+from .base import Resources, StepConfig, StepContext, require_kind, run_step, source
+from .minhash import MinHasher
+from .text import MESSAGES_TEXT, text_expr, word_hashes_expr
+
+BATCH_ROWS = 100_000
+TEXT_FIELDS = ("input", "question", "problem", "prompt", "text")
+ID_FIELDS = ("id", "task_id", "unique_id")
+READERS = {".jsonl": "read_json_auto", ".ndjson": "read_json_auto", ".json": "read_json_auto",
+           ".parquet": "read_parquet", ".csv": "read_csv_auto"}
+_BITMAP_BITS = 24  # 16M-entry prefilter: most row n-grams are rejected by one array lookup
+
+
+class DecontamConfig(StepConfig):
+    ngram: int = Field(13, ge=1, le=64, description="words per n-gram")
+    on: list[Literal["input", "output"]] = Field(["input"], min_length=1,
+                                                 description="which texts of a row to check")
+    min_matches: int = Field(1, ge=1, description="shared n-grams with one item that make a hit")
+    text_field: str | None = Field(None, description="text column of benchmark files (default: "
+                                                     "the first of " + ", ".join(TEXT_FIELDS) + ")")
+    id_field: str | None = Field(None, description="item id column of benchmark files")
+
+
+class BenchmarkFile(BaseModel):
+    """A benchmark given as a file, recorded in the step config by path and content hash."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    sha256: str
+
+
+class _DecontamStep(DecontamConfig):
+    benchmark_files: list[BenchmarkFile] = Field(default_factory=list)
+
+
+def run_decontam(store: DatasetStore, data: Manifest, benchmarks: list[Manifest | Path],
+                 name: str, config: DecontamConfig | None = None,
+                 resources: Resources | None = None) -> Manifest:
+    """Drop rows of ``data`` sharing n-grams with any of ``benchmarks`` (versions or files)."""
+    config = config or DecontamConfig()
+    require_kind(data, "prompts", "sft", "rl_pool", role="data")
+    if not benchmarks:
+        raise ConfigError("no benchmark to decontaminate against",
+                          hint="pass --against NAME[@VERSION] or --against FILE (repeatable)")
+    versions = [b for b in benchmarks if isinstance(b, Manifest)]
+    files = [Path(b) for b in benchmarks if not isinstance(b, Manifest)]
+    for v in versions:
+        require_kind(v, "prompts", "sft", "rl_pool", role="--against")
+    for f in files:
+        if f.suffix.lower() not in READERS or not f.is_file():
+            raise NotFoundError(f"benchmark file {f} does not exist or is not "
+                                f"{'/'.join(READERS)}", hint="give a prompts version or a file")
+    step = _DecontamStep(**config.model_dump(), benchmark_files=[
+        BenchmarkFile(path=str(f.resolve()), sha256=sha256_file(f)) for f in files])
+    columns = schema_for(data.kind).names
+
+    def body(ctx: StepContext) -> None:
+        con = ctx.con
+        con.execute("CREATE TEMP TABLE items (benchmark VARCHAR, item_id VARCHAR, text VARCHAR)")
+        for v in versions:
+            con.execute(f"INSERT INTO items SELECT ?, id, {text_expr('input', ['input'])} "
+                        f"FROM {source(store, v)}", [v.ref])
+        for f in files:
+            _load_file(con, f, config)
+        grams = _benchmark_grams(con, config.ngram)
+        hits = []
+        con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {source(store, data)}")
+        for field in config.on:
+            hits.append(_row_hits(con, text_expr(field, columns), grams, config.ngram))
+        con.register("hits", pa.concat_tables(hits))
+        con.execute(f"""
+            CREATE TEMP TABLE matched AS
+            SELECT id, benchmark, item_id, n FROM (
+              SELECT h.id, g.benchmark, g.item_id, count(*) AS n,
+                     row_number() OVER (PARTITION BY h.id ORDER BY count(*) DESC,
+                                        g.benchmark, g.item_id) AS rk
+              FROM hits h JOIN bench_grams g ON g.gram = h.gram
+              GROUP BY h.id, g.benchmark, g.item_id)
+            WHERE rk = 1 AND n >= ?""", [config.min_matches])
+        cols = ", ".join(f"s.{c}" for c in columns)
+        ctx.copy_kept(f"SELECT {cols} FROM src s ANTI JOIN matched m ON m.id = s.id ORDER BY s.id")
+        ctx.copy_rejected(
+            f"SELECT {cols}, 'contaminated' AS reason, m.benchmark, m.item_id AS matched_item, "
+            "m.n AS matched_ngrams, left(i.text, 200) AS matched_text FROM src s "
+            "JOIN matched m ON m.id = s.id JOIN (SELECT DISTINCT ON (benchmark, item_id) * "
+            "FROM items) i ON i.benchmark = m.benchmark AND i.item_id = m.item_id ORDER BY s.id")
+        by_benchmark = dict(con.execute("SELECT benchmark, count(*) FROM matched GROUP BY ALL "
+                                        "ORDER BY 1").fetchall())
+        ctx.provenance.update({"data": data.ref, "benchmarks": [v.ref for v in versions]
+                               + [f.name for f in files], "hits_by_benchmark": by_benchmark,
+                               "benchmark_items": con.execute(
+                                   "SELECT count(*) FROM items").fetchall()[0][0]})
+
+    return run_step(store, name=name, kind=data.kind, step_type="filter.decontam", config=step,
+                    inputs=[data, *versions], body=body, resources=resources)
+
+
+def _load_file(con, path: Path, config: DecontamConfig) -> None:
+    con.execute(f"CREATE OR REPLACE TEMP TABLE raw AS SELECT * FROM "
+                f"{READERS[path.suffix.lower()]}(?)", [str(path)])
+    names = [r[0] for r in con.execute("DESCRIBE raw").fetchall()]
+    types = {r[0]: r[1] for r in con.execute("DESCRIBE raw").fetchall()}
+    text = config.text_field or next((f for f in TEXT_FIELDS if f in names), None)
+    if text not in names:
+        raise ConfigError(f"benchmark file {path}: no text column "
+                          f"({config.text_field or ' / '.join(TEXT_FIELDS)})",
+                          hint=f"its columns: {', '.join(names)}; pass --text-field")
+    ident = config.id_field or next((f for f in ID_FIELDS if f in names), None)
+    if config.id_field and config.id_field not in names:
+        raise ConfigError(f"benchmark file {path}: no id column {config.id_field!r}",
+                          hint=f"its columns: {', '.join(names)}")
+    text_sql = MESSAGES_TEXT.format(col=quote_ident(text)) \
+        if types[text].startswith("STRUCT") else f"{quote_ident(text)}::VARCHAR"
+    id_sql = f"{quote_ident(ident)}::VARCHAR" if ident else "'row ' || row_number() OVER ()"
+    con.execute(f"INSERT INTO items SELECT ?, {id_sql}, {text_sql} FROM raw", [path.name])
+
+
+def _benchmark_grams(con, n: int) -> np.ndarray:
+    """Create ``bench_grams(gram, benchmark, item_id)``; return its sorted distinct grams."""
+    table = con.sql(f"SELECT benchmark, item_id, {word_hashes_expr('text')} AS words "
+                    "FROM items").to_arrow_table()
+    grams, doc = MinHasher(num_perm=1, shingle=n).shingles(
+        table.column("words").combine_chunks().cast(pa.list_(pa.uint64())))
+    con.register("bench_grams_arrow", pa.table({
+        "gram": grams, "benchmark": table.column("benchmark").take(doc),
+        "item_id": table.column("item_id").take(doc)}))
+    con.execute("CREATE TEMP TABLE bench_grams AS SELECT DISTINCT * FROM bench_grams_arrow")
+    return np.unique(grams)
+
+
+def _row_hits(con, text: str, bench: np.ndarray, n: int) -> pa.Table:
+    """(id, gram) for every n-gram of a row that is also a benchmark n-gram."""
+    bitmap = np.zeros(1 << _BITMAP_BITS, dtype=bool)
+    mask = np.uint64((1 << _BITMAP_BITS) - 1)
+    bitmap[(bench & mask).astype(np.int64)] = True
+    hasher = MinHasher(num_perm=1, shingle=n)
+    out_ids, out_grams = [], []
+    reader = con.sql(f"SELECT id, {word_hashes_expr(text)} AS words FROM src") \
+        .to_arrow_reader(BATCH_ROWS)
+    for batch in reader:
+        grams, doc = hasher.shingles(batch.column(1).cast(pa.list_(pa.uint64())))
+        maybe = bitmap[(grams & mask).astype(np.int64)]
+        grams, doc = grams[maybe], doc[maybe]
+        pos = np.searchsorted(bench, grams)
+        found = (pos < len(bench)) & (bench[np.minimum(pos, len(bench) - 1)] == grams)
+        if found.any():
+            out_ids.append(batch.column(0).take(pa.array(doc[found])))
+            out_grams.append(pa.array(grams[found], pa.uint64()))
+    if not out_ids:
+        return pa.table({"id": pa.array([], pa.string()), "gram": pa.array([], pa.uint64())})
+    return pa.table({"id": pa.concat_arrays([a.combine_chunks() if hasattr(a, "combine_chunks")
+                                             else a for a in out_ids]),
+                     "gram": pa.concat_arrays(out_grams)})

@@ -1,0 +1,150 @@
+"""Exact and near-duplicate removal (DESIGN §5): normalised-text hash, then MinHash + LSH.
+
+* **exact**: rows whose normalised text (lower case, words only, single spaces; see
+  ``text.py``) is identical; the row with the smallest ``id`` is kept.
+* **near**: among the rows left, word ``shingle``-grams -> MinHash signatures (``num_perm``
+  hashes, vectorised numpy, ``minhash.py``) -> LSH bands chosen for ``threshold``.  Rows
+  that share a band are candidate pairs (all pairs in a bucket of up to 32 rows, each row
+  with the bucket's smallest otherwise); a pair is a duplicate when its estimated Jaccard
+  is >= ``threshold``.  Duplicates form clusters (connected components) and the smallest
+  ``id`` of each cluster is kept.
+
+Every removed row is in rejected/ with ``reason`` ``exact_duplicate`` or
+``near_duplicate``, ``duplicate_of`` (the id that was kept) and, for near duplicates,
+``similarity`` (estimated Jaccard to the row that linked it to its cluster).
+
+Out of core: DuckDB streams the word hashes in batches; signatures live in a memory-mapped
+file in the spill directory; band keys go to Parquet and DuckDB finds the shared buckets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import Field, model_validator
+
+from manifests import DatasetStore, Manifest
+from manifests.duck import quote_literal
+from manifests.schemas import schema_for
+
+from .base import Resources, StepConfig, StepContext, require_kind, run_step, source
+from .minhash import MinHasher, band_keys, connected_components, estimated_jaccard, optimal_bands
+from .text import normalized_expr, text_expr, word_hashes_expr
+
+BATCH_ROWS = 100_000
+ALL_PAIRS_UP_TO = 32
+
+
+class DedupConfig(StepConfig):
+    exact: bool = Field(True, description="remove rows with identical normalised text")
+    near: bool = Field(True, description="remove near duplicates (MinHash + LSH)")
+    threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity of word shingles "
+                                                          "at or above which rows are duplicates")
+    num_perm: int = Field(128, ge=8, le=1024, description="MinHash permutations")
+    shingle: int = Field(5, ge=1, le=32, description="words per shingle")
+    on: Literal["input", "output"] = Field("input", description="which text to compare")
+    seed: int = Field(1, description="seed of the MinHash functions")
+
+    @model_validator(mode="after")
+    def _something(self) -> "DedupConfig":
+        if not (self.exact or self.near):
+            raise ValueError("nothing to do: enable exact and/or near")
+        return self
+
+
+def run_dedup(store: DatasetStore, data: Manifest, name: str, config: DedupConfig | None = None,
+              resources: Resources | None = None) -> Manifest:
+    """Keep one row per group of duplicates of ``data`` (a version whose rows have an ``id``)."""
+    config = config or DedupConfig()
+    require_kind(data, "prompts", "sft", "rl_pool", role="data")
+    columns = schema_for(data.kind).names
+    text = text_expr(config.on, columns)
+
+    def body(ctx: StepContext) -> None:
+        con = ctx.con
+        con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {source(store, data)}")
+        key = f"md5({normalized_expr(text)})" if config.exact else "id"
+        con.execute(f"CREATE TEMP TABLE docs AS SELECT (row_number() OVER (ORDER BY id) - 1)"
+                    f"::BIGINT AS idx, id, {key} AS norm_key FROM src")
+        con.execute("CREATE TEMP TABLE dups AS SELECT idx, min(idx) OVER (PARTITION BY norm_key) "
+                    "AS rep, 'exact_duplicate' AS reason, NULL::DOUBLE AS similarity FROM docs")
+        con.execute("DELETE FROM dups WHERE idx = rep")
+        facts = {"data": data.ref, "exact_duplicates": _count(con, "dups")}
+        if config.near:
+            facts.update(_near(ctx, text, config))
+        con.execute("CREATE TEMP VIEW marked AS SELECT s.*, d.reason, k.id AS duplicate_of, "
+                    "d.similarity FROM src s JOIN docs x ON x.id = s.id "
+                    "LEFT JOIN dups d ON d.idx = x.idx LEFT JOIN docs k ON k.idx = d.rep")
+        cols = ", ".join(columns)
+        ctx.copy_kept(f"SELECT {cols} FROM marked WHERE reason IS NULL ORDER BY id")
+        ctx.copy_rejected(f"SELECT {cols}, reason, duplicate_of, similarity FROM marked "
+                          "WHERE reason IS NOT NULL ORDER BY id")
+        ctx.provenance.update(facts)
+
+    return run_step(store, name=name, kind=data.kind, step_type="filter.dedup", config=config,
+                    inputs=[data], body=body, resources=resources)
+
+
+def _count(con, table: str) -> int:
+    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+
+
+def _near(ctx: StepContext, text: str, config: DedupConfig) -> dict:
+    """Add near duplicates of the exact survivors to ``dups``; return facts for provenance."""
+    con = ctx.con
+    n = _count(con, "docs")
+    bands, rows = optimal_bands(config.threshold, config.num_perm)
+    spill = Path(con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0])
+    spill.mkdir(parents=True, exist_ok=True)
+    signatures = np.lib.format.open_memmap(spill / "signatures.npy", mode="w+", dtype=np.uint32,
+                                           shape=(max(n, 1), config.num_perm))
+    hasher = MinHasher(config.num_perm, config.shingle, config.seed)
+    band_path = spill / "bands.parquet"
+    reader = con.sql(
+        f"SELECT d.idx, {word_hashes_expr(text)} AS words FROM src s JOIN docs d ON d.id = s.id "
+        "ANTI JOIN dups x ON x.idx = d.idx").to_arrow_reader(BATCH_ROWS)
+    schema = pa.schema([("idx", pa.int64()), ("band", pa.int16()), ("key", pa.uint64())])
+    with pq.ParquetWriter(band_path, schema) as out:
+        for batch in reader:
+            idx = batch.column(0).to_numpy()
+            sig = hasher.signatures(batch.column(1).cast(pa.list_(pa.uint64())))
+            signatures[idx] = sig
+            keys = band_keys(sig, bands, rows)
+            empty = (sig == np.iinfo(np.uint32).max).all(axis=1)  # no words: nothing to compare
+            idx, keys = idx[~empty], keys[~empty]
+            out.write_table(pa.table({
+                "idx": np.repeat(idx, bands), "band": np.tile(np.arange(bands, dtype=np.int16), len(idx)),
+                "key": keys.reshape(-1)}, schema=schema))
+    signatures.flush()
+    bucket_src = f"read_parquet({quote_literal(str(band_path))})"
+    pairs = con.execute(f"""
+        WITH buckets AS (SELECT band, key, count(*) AS size, min(idx) AS first
+                         FROM {bucket_src} GROUP BY band, key HAVING count(*) > 1),
+             members AS (SELECT b.idx, k.band, k.key, k.size, k.first
+                         FROM {bucket_src} b JOIN buckets k USING (band, key))
+        SELECT DISTINCT a.idx AS l, b.idx AS r FROM members a JOIN members b
+          ON a.band = b.band AND a.key = b.key AND a.idx < b.idx
+         WHERE a.size <= {ALL_PAIRS_UP_TO}
+        UNION
+        SELECT first AS l, idx AS r FROM members WHERE size > {ALL_PAIRS_UP_TO} AND idx <> first
+    """).fetchnumpy()
+    left, right = pairs["l"].astype(np.int64), pairs["r"].astype(np.int64)
+    similarity = estimated_jaccard(signatures, left, right)
+    keep = similarity >= config.threshold
+    left, right, similarity = left[keep], right[keep], similarity[keep]
+    label = connected_components(n, left, right)
+    linked = np.flatnonzero(label != np.arange(n))
+    # the similarity reported for a row: its best verified pair
+    best = np.zeros(n)
+    np.maximum.at(best, left, similarity)
+    np.maximum.at(best, right, similarity)
+    con.register("near_dups", pa.table({"idx": linked, "rep": label[linked],
+                                        "similarity": best[linked]}))
+    con.execute("INSERT INTO dups SELECT idx, rep, 'near_duplicate', similarity FROM near_dups")
+    del signatures
+    return {"near_duplicates": int(len(linked)), "candidate_pairs": int(len(keep)),
+            "verified_pairs": int(keep.sum()), "lsh_bands": bands, "lsh_rows": rows}

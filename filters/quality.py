@@ -1,0 +1,143 @@
+"""Quality rules for generated answers (``sft`` and ``rollouts`` versions), in DuckDB SQL.
+
+Each rule either passes a row or names why it fails; a row failing several rules is
+rejected with the first reason in this order:
+
+==============  =====================  ======================================================
+rule            reason(s)              a row fails when
+==============  =====================  ======================================================
+empty           ``empty_output``       the output is empty or only whitespace
+truncated       ``truncated``          ``finish_reason = 'length'`` (generation hit the cap)
+think_format    ``think_missing``      ON: no ``<think>`` block
+                ``think_malformed``    ON: not exactly one ``<think>`` and one ``</think>``,
+                                       in that order, at the start of the output
+                ``think_empty``        ON: the think block holds only whitespace
+                ``answer_missing``     ON: nothing after ``</think>``
+                ``think_in_off``       OFF: any ``<think>`` or ``</think>`` tag
+boxed           ``boxed_missing``      the input asks for ``\\boxed`` and the answer lacks it
+                                       (sft only: rollouts carry no input)
+length          ``too_long``           tokens > ``max_tokens_on`` / ``max_tokens_off``;
+                                       tokens = ``output_tokens`` (the generator's own
+                                       tokenizer count) or, where missing, 4/3 x words
+language        ``wrong_language``     the answer's language (``langdetect``, extra
+                                       ``lang``) is not in ``languages``; opt in
+==============  =====================  ======================================================
+
+Defaults: every rule except ``language``; caps 32768 tokens ON (the paper's reasoning
+budget) and 8192 OFF.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from manifests import DatasetStore, Manifest
+from manifests.errors import require
+from manifests.schemas import ROW_KEYS, schema_for
+
+from .base import Resources, StepConfig, StepContext, require_kind, run_step, source
+
+Rule = Literal["empty", "truncated", "think_format", "boxed", "length", "language"]
+DEFAULT_RULES: list[str] = ["empty", "truncated", "think_format", "boxed", "length"]
+
+# the answer part: after </think> in ON mode, the whole output otherwise
+ANSWER = ("CASE WHEN reasoning = 'on' AND strpos(output, '</think>') > 0 "
+          "THEN substr(output, strpos(output, '</think>') + 8) ELSE output END")
+THINK_FORMAT = """
+  WHEN reasoning = 'on' AND strpos(output, '<think>') = 0 AND strpos(output, '</think>') = 0
+    THEN 'think_missing'
+  WHEN reasoning = 'on' AND (n_open <> 1 OR n_close <> 1
+        OR strpos(output, '</think>') < strpos(output, '<think>')
+        OR NOT starts_with(ltrim(output), '<think>')) THEN 'think_malformed'
+  WHEN reasoning = 'on' AND trim(substr(output, strpos(output, '<think>') + 7,
+        strpos(output, '</think>') - strpos(output, '<think>') - 7)) = '' THEN 'think_empty'
+  WHEN reasoning = 'on' AND trim(answer_part) = '' THEN 'answer_missing'
+  WHEN reasoning = 'off' AND (n_open > 0 OR n_close > 0) THEN 'think_in_off'"""
+
+
+class QualityConfig(StepConfig):
+    rules: list[Rule] = Field(default_factory=lambda: list(DEFAULT_RULES),
+                              description="rules to apply, in this order of reasons")
+    max_tokens_on: int | None = Field(32768, ge=1, description="token cap for reasoning ON "
+                                                               "answers (None: no cap)")
+    max_tokens_off: int | None = Field(8192, ge=1, description="token cap for reasoning OFF "
+                                                               "answers (None: no cap)")
+    languages: list[str] = Field(["en"], description="ISO 639-1 codes accepted by the "
+                                                     "language rule")
+
+
+def _count(needle: str) -> str:
+    return f"((length(output) - length(replace(output, '{needle}', ''))) // {len(needle)})"
+
+
+def run_quality(store: DatasetStore, data: Manifest, name: str,
+                config: QualityConfig | None = None,
+                resources: Resources | None = None) -> Manifest:
+    """Keep the rows of ``data`` that pass every rule; the rest go to rejected/ with a reason."""
+    config = config or QualityConfig()
+    require_kind(data, "sft", "rollouts", role="data")
+    columns = schema_for(data.kind).names
+    has_input = "input" in columns
+
+    def body(ctx: StepContext) -> None:
+        con = ctx.con
+        ctx.bind(cap_on=config.max_tokens_on or -1, cap_off=config.max_tokens_off or -1,
+                 languages=list(config.languages))
+        checks = []
+        for rule in config.rules:
+            if rule == "empty":
+                checks.append("WHEN trim(output) = '' THEN 'empty_output'")
+            elif rule == "truncated":
+                checks.append("WHEN finish_reason = 'length' THEN 'truncated'")
+            elif rule == "think_format":
+                checks.append(THINK_FORMAT)
+            elif rule == "boxed" and has_input:
+                checks.append("WHEN strpos(input_text, '\\boxed') > 0 AND "
+                              "strpos(answer_part, '\\boxed') = 0 THEN 'boxed_missing'")
+            elif rule == "length":
+                checks.append(
+                    "WHEN (reasoning = 'on' AND (SELECT cap_on FROM knobs) > 0 AND tokens > "
+                    "(SELECT cap_on FROM knobs)) OR (reasoning = 'off' AND (SELECT cap_off "
+                    "FROM knobs) > 0 AND tokens > (SELECT cap_off FROM knobs)) THEN 'too_long'")
+            elif rule == "language":
+                _register_language_udf(con)
+                checks.append("WHEN trim(answer_part) <> '' AND NOT list_contains((SELECT languages "
+                              "FROM knobs), detect_language(answer_part)) THEN 'wrong_language'")
+        input_text = ("array_to_string(list_transform(input, lambda m: m.content), chr(10))"
+                      if has_input else "''")
+        reason = ("CASE " + " ".join(checks) + " END") if checks else "NULL::VARCHAR"
+        con.execute(f"""
+            CREATE TEMP VIEW judged AS
+            SELECT *, {reason} AS reason FROM (
+              SELECT *, {input_text} AS input_text, {ANSWER} AS answer_part,
+                     {_count('<think>')} AS n_open, {_count('</think>')} AS n_close,
+                     coalesce(output_tokens,
+                              ceil(len(string_split_regex(trim(output), '\\s+')) * 4 / 3))
+                       AS tokens
+              FROM {source(store, data)})""")
+        keep = ", ".join(columns)
+        order = ", ".join(ROW_KEYS[data.kind])
+        ctx.copy_kept(f"SELECT {keep} FROM judged WHERE reason IS NULL ORDER BY {order}")
+        ctx.copy_rejected(f"SELECT {keep}, reason FROM judged WHERE reason IS NOT NULL "
+                          f"ORDER BY {order}")
+        ctx.provenance.update({"data": data.ref, "rules": list(config.rules),
+                               "skipped_rules": [] if has_input else ["boxed"]})
+
+    return run_step(store, name=name, kind=data.kind, step_type="filter.quality", config=config,
+                    inputs=[data], body=body, resources=resources)
+
+
+def _register_language_udf(con) -> None:
+    langdetect = require("langdetect", "lang")
+    langdetect.DetectorFactory.seed = 0  # langdetect is random unless seeded
+
+    def detect(text: str | None) -> str | None:
+        try:
+            return langdetect.detect(text) if text else None
+        except langdetect.LangDetectException:
+            return None
+
+    con.create_function("detect_language", detect, ["VARCHAR"], "VARCHAR",
+                        null_handling="special", side_effects=False)
