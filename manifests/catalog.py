@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Iterator
 
 import duckdb
-import pyarrow as pa
 
 from .duck import connect, connect_sandboxed, parquet_source, quote_ident
 from .errors import NotFoundError, SqlRefusedError
@@ -49,7 +48,8 @@ def catalog_signature(path: Path) -> str | None:
     try:
         con = duckdb.connect(str(path), read_only=True)
         try:
-            return con.execute("SELECT value FROM catalog_meta WHERE key = 'signature'").fetchone()[0]
+            rows = con.execute("SELECT value FROM catalog_meta WHERE key = 'signature'").fetchall()
+            return rows[0][0] if rows else None
         finally:
             con.close()
     except duckdb.Error:
@@ -115,27 +115,60 @@ def list_versions(store: DatasetStore) -> list[dict]:
 
 
 class SqlResult:
-    """A streaming query result: Arrow batches, the first of them fetched at once."""
+    """A streaming query result; rows are fetched in chunks as they are consumed."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader, limit: int | None):
-        self._con, self._reader, self._limit = con, reader, limit
-        self.schema = reader.schema
+    def __init__(self, con: duckdb.DuckDBPyConnection, query: str, limit: int | None):
+        self._con, self._query, self._limit = con, query, limit
+        # run now, so permission and binder errors surface in run_sql
+        self._cursor = con.cursor()
+        self._cursor.execute(query)
+        self.columns: list[str] = [d[0] for d in self._cursor.description]
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
+    def rows(self, chunk: int = 2048) -> Iterator[tuple]:
+        """Python tuples, the first chunk as soon as DuckDB has it (no Arrow needed)."""
         left = self._limit
         try:
-            for batch in self._reader:
+            while left is None or left > 0:
+                rows = self._cursor.fetchmany(chunk if left is None else min(chunk, left))
+                if not rows:
+                    break
                 if left is not None:
-                    if left <= 0:
-                        break
-                    batch = batch.slice(0, left)
-                    left -= batch.num_rows
-                yield batch
+                    left -= len(rows)
+                yield from rows
         finally:
             self._con.close()
 
-    def table(self) -> pa.Table:
-        return pa.Table.from_batches(list(self.batches()), schema=self.schema)
+    def arrow(self):
+        """The result as a pyarrow RecordBatchReader (for Parquet output and Arrow users)."""
+        self._cursor.close()  # the Arrow path runs the query afresh as a relation
+        relation = self._con.sql(self._query)
+        if self._limit is not None:
+            relation = relation.limit(self._limit)
+        return relation.to_arrow_reader(8192)
+
+    def table(self):
+        import pyarrow as pa
+
+        try:
+            reader = self.arrow()
+            return pa.Table.from_batches(list(reader), schema=reader.schema)
+        finally:
+            self._con.close()
+
+
+def _open_current_catalog(store: DatasetStore) -> duckdb.DuckDBPyConnection:
+    """The sandboxed catalog connection, rebuilding the catalog first if it is stale."""
+    if store.catalog_path.exists():
+        con = connect_sandboxed(store.catalog_path, store.datasets_dir)
+        try:
+            built = con.execute("SELECT value FROM catalog_meta WHERE key = 'signature'").fetchall()
+        except duckdb.Error:
+            built = []
+        if built and built[0][0] == store_signature(store):
+            return con
+        con.close()
+    refresh_catalog(store)
+    return connect_sandboxed(store.catalog_path, store.datasets_dir)
 
 
 def run_sql(store: DatasetStore, query: str, *, limit: int | None = None,
@@ -151,8 +184,7 @@ def run_sql(store: DatasetStore, query: str, *, limit: int | None = None,
                             hint="import one first: thinkforge import FILE --name NAME")
     for m in store.manifests():
         (store.verify if verify else store.check_sizes)(m)
-    refresh_catalog(store)
-    con = connect_sandboxed(store.catalog_path, store.datasets_dir)
+    con = _open_current_catalog(store)
     try:
         statements = con.extract_statements(query)
         if len(statements) != 1:
@@ -163,8 +195,7 @@ def run_sql(store: DatasetStore, query: str, *, limit: int | None = None,
             raise SqlRefusedError(f"{kind} statements are refused: `thinkforge sql` is read-only",
                                   hint="use SELECT (CTEs, joins and window functions work); new "
                                        "versions are made with import, filter and build")
-        relation = con.sql(query)
-        reader = relation.to_arrow_reader(8192)
+        result = SqlResult(con, query, limit)
     except duckdb.PermissionException as exc:
         con.close()
         raise SqlRefusedError(f"refused: {exc}",
@@ -181,4 +212,4 @@ def run_sql(store: DatasetStore, query: str, *, limit: int | None = None,
     except BaseException:
         con.close()
         raise
-    return SqlResult(con, reader, limit)
+    return result

@@ -9,12 +9,14 @@ import platform
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import InputDataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MANIFEST_VERSION = 1
 

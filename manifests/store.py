@@ -17,13 +17,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from .errors import ConfigError, ConflictError, IntegrityError, NotFoundError
-from .manifest import FileEntry, Manifest, ParentRef, Rejected, Step, created_by, fingerprint, \
-    schema_to_json, sha256_file, utc_now
-from .schemas import schema_for
+from .manifest import Manifest, ParentRef, Step, sha256_file
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")

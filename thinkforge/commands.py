@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from .cli import cli, get_store
-from .output import err, log, print_json, print_table
+from .output import log, print_json, print_table
 
 
 @cli.command("import")
@@ -178,27 +178,27 @@ def sql_cmd(ctx, query, fmt, out, limit, verify):
             raise click.UsageError("--format parquet needs --out FILE")
         import pyarrow.parquet as pq
 
-        with pq.ParquetWriter(out, result.schema, compression="zstd") as writer:
-            for batch in result.batches():
+        reader = result.arrow()
+        with pq.ParquetWriter(out, reader.schema, compression="zstd") as writer:
+            for batch in reader:
                 writer.write_batch(batch)
+        return
+    if fmt == "table":
+        print_table([dict(zip(result.columns, row)) for row in result.rows()] or
+                    [{c: "" for c in result.columns}])
         return
     handle = open(out, "w", encoding="utf-8", newline="") if out else sys.stdout
     try:
-        if fmt == "table":
-            table = result.table()
-            print_table(table.to_pylist() if table.num_rows else
-                        [{c: "" for c in table.column_names}])
-        elif fmt == "csv":
+        if fmt == "csv":
             writer = csv.writer(handle)
-            writer.writerow(result.schema.names)
-            for batch in result.batches():
-                for row in batch.to_pylist():
-                    writer.writerow([json.dumps(v, default=str) if isinstance(v, (list, dict)) else v
-                                     for v in row.values()])
+            writer.writerow(result.columns)
+            for row in result.rows():
+                writer.writerow([json.dumps(v, default=str) if isinstance(v, (list, dict)) else v
+                                 for v in row])
         else:
-            for batch in result.batches():
-                for row in batch.to_pylist():
-                    handle.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
+            for row in result.rows():
+                handle.write(json.dumps(dict(zip(result.columns, row)), default=str,
+                                        ensure_ascii=False) + "\n")
     finally:
         if out:
             handle.close()

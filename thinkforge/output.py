@@ -1,17 +1,43 @@
-"""Where things are printed: data to stdout, logs, progress and errors to stderr."""
+"""Where things are printed: data to stdout, logs, progress and errors to stderr.
+
+rich is imported on first use, so commands that print plain data start faster.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from functools import cache
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
 
-# piped output keeps whole rows: 160 columns instead of rich's default 80
-out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False)
+@cache
+def stdout_console():
+    from rich.console import Console
+
+    # piped output keeps whole rows: 160 columns instead of rich's default 80
+    return Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+@cache
+def stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+class _LazyConsole:
+    """`err.print(...)` without importing rich until something is printed."""
+
+    def __init__(self, factory):
+        self._factory = factory
+
+    def __getattr__(self, name: str):
+        return getattr(self._factory(), name)
+
+
+out = _LazyConsole(stdout_console)
+err = _LazyConsole(stderr_console)
 
 
 def print_json(data: Any) -> None:
@@ -19,6 +45,8 @@ def print_json(data: Any) -> None:
 
 
 def print_table(rows: list[dict[str, Any]], title: str | None = None) -> None:
+    from rich.table import Table
+
     if not rows:
         out.print("(no rows)")
         return
