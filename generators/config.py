@@ -1,0 +1,130 @@
+"""Pydantic configs of the generation steps (the CLI only maps its flags onto these).
+
+The whole resolved config goes into the version's ``step``, so a rerun with the same
+config on the same prompts version reuses the published version instead of generating.
+Secrets never enter a config: the OpenAI backend names the environment variable that
+holds the API key.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Mode = Literal["on", "off"]
+
+
+def _distinct_modes(modes: list[str]) -> list[str]:
+    if not modes or len(set(modes)) != len(modes):
+        raise ValueError("modes must be a non-empty list of distinct values among on, off")
+    return modes
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SamplingConfig(_Strict):
+    temperature: float = Field(0.6, ge=0, description="0 means greedy decoding")
+    top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling mass")
+    max_new_tokens: int = Field(512, ge=1, description="completion token budget per request")
+
+
+class BackendConfig(_Strict):
+    backend: Literal["transformers", "openai", "vllm"] = Field(
+        "transformers", description="transformers (local, embedded default), openai (any "
+        "OpenAI-compatible server) or vllm (offline engine)")
+    model: str = Field("smollm2-135m", description="default teacher: `smollm2-135m` (embedded), "
+                       "a local HF folder, or the served model name for openai")
+    device: str = Field("auto", description="transformers: auto, cpu, cuda, cuda:1 ...")
+    dtype: str = Field("auto", description="auto (float32 on CPU, bfloat16 on CUDA), float32, "
+                       "bfloat16, float16")
+    batch_size: int = Field(16, ge=1, description="requests per generate call (transformers, "
+                            "vllm) and per checkpoint chunk")
+    base_url: str | None = Field(None, description="openai: server URL, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable that "
+                             "holds the API key (a placeholder is sent when it is unset)")
+    concurrency: int = Field(8, ge=1, description="openai: requests in flight at once")
+    max_retries: int = Field(5, ge=0, description="openai: retries of one request on 429, 5xx, "
+                             "timeouts, connection errors and malformed replies")
+    request_timeout_s: float = Field(120.0, gt=0, description="openai: timeout of one request")
+    backoff_base_s: float = Field(0.5, gt=0, description="openai: first retry delay (doubles "
+                                  "each try, with jitter; Retry-After wins when sent)")
+    backoff_max_s: float = Field(30.0, gt=0, description="openai: longest delay between tries")
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs per model")
+    quantization: Literal["fp8"] | None = Field(None, description="vllm: fp8 for FP8 generation on GPUs")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm: GPU memory share")
+    max_model_len: int | None = Field(None, description="vllm: context length cap")
+
+
+class TeacherRule(_Strict):
+    """Route prompts of a mode and/or category to a model; the most specific rule wins."""
+
+    mode: Mode | None = Field(None, description="on / off; empty matches both")
+    category: str | None = Field(None, description="prompt category; empty matches all")
+    model: str = Field(description="model for matching requests (same backend settings)")
+
+
+class VerifierConfig(_Strict):
+    code_timeout_s: float = Field(10.0, gt=0, description="wall-clock limit of one code test run")
+    code_memory_mb: int = Field(1024, ge=64, description="address-space limit of a code test run")
+
+
+class GenerationConfig(_Strict):
+    """Settings shared by SFT generation and rollouts."""
+
+    teacher: BackendConfig = Field(default_factory=BackendConfig)
+    teachers: list[TeacherRule] = Field(default_factory=list, description="per-mode / per-"
+                                        "category teacher map (falls back to teacher.model)")
+    reasoning_format: Literal["native", "prompted"] = Field(
+        "prompted", description="native: the teacher writes <think> itself; prompted: a "
+        "non-reasoning teacher is asked for reasoning + a final answer, stored as "
+        "<think>reasoning</think> answer")
+    limit: int | None = Field(None, ge=1, description="use only the first N prompts")
+    seed: int = Field(0, description="base seed; each request derives its own from its key")
+    verifier: VerifierConfig = Field(default_factory=VerifierConfig)
+
+    def model_for(self, mode: str, category: str) -> str:
+        """The teacher of one (mode, category): mode+category > category > mode > default."""
+        best, best_score = self.teacher.model, -1
+        for rule in self.teachers:
+            if rule.mode not in (None, mode) or rule.category not in (None, category):
+                continue
+            score = (2 if rule.category else 0) + (1 if rule.mode else 0)
+            if score > best_score:
+                best, best_score = rule.model, score
+        return best
+
+
+class SftConfig(GenerationConfig):
+    """Paired reasoning ON/OFF SFT generation (DESIGN §4)."""
+
+    modes: list[Mode] = Field(default_factory=lambda: ["on", "off"], description="modes to generate")
+    n: int = Field(1, ge=1, description="samples per prompt and mode")
+    sampling_on: SamplingConfig = Field(default_factory=SamplingConfig,
+                                        description="ON mode sampling (paper: 0.6 / 0.95)")
+    sampling_off: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(temperature=0.0, top_p=1.0),
+        description="OFF mode sampling (paper: greedy)")
+
+    _check_modes = field_validator("modes")(classmethod(lambda cls, v: _distinct_modes(v)))
+
+    def sampling_for(self, mode: str) -> SamplingConfig:
+        return self.sampling_on if mode == "on" else self.sampling_off
+
+
+class RolloutConfig(GenerationConfig):
+    """K sampled completions per prompt, rewarded by accuracy and format (RL pools)."""
+
+    modes: list[Mode] = Field(default_factory=lambda: ["on"], description="modes to roll out")
+    k: int = Field(8, ge=1, description="samples per prompt and mode (the paper: 8)")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig,
+                                     description="sampling of every rollout")
+    reward_correct: float = Field(1.0, description="reward for a correct answer")
+    reward_format: float = Field(0.0, description="reward added when the format is right")
+
+    _check_modes = field_validator("modes")(classmethod(lambda cls, v: _distinct_modes(v)))
+
+    def sampling_for(self, mode: str) -> SamplingConfig:
+        return self.sampling

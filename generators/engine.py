@@ -1,0 +1,164 @@
+"""The generation loop shared by SFT and rollouts: plan -> resume -> batches -> checkpoints.
+
+A step plans one request per (prompt, mode, sample) with a deterministic key, and
+``run_plans`` generates the ones the run's checkpoint does not have yet, one backend per
+teacher model, in batches of requests that share a sampling setting (so a transformers
+batch is one ``generate`` call).  Within a group requests are sorted by prompt length,
+which keeps left padding small.  Each finished batch is checkpointed before the next
+starts, so a crash loses at most one batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from manifests.errors import InputDataError
+
+from .backends import ChatRequest, Completion, Sampling, make_backend
+from .progress import GenerationProgress
+from .reasoning import teacher_messages
+from .runs import RunCheckpoint, request_key, stable_hash
+
+PROMPT_TEMPLATE_VERSION = 1  # bump when teacher_messages changes what is sent
+
+
+@dataclass
+class Plan:
+    key: str
+    prompt: dict[str, Any]
+    mode: str
+    sample: int
+    model: str
+    messages: list[dict[str, str]]
+    sampling: Sampling
+
+
+@dataclass
+class RunResult:
+    completions: dict[str, dict[str, Any]]          # key -> checkpoint row (successes)
+    failures: dict[str, dict[str, Any]]             # key -> checkpoint row (after the last try)
+    identities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    attempt: int = 1
+    generated_now: int = 0
+    tokens_now: int = 0
+    generation_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+
+def load_prompts(store, manifest, limit: int | None) -> list[dict[str, Any]]:
+    if manifest.kind != "prompts":
+        raise InputDataError(f"{manifest.ref} is a {manifest.kind!r} version, not prompts",
+                             hint="pass a prompts version, e.g. --prompts gsm8k@v1")
+    store.check_sizes(manifest)
+    rows: list[dict[str, Any]] = []
+    for path in store.shard_paths(manifest):
+        rows.extend(pq.read_table(path).to_pylist())
+        if limit is not None and len(rows) >= limit:
+            break
+    return rows[:limit] if limit is not None else rows
+
+
+def plan_requests(prompts: list[dict[str, Any]], config, modes: list[str],
+                  samples: int) -> list[Plan]:
+    """One request per (prompt, mode, sample); the key changes with whatever shapes the text."""
+    plans = []
+    for prompt in prompts:
+        for mode in modes:
+            model = config.model_for(mode, prompt["category"])
+            sampling = config.sampling_for(mode)
+            config_hash = stable_hash({
+                "backend": config.teacher.backend, "model": model, "sampling": sampling.model_dump(),
+                "reasoning_format": config.reasoning_format, "seed": config.seed,
+                "template": PROMPT_TEMPLATE_VERSION})
+            messages = teacher_messages(prompt["input"], mode, config.reasoning_format)
+            for sample in range(samples):
+                key = request_key(prompt["id"], mode, sample, config_hash)
+                seed = int(stable_hash([config.seed, key], 8), 16) % (2 ** 31)
+                plans.append(Plan(key, prompt, mode, sample, model, messages, Sampling(
+                    sampling.temperature, sampling.top_p, sampling.max_new_tokens, seed)))
+    return plans
+
+
+def run_plans(plans: list[Plan], config, checkpoint: RunCheckpoint, *, label: str,
+              show_progress: bool = True) -> RunResult:
+    started = time.monotonic()
+    done = {k: v for k, v in checkpoint.load_successes().items()}
+    wanted = {p.key for p in plans}
+    done = {k: v for k, v in done.items() if k in wanted}
+    pending = [p for p in plans if p.key not in done]
+    result = RunResult(completions=done, failures={}, attempt=checkpoint.attempt)
+    groups: dict[tuple[str, str], list[Plan]] = defaultdict(list)
+    for plan in pending:
+        groups[(plan.model, plan.mode)].append(plan)
+    with GenerationProgress(label, total=len(plans), done=len(plans) - len(pending),
+                            enabled=show_progress) as progress:
+        for model in dict.fromkeys(m for m, _ in groups):
+            backend = make_backend(config.teacher, model)
+            try:
+                result.identities[model] = backend.identity
+                for (group_model, mode), group in groups.items():
+                    if group_model == model:
+                        progress.describe(f"{label} [{mode}]")
+                        _run_group(backend, group, checkpoint, result, progress)
+            finally:
+                backend.close()
+    result.wall_seconds = time.monotonic() - started
+    return result
+
+
+def _run_group(backend, group: list[Plan], checkpoint: RunCheckpoint, result: RunResult,
+               progress: GenerationProgress) -> None:
+    group = sorted(group, key=lambda p: sum(len(m["content"]) for m in p.messages))
+    size = max(1, backend.preferred_batch_size)
+    for start in range(0, len(group), size):
+        batch = group[start:start + size]
+        requests = [ChatRequest(p.key, p.messages, p.sampling) for p in batch]
+        began = time.monotonic()
+        completions = backend.generate(requests)
+        seconds = time.monotonic() - began
+        rows = [_checkpoint_row(p, c, seconds / len(batch)) for p, c in zip(batch, completions)]
+        checkpoint.append(rows)
+        tokens = sum(c.completion_tokens for c in completions if c.ok)
+        for row in rows:
+            (result.completions if row["error_kind"] is None else result.failures)[row["key"]] = row
+        result.generated_now += sum(1 for c in completions if c.ok)
+        result.tokens_now += tokens
+        result.generation_seconds += seconds
+        progress.advance(len(batch), tokens)
+
+
+def _checkpoint_row(plan: Plan, completion: Completion, seconds: float) -> dict[str, Any]:
+    return {"key": plan.key, "prompt_id": plan.prompt["id"], "mode": plan.mode,
+            "sample": plan.sample, "model": plan.model, "text": completion.text,
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+            "finish_reason": completion.finish_reason, "error_kind": completion.error_kind,
+            "error": completion.error, "attempts": completion.attempts, "seconds": seconds,
+            "finished_at": time.time()}
+
+
+def provenance(result: RunResult, config, run_id: str, verifier_versions: dict[str, str],
+               verifier_errors: Counter) -> dict[str, Any]:
+    """Token accounting, timing, errors and teacher identity for the manifest."""
+    rows = list(result.completions.values())
+    errors = Counter(r["error_kind"] for r in result.failures.values())
+    return {
+        "run_id": run_id, "run_attempt": result.attempt, "backend": config.teacher.backend,
+        "teachers": result.identities or {m: {"model": m} for m in {r["model"] for r in rows}},
+        "requests": len(rows) + len(result.failures),
+        "prompt_tokens": sum(r["prompt_tokens"] or 0 for r in rows),
+        "completion_tokens": sum(r["completion_tokens"] or 0 for r in rows),
+        "generated_this_attempt": result.generated_now,
+        "resumed_from_checkpoint": len(rows) - result.generated_now,
+        "wall_time_s": round(result.wall_seconds, 3),
+        "generation_time_s": round(result.generation_seconds, 3),
+        "tokens_per_s": round(result.tokens_now / result.generation_seconds, 2)
+        if result.generation_seconds else None,
+        "errors_by_kind": dict(errors), "verifier_errors_by_kind": dict(verifier_errors),
+        "verifiers": verifier_versions,
+    }

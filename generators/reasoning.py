@@ -1,0 +1,105 @@
+"""Reasoning ON/OFF conventions: system prompts, think tags, the prompted format, answers.
+
+Llama-Nemotron switches reasoning with the system prompt ``detailed thinking on|off``.
+An ON answer is ``<think>reasoning</think>`` followed by the answer; an OFF answer has no
+think tags.  A *native* teacher writes the tags itself.  A *prompted* (non-reasoning)
+teacher is asked, in the user turn, for step-by-step reasoning and then a line starting
+with ``Final answer:``; the reply is stored as ``<think>\\nreasoning\\n</think>\\n\\nanswer``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from manifests.schemas import SYSTEM_PROMPTS
+
+PROMPTED_ON_INSTRUCTION = (
+    "\n\nThink step by step and write out your reasoning. Then finish with one line that "
+    "starts with \"Final answer:\" followed by the answer.")
+FINAL_ANSWER_RE = re.compile(r"^\s*\**\s*final answer\s*\**\s*[:：]\s*", re.IGNORECASE | re.MULTILINE)
+THINK_BLOCK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+BOXED_RE = re.compile(r"\\boxed\s*\{")
+LEADING_NUMBER_RE = re.compile(r"^\s*\\?\$?\s*(-?\d[\d,]*(?:\.\d+)?)(?![\d/^])")
+NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+@dataclass
+class ShapedOutput:
+    output: str          # what is stored: ON -> <think>...</think> + answer; OFF -> answer
+    answer_text: str     # the part after the reasoning (what verifiers read)
+    format_ok: bool      # tags (native) or the requested structure (prompted) were followed
+
+
+def teacher_messages(messages: list[dict], mode: str, reasoning_format: str) -> list[dict]:
+    """The conversation sent to the teacher: the mode's system prompt first, then the prompt."""
+    sent = [{"role": "system", "content": SYSTEM_PROMPTS[mode]}, *[dict(m) for m in messages]]
+    if mode == "on" and reasoning_format == "prompted":
+        last_user = max(i for i, m in enumerate(sent) if m["role"] == "user")
+        sent[last_user]["content"] += PROMPTED_ON_INSTRUCTION
+    return sent
+
+
+def shape_output(text: str, mode: str, reasoning_format: str) -> ShapedOutput:
+    """Turn a teacher's raw reply into the stored shape of its mode."""
+    text = text.strip()
+    if mode == "off":
+        # an empty think block (some reasoning teachers emit one when told "off") is dropped
+        cleaned = re.sub(r"^<think>\s*</think>\s*", "", text)
+        return ShapedOutput(cleaned, cleaned, format_ok="<think>" not in cleaned and
+                            "</think>" not in cleaned)
+    if reasoning_format == "native":
+        blocks = THINK_BLOCK_RE.findall(text)
+        ok = (len(blocks) == 1 and text.startswith("<think>") and bool(blocks[0].strip())
+              and text.count("<think>") == 1 and text.count("</think>") == 1)
+        answer = text.split("</think>", 1)[1].strip() if "</think>" in text else ""
+        return ShapedOutput(text, answer, ok and bool(answer))
+    return _shape_prompted(text)
+
+
+def _shape_prompted(text: str) -> ShapedOutput:
+    text = text.replace("<think>", "").replace("</think>", "").strip()
+    markers = list(FINAL_ANSWER_RE.finditer(text))
+    if markers:
+        last = markers[-1]
+        reasoning, answer = text[:last.start()].strip(), text[last.end():].strip()
+        ok = bool(reasoning) and bool(answer)
+    else:
+        # the teacher ignored the requested structure: its last paragraph is the answer
+        paragraphs = [p for p in re.split(r"\n\s*\n", text) if p.strip()]
+        reasoning = "\n\n".join(paragraphs[:-1]) if len(paragraphs) > 1 else text
+        answer, ok = (paragraphs[-1].strip() if paragraphs else ""), False
+    output = f"<think>\n{reasoning}\n</think>\n\n{answer}"
+    return ShapedOutput(output, answer, ok)
+
+
+def extract_answer(answer_text: str) -> str | None:
+    """The final answer of a reply: the last \\boxed{}, a "Final answer:" line, `####`, or
+    the last number; None when there is none."""
+    boxed = last_boxed(answer_text)
+    if boxed is not None:
+        return boxed
+    markers = list(FINAL_ANSWER_RE.finditer(answer_text))
+    if markers:
+        line = answer_text[markers[-1].end():].strip().splitlines()
+        if line and line[0].strip():
+            # "$1,200 dollars." -> "1200": a leading number wins over the words after it
+            number = LEADING_NUMBER_RE.match(line[0])
+            return number.group(1).replace(",", "") if number else line[0].strip().rstrip(".")
+    if "####" in answer_text:
+        return answer_text.rsplit("####", 1)[1].strip().splitlines()[0].strip() or None
+    numbers = NUMBER_RE.findall(answer_text)
+    return numbers[-1].replace(",", "") if numbers else None
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}``, with nested braces balanced."""
+    starts = [m.end() for m in BOXED_RE.finditer(text)]
+    if not starts:
+        return None
+    depth, start = 1, starts[-1]
+    for i in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[start:i].strip()
+    return None

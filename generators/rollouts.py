@@ -1,0 +1,56 @@
+"""RL rollouts: K sampled completions per prompt and mode -> a ``rollouts`` version.
+
+Each sample gets ``correct`` (the prompt's verifier; None when it cannot be decided),
+``format_ok`` (ON: one non-empty think block then an answer; OFF: no think tags; with
+the prompted format, whether the teacher followed the requested reasoning + "Final
+answer:" structure) and ``reward = reward_correct * correct + reward_format * format_ok``
+(None when correctness is undecided, so an unparseable gold never earns a reward).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from manifests.manifest import Manifest
+
+from .config import RolloutConfig
+from .engine import Plan, RunResult
+from .reasoning import extract_answer, shape_output
+from .steps import run_generation_step, verify_answer
+from .verifiers import VerifierRegistry
+from .verifiers.code_tests import extract_code
+
+__all__ = ["RolloutConfig", "generate_rollouts"]
+
+
+def generate_rollouts(store, prompts: Manifest, name: str, config: RolloutConfig, *,
+                      run_id: str | None = None, progress: bool = True) -> Manifest:
+    """Sample ``config.k`` completions per prompt and mode, score them, publish ``name``."""
+    return run_generation_step(store, prompts, name, kind="rollouts",
+                               step_type="generate_rollouts", config=config,
+                               modes=list(config.modes), samples=config.k,
+                               build_rows=lambda *a: _build_rows(config, *a), run_id=run_id,
+                               progress=progress)
+
+
+def _build_rows(config: RolloutConfig, plans: list[Plan], result: RunResult,
+                verifiers: VerifierRegistry, verifier_errors: Counter):
+    rows: list[dict[str, Any]] = []
+    for plan in plans:
+        done = result.completions.get(plan.key)
+        if done is None:
+            continue
+        shaped = shape_output(done["text"], plan.mode, config.reasoning_format)
+        correct = verify_answer(verifiers, plan, shaped.answer_text, verifier_errors)
+        reward = None if correct is None else (
+            config.reward_correct * correct + config.reward_format * shaped.format_ok)
+        is_code = plan.prompt["verifier"] == "code"
+        rows.append({
+            "prompt_id": plan.prompt["id"], "sample": plan.sample, "generator": plan.model,
+            "reasoning": plan.mode, "output": shaped.output,
+            "answer": extract_code(shaped.answer_text) if is_code else extract_answer(shaped.answer_text),
+            "correct": correct, "format_ok": shaped.format_ok, "reward": reward,
+            "output_tokens": done["completion_tokens"], "finish_reason": done["finish_reason"],
+        })
+    return rows, []

@@ -1,0 +1,94 @@
+"""Resumable runs: completed requests are checkpointed under ``<store>/runs/<run-id>/``.
+
+Every request has a deterministic key: a hash of (prompt id, mode, sample index, request
+config hash), where the request config is what decides the text (backend, model, sampling,
+reasoning format, seed).  Completions are appended in small Parquet chunks, each written
+to a temporary name, fsynced and renamed, so a process killed at any instant leaves only
+whole chunks (and perhaps a ``.tmp`` file, removed on the next start).  On a rerun the
+engine loads the successful keys and generates only what is missing; failed requests are
+tried again.  Batch size and concurrency are not part of the key: resuming with other
+values reuses the finished work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+RESULT_SCHEMA = pa.schema([
+    ("key", pa.string()), ("prompt_id", pa.string()), ("mode", pa.string()),
+    ("sample", pa.int64()), ("model", pa.string()), ("text", pa.string()),
+    ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
+    ("finish_reason", pa.string()), ("error_kind", pa.string()), ("error", pa.string()),
+    ("attempts", pa.int64()), ("seconds", pa.float64()), ("finished_at", pa.float64()),
+])
+
+
+def stable_hash(value: Any, length: int = 16) -> str:
+    """sha256 of the canonical JSON of ``value`` (sorted keys), as hex."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def request_key(prompt_id: str, mode: str, sample: int, request_config_hash: str) -> str:
+    return stable_hash([prompt_id, mode, sample, request_config_hash], 24)
+
+
+def default_run_id(name: str, step: dict[str, Any], parent_fingerprint: str) -> str:
+    """The same command on the same prompts gets the same run id, so a rerun resumes."""
+    return f"{name}-{stable_hash([step, parent_fingerprint], 12)}"
+
+
+class RunCheckpoint:
+    def __init__(self, runs_dir: Path, run_id: str, meta: dict[str, Any]):
+        self.dir = Path(runs_dir) / run_id
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for leftover in self.dir.glob("*.tmp"):  # a chunk whose writer was killed mid-write
+            leftover.unlink(missing_ok=True)
+        info = self.dir / "run.json"
+        previous = json.loads(info.read_text()) if info.is_file() else {}
+        attempts = previous.get("attempts", 0) + 1
+        self._write_json(info, {**meta, "attempts": attempts, "started_at": time.time()})
+        self.attempt = attempts
+
+    def chunk_paths(self) -> list[Path]:
+        return sorted(self.dir.glob("chunk-*.parquet"))
+
+    def load_successes(self) -> dict[str, dict[str, Any]]:
+        """Successful results of earlier attempts by key (a key written twice: first wins)."""
+        done: dict[str, dict[str, Any]] = {}
+        for path in self.chunk_paths():
+            for row in pq.read_table(path, schema=RESULT_SCHEMA).to_pylist():
+                if row["error_kind"] is None and row["key"] not in done:
+                    done[row["key"]] = row
+        return done
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        name = f"chunk-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = self.dir / (name + ".tmp")
+        with open(tmp, "wb") as f:
+            pq.write_table(pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), f, compression="zstd")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.dir / name)
+
+    def mark_published(self, ref: str) -> None:
+        info = self.dir / "run.json"
+        meta = json.loads(info.read_text())
+        self._write_json(info, {**meta, "published": ref, "published_at": time.time()})
+
+    @staticmethod
+    def _write_json(path: Path, data: dict[str, Any]) -> None:
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        os.replace(tmp, path)

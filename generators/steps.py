@@ -1,0 +1,75 @@
+"""What SFT generation and rollouts share: reuse check, run, verification, publish.
+
+A step is reused (no teacher call at all) when a version of the same name was built by
+the same full config from the same prompts version and had no generation errors; with
+errors, the rerun resumes the run, retries only the failed requests, and publishes a new
+version.  Failed requests, malformed outputs and empty outputs go to ``rejected/`` with a
+reason, so nothing vanishes silently.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Callable
+
+from manifests.manifest import Manifest, Step
+
+from .engine import Plan, RunResult, load_prompts, plan_requests, provenance, run_plans
+from .runs import RunCheckpoint, default_run_id
+from .verifiers import VerifierRegistry
+
+# build_rows(plans, result, verifiers, verifier_errors) -> (rows, rejected rows)
+RowBuilder = Callable[[list[Plan], RunResult, VerifierRegistry, Counter],
+                      tuple[list[dict[str, Any]], list[dict[str, Any]]]]
+
+
+def run_generation_step(store, prompts: Manifest, name: str, *, kind: str, step_type: str,
+                        config, modes: list[str], samples: int, build_rows: RowBuilder,
+                        run_id: str | None, progress: bool) -> Manifest:
+    step = {"type": step_type, "config": config.model_dump()}
+    reusable = store.find_reusable(name, Step.model_validate(step), [prompts.as_parent()])
+    if reusable is not None and not reusable.provenance.get("errors_by_kind"):
+        return reusable
+    prompt_rows = load_prompts(store, prompts, config.limit)
+    plans = plan_requests(prompt_rows, config, modes, samples)
+    run_id = run_id or default_run_id(name, step, prompts.fingerprint)
+    checkpoint = RunCheckpoint(store.runs_dir, run_id, {
+        "name": name, "kind": kind, "step": step, "prompts": prompts.ref,
+        "prompts_fingerprint": prompts.fingerprint, "requests": len(plans)})
+    result = run_plans(plans, config, checkpoint, label=name, show_progress=progress)
+    verifiers = VerifierRegistry(config.verifier)
+    verifier_errors: Counter = Counter()
+    rows, rejected = build_rows(plans, result, verifiers, verifier_errors)
+    rejected += failed_rows(plans, result)
+    facts = provenance(result, config, run_id, verifiers.versions(), verifier_errors)
+    with store.writer(name, kind, step=step, parents=[prompts], provenance=facts) as writer:
+        writer.write(rows)
+        if rejected:
+            writer.reject(rejected)
+    checkpoint.mark_published(writer.manifest.ref)
+    return writer.manifest
+
+
+def failed_rows(plans: list[Plan], result: RunResult) -> list[dict[str, Any]]:
+    """Requests that failed after the backend's last retry, as rejected rows."""
+    out = []
+    for plan in plans:
+        row = result.failures.get(plan.key)
+        if row is not None and plan.key not in result.completions:
+            out.append(rejected_row(plan, f"generation_error:{row['error_kind']}",
+                                    row["error"], row["text"]))
+    return out
+
+
+def rejected_row(plan: Plan, reason: str, detail: str | None, output: str | None) -> dict[str, Any]:
+    return {"reason": reason, "key": plan.key, "prompt_id": plan.prompt["id"], "mode": plan.mode,
+            "sample": plan.sample, "model": plan.model, "detail": detail, "output": output}
+
+
+def verify_answer(verifiers: VerifierRegistry, plan: Plan, answer_text: str,
+                  verifier_errors: Counter) -> bool | None:
+    prompt = plan.prompt
+    outcome = verifiers.check(prompt["verifier"], answer_text, prompt.get("ground_truth"), prompt)
+    if outcome.error_kind and outcome.error_kind != "no_ground_truth":
+        verifier_errors[outcome.error_kind] += 1
+    return outcome.correct

@@ -1,0 +1,128 @@
+"""A fault-injecting HTTP proxy and a fake OpenAI-compatible server, for the retry tests.
+
+``FaultProxy(upstream)`` forwards requests to ``upstream`` except that the first requests
+meet the faults given in order: ``500``, ``429`` (with ``Retry-After``), ``timeout``
+(the reply comes after the client gave up), ``reset`` (TCP reset, no reply), ``malformed``
+(200 with a body that is not JSON), ``fatal`` (400, which must not be retried).
+``FakeOpenAIServer`` answers chat completions with "Final answer: 42".
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _Server:
+    handler: type
+
+    def __init__(self):
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self.handler)
+        self.httpd.daemon_threads = True
+        self.httpd.owner = self
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _FakeHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.owner.requests.append(body)
+        reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                 "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                     "role": "assistant", "content": "2 + 40 = 42.\n\nFinal answer: 42"}}],
+                 "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class FakeOpenAIServer(_Server):
+    handler = _FakeHandler
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        super().__init__()
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        owner: FaultProxy = self.server.owner
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        fault = owner.next_fault()
+        if fault == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            return
+        if fault == "timeout":
+            time.sleep(owner.hang_s)  # the client has given up by now: nothing to forward
+            return self._reply(504, b'{"error": {"message": "too late"}}')
+        if fault in ("500", "429", "fatal"):
+            status = {"500": 500, "429": 429, "fatal": 400}[fault]
+            extra = {"Retry-After": str(owner.retry_after_s)} if fault == "429" else {}
+            return self._reply(status, b'{"error": {"message": "injected"}}', extra)
+        if fault == "malformed":
+            return self._reply(200, b'{"choices": [ this is not json')
+        upstream = owner.upstream.rstrip("/") + self.path[len("/v1"):]
+        request = urllib.request.Request(upstream, data=body, method="POST", headers={
+            "Content-Type": "application/json", "Authorization": self.headers.get("Authorization", "")})
+        with urllib.request.urlopen(request, timeout=600) as response:
+            self._reply(response.status, response.read())
+
+    def _reply(self, status: int, data: bytes, headers: dict | None = None):
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            pass  # the client gave up (timeout fault): nothing to deliver
+
+
+class FaultProxy(_Server):
+    handler = _ProxyHandler
+
+    def __init__(self, upstream: str, faults: list[str], hang_s: float = 3.0,
+                 retry_after_s: float = 1.0):
+        self.upstream, self.faults = upstream, list(faults)
+        self.hang_s, self.retry_after_s = hang_s, retry_after_s
+        self.seen: list[str] = []
+        self.lock = threading.Lock()
+        super().__init__()
+
+    def next_fault(self) -> str:
+        with self.lock:
+            fault = self.faults.pop(0) if self.faults else "pass"
+            self.seen.append(fault)
+            return fault

@@ -1,0 +1,224 @@
+"""`thinkforge generate sft|rollouts`: map flags onto the generators' pydantic configs.
+
+Everything of substance lives in ``generators``; this module only builds the config (a
+YAML/JSON ``--config`` file first, explicit flags on top), calls the step and prints the
+published reference.  Heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .cli import cli, get_store
+from .output import log, print_json
+
+
+@cli.group("generate")
+def generate_group() -> None:
+    """Generate data with a teacher model: paired ON/OFF SFT answers, RL rollouts.
+
+    \b
+    Example:
+      thinkforge generate sft --prompts gsm8k --name gsm8k-sft --limit 16
+      thinkforge generate rollouts --prompts gsm8k --name gsm8k-rollouts --k 4 --limit 16
+    """
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def backend_options(command):
+    """Flags shared by every generate command (teacher, backend, run control)."""
+    options = [
+        click.option("--prompts", "prompts_ref", required=True, help="Prompts version (name, name@v1...)."),
+        click.option("--name", required=True, help="Name of the version to publish."),
+        click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path),
+                     help="YAML/JSON file with the step's config (flags override it)."),
+        click.option("--backend", type=click.Choice(["transformers", "openai", "vllm"]),
+                     help="Teacher backend [default: transformers]."),
+        click.option("--model", help="Teacher: smollm2-135m (embedded default), a local HF folder, "
+                                     "or the served model name (openai)."),
+        click.option("--teachers", "teachers_file", type=click.Path(exists=True, path_type=Path),
+                     help="YAML/JSON list of {mode, category, model} rules: a teacher per mode "
+                          "and category."),
+        click.option("--reasoning-format", type=click.Choice(["native", "prompted"]),
+                     help="native: teacher writes <think>; prompted: asked for reasoning + final "
+                          "answer [default: prompted]."),
+        click.option("--max-new-tokens", type=int, help="Completion token budget [default: 512]."),
+        click.option("--batch-size", type=int, help="Requests per generate call / checkpoint [default: 16]."),
+        click.option("--limit", type=int, help="Only the first N prompts."),
+        click.option("--seed", type=int, help="Base seed [default: 0]."),
+        click.option("--run-id", help="Checkpoint directory under <store>/runs/ [default: from the config]."),
+        click.option("--device", help="transformers: auto, cpu, cuda..."),
+        click.option("--dtype", help="auto, float32, bfloat16, float16."),
+        click.option("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1."),
+        click.option("--api-key-env", help="openai: env variable holding the API key [default: OPENAI_API_KEY]."),
+        click.option("--concurrency", type=int, help="openai: requests in flight [default: 8]."),
+        click.option("--max-retries", type=int, help="openai: retries per request [default: 5]."),
+        click.option("--request-timeout", type=float, help="openai: seconds per request [default: 120]."),
+        click.option("--tensor-parallel-size", type=int, help="vllm: GPUs per model."),
+        click.option("--quantization", type=click.Choice(["fp8"]), help="vllm: FP8 generation on GPUs."),
+        click.option("--dry-run", is_flag=True, help="Print the resolved config and request count; generate nothing."),
+        click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return functools.wraps(command)(command)
+
+
+def _read_file(path: Path | None) -> Any:
+    if path is None:
+        return None
+    import yaml
+
+    from manifests.errors import ConfigError
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML/JSON: {exc}") from exc
+
+
+def build_config(config_cls, flags: dict[str, Any], step_fields: dict[str, Any],
+                 mode_teachers: list[dict[str, str]] = ()):
+    """File config, then explicit flags; pydantic errors become ConfigError with the field.
+
+    ``mode_teachers`` (from --model-on/--model-off) are appended after the file's rules; a
+    rule with a category still wins over them for its category.
+    """
+    from pydantic import ValidationError
+
+    from manifests.errors import ConfigError
+
+    data = _read_file(flags["config_file"]) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{flags['config_file']}: the config must be a mapping")
+    teacher = dict(data.get("teacher") or {})
+    for flag, field in [("backend", "backend"), ("model", "model"), ("device", "device"),
+                        ("dtype", "dtype"), ("batch_size", "batch_size"), ("base_url", "base_url"),
+                        ("api_key_env", "api_key_env"), ("concurrency", "concurrency"),
+                        ("max_retries", "max_retries"), ("request_timeout", "request_timeout_s"),
+                        ("tensor_parallel_size", "tensor_parallel_size"),
+                        ("quantization", "quantization")]:
+        if flags.get(flag) is not None:
+            teacher[field] = flags[flag]
+    data["teacher"] = teacher
+    rules = _read_file(flags["teachers_file"])
+    if rules is not None:
+        data["teachers"] = rules
+    if mode_teachers:
+        data["teachers"] = [*(data.get("teachers") or []), *mode_teachers]
+    for flag in ("reasoning_format", "limit", "seed"):
+        if flags.get(flag) is not None:
+            data[flag] = flags[flag]
+    for key, value in step_fields.items():
+        if value is not None:
+            if isinstance(value, dict):
+                data[key] = {**(data.get(key) or {}), **value}
+            else:
+                data[key] = value
+    try:
+        return config_cls.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid generation config: {problems}",
+                          hint="see `thinkforge generate <command> --help` and README §Generation") from exc
+
+
+def _sampling(temperature, top_p, max_new_tokens) -> dict[str, Any] | None:
+    given = {k: v for k, v in [("temperature", temperature), ("top_p", top_p),
+                               ("max_new_tokens", max_new_tokens)] if v is not None}
+    return given or None
+
+
+def _run(ctx, flags, config, step_fn, request_count: int) -> None:
+    store = get_store(ctx)
+    prompts = store.resolve(flags["prompts_ref"])
+    if flags["dry_run"]:
+        rows = min(prompts.rows, config.limit or prompts.rows)
+        print_json({"prompts": prompts.ref, "name": flags["name"], "requests": rows * request_count,
+                    "config": config.model_dump()})
+        return
+    manifest = step_fn(store, prompts, flags["name"], config, run_id=flags["run_id"],
+                       progress=not ctx.obj["quiet"])
+    if flags["as_json"]:
+        print_json(manifest.model_dump(by_alias=True))
+    else:
+        click.echo(manifest.ref)
+    if not ctx.obj["quiet"]:
+        p = manifest.provenance
+        log(f"{manifest.ref}: {manifest.rows} rows, {manifest.rejected.rows} rejected "
+            f"{dict(manifest.rejected.by_reason) or ''}; {p.get('completion_tokens')} completion "
+            f"tokens, {p.get('tokens_per_s')} tok/s, errors {p.get('errors_by_kind') or 'none'}")
+
+
+@generate_group.command("sft")
+@backend_options
+@click.option("--modes", help="Comma-separated modes [default: on,off].")
+@click.option("--n", type=int, help="Samples per prompt and mode [default: 1].")
+@click.option("--model-on", help="Teacher for reasoning ON (overrides --model).")
+@click.option("--model-off", help="Teacher for reasoning OFF (overrides --model).")
+@click.option("--temperature-on", type=float, help="ON sampling temperature [default: 0.6].")
+@click.option("--top-p-on", type=float, help="ON top-p [default: 0.95].")
+@click.option("--temperature-off", type=float, help="OFF temperature, 0 = greedy [default: 0].")
+@click.option("--top-p-off", type=float, help="OFF top-p [default: 1.0].")
+@click.pass_context
+def sft_cmd(ctx, modes, n, model_on, model_off, temperature_on, top_p_on, temperature_off,
+            top_p_off, **flags):
+    """Paired reasoning ON/OFF SFT answers for a prompts version -> an sft version.
+
+    System prompt `detailed thinking on|off` first; ON output is <think>...</think> then
+    the answer, OFF has no think tags; the pair shares pair_id; answers are verified where
+    the prompt has a ground truth. Resumes an interrupted run; reuses an identical version.
+
+    \b
+    Example:
+      thinkforge generate sft --prompts gsm8k --name gsm8k-sft --limit 16 --max-new-tokens 192
+      thinkforge generate sft --prompts math --name math-sft --backend openai \\
+          --base-url http://127.0.0.1:8000/v1 --model my-teacher --concurrency 32
+    """
+    from generators.sft import SftConfig, generate_sft
+
+    mnt = flags["max_new_tokens"]
+    step_fields = {"modes": _csv(modes), "n": n,
+                   "sampling_on": _sampling(temperature_on, top_p_on, mnt),
+                   "sampling_off": _sampling(temperature_off, top_p_off, mnt)}
+    mode_teachers = [{"mode": mode, "model": model}
+                     for mode, model in (("on", model_on), ("off", model_off)) if model]
+    config = build_config(SftConfig, flags, step_fields, mode_teachers)
+    _run(ctx, flags, config, generate_sft, len(config.modes) * config.n)
+
+
+@generate_group.command("rollouts")
+@backend_options
+@click.option("--k", type=int, help="Samples per prompt and mode [default: 8].")
+@click.option("--mode", "modes", help="Comma-separated modes [default: on].")
+@click.option("--temperature", type=float, help="Sampling temperature [default: 0.6].")
+@click.option("--top-p", type=float, help="Top-p [default: 0.95].")
+@click.option("--reward-correct", type=float, help="Reward of a correct answer [default: 1.0].")
+@click.option("--reward-format", type=float, help="Reward added for the right format [default: 0.0].")
+@click.pass_context
+def rollouts_cmd(ctx, k, modes, temperature, top_p, reward_correct, reward_format, **flags):
+    """K sampled completions per prompt, with correct, format_ok and reward -> a rollouts version.
+
+    correct comes from the prompt's verifier (math-verify, sandboxed code tests); an
+    undecidable answer (e.g. unparseable gold) has correct and reward NULL.
+
+    \b
+    Example:
+      thinkforge generate rollouts --prompts gsm8k --name gsm8k-rollouts --k 4 --limit 16
+      thinkforge sql "SELECT prompt_id, avg(correct::INT) AS pass_rate FROM \\"gsm8k-rollouts\\" GROUP BY ALL"
+    """
+    from generators.rollouts import RolloutConfig, generate_rollouts
+
+    step_fields = {"k": k, "modes": _csv(modes), "reward_correct": reward_correct,
+                   "reward_format": reward_format,
+                   "sampling": _sampling(temperature, top_p, flags["max_new_tokens"])}
+    config = build_config(RolloutConfig, flags, step_fields)
+    _run(ctx, flags, config, generate_rollouts, len(config.modes) * config.k)
