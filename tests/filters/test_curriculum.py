@@ -1,0 +1,116 @@
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings, strategies as st
+from scipy.stats import spearmanr
+
+from filters.curriculum import CurriculumConfig, run_curriculum
+from filters.curriculum_plan import plan_batches
+from filters.passrate import run_passrate
+
+pools = st.integers(8, 48).flatmap(lambda b: st.tuples(
+    st.just(b), st.lists(st.integers(b, 5 * b), min_size=4, max_size=9)))
+
+
+def batch_means(plan):
+    rates = np.linspace(1.0, 0.0, plan.shape[1])  # level 0 is the easiest
+    return (plan * rates).sum(axis=1) / plan.sum(axis=1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(pools, st.sampled_from([0.05, 0.1]))
+def test_trend_easy_to_hard(pool, sigma):
+    batch_size, counts = pool
+    plan = plan_batches(counts, batch_size, sigma)
+    rho = spearmanr(np.arange(plan.shape[0]), batch_means(plan)).statistic
+    assert rho <= -0.9, (counts, batch_size, sigma, rho)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.lists(st.integers(0, 200), min_size=1, max_size=12),
+       st.floats(0.01, 2.0), st.sampled_from(["linear", "cosine"]))
+def test_every_row_once_and_batches_full(batch_size, counts, sigma, schedule):
+    plan = plan_batches(counts, batch_size, sigma, schedule)
+    assert plan.sum(axis=0).tolist() == list(counts)  # every row exactly once
+    sizes = plan.sum(axis=1)
+    assert (sizes[:-1] == batch_size).all() and (0 < sizes[-1] <= batch_size if len(sizes) else True)
+
+
+def test_default_on_a_balanced_pool_is_a_clear_trend():
+    plan = plan_batches([300] * 6, 32)
+    means = batch_means(plan)
+    assert means[0] == 1.0 and means[-1] == 0.0
+    assert spearmanr(np.arange(len(means)), means).statistic <= -0.97
+
+
+@pytest.fixture
+def pool(store, random_rollouts):
+    from filters.passrate import PassRateConfig
+
+    return run_passrate(store, random_rollouts, None, "pool", PassRateConfig(drop_at_or_above=None))
+
+
+def read(store, m):
+    return pa.concat_tables([pq.read_table(p) for p in store.shard_paths(m)])
+
+
+def test_curriculum_version_rows_batches_positions(store, pool):
+    m = run_curriculum(store, pool, "cur", CurriculumConfig(batch_size=16, seed=5))
+    t = read(store, m)
+    assert m.rows == pool.rows and sorted(t.column("id").to_pylist()) == sorted(
+        read(store, pool).column("id").to_pylist())
+    batches = t.column("curriculum_batch").to_pylist()
+    positions = t.column("curriculum_position").to_pylist()
+    assert batches == sorted(batches)  # written in curriculum order
+    n_batches = -(-pool.rows // 16)
+    for b in range(n_batches):
+        pos = [p for bb, p in zip(batches, positions) if bb == b]
+        assert sorted(pos) == list(range(16 if b < n_batches - 1 else pool.rows - 16 * b))
+    rates = t.column("pass_rate").to_numpy()
+    means = [rates[np.array(batches) == b].mean() for b in range(n_batches)]
+    assert spearmanr(np.arange(n_batches), means).statistic <= -0.9
+    assert m.stats["curriculum_batches"] == n_batches
+    assert m.provenance["batches"] == n_batches
+
+
+def test_deterministic_for_a_seed_and_shuffled_by_another(store, pool):
+    a = read(store, run_curriculum(store, pool, "a", CurriculumConfig(batch_size=16, seed=1)))
+    b = read(store, run_curriculum(store, pool, "b", CurriculumConfig(batch_size=16, seed=1)))
+    c = read(store, run_curriculum(store, pool, "c", CurriculumConfig(batch_size=16, seed=2)))
+    assert a.equals(b)
+    assert a.column("id").to_pylist() != c.column("id").to_pylist()
+
+
+def test_out_of_core_pass_rate_and_curriculum(store, tmp_path):
+    """60k prompts x 8 rollouts (~150 MB uncompressed text) under a 40 MiB DuckDB limit."""
+    from filters.base import Resources
+    from filters.passrate import PassRateConfig
+
+    n, k = 60_000, 8
+    ids = [f"p{i:06d}" for i in range(n)]
+    filler = "x" * 300
+    prompts = pa.table({
+        "id": ids, "source": ["synthetic"] * n, "category": ["math"] * n,
+        "input": [[{"role": "user", "content": f"question {i} {filler}"}] for i in range(n)],
+        "ground_truth": ["1"] * n, "verifier": ["math"] * n, "license": ["cc0"] * n,
+        "metadata": ["{}"] * n})
+    with store.writer("big", "prompts", step={"type": "test"}) as w:
+        w.write(prompts)
+    rng = np.random.default_rng(0)
+    good = rng.integers(0, k + 1, size=n)
+    sample = np.tile(np.arange(k), n)
+    with store.writer("big-rollouts", "rollouts", step={"type": "test"}, parents=[w.manifest]) as wr:
+        wr.write(pa.table({
+            "prompt_id": np.repeat(ids, k), "sample": sample, "generator": ["g"] * (n * k),
+            "reasoning": ["on"] * (n * k), "output": [filler] * (n * k),
+            "correct": sample < np.repeat(good, k)}))
+    limits = Resources(memory_limit="40MiB", temp_directory=tmp_path / "spill", threads=1)
+    pool = run_passrate(store, wr.manifest, None, "big-pool", PassRateConfig(), limits)
+    assert pool.rows == int((good < 6).sum())  # 6/8 = 0.75 and above dropped
+    cur = run_curriculum(store, pool, "big-cur", CurriculumConfig(batch_size=1000), limits)
+    t = pq.read_table(store.shard_paths(cur)[0], columns=["curriculum_batch", "pass_rate"])
+    means = [np.mean(x) for x in t.group_by("curriculum_batch").aggregate(
+        [("pass_rate", "mean")]).sort_by("curriculum_batch").column("pass_rate_mean").to_pylist()]
+    assert cur.rows == pool.rows
+    assert spearmanr(np.arange(len(means)), means).statistic <= -0.9

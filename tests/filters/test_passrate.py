@@ -1,0 +1,81 @@
+import pyarrow.parquet as pq
+import pytest
+
+from filters.passrate import PassRateConfig, run_passrate
+from manifests.errors import ConfigError, InputDataError
+
+from .conftest import prompt_ids, write_rollouts
+
+
+def read(paths):
+    import pyarrow as pa
+
+    return pa.concat_tables([pq.read_table(p) for p in paths], promote_options="permissive").to_pylist()
+
+
+def test_pass_rate_buckets_prefilter_and_rejections(store, gsm8k):
+    ids = prompt_ids(store, gsm8k)
+    wanted = {ids[0]: 8, ids[1]: 6, ids[2]: 5, ids[3]: 1, ids[4]: 0, ids[5]: 2}
+    r = write_rollouts(store, gsm8k, wanted, extra_ids=["ghost"])
+    m = run_passrate(store, r, None, "pool")
+    rows = {row["id"]: row for row in read(store.shard_paths(m))}
+    assert set(rows) == {ids[2], ids[3], ids[4], ids[5]}
+    assert rows[ids[2]]["pass_rate"] == 5 / 8 and rows[ids[2]]["bucket"] == "0.50-0.75"
+    assert (rows[ids[3]]["n_samples"], rows[ids[3]]["n_correct"]) == (8, 1)
+    assert rows[ids[3]]["bucket"] == "0.00-0.25" and rows[ids[5]]["bucket"] == "0.25-0.50"
+    assert rows[ids[4]]["bucket"] == "unsolved"  # kept unless asked
+    rejected = read(store.rejected_paths(m))
+    reasons = {row["id"]: row["reason"] for row in rejected}
+    assert reasons[ids[0]] == reasons[ids[1]] == "too_easy"  # 1.0 and 0.75: at or above
+    assert reasons["ghost"] == "unknown_prompt"
+    assert sum(1 for v in reasons.values() if v == "no_rollouts") == len(ids) - 6
+    assert m.rejected.by_reason == {"too_easy": 2, "unknown_prompt": 1, "no_rollouts": len(ids) - 6}
+    assert m.rows + m.rejected.rows == len(ids) + 1  # nothing vanished
+
+
+def test_provenance_and_lineage(store, gsm8k):
+    r = write_rollouts(store, gsm8k, {pid: 3 for pid in prompt_ids(store, gsm8k)[:10]})
+    m = run_passrate(store, r, gsm8k, "pool")
+    prov = m.provenance
+    assert (prov["policy_models"], prov["K"], prov["verifier"], prov["verifier_version"],
+            prov["seed"], prov["rollouts"]) == ("policy-a", 8, "math-verify", "0.7", 7, r.ref)
+    assert [p.fingerprint for p in m.parents] == [r.fingerprint, gsm8k.fingerprint]
+    assert m.step.type == "filter.passrate" and m.step.config["drop_at_or_above"] == 0.75
+    assert m.stats["by_bucket"] == {"0.25-0.50": 10}
+
+
+def test_provenance_tolerates_absent_generator_facts(store, gsm8k):
+    r = write_rollouts(store, gsm8k, {pid: 3 for pid in prompt_ids(store, gsm8k)[:4]},
+                       provenance={})
+    m = run_passrate(store, r, None, "pool")
+    assert m.provenance["K"] == 8 and m.provenance["policy_models"] == ["policy-a"]
+    assert m.provenance["verifier"] is None
+
+
+def test_unchanged_step_is_reused_and_changed_one_is_not(store, random_rollouts):
+    first = run_passrate(store, random_rollouts, None, "pool")
+    again = run_passrate(store, random_rollouts, None, "pool")
+    assert again.version == first.version == "v1"
+    other = run_passrate(store, random_rollouts, None, "pool", PassRateConfig(drop_unsolved=True))
+    assert other.version == "v2" and other.rejected.by_reason.get("unsolved", 0) > 0
+
+
+def test_drop_unsolved_unverified_and_custom_buckets(store, gsm8k):
+    ids = prompt_ids(store, gsm8k)[:4]
+    r = write_rollouts(store, gsm8k, {ids[0]: 0, ids[1]: 4, ids[2]: 8, ids[3]: 2},
+                       correct_none={ids[3]})
+    cfg = PassRateConfig(drop_unsolved=True, drop_at_or_above=None, buckets=[0, 0.5, 1],
+                         label_unsolved=False)
+    m = run_passrate(store, r, None, "pool", cfg)
+    rows = {row["id"]: row["bucket"] for row in read(store.shard_paths(m))}
+    assert rows == {ids[1]: "0.50-1.00", ids[2]: "0.50-1.00"}  # 1.0 falls in the closed last bucket
+    assert m.rejected.by_reason["unsolved"] == 1 and m.rejected.by_reason["unverified"] == 1
+
+
+def test_bad_config_and_wrong_kind(store, gsm8k, random_rollouts):
+    with pytest.raises(ValueError):
+        PassRateConfig(buckets=[0, 0.6, 0.5, 1])
+    with pytest.raises(ValueError):
+        PassRateConfig(drop_at_or_abve=0.5)  # unknown keys are errors
+    with pytest.raises(InputDataError):
+        run_passrate(store, gsm8k, None, "pool")
