@@ -56,6 +56,7 @@ def load_commands() -> None:
     """Import the modules that register commands on `cli` (kept out of module import time)."""
     from . import commands  # noqa: F401
     from . import generate_cmds  # noqa: F401
+    from . import filter_cmds  # noqa: F401
     from . import curation_cmds  # noqa: F401
 
 
