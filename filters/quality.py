@@ -45,15 +45,18 @@ DEFAULT_RULES: list[str] = ["empty", "truncated", "think_format", "boxed", "leng
 # the answer part: after </think> in ON mode, the whole output otherwise
 ANSWER = ("CASE WHEN reasoning = 'on' AND strpos(output, '</think>') > 0 "
           "THEN substr(output, strpos(output, '</think>') + 8) ELSE output END")
-THINK_FORMAT = """
+# DuckDB trim() strips spaces only; answers end in newlines and tabs too
+WS = "chr(32) || chr(9) || chr(10) || chr(13)"
+THINK_FORMAT = f"""
   WHEN reasoning = 'on' AND strpos(output, '<think>') = 0 AND strpos(output, '</think>') = 0
     THEN 'think_missing'
   WHEN reasoning = 'on' AND (n_open <> 1 OR n_close <> 1
         OR strpos(output, '</think>') < strpos(output, '<think>')
-        OR NOT starts_with(ltrim(output), '<think>')) THEN 'think_malformed'
+        OR NOT starts_with(ltrim(output, {WS}), '<think>')) THEN 'think_malformed'
   WHEN reasoning = 'on' AND trim(substr(output, strpos(output, '<think>') + 7,
-        strpos(output, '</think>') - strpos(output, '<think>') - 7)) = '' THEN 'think_empty'
-  WHEN reasoning = 'on' AND trim(answer_part) = '' THEN 'answer_missing'
+        strpos(output, '</think>') - strpos(output, '<think>') - 7), {WS}) = ''
+    THEN 'think_empty'
+  WHEN reasoning = 'on' AND trim(answer_part, {WS}) = '' THEN 'answer_missing'
   WHEN reasoning = 'off' AND (n_open > 0 OR n_close > 0) THEN 'think_in_off'"""
 
 
@@ -88,7 +91,7 @@ def run_quality(store: DatasetStore, data: Manifest, name: str,
         checks = []
         for rule in config.rules:
             if rule == "empty":
-                checks.append("WHEN trim(output) = '' THEN 'empty_output'")
+                checks.append(f"WHEN trim(output, {WS}) = '' THEN 'empty_output'")
             elif rule == "truncated":
                 checks.append("WHEN finish_reason = 'length' THEN 'truncated'")
             elif rule == "think_format":
@@ -103,7 +106,7 @@ def run_quality(store: DatasetStore, data: Manifest, name: str,
                     "FROM knobs) > 0 AND tokens > (SELECT cap_off FROM knobs)) THEN 'too_long'")
             elif rule == "language":
                 _register_language_udf(con)
-                checks.append("WHEN trim(answer_part) <> '' AND NOT list_contains((SELECT languages "
+                checks.append(f"WHEN trim(answer_part, {WS}) <> '' AND NOT list_contains((SELECT languages "
                               "FROM knobs), detect_language(answer_part)) THEN 'wrong_language'")
         input_text = ("array_to_string(list_transform(input, lambda m: m.content), chr(10))"
                       if has_input else "''")
@@ -114,7 +117,7 @@ def run_quality(store: DatasetStore, data: Manifest, name: str,
               SELECT *, {input_text} AS input_text, {ANSWER} AS answer_part,
                      {_count('<think>')} AS n_open, {_count('</think>')} AS n_close,
                      coalesce(output_tokens,
-                              ceil(len(string_split_regex(trim(output), '\\s+')) * 4 / 3))
+                              ceil(len(string_split_regex(trim(output, {WS}), '\\s+')) * 4 / 3))
                        AS tokens
               FROM {source(store, data)})""")
         keep = ", ".join(columns)

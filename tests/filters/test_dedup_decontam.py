@@ -1,0 +1,116 @@
+import copy
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from filters.decontam import DecontamConfig, run_decontam
+from filters.dedup import DedupConfig, run_dedup
+from filters.minhash import MinHasher, connected_components, estimated_jaccard
+
+
+def rows_of(store, m, rejected=False):
+    paths = store.rejected_paths(m) if rejected else store.shard_paths(m)
+    return pa.concat_tables([pq.read_table(p) for p in paths]).to_pylist() if paths else []
+
+
+def jaccard(a, b, k):
+    sa = {tuple(a[i:i + k]) for i in range(len(a) - k + 1)}
+    sb = {tuple(b[i:i + k]) for i in range(len(b) - k + 1)}
+    return len(sa & sb) / len(sa | sb)
+
+
+def test_minhash_estimates_jaccard():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 10**9, size=200).tolist()
+    docs = [base, base[:150] + rng.integers(0, 10**9, size=50).tolist(), base[100:]]
+    sig = MinHasher(num_perm=256, shingle=3).signatures(pa.array(docs, pa.list_(pa.uint64())))
+    est = estimated_jaccard(sig, np.array([0, 0]), np.array([1, 2]))
+    true = [jaccard(docs[0], docs[1], 3), jaccard(docs[0], docs[2], 3)]
+    assert np.allclose(est, true, atol=0.08)
+
+
+def test_connected_components_label_by_smallest():
+    assert connected_components(6, np.array([4, 2, 5]), np.array([5, 1, 4])).tolist() == \
+        [0, 1, 1, 3, 4, 4]
+
+
+@pytest.fixture
+def planted(store, gsm8k):
+    rows = rows_of(store, gsm8k)[:60]
+    exact = copy.deepcopy(rows[0])
+    exact["id"], exact["input"][0]["content"] = "zz-exact", "  " + rows[0]["input"][0]["content"].upper()
+    near = copy.deepcopy(rows[1])
+    near["id"] = "zz-near"
+    near["input"][0]["content"] = rows[1]["input"][0]["content"] + " Show your work."
+    near2 = copy.deepcopy(near)  # a chain: near duplicate of the near duplicate
+    near2["id"] = "zz-near2"
+    near2["input"][0]["content"] = near["input"][0]["content"] + " Be brief."
+    with store.writer("planted", "prompts", step={"type": "test"}) as w:
+        w.write(rows + [exact, near, near2])
+    return w.manifest, rows
+
+
+def test_exact_and_near_duplicates_name_what_they_duplicate(store, planted):
+    data, rows = planted
+    m = run_dedup(store, data, "dedup", DedupConfig(threshold=0.7))
+    rejected = {r["id"]: r for r in rows_of(store, m, rejected=True)}
+    assert rejected["zz-exact"]["reason"] == "exact_duplicate"
+    assert rejected["zz-exact"]["duplicate_of"] == rows[0]["id"]
+    for rid in ("zz-near", "zz-near2"):
+        assert rejected[rid]["reason"] == "near_duplicate"
+        assert rejected[rid]["duplicate_of"] == rows[1]["id"]  # smallest id of the cluster
+        assert rejected[rid]["similarity"] >= 0.7
+    assert m.rows == 60 and set(rejected) == {"zz-exact", "zz-near", "zz-near2"}
+
+
+def test_exact_only_and_reuse(store, planted):
+    data, _ = planted
+    m = run_dedup(store, data, "exact", DedupConfig(near=False))
+    assert m.rejected.by_reason == {"exact_duplicate": 1}
+    assert run_dedup(store, data, "exact", DedupConfig(near=False)).version == m.version
+    with pytest.raises(ValueError):
+        DedupConfig(exact=False, near=False)
+
+
+def test_decontam_names_benchmark_and_item(store, gsm8k, data_dir):
+    from curation.importer import ImportOptions, import_file
+
+    test = import_file(store, data_dir / "gsm8k_test.jsonl",
+                       ImportOptions(name="gsm8k-test", preset="gsm8k"))
+    bench = rows_of(store, test)
+    rows = rows_of(store, gsm8k)[:30]
+    leak = copy.deepcopy(rows[0])
+    leak["id"] = "leak"
+    leak["input"][0]["content"] = "Solve this, please. " + bench[7]["input"][0]["content"]
+    with store.writer("train", "prompts", step={"type": "test"}) as w:
+        w.write(rows + [leak])
+    math_file = data_dir / "math500_demo.jsonl"
+    m = run_decontam(store, w.manifest, [test, math_file], "clean")
+    rejected = {r["id"]: r for r in rows_of(store, m, rejected=True)}
+    assert rejected["leak"]["benchmark"] == "gsm8k-test@v1"
+    assert rejected["leak"]["matched_item"] == bench[7]["id"]
+    assert rejected["leak"]["matched_ngrams"] >= 1 and rejected["leak"]["reason"] == "contaminated"
+    assert "leak" not in {r["id"] for r in rows_of(store, m)}
+    assert [p.name for p in m.parents] == ["train", "gsm8k-test"]
+    assert m.step.config["benchmark_files"][0]["path"].endswith("math500_demo.jsonl")
+    # a stricter threshold keeps a row sharing fewer n-grams
+    strict = run_decontam(store, w.manifest, [test], "strict", DecontamConfig(min_matches=10**6))
+    assert strict.rejected.rows == 0
+
+
+def test_decontam_file_benchmark_hits_name_the_file_item(store, gsm8k, data_dir):
+    import json
+
+    first = json.loads((data_dir / "math500_demo.jsonl").read_text().splitlines()[0])
+    rows = rows_of(store, gsm8k)[:5]
+    leak = copy.deepcopy(rows[0])
+    leak["id"], leak["input"][0]["content"] = "leak", first["problem"]
+    with store.writer("train", "prompts", step={"type": "test"}) as w:
+        w.write(rows + [leak])
+    m = run_decontam(store, w.manifest, [data_dir / "math500_demo.jsonl"], "clean",
+                     DecontamConfig(ngram=8))
+    hit = rows_of(store, m, rejected=True)[0]
+    assert (hit["id"], hit["benchmark"], hit["matched_item"]) == \
+        ("leak", "math500_demo.jsonl", first["unique_id"])

@@ -1,0 +1,46 @@
+import json
+
+import pytest
+
+from .conftest import prompt_ids, write_rollouts
+
+SUBCOMMANDS = ("passrate", "curriculum", "quality", "dedup", "decontam")
+
+
+@pytest.mark.parametrize("sub", SUBCOMMANDS)
+def test_every_subcommand_has_help_with_an_example(cli_run, sub):
+    result = cli_run("filter", sub, "--help")
+    assert result.exit_code == 0 and "Example:" in result.output
+    for option in ("--name", "--dry-run", "--memory-limit", "--temp-dir", "--json"):
+        assert option in result.output
+
+
+def test_cli_pipeline_passrate_curriculum_dedup_decontam(cli_run, store, gsm8k, data_dir):
+    ids = prompt_ids(store, gsm8k)
+    write_rollouts(store, gsm8k, {pid: i % 9 for i, pid in enumerate(ids)}, name="gsm8k-rollouts")
+    dry = cli_run("filter", "passrate", "--rollouts", "gsm8k-rollouts", "--name", "pool", "--dry-run")
+    assert dry.exit_code == 0 and "would write pool" in dry.output and not store.names().count("pool")
+    r = cli_run("filter", "passrate", "--rollouts", "gsm8k-rollouts", "--name", "pool", "--json",
+                "--memory-limit", "200MiB")
+    assert r.exit_code == 0, r.output
+    pool = json.loads(r.output)
+    assert pool["kind"] == "rl_pool" and pool["rejected"]["by_reason"]["too_easy"] > 0
+    r = cli_run("filter", "curriculum", "pool", "--name", "cur", "--batch-size", "16")
+    assert r.exit_code == 0 and r.output.strip() == "cur@v1"
+    r = cli_run("sql", "SELECT curriculum_batch, count(*) AS n FROM cur GROUP BY 1 ORDER BY 1",
+                "--format", "json")
+    assert [json.loads(line)["n"] for line in r.output.splitlines()][0] == 16
+    assert cli_run("filter", "dedup", "gsm8k", "--name", "dd").exit_code == 0
+    cli_run("import", str(data_dir / "gsm8k_test.jsonl"), "--name", "gsm8k-test", "--preset", "gsm8k")
+    r = cli_run("filter", "decontam", "gsm8k", "--against", "gsm8k-test", "--against",
+                str(data_dir / "math500_demo.jsonl"), "--name", "clean")
+    assert r.exit_code == 0, r.output
+
+
+def test_cli_errors_have_exit_codes(cli_run, store, gsm8k):
+    r = cli_run("filter", "curriculum", "gsm8k", "--name", "x", "--batch-size", "4")
+    assert r.exit_code == 6 and "rl_pool" in r.output  # wrong kind: bad input data
+    r = cli_run("filter", "passrate", "--rollouts", "nope", "--name", "x")
+    assert r.exit_code == 3
+    r = cli_run("filter", "dedup", "gsm8k", "--name", "x", "--threshold", "1.5")
+    assert r.exit_code == 8 and "threshold" in r.output

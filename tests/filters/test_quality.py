@@ -1,0 +1,64 @@
+import pyarrow.parquet as pq
+
+from filters.quality import QualityConfig, run_quality
+
+
+def sft_row(i, reasoning, output, *, prompt="What is 2+2?", finish="stop", tokens=20):
+    return {"id": f"s{i:03d}", "prompt_id": f"p{i}", "pair_id": f"p{i}", "category": "math",
+            "reasoning": reasoning, "system_prompt": f"detailed thinking {reasoning}",
+            "input": [{"role": "system", "content": f"detailed thinking {reasoning}"},
+                      {"role": "user", "content": prompt}],
+            "output": output, "generator": "t", "output_tokens": tokens, "finish_reason": finish}
+
+
+CASES = {
+    "ok_on": ("on", "<think>2 and 2 make 4</think>\n\nThe answer is 4.", {}, None),
+    "ok_off": ("off", "The answer is 4.", {}, None),
+    "no_think": ("on", "The answer is 4.", {}, "think_missing"),
+    "two_blocks": ("on", "<think>a</think><think>b</think> 4", {}, "think_malformed"),
+    "reversed": ("on", "</think>a<think> 4", {}, "think_malformed"),
+    "text_before": ("on", "Sure! <think>a</think> 4", {}, "think_malformed"),
+    "empty_think": ("on", "<think>  \n </think> 4", {}, "think_empty"),
+    "no_answer": ("on", "<think>reasoning</think>   ", {}, "answer_missing"),
+    "think_off": ("off", "<think>hmm</think> 4", {}, "think_in_off"),
+    "empty": ("off", " \n\t ", {}, "empty_output"),
+    "truncated": ("on", "<think>long", {"finish": "length"}, "truncated"),
+    "boxed_ok": ("off", "so \\boxed{4}", {"prompt": "Put the answer in \\boxed{}."}, None),
+    "boxed_missing": ("off", "so 4", {"prompt": "Put the answer in \\boxed{}."}, "boxed_missing"),
+    "long_off": ("off", "4", {"tokens": 9000}, "too_long"),
+    "long_on_ok": ("on", "<think>x</think> 4", {"tokens": 9000}, None),
+    "approx_tokens": ("off", "word " * 7000, {"tokens": None}, "too_long"),  # 4/3 x 7000 > 8192
+}
+
+
+def make_sft(store):
+    rows = [sft_row(i, mode, out, **kw) for i, (mode, out, kw, _) in enumerate(CASES.values())]
+    with store.writer("sft", "sft", step={"type": "test"}) as w:
+        w.write(rows)
+    return w.manifest
+
+
+def test_each_rule_names_its_reason(store):
+    m = run_quality(store, make_sft(store), "clean")
+    expected = {f"s{i:03d}": reason for i, (*_, reason) in enumerate(CASES.values())}
+    kept = set(pq.read_table(store.shard_paths(m)[0]).column("id").to_pylist())
+    assert kept == {k for k, v in expected.items() if v is None}
+    rejected = pq.read_table(store.rejected_paths(m)[0]).to_pylist()
+    assert {r["id"]: r["reason"] for r in rejected} == {k: v for k, v in expected.items() if v}
+    assert m.rows + m.rejected.rows == len(CASES)
+
+
+def test_rules_can_be_chosen(store):
+    m = run_quality(store, make_sft(store), "fmt", QualityConfig(rules=["truncated"],
+                                                                 max_tokens_off=None))
+    assert m.rejected.by_reason == {"truncated": 1}
+
+
+def test_rollouts_are_checked_too(store):
+    rows = [{"prompt_id": "p", "sample": s, "generator": "g", "reasoning": "on", "output": out,
+             "finish_reason": "stop"} for s, out in enumerate(["<think>a</think> 1", "1"])]
+    with store.writer("ro", "rollouts", step={"type": "test"}) as w:
+        w.write(rows)
+    m = run_quality(store, w.manifest, "ro-clean")
+    assert m.kind == "rollouts" and m.rows == 1 and m.rejected.by_reason == {"think_missing": 1}
+    assert m.provenance["skipped_rules"] == ["boxed"]
