@@ -73,3 +73,32 @@ def pull_cmd(ctx, ref, to):
     click.echo(str(dest))
     if not ctx.obj["quiet"]:
         log(f"pulled and verified {ref} into {dest}")
+
+
+@cli.command("report")
+@click.argument("ref")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Directory for README.md (dataset card), report.html and plots/.")
+@click.option("--json", "as_json", is_flag=True, help="Print the written paths as JSON.")
+@click.pass_context
+def report_cmd(ctx, ref, out, as_json):
+    """Write a dataset card (README.md) and an HTML report with plots for a version.
+
+    Plots (only those the version's columns allow): pass-rate histogram, difficulty buckets,
+    mean pass rate per curriculum batch, output lengths by reasoning mode, mix by category
+    and mode, rejected rows by step and reason. Open report.html from disk; no server.
+
+    \b
+    Example:
+      thinkforge report demo-rl --out reports/demo-rl
+      xdg-open reports/demo-rl/report.html
+    """
+    from curation.report import write_report
+
+    written = write_report(get_store(ctx), ref, out)
+    if as_json:
+        print_json(written)
+    else:
+        click.echo(written["html"])
+    if not ctx.obj["quiet"]:
+        log(f"report for {written['ref']}: {written['card']}, {len(written['plots'])} plots")

@@ -1,0 +1,200 @@
+"""``thinkforge report``: a dataset card (README.md) and an HTML page with plots.
+
+The card follows the Hugging Face dataset-card layout (YAML front matter, then prose):
+provenance (the step and its config, who built it), lineage (every ancestor version with
+its step and fingerprint), counts, licences, rejected rows, and how to load the version.
+``report.html`` shows the same facts with the PNG plots beside it (relative paths, so it
+reads from ``file://`` without a server); a small inline script marks a plot that failed to
+load and records ``data-images-loaded="ok/total"`` on ``<body>`` (the browser test reads it).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from manifests import DatasetStore, Manifest
+
+from .report_plots import ReportData, collect, draw_plots
+
+SHOWN_STATS = ("by_category", "by_reasoning", "by_bucket", "by_source", "by_generator",
+               "by_finish_reason", "output_tokens", "verified_rate", "pass_rate_mean",
+               "curriculum_batches")
+
+
+def lineage(store: DatasetStore, manifest: Manifest) -> list[Manifest]:
+    """The version and all its ancestors, nearest first (each once)."""
+    out, queue, seen = [], [manifest], {manifest.ref}
+    while queue:
+        m = queue.pop(0)
+        out.append(m)
+        for p in m.parents:
+            if p.ref in seen:
+                continue
+            seen.add(p.ref)
+            try:
+                queue.append(store.resolve(p.ref))
+            except Exception:  # an ancestor removed from this store: lineage stops there
+                continue
+    return out
+
+
+def write_report(store: DatasetStore, ref: str | Manifest, out: str | Path) -> dict[str, Any]:
+    """Write README.md, report.html and plots/*.png into ``out``; return what was written."""
+    manifest = store.resolve(ref) if isinstance(ref, str) else ref
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    chain = lineage(store, manifest)
+    data = collect(store, manifest, chain)
+    plots = draw_plots(data, out / "plots")
+    (out / "README.md").write_text(card(manifest, chain, data), encoding="utf-8")
+    (out / "report.html").write_text(page(manifest, chain, data, plots), encoding="utf-8")
+    return {"ref": manifest.ref, "card": str(out / "README.md"), "html": str(out / "report.html"),
+            "plots": [str(out / "plots" / name) for name, _ in plots]}
+
+
+def _counts_table(counts: dict[str, int], header: str) -> str:
+    rows = "\n".join(f"| {k} | {v} |" for k, v in counts.items())
+    return f"| {header} | rows |\n|---|---|\n{rows}\n"
+
+
+def load_snippets(manifest: Manifest) -> str:
+    ref = manifest.ref
+    formats = {"sft": "trl-sft", "rl_pool": "verl", "prompts": "trl-grpo",
+               "preferences": "trl-dpo", "rollouts": "hf"}[manifest.kind]
+    return f"""```bash
+thinkforge pull {ref} --to ./data                   # verified copy (sha256) of the shards
+thinkforge export {ref} --format {formats} --out ./export
+thinkforge sql 'SELECT * FROM "{ref}" LIMIT 5'
+```
+
+```python
+import datasets, duckdb
+ds = datasets.load_dataset("parquet", data_files="./data/datasets/{manifest.name}/{manifest.version}/data/*.parquet")
+duckdb.connect("forge-store/catalog.duckdb", read_only=True).sql('FROM "{ref}"').show()
+```
+"""
+
+
+def card(manifest: Manifest, chain: list[Manifest], data: ReportData) -> str:
+    licences = sorted(data.licenses) or ["unknown"]
+    front = "\n".join(["---", f"pretty_name: {manifest.name}",
+                       "license:", *[f"  - {json.dumps(x)}" for x in licences],
+                       "tags: [thinkforge, reasoning, llama-nemotron]",
+                       f"thinkforge_ref: {manifest.ref}",
+                       f"thinkforge_fingerprint: {manifest.fingerprint}", "---"])
+    stats = "\n".join(f"- **{k}**: `{json.dumps(manifest.stats[k], default=str)}`"
+                      for k in SHOWN_STATS if k in manifest.stats)
+    chain_lines = "\n".join(
+        f"{'  ' * min(i, 1)}- `{m.ref}` ({m.kind}, {m.rows} rows) <- step `{m.step.type}`, "
+        f"fingerprint `{m.fingerprint[:12]}`, created {m.created_at}"
+        for i, m in enumerate(chain))
+    rejected = _counts_table(data.rejected, "step: reason") if data.rejected else "None.\n"
+    by = manifest.created_by
+    return f"""{front}
+
+# {manifest.name} ({manifest.version})
+
+A **{manifest.kind}** dataset version built with thinkforge: {manifest.rows} rows,
+fingerprint `{manifest.fingerprint}`. Versions are immutable; every shard's sha256 is in
+`manifest.json` and is checked whenever the bytes leave the store.
+
+## Provenance
+
+- built by step **`{manifest.step.type}`** on {manifest.created_at}
+  (thinkforge {by.get('tool_version')}, git `{by.get('git_sha') or 'n/a'}`, host `{by.get('host')}`)
+- step config:
+
+```json
+{json.dumps(manifest.step.config, indent=2, default=str)}
+```
+
+- step facts: `{json.dumps(manifest.provenance, default=str)}`
+
+## Lineage
+
+{chain_lines}
+
+## Counts
+
+{stats or '- rows: ' + str(manifest.rows)}
+
+{_counts_table({f'{c} / {m}': n for (c, m), n in data.mix.items()}, 'category / reasoning') if data.mix else ''}
+## Licences
+
+{_counts_table(data.licenses, 'licence') if data.licenses else 'No licence column in this kind; see the lineage.'}
+Check each source's licence before redistribution (see `curation/data/README.md` for the
+bundled sets).
+
+## Rejected rows (this version and its ancestors)
+
+{rejected}
+## How to load it
+
+{load_snippets(manifest)}
+Plots: `report.html` next to this file.
+"""
+
+
+def _html_table(rows: dict[str, Any], header: tuple[str, str]) -> str:
+    body = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
+                   for k, v in rows.items())
+    return f"<table><tr><th>{header[0]}</th><th>{header[1]}</th></tr>{body}</table>"
+
+
+IMAGE_CHECK = """<script>
+window.addEventListener("load", function () {
+  var images = document.querySelectorAll("img"), ok = 0;
+  images.forEach(function (img) {
+    if (img.complete && img.naturalWidth > 0) { ok += 1; }
+    else { img.insertAdjacentHTML("afterend", "<p class='missing'>plot missing: " + img.getAttribute("src") + "</p>"); }
+  });
+  document.body.setAttribute("data-images-loaded", ok + "/" + images.length);
+});
+</script>"""
+
+STYLE = """<style>
+body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}
+figure{display:inline-block;margin:.5em;vertical-align:top}figcaption{font-size:.9em;color:#555;max-width:540px}
+img{max-width:540px}code,pre{background:#f4f4f4}pre{padding:.6em;overflow-x:auto}.missing{color:#b00}
+</style>"""
+
+
+def page(manifest: Manifest, chain: list[Manifest], data: ReportData,
+         plots: list[tuple[str, str]]) -> str:
+    e = html.escape
+    figures = "".join(f'<figure><img src="plots/{e(name)}" alt="{e(caption)}">'
+                      f"<figcaption>{e(caption)}</figcaption></figure>" for name, caption in plots)
+    chain_rows = "".join(
+        f"<tr><td><code>{e(m.ref)}</code></td><td>{e(m.kind)}</td><td>{m.rows}</td>"
+        f"<td>{e(m.step.type)}</td><td><code>{e(m.fingerprint[:12])}</code></td>"
+        f"<td>{m.rejected.rows}</td></tr>" for m in chain)
+    sample = e(json.dumps(data.sample[:2], indent=2, default=str, ensure_ascii=False)[:4000])
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{e(manifest.ref)} - thinkforge report</title>
+{STYLE}</head>
+<body>
+<h1>{e(manifest.name)} <small>{e(manifest.version)}</small></h1>
+<p>A <b>{e(manifest.kind)}</b> version: {manifest.rows} rows, fingerprint
+<code>{e(manifest.fingerprint)}</code>, built by step <code>{e(manifest.step.type)}</code> on
+{e(manifest.created_at)}.</p>
+<h2>Plots</h2>
+{figures or '<p>No plots for this kind of version.</p>'}
+<h2>Lineage</h2>
+<table><tr><th>version</th><th>kind</th><th>rows</th><th>step</th><th>fingerprint</th><th>rejected</th></tr>{chain_rows}</table>
+<h2>Counts</h2>
+{_html_table({k: json.dumps(manifest.stats[k], default=str) for k in SHOWN_STATS if k in manifest.stats}, ("statistic", "value"))}
+<h2>Licences</h2>
+{_html_table(data.licenses, ("licence", "rows")) if data.licenses else '<p>See the lineage.</p>'}
+<h2>Rejected rows</h2>
+{_html_table(data.rejected, ("step: reason", "rows")) if data.rejected else '<p>None.</p>'}
+<h2>Step config</h2>
+<pre>{e(json.dumps(manifest.step.config, indent=2, default=str))}</pre>
+<h2>Sample rows</h2>
+<pre>{sample}</pre>
+{IMAGE_CHECK}
+</body></html>
+"""

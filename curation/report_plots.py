@@ -1,0 +1,143 @@
+"""The report's numbers (DuckDB over the version's shards) and its PNG plots (matplotlib).
+
+Each plot exists only when the version has the columns it needs, so an `sft` version gets
+length and mix plots, an `rl_pool` version pass-rate, bucket and curriculum plots.
+matplotlib is imported inside ``draw_plots`` (the `report` extra), with the Agg backend: no
+display is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from manifests import DatasetStore, Manifest
+from manifests.duck import connect, parquet_source
+from manifests.errors import require
+
+
+@dataclass
+class ReportData:
+    """Everything the card and the page show, computed once."""
+
+    columns: set[str]
+    pass_rates: list[float] = field(default_factory=list)
+    buckets: dict[str, int] = field(default_factory=dict)
+    curriculum: list[tuple[int, float, int]] = field(default_factory=list)  # batch, mean, rows
+    lengths: dict[str, list[int]] = field(default_factory=dict)            # mode -> lengths
+    length_unit: str = "tokens"
+    mix: dict[tuple[str, str], int] = field(default_factory=dict)          # (category, mode) -> n
+    licenses: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)                 # "step: reason" -> n
+    sample: list[dict[str, Any]] = field(default_factory=list)
+
+
+def collect(store: DatasetStore, manifest: Manifest, lineage: list[Manifest]) -> ReportData:
+    store.check_sizes(manifest)
+    cols = {f["name"] for f in manifest.schema_}
+    data = ReportData(columns=cols)
+    con = connect()
+    src = parquet_source(store.shard_paths(manifest))
+    q = lambda sql: con.execute(sql.replace("{src}", src)).fetchall()  # noqa: E731
+    if "pass_rate" in cols:
+        data.pass_rates = [r[0] for r in q("SELECT pass_rate FROM {src}")]
+    elif manifest.kind == "rollouts":
+        data.pass_rates = [r[0] for r in q(
+            "SELECT avg(coalesce(correct, false)::INT) FROM {src} GROUP BY prompt_id")]
+    if "bucket" in cols:
+        data.buckets = dict(q("SELECT coalesce(bucket, '<none>'), count(*) FROM {src} "
+                              "GROUP BY ALL ORDER BY 1"))
+    if "curriculum_batch" in cols:
+        data.curriculum = [tuple(r) for r in q(
+            "SELECT curriculum_batch, avg(pass_rate), count(*) FROM {src} "
+            "WHERE curriculum_batch IS NOT NULL GROUP BY 1 ORDER BY 1")]
+    if "output" in cols:
+        mode = "reasoning" if "reasoning" in cols else "'all'"
+        # token counts when every row has one (the generator's tokenizer), else characters
+        tokens = "output_tokens" in cols and not q(
+            "SELECT count(*) FROM {src} WHERE output_tokens IS NULL")[0][0]
+        data.length_unit = "tokens" if tokens else "characters"
+        measure = "output_tokens" if tokens else "length(output)"
+        rows = q(f"SELECT {mode}, {measure} FROM {{src}}")
+        for m, n in rows:
+            data.lengths.setdefault(m, []).append(int(n))
+    if "category" in cols:
+        mode = "reasoning" if "reasoning" in cols else "'-'"
+        data.mix = {(c, m): n for c, m, n in q(
+            f"SELECT category, {mode}, count(*) FROM {{src}} GROUP BY ALL ORDER BY 1, 2")}
+    if "license" in cols:
+        data.licenses = dict(q("SELECT coalesce(license, 'unknown'), count(*) FROM {src} "
+                               "GROUP BY ALL ORDER BY 2 DESC"))
+    data.sample = con.sql(f"SELECT * FROM {src} LIMIT 3").to_arrow_table().to_pylist()
+    con.close()
+    for m in lineage:  # rows every step of the lineage dropped, with its reason
+        for reason, n in m.rejected.by_reason.items():
+            data.rejected[f"{m.name} ({m.step.type}): {reason}"] = n
+    return data
+
+
+def draw_plots(data: ReportData, out: Path) -> list[tuple[str, str]]:
+    """Write the PNGs the data allows into ``out``; return (file name, caption) pairs."""
+    matplotlib = require("matplotlib", "report")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    made: list[tuple[str, str]] = []
+
+    def save(fig, name: str, caption: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=90)
+        plt.close(fig)
+        made.append((name, caption))
+
+    if data.pass_rates:
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        ax.hist(data.pass_rates, bins=[i / 10 for i in range(11)], color="#4c72b0", edgecolor="white")
+        ax.set(xlabel="pass rate (correct rollouts / rollouts)", ylabel="prompts",
+               title="Pass rate per prompt")
+        save(fig, "pass_rate_histogram.png", "Pass rate per prompt (from the policy's rollouts).")
+    if data.buckets:
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        ax.bar(list(data.buckets), list(data.buckets.values()), color="#55a868")
+        ax.set(xlabel="difficulty bucket", ylabel="prompts", title="Difficulty buckets")
+        save(fig, "bucket_counts.png", "Prompts per difficulty bucket.")
+    if data.curriculum:
+        batches = [b for b, _, _ in data.curriculum]
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        ax.plot(batches, [m or 0 for _, m, _ in data.curriculum], marker="o", color="#c44e52")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.set(xlabel="curriculum batch", ylabel="mean pass rate", ylim=(0, 1.05),
+               title="Mean pass rate per curriculum batch (easy -> hard)")
+        save(fig, "curriculum_pass_rate.png",
+             "Mean pass rate per curriculum batch: it should fall as training proceeds.")
+    if data.lengths:
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        for mode, values in sorted(data.lengths.items()):
+            ax.hist(values, bins=20, alpha=0.6, label=f"reasoning {mode}")
+        ax.set(xlabel=f"output length ({data.length_unit})", ylabel="rows",
+               title="Output length by reasoning mode")
+        ax.legend()
+        save(fig, "output_lengths.png", f"Output length in {data.length_unit}, by reasoning mode.")
+    if data.mix:
+        categories = sorted({c for c, _ in data.mix})
+        modes = sorted({m for _, m in data.mix})
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        width = 0.8 / len(modes)
+        for i, mode in enumerate(modes):
+            ax.bar([x + i * width for x in range(len(categories))],
+                   [data.mix.get((c, mode), 0) for c in categories], width,
+                   label=f"reasoning {mode}" if mode != "-" else "rows")
+        ax.set_xticks([x + width * (len(modes) - 1) / 2 for x in range(len(categories))], categories)
+        ax.set(ylabel="rows", title="Mix by category and reasoning mode")
+        ax.legend()
+        save(fig, "mix_category_mode.png", "Rows by category and reasoning mode.")
+    if data.rejected:
+        labels = list(data.rejected)
+        fig, ax = plt.subplots(figsize=(7, 0.8 + 0.35 * len(labels)))
+        ax.barh(labels, list(data.rejected.values()), color="#8172b2")
+        ax.set(xlabel="rows dropped", title="Rejected rows by step and reason")
+        ax.invert_yaxis()
+        save(fig, "rejected_by_reason.png", "Rows each step of the lineage dropped, by reason.")
+    return made
