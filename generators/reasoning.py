@@ -64,6 +64,9 @@ def _shape_prompted(text: str) -> ShapedOutput:
         last = markers[-1]
         reasoning, answer = text[:last.start()].strip(), text[last.end():].strip()
         ok = bool(reasoning) and bool(answer)
+    elif (fence := text.rfind("```", 0, text.rfind("```"))) >= 0:
+        # no marker, but code: the last fenced block is the answer, the text before it reasons
+        reasoning, answer, ok = text[:fence].strip(), text[fence:].strip(), False
     else:
         # the teacher ignored the requested structure: its last paragraph is the answer
         paragraphs = [p for p in re.split(r"\n\s*\n", text) if p.strip()]

@@ -70,10 +70,10 @@ def _build_rows(config: SftConfig, plans: list[Plan], result: RunResult,
 
 
 def _reject_reason(mode: str, reasoning_format: str, shaped) -> str | None:
-    if not shaped.answer_text.strip():
-        return "empty_output"
     if mode == "off" and not shaped.format_ok:
         return "format:think_tags_in_off_mode"
     if mode == "on" and reasoning_format == "native" and not shaped.format_ok:
         return "format:missing_or_malformed_think_block"
+    if not shaped.answer_text.strip():
+        return "empty_output"
     return None
