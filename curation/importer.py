@@ -198,9 +198,24 @@ class RowMapper:
             out["id"] = stable_id(out["source"], out["input"])
 
 
+@dataclass
+class DryRun:
+    """What an import would publish: counts only, nothing written."""
+
+    name: str
+    kind: str
+    rows: int
+    rejected: dict[str, int]
+
+
 def import_file(store: DatasetStore, path: str | Path, opts: ImportOptions,
-                progress: Callable[[int], None] | None = None) -> Manifest:
-    """Read, map and validate every row of ``path``; publish one version or nothing."""
+                progress: Callable[[int], None] | None = None,
+                dry_run: bool = False) -> Manifest | DryRun:
+    """Read, map and validate every row of ``path``; publish one version or nothing.
+
+    With ``dry_run`` every row is still read and validated (the same errors are raised),
+    but nothing is written to the store.
+    """
     path = Path(path)
     validate_name(opts.name)
     preset = None
@@ -251,6 +266,11 @@ def import_file(store: DatasetStore, path: str | Path, opts: ImportOptions,
     if not good:
         raise InputDataError(f"{path}: no valid rows to import ({len(bad)} rejected)",
                              hint="check the mapping (--map) and the file's columns")
+    if dry_run:
+        by_reason: dict[str, int] = {}
+        for row in bad:
+            by_reason[row["reason"]] = by_reason.get(row["reason"], 0) + 1
+        return DryRun(name=opts.name, kind=opts.kind, rows=len(good), rejected=by_reason)
     config = {"path": str(path.resolve()), "sha256": sha256_file(path) if path.is_file() else None,
               "format": fmt, "kind": opts.kind, "preset": opts.preset, "map": opts.mapping,
               "category": opts.category, "license": opts.license, "source": opts.source,

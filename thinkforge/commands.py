@@ -31,20 +31,33 @@ from .output import log, print_json, print_table
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
               help="skip: keep bad rows in rejected/ with a reason instead of failing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@click.option("--dry-run", is_flag=True, help="Read and validate every row; write nothing.")
 @click.pass_context
-def import_cmd(ctx, path, name, kind, preset, fmt, maps, category, license_, source, on_error, as_json):
+def import_cmd(ctx, path, name, kind, preset, fmt, maps, category, license_, source, on_error,
+               as_json, dry_run):
     """Import a file as a new version (prompts by default).
 
     \b
     Example:
       thinkforge import gsm8k_train.jsonl --name gsm8k --preset gsm8k
       thinkforge import qa.csv --name qa --map input="{title} {body}" --map ground_truth=answer --category math
+      thinkforge import big.parquet --name big --category chat --dry-run --on-error skip
     """
     from curation.importer import ImportOptions, import_file, parse_map
 
     opts = ImportOptions(name=name, kind=kind, preset=preset, format=fmt, mapping=parse_map(maps),
                          category=category, license=license_, source=source, on_error=on_error)
-    manifest = import_file(get_store(ctx), path, opts)
+    manifest = import_file(get_store(ctx), path, opts, dry_run=dry_run,
+                           progress=None if ctx.obj["quiet"] else _rows_progress(path))
+    if dry_run:
+        summary = {"name": manifest.name, "kind": manifest.kind, "rows": manifest.rows,
+                   "rejected": manifest.rejected, "published": False}
+        if as_json:
+            print_json(summary)
+        else:
+            click.echo(f"dry run: {manifest.rows} rows would be published as {manifest.name} "
+                       f"({sum(manifest.rejected.values())} rejected: {manifest.rejected or 'none'})")
+        return
     if as_json:
         print_json(manifest.model_dump(by_alias=True))
     else:
@@ -52,6 +65,20 @@ def import_cmd(ctx, path, name, kind, preset, fmt, maps, category, license_, sou
     if not ctx.obj["quiet"]:
         log(f"imported {manifest.rows} rows into {manifest.ref} "
             f"({manifest.rejected.rows} rejected) fingerprint {manifest.fingerprint[:12]}")
+
+
+def _rows_progress(path: Path):
+    """A stderr status line for long imports: rows so far and rows per second."""
+    import time
+
+    start = time.monotonic()
+
+    def report(rows: int) -> None:
+        if rows % 50_000 == 0:
+            rate = rows / max(1e-9, time.monotonic() - start)
+            log(f"{path.name}: {rows:,} rows read ({rate:,.0f} rows/s)")
+
+    return report
 
 
 @cli.group("catalog", invoke_without_command=True)

@@ -98,3 +98,15 @@ def test_verify_exit_code_on_tampering(cli_run, store, data_dir):
     shard.write_bytes(bytes(data))
     result = cli_run("verify", "m")
     assert result.exit_code == 4 and "sha256" in result.stderr
+
+
+def test_import_dry_run_validates_and_writes_nothing(cli_run, store, tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "a", "answer": "#### 1"}\n{"question": "b"}\n')
+    result = cli_run("import", str(path), "--name", "q", "--preset", "gsm8k", "--dry-run",
+                     "--on-error", "skip", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"name": "q", "kind": "prompts", "rows": 1,
+                                         "rejected": {"missing value": 1}, "published": False}
+    assert store.names() == []
+    assert cli_run("import", str(path), "--name", "q", "--preset", "gsm8k", "--dry-run").exit_code == 6
