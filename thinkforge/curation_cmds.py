@@ -102,3 +102,71 @@ def report_cmd(ctx, ref, out, as_json):
         click.echo(written["html"])
     if not ctx.obj["quiet"]:
         log(f"report for {written['ref']}: {written['card']}, {len(written['plots'])} plots")
+
+
+@cli.command("build")
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Validate and print the plan: which steps would run "
+                                              "and which existing versions they would reuse.")
+@click.option("--force", is_flag=True, help="Rebuild every step, even when a matching version exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON.")
+@click.pass_context
+def build_cmd(ctx, recipe, dry_run, force, as_json):
+    """Build dataset versions from a YAML recipe (import -> generate -> filter -> mix -> split).
+
+    A step whose resolved config and input fingerprints match an existing version is
+    reused, so rerunning an unchanged recipe changes nothing and a build that failed
+    midway continues from the failed step. Ends with the reports and SQL to try.
+
+    \b
+    Example:
+      thinkforge build recipes/demo.yaml --dry-run
+      thinkforge build recipes/demo.yaml
+      thinkforge --store /data/forge build recipes/llama-nemotron.yaml --force
+    """
+    from curation.recipe import load_recipe
+    from curation.recipe_build import build_recipe, outputs_by_name, plan_recipe
+
+    store = get_store(ctx)
+    quiet = ctx.obj["quiet"]
+    parsed, steps = load_recipe(recipe)
+    if dry_run:
+        outcomes = plan_recipe(store, parsed, steps, force=force)
+    else:
+        outcomes = build_recipe(store, parsed, steps, force=force, quiet=quiet,
+                                log=(lambda _: None) if quiet else log)
+    reports = []
+    if not dry_run and parsed.report:
+        from curation.report import write_report
+
+        produced = outputs_by_name(outcomes)
+        for name in parsed.report.versions:
+            if name not in produced:
+                from manifests.errors import ConfigError
+
+                raise ConfigError(f"report.versions: {name!r} is not an output of this recipe",
+                                  hint=f"outputs: {', '.join(produced)}")
+            reports.append(write_report(store, produced[name], Path(parsed.report.dir) / name))
+    if as_json:
+        print_json({"recipe": parsed.name, "dry_run": dry_run,
+                    "steps": [o.to_dict() for o in outcomes], "reports": reports,
+                    "queries": parsed.queries})
+        return
+    from .output import print_table
+
+    print_table([{"step": o.label, "status": o.status,
+                  "outputs": ", ".join(f"{ref or n}" + (f" ({o.rows[n]} rows)" if n in o.rows else "")
+                                       for n, ref in o.outputs.items())} for o in outcomes],
+                title=f"recipe {parsed.name}" + (" (dry run)" if dry_run else ""))
+    for written in reports:
+        click.echo(f"report: {written['html']}  (card: {written['card']})")
+    if parsed.queries and not dry_run:
+        click.echo("try:")
+        for query in parsed.queries:
+            click.echo(f"  thinkforge --store {store.root} sql {_shell_quote(query)}")
+
+
+def _shell_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)

@@ -1,0 +1,147 @@
+"""Mix: sample a version to target shares by category and by reasoning mode (DESIGN §6).
+
+The target share of a cell (category, mode) is ``w_category * w_mode`` normalised over the
+cells present; a weight table left out keeps that axis's natural shares; a category or mode
+missing from a given table gets weight 0.  ``rows`` is the target size (default: the largest
+size the weights allow without replacement).  Without replacement a cell gives at most the
+rows it has (the shortfall is recorded in the provenance); with replacement rows repeat and
+each repeat gets the id ``<id>~r<k>`` (the row key stays unique).  Selection is
+deterministic: rows are ranked by md5(seed, id).  Rows not selected go to ``rejected/`` with
+reason ``not_selected`` (nothing vanishes silently).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from manifests import DatasetStore, Manifest
+from manifests.duck import connect, parquet_source, quote_ident, quote_literal
+from manifests.errors import ConfigError
+from manifests.manifest import Step
+from manifests.schemas import schema_for
+
+MIXABLE = ("prompts", "sft", "rl_pool")
+
+
+class MixWeights(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    category: dict[str, float] | None = Field(
+        None, description="weight per category (math, code, ...); omitted: natural shares")
+    reasoning: dict[str, float] | None = Field(
+        None, description="weight per reasoning mode (on, off); omitted: natural shares; "
+                          "only for sft versions")
+
+
+class MixConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    weights: MixWeights = Field(default_factory=MixWeights, description="target shares")
+    rows: int | None = Field(None, ge=1, description="target row count (default: the most the "
+                                                     "weights allow without replacement)")
+    replace: bool = Field(False, description="sample with replacement (rows may repeat)")
+    seed: int = Field(0, description="seed of the deterministic ranking md5(seed, id)")
+
+
+def cell_quotas(counts: dict[tuple[str, str], int], config: MixConfig) -> dict[tuple[str, str], int]:
+    """Rows to take from each (category, mode) cell."""
+    w = config.weights
+    cat_total: dict[str, int] = {}
+    mode_total: dict[str, int] = {}
+    for (c, m), n in counts.items():
+        cat_total[c] = cat_total.get(c, 0) + n
+        mode_total[m] = mode_total.get(m, 0) + n
+    total = sum(counts.values()) or 1
+
+    def share(cell: tuple[str, str]) -> float:
+        c, m = cell
+        if w.category is not None and w.reasoning is not None:
+            return w.category.get(c, 0.0) * w.reasoning.get(m, 0.0)
+        if w.category is not None:  # modes split their category's weight by natural shares
+            return w.category.get(c, 0.0) * counts[cell] / cat_total[c]
+        if w.reasoning is not None:  # categories split their mode's weight likewise
+            return w.reasoning.get(m, 0.0) * counts[cell] / mode_total[m]
+        return counts[cell] / total
+
+    shares = {cell: share(cell) for cell in counts}
+    norm = sum(shares.values())
+    if norm <= 0:
+        raise ConfigError("mix weights select nothing: no category / mode of the input has weight > 0",
+                          hint=f"cells in the input: {sorted(counts)}")
+    shares = {cell: s / norm for cell, s in shares.items()}
+    rows = config.rows
+    if rows is None:  # the largest total that no cell has to over-draw
+        rows = int(min(counts[c] / s for c, s in shares.items() if s > 0))
+    quotas = {cell: math.floor(rows * s) for cell, s in shares.items()}
+    # hand out what rounding left, largest remainders first (deterministic)
+    left = rows - sum(quotas.values())
+    for cell in sorted(shares, key=lambda c: (-(rows * shares[c] - quotas[c]), c))[:left]:
+        quotas[cell] += 1
+    if not config.replace:
+        quotas = {cell: min(q, counts[cell]) for cell, q in quotas.items()}
+    return quotas
+
+
+def run_mix(store: DatasetStore, data: Manifest, name: str, config: MixConfig) -> Manifest:
+    """Publish the mixed sample of ``data`` as ``name`` (or reuse an identical earlier one)."""
+    if data.kind not in MIXABLE:
+        raise ConfigError(f"mix needs a {'/'.join(MIXABLE)} version; {data.ref} is {data.kind}")
+    if config.weights.reasoning is not None and data.kind != "sft":
+        raise ConfigError(f"mix weights.reasoning applies to sft versions; {data.ref} is {data.kind}",
+                          hint="drop weights.reasoning for prompts and rl_pool versions")
+    step = Step(type="mix", config=config.model_dump(mode="json"))
+    reusable = store.find_reusable(name, step, [data.as_parent()])
+    if reusable is not None:
+        return reusable
+    store.check_sizes(data)
+    mode = "reasoning" if data.kind == "sft" else "'-'"
+    columns = schema_for(data.kind).names
+    con = connect()
+    try:
+        # a view cannot take bound parameters: the seed travels through a one-row table
+        con.execute("CREATE TEMP TABLE knobs AS SELECT ?::VARCHAR AS seed", [str(config.seed)])
+        con.execute(f"CREATE TEMP VIEW src AS SELECT *, {mode} AS mix_mode, "
+                    f"md5((SELECT seed FROM knobs) || ':' || id) AS mix_rank FROM "
+                    f"{parquet_source(store.shard_paths(data))}")
+        counts = {(c, m): n for c, m, n in con.execute(
+            "SELECT category, mix_mode, count(*) FROM src GROUP BY ALL").fetchall()}
+        quotas = cell_quotas(counts, config) if counts else {}
+        con.execute("CREATE TEMP TABLE quotas (category VARCHAR, mix_mode VARCHAR, quota BIGINT, "
+                    "reps BIGINT)")
+        con.executemany("INSERT INTO quotas VALUES (?, ?, ?, ?)",
+                        [[c, m, q, max(1, math.ceil(q / counts[(c, m)]))]
+                         for (c, m), q in quotas.items()])
+        con.execute("""CREATE TEMP TABLE picked AS SELECT * FROM (
+              SELECT s.*, r.rep, row_number() OVER (PARTITION BY s.category, s.mix_mode
+                                                   ORDER BY r.rep, s.mix_rank) AS rn, q.quota
+              FROM src s JOIN quotas q USING (category, mix_mode),
+                   range(q.reps) AS r(rep)) WHERE rn <= quota""")
+        select = ", ".join("CASE WHEN rep = 0 THEN id ELSE id || '~r' || rep END AS id"
+                           if c == "id" else quote_ident(c) for c in columns)
+        facts: dict[str, Any] = {
+            "input_rows": sum(counts.values()),
+            "cells": [{"category": c, "mode": m, "available": counts[(c, m)], "taken": q,
+                       "shortfall": max(0, _target(quotas, config, counts, (c, m)) - q)}
+                      for (c, m), q in sorted(quotas.items())]}
+        with store.writer(name, data.kind, step=step, parents=[data], provenance=facts) as w:
+            con.execute(f"COPY (SELECT {select} FROM picked ORDER BY category, mix_mode, rn) "
+                        f"TO {quote_literal(str(w.new_shard_path()))} (FORMAT parquet, COMPRESSION zstd)")
+            n = con.execute("SELECT count(*) FROM src s ANTI JOIN picked p USING (id)").fetchone()[0]
+            if n:
+                cols = ", ".join(f"s.{quote_ident(c)}" for c in columns)
+                con.execute(f"COPY (SELECT {cols}, 'not_selected' AS reason FROM src s "
+                            f"ANTI JOIN picked p USING (id) ORDER BY s.id) "
+                            f"TO {quote_literal(str(w.new_rejected_path()))} "
+                            "(FORMAT parquet, COMPRESSION zstd)")
+        return w.manifest
+    finally:
+        con.close()
+
+
+def _target(quotas, config: MixConfig, counts, cell) -> int:
+    """The quota before capping at what the cell has (for the shortfall report)."""
+    if config.replace:
+        return quotas[cell]
+    uncapped = cell_quotas(counts, config.model_copy(update={"replace": True}))
+    return uncapped.get(cell, 0)

@@ -1,0 +1,82 @@
+"""Split: train / validation versions by a hash of the row's id (DESIGN §6).
+
+A row goes to validation when ``md5(salt:key)`` read as a number in [0, 1) is below
+``validation``; the assignment of a row never changes when other rows are added or removed,
+so a validation set stays clean across versions.  For ``sft`` the key is ``prompt_id`` by
+default: the ON and OFF answers to one prompt land on the same side (no leakage between
+train and validation through the paired answer).  Each part is its own version,
+``<name>-train`` and ``<name>-validation``, with ``part`` in its step config (exports use
+it as the split name).  Row order is kept (a curriculum stays in order).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from manifests import DatasetStore, Manifest
+from manifests.duck import connect, parquet_source, quote_ident, quote_literal
+from manifests.errors import ConfigError
+from manifests.manifest import Step
+from manifests.schemas import schema_for
+
+PARTS = ("train", "validation")
+
+
+class SplitConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    validation: float = Field(0.1, ge=0, le=1, description="share of rows (by key) in validation")
+    key: Literal["auto", "id", "prompt_id"] = Field(
+        "auto", description="column hashed to assign a row: auto = prompt_id for sft (pairs "
+                            "stay together), id otherwise")
+    salt: str = Field("thinkforge", description="mixed into the hash; change it for another split")
+
+
+def split_names(name: str) -> dict[str, str]:
+    return {part: f"{name}-{part}" for part in PARTS}
+
+
+def _key(kind: str, config: SplitConfig) -> str:
+    key = config.key if config.key != "auto" else ("prompt_id" if kind in ("sft", "rollouts") else "id")
+    if key == "prompt_id" and kind not in ("sft", "rollouts", "preferences"):
+        raise ConfigError(f"split key prompt_id: {kind} versions have no prompt_id column",
+                          hint="use key: id (or auto)")
+    if key == "id" and kind in ("rollouts", "preferences"):
+        raise ConfigError(f"split key id: {kind} versions have no id column",
+                          hint="use key: prompt_id (or auto)")
+    return key
+
+
+def part_step(config: SplitConfig, part: str) -> Step:
+    return Step(type="split", config={**config.model_dump(mode="json"), "part": part})
+
+
+def run_split(store: DatasetStore, data: Manifest, name: str, config: SplitConfig
+              ) -> dict[str, Manifest]:
+    """Publish ``<name>-train`` and ``<name>-validation`` (each reused when identical)."""
+    key = _key(data.kind, config)
+    out: dict[str, Manifest] = {}
+    columns = ", ".join(quote_ident(c) for c in schema_for(data.kind).names)
+    for part, part_name in split_names(name).items():
+        step = part_step(config, part)
+        reusable = store.find_reusable(part_name, step, [data.as_parent()])
+        if reusable is not None:
+            out[part] = reusable
+            continue
+        store.check_sizes(data)
+        con = connect()
+        try:
+            # the first 8 hex digits of md5 as a fraction of 2^32: uniform in [0, 1)
+            score = (f"('0x' || left(md5(? || ':' || {quote_ident(key)}), 8))::UBIGINT "
+                     "/ 4294967296.0")
+            where = f"{score} < ?" if part == "validation" else f"{score} >= ?"
+            with store.writer(part_name, data.kind, step=step, parents=[data],
+                              provenance={"key": key, "part": part}) as w:
+                con.execute(f"COPY (SELECT {columns} FROM {parquet_source(store.shard_paths(data))} "
+                            f"WHERE {where}) TO {quote_literal(str(w.new_shard_path()))} "
+                            "(FORMAT parquet, COMPRESSION zstd)", [config.salt, config.validation])
+            out[part] = w.manifest
+        finally:
+            con.close()
+    return out
