@@ -15,6 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 Mode = Literal["on", "off"]
 
 
+def _yaml_mode(value):
+    """YAML 1.1 reads bare on/off as booleans: take them back as the mode names."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return [_yaml_mode(v) for v in value]
+    return value
+
+
 def _distinct_modes(modes: list[str]) -> list[str]:
     if not modes or len(set(modes)) != len(modes):
         raise ValueError("modes must be a non-empty list of distinct values among on, off")
@@ -65,6 +74,8 @@ class TeacherRule(_Strict):
     category: str | None = Field(None, description="prompt category; empty matches all")
     model: str = Field(description="model for matching requests (same backend settings)")
 
+    _mode_from_yaml = field_validator("mode", mode="before")(classmethod(lambda cls, v: _yaml_mode(v)))
+
 
 class VerifierConfig(_Strict):
     code_timeout_s: float = Field(10.0, gt=0, description="wall-clock limit of one code test run")
@@ -108,6 +119,7 @@ class SftConfig(GenerationConfig):
         default_factory=lambda: SamplingConfig(temperature=0.0, top_p=1.0),
         description="OFF mode sampling (paper: greedy)")
 
+    _modes_from_yaml = field_validator("modes", mode="before")(classmethod(lambda cls, v: _yaml_mode(v)))
     _check_modes = field_validator("modes")(classmethod(lambda cls, v: _distinct_modes(v)))
 
     def sampling_for(self, mode: str) -> SamplingConfig:
@@ -124,6 +136,7 @@ class RolloutConfig(GenerationConfig):
     reward_correct: float = Field(1.0, description="reward for a correct answer")
     reward_format: float = Field(0.0, description="reward added when the format is right")
 
+    _modes_from_yaml = field_validator("modes", mode="before")(classmethod(lambda cls, v: _yaml_mode(v)))
     _check_modes = field_validator("modes")(classmethod(lambda cls, v: _distinct_modes(v)))
 
     def sampling_for(self, mode: str) -> SamplingConfig:

@@ -90,7 +90,9 @@ def extract_answer(answer_text: str) -> str | None:
             number = LEADING_NUMBER_RE.match(line[0])
             return number.group(1).replace(",", "") if number else line[0].strip().rstrip(".")
     if "####" in answer_text:
-        return answer_text.rsplit("####", 1)[1].strip().splitlines()[0].strip() or None
+        after = answer_text.rsplit("####", 1)[1].strip().splitlines()
+        if after and after[0].strip():
+            return after[0].strip()
     numbers = NUMBER_RE.findall(answer_text)
     return numbers[-1].replace(",", "") if numbers else None
 

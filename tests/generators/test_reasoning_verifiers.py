@@ -54,6 +54,8 @@ def test_off_mode_drops_an_empty_think_block_and_flags_a_real_one():
     ("so \\boxed{\\frac{1}{2}} it is", "\\frac{1}{2}"),
     ("work\nFinal answer: $1,200 dollars.", "1200"),
     ("blah #### 72", "72"),
+    ("trailing ####", None),
+    ("#### \n\n", None),
     ("He has 3 then 5 apples", "5"),
     ("no numbers", None),
 ])
