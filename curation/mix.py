@@ -83,27 +83,36 @@ def cell_quotas(counts: dict[tuple[str, str], int], config: MixConfig) -> dict[t
     return quotas
 
 
-def run_mix(store: DatasetStore, data: Manifest, name: str, config: MixConfig) -> Manifest:
-    """Publish the mixed sample of ``data`` as ``name`` (or reuse an identical earlier one)."""
-    if data.kind not in MIXABLE:
-        raise ConfigError(f"mix needs a {'/'.join(MIXABLE)} version; {data.ref} is {data.kind}")
-    if config.weights.reasoning is not None and data.kind != "sft":
-        raise ConfigError(f"mix weights.reasoning applies to sft versions; {data.ref} is {data.kind}",
+def run_mix(store: DatasetStore, data: Manifest | list[Manifest], name: str,
+            config: MixConfig) -> Manifest:
+    """Publish the mixed sample of ``data`` (one version, or several of one kind: their rows
+    are pooled first) as ``name``, or reuse an identical earlier one."""
+    sources = data if isinstance(data, list) else [data]
+    kind = sources[0].kind
+    for m in sources:
+        if m.kind not in MIXABLE or m.kind != kind:
+            raise ConfigError(f"mix needs {'/'.join(MIXABLE)} versions of one kind; {m.ref} is "
+                              f"{m.kind}" + (f", {sources[0].ref} is {kind}" if m.kind != kind else ""))
+    if config.weights.reasoning is not None and kind != "sft":
+        raise ConfigError(f"mix weights.reasoning applies to sft versions, not {kind}",
                           hint="drop weights.reasoning for prompts and rl_pool versions")
     step = Step(type="mix", config=config.model_dump(mode="json"))
-    reusable = store.find_reusable(name, step, [data.as_parent()])
+    reusable = store.find_reusable(name, step, [m.as_parent() for m in sources])
     if reusable is not None:
         return reusable
-    store.check_sizes(data)
-    mode = "reasoning" if data.kind == "sft" else "'-'"
-    columns = schema_for(data.kind).names
+    shards = []
+    for m in sources:
+        store.check_sizes(m)
+        shards += store.shard_paths(m)
+    mode = "reasoning" if kind == "sft" else "'-'"
+    columns = schema_for(kind).names
     con = connect()
     try:
         # a view cannot take bound parameters: the seed travels through a one-row table
         con.execute("CREATE TEMP TABLE knobs AS SELECT ?::VARCHAR AS seed", [str(config.seed)])
         con.execute(f"CREATE TEMP VIEW src AS SELECT *, {mode} AS mix_mode, "
                     f"md5((SELECT seed FROM knobs) || ':' || id) AS mix_rank FROM "
-                    f"{parquet_source(store.shard_paths(data))}")
+                    f"{parquet_source(shards)}")
         counts = {(c, m): n for c, m, n in con.execute(
             "SELECT category, mix_mode, count(*) FROM src GROUP BY ALL").fetchall()}
         quotas = cell_quotas(counts, config) if counts else {}
@@ -124,7 +133,7 @@ def run_mix(store: DatasetStore, data: Manifest, name: str, config: MixConfig) -
             "cells": [{"category": c, "mode": m, "available": counts[(c, m)], "taken": q,
                        "shortfall": max(0, _target(quotas, config, counts, (c, m)) - q)}
                       for (c, m), q in sorted(quotas.items())]}
-        with store.writer(name, data.kind, step=step, parents=[data], provenance=facts) as w:
+        with store.writer(name, kind, step=step, parents=sources, provenance=facts) as w:
             con.execute(f"COPY (SELECT {select} FROM picked ORDER BY category, mix_mode, rn) "
                         f"TO {quote_literal(str(w.new_shard_path()))} (FORMAT parquet, COMPRESSION zstd)")
             n = con.execute("SELECT count(*) FROM src s ANTI JOIN picked p USING (id)").fetchone()[0]

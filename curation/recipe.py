@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from manifests.errors import ConfigError
 
 from .recipe_steps import STEP_TYPES
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with 1.2 booleans: only true/false are booleans, so `on:` / `off:` (reasoning
+    modes) stay strings instead of turning into True / False as YAML 1.1 has it."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool",
+                                    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                    list("tTfF"))
 
 
 class _Strict(BaseModel):
@@ -141,7 +155,7 @@ def load_recipe(path: str | Path) -> tuple[Recipe, list[ResolvedStep]]:
     """Read and validate a recipe; every problem is a ConfigError naming its place."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Yaml12Loader)
     except FileNotFoundError:
         raise ConfigError(f"recipe {path} does not exist") from None
     except yaml.YAMLError as exc:
@@ -149,6 +163,8 @@ def load_recipe(path: str | Path) -> tuple[Recipe, list[ResolvedStep]]:
     if not isinstance(raw, dict):
         raise ConfigError(f"recipe {path}: the top level must be a mapping of keys",
                           hint="start from recipes/demo.yaml")
+    # top-level keys starting with "x-" hold YAML anchors shared by steps (as in Compose files)
+    raw = {k: v for k, v in raw.items() if not str(k).startswith("x-")}
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:

@@ -192,8 +192,9 @@ STEP_TYPES: dict[str, StepType] = {s.name: s for s in (
              (Role("data", TEXT_KINDS), Role("against", TEXT_KINDS, many=True)), _run_decontam,
              _records_decontam, "drop rows sharing n-grams with benchmark versions"),
     StepType("mix", _model("curation.mix", "MixConfig"),
-             (Role("data", ("prompts", "sft", "rl_pool")),), _run_mix, _one("mix", _json, "data"),
-             "sample to weights by category and reasoning mode"),
+             (Role("data", ("prompts", "sft", "rl_pool"), many=True),), _run_mix,
+             _one("mix", _json, "data"),
+             "pool one or more versions, sample to weights by category and reasoning mode"),
     StepType("split", _model("curation.split", "SplitConfig"), (Role("data", (
         "prompts", "sft", "rl_pool", "rollouts", "preferences")),), _run_split, _records_split,
              "train / validation versions by a hash of the id"),

@@ -205,3 +205,11 @@ def test_cli_build_prints_steps_report_and_queries(cli_run, store, recipe_dir, t
     assert "sql 'SELECT bucket, count(*) FROM \"toy-pool\" GROUP BY ALL'" in result.output
     dry = cli_run("build", str(recipe_dir / "recipe.yaml"), "--dry-run")
     assert dry.exit_code == 0 and "would reuse" in dry.output and "would run" not in dry.output
+
+
+def test_readme_embeds_the_generated_key_reference():
+    from curation.recipe_reference import reference_markdown
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert reference_markdown() in readme, \
+        "README 'Recipe key reference' is stale: regenerate with python -m curation.recipe_reference"

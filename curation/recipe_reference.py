@@ -1,0 +1,72 @@
+"""The recipe key reference, generated from the pydantic models themselves.
+
+README's "Recipes" section embeds this output, and a test checks that every key of every
+model appears there, so the documentation cannot drift from the code.  Regenerate with::
+
+    python -m curation.recipe_reference
+"""
+
+from __future__ import annotations
+
+import typing
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from .recipe import InputSpec, Recipe, ReportSpec, StepSpec
+from .recipe_steps import STEP_TYPES
+
+
+def _type_name(annotation) -> str:
+    text = str(annotation).replace("typing.", "")
+    for prefix in ("generators.config.", "filters.quality.", "filters.", "curation.mix.",
+                   "curation.recipe.", "curation.", "<class '", "'>"):
+        text = text.replace(prefix, "")
+    return text.replace("NoneType", "None")
+
+
+def _default(field) -> str:
+    if field.default is PydanticUndefined and field.default_factory is None:
+        return "**required**"
+    value = field.default_factory() if field.default_factory is not None else field.default
+    if isinstance(value, BaseModel):
+        return "(see below)"
+    return f"`{value!r}`".replace("|", "\\|")
+
+
+def model_table(model: type[BaseModel], prefix: str = "", flatten: bool = True) -> list[str]:
+    """Rows `| key | type | default | meaning |` of a model, nested models flattened."""
+    rows, nested = [], []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        help_text = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        type_text = _type_name(field.annotation).replace("|", "\\|")
+        rows.append(f"| `{key}` | {type_text} | {_default(field)} | {help_text} |")
+        inner = [a for a in (field.annotation, *typing.get_args(field.annotation))
+                 if isinstance(a, type) and issubclass(a, BaseModel)]
+        origin = typing.get_origin(field.annotation)
+        if inner and flatten and origin is not dict:
+            nested.append((f"{key}[]" if origin is list else key, inner[0]))
+    for key, inner in nested:
+        rows += model_table(inner, prefix=f"{key}.")
+    return rows
+
+
+HEADER = ["| key | type | default | meaning |", "|---|---|---|---|"]
+
+
+def reference_markdown() -> str:
+    parts = ["#### Top level", *HEADER, *model_table(Recipe, flatten=False),
+             "", "#### `inputs.<name>`", *HEADER, *model_table(InputSpec),
+             "", "#### `steps[]`", *HEADER, *model_table(StepSpec),
+             "", "#### `report`", *HEADER, *model_table(ReportSpec)]
+    for step in STEP_TYPES.values():
+        roles = ", ".join(f"`{r.name}` ({'/'.join(r.kinds)}{', list' if r.many else ''}"
+                          f"{', optional' if r.optional else ''})" for r in step.roles)
+        parts += ["", f"#### step `{step.name}`: {step.help}", "", f"Inputs: {roles}.", "",
+                  *HEADER, *model_table(step.config_model(), prefix="config.")]
+    return "\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")
