@@ -1,0 +1,94 @@
+"""recipes/demo.yaml end to end with a scripted teacher in place of SmolLM2 (fast): every
+step builds, the reports and queries are printed, and a rerun reuses every version without
+a single teacher call.  The real-teacher run of the same recipe is marked slow."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+GSM8K = REPO / "curation" / "data" / "gsm8k_train_demo.jsonl"
+
+
+class ScriptedTeacher:
+    """Answers every request with reasoning and a final answer; the answer is right for
+    every other sample, so pass rates vary.  Counts calls, so a test can assert none."""
+
+    calls = 0
+
+    def __init__(self, model: str):
+        self.model = model
+        self.identity = {"backend": "scripted", "model": model}
+        self.preferred_batch_size = 8
+        self.gold = {}
+        for line in GSM8K.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            self.gold[row["question"]] = row["answer"].split("####")[-1].strip()
+
+    def answer(self, request) -> str:
+        question = request.messages[-1]["content"]
+        gold = next((g for q, g in self.gold.items() if q in question), "0")
+        sample = int(re.findall(r"\d+", request.key)[-1]) if re.findall(r"\d+", request.key) else 0
+        final = gold if sample % 2 == 0 else "-1"
+        return f"First I read the question, then I compute step by step.\n\nFinal answer: {final}"
+
+    def generate(self, requests):
+        from generators.backends import Completion
+
+        ScriptedTeacher.calls += len(requests)
+        return [Completion(key=r.key, text=self.answer(r), prompt_tokens=20, completion_tokens=18)
+                for r in requests]
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def scripted_teacher(monkeypatch):
+    import generators.engine as engine
+
+    ScriptedTeacher.calls = 0
+    monkeypatch.setattr(engine, "make_backend", lambda config, model: ScriptedTeacher(model))
+    return ScriptedTeacher
+
+
+def test_demo_recipe_builds_reports_and_reuses_everything(cli_run, store, tmp_path, monkeypatch,
+                                                          scripted_teacher):
+    monkeypatch.chdir(tmp_path)
+    first = cli_run("build", str(REPO / "recipes" / "demo.yaml"))
+    assert first.exit_code == 0, first.output
+    calls = scripted_teacher.calls
+    assert calls == 3 * 2 + 4 * 4  # 3 prompts x 2 modes, 4 prompts x K=4
+    for name in ("demo-sft-train", "demo-rl"):
+        assert f"report: reports/{name}/report.html" in first.output
+        assert (tmp_path / "reports" / name / "README.md").is_file()
+    assert first.output.count("thinkforge --store") == 3  # the three SQL queries
+    rl = store.resolve("demo-rl")
+    assert rl.kind == "rl_pool" and rl.stats["curriculum_batches"] >= 1
+    assert store.resolve("demo-sft-train").kind == "sft"
+    keys = store.version_keys()
+
+    again = cli_run("build", str(REPO / "recipes" / "demo.yaml"), "--json")
+    assert again.exit_code == 0, again.output
+    outcome = json.loads(again.output)
+    assert {s["status"] for s in outcome["steps"]} == {"reused"}
+    assert scripted_teacher.calls == calls  # no teacher call on the rerun
+    assert store.version_keys() == keys
+
+    # the queries the build prints run as printed
+    for query in outcome["queries"]:
+        result = cli_run("sql", query)
+        assert result.exit_code == 0, (query, result.output)
+
+
+@pytest.mark.slow
+def test_demo_recipe_with_the_embedded_teacher(cli_run, store, tmp_path, monkeypatch):
+    """The main job as `make demo` runs it: SmolLM2-135M on CPU (minutes)."""
+    monkeypatch.chdir(tmp_path)
+    result = cli_run("build", str(REPO / "recipes" / "demo.yaml"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "reports" / "demo-rl" / "report.html").is_file()
