@@ -171,3 +171,15 @@ def test_cli_export_and_pull(cli_run, versions, tmp_path):
     result = cli_run("pull", "toy-sft", "--to", str(tmp_path / "p"))
     assert result.exit_code == 0, result.output
     assert (tmp_path / "p" / "datasets" / "toy-sft" / "v1" / "manifest.json").is_file()
+
+
+def test_curation_modules_do_not_import_the_ml_stack_or_plotting():
+    import subprocess
+    import sys
+
+    code = ("import sys, curation.export, curation.report, curation.recipe, curation.recipe_build, "
+            "curation.recipe_steps, curation.mix, curation.split, thinkforge.curation_cmds; "
+            "print([m for m in ('torch', 'transformers', 'trl', 'vllm', 'datasets', 'matplotlib') "
+            "if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
