@@ -118,9 +118,10 @@ def run_mix(store: DatasetStore, data: Manifest | list[Manifest], name: str,
         quotas = cell_quotas(counts, config) if counts else {}
         con.execute("CREATE TEMP TABLE quotas (category VARCHAR, mix_mode VARCHAR, quota BIGINT, "
                     "reps BIGINT)")
-        con.executemany("INSERT INTO quotas VALUES (?, ?, ?, ?)",
-                        [[c, m, q, max(1, math.ceil(q / counts[(c, m)]))]
-                         for (c, m), q in quotas.items()])
+        if quotas:  # an empty input makes an empty mix
+            con.executemany("INSERT INTO quotas VALUES (?, ?, ?, ?)",
+                            [[c, m, q, max(1, math.ceil(q / counts[(c, m)]))]
+                             for (c, m), q in quotas.items()])
         con.execute("""CREATE TEMP TABLE picked AS SELECT * FROM (
               SELECT s.*, r.rep, row_number() OVER (PARTITION BY s.category, s.mix_mode
                                                    ORDER BY r.rep, s.mix_rank) AS rn, q.quota

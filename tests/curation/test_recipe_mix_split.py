@@ -89,3 +89,12 @@ def test_split_keeps_pairs_together_and_is_stable(store):
     assert {p: m.ref for p, m in again.items()} == {p: m.ref for p, m in parts.items()}
     other_salt = run_split(store, data, "pairs", SplitConfig(validation=0.25, salt="x"))
     assert other_salt["train"].version == "v2"
+
+
+def test_an_empty_input_gives_an_empty_mix_and_split(store):
+    with store.writer("empty", "sft", step={"type": "test", "config": {}}) as w:
+        w.write([])
+    mixed = run_mix(store, w.manifest, "m", MixConfig(weights={"reasoning": {"on": 1, "off": 1}}))
+    assert mixed.rows == 0
+    assert {p: m.rows for p, m in run_split(store, mixed, "s", SplitConfig()).items()} == \
+        {"train": 0, "validation": 0}
