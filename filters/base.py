@@ -71,6 +71,9 @@ class StepContext:
     con: Any  # duckdb.DuckDBPyConnection
     writer: Any  # manifests.writer.VersionWriter
     provenance: dict[str, Any] = field(default_factory=dict)
+    row_group_bytes: int = 128 << 20
+    sort_budget: int | None = None  # bytes one sort may hold; None: no memory limit given
+    inputs: list[Manifest] = field(default_factory=list)
 
     def bind(self, **values: Any) -> None:
         """Bind values once as the one-row table ``knobs`` so views can use them.
@@ -83,21 +86,77 @@ class StepContext:
                          + ", ".join(f"?::{_duck_type(values[n])} AS {n}" for n in names),
                          [values[n] for n in names])
 
-    def copy_kept(self, select_sql: str, params: list[Any] | None = None) -> None:
-        """Write the rows of ``select_sql`` (already in the kind's column order and types)."""
-        self._copy(select_sql, params, self.writer.new_shard_path())
+    def copy_kept(self, select_sql: str, *, order_by: str, split_on: str | None = None,
+                  size_of: list[Manifest] | None = None, params: list[Any] | None = None) -> int:
+        """Write the rows of ``select_sql`` (in the kind's column order and types), sorted.
 
-    def copy_rejected(self, select_sql: str, params: list[Any] | None = None) -> int:
-        """Write dropped rows; ``select_sql`` must have a ``reason`` column. Returns the count."""
-        n = self.con.execute(f"SELECT count(*) FROM ({select_sql})", params or []).fetchone()[0]
-        if n:
-            self._copy(select_sql, params, self.writer.new_rejected_path())
-        return n
+        Sorting is what makes the same inputs give the same bytes.  When the rows would not
+        fit the memory budget (estimated from the uncompressed size of ``size_of``, default:
+        every input), they are written as several shards, each a range of ``split_on``
+        sorted on its own: an external sort by range partitioning, since DuckDB's own sort
+        of wide rows can fail far below its memory limit.
+        """
+        return self._copy_sorted(select_sql, order_by, split_on, size_of, params,
+                                 self.writer.new_shard_path)
+
+    def copy_rejected(self, select_sql: str, *, order_by: str, split_on: str | None = None,
+                      size_of: list[Manifest] | None = None,
+                      params: list[Any] | None = None) -> int:
+        """Write dropped rows (``select_sql`` has a ``reason`` column) like ``copy_kept``."""
+        return self._copy_sorted(select_sql, order_by, split_on, size_of, params,
+                                 self.writer.new_rejected_path)
+
+    def _copy_sorted(self, select_sql, order_by, split_on, size_of, params, new_path) -> int:
+        import math
+
+        import pyarrow.parquet as pq
+
+        parts = 1
+        if split_on and self.sort_budget:
+            parts = math.ceil(uncompressed_bytes(self.store, size_of or self.inputs)
+                              / self.sort_budget)
+        ranges: list[tuple[str, list[Any]]] = [("", [])]
+        if parts > 1:
+            fractions = [i / parts for i in range(1, parts)]
+            bounds = self.con.execute(f"SELECT quantile_disc({split_on}, ?) FROM ({select_sql})",
+                                      [fractions] + list(params or [])).fetchall()[0][0] or []
+            bounds = sorted(set(bounds))
+            edges = [None, *bounds, None]
+            ranges = []
+            for lo, hi in zip(edges, edges[1:]):
+                cond = [c for c in (f"{split_on} > ?" if lo is not None else "",
+                                    f"{split_on} <= ?" if hi is not None else "") if c]
+                ranges.append(("WHERE " + " AND ".join(cond), [v for v in (lo, hi) if v is not None]))
+        total = 0
+        for where, values in ranges:
+            path = new_path()
+            self._copy(f"SELECT * FROM ({select_sql}) {where} ORDER BY {order_by}",
+                       list(params or []) + values, path)
+            n = pq.ParquetFile(path).metadata.num_rows
+            if n == 0:
+                path.unlink()
+            total += n
+        return total
 
     def _copy(self, select_sql: str, params: list[Any] | None, path: Path) -> None:
-        # ~122k rows per row group keeps DuckDB's writer memory small while scans stay fast
+        # the writer buffers one row group: bound it by bytes (DESIGN: ~128 MiB, less when the
+        # memory limit is small) as well as by rows
         self.con.execute(f"COPY ({select_sql}) TO {quote_literal(str(path))} "
-                         "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)", params or [])
+                         "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000, "
+                         f"ROW_GROUP_SIZE_BYTES {int(self.row_group_bytes)})", params or []
+                         ).fetchall()  # finishing the result frees the query's buffers now
+
+
+def uncompressed_bytes(store: DatasetStore, manifests: list[Manifest]) -> int:
+    """In-memory size of versions as their Parquet footers state it (no data is read)."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for m in manifests:
+        for path in store.shard_paths(m):
+            meta = pq.ParquetFile(path).metadata
+            total += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    return total
 
 
 def _duck_type(value: Any) -> str:
@@ -132,6 +191,30 @@ def require_kind(manifest: Manifest, *kinds: str, role: str) -> None:
             hint="check the reference (`thinkforge catalog` lists every version and its kind)")
 
 
+_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3,
+          "gib": 1024**3, "tb": 1000**4, "tib": 1024**4}
+
+
+def size_in_bytes(text: str) -> int:
+    """'512MiB' -> 536870912 (the units DuckDB accepts for memory_limit)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*", text)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ConfigError(f"{text!r} is not a size", hint="use a number and a unit, e.g. 512MiB")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def row_group_bytes(resources: Resources | None) -> int:
+    """128 MiB row groups (DESIGN §2), or 1/16 of a smaller memory limit.
+
+    A row group is held whole by the reader (compressed and decompressed) and by the writer,
+    next to the sort runs: with 1/16 they all fit with room to spare.
+    """
+    limit = resources.memory_limit if resources else None
+    return min(128 << 20, max(1 << 20, size_in_bytes(limit) // 16)) if limit else 128 << 20
+
+
 def open_connection(store: DatasetStore, resources: Resources | None):
     """A bounded DuckDB connection and the spill directory to remove afterwards (or None)."""
     resources = resources or Resources()
@@ -144,7 +227,8 @@ def open_connection(store: DatasetStore, resources: Resources | None):
     Path(spill).mkdir(parents=True, exist_ok=True)
     con = connect(memory_limit=resources.memory_limit, temp_directory=spill,
                   threads=resources.threads)
-    # insertion order is irrelevant where we ORDER BY explicitly; dropping it lets DuckDB spill more
+    # every step ORDERs its output explicitly (same inputs -> same bytes -> same fingerprint);
+    # not preserving insertion order elsewhere lets DuckDB spill instead of failing
     con.execute("SET preserve_insertion_order=false")
     return con, own_spill
 
@@ -167,7 +251,12 @@ def run_step(store: DatasetStore, *, name: str, kind: str, step_type: str, confi
     try:
         with store.writer(name, kind, step=plan.step, parents=inputs,
                           provenance=dict(provenance or {})) as writer:
-            ctx = StepContext(store=store, con=con, writer=writer, provenance=writer.provenance)
+            limit = resources.memory_limit if resources else None
+            ctx = StepContext(store=store, con=con, writer=writer, provenance=writer.provenance,
+                              row_group_bytes=row_group_bytes(resources), inputs=list(inputs),
+                              # 1/8 of the limit per sorted part: sort runs, the reader's and
+                              # the writer's row groups and the join share the rest
+                              sort_budget=size_in_bytes(limit) // 8 if limit else None)
             body(ctx)
         return writer.manifest
     finally:

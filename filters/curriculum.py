@@ -9,8 +9,10 @@ Everything row-sized happens in DuckDB, so the pool may be larger than RAM:
 
 * a pass-rate *level* is a distinct pass rate (rounded to 6 decimals), easiest (highest)
   first;
-* within a level, rows are taken in a seeded hash order (md5 of seed and id), so which rows
-  of a level land in which batch is random but reproducible;
+* within a level, rows are taken in a seeded hash order (DuckDB's 64-bit ``hash`` of seed
+  and id; ties by id), so which rows of a level land in which batch is random but
+  reproducible (the DuckDB version is recorded in the provenance: ``hash`` may change
+  between major versions);
 * within a batch, ``curriculum_position`` is again a seeded hash order (the shuffle).
 
 Output: the same rows (none dropped), ``curriculum_batch`` 0..T-1 and ``curriculum_position``
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import duckdb
 import pyarrow as pa
 from pydantic import Field
 
@@ -71,24 +74,30 @@ def run_curriculum(store: DatasetStore, pool: Manifest, name: str, config: Curri
                     start += n
         con.register("alloc", pa.table(rows, schema=pa.schema([
             ("level_rate", pa.float64()), ("batch", pa.int64()), ("first_rank", pa.int64())])))
-        con.execute(f"""
-            CREATE TEMP VIEW ranked AS
-            SELECT *, row_number() OVER (PARTITION BY level_rate
-                                         ORDER BY md5((SELECT seed FROM knobs) || ':' || id)) - 1
-                     AS level_rank
-            FROM pool""")
+        # batch and position are decided on narrow rows (id, level) and joined back once,
+        # so the only sort of whole rows is the final one into curriculum order
         con.execute("""
-            CREATE TEMP VIEW batched AS
-            SELECT r.*, a.batch FROM ranked r
-            ASOF JOIN alloc a ON r.level_rate = a.level_rate AND r.level_rank >= a.first_rank""")
-        ctx.copy_kept(f"""
-            SELECT {', '.join(columns)}, batch::BIGINT AS curriculum_batch,
+            CREATE TEMP TABLE placed AS
+            WITH ranked AS (
+              SELECT id, level_rate, row_number() OVER (
+                       PARTITION BY level_rate
+                       ORDER BY hash((SELECT seed FROM knobs) || ':' || id), id) - 1 AS level_rank
+              FROM pool),
+            batched AS (
+              SELECT r.id, a.batch FROM ranked r
+              ASOF JOIN alloc a ON r.level_rate = a.level_rate AND r.level_rank >= a.first_rank)
+            SELECT id, batch::BIGINT AS curriculum_batch,
                    (row_number() OVER (PARTITION BY batch
-                                       ORDER BY md5(? || ':pos:' || id)) - 1)::BIGINT
+                      ORDER BY hash((SELECT seed FROM knobs) || ':pos:' || id), id) - 1)::BIGINT
                      AS curriculum_position
-            FROM batched ORDER BY curriculum_batch, curriculum_position""", [str(config.seed)])
+            FROM batched""")
+        ctx.copy_kept(f"""
+            SELECT {', '.join('p.' + c for c in columns)}, x.curriculum_batch,
+                   x.curriculum_position
+            FROM pool p JOIN placed x ON x.id = p.id""",
+                      order_by="curriculum_batch, curriculum_position", split_on="curriculum_batch")
         ctx.provenance.update({
-            "pool": pool.ref, "batches": int(plan.shape[0]),
+            "pool": pool.ref, "batches": int(plan.shape[0]), "duckdb": duckdb.__version__,
             "levels": {f"{rate:g}": n for rate, n in levels},
             "first_batches": [dict(zip((f"{r:g}" for r, _ in levels), map(int, row)))
                               for row in plan[:5]],

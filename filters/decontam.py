@@ -114,12 +114,14 @@ def run_decontam(store: DatasetStore, data: Manifest, benchmarks: list[Manifest 
               GROUP BY h.id, g.benchmark, g.item_id)
             WHERE rk = 1 AND n >= ?""", [config.min_matches])
         cols = ", ".join(f"s.{c}" for c in columns)
-        ctx.copy_kept(f"SELECT {cols} FROM src s ANTI JOIN matched m ON m.id = s.id ORDER BY s.id")
+        ctx.copy_kept(f"SELECT {cols} FROM src s ANTI JOIN matched m ON m.id = s.id",
+                      order_by="id", split_on="id", size_of=[data])
         ctx.copy_rejected(
             f"SELECT {cols}, 'contaminated' AS reason, m.benchmark, m.item_id AS matched_item, "
             "m.n AS matched_ngrams, left(i.text, 200) AS matched_text FROM src s "
             "JOIN matched m ON m.id = s.id JOIN (SELECT DISTINCT ON (benchmark, item_id) * "
-            "FROM items) i ON i.benchmark = m.benchmark AND i.item_id = m.item_id ORDER BY s.id")
+            "FROM items) i ON i.benchmark = m.benchmark AND i.item_id = m.item_id",
+            order_by="id")
         by_benchmark = dict(con.execute("SELECT benchmark, count(*) FROM matched GROUP BY ALL "
                                         "ORDER BY 1").fetchall())
         ctx.provenance.update({"data": data.ref, "benchmarks": [v.ref for v in versions]

@@ -80,9 +80,10 @@ def run_dedup(store: DatasetStore, data: Manifest, name: str, config: DedupConfi
                     "d.similarity FROM src s JOIN docs x ON x.id = s.id "
                     "LEFT JOIN dups d ON d.idx = x.idx LEFT JOIN docs k ON k.idx = d.rep")
         cols = ", ".join(columns)
-        ctx.copy_kept(f"SELECT {cols} FROM marked WHERE reason IS NULL ORDER BY id")
+        ctx.copy_kept(f"SELECT {cols} FROM marked WHERE reason IS NULL", order_by="id",
+                      split_on="id")
         ctx.copy_rejected(f"SELECT {cols}, reason, duplicate_of, similarity FROM marked "
-                          "WHERE reason IS NOT NULL ORDER BY id")
+                          "WHERE reason IS NOT NULL", order_by="id", split_on="id")
         ctx.provenance.update(facts)
 
     return run_step(store, name=name, kind=data.kind, step_type="filter.dedup", config=config,

@@ -167,14 +167,16 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
                   FROM prompts_src p LEFT JOIN agg a ON a.prompt_id = p.id)""")
         pool_cols = (f"{', '.join(PROMPT_COLUMNS)}, n_samples, n_correct, pass_rate, bucket, "
                      "NULL::BIGINT AS curriculum_batch, NULL::BIGINT AS curriculum_position")
-        ctx.copy_kept(f"SELECT {pool_cols} FROM classified WHERE reason IS NULL ORDER BY id")
+        ctx.copy_kept(f"SELECT {pool_cols} FROM classified WHERE reason IS NULL",
+                      order_by="id", split_on="id", size_of=[prompts])
         ctx.copy_rejected(
             f"SELECT {', '.join(PROMPT_COLUMNS)}, n_samples_or_0 AS n_samples, n_correct, "
-            "pass_rate, bucket, reason FROM classified WHERE reason IS NOT NULL ORDER BY id")
+            "pass_rate, bucket, reason FROM classified WHERE reason IS NOT NULL",
+            order_by="id", split_on="id", size_of=[prompts])
         ctx.copy_rejected(
             "SELECT a.prompt_id AS id, a.n_samples::BIGINT AS n_samples, "
             "a.n_correct::BIGINT AS n_correct, 'unknown_prompt' AS reason FROM agg a "
-            "ANTI JOIN prompts_src p ON a.prompt_id = p.id ORDER BY id")
+            "ANTI JOIN prompts_src p ON a.prompt_id = p.id", order_by="id")
         ctx.provenance.update(collect_provenance(ctx, rollouts, prompts))
 
     return run_step(store, name=name, kind="rl_pool", step_type="filter.passrate", config=config,

@@ -122,9 +122,11 @@ def run_quality(store: DatasetStore, data: Manifest, name: str,
               FROM {source(store, data)})""")
         keep = ", ".join(columns)
         order = ", ".join(ROW_KEYS[data.kind])
-        ctx.copy_kept(f"SELECT {keep} FROM judged WHERE reason IS NULL ORDER BY {order}")
-        ctx.copy_rejected(f"SELECT {keep}, reason FROM judged WHERE reason IS NOT NULL "
-                          f"ORDER BY {order}")
+        split = ROW_KEYS[data.kind][0]
+        ctx.copy_kept(f"SELECT {keep} FROM judged WHERE reason IS NULL", order_by=order,
+                      split_on=split)
+        ctx.copy_rejected(f"SELECT {keep}, reason FROM judged WHERE reason IS NOT NULL",
+                          order_by=order, split_on=split)
         ctx.provenance.update({"data": data.ref, "rules": list(config.rules),
                                "skipped_rules": [] if has_input else ["boxed"]})
 

@@ -82,17 +82,30 @@ def test_deterministic_for_a_seed_and_shuffled_by_another(store, pool):
     assert a.column("id").to_pylist() != c.column("id").to_pylist()
 
 
-def test_out_of_core_pass_rate_and_curriculum(store, tmp_path):
-    """60k prompts x 8 rollouts (~150 MB uncompressed text) under a 40 MiB DuckDB limit."""
-    from filters.base import Resources
+def test_out_of_core_pass_rate_and_curriculum(store, tmp_path, monkeypatch):
+    """Pass rate + curriculum with a 48 MiB DuckDB limit on ~260 MB of (incompressible) rows.
+
+    Row groups are made small as they are, relative to memory, in a real corpus (128 MiB
+    row groups against tens of GiB): a Parquet row group is the unit DuckDB reads whole.
+    """
+    import os
+
+    import manifests.writer
+    from filters.base import Resources, uncompressed_bytes
     from filters.passrate import PassRateConfig
 
-    n, k = 60_000, 8
+    monkeypatch.setattr(manifests.writer, "ROW_GROUP_BYTES", 4 << 20)
+    n, k = 40_000, 8
+    blob = os.urandom(2_000_000).hex()  # random text: compression cannot hide the size
+
+    def text(i, size):
+        start = (i * 7919) % (len(blob) - size)
+        return blob[start:start + size]
+
     ids = [f"p{i:06d}" for i in range(n)]
-    filler = "x" * 300
     prompts = pa.table({
         "id": ids, "source": ["synthetic"] * n, "category": ["math"] * n,
-        "input": [[{"role": "user", "content": f"question {i} {filler}"}] for i in range(n)],
+        "input": [[{"role": "user", "content": f"question {i} {text(i, 2500)}"}] for i in range(n)],
         "ground_truth": ["1"] * n, "verifier": ["math"] * n, "license": ["cc0"] * n,
         "metadata": ["{}"] * n})
     with store.writer("big", "prompts", step={"type": "test"}) as w:
@@ -103,14 +116,20 @@ def test_out_of_core_pass_rate_and_curriculum(store, tmp_path):
     with store.writer("big-rollouts", "rollouts", step={"type": "test"}, parents=[w.manifest]) as wr:
         wr.write(pa.table({
             "prompt_id": np.repeat(ids, k), "sample": sample, "generator": ["g"] * (n * k),
-            "reasoning": ["on"] * (n * k), "output": [filler] * (n * k),
+            "reasoning": ["on"] * (n * k), "output": [text(j, 500) for j in range(n * k)],
             "correct": sample < np.repeat(good, k)}))
-    limits = Resources(memory_limit="40MiB", temp_directory=tmp_path / "spill", threads=1)
+    limit = 48 << 20
+    assert uncompressed_bytes(store, [w.manifest, wr.manifest]) > 4 * limit
+    limits = Resources(memory_limit="48MiB", temp_directory=tmp_path / "spill", threads=1)
     pool = run_passrate(store, wr.manifest, None, "big-pool", PassRateConfig(), limits)
     assert pool.rows == int((good < 6).sum())  # 6/8 = 0.75 and above dropped
+    assert pool.rejected.by_reason == {"too_easy": int((good >= 6).sum())}
+    assert uncompressed_bytes(store, [pool]) > limit
     cur = run_curriculum(store, pool, "big-cur", CurriculumConfig(batch_size=1000), limits)
-    t = pq.read_table(store.shard_paths(cur)[0], columns=["curriculum_batch", "pass_rate"])
-    means = [np.mean(x) for x in t.group_by("curriculum_batch").aggregate(
-        [("pass_rate", "mean")]).sort_by("curriculum_batch").column("pass_rate_mean").to_pylist()]
-    assert cur.rows == pool.rows
+    t = pa.concat_tables([pq.read_table(p, columns=["curriculum_batch", "pass_rate"])
+                          for p in store.shard_paths(cur)])
+    batches = t.column("curriculum_batch").to_numpy()
+    assert cur.rows == pool.rows and (np.diff(batches) >= 0).all()  # shards in curriculum order
+    means = t.group_by("curriculum_batch").aggregate([("pass_rate", "mean")]) \
+        .sort_by("curriculum_batch").column("pass_rate_mean").to_numpy()
     assert spearmanr(np.arange(len(means)), means).statistic <= -0.9
