@@ -114,3 +114,40 @@ def test_openrlhf_keys_render_like_openrlhf_does(store, versions, tmp_path, smol
                                                    add_generation_prompt=True)
     full = smollm2_tokenizer.apply_chat_template(row["input"] + row["output"], tokenize=False)
     assert full.startswith(prompt) and "The answer is 5." in full[len(prompt):]
+
+
+def test_grpo_trainer_feeds_prompts_in_curriculum_order(store, versions, tmp_path, smollm2_tokenizer):
+    """GRPOTrainer with shuffle_dataset=False hands prompts to generation in export order."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    export_version(store, "toy-pool", "trl-grpo", tmp_path / "grpo")
+
+    def reward(completions, **kwargs):  # not called: the test only iterates the data
+        return [0.0] * len(completions)
+
+    args = GRPOConfig(output_dir=str(tmp_path / "run"), use_cpu=True, report_to=[],
+                      shuffle_dataset=False, per_device_train_batch_size=2, num_generations=2,
+                      max_completion_length=8, max_steps=1, beta=0.0)
+    trainer = GRPOTrainer(model=tiny_model(smollm2_tokenizer), reward_funcs=[reward], args=args,
+                          train_dataset=load_train(tmp_path / "grpo"),
+                          processing_class=smollm2_tokenizer)
+    order = [(x["curriculum_batch"], x["curriculum_position"])
+             for batch in trainer.get_train_dataloader() for x in batch]
+    # each prompt twice (num_generations), batches in curriculum order
+    assert order == [(b, p) for b in (0, 1) for p in (0, 1, 2) for _ in range(2)]
+
+
+def test_dpo_trainer_prepares_the_pairs(store, versions, tmp_path, smollm2_tokenizer):
+    from trl import DPOConfig, DPOTrainer
+
+    export_version(store, "toy-prefs", "trl-dpo", tmp_path / "dpo", reasoning="on")
+    trainer = DPOTrainer(model=tiny_model(smollm2_tokenizer), ref_model=tiny_model(smollm2_tokenizer),
+                         args=DPOConfig(output_dir=str(tmp_path / "run"), use_cpu=True,
+                                        report_to=[], max_steps=1),
+                         train_dataset=load_train(tmp_path / "dpo"),
+                         processing_class=smollm2_tokenizer)
+    row = trainer.train_dataset[0]
+    decode = smollm2_tokenizer.decode
+    assert decode(row["prompt_ids"]).startswith("<|im_start|>system\ndetailed thinking on<|im_end|>")
+    assert decode(row["chosen_ids"]).startswith("The answer is 5.")
+    assert decode(row["rejected_ids"]).startswith("I do not know.")
