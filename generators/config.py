@@ -49,6 +49,9 @@ class BackendConfig(_Strict):
     device: str = Field("auto", description="transformers: auto, cpu, cuda, cuda:1 ...")
     dtype: str = Field("auto", description="auto (float32 on CPU, bfloat16 on CUDA), float32, "
                        "bfloat16, float16")
+    cpu_threads: int | None = Field(None, ge=1, description="transformers on CPU: torch threads "
+                                    "(default: all cores; 1 avoids OpenMP oversubscription on a "
+                                    "CPU shared with other jobs)")
     batch_size: int = Field(16, ge=1, description="requests per generate call (transformers, "
                             "vllm) and per checkpoint chunk")
     base_url: str | None = Field(None, description="openai: server URL, e.g. http://127.0.0.1:8000/v1")

@@ -42,6 +42,10 @@ def run_generation_step(store, prompts: Manifest, name: str, *, kind: str, step_
     rows, rejected = build_rows(plans, result, verifiers, verifier_errors)
     rejected += failed_rows(plans, result)
     facts = provenance(result, config, run_id, verifiers.versions(), verifier_errors)
+    # plain facts other steps read back (the pass-rate filter: models, K, verifier versions)
+    facts.update(models=sorted({p.model for p in plans}), modes=list(modes),
+                 samples_per_prompt=samples, seed=config.seed,
+                 verifier_versions=facts["verifiers"])
     with store.writer(name, kind, step=step, parents=[prompts], provenance=facts) as writer:
         writer.write(rows)
         if rejected:

@@ -57,6 +57,8 @@ def backend_options(command):
         click.option("--run-id", help="Checkpoint directory under <store>/runs/ [default: from the config]."),
         click.option("--device", help="transformers: auto, cpu, cuda..."),
         click.option("--dtype", help="auto, float32, bfloat16, float16."),
+        click.option("--cpu-threads", type=int, help="transformers on CPU: torch threads "
+                                                     "[default: all cores; 1 on a busy shared CPU]."),
         click.option("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1."),
         click.option("--api-key-env", help="openai: env variable holding the API key [default: OPENAI_API_KEY]."),
         click.option("--concurrency", type=int, help="openai: requests in flight [default: 8]."),
@@ -101,7 +103,8 @@ def build_config(config_cls, flags: dict[str, Any], step_fields: dict[str, Any],
         raise ConfigError(f"{flags['config_file']}: the config must be a mapping")
     teacher = dict(data.get("teacher") or {})
     for flag, field in [("backend", "backend"), ("model", "model"), ("device", "device"),
-                        ("dtype", "dtype"), ("batch_size", "batch_size"), ("base_url", "base_url"),
+                        ("dtype", "dtype"), ("cpu_threads", "cpu_threads"), ("batch_size", "batch_size"),
+                        ("base_url", "base_url"),
                         ("api_key_env", "api_key_env"), ("concurrency", "concurrency"),
                         ("max_retries", "max_retries"), ("request_timeout", "request_timeout_s"),
                         ("tensor_parallel_size", "tensor_parallel_size"),

@@ -21,6 +21,8 @@ class TransformersBackend:
         transformers = require("transformers", "gen")
         path = resolve_model(model)
         self.device = _pick_device(self.torch, config.device)
+        if config.cpu_threads and self.device.type == "cpu":
+            self.torch.set_num_threads(config.cpu_threads)
         dtype = _pick_dtype(self.torch, config.dtype, self.device)
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"  # decoder-only: new tokens must follow the prompt
@@ -33,6 +35,7 @@ class TransformersBackend:
         self.identity: dict[str, Any] = {
             "backend": "transformers", "model": model, "path": str(path),
             "device": str(self.device), "dtype": str(dtype).replace("torch.", ""),
+            "cpu_threads": self.torch.get_num_threads() if self.device.type == "cpu" else None,
             "transformers": transformers.__version__, "torch": self.torch.__version__}
 
     def generate(self, requests: list[ChatRequest]) -> list[Completion]:

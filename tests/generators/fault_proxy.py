@@ -14,6 +14,7 @@ import socket
 import struct
 import threading
 import time
+import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -94,8 +95,15 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         upstream = owner.upstream.rstrip("/") + self.path[len("/v1"):]
         request = urllib.request.Request(upstream, data=body, method="POST", headers={
             "Content-Type": "application/json", "Authorization": self.headers.get("Authorization", "")})
-        with urllib.request.urlopen(request, timeout=600) as response:
-            self._reply(response.status, response.read())
+        try:
+            with urllib.request.urlopen(request, timeout=600) as response:
+                status, data = response.status, response.read()
+        except urllib.error.HTTPError as exc:  # pass the upstream's error status through
+            status, data = exc.code, exc.read()
+        except OSError:  # upstream dropped the request (its client gave up): drop ours too
+            self.close_connection = True
+            return
+        self._reply(status, data)
 
     def _reply(self, status: int, data: bytes, headers: dict | None = None):
         try:

@@ -101,11 +101,13 @@ def vllm_server(tmp_path_factory):
 
 def test_openai_backend_survives_faults_in_front_of_a_real_vllm_server(store, gsm8k, vllm_server):
     faults = ["500", "429", "timeout", "reset", "malformed"]
-    with FaultProxy(vllm_server, faults, hang_s=8.0) as proxy:
+    # the client timeout must outlast a real request on a busy 2-core CPU; the injected
+    # timeout fault hangs past it
+    with FaultProxy(vllm_server, faults, hang_s=32.0) as proxy:
         config = SftConfig(limit=3, teacher=dict(
             backend="openai", base_url=proxy.url, model="smollm2", concurrency=2,
-            request_timeout_s=5.0, backoff_base_s=0.2, max_retries=6),
-            sampling_on={"max_new_tokens": 64}, sampling_off={"temperature": 0, "max_new_tokens": 64})
+            request_timeout_s=30.0, backoff_base_s=0.2, max_retries=6),
+            sampling_on={"max_new_tokens": 32}, sampling_off={"temperature": 0, "max_new_tokens": 32})
         manifest = generate_sft(store, gsm8k, "gsm8k-sft", config, progress=False)
     assert sorted(proxy.seen[:5]) == sorted(faults)
     assert manifest.provenance["errors_by_kind"] == {}
