@@ -1,14 +1,17 @@
 """The recipe key reference, generated from the pydantic models themselves.
 
-README's "Recipes" section embeds this output, and a test checks that every key of every
-model appears there, so the documentation cannot drift from the code.  Regenerate with::
+README's "Recipes" section embeds this output between two marker comments, and a test
+checks it is current, so the documentation cannot drift from the code.  After changing a
+config model, refresh README with::
 
-    python -m curation.recipe_reference
+    python -m curation.recipe_reference --write-readme
 """
 
 from __future__ import annotations
 
+import sys
 import typing
+from pathlib import Path
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -68,5 +71,24 @@ def reference_markdown() -> str:
     return "\n".join(parts) + "\n"
 
 
+START, END = "<!-- recipe-reference:start -->\n", "<!-- recipe-reference:end -->\n"
+
+
+def write_readme(readme: Path) -> bool:
+    """Replace the block between the markers in ``readme``; return True when it changed."""
+    text = readme.read_text(encoding="utf-8")
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    if not rest:
+        raise SystemExit(f"{readme}: markers {START.strip()} / {END.strip()} not found")
+    new = head + START + reference_markdown() + END + tail
+    readme.write_text(new, encoding="utf-8")
+    return new != text
+
+
 if __name__ == "__main__":
-    print(reference_markdown(), end="")
+    if "--write-readme" in sys.argv:
+        changed = write_readme(Path(__file__).resolve().parent.parent / "README.md")
+        print("README.md updated" if changed else "README.md already current", file=sys.stderr)
+    else:
+        print(reference_markdown(), end="")

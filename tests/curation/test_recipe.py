@@ -212,4 +212,4 @@ def test_readme_embeds_the_generated_key_reference():
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert reference_markdown() in readme, \
-        "README 'Recipe key reference' is stale: regenerate with python -m curation.recipe_reference"
+        "README recipe key reference is stale: run python -m curation.recipe_reference --write-readme"
