@@ -26,16 +26,21 @@ SHOWN_STATS = ("by_category", "by_reasoning", "by_bucket", "by_source", "by_gene
 
 def lineage(store: DatasetStore, manifest: Manifest) -> list[Manifest]:
     """The version and all its ancestors, nearest first (each once)."""
-    out, queue, seen = [], [manifest], {manifest.ref}
+    return [m for m, _ in lineage_depths(store, manifest)]
+
+
+def lineage_depths(store: DatasetStore, manifest: Manifest) -> list[tuple[Manifest, int]]:
+    """(version, steps away from ``manifest``) for the version and each ancestor, breadth first."""
+    out, queue, seen = [], [(manifest, 0)], {manifest.ref}
     while queue:
-        m = queue.pop(0)
-        out.append(m)
+        m, depth = queue.pop(0)
+        out.append((m, depth))
         for p in m.parents:
             if p.ref in seen:
                 continue
             seen.add(p.ref)
             try:
-                queue.append(store.resolve(p.ref))
+                queue.append((store.resolve(p.ref), depth + 1))
             except Exception:  # an ancestor removed from this store: lineage stops there
                 continue
     return out
@@ -46,10 +51,11 @@ def write_report(store: DatasetStore, ref: str | Manifest, out: str | Path) -> d
     manifest = store.resolve(ref) if isinstance(ref, str) else ref
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    chain = lineage(store, manifest)
+    depths = lineage_depths(store, manifest)
+    chain = [m for m, _ in depths]
     data = collect(store, manifest, chain)
     plots = draw_plots(data, out / "plots")
-    (out / "README.md").write_text(card(manifest, chain, data), encoding="utf-8")
+    (out / "README.md").write_text(card(manifest, depths, data), encoding="utf-8")
     (out / "report.html").write_text(page(manifest, chain, data, plots), encoding="utf-8")
     return {"ref": manifest.ref, "card": str(out / "README.md"), "html": str(out / "report.html"),
             "plots": [str(out / "plots" / name) for name, _ in plots]}
@@ -78,7 +84,7 @@ duckdb.connect("forge-store/catalog.duckdb", read_only=True).sql('FROM "{ref}"')
 """
 
 
-def card(manifest: Manifest, chain: list[Manifest], data: ReportData) -> str:
+def card(manifest: Manifest, depths: list[tuple[Manifest, int]], data: ReportData) -> str:
     licences = sorted(data.licenses) or ["unknown"]
     front = "\n".join(["---", f"pretty_name: {manifest.name}",
                        "license:", *[f"  - {json.dumps(x)}" for x in licences],
@@ -88,9 +94,9 @@ def card(manifest: Manifest, chain: list[Manifest], data: ReportData) -> str:
     stats = "\n".join(f"- **{k}**: `{json.dumps(manifest.stats[k], default=str)}`"
                       for k in SHOWN_STATS if k in manifest.stats)
     chain_lines = "\n".join(
-        f"{'  ' * min(i, 1)}- `{m.ref}` ({m.kind}, {m.rows} rows) <- step `{m.step.type}`, "
+        f"{'  ' * depth}- `{m.ref}` ({m.kind}, {m.rows} rows) <- step `{m.step.type}`, "
         f"fingerprint `{m.fingerprint[:12]}`, created {m.created_at}"
-        for i, m in enumerate(chain))
+        for m, depth in depths)
     rejected = _counts_table(data.rejected, "step: reason") if data.rejected else "None.\n"
     by = manifest.created_by
     return f"""{front}

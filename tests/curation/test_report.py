@@ -31,8 +31,8 @@ def test_rl_pool_report_has_pass_rate_bucket_curriculum_and_rejected_plots(store
     card = (tmp_path / "r" / "README.md").read_text()
     assert card.startswith("---\npretty_name: toy-pool\nlicense:\n  - \"MIT\"")
     # lineage reaches the prompts through the rollouts
-    for ref in ("toy-pool@v1", "toy-rollouts@v1", "toy@v1"):
-        assert f"`{ref}`" in card
+    for depth, ref in enumerate(("toy-pool@v1", "toy-rollouts@v1", "toy@v1")):
+        assert f"\n{'  ' * depth}- `{ref}`" in card  # nested by distance
     assert "toy-pool (curriculum): too_easy | 1" in card
     assert "thinkforge export toy-pool@v1 --format verl" in card
     assert versions["rl_pool"].fingerprint in card
