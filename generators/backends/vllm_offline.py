@@ -10,6 +10,7 @@ Each request carries its own seed, so a sampled answer does not depend on its ba
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from manifests.errors import require
@@ -20,6 +21,9 @@ from .model_cache import EMBEDDED_MODELS, resolve_model
 
 class VllmBackend:
     def __init__(self, config, model: str):
+        # stdout is data (the CLI prints the published reference there): vLLM, its engine
+        # and worker processes log to stdout unless told otherwise before the import
+        os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
         vllm = require("vllm", "vllm")
         self.vllm = vllm
         # embedded names and local folders resolve to a folder; anything else (an id known
