@@ -72,7 +72,8 @@ class StepSpec(_Strict):
 
 class ReportSpec(_Strict):
     versions: list[str] = Field(default_factory=list, description="outputs to write reports for")
-    dir: str = Field("reports", description="report directory (relative to the working directory)")
+    dir: str | None = Field(None, description="report directory, relative to the working "
+                                              "directory (default: <store>/reports)")
 
 
 class Recipe(_Strict):

@@ -146,7 +146,8 @@ def build_cmd(ctx, recipe, dry_run, force, as_json):
 
                 raise ConfigError(f"report.versions: {name!r} is not an output of this recipe",
                                   hint=f"outputs: {', '.join(produced)}")
-            reports.append(write_report(store, produced[name], Path(parsed.report.dir) / name))
+            folder = Path(parsed.report.dir) if parsed.report.dir else store.root / "reports"
+            reports.append(write_report(store, produced[name], folder / name))
     if as_json:
         print_json({"recipe": parsed.name, "dry_run": dry_run,
                     "steps": [o.to_dict() for o in outcomes], "reports": reports,

@@ -198,7 +198,8 @@ def test_repository_recipes_validate_and_plan(store, name, cli_run):
 
 def test_cli_build_prints_steps_report_and_queries(cli_run, store, recipe_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = cli_run("build", str(write_recipe(recipe_dir, RECIPE)))
+    recipe = {**RECIPE, "report": {**RECIPE["report"], "dir": "reports"}}  # relative to cwd
+    result = cli_run("build", str(write_recipe(recipe_dir, recipe)))
     assert result.exit_code == 0, result.output
     assert "report: reports/toy-pool/report.html" in result.output
     assert (tmp_path / "reports" / "toy-sft-train" / "README.md").is_file()

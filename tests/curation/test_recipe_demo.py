@@ -64,8 +64,8 @@ def test_demo_recipe_builds_reports_and_reuses_everything(cli_run, store, tmp_pa
     calls = scripted_teacher.calls
     assert calls == 3 * 2 + 4 * 4  # 3 prompts x 2 modes, 4 prompts x K=4
     for name in ("demo-sft-train", "demo-rl"):
-        assert f"report: reports/{name}/report.html" in first.output
-        assert (tmp_path / "reports" / name / "README.md").is_file()
+        assert f"report: {store.root}/reports/{name}/report.html" in first.output
+        assert (store.root / "reports" / name / "README.md").is_file()
     assert first.output.count("thinkforge --store") == 3  # the three SQL queries
     rl = store.resolve("demo-rl")
     assert rl.kind == "rl_pool" and rl.stats["curriculum_batches"] >= 1
@@ -91,4 +91,4 @@ def test_demo_recipe_with_the_embedded_teacher(cli_run, store, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     result = cli_run("build", str(REPO / "recipes" / "demo.yaml"))
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "reports" / "demo-rl" / "report.html").is_file()
+    assert (store.root / "reports" / "demo-rl" / "report.html").is_file()
