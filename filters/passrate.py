@@ -34,7 +34,7 @@ PROMPT_COLUMNS = ("id", "source", "category", "input", "ground_truth", "verifier
 # rollouts provenance keys the generators may use for the same fact, first match wins
 PROVENANCE_ALIASES = {
     "policy_models": ("models", "model", "policy_model", "teacher", "generator"),
-    "K": ("K", "k", "samples", "n_samples", "samples_per_prompt"),
+    "K": ("K", "k", "samples", "n_samples", "samples_per_prompt"),  # generators: step.config.k
     "verifier": ("verifier", "verifier_name"),
     "verifier_version": ("verifier_version", "verifier_versions"),
     "seed": ("seed",),
@@ -98,12 +98,25 @@ def prompts_of(store: DatasetStore, rollouts: Manifest) -> Manifest:
 
 
 def collect_provenance(ctx: StepContext, rollouts: Manifest, prompts: Manifest) -> dict[str, Any]:
-    """Who produced the rollouts (from their manifest, tolerant of missing keys) + what we saw."""
+    """Who produced the rollouts and how, from their manifest (tolerant of missing facts).
+
+    The generators record K and the seed in the step config, the teachers and the verifier
+    versions in the provenance; other producers may use the aliases above.  What the data
+    shows (samples per prompt, generator names) fills what the manifest does not say.
+    """
     given = rollouts.provenance or {}
+    step = rollouts.step.config or {}
     out: dict[str, Any] = {"rollouts": rollouts.ref, "rollouts_fingerprint": rollouts.fingerprint,
                            "prompts": prompts.ref}
     for key, aliases in PROVENANCE_ALIASES.items():
-        out[key] = next((given[a] for a in aliases if a in given), None)
+        out[key] = next((source_[a] for source_ in (given, step) for a in aliases
+                         if source_.get(a) is not None), None)
+    if isinstance(given.get("teachers"), dict) and given["teachers"]:
+        out["policy_models"] = sorted(given["teachers"])
+        out["teachers"] = given["teachers"]
+    if isinstance(given.get("verifiers"), dict) and given["verifiers"]:
+        out["verifier"] = sorted(given["verifiers"])
+        out["verifier_version"] = given["verifiers"]
     observed = ctx.con.execute(
         "SELECT min(n_rollouts), max(n_rollouts), mode(n_rollouts) FROM agg").fetchone()
     out["samples_per_prompt_observed"] = {"min": observed[0], "max": observed[1],
@@ -115,7 +128,7 @@ def collect_provenance(ctx: StepContext, rollouts: Manifest, prompts: Manifest) 
     out["generators_observed"] = generators
     if out["policy_models"] is None:
         out["policy_models"] = generators
-    out["rollouts_provenance"] = given
+    out["rollouts_step"] = {"type": rollouts.step.type, "config": step}
     return out
 
 

@@ -61,3 +61,39 @@ print(json.dumps({k: p[k] for k in keys}, indent=1))
 print('teacher:', json.dumps(list(p['teachers'].values())[0]))"
 
 # --- filters (pass rate, curriculum, quality, dedup, decontamination) -----------------
+# Pass rate of the K=4 rollouts -> the paper's >= 0.75 pre-filter and difficulty buckets ->
+# progressive-batching curriculum; quality rules on the SFT answers; exact + near dedup and
+# 13-gram decontamination of the prompts against the GSM8K test split.
+step "pass rate per prompt from the rollouts (drop >= 0.75, label buckets)"
+thinkforge filter passrate --rollouts gsm8k-rollouts --prompts gsm8k --name gsm8k-pool
+
+step "SQL: bucket counts of the pool, and why prompts were rejected"
+thinkforge sql "SELECT bucket, count(*) AS prompts, round(avg(pass_rate), 3) AS mean_pass_rate
+  FROM \"gsm8k-pool\" GROUP BY ALL ORDER BY bucket"
+thinkforge sql "SELECT reason, count(*) AS prompts FROM \"gsm8k-pool@v1/rejected\" GROUP BY ALL
+  ORDER BY prompts DESC"
+
+step "curriculum: batches of 4, easy -> hard (Gaussian over pass-rate levels)"
+thinkforge filter curriculum gsm8k-pool --name gsm8k-curriculum --batch-size 4 --seed 0
+
+step "SQL: the first curriculum batches"
+thinkforge sql "SELECT curriculum_batch AS batch, curriculum_position AS pos, pass_rate, bucket,
+  left(input[1].content, 60) AS prompt FROM \"gsm8k-curriculum\"
+  ORDER BY curriculum_batch, curriculum_position LIMIT 12"
+
+step "quality rules on the SFT answers (think tags per mode, truncation, length, boxed)"
+thinkforge filter quality gsm8k-sft --name gsm8k-sft-clean
+thinkforge show gsm8k-sft-clean --json | python -c "import json, sys
+m = json.load(sys.stdin)
+print('kept', m['rows'], 'answers; rejected by reason:', json.dumps(m['rejected']['by_reason']))"
+
+step "dedup the prompts: exact (normalised text) + near (MinHash/LSH, Jaccard >= 0.8)"
+thinkforge filter dedup gsm8k --name gsm8k-dedup
+
+step "decontaminate against the GSM8K test split (word 13-grams)"
+thinkforge filter decontam gsm8k-dedup --against gsm8k-test --name gsm8k-clean
+thinkforge sql "SELECT id, benchmark, matched_item, matched_ngrams, left(matched_text, 60) AS matched
+  FROM \"gsm8k-clean@v1/rejected\""
+
+step "lineage of the cleaned prompts"
+thinkforge show gsm8k-clean

@@ -28,7 +28,8 @@ def prompt_ids(store: DatasetStore, prompts: Manifest) -> list[str]:
 
 def write_rollouts(store: DatasetStore, prompts: Manifest, n_correct: dict[str, int], k: int = 8,
                    name: str = "rollouts", provenance: dict | None = None,
-                   correct_none: set[str] = frozenset(), extra_ids: list[str] = ()) -> Manifest:
+                   correct_none: set[str] = frozenset(), extra_ids: list[str] = (),
+                   step_config: dict | None = None) -> Manifest:
     """K rollouts per prompt id, the first ``n_correct[id]`` of them correct."""
     rows = []
     for pid, good in [*n_correct.items(), *((e, 1) for e in extra_ids)]:
@@ -38,7 +39,8 @@ def write_rollouts(store: DatasetStore, prompts: Manifest, n_correct: dict[str, 
                          "correct": None if pid in correct_none else s < good,
                          "format_ok": True, "reward": float(s < good), "output_tokens": 10,
                          "finish_reason": "stop"})
-    with store.writer(name, "rollouts", step={"type": "test.rollouts"}, parents=[prompts],
+    with store.writer(name, "rollouts", step={"type": "test.rollouts", "config": step_config or {}},
+                      parents=[prompts],
                       provenance=provenance if provenance is not None else
                       {"model": "policy-a", "K": k, "verifier": "math-verify",
                        "verifier_version": "0.7", "seed": 7}) as w:

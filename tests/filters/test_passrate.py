@@ -52,6 +52,18 @@ def test_provenance_tolerates_absent_generator_facts(store, gsm8k):
     assert m.provenance["verifier"] is None
 
 
+def test_provenance_in_the_generators_shape(store, gsm8k):
+    """generators/ put K and the seed in the step config, teachers and verifiers in provenance."""
+    r = write_rollouts(store, gsm8k, {pid: 1 for pid in prompt_ids(store, gsm8k)[:4]}, k=4,
+                       provenance={"teachers": {"SmolLM2-135M": {"model": "SmolLM2-135M"}},
+                                   "verifiers": {"math": "math-verify 0.7.0"}},
+                       step_config={"k": 4, "seed": 11})
+    prov = run_passrate(store, r, None, "pool").provenance
+    assert (prov["K"], prov["seed"], prov["policy_models"], prov["verifier"],
+            prov["verifier_version"]) == (4, 11, ["SmolLM2-135M"], ["math"],
+                                          {"math": "math-verify 0.7.0"})
+
+
 def test_unchanged_step_is_reused_and_changed_one_is_not(store, random_rollouts):
     first = run_passrate(store, random_rollouts, None, "pool")
     again = run_passrate(store, random_rollouts, None, "pool")
