@@ -14,7 +14,6 @@ changes nothing.  ``plan_recipe`` is the dry run: the same resolution, nothing w
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -219,9 +218,3 @@ def resolve_steps(recipe: Recipe, where: str) -> list[ResolvedStep]:
         known += step_type.outputs(spec.name)
         resolved.append(ResolvedStep(i, spec, config, refs))
     return resolved
-
-
-def describe(recipe: Recipe) -> str:
-    """A one-line-per-step summary (for logs)."""
-    return json.dumps({"name": recipe.name, "inputs": list(recipe.inputs),
-                       "steps": [f"{s.type}:{s.name}" for s in recipe.steps]})

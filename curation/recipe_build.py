@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from manifests import DatasetStore, Manifest
-from manifests.errors import ForgeError
+from manifests.errors import NotFoundError
 from manifests.manifest import Step, sha256_file, utc_now
 from manifests.store import validate_name
 
@@ -51,8 +51,9 @@ class Outcome:
                 "rows": self.rows, "seconds": round(self.seconds, 2)}
 
 
-def import_step(key: str, spec: InputSpec) -> tuple["ImportOptions", Step]:  # noqa: F821
-    """The import options for an input, and the step record the importer will write."""
+def import_step(key: str, spec: InputSpec) -> tuple[Any, Step]:
+    """The ImportOptions for an input, and the step record the importer will write for it
+    (the same config dict as ``curation.importer.import_file``, so reuse can be predicted)."""
     from .importer import ImportOptions
     from .readers import detect_format
 
@@ -78,7 +79,7 @@ def _resolve_input(store: DatasetStore, key: str, spec: InputSpec, run: bool, lo
         return m, Outcome(f"inputs.{key}", "pinned", {key: m.ref}, {key: m.rows})
     validate_name(key)
     if not Path(spec.path).is_file() and not Path(spec.path).is_dir():
-        raise ForgeError(f"inputs.{key}: file {spec.path} does not exist",
+        raise NotFoundError(f"inputs.{key}: file {spec.path} does not exist",
                          hint="paths in a recipe are relative to the recipe file")
     opts, step = import_step(key, spec)
     found = store.find_reusable(key, step, []) if store.datasets_dir.is_dir() else None
