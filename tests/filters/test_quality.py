@@ -1,4 +1,5 @@
 import pyarrow.parquet as pq
+import pytest
 
 from filters.quality import QualityConfig, run_quality
 
@@ -62,3 +63,26 @@ def test_rollouts_are_checked_too(store):
     m = run_quality(store, w.manifest, "ro-clean")
     assert m.kind == "rollouts" and m.rows == 1 and m.rejected.by_reason == {"think_missing": 1}
     assert m.provenance["skipped_rules"] == ["boxed"]
+
+
+def test_language_rule_with_the_optional_detector(store):
+    pytest.importorskip("langdetect")
+    rows = [sft_row(0, "off", "The answer is four, because two plus two makes four in total."),
+            sft_row(1, "off", "La respuesta es cuatro, porque dos más dos son cuatro en total."),
+            sft_row(2, "on", "<think>deux et deux</think> La réponse est quatre, car deux plus "
+                             "deux font quatre au total.")]
+    with store.writer("langs", "sft", step={"type": "test"}) as w:
+        w.write(rows)
+    m = run_quality(store, w.manifest, "en-only",
+                    QualityConfig(rules=["think_format", "language"], languages=["en"]))
+    assert m.rows == 1 and m.rejected.by_reason == {"wrong_language": 2}
+
+
+def test_language_rule_without_the_detector_names_the_extra(store, monkeypatch):
+    import sys
+
+    from manifests.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "langdetect", None)  # import now fails as if not installed
+    with pytest.raises(MissingDependencyError, match="lang"):
+        run_quality(store, make_sft(store), "x", QualityConfig(rules=["language"]))
