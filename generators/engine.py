@@ -87,9 +87,9 @@ def plan_requests(prompts: list[dict[str, Any]], config, modes: list[str],
 def run_plans(plans: list[Plan], config, checkpoint: RunCheckpoint, *, label: str,
               show_progress: bool = True) -> RunResult:
     started = time.monotonic()
-    done = {k: v for k, v in checkpoint.load_successes().items()}
     wanted = {p.key for p in plans}
-    done = {k: v for k, v in done.items() if k in wanted}
+    # a run dir reused with --run-id may hold keys of another config: only ours count
+    done = {k: v for k, v in checkpoint.load_successes().items() if k in wanted}
     pending = [p for p in plans if p.key not in done]
     result = RunResult(completions=done, failures={}, attempt=checkpoint.attempt)
     groups: dict[tuple[str, str], list[Plan]] = defaultdict(list)

@@ -80,3 +80,17 @@ def test_a_model_that_is_not_local_is_refused_without_download(cli_run):
     result = cli_run("generate", "sft", "--prompts", "gsm8k", "--name", "s", "--model",
                      "HuggingFaceTB/SmolLM2-360M", "--limit", "1")
     assert result.exit_code == 8 and "nothing is downloaded" in result.output
+
+
+def test_progress_goes_to_stderr_and_quiet_silences_it(store, scripted):
+    from click.testing import CliRunner
+
+    load_commands()
+    scripted(lambda r: "x\n\nFinal answer: 1")
+    args = ["generate", "rollouts", "--prompts", "gsm8k", "--k", "2", "--limit", "2"]
+    loud = CliRunner().invoke(cli, ["--store", str(store.root), *args, "--name", "a"])
+    quiet = CliRunner().invoke(cli, ["--store", str(store.root), "--quiet", *args, "--name", "b"])
+    assert loud.exit_code == 0 and quiet.exit_code == 0
+    assert loud.stdout.strip() == "a@v1" and quiet.stdout.strip() == "b@v1"
+    assert "tok/s" in loud.stderr and "4/4" in loud.stderr
+    assert quiet.stderr == ""
