@@ -30,19 +30,24 @@ def lineage(store: DatasetStore, manifest: Manifest) -> list[Manifest]:
 
 
 def lineage_depths(store: DatasetStore, manifest: Manifest) -> list[tuple[Manifest, int]]:
-    """(version, steps away from ``manifest``) for the version and each ancestor, breadth first."""
-    out, queue, seen = [], [(manifest, 0)], {manifest.ref}
-    while queue:
-        m, depth = queue.pop(0)
+    """(version, depth) for the version and each ancestor, depth first: each parent follows
+    the version it feeds, so an indented list reads as a tree (shared ancestors once)."""
+    out: list[tuple[Manifest, int]] = []
+    seen = {manifest.ref}
+
+    def visit(m: Manifest, depth: int) -> None:
         out.append((m, depth))
         for p in m.parents:
             if p.ref in seen:
                 continue
             seen.add(p.ref)
             try:
-                queue.append((store.resolve(p.ref), depth + 1))
+                parent = store.resolve(p.ref)
             except Exception:  # an ancestor removed from this store: lineage stops there
                 continue
+            visit(parent, depth + 1)
+
+    visit(manifest, 0)
     return out
 
 
@@ -55,7 +60,8 @@ def write_report(store: DatasetStore, ref: str | Manifest, out: str | Path) -> d
     chain = [m for m, _ in depths]
     data = collect(store, manifest, chain)
     plots = draw_plots(data, out / "plots")
-    (out / "README.md").write_text(card(manifest, depths, data), encoding="utf-8")
+    (out / "README.md").write_text(card(manifest, depths, data, store.catalog_path),
+                                   encoding="utf-8")
     (out / "report.html").write_text(page(manifest, chain, data, plots), encoding="utf-8")
     return {"ref": manifest.ref, "card": str(out / "README.md"), "html": str(out / "report.html"),
             "plots": [str(out / "plots" / name) for name, _ in plots]}
@@ -66,7 +72,7 @@ def _counts_table(counts: dict[str, int], header: str) -> str:
     return f"| {header} | rows |\n|---|---|\n{rows}\n"
 
 
-def load_snippets(manifest: Manifest) -> str:
+def load_snippets(manifest: Manifest, catalog: Path) -> str:
     ref = manifest.ref
     formats = {"sft": "trl-sft", "rl_pool": "verl", "prompts": "trl-grpo",
                "preferences": "trl-dpo", "rollouts": "hf"}[manifest.kind]
@@ -79,12 +85,13 @@ thinkforge sql 'SELECT * FROM "{ref}" LIMIT 5'
 ```python
 import datasets, duckdb
 ds = datasets.load_dataset("parquet", data_files="./data/datasets/{manifest.name}/{manifest.version}/data/*.parquet")
-duckdb.connect("forge-store/catalog.duckdb", read_only=True).sql('FROM "{ref}"').show()
+duckdb.connect("{catalog}", read_only=True).sql('FROM "{ref}"').show()
 ```
 """
 
 
-def card(manifest: Manifest, depths: list[tuple[Manifest, int]], data: ReportData) -> str:
+def card(manifest: Manifest, depths: list[tuple[Manifest, int]], data: ReportData,
+         catalog: Path) -> str:
     licences = sorted(data.licenses) or ["unknown"]
     front = "\n".join(["---", f"pretty_name: {manifest.name}",
                        "license:", *[f"  - {json.dumps(x)}" for x in licences],
@@ -139,7 +146,7 @@ bundled sets).
 {rejected}
 ## How to load it
 
-{load_snippets(manifest)}
+{load_snippets(manifest, catalog)}
 Plots: `report.html` next to this file.
 """
 
