@@ -87,6 +87,10 @@ def draw_plots(data: ReportData, out: Path) -> list[tuple[str, str]]:
     made: list[tuple[str, str]] = []
 
     def save(fig, name: str, caption: str) -> None:
+        for ax in fig.axes:  # counts are whole numbers: no 0.25-row ticks on small versions
+            for axis, label in ((ax.xaxis, ax.get_xlabel()), (ax.yaxis, ax.get_ylabel())):
+                if label in ("prompts", "rows", "rows dropped"):
+                    axis.set_major_locator(plt.MaxNLocator(integer=True))
         fig.tight_layout()
         fig.savefig(out / name, dpi=90)
         plt.close(fig)
