@@ -2,9 +2,10 @@
 
 Each engine runs in its own child process (so peak RSS is its own) on the same Parquet
 files and does the same work: per-prompt n_samples / n_correct / pass_rate, drop >= 0.75,
-bucket labels, then the progressive-batching curriculum (same allocation, seeded order
-within a level and within a batch), written to Parquet.  thinkforge also writes the
-rejected rows and a manifest.
+bucket labels, write the pool and the rejected prompts (sorted by id), then the
+progressive-batching curriculum (same allocation, seeded order within a level and within a
+batch) written in curriculum order.  thinkforge also checks and checksums every shard,
+computes the manifest stats and refreshes the catalog (its publish step, ~1 s here).
 
     python bench/filters_passrate.py --prompts 1000000 --k 10      # the 10M rollouts
     python bench/filters_passrate.py --prompts 50000               # quick
@@ -103,9 +104,12 @@ def run_pandas(work: Path) -> int:
     p = pd.read_parquet(work / "prompts.parquet")
     pool = p.merge(agg, left_on="id", right_index=True)
     pool["pass_rate"] = pool["n_correct"] / pool["n_samples"]
-    pool = pool[pool["pass_rate"] < 0.75].copy()
+    easy = pool["pass_rate"] >= 0.75
+    pool[easy].assign(reason="too_easy").sort_values("id").to_parquet(work / "pandas-rejected.parquet")
+    pool = pool[~easy].copy()
     pool["bucket"] = pd.cut(pool["pass_rate"], EDGES, right=False).astype(str)
     pool.loc[pool["pass_rate"] == 0, "bucket"] = "unsolved"
+    pool.sort_values("id").to_parquet(work / "pandas-pool.parquet")
     pool["level_rate"] = pool["pass_rate"].round(6)
     counts = pool.groupby("level_rate").size().sort_index(ascending=False)
     alloc = pd.DataFrame(_alloc_rows(counts.index.tolist(), counts.tolist()))
@@ -126,14 +130,18 @@ def run_polars(work: Path) -> int:
 
     agg = (pl.scan_parquet(work / "rollouts.parquet").group_by("prompt_id")
            .agg(pl.col("correct").count().alias("n_samples"), pl.col("correct").sum().alias("n_correct")))
-    pool = (pl.scan_parquet(work / "prompts.parquet").join(agg, left_on="id", right_on="prompt_id")
-            .with_columns((pl.col("n_correct") / pl.col("n_samples")).alias("pass_rate"))
-            .filter(pl.col("pass_rate") < 0.75)
+    scored = (pl.scan_parquet(work / "prompts.parquet").join(agg, left_on="id", right_on="prompt_id")
+              .with_columns((pl.col("n_correct") / pl.col("n_samples")).alias("pass_rate"))
+              .collect())
+    scored.filter(pl.col("pass_rate") >= 0.75).with_columns(reason=pl.lit("too_easy")) \
+        .sort("id").write_parquet(work / "polars-rejected.parquet")
+    pool = (scored.lazy().filter(pl.col("pass_rate") < 0.75)
             .with_columns(pl.when(pl.col("pass_rate") == 0).then(pl.lit("unsolved"))
                           .otherwise(pl.col("pass_rate").cut(EDGES[1:-1], left_closed=True)
                                      .cast(pl.String)).alias("bucket"),
                           pl.col("pass_rate").round(6).alias("level_rate"))
-            .collect())
+            .sort("id").collect())
+    pool.write_parquet(work / "polars-pool.parquet")
     counts = pool.group_by("level_rate").len().sort("level_rate", descending=True)
     alloc = pl.DataFrame(_alloc_rows(counts["level_rate"].to_list(), counts["len"].to_list()))
     out = (pool.lazy().with_columns((pl.col("id") + ":0").hash(0).alias("h"))

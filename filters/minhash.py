@@ -113,16 +113,16 @@ def _probability(s: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 
 def optimal_bands(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) minimising the false-positive + false-negative areas (equal weights)."""
+    """(bands, rows), bands x rows <= num_perm, minimising false-positive + false-negative areas."""
     grid = np.linspace(0.0, 1.0, 1001)
+    below, above = grid[grid < threshold], grid[grid >= threshold]
     best, best_err = (1, num_perm), float("inf")
     for bands in range(1, num_perm + 1):
-        rows = num_perm // bands
-        below, above = grid[grid < threshold], grid[grid >= threshold]
-        fp = np.trapezoid(_probability(below, bands, rows), below) if len(below) > 1 else 0.0
-        fn = np.trapezoid(1 - _probability(above, bands, rows), above) if len(above) > 1 else 0.0
-        if fp + fn < best_err:
-            best, best_err = (bands, rows), fp + fn
+        for rows in range(1, num_perm // bands + 1):
+            fp = np.trapezoid(_probability(below, bands, rows), below) if len(below) > 1 else 0.0
+            fn = np.trapezoid(1 - _probability(above, bands, rows), above) if len(above) > 1 else 0.0
+            if fp + fn < best_err:
+                best, best_err = (bands, rows), fp + fn
     return best
 
 

@@ -20,10 +20,8 @@ def gsm8k(store: DatasetStore, data_dir) -> Manifest:
 def prompt_ids(store: DatasetStore, prompts: Manifest) -> list[str]:
     import pyarrow.parquet as pq
 
-    return sorted(pq.read_table(store.shard_paths(prompts), columns=["id"]).column("id").to_pylist()) \
-        if len(store.shard_paths(prompts)) == 1 else sorted(
-            pa.concat_tables([pq.read_table(p, columns=["id"]) for p in store.shard_paths(prompts)])
-            .column("id").to_pylist())
+    tables = [pq.read_table(p, columns=["id"]) for p in store.shard_paths(prompts)]
+    return sorted(pa.concat_tables(tables).column("id").to_pylist())
 
 
 def write_rollouts(store: DatasetStore, prompts: Manifest, n_correct: dict[str, int], k: int = 8,

@@ -44,3 +44,18 @@ def test_cli_errors_have_exit_codes(cli_run, store, gsm8k):
     assert r.exit_code == 3
     r = cli_run("filter", "dedup", "gsm8k", "--name", "x", "--threshold", "1.5")
     assert r.exit_code == 8 and "threshold" in r.output
+
+
+def test_cli_quality_on_sft(cli_run, store):
+    from .test_quality import make_sft
+
+    make_sft(store)
+    r = cli_run("filter", "quality", "sft", "--name", "sft-fmt", "--rules", "think_format",
+                "--json")
+    assert r.exit_code == 0, r.output
+    manifest = json.loads(r.output)
+    assert manifest["step"]["config"]["rules"] == ["think_format"]
+    assert set(manifest["rejected"]["by_reason"]) == {
+        "think_missing", "think_malformed", "think_empty", "answer_missing", "think_in_off"}
+    r = cli_run("filter", "quality", "sft", "--name", "x", "--rules", "spelling")
+    assert r.exit_code == 8 and "rules" in r.output
