@@ -62,7 +62,13 @@ def test_demo_recipe_builds_reports_and_reuses_everything(cli_run, store, tmp_pa
     first = cli_run("build", str(REPO / "recipes" / "demo.yaml"))
     assert first.exit_code == 0, first.output
     calls = scripted_teacher.calls
-    assert calls == 3 * 2 + 4 * 4  # 3 prompts x 2 modes, 4 prompts x K=4
+    from curation.recipe import load_recipe
+
+    _, steps = load_recipe(REPO / "recipes" / "demo.yaml")
+    config = {s.spec.type: s.config for s in steps}
+    sft, rollouts = config["generate_sft"], config["generate_rollouts"]
+    # one teacher call per prompt and mode (SFT) and per prompt and sample (rollouts)
+    assert calls == sft.limit * len(sft.modes) * sft.n + rollouts.limit * rollouts.k
     for name in ("demo-sft-train", "demo-rl"):
         assert f"report: {store.root}/reports/{name}/report.html" in first.output
         assert (store.root / "reports" / name / "README.md").is_file()
