@@ -89,6 +89,22 @@ def export_version(store: DatasetStore, ref: str | Manifest, fmt: str, out: str 
     return record
 
 
+def plan_export(store: DatasetStore, ref: str, fmt: str, out: str | Path, *,
+                split: str | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """What ``export_version`` would write, after the same checks (kind, destination,
+    sha256 of every shard); writes nothing."""
+    manifest = store.resolve(ref)
+    spec = _format(fmt, manifest)
+    _check_destination(Path(out), overwrite)
+    store.verify(manifest)
+    split = split or manifest.step.config.get("part") or "train"
+    name = "(a datasets.save_to_disk folder)" if spec.file_type == "hf" else \
+        f"{split}.{spec.file_type}"
+    return {"format": fmt, "source": manifest.ref, "fingerprint": manifest.fingerprint,
+            "rows": manifest.rows, "out": str(out), "file": name,
+            "curriculum_order": spec.ordered_by_curriculum and _has_curriculum(manifest)}
+
+
 def _format(fmt: str, manifest: Manifest) -> ExportFormat:
     if fmt not in FORMATS:
         import difflib

@@ -26,9 +26,10 @@ EXPORT_FORMATS = ["trl-sft", "trl-prompt-completion", "trl-grpo", "trl-dpo", "ve
                    "auto = on for RL prompts, none for preference pairs.")
 @click.option("--data-source", help="verl: data_source for every row (default: from source).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out directory.")
+@click.option("--dry-run", is_flag=True, help="Check everything and print what would be written.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export manifest as JSON.")
 @click.pass_context
-def export_cmd(ctx, ref, fmt, out, split, reasoning, data_source, overwrite, as_json):
+def export_cmd(ctx, ref, fmt, out, split, reasoning, data_source, overwrite, dry_run, as_json):
     """Export a version for a trainer, after checking every shard's sha256.
 
     Prints the output directory; `.thinkforge-export.json` inside it records the source
@@ -40,8 +41,11 @@ def export_cmd(ctx, ref, fmt, out, split, reasoning, data_source, overwrite, as_
       thinkforge export demo-rl --format verl --out exports/verl
       thinkforge export demo-rl --format openrlhf --out exports/orl   # prints the flags
     """
-    from curation.export import export_version
+    from curation.export import export_version, plan_export
 
+    if dry_run:
+        print_json(plan_export(get_store(ctx), ref, fmt, out, split=split, overwrite=overwrite))
+        return
     record = export_version(get_store(ctx), ref, fmt, out, split=split, reasoning=reasoning,
                             data_source=data_source, overwrite=overwrite)
     if as_json:

@@ -168,6 +168,10 @@ def test_cli_export_and_pull(cli_run, versions, tmp_path):
     assert load(tmp_path / "v")["train"].num_rows == 6
     result = cli_run("export", "toy-pool", "--format", "trl-sft", "--out", str(tmp_path / "w"))
     assert result.exit_code == 8 and "formats for rl_pool" in result.output
+    plan = cli_run("export", "toy-pool", "--format", "verl", "--out", str(tmp_path / "d"),
+                   "--dry-run")
+    assert plan.exit_code == 0 and json.loads(plan.output)["file"] == "train.parquet"
+    assert json.loads(plan.output)["curriculum_order"] is True and not (tmp_path / "d").exists()
     result = cli_run("pull", "toy-sft", "--to", str(tmp_path / "p"))
     assert result.exit_code == 0, result.output
     assert (tmp_path / "p" / "datasets" / "toy-sft" / "v1" / "manifest.json").is_file()
