@@ -50,8 +50,8 @@ class BackendConfig(_Strict):
     dtype: str = Field("auto", description="auto (float32 on CPU, bfloat16 on CUDA), float32, "
                        "bfloat16, float16")
     cpu_threads: int | None = Field(None, ge=1, description="transformers on CPU: torch threads "
-                                    "(default: all cores; 1 avoids OpenMP oversubscription on a "
-                                    "CPU shared with other jobs)")
+                                    "(default: the cores other jobs leave idle, by the load "
+                                    "average; more threads than idle cores oversubscribe OpenMP)")
     batch_size: int = Field(16, ge=1, description="requests per generate call (transformers, "
                             "vllm) and per checkpoint chunk")
     base_url: str | None = Field(None, description="openai: server URL, e.g. http://127.0.0.1:8000/v1")

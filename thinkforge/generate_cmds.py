@@ -58,7 +58,7 @@ def backend_options(command):
         click.option("--device", help="transformers: auto, cpu, cuda..."),
         click.option("--dtype", help="auto, float32, bfloat16, float16."),
         click.option("--cpu-threads", type=int, help="transformers on CPU: torch threads "
-                                                     "[default: all cores; 1 on a busy shared CPU]."),
+                                                     "[default: cores left idle by other jobs]."),
         click.option("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1."),
         click.option("--api-key-env", help="openai: env variable holding the API key [default: OPENAI_API_KEY]."),
         click.option("--concurrency", type=int, help="openai: requests in flight [default: 8]."),
@@ -156,9 +156,10 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
         click.echo(manifest.ref)
     if not ctx.obj["quiet"]:
         p = manifest.provenance
-        log(f"{manifest.ref}: {manifest.rows} rows, {manifest.rejected.rows} rejected "
-            f"{dict(manifest.rejected.by_reason) or ''}; {p.get('completion_tokens')} completion "
-            f"tokens, {p.get('tokens_per_s')} tok/s, errors {p.get('errors_by_kind') or 'none'}")
+        reasons = f" {dict(manifest.rejected.by_reason)}" if manifest.rejected.rows else ""
+        log(f"{manifest.ref}: {manifest.rows} rows, {manifest.rejected.rows} rejected{reasons}; "
+            f"{p.get('completion_tokens')} completion tokens, {p.get('tokens_per_s')} tok/s, "
+            f"errors: {p.get('errors_by_kind') or 'none'}")
 
 
 @generate_group.command("sft")
