@@ -69,6 +69,12 @@ class _DecontamStep(DecontamConfig):
     benchmark_files: list[BenchmarkFile] = Field(default_factory=list)
 
 
+def step_config(config: DecontamConfig, files: list[Path]) -> DecontamConfig:
+    """The config recorded in the manifest: the options plus each benchmark file's sha256."""
+    return _DecontamStep(**config.model_dump(), benchmark_files=[
+        BenchmarkFile(path=str(Path(f).resolve()), sha256=sha256_file(Path(f))) for f in files])
+
+
 def run_decontam(store: DatasetStore, data: Manifest, benchmarks: list[Manifest | Path],
                  name: str, config: DecontamConfig | None = None,
                  resources: Resources | None = None) -> Manifest:
@@ -86,8 +92,7 @@ def run_decontam(store: DatasetStore, data: Manifest, benchmarks: list[Manifest 
         if f.suffix.lower() not in READERS or not f.is_file():
             raise NotFoundError(f"benchmark file {f} does not exist or is not "
                                 f"{'/'.join(READERS)}", hint="give a prompts version or a file")
-    step = _DecontamStep(**config.model_dump(), benchmark_files=[
-        BenchmarkFile(path=str(f.resolve()), sha256=sha256_file(f)) for f in files])
+    step = step_config(config, files)
     columns = schema_for(data.kind).names
 
     def body(ctx: StepContext) -> None:

@@ -255,7 +255,7 @@ def decontam_cmd(ctx, data, against, ngram, on, min_matches, text_field, id_fiel
       thinkforge filter decontam gsm8k --against gsm8k-test --name gsm8k-clean
       thinkforge filter decontam gsm8k --against gsm8k-test --against data/math500.jsonl --name clean
     """
-    from filters.decontam import DecontamConfig, run_decontam
+    from filters.decontam import DecontamConfig, run_decontam, step_config
 
     store = get_store(ctx)
     config = _config(DecontamConfig, ngram=ngram, on=[x.strip() for x in on.split(",")],
@@ -264,7 +264,9 @@ def decontam_cmd(ctx, data, against, ngram, on, min_matches, text_field, id_fiel
     benchmarks = [Path(a) if Path(a).suffix and Path(a).exists() else store.resolve(a)
                   for a in against]
     versions = [b for b in benchmarks if not isinstance(b, Path)]
-    _finish(ctx, store, (name, m.kind, "filter.decontam", config, [m, *versions]),
+    files = [b for b in benchmarks if isinstance(b, Path)]
+    _finish(ctx, store, (name, m.kind, "filter.decontam", step_config(config, files),
+                         [m, *versions]),
             lambda: run_decontam(store, m, benchmarks, name, config,
                                  _resources(memory_limit, temp_dir)),
             as_json, dry_run)

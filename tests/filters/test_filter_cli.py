@@ -32,9 +32,13 @@ def test_cli_pipeline_passrate_curriculum_dedup_decontam(cli_run, store, gsm8k, 
     assert [json.loads(line)["n"] for line in r.output.splitlines()][0] == 16
     assert cli_run("filter", "dedup", "gsm8k", "--name", "dd").exit_code == 0
     cli_run("import", str(data_dir / "gsm8k_test.jsonl"), "--name", "gsm8k-test", "--preset", "gsm8k")
-    r = cli_run("filter", "decontam", "gsm8k", "--against", "gsm8k-test", "--against",
-                str(data_dir / "math500_demo.jsonl"), "--name", "clean")
-    assert r.exit_code == 0, r.output
+    args = ("filter", "decontam", "gsm8k", "--against", "gsm8k-test", "--against",
+            str(data_dir / "math500_demo.jsonl"), "--name", "clean")
+    r = cli_run(*args)
+    assert r.exit_code == 0 and r.output.strip() == "clean@v1", r.output
+    again = cli_run(*args, "--dry-run", "--json")
+    assert json.loads(again.output)["reuses"] == "clean@v1"  # same step, same inputs
+    assert cli_run(*args).output.strip() == "clean@v1"
 
 
 def test_cli_errors_have_exit_codes(cli_run, store, gsm8k):
