@@ -114,3 +114,19 @@ def test_decontam_file_benchmark_hits_name_the_file_item(store, gsm8k, data_dir)
     hit = rows_of(store, m, rejected=True)[0]
     assert (hit["id"], hit["benchmark"], hit["matched_item"]) == \
         ("leak", "math500_demo.jsonl", first["unique_id"])
+
+
+def test_decontam_checks_outputs_when_asked(store, data_dir):
+    import json
+
+    from .test_quality import sft_row
+
+    item = json.loads((data_dir / "math500_demo.jsonl").read_text().splitlines()[3])
+    rows = [sft_row(0, "off", "The answer is 4."), sft_row(1, "off", "Recall: " + item["problem"])]
+    with store.writer("sft", "sft", step={"type": "test"}) as w:
+        w.write(rows)
+    bench = data_dir / "math500_demo.jsonl"
+    assert run_decontam(store, w.manifest, [bench], "in-only").rejected.rows == 0
+    m = run_decontam(store, w.manifest, [bench], "both", DecontamConfig(on=["input", "output"]))
+    hit = rows_of(store, m, rejected=True)
+    assert [(h["id"], h["matched_item"]) for h in hit] == [("s001", item["unique_id"])]
