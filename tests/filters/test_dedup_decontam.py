@@ -130,3 +130,17 @@ def test_decontam_checks_outputs_when_asked(store, data_dir):
     m = run_decontam(store, w.manifest, [bench], "both", DecontamConfig(on=["input", "output"]))
     hit = rows_of(store, m, rejected=True)
     assert [(h["id"], h["matched_item"]) for h in hit] == [("s001", item["unique_id"])]
+
+
+def test_dedup_edge_cases_single_row_and_empty_texts(store):
+    rows = [{"id": i, "source": "s", "category": "math", "verifier": "none",
+             "input": [{"role": "user", "content": text}]}
+            for i, text in (("a", "only one real prompt here"), ("b", ""), ("c", "  ?! "))]
+    with store.writer("tiny", "prompts", step={"type": "test"}) as w:
+        w.write(rows[:1])
+    assert run_dedup(store, w.manifest, "tiny-dedup").rows == 1
+    with store.writer("empties", "prompts", step={"type": "test"}) as w:
+        w.write(rows)
+    m = run_dedup(store, w.manifest, "empties-dedup")
+    # "" and "?!" normalise to the same (empty) text: an exact duplicate, never a near one
+    assert m.rows == 2 and m.rejected.by_reason == {"exact_duplicate": 1}
