@@ -50,7 +50,7 @@ class DedupConfig(StepConfig):
     seed: int = Field(1, description="seed of the MinHash functions")
 
     @model_validator(mode="after")
-    def _something(self) -> "DedupConfig":
+    def _needs_a_method(self) -> "DedupConfig":
         if not (self.exact or self.near):
             raise ValueError("nothing to do: enable exact and/or near")
         return self
