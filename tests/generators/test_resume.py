@@ -29,7 +29,7 @@ def chunk_keys(run_dir: Path) -> list[str]:
 
 
 def test_sigkill_mid_run_then_rerun_publishes_each_key_once(store, gsm8k, tiny_model):
-    limit = 10  # 20 requests, one per checkpoint chunk
+    limit = 16  # 32 requests, one per checkpoint chunk
     worker = run_worker(store, tiny_model, limit)
     deadline = time.monotonic() + 120
     chunks: list[Path] = []
