@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow vllm-env test-vllm clean
+.PHONY: install demo tour test test-slow vllm-env test-vllm clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
+
+# every command one at a time, the same pipeline spelled out (store: ./tour-store)
+tour: $(STAMP)
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/tour.sh
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -52,4 +56,4 @@ test-vllm: $(STAMP) $(VLLM_STAMP)
 	$(PY) -m pytest -q -m slow tests/generators/test_slow_teachers.py
 
 clean:
-	rm -rf demo-store
+	rm -rf demo-store tour-store

@@ -1,3 +1,5 @@
 from .cli import main
 
-main()
+# guarded: vLLM worker processes re-import the main module when they spawn
+if __name__ == "__main__":
+    main()
