@@ -142,4 +142,5 @@ def _git_sha() -> str | None:
                              text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and len(sha) == 40 else None  # None before the first commit
