@@ -11,7 +11,10 @@ import pytest
 from curation.importer import ImportOptions, import_file
 from manifests.errors import ConfigError, InputDataError
 
-SHARED = Path(os.environ.get("THINKFORGE_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+# the project's shared data: $THINKFORGE_SHARED_DATA, else beside the clone, else the workplace copy
+SHARED = next((p for p in (Path(os.environ.get("THINKFORGE_SHARED_DATA", "/nonexistent")),
+                           Path(__file__).resolve().parents[3] / "shared" / "data",
+                           Path("/work/shared/data")) if p.is_dir()), Path("/nonexistent"))
 PRESET_OF = {"gsm8k_train": "gsm8k", "gsm8k_test": "gsm8k", "math500_test": "math500", "humaneval": "humaneval"}
 
 
