@@ -85,7 +85,9 @@ def _idle_cores() -> int:
     """
     cores = os.cpu_count() or 1
     try:
-        busy = int(os.getloadavg()[0] + 0.5)
+        # the average includes this process's own recent work (imports, earlier steps of
+        # a recipe): one runnable task is taken to be us, not another job
+        busy = int(max(0.0, os.getloadavg()[0] - 1.0) + 0.5)
     except OSError:
         busy = 0
     return max(1, min(cores, cores - busy))

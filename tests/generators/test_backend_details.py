@@ -11,7 +11,9 @@ from generators.backends.hf import _idle_cores
 from generators.backends.openai_client import _retry_after
 
 
-@pytest.mark.parametrize("load,cores,expected", [(0.1, 2, 2), (1.2, 2, 1), (4.8, 2, 1), (2.0, 8, 6)])
+# a load of about 1 is this process's own recent work; beyond that, other jobs
+@pytest.mark.parametrize("load,cores,expected", [
+    (0.1, 2, 2), (1.2, 2, 2), (2.1, 2, 1), (4.8, 2, 1), (3.0, 8, 6)])
 def test_torch_threads_default_to_the_idle_cores(monkeypatch, load, cores, expected):
     monkeypatch.setattr("os.getloadavg", lambda: (load, load, load))
     monkeypatch.setattr("os.cpu_count", lambda: cores)
