@@ -12,48 +12,34 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 GSM8K = REPO / "curation" / "data" / "gsm8k_train_demo.jsonl"
+MATH_EASY = REPO / "curation" / "data" / "math500_level1.jsonl"
 
 
-class ScriptedTeacher:
-    """Answers every request with reasoning and a final answer; the answer is right for
-    every other sample, so pass rates vary.  Counts calls, so a test can assert none."""
-
-    calls = 0
-
-    def __init__(self, model: str):
-        self.model = model
-        self.identity = {"backend": "scripted", "model": model}
-        self.preferred_batch_size = 8
-        self.gold = {}
-        for line in GSM8K.read_text(encoding="utf-8").splitlines():
+def gold_answers() -> dict[str, str]:
+    """Question text -> final answer, for the bundled prompts the demo recipe uses."""
+    gold = {}
+    for path, question, answer in ((GSM8K, "question", "answer"), (MATH_EASY, "problem", "answer")):
+        for line in path.read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
-            self.gold[row["question"]] = row["answer"].split("####")[-1].strip()
-
-    def answer(self, request) -> str:
-        question = request.messages[-1]["content"]
-        gold = next((g for q, g in self.gold.items() if q in question), "0")
-        sample = int(re.findall(r"\d+", request.key)[-1]) if re.findall(r"\d+", request.key) else 0
-        final = gold if sample % 2 == 0 else "-1"
-        return f"First I read the question, then I compute step by step.\n\nFinal answer: {final}"
-
-    def generate(self, requests):
-        from generators.backends import Completion
-
-        ScriptedTeacher.calls += len(requests)
-        return [Completion(key=r.key, text=self.answer(r), prompt_tokens=20, completion_tokens=18)
-                for r in requests]
-
-    def close(self):
-        pass
+            gold[row[question]] = row[answer].split("####")[-1].strip()
+    return gold
 
 
 @pytest.fixture
 def scripted_teacher(monkeypatch):
-    import generators.engine as engine
+    """Reasoning then a final answer that is right for every other sample, so pass rates vary."""
+    from tests.scripted_teacher import install
 
-    ScriptedTeacher.calls = 0
-    monkeypatch.setattr(engine, "make_backend", lambda config, model: ScriptedTeacher(model))
-    return ScriptedTeacher
+    gold = gold_answers()
+
+    def answer(request) -> str:
+        question = request.messages[-1]["content"]
+        right = next((g for q, g in gold.items() if q in question), "0")
+        digits = re.findall(r"\d+", request.key)
+        final = right if (int(digits[-1]) if digits else 0) % 2 == 0 else "-1"
+        return f"First I read the question, then I compute step by step.\n\nFinal answer: {final}"
+
+    return install(monkeypatch, answer)
 
 
 def test_demo_recipe_builds_reports_and_reuses_everything(cli_run, store, tmp_path, monkeypatch,

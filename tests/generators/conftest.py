@@ -1,4 +1,4 @@
-"""Fixtures of the generator tests: a tiny local model, imported prompts, a fake backend."""
+"""Fixtures of the generator tests: a tiny local model, imported prompts, a scripted teacher."""
 
 from __future__ import annotations
 
@@ -35,36 +35,9 @@ def humaneval(store, data_dir):
                        ImportOptions(name="humaneval", preset="humaneval"))
 
 
-class ScriptedBackend:
-    """Answers from a function of the request: lets tests pin the text the teacher writes."""
-
-    calls = 0
-
-    def __init__(self, answer, model="scripted"):
-        self.answer, self.model = answer, model
-        self.identity = {"backend": "scripted", "model": model}
-        self.preferred_batch_size = 4
-
-    def generate(self, requests):
-        from generators.backends import Completion
-
-        ScriptedBackend.calls += len(requests)
-        return [Completion(key=r.key, text=self.answer(r), prompt_tokens=10, completion_tokens=5)
-                for r in requests]
-
-    def close(self):
-        pass
-
-
 @pytest.fixture
 def scripted(monkeypatch):
     """scripted(fn) makes every teacher answer fn(request) (fn sees messages and sampling)."""
-    import generators.engine as engine
+    from tests.scripted_teacher import install
 
-    ScriptedBackend.calls = 0
-
-    def install(answer):
-        monkeypatch.setattr(engine, "make_backend", lambda config, model: ScriptedBackend(answer, model))
-        return ScriptedBackend
-
-    return install
+    return lambda answer: install(monkeypatch, answer)
