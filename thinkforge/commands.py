@@ -12,6 +12,8 @@ import click
 from .cli import cli, get_store
 from .output import log, print_json, print_table
 
+TABLE_ROWS = 1000  # rows `sql --format table` prints when no --limit is given
+
 
 @cli.command("import")
 @click.argument("path", type=click.Path(path_type=Path))
@@ -211,8 +213,12 @@ def sql_cmd(ctx, query, fmt, out, limit, verify):
                 writer.write_batch(batch)
         return
     if fmt == "table":
-        print_table([dict(zip(result.columns, row)) for row in result.rows()] or
-                    [{c: "" for c in result.columns}])
+        # a terminal table is for reading: cap it unless --limit says otherwise
+        cap = limit if limit is not None else TABLE_ROWS
+        rows = [dict(zip(result.columns, row)) for _, row in zip(range(cap + 1), result.rows())]
+        print_table(rows[:cap] or [{c: "" for c in result.columns}])
+        if len(rows) > cap:
+            log(f"(showing the first {cap} rows; --limit N shows more, --format csv|json all)")
         return
     handle = open(out, "w", encoding="utf-8", newline="") if out else sys.stdout
     try:

@@ -110,3 +110,14 @@ def test_import_dry_run_validates_and_writes_nothing(cli_run, store, tmp_path):
                                          "rejected": {"missing value": 1}, "published": False}
     assert store.names() == []
     assert cli_run("import", str(path), "--name", "q", "--preset", "gsm8k", "--dry-run").exit_code == 6
+
+
+def test_table_output_is_capped_unless_limit_says_otherwise(cli_run, data_dir, monkeypatch):
+    import thinkforge.commands as commands
+
+    monkeypatch.setattr(commands, "TABLE_ROWS", 5)
+    cli_run("import", str(data_dir / "math500_demo.jsonl"), "--name", "m", "--preset", "math500")
+    capped = cli_run("sql", "SELECT id FROM m")
+    assert capped.stdout.count("│") // 2 == 5 and "showing the first 5 rows" in capped.stderr
+    more = cli_run("sql", "SELECT id FROM m", "--limit", "7")
+    assert more.stdout.count("│") // 2 == 7 and "showing" not in more.stderr
