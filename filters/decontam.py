@@ -109,7 +109,7 @@ def run_decontam(store: DatasetStore, data: Manifest, benchmarks: list[Manifest 
         for field in config.on:
             hits.append(_row_hits(con, text_expr(field, columns), grams, config.ngram))
         con.register("hits", pa.concat_tables(hits))
-        con.execute(f"""
+        con.execute("""
             CREATE TEMP TABLE matched AS
             SELECT id, benchmark, item_id, n FROM (
               SELECT h.id, g.benchmark, g.item_id, count(*) AS n,

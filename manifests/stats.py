@@ -48,8 +48,7 @@ def compute_stats(paths: list[Path], schema: pa.Schema) -> dict[str, Any]:
             stats[f"{flag}_rate"] = {m: {"checked": c, "true": t, "rate": (t / c) if c else None}
                                      for m, c, t in rows}
     if "pass_rate" in names:
-        mean, n = con.execute(f"SELECT avg(pass_rate), count(*) FROM {src}").fetchone()
-        stats["pass_rate_mean"] = mean
+        stats["pass_rate_mean"] = con.execute(f"SELECT avg(pass_rate) FROM {src}").fetchone()[0]
     if "curriculum_batch" in names:
         stats["curriculum_batches"] = con.execute(
             f"SELECT count(DISTINCT curriculum_batch) FROM {src}").fetchone()[0]

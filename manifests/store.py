@@ -13,12 +13,14 @@ import os
 import re
 import shutil
 import sys
-import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .errors import ConfigError, ConflictError, IntegrityError, NotFoundError
 from .manifest import Manifest, ParentRef, Step, sha256_file
+
+if TYPE_CHECKING:
+    from .writer import VersionWriter
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")

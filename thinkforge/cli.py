@@ -8,7 +8,6 @@ command that needs them, so `thinkforge sql` starts fast.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 

@@ -8,7 +8,6 @@ published reference.  Heavy imports happen inside the commands.
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
