@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from .cli import cli, get_store
-from .output import log, print_json, print_table
+from .output import log, print_json, print_published, print_table
 
 TABLE_ROWS = 1000  # rows `sql --format table` prints when no --limit is given
 
@@ -60,10 +60,7 @@ def import_cmd(ctx, path, name, kind, preset, fmt, maps, category, license_, sou
             click.echo(f"dry run: {manifest.rows} rows would be published as {manifest.name} "
                        f"({sum(manifest.rejected.values())} rejected: {manifest.rejected or 'none'})")
         return
-    if as_json:
-        print_json(manifest.model_dump(by_alias=True))
-    else:
-        click.echo(manifest.ref)
+    print_published(manifest, as_json)
     if not ctx.obj["quiet"]:
         log(f"imported {manifest.rows} rows into {manifest.ref} "
             f"({manifest.rejected.rows} rejected) fingerprint {manifest.fingerprint[:12]}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from .cli import cli, get_store
-from .output import log, print_json
+from .output import log, print_json, print_published
 
 
 @cli.group("filter")
@@ -77,10 +77,7 @@ def _finish(ctx, store, plan_args, run, as_json, dry_run):
                        + (f"; reuses {info['reuses']}" if info["reuses"] else ""))
         return
     manifest = run()
-    if as_json:
-        print_json(manifest.model_dump(by_alias=True))
-    else:
-        click.echo(manifest.ref)
+    print_published(manifest, as_json)
     if not ctx.obj["quiet"]:
         log(f"{manifest.ref}: kept {manifest.rows} rows, rejected {manifest.rejected.rows} "
             f"{manifest.rejected.by_reason or ''}".rstrip())

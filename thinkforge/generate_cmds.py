@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from .cli import cli, get_store
-from .output import log, print_json
+from .output import log, print_json, print_published
 
 
 @cli.group("generate")
@@ -149,10 +149,7 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
         return
     manifest = step_fn(store, prompts, flags["name"], config, run_id=flags["run_id"],
                        progress=not ctx.obj["quiet"])
-    if flags["as_json"]:
-        print_json(manifest.model_dump(by_alias=True))
-    else:
-        click.echo(manifest.ref)
+    print_published(manifest, flags["as_json"])
     if not ctx.obj["quiet"]:
         p = manifest.provenance
         reasons = f" {dict(manifest.rejected.by_reason)}" if manifest.rejected.rows else ""

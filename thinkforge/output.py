@@ -44,6 +44,14 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def print_published(manifest, as_json: bool) -> None:
+    """What a command that publishes a version prints on stdout: the manifest, or its ref."""
+    if as_json:
+        print_json(manifest.model_dump(by_alias=True))
+    else:
+        sys.stdout.write(manifest.ref + "\n")
+
+
 def print_table(rows: list[dict[str, Any]], title: str | None = None) -> None:
     from rich.table import Table
 
