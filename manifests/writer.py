@@ -196,32 +196,40 @@ class VersionWriter:
                 hint=f"expected {[(f.name, str(f.type)) for f in self.schema]}")
 
     def _check_values(self, data: list[Path]) -> None:
-        """Required columns non-null, enumerated columns in range, row keys unique."""
+        """Required columns non-null, enumerated columns in range, row keys unique.
+
+        One scan counts every violation; examples are fetched only when there is one.
+        """
+        required = [f.name for f in self.schema if not f.nullable]
+        enums = [f.name for f in self.schema if f.name in ENUMS]
+        counts = [f"count(*) FILTER (WHERE {quote_ident(c)} IS NULL)" for c in required] + [
+            f"count(*) FILTER (WHERE NOT list_contains(?, {quote_ident(c)}))" for c in enums]
         con = connect()
-        src = parquet_source(data)
-        for field in self.schema:
-            col = quote_ident(field.name)
-            if not field.nullable:
-                n = con.execute(f"SELECT count(*) FROM {src} WHERE {col} IS NULL").fetchone()[0]
+        try:
+            src = parquet_source(data)
+            found = con.execute(f"SELECT {', '.join(counts)} FROM {src}",
+                                [list(ENUMS[c]) for c in enums]).fetchone()
+            for column, n in zip(required, found):
                 if n:
                     raise InputDataError(f"{self.name}: {n} row(s) have no value for required "
-                                         f"column {field.name!r}")
-            if field.name in ENUMS:
-                bad = con.execute(
-                    f"SELECT DISTINCT {col} FROM {src} WHERE {col} IS NOT NULL AND "
-                    f"NOT list_contains(?, {col}) LIMIT 5", [list(ENUMS[field.name])]).fetchall()
-                if bad:
+                                         f"column {column!r}")
+            for column, n in zip(enums, found[len(required):]):
+                if n:
+                    col = quote_ident(column)
+                    bad = con.execute(f"SELECT DISTINCT {col} FROM {src} WHERE NOT "
+                                      f"list_contains(?, {col}) LIMIT 5", [list(ENUMS[column])]).fetchall()
                     raise InputDataError(
-                        f"{self.name}: column {field.name!r} has invalid value(s) "
-                        f"{[b[0] for b in bad]}", hint=f"allowed: {', '.join(ENUMS[field.name])}")
-        keys = ", ".join(quote_ident(k) for k in ROW_KEYS[self.kind])
-        dup = con.execute(f"SELECT {keys}, count(*) AS n FROM {src} GROUP BY ALL HAVING n > 1 "
-                          "LIMIT 3").fetchall()
-        if dup:
-            raise InputDataError(
-                f"{self.name}: duplicate row key ({keys}) in {len(dup)}+ case(s), e.g. {dup[0][:-1]}",
-                hint="each row of a version must be unique on its key; deduplicate the input")
-        con.close()
+                        f"{self.name}: column {column!r} has invalid value(s) {[b[0] for b in bad]}",
+                        hint=f"allowed: {', '.join(ENUMS[column])}")
+            keys = ", ".join(quote_ident(k) for k in ROW_KEYS[self.kind])
+            dup = con.execute(f"SELECT {keys}, count(*) AS n FROM {src} GROUP BY ALL HAVING n > 1 "
+                              "LIMIT 3").fetchall()
+            if dup:
+                raise InputDataError(
+                    f"{self.name}: duplicate row key ({keys}) in {len(dup)}+ case(s), e.g. {dup[0][:-1]}",
+                    hint="each row of a version must be unique on its key; deduplicate the input")
+        finally:
+            con.close()
 
     def _rejected_summary(self, paths: list[Path]) -> Rejected:
         if not paths:
