@@ -36,15 +36,15 @@ from manifests.manifest import sha256_file
 from manifests.schemas import schema_for
 
 from .base import Resources, StepConfig, StepContext, require_kind, run_step, source
-from .minhash import MinHasher
-from .text import MESSAGES_TEXT, text_expr, word_hashes_expr
+from .minhash import MIX, MinHasher
+from .text import MESSAGES_TEXT, register, text_expr, word_hashes_expr
 
 BATCH_ROWS = 100_000
 TEXT_FIELDS = ("input", "question", "problem", "prompt", "text")
 ID_FIELDS = ("id", "task_id", "unique_id")
 READERS = {".jsonl": "read_json_auto", ".ndjson": "read_json_auto", ".json": "read_json_auto",
            ".parquet": "read_parquet", ".csv": "read_csv_auto"}
-_BITMAP_BITS = 24  # 16M-entry prefilter: most row n-grams are rejected by one array lookup
+_MASK = np.uint64((1 << 24) - 1)  # 16M-entry bitmap of benchmark word pairs (16 MiB)
 
 
 class DecontamConfig(StepConfig):
@@ -103,11 +103,12 @@ def run_decontam(store: DatasetStore, data: Manifest, benchmarks: list[Manifest 
                         f"FROM {source(store, v)}", [v.ref])
         for f in files:
             _load_file(con, f, config)
-        grams = _benchmark_grams(con, config.ngram)
+        register(con)
+        index = _benchmark_grams(con, config.ngram)
         hits = []
         con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {source(store, data)}")
         for field in config.on:
-            hits.append(_row_hits(con, text_expr(field, columns), grams, config.ngram))
+            hits.append(_row_hits(con, text_expr(field, columns), index))
         con.register("hits", pa.concat_tables(hits))
         con.execute("""
             CREATE TEMP TABLE matched AS
@@ -158,39 +159,98 @@ def _load_file(con, path: Path, config: DecontamConfig) -> None:
     con.execute(f"INSERT INTO items SELECT ?, {id_sql}, {text_sql} FROM raw", [path.name])
 
 
-def _benchmark_grams(con, n: int) -> np.ndarray:
-    """Create ``bench_grams(gram, benchmark, item_id)``; return its sorted distinct grams."""
+def _benchmark_grams(con, n: int) -> "_Index":
+    """Create ``bench_grams(gram, benchmark, item_id)``; return the index rows are looked up in."""
     table = con.sql(f"SELECT benchmark, item_id, {word_hashes_expr('text')} AS words "
                     "FROM items").to_arrow_table()
-    grams, doc = MinHasher(num_perm=1, shingle=n).shingles(
-        table.column("words").combine_chunks().cast(pa.list_(pa.uint64())))
+    words = table.column("words").combine_chunks().cast(pa.list_(pa.uint64()))
+    grams, doc = MinHasher(num_perm=1, shingle=n).shingles(words)
     con.register("bench_grams_arrow", pa.table({
         "gram": grams, "benchmark": table.column("benchmark").take(doc),
         "item_id": table.column("item_id").take(doc)}))
     con.execute("CREATE TEMP TABLE bench_grams AS SELECT DISTINCT * FROM bench_grams_arrow")
-    return np.unique(grams)
+    return _Index(np.unique(grams), words, n)
 
 
-def _row_hits(con, text: str, bench: np.ndarray, n: int) -> pa.Table:
+class _Index:
+    """Sorted benchmark n-gram hashes behind a bitmap of benchmark word pairs.
+
+    A row's n-gram can only be a benchmark n-gram if each of its n - 1 adjacent word pairs
+    is a pair of some benchmark item: one bitmap lookup per row word rules out almost every
+    window before any n-gram hash is computed (random text: a 12-pair run of false hits has
+    probability ~0.03^12).
+    """
+
+    def __init__(self, grams: np.ndarray, words: pa.ListArray, n: int):
+        self.grams, self.n = grams, n
+        self.bitmap = np.zeros(int(_MASK) + 1, dtype=bool)
+        values, offsets = _flat(words)
+        if n > 1:
+            pairs, inside = _pairs(values, offsets)
+            self.bitmap[_slots(pairs[inside])] = True
+        else:
+            self.bitmap[_slots(values)] = True
+
+    def hits(self, words: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
+        """(row index within ``words``, n-gram hash) of every benchmark n-gram of the rows."""
+        values, offsets = _flat(words)
+        lengths, n = np.diff(offsets), self.n
+        if len(values) < n:
+            starts = np.zeros(0, dtype=np.int64)
+        elif n > 1:
+            pairs, inside = _pairs(values, offsets)
+            ok = self.bitmap[_slots(pairs)] & inside
+            # the window starting at word p covers pairs p .. p+n-2: all must be benchmark pairs
+            misses = np.r_[0, np.cumsum(~ok)]
+            starts = np.flatnonzero(misses[n - 1:] == misses[:len(misses) - n + 1])
+        else:
+            starts = np.flatnonzero(self.bitmap[_slots(values)])
+        grams = values[starts].copy()
+        with np.errstate(over="ignore"):
+            for j in range(1, n):
+                grams *= MIX
+                grams += values[starts + j]
+        rows = np.searchsorted(offsets, starts, side="right") - 1
+        # a text shorter than n words is one n-gram of all its words (see the module doc)
+        short = np.flatnonzero((lengths > 0) & (lengths < n))
+        if len(short):
+            short_grams, doc = MinHasher(num_perm=1, shingle=n).shingles(words.take(short))
+            rows, grams = np.r_[rows, short[doc]], np.r_[grams, short_grams]
+        at = np.minimum(np.searchsorted(self.grams, grams), len(self.grams) - 1)
+        found = self.grams[at] == grams if len(self.grams) else np.zeros(len(grams), bool)
+        return rows[found], grams[found]
+
+
+def _flat(words: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
+    offsets = words.offsets.to_numpy().astype(np.int64)
+    values = words.values.to_numpy(zero_copy_only=False).astype(np.uint64, copy=False)
+    return values[offsets[0]:offsets[-1]], offsets - offsets[0]
+
+
+def _pairs(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hash of each adjacent word pair, and which pairs lie inside one text."""
+    with np.errstate(over="ignore"):
+        pairs = values[:-1] * MIX + values[1:]
+    inside = np.ones(len(pairs), dtype=bool)
+    ends = offsets[1:-1] - 1  # the last word of each text but the final one
+    inside[ends[(ends >= 0) & (ends < len(pairs))]] = False
+    return pairs, inside
+
+
+def _slots(hashes: np.ndarray) -> np.ndarray:
+    return (hashes & _MASK).astype(np.int64)
+
+
+def _row_hits(con, text: str, index: _Index) -> pa.Table:
     """(id, gram) for every n-gram of a row that is also a benchmark n-gram."""
-    bitmap = np.zeros(1 << _BITMAP_BITS, dtype=bool)
-    mask = np.uint64((1 << _BITMAP_BITS) - 1)
-    bitmap[(bench & mask).astype(np.int64)] = True
-    hasher = MinHasher(num_perm=1, shingle=n)
     out_ids, out_grams = [], []
     reader = con.sql(f"SELECT id, {word_hashes_expr(text)} AS words FROM src") \
         .to_arrow_reader(BATCH_ROWS)
     for batch in reader:
-        grams, doc = hasher.shingles(batch.column(1).cast(pa.list_(pa.uint64())))
-        maybe = bitmap[(grams & mask).astype(np.int64)]
-        grams, doc = grams[maybe], doc[maybe]
-        pos = np.searchsorted(bench, grams)
-        found = (pos < len(bench)) & (bench[np.minimum(pos, len(bench) - 1)] == grams)
-        if found.any():
-            out_ids.append(batch.column(0).take(pa.array(doc[found])))
-            out_grams.append(pa.array(grams[found], pa.uint64()))
+        rows, grams = index.hits(batch.column(1).cast(pa.list_(pa.uint64())))
+        if len(rows):
+            out_ids.append(batch.column(0).take(pa.array(rows)))
+            out_grams.append(pa.array(grams, pa.uint64()))
     if not out_ids:
         return pa.table({"id": pa.array([], pa.string()), "gram": pa.array([], pa.uint64())})
-    return pa.table({"id": pa.concat_arrays([a.combine_chunks() if hasattr(a, "combine_chunks")
-                                             else a for a in out_ids]),
-                     "gram": pa.concat_arrays(out_grams)})
+    return pa.table({"id": pa.concat_arrays(out_ids), "gram": pa.concat_arrays(out_grams)})

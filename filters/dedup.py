@@ -33,7 +33,7 @@ from manifests.schemas import schema_for
 
 from .base import Resources, StepConfig, StepContext, require_kind, run_step, source
 from .minhash import MinHasher, band_keys, connected_components, estimated_jaccard, optimal_bands
-from .text import normalized_expr, text_expr, word_hashes_expr
+from .text import normalized_expr, register, text_expr, word_hashes_expr
 
 BATCH_ROWS = 100_000
 ALL_PAIRS_UP_TO = 32
@@ -66,6 +66,7 @@ def run_dedup(store: DatasetStore, data: Manifest, name: str, config: DedupConfi
 
     def body(ctx: StepContext) -> None:
         con = ctx.con
+        register(con)
         con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {source(store, data)}")
         key = f"md5({normalized_expr(text)})" if config.exact else "id"
         con.execute(f"CREATE TEMP TABLE docs AS SELECT (row_number() OVER (ORDER BY id) - 1)"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-_MIX = np.uint64(0x9E3779B97F4A7C15)  # golden-ratio constant: spreads bits when combining
+MIX = np.uint64(0x9E3779B97F4A7C15)  # golden-ratio constant: spreads bits when combining
 _CHUNK = 1 << 14  # shingles per block: (num_perm x chunk) uint64 stays 16 MiB at 128 perms
 
 
@@ -36,6 +36,7 @@ class MinHasher:
         after as many steps as it has words.
         """
         offsets = words.offsets.to_numpy().astype(np.int64)
+        offsets -= offsets[0]  # a slice's offsets start where the slice does
         values = words.flatten().to_numpy(zero_copy_only=False).astype(np.uint64)
         lengths = np.diff(offsets)
         starts = offsets[:-1]
@@ -43,9 +44,9 @@ class MinHasher:
         combined = values.copy()
         short = [np.flatnonzero(lengths == 1)]
         with np.errstate(over="ignore"):
-            for j in range(1, k):
+            for j in range(1, min(k, len(values))):  # no document is longer than that
                 head = combined[:len(values) - j]
-                head *= _MIX
+                head *= MIX
                 head += values[j:]
                 short.append(np.flatnonzero(lengths == j + 1))
         short_docs = np.concatenate(short)
@@ -72,7 +73,7 @@ class MinHasher:
         with np.errstate(over="ignore"):
             for j in range(int(lengths[docs].max()) if len(docs) else 0):
                 live = lengths[docs] > j
-                out[live] = out[live] * _MIX + values[starts[docs[live]] + j]
+                out[live] = out[live] * MIX + values[starts[docs[live]] + j]
         return out
 
     def signatures(self, words: pa.ListArray) -> np.ndarray:
@@ -104,7 +105,7 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int, seed: int = 7) -> n
     with np.errstate(over="ignore"):
         for band in range(bands):
             part = signatures[:, band * rows:(band + 1) * rows].astype(np.uint64)
-            out[:, band] = (part * mult).sum(axis=1, dtype=np.uint64) + np.uint64(band) * _MIX
+            out[:, band] = (part * mult).sum(axis=1, dtype=np.uint64) + np.uint64(band) * MIX
     return out
 
 

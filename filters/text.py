@@ -4,14 +4,58 @@ Normalisation (the same on both sides of any comparison): lower case, words are 
 runs of Unicode letters and digits (punctuation and whitespace separate words).  Word
 hashes are DuckDB's 64-bit ``hash()`` of each word, computed in C++ over the whole column;
 Python only ever sees arrays of integers.
+
+Why a UDF: splitting on the regex ``[^\\p{L}\\p{N}]+`` costs RE2 ~130 ns per match, i.e.
+per word (17 s for 1M prompts here).  ``normalize`` gives the same words in one byte
+translation per Arrow batch for ASCII texts (~1 ns a byte) and keeps the regex only for
+the texts that are not ASCII; DuckDB then splits on single spaces.
 """
 
 from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from manifests.errors import ConfigError
 
 WORD_SPLIT = r"[^\p{L}\p{N}]+"
 MESSAGES_TEXT = "array_to_string(list_transform({col}, lambda m: m.content), chr(10))"
+NORMALIZE = "tf_normalize"
+# ASCII letters and digits to lower case, every other ASCII byte to a space; bytes >= 0x80
+# (inside multi-byte characters) unchanged: only applied to texts that are all ASCII
+_ASCII_TABLE = bytes(ord(chr(b).lower()) if chr(b).isalnum() else 0x20 for b in range(128)) \
+    + bytes(range(128, 256))
+
+
+def normalize(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Lower-cased ``texts`` with every character that is not a letter or digit replaced by
+    a space (runs of spaces stay: split on ' ' and drop empty words)."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if texts.type != pa.string():
+        texts = texts.cast(pa.string())
+    validity, offsets, data = texts.buffers()
+    if data is None:  # all null or all empty
+        return texts
+    out = pa.Array.from_buffers(pa.string(), len(texts), [
+        validity, offsets, pa.py_buffer(data.to_pybytes().translate(_ASCII_TABLE))],
+        texts.null_count, texts.offset)
+    other = pc.invert(pc.fill_null(pc.string_is_ascii(texts), True))
+    if pc.any(other).as_py():
+        exact = pc.replace_substring_regex(pc.utf8_lower(texts.filter(other)), WORD_SPLIT, " ")
+        out = pc.replace_with_mask(out, other, exact)
+    return out
+
+
+def register(con) -> None:
+    """Make ``tf_normalize(VARCHAR)`` callable on the DuckDB connection ``con``."""
+    from duckdb.sqltypes import VARCHAR
+
+    try:
+        con.create_function(NORMALIZE, normalize, [VARCHAR], VARCHAR, type="arrow")
+    except Exception as exc:  # already registered on this connection
+        if "already" not in str(exc).lower():
+            raise
 
 
 def text_expr(field: str, columns: list[str]) -> str:
@@ -23,9 +67,8 @@ def text_expr(field: str, columns: list[str]) -> str:
 
 
 def words_expr(text: str) -> str:
-    """List of normalised words of ``text``."""
-    return (f"list_filter(string_split_regex(lower({text}), '{WORD_SPLIT}'), "
-            "lambda w: w <> '')")
+    """List of normalised words of ``text`` (needs ``register`` on the connection)."""
+    return f"list_filter(string_split({NORMALIZE}({text}), ' '), lambda w: w <> '')"
 
 
 def word_hashes_expr(text: str) -> str:

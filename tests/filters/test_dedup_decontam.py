@@ -144,3 +144,59 @@ def test_dedup_edge_cases_single_row_and_empty_texts(store):
     m = run_dedup(store, w.manifest, "empties-dedup")
     # "" and "?!" normalise to the same (empty) text: an exact duplicate, never a near one
     assert m.rows == 2 and m.rejected.by_reason == {"exact_duplicate": 1}
+
+
+def words_by_regex(text):
+    import re
+    return [w for w in re.split(r"[^\w]+|_", text.lower()) if w]
+
+
+def test_normalize_gives_the_words_of_the_unicode_definition():
+    from filters.text import normalize
+
+    texts = ["Hello, World! It's 3.14...", "naïve CAFÉ — déjà-vu\tß Σίσυφος", "数学 问题：x+y=7？",
+             "tabs\tand\nnewlines\r\n  ", "", None, "emoji 🙂 stays a separator", "A_B c-d"]
+    got = normalize(pa.array(texts)).to_pylist()
+    assert got[5] is None
+    for text, norm in zip(texts, got):
+        if text is not None:
+            assert [w for w in norm.split(" ") if w] == words_by_regex(text), text
+
+
+@pytest.mark.parametrize("ngram", [1, 3, 13])
+def test_decontam_flags_exactly_the_rows_sharing_an_ngram(store, ngram):
+    """The word-pair prefilter never hides a hit: results equal a brute-force scan."""
+    rng = np.random.default_rng(ngram)
+    vocab = [f"w{i}" for i in range(30)] + ["Déjà", "vu", "x+y"]
+
+    def text(lo, hi):
+        return " ".join(rng.choice(vocab, size=int(rng.integers(lo, hi))))
+
+    bench = [text(1, 40) for _ in range(40)]
+    rows = [text(0, 60) for _ in range(300)]
+    for r in rng.choice(300, size=30, replace=False):
+        item = bench[int(rng.integers(40))].split()
+        span = int(rng.integers(min(ngram, len(item)), len(item) + 1))
+        rows[r] = rows[r] + ", " + " ".join(item[:span]).upper()
+
+    def version(name, texts, prefix):
+        with store.writer(name, "prompts", step={"type": "test"}) as w:
+            w.write(pa.table({"id": [f"{prefix}{i:04d}" for i in range(len(texts))],
+                              "source": ["t"] * len(texts), "category": ["math"] * len(texts),
+                              "input": [[{"role": "user", "content": t}] for t in texts],
+                              "verifier": ["none"] * len(texts)}))
+        return w.manifest
+
+    data, items = version("rows", rows, "r"), version("bench", bench, "b")
+    out = run_decontam(store, data, [items], "clean", DecontamConfig(ngram=ngram))
+
+    def grams(t):
+        w = words_by_regex(t)
+        return {tuple(w)} if 0 < len(w) < ngram else {tuple(w[i:i + ngram])
+                                                      for i in range(len(w) - ngram + 1)}
+
+    bench_grams = set().union(*(grams(t) for t in bench))
+    expected = {f"r{i:04d}" for i, t in enumerate(rows) if grams(t) & bench_grams}
+    rejected = {r["id"] for r in rows_of(store, out, rejected=True)}
+    assert rejected == expected and len(expected) >= 20
+    assert out.rows == len(rows) - len(expected)
