@@ -28,6 +28,12 @@ from manifests.errors import ConfigError, InputDataError
 from manifests.manifest import Step
 
 
+# DuckDB's default row group: ~8 of them per million rows keep both cores busy writing and
+# reading a version (one 1M-row group was written and scanned by one thread); output bytes
+# stay deterministic because every COPY is ORDERed, which DuckDB writes in batch order
+ROW_GROUP_ROWS = 122_880
+
+
 class StepConfig(BaseModel):
     """Base of every filter config: unknown keys are errors, every field has help text."""
 
@@ -140,9 +146,10 @@ class StepContext:
 
     def _copy(self, select_sql: str, params: list[Any] | None, path: Path) -> None:
         # the writer buffers one row group: bound it by bytes (DESIGN: ~128 MiB, less when the
-        # memory limit is small) as well as by rows
+        # memory limit is small) and by ROW_GROUP_ROWS, so that DuckDB compresses row groups
+        # on every thread (one row group is one thread's work, when written and when read)
         self.con.execute(f"COPY ({select_sql}) TO {quote_literal(str(path))} "
-                         "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 1000000, "
+                         f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, "
                          f"ROW_GROUP_SIZE_BYTES {int(self.row_group_bytes)})", params or []
                          ).fetchall()  # finishing the result frees the query's buffers now
 

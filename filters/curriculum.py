@@ -55,46 +55,43 @@ def run_curriculum(store: DatasetStore, pool: Manifest, name: str, config: Curri
 
     def body(ctx: StepContext) -> None:
         con = ctx.con
-        ctx.bind(seed=str(config.seed))
+        seed = str(config.seed)
         con.execute(f"CREATE TEMP VIEW pool AS SELECT *, round(pass_rate, {LEVEL_DECIMALS}) AS "
                     f"level_rate FROM {source(store, pool)}")
         levels = con.execute("SELECT level_rate, count(*) FROM pool GROUP BY level_rate "
                              "ORDER BY level_rate DESC").fetchall()
         counts = [n for _, n in levels]
         plan = plan_batches(counts, config.batch_size, config.sigma, config.schedule)
-        # one row per (level, batch) with the first rank in the level that goes to the batch
-        rows = {"level_rate": [], "batch": [], "first_rank": []}
-        for level, (rate, _) in enumerate(levels):
-            start = 0
+        # one row per (level, batch): the first rank, counted over all levels easiest first,
+        # that goes to the batch
+        rows = {"first_rank": [], "batch": []}
+        start = 0
+        for level in range(len(levels)):
             for batch, n in enumerate(plan[:, level].tolist()):
                 if n:
-                    rows["level_rate"].append(rate)
-                    rows["batch"].append(batch)
                     rows["first_rank"].append(start)
+                    rows["batch"].append(batch)
                     start += n
         con.register("alloc", pa.table(rows, schema=pa.schema([
-            ("level_rate", pa.float64()), ("batch", pa.int64()), ("first_rank", pa.int64())])))
-        # batch and position are decided on narrow rows (id, level) and joined back once,
-        # so the only sort of whole rows is the final one into curriculum order
+            ("first_rank", pa.int64()), ("batch", pa.int64())])))
+        # Ranks without window functions (a partitioned window over a few huge levels runs on
+        # one thread): a table filled from a sorted query, insertion order kept, numbers its
+        # rows in that order (rowid).  Narrow rows only (id and keys); the one sort of whole
+        # rows is the final one into curriculum order.
+        con.execute("SET preserve_insertion_order=true")
+        con.execute("CREATE TEMP TABLE ranked AS SELECT id FROM pool "
+                    "ORDER BY level_rate DESC, hash(? || ':' || id), id", [seed])
+        # batches are full but the last: batch b starts at b * batch_size in curriculum order
         con.execute("""
             CREATE TEMP TABLE placed AS
-            WITH ranked AS (
-              SELECT id, level_rate, row_number() OVER (
-                       PARTITION BY level_rate
-                       ORDER BY hash((SELECT seed FROM knobs) || ':' || id), id) - 1 AS level_rank
-              FROM pool),
-            batched AS (
-              SELECT r.id, a.batch FROM ranked r
-              ASOF JOIN alloc a ON r.level_rate = a.level_rate AND r.level_rank >= a.first_rank)
-            SELECT id, batch::BIGINT AS curriculum_batch,
-                   (row_number() OVER (PARTITION BY batch
-                      ORDER BY hash((SELECT seed FROM knobs) || ':pos:' || id), id) - 1)::BIGINT
-                     AS curriculum_position
-            FROM batched""")
+            SELECT r.id, a.batch FROM (SELECT rowid AS level_rank, id FROM ranked) r
+            ASOF JOIN alloc a ON r.level_rank >= a.first_rank
+            ORDER BY a.batch, hash(? || ':pos:' || r.id), r.id""", [seed])
+        con.execute("SET preserve_insertion_order=false")
         ctx.copy_kept(f"""
-            SELECT {', '.join('p.' + c for c in columns)}, x.curriculum_batch,
-                   x.curriculum_position
-            FROM pool p JOIN placed x ON x.id = p.id""",
+            SELECT {', '.join('p.' + c for c in columns)}, x.batch AS curriculum_batch,
+                   x.rowid - x.batch * ? AS curriculum_position
+            FROM pool p JOIN placed x ON x.id = p.id""", params=[config.batch_size],
                       order_by="curriculum_batch, curriculum_position", split_on="curriculum_batch")
         ctx.provenance.update({
             "pool": pool.ref, "batches": int(plan.shape[0]), "duckdb": duckdb.__version__,

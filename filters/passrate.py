@@ -70,12 +70,12 @@ def bucket_labels(edges: list[float]) -> list[str]:
 
 
 def bucket_sql(config: PassRateConfig) -> tuple[str, list[Any]]:
-    """A CASE expression over ``pass_rate`` reading its values b0, b1, ... from ``knobs``."""
+    """A CASE expression over ``pass_rate`` and the values of its ``?`` placeholders."""
     parts, params = [], []
 
     def knob(value: Any) -> str:
         params.append(value)
-        return f"(SELECT b{len(params) - 1} FROM knobs)"
+        return "?"
 
     if config.label_unsolved:
         parts.append(f"WHEN pass_rate = 0 THEN {knob('unsolved')}")
@@ -118,7 +118,7 @@ def collect_provenance(ctx: StepContext, rollouts: Manifest, prompts: Manifest) 
         out["verifier"] = sorted(given["verifiers"])
         out["verifier_version"] = given["verifiers"]
     observed = ctx.con.execute(
-        "SELECT min(n_rollouts), max(n_rollouts), mode(n_rollouts) FROM agg").fetchone()
+        "SELECT min(n_rollouts), max(n_rollouts), mode(n_rollouts) FROM scored").fetchone()
     out["samples_per_prompt_observed"] = {"min": observed[0], "max": observed[1],
                                           "mode": observed[2]}
     if out["K"] is None:
@@ -148,48 +148,49 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
         con = ctx.con
         con.execute(f"CREATE TEMP VIEW rollouts_src AS SELECT * FROM {source(store, rollouts)}")
         con.execute(f"CREATE TEMP VIEW prompts_src AS SELECT * FROM {source(store, prompts)}")
-        mode_filter, params = ("WHERE reasoning = ?", [config.reasoning]) if config.reasoning \
-            else ("", [])
-        # the aggregate is one small row per prompt: materialise it once, join it twice
-        con.execute(
-            "CREATE TEMP TABLE agg AS SELECT prompt_id, count(*) AS n_rollouts, "
-            "count(correct) AS n_samples, count(*) FILTER (WHERE correct) AS n_correct "
-            f"FROM rollouts_src {mode_filter} GROUP BY prompt_id", params)
-        bucket, bucket_params = bucket_sql(config)
-        knobs = {"min_samples": config.min_samples}
-        easy = unsolved = ""
+        # everything decided per prompt (counts, bucket, reason) is one narrow row per prompt:
+        # materialise it once, then the wide prompt rows only meet it in a join (values are
+        # bound parameters, in the order their ? appear)
+        bucket, params = bucket_sql(config)
+        params.append(config.min_samples)
+        easy = unsolved = mode_filter = ""
         if config.drop_at_or_above is not None:
-            knobs["drop_at"] = float(config.drop_at_or_above)
-            easy = "WHEN pass_rate >= (SELECT drop_at FROM knobs) THEN 'too_easy'"
+            easy = "WHEN pass_rate >= ? THEN 'too_easy'"
+            params.append(float(config.drop_at_or_above))
         if config.drop_unsolved:
             unsolved = "WHEN pass_rate = 0 THEN 'unsolved'"
-        ctx.bind(**knobs, **{f"b{i}": v for i, v in enumerate(bucket_params)})
-        prompt_cols = ", ".join(f"p.{c}" for c in PROMPT_COLUMNS)
+        if config.reasoning:
+            mode_filter = "WHERE reasoning = ?"
+            params.append(config.reasoning)
         con.execute(f"""
-            CREATE TEMP VIEW classified AS
+            CREATE TEMP TABLE scored AS
             SELECT *, {bucket} AS bucket,
-              CASE WHEN n_samples IS NULL THEN 'no_rollouts'
-                   WHEN n_samples = 0 THEN 'unverified'
-                   WHEN n_samples < (SELECT min_samples FROM knobs) THEN 'too_few_samples'
+              CASE WHEN n_samples = 0 THEN 'unverified'
+                   WHEN n_samples < ? THEN 'too_few_samples'
                    {easy} {unsolved} END AS reason
-            FROM (SELECT {prompt_cols}, coalesce(a.n_samples, 0)::BIGINT AS n_samples_or_0,
-                         a.n_samples::BIGINT AS n_samples,
-                         coalesce(a.n_correct, 0)::BIGINT AS n_correct,
-                         (CASE WHEN a.n_samples > 0 THEN a.n_correct / a.n_samples END)::DOUBLE
+            FROM (SELECT prompt_id AS id, n_rollouts, n_samples, n_correct,
+                         (CASE WHEN n_samples > 0 THEN n_correct / n_samples END)::DOUBLE
                            AS pass_rate
-                  FROM prompts_src p LEFT JOIN agg a ON a.prompt_id = p.id)""")
-        pool_cols = (f"{', '.join(PROMPT_COLUMNS)}, n_samples, n_correct, pass_rate, bucket, "
-                     "NULL::BIGINT AS curriculum_batch, NULL::BIGINT AS curriculum_position")
-        ctx.copy_kept(f"SELECT {pool_cols} FROM classified WHERE reason IS NULL",
-                      order_by="id", split_on="id", size_of=[prompts])
-        ctx.copy_rejected(
-            f"SELECT {', '.join(PROMPT_COLUMNS)}, n_samples_or_0 AS n_samples, n_correct, "
-            "pass_rate, bucket, reason FROM classified WHERE reason IS NOT NULL",
+                  FROM (SELECT prompt_id, count(*) AS n_rollouts,
+                               count(correct)::BIGINT AS n_samples,
+                               (count(*) FILTER (WHERE correct))::BIGINT AS n_correct
+                        FROM rollouts_src {mode_filter} GROUP BY prompt_id))""", params)
+        prompt_cols = ", ".join(f"p.{c}" for c in PROMPT_COLUMNS)
+        ctx.copy_kept(
+            f"SELECT {prompt_cols}, s.n_samples, s.n_correct, s.pass_rate, s.bucket, "
+            "NULL::BIGINT AS curriculum_batch, NULL::BIGINT AS curriculum_position "
+            "FROM prompts_src p JOIN scored s ON s.id = p.id WHERE s.reason IS NULL",
             order_by="id", split_on="id", size_of=[prompts])
+        # one FULL JOIN finds both the prompts nobody sampled and the rollouts of unknown
+        # prompts (their prompt columns are NULL), so the prompts are scanned once for both
         ctx.copy_rejected(
-            "SELECT a.prompt_id AS id, a.n_samples::BIGINT AS n_samples, "
-            "a.n_correct::BIGINT AS n_correct, 'unknown_prompt' AS reason FROM agg a "
-            "ANTI JOIN prompts_src p ON a.prompt_id = p.id", order_by="id")
+            f"SELECT coalesce(p.id, s.id) AS id, {', '.join(f'p.{c}' for c in PROMPT_COLUMNS[1:])}, "
+            "coalesce(s.n_samples, 0) AS n_samples, coalesce(s.n_correct, 0) AS n_correct, "
+            "s.pass_rate, s.bucket, CASE WHEN p.id IS NULL THEN 'unknown_prompt' "
+            "WHEN s.id IS NULL THEN 'no_rollouts' ELSE s.reason END AS reason "
+            "FROM prompts_src p FULL JOIN scored s ON s.id = p.id "
+            "WHERE s.reason IS NOT NULL OR s.id IS NULL OR p.id IS NULL",
+            order_by="id", split_on="id", size_of=[prompts])
         ctx.provenance.update(collect_provenance(ctx, rollouts, prompts))
 
     return run_step(store, name=name, kind="rl_pool", step_type="filter.passrate", config=config,
