@@ -37,7 +37,7 @@ from manifests.schemas import schema_for
 
 from .base import Resources, StepConfig, StepContext, require_kind, run_step, source
 from .minhash import MIX, MinHasher
-from .text import MESSAGES_TEXT, register, text_expr, word_hashes_expr
+from .text import MESSAGES_TEXT, register, text_expr, word_hash_batches, word_hashes_expr
 
 BATCH_ROWS = 100_000
 TEXT_FIELDS = ("input", "question", "problem", "prompt", "text")
@@ -161,9 +161,12 @@ def _load_file(con, path: Path, config: DecontamConfig) -> None:
 
 def _benchmark_grams(con, n: int) -> "_Index":
     """Create ``bench_grams(gram, benchmark, item_id)``; return the index rows are looked up in."""
-    table = con.sql(f"SELECT benchmark, item_id, {word_hashes_expr('text')} AS words "
-                    "FROM items").to_arrow_table()
-    words = table.column("words").combine_chunks().cast(pa.list_(pa.uint64()))
+    parts = list(word_hash_batches(
+        con, f"SELECT benchmark, item_id, {word_hashes_expr('text')} AS words FROM items", 1 << 20))
+    table = pa.Table.from_batches([b.select(["benchmark", "item_id"]) for b, _ in parts],
+                                  schema=pa.schema([("benchmark", pa.string()),
+                                                    ("item_id", pa.string())]))
+    words = pa.concat_arrays([w for _, w in parts] or [pa.array([], pa.list_(pa.uint64()))])
     grams, doc = MinHasher(num_perm=1, shingle=n).shingles(words)
     con.register("bench_grams_arrow", pa.table({
         "gram": grams, "benchmark": table.column("benchmark").take(doc),
@@ -244,10 +247,9 @@ def _slots(hashes: np.ndarray) -> np.ndarray:
 def _row_hits(con, text: str, index: _Index) -> pa.Table:
     """(id, gram) for every n-gram of a row that is also a benchmark n-gram."""
     out_ids, out_grams = [], []
-    reader = con.sql(f"SELECT id, {word_hashes_expr(text)} AS words FROM src") \
-        .to_arrow_reader(BATCH_ROWS)
-    for batch in reader:
-        rows, grams = index.hits(batch.column(1).cast(pa.list_(pa.uint64())))
+    for batch, words in word_hash_batches(con, f"SELECT id, {word_hashes_expr(text)} AS words "
+                                               "FROM src", BATCH_ROWS):
+        rows, grams = index.hits(words)
         if len(rows):
             out_ids.append(batch.column(0).take(pa.array(rows)))
             out_grams.append(pa.array(grams, pa.uint64()))

@@ -33,7 +33,7 @@ from manifests.schemas import schema_for
 
 from .base import Resources, StepConfig, StepContext, require_kind, run_step, source
 from .minhash import MinHasher, band_keys, connected_components, estimated_jaccard, optimal_bands
-from .text import normalized_expr, register, text_expr, word_hashes_expr
+from .text import normalized_expr, register, text_expr, word_hash_batches, word_hashes_expr
 
 BATCH_ROWS = 100_000
 ALL_PAIRS_UP_TO = 32
@@ -106,14 +106,14 @@ def _near(ctx: StepContext, text: str, config: DedupConfig) -> dict:
                                            shape=(max(n, 1), config.num_perm))
     hasher = MinHasher(config.num_perm, config.shingle, config.seed)
     band_path = spill / "bands.parquet"
-    reader = con.sql(
-        f"SELECT d.idx, {word_hashes_expr(text)} AS words FROM src s JOIN docs d ON d.id = s.id "
-        "ANTI JOIN dups x ON x.idx = d.idx").to_arrow_reader(BATCH_ROWS)
+    batches = word_hash_batches(
+        con, f"SELECT d.idx, {word_hashes_expr(text)} AS words FROM src s JOIN docs d "
+        "ON d.id = s.id ANTI JOIN dups x ON x.idx = d.idx", BATCH_ROWS)
     schema = pa.schema([("idx", pa.int64()), ("band", pa.int16()), ("key", pa.uint64())])
     with pq.ParquetWriter(band_path, schema) as out:
-        for batch in reader:
+        for batch, words in batches:
             idx = batch.column(0).to_numpy()
-            sig = hasher.signatures(batch.column(1).cast(pa.list_(pa.uint64())))
+            sig = hasher.signatures(words)
             signatures[idx] = sig
             keys = band_keys(sig, bands, rows)
             empty = (sig == np.iinfo(np.uint32).max).all(axis=1)  # no words: nothing to compare

@@ -13,6 +13,10 @@ the texts that are not ASCII; DuckDB then splits on single spaces.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
+
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -66,16 +70,52 @@ def text_expr(field: str, columns: list[str]) -> str:
     return MESSAGES_TEXT.format(col=field) if field == "input" else f"coalesce({field}, '')"
 
 
+def _split(text: str) -> str:
+    # runs of separators leave empty words: dropped by list_filter or, cheaper, in numpy
+    return f"string_split({NORMALIZE}({text}), ' ')"
+
+
 def words_expr(text: str) -> str:
     """List of normalised words of ``text`` (needs ``register`` on the connection)."""
-    return f"list_filter(string_split({NORMALIZE}({text}), ' '), lambda w: w <> '')"
+    return f"list_filter({_split(text)}, lambda w: w <> '')"
 
 
 def word_hashes_expr(text: str) -> str:
-    """List of UBIGINT word hashes of ``text``, in order."""
-    return f"list_transform({words_expr(text)}, lambda w: hash(w))"
+    """List of UBIGINT word hashes of ``text`` in order, *with* the hash of each empty word:
+    read it through ``word_hash_batches``, which drops them."""
+    return f"list_transform({_split(text)}, lambda w: hash(w))"
 
 
 def normalized_expr(text: str) -> str:
     """Text with case and punctuation removed and words single-spaced (exact dedup key)."""
     return f"array_to_string({words_expr(text)}, ' ')"
+
+
+def word_hash_batches(con, select_sql: str, batch_rows: int
+                      ) -> Iterator[tuple[pa.RecordBatch, pa.ListArray]]:
+    """Each batch of ``select_sql`` and its column ``words`` (a ``word_hashes_expr``) as
+    list<uint64> without empty words.
+
+    DuckDB computes the next batch in a background thread while the caller works on this
+    one (DuckDB releases the GIL; numpy mostly does too): ~25% faster end to end.
+    """
+    empty = np.uint64(con.execute("SELECT hash('')").fetchall()[0][0])
+    batches = iter(con.sql(select_sql).to_arrow_reader(batch_rows))
+    with ThreadPoolExecutor(1, thread_name_prefix="duckdb-words") as pool:
+        pending = pool.submit(next, batches, None)
+        while (batch := pending.result()) is not None:
+            pending = pool.submit(next, batches, None)
+            yield batch, drop_words(batch.column("words"), empty)
+
+
+def drop_words(words: pa.ListArray, hash_: np.uint64) -> pa.ListArray:
+    """``words`` (lists of word hashes) without the entries equal to ``hash_``."""
+    words = words.cast(pa.list_(pa.uint64()))
+    offsets = words.offsets.to_numpy().astype(np.int64)
+    values = words.values.to_numpy(zero_copy_only=False)[offsets[0]:offsets[-1]]
+    keep = values != hash_
+    if keep.all():
+        return words
+    kept_before = np.r_[0, np.cumsum(keep)]
+    return pa.ListArray.from_arrays(pa.array(kept_before[offsets - offsets[0]], pa.int64())
+                                    .cast(pa.int32()), pa.array(values[keep], pa.uint64()))
