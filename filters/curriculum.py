@@ -56,8 +56,10 @@ def run_curriculum(store: DatasetStore, pool: Manifest, name: str, config: Curri
     def body(ctx: StepContext) -> None:
         con = ctx.con
         seed = str(config.seed)
+        # (shard, row in shard) names a row more cheaply than its id: the final join is on it
         con.execute(f"CREATE TEMP VIEW pool AS SELECT *, round(pass_rate, {LEVEL_DECIMALS}) AS "
-                    f"level_rate FROM {source(store, pool)}")
+                    "level_rate, file_index AS shard, file_row_number AS row_in_shard "
+                    f"FROM {source(store, pool)}")
         levels = con.execute("SELECT level_rate, count(*) FROM pool GROUP BY level_rate "
                              "ORDER BY level_rate DESC").fetchall()
         counts = [n for _, n in levels]
@@ -79,19 +81,21 @@ def run_curriculum(store: DatasetStore, pool: Manifest, name: str, config: Curri
         # rows in that order (rowid).  Narrow rows only (id and keys); the one sort of whole
         # rows is the final one into curriculum order.
         con.execute("SET preserve_insertion_order=true")
-        con.execute("CREATE TEMP TABLE ranked AS SELECT id FROM pool "
+        con.execute("CREATE TEMP TABLE ranked AS SELECT id, shard, row_in_shard FROM pool "
                     "ORDER BY level_rate DESC, hash(? || ':' || id), id", [seed])
         # batches are full but the last: batch b starts at b * batch_size in curriculum order
         con.execute("""
             CREATE TEMP TABLE placed AS
-            SELECT r.id, a.batch FROM (SELECT rowid AS level_rank, id FROM ranked) r
+            SELECT r.shard, r.row_in_shard, a.batch
+            FROM (SELECT rowid AS level_rank, * FROM ranked) r
             ASOF JOIN alloc a ON r.level_rank >= a.first_rank
             ORDER BY a.batch, hash(? || ':pos:' || r.id), r.id""", [seed])
         con.execute("SET preserve_insertion_order=false")
         ctx.copy_kept(f"""
             SELECT {', '.join('p.' + c for c in columns)}, x.batch AS curriculum_batch,
                    x.rowid - x.batch * ? AS curriculum_position
-            FROM pool p JOIN placed x ON x.id = p.id""", params=[config.batch_size],
+            FROM pool p JOIN placed x ON x.shard = p.shard AND x.row_in_shard = p.row_in_shard""",
+                      params=[config.batch_size],
                       order_by="curriculum_batch, curriculum_position", split_on="curriculum_batch")
         ctx.provenance.update({
             "pool": pool.ref, "batches": int(plan.shape[0]), "duckdb": duckdb.__version__,
