@@ -277,3 +277,17 @@ def source(store: DatasetStore, manifest: Manifest) -> str:
     from manifests.duck import parquet_source
 
     return parquet_source(store.shard_paths(manifest))
+
+
+def row_order(manifest: Manifest) -> tuple[str, str]:
+    """(ORDER BY, split column) that keep a filtered version in its input's order.
+
+    Versions are sorted by their row keys, except RL pools with a curriculum, which stay in
+    curriculum order: a filter after the curriculum step must not undo it.
+    """
+    from manifests.schemas import ROW_KEYS
+
+    if manifest.kind == "rl_pool" and manifest.stats.get("curriculum_batches"):
+        return "curriculum_batch, curriculum_position, id", "curriculum_batch"
+    keys = ROW_KEYS[manifest.kind]
+    return ", ".join(keys), keys[0]

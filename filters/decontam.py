@@ -35,7 +35,7 @@ from manifests.errors import ConfigError, NotFoundError
 from manifests.manifest import sha256_file
 from manifests.schemas import schema_for
 
-from .base import Resources, StepConfig, StepContext, require_kind, run_step, source
+from .base import Resources, StepConfig, StepContext, require_kind, row_order, run_step, source
 from .minhash import MIX, MinHasher
 from .text import MESSAGES_TEXT, register, text_expr, word_hash_batches, word_hashes_expr
 
@@ -120,8 +120,9 @@ def run_decontam(store: DatasetStore, data: Manifest, benchmarks: list[Manifest 
               GROUP BY h.id, g.benchmark, g.item_id)
             WHERE rk = 1 AND n >= ?""", [config.min_matches])
         cols = ", ".join(f"s.{c}" for c in columns)
+        order, split = row_order(data)
         ctx.copy_kept(f"SELECT {cols} FROM src s ANTI JOIN matched m ON m.id = s.id",
-                      order_by="id", split_on="id", size_of=[data])
+                      order_by=order, split_on=split, size_of=[data])
         ctx.copy_rejected(
             f"SELECT {cols}, 'contaminated' AS reason, m.benchmark, m.item_id AS matched_item, "
             "m.n AS matched_ngrams, left(i.text, 200) AS matched_text FROM src s "

@@ -31,7 +31,7 @@ from manifests import DatasetStore, Manifest
 from manifests.duck import quote_literal
 from manifests.schemas import schema_for
 
-from .base import Resources, StepConfig, StepContext, require_kind, run_step, source
+from .base import Resources, StepConfig, StepContext, require_kind, row_order, run_step, source
 from .minhash import MinHasher, band_keys, connected_components, estimated_jaccard, optimal_bands
 from .text import normalized_expr, register, text_expr, word_hash_batches, word_hashes_expr
 
@@ -81,8 +81,9 @@ def run_dedup(store: DatasetStore, data: Manifest, name: str, config: DedupConfi
                     "d.similarity FROM src s JOIN docs x ON x.id = s.id "
                     "LEFT JOIN dups d ON d.idx = x.idx LEFT JOIN docs k ON k.idx = d.rep")
         cols = ", ".join(columns)
-        ctx.copy_kept(f"SELECT {cols} FROM marked WHERE reason IS NULL", order_by="id",
-                      split_on="id")
+        order, split = row_order(data)
+        ctx.copy_kept(f"SELECT {cols} FROM marked WHERE reason IS NULL", order_by=order,
+                      split_on=split)
         ctx.copy_rejected(f"SELECT {cols}, reason, duplicate_of, similarity FROM marked "
                           "WHERE reason IS NOT NULL", order_by="id", split_on="id")
         ctx.provenance.update(facts)

@@ -35,9 +35,9 @@ from pydantic import Field
 
 from manifests import DatasetStore, Manifest
 from manifests.errors import require
-from manifests.schemas import ROW_KEYS, schema_for
+from manifests.schemas import schema_for
 
-from .base import Resources, StepConfig, StepContext, require_kind, run_step, source
+from .base import Resources, StepConfig, StepContext, require_kind, row_order, run_step, source
 
 Rule = Literal["empty", "truncated", "think_format", "boxed", "length", "language"]
 DEFAULT_RULES: list[str] = ["empty", "truncated", "think_format", "boxed", "length"]
@@ -121,8 +121,7 @@ def run_quality(store: DatasetStore, data: Manifest, name: str,
                        AS tokens
               FROM {source(store, data)})""")
         keep = ", ".join(columns)
-        order = ", ".join(ROW_KEYS[data.kind])
-        split = ROW_KEYS[data.kind][0]
+        order, split = row_order(data)
         ctx.copy_kept(f"SELECT {keep} FROM judged WHERE reason IS NULL", order_by=order,
                       split_on=split)
         ctx.copy_rejected(f"SELECT {keep}, reason FROM judged WHERE reason IS NOT NULL",
