@@ -21,11 +21,15 @@ The algorithm, for batch ``t`` of ``T = ceil(N / batch_size)``:
    cap is offered again to the non-empty levels by the same Gaussian weights.
 4. **Leftover.** Capacity still free (the remaining levels are too far for the Gaussian to
    reach) is **filled from the levels with the most rows left**.
+5. **Last batch.** When the last batch is partial it holds what is left over, which can be
+   a straggler of an easier level that the Gaussian's tail passed by; it swaps such rows
+   with the hardest rows of the batch before it, so the curriculum does not end easier.
 
 Default ``sigma = 0.05`` (5% of the pool): batches draw mostly from their own level and
-blend with the next one near a boundary.  Measured on 200 random pools of 3-9 levels
-(each level 1-5 batches): Spearman rho of batch mean pass rate over batch index <= -0.95
-with linear / 0.05, and >= 97% of pools at <= -0.9 for sigma up to 0.2.
+blend with the next one near a boundary.  Measured on 2,000 random pools of 4-9 levels
+(each level 1-5 batches of 8-48 rows), linear schedule: Spearman rho of batch mean pass
+rate over batch index <= -0.9 for every pool with sigma 0.05 and 0.1, and for 98% of them
+with sigma 0.2 (a Gaussian that wide blends three levels per batch).
 """
 
 from __future__ import annotations
@@ -96,4 +100,20 @@ def plan_batches(level_counts: list[int] | np.ndarray, batch_size: int, sigma: f
         out[t] = take
         left -= take
         handed_out += capacity
+    _harden_last(out, batch_size)
     return out
+
+
+def _harden_last(plan: np.ndarray, batch_size: int) -> None:
+    """Swap the partial last batch's easiest rows with the previous batch's hardest ones."""
+    if len(plan) < 2 or plan[-1].sum() == batch_size:
+        return
+    last, previous = plan[-1], plan[-2]  # views: edits land in plan
+    while True:
+        easiest, hardest = np.flatnonzero(last)[0], np.flatnonzero(previous)[-1]
+        if easiest >= hardest:
+            return
+        last[easiest] -= 1
+        previous[easiest] += 1
+        previous[hardest] -= 1
+        last[hardest] += 1
