@@ -26,12 +26,7 @@ from manifests import DatasetStore, Manifest
 from manifests.duck import connect, quote_literal, valid_memory_limit
 from manifests.errors import ConfigError, InputDataError
 from manifests.manifest import Step
-
-
-# DuckDB's default row group: ~8 of them per million rows keep both cores busy writing and
-# reading a version (one 1M-row group was written and scanned by one thread); output bytes
-# stay deterministic because every COPY is ORDERed, which DuckDB writes in batch order
-ROW_GROUP_ROWS = 122_880
+from manifests.store import ROW_GROUP_ROWS
 
 
 class StepConfig(BaseModel):

@@ -26,6 +26,9 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
 DEFAULT_STORE = "./forge-store"
 ROW_GROUP_BYTES = 128 << 20
+# and at most DuckDB's own row group: readers and writers split work by row group, so a
+# version of 1M small rows in one group would be scanned by one thread
+ROW_GROUP_ROWS = 122_880
 SHARD_BYTES = 1 << 30
 
 

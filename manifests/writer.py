@@ -26,7 +26,7 @@ from .manifest import FileEntry, Manifest, ParentRef, Rejected, Step, created_by
     schema_to_json, sha256_file, utc_now
 from .schemas import ENUMS, ROW_KEYS, schema_for
 from .stats import compute_stats
-from .store import ROW_GROUP_BYTES, SHARD_BYTES, DatasetStore
+from .store import ROW_GROUP_BYTES, ROW_GROUP_ROWS, SHARD_BYTES, DatasetStore
 
 
 def conform(rows: pa.Table | pa.RecordBatch | list[dict], schema: pa.Schema, *,
@@ -130,7 +130,8 @@ class VersionWriter:
             self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
             self._written_bytes = 0
         per_row = max(1, table.nbytes // max(1, table.num_rows))
-        self._writer.write_table(table, row_group_size=max(1, ROW_GROUP_BYTES // per_row))
+        self._writer.write_table(table, row_group_size=max(1, min(ROW_GROUP_ROWS,
+                                                                  ROW_GROUP_BYTES // per_row)))
         self._written_bytes += table.nbytes
 
     def reject(self, rows: pa.Table | list[dict], reason: str | None = None) -> None:
