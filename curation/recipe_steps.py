@@ -38,7 +38,7 @@ class BuildContext:
     def filter_resources(self):
         from filters.base import Resources
 
-        return Resources(**self.resources) if self.resources else None
+        return Resources(**{"progress": not self.quiet, **self.resources})
 
 
 @dataclass(frozen=True)

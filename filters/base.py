@@ -28,6 +28,8 @@ from manifests.errors import ConfigError, InputDataError
 from manifests.manifest import Step
 from manifests.store import ROW_GROUP_ROWS
 
+from .progress import StepProgress
+
 
 class StepConfig(BaseModel):
     """Base of every filter config: unknown keys are errors, every field has help text."""
@@ -36,7 +38,8 @@ class StepConfig(BaseModel):
 
 
 class Resources(BaseModel):
-    """How much DuckDB may use. Not part of the step config: limits do not change results."""
+    """How a step runs: how much DuckDB may use, whether it shows progress.  Not part of the
+    step config: none of this changes results."""
 
     model_config = ConfigDict(extra="forbid")
     memory_limit: str | None = Field(
@@ -46,6 +49,7 @@ class Resources(BaseModel):
         None, description="where DuckDB spills (default: a fresh directory under "
                           "<store>/.staging, removed afterwards)")
     threads: int | None = Field(None, ge=1, description="DuckDB threads (default: all cores)")
+    progress: bool = Field(False, description="show each phase's progress and ETA on stderr")
 
 
 @dataclass
@@ -75,6 +79,7 @@ class StepContext:
     row_group_bytes: int = 128 << 20
     sort_budget: int | None = None  # bytes one sort may hold; None: no memory limit given
     inputs: list[Manifest] = field(default_factory=list)
+    progress: StepProgress = field(default_factory=lambda: StepProgress("", None, False))
 
     def bind(self, **values: Any) -> None:
         """Bind values once as the one-row table ``knobs`` so views can use them.
@@ -97,6 +102,7 @@ class StepContext:
         sorted on its own: an external sort by range partitioning, since DuckDB's own sort
         of wide rows can fail far below its memory limit.
         """
+        self.progress.phase("writing kept rows")
         return self._copy_sorted(select_sql, order_by, split_on, size_of, params,
                                  self.writer.new_shard_path)
 
@@ -104,6 +110,7 @@ class StepContext:
                       size_of: list[Manifest] | None = None,
                       params: list[Any] | None = None) -> int:
         """Write dropped rows (``select_sql`` has a ``reason`` column) like ``copy_kept``."""
+        self.progress.phase("writing rejected rows")
         return self._copy_sorted(select_sql, order_by, split_on, size_of, params,
                                  self.writer.new_rejected_path)
 
@@ -250,16 +257,20 @@ def run_step(store: DatasetStore, *, name: str, kind: str, step_type: str, confi
     for m in inputs:
         store.check_sizes(m)
     con, own_spill = open_connection(store, resources)
+    progress = StepProgress(f"{step_type.removeprefix('filter.')} -> {name}", con,
+                            enabled=bool(resources and resources.progress))
     try:
-        with store.writer(name, kind, step=plan.step, parents=inputs,
-                          provenance=dict(provenance or {})) as writer:
+        with progress, store.writer(name, kind, step=plan.step, parents=inputs,
+                                    provenance=dict(provenance or {})) as writer:
             limit = resources.memory_limit if resources else None
             ctx = StepContext(store=store, con=con, writer=writer, provenance=writer.provenance,
                               row_group_bytes=row_group_bytes(resources), inputs=list(inputs),
                               # 1/8 of the limit per sorted part: sort runs, the reader's and
                               # the writer's row groups and the join share the rest
-                              sort_budget=size_in_bytes(limit) // 8 if limit else None)
+                              sort_budget=size_in_bytes(limit) // 8 if limit else None,
+                              progress=progress)
             body(ctx)
+            progress.phase("publishing")  # checks, sha256, stats, catalog
         return writer.manifest
     finally:
         con.close()

@@ -60,6 +60,7 @@ def run_curriculum(store: DatasetStore, pool: Manifest, name: str, config: Curri
         con.execute(f"CREATE TEMP VIEW pool AS SELECT *, round(pass_rate, {LEVEL_DECIMALS}) AS "
                     "level_rate, file_index AS shard, file_row_number AS row_in_shard "
                     f"FROM {source(store, pool)}")
+        ctx.progress.phase("placing rows in batches")
         levels = con.execute("SELECT level_rate, count(*) FROM pool GROUP BY level_rate "
                              "ORDER BY level_rate DESC").fetchall()
         counts = [n for _, n in levels]

@@ -104,11 +104,13 @@ def run_decontam(store: DatasetStore, data: Manifest, benchmarks: list[Manifest 
         for f in files:
             _load_file(con, f, config)
         register(con)
+        ctx.progress.phase("benchmark n-grams")
         index = _benchmark_grams(con, config.ngram)
         hits = []
         con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {source(store, data)}")
+        ctx.progress.phase("scanning rows", rows=data.rows * len(config.on))
         for field in config.on:
-            hits.append(_row_hits(con, text_expr(field, columns), index))
+            hits.append(_row_hits(con, text_expr(field, columns), index, ctx.progress))
         con.register("hits", pa.concat_tables(hits))
         con.execute("""
             CREATE TEMP TABLE matched AS
@@ -245,12 +247,13 @@ def _slots(hashes: np.ndarray) -> np.ndarray:
     return (hashes & _MASK).astype(np.int64)
 
 
-def _row_hits(con, text: str, index: _Index) -> pa.Table:
+def _row_hits(con, text: str, index: _Index, progress) -> pa.Table:
     """(id, gram) for every n-gram of a row that is also a benchmark n-gram."""
     out_ids, out_grams = [], []
     for batch, words in word_hash_batches(con, f"SELECT id, {word_hashes_expr(text)} AS words "
                                                "FROM src", BATCH_ROWS):
         rows, grams = index.hits(words)
+        progress.advance(batch.num_rows)
         if len(rows):
             out_ids.append(batch.column(0).take(pa.array(rows)))
             out_grams.append(pa.array(grams, pa.uint64()))

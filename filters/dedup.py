@@ -69,6 +69,7 @@ def run_dedup(store: DatasetStore, data: Manifest, name: str, config: DedupConfi
         register(con)
         con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {source(store, data)}")
         key = f"md5({normalized_expr(text)})" if config.exact else "id"
+        ctx.progress.phase("exact duplicates" if config.exact else "numbering rows")
         con.execute(f"CREATE TEMP TABLE docs AS SELECT (row_number() OVER (ORDER BY id) - 1)"
                     f"::BIGINT AS idx, id, {key} AS norm_key FROM src")
         con.execute("CREATE TEMP TABLE dups AS SELECT idx, min(idx) OVER (PARTITION BY norm_key) "
@@ -107,6 +108,7 @@ def _near(ctx: StepContext, text: str, config: DedupConfig) -> dict:
                                            shape=(max(n, 1), config.num_perm))
     hasher = MinHasher(config.num_perm, config.shingle, config.seed)
     band_path = spill / "bands.parquet"
+    ctx.progress.phase("MinHash signatures", rows=n - _count(con, "dups"))
     batches = word_hash_batches(
         con, f"SELECT d.idx, {word_hashes_expr(text)} AS words FROM src s JOIN docs d "
         "ON d.id = s.id ANTI JOIN dups x ON x.idx = d.idx", BATCH_ROWS)
@@ -116,6 +118,7 @@ def _near(ctx: StepContext, text: str, config: DedupConfig) -> dict:
             idx = batch.column(0).to_numpy()
             sig = hasher.signatures(words)
             signatures[idx] = sig
+            ctx.progress.advance(len(idx))
             keys = band_keys(sig, bands, rows)
             empty = (sig == np.iinfo(np.uint32).max).all(axis=1)  # no words: nothing to compare
             idx, keys = idx[~empty], keys[~empty]
@@ -123,6 +126,7 @@ def _near(ctx: StepContext, text: str, config: DedupConfig) -> dict:
                 "idx": np.repeat(idx, bands), "band": np.tile(np.arange(bands, dtype=np.int16), len(idx)),
                 "key": keys.reshape(-1)}, schema=schema))
     signatures.flush()
+    ctx.progress.phase("LSH candidate pairs")
     bucket_src = f"read_parquet({quote_literal(str(band_path))})"
     pairs = con.execute(f"""
         WITH buckets AS (SELECT band, key, count(*) AS size, min(idx) AS first

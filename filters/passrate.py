@@ -162,6 +162,7 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
         if config.reasoning:
             mode_filter = "WHERE reasoning = ?"
             params.append(config.reasoning)
+        ctx.progress.phase("pass rate per prompt")
         con.execute(f"""
             CREATE TEMP TABLE scored AS
             SELECT *, {bucket} AS bucket,

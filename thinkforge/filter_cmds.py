@@ -1,7 +1,8 @@
 """`thinkforge filter ...`: the DuckDB filter steps (DESIGN §5), one subcommand each.
 
 Every subcommand writes one new version (`--name`), prints its reference on stdout (or the
-manifest with `--json`), logs counts on stderr, and accepts `--dry-run` (say what would run,
+manifest with `--json`), shows its phases' progress and logs counts on stderr (`-q`: quiet),
+and accepts `--dry-run` (say what would run,
 write nothing) and `--memory-limit` / `--temp-dir` (DuckDB spills beyond the limit).
 """
 
@@ -41,10 +42,11 @@ def step_options(func):
     return wrapper
 
 
-def _resources(memory_limit, temp_dir):
+def _resources(ctx, memory_limit, temp_dir):
     from filters.base import Resources
 
-    return Resources(memory_limit=memory_limit, temp_directory=temp_dir)
+    return Resources(memory_limit=memory_limit, temp_directory=temp_dir,
+                     progress=not ctx.obj["quiet"])
 
 
 def _config(cls, **values):
@@ -128,7 +130,7 @@ def passrate_cmd(ctx, rollouts, prompts, drop_at_or_above, keep_all, drop_unsolv
     r = store.resolve(rollouts)
     p = store.resolve(prompts) if prompts else prompts_of(store, r)
     _finish(ctx, store, (name, "rl_pool", "filter.passrate", config, [r, p]),
-            lambda: run_passrate(store, r, p, name, config, _resources(memory_limit, temp_dir)),
+            lambda: run_passrate(store, r, p, name, config, _resources(ctx, memory_limit, temp_dir)),
             as_json, dry_run)
 
 
@@ -158,7 +160,7 @@ def curriculum_cmd(ctx, pool, batch_size, sigma, schedule, seed, name, memory_li
                      seed=seed)
     m = store.resolve(pool)
     _finish(ctx, store, (name, "rl_pool", "filter.curriculum", config, [m]),
-            lambda: run_curriculum(store, m, name, config, _resources(memory_limit, temp_dir)),
+            lambda: run_curriculum(store, m, name, config, _resources(ctx, memory_limit, temp_dir)),
             as_json, dry_run)
 
 
@@ -191,7 +193,7 @@ def quality_cmd(ctx, data, rules, max_tokens_on, max_tokens_off, languages, name
                      languages=[x.strip() for x in languages.split(",")])
     m = store.resolve(data)
     _finish(ctx, store, (name, m.kind, "filter.quality", config, [m]),
-            lambda: run_quality(store, m, name, config, _resources(memory_limit, temp_dir)),
+            lambda: run_quality(store, m, name, config, _resources(ctx, memory_limit, temp_dir)),
             as_json, dry_run)
 
 
@@ -225,7 +227,7 @@ def dedup_cmd(ctx, data, exact, near, threshold, num_perm, shingle, on, name, me
                      num_perm=num_perm, shingle=shingle, on=on)
     m = store.resolve(data)
     _finish(ctx, store, (name, m.kind, "filter.dedup", config, [m]),
-            lambda: run_dedup(store, m, name, config, _resources(memory_limit, temp_dir)),
+            lambda: run_dedup(store, m, name, config, _resources(ctx, memory_limit, temp_dir)),
             as_json, dry_run)
 
 
@@ -265,5 +267,5 @@ def decontam_cmd(ctx, data, against, ngram, on, min_matches, text_field, id_fiel
     _finish(ctx, store, (name, m.kind, "filter.decontam", step_config(config, files),
                          [m, *versions]),
             lambda: run_decontam(store, m, benchmarks, name, config,
-                                 _resources(memory_limit, temp_dir)),
+                                 _resources(ctx, memory_limit, temp_dir)),
             as_json, dry_run)

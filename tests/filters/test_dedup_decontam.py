@@ -200,3 +200,19 @@ def test_decontam_flags_exactly_the_rows_sharing_an_ngram(store, ngram):
     rejected = {r["id"] for r in rows_of(store, out, rejected=True)}
     assert rejected == expected and len(expected) >= 20
     assert out.rows == len(rows) - len(expected)
+
+
+def test_progress_shows_each_phase_on_stderr_and_changes_nothing(store, planted, capsys):
+    from filters.base import Resources
+
+    data, _ = planted
+    quiet = run_dedup(store, data, "quiet", DedupConfig(threshold=0.7))
+    assert capsys.readouterr().err == ""
+    shown = run_dedup(store, data, "shown", DedupConfig(threshold=0.7),
+                      resources=Resources(progress=True))
+    out, err = capsys.readouterr()
+    assert out == ""  # stdout is data
+    for phase in ("exact duplicates", "MinHash signatures", "62 rows", "LSH candidate pairs",
+                  "writing kept rows", "writing rejected rows", "publishing"):
+        assert phase in err, phase  # 62: the exact duplicate is not signed
+    assert shown.fingerprint == quiet.fingerprint
