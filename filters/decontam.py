@@ -15,9 +15,10 @@ Every rejected row says ``benchmark`` (version ref or file name), ``matched_item
 benchmark item with the most shared n-grams; ties: smallest id), ``matched_ngrams`` and
 ``matched_text`` (the first 200 characters of that item).
 
-How: DuckDB computes word hashes (C++); numpy turns them into rolling n-gram hashes
-(``minhash.MinHasher.shingles``) and looks them up in the sorted benchmark n-grams behind a
-bitmap prefilter; only the few hits go back to DuckDB to be joined with the items.
+How: DuckDB computes word hashes (``text.py``); numpy rules out every row window whose
+adjacent word pairs are not all benchmark word pairs (one bitmap lookup per word), hashes
+the few windows left as n-grams and looks them up in the sorted benchmark n-grams; only
+the hits go back to DuckDB to be joined with the items.
 """
 
 from __future__ import annotations

@@ -39,11 +39,12 @@ class StepProgress:
             self._poller.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         if self.enabled:
             self._stop.set()
             self._poller.join()
-            self._finish()
+            if exc_type is None:  # a failed phase keeps its last state, not "done"
+                self._finish()
             self._progress.stop()
 
     def phase(self, description: str, rows: int | None = None) -> None:
