@@ -26,7 +26,7 @@ WORD_SPLIT = r"[^\p{L}\p{N}]+"
 MESSAGES_TEXT = "array_to_string(list_transform({col}, lambda m: m.content), chr(10))"
 NORMALIZE = "tf_normalize"
 # ASCII letters and digits to lower case, every other ASCII byte to a space; bytes >= 0x80
-# (inside multi-byte characters) unchanged: only applied to texts that are all ASCII
+# (inside multi-byte characters) unchanged: texts that are not all ASCII take the regex
 _ASCII_TABLE = bytes(ord(chr(b).lower()) if chr(b).isalnum() else 0x20 for b in range(128)) \
     + bytes(range(128, 256))
 
@@ -38,6 +38,8 @@ def normalize(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
         texts = texts.combine_chunks()
     if texts.type != pa.string():
         texts = texts.cast(pa.string())
+    if texts.offset:  # a slice shares its parent's data buffer: translate only its own bytes
+        texts = pa.concat_arrays([texts])
     validity, offsets, data = texts.buffers()
     if data is None:  # all null or all empty
         return texts
