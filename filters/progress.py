@@ -1,9 +1,10 @@
 """What a filter step is doing, on stderr: one line per phase with its progress and ETA.
 
 A phase is either a DuckDB statement (its progress is DuckDB's own estimate, polled from a
-background thread with ``query_progress()``) or a Python loop over rows (``advance``).  Each
-finished phase keeps its line with the time it took, so the output also says where the time
-went.  Disabled (the library default) it does nothing and starts no thread.
+background thread with ``query_progress()``) or a Python loop over rows (``advance``).  A
+finished phase that took a second or more keeps its line with the time it took, so the
+output also says where the time went; quicker ones vanish.  Disabled (the library default)
+it does nothing and starts no thread.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 from typing import Any
 
 _POLL_SECONDS = 0.25
+KEEP_PHASES_OF_SECONDS = 1.0  # a finished phase keeps its line only if it took this long
 
 
 class StepProgress:
@@ -67,7 +69,8 @@ class StepProgress:
         if self._task is not None:
             task = self._progress.tasks[self._task]
             self._progress.update(self._task, completed=task.total,
-                                  done=f"{int(task.total):,} rows" if self._rows else "done")
+                                  done=f"{int(task.total):,} rows" if self._rows else "done",
+                                  visible=(task.elapsed or 0) >= KEEP_PHASES_OF_SECONDS)
             self._progress.stop_task(self._task)
             self._task = None
 

@@ -202,8 +202,12 @@ def test_decontam_flags_exactly_the_rows_sharing_an_ngram(store, ngram):
     assert out.rows == len(rows) - len(expected)
 
 
-def test_progress_shows_each_phase_on_stderr_and_changes_nothing(store, planted, capsys):
+def test_progress_shows_each_phase_on_stderr_and_changes_nothing(store, planted, capsys,
+                                                                 monkeypatch):
+    from filters import progress
     from filters.base import Resources
+
+    monkeypatch.setattr(progress, "KEEP_PHASES_OF_SECONDS", 0.0)  # these phases are quick
 
     data, _ = planted
     quiet = run_dedup(store, data, "quiet", DedupConfig(threshold=0.7))
@@ -216,3 +220,6 @@ def test_progress_shows_each_phase_on_stderr_and_changes_nothing(store, planted,
                   "writing kept rows", "writing rejected rows", "publishing"):
         assert phase in err, phase  # 62: the exact duplicate is not signed
     assert shown.fingerprint == quiet.fingerprint
+    monkeypatch.setattr(progress, "KEEP_PHASES_OF_SECONDS", 60.0)
+    run_dedup(store, data, "brief", DedupConfig(threshold=0.7), resources=Resources(progress=True))
+    assert "MinHash" not in capsys.readouterr().err  # quick phases leave no line behind
