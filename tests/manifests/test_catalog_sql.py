@@ -108,3 +108,43 @@ def test_a_truncated_shard_stops_sql(store, data_dir):
 
 def test_limit_stops_after_n_rows(filled):
     assert run_sql(filled, 'SELECT id FROM "gsm8k@v1"', limit=7).table().num_rows == 7
+
+
+def catalog_contents(store):
+    import duckdb
+
+    con = duckdb.connect(str(store.catalog_path), read_only=True)
+    try:
+        return (con.execute("SELECT * EXCLUDE (stats) FROM versions ORDER BY ref").fetchall(),
+                con.execute("SELECT * FROM lineage ORDER BY ALL").fetchall(),
+                con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal "
+                            "ORDER BY 1").fetchall())
+    finally:
+        con.close()
+
+
+def test_publishing_extends_the_catalog_to_what_a_rebuild_gives(store, data_dir):
+    import shutil
+
+    import pyarrow as pa
+
+    rows = pa.table({"id": ["a", "b"], "source": ["s", "s"], "category": ["math", "math"],
+                     "input": [[{"role": "user", "content": "hi"}]] * 2, "verifier": ["none"] * 2})
+    for i in range(3):
+        for name in ("one", "two"):
+            with store.writer(name, "prompts", step={"type": "t", "config": {"i": i}},
+                              parents=[store.resolve(f"{name}@v{i}")] if i else []) as w:
+                w.write(rows)
+                w.reject(rows.slice(0, 1), reason="test")
+    extended = catalog_contents(store)  # built one publish at a time
+    assert [r[3] for r in extended[0] if r[12]] == ["one@v3", "two@v3"]  # is_latest
+    assert ('one', 'CREATE VIEW one AS SELECT * FROM "one@v3";') in extended[2]
+    assert refresh_catalog(store, force=True) is True
+    assert catalog_contents(store) == extended
+    # a version that vanished (removed by hand) cannot be extended away: rebuilt instead
+    shutil.rmtree(store.version_dir(store.resolve("two@v3")))
+    with store.writer("one", "prompts", step={"type": "t", "config": {"i": 9}}) as w:
+        w.write(rows)
+    assert sql(store, "SELECT ref FROM versions WHERE is_latest ORDER BY ref") == [
+        {"ref": "one@v4"}, {"ref": "two@v2"}]
+    assert sql(store, "SELECT count(*) AS n FROM two") == [{"n": 2}]
