@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from manifests import DatasetStore, Manifest
 from manifests.duck import quote_ident
-from manifests.errors import ConfigError, NotFoundError
+from manifests.errors import ConfigError, InputDataError, NotFoundError
 from manifests.manifest import sha256_file
 from manifests.schemas import schema_for
 
@@ -144,10 +144,19 @@ def run_decontam(store: DatasetStore, data: Manifest, benchmarks: list[Manifest 
 
 
 def _load_file(con, path: Path, config: DecontamConfig) -> None:
-    con.execute(f"CREATE OR REPLACE TEMP TABLE raw AS SELECT * FROM "
-                f"{READERS[path.suffix.lower()]}(?)", [str(path)])
-    names = [r[0] for r in con.execute("DESCRIBE raw").fetchall()]
-    types = {r[0]: r[1] for r in con.execute("DESCRIBE raw").fetchall()}
+    import duckdb
+
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE raw AS SELECT * FROM "
+                    f"{READERS[path.suffix.lower()]}(?)", [str(path)])
+    except duckdb.Error as exc:  # DuckDB's message says where: line, byte, column
+        reason = str(exc).split("\n")[0].split(": ", 1)[-1]
+        raise InputDataError(f"benchmark file {path} cannot be read: {reason}",
+                             hint="fix that line, or pass the benchmark as an imported version "
+                                  "(`thinkforge import FILE --name NAME`)") from None
+    described = con.execute("DESCRIBE raw").fetchall()
+    names = [r[0] for r in described]
+    types = {r[0]: r[1] for r in described}
     text = config.text_field or next((f for f in TEXT_FIELDS if f in names), None)
     if text not in names:
         raise ConfigError(f"benchmark file {path}: no text column "

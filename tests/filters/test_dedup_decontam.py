@@ -223,3 +223,14 @@ def test_progress_shows_each_phase_on_stderr_and_changes_nothing(store, planted,
     monkeypatch.setattr(progress, "KEEP_PHASES_OF_SECONDS", 60.0)
     run_dedup(store, data, "brief", DedupConfig(threshold=0.7), resources=Resources(progress=True))
     assert "MinHash" not in capsys.readouterr().err  # quick phases leave no line behind
+
+
+def test_decontam_bad_benchmark_file_says_where_and_publishes_nothing(store, gsm8k, tmp_path):
+    from manifests.errors import InputDataError
+
+    bad = tmp_path / "bench.jsonl"
+    bad.write_text('{"question": "one two three", "id": "1"}\n{"question": "broken \n')
+    with pytest.raises(InputDataError, match=r"bench.jsonl.*line 3"):
+        run_decontam(store, gsm8k, [bad], "clean")
+    assert "clean" not in store.names()
+    assert not any((store.root / ".staging").iterdir())
