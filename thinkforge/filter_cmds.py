@@ -119,6 +119,7 @@ def passrate_cmd(ctx, rollouts, prompts, drop_at_or_above, keep_all, drop_unsolv
       thinkforge filter passrate --rollouts gsm8k-rollouts --name gsm8k-pool
       thinkforge filter passrate --rollouts r@v2 --prompts gsm8k --drop-unsolved --name pool
     """
+    from filters.base import require_kind
     from filters.passrate import PassRateConfig, prompts_of, run_passrate
 
     store = get_store(ctx)
@@ -128,6 +129,7 @@ def passrate_cmd(ctx, rollouts, prompts, drop_at_or_above, keep_all, drop_unsolv
     if keep_all:
         config.drop_at_or_above = None
     r = store.resolve(rollouts)
+    require_kind(r, "rollouts", role="--rollouts")  # before looking for its prompts parent
     p = store.resolve(prompts) if prompts else prompts_of(store, r)
     _finish(ctx, store, (name, "rl_pool", "filter.passrate", config, [r, p]),
             lambda: run_passrate(store, r, p, name, config, _resources(ctx, memory_limit, temp_dir)),

@@ -58,6 +58,8 @@ def test_cli_errors_have_exit_codes(cli_run, store, gsm8k):
     assert r.exit_code == 6 and "rl_pool" in r.output  # wrong kind: bad input data
     r = cli_run("filter", "passrate", "--rollouts", "nope", "--name", "x")
     assert r.exit_code == 3
+    r = cli_run("filter", "passrate", "--rollouts", "gsm8k", "--name", "x")
+    assert r.exit_code == 6 and "'prompts' version" in r.output and "rollouts" in r.output
     r = cli_run("filter", "dedup", "gsm8k", "--name", "x", "--threshold", "1.5")
     assert r.exit_code == 8 and "threshold" in r.output
 
