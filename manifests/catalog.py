@@ -30,8 +30,9 @@ _READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN"}
 
 
 def store_signature(store: DatasetStore) -> str:
-    """Hash of the published version directories: changes exactly when a version appears."""
-    return hashlib.sha256("\n".join(store.version_keys()).encode()).hexdigest()
+    """Hash of where the store is and of its published version directories: changes exactly
+    when a version appears or the store is moved (views name shards by absolute path)."""
+    return hashlib.sha256("\n".join([str(store.root), *store.version_keys()]).encode()).hexdigest()
 
 
 @contextmanager
@@ -106,8 +107,8 @@ def _build(store: DatasetStore, signature: str) -> None:
 def _extend(store: DatasetStore, signature: str) -> bool:
     """Add the versions published since the catalog was built to a copy of it, swap it in.
 
-    False (nothing changed) when the catalog lists a version the store no longer has, or
-    cannot be extended (e.g. built by an older thinkforge).
+    False (nothing changed) when the catalog lists a version the store no longer has, was
+    built where the store was before a move, or cannot be extended (an older thinkforge's).
     """
     tmp = _tmp_path(store)
     shutil.copyfile(store.catalog_path, tmp)  # only ever replaced by rename: a stable copy
@@ -117,8 +118,9 @@ def _extend(store: DatasetStore, signature: str) -> bool:
             have = {f"{n}/{v}" for n, v in
                     con.execute("SELECT name, version FROM versions").fetchall()}
             keys = store.version_keys()
-            if not have <= set(keys):
-                return False
+            built_for = con.execute("SELECT value FROM catalog_meta WHERE key = 'store'").fetchall()
+            if not have <= set(keys) or built_for != [(str(store.root),)]:
+                return False  # a version vanished, or the store moved: views name old paths
             added = [k for k in keys if k not in have]
             for key in added:
                 name, version = key.split("/")

@@ -148,3 +148,15 @@ def test_publishing_extends_the_catalog_to_what_a_rebuild_gives(store, data_dir)
     assert sql(store, "SELECT ref FROM versions WHERE is_latest ORDER BY ref") == [
         {"ref": "one@v4"}, {"ref": "two@v2"}]
     assert sql(store, "SELECT count(*) AS n FROM two") == [{"n": 2}]
+
+
+def test_a_moved_store_gets_a_catalog_of_its_new_paths(filled, tmp_path):
+    import shutil
+
+    from manifests import DatasetStore
+
+    moved = DatasetStore(shutil.copytree(filled.root, tmp_path / "moved"))
+    assert sql(moved, 'SELECT count(*) AS n FROM "gsm8k@v1"') == [{"n": 200}]
+    views = catalog_contents(moved)[2]
+    assert all(str(filled.root) not in view_sql for _, view_sql in views)
+    assert any(str(moved.root) in view_sql for _, view_sql in views)
