@@ -26,6 +26,7 @@ from manifests import DatasetStore, Manifest
 from manifests.duck import connect, quote_literal, valid_memory_limit
 from manifests.errors import ConfigError, InputDataError
 from manifests.manifest import Step
+from manifests.schemas import ROW_KEYS
 from manifests.store import ROW_GROUP_ROWS
 
 from .progress import StepProgress
@@ -291,8 +292,6 @@ def row_order(manifest: Manifest) -> tuple[str, str]:
     Versions are sorted by their row keys, except RL pools with a curriculum, which stay in
     curriculum order: a filter after the curriculum step must not undo it.
     """
-    from manifests.schemas import ROW_KEYS
-
     if manifest.kind == "rl_pool" and manifest.stats.get("curriculum_batches"):
         return "curriculum_batch, curriculum_position, id", "curriculum_batch"
     keys = ROW_KEYS[manifest.kind]

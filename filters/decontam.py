@@ -26,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,7 +38,7 @@ from manifests.manifest import sha256_file
 from manifests.schemas import schema_for
 
 from .base import Resources, StepConfig, StepContext, require_kind, row_order, run_step, source
-from .minhash import MIX, MinHasher
+from .minhash import MIX, MinHasher, flat_lists, window_hashes
 from .text import MESSAGES_TEXT, register, text_expr, word_hash_batches, word_hashes_expr
 
 BATCH_ROWS = 100_000
@@ -144,8 +145,6 @@ def run_decontam(store: DatasetStore, data: Manifest, benchmarks: list[Manifest 
 
 
 def _load_file(con, path: Path, config: DecontamConfig) -> None:
-    import duckdb
-
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE raw AS SELECT * FROM "
                     f"{READERS[path.suffix.lower()]}(?)", [str(path)])
@@ -200,7 +199,7 @@ class _Index:
     def __init__(self, grams: np.ndarray, words: pa.ListArray, n: int):
         self.grams, self.n = grams, n
         self.bitmap = np.zeros(int(_MASK) + 1, dtype=bool)
-        values, offsets = _flat(words)
+        values, offsets = flat_lists(words)
         if n > 1:
             pairs, inside = _pairs(values, offsets)
             self.bitmap[_slots(pairs[inside])] = True
@@ -209,7 +208,7 @@ class _Index:
 
     def hits(self, words: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
         """(row index within ``words``, n-gram hash) of every benchmark n-gram of the rows."""
-        values, offsets = _flat(words)
+        values, offsets = flat_lists(words)
         lengths, n = np.diff(offsets), self.n
         if len(values) < n:
             starts = np.zeros(0, dtype=np.int64)
@@ -221,11 +220,7 @@ class _Index:
             starts = np.flatnonzero(misses[n - 1:] == misses[:len(misses) - n + 1])
         else:
             starts = np.flatnonzero(self.bitmap[_slots(values)])
-        grams = values[starts].copy()
-        with np.errstate(over="ignore"):
-            for j in range(1, n):
-                grams *= MIX
-                grams += values[starts + j]
+        grams = window_hashes(values, starts, n)
         rows = np.searchsorted(offsets, starts, side="right") - 1
         # a text shorter than n words is one n-gram of all its words (see the module doc)
         short = np.flatnonzero((lengths > 0) & (lengths < n))
@@ -235,12 +230,6 @@ class _Index:
         at = np.minimum(np.searchsorted(self.grams, grams), len(self.grams) - 1)
         found = self.grams[at] == grams if len(self.grams) else np.zeros(len(grams), bool)
         return rows[found], grams[found]
-
-
-def _flat(words: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
-    offsets = words.offsets.to_numpy().astype(np.int64)
-    values = words.values.to_numpy(zero_copy_only=False).astype(np.uint64, copy=False)
-    return values[offsets[0]:offsets[-1]], offsets - offsets[0]
 
 
 def _pairs(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

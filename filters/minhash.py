@@ -20,6 +20,24 @@ MIX = np.uint64(0x9E3779B97F4A7C15)  # golden-ratio constant: spreads bits when 
 _CHUNK = 1 << 14  # shingles per block: (num_perm x chunk) uint64 stays 16 MiB at 128 perms
 
 
+def flat_lists(words: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
+    """(uint64 values, int64 offsets from 0) of a list<uint64> array, slices included."""
+    offsets = words.offsets.to_numpy().astype(np.int64)
+    values = words.values.to_numpy(zero_copy_only=False).astype(np.uint64, copy=False)
+    return values[offsets[0]:offsets[-1]], offsets - offsets[0]
+
+
+def window_hashes(values: np.ndarray, starts: np.ndarray, k: int) -> np.ndarray:
+    """The shingle hash (as ``MinHasher.shingles`` computes it) of the ``k`` words from each
+    of ``starts``: for a few windows, where rolling over every position would be waste."""
+    out = values[starts].copy()
+    with np.errstate(over="ignore"):
+        for j in range(1, k):
+            out *= MIX
+            out += values[starts + j]
+    return out
+
+
 class MinHasher:
     def __init__(self, num_perm: int = 128, shingle: int = 5, seed: int = 1):
         rng = np.random.default_rng(seed)
@@ -35,9 +53,7 @@ class MinHasher:
         shorter than ``k`` takes the hash of all its words, read off the window at its start
         after as many steps as it has words.
         """
-        offsets = words.offsets.to_numpy().astype(np.int64)
-        offsets -= offsets[0]  # a slice's offsets start where the slice does
-        values = words.flatten().to_numpy(zero_copy_only=False).astype(np.uint64)
+        values, offsets = flat_lists(words)
         lengths = np.diff(offsets)
         starts = offsets[:-1]
         k = self.shingle

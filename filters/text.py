@@ -22,6 +22,8 @@ import pyarrow.compute as pc
 
 from manifests.errors import ConfigError
 
+from .minhash import flat_lists
+
 WORD_SPLIT = r"[^\p{L}\p{N}]+"
 MESSAGES_TEXT = "array_to_string(list_transform({col}, lambda m: m.content), chr(10))"
 NORMALIZE = "tf_normalize"
@@ -57,11 +59,7 @@ def register(con) -> None:
     """Make ``tf_normalize(VARCHAR)`` callable on the DuckDB connection ``con``."""
     from duckdb.sqltypes import VARCHAR
 
-    try:
-        con.create_function(NORMALIZE, normalize, [VARCHAR], VARCHAR, type="arrow")
-    except Exception as exc:  # already registered on this connection
-        if "already" not in str(exc).lower():
-            raise
+    con.create_function(NORMALIZE, normalize, [VARCHAR], VARCHAR, type="arrow")
 
 
 def text_expr(field: str, columns: list[str]) -> str:
@@ -113,11 +111,10 @@ def word_hash_batches(con, select_sql: str, batch_rows: int
 def drop_words(words: pa.ListArray, hash_: np.uint64) -> pa.ListArray:
     """``words`` (lists of word hashes) without the entries equal to ``hash_``."""
     words = words.cast(pa.list_(pa.uint64()))
-    offsets = words.offsets.to_numpy().astype(np.int64)
-    values = words.values.to_numpy(zero_copy_only=False)[offsets[0]:offsets[-1]]
+    values, offsets = flat_lists(words)
     keep = values != hash_
     if keep.all():
         return words
     kept_before = np.r_[0, np.cumsum(keep)]
-    return pa.ListArray.from_arrays(pa.array(kept_before[offsets - offsets[0]], pa.int64())
-                                    .cast(pa.int32()), pa.array(values[keep], pa.uint64()))
+    return pa.ListArray.from_arrays(pa.array(kept_before[offsets], pa.int32()),
+                                    pa.array(values[keep], pa.uint64()))
