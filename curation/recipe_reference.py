@@ -28,30 +28,46 @@ def _type_name(annotation) -> str:
     return text.replace("NoneType", "None")
 
 
-def _default(field) -> str:
-    if field.default is PydanticUndefined and field.default_factory is None:
+def _default_value(field):
+    return field.default_factory() if field.default_factory is not None else field.default
+
+
+def _default(field, override=PydanticUndefined) -> str:
+    if override is not PydanticUndefined:
+        value = override
+    elif field.default is PydanticUndefined and field.default_factory is None:
         return "**required**"
-    value = field.default_factory() if field.default_factory is not None else field.default
+    else:
+        value = _default_value(field)
     if isinstance(value, BaseModel):
         return "(see below)"
     return f"`{value!r}`".replace("|", "\\|")
 
 
-def model_table(model: type[BaseModel], prefix: str = "", flatten: bool = True) -> list[str]:
-    """Rows `| key | type | default | meaning |` of a model, nested models flattened."""
+def model_table(model: type[BaseModel], prefix: str = "", flatten: bool = True,
+                defaults: dict | None = None) -> list[str]:
+    """Rows `| key | type | default | meaning |` of a model, nested models flattened.
+
+    A nested model's defaults are those of the field holding it (``sampling_off`` is greedy
+    although a bare ``SamplingConfig`` samples at 0.6): ``defaults`` carries them down.
+    """
     rows, nested = [], []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         help_text = (field.description or "").replace("|", "\\|").replace("\n", " ")
         type_text = _type_name(field.annotation).replace("|", "\\|")
-        rows.append(f"| `{key}` | {type_text} | {_default(field)} | {help_text} |")
+        override = (defaults or {}).get(name, PydanticUndefined)
+        rows.append(f"| `{key}` | {type_text} | {_default(field, override)} | {help_text} |")
         inner = [a for a in (field.annotation, *typing.get_args(field.annotation))
                  if isinstance(a, type) and issubclass(a, BaseModel)]
         origin = typing.get_origin(field.annotation)
         if inner and flatten and origin is not dict:
-            nested.append((f"{key}[]" if origin is list else key, inner[0]))
-    for key, inner in nested:
-        rows += model_table(inner, prefix=f"{key}.")
+            value = None if field.default is PydanticUndefined and field.default_factory is None \
+                else _default_value(field)
+            nested.append((f"{key}[]" if origin is list else key, inner[0],
+                           value.model_dump() if isinstance(value, BaseModel) else None))
+    for key, inner, inner_defaults in nested:
+        rows += model_table(inner, prefix=f"{key}.", defaults=inner_defaults)
     return rows
 
 

@@ -111,16 +111,38 @@ class GenerationConfig(_Strict):
         return best
 
 
+# the paper's per-mode sampling; a partial setting (only max_new_tokens, say) fills the rest
+# from its own mode's defaults, so giving OFF a token budget never makes it sample
+MODE_SAMPLING_DEFAULTS: dict[str, dict[str, float]] = {
+    "on": {"temperature": 0.6, "top_p": 0.95},
+    "off": {"temperature": 0.0, "top_p": 1.0},
+}
+
+
+def _merge_over_mode_defaults(mode: str):
+    """A before-validator: the given sampling fields over ``mode``'s defaults, field by field."""
+    def merge(cls, value):
+        if isinstance(value, SamplingConfig):
+            value = value.model_dump(exclude_unset=True)
+        if isinstance(value, dict):
+            return {**MODE_SAMPLING_DEFAULTS[mode], **value}
+        return value
+    return field_validator(f"sampling_{mode}", mode="before")(classmethod(merge))
+
+
 class SftConfig(GenerationConfig):
     """Paired reasoning ON/OFF SFT generation (DESIGN §4)."""
 
     modes: list[Mode] = Field(default_factory=lambda: ["on", "off"], description="modes to generate")
     n: int = Field(1, ge=1, description="samples per prompt and mode")
     sampling_on: SamplingConfig = Field(default_factory=SamplingConfig,
-                                        description="ON mode sampling (paper: 0.6 / 0.95)")
+                                        description="ON mode sampling (paper: 0.6 / 0.95); fields not "
+                                        "given keep these defaults")
     sampling_off: SamplingConfig = Field(
         default_factory=lambda: SamplingConfig(temperature=0.0, top_p=1.0),
-        description="OFF mode sampling (paper: greedy)")
+        description="OFF mode sampling (paper: greedy); fields not given keep these defaults")
+    _merge_on = _merge_over_mode_defaults("on")
+    _merge_off = _merge_over_mode_defaults("off")
 
     _modes_from_yaml = field_validator("modes", mode="before")(classmethod(lambda cls, v: _yaml_mode(v)))
     _check_modes = field_validator("modes")(classmethod(lambda cls, v: _distinct_modes(v)))
