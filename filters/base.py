@@ -129,13 +129,15 @@ class StepContext:
             fractions = [i / parts for i in range(1, parts)]
             bounds = self.con.execute(f"SELECT quantile_disc({split_on}, ?) FROM ({select_sql})",
                                       [fractions] + list(params or [])).fetchall()[0][0] or []
-            bounds = sorted(set(bounds))
+            bounds = sorted({b for b in bounds if b is not None})
             edges = [None, *bounds, None]
             ranges = []
             for lo, hi in zip(edges, edges[1:]):
                 cond = [c for c in (f"{split_on} > ?" if lo is not None else "",
                                     f"{split_on} <= ?" if hi is not None else "") if c]
-                ranges.append(("WHERE " + " AND ".join(cond), [v for v in (lo, hi) if v is not None]))
+                # an empty set has no bounds (one range, no condition): never a bare WHERE
+                ranges.append(("WHERE " + " AND ".join(cond) if cond else "",
+                               [v for v in (lo, hi) if v is not None]))
         total = 0
         for where, values in ranges:
             path = new_path()
