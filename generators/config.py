@@ -98,6 +98,12 @@ class GenerationConfig(_Strict):
     limit: int | None = Field(None, ge=1, description="use only the first N prompts")
     seed: int = Field(0, description="base seed; each request derives its own from its key")
     verifier: VerifierConfig = Field(default_factory=VerifierConfig)
+    # run control, not part of the step record (exclude=True): it changes no row, and a rerun
+    # with another value must find the same run id and resume the same checkpoint
+    max_error_rate: float = Field(
+        0.5, ge=0, le=1, exclude=True,
+        description="fail the run (publish nothing, keep the checkpoint) when more than this "
+                    "share of requests still failed after their retries")
 
     def model_for(self, mode: str, category: str) -> str:
         """The teacher of one (mode, category): mode+category > category > mode > default."""

@@ -3,15 +3,20 @@
 A step is reused (no teacher call at all) when a version of the same name was built by
 the same full config from the same prompts version and had no generation errors; with
 errors, the rerun resumes the run, retries only the failed requests, and publishes a new
-version.  Failed requests, malformed outputs and empty outputs go to ``rejected/`` with a
-reason, so nothing vanishes silently.
+version.  A run where more than ``max_error_rate`` of the requests failed (a dead teacher),
+or that has no row left to publish, publishes nothing and raises ``GenerationFailedError``
+with the first errors; its checkpoint stays, so the rerun resumes.  Failed requests,
+malformed outputs and empty outputs go to ``rejected/`` with a reason, so nothing vanishes
+silently.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from manifests.errors import GenerationFailedError
 from manifests.manifest import Manifest, Step
 
 from .engine import Plan, RunResult, load_prompts, plan_requests, provenance, run_plans
@@ -37,10 +42,19 @@ def run_generation_step(store, prompts: Manifest, name: str, *, kind: str, step_
         "name": name, "kind": kind, "step": step, "prompts": prompts.ref,
         "prompts_fingerprint": prompts.fingerprint, "requests": len(plans)})
     result = run_plans(plans, config, checkpoint, label=name, show_progress=progress)
+    check_error_rate(name, plans, result, config.max_error_rate, checkpoint)
     verifiers = VerifierRegistry(config.verifier)
     verifier_errors: Counter = Counter()
     rows, rejected = build_rows(plans, result, verifiers, verifier_errors)
     rejected += failed_rows(plans, result)
+    if not rows:
+        reasons = Counter(r["reason"] for r in rejected)
+        raise GenerationFailedError(
+            f"{name}: nothing to publish: " + (
+                f"all {len(plans)} answers were rejected ({_counts(reasons)})" if plans
+                else f"{prompts.ref} selects no prompts"),
+            hint="an empty version is never published as a success; look at the answers in "
+                 f"{checkpoint.dir} (or fix the prompts) and run the same command again")
     facts = provenance(result, config, run_id, verifiers.versions(), verifier_errors)
     # plain facts other steps read back (the pass-rate filter: models, K, verifier versions)
     facts.update(models=sorted({p.model for p in plans}), modes=list(modes),
@@ -52,6 +66,39 @@ def run_generation_step(store, prompts: Manifest, name: str, *, kind: str, step_
             writer.reject(rejected)
     checkpoint.mark_published(writer.manifest.ref)
     return writer.manifest
+
+
+def check_error_rate(name: str, plans: list[Plan], result: RunResult, max_error_rate: float,
+                     checkpoint: RunCheckpoint) -> None:
+    """A run whose failed share is above ``max_error_rate`` fails: nothing is published.
+
+    The checkpoint keeps every finished answer, so the same command resumes and sends only
+    the failed requests again (a dead teacher costs nothing twice).
+    """
+    failed = [row for key, row in result.failures.items() if key not in result.completions]
+    if not plans or len(failed) / len(plans) <= max_error_rate:
+        return
+    kinds = Counter(row["error_kind"] for row in failed)
+    first: dict[str, str] = {}
+    for row in failed:
+        first.setdefault(row["error_kind"], _one_line(row["error"]))
+    summary = "\n".join(f"  {kind} x{count}: {first[kind]}" for kind, count in kinds.most_common(3))
+    raise GenerationFailedError(
+        f"{name}: {len(failed)} of {len(plans)} requests failed "
+        f"({len(failed) / len(plans):.0%} > max error rate {max_error_rate:.0%}); nothing was "
+        f"published. First errors:\n{summary}",
+        hint=f"fix the teacher (is the server up? --base-url, --model) and run the same command "
+             f"again: it resumes from {checkpoint.dir} ({len(result.completions)} answers kept); "
+             "--max-error-rate 1 publishes what succeeded")
+
+
+def _one_line(text: str | None, width: int = 160) -> str:
+    text = " ".join((text or "no message").split())
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _counts(counter: Counter) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in counter.most_common())
 
 
 def failed_rows(plans: list[Plan], result: RunResult) -> list[dict[str, Any]]:

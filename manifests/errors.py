@@ -61,13 +61,19 @@ class MissingDependencyError(ForgeError):
     exit_code = 9
 
 
+class GenerationFailedError(ForgeError):
+    """A generation run failed: too many requests errored, or nothing was left to publish."""
+
+    exit_code = 10
+
+
 EXIT_CODES = {
     0: "success",
     1: "unexpected thinkforge error",
     2: "usage error (bad command-line option)",
     **{cls.exit_code: cls.__doc__.split("\n")[0].rstrip(".") for cls in (
         NotFoundError, IntegrityError, ConflictError, InputDataError, SqlRefusedError,
-        ConfigError, MissingDependencyError)},
+        ConfigError, MissingDependencyError, GenerationFailedError)},
 }
 
 

@@ -54,6 +54,9 @@ def backend_options(command):
         click.option("--limit", type=int, help="Only the first N prompts."),
         click.option("--seed", type=int, help="Base seed [default: 0]."),
         click.option("--run-id", help="Checkpoint directory under <store>/runs/ [default: from the config]."),
+        click.option("--max-error-rate", type=float,
+                     help="Fail (publish nothing, keep the checkpoint for the rerun) when more "
+                          "than this share of requests failed after retries [default: 0.5]."),
         click.option("--device", help="transformers: auto, cpu, cuda..."),
         click.option("--dtype", help="auto, float32, bfloat16, float16."),
         click.option("--cpu-threads", type=int, help="transformers on CPU: torch threads "
@@ -116,7 +119,7 @@ def build_config(config_cls, flags: dict[str, Any], step_fields: dict[str, Any],
         data["teachers"] = rules
     if mode_teachers:
         data["teachers"] = [*(data.get("teachers") or []), *mode_teachers]
-    for flag in ("reasoning_format", "limit", "seed"):
+    for flag in ("reasoning_format", "limit", "seed", "max_error_rate"):
         if flags.get(flag) is not None:
             data[flag] = flags[flag]
     for key, value in step_fields.items():
@@ -145,7 +148,7 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
     if flags["dry_run"]:
         rows = min(prompts.rows, config.limit or prompts.rows)
         print_json({"prompts": prompts.ref, "name": flags["name"], "requests": rows * request_count,
-                    "config": config.model_dump()})
+                    "config": config.model_dump(), "max_error_rate": config.max_error_rate})
         return
     manifest = step_fn(store, prompts, flags["name"], config, run_id=flags["run_id"],
                        progress=not ctx.obj["quiet"])

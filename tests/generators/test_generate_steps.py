@@ -75,11 +75,14 @@ def test_verified_reflects_the_ground_truth(store, gsm8k, scripted):
 def test_native_format_rejects_broken_outputs_with_a_reason(store, gsm8k, scripted):
     scripted(lambda r: "no tags here, 5" if r.messages[0]["content"].endswith("on")
              else "<think>secret</think> 5")
-    manifest = generate_sft(store, gsm8k, "gsm8k-sft", SftConfig(limit=2, reasoning_format="native"),
-                            progress=False)
-    assert manifest.rows == 0
-    assert manifest.rejected.by_reason == {"format:missing_or_malformed_think_block": 2,
-                                           "format:think_tags_in_off_mode": 2}
+    from manifests.errors import GenerationFailedError
+
+    # every answer rejected: nothing is published (an empty version is no success)
+    with pytest.raises(GenerationFailedError) as failed:
+        generate_sft(store, gsm8k, "gsm8k-sft", SftConfig(limit=2, reasoning_format="native"),
+                     progress=False)
+    assert "format:missing_or_malformed_think_block: 2" in str(failed.value)
+    assert "format:think_tags_in_off_mode: 2" in str(failed.value)
 
 
 def test_teacher_map_routes_modes_and_categories(store, gsm8k, scripted):
