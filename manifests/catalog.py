@@ -29,10 +29,16 @@ from .store import DatasetStore
 _READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN"}
 
 
+# bumped when the views a version gets change (2: every version has a /rejected view), so
+# an older catalog is rebuilt rather than extended
+CATALOG_LAYOUT = "2"
+
+
 def store_signature(store: DatasetStore) -> str:
     """Hash of where the store is and of its published version directories: changes exactly
     when a version appears or the store is moved (views name shards by absolute path)."""
-    return hashlib.sha256("\n".join([str(store.root), *store.version_keys()]).encode()).hexdigest()
+    return hashlib.sha256("\n".join([str(store.root), CATALOG_LAYOUT,
+                                      *store.version_keys()]).encode()).hexdigest()
 
 
 @contextmanager
@@ -92,8 +98,8 @@ def _build(store: DatasetStore, signature: str) -> None:
     try:
         for ddl in _TABLES:
             con.execute(ddl)
-        con.execute("INSERT INTO catalog_meta VALUES ('signature', ?), ('store', ?)",
-                    [signature, str(store.root)])
+        con.execute("INSERT INTO catalog_meta VALUES ('signature', ?), ('store', ?), ('layout', ?)",
+                    [signature, str(store.root), CATALOG_LAYOUT])
         for name in store.names():
             for m in store.versions(name):
                 _add_version(con, store, m)
@@ -119,8 +125,11 @@ def _extend(store: DatasetStore, signature: str) -> bool:
                     con.execute("SELECT name, version FROM versions").fetchall()}
             keys = store.version_keys()
             built_for = con.execute("SELECT value FROM catalog_meta WHERE key = 'store'").fetchall()
-            if not have <= set(keys) or built_for != [(str(store.root),)]:
-                return False  # a version vanished, or the store moved: views name old paths
+            layout = con.execute("SELECT value FROM catalog_meta WHERE key = 'layout'").fetchall()
+            if not have <= set(keys) or built_for != [(str(store.root),)] \
+                    or layout != [(CATALOG_LAYOUT,)]:
+                return False  # a version vanished, the store moved (views name old paths),
+                # or an older thinkforge's catalog lacks views this one makes
             added = [k for k in keys if k not in have]
             for key in added:
                 name, version = key.split("/")
@@ -159,6 +168,10 @@ def _add_version(con, store: DatasetStore, m) -> None:
     if m.rejected.files:
         con.execute(f"CREATE VIEW {quote_ident(m.ref + '/rejected')} AS SELECT * FROM "
                     f"{parquet_source(store.rejected_paths(m))[:-1]}, union_by_name=true)")
+    else:  # nothing rejected: an empty view of the version's columns + reason, never a missing one
+        rows = f"SELECT * FROM {quote_ident(m.ref)}" if m.files else "SELECT"
+        con.execute(f"CREATE VIEW {quote_ident(m.ref + '/rejected')} AS SELECT *, "
+                    f"NULL::VARCHAR AS reason FROM ({rows}) WHERE false")
 
 
 def _point_latest(con, name: str) -> None:
