@@ -14,8 +14,11 @@ of exactly 0 is labelled ``"unsolved"`` instead.
 Nothing vanishes: every prompt and every rollout group that is not in the pool is in
 ``rejected/`` with one reason: ``too_easy`` (pass rate >= ``drop_at_or_above``),
 ``unsolved`` (only with ``drop_unsolved``), ``too_few_samples``, ``unverified`` (no rollout
-has a known ``correct``), ``no_rollouts`` (a prompt nobody sampled) or ``unknown_prompt``
-(rollouts whose prompt is not in the prompts version).
+has a known ``correct``), ``no_rollouts`` (a prompt the run sampled whose every request
+failed: its rollouts version rejected them) or ``unknown_prompt`` (rollouts whose prompt is
+not in the prompts version).  A prompt the rollouts never asked for (outside the run's
+``--limit``) is ``not_sampled``: not a rejection, so it is not in ``rejected/``; the
+manifest's provenance counts them (``not_sampled``) so the numbers still add up.
 """
 
 from __future__ import annotations
@@ -132,6 +135,31 @@ def collect_provenance(ctx: StepContext, rollouts: Manifest, prompts: Manifest) 
     return out
 
 
+def _attempted_prompts(ctx: StepContext, store: DatasetStore, rollouts: Manifest,
+                       reasoning: str | None) -> None:
+    """Table ``attempted``: prompts the rollouts run asked for whose requests failed.
+
+    The generators put every request that failed after its retries into the rollouts
+    version's ``rejected/`` with its ``prompt_id`` (and ``mode``): a prompt there and not in
+    the data was sampled and got nothing (``no_rollouts``); a prompt in neither was outside
+    the run's selection (``not_sampled``).
+    """
+    from manifests.duck import parquet_source
+
+    con = ctx.con
+    select = "SELECT NULL::VARCHAR AS id WHERE false"
+    paths = store.rejected_paths(rollouts)
+    if paths:
+        relation = f"{parquet_source(paths)[:-1]}, union_by_name=true)"
+        columns = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
+        if "prompt_id" in columns:
+            where = " WHERE mode = ?" if reasoning and "mode" in columns else ""
+            select = f"SELECT DISTINCT prompt_id AS id FROM {relation}{where}"
+            con.execute(f"CREATE TEMP TABLE attempted AS {select}", [reasoning] if where else [])
+            return
+    con.execute(f"CREATE TEMP TABLE attempted AS {select}")
+
+
 def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | None, name: str,
                  config: PassRateConfig | None = None,
                  resources: Resources | None = None) -> Manifest:
@@ -162,6 +190,7 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
         if config.reasoning:
             mode_filter = "WHERE reasoning = ?"
             params.append(config.reasoning)
+        _attempted_prompts(ctx, store, rollouts, config.reasoning)
         ctx.progress.phase("pass rate per prompt")
         con.execute(f"""
             CREATE TEMP TABLE scored AS
@@ -182,17 +211,22 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
             "NULL::BIGINT AS curriculum_batch, NULL::BIGINT AS curriculum_position "
             "FROM prompts_src p JOIN scored s ON s.id = p.id WHERE s.reason IS NULL",
             order_by="id", split_on="id", size_of=[prompts])
-        # one FULL JOIN finds both the prompts nobody sampled and the rollouts of unknown
-        # prompts (their prompt columns are NULL), so the prompts are scanned once for both
+        # one FULL JOIN finds both the prompts whose requests all failed and the rollouts of
+        # unknown prompts (their prompt columns are NULL), so the prompts are scanned once
         ctx.copy_rejected(
             f"SELECT coalesce(p.id, s.id) AS id, {', '.join(f'p.{c}' for c in PROMPT_COLUMNS[1:])}, "
             "coalesce(s.n_samples, 0) AS n_samples, coalesce(s.n_correct, 0) AS n_correct, "
             "s.pass_rate, s.bucket, CASE WHEN p.id IS NULL THEN 'unknown_prompt' "
             "WHEN s.id IS NULL THEN 'no_rollouts' ELSE s.reason END AS reason "
             "FROM prompts_src p FULL JOIN scored s ON s.id = p.id "
-            "WHERE s.reason IS NOT NULL OR s.id IS NULL OR p.id IS NULL",
+            "LEFT JOIN attempted a ON a.id = p.id "
+            "WHERE s.reason IS NOT NULL OR p.id IS NULL OR (s.id IS NULL AND a.id IS NOT NULL)",
             order_by="id", split_on="id", size_of=[prompts])
         ctx.provenance.update(collect_provenance(ctx, rollouts, prompts))
+        ctx.provenance["not_sampled"] = con.execute(
+            "SELECT count(*) FROM (SELECT id FROM prompts_src) p "
+            "WHERE NOT EXISTS (SELECT 1 FROM scored s WHERE s.id = p.id) "
+            "AND NOT EXISTS (SELECT 1 FROM attempted a WHERE a.id = p.id)").fetchone()[0]
 
     return run_step(store, name=name, kind="rl_pool", step_type="filter.passrate", config=config,
                     inputs=[rollouts, prompts], body=body, resources=resources)

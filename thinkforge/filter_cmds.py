@@ -112,7 +112,8 @@ def passrate_cmd(ctx, rollouts, prompts, drop_at_or_above, keep_all, drop_unsolv
                  min_samples, reasoning, name, memory_limit, temp_dir, dry_run, as_json):
     """Pass rate per prompt from rollouts -> an rl_pool version with difficulty buckets.
 
-    Rejected prompts (too_easy, unsolved, no_rollouts, ...) are kept in rejected/.
+    Rejected prompts (too_easy, unsolved, no_rollouts, ...) are kept in rejected/;
+    prompts the rollouts never sampled (--limit) are counted as not_sampled.
 
     \b
     Example:

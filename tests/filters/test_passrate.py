@@ -28,9 +28,11 @@ def test_pass_rate_buckets_prefilter_and_rejections(store, gsm8k):
     reasons = {row["id"]: row["reason"] for row in rejected}
     assert reasons[ids[0]] == reasons[ids[1]] == "too_easy"  # 1.0 and 0.75: at or above
     assert reasons["ghost"] == "unknown_prompt"
-    assert sum(1 for v in reasons.values() if v == "no_rollouts") == len(ids) - 6
-    assert m.rejected.by_reason == {"too_easy": 2, "unknown_prompt": 1, "no_rollouts": len(ids) - 6}
-    assert m.rows + m.rejected.rows == len(ids) + 1  # nothing vanished
+    # prompts the rollouts never asked for are not_sampled: not rejections, but counted
+    assert "no_rollouts" not in reasons.values()
+    assert m.rejected.by_reason == {"too_easy": 2, "unknown_prompt": 1}
+    assert m.provenance["not_sampled"] == len(ids) - 6
+    assert m.rows + m.rejected.rows + m.provenance["not_sampled"] == len(ids) + 1  # all accounted
 
 
 def test_provenance_and_lineage(store, gsm8k):
@@ -91,3 +93,34 @@ def test_bad_config_and_wrong_kind(store, gsm8k, random_rollouts):
         PassRateConfig(drop_at_or_abve=0.5)  # unknown keys are errors
     with pytest.raises(InputDataError):
         run_passrate(store, gsm8k, None, "pool")
+
+
+def test_limit_is_not_sampled_and_failed_requests_are_no_rollouts(store, gsm8k, monkeypatch):
+    """Issue 9 item 5: `--limit` leaves prompts not_sampled (not rejected); a prompt whose every
+    request failed is no_rollouts."""
+    import generators.engine as engine
+    from generators.backends import Completion
+    from generators.rollouts import RolloutConfig, generate_rollouts
+
+    ids = prompt_ids(store, gsm8k)
+    config = RolloutConfig(k=2, limit=4)
+    selected = engine.load_prompts(store, gsm8k, config.limit)
+    dead_keys = {p.key for p in engine.plan_requests(selected[:1], config, ["on"], 2)}
+
+    class HalfDead:
+        identity, preferred_batch_size = {"backend": "test"}, 8
+
+        def generate(self, requests):
+            return [Completion(r.key, "", finish_reason="error", error_kind="connection",
+                               error="refused") if r.key in dead_keys
+                    else Completion(r.key, "x\n\nFinal answer: 1", 5, 5) for r in requests]
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(engine, "make_backend", lambda config, model: HalfDead())
+    rollouts = generate_rollouts(store, gsm8k, "r", config, progress=False)
+    assert rollouts.rejected.rows == 2
+    m = run_passrate(store, rollouts, None, "pool", PassRateConfig(drop_at_or_above=None))
+    assert m.rejected.by_reason == {"no_rollouts": 1}
+    assert m.rows == 3 and m.provenance["not_sampled"] == len(ids) - 4
