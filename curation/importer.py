@@ -5,6 +5,18 @@ template ``--map FIELD="{COL1}\\n\\n{COL2}"``), the preset, a source column of t
 name, then a default (``--category``, ``--license``, the source name, a stable id).  For
 ``prompts``, source columns that no field used are kept in ``metadata`` (JSON), so nothing
 from the source row is lost.
+
+Templates name columns in braces and nothing else: ``\\n`` and ``\\t`` in a template are a
+newline and a tab, ``\\\\`` a backslash (so ``\\\\n`` is a literal backslash-n); ``{{`` and
+``}}`` are literal braces; format specs and conversions (``{a:d}``, ``{a!r}``) are refused.
+A column's value in a template is its text: a string as it is, a number as written, an
+object or list as JSON (never a Python repr), null as nothing.
+
+Import streams: rows are read, mapped and validated in batches of ``BATCH_ROWS`` and written
+as they go, so memory does not grow with the file.  Columns are those of every row (a
+column first seen on row 1,000,000 still lands in ``metadata``; a mapped column is missing
+only if no row has it).  Row keys are checked for duplicates with 8 bytes per row (a 64-bit
+hash of the key; two different keys colliding is a one-in-10^12 event at 10M rows).
 """
 
 from __future__ import annotations
@@ -12,28 +24,45 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring  # type: ignore[attr-defined]  # the C encoder
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from manifests import DatasetStore, Manifest
 from manifests.errors import ConfigError, InputDataError
 from manifests.manifest import sha256_file
-from manifests.schemas import ENUMS, ROW_KEYS, schema_for
+from manifests.schemas import ENUMS, MESSAGE, MESSAGES, ROW_KEYS, schema_for
 from manifests.store import validate_name
 
 from .presets import PRESETS, Preset
-from .readers import SourceRowError, detect_format, read_rows
+from .readers import LABELS, RowError, SourceRowError, check_source, detect_format, location, read_batches
 
 Getter = Callable[[dict[str, Any]], Any]
 DEFAULT_VERIFIER = {"math": "math", "code": "code", "instruction_following": "ifeval"}
+WRITE_ROWS = 100_000  # rows gathered before one write (one row group of the shard)
+ON_DUPLICATE = ("fail", "first", "skip")
 
 
-class RowError(Exception):
-    """A problem with one source row: fatal with --on-error fail, rejected with skip."""
+def _no_default(value: Any) -> Any:
+    raise TypeError(type(value).__name__)
+
+
+# the C encoder json.dumps(ensure_ascii=False, sort_keys=True, allow_nan=False) uses, called
+# without dumps' per-call Python layers (metadata is encoded once per row)
+_c_encode_sorted = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+    None, _no_default, encode_basestring, None, ": ", ", ", True, False, False)
+
+
+def _dumps_plain(value: Any) -> str:
+    return "".join(_c_encode_sorted(value, 0))
+
+_dumps = json.JSONEncoder(ensure_ascii=False).encode
+_ESCAPE = re.compile(r"\\(\\|n|t)")
 
 
 @dataclass
@@ -47,6 +76,11 @@ class ImportOptions:
     license: str | None = None
     source: str | None = None
     on_error: str = "fail"
+    on_duplicate: str | None = None  # fail | first | skip; None: skip->first, else fail
+
+
+def duplicate_policy(opts: ImportOptions) -> str:
+    return opts.on_duplicate or ("first" if opts.on_error == "skip" else "fail")
 
 
 def parse_map(items: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -60,24 +94,108 @@ def parse_map(items: tuple[str, ...] | list[str]) -> dict[str, str]:
     return mapping
 
 
-def _getter(spec: str, columns: list[str], where: str) -> Getter:
-    """A column as it is, or a template filled from several columns."""
-    names = [f for _, f, _, _ in string.Formatter().parse(spec) if f is not None]
-    if not names:
-        if spec not in columns:
-            raise InputDataError(f"{where}: column {spec!r} does not exist",
-                                 hint=f"columns in the file: {', '.join(columns)}")
-        return lambda row: row.get(spec)
-    missing = [n for n in names if n not in columns]
-    if missing:
-        raise InputDataError(f"{where}: template {spec!r} names missing column(s) {missing}",
-                             hint=f"columns in the file: {', '.join(columns)}")
-    return lambda row: spec.format_map({n: "" if row.get(n) is None else row.get(n) for n in names})
+# -- templates --------------------------------------------------------------------------------
+def unescape(spec: str) -> str:
+    """``\\n`` -> newline, ``\\t`` -> tab, ``\\\\`` -> backslash; other backslashes stay."""
+    return _ESCAPE.sub(lambda m: {"\\": "\\", "n": "\n", "t": "\t"}[m.group(1)], spec)
 
 
+def is_template(spec: str) -> bool:
+    return "{" in spec or "}" in spec
+
+
+class Template:
+    """``"{title}\\n\\n{body}"``: literal text and column names, nothing else."""
+
+    def __init__(self, spec: str, where: str):
+        self.spec = spec
+        text = unescape(spec)
+        self.pieces: list[tuple[str, str | None]] = []
+        literal, i = [], 0
+        fix = "write {{ and }} for literal braces; a template only names columns, e.g. \"{title}\\n\\n{body}\""
+        while i < len(text):
+            c = text[i]
+            if c in "{}" and text[i + 1:i + 2] == c:
+                literal.append(c)
+                i += 2
+            elif c == "}":
+                raise ConfigError(f"{where}: template {spec!r}: unmatched '}}' at character {i + 1}", hint=fix)
+            elif c == "{":
+                end = text.find("}", i + 1)
+                if end < 0:
+                    raise ConfigError(f"{where}: template {spec!r}: '{{' at character {i + 1} is never "
+                                      "closed", hint=fix)
+                name = text[i + 1:end]
+                if "{" in name:
+                    raise ConfigError(f"{where}: template {spec!r}: '{{' inside a column name at "
+                                      f"character {i + 1}", hint=fix)
+                for mark, what in ((":", "format spec"), ("!", "conversion")):
+                    if mark in name:
+                        raise ConfigError(
+                            f"{where}: template {spec!r}: {{{name}}} has a {what} "
+                            f"({mark}{name.split(mark, 1)[1]}); templates take column names only",
+                            hint=f"write {{{name.split(mark, 1)[0]}}}; values are inserted as text")
+                if not name.strip():
+                    raise ConfigError(f"{where}: template {spec!r}: empty braces at character {i + 1}",
+                                      hint="name a column inside the braces, or write {{}} for literal braces")
+                self.pieces.append(("".join(literal), name))
+                literal = []
+                i = end + 1
+            else:
+                literal.append(c)
+                i += 1
+        self.pieces.append(("".join(literal), None))
+        self.columns = [n for _, n in self.pieces if n is not None]
+
+    def render(self, row: dict[str, Any]) -> str:
+        out = []
+        for literal, name in self.pieces:
+            out.append(literal)
+            if name is not None:
+                out.append(as_text(row.get(name)))
+        return "".join(out)
+
+
+def as_text(value: Any) -> str:
+    """A value as it reads in a template: JSON for objects and lists, never a Python repr."""
+    if value is None or (type(value) is float and value != value):
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return _dumps(_jsonable(value))
+
+
+def _dumps_sorted(value: Any) -> str:
+    """JSON text of an object with sorted keys; NaN/inf as null, odd types as text."""
+    try:
+        return _dumps_plain(value)
+    except (ValueError, TypeError):
+        return _dumps_plain(_jsonable(value))
+
+
+def _jsonable(value: Any) -> Any:
+    """Values JSON can hold: NaN/inf -> null, bytes -> text, dates -> ISO text."""
+    if isinstance(value, float):
+        return None if value != value or value in (float("inf"), float("-inf")) else value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode("utf-8", "replace")
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+# -- values -----------------------------------------------------------------------------------
 def _coerce(value: Any, type_: pa.DataType, column: str) -> Any:
     """Bring one JSON/CSV value to the schema's type, or raise RowError saying why."""
-    if value is None:
+    if value is None or (type(value) is float and value != value):  # NaN is missing, not 'nan'
         return None
     kind = type(value).__name__
     if pa.types.is_string(type_):
@@ -86,7 +204,7 @@ def _coerce(value: Any, type_: pa.DataType, column: str) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         if column == "metadata" and isinstance(value, dict):
-            return json.dumps(value, ensure_ascii=False, sort_keys=True)
+            return _dumps_sorted(value)
         raise RowError(f"wrong type: {column}: expected text, got {kind} {str(value)[:60]!r}")
     if pa.types.is_boolean(type_):
         if isinstance(value, bool):
@@ -97,18 +215,26 @@ def _coerce(value: Any, type_: pa.DataType, column: str) -> Any:
     if pa.types.is_integer(type_):
         if isinstance(value, bool):
             raise RowError(f"wrong type: {column}: expected an integer, got a boolean")
-        if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
-            return int(value)
         if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-            return int(value)
+            value = int(value) if len(value) < 30 else 1 << 64
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, int):
+            if not -(1 << 63) <= value < (1 << 63):
+                raise RowError(f"invalid value: {column}: {str(value)[:30]}... is outside the 64-bit "
+                               "integer range")
+            return value
         raise RowError(f"wrong type: {column}: expected an integer, got {kind} {str(value)[:60]!r}")
     if pa.types.is_floating(type_):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        try:
-            return float(value) if isinstance(value, str) else _bad(column, "a number", value)
-        except ValueError:
-            raise RowError(f"wrong type: {column}: expected a number, got {value[:60]!r}") from None
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                raise RowError(f"wrong type: {column}: expected a number, got {value[:60]!r}") from None
+            return None if number != number else number
+        _bad(column, "a number", value)
     if pa.types.is_list(type_):  # chat messages
         return _messages(value, column)
     raise RowError(f"wrong type: {column}: unsupported type {type_}")
@@ -135,69 +261,245 @@ def stable_id(source: str, messages: list[dict[str, str]]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def _user_ids(sources: list[str], contents: list[str], ids: list[str | None]) -> None:
+    """``stable_id(source, [{"role": "user", "content": c}])`` where ``ids`` has None, without
+    building the dicts (the same JSON text: see test_import's id test)."""
+    prefixes: dict[str, str] = {}
+    sha256 = hashlib.sha256
+    for i, pid in enumerate(ids):
+        if pid is None and sources[i]:
+            source = sources[i]
+            prefix = prefixes.get(source)
+            if prefix is None:
+                prefix = prefixes[source] = "[" + encode_basestring(source) + ', [{"content": '
+            payload = prefix + encode_basestring(contents[i]) + ', "role": "user"}]]'
+            ids[i] = sha256(payload.encode()).hexdigest()[:16]
+
+
+def _column_of(values: list[Any], type_: pa.DataType, name: str) -> list[Any]:
+    """``_coerce`` over a column, skipping the values already of the right type."""
+    types = set(map(type, values))
+    if pa.types.is_string(type_):
+        ok = {str, type(None)}
+    elif pa.types.is_integer(type_):
+        ok = {int, type(None)}
+    elif pa.types.is_boolean(type_):
+        ok = {bool, type(None)}
+    elif pa.types.is_floating(type_):
+        ok = {float, type(None)} if not any(v != v for v in values if type(v) is float) else set()
+    else:
+        ok = set()
+    if types <= ok:
+        return values
+    return [_coerce(v, type_, name) for v in values]
+
+
+# -- mapping ----------------------------------------------------------------------------------
 class RowMapper:
-    def __init__(self, opts: ImportOptions, preset: Preset | None, columns: list[str], where: str):
-        self.opts, self.preset = opts, preset
+    """Maps source rows to records of the target kind, a batch at a time.
+
+    ``map_batch`` works column by column; when any row of a batch is bad it raises that
+    row's ``RowError`` and the importer maps the batch again one row at a time (a batch of
+    one row goes through exactly the same code), so the two can never disagree.
+    """
+
+    def __init__(self, opts: ImportOptions, preset: Preset | None, where: str):
+        self.opts, self.preset, self.where = opts, preset, where
         self.schema = schema_for(opts.kind)
         unknown = [f for f in opts.mapping if f not in self.schema.names]
         if unknown:
             raise ConfigError(f"--map names unknown field(s) {unknown} of kind {opts.kind}",
                               hint=f"fields: {', '.join(self.schema.names)}")
         self.getters: dict[str, Getter] = {}
-        used: set[str] = set()
+        self.column_of: dict[str, str] = {}  # field -> the one column it is taken from as is
+        self.mapped: dict[str, tuple[str, list[str]]] = {}  # field -> (spec, columns it needs)
+        self.used: set[str] = set()
+        self.same_name: set[str] = set()
         for f in self.schema.names:
             if f in opts.mapping:
-                self.getters[f] = _getter(opts.mapping[f], columns, f"{where}: --map {f}")
-                used |= {n for _, n, _, _ in string.Formatter().parse(opts.mapping[f]) if n} \
-                    or {opts.mapping[f]}
+                spec = opts.mapping[f]
+                if is_template(spec):
+                    template = Template(spec, f"--map {f}")
+                    self.getters[f] = template.render
+                    self.mapped[f] = (spec, template.columns)
+                    self.used |= set(template.columns)
+                else:
+                    self.getters[f] = (lambda c: lambda row: row.get(c))(spec)
+                    self.column_of[f] = spec
+                    self.mapped[f] = (spec, [spec])
+                    self.used.add(spec)
             elif preset and f in preset.fields:
                 self.getters[f] = preset.fields[f]
-                used |= set(preset.uses)
-            elif f in columns:
+                self.used |= set(preset.uses)
+            else:
                 self.getters[f] = (lambda c: lambda row: row.get(c))(f)
-                used.add(f)
-        self.extra_columns = [c for c in columns if c not in used]
+                self.column_of[f] = f
+                self.same_name.add(f)
         self.source = opts.source or (preset.source if preset else None)
+        self.prompts = opts.kind in ("prompts", "rl_pool")
+        self.keys = ROW_KEYS[opts.kind]
 
-    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        out = {}
+    # -- columns of the file ----------------------------------------------------------------
+    def check_columns(self, columns: dict[str, None]) -> None:
+        """Mapped columns and the preset's columns must be among the file's columns."""
+        have = ", ".join(columns) or "(none)"
+        if self.preset and self.preset.expects:
+            missing = [c for c in self.preset.expects if c not in columns]
+            if missing:
+                raise InputDataError(
+                    f"{self.where}: --preset {self.opts.preset} expects column(s) "
+                    f"{', '.join(self.preset.expects)}; the file has {have}",
+                    hint=f"missing: {', '.join(missing)}; choose the preset made for this file "
+                         f"({', '.join(PRESETS)}) or map columns with --map FIELD=COLUMN")
+        for f, (spec, needed) in self.mapped.items():
+            missing = [n for n in needed if n not in columns]
+            if not missing:
+                continue
+            if is_template(spec):
+                raise InputDataError(f"{self.where}: --map {f}: template {spec!r} names missing "
+                                     f"column(s) {missing}", hint=f"columns in the file: {have}")
+            raise InputDataError(f"{self.where}: --map {f}: column {spec!r} does not exist",
+                                 hint=f"columns in the file: {have}")
+
+    # -- rows ---------------------------------------------------------------------------------
+    def map_batch(self, rows: list[dict[str, Any]]) -> tuple[pa.Table, list[int]]:
+        """Records of ``rows`` as an Arrow table, and the hash of each row's key."""
+        n = len(rows)
+        cols: dict[str, list[Any]] = {}
+        user_text = False  # input given as plain text: messages built in Arrow directly
         for f in self.schema:
-            getter = self.getters.get(f.name)
-            value = getter(row) if getter else None
-            out[f.name] = _coerce(value, f.type, f.name)
-        if self.opts.kind in ("prompts", "rl_pool"):
-            self._prompt_defaults(out, row)
+            column = self.column_of.get(f.name)
+            if column is not None:
+                values = [r.get(column) for r in rows]
+            else:
+                getter = self.getters[f.name]
+                values = [getter(r) for r in rows]
+            if pa.types.is_list(f.type):
+                if set(map(type, values)) == {str}:
+                    for v in values:
+                        if not v.strip():
+                            raise RowError(f"missing value: {f.name} is empty text")
+                    user_text = True
+                    cols[f.name] = values
+                    continue
+                cols[f.name] = [_coerce(v, f.type, f.name) for v in values]
+                continue
+            cols[f.name] = _column_of(values, f.type, f.name)
+        if self.prompts:
+            self._prompt_defaults(cols, rows, user_text)
         # the id is derived from the others, so report what it is derived from first
         for f in sorted(self.schema, key=lambda f: f.name == "id"):
-            if out[f.name] is None and not f.nullable:
+            values = cols[f.name]
+            if not f.nullable and None in values:
                 how = f"--category CATEGORY or --map {f.name}=COLUMN" if f.name == "category" \
                     else f"--map {f.name}=COLUMN"
                 raise RowError(f"missing value: required field {f.name!r} has no value"
-                               + ("" if f.name in self.getters else
+                               + ("" if f.name not in self.same_name else
                                   f" (no column named {f.name!r}; pass {how})"))
-            if f.name in ENUMS and out[f.name] is not None and out[f.name] not in ENUMS[f.name]:
-                raise RowError(f"invalid value: {f.name} {out[f.name]!r} is not one of {', '.join(ENUMS[f.name])}")
-        return out
+            if f.name in ENUMS:
+                allowed = ENUMS[f.name]
+                for v in set(values) - set(allowed) - {None}:
+                    raise RowError(f"invalid value: {f.name} {v!r} is not one of {', '.join(allowed)}")
+        arrays = []
+        for f in self.schema:
+            values = cols[f.name]
+            try:
+                if f.name == "input" and user_text:
+                    arrays.append(_user_messages(values))
+                else:
+                    arrays.append(pa.array(values, f.type))
+            except (pa.ArrowException, UnicodeEncodeError, OverflowError, TypeError) as exc:
+                raise RowError(f"invalid value: {f.name}: {str(exc).splitlines()[0][:120]}") from None
+        if len(self.keys) == 1:
+            hashes = list(map(hash, cols[self.keys[0]]))
+        else:
+            hashes = list(map(hash, zip(*(cols[k] for k in self.keys), strict=True)))
+        return pa.Table.from_arrays(arrays, schema=self.schema), hashes if n else []
 
-    def _prompt_defaults(self, out: dict[str, Any], row: dict[str, Any]) -> None:
-        preset = self.preset
-        out["source"] = out["source"] or self.source
-        out["category"] = out["category"] or self.opts.category or (preset.category if preset else None)
-        if out["verifier"] is None:
-            out["verifier"] = (preset.verifier if preset else None) or \
-                DEFAULT_VERIFIER.get(out["category"] or "", "none")
-        out["license"] = out["license"] or self.opts.license or (preset.license if preset else None)
-        if out["input"] and out["input"][0]["role"] == "system":
-            raise RowError("system turn: input starts with a system turn; prompts hold no system turn (the "
-                           "generator adds 'detailed thinking on/off')")
-        if out["metadata"] is None and self.extra_columns:
-            extra = {c: row.get(c) for c in self.extra_columns if row.get(c) is not None}
-            out["metadata"] = json.dumps(extra, ensure_ascii=False, sort_keys=True, default=str) \
-                if extra else None
-        if out["id"] is None and out["input"] and out["source"]:
-            out["id"] = stable_id(out["source"], out["input"])
+    def _prompt_defaults(self, cols: dict[str, list[Any]], rows: list[dict[str, Any]],
+                         user_text: bool) -> None:
+        preset, opts = self.preset, self.opts
+        for name, default in (("source", self.source),
+                              ("category", opts.category or (preset.category if preset else None)),
+                              ("license", opts.license or (preset.license if preset else None))):
+            if default is not None:
+                cols[name] = [v or default for v in cols[name]]
+        fixed = preset.verifier if preset else None
+        cols["verifier"] = [v if v is not None else fixed or DEFAULT_VERIFIER.get(c or "", "none")
+                            for v, c in zip(cols["verifier"], cols["category"], strict=True)]
+        if not user_text:
+            for messages in cols["input"]:
+                if messages and messages[0]["role"] == "system":
+                    raise RowError("system turn: input starts with a system turn; prompts hold no system "
+                                   "turn (the generator adds 'detailed thinking on/off')")
+        metadata = cols["metadata"]
+        if "metadata" in self.same_name:  # no mapping: the columns no field used
+            used = self.used | {f for f in self.same_name if f != "metadata"}
+            for i, row in enumerate(rows):
+                if metadata[i] is None:
+                    extra = {c: v for c, v in row.items() if c not in used and v is not None}
+                    if "metadata" in extra and len(extra) == 1:
+                        continue  # a metadata column that is not an object: coerced above
+                    if extra:
+                        metadata[i] = _dumps_sorted(extra)
+        ids = cols["id"]
+        if None in ids:
+            if user_text:
+                _user_ids(cols["source"], cols["input"], ids)
+                return
+            for i, (pid, source, messages) in enumerate(zip(ids, cols["source"], cols["input"], strict=True)):
+                if pid is None and messages and source:
+                    ids[i] = stable_id(source, messages)
 
 
+def _user_messages(contents: list[str]) -> pa.Array:
+    n = len(contents)
+    struct = pa.StructArray.from_arrays([pa.array(["user"] * n, pa.string()), pa.array(contents, pa.string())],
+                                        fields=list(MESSAGE))
+    return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), struct, type=MESSAGES)
+
+
+# -- duplicates -------------------------------------------------------------------------------
+class KeyIndex:
+    """Keys seen so far as sorted runs of 64-bit hashes (with the first row's number)."""
+
+    def __init__(self):
+        self.runs: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def add(self, hashes: list[int], numbers: list[int]) -> list[int | None]:
+        """For each row, the number of the earlier row with the same key, or None."""
+        if not hashes:
+            return []
+        h = np.array(hashes, dtype=np.int64)
+        num = np.array(numbers, dtype=np.int64)
+        first_of: list[int | None] = [None] * len(hashes)
+        uniq, first_idx, inverse = np.unique(h, return_index=True, return_inverse=True)
+        earlier = num[first_idx]  # the first row of each key within the batch
+        found = np.zeros(len(uniq), dtype=bool)
+        for keys, nums in self.runs:
+            pos = np.searchsorted(keys, uniq)
+            pos[pos >= len(keys)] = 0
+            hit = (keys[pos] == uniq) & ~found
+            earlier[hit] = nums[pos[hit]]
+            found |= hit
+        inverse = inverse.reshape(-1)
+        dup = found[inverse] | (first_idx[inverse] != np.arange(len(h)))
+        for i in np.flatnonzero(dup).tolist():
+            first_of[i] = int(earlier[inverse[i]])
+        new = ~found
+        self._push(uniq[new], earlier[new])
+        return first_of
+
+    def _push(self, keys: np.ndarray, nums: np.ndarray) -> None:
+        self.runs.append((keys, nums))
+        while len(self.runs) > 1 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
+            (k1, n1), (k2, n2) = self.runs.pop(-2), self.runs.pop()
+            keys, nums = np.concatenate([k1, k2]), np.concatenate([n1, n2])
+            order = np.argsort(keys, kind="stable")
+            self.runs.append((keys[order], nums[order]))
+
+
+# -- import -----------------------------------------------------------------------------------
 @dataclass
 class DryRun:
     """What an import would publish: counts only, nothing written."""
@@ -206,6 +508,176 @@ class DryRun:
     kind: str
     rows: int
     rejected: dict[str, int]
+
+
+class _Counter:
+    """Stands in for the version writer on a dry run or a scan: counts, writes nothing."""
+
+    def __init__(self):
+        self.rows = 0
+        self.rejected: dict[str, int] = {}
+
+    def write(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+
+    def reject(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self.rejected[row["reason"]] = self.rejected.get(row["reason"], 0) + 1
+
+
+class _Import:
+    """One pass over the file: map, check keys, write (or count)."""
+
+    def __init__(self, path: Path, fmt: str, opts: ImportOptions, mapper: RowMapper, sink,
+                 progress: Callable[[int], None] | None, drop_keys: set[int] | None = None):
+        self.path, self.fmt, self.opts, self.mapper, self.sink = path, fmt, opts, mapper, sink
+        self.progress = progress
+        self.policy = duplicate_policy(opts)
+        self.drop_keys = drop_keys  # skip: keys repeated anywhere in the file (second pass)
+        self.keys = KeyIndex()
+        self.columns: dict[str, None] = {}
+        self.checked = False
+        self.first_error: InputDataError | None = None
+        self.duplicates: list[tuple[int, int, str]] = []  # (row, first row, key) of the first few
+        self.n_duplicates = 0
+        self.duplicate_keys: set[int] = set()
+        self.good = 0
+        self.rejected = 0
+        self.read = 0
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
+
+    def where(self, number: int) -> str:
+        return location(self.fmt, number)
+
+    def run(self) -> None:
+        for batch in read_batches(self.path, self.fmt):
+            self.read += len(batch)
+            rows = [(n, r) for n, r in batch if type(r) is dict]
+            if len(rows) != len(batch):
+                for number, row in batch:
+                    if isinstance(row, SourceRowError):
+                        self.fail_or_skip(number, row.reason, row.raw)
+            for shape in set(map(tuple, (r for _, r in rows))):
+                self.columns.update(dict.fromkeys(shape))
+            if not self.checked and self.fmt in ("parquet", "hf", "csv") and rows:
+                self.check_columns()  # every row of a columnar file has every column
+            if self.first_error is None and rows:
+                self.map(rows)
+            if self.progress:
+                self.progress(self.good)
+        self.flush(final=True)
+        if not self.checked:
+            self.check_columns()
+        if self.first_error is not None:
+            raise self.first_error
+        if self.n_duplicates and self.policy == "fail":
+            number, first, key = self.duplicates[0]
+            more = self.n_duplicates - 1
+            raise InputDataError(
+                f"{self.path}, {self.where(number)}: duplicate key: {'/'.join(self.mapper.keys)} {key} "
+                f"(first seen at {self.where(first)}); {self.n_duplicates:,} row{'s' * bool(more)} in all "
+                f"repeat{'s' * (not more)} an earlier row's key ({len(self.duplicate_keys):,} "
+                f"key{'s' * (len(self.duplicate_keys) > 1)})",
+                hint="--on-duplicate first keeps the first row of each key, --on-duplicate skip "
+                     "drops every row of a repeated key; either keeps the others in rejected/")
+
+    def check_columns(self) -> None:
+        self.checked = True
+        self.mapper.check_columns(self.columns)
+
+    def fail_or_skip(self, number: int, reason: str, raw: str, **extra: Any) -> None:
+        if self.opts.on_error == "fail":
+            if self.first_error is None:
+                # read on (columns only) so that a mapped column that no row has is named
+                self.first_error = InputDataError(
+                    f"{self.path}, {self.where(number)}: {reason}",
+                    hint="fix the row, or pass --on-error skip to keep it in rejected/")
+                self.pending.clear()
+            return
+        self.reject([{"location": self.where(number), "reason": reason.split(":")[0], "detail": reason,
+                      "raw": raw[:10_000], **extra}])
+
+    def reject(self, rows: list[dict[str, Any]]) -> None:
+        self.rejected += len(rows)
+        self.sink.reject(rows)
+
+    def map(self, rows: list[tuple[int, dict[str, Any]]]) -> None:
+        try:
+            table, hashes = self.mapper.map_batch([r for _, r in rows])
+            numbers = [n for n, _ in rows]
+        except RowError:
+            tables, hashes, numbers = [], [], []
+            for number, row in rows:
+                try:
+                    t, h = self.mapper.map_batch([row])
+                except RowError as exc:
+                    self.fail_or_skip(number, str(exc), _raw(row))
+                    continue
+                tables.append(t)
+                hashes += h
+                numbers.append(number)
+            if self.first_error is not None:
+                return
+            table = pa.concat_tables(tables) if tables else self.mapper.schema.empty_table()
+        keep = self.check_keys(table, hashes, numbers, rows)
+        if keep is not None:
+            table = table.filter(pa.array(keep, pa.bool_()))
+        self.good += table.num_rows
+        self.pending.append(table)
+        self.pending_rows += table.num_rows
+        self.flush()
+
+    def check_keys(self, table, hashes, numbers, rows) -> list[bool] | None:
+        if self.drop_keys is not None:
+            drop = [h in self.drop_keys for h in hashes]
+            if not any(drop):
+                return None
+        first_of = self.keys.add(hashes, numbers)
+        if self.drop_keys is None and all(f is None for f in first_of):
+            return None
+        keep = [True] * len(hashes)
+        raws = dict(rows)
+        key_of = table.select(list(self.mapper.keys)).to_pylist
+        keyvals = None
+        for i, first in enumerate(first_of):
+            skip_all = self.drop_keys is not None and hashes[i] in self.drop_keys
+            if first is None and not skip_all:
+                continue
+            keep[i] = False
+            keyvals = keyvals or key_of()
+            key = "/".join(repr(v) for v in keyvals[i].values())
+            if first is not None:
+                self.n_duplicates += 1
+                self.duplicate_keys.add(hashes[i])
+                if len(self.duplicates) < 5:
+                    self.duplicates.append((numbers[i], first, key))
+            if self.policy == "fail":
+                continue
+            where_first = self.where(first if first is not None else numbers[i])
+            self.reject([{"location": self.where(numbers[i]), "reason": "duplicate key",
+                          "detail": f"duplicate key: {'/'.join(self.mapper.keys)} {key} "
+                                    f"(first seen at {where_first})"
+                          if first is not None else
+                          f"duplicate key: {'/'.join(self.mapper.keys)} {key} repeats later in the "
+                          "file (--on-duplicate skip drops every row of the key)",
+                          "raw": _raw(raws[numbers[i]])[:10_000], "first_seen": where_first}])
+        return keep
+
+    def flush(self, final: bool = False) -> None:
+        if self.first_error is not None or (self.n_duplicates and self.policy == "fail"):
+            self.pending.clear()  # nothing will be published: hold no rows
+            self.pending_rows = 0
+            return
+        if self.pending and (final or self.pending_rows >= WRITE_ROWS
+                             or sum(t.nbytes for t in self.pending) > 64 << 20):
+            self.sink.write(pa.concat_tables(self.pending))
+            self.pending.clear()
+            self.pending_rows = 0
+
+
+def _raw(row: dict[str, Any]) -> str:
+    return json.dumps(_jsonable(row), ensure_ascii=False)
 
 
 def import_file(store: DatasetStore, path: str | Path, opts: ImportOptions,
@@ -227,57 +699,71 @@ def import_file(store: DatasetStore, path: str | Path, opts: ImportOptions,
             raise ConfigError(f"preset {opts.preset} makes prompts, not {opts.kind}")
     if opts.on_error not in ("fail", "skip"):
         raise ConfigError(f"--on-error {opts.on_error!r}: use fail or skip")
+    if opts.on_duplicate is not None and opts.on_duplicate not in ON_DUPLICATE:
+        raise ConfigError(f"--on-duplicate {opts.on_duplicate!r}: use {', '.join(ON_DUPLICATE)}")
     fmt = opts.format or detect_format(path)
+    check_source(path, fmt)
     if opts.source is None and preset is None:
         opts.source = path.stem if fmt != "hf" else path.name
-    keys = ROW_KEYS[opts.kind]
-    good: list[dict[str, Any]] = []
-    bad: list[dict[str, Any]] = []
-    seen: dict[tuple, str] = {}
-    mapper: RowMapper | None = None
+    mapper = RowMapper(opts, preset, str(path))
+    drop_keys = None
+    if duplicate_policy(opts) == "skip":  # a first pass finds the keys repeated anywhere
+        scan = _Import(path, fmt, opts, mapper, _Counter(), None)
+        scan.run()
+        drop_keys = scan.duplicate_keys
 
-    def fail_or_skip(where: str, reason: str, raw: str) -> None:
-        if opts.on_error == "fail":
-            raise InputDataError(f"{path}, {where}: {reason}",
-                                 hint="fix the row, or pass --on-error skip to keep it in rejected/")
-        bad.append({"location": where, "reason": reason.split(":")[0], "detail": reason,
-                    "raw": raw[:10_000]})
+    def run(sink) -> _Import:
+        job = _Import(path, fmt, opts, mapper, sink, progress, drop_keys)
+        job.run()
+        if not job.good:
+            raise InputDataError(f"{path}: no valid rows to import ({job.rejected} rejected)",
+                                 hint="check the mapping (--map) and the file's columns")
+        return job
 
-    for where, row in read_rows(path, fmt):
-        if isinstance(row, SourceRowError):
-            fail_or_skip(where, row.reason, row.raw)
-            continue
-        if mapper is None:
-            mapper = RowMapper(opts, preset, list(row), f"{path}")
-        try:
-            record = mapper(row)
-        except RowError as exc:
-            fail_or_skip(where, str(exc), json.dumps(row, ensure_ascii=False, default=str))
-            continue
-        key = tuple(json.dumps(record[k]) for k in keys)
-        if key in seen:
-            fail_or_skip(where, f"duplicate key: {'/'.join(keys)} {record[keys[0]]!r} (first seen at "
-                                f"{seen[key]})", json.dumps(row, ensure_ascii=False, default=str))
-            continue
-        seen[key] = where
-        good.append(record)
-        if progress and len(good) % 1000 == 0:
-            progress(len(good))
-    if not good:
-        raise InputDataError(f"{path}: no valid rows to import ({len(bad)} rejected)",
-                             hint="check the mapping (--map) and the file's columns")
     if dry_run:
-        by_reason: dict[str, int] = {}
-        for row in bad:
-            by_reason[row["reason"]] = by_reason.get(row["reason"], 0) + 1
-        return DryRun(name=opts.name, kind=opts.kind, rows=len(good), rejected=by_reason)
+        counter = _Counter()
+        job = run(counter)
+        return DryRun(name=opts.name, kind=opts.kind, rows=job.good, rejected=counter.rejected)
     config = {"path": str(path.resolve()), "sha256": sha256_file(path) if path.is_file() else None,
               "format": fmt, "kind": opts.kind, "preset": opts.preset, "map": opts.mapping,
               "category": opts.category, "license": opts.license, "source": opts.source,
               "on_error": opts.on_error}
+    if opts.on_duplicate is not None:
+        config["on_duplicate"] = opts.on_duplicate
+    provenance = {"source_file": str(path.resolve())}
     with store.writer(opts.name, opts.kind, step={"type": "import", "config": config},
-                      provenance={"source_file": str(path.resolve()), "read_rows": len(good) + len(bad)}) as w:
-        w.write(pa.Table.from_pylist(good, schema=schema_for(opts.kind)))
-        if bad:
-            w.reject(bad)
+                      provenance=provenance) as w:
+        sink = _Sink(w)
+        job = run(sink)
+        sink.close()
+        provenance["read_rows"] = job.read
     return w.manifest
+
+
+REJECTED_SCHEMA = pa.schema([("location", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
+                             ("raw", pa.string()), ("first_seen", pa.string())])
+
+
+class _Sink:
+    """Writes kept rows as they come and rejected rows in chunks (one schema for all)."""
+
+    def __init__(self, writer):
+        self.writer = writer
+        self.rejected: list[dict[str, Any]] = []
+
+    def write(self, table: pa.Table) -> None:
+        self.writer.write(table)
+
+    def reject(self, rows: list[dict[str, Any]]) -> None:
+        self.rejected += rows
+        if len(self.rejected) >= 50_000:
+            self.close()
+
+    def close(self) -> None:
+        if self.rejected:
+            self.writer.reject(pa.Table.from_pylist(self.rejected, schema=REJECTED_SCHEMA))
+            self.rejected = []
+
+
+__all__ = ["LABELS", "DryRun", "ImportOptions", "RowError", "RowMapper", "import_file", "parse_map",
+           "stable_id"]

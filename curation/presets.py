@@ -7,8 +7,11 @@ in ``metadata`` as JSON, so the worked solution, subject, level or task id stay 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+
+from .readers import RowError
 
 HUMANEVAL_INSTRUCTION = (
     "Complete the following Python function. Reply with the whole function (signature "
@@ -23,11 +26,10 @@ class Preset:
     license: str
     fields: dict[str, Callable[[dict[str, Any]], Any]]
     uses: tuple[str, ...] = field(default=())  # source columns consumed (not copied to metadata)
+    expects: tuple[str, ...] = field(default=())  # columns a file must have for this preset
 
 
 def _gsm8k_answer(row: dict[str, Any]) -> str:
-    from .importer import RowError
-
     answer = row.get("answer")
     if not isinstance(answer, str) or "####" not in answer:
         raise RowError("missing value: GSM8K `answer` has no '#### ' final answer")
@@ -43,15 +45,15 @@ PRESETS: dict[str, Preset] = {
         source="gsm8k", category="math", verifier="math", license="MIT",
         fields={"input": _column("question"), "ground_truth": _gsm8k_answer,
                 "metadata": lambda row: json.dumps({"solution": row.get("answer")}, ensure_ascii=False)},
-        uses=("question", "answer")),
+        uses=("question", "answer"), expects=("question", "answer")),
     "math500": Preset(
         source="math500", category="math", verifier="math", license="MIT",
         fields={"input": _column("problem"), "ground_truth": _column("answer")},
-        uses=("problem", "answer")),
+        uses=("problem", "answer"), expects=("problem", "answer")),
     "humaneval": Preset(
         source="humaneval", category="code", verifier="code", license="MIT",
         fields={"input": lambda row: HUMANEVAL_INSTRUCTION.format(prompt=row.get("prompt") or ""),
                 # a self-contained test program: run after the candidate's code
                 "ground_truth": lambda row: f"{row.get('test')}\n\ncheck({row.get('entry_point')})\n"},
-        uses=("test",)),
+        uses=("test",), expects=("prompt", "test", "entry_point")),
 }

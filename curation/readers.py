@@ -1,22 +1,42 @@
-"""Read source rows from JSONL, JSON, Parquet, CSV and local Hugging Face datasets.
+"""Read source rows from JSONL, JSON, Parquet, CSV and local Hugging Face datasets, streaming.
 
-Each reader yields ``(where, row)`` with ``where`` a human location ("line 12", "row 7")
-and ``row`` a dict, or ``(where, SourceRowError)`` for a row that cannot be parsed, so the
-importer decides between failing and recording it as rejected.
+``read_batches`` yields lists of ``(number, row)``: ``number`` the row's line (JSONL, CSV),
+item (JSON) or row (Parquet, HF) number, ``row`` a dict, or a ``SourceRowError`` for a row
+that cannot be parsed, so the importer decides between failing and recording it as
+rejected.  ``location(fmt, number)`` turns a number into the words errors use ("line 12").
+Nothing reads a whole file into memory except a ``.json`` array (one JSON document).
+
+Values are read as they are, with three exceptions that keep bad bytes out of the store:
+JSON's non-standard ``NaN`` / ``Infinity`` are read as missing (null), an integer longer
+than Python converts (4300 digits) is kept as its digits (text), and a lone UTF-16
+surrogate escape (``"\\ud800"``, not a character) makes the row malformed.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
+import re
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from manifests.errors import ConfigError, InputDataError, NotFoundError, require
 
 FORMATS = ("jsonl", "json", "parquet", "csv", "hf")
+BATCH_ROWS = 10_000
+LABELS = {"jsonl": "line", "csv": "line", "json": "item", "parquet": "row", "hf": "row"}
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_CSV_FIELD_LIMIT = 1 << 30  # the csv module's default (131,072 characters) is far too small
+
+
+class RowError(Exception):
+    """A problem with one source row: fatal with --on-error fail, rejected with skip.
+
+    Lives here (not in the importer) so that presets can raise it without importing the
+    importer, which imports the presets."""
 
 
 @dataclass
@@ -25,68 +45,193 @@ class SourceRowError:
     raw: str
 
 
+class BigInt(str):
+    """An integer literal too long for ``int()``: kept as its digits (text)."""
+
+
+def location(fmt: str, number: int) -> str:
+    return f"{LABELS.get(fmt, 'row')} {number}"
+
+
 def detect_format(path: Path) -> str:
-    if path.is_dir():
-        return "hf"
+    """From the extension; a folder is a Hugging Face dataset unless its name says otherwise."""
     suffix = path.suffix.lower()
     for fmt, suffixes in {"jsonl": (".jsonl", ".ndjson"), "json": (".json",),
                           "parquet": (".parquet", ".pq"), "csv": (".csv",)}.items():
         if suffix in suffixes:
-            return fmt
+            return fmt  # a folder named like a file is refused by check_source
+    if path.is_dir():
+        return "hf"
     raise ConfigError(f"{path}: cannot tell the format from the extension {suffix!r}",
                       hint=f"pass --format, one of {', '.join(FORMATS)}")
 
 
-def read_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[str, dict[str, Any] | SourceRowError]]:
+def check_source(path: Path, fmt: str) -> None:
+    """Errors a file can have before its first row: missing, a directory, empty, unreadable."""
     if not path.exists():
         raise NotFoundError(f"{path}: no such file or directory")
-    fmt = fmt or detect_format(path)
-    if fmt != "hf" and path.stat().st_size == 0:
-        raise InputDataError(f"{path}: the file is empty", hint="point at a file with rows")
-    reader = {"jsonl": _jsonl, "json": _json, "parquet": _parquet, "csv": _csv, "hf": _hf}.get(fmt)
-    if reader is None:
+    if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
-    return reader(path)
-
-
-def _decode(path: Path, raw: bytes, where: str, offset: int) -> str:
+    if fmt == "hf":
+        if not path.is_dir():
+            raise InputDataError(f"{path}: --format hf wants a folder written by save_to_disk, "
+                                 "not a file", hint=f"for a file use --format {_guess(path)}")
+        return
+    if path.is_dir():
+        raise InputDataError(f"{path}: is a directory, not a {fmt} file",
+                             hint="give a file, or --format hf for a Hugging Face dataset saved "
+                                  "with save_to_disk")
+    if not path.is_file():
+        raise InputDataError(f"{path}: not a regular file", hint="give a file with rows")
+    if path.stat().st_size == 0:
+        raise InputDataError(f"{path}: the file is empty", hint="point at a file with rows")
     try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputDataError(
-            f"{path}, {where}: not valid UTF-8 (byte {offset + exc.start} of the file: "
-            f"{raw[exc.start:exc.start + 4]!r})",
-            hint="convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8") from exc
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise InputDataError(f"{path}: cannot be read ({exc.strerror or exc})",
+                             hint="check the file's permissions") from exc
 
 
-def _jsonl(path: Path):
+def _guess(path: Path) -> str:
+    try:
+        return detect_format(path)
+    except ConfigError:
+        return "jsonl"
+
+
+def read_batches(path: Path, fmt: str | None = None, batch_rows: int = BATCH_ROWS
+                 ) -> Iterator[list[tuple[int, dict[str, Any] | SourceRowError]]]:
+    fmt = fmt or detect_format(path)
+    check_source(path, fmt)
+    reader = {"jsonl": _jsonl, "json": _json, "parquet": _parquet, "csv": _csv, "hf": _hf}[fmt]
+    batch: list[tuple[int, dict[str, Any] | SourceRowError]] = []
+    try:
+        for item in reader(path, batch_rows):
+            if isinstance(item, list):  # readers of columnar files yield whole batches
+                if batch:
+                    yield batch
+                    batch = []
+                yield item
+                continue
+            batch.append(item)
+            if len(batch) >= batch_rows:
+                yield batch
+                batch = []
+    except OSError as exc:  # a file that vanished or a disk error while reading
+        raise InputDataError(f"{path}: read failed ({exc.strerror or exc})") from exc
+    if batch:
+        yield batch
+
+
+def read_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[str, dict[str, Any] | SourceRowError]]:
+    """Rows one at a time as ``(where, row)`` (``where`` like "line 12")."""
+    fmt = fmt or detect_format(path)
+    for batch in read_batches(path, fmt):
+        for number, row in batch:
+            yield location(fmt, number), row
+
+
+def _big_int(text: str) -> int | BigInt:
+    try:
+        return int(text)
+    except ValueError:  # over sys.get_int_max_str_digits()
+        return BigInt(text)
+
+
+def _nan_as_null(_constant: str) -> None:
+    return None
+
+
+_DECODER = json.JSONDecoder(parse_constant=_nan_as_null)
+_BIG_DECODER = json.JSONDecoder(parse_constant=_nan_as_null, parse_int=_big_int)
+
+
+def loads(raw: str) -> Any:
+    """json.loads with the three exceptions of the module docstring (ValueError if malformed)."""
+    try:
+        value = _DECODER.decode(raw)
+    except RecursionError:
+        raise ValueError(f"nested too deep: more than about {sys.getrecursionlimit()} levels of "
+                         "arrays/objects") from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:  # an integer of more digits than int() converts
+        if "digits" not in str(exc):
+            raise
+        value = _BIG_DECODER.decode(raw)
+    if "\\u" in raw and _SURROGATE.search(raw):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"lone surrogate escape: {exc.object[exc.start]!r} is half of a UTF-16 "
+                             "pair, not a character") from None
+    return value
+
+
+def _decode_error(path: Path, raw: bytes, where: str, offset: int, exc: UnicodeDecodeError):
+    return InputDataError(
+        f"{path}, {where}: not valid UTF-8 (byte {offset + exc.start} of the file: "
+        f"{raw[exc.start:exc.start + 4]!r})",
+        hint="convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8")
+
+
+def _jsonl(path: Path, _batch_rows: int):
+    scan = _DECODER.scan_once
     offset = 0
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
-            where = f"line {number}"
-            text = _decode(path, raw, where, offset).strip()
-            offset += len(raw)
-            if not text:
+            start, offset = offset, offset + len(raw)
+            if raw.isspace():
                 continue
             try:
-                row = json.loads(text)
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _decode_error(path, raw, f"line {number}", start, exc) from exc
+            if number == 1:
+                text = text.lstrip("\ufeff")
+            try:  # the C scanner on the line; anything unusual goes through loads()
+                row, end = scan(text, 0)
+                if end != len(text) and not text[end:].isspace() or "\\u" in text:
+                    raise ValueError
+            except (StopIteration, ValueError, RecursionError):
+                row = None
+            try:
+                if row is None:
+                    row = loads(text)
             except json.JSONDecodeError as exc:
-                yield where, SourceRowError(f"malformed JSON: column {exc.colno}: {exc.msg}", text)
+                yield number, SourceRowError(f"malformed JSON: column {exc.colno}: {exc.msg}",
+                                             raw.decode("utf-8", "replace").strip())
+                continue
+            except ValueError as exc:
+                yield number, SourceRowError(f"malformed JSON: {exc}",
+                                             raw[:2000].decode("utf-8", "replace").strip())
                 continue
             if not isinstance(row, dict):
-                yield where, SourceRowError(f"not an object: expected a JSON object, got {type(row).__name__}", text)
+                yield number, SourceRowError(f"not an object: expected a JSON object, got {type(row).__name__}",
+                                             raw.decode("utf-8", "replace").strip())
                 continue
-            yield where, row
+            yield number, row
 
 
-def _json(path: Path):
-    text = _decode(path, path.read_bytes(), "content", 0)
+def _json(path: Path, _batch_rows: int):
+    raw = path.read_bytes()
     try:
-        data = json.loads(text)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise _decode_error(path, raw, f"line {line}", 0, exc) from exc
+    del raw
+    try:
+        data = loads(text)
     except json.JSONDecodeError as exc:
         raise InputDataError(f"{path}, line {exc.lineno}, column {exc.colno}: malformed JSON: {exc.msg}",
                              hint="a .json file holds one array of objects; use .jsonl for one "
                                   "object per line") from exc
+    except ValueError as exc:
+        raise InputDataError(f"{path}: malformed JSON: {exc}",
+                             hint="fix the file, or write it as .jsonl (one object per line) so "
+                                  "that --on-error skip can keep the bad rows aside") from exc
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):
@@ -94,51 +239,72 @@ def _json(path: Path):
     if not data:
         raise InputDataError(f"{path}: the array is empty")
     for index, row in enumerate(data):
-        where = f"item {index}"
         if isinstance(row, dict):
-            yield where, row
+            yield index, row
         else:
-            yield where, SourceRowError(f"not an object: expected a JSON object, got {type(row).__name__}",
+            yield index, SourceRowError(f"not an object: expected a JSON object, got {type(row).__name__}",
                                         json.dumps(row)[:2000])
 
 
-def _parquet(path: Path):
+def _parquet(path: Path, batch_rows: int):
     import pyarrow.parquet as pq
 
     try:
         parquet = pq.ParquetFile(path)
     except Exception as exc:
-        raise InputDataError(f"{path}: not a readable Parquet file ({exc})") from exc
+        raise InputDataError(f"{path}: not a readable Parquet file ({exc})",
+                             hint="check that the file is complete (not truncated) Parquet") from exc
     number = 0
-    for batch in parquet.iter_batches(batch_size=10_000):
-        for row in batch.to_pylist():
-            yield f"row {number}", row
-            number += 1
+    for group in range(parquet.metadata.num_row_groups):
+        try:
+            for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=[group]):
+                rows = batch.to_pylist()
+                yield list(enumerate(rows, start=number))
+                number += len(rows)
+        except (OSError, ValueError, ArithmeticError, UnicodeDecodeError) as exc:
+            # pyarrow raises ArrowInvalid / ArrowIOError / OSError on corrupt pages
+            raise InputDataError(f"{path}, row group {group} (rows from {number}): corrupt "
+                                 f"Parquet data ({str(exc).splitlines()[0][:200]})",
+                                 hint="the file is damaged: write it again from its source") from exc
 
 
-def _csv(path: Path):
-    text = _decode(path, path.read_bytes(), "content", 0)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames:
-        raise InputDataError(f"{path}: the CSV file has no header row")
-    for row in reader:
-        where = f"line {reader.line_num}"
-        if None in row:
-            yield where, SourceRowError("malformed CSV: more fields than the header has", json.dumps(row[None]))
-            continue
-        yield where, row
+def _csv(path: Path, _batch_rows: int):
+    csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        try:
+            if not reader.fieldnames:
+                raise InputDataError(f"{path}: the CSV file has no header row")
+            for row in reader:
+                if None in row:
+                    yield reader.line_num, SourceRowError("malformed CSV: more fields than the header has",
+                                                          json.dumps(row[None]))
+                    continue
+                yield reader.line_num, row
+        except UnicodeDecodeError as exc:
+            raise InputDataError(f"{path}, near line {reader.line_num + 1}: not valid UTF-8 "
+                                 f"({exc.object[exc.start:exc.start + 4]!r})",
+                                 hint="convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8") from exc
+        except csv.Error as exc:
+            raise InputDataError(f"{path}, line {reader.line_num + 1}: malformed CSV ({exc})",
+                                 hint="check the quoting of that line") from exc
 
 
-def _hf(path: Path):
+def _hf(path: Path, batch_rows: int):
     datasets = require("datasets", "hf")
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as exc:
-        raise InputDataError(f"{path}: not a Hugging Face dataset saved with save_to_disk ({exc})") from exc
+        raise InputDataError(f"{path}: not a Hugging Face dataset saved with save_to_disk ({exc})",
+                             hint="a folder is read as a Hugging Face dataset; for a file inside "
+                                  "it, give the file") from exc
     if isinstance(ds, datasets.DatasetDict):
         if "train" not in ds:
             raise InputDataError(f"{path}: a DatasetDict without a 'train' split ({list(ds)})",
                                  hint="point at one split's folder")
         ds = ds["train"]
-    for index, row in enumerate(ds):
-        yield f"row {index}", row
+    number = 0
+    for table in ds.with_format("arrow").iter(batch_size=batch_rows):
+        rows = table.to_pylist()
+        yield list(enumerate(rows, start=number))
+        number += len(rows)

@@ -56,6 +56,9 @@ class InputSpec(_Strict):
     license: str | None = Field(None, description="licence for every imported row")
     source: str | None = Field(None, description="source name (part of the prompt id)")
     on_error: str = Field("fail", description="fail, or skip (bad rows -> rejected/)")
+    on_duplicate: str | None = Field(None, description="fail, first or skip: rows repeating an "
+                                                       "earlier row's key (default: first with "
+                                                       "on_error skip, else fail)")
 
 
 class StepSpec(_Strict):

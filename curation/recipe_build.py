@@ -64,11 +64,13 @@ def import_step(key: str, spec: InputSpec) -> tuple[Any, Step]:
         source = path.stem if fmt != "hf" else path.name  # the importer's own default
     opts = ImportOptions(name=key, kind=spec.kind, preset=spec.preset, format=spec.format,
                          mapping=dict(spec.map), category=spec.category, license=spec.license,
-                         source=spec.source, on_error=spec.on_error)
+                         source=spec.source, on_error=spec.on_error, on_duplicate=spec.on_duplicate)
     config = {"path": str(path.resolve()), "sha256": sha256_file(path) if path.is_file() else None,
               "format": fmt, "kind": spec.kind, "preset": spec.preset, "map": dict(spec.map),
               "category": spec.category, "license": spec.license, "source": source,
               "on_error": spec.on_error}
+    if spec.on_duplicate is not None:  # as the importer records it
+        config["on_duplicate"] = spec.on_duplicate
     return opts, Step(type="import", config=config)
 
 

@@ -32,23 +32,30 @@ TABLE_ROWS = 1000  # rows `sql --format table` prints when no --limit is given
 @click.option("--source", help="Source name (default: preset or file name); part of the prompt id.")
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
               help="skip: keep bad rows in rejected/ with a reason instead of failing.")
+@click.option("--on-duplicate", type=click.Choice(["fail", "first", "skip"]), default=None,
+              help="Rows whose key (prompts: id) repeats an earlier row's: fail (default; says how "
+                   "many in all), first (keep the first row of each key), skip (drop every row of a "
+                   "repeated key). Dropped rows go to rejected/ with the first one's line. "
+                   "Default: first with --on-error skip, else fail.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 @click.option("--dry-run", is_flag=True, help="Read and validate every row; write nothing.")
 @click.pass_context
 def import_cmd(ctx, path, name, kind, preset, fmt, maps, category, license_, source, on_error,
-               as_json, dry_run):
+               on_duplicate, as_json, dry_run):
     """Import a file as a new version (prompts by default).
 
     \b
     Example:
       thinkforge import gsm8k_train.jsonl --name gsm8k --preset gsm8k
-      thinkforge import qa.csv --name qa --map input="{title} {body}" --map ground_truth=answer --category math
+      thinkforge import qa.csv --name qa --map input="{title}\\n\\n{body}" --map ground_truth=answer --category math
+      thinkforge import train.jsonl --name t --category math --on-duplicate first
       thinkforge import big.parquet --name big --category chat --dry-run --on-error skip
     """
     from curation.importer import ImportOptions, import_file, parse_map
 
     opts = ImportOptions(name=name, kind=kind, preset=preset, format=fmt, mapping=parse_map(maps),
-                         category=category, license=license_, source=source, on_error=on_error)
+                         category=category, license=license_, source=source, on_error=on_error,
+                         on_duplicate=on_duplicate)
     manifest = import_file(get_store(ctx), path, opts, dry_run=dry_run,
                            progress=None if ctx.obj["quiet"] else _rows_progress(path))
     if dry_run:
@@ -71,9 +78,11 @@ def _rows_progress(path: Path):
     import time
 
     start = time.monotonic()
+    shown = [0]
 
-    def report(rows: int) -> None:
-        if rows % 50_000 == 0:
+    def report(rows: int) -> None:  # called once per batch with the rows kept so far
+        if rows // 500_000 > shown[0] // 500_000:
+            shown[0] = rows
             rate = rows / max(1e-9, time.monotonic() - start)
             log(f"{path.name}: {rows:,} rows read ({rate:,.0f} rows/s)")
 
