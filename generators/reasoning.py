@@ -29,6 +29,7 @@ class ShapedOutput:
     output: str          # what is stored: ON -> <think>...</think> + answer; OFF -> answer
     answer_text: str     # the part after the reasoning (what verifiers read)
     format_ok: bool      # tags (native) or the requested structure (prompted) were followed
+    declared: bool = False  # answer_text is what followed a "Final answer:" line (prompted)
 
 
 def teacher_messages(messages: list[dict], mode: str, reasoning_format: str) -> list[dict]:
@@ -64,16 +65,16 @@ def _shape_prompted(text: str) -> ShapedOutput:
         last = markers[-1]
         reasoning, answer = text[:last.start()].strip(), text[last.end():].strip()
         ok = bool(reasoning) and bool(answer)
-    elif (fence := text.rfind("```", 0, text.rfind("```"))) >= 0:
+        return ShapedOutput(f"<think>\n{reasoning}\n</think>\n\n{answer}", answer, ok,
+                            declared=bool(answer))
+    if (fence := text.rfind("```", 0, text.rfind("```"))) >= 0:
         # no marker, but code: the last fenced block is the answer, the text before it reasons
-        reasoning, answer, ok = text[:fence].strip(), text[fence:].strip(), False
-    else:
-        # the teacher ignored the requested structure: its last paragraph is the answer
-        paragraphs = [p for p in re.split(r"\n\s*\n", text) if p.strip()]
-        reasoning = "\n\n".join(paragraphs[:-1]) if len(paragraphs) > 1 else text
-        answer, ok = (paragraphs[-1].strip() if paragraphs else ""), False
-    output = f"<think>\n{reasoning}\n</think>\n\n{answer}"
-    return ShapedOutput(output, answer, ok)
+        reasoning, answer = text[:fence].strip(), text[fence:].strip()
+        return ShapedOutput(f"<think>\n{reasoning}\n</think>\n\n{answer}", answer, False)
+    # the teacher wrote no "Final answer:" line: there is no answer to store or verify.
+    # (Storing its last paragraph as the answer duplicated one-paragraph replies as
+    # <think>X</think>X.)  SFT rejects the row (no_final_answer); rollouts score it 0.
+    return ShapedOutput(f"<think>\n{text}\n</think>", "", False)
 
 
 def extract_answer(answer_text: str) -> str | None:

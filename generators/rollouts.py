@@ -16,10 +16,9 @@ from manifests.manifest import Manifest
 
 from .config import RolloutConfig
 from .engine import Plan, RunResult
-from .reasoning import extract_answer, shape_output
+from .reasoning import shape_output
 from .steps import run_generation_step, verify_answer
 from .verifiers import VerifierRegistry
-from .verifiers.code_tests import extract_code
 
 __all__ = ["RolloutConfig", "generate_rollouts"]
 
@@ -42,14 +41,13 @@ def _build_rows(config: RolloutConfig, plans: list[Plan], result: RunResult,
         if done is None:
             continue
         shaped = shape_output(done["text"], plan.mode, config.reasoning_format)
-        correct = verify_answer(verifiers, plan, shaped.answer_text, verifier_errors)
+        correct, answer = verify_answer(verifiers, plan, shaped, verifier_errors)
         reward = None if correct is None else (
             config.reward_correct * correct + config.reward_format * shaped.format_ok)
-        is_code = plan.prompt["verifier"] == "code"
         rows.append({
             "prompt_id": plan.prompt["id"], "sample": plan.sample, "generator": plan.model,
             "reasoning": plan.mode, "output": shaped.output,
-            "answer": extract_code(shaped.answer_text) if is_code else extract_answer(shaped.answer_text),
+            "answer": answer,
             "correct": correct, "format_ok": shaped.format_ok, "reward": reward,
             "output_tokens": done["completion_tokens"], "finish_reason": done["finish_reason"],
         })

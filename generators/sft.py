@@ -18,11 +18,10 @@ from manifests.schemas import SYSTEM_PROMPTS
 
 from .config import SftConfig
 from .engine import Plan, RunResult
-from .reasoning import extract_answer, shape_output
+from .reasoning import shape_output
 from .runs import stable_hash
 from .steps import rejected_row, run_generation_step, verify_answer
 from .verifiers import VerifierRegistry
-from .verifiers.code_tests import extract_code
 
 __all__ = ["SftConfig", "generate_sft"]
 
@@ -54,7 +53,7 @@ def _build_rows(config: SftConfig, plans: list[Plan], result: RunResult,
             rejected.append(rejected_row(plan, reason, None, done["text"]))
             continue
         prompt = plan.prompt
-        is_code = prompt["verifier"] == "code"
+        verified, answer = verify_answer(verifiers, plan, shaped, verifier_errors)
         rows.append({
             "id": plan.key, "prompt_id": prompt["id"],
             "pair_id": stable_hash([prompt["id"], plan.sample], 16),
@@ -62,8 +61,7 @@ def _build_rows(config: SftConfig, plans: list[Plan], result: RunResult,
             "system_prompt": SYSTEM_PROMPTS[plan.mode], "input": prompt["input"],
             "output": shaped.output, "generator": plan.model, "license": prompt.get("license"),
             "ground_truth": prompt.get("ground_truth"),
-            "verified": verify_answer(verifiers, plan, shaped.answer_text, verifier_errors),
-            "answer": extract_code(shaped.answer_text) if is_code else extract_answer(shaped.answer_text),
+            "verified": verified, "answer": answer,
             "output_tokens": done["completion_tokens"], "finish_reason": done["finish_reason"],
         })
     return rows, rejected
@@ -74,6 +72,10 @@ def _reject_reason(mode: str, reasoning_format: str, shaped) -> str | None:
         return "format:think_tags_in_off_mode"
     if mode == "on" and reasoning_format == "native" and not shaped.format_ok:
         return "format:missing_or_malformed_think_block"
+    if mode == "on" and reasoning_format == "prompted" and not shaped.answer_text.strip():
+        # no "Final answer:" line: storing the reasoning as the answer would teach
+        # <think>X</think>X
+        return "format:no_final_answer"
     if not shaped.answer_text.strip():
         return "empty_output"
     return None

@@ -20,8 +20,11 @@ from manifests.errors import GenerationFailedError
 from manifests.manifest import Manifest, Step
 
 from .engine import Plan, RunResult, load_prompts, plan_requests, provenance, run_plans
+from .reasoning import ShapedOutput
 from .runs import RunCheckpoint, default_run_id
 from .verifiers import VerifierRegistry
+from .verifiers.code_tests import extract_code
+from .verifiers.math_answers import prediction
 
 # build_rows(plans, result, verifiers, verifier_errors) -> (rows, rejected rows)
 RowBuilder = Callable[[list[Plan], RunResult, VerifierRegistry, Counter],
@@ -57,6 +60,7 @@ def run_generation_step(store, prompts: Manifest, name: str, *, kind: str, step_
                  f"{checkpoint.dir} (or fix the prompts) and run the same command again")
     facts = provenance(result, config, run_id, verifiers.versions(), verifier_errors)
     # plain facts other steps read back (the pass-rate filter: models, K, verifier versions)
+    facts["answers_by_source"] = dict(verifiers.answer_sources)
     facts.update(models=sorted({p.model for p in plans}), modes=list(modes),
                  samples_per_prompt=samples, seed=config.seed,
                  verifier_versions=facts["verifiers"])
@@ -117,10 +121,29 @@ def rejected_row(plan: Plan, reason: str, detail: str | None, output: str | None
             "sample": plan.sample, "model": plan.model, "detail": detail, "output": output}
 
 
-def verify_answer(verifiers: VerifierRegistry, plan: Plan, answer_text: str,
-                  verifier_errors: Counter) -> bool | None:
+def marker_required(messages: list[dict[str, str]]) -> bool:
+    """Whether the request asked for a declared answer ("Final answer:" or \\boxed)."""
+    return any("final answer" in m["content"].lower() or "\\boxed" in m["content"]
+               for m in messages if m["role"] in ("system", "user"))
+
+
+def verify_answer(verifiers: VerifierRegistry, plan: Plan, shaped: ShapedOutput,
+                  verifier_errors: Counter) -> tuple[bool | None, str | None]:
+    """(correct, the stored answer): the answer is exactly what the verifier checked.
+
+    Code answers store the extracted program; rows nothing verifies store the declared
+    answer read the same way the math verifier reads it.
+    """
     prompt = plan.prompt
-    outcome = verifiers.check(prompt["verifier"], answer_text, prompt.get("ground_truth"), prompt)
+    asked = marker_required(plan.messages)
+    # the prompted format cut the "Final answer:" marker off: put it back for the verifier
+    answer_text = f"Final answer: {shaped.answer_text}" if shaped.declared else shaped.answer_text
+    outcome = verifiers.check(prompt["verifier"], answer_text, prompt.get("ground_truth"),
+                              prompt, marker_required=asked)
     if outcome.error_kind and outcome.error_kind != "no_ground_truth":
         verifier_errors[outcome.error_kind] += 1
-    return outcome.correct
+    if prompt["verifier"] == "code":
+        return outcome.correct, extract_code(answer_text)
+    if outcome.answer_source is not None:
+        return outcome.correct, outcome.answer
+    return outcome.correct, prediction(answer_text, asked)[0]
