@@ -35,10 +35,13 @@ CATALOG_LAYOUT = "2"
 
 
 def store_signature(store: DatasetStore) -> str:
-    """Hash of where the store is and of its published version directories: changes exactly
-    when a version appears or the store is moved (views name shards by absolute path)."""
-    return hashlib.sha256("\n".join([str(store.root), CATALOG_LAYOUT,
-                                      *store.version_keys()]).encode()).hexdigest()
+    """Hash of where the store is, of its published version directories and of its training
+    run records: changes exactly when a version or a run appears or the store is moved
+    (views name shards by absolute path)."""
+    from .training_runs import TrainingRuns
+
+    keys = [str(store.root), CATALOG_LAYOUT, *store.version_keys(), *TrainingRuns(store).ids()]
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()
 
 
 @contextmanager
@@ -91,6 +94,22 @@ _TABLES = ["""CREATE TABLE catalog_meta (key VARCHAR PRIMARY KEY, value VARCHAR)
            """CREATE TABLE lineage (name VARCHAR, version VARCHAR, parent_name VARCHAR,
             parent_version VARCHAR, parent_fingerprint VARCHAR)"""]
 
+# training run records (manifests.training_runs): rebuilt whole on every refresh (few rows)
+_RUNS_TABLE = """CREATE OR REPLACE TABLE runs (run_id VARCHAR, method VARCHAR, status VARCHAR,
+            data_ref VARCHAR, data_name VARCHAR, data_version VARCHAR, data_fingerprint VARCHAR,
+            data_refs VARCHAR[], base_model VARCHAR, output_dir VARCHAR, weights_sha256 VARCHAR,
+            world_size INTEGER, steps BIGINT, final_loss DOUBLE, wall_time_s DOUBLE,
+            created_at TIMESTAMPTZ, trl_version VARCHAR, torch_version VARCHAR,
+            config_hash VARCHAR, config JSON, metrics JSON)"""
+
+
+def _fill_runs(con, store: DatasetStore) -> None:
+    from .training_runs import run_rows
+
+    con.execute(_RUNS_TABLE)
+    for row in run_rows(store):
+        con.execute("INSERT INTO runs VALUES (" + ",".join("?" * len(row)) + ")", list(row.values()))
+
 
 def _build(store: DatasetStore, signature: str) -> None:
     tmp = _tmp_path(store)
@@ -104,6 +123,7 @@ def _build(store: DatasetStore, signature: str) -> None:
             for m in store.versions(name):
                 _add_version(con, store, m)
             _point_latest(con, name)
+        _fill_runs(con, store)
         con.execute("CHECKPOINT")
     finally:
         con.close()
@@ -136,6 +156,7 @@ def _extend(store: DatasetStore, signature: str) -> bool:
                 _add_version(con, store, store.resolve(f"{name}@{version}"))
             for name in sorted({k.split("/")[0] for k in added}):
                 _point_latest(con, name)
+            _fill_runs(con, store)
             con.execute("UPDATE catalog_meta SET value = ? WHERE key = 'signature'", [signature])
             con.execute("CHECKPOINT")
         finally:

@@ -57,6 +57,7 @@ def load_commands() -> None:
     from . import generate_cmds  # noqa: F401
     from . import filter_cmds  # noqa: F401
     from . import curation_cmds  # noqa: F401
+    from . import train_cmds  # noqa: F401
 
 
 def main() -> None:

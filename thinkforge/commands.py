@@ -138,14 +138,21 @@ def catalog_rebuild(ctx):
 @click.option("--verify", is_flag=True, help="Check sha256 of every shard (default: sizes only).")
 @click.pass_context
 def show_cmd(ctx, ref, as_json, verify):
-    """Show a version's manifest: rows, stats, lineage, files.
+    """Show a version's manifest (rows, stats, lineage, files), or a training run record.
 
     \b
     Example:
       thinkforge show gsm8k@v1
+      thinkforge show run-sft-demo-sft-train-20261201t210000-1a2b3c
       thinkforge show gsm8k --json
     """
     store = get_store(ctx)
+    from manifests.training_runs import TrainingRuns
+
+    if "@" not in ref and TrainingRuns(store).exists(ref):
+        from .train_cmds import show_run
+
+        return show_run(store, ref, as_json)
     m = store.resolve(ref)
     (store.verify if verify else store.check_sizes)(m)
     if as_json:

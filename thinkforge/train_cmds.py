@@ -1,0 +1,320 @@
+"""The training commands: `train METHOD`, `runs`, `launch`.
+
+Each `train` subcommand's options come from its method's pydantic config
+(``trainers/<method>_config.py``): one ``--field-name`` per field, with the field's
+description as help; ``--config YAML`` supplies any of them from a file (CLI flags win),
+and ``--trl KEY=VALUE`` sets any other field of the TRL config.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .cli import cli, get_store
+from .output import log, print_json, print_table
+
+METHOD_HELP = {
+    "sft": ("Supervised fine-tuning (TRL SFTTrainer) on an sft version.",
+            "thinkforge train sft --data demo-sft-train --model smollm2-135m --output out/sft --max-steps 20"),
+    "grpo": ("GRPO (TRL GRPOTrainer) on an rl_pool version, in curriculum order.",
+             "thinkforge train grpo --data demo-rl --model out/sft --output out/grpo --max-steps 4"),
+    "dpo": ("DPO (TRL DPOTrainer) on a preferences version.",
+            "thinkforge train dpo --data demo-prefs --model out/sft --output out/dpo --max-steps 10"),
+    "reward": ("A reward model (TRL RewardTrainer, sequence-classification head) on preferences.",
+               "thinkforge train reward --data demo-prefs --model smollm2-135m --output out/rm"),
+    "rloo": ("RLOO (TRL RLOOTrainer) on an rl_pool version, same rewards as GRPO.",
+             "thinkforge train rloo --data demo-rl --model out/sft --output out/rloo --max-steps 4"),
+}
+COMMON = {"max_steps"}  # declared explicitly on every command (it is in the issue's synopsis)
+
+
+def _option_for(name: str, info) -> click.Option | None:
+    """A click option for one pydantic field (dicts and lists: YAML / --trl only)."""
+    annotation = info.annotation
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation, origin = args[0], typing.get_origin(args[0])
+    flag = "--" + name.replace("_", "-")
+    help_text = info.description or ""
+    if origin is typing.Literal:
+        return click.Option([flag, name], type=click.Choice([str(a) for a in typing.get_args(annotation)]),
+                            default=None, help=f"{help_text} [default: {info.default}]")
+    if annotation is bool:
+        return click.Option([f"{flag}/--no-{flag[2:]}", name], default=None,
+                            help=f"{help_text} [default: {info.default}]")
+    if annotation in (int, float, str):
+        return click.Option([flag, name], type=annotation, default=None,
+                            help=f"{help_text} [default: {info.default}]")
+    return None
+
+
+def parse_trl_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--trl warmup_ratio=0.1 --trl lr_scheduler_type=cosine``: YAML-typed values."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.UsageError(f"--trl {pair!r}: use KEY=VALUE, e.g. --trl warmup_ratio=0.1")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def load_config(method: str, config_file: Path | None, flags: dict[str, Any],
+                trl_pairs: tuple[str, ...] = ()):
+    """YAML file, then CLI flags, validated by the method's config (unknown keys: an error
+    with a suggestion)."""
+    from pydantic import ValidationError
+
+    from curation.recipe import (
+        _explain,  # the recipes' "did you mean" for pydantic errors
+    )
+    from manifests.errors import ConfigError
+    from trainers.registry import config_model
+
+    model = config_model(method)
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read --config {config_file}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"--config {config_file}: expected a mapping of option: value")
+        values.update(loaded)
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if trl_pairs:
+        values["trl"] = {**(values.get("trl") or {}), **parse_trl_overrides(trl_pairs)}
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        explained = _explain(exc, model, str(config_file or f"train {method} options"))
+        raise ConfigError(explained.args[0].replace("invalid recipe", f"invalid {method} config"),
+                          hint=f"see `thinkforge train {method} --help` for every option") from exc
+
+
+@cli.group("train")
+def train_group():
+    """Train a model on a dataset version (verified first) and publish a run record.
+
+    \b
+    Example:
+      thinkforge train sft --data demo-sft-train --model smollm2-135m --output out/sft --max-steps 20
+      thinkforge runs
+    """
+
+
+def _make_train_command(method: str) -> click.Command:
+    short, example = METHOD_HELP[method]
+
+    def callback(**kwargs):
+        ctx = click.get_current_context()
+        _run_train(ctx, method, kwargs)
+
+    params: list[click.Parameter] = [
+        click.Option(["--data"], required=True,
+                     help="Dataset reference (name, name@v3) or a pulled manifest.json path."),
+        click.Option(["--model"], required=True,
+                     help="Base model: a local folder, `smollm2-135m` (embedded) or a hub id."),
+        click.Option(["--output"], required=True, type=click.Path(path_type=Path),
+                     help="Directory for the trained model (transformers loads it back)."),
+        click.Option(["--config", "config_file"], type=click.Path(path_type=Path, exists=True),
+                     help="YAML file with any of the options below (flags override it)."),
+        click.Option(["--max-steps", "max_steps"], type=int, default=None,
+                     help="Optimiser steps (default: one epoch)."),
+        click.Option(["--trl"], multiple=True, metavar="KEY=VALUE",
+                     help="Any other TRL config field, e.g. --trl warmup_ratio=0.1."),
+        click.Option(["--reuse"], is_flag=True,
+                     help="Return a finished run with the same data, model and config instead."),
+        click.Option(["--dry-run"], is_flag=True,
+                     help="Verify the data and print the resolved config; train nothing."),
+        click.Option(["--json", "as_json"], is_flag=True, help="Print the run record as JSON."),
+    ]
+    from trainers.registry import config_model
+
+    for name, info in config_model(method).model_fields.items():
+        if name in COMMON or name == "trl":
+            continue
+        option = _option_for(name, info)
+        if option is not None:
+            params.append(option)
+    return click.Command(method, callback=callback, params=params,
+                         help=f"{short}\n\n\b\nExample:\n  {example}")
+
+
+_FIXED = {"data", "model", "output", "config_file", "trl", "reuse", "dry_run", "as_json"}
+
+
+def _run_train(ctx: click.Context, method: str, kwargs: dict[str, Any]) -> None:
+    from trainers.base import resolved_config, run_trainer
+    from trainers.data import open_data
+    from trainers.registry import get_method
+
+    config = load_config(method, kwargs["config_file"],
+                         {k: v for k, v in kwargs.items() if k not in _FIXED}, kwargs["trl"])
+    store = get_store(ctx)
+    quiet = ctx.obj["quiet"]
+    if kwargs["dry_run"]:
+        meta = get_method(method)
+        data = open_data(store, kwargs["data"], meta.kinds)
+        for check in meta.checks:
+            check(data, config, store)
+        print_json({"method": method, "data": data.ref, "fingerprint": data.manifest.fingerprint,
+                    "rows": data.manifest.rows, "verified": True, "output": str(kwargs["output"]),
+                    "config": resolved_config(meta, config, kwargs["model"])})
+        return
+    record = run_trainer(get_method(method), store, kwargs["data"], kwargs["model"],
+                         kwargs["output"], config, log=(lambda _: None) if quiet else log,
+                         reuse=kwargs["reuse"])
+    if record is None:  # not the main process of a distributed run
+        return
+    if kwargs["as_json"]:
+        print_json(record.model_dump())
+    else:
+        click.echo(record.run_id)
+
+
+for _method in METHOD_HELP:
+    train_group.add_command(_make_train_command(_method))
+
+
+@cli.command("runs")
+@click.option("--data", "data_ref", help="Only runs trained on this version (ref or fingerprint).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def runs_cmd(ctx, data_ref, as_json):
+    """List training run records (SQL: the `runs` table of `thinkforge sql`).
+
+    \b
+    Example:
+      thinkforge runs
+      thinkforge runs --data demo-sft-train --json
+      thinkforge sql "SELECT r.run_id, v.ref, r.weights_sha256 FROM runs r JOIN versions v ON v.fingerprint = r.data_fingerprint"
+    """
+    from manifests.training_runs import TrainingRuns
+
+    store = get_store(ctx)
+    records = list(TrainingRuns(store))
+    if data_ref:
+        fingerprint = data_ref if all(c in "0123456789abcdef" for c in data_ref) and \
+            len(data_ref) >= 8 else store.resolve(data_ref).fingerprint
+        records = [r for r in records if any(f.startswith(fingerprint) for f in r.data_fingerprints)]
+    if as_json:
+        print_json([r.model_dump() for r in records])
+        return
+    print_table([{"run": r.run_id, "method": r.method, "data": ", ".join(d.ref for d in r.data),
+                  "fingerprint": r.data[0].fingerprint[:12] if r.data else "",
+                  "model": r.base_model, "world": r.world_size,
+                  "steps": r.final_metrics.get("global_step"),
+                  "loss": _last_loss(r), "weights": r.weights_sha256[:12],
+                  "created": r.created_at[:16].replace("T", " ")} for r in records],
+                title=f"training runs in {store.root}")
+
+
+def _last_loss(record) -> str:
+    loss = next((m["loss"] for m in reversed(record.metrics) if "loss" in m), None)
+    return "" if loss is None else f"{loss:.4g}"
+
+
+def show_run(store, run_id: str, as_json: bool) -> None:
+    """`thinkforge show RUN`: one run record (called by `show` when REF names a run)."""
+    from manifests.training_runs import TrainingRuns
+
+    record = TrainingRuns(store).get(run_id)
+    if as_json:
+        print_json(record.model_dump())
+        return
+    print_table([{"run": record.run_id, "method": record.method, "status": record.status,
+                  "model": record.base_model, "world": record.world_size,
+                  "wall_s": record.wall_time_s, "created_at": record.created_at}])
+    for d in record.data:
+        click.echo(f"data ({d.role}): {d.ref} fingerprint {d.fingerprint} rows {d.rows}"
+                   + (f" manifest {d.manifest_path}" if d.manifest_path else ""))
+    click.echo(f"output: {record.output_dir}")
+    click.echo(f"weights sha256: {record.weights_sha256}")
+    for f in record.weights:
+        click.echo(f"  {f.path}  bytes={f.bytes}  sha256={f.sha256[:16]}")
+    click.echo("libraries: " + ", ".join(f"{k} {v}" for k, v in record.libraries.items()))
+    click.echo("config: " + json.dumps(record.config, default=str))
+    losses = [(m.get("step"), m["loss"]) for m in record.metrics if "loss" in m]
+    if losses:
+        click.echo("loss by step: " + ", ".join(f"{s}:{v:.4g}" for s, v in losses))
+    for key, value in record.final_metrics.items():
+        click.echo(f"{key}: {value}")
+
+
+@cli.command("launch", context_settings={"ignore_unknown_options": True})
+@click.option("--nodes", type=int, required=True, help="Nodes in the job (training + vLLM).")
+@click.option("--gpus-per-node", type=int, default=8, show_default=True, help="GPUs per node.")
+@click.option("--vllm-nodes", type=int, default=0, show_default=True,
+              help="GRPO/RLOO: the last N nodes run `trl vllm-serve` for generation.")
+@click.option("--partition", help="SLURM partition.")
+@click.option("--account", help="SLURM account.")
+@click.option("--time", "time_limit", help="SLURM time limit, e.g. 04:00:00.")
+@click.option("--job-name", help="SLURM job name [default: thinkforge-METHOD].")
+@click.option("--distributed", type=click.Choice(["fsdp2", "zero3"]), default="fsdp2",
+              show_default=True, help="FSDP2 or DeepSpeed ZeRO-3 (TRL's accelerate configs, bf16).")
+@click.option("--local-dir", default="/tmp/thinkforge-$SLURM_JOB_ID", show_default=True,
+              help="Node-local directory the data is pulled into.")
+@click.option("--setup", multiple=True, help="A shell line run first (e.g. 'module load cuda').")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("launch"),
+              show_default=True, help="Directory for launch.sbatch and accelerate.yaml.")
+@click.option("--dry-run", is_flag=True, help="Print both files; write and submit nothing.")
+@click.option("--submit/--no-submit", default=True, show_default=True,
+              help="Run sbatch on the written script (when sbatch is on PATH).")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def launch_cmd(ctx, nodes, gpus_per_node, vllm_nodes, partition, account, time_limit, job_name,
+               distributed, local_dir, setup, out_dir, dry_run, submit, command):
+    """Run `thinkforge train ...` on a SLURM cluster (sbatch + accelerate config).
+
+    Everything after `--` is the training command, as you would run it on one machine.
+    Each node pulls the data to local disk (verifying every shard), vLLM nodes serve
+    generation for GRPO/RLOO, the rest train with one `accelerate launch` per node.
+
+    \b
+    Example:
+      thinkforge launch --nodes 4 --gpus-per-node 8 --vllm-nodes 1 --partition h100 \\
+          --time 04:00:00 --dry-run -- train grpo --data demo-rl --model out/sft --output out/grpo
+    """
+    import shutil
+    import subprocess
+
+    from trainers.launch import LaunchSpec, write_launch
+
+    store = get_store(ctx)
+    spec = LaunchSpec(train_args=list(command), nodes=nodes, gpus_per_node=gpus_per_node,
+                      vllm_nodes=vllm_nodes, partition=partition, account=account,
+                      time=time_limit, job_name=job_name, distributed=distributed,
+                      store=str(store.root), local_dir=local_dir, setup=list(setup))
+    written = write_launch(spec, out_dir, store if store.datasets_dir.is_dir() else None)
+    if dry_run:
+        click.echo(f"# ---- {written['paths']['accelerate_config']}")
+        click.echo(written["accelerate_config"], nl=False)
+        click.echo(f"# ---- {written['paths']['sbatch']}")
+        click.echo(written["sbatch"], nl=False)
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    Path(written["paths"]["accelerate_config"]).write_text(written["accelerate_config"])
+    script = Path(written["paths"]["sbatch"])
+    script.write_text(written["sbatch"])
+    script.chmod(0o755)
+    click.echo(str(script))
+    if submit and shutil.which("sbatch"):
+        result = subprocess.run(["sbatch", str(script)], capture_output=True, text=True, check=False)
+        click.echo(result.stdout.strip() or result.stderr.strip(),
+                   err=result.returncode != 0)
+        if result.returncode:
+            raise SystemExit(result.returncode)
+    elif submit and not ctx.obj["quiet"]:
+        log(f"sbatch is not on PATH here; submit with: sbatch {script}")

@@ -1,0 +1,88 @@
+"""GRPO / RLOO reward functions: accuracy through our own verifiers, and the think-tag format.
+
+Accuracy uses the very code that scored the rollouts behind the pool's pass rates
+(``generators.reasoning.shape_output`` to find the answer part, then
+``generators.verifiers.VerifierRegistry`` keyed by the row's ``verifier`` column), so what
+training rewards is what filtering counted as correct.  A completion whose correctness
+cannot be decided (no ground truth, unparseable gold) gets 0, never 1.
+
+Format: ON (system prompt "detailed thinking on") rewards exactly one well-formed,
+non-empty ``<think>`` block followed by an answer; OFF rewards the absence of think tags.
+
+TRL passes every dataset column as a keyword argument, so the functions read
+``ground_truth``, ``verifier``, ``reasoning`` and ``id`` from there.  ``SampledOrder``
+wraps a reward function and remembers the prompt ids in the order the trainer asked for
+them: the run record keeps it, and the tests check it against ``curriculum_position``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from generators.reasoning import shape_output
+
+
+def completion_text(completion: Any) -> str:
+    """TRL gives conversational completions as [{"role": "assistant", "content": ...}]."""
+    if isinstance(completion, list):
+        return "".join(m.get("content") or "" for m in completion if isinstance(m, dict))
+    return str(completion)
+
+
+class AccuracyReward:
+    """1.0 when our verifier says the completion's answer is correct, else 0.0."""
+
+    __name__ = "accuracy"
+
+    def __init__(self, reasoning_format: str = "native", code_timeout_s: float = 10.0,
+                 code_memory_mb: int = 1024):
+        from generators.config import VerifierConfig
+        from generators.verifiers import VerifierRegistry
+
+        self.reasoning_format = reasoning_format
+        self.verifiers = VerifierRegistry(VerifierConfig(code_timeout_s=code_timeout_s,
+                                                         code_memory_mb=code_memory_mb))
+
+    def __call__(self, prompts, completions, **columns) -> list[float]:
+        out = []
+        for i, completion in enumerate(completions):
+            mode = (columns.get("reasoning") or ["on"] * len(completions))[i] or "on"
+            shaped = shape_output(completion_text(completion), mode, self.reasoning_format)
+            row = {k: v[i] for k, v in columns.items() if isinstance(v, list) and len(v) > i}
+            result = self.verifiers.check(row.get("verifier") or "none", shaped.answer_text,
+                                          row.get("ground_truth"), row)
+            out.append(1.0 if result.correct else 0.0)
+        return out
+
+
+def format_reward(prompts, completions, **columns) -> list[float]:
+    """ON: one well-formed non-empty think block then an answer; OFF: no think tags."""
+    modes = columns.get("reasoning") or ["on"] * len(completions)
+    return [1.0 if shape_output(completion_text(c), modes[i] or "on", "native").format_ok else 0.0
+            for i, c in enumerate(completions)]
+
+
+format_reward.__name__ = "format"
+
+
+class SampledOrder:
+    """Wraps a reward function; records prompt ids in the order the trainer scored them.
+
+    GRPO repeats each prompt ``num_generations`` times in a row; consecutive repeats are
+    collapsed, so ``ids`` is the order in which prompts were drawn."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.__name__ = getattr(inner, "__name__", "reward")
+        self.ids: list[str] = []
+
+    def __call__(self, prompts, completions, **columns):
+        for prompt_id in columns.get("id") or []:
+            if not self.ids or self.ids[-1] != prompt_id:
+                self.ids.append(prompt_id)
+        return self.inner(prompts, completions, **columns)
+
+
+def collapse_repeats(ids: list[str], group: int) -> list[str]:
+    """Every ``group``-th id: the prompt order of a list with each prompt repeated."""
+    return ids[::group] if group > 1 else list(ids)

@@ -1,0 +1,221 @@
+"""What GRPO and RLOO share: curriculum-ordered prompts, batch alignment, rewards, vLLM.
+
+**Curriculum order.**  Rows are read in ``(curriculum_batch, curriculum_position)`` order
+and TRL's sampler is told not to shuffle (``shuffle_dataset=False``).  TRL draws
+``per_device_train_batch_size x gradient_accumulation_steps x world_size /
+num_generations`` prompts per optimiser step; that number must equal the pool's
+curriculum batch size so each optimiser step trains on exactly one curriculum batch.  When
+``gradient_accumulation_steps`` is not given it is derived; otherwise a mismatch is a
+``ConfigError`` that says which value to change (``curriculum: warn`` only warns).
+
+**Prompts.**  The prompt is the one the pass rates were measured with: the system turn of
+the rollouts' reasoning mode and, for a prompted-format teacher, the same step-by-step
+instruction (``generators.reasoning.teacher_messages``), found through the pool's lineage.
+
+**Rewards.**  ``trainers.rewards``: accuracy through ``generators.verifiers`` and the
+think-tag format, weighted by ``accuracy_weight`` / ``format_weight``; optionally a reward
+model trained with ``thinkforge train reward``.
+
+**vLLM.**  ``use_vllm`` passes ``vllm_mode`` (colocate | server) and the server address to
+TRL; on a machine without CUDA or without vllm it is refused before anything loads.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from manifests.errors import ConfigError, ForgeError, MissingDependencyError
+
+from .data import TrainingData, read_rows, rollout_prompt_settings
+from .rl_config import OnlineRlConfig
+
+
+def curriculum_batch_size(data: TrainingData, store) -> int | None:
+    """The pool's curriculum batch size: the curriculum step's config through lineage, else
+    the largest batch in the rows' ``curriculum_batch`` counts."""
+    frontier, seen = [data.manifest], set()
+    for _ in range(12):
+        parents = []
+        for m in frontier:
+            if m.step.type in ("filter.curriculum", "curriculum") and m.step.config.get("batch_size"):
+                return int(m.step.config["batch_size"])
+            for p in m.parents:
+                if p.ref not in seen:
+                    seen.add(p.ref)
+                    try:
+                        parents.append(data.store.resolve(p.ref))
+                    except ForgeError:  # not in this store (a pulled copy): lineage ends here
+                        pass
+        frontier = parents
+        if not frontier:
+            break
+    counts = data.manifest.stats.get("curriculum_batch_sizes")
+    if isinstance(counts, dict) and counts:
+        return max(int(v) for v in counts.values())
+    return None
+
+
+def world_size() -> int:
+    from .base import world_size as ws
+
+    return ws()
+
+
+def align_batches(data: TrainingData, config: OnlineRlConfig, store) -> dict[str, Any]:
+    """Derive or check gradient accumulation so one optimiser step = one curriculum batch."""
+    batch = curriculum_batch_size(data, store)
+    world = world_size()
+    facts: dict[str, Any] = {"curriculum_batch_size": batch, "world_size": world}
+    if batch is None or config.curriculum == "off":
+        if config.gradient_accumulation_steps is None:
+            config.gradient_accumulation_steps = 1
+        facts["prompts_per_step"] = (config.per_device_train_batch_size * world *
+                                     config.gradient_accumulation_steps) // config.num_generations
+        return facts
+    per_micro = config.per_device_train_batch_size * world
+    if config.gradient_accumulation_steps is None:
+        need = batch * config.num_generations
+        if need % per_micro == 0:
+            config.gradient_accumulation_steps = need // per_micro
+        else:
+            _misaligned(config, batch, world, derived=True)
+            config.gradient_accumulation_steps = max(1, need // per_micro)
+    prompts = per_micro * config.gradient_accumulation_steps / config.num_generations
+    if prompts != batch:
+        _misaligned(config, batch, world, derived=False)
+    facts["prompts_per_step"] = prompts
+    facts["gradient_accumulation_steps"] = config.gradient_accumulation_steps
+    return facts
+
+
+def _misaligned(config: OnlineRlConfig, batch: int, world: int, derived: bool) -> None:
+    per_micro = config.per_device_train_batch_size * world
+    ga = config.gradient_accumulation_steps
+    drawn = f"{config.per_device_train_batch_size} x {ga} x {world} / {config.num_generations}" \
+        if ga else f"{config.per_device_train_batch_size} x ? x {world} / {config.num_generations}"
+    options = [d for d in range(1, 65) if (batch * config.num_generations) % (d * world) == 0]
+    message = (
+        f"GRPO/RLOO batches do not line up with the curriculum: an optimiser step draws "
+        f"per_device_train_batch_size x gradient_accumulation_steps x world_size / "
+        f"num_generations = {drawn} prompts, the pool's curriculum batch size is {batch}")
+    hint = (f"set --gradient-accumulation-steps so that the product is {batch} "
+            + (f"(with --per-device-train-batch-size {config.per_device_train_batch_size} and "
+               f"world size {world}: {batch * config.num_generations // per_micro})"
+               if (batch * config.num_generations) % per_micro == 0 else
+               f"(impossible with --per-device-train-batch-size "
+               f"{config.per_device_train_batch_size}; per-device sizes that work: "
+               f"{', '.join(map(str, options[:8]))})")
+            + ", or rebuild the curriculum with another batch_size, or pass --curriculum warn")
+    if config.curriculum == "strict":
+        raise ConfigError(message, hint=hint)
+    print(f"warning: {message}; {hint}", file=sys.stderr)
+
+
+def check_vllm(config: OnlineRlConfig) -> None:
+    if not config.use_vllm:
+        return
+    from .base import cuda_available
+
+    if not cuda_available():
+        raise ConfigError("--use-vllm needs CUDA GPUs; this machine has none (vLLM generation "
+                          "for GRPO/RLOO runs on GPU nodes)",
+                          hint="drop --use-vllm to generate with transformers on CPU, or run on "
+                               "a GPU node (see `thinkforge launch --vllm-nodes 1`)")
+    try:
+        import vllm  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(f"--use-vllm: vllm is not installed ({exc})",
+                                     hint="pip install 'thinkforge[vllm]'") from exc
+
+
+def checks(data: TrainingData, config: OnlineRlConfig, store) -> None:
+    check_vllm(config)
+    align_batches(data, config, store)
+
+
+def prompt_settings(data: TrainingData, config: OnlineRlConfig) -> dict[str, Any]:
+    found = rollout_prompt_settings(data.store, data.manifest)
+    mode = config.reasoning
+    if mode == "auto":
+        mode = (found.get("modes") or ["on"])[0]
+    return {"mode": mode, "reasoning_format": found.get("reasoning_format", "native"),
+            "rollouts": found.get("rollouts")}
+
+
+def rows(data: TrainingData, config: OnlineRlConfig, store) -> list[dict]:
+    """TRL prompt-only rows (the export's ``trl-grpo`` conversion) in curriculum order, with
+    the prompt the pass rates were measured with and a ``reasoning`` column for the rewards."""
+    from curation.export_formats import trl_grpo
+    from generators.reasoning import teacher_messages
+
+    from .data import export_context
+
+    settings = prompt_settings(data, config)
+    ctx = export_context(data, settings["mode"])
+    out = []
+    for i, row in enumerate(read_rows(data, curriculum_order=True)):
+        converted = trl_grpo(row, i, ctx)
+        converted["prompt"] = teacher_messages(row["input"], settings["mode"],
+                                               settings["reasoning_format"])
+        converted["reasoning"] = settings["mode"]
+        out.append(converted)
+    return out
+
+
+def trl_fields(config: OnlineRlConfig) -> dict[str, Any]:
+    weights = [config.accuracy_weight, config.format_weight] + (
+        [config.reward_model_weight] if config.reward_model else [])
+    fields = {"shuffle_dataset": False, "num_generations": config.num_generations,
+              "max_completion_length": config.max_completion_length,
+              "temperature": config.temperature, "top_p": config.top_p, "beta": config.beta,
+              "reward_weights": weights, "gradient_accumulation_steps":
+              config.gradient_accumulation_steps or 1}
+    if config.use_vllm:
+        fields.update(use_vllm=True, vllm_mode=config.vllm_mode)
+        if config.vllm_mode == "server":
+            fields.update(vllm_server_host=config.vllm_server_host,
+                          vllm_server_port=config.vllm_server_port)
+    return fields
+
+
+def build(trainer_name: str):
+    def _build(model_path, dataset, args, config: OnlineRlConfig, data, ctx):
+        import trl
+        from transformers import AutoTokenizer
+
+        from .rewards import AccuracyReward, SampledOrder, format_reward
+
+        settings = prompt_settings(data, config)
+        accuracy = SampledOrder(AccuracyReward(settings["reasoning_format"]))
+        funcs: list[Any] = [accuracy, format_reward]
+        if config.reward_model:
+            funcs.append(config.reward_model)
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        trainer = getattr(trl, trainer_name)(model=model_path, reward_funcs=funcs, args=args,
+                                             train_dataset=dataset, processing_class=tokenizer)
+        facts = align_batches(data, config, ctx["store"])
+        ctx["extra"]["prompts"] = settings
+        ctx["extra"]["curriculum"] = facts
+        ctx["sampled"] = accuracy
+        trainer.add_callback(_order_recorder(accuracy, dataset, ctx))
+        return trainer
+    return _build
+
+
+def _order_recorder(sampled, dataset, ctx):
+    """A callback writing the prompt order the trainer sampled into the run record."""
+    from transformers import TrainerCallback
+
+    expected = list(dataset["id"])
+
+    class OrderRecorder(TrainerCallback):
+        def on_train_end(self, args, state, control, **kwargs):
+            ids = sampled.ids
+            wanted = [expected[i % len(expected)] for i in range(len(ids))]
+            ctx["extra"]["sampled_prompt_ids"] = ids[:2000]
+            ctx["extra"]["follows_curriculum"] = ids == wanted
+
+    return OrderRecorder()
