@@ -13,10 +13,12 @@ A column's value in a template is its text: a string as it is, a number as writt
 object or list as JSON (never a Python repr), null as nothing.
 
 Import streams: rows are read, mapped and validated in batches of ``BATCH_ROWS`` and written
-as they go, so memory does not grow with the file.  Columns are those of every row (a
-column first seen on row 1,000,000 still lands in ``metadata``; a mapped column is missing
-only if no row has it).  Row keys are checked for duplicates with 8 bytes per row (a 64-bit
-hash of the key; two different keys colliding is a one-in-10^12 event at 10M rows).
+as they go, so memory does not grow with the file but for the duplicate check: 12 bytes a
+row (a 64-bit hash of the key and the row's line number; 120 MB at 10M rows).  Two
+different keys sharing a hash would be taken for duplicates: at 10M rows the chance is
+about 3 in a million (n^2 / 2^65).  Columns are those of every row (a column first seen on
+row 1,000,000 still lands in ``metadata``; a mapped column is missing only if no row has
+it).
 """
 
 from __future__ import annotations
@@ -336,6 +338,7 @@ class RowMapper:
                 self.column_of[f] = f
                 self.same_name.add(f)
         self.source = opts.source or (preset.source if preset else None)
+        self.needed = {c for _, cs in self.mapped.values() for c in cs} | set(preset.expects if preset else ())
         self.prompts = opts.kind in ("prompts", "rl_pool")
         self.keys = ROW_KEYS[opts.kind]
 
@@ -362,15 +365,21 @@ class RowMapper:
                                  hint=f"columns in the file: {have}")
 
     # -- rows ---------------------------------------------------------------------------------
-    def map_batch(self, rows: list[dict[str, Any]]) -> tuple[pa.Table, list[int]]:
-        """Records of ``rows`` as an Arrow table, and the hash of each row's key."""
+    def map_batch(self, rows: list[dict[str, Any]], columns: set[str] | None = None
+                  ) -> tuple[pa.Table, list[int]]:
+        """Records of ``rows`` as an Arrow table, and the hash of each row's key.
+
+        ``columns``: the union of the rows' keys, when the caller knows it (a column no row
+        has is all None without looking)."""
         n = len(rows)
+        if columns is None:
+            columns = set().union(*map(set, set(map(tuple, rows))))
         cols: dict[str, list[Any]] = {}
         user_text = False  # input given as plain text: messages built in Arrow directly
         for f in self.schema:
             column = self.column_of.get(f.name)
             if column is not None:
-                values = [r.get(column) for r in rows]
+                values = [r.get(column) for r in rows] if column in columns else [None] * n
             else:
                 getter = self.getters[f.name]
                 values = [getter(r) for r in rows]
@@ -471,7 +480,7 @@ class KeyIndex:
         if not hashes:
             return []
         h = np.array(hashes, dtype=np.int64)
-        num = np.array(numbers, dtype=np.int64)
+        num = np.array(numbers, dtype=np.uint32 if max(numbers) < 1 << 32 else np.int64)  # 4 bytes a row
         first_of: list[int | None] = [None] * len(hashes)
         uniq, first_idx, inverse = np.unique(h, return_index=True, return_inverse=True)
         earlier = num[first_idx]  # the first row of each key within the batch
@@ -554,16 +563,18 @@ class _Import:
         for batch in read_batches(self.path, self.fmt):
             self.read += len(batch)
             rows = [(n, r) for n, r in batch if type(r) is dict]
+            batch_columns: set[str] = set()
+            for shape in set(map(tuple, (r for _, r in rows))):
+                self.columns.update(dict.fromkeys(shape))
+                batch_columns.update(shape)
             if len(rows) != len(batch):
                 for number, row in batch:
                     if isinstance(row, SourceRowError):
                         self.fail_or_skip(number, row.reason, row.raw)
-            for shape in set(map(tuple, (r for _, r in rows))):
-                self.columns.update(dict.fromkeys(shape))
             if not self.checked and self.fmt in ("parquet", "hf", "csv") and rows:
                 self.check_columns()  # every row of a columnar file has every column
             if self.first_error is None and rows:
-                self.map(rows)
+                self.map(rows, batch_columns)
             if self.progress:
                 self.progress(self.good)
         self.flush(final=True)
@@ -594,6 +605,8 @@ class _Import:
                     f"{self.path}, {self.where(number)}: {reason}",
                     hint="fix the row, or pass --on-error skip to keep it in rejected/")
                 self.pending.clear()
+                if all(c in self.columns for c in self.mapper.needed):
+                    raise self.first_error  # no column to look for in the rest of the file
             return
         self.reject([{"location": self.where(number), "reason": reason.split(":")[0], "detail": reason,
                       "raw": raw[:10_000], **extra}])
@@ -602,9 +615,9 @@ class _Import:
         self.rejected += len(rows)
         self.sink.reject(rows)
 
-    def map(self, rows: list[tuple[int, dict[str, Any]]]) -> None:
+    def map(self, rows: list[tuple[int, dict[str, Any]]], columns: set[str]) -> None:
         try:
-            table, hashes = self.mapper.map_batch([r for _, r in rows])
+            table, hashes = self.mapper.map_batch([r for _, r in rows], columns)
             numbers = [n for n, _ in rows]
         except RowError:
             tables, hashes, numbers = [], [], []
