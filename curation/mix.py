@@ -8,12 +8,17 @@ rows it has (the shortfall is recorded in the provenance); with replacement rows
 each repeat gets the id ``<id>~r<k>`` (the row key stays unique).  Selection is
 deterministic: rows are ranked by md5(seed, id).  Rows not selected go to ``rejected/`` with
 reason ``not_selected`` (nothing vanishes silently).
+
+``pairs: keep-whole`` (sft): rows are ranked by md5(seed, pair_id) instead, so the ON and
+OFF answers of a pair rank alike in their cells: with equal reasoning weights every picked
+pair is complete, and with unequal ones the rows of the smaller mode are the partners of
+rows picked in the larger one (only the surplus of the larger mode is unpaired).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,6 +47,9 @@ class MixConfig(BaseModel):
                                                      "weights allow without replacement)")
     replace: bool = Field(False, description="sample with replacement (rows may repeat)")
     seed: int = Field(0, description="seed of the deterministic ranking md5(seed, id)")
+    pairs: Literal["keep-whole", "independent"] = Field(
+        "independent", description="sft: keep-whole ranks rows by pair_id so ON/OFF pairs "
+                                   "are picked together")
 
 
 def cell_quotas(counts: dict[tuple[str, str], int], config: MixConfig) -> dict[tuple[str, str], int]:
@@ -96,6 +104,8 @@ def run_mix(store: DatasetStore, data: Manifest | list[Manifest], name: str,
     if config.weights.reasoning is not None and kind != "sft":
         raise ConfigError(f"mix weights.reasoning applies to sft versions, not {kind}",
                           hint="drop weights.reasoning for prompts and rl_pool versions")
+    if config.pairs == "keep-whole" and kind != "sft":
+        raise ConfigError(f"mix pairs: keep-whole applies to sft versions, not {kind}")
     step = Step(type="mix", config=config.model_dump(mode="json"))
     reusable = store.find_reusable(name, step, [m.as_parent() for m in sources])
     if reusable is not None:
@@ -105,13 +115,14 @@ def run_mix(store: DatasetStore, data: Manifest | list[Manifest], name: str,
         store.check_sizes(m)
         shards += store.shard_paths(m)
     mode = "reasoning" if kind == "sft" else "'-'"
+    rank_key = "pair_id" if config.pairs == "keep-whole" else "id"
     columns = schema_for(kind).names
     con = connect()
     try:
         # a view cannot take bound parameters: the seed travels through a one-row table
         con.execute("CREATE TEMP TABLE knobs AS SELECT ?::VARCHAR AS seed", [str(config.seed)])
         con.execute(f"CREATE TEMP VIEW src AS SELECT *, {mode} AS mix_mode, "
-                    f"md5((SELECT seed FROM knobs) || ':' || id) AS mix_rank FROM "
+                    f"md5((SELECT seed FROM knobs) || ':' || {rank_key}) AS mix_rank FROM "
                     f"{parquet_source(shards)}")
         counts = {(c, m): n for c, m, n in con.execute(
             "SELECT category, mix_mode, count(*) FROM src GROUP BY ALL").fetchall()}

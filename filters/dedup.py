@@ -13,6 +13,17 @@ Every removed row is in rejected/ with ``reason`` ``exact_duplicate`` or
 ``near_duplicate``, ``duplicate_of`` (the id that was kept) and, for near duplicates,
 ``similarity`` (estimated Jaccard to the row that linked it to its cluster).
 
+``sft`` versions hold an ON and an OFF answer per prompt and sample (one ``pair_id``),
+both with the same ``input``, so rows are not compared as they are:
+
+* ``on: input`` compares *prompts*: one document per ``prompt_id``; of two duplicated
+  prompts the one with the larger ``prompt_id`` loses all its rows (both rows of every
+  pair), ``duplicate_of`` names the kept ``prompt_id``;
+* ``on: output`` compares answers within the same reasoning mode only (an ON answer is
+  never the duplicate of an OFF one), and the pair policy (``pairs``, default
+  ``drop-whole``, ``filters/pairs.py``) rejects the partner of a dropped row as
+  ``pair_partner:<mode>:<reason>``.
+
 Out of core: DuckDB streams the word hashes in batches; signatures live in a memory-mapped
 file in the spill directory; band keys go to Parquet and DuckDB finds the shared buckets.
 """
@@ -33,6 +44,7 @@ from manifests.schemas import schema_for
 
 from .base import Resources, StepConfig, StepContext, require_kind, row_order, run_step, source
 from .minhash import MinHasher, band_keys, connected_components, estimated_jaccard, optimal_bands
+from .pairs import PAIRS_FIELD_HELP, PairPolicy, apply_pair_policy, pair_facts, resolve_policy
 from .text import normalized_expr, register, text_expr, word_hash_batches, word_hashes_expr
 
 BATCH_ROWS = 100_000
@@ -48,6 +60,7 @@ class DedupConfig(StepConfig):
     shingle: int = Field(5, ge=1, le=32, description="words per shingle")
     on: Literal["input", "output"] = Field("input", description="which text to compare")
     seed: int = Field(1, description="seed of the MinHash functions")
+    pairs: PairPolicy | None = Field(None, description=PAIRS_FIELD_HELP)
 
     @model_validator(mode="after")
     def _needs_a_method(self) -> "DedupConfig":
@@ -63,30 +76,49 @@ def run_dedup(store: DatasetStore, data: Manifest, name: str, config: DedupConfi
     require_kind(data, "prompts", "sft", "rl_pool", role="data")
     columns = schema_for(data.kind).names
     text = text_expr(config.on, columns)
+    paired = "pair_id" in columns
+    per_prompt = paired and config.on == "input"   # sft: one document per prompt
+    by_mode = paired and config.on == "output"     # sft: answers compared within a mode
+    policy = resolve_policy(config.pairs, columns)
 
     def body(ctx: StepContext) -> None:
         con = ctx.con
         register(con)
         con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {source(store, data)}")
+        if per_prompt:
+            con.execute("CREATE TEMP VIEW doc_src AS SELECT prompt_id AS id, arg_min(input, id) "
+                        "AS input, '' AS grp FROM src GROUP BY prompt_id")
+        else:
+            con.execute("CREATE TEMP VIEW doc_src AS SELECT *, "
+                        f"{'reasoning' if by_mode else chr(39) * 2} AS grp FROM src")
         key = f"md5({normalized_expr(text)})" if config.exact else "id"
         ctx.progress.phase("exact duplicates" if config.exact else "numbering rows")
         con.execute(f"CREATE TEMP TABLE docs AS SELECT (row_number() OVER (ORDER BY id) - 1)"
-                    f"::BIGINT AS idx, id, {key} AS norm_key FROM src")
-        con.execute("CREATE TEMP TABLE dups AS SELECT idx, min(idx) OVER (PARTITION BY norm_key) "
-                    "AS rep, 'exact_duplicate' AS reason, NULL::DOUBLE AS similarity FROM docs")
+                    f"::BIGINT AS idx, id, {key} AS norm_key, grp FROM doc_src")
+        con.execute("CREATE TEMP TABLE dups AS SELECT idx, min(idx) OVER (PARTITION BY grp, "
+                    "norm_key) AS rep, 'exact_duplicate' AS reason, NULL::DOUBLE AS similarity "
+                    "FROM docs")
         con.execute("DELETE FROM dups WHERE idx = rep")
         facts = {"data": data.ref, "exact_duplicates": _count(con, "dups")}
         if config.near:
-            facts.update(_near(ctx, text, config))
+            facts.update(_near(ctx, text, config, by_mode))
+        doc_key = "prompt_id" if per_prompt else "id"
         con.execute("CREATE TEMP VIEW marked AS SELECT s.*, d.reason, k.id AS duplicate_of, "
-                    "d.similarity FROM src s JOIN docs x ON x.id = s.id "
+                    f"d.similarity FROM src s JOIN docs x ON x.id = s.{doc_key} "
                     "LEFT JOIN dups d ON d.idx = x.idx LEFT JOIN docs k ON k.idx = d.rep")
+        carry = ("duplicate_of", "similarity")
+        con.execute("CREATE TEMP VIEW decided AS "
+                    + apply_pair_policy("marked", columns, policy, carry))
         cols = ", ".join(columns)
         order, split = row_order(data)
-        ctx.copy_kept(f"SELECT {cols} FROM marked WHERE reason IS NULL", order_by=order,
+        ctx.copy_kept(f"SELECT {cols} FROM decided WHERE reason IS NULL", order_by=order,
                       split_on=split)
-        ctx.copy_rejected(f"SELECT {cols}, reason, duplicate_of, similarity FROM marked "
+        extra = ", pair_failed_id" if policy != "independent" else ""
+        ctx.copy_rejected(f"SELECT {cols}, reason, duplicate_of, similarity{extra} FROM decided "
                           "WHERE reason IS NOT NULL", order_by="id", split_on="id")
+        if per_prompt:
+            facts["unit"] = "prompt"
+        facts.update(pair_facts(con, "marked", "SELECT * FROM decided", columns, policy))
         ctx.provenance.update(facts)
 
     return run_step(store, name=name, kind=data.kind, step_type="filter.dedup", config=config,
@@ -97,7 +129,7 @@ def _count(con, table: str) -> int:
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
-def _near(ctx: StepContext, text: str, config: DedupConfig) -> dict:
+def _near(ctx: StepContext, text: str, config: DedupConfig, by_mode: bool) -> dict:
     """Add near duplicates of the exact survivors to ``dups``; return facts for provenance."""
     con = ctx.con
     n = _count(con, "docs")
@@ -110,7 +142,7 @@ def _near(ctx: StepContext, text: str, config: DedupConfig) -> dict:
     band_path = spill / "bands.parquet"
     ctx.progress.phase("MinHash signatures", rows=n - _count(con, "dups"))
     batches = word_hash_batches(
-        con, f"SELECT d.idx, {word_hashes_expr(text)} AS words FROM src s JOIN docs d "
+        con, f"SELECT d.idx, {word_hashes_expr(text)} AS words FROM doc_src s JOIN docs d "
         "ON d.id = s.id ANTI JOIN dups x ON x.idx = d.idx", BATCH_ROWS)
     schema = pa.schema([("idx", pa.int64()), ("band", pa.int16()), ("key", pa.uint64())])
     with pq.ParquetWriter(band_path, schema) as out:
@@ -142,6 +174,9 @@ def _near(ctx: StepContext, text: str, config: DedupConfig) -> dict:
     left, right = pairs["l"].astype(np.int64), pairs["r"].astype(np.int64)
     similarity = estimated_jaccard(signatures, left, right)
     keep = similarity >= config.threshold
+    if by_mode:  # sft answers: an ON answer is never the duplicate of an OFF one
+        groups = con.execute("SELECT grp FROM docs ORDER BY idx").fetchnumpy()["grp"]
+        keep &= groups[left] == groups[right]
     left, right, similarity = left[keep], right[keep], similarity[keep]
     label = connected_components(n, left, right)
     linked = np.flatnonzero(label != np.arange(n))

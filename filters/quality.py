@@ -13,6 +13,9 @@ think_format    ``think_missing``      ON: no ``<think>`` block
                                        in that order, at the start of the output
                 ``think_empty``        ON: the think block holds only whitespace
                 ``answer_missing``     ON: nothing after ``</think>``
+                ``answer_repeats_      ON: the answer is the think block again
+                reasoning``            (``<think>X</think>X``: a teacher that wrote no
+                                       final answer line)
                 ``think_in_off``       OFF: any ``<think>`` or ``</think>`` tag
 boxed           ``boxed_missing``      the input asks for ``\\boxed`` and the answer lacks it
                                        (sft only: rollouts carry no input)
@@ -25,6 +28,10 @@ language        ``wrong_language``     the answer's language (``langdetect``, ex
 
 Defaults: every rule except ``language``; caps 32768 tokens ON (the paper's reasoning
 budget) and 8192 OFF.
+
+``sft`` versions are judged by ON/OFF pair (``pairs``, see ``filters/pairs.py``): by default
+a pair is kept only if both its rows pass, and the passing row of a broken pair is rejected
+with ``pair_partner:<mode>:<reason>`` and the failed row's id in ``pair_failed_id``.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from manifests.errors import require
 from manifests.schemas import schema_for
 
 from .base import Resources, StepConfig, StepContext, require_kind, row_order, run_step, source
+from .pairs import PAIRS_FIELD_HELP, PairPolicy, apply_pair_policy, pair_facts, resolve_policy
 
 Rule = Literal["empty", "truncated", "think_format", "boxed", "length", "language"]
 DEFAULT_RULES: list[str] = ["empty", "truncated", "think_format", "boxed", "length"]
@@ -57,6 +65,9 @@ THINK_FORMAT = f"""
         strpos(output, '</think>') - strpos(output, '<think>') - 7), {WS}) = ''
     THEN 'think_empty'
   WHEN reasoning = 'on' AND trim(answer_part, {WS}) = '' THEN 'answer_missing'
+  WHEN reasoning = 'on' AND trim(answer_part, {WS}) = trim(substr(output,
+        strpos(output, '<think>') + 7, strpos(output, '</think>') - strpos(output, '<think>') - 7),
+        {WS}) THEN 'answer_repeats_reasoning'
   WHEN reasoning = 'off' AND (n_open > 0 OR n_close > 0) THEN 'think_in_off'"""
 
 
@@ -69,6 +80,7 @@ class QualityConfig(StepConfig):
                                                                "answers (None: no cap)")
     languages: list[str] = Field(["en"], description="ISO 639-1 codes accepted by the "
                                                      "language rule")
+    pairs: PairPolicy | None = Field(None, description=PAIRS_FIELD_HELP)
 
 
 def _count(needle: str) -> str:
@@ -121,13 +133,18 @@ def run_quality(store: DatasetStore, data: Manifest, name: str,
                        AS tokens
               FROM {source(store, data)})""")
         keep = ", ".join(columns)
+        policy = resolve_policy(config.pairs, columns)
+        final = apply_pair_policy("judged", columns, policy)
+        con.execute(f"CREATE TEMP VIEW decided AS {final}")
         order, split = row_order(data)
-        ctx.copy_kept(f"SELECT {keep} FROM judged WHERE reason IS NULL", order_by=order,
+        ctx.copy_kept(f"SELECT {keep} FROM decided WHERE reason IS NULL", order_by=order,
                       split_on=split)
-        ctx.copy_rejected(f"SELECT {keep}, reason FROM judged WHERE reason IS NOT NULL",
+        extra = ", pair_failed_id" if policy != "independent" else ""
+        ctx.copy_rejected(f"SELECT {keep}, reason{extra} FROM decided WHERE reason IS NOT NULL",
                           order_by=order, split_on=split)
         ctx.provenance.update({"data": data.ref, "rules": list(config.rules),
                                "skipped_rules": [] if has_input else ["boxed"]})
+        ctx.provenance.update(pair_facts(con, "judged", "SELECT * FROM decided", columns, policy))
 
     return run_step(store, name=name, kind=data.kind, step_type="filter.quality", config=config,
                     inputs=[data], body=body, resources=resources)

@@ -47,6 +47,12 @@ def compute_stats(paths: list[Path], schema: pa.Schema) -> dict[str, Any]:
             ).fetchall()
             stats[f"{flag}_rate"] = {m: {"checked": c, "true": t, "rate": (t / c) if c else None}
                                      for m, c, t in rows}
+    if "pair_id" in names:  # sft: ON/OFF answers of one prompt and sample share a pair_id
+        complete, orphans = con.execute(
+            f"SELECT count(*) FILTER (WHERE n > 1), count(*) FILTER (WHERE n = 1) FROM "
+            f"(SELECT pair_id, count(DISTINCT reasoning) AS n FROM {src} GROUP BY pair_id)"
+        ).fetchone()
+        stats["pairs"] = {"complete": complete, "orphans": orphans}
     if "pass_rate" in names:
         stats["pass_rate_mean"] = con.execute(f"SELECT avg(pass_rate) FROM {src}").fetchone()[0]
     if "curriculum_batch" in names:

@@ -177,23 +177,27 @@ def curriculum_cmd(ctx, pool, batch_size, sigma, schedule, seed, name, memory_li
               help="Token cap for reasoning OFF answers.")
 @click.option("--languages", default="en", show_default=True,
               help="Accepted languages for the language rule (needs the `lang` extra).")
+@click.option("--pairs", type=click.Choice(["keep-whole", "drop-whole", "independent"]),
+              help="sft ON/OFF pairs: drop-whole (default for paired versions: a pair is "
+                   "kept only if both rows pass), keep-whole, independent.")
 @step_options
 @click.pass_context
-def quality_cmd(ctx, data, rules, max_tokens_on, max_tokens_off, languages, name, memory_limit,
-                temp_dir, dry_run, as_json):
+def quality_cmd(ctx, data, rules, max_tokens_on, max_tokens_off, languages, pairs, name,
+                memory_limit, temp_dir, dry_run, as_json):
     """Drop answers that break format, length, truncation or language rules (sft, rollouts).
 
     \b
     Example:
       thinkforge filter quality gsm8k-sft --name gsm8k-sft-clean
       thinkforge filter quality gsm8k-sft --rules think_format,truncated --name sft-fmt
+      thinkforge filter quality gsm8k-sft --pairs independent --name sft-rows
     """
     from filters.quality import QualityConfig, run_quality
 
     store = get_store(ctx)
     config = _config(QualityConfig, rules=[r.strip() for r in rules.split(",")] if rules else None,
                      max_tokens_on=max_tokens_on, max_tokens_off=max_tokens_off,
-                     languages=[x.strip() for x in languages.split(",")])
+                     languages=[x.strip() for x in languages.split(",")], pairs=pairs)
     m = store.resolve(data)
     _finish(ctx, store, (name, m.kind, "filter.quality", config, [m]),
             lambda: run_quality(store, m, name, config, _resources(ctx, memory_limit, temp_dir)),
@@ -212,10 +216,13 @@ def quality_cmd(ctx, data, rules, max_tokens_on, max_tokens_off, languages, name
 @click.option("--shingle", type=int, default=5, show_default=True, help="Words per shingle.")
 @click.option("--on", "on", type=click.Choice(["input", "output"]), default="input",
               show_default=True, help="Which text to compare.")
+@click.option("--pairs", type=click.Choice(["keep-whole", "drop-whole", "independent"]),
+              help="sft ON/OFF pairs: drop-whole (default for paired versions: a pair is "
+                   "kept only if both rows pass), keep-whole, independent.")
 @step_options
 @click.pass_context
-def dedup_cmd(ctx, data, exact, near, threshold, num_perm, shingle, on, name, memory_limit,
-              temp_dir, dry_run, as_json):
+def dedup_cmd(ctx, data, exact, near, threshold, num_perm, shingle, on, pairs, name,
+              memory_limit, temp_dir, dry_run, as_json):
     """Remove exact and near-duplicate rows, keeping the smallest id of each group.
 
     \b
@@ -227,7 +234,7 @@ def dedup_cmd(ctx, data, exact, near, threshold, num_perm, shingle, on, name, me
 
     store = get_store(ctx)
     config = _config(DedupConfig, exact=exact, near=near, threshold=threshold,
-                     num_perm=num_perm, shingle=shingle, on=on)
+                     num_perm=num_perm, shingle=shingle, on=on, pairs=pairs)
     m = store.resolve(data)
     _finish(ctx, store, (name, m.kind, "filter.dedup", config, [m]),
             lambda: run_dedup(store, m, name, config, _resources(ctx, memory_limit, temp_dir)),
