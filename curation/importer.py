@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from manifests import DatasetStore, Manifest
 from manifests.errors import ConfigError, InputDataError
-from manifests.manifest import sha256_file
+from manifests.manifest import Step, sha256_file
 from manifests.schemas import ENUMS, MESSAGE, MESSAGES, ROW_KEYS, schema_for
 from manifests.store import validate_name
 
@@ -693,6 +693,23 @@ def _raw(row: dict[str, Any]) -> str:
     return json.dumps(_jsonable(row), ensure_ascii=False)
 
 
+def import_step_record(path: str | Path, opts: ImportOptions) -> Step:
+    """The step an import records (file path + sha256 + options): what reuse compares, for
+    `thinkforge import` and a recipe's inputs alike."""
+    path = Path(path)
+    fmt = opts.format or detect_format(path)
+    source = opts.source
+    if source is None and opts.preset is None:
+        source = path.stem if fmt != "hf" else path.name  # import_file's own default
+    config = {"path": str(path.resolve()), "sha256": sha256_file(path) if path.is_file() else None,
+              "format": fmt, "kind": opts.kind, "preset": opts.preset, "map": opts.mapping,
+              "category": opts.category, "license": opts.license, "source": source,
+              "on_error": opts.on_error}
+    if opts.on_duplicate is not None:
+        config["on_duplicate"] = opts.on_duplicate
+    return Step(type="import", config=config)
+
+
 def import_file(store: DatasetStore, path: str | Path, opts: ImportOptions,
                 progress: Callable[[int], None] | None = None,
                 dry_run: bool = False) -> Manifest | DryRun:
@@ -737,14 +754,8 @@ def import_file(store: DatasetStore, path: str | Path, opts: ImportOptions,
         counter = _Counter()
         job = run(counter)
         return DryRun(name=opts.name, kind=opts.kind, rows=job.good, rejected=counter.rejected)
-    config = {"path": str(path.resolve()), "sha256": sha256_file(path) if path.is_file() else None,
-              "format": fmt, "kind": opts.kind, "preset": opts.preset, "map": opts.mapping,
-              "category": opts.category, "license": opts.license, "source": opts.source,
-              "on_error": opts.on_error}
-    if opts.on_duplicate is not None:
-        config["on_duplicate"] = opts.on_duplicate
     provenance = {"source_file": str(path.resolve())}
-    with store.writer(opts.name, opts.kind, step={"type": "import", "config": config},
+    with store.writer(opts.name, opts.kind, step=import_step_record(path, opts),
                       provenance=provenance) as w:
         sink = _Sink(w)
         job = run(sink)

@@ -27,6 +27,7 @@ from manifests.duck import connect, parquet_source, quote_ident, quote_literal
 from manifests.errors import ConfigError
 from manifests.manifest import Step
 from manifests.schemas import schema_for
+from manifests.steps import Role, StepDescriptor, register_step
 
 MIXABLE = ("prompts", "sft", "rl_pool")
 
@@ -166,3 +167,13 @@ def _target(quotas, config: MixConfig, counts, cell) -> int:
         return quotas[cell]
     uncapped = cell_quotas(counts, config.model_copy(update={"replace": True}))
     return uncapped.get(cell, 0)
+
+
+STEP = register_step(StepDescriptor(
+    type="mix", roles=(Role("data", MIXABLE, many=True, help="version(s) to pool and sample "
+                                                             "(repeatable)"),),
+    config=MixConfig, run=lambda ctx, inputs, name, config: {
+        name: run_mix(ctx.store, inputs["data"], name, config)},
+    help="Pool one or more versions, sample to weights by category and reasoning mode.",
+    examples=("thinkforge mix gsm8k-sft --name sft-mix --rows 1000 --weights-reasoning on=0.5,off=0.5",
+              "thinkforge mix a-sft b-sft --name sft-mix --config mix.yaml")))

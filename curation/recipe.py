@@ -1,7 +1,7 @@
 """Recipes: a YAML file that builds dataset versions end to end (DESIGN §6).
 
 A recipe names its **inputs** (files to import, or existing versions), a list of **steps**
-(each one a step type from ``curation.recipe_steps.STEP_TYPES`` with its inputs, its
+(each one a registered step type, ``manifests.steps`` descriptors, with its inputs, its
 config and the output dataset name), what to **report**, and the SQL **queries** to print at
 the end.  Everything is validated before anything runs: unknown keys, step types and
 references are errors that point at the place in the file and suggest the closest valid
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from manifests.errors import ConfigError
 
-from .recipe_steps import STEP_TYPES
+from .recipe_steps import step_types
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -60,12 +60,23 @@ class InputSpec(_Strict):
                                                        "earlier row's key (default: first with "
                                                        "on_error skip, else fail)")
 
+    def options(self, name: str):
+        """The importer's options for this input published as ``name``."""
+        from .importer import ImportOptions
+
+        return ImportOptions(name=name, kind=self.kind, preset=self.preset, format=self.format,
+                             mapping=dict(self.map), category=self.category,
+                             license=self.license, source=self.source, on_error=self.on_error,
+                             on_duplicate=self.on_duplicate)
+
 
 class StepSpec(_Strict):
     """One step: ``name`` is the output dataset; ``input`` / ``inputs`` name earlier outputs."""
 
     name: str = Field(description="output dataset name (split: <name>-train, <name>-validation)")
-    type: str = Field(description="step type: " + ", ".join(STEP_TYPES))
+    type: str = Field(description="step type: generate_sft, generate_rollouts, passrate, "
+                                  "curriculum, quality, dedup, decontam, mix, split, or any "
+                                  "registered step")
     input: str | None = Field(None, description="shorthand for the step's first input role")
     inputs: dict[str, str | list[str]] = Field(default_factory=dict,
                                                description="role -> input or step name(s)")
@@ -147,7 +158,7 @@ class ResolvedStep:
 
     def __init__(self, index: int, spec: StepSpec, config: BaseModel, refs: dict[str, Any]):
         self.index, self.spec, self.config, self.refs = index, spec, config, refs
-        self.type = STEP_TYPES[spec.type]
+        self.type = step_types()[spec.type]
 
     @property
     def label(self) -> str:
@@ -185,12 +196,13 @@ def load_recipe(path: str | Path) -> tuple[Recipe, list[ResolvedStep]]:
 def resolve_steps(recipe: Recipe, where: str) -> list[ResolvedStep]:
     known: list[str] = list(recipe.inputs)
     resolved = []
+    types = step_types()
     for i, spec in enumerate(recipe.steps):
         place = f"{where}: steps[{i}] ({spec.name})"
-        if spec.type not in STEP_TYPES:
-            raise ConfigError(f"{place}: unknown step type {spec.type!r}{_suggest(spec.type, STEP_TYPES)}",
-                              hint=f"step types: {', '.join(STEP_TYPES)}")
-        step_type = STEP_TYPES[spec.type]
+        if spec.type not in types:
+            raise ConfigError(f"{place}: unknown step type {spec.type!r}{_suggest(spec.type, types)}",
+                              hint=f"step types: {', '.join(types)}")
+        step_type = types[spec.type]
         refs = dict(spec.inputs)
         roles = {r.name: r for r in step_type.roles}
         if spec.input is not None:
@@ -218,6 +230,6 @@ def resolve_steps(recipe: Recipe, where: str) -> list[ResolvedStep]:
         if spec.name in known:
             raise ConfigError(f"{place}: output name {spec.name!r} is already used in this recipe",
                               hint="every input and step output needs its own name")
-        known += step_type.outputs(spec.name)
+        known += step_type.output_names(spec.name)
         resolved.append(ResolvedStep(i, spec, config, refs))
     return resolved

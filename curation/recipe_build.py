@@ -14,17 +14,19 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from manifests import DatasetStore, Manifest
 from manifests.errors import NotFoundError
-from manifests.manifest import Step, sha256_file, utc_now
+from manifests.manifest import utc_now
+from manifests.steps import RunContext, execute, predict_reuse
 from manifests.store import validate_name
 
 from .recipe import InputSpec, Recipe, ResolvedStep
-from .recipe_steps import BuildContext, predict_reuse
+from .steps import IMPORT
 
 Log = Callable[[str], None]
 
@@ -51,29 +53,6 @@ class Outcome:
                 "rows": self.rows, "seconds": round(self.seconds, 2)}
 
 
-def import_step(key: str, spec: InputSpec) -> tuple[Any, Step]:
-    """The ImportOptions for an input, and the step record the importer will write for it
-    (the same config dict as ``curation.importer.import_file``, so reuse can be predicted)."""
-    from .importer import ImportOptions
-    from .readers import detect_format
-
-    path = Path(spec.path)
-    fmt = spec.format or detect_format(path)
-    source = spec.source
-    if source is None and spec.preset is None:
-        source = path.stem if fmt != "hf" else path.name  # the importer's own default
-    opts = ImportOptions(name=key, kind=spec.kind, preset=spec.preset, format=spec.format,
-                         mapping=dict(spec.map), category=spec.category, license=spec.license,
-                         source=spec.source, on_error=spec.on_error, on_duplicate=spec.on_duplicate)
-    config = {"path": str(path.resolve()), "sha256": sha256_file(path) if path.is_file() else None,
-              "format": fmt, "kind": spec.kind, "preset": spec.preset, "map": dict(spec.map),
-              "category": spec.category, "license": spec.license, "source": source,
-              "on_error": spec.on_error}
-    if spec.on_duplicate is not None:  # as the importer records it
-        config["on_duplicate"] = spec.on_duplicate
-    return opts, Step(type="import", config=config)
-
-
 def _resolve_input(store: DatasetStore, key: str, spec: InputSpec, run: bool, log: Log
                    ) -> tuple[Manifest | None, Outcome]:
     if spec.version is not None:
@@ -83,17 +62,14 @@ def _resolve_input(store: DatasetStore, key: str, spec: InputSpec, run: bool, lo
     if not Path(spec.path).is_file() and not Path(spec.path).is_dir():
         raise NotFoundError(f"inputs.{key}: file {spec.path} does not exist",
                          hint="paths in a recipe are relative to the recipe file")
-    opts, step = import_step(key, spec)
-    found = store.find_reusable(key, step, []) if store.datasets_dir.is_dir() else None
+    found = predict_reuse(store, IMPORT, {}, key, spec)[key]
     if found is not None:
         return found, Outcome(f"inputs.{key}", "reused" if run else "would reuse",
                               {key: found.ref}, {key: found.rows})
     if not run:
         return None, Outcome(f"inputs.{key}", "would run", {key: None})
-    from .importer import import_file
-
     start = time.monotonic()
-    m = import_file(store, spec.path, opts)
+    m = execute(RunContext(store), IMPORT, {}, key, spec)[key]
     log(f"imported {spec.path} -> {m.ref} ({m.rows} rows)")
     return m, Outcome(f"inputs.{key}", "built", {key: m.ref}, {key: m.rows},
                       time.monotonic() - start)
@@ -138,11 +114,11 @@ def _walk(store: DatasetStore, recipe: Recipe, steps: list[ResolvedStep], *, run
         manifest, outcome = _resolve_input(working, key, spec, run, log)
         produced[key] = manifest
         outcomes.append(outcome)
-    ctx = BuildContext(store=working, quiet=quiet, resources=dict(recipe.resources))
+    ctx = RunContext(store=working, quiet=quiet, resources=dict(recipe.resources))
     for step in steps:
         inputs = _inputs_of(step, produced)
         reusable = predict_reuse(working, step.type, inputs, step.spec.name, step.config) \
-            if inputs is not None else {n: None for n in step.type.outputs(step.spec.name)}
+            if inputs is not None else {n: None for n in step.type.output_names(step.spec.name)}
         if not run:
             done = all(v is not None for v in reusable.values())
             produced.update(reusable)
@@ -153,7 +129,7 @@ def _walk(store: DatasetStore, recipe: Recipe, steps: list[ResolvedStep], *, run
         before = set(store.version_keys())
         log(f"{step.label}: {'reusing' if all(reusable.values()) else 'running'} ...")
         start = time.monotonic()
-        made = step.type.run(ctx, inputs, step.spec.name, step.config)
+        made = execute(ctx, step.type, inputs, step.spec.name, step.config)
         produced.update(made)
         fresh = any(f"{m.name}/{m.version}" not in before for m in made.values())
         outcome = Outcome(step.label, "built" if fresh else "reused",

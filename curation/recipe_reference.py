@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from .recipe import InputSpec, Recipe, ReportSpec, StepSpec
-from .recipe_steps import STEP_TYPES
+from .recipe_steps import step_types
 
 
 def _type_name(annotation) -> str:
@@ -79,10 +79,10 @@ def reference_markdown() -> str:
              "", "#### `inputs.<name>`", *HEADER, *model_table(InputSpec),
              "", "#### `steps[]`", *HEADER, *model_table(StepSpec),
              "", "#### `report`", *HEADER, *model_table(ReportSpec)]
-    for step in STEP_TYPES.values():
+    for step in step_types().values():
         roles = ", ".join(f"`{r.name}` ({'/'.join(r.kinds)}{', list' if r.many else ''}"
                           f"{', optional' if r.optional else ''})" for r in step.roles)
-        parts += ["", f"#### step `{step.name}`: {step.help}", "", f"Inputs: {roles}.", "",
+        parts += ["", f"#### step `{step.type}`: {step.help}", "", f"Inputs: {roles}.", "",
                   *HEADER, *model_table(step.config_model(), prefix="config.")]
     return "\n".join(parts) + "\n"
 

@@ -20,6 +20,7 @@ from manifests.duck import connect, parquet_source, quote_ident, quote_literal
 from manifests.errors import ConfigError
 from manifests.manifest import Step
 from manifests.schemas import schema_for
+from manifests.steps import Role, StepDescriptor, register_step
 
 PARTS = ("train", "validation")
 
@@ -80,3 +81,21 @@ def run_split(store: DatasetStore, data: Manifest, name: str, config: SplitConfi
         finally:
             con.close()
     return out
+
+
+def _run_step(ctx, inputs, name, config):
+    parts = run_split(ctx.store, inputs["data"], name, config)
+    return {split_names(name)[part]: m for part, m in parts.items()}
+
+
+def _records(store, inputs, name, config):
+    return [(split_names(name)[part], part_step(config, part), [inputs["data"]]) for part in PARTS]
+
+
+STEP = register_step(StepDescriptor(
+    type="split", roles=(Role("data", ("prompts", "sft", "rl_pool", "rollouts", "preferences"),
+                              help="version to split"),),
+    config=SplitConfig, run=_run_step, records=_records,
+    outputs=lambda name: list(split_names(name).values()),
+    help="Train / validation versions (<name>-train, <name>-validation) by a hash of the id.",
+    examples=("thinkforge split gsm8k-sft --name gsm8k-sft --validation 0.1",)))

@@ -7,18 +7,26 @@ filter only writes SQL that decides keep / drop-with-reason:
   core: a pool larger than RAM still works);
 * the step record (type + the full ``config.model_dump()``) and the input fingerprints as
   lineage, and reuse of an existing version when the same step ran on the same inputs;
-* kept rows COPY'd by DuckDB straight into a data shard, dropped rows into ``rejected/``
-  with a ``reason`` (the manifest counts them by reason at publish);
+* the keep/reject contract (datatrove's ``BaseFilter``): a filter builds one relation of
+  its input rows with a ``reason`` column, NULL for a row it keeps, else why it drops it
+  (plus any columns that explain the drop); ``StepContext.keep_reject`` COPYs the kept
+  rows straight into data shards and the dropped ones into ``rejected/`` with their reason
+  (the manifest counts them by reason at publish), with progress on stderr;
 * a dry-run plan that says what would run without writing anything.
+
+A filter module declares its step once with ``declare_filter`` (a ``manifests.steps``
+descriptor): the CLI command ``thinkforge filter <type>``, the recipe step type, the dry
+run and ``tf.steps.<type>`` all come from that declaration.
 """
 
 from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +35,7 @@ from manifests.duck import connect, quote_literal, valid_memory_limit
 from manifests.errors import ConfigError, InputDataError
 from manifests.manifest import Step
 from manifests.schemas import ROW_KEYS
+from manifests.steps import Flag, Role, RunContext, StepDescriptor, register_step
 from manifests.store import ROW_GROUP_ROWS
 
 from .progress import StepProgress
@@ -92,6 +101,29 @@ class StepContext:
         self.con.execute("CREATE OR REPLACE TEMP TABLE knobs AS SELECT "
                          + ", ".join(f"?::{_duck_type(values[n])} AS {n}" for n in names),
                          [values[n] for n in names])
+
+    def keep_reject(self, judged: str, columns: Sequence[str], *,
+                    order: tuple[str, str | None], extra: Sequence[str] = (),
+                    rejected_columns: Sequence[str] | None = None,
+                    rejected_order: tuple[str, str | None] | None = None,
+                    size_of: list[Manifest] | None = None) -> tuple[int, int]:
+        """The keep/reject contract: write the rows of ``judged`` (a relation with every
+        column of ``columns`` and a ``reason``: NULL keeps the row) as kept rows, and the
+        others with ``reason`` and the ``extra`` columns as rejected rows.
+
+        ``order`` / ``rejected_order`` are (ORDER BY, split column) as ``row_order`` gives
+        them; ``rejected_columns`` replaces ``columns`` for rejected rows when a filter's
+        dropped rows have a narrower shape.  Returns (kept, rejected) row counts.
+        """
+        cols = ", ".join(columns)
+        kept = self.copy_kept(f"SELECT {cols} FROM {judged} WHERE reason IS NULL",
+                              order_by=order[0], split_on=order[1], size_of=size_of)
+        rejected_cols = ", ".join([*(rejected_columns or columns), "reason", *extra])
+        by, split = rejected_order or order
+        dropped = self.copy_rejected(
+            f"SELECT {rejected_cols} FROM {judged} WHERE reason IS NOT NULL",
+            order_by=by, split_on=split, size_of=size_of)
+        return kept, dropped
 
     def copy_kept(self, select_sql: str, *, order_by: str, split_on: str | None = None,
                   size_of: list[Manifest] | None = None, params: list[Any] | None = None) -> int:
@@ -298,3 +330,25 @@ def row_order(manifest: Manifest) -> tuple[str, str]:
         return "curriculum_batch, curriculum_position, id", "curriculum_batch"
     keys = ROW_KEYS[manifest.kind]
     return ", ".join(keys), keys[0]
+
+
+def filter_resources(ctx: RunContext) -> Resources:
+    """The DuckDB resources of a run (recipe `resources:` or --memory-limit / --temp-dir)."""
+    return Resources(**{"progress": not ctx.quiet, **ctx.resources})
+
+
+def declare_filter(step_type: str, run: Callable[..., Manifest], *, config: type[StepConfig],
+                   kinds: tuple[str, ...], help: str, examples: tuple[str, ...],
+                   role: str = "data", output_kind: str | None = None,
+                   flags: tuple[Flag, ...] = ()) -> StepDescriptor:
+    """Register a one-input filter ``run(store, data, name, config, resources)`` as the step
+    ``step_type`` (recipe type, `thinkforge filter <step_type>`, `tf.steps.<step_type>`);
+    its versions record ``filter.<step_type>`` as their step type."""
+    def run_step_(ctx: RunContext, inputs: dict[str, Any], name: str, cfg: StepConfig):
+        return {name: run(ctx.store, inputs[role], name, cfg, resources=filter_resources(ctx))}
+
+    return register_step(StepDescriptor(
+        type=step_type, record_type=f"filter.{step_type}", group="filter",
+        roles=(Role(role, kinds, help=f"input version ({' or '.join(kinds)})"),),
+        output_kind=output_kind, config=config, run=run_step_, help=help, examples=examples,
+        flags=flags, resources=True))

@@ -30,7 +30,7 @@ from pydantic import Field
 from manifests import DatasetStore, Manifest
 from manifests.schemas import schema_for
 
-from .base import Resources, StepConfig, StepContext, require_kind, run_step, source
+from .base import Resources, StepConfig, StepContext, declare_filter, require_kind, run_step, source
 from .curriculum_plan import plan_batches
 
 LEVEL_DECIMALS = 6
@@ -107,3 +107,12 @@ def run_curriculum(store: DatasetStore, pool: Manifest, name: str, config: Curri
 
     return run_step(store, name=name, kind="rl_pool", step_type="filter.curriculum",
                     config=config, inputs=[pool], body=body, resources=resources)
+
+
+STEP = declare_filter(
+    "curriculum", run_curriculum, config=CurriculumConfig, kinds=("rl_pool",), role="pool",
+    output_kind="rl_pool",
+    help="Order an rl_pool easy -> hard by progressive batching (curriculum_batch, _position).",
+    examples=("thinkforge filter curriculum gsm8k-pool --name gsm8k-curriculum --batch-size 64",
+              "thinkforge filter curriculum pool@v2 --name cur --batch-size 256 --sigma 0.1 "
+              "--schedule cosine"))

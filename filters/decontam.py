@@ -34,10 +34,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from manifests import DatasetStore, Manifest
 from manifests.duck import quote_ident
 from manifests.errors import ConfigError, InputDataError, NotFoundError
-from manifests.manifest import sha256_file
+from manifests.manifest import Step, sha256_file
 from manifests.schemas import schema_for
+from manifests.steps import Role, StepDescriptor, register_step
 
-from .base import Resources, StepConfig, StepContext, require_kind, row_order, run_step, source
+from .base import Resources, StepConfig, StepContext, filter_resources, require_kind, row_order, run_step, source
 from .minhash import MIX, MinHasher, flat_lists, window_hashes
 from .text import MESSAGES_TEXT, register, text_expr, word_hash_batches, word_hashes_expr
 
@@ -123,16 +124,15 @@ def run_decontam(store: DatasetStore, data: Manifest, benchmarks: list[Manifest 
               FROM hits h JOIN bench_grams g ON g.gram = h.gram
               GROUP BY h.id, g.benchmark, g.item_id)
             WHERE rk = 1 AND n >= ?""", [config.min_matches])
-        cols = ", ".join(f"s.{c}" for c in columns)
-        order, split = row_order(data)
-        ctx.copy_kept(f"SELECT {cols} FROM src s ANTI JOIN matched m ON m.id = s.id",
-                      order_by=order, split_on=split, size_of=[data])
-        ctx.copy_rejected(
-            f"SELECT {cols}, 'contaminated' AS reason, m.benchmark, m.item_id AS matched_item, "
+        con.execute(
+            "CREATE TEMP VIEW judged AS SELECT s.*, CASE WHEN m.id IS NOT NULL THEN "
+            "'contaminated' END AS reason, m.benchmark, m.item_id AS matched_item, "
             "m.n AS matched_ngrams, left(i.text, 200) AS matched_text FROM src s "
-            "JOIN matched m ON m.id = s.id JOIN (SELECT DISTINCT ON (benchmark, item_id) * "
-            "FROM items) i ON i.benchmark = m.benchmark AND i.item_id = m.item_id",
-            order_by="id")
+            "LEFT JOIN matched m ON m.id = s.id LEFT JOIN (SELECT DISTINCT ON (benchmark, "
+            "item_id) * FROM items) i ON i.benchmark = m.benchmark AND i.item_id = m.item_id")
+        ctx.keep_reject("judged", columns, order=row_order(data), rejected_order=("id", None),
+                        extra=("benchmark", "matched_item", "matched_ngrams", "matched_text"),
+                        size_of=[data])
         by_benchmark = dict(con.execute("SELECT benchmark, count(*) FROM matched GROUP BY ALL "
                                         "ORDER BY 1").fetchall())
         ctx.provenance.update({"data": data.ref, "benchmarks": [v.ref for v in versions]
@@ -171,7 +171,7 @@ def _load_file(con, path: Path, config: DecontamConfig) -> None:
     con.execute(f"INSERT INTO items SELECT ?, {id_sql}, {text_sql} FROM raw", [path.name])
 
 
-def _benchmark_grams(con, n: int) -> "_Index":
+def _benchmark_grams(con, n: int) -> _Index:
     """Create ``bench_grams(gram, benchmark, item_id)``; return the index rows are looked up in."""
     parts = list(word_hash_batches(
         con, f"SELECT benchmark, item_id, {word_hashes_expr('text')} AS words FROM items", 1 << 20))
@@ -259,3 +259,31 @@ def _row_hits(con, text: str, index: _Index, progress) -> pa.Table:
     if not out_ids:
         return pa.table({"id": pa.array([], pa.string()), "gram": pa.array([], pa.uint64())})
     return pa.table({"id": pa.concat_arrays(out_ids), "gram": pa.concat_arrays(out_grams)})
+
+
+def _run_step(ctx, inputs, name, config):
+    return {name: run_decontam(ctx.store, inputs["data"], list(inputs["against"]), name, config,
+                               resources=filter_resources(ctx))}
+
+
+def _records(store, inputs, name, config):
+    against = list(inputs["against"])
+    versions = [b for b in against if isinstance(b, Manifest)]
+    files = [Path(b) for b in against if not isinstance(b, Manifest)]
+    step = step_config(config, files)
+    return [(name, Step(type="filter.decontam", config=step.model_dump(mode="json")),
+             [inputs["data"], *versions])]
+
+
+TEXT_KINDS = ("prompts", "sft", "rl_pool")
+STEP = register_step(StepDescriptor(
+    type="decontam", record_type="filter.decontam", group="filter", resources=True,
+    roles=(Role("data", TEXT_KINDS, help="version to clean"),
+           Role("against", TEXT_KINDS, many=True, flag=True, files=True,
+                help="benchmark: a version (gsm8k-test) or a file (.jsonl/.json/.parquet/.csv); "
+                     "repeatable")),
+    config=DecontamConfig, run=_run_step, records=_records,
+    help="Drop rows sharing word n-grams with benchmark items; each hit names the item.",
+    examples=("thinkforge filter decontam gsm8k --against gsm8k-test --name gsm8k-clean",
+              "thinkforge filter decontam gsm8k --against gsm8k-test --against data/math500.jsonl "
+              "--name clean")))

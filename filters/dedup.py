@@ -42,7 +42,8 @@ from manifests import DatasetStore, Manifest
 from manifests.duck import quote_literal
 from manifests.schemas import schema_for
 
-from .base import Resources, StepConfig, StepContext, require_kind, row_order, run_step, source
+from .base import (Resources, StepConfig, StepContext, declare_filter, require_kind, row_order,
+                   run_step, source)
 from .minhash import MinHasher, band_keys, connected_components, estimated_jaccard, optimal_bands
 from .pairs import PAIRS_FIELD_HELP, PairPolicy, apply_pair_policy, pair_facts, resolve_policy
 from .text import normalized_expr, register, text_expr, word_hash_batches, word_hashes_expr
@@ -63,7 +64,7 @@ class DedupConfig(StepConfig):
     pairs: PairPolicy | None = Field(None, description=PAIRS_FIELD_HELP)
 
     @model_validator(mode="after")
-    def _needs_a_method(self) -> "DedupConfig":
+    def _needs_a_method(self) -> DedupConfig:
         if not (self.exact or self.near):
             raise ValueError("nothing to do: enable exact and/or near")
         return self
@@ -109,13 +110,8 @@ def run_dedup(store: DatasetStore, data: Manifest, name: str, config: DedupConfi
         carry = ("duplicate_of", "similarity")
         con.execute("CREATE TEMP VIEW decided AS "
                     + apply_pair_policy("marked", columns, policy, carry))
-        cols = ", ".join(columns)
-        order, split = row_order(data)
-        ctx.copy_kept(f"SELECT {cols} FROM decided WHERE reason IS NULL", order_by=order,
-                      split_on=split)
-        extra = ", pair_failed_id" if policy != "independent" else ""
-        ctx.copy_rejected(f"SELECT {cols}, reason, duplicate_of, similarity{extra} FROM decided "
-                          "WHERE reason IS NOT NULL", order_by="id", split_on="id")
+        ctx.keep_reject("decided", columns, order=row_order(data), rejected_order=("id", "id"),
+                        extra=(*carry, *(("pair_failed_id",) if policy != "independent" else ())))
         if per_prompt:
             facts["unit"] = "prompt"
         facts.update(pair_facts(con, "marked", "SELECT * FROM decided", columns, policy))
@@ -190,3 +186,10 @@ def _near(ctx: StepContext, text: str, config: DedupConfig, by_mode: bool) -> di
     del signatures
     return {"near_duplicates": int(len(linked)), "candidate_pairs": int(len(keep)),
             "verified_pairs": int(keep.sum()), "lsh_bands": bands, "lsh_rows": rows}
+
+
+STEP = declare_filter(
+    "dedup", run_dedup, config=DedupConfig, kinds=("prompts", "sft", "rl_pool"),
+    help="Remove exact and near-duplicate rows, keeping the smallest id of each group.",
+    examples=("thinkforge filter dedup gsm8k --name gsm8k-dedup",
+              "thinkforge filter dedup gsm8k-sft --on output --threshold 0.7 --name sft-dedup"))

@@ -29,8 +29,9 @@ from pydantic import Field, field_validator
 
 from manifests import DatasetStore, Manifest
 from manifests.errors import InputDataError
+from manifests.steps import Flag, Role, StepDescriptor, register_step
 
-from .base import Resources, StepConfig, StepContext, require_kind, run_step, source
+from .base import Resources, StepConfig, StepContext, filter_resources, make_step, require_kind, run_step, source
 
 PROMPT_COLUMNS = ("id", "source", "category", "input", "ground_truth", "verifier", "license",
                   "metadata")
@@ -205,23 +206,23 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
                                count(correct)::BIGINT AS n_samples,
                                (count(*) FILTER (WHERE correct))::BIGINT AS n_correct
                         FROM rollouts_src {mode_filter} GROUP BY prompt_id))""", params)
-        prompt_cols = ", ".join(f"p.{c}" for c in PROMPT_COLUMNS)
-        ctx.copy_kept(
-            f"SELECT {prompt_cols}, s.n_samples, s.n_correct, s.pass_rate, s.bucket, "
-            "NULL::BIGINT AS curriculum_batch, NULL::BIGINT AS curriculum_position "
-            "FROM prompts_src p JOIN scored s ON s.id = p.id WHERE s.reason IS NULL",
-            order_by="id", split_on="id", size_of=[prompts])
-        # one FULL JOIN finds both the prompts whose requests all failed and the rollouts of
-        # unknown prompts (their prompt columns are NULL), so the prompts are scanned once
-        ctx.copy_rejected(
-            f"SELECT coalesce(p.id, s.id) AS id, {', '.join(f'p.{c}' for c in PROMPT_COLUMNS[1:])}, "
+        # one FULL JOIN finds the kept prompts, the prompts nobody sampled and the rollouts
+        # of unknown prompts (their prompt columns are NULL): the prompts are scanned once
+        ctx.con.execute(
+            f"CREATE TEMP VIEW judged AS SELECT coalesce(p.id, s.id) AS id, "
+            f"{', '.join(f'p.{c}' for c in PROMPT_COLUMNS[1:])}, "
             "coalesce(s.n_samples, 0) AS n_samples, coalesce(s.n_correct, 0) AS n_correct, "
-            "s.pass_rate, s.bucket, CASE WHEN p.id IS NULL THEN 'unknown_prompt' "
+            "s.pass_rate, s.bucket, NULL::BIGINT AS curriculum_batch, "
+            "NULL::BIGINT AS curriculum_position, CASE WHEN p.id IS NULL THEN 'unknown_prompt' "
             "WHEN s.id IS NULL THEN 'no_rollouts' ELSE s.reason END AS reason "
             "FROM prompts_src p FULL JOIN scored s ON s.id = p.id "
             "LEFT JOIN attempted a ON a.id = p.id "
-            "WHERE s.reason IS NOT NULL OR p.id IS NULL OR (s.id IS NULL AND a.id IS NOT NULL)",
-            order_by="id", split_on="id", size_of=[prompts])
+            # a prompt outside the run's selection (never attempted) is neither kept nor
+            # rejected: not_sampled, counted below
+            "WHERE s.id IS NOT NULL OR a.id IS NOT NULL")
+        pool = [*PROMPT_COLUMNS, "n_samples", "n_correct", "pass_rate", "bucket"]
+        ctx.keep_reject("judged", [*pool, "curriculum_batch", "curriculum_position"],
+                        rejected_columns=pool, order=("id", "id"), size_of=[prompts])
         ctx.provenance.update(collect_provenance(ctx, rollouts, prompts))
         ctx.provenance["not_sampled"] = con.execute(
             "SELECT count(*) FROM (SELECT id FROM prompts_src) p "
@@ -230,3 +231,29 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
 
     return run_step(store, name=name, kind="rl_pool", step_type="filter.passrate", config=config,
                     inputs=[rollouts, prompts], body=body, resources=resources)
+
+
+def _run_step(ctx, inputs, name, config):
+    return {name: run_passrate(ctx.store, inputs["rollouts"], inputs.get("prompts"), name, config,
+                               resources=filter_resources(ctx))}
+
+
+def _records(store, inputs, name, config):
+    prompts = inputs.get("prompts") or prompts_of(store, inputs["rollouts"])
+    return [(name, make_step("filter.passrate", config), [inputs["rollouts"], prompts])]
+
+
+STEP = register_step(StepDescriptor(
+    type="passrate", record_type="filter.passrate", group="filter", output_kind="rl_pool",
+    roles=(Role("rollouts", ("rollouts",), flag=True, help="rollouts version (K samples per "
+                                                           "prompt)"),
+           Role("prompts", ("prompts",), optional=True, flag=True,
+                help="prompts version (default: the rollouts' prompts parent)")),
+    config=PassRateConfig, run=_run_step, records=_records, resources=True,
+    flags=(Flag("--keep-all", {"drop_at_or_above": None},
+                "drop no pass rate (turns the 0.75 filter off)"),),
+    help="Pass rate per prompt from rollouts -> an rl_pool version with difficulty buckets. "
+         "Rejected prompts (too_easy, unsolved, no_rollouts, ...) are kept in rejected/.",
+    examples=("thinkforge filter passrate --rollouts gsm8k-rollouts --name gsm8k-pool",
+              "thinkforge filter passrate --rollouts r@v2 --prompts gsm8k --drop-unsolved "
+              "--name pool")))

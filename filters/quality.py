@@ -44,7 +44,8 @@ from manifests import DatasetStore, Manifest
 from manifests.errors import require
 from manifests.schemas import schema_for
 
-from .base import Resources, StepConfig, StepContext, require_kind, row_order, run_step, source
+from .base import (Resources, StepConfig, StepContext, declare_filter, require_kind, row_order,
+                   run_step, source)
 from .pairs import PAIRS_FIELD_HELP, PairPolicy, apply_pair_policy, pair_facts, resolve_policy
 
 Rule = Literal["empty", "truncated", "think_format", "boxed", "length", "language"]
@@ -132,16 +133,10 @@ def run_quality(store: DatasetStore, data: Manifest, name: str,
                               ceil(len(string_split_regex(trim(output, {WS}), '\\s+')) * 4 / 3))
                        AS tokens
               FROM {source(store, data)})""")
-        keep = ", ".join(columns)
         policy = resolve_policy(config.pairs, columns)
-        final = apply_pair_policy("judged", columns, policy)
-        con.execute(f"CREATE TEMP VIEW decided AS {final}")
-        order, split = row_order(data)
-        ctx.copy_kept(f"SELECT {keep} FROM decided WHERE reason IS NULL", order_by=order,
-                      split_on=split)
-        extra = ", pair_failed_id" if policy != "independent" else ""
-        ctx.copy_rejected(f"SELECT {keep}, reason{extra} FROM decided WHERE reason IS NOT NULL",
-                          order_by=order, split_on=split)
+        con.execute(f"CREATE TEMP VIEW decided AS {apply_pair_policy('judged', columns, policy)}")
+        ctx.keep_reject("decided", columns, order=row_order(data),
+                        extra=("pair_failed_id",) if policy != "independent" else ())
         ctx.provenance.update({"data": data.ref, "rules": list(config.rules),
                                "skipped_rules": [] if has_input else ["boxed"]})
         ctx.provenance.update(pair_facts(con, "judged", "SELECT * FROM decided", columns, policy))
@@ -162,3 +157,10 @@ def _register_language_udf(con) -> None:
 
     con.create_function("detect_language", detect, ["VARCHAR"], "VARCHAR",
                         null_handling="special", side_effects=False)
+
+
+STEP = declare_filter(
+    "quality", run_quality, config=QualityConfig, kinds=("sft", "rollouts"),
+    help="Drop answers that break format, length, truncation or language rules (sft, rollouts).",
+    examples=("thinkforge filter quality gsm8k-sft --name gsm8k-sft-clean",
+              "thinkforge filter quality gsm8k-sft --rules think_format,truncated --name sft-fmt"))

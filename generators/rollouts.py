@@ -13,11 +13,12 @@ from collections import Counter
 from typing import Any
 
 from manifests.manifest import Manifest
+from manifests.steps import Role, StepDescriptor, register_step
 
 from .config import RolloutConfig
 from .engine import Plan, RunResult
 from .reasoning import shape_output
-from .steps import run_generation_step, verify_answer
+from .steps import generation_plan, run_generation_step, verify_answer
 from .verifiers import VerifierRegistry
 
 __all__ = ["RolloutConfig", "generate_rollouts"]
@@ -52,3 +53,16 @@ def _build_rows(config: RolloutConfig, plans: list[Plan], result: RunResult,
             "output_tokens": done["completion_tokens"], "finish_reason": done["finish_reason"],
         })
     return rows, []
+
+
+def _run_step(ctx, inputs, name, config):
+    return {name: generate_rollouts(ctx.store, inputs["prompts"], name, config,
+                                    run_id=ctx.run_id, progress=not ctx.quiet)}
+
+
+STEP = register_step(StepDescriptor(
+    type="generate_rollouts", command="rollouts", group="generate", output_kind="rollouts",
+    dump_mode="python", config=RolloutConfig, run=_run_step,
+    roles=(Role("prompts", ("prompts",), flag=True, help="prompts version (name, name@v1...)"),),
+    plan=generation_plan(lambda c: len(c.modes) * c.k), derive_cli=False,
+    help="K sampled answers per prompt, scored -> rollouts"))

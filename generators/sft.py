@@ -15,12 +15,13 @@ from typing import Any
 
 from manifests.manifest import Manifest
 from manifests.schemas import SYSTEM_PROMPTS
+from manifests.steps import Role, StepDescriptor, register_step
 
 from .config import SftConfig
 from .engine import Plan, RunResult
 from .reasoning import shape_output
 from .runs import stable_hash
-from .steps import rejected_row, run_generation_step, verify_answer
+from .steps import generation_plan, rejected_row, run_generation_step, verify_answer
 from .verifiers import VerifierRegistry
 
 __all__ = ["SftConfig", "generate_sft"]
@@ -79,3 +80,15 @@ def _reject_reason(mode: str, reasoning_format: str, shaped) -> str | None:
     if not shaped.answer_text.strip():
         return "empty_output"
     return None
+
+
+def _run_step(ctx, inputs, name, config):
+    return {name: generate_sft(ctx.store, inputs["prompts"], name, config, run_id=ctx.run_id,
+                               progress=not ctx.quiet)}
+
+
+STEP = register_step(StepDescriptor(
+    type="generate_sft", command="sft", group="generate", output_kind="sft", dump_mode="python",
+    roles=(Role("prompts", ("prompts",), flag=True, help="prompts version (name, name@v1...)"),),
+    config=SftConfig, run=_run_step, plan=generation_plan(lambda c: len(c.modes) * c.n),
+    derive_cli=False, help="paired reasoning ON/OFF answers from the teacher(s) -> sft"))

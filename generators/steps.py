@@ -147,3 +147,13 @@ def verify_answer(verifiers: VerifierRegistry, plan: Plan, shaped: ShapedOutput,
     if outcome.answer_source is not None:
         return outcome.correct, outcome.answer
     return outcome.correct, prediction(answer_text, asked)[0]
+
+
+def generation_plan(requests_per_prompt: Callable[[Any], int]):
+    """The `plan` hook of a generation step: how many requests a run would send."""
+    def plan(store, inputs, name, config) -> dict[str, Any]:
+        prompts = inputs["prompts"]
+        rows = min(prompts.rows, config.limit or prompts.rows)
+        return {"prompts": prompts.ref, "requests": rows * requests_per_prompt(config),
+                "config": config.model_dump()}
+    return plan

@@ -133,7 +133,7 @@ def test_a_changed_config_reruns_that_step_and_everything_after_it(store, recipe
 def test_a_failure_midway_keeps_finished_versions_and_the_rerun_continues(
         store, recipe_dir, monkeypatch):
     recipe, steps = load_recipe(write_recipe(recipe_dir, RECIPE))
-    original = recipe_steps.STEP_TYPES["mix"]
+    original = recipe_steps.step_types()["mix"]
 
     def boom(*args):
         raise RuntimeError("simulated crash in mix")

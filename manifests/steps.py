@@ -1,0 +1,242 @@
+"""One step, one descriptor (DESIGN §9): what the CLI, recipes, dry-run, reuse and the
+Python API all read.
+
+A step is versions in, version(s) out.  Its descriptor says, once:
+
+* ``type``: the recipe step type and the registry key (``quality``); ``record_type`` is
+  what the manifest's ``step.type`` says (``filter.quality``; kept from before the
+  registry so existing versions stay reusable);
+* ``roles``: the named inputs and the record kinds each accepts (``Role``);
+* ``output_kind``: the kind it publishes (``None``: the kind of its first input);
+* ``config``: the pydantic model of its settings (the CLI options are derived from it);
+* ``run(ctx, inputs, name, config) -> {output name: Manifest}``;
+* optional hooks: ``records`` (what each output records as its step and parents, used to
+  predict reuse; default: one output, ``record_type`` + the config, parents = the role
+  inputs in order), ``plan`` (extra facts a dry run prints, e.g. request counts) and
+  ``outputs`` (output names, default ``[name]``).
+
+``plan_step`` is the dry run and ``execute`` the real run: both call ``predict_reuse``, so
+what a dry run says is reused is exactly what a run reuses (tests/test_steps_contract.py).
+
+Declaring a step::
+
+    from manifests.steps import Role, StepDescriptor, register_step
+
+    register_step(StepDescriptor(
+        type="min_length", record_type="filter.min_length", group="filter",
+        roles=(Role("data", ("sft", "prompts")),), output_kind=None,
+        config=MinLengthConfig, run=run_min_length,
+        help="drop rows whose output is shorter than min_chars",
+        examples=("thinkforge filter min_length gsm8k-sft --name sft-long --min-chars 40",)))
+
+The builtin steps are declared in the modules listed in ``curation.steps.STEP_MODULES``;
+a module anywhere else registers its steps when it is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from .errors import ConfigError
+from .manifest import Manifest, Step
+
+Inputs = dict[str, Any]  # role -> Manifest, or a list of them for a `many` role
+Record = tuple[str, Step, list[Manifest]]  # output name, step record, parents
+
+
+@dataclass(frozen=True)
+class Role:
+    """A named input of a step and the record kinds it accepts."""
+
+    name: str
+    kinds: tuple[str, ...]
+    many: bool = False          # a list of versions (decontam's benchmarks)
+    optional: bool = False
+    flag: bool = False          # CLI: an option --<name> (default: the first role is positional)
+    files: bool = False         # CLI: a value naming an existing file is passed as a Path
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A CLI convenience flag that sets config fields to constants (``--keep-all``)."""
+
+    name: str
+    sets: dict[str, Any]
+    help: str
+
+
+@dataclass
+class RunContext:
+    """How a step runs (never part of its config: none of this changes results)."""
+
+    store: Any                  # manifests.DatasetStore
+    quiet: bool = False
+    resources: dict[str, Any] = field(default_factory=dict)  # DuckDB limits for filters
+    run_id: str | None = None   # generation checkpoints
+
+
+RunFn = Callable[[RunContext, Inputs, str, Any], dict[str, Manifest]]
+
+
+@dataclass(frozen=True)
+class StepDescriptor:
+    type: str
+    roles: tuple[Role, ...]
+    config: type[BaseModel] | str        # the model, or "module:Class" (loaded when needed)
+    run: RunFn | str                     # the function, or "module:function"
+    output_kind: str | None = None       # None: the kind of the first input
+    record_type: str | None = None       # manifest step.type (default: type)
+    group: str | None = None             # CLI group (filter, generate) or None: top level
+    command: str | None = None           # CLI name (default: type)
+    help: str = ""
+    examples: tuple[str, ...] = ()
+    flags: tuple[Flag, ...] = ()
+    records: Callable[[Any, Inputs, str, Any], list[Record]] | None = None
+    plan: Callable[[Any, Inputs, str, Any], dict[str, Any]] | None = None
+    outputs: Callable[[str], list[str]] | None = None
+    dump_mode: str = "json"              # how the config is recorded (model_dump mode)
+    resources: bool = False              # takes DuckDB resources (--memory-limit, --temp-dir)
+    derive_cli: bool = True              # False: its command is written by hand (thinkforge/)
+
+    # -- derived --------------------------------------------------------------------------
+    @property
+    def step_type(self) -> str:
+        return self.record_type or self.type
+
+    @property
+    def cli_name(self) -> str:
+        return self.command or self.type
+
+    def config_model(self) -> type[BaseModel]:
+        return _load(self.config)
+
+    def run_fn(self) -> RunFn:
+        return _load(self.run)
+
+    def output_names(self, name: str) -> list[str]:
+        return self.outputs(name) if self.outputs else [name]
+
+    def kind_of(self, inputs: Inputs) -> str | None:
+        if self.output_kind is not None:
+            return self.output_kind
+        first = inputs.get(self.roles[0].name) if self.roles else None
+        first = first[0] if isinstance(first, list) and first else first
+        return first.kind if isinstance(first, Manifest) else None
+
+    def record(self, config: BaseModel) -> Step:
+        return Step(type=self.step_type, config=config.model_dump(mode=self.dump_mode))
+
+    def records_of(self, store, inputs: Inputs, name: str, config: BaseModel) -> list[Record]:
+        if self.records is not None:
+            return self.records(store, inputs, name, config)
+        parents: list[Manifest] = []
+        for role in self.roles:
+            value = inputs.get(role.name)
+            parents += value if isinstance(value, list) else ([value] if value is not None else [])
+        return [(name, self.record(config), parents)]
+
+    def check_inputs(self, inputs: Inputs) -> None:
+        """Every required role present (each step checks the kinds it gets itself, with its
+        own message; ``Role.kinds`` is what it accepts, for help and docs)."""
+        for role in self.roles:
+            value = inputs.get(role.name)
+            if (value is None or value == []) and not role.optional:
+                raise ConfigError(f"{self.type}: missing input {role.name!r}",
+                                  hint=f"{self.type} takes: "
+                                       + ", ".join(r.name for r in self.roles))
+
+
+def _load(target):
+    if isinstance(target, str):
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+    return target
+
+
+REGISTRY: dict[str, StepDescriptor] = {}
+
+
+def register_step(descriptor: StepDescriptor) -> StepDescriptor:
+    """Add a step to the registry (a later declaration of the same type replaces it)."""
+    REGISTRY[descriptor.type] = descriptor
+    return descriptor
+
+
+def unregister(step_type: str) -> None:
+    REGISTRY.pop(step_type, None)
+
+
+def predict_reuse(store, descriptor: StepDescriptor, inputs: Inputs, name: str,
+                  config: BaseModel) -> dict[str, Manifest | None]:
+    """For each output of the step: the existing version a run would reuse, or None.
+
+    The rule is the store's (same step type and config, same input fingerprints); a
+    generation that had failed requests is not reused (its rerun retries them).
+    """
+    out: dict[str, Manifest | None] = {}
+    for output, step, parents in descriptor.records_of(store, inputs, name, config):
+        found = store.find_reusable(output, step, [p.as_parent() for p in parents]) \
+            if store.datasets_dir.is_dir() else None
+        if found is not None and found.provenance.get("errors_by_kind"):
+            found = None
+        out[output] = found
+    return out
+
+
+def plan_step(store, descriptor: StepDescriptor, inputs: Inputs, name: str,
+              config: BaseModel) -> dict[str, Any]:
+    """What a run would do, as printed by --dry-run (and `tf.steps.X(..., dry_run=True)`)."""
+    descriptor.check_inputs(inputs)
+    reuse = predict_reuse(store, descriptor, inputs, name, config)
+    records = descriptor.records_of(store, inputs, name, config)
+    plan = {"type": descriptor.type, "name": name, "kind": descriptor.kind_of(inputs),
+            "step": records[0][1].model_dump() if records else None,
+            "inputs": [p.ref for p in records[0][2]] if records else [],
+            "outputs": {n: (m.ref if m else None) for n, m in reuse.items()},
+            "reuses": (next(iter(reuse.values())).ref
+                       if reuse and all(reuse.values()) and len(reuse) == 1 else None)}
+    if descriptor.plan is not None:
+        plan.update(descriptor.plan(store, inputs, name, config))
+    return plan
+
+
+def execute(ctx: RunContext, descriptor: StepDescriptor, inputs: Inputs, name: str,
+            config: BaseModel) -> dict[str, Manifest]:
+    """Run the step, or return the versions ``predict_reuse`` finds (the dry run's answer)."""
+    descriptor.check_inputs(inputs)
+    reuse = predict_reuse(ctx.store, descriptor, inputs, name, config)
+    if reuse and all(m is not None for m in reuse.values()):
+        return dict(reuse)  # type: ignore[arg-type]
+    return descriptor.run_fn()(ctx, inputs, name, config)
+
+
+def build_config(model: type[BaseModel], *layers: dict[str, Any], where: str = "config"):
+    """Validate ``model`` from layered mappings (file, then flags); later layers win, nested
+    mappings merge key by key.  Pydantic errors become a ConfigError naming the field."""
+    from pydantic import ValidationError
+
+    data: dict[str, Any] = {}
+    for layer in layers:
+        data = _merge(data, layer or {})
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}"
+                             for e in exc.errors())
+        raise ConfigError(f"invalid {model.__name__} ({where}): {problems}") from None
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
