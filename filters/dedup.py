@@ -42,8 +42,7 @@ from manifests import DatasetStore, Manifest
 from manifests.duck import quote_literal
 from manifests.schemas import schema_for
 
-from .base import (Resources, StepConfig, StepContext, declare_filter, require_kind, row_order,
-                   run_step, source)
+from .base import Resources, StepConfig, StepContext, declare_filter, require_kind, row_order, run_step, source
 from .minhash import MinHasher, band_keys, connected_components, estimated_jaccard, optimal_bands
 from .pairs import PAIRS_FIELD_HELP, PairPolicy, apply_pair_policy, pair_facts, resolve_policy
 from .text import normalized_expr, register, text_expr, word_hash_batches, word_hashes_expr

@@ -44,8 +44,7 @@ from manifests import DatasetStore, Manifest
 from manifests.errors import require
 from manifests.schemas import schema_for
 
-from .base import (Resources, StepConfig, StepContext, declare_filter, require_kind, row_order,
-                   run_step, source)
+from .base import Resources, StepConfig, StepContext, declare_filter, require_kind, row_order, run_step, source
 from .pairs import PAIRS_FIELD_HELP, PairPolicy, apply_pair_policy, pair_facts, resolve_policy
 
 Rule = Literal["empty", "truncated", "think_format", "boxed", "length", "language"]
