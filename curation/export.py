@@ -61,7 +61,8 @@ def export_version(store: DatasetStore, ref: str | Manifest, fmt: str, out: str 
         ref=manifest.ref, fingerprint=manifest.fingerprint, kind=manifest.kind,
         split=split or manifest.step.config.get("part") or "train",
         reasoning=_reasoning(reasoning, manifest.kind),
-        data_source=data_source, policy_model=policy_model(store, manifest))
+        data_source=data_source, policy_model=policy_model(store, manifest),
+        prompt_template=prompt_template_of(store, manifest))
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
@@ -77,6 +78,11 @@ def export_version(store: DatasetStore, ref: str | Manifest, fmt: str, out: str 
             "rows": rows, "files": files,
             "curriculum_order": spec.ordered_by_curriculum and _has_curriculum(manifest),
         }
+        if manifest.kind in PROMPT_KINDS and spec.name != "hf":
+            record["prompt_template"] = ctx.prompt_template
+            record["prompt_matches_rollouts"] = bool(
+                ctx.prompt_template and (ctx.reasoning in ctx.prompt_template["modes"]
+                                         or ctx.reasoning is None))
         if spec.name == "openrlhf":
             record["openrlhf_args"] = f"--prompt_data {out}/{ctx.split}.jsonl " \
                 if manifest.kind in PROMPT_KINDS else f"--dataset {out}/{ctx.split}.jsonl "
@@ -210,8 +216,21 @@ def _write(spec: ExportFormat, ctx: ExportContext, batches: Iterator[pa.RecordBa
              "sha256": sha256_file(path)}], rows_written
 
 
+def export_facts(store: DatasetStore, manifest: Manifest) -> dict[str, Any]:
+    """``provenance.export`` of the version (carried down the lineage by the writer)."""
+    return manifest.provenance.get("export") or {}
+
+
+def prompt_template_of(store: DatasetStore, manifest: Manifest) -> dict | None:
+    """The template the pool's rollouts wrapped each prompt in (None for an older pool)."""
+    return export_facts(store, manifest).get("prompt_template")
+
+
 def policy_model(store: DatasetStore, manifest: Manifest, depth: int = 12) -> str | None:
-    """The model that wrote the rollouts behind a pool's pass rates, found through lineage."""
+    """The model that wrote the rollouts behind a pool's pass rates: from the manifest's
+    ``provenance.export``, else found through lineage (versions built before it existed)."""
+    if export_facts(store, manifest).get("policy_model"):
+        return export_facts(store, manifest)["policy_model"]
     frontier, seen = [manifest], set()
     for _ in range(depth):
         parents = []

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
+from generators.reasoning import apply_prompt_template
 from manifests.schemas import MESSAGES, SYSTEM_PROMPTS
 
 Row = dict[str, Any]
@@ -43,6 +44,7 @@ class ExportContext:
     reasoning: str | None          # system prompt mode for prompt-only rows: on, off or None
     data_source: str | None        # verl: overrides the row's `source`
     policy_model: str | None       # verl extra_info: the model whose rollouts gave pass rates
+    prompt_template: dict | None = None  # the rollouts' template (generators.reasoning)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,20 @@ def _sft_prompt(row: Row) -> list[Row]:
     return [{"role": "system", "content": row["system_prompt"]}, *row["input"]]
 
 
+def rl_prompt(row: Row, ctx: ExportContext) -> list[Row]:
+    """The prompt an RL trainer gets: exactly the messages the pool's rollouts were sampled
+    from (the rollouts' template in the exported mode: system turn + instruction suffix),
+    or, without a recorded template, the reasoning system turn and the bare prompt."""
+    template = ctx.prompt_template
+    mode = ctx.reasoning
+    if template and mode in template.get("modes", {}):
+        return apply_prompt_template(row["input"], template, mode)
+    if template and mode is None and len(template.get("modes", {})) == 1:
+        only = next(iter(template["modes"]))
+        return apply_prompt_template(row["input"], template, only, system=False)
+    return system_turn(mode) + row["input"]
+
+
 def trl_sft(row: Row, index: int, ctx: ExportContext) -> Row:
     return {"messages": _sft_prompt(row) + assistant(row["output"])}
 
@@ -78,7 +94,7 @@ def trl_prompt_completion(row: Row, index: int, ctx: ExportContext) -> Row:
 
 def trl_grpo(row: Row, index: int, ctx: ExportContext) -> Row:
     return {
-        "prompt": system_turn(ctx.reasoning) + row["input"],
+        "prompt": rl_prompt(row, ctx),
         "solution": row.get("ground_truth"),
         "ground_truth": row.get("ground_truth"),
         "id": row["id"],
@@ -110,7 +126,7 @@ def verl(row: Row, index: int, ctx: ExportContext) -> Row:
     verifier = row["verifier"]
     return {
         "data_source": ctx.data_source or VERL_DATA_SOURCES.get(row["source"], row["source"]),
-        "prompt": system_turn(ctx.reasoning) + row["input"],
+        "prompt": rl_prompt(row, ctx),
         "ability": row["category"],
         "reward_model": {"style": "model" if verifier == "judge" else "rule",
                          "ground_truth": row.get("ground_truth") or ""},
@@ -160,7 +176,7 @@ def openrlhf(row: Row, index: int, ctx: ExportContext) -> Row:
                 "reasoning": row["reasoning"], "category": row["category"]}
     if ctx.kind == "preferences":
         return trl_dpo(row, index, ctx)
-    return {"prompt": system_turn(ctx.reasoning) + row["input"], "label": row.get("ground_truth"),
+    return {"prompt": rl_prompt(row, ctx), "label": row.get("ground_truth"),
             "id": row["id"], "category": row["category"], "verifier": row["verifier"],
             "pass_rate": row.get("pass_rate"), "curriculum_batch": row.get("curriculum_batch")}
 

@@ -90,6 +90,22 @@ duckdb.connect("{catalog}", read_only=True).sql('FROM "{ref}"').show()
 """
 
 
+def _prompt_section(manifest: Manifest) -> str:
+    """What the RL trainer is given as the prompt: the rollouts' template, said plainly."""
+    template = (manifest.provenance.get("export") or {}).get("prompt_template")
+    if not template:
+        return ""
+    lines = ["## Prompt the pass rates were measured on", "",
+             f"Rollouts were sampled with the `{template['reasoning_format']}` format; "
+             "the RL exports (trl-grpo, verl, openrlhf) give the trainer exactly these "
+             "messages around each row's `input`:", ""]
+    for mode, spec in template["modes"].items():
+        suffix = spec["user_suffix"]
+        lines.append(f"- reasoning {mode}: system turn `{spec['system']}`; last user turn "
+                     + (f"followed by `{suffix.strip()}`" if suffix else "unchanged"))
+    return "\n".join(lines) + "\n\n"
+
+
 def card(manifest: Manifest, depths: list[tuple[Manifest, int]], data: ReportData,
          catalog: Path) -> str:
     licences = sorted(data.licenses) or ["unknown"]
@@ -126,7 +142,7 @@ fingerprint `{manifest.fingerprint}`. Versions are immutable; every shard's sha2
 
 - step facts: `{json.dumps(manifest.provenance, default=str)}`
 
-## Lineage
+{_prompt_section(manifest)}## Lineage
 
 {chain_lines}
 

@@ -34,10 +34,33 @@ class ShapedOutput:
 
 def teacher_messages(messages: list[dict], mode: str, reasoning_format: str) -> list[dict]:
     """The conversation sent to the teacher: the mode's system prompt first, then the prompt."""
-    sent = [{"role": "system", "content": SYSTEM_PROMPTS[mode]}, *[dict(m) for m in messages]]
-    if mode == "on" and reasoning_format == "prompted":
+    return apply_prompt_template(messages, prompt_template([mode], reasoning_format), mode)
+
+
+def prompt_template(modes: list[str], reasoning_format: str) -> dict:
+    """The template a generation step wraps every prompt in, per mode, as plain data.
+
+    Rollouts record it in their manifest (``provenance.export.prompt_template``) so that the
+    RL pool and its exports give the trainer the exact messages the pass rates were
+    measured on (:func:`apply_prompt_template`), not the bare prompt.
+    """
+    return {"reasoning_format": reasoning_format, "modes": {
+        mode: {"system": SYSTEM_PROMPTS[mode],
+               "user_suffix": PROMPTED_ON_INSTRUCTION
+               if mode == "on" and reasoning_format == "prompted" else ""}
+        for mode in modes}}
+
+
+def apply_prompt_template(messages: list[dict], template: dict, mode: str,
+                          system: bool = True) -> list[dict]:
+    """``messages`` as ``template`` sends them in ``mode``: system turn first (unless
+    ``system`` is False), the mode's suffix appended to the last user turn."""
+    spec = template["modes"][mode]
+    sent = [{"role": "system", "content": spec["system"]}] if system else []
+    sent += [{"role": m["role"], "content": m["content"]} for m in messages]
+    if spec["user_suffix"]:
         last_user = max(i for i, m in enumerate(sent) if m["role"] == "user")
-        sent[last_user]["content"] += PROMPTED_ON_INSTRUCTION
+        sent[last_user]["content"] += spec["user_suffix"]
     return sent
 
 

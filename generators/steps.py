@@ -20,7 +20,7 @@ from manifests.errors import GenerationFailedError
 from manifests.manifest import Manifest, Step
 
 from .engine import Plan, RunResult, load_prompts, plan_requests, provenance, run_plans
-from .reasoning import ShapedOutput
+from .reasoning import ShapedOutput, prompt_template
 from .runs import RunCheckpoint, default_run_id
 from .verifiers import VerifierRegistry
 from .verifiers.code_tests import extract_code
@@ -61,6 +61,13 @@ def run_generation_step(store, prompts: Manifest, name: str, *, kind: str, step_
     facts = provenance(result, config, run_id, verifiers.versions(), verifier_errors)
     # plain facts other steps read back (the pass-rate filter: models, K, verifier versions)
     facts["answers_by_source"] = dict(verifiers.answer_sources)
+    if kind == "rollouts":
+        # what exports of every version derived from these rollouts need (the writer carries
+        # provenance.export down the lineage, so a pulled copy has it too)
+        models = sorted({p.model for p in plans})
+        facts["export"] = {"policy_model": ", ".join(models) or None,
+                           "prompt_template": prompt_template(list(modes),
+                                                              config.reasoning_format)}
     facts.update(models=sorted({p.model for p in plans}), modes=list(modes),
                  samples_per_prompt=samples, seed=config.seed,
                  verifier_versions=facts["verifiers"])

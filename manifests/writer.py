@@ -90,6 +90,12 @@ class VersionWriter:
         self.step = step if isinstance(step, Step) else Step.model_validate(step)
         self.parents = [p.as_parent() if isinstance(p, Manifest) else p for p in parents]
         self.provenance = provenance
+        # facts exports need (the policy model, the rollouts' prompt template) travel down
+        # the lineage in each manifest, so a pulled version exports the same bytes
+        inherited = next((p.provenance["export"] for p in parents
+                          if isinstance(p, Manifest) and p.provenance.get("export")), None)
+        if inherited is not None and "export" not in provenance:
+            provenance["export"] = inherited
         self.reuse_identical = reuse_identical
         self.staging = store.root / ".staging" / uuid.uuid4().hex
         (self.staging / "data").mkdir(parents=True)
