@@ -266,8 +266,13 @@ def stable_id(source: str, messages: list[dict[str, str]]) -> str:
 def _user_ids(sources: list[str], contents: list[str], ids: list[str | None]) -> None:
     """``stable_id(source, [{"role": "user", "content": c}])`` where ``ids`` has None, without
     building the dicts (the same JSON text: see test_import's id test)."""
-    prefixes: dict[str, str] = {}
     sha256 = hashlib.sha256
+    if len(set(sources)) == 1 and sources[0] and all(pid is None for pid in ids):  # the usual batch
+        prefix = "[" + encode_basestring(sources[0]) + ', [{"content": '
+        ids[:] = [sha256((prefix + encode_basestring(c) + ', "role": "user"}]]').encode()).hexdigest()[:16]
+                  for c in contents]
+        return
+    prefixes: dict[str, str] = {}
     for i, pid in enumerate(ids):
         if pid is None and sources[i]:
             source = sources[i]
