@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import shutil
+import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 
-from .duck import connect, connect_sandboxed, parquet_source, quote_ident
-from .errors import NotFoundError, SqlRefusedError
+from .catalog_tables import RUNS_TABLE, TABLES, lineage_rows, version_row
+from .duck import connect, parquet_source, quote_ident
 from .store import DatasetStore
-
-_READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN"}
 
 
 # bumped when the views a version gets change (2: every version has a /rejected view), so
@@ -86,27 +84,11 @@ def refresh_catalog(store: DatasetStore, force: bool = False) -> bool:
         return True
 
 
-_TABLES = ["""CREATE TABLE catalog_meta (key VARCHAR PRIMARY KEY, value VARCHAR)""",
-           """CREATE TABLE versions (name VARCHAR, version VARCHAR, number INTEGER,
-            ref VARCHAR, kind VARCHAR, fingerprint VARCHAR, created_at TIMESTAMPTZ, rows BIGINT,
-            bytes BIGINT, shards INTEGER, rejected_rows BIGINT, step VARCHAR, is_latest BOOLEAN,
-            path VARCHAR, stats JSON)""",
-           """CREATE TABLE lineage (name VARCHAR, version VARCHAR, parent_name VARCHAR,
-            parent_version VARCHAR, parent_fingerprint VARCHAR)"""]
-
-# training run records (manifests.training_runs): rebuilt whole on every refresh (few rows)
-_RUNS_TABLE = """CREATE OR REPLACE TABLE runs (run_id VARCHAR, method VARCHAR, status VARCHAR,
-            data_ref VARCHAR, data_name VARCHAR, data_version VARCHAR, data_fingerprint VARCHAR,
-            data_refs VARCHAR[], base_model VARCHAR, output_dir VARCHAR, weights_sha256 VARCHAR,
-            world_size INTEGER, steps BIGINT, final_loss DOUBLE, wall_time_s DOUBLE,
-            created_at TIMESTAMPTZ, trl_version VARCHAR, torch_version VARCHAR,
-            config_hash VARCHAR, config JSON, metrics JSON)"""
-
-
 def _fill_runs(con, store: DatasetStore) -> None:
+    """Training run records (manifests.training_runs): rebuilt whole on every refresh (few rows)."""
     from .training_runs import run_rows
 
-    con.execute(_RUNS_TABLE)
+    con.execute(RUNS_TABLE)
     for row in run_rows(store):
         con.execute("INSERT INTO runs VALUES (" + ",".join("?" * len(row)) + ")", list(row.values()))
 
@@ -115,7 +97,7 @@ def _build(store: DatasetStore, signature: str) -> None:
     tmp = _tmp_path(store)
     con = connect(tmp)
     try:
-        for ddl in _TABLES:
+        for ddl in TABLES.values():
             con.execute(ddl)
         con.execute("INSERT INTO catalog_meta VALUES ('signature', ?), ('store', ?), ('layout', ?)",
                     [signature, str(store.root), CATALOG_LAYOUT])
@@ -177,13 +159,10 @@ def _tmp_path(store: DatasetStore) -> Path:
 
 def _add_version(con, store: DatasetStore, m) -> None:
     """Its row in ``versions`` and ``lineage`` and its views (``name@vN``, ``.../rejected``)."""
-    con.execute("INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", [
-        m.name, m.version, m.number, m.ref, m.kind, m.fingerprint, m.created_at,
-        m.rows, sum(f.bytes for f in m.files), len(m.files), m.rejected.rows,
-        m.step.type, False, str(store.version_dir(m)), json.dumps(m.stats)])
-    for p in m.parents:
-        con.execute("INSERT INTO lineage VALUES (?,?,?,?,?)",
-                    [m.name, m.version, p.name, p.version, p.fingerprint])
+    con.execute("INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                version_row(m, str(store.version_dir(m))))
+    for row in lineage_rows(m):
+        con.execute("INSERT INTO lineage VALUES (?,?,?,?,?)", row)
     con.execute(f"CREATE VIEW {quote_ident(m.ref)} AS SELECT * FROM "
                 f"{parquet_source(store.shard_paths(m))}")
     if m.rejected.files:
@@ -204,6 +183,16 @@ def _point_latest(con, name: str) -> None:
     con.execute(f"CREATE OR REPLACE VIEW {quote_ident(name)} AS SELECT * FROM {quote_ident(latest)}")
 
 
+def refresh_or_warn(store: DatasetStore) -> None:
+    """Keep the catalog current for other DuckDB clients; a failure is only a warning (the
+    catalog is derived data, and ``thinkforge sql`` does not read it)."""
+    try:
+        refresh_catalog(store)
+    except Exception as exc:  # noqa: BLE001
+        print(f"warning: catalog not refreshed ({str(exc).splitlines()[0]}); "
+              "run `thinkforge catalog rebuild`", file=sys.stderr)
+
+
 def list_versions(store: DatasetStore) -> list[dict]:
     rows = []
     for m in store.manifests():
@@ -213,103 +202,3 @@ def list_versions(store: DatasetStore) -> list[dict]:
                      "parents": [p.ref for p in m.parents]})
     return rows
 
-
-class SqlResult:
-    """A streaming query result; rows are fetched in chunks as they are consumed."""
-
-    def __init__(self, con: duckdb.DuckDBPyConnection, query: str, limit: int | None):
-        self._con, self._query, self._limit = con, query, limit
-        # run now, so permission and binder errors surface in run_sql
-        self._cursor = con.cursor()
-        self._cursor.execute(query)
-        self.columns: list[str] = [d[0] for d in self._cursor.description]
-
-    def rows(self, chunk: int = 2048) -> Iterator[tuple]:
-        """Python tuples, the first chunk as soon as DuckDB has it (no Arrow needed)."""
-        left = self._limit
-        try:
-            while left is None or left > 0:
-                rows = self._cursor.fetchmany(chunk if left is None else min(chunk, left))
-                if not rows:
-                    break
-                if left is not None:
-                    left -= len(rows)
-                yield from rows
-        finally:
-            self._con.close()
-
-    def arrow(self):
-        """The result as a pyarrow RecordBatchReader (for Parquet output and Arrow users)."""
-        self._cursor.close()  # the Arrow path runs the query afresh as a relation
-        relation = self._con.sql(self._query)
-        if self._limit is not None:
-            relation = relation.limit(self._limit)
-        return relation.to_arrow_reader(8192)
-
-    def table(self):
-        import pyarrow as pa
-
-        try:
-            reader = self.arrow()
-            return pa.Table.from_batches(list(reader), schema=reader.schema)
-        finally:
-            self._con.close()
-
-
-def _open_current_catalog(store: DatasetStore) -> duckdb.DuckDBPyConnection:
-    """The sandboxed catalog connection, rebuilding the catalog first if it is stale."""
-    if store.catalog_path.exists():
-        con = connect_sandboxed(store.catalog_path, store.datasets_dir)
-        try:
-            built = con.execute("SELECT value FROM catalog_meta WHERE key = 'signature'").fetchall()
-        except duckdb.Error:
-            built = []
-        if built and built[0][0] == store_signature(store):
-            return con
-        con.close()
-    refresh_catalog(store)
-    return connect_sandboxed(store.catalog_path, store.datasets_dir)
-
-
-def run_sql(store: DatasetStore, query: str, *, limit: int | None = None,
-            verify: bool = False) -> SqlResult:
-    """Run one read-only statement over every version of the store.
-
-    DuckDB itself enforces read-only access: the catalog opens read-only, external file
-    access is limited to the store's datasets directory, and the configuration is locked.
-    Only SELECT (and EXPLAIN) statements are accepted, as classified by DuckDB's parser.
-    """
-    if not store.datasets_dir.is_dir():
-        raise NotFoundError(f"store {store.root} has no datasets yet",
-                            hint="import one first: thinkforge import FILE --name NAME")
-    for m in store.manifests():
-        (store.verify if verify else store.check_sizes)(m)
-    con = _open_current_catalog(store)
-    try:
-        statements = con.extract_statements(query)
-        if len(statements) != 1:
-            raise SqlRefusedError(f"expected one SQL statement, got {len(statements)}",
-                                  hint="run statements one at a time")
-        kind = str(statements[0].type).rsplit(".", 1)[-1]
-        if kind not in _READ_ONLY_STATEMENTS:
-            raise SqlRefusedError(f"{kind} statements are refused: `thinkforge sql` is read-only",
-                                  hint="use SELECT (CTEs, joins and window functions work); new "
-                                       "versions are made with import, filter and build")
-        result = SqlResult(con, query, limit)
-    except duckdb.PermissionException as exc:
-        con.close()
-        raise SqlRefusedError(f"refused: {exc}",
-                              hint="queries may read only the store's datasets, through their "
-                                   "views (see `thinkforge catalog`)") from exc
-    except duckdb.Error as exc:
-        con.close()
-        if isinstance(exc, duckdb.InvalidInputException) and "configuration has been locked" in str(exc):
-            raise SqlRefusedError(f"refused: {exc}") from exc
-        from .errors import InputDataError
-        raise InputDataError(f"SQL error: {exc}",
-                             hint="views are named after datasets (\"name\" = latest, "
-                                  "\"name@v2\" = a version); see `thinkforge catalog`") from exc
-    except BaseException:
-        con.close()
-        raise
-    return result

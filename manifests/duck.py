@@ -49,18 +49,6 @@ def connect(database: str | Path = ":memory:", *, read_only: bool = False,
     return duckdb.connect(str(database), read_only=read_only, config=config)
 
 
-def connect_sandboxed(database: Path, allowed_directory: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection that can read files under ``allowed_directory`` and nothing else.
-
-    DuckDB enforces it: external access off, one allowed directory, configuration locked.
-    """
-    con = duckdb.connect(str(database), read_only=True, config=dict(_NO_EXTENSION_DOWNLOADS))
-    con.execute(f"SET allowed_directories=[{quote_literal(str(allowed_directory).rstrip('/') + '/')}]")
-    con.execute("SET enable_external_access=false")
-    con.execute("SET lock_configuration=true")
-    return con
-
-
 _SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)$", re.IGNORECASE)
 
 

@@ -67,13 +67,32 @@ class GenerationFailedError(ForgeError):
     exit_code = 10
 
 
+class ResourceLimitError(ForgeError):
+    """A limit was reached: query time or memory, disk space or file size."""
+
+    exit_code = 11
+
+
+class AccessDeniedError(ForgeError):
+    """The store or an output path cannot be written or read (permissions)."""
+
+    exit_code = 12
+
+
+class Interrupted(ForgeError):
+    """Stopped by Ctrl-C (SIGINT); nothing was published."""
+
+    exit_code = 130
+
+
 EXIT_CODES = {
     0: "success",
     1: "unexpected thinkforge error",
     2: "usage error (bad command-line option)",
     **{cls.exit_code: cls.__doc__.split("\n")[0].rstrip(".") for cls in (
         NotFoundError, IntegrityError, ConflictError, InputDataError, SqlRefusedError,
-        ConfigError, MissingDependencyError, GenerationFailedError)},
+        ConfigError, MissingDependencyError, GenerationFailedError, ResourceLimitError,
+        AccessDeniedError, Interrupted)},
 }
 
 

@@ -26,6 +26,9 @@ class ForgeGroup(click.Group):
         except ForgeError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted (Ctrl-C); nothing was published", err=True)
+            sys.exit(130)
 
 
 @click.group(cls=ForgeGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})

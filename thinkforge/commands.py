@@ -193,37 +193,112 @@ def verify_cmd(ctx, refs, all_):
 
 
 @cli.command("sql")
-@click.argument("query")
+@click.argument("query", required=False)
+@click.option("--file", "query_file", type=click.Path(path_type=Path),
+              help="Read the query from a file ('-' = stdin); for queries too long for an argument.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]),
               default="table", show_default=True, help="json = one object per line.")
 @click.option("--out", type=click.Path(path_type=Path), help="Write to a file instead of stdout.")
 @click.option("--limit", type=int, help="Stop after N rows.")
-@click.option("--verify", is_flag=True, help="Check sha256 of every shard first (default: sizes).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Stop the query after SECONDS (exit 10).")
+@click.option("--memory-limit", metavar="SIZE",
+              help="DuckDB memory limit, e.g. 2GB (queries do not spill to disk; exit 10 past it).")
+@click.option("--verify", is_flag=True,
+              help="Check the sha256 of every shard first (default: sizes only; hashes are "
+                   "cached per file, so this is cheap after the first time).")
 @click.pass_context
-def sql_cmd(ctx, query, fmt, out, limit, verify):
+def sql_cmd(ctx, query, query_file, fmt, out, limit, timeout, memory_limit, verify):
     """Run a read-only SQL query over every version (DuckDB).
 
     Views: a dataset's latest version is named like the dataset ("gsm8k", "gsm8k-sft"),
     each version is "name@v2", rejected rows are "name@v2/rejected"; tables `versions`
-    and `lineage` describe the store.
+    and `lineage` describe the store.  Only queries run (SELECT, WITH, DESCRIBE,
+    SUMMARIZE, PIVOT, plain EXPLAIN) and they can open no file: see docs/reliability.md.
+    QUERY '-' (or --file -) reads the query from stdin.
 
     \b
     Example:
       thinkforge sql "SELECT category, count(*) FROM gsm8k GROUP BY ALL"
       thinkforge sql "SELECT * FROM \\"gsm8k@v1\\"" --format csv --out rows.csv
+      thinkforge sql --file report.sql --timeout 60 --memory-limit 4GB
+      echo "SELECT count(*) FROM versions" | thinkforge sql -
     """
-    from manifests.catalog import run_sql
+    from manifests.duck import valid_memory_limit
+    from manifests.errors import AccessDeniedError, NotFoundError
+    from manifests.sql import run_sql
 
-    result = run_sql(get_store(ctx), query, limit=limit, verify=verify)
+    query = _read_query(query, query_file)
+    if memory_limit is not None and not valid_memory_limit(memory_limit):
+        raise click.BadParameter(f"{memory_limit!r} is not a size such as 2GB or 512MiB",
+                                 param_hint="--memory-limit")
+    if fmt == "parquet" and out is None:
+        raise click.UsageError("--format parquet needs --out FILE")
+    if out is not None:
+        if out.is_dir():
+            raise NotFoundError(f"--out {out} is a directory", hint="give a file name inside it")
+        if not out.parent.is_dir():
+            raise NotFoundError(f"--out {out}: directory {out.parent} does not exist",
+                                hint=f"create it first: mkdir -p {out.parent}")
+    from manifests.catalog import refresh_or_warn
+
+    store = get_store(ctx)
+    result = run_sql(store, query, limit=limit, verify=verify, timeout=timeout,
+                     memory_limit=memory_limit)
+    refresh_or_warn(store)  # the catalog file is for other DuckDB clients; sql does not read it
+    try:
+        _write_sql_result(result, fmt, out, limit)
+    except PermissionError as exc:
+        raise AccessDeniedError(f"cannot write {exc.filename or out}: permission denied",
+                                hint="choose another --out path") from None
+    except OSError as exc:
+        from manifests.errors import ResourceLimitError
+
+        raise ResourceLimitError(f"cannot write {exc.filename or out or 'stdout'}: {exc.strerror or exc}",
+                                 hint="free disk space or choose another --out path") from None
+
+
+def _read_query(query: str | None, query_file: Path | None) -> str:
+    from manifests.errors import InputDataError, NotFoundError
+
+    if query is not None and query_file is not None:
+        raise click.UsageError("give the query as an argument or with --file, not both")
+    if query is None and query_file is None:
+        raise click.UsageError("give a query: thinkforge sql \"SELECT ...\", --file Q.sql, or - for stdin")
+    if query == "-" or str(query_file) == "-":
+        text = sys.stdin.read()
+        where = "stdin"
+    elif query_file is not None:
+        try:
+            text = query_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise NotFoundError(f"--file {query_file}: no such file") from None
+        except IsADirectoryError:
+            raise InputDataError(f"--file {query_file} is a directory",
+                                 hint="give the .sql file inside it") from None
+        except UnicodeDecodeError as exc:
+            raise InputDataError(f"--file {query_file}: not UTF-8 text (byte {exc.start})") from None
+        where = str(query_file)
+    else:
+        return query
+    if not text.strip():
+        raise click.UsageError(f"the query from {where} is empty")
+    return text
+
+
+def _write_sql_result(result, fmt: str, out: Path | None, limit: int | None) -> None:
     if fmt == "parquet":
-        if out is None:
-            raise click.UsageError("--format parquet needs --out FILE")
         import pyarrow.parquet as pq
 
-        reader = result.arrow()
-        with pq.ParquetWriter(out, reader.schema, compression="zstd") as writer:
-            for batch in reader:
-                writer.write_batch(batch)
+        batches = result.arrow()
+        tmp = out.with_name(out.name + ".tmp")
+        try:
+            with pq.ParquetWriter(tmp, batches.schema, compression="zstd") as writer:
+                for batch in batches:
+                    writer.write_batch(batch)
+            tmp.replace(out)
+        finally:
+            tmp.unlink(missing_ok=True)
         return
     if fmt == "table":
         # a terminal table is for reading: cap it unless --limit says otherwise

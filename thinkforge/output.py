@@ -53,16 +53,18 @@ def print_published(manifest, as_json: bool) -> None:
 
 
 def print_table(rows: list[dict[str, Any]], title: str | None = None) -> None:
+    """Rows as a rich table; values are Text, never markup, so '[red]42[/red]' prints as is."""
     from rich.table import Table
+    from rich.text import Text
 
     if not rows:
         out.print("(no rows)")
         return
-    table = Table(title=title, show_lines=False)
+    table = Table(title=None if title is None else Text(title), show_lines=False)
     for column in rows[0]:
-        table.add_column(str(column), overflow="fold")
+        table.add_column(Text(str(column)), overflow="fold")
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row.values()))
+        table.add_row(*(Text("" if v is None else str(v)) for v in row.values()))
     out.print(table)
 
 

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from curation.importer import ImportOptions, import_file
-from manifests.catalog import refresh_catalog, run_sql
+from manifests.catalog import refresh_catalog
+from manifests.sql import run_sql
 from manifests.errors import IntegrityError, SqlRefusedError
 
 
@@ -157,6 +158,7 @@ def test_a_moved_store_gets_a_catalog_of_its_new_paths(filled, tmp_path):
 
     moved = DatasetStore(shutil.copytree(filled.root, tmp_path / "moved"))
     assert sql(moved, 'SELECT count(*) AS n FROM "gsm8k@v1"') == [{"n": 200}]
+    assert refresh_catalog(moved) is True  # what `thinkforge sql` and `catalog` do after
     views = catalog_contents(moved)[2]
     assert all(str(filled.root) not in view_sql for _, view_sql in views)
     assert any(str(moved.root) in view_sql for _, view_sql in views)

@@ -1,0 +1,400 @@
+"""Read-only SQL over every version of a store: the sandbox behind ``thinkforge sql``.
+
+Two locks keep a query from changing anything; each one alone is enough to keep the
+store's bytes unchanged, so a hole in one is not a hole in the promise.
+
+1. **What may run** (an allow-list, decided by DuckDB's own parser): exactly one statement,
+   and it must be a query: SELECT, WITH, VALUES, FROM-first, DESCRIBE, SUMMARIZE, PIVOT with
+   its values listed, UNPIVOT, or a plain ``EXPLAIN`` of one of these.  ``json_serialize_sql``
+   serializes SELECT trees only, so a statement that is not a query anywhere inside it is
+   refused.  ``EXPLAIN ANALYZE`` executes its statement and is refused whatever it holds;
+   EXPLAIN options (``EXPLAIN (...)``) too.
+2. **What a query can touch**: nothing on disk.  The query runs on an in-memory DuckDB
+   with ``enable_external_access = false`` set *after* opening (opened with it, DuckDB
+   2.0 allow-lists ``<cwd>/:memory:`` files, which COPY can write), no allowed directories
+   or paths, no temp directory (no spilling), no extension auto-loading, no Python
+   replacement scans, and the configuration locked.  The versions reach it as Arrow
+   datasets opened by thinkforge itself: pyarrow reads the shards, DuckDB sees Arrow
+   streams.  So no path a query names can be opened, for reading or for writing: not a
+   shard, not ``catalog.duckdb``, not a manifest, not ``/etc/passwd``; ``COPY ... TO``,
+   ``EXPORT DATABASE``, ``ATTACH 'file'``, ``read_blob``/``read_text`` fail with a
+   permission error even when the statement got past the first lock.
+
+``current_setting`` shows no path of the store (no directory setting is set; the views
+read ``python_arrow_scan()``), and ``versions.path`` is relative to the store.
+
+Trade-offs: with no temp directory a query that needs more than ``memory_limit`` fails
+(``--memory-limit`` raises it) instead of spilling to disk; shards are checked by size
+before a query (``verify=True`` checks sha256 with the per-file cache).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import duckdb
+
+from .catalog_tables import RUNS_TABLE, TABLES, lineage_rows, version_row
+from .errors import (
+    InputDataError,
+    Interrupted,
+    NotFoundError,
+    ResourceLimitError,
+    SqlRefusedError,
+)
+from .manifest import Manifest
+from .store import DatasetStore
+from .training_runs import run_rows
+
+_REFUSED_HINT = ("use SELECT (CTEs, joins and window functions work) or plain EXPLAIN; new "
+                 "versions are made with import, filter and build")
+_NO_FILES = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
+             "python_enable_replacements": False, "temp_directory": ""}
+_RUNS_QUERY_TEXT = {"query", "query_table"}  # table functions that take SQL text
+
+
+def check_read_only(query: str) -> dict[str, Any]:
+    """Refuse anything but one plain query (or plain EXPLAIN of one); return its parse tree.
+
+    The tree is DuckDB's ``json_serialize_sql`` of the query (of EXPLAIN's body).
+    """
+    parser = duckdb.connect(":memory:", config=dict(_NO_FILES))
+    try:
+        parser.execute("SET enable_external_access=false")
+        try:
+            statements = parser.extract_statements(query)
+        except duckdb.Error as exc:
+            raise InputDataError(f"SQL error: {exc}") from exc
+        if len(statements) != 1:
+            raise SqlRefusedError(f"expected one SQL statement, got {len(statements)}",
+                                  hint="run statements one at a time")
+        kind = str(statements[0].type).rsplit(".", 1)[-1]
+        if kind == "EXPLAIN":
+            return _select_tree(parser, _explain_body(query))
+        if kind == "SELECT":
+            return _select_tree(parser, query)
+        if kind == "MULTI":  # PIVOT without IN (...) creates an ENUM type first
+            raise SqlRefusedError("this statement runs more than one statement (PIVOT without "
+                                  "an IN list creates a type first)",
+                                  hint="list the pivot values: PIVOT t ON col IN ('a', 'b') ...")
+        raise SqlRefusedError(f"{kind} statements are refused: `thinkforge sql` is read-only",
+                              hint=_REFUSED_HINT)
+    finally:
+        parser.close()
+
+
+def _explain_body(query: str) -> str:
+    """The statement after a plain ``EXPLAIN``; EXPLAIN ANALYZE and EXPLAIN (options) refused."""
+    tokens = [off for off, kind in duckdb.tokenize(query) if kind != duckdb.token_type.comment]
+    words = [query[a:b].strip() for a, b in zip(tokens, tokens[1:] + [len(query)])]
+    if len(words) < 2 or words[0].upper() != "EXPLAIN":
+        raise SqlRefusedError("could not read this EXPLAIN statement", hint="use EXPLAIN SELECT ...")
+    if words[1].upper() in ("ANALYZE", "ANALYSE") or words[1].startswith("("):
+        raise SqlRefusedError("EXPLAIN ANALYZE and EXPLAIN (options) are refused: they run the "
+                              "statement", hint="use plain EXPLAIN SELECT ..., or run the SELECT")
+    return query[tokens[1]:]
+
+
+def _select_tree(parser: duckdb.DuckDBPyConnection, query: str) -> dict[str, Any]:
+    tree = json.loads(parser.execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0])
+    if tree.get("error"):
+        raise SqlRefusedError(f"refused: only queries may run ({tree.get('error_message')})",
+                              hint=_REFUSED_HINT)
+    if len(tree.get("statements", [])) != 1:
+        raise SqlRefusedError("expected one SQL statement", hint="run statements one at a time")
+    return tree
+
+
+def referenced_names(tree: Any) -> set[str] | None:
+    """Every table name the query mentions; None when it runs SQL text (``query(...)``)."""
+    names: set[str] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("class") == "FUNCTION" and node.get("function_name") in _RUNS_QUERY_TEXT:
+                return None
+            if isinstance(node.get("table_name"), str) and node["table_name"]:
+                names.add(node["table_name"])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return names
+
+
+def sandbox_connection(memory_limit: str | None = None,
+                       threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that can open no file at all (see the module docstring)."""
+    config: dict[str, Any] = dict(_NO_FILES)
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    if threads:
+        config["threads"] = threads
+    con = duckdb.connect(":memory:", config=config)
+    con.execute("SET enable_external_access=false")
+    allowed = dict(con.execute("SELECT name, value FROM duckdb_settings() WHERE name IN "
+                               "('allowed_paths', 'allowed_directories', 'temp_directory', "
+                               "'enable_external_access')").fetchall())
+    if allowed != {"allowed_paths": "[]", "allowed_directories": "[]", "temp_directory": "",
+                   "enable_external_access": "false"}:  # never run a query on a leaky sandbox
+        con.close()
+        raise SqlRefusedError(f"the SQL sandbox could not be closed off ({allowed})",
+                              hint="report this: this DuckDB version behaves differently")
+    return con
+
+
+def _dataset(paths: list, union: bool = False):
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    files = [str(p) for p in paths]
+    if union:  # rejected shards of different steps may have different columns
+        import pyarrow as pa
+
+        schema = pa.unify_schemas([pq.read_schema(f) for f in files])
+        return ds.dataset(files, schema=schema, format="parquet")
+    return ds.dataset(files, format="parquet")
+
+
+def _rejected(store: DatasetStore, m: Manifest):
+    """A version's rejected rows; nothing rejected: no rows, the version's columns + reason."""
+    if m.rejected.files:
+        return _dataset(store.rejected_paths(m), union=True)
+    import pyarrow as pa
+
+    schema = _dataset(store.shard_paths(m)).schema if m.files else pa.schema([])
+    return schema.append(pa.field("reason", pa.string())).empty_table()
+
+
+def _attach_versions(con: duckdb.DuckDBPyConnection, store: DatasetStore,
+                     manifests: list[Manifest], wanted: set[str] | None) -> None:
+    """Tables ``versions``, ``lineage`` and ``runs``, and a view per version the query names."""
+    latest = {}
+    for m in manifests:
+        if m.number > latest.get(m.name, (0, None))[0]:
+            latest[m.name] = (m.number, m)
+    for table in ("versions", "lineage"):
+        con.execute(TABLES[table])
+    con.execute(RUNS_TABLE)
+    for run in run_rows(store):
+        con.execute("INSERT INTO runs VALUES (" + ",".join("?" * len(run)) + ")", list(run.values()))
+    rows = [version_row(m, f"datasets/{m.name}/{m.version}", latest[m.name][1] is m)
+            for m in manifests]
+    if rows:
+        con.executemany("INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    if lineage := [r for m in manifests for r in lineage_rows(m)]:
+        con.executemany("INSERT INTO lineage VALUES (?,?,?,?,?)", lineage)
+
+    def want(view: str) -> bool:
+        return wanted is None or view in wanted
+
+    for m in manifests:
+        is_latest = latest[m.name][1] is m
+        if want(m.ref) or (is_latest and want(m.name)):
+            data = _dataset(store.shard_paths(m))
+            if want(m.ref):
+                con.register(m.ref, data)
+            if is_latest and want(m.name):
+                con.register(m.name, data)
+        if want(m.ref + "/rejected"):
+            con.register(m.ref + "/rejected", _rejected(store, m))
+
+
+class SqlResult:
+    """A streaming query result; rows are fetched in chunks as they are consumed.
+
+    DuckDB errors while fetching (timeout, memory limit, Ctrl-C) become ForgeErrors.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, query: str, limit: int | None,
+                 timeout: float | None = None):
+        self._con, self._query, self._limit = con, query, limit
+        self._timeout = timeout
+        self._timer: threading.Timer | None = None
+        self._timed_out = False
+        if timeout:
+            def stop() -> None:
+                self._timed_out = True
+                con.interrupt()
+            self._timer = threading.Timer(timeout, stop)
+            self._timer.daemon = True
+            self._timer.start()
+        self._sigint = _SigintWatcher(con)
+        # run now, so binder errors surface in run_sql; on `con` itself, not a cursor: the
+        # registered views are temporary, visible to this connection only
+        with self._errors():
+            con.execute(query)
+        self.columns: list[str] = [d[0] for d in con.description]
+
+    def close(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+        self._sigint.close()
+        self._con.close()
+
+    def _errors(self):
+        return _mapped_errors(self)
+
+    def rows(self, chunk: int = 2048) -> Iterator[tuple]:
+        """Python tuples, the first chunk as soon as DuckDB has it (no Arrow needed)."""
+        left = self._limit
+        try:
+            while left is None or left > 0:
+                with self._errors():
+                    rows = self._con.fetchmany(chunk if left is None else min(chunk, left))
+                if not rows:
+                    break
+                if left is not None:
+                    left -= len(rows)
+                yield from rows
+        finally:
+            self.close()
+
+    def arrow(self) -> ArrowBatches:
+        """The result as pyarrow RecordBatches: ``.schema``, then iterate."""
+        with self._errors():
+            self._con.abort()  # the Arrow path runs the query afresh as a relation
+            relation = self._con.sql(self._query)
+            if self._limit is not None:
+                relation = relation.limit(self._limit)
+            return ArrowBatches(self, relation.to_arrow_reader(8192))
+
+    def table(self):
+        import pyarrow as pa
+
+        batches = self.arrow()
+        return pa.Table.from_batches(list(batches), schema=batches.schema)
+
+
+class ArrowBatches:
+    """Record batches of a result, DuckDB errors mapped as for rows(); closes at the end."""
+
+    def __init__(self, result: SqlResult, reader):
+        self._result, self._reader = result, reader
+        self.schema = reader.schema
+
+    def __iter__(self):
+        try:
+            while True:
+                with self._result._errors():
+                    try:
+                        batch = self._reader.read_next_batch()
+                    except StopIteration:
+                        return
+                yield batch
+        finally:
+            self._result.close()
+
+
+class _SigintWatcher:
+    """Ctrl-C stops the query even while DuckDB holds the main thread in C code.
+
+    Python runs its SIGINT handler only between bytecodes, and DuckDB does not check for
+    signals while rows are fetched; the C-level handler does write the signal number to
+    the wakeup fd at once, so a thread waiting on it interrupts the connection.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self._old = None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        import socket
+
+        self._read, self._write = socket.socketpair()
+        self._write.setblocking(False)
+        try:
+            self._old = signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
+        except ValueError:
+            self._read.close()
+            self._write.close()
+            return
+
+        def watch() -> None:
+            try:
+                while data := self._read.recv(16):
+                    if signal.SIGINT in data:
+                        con.interrupt()
+            except (OSError, duckdb.Error):  # closed: the query is over anyway
+                pass
+
+        threading.Thread(target=watch, daemon=True).start()
+
+    def close(self) -> None:
+        if self._old is not None:
+            signal.set_wakeup_fd(self._old)
+            self._old = None
+            self._write.close()
+            self._read.shutdown(2)
+            self._read.close()
+
+
+class _mapped_errors:
+    """DuckDB's errors during a query, as ForgeErrors with a hint (no traceback)."""
+
+    def __init__(self, result: SqlResult):
+        self.result = result
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None:
+            return False
+        ctrl_c = isinstance(exc, KeyboardInterrupt) or (  # DuckDB turns SIGINT into this
+            isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower())
+        if ctrl_c or (isinstance(exc, duckdb.InterruptException) and not self.result._timed_out):
+            self.result.close()
+            raise Interrupted("query interrupted (Ctrl-C); nothing was written") from None
+        if isinstance(exc, duckdb.InterruptException):
+            self.result.close()
+            raise ResourceLimitError(f"query stopped after --timeout {self.result._timeout:g} s",
+                                     hint="raise --timeout, or narrow the query (WHERE, LIMIT)") from None
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            self.result.close()
+            raise ResourceLimitError(f"query ran out of memory: {_first_line(exc)}",
+                                     hint="raise --memory-limit (queries do not spill to disk), "
+                                          "or narrow the query") from None
+        if isinstance(exc, duckdb.PermissionException):
+            self.result.close()
+            raise SqlRefusedError(f"refused: {_first_line(exc)}",
+                                  hint="queries read the store's versions through their views "
+                                       "(see `thinkforge catalog`), never files") from None
+        if isinstance(exc, duckdb.Error):
+            self.result.close()
+            raise InputDataError(f"SQL error: {exc}",
+                                 hint="views are named after datasets (\"name\" = latest, "
+                                      "\"name@v2\" = a version); see `thinkforge catalog`") from None
+        return False
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def run_sql(store: DatasetStore, query: str, *, limit: int | None = None, verify: bool = False,
+            timeout: float | None = None, memory_limit: str | None = None) -> SqlResult:
+    """Run one read-only query over every version of the store (see the module docstring)."""
+    if not store.datasets_dir.is_dir():
+        raise NotFoundError(f"store {store.root} has no datasets yet",
+                            hint="import one first: thinkforge import FILE --name NAME")
+    tree = check_read_only(query)
+    manifests = list(store.manifests())
+    wanted = referenced_names(tree)
+    for m in manifests:
+        (store.verify if verify else store.check_sizes)(m)
+    try:
+        con = sandbox_connection(memory_limit)
+    except duckdb.Error as exc:
+        raise InputDataError(f"SQL settings: {_first_line(exc)}",
+                             hint="--memory-limit takes a size such as 2GB or 512MiB") from None
+    try:
+        _attach_versions(con, store, manifests, wanted)
+        con.execute("SET lock_configuration=true")
+        return SqlResult(con, query, limit, timeout)
+    except BaseException:
+        con.close()
+        raise
