@@ -90,7 +90,7 @@ def check_read_only(query: str) -> dict[str, Any]:
 def _explain_body(query: str) -> str:
     """The statement after a plain ``EXPLAIN``; EXPLAIN ANALYZE and EXPLAIN (options) refused."""
     tokens = [off for off, kind in duckdb.tokenize(query) if kind != duckdb.token_type.comment]
-    words = [query[a:b].strip() for a, b in zip(tokens, tokens[1:] + [len(query)])]
+    words = [query[a:b].strip() for a, b in zip(tokens, [*tokens[1:], len(query)], strict=True)]
     if len(words) < 2 or words[0].upper() != "EXPLAIN":
         raise SqlRefusedError("could not read this EXPLAIN statement", hint="use EXPLAIN SELECT ...")
     if words[1].upper() in ("ANALYZE", "ANALYSE") or words[1].startswith("("):

@@ -201,9 +201,9 @@ def verify_cmd(ctx, refs, all_):
 @click.option("--out", type=click.Path(path_type=Path), help="Write to a file instead of stdout.")
 @click.option("--limit", type=int, help="Stop after N rows.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Stop the query after SECONDS (exit 10).")
+              help="Stop the query after SECONDS (exit 11).")
 @click.option("--memory-limit", metavar="SIZE",
-              help="DuckDB memory limit, e.g. 2GB (queries do not spill to disk; exit 10 past it).")
+              help="DuckDB memory limit, e.g. 2GB (queries do not spill to disk; exit 11 past it).")
 @click.option("--verify", is_flag=True,
               help="Check the sha256 of every shard first (default: sizes only; hashes are "
                    "cached per file, so this is cheap after the first time).")
@@ -303,7 +303,8 @@ def _write_sql_result(result, fmt: str, out: Path | None, limit: int | None) -> 
     if fmt == "table":
         # a terminal table is for reading: cap it unless --limit says otherwise
         cap = limit if limit is not None else TABLE_ROWS
-        rows = [dict(zip(result.columns, row)) for _, row in zip(range(cap + 1), result.rows())]
+        rows = [dict(zip(result.columns, row, strict=True))
+                for _, row in zip(range(cap + 1), result.rows(), strict=False)]
         print_table(rows[:cap] or [{c: "" for c in result.columns}])
         if len(rows) > cap:
             log(f"(showing the first {cap} rows; --limit N shows more, --format csv|json all)")
@@ -318,7 +319,7 @@ def _write_sql_result(result, fmt: str, out: Path | None, limit: int | None) -> 
                                  for v in row])
         else:
             for row in result.rows():
-                handle.write(json.dumps(dict(zip(result.columns, row)), default=str,
+                handle.write(json.dumps(dict(zip(result.columns, row, strict=True)), default=str,
                                         ensure_ascii=False) + "\n")
     finally:
         if out:

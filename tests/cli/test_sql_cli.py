@@ -49,7 +49,7 @@ def test_query_from_file_and_stdin(filled, cli_run, tmp_path):
 def test_timeout_stops_the_query(filled, cli_run):
     start = time.monotonic()
     result = cli_run("sql", SLOW, "--timeout", "0.5")
-    assert result.exit_code == 10 and "--timeout" in result.output, result.output
+    assert result.exit_code == 11 and "--timeout" in result.output, result.output
     assert time.monotonic() - start < 20
     assert cli_run("sql", "SELECT 1", "--timeout", "0").exit_code == 2
 
@@ -57,7 +57,7 @@ def test_timeout_stops_the_query(filled, cli_run):
 def test_memory_limit(filled, cli_run):
     result = cli_run("sql", "SELECT list(range) FROM range(30000000)", "--memory-limit", "20MB",
                      "--format", "json")
-    assert result.exit_code == 10 and "--memory-limit" in result.output, result.output
+    assert result.exit_code == 11 and "--memory-limit" in result.output, result.output
     assert cli_run("sql", "SELECT 1", "--memory-limit", "lots").exit_code == 2
     assert cli_run("sql", "SELECT 1 AS n", "--memory-limit", "512MiB", "--format", "json").stdout == '{"n": 1}\n'
 
