@@ -22,8 +22,13 @@ from .manifest import Manifest, ParentRef, Step, sha256_file
 if TYPE_CHECKING:
     from .writer import VersionWriter
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
+# always used with fullmatch: `$` would also match before a trailing newline
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+VERSION_RE = re.compile(r"v([1-9][0-9]*)")
+RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# the catalog's own tables and views: a dataset of one of these names would replace them
+RESERVED_NAMES = frozenset({"versions", "lineage", "catalog_meta", "runs", "information_schema",
+                            "pg_catalog", "main", "temp", "memory", "system"})
 DEFAULT_STORE = "./forge-store"
 ROW_GROUP_BYTES = 128 << 20
 # and at most DuckDB's own row group: readers and writers split work by row group, so a
@@ -33,11 +38,23 @@ SHARD_BYTES = 1 << 30
 
 
 def validate_name(name: str) -> str:
-    if not NAME_RE.match(name or "") or len(name) > 128:
+    """A dataset name: one path component of [a-z0-9_.-], not a catalog table's name."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or len(name) > 128:
         raise ConfigError(
             f"invalid dataset name {name!r}: names match [a-z0-9][a-z0-9_.-]* (lower case, "
-            "no spaces, no '@')", hint="for example --name gsm8k-sft")
+            "no spaces, no '/', no '@', at most 128 characters)", hint="for example --name gsm8k-sft")
+    if name in RESERVED_NAMES:
+        raise ConfigError(f"dataset name {name!r} is reserved: the catalog has a table or schema "
+                          "of that name", hint=f"for example --name {name}-data")
     return name
+
+
+def validate_run_id(run_id: str) -> str:
+    """A run id: one directory name under <store>/runs/ (no '/', no '..', not absolute)."""
+    if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id) or len(run_id) > 200:
+        raise ConfigError(f"invalid run id {run_id!r}: run ids match [A-Za-z0-9][A-Za-z0-9_.-]* "
+                          "(one directory name under <store>/runs/)", hint="for example --run-id sft-try-2")
+    return run_id
 
 
 class DatasetStore:
@@ -77,7 +94,7 @@ class DatasetStore:
         if not self.datasets_dir.is_dir():
             return []
         return sorted(p.name for p in self.datasets_dir.iterdir()
-                      if p.is_dir() and NAME_RE.match(p.name) and self._version_dirs(p.name))
+                      if p.is_dir() and NAME_RE.fullmatch(p.name) and self._version_dirs(p.name))
 
     def _version_dirs(self, name: str) -> list[tuple[int, Path]]:
         base = self.datasets_dir / name
@@ -85,7 +102,7 @@ class DatasetStore:
             return []
         out = []
         for p in base.iterdir():
-            m = VERSION_RE.match(p.name)
+            m = VERSION_RE.fullmatch(p.name)
             if m and (p / "manifest.json").is_file():
                 out.append((int(m.group(1)), p))
         return sorted(out)
@@ -105,7 +122,7 @@ class DatasetStore:
         """``name``, ``name@latest``, ``name@v3`` or ``name@<fingerprint prefix>``."""
         name, _, selector = ref.partition("@")
         selector = selector or "latest"
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise NotFoundError(f"{ref!r} is not a dataset reference",
                                 hint="use name, name@latest, name@v3 or name@<fingerprint prefix>")
         dirs = self._version_dirs(name)
@@ -115,7 +132,7 @@ class DatasetStore:
                                 hint=f"datasets in this store: {known}")
         if selector == "latest":
             return Manifest.load(dirs[-1][1] / "manifest.json")
-        if m := VERSION_RE.match(selector):
+        if m := VERSION_RE.fullmatch(selector):
             for num, path in dirs:
                 if num == int(m.group(1)):
                     return Manifest.load(path / "manifest.json")
