@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo tour test test-slow vllm-env test-vllm clean
+.PHONY: install demo tour test test-slow vllm-env test-vllm consumers-env test-consumers clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -54,6 +54,30 @@ vllm-env: $(VLLM_STAMP)
 # slow: embedded SmolLM2, a real vLLM OpenAI server behind a fault-injecting proxy, offline vLLM
 test-vllm: $(STAMP) $(VLLM_STAMP)
 	$(PY) -m pytest -q -m slow tests/generators/test_slow_teachers.py
+
+# the trainers that read our exports, for their slow tests only (tests/handoff): verl 0.9 and
+# OpenRLHF 0.11 with --no-deps (their CUDA stacks are not needed to parse flags, read the
+# Parquet with verl's RLHFDataset and call the reward), plus the few pure-Python modules
+# they import at the top; torch/transformers come from .venv through a .pth file
+CONSUMERS_VENV ?= .venv-consumers
+CONSUMERS_PY := $(CONSUMERS_VENV)/bin/python
+CONSUMERS_STAMP := $(CONSUMERS_VENV)/.installed
+
+$(CONSUMERS_STAMP): $(STAMP)
+	test -x $(CONSUMERS_PY) || python3 -m venv $(CONSUMERS_VENV)
+	$(PY) -c "import site; print(site.getsitepackages()[0])" > \
+	  "$$($(CONSUMERS_PY) -c 'import site; print(site.getsitepackages()[0])')/_main_venv.pth"
+	$(CONSUMERS_PY) -m pip install -q --no-deps verl==0.9.1 openrlhf==0.11.2 duckdb-cli==1.5.6 \
+	  ray tensordict codetiming pylatexenc msgpack protobuf jsonschema attrs referencing \
+	  rpds-py jsonschema-specifications pyvers cloudpickle
+	touch $(CONSUMERS_STAMP)
+
+consumers-env: $(CONSUMERS_STAMP)
+
+# slow: verl's RLHFDataset + our custom reward, OpenRLHF's own argument parsers, the
+# DuckDB 1.x CLI on our catalog
+test-consumers: $(STAMP) $(CONSUMERS_STAMP)
+	$(PY) -m pytest -q -m slow tests/handoff
 
 clean:
 	rm -rf demo-store tour-store

@@ -31,7 +31,17 @@ from manifests.duck import connect, parquet_source
 from manifests.errors import ConfigError, ConflictError, InputDataError, require
 from manifests.manifest import created_by, sha256_file, utc_now
 
-from .export_formats import FORMATS, OPENRLHF_ARGS, ExportContext, ExportFormat, jsonl_line
+from .export_formats import (
+    FORMATS,
+    OPENRLHF_ARGS,
+    OPENRLHF_DATA_FLAG,
+    OPENRLHF_RELEASE,
+    OPENRLHF_TRAINER,
+    VERL_REWARD_OVERRIDES,
+    ExportContext,
+    ExportFormat,
+    jsonl_line,
+)
 
 EXPORT_MANIFEST = ".thinkforge-export.json"
 BATCH_ROWS = 2048
@@ -40,14 +50,21 @@ PROMPT_KINDS = ("rl_pool", "prompts")
 
 def export_version(store: DatasetStore, ref: str | Manifest, fmt: str, out: str | Path, *,
                    split: str | None = None, reasoning: str = "auto",
-                   data_source: str | None = None, overwrite: bool = False) -> dict[str, Any]:
+                   data_source: str | None = None, overwrite: bool = False,
+                   stages: int | None = None, release: str | None = None,
+                   used_in_training: list[str] | None = None,
+                   license: str | None = None) -> dict[str, Any]:
     """Write version ``ref`` in format ``fmt`` to directory ``out``; return the export manifest.
 
     ``split`` names the file (default: the part a split step recorded, else ``train``).
     ``reasoning`` picks the system turn added to prompt-only rows (GRPO, verl, OpenRLHF
     prompts, DPO): ``on`` / ``off`` (``detailed thinking on|off``), ``none`` for no system
     turn, ``auto`` = ``on`` for RL prompts and none for preference pairs.  SFT rows always
-    keep the system prompt the teacher saw.
+    keep the system prompt the teacher saw.  ``stages`` (openrlhf, a pool with a
+    curriculum): also write ``stages/stage-NN.jsonl``, the curriculum batches cut into that
+    many consecutive stages, since OpenRLHF's PPO shuffles the prompts of one run.
+    ``release``, ``used_in_training``, ``license`` (nemotron): the ``version`` tag, the
+    models trained on it, the licence of rows that have none.
     """
     manifest = store.resolve(ref) if isinstance(ref, str) else ref
     spec = _format(fmt, manifest)
@@ -62,7 +79,8 @@ def export_version(store: DatasetStore, ref: str | Manifest, fmt: str, out: str 
         split=split or manifest.step.config.get("part") or "train",
         reasoning=_reasoning(reasoning, manifest.kind),
         data_source=data_source, policy_model=policy_model(store, manifest),
-        prompt_template=prompt_template_of(store, manifest))
+        prompt_template=prompt_template_of(store, manifest), release=release,
+        used_in_training=tuple(used_in_training or ()), license=license)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
@@ -84,9 +102,21 @@ def export_version(store: DatasetStore, ref: str | Manifest, fmt: str, out: str 
                 ctx.prompt_template and (ctx.reasoning in ctx.prompt_template["modes"]
                                          or ctx.reasoning is None))
         if spec.name == "openrlhf":
-            record["openrlhf_args"] = f"--prompt_data {out}/{ctx.split}.jsonl " \
-                if manifest.kind in PROMPT_KINDS else f"--dataset {out}/{ctx.split}.jsonl "
-            record["openrlhf_args"] += OPENRLHF_ARGS[manifest.kind]
+            record["openrlhf_release"] = OPENRLHF_RELEASE
+            record["openrlhf_trainer"] = OPENRLHF_TRAINER[manifest.kind]
+            record["openrlhf_args"] = (f"{OPENRLHF_DATA_FLAG[manifest.kind]} "
+                                       f"{out}/{ctx.split}.jsonl {OPENRLHF_ARGS[manifest.kind]}")
+            if stages and manifest.kind in PROMPT_KINDS:
+                record["openrlhf_stages"] = _write_stages(spec, ctx, store, manifest, tmp, out,
+                                                          stages)
+        if spec.name == "verl":
+            record["verl_overrides"] = (f"data.train_files={out}/{ctx.split}.parquet "
+                                        f"data.prompt_key=prompt {VERL_REWARD_OVERRIDES}")
+        if spec.name == "nemotron":
+            record["options"].update(release=release, used_in_training=list(used_in_training or []),
+                                     license=license)
+            record["warnings"] = _licence_warnings(store, manifest, license)
+        record["trainer_notes"] = trainer_notes(spec, manifest, record)
         (tmp / EXPORT_MANIFEST).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         _swap_into_place(tmp, out)
     except BaseException:
@@ -131,7 +161,8 @@ def _reasoning(choice: str, kind: str) -> str | None:
     if choice not in ("auto", "on", "off", "none"):
         raise ConfigError(f"reasoning {choice!r}: use auto, on, off or none")
     if choice == "auto":
-        return "on" if kind in PROMPT_KINDS else None
+        # preferences: per row, the chosen answer's mode (export_formats.dpo_system_turn)
+        return "on" if kind in PROMPT_KINDS else "auto" if kind == "preferences" else None
     return None if choice == "none" else choice
 
 
@@ -214,6 +245,83 @@ def _write(spec: ExportFormat, ctx: ExportContext, batches: Iterator[pa.RecordBa
                 writer.close()
     return [{"path": path.name, "rows": rows_written, "bytes": path.stat().st_size,
              "sha256": sha256_file(path)}], rows_written
+
+
+def _licence_warnings(store: DatasetStore, manifest: Manifest, license: str | None) -> list[str]:
+    if license:
+        return []
+    con = connect()
+    try:
+        missing = con.execute(f"SELECT count(*) FROM {parquet_source(store.shard_paths(manifest))} "
+                              "WHERE license IS NULL OR trim(license) = ''").fetchone()[0]
+    finally:
+        con.close()
+    return [f"{missing} of {manifest.rows} rows have no licence: exported as license "
+            "'unknown'; pass --license to state it"] if missing else []
+
+
+def trainer_notes(spec: ExportFormat, manifest: Manifest, record: dict[str, Any]) -> list[str]:
+    """What a user must pass or know to train on this export as it was meant (printed)."""
+    curriculum = record.get("curriculum_order")
+    notes = [f"warning: {w}" for w in record.get("warnings", [])]
+    if spec.name == "trl-grpo":
+        notes.append("TRL GRPO: pass GRPOConfig(shuffle_dataset=False)"
+                     + (" to keep the curriculum order (GRPO shuffles by default)" if curriculum
+                        else " to keep the stored order"))
+    if spec.name == "trl-sft":
+        notes.append("TRL SFT: chat templates without generation markers (SmolLM2, Llama) "
+                     "cannot use assistant_only_loss; export trl-prompt-completion for "
+                     "completion-only loss with any template")
+    if spec.name == "verl":
+        notes.append(f"verl: {record['verl_overrides']}")
+        notes.append("verl: data.shuffle=False keeps the curriculum order; the custom reward "
+                     "scores with thinkforge's verifiers (extra_info.verifier)")
+    if spec.name == "openrlhf":
+        notes.append(f"OpenRLHF {OPENRLHF_RELEASE} ({record['openrlhf_trainer']}): "
+                     f"{record['openrlhf_args']}")
+        if manifest.kind in PROMPT_KINDS:
+            notes.append("OpenRLHF: PPO shuffles the prompts and has no flag to stop it"
+                         + ("; to keep the curriculum train stage by stage on the files "
+                            "in stages/ (each run resuming the last: --ckpt.load_enable)"
+                            if record.get("openrlhf_stages") else
+                            "; export with --stages N for one file per curriculum stage"
+                            if curriculum else ""))
+    return notes
+
+
+def _write_stages(spec: ExportFormat, ctx: ExportContext, store: DatasetStore,
+                  manifest: Manifest, tmp: Path, out: Path, stages: int) -> list[dict[str, Any]]:
+    """``stages/stage-NN.jsonl``: consecutive curriculum batches, ``stages`` files."""
+    if not _has_curriculum(manifest):
+        raise ConfigError(f"--stages needs a pool with a curriculum; {manifest.ref} has none",
+                          hint="run `thinkforge filter curriculum` first")
+    batches = sorted({int(r["curriculum_batch"]) for b in read_batches(store, manifest, True)
+                      for r in b.select(["curriculum_batch"]).to_pylist()
+                      if r["curriculum_batch"] is not None})
+    per_stage = max(1, -(-len(batches) // stages))
+    (tmp / "stages").mkdir()
+    written, index = [], 0
+    handles: dict[int, Any] = {}
+    try:
+        for batch in read_batches(store, manifest, True):
+            for row in batch.to_pylist():
+                stage = batches.index(row["curriculum_batch"]) // per_stage \
+                    if row["curriculum_batch"] is not None else len(batches) // per_stage
+                if stage not in handles:
+                    handles[stage] = open(tmp / "stages" / f"stage-{stage:02d}.jsonl", "w",
+                                          encoding="utf-8")
+                handles[stage].write(jsonl_line(spec.convert(row, index, ctx)))
+                index += 1
+    finally:
+        for handle in handles.values():
+            handle.close()
+    for stage in sorted(handles):
+        path = tmp / "stages" / f"stage-{stage:02d}.jsonl"
+        written.append({"path": f"stages/{path.name}", "sha256": sha256_file(path),
+                        "curriculum_batches": batches[stage * per_stage:(stage + 1) * per_stage],
+                        "openrlhf_args": f"--data.prompt_dataset {out}/stages/{path.name} "
+                                         f"{OPENRLHF_ARGS[manifest.kind]}"})
+    return written
 
 
 def export_facts(store: DatasetStore, manifest: Manifest) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from generators.reasoning import apply_prompt_template
+from generators.reasoning import apply_prompt_template, marker_required
 from manifests.schemas import MESSAGES, SYSTEM_PROMPTS
 
 Row = dict[str, Any]
@@ -45,6 +45,9 @@ class ExportContext:
     data_source: str | None        # verl: overrides the row's `source`
     policy_model: str | None       # verl extra_info: the model whose rollouts gave pass rates
     prompt_template: dict | None = None  # the rollouts' template (generators.reasoning)
+    release: str | None = None           # nemotron `version`: a short release tag (v1)
+    used_in_training: tuple[str, ...] = ()  # nemotron: models trained on this version
+    license: str | None = None           # nemotron: licence for rows that have none
 
 
 @dataclass(frozen=True)
@@ -110,8 +113,16 @@ def trl_grpo(row: Row, index: int, ctx: ExportContext) -> Row:
     }
 
 
+def dpo_system_turn(row: Row, ctx: ExportContext) -> list[Row]:
+    """``auto``: the mode the chosen answer is in (a think block: on, else off), so the
+    chat template never injects its own default system prompt."""
+    if ctx.reasoning == "auto":
+        return system_turn("on" if row["chosen"].lstrip().startswith("<think>") else "off")
+    return system_turn(ctx.reasoning)
+
+
 def trl_dpo(row: Row, index: int, ctx: ExportContext) -> Row:
-    return {"prompt": system_turn(ctx.reasoning) + row["input"],
+    return {"prompt": dpo_system_turn(row, ctx) + row["input"],
             "chosen": assistant(row["chosen"]), "rejected": assistant(row["rejected"]),
             "prompt_id": row["prompt_id"], "chosen_score": row.get("chosen_score"),
             "rejected_score": row.get("rejected_score")}
@@ -124,9 +135,10 @@ VERL_DATA_SOURCES = {"gsm8k": "openai/gsm8k", "math500": "HuggingFaceH4/MATH-500
 
 def verl(row: Row, index: int, ctx: ExportContext) -> Row:
     verifier = row["verifier"]
+    prompt = rl_prompt(row, ctx)
     return {
         "data_source": ctx.data_source or VERL_DATA_SOURCES.get(row["source"], row["source"]),
-        "prompt": rl_prompt(row, ctx),
+        "prompt": prompt,
         "ability": row["category"],
         "reward_model": {"style": "model" if verifier == "judge" else "rule",
                          "ground_truth": row.get("ground_truth") or ""},
@@ -136,9 +148,16 @@ def verl(row: Row, index: int, ctx: ExportContext) -> Row:
             "difficulty_bucket": row.get("bucket"), "curriculum_batch": row.get("curriculum_batch"),
             "verifier": verifier, "policy_model": ctx.policy_model,
             "dataset_version": ctx.ref, "dataset_fingerprint": ctx.fingerprint,
+            # read by thinkforge.integrations.verl.compute_score
+            "answer_marker_required": marker_required(prompt),
+            "prompt_metadata": row.get("metadata"),
         },
     }
 
+
+# verl 0.9: score with thinkforge's verifiers (thinkforge/integrations/verl.py), keep order
+VERL_REWARD_OVERRIDES = ("reward.custom_reward_function.path=pkg://thinkforge.integrations.verl "
+                         "reward.custom_reward_function.name=compute_score data.shuffle=False")
 
 VERL_SCHEMA = pa.schema([
     ("data_source", pa.string()), ("prompt", MESSAGES), ("ability", pa.string()),
@@ -148,7 +167,8 @@ VERL_SCHEMA = pa.schema([
         ("pass_rate", pa.float64()), ("n_samples", pa.int64()),
         ("difficulty_bucket", pa.string()), ("curriculum_batch", pa.int64()),
         ("verifier", pa.string()), ("policy_model", pa.string()),
-        ("dataset_version", pa.string()), ("dataset_fingerprint", pa.string())])),
+        ("dataset_version", pa.string()), ("dataset_fingerprint", pa.string()),
+        ("answer_marker_required", pa.bool_()), ("prompt_metadata", pa.string())])),
 ])
 
 GRPO_SCHEMA = pa.schema([
@@ -159,13 +179,21 @@ GRPO_SCHEMA = pa.schema([
     ("curriculum_position", pa.int64()),
 ])
 
-# The flags to pass to OpenRLHF's trainers for each kind this export writes.
+# The flags to pass to OpenRLHF's trainers for each kind this export writes: OpenRLHF 0.11
+# (0.10 renamed every flag into groups: --prompt_data -> --data.prompt_dataset, ...).
+# The file flag comes first: --data.prompt_dataset for PPO prompts, --data.dataset for
+# SFT and DPO (openrlhf.cli.train_ppo_ray / train_sft / train_dpo).
+OPENRLHF_RELEASE = "0.11"
+OPENRLHF_DATA_FLAG = {"sft": "--data.dataset", "rl_pool": "--data.prompt_dataset",
+                      "prompts": "--data.prompt_dataset", "preferences": "--data.dataset"}
+OPENRLHF_TRAINER = {"sft": "openrlhf.cli.train_sft", "rl_pool": "openrlhf.cli.train_ppo_ray",
+                    "prompts": "openrlhf.cli.train_ppo_ray", "preferences": "openrlhf.cli.train_dpo"}
 OPENRLHF_ARGS = {
-    "sft": "--input_key input --output_key output --apply_chat_template",
-    "rl_pool": "--input_key prompt --label_key label --apply_chat_template",
-    "prompts": "--input_key prompt --label_key label --apply_chat_template",
-    "preferences": "--prompt_key prompt --chosen_key chosen --rejected_key rejected "
-                   "--apply_chat_template",
+    "sft": "--data.input_key input --data.output_key output --data.apply_chat_template",
+    "rl_pool": "--data.input_key prompt --data.label_key label --data.apply_chat_template",
+    "prompts": "--data.input_key prompt --data.label_key label --data.apply_chat_template",
+    "preferences": "--data.prompt_key prompt --data.chosen_key chosen "
+                   "--data.rejected_key rejected --data.apply_chat_template",
 }
 
 
@@ -186,11 +214,18 @@ NEMOTRON_COLUMNS = ("input", "output", "category", "license", "reasoning", "gene
 
 
 def nemotron(row: Row, index: int, ctx: ExportContext) -> Row:
+    """The public Llama-Nemotron post-training JSONL row (as NeMo Curator's tutorial reads it):
+    ``used_in_training`` a list of model names (["Ultra", "Nano"]; empty when unknown),
+    ``version`` a short release tag (v1), ``license`` the row's licence (``unknown``, with
+    a warning from the export, when neither the row nor ``--license`` gives one)."""
     out = {k: row.get(k) for k in NEMOTRON_COLUMNS}
-    # the public set says "yes"/"no" and names its version; fill what a fresh version lacks
-    out["used_in_training"] = out["used_in_training"] or "yes"
-    out["version"] = out["version"] or ctx.ref
-    out["license"] = out["license"] or "unknown"
+    stored = out["used_in_training"]
+    names = list(ctx.used_in_training) or (
+        [n.strip() for n in stored.split(",") if n.strip()]
+        if stored and stored.lower() not in ("yes", "no") else [])
+    out["used_in_training"] = names
+    out["version"] = ctx.release or out["version"] or ctx.ref.rsplit("@", 1)[-1]
+    out["license"] = out["license"] or ctx.license or "unknown"
     return out
 
 

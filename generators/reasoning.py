@@ -37,6 +37,13 @@ def teacher_messages(messages: list[dict], mode: str, reasoning_format: str) -> 
     return apply_prompt_template(messages, prompt_template([mode], reasoning_format), mode)
 
 
+def marker_required(messages: list[dict]) -> bool:
+    """Whether the request asked for a declared answer ("Final answer:" or \\boxed): then
+    a reply without one is wrong, not read for its last number."""
+    return any("final answer" in m["content"].lower() or "\\boxed" in m["content"]
+               for m in messages if m["role"] in ("system", "user"))
+
+
 def prompt_template(modes: list[str], reasoning_format: str) -> dict:
     """The template a generation step wraps every prompt in, per mode, as plain data.
 

@@ -20,7 +20,7 @@ from manifests.errors import GenerationFailedError
 from manifests.manifest import Manifest, Step
 
 from .engine import Plan, RunResult, load_prompts, plan_requests, provenance, run_plans
-from .reasoning import ShapedOutput, prompt_template
+from .reasoning import ShapedOutput, marker_required, prompt_template
 from .runs import RunCheckpoint, default_run_id
 from .verifiers import VerifierRegistry
 from .verifiers.code_tests import extract_code
@@ -126,12 +126,6 @@ def failed_rows(plans: list[Plan], result: RunResult) -> list[dict[str, Any]]:
 def rejected_row(plan: Plan, reason: str, detail: str | None, output: str | None) -> dict[str, Any]:
     return {"reason": reason, "key": plan.key, "prompt_id": plan.prompt["id"], "mode": plan.mode,
             "sample": plan.sample, "model": plan.model, "detail": detail, "output": output}
-
-
-def marker_required(messages: list[dict[str, str]]) -> bool:
-    """Whether the request asked for a declared answer ("Final answer:" or \\boxed)."""
-    return any("final answer" in m["content"].lower() or "\\boxed" in m["content"]
-               for m in messages if m["role"] in ("system", "user"))
 
 
 def verify_answer(verifiers: VerifierRegistry, plan: Plan, shaped: ShapedOutput,

@@ -23,13 +23,23 @@ EXPORT_FORMATS = ["trl-sft", "trl-prompt-completion", "trl-grpo", "trl-dpo", "ve
 @click.option("--reasoning", type=click.Choice(["auto", "on", "off", "none"]), default="auto",
               show_default=True,
               help="System turn for prompt-only rows: detailed thinking on/off, or none. "
-                   "auto = on for RL prompts, none for preference pairs.")
+                   "auto = on for RL prompts; for preference pairs the chosen answer's mode.")
 @click.option("--data-source", help="verl: data_source for every row (default: from source).")
+@click.option("--stages", type=click.IntRange(min=1),
+              help="openrlhf, pool with a curriculum: also write stages/stage-NN.jsonl, one "
+                   "file per curriculum stage (OpenRLHF's PPO shuffles within a run).")
+@click.option("--release", help="nemotron: the `version` tag of every row, e.g. v1 "
+                                "(default: the version's own vN).")
+@click.option("--used-in-training", help="nemotron: comma-separated model names trained on "
+                                         "this version, e.g. Nano,Super (default: none known).")
+@click.option("--license", "license_", help="nemotron: licence of rows that have none "
+                                            "(else 'unknown', with a warning).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out directory.")
 @click.option("--dry-run", is_flag=True, help="Check everything and print what would be written.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export manifest as JSON.")
 @click.pass_context
-def export_cmd(ctx, ref, fmt, out, split, reasoning, data_source, overwrite, dry_run, as_json):
+def export_cmd(ctx, ref, fmt, out, split, reasoning, data_source, stages, release,
+               used_in_training, license_, overwrite, dry_run, as_json):
     """Export a version for a trainer, after checking every shard's sha256.
 
     Prints the output directory; `.thinkforge-export.json` inside it records the source
@@ -37,9 +47,10 @@ def export_cmd(ctx, ref, fmt, out, split, reasoning, data_source, overwrite, dry
 
     \b
     Example:
-      thinkforge export demo-sft-train --format trl-sft --out exports/sft
+      thinkforge export demo-sft-train --format trl-prompt-completion --out exports/sft
       thinkforge export demo-rl --format verl --out exports/verl
       thinkforge export demo-rl --format openrlhf --out exports/orl   # prints the flags
+      thinkforge export demo-rl --format openrlhf --out exports/orl --stages 4
     """
     from curation.export import export_version, plan_export
 
@@ -47,15 +58,18 @@ def export_cmd(ctx, ref, fmt, out, split, reasoning, data_source, overwrite, dry
         print_json(plan_export(get_store(ctx), ref, fmt, out, split=split, overwrite=overwrite))
         return
     record = export_version(get_store(ctx), ref, fmt, out, split=split, reasoning=reasoning,
-                            data_source=data_source, overwrite=overwrite)
+                            data_source=data_source, overwrite=overwrite, stages=stages,
+                            release=release, license=license_,
+                            used_in_training=[n.strip() for n in used_in_training.split(",")
+                                              if n.strip()] if used_in_training else None)
     if as_json:
         print_json(record)
     else:
         click.echo(str(out))
     if not ctx.obj["quiet"]:
         log(f"exported {record['rows']} rows of {record['source']['ref']} as {fmt} to {out}")
-        if "openrlhf_args" in record:
-            log(f"OpenRLHF flags: {record['openrlhf_args']}")
+    for note in record.get("trainer_notes", []):  # what to pass the trainer: always shown
+        log(note)
 
 
 @cli.command("pull")

@@ -85,7 +85,9 @@ def test_verl_on_a_prompts_version_and_custom_split(store, versions, tmp_path):
 def test_dpo_conversational_pairs(store, versions, tmp_path):
     export_version(store, "toy-prefs", "trl-dpo", tmp_path / "dpo")
     row = load(tmp_path / "dpo")["train"][0]
-    assert row["prompt"] == [{"role": "user", "content": "What is 2 + 3?"}]
+    # auto: the chosen answer's reasoning mode as the system turn (no template default)
+    assert row["prompt"] == [{"role": "system", "content": "detailed thinking off"},
+                             {"role": "user", "content": "What is 2 + 3?"}]
     assert row["chosen"] == [{"role": "assistant", "content": "The answer is 5."}]
     assert row["rejected"][0]["role"] == "assistant"
 
@@ -98,17 +100,19 @@ def test_nemotron_jsonl_has_the_public_schema(store, versions, tmp_path):
                           "used_in_training", "version", "system_prompt"}
     assert first["input"] == [{"role": "user", "content": "What is 2 + 3?"}]
     assert first["system_prompt"] == f"detailed thinking {first['reasoning']}"
+    # NeMo Curator's tutorial: used_in_training is a list of model names, version a tag
+    assert first["used_in_training"] == [] and first["version"] == versions["sft"].version
     assert len(load(tmp_path / "nem")["train"]) == 6
 
 
 def test_openrlhf_records_the_flags_and_keys_match(store, versions, tmp_path):
     record = export_version(store, "toy-pool", "openrlhf", tmp_path / "orl")
-    assert "--input_key prompt --label_key label" in record["openrlhf_args"]
+    assert "--data.input_key prompt --data.label_key label" in record["openrlhf_args"]
     ds = load(tmp_path / "orl")["train"]
     assert ds[0]["prompt"][0]["role"] == "system" and ds[0]["label"] is not None
     assert [r["curriculum_batch"] for r in ds] == [0, 0, 0, 1, 1, 1]
     sft = export_version(store, "toy-sft", "openrlhf", tmp_path / "orl-sft")
-    assert "--input_key input --output_key output" in sft["openrlhf_args"]
+    assert "--data.input_key input --data.output_key output" in sft["openrlhf_args"]
     row = load(tmp_path / "orl-sft")["train"][0]
     assert row["output"][0]["role"] == "assistant" and row["input"][0]["role"] == "system"
 

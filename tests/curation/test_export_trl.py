@@ -103,6 +103,7 @@ def test_openrlhf_keys_render_like_openrlhf_does(store, versions, tmp_path, smol
     takes data[label_key] as the label; for SFT it renders input + output and keeps the tail."""
     record = export_version(store, "toy-pool", "openrlhf", tmp_path / "orl")
     keys = dict(zip(record["openrlhf_args"].split()[2::2], record["openrlhf_args"].split()[3::2]))
+    keys = {k.replace("--data.", "--"): v for k, v in keys.items()}  # OpenRLHF 0.11 groups
     row = load_train(tmp_path / "orl")[0]
     prompt = smollm2_tokenizer.apply_chat_template(row[keys["--input_key"]], tokenize=False,
                                                    add_generation_prompt=True)

@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from tests.curation.test_export_helpers import smollm2_tokenizer, versions  # noqa: F401 (fixtures)
+
 
 @pytest.fixture
 def pool(store, data_dir, monkeypatch):
@@ -37,3 +39,4 @@ def pool(store, data_dir, monkeypatch):
     scored = run_passrate(store, rollouts, prompts, "gsm8k-rl",
                           PassRateConfig(drop_at_or_above=None))
     return run_curriculum(store, scored, "gsm8k-rl-cur", CurriculumConfig(batch_size=4))
+
