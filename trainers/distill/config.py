@@ -1,0 +1,69 @@
+"""``thinkforge train distill`` settings (every field is also a CLI option)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from manifests.errors import ConfigError
+
+BUDGET_KEYS = ("params", "kv", "time", "throughput")
+
+
+def parse_budgets(items: list[str] | tuple[str, ...]) -> dict[str, float]:
+    """``["params=0.6", "kv=0.5"]`` -> ``{"params": 0.6, "kv": 0.5}`` with clear errors."""
+    out: dict[str, float] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in BUDGET_KEYS:
+            raise ConfigError(f"bad --budget {item!r}",
+                              hint="use params=0.6, kv=0.5, time=0.7 or throughput=1.5")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise ConfigError(f"bad --budget {item!r}: {value!r} is not a number") from None
+        if out[key] <= 0:
+            raise ConfigError(f"bad --budget {item!r}: must be > 0")
+    return out
+
+
+class DistillConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    budgets: dict[str, float] = Field(
+        default_factory=lambda: {"params": 0.6},
+        description="params / kv / time: a fraction of the parent's (<= 1) or an absolute "
+                    "count (> 1: parameters, KV bytes per token); throughput: minimum speed-up "
+                    "of the summed block time (1.5 = 1.5x faster blocks)")
+    ffn_fusion: bool = Field(False, description="fuse runs of attention-free blocks")
+    calibration_tokens: int = Field(1024, ge=16, description="tokens for channel ranking "
+                                    "and block scoring (and as many held back for the report)")
+    seq_len: int = Field(128, ge=8, description="tokens per calibration / KD sequence")
+    batch_size: int = Field(4, ge=1)
+    kd_steps: int = Field(100, ge=0, description="knowledge-distillation optimizer steps")
+    kd_lr: float = Field(1e-4, gt=0)
+    kd_temperature: float = Field(1.0, gt=0)
+    kd_cosine_weight: float = Field(0.0, ge=0, lt=1, description="weight of 1 - cos on the "
+                                    "final hidden states (0 = logits KL only)")
+    kd_train_embeddings: bool = Field(False, description="also train the embeddings / LM head "
+                                      "(frozen by default: they are the parent's)")
+    solver: Literal["modelopt", "scipy"] = "modelopt"
+    ffn_align: int | None = Field(None, description="FFN widths rounded to this multiple "
+                                  "(default: 256 when the parent's width allows, see blocks.py)")
+    attention_removal: bool = True
+    kv_reduction: bool = True
+    ffn_removal: bool = True
+    kv_dtype_bytes: int = Field(2, description="bytes per cached K/V element (bf16 = 2)")
+    seed: int = 0
+
+    @field_validator("budgets")
+    @classmethod
+    def _known(cls, v):
+        bad = [k for k in v if k not in BUDGET_KEYS]
+        if bad:
+            raise ValueError(f"unknown budget(s) {bad}; use {', '.join(BUDGET_KEYS)}")
+        if "time" in v and "throughput" in v:
+            raise ValueError("give time or throughput, not both")
+        return v

@@ -1,0 +1,275 @@
+"""The whole distillation: library -> scores -> search -> (fusion) -> KD -> checkpoint + report.
+
+``run_distill`` takes the parent's local directory and the data version's texts; the CLI
+(``thinkforge train distill``) resolves and verifies ``--data``, calls this and publishes the
+run record.  ``distill_report.json`` (written next to the child) is described in the README.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from manifests.errors import ConfigError, InputDataError, require
+
+from . import blocks as B
+from .config import DistillConfig
+
+REPORT_NAME = "distill_report.json"
+MODELOPT_NOTES = {
+    "used": [
+        ("modelopt.torch.prune.importance_hooks.IndependentChannelContributionHook "
+        "(FFN channel contribution on down_proj)"),
+        ("modelopt.torch.puzzletron.mip.mip_with_multi_layer_replacements.run_mip "
+        "(the Puzzle MIP, PuLP + CBC)"),
+        ("modelopt.torch.distill (convert with kd_loss, LogitsDistillationLoss, "
+        "StaticLossBalancer, export)"),
+    ],
+    "hand_written": [
+        ("weight slicing / KV-head pooling per variant and the one-block KL scoring loop: "
+        "modelopt's puzzletron builds its replacement library through its Hydra pipeline "
+        "(anymodel converters, sharded checkpoints, torch.distributed) which needs a "
+        "launcher and GPUs; the pieces are small, so they are written against HF Llama here"),
+        "FFN Fusion (modelopt 0.47 has none)",
+        ("the DeciLM exporter and its modeling code (puzzletron writes its own 'anymodel' "
+        "checkpoints, not the block_configs / auto_map layout that transformers and vLLM load)"),
+    ],
+    "not_on_cpu_or_undeclared": [
+        ("importing modelopt.torch.puzzletron needs hydra-core, typeguard, immutabledict and "
+        "fire, which nvidia-modelopt does not declare (the distill extra adds them)"),
+        "modelopt's Minitron pruning needs Megatron-Core and does not apply to HF models",
+    ],
+}
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def load_parent(model: str):
+    """Tokenizer and float32 parent from a local directory (nothing is downloaded)."""
+    require("torch", "distill")
+    transformers = require("transformers", "distill")
+    path = Path(model).expanduser()
+    if not (path / "config.json").is_file():
+        raise InputDataError(f"--model {model}: no config.json there",
+                             hint="pass a local Hugging Face model directory "
+                                  "(a Llama-family checkpoint)")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    import torch
+
+    parent = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    layers = getattr(getattr(parent, "model", None), "layers", None)
+    if layers is None or not all(hasattr(layer, "self_attn") and hasattr(layer, "mlp")
+                                 and hasattr(layer.mlp, "gate_proj") for layer in layers):
+        raise InputDataError(f"--model {model} is not a Llama-family model "
+                             f"({type(parent).__name__})",
+                             hint="distillation supports Llama-style decoders "
+                                  "(q/k/v/o attention, gate/up/down FFN, RMSNorm)")
+    return tokenizer, parent
+
+
+def tokens_per_second(model, batch, repeats: int = 3) -> float:
+    import torch
+
+    runs = []
+    with torch.no_grad():
+        model(input_ids=batch, use_cache=False)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(input_ids=batch, use_cache=False)
+            runs.append(time.perf_counter() - t0)
+    return round(batch.numel() / statistics.median(runs), 1)
+
+
+def count_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def budget_limits(cfg: DistillConfig, shape: B.Shape, parent_params: int,
+                  parent_time: float) -> dict[str, float]:
+    """Budgets as upper bounds on sums over blocks."""
+    parent_kv = shape.layers * B.kv_bytes_per_token(shape, shape.parent_variant,
+                                                    cfg.kv_dtype_bytes)
+    limits = {}
+    for key, value in cfg.budgets.items():
+        if key == "params":
+            total = value * parent_params if value <= 1 else value
+            limits["params"] = total - shape.fixed_params()
+        elif key == "kv":
+            limits["kv"] = value * parent_kv if value <= 1 else value
+        elif key == "time":
+            limits["time"] = value * parent_time
+        elif key == "throughput":
+            limits["time"] = parent_time / value
+    return limits
+
+
+def uniform_variants(shape: B.Shape, target_params: int) -> list[B.Variant]:
+    """Every layer keeps its attention; one FFN width for all layers, total <= target."""
+    per_layer = (target_params - shape.fixed_params()) / shape.layers
+    room = per_layer - B.attention_params(shape, shape.kv_heads) - shape.hidden
+    width = max(1, min(shape.intermediate, int(room // (3 * shape.hidden))))
+    return [B.Variant(shape.kv_heads, width)] * shape.layers
+
+
+def measure(name: str, model, parent, eval_batches, kv_bytes: int) -> dict:
+    from .scoring import model_kl
+
+    return {"model": name, "params": count_params(model), "kv_bytes_per_token": kv_bytes,
+            "cpu_tokens_per_s": tokens_per_second(model, eval_batches[0]),
+            "kl_to_parent": round(model_kl(parent, model, eval_batches), 6)
+            if model is not parent else 0.0}
+
+
+def run_distill(model: str, texts: list[str], output_dir: str | Path, cfg: DistillConfig, *,
+                data_fingerprint: str = "", cache_root: Path | None = None,
+                log: Callable[[str], None] = _stderr) -> dict:
+    import torch
+
+    from .child import build_child, load_child, save_child
+    from .fusion import fusable_runs
+    from .kd import distill
+    from .scoring import ScoreCache, model_kl, score_library, sha256_of_weights
+    from .search import solve
+    from .texts import split_texts, token_batches
+
+    started = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    tokenizer, parent = load_parent(model)
+    shape = B.Shape.of(parent.config)
+    if not texts:
+        raise InputDataError("the data version gave no text to calibrate on")
+    rest, held = split_texts(texts)
+    kw = {"seq_len": cfg.seq_len, "batch_size": cfg.batch_size}
+    calib = token_batches(rest, tokenizer, tokens=cfg.calibration_tokens, repeat=True, **kw)
+    held_batches = token_batches(held, tokenizer, tokens=cfg.calibration_tokens, repeat=True, **kw)
+    kd_batches = token_batches(rest, tokenizer, tokens=None, **kw)
+
+    log(f"parent: {shape.layers} layers, hidden {shape.hidden}, FFN {shape.intermediate}, "
+        f"{shape.heads} heads / {shape.kv_heads} KV heads")
+    channel_scores = B.ffn_channel_scores(parent, calib)
+    align = cfg.ffn_align or B.default_align(shape.intermediate)
+    variants = B.library(shape, align=align, attention_removal=cfg.attention_removal,
+                         kv_reduction=cfg.kv_reduction, ffn_removal=cfg.ffn_removal)
+    log(f"block library: {len(variants)} variants per layer "
+        f"({', '.join(v.key for v in variants)})")
+    times = B.time_variants(parent, shape, variants)
+
+    key = {"parent_sha256": sha256_of_weights(Path(model)), "data": data_fingerprint,
+           "calibration": {"tokens": cfg.calibration_tokens, "seq_len": cfg.seq_len,
+                           "batch_size": cfg.batch_size, "texts": len(rest),
+                           "held_back": "every 5th row"}}
+    cache_file = ScoreCache.file_for(Path(cache_root), key) if cache_root else None
+    cache = ScoreCache(cache_file, key)
+    kls = score_library(parent, shape, variants, calib, channel_scores, cache, log)
+
+    options = [[{"kl": kls[i][v.key],
+                 "costs": {"params": B.block_params(shape, v),
+                           "kv": B.kv_bytes_per_token(shape, v, cfg.kv_dtype_bytes),
+                           "time": times[v.key]}} for v in variants]
+               for i in range(shape.layers)]
+    parent_params = count_params(parent)
+    parent_time = shape.layers * times[shape.parent_variant.key]
+    limits = budget_limits(cfg, shape, parent_params, parent_time)
+    choice = solve(options, limits, cfg.solver)
+    chosen = [variants[j] for j in choice]
+    log("chosen: " + " ".join(v.key for v in chosen))
+
+    child, configs, layer_map = build_child(parent, shape, chosen, channel_scores)
+    fusion = None
+    if cfg.ffn_fusion:
+        runs = fusable_runs(chosen)
+        kl_unfused = model_kl(parent, child, held_batches)
+        if runs:
+            child, configs, layer_map = build_child(parent, shape, chosen, channel_scores, runs)
+        kl_fused = model_kl(parent, child, held_batches) if runs else kl_unfused
+        fusion = {"runs": runs, "layers_before": shape.layers, "layers_after": len(configs),
+                  "kl_before_fusion": round(kl_unfused, 6), "kl_after_fusion": round(kl_fused, 6),
+                  "kl_cost": round(kl_fused - kl_unfused, 6)}
+        log(f"FFN Fusion: runs {runs or 'none (no consecutive attention-free blocks)'}, "
+            f"KL {kl_unfused:.4f} -> {kl_fused:.4f}")
+
+    child_kv = sum(B.kv_bytes_per_token(shape, v, cfg.kv_dtype_bytes) for v in chosen)
+    parent_kv = shape.layers * B.kv_bytes_per_token(shape, shape.parent_variant,
+                                                    cfg.kv_dtype_bytes)
+    report_models = [measure("parent", parent, parent, held_batches, parent_kv),
+                     measure("child_before_kd", child, parent, held_batches, child_kv)]
+    uniform = uniform_variants(shape, report_models[1]["params"])
+    uniform_child, _, _ = build_child(parent, shape, uniform, channel_scores)
+    uniform_report = {"ffn_width": uniform[0].ffn_width, "params": count_params(uniform_child),
+                      "kl_to_parent_before_kd": round(model_kl(parent, uniform_child,
+                                                               held_batches), 6)}
+    del uniform_child
+
+    history = []
+    if cfg.kd_steps:
+        log(f"knowledge distillation: {cfg.kd_steps} steps on {len(kd_batches)} batches")
+        child, history = distill(child, parent, kd_batches, steps=cfg.kd_steps, lr=cfg.kd_lr,
+                                 temperature=cfg.kd_temperature,
+                                 cosine_weight=cfg.kd_cosine_weight,
+                                 train_embeddings=cfg.kd_train_embeddings, log=log)
+    report_models.append(measure("child_after_kd", child, parent, held_batches, child_kv))
+
+    out = save_child(child, Path(output_dir), tokenizer)
+    reloaded = load_child(out)
+    with torch.no_grad():
+        a = child(input_ids=held_batches[0], use_cache=False).logits
+        b = reloaded(input_ids=held_batches[0], use_cache=False).logits
+    reload = {"identical": bool(torch.equal(a, b)),
+              "max_abs_diff": float((a - b).abs().max())}
+    if not reload["identical"]:
+        raise RuntimeError(f"the saved child does not reproduce its logits: {reload}")
+
+    layers = []
+    for i, v in enumerate(chosen):
+        layers.append({"layer": i, **B.describe(shape, v, cfg.kv_dtype_bytes),
+                       "kl_alone": kls[i][v.key], "block_time_ms": times[v.key],
+                       "child_layer": next(j for j, m in enumerate(layer_map) if i in m)})
+    report = {
+        "report_version": 1,
+        "parent": str(model),
+        "output_dir": str(out),
+        "format": {"architectures": ["DeciLMForCausalLM"], "model_type": "nemotron-nas",
+                   "auto_map": True, "child_layers": len(configs),
+                   "vllm_loadable": B.vllm_loadable(shape, chosen)
+                   and all(c["ffn"]["no_op"] or c["ffn"]["intermediate_size"] % 256 == 0
+                           for c in configs),
+                   "reload": reload},
+        "budgets": {"requested": cfg.budgets,
+                    "limits_on_blocks": {k: round(v, 4) for k, v in limits.items()},
+                    "used_by_blocks": {k: round(sum(options[i][choice[i]]["costs"][k]
+                                                    for i in range(shape.layers)), 4)
+                                       for k in ("params", "kv", "time")}},
+        "search": {"solver": "modelopt run_mip (PuLP CBC)" if cfg.solver == "modelopt"
+                   else "scipy.optimize.milp (HiGHS)",
+                   "objective": "sum of one-block KL", "summed_kl":
+                   round(sum(kls[i][v.key] for i, v in enumerate(chosen)), 8)},
+        "layers": layers,
+        "models": {m["model"]: m for m in report_models},
+        "uniform_baseline": uniform_report,
+        "fusion": fusion,
+        "kd": {"steps": cfg.kd_steps, "lr": cfg.kd_lr, "temperature": cfg.kd_temperature,
+               "cosine_weight": cfg.kd_cosine_weight,
+               "train_embeddings": cfg.kd_train_embeddings, "history": history},
+        "library": {"variants": [{**B.describe(shape, v, cfg.kv_dtype_bytes),
+                                  "block_time_ms": times[v.key]} for v in variants],
+                    "ffn_align": align, "block_configs": configs},
+        "calibration": {"tokens": sum(b.numel() for b in calib),
+                        "held_back_tokens": sum(b.numel() for b in held_batches),
+                        "kd_tokens": sum(b.numel() for b in kd_batches),
+                        "score_cache": str(cache_file) if cache_file else None},
+        "modelopt": MODELOPT_NOTES,
+        "wall_time_s": round(time.perf_counter() - started, 2),
+    }
+    (out / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def check_config(cfg: DistillConfig) -> None:
+    if not cfg.budgets:
+        raise ConfigError("no --budget given", hint="e.g. --budget params=0.6")
