@@ -29,7 +29,11 @@ from .store import DatasetStore
 
 # bumped when the views a version gets change (2: every version has a /rejected view), so
 # an older catalog is rebuilt rather than extended
-CATALOG_LAYOUT = "2"
+CATALOG_LAYOUT = "3"  # 3: written in STORAGE_VERSION (older catalogs are rebuilt)
+# The catalog is for researchers' own DuckDB clients (the 1.x CLI from PyPI `duckdb-cli`,
+# DBeaver, R, Node): DuckDB 2.0's own format (version 69) is refused by 1.x ("can only
+# read 64-68"); files written with v1.1.0 compatibility open in DuckDB >= 1.1.
+CATALOG_STORAGE_VERSION = "v1.1.0"
 
 
 def store_signature(store: DatasetStore) -> str:
@@ -95,7 +99,7 @@ def _fill_runs(con, store: DatasetStore) -> None:
 
 def _build(store: DatasetStore, signature: str) -> None:
     tmp = _tmp_path(store)
-    con = connect(tmp)
+    con = connect(tmp, storage_version=CATALOG_STORAGE_VERSION)
     try:
         for ddl in TABLES.values():
             con.execute(ddl)
@@ -121,7 +125,7 @@ def _extend(store: DatasetStore, signature: str) -> bool:
     tmp = _tmp_path(store)
     shutil.copyfile(store.catalog_path, tmp)  # only ever replaced by rename: a stable copy
     try:
-        con = connect(tmp)
+        con = connect(tmp, storage_version=CATALOG_STORAGE_VERSION)
         try:
             have = {f"{n}/{v}" for n, v in
                     con.execute("SELECT name, version FROM versions").fetchall()}

@@ -33,7 +33,8 @@ def parquet_source(paths: Iterable[Path | str]) -> str:
 
 def connect(database: str | Path = ":memory:", *, read_only: bool = False,
             memory_limit: str | None = None, temp_directory: str | Path | None = None,
-            threads: int | None = None) -> duckdb.DuckDBPyConnection:
+            threads: int | None = None,
+            storage_version: str | None = None) -> duckdb.DuckDBPyConnection:
     """A connection for thinkforge's own work (filters, stats, catalog builds).
 
     ``memory_limit`` and ``temp_directory`` keep big jobs out of core: DuckDB spills to
@@ -46,6 +47,8 @@ def connect(database: str | Path = ":memory:", *, read_only: bool = False,
         config["temp_directory"] = str(temp_directory)
     if threads:
         config["threads"] = threads
+    if storage_version:  # files older DuckDB clients can open (see manifests/catalog.py)
+        config["storage_compatibility_version"] = storage_version
     return duckdb.connect(str(database), read_only=read_only, config=config)
 
 
