@@ -239,6 +239,7 @@ def _run_step(ctx, inputs, name, config):
 
 
 def _records(store, inputs, name, config):
+    require_kind(inputs["rollouts"], "rollouts", role="--rollouts")  # before its prompts parent
     prompts = inputs.get("prompts") or prompts_of(store, inputs["rollouts"])
     return [(name, make_step("filter.passrate", config), [inputs["rollouts"], prompts])]
 

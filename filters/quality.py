@@ -162,4 +162,5 @@ STEP = declare_filter(
     "quality", run_quality, config=QualityConfig, kinds=("sft", "rollouts"),
     help="Drop answers that break format, length, truncation or language rules (sft, rollouts).",
     examples=("thinkforge filter quality gsm8k-sft --name gsm8k-sft-clean",
-              "thinkforge filter quality gsm8k-sft --rules think_format,truncated --name sft-fmt"))
+              "thinkforge filter quality gsm8k-sft --rules think_format,truncated --name sft-fmt",
+              "thinkforge filter quality gsm8k-sft --pairs independent --name sft-rows"))

@@ -1,5 +1,16 @@
-"""The thinkforge command line: one console script, thin commands over the packages."""
+"""thinkforge: the `thinkforge` command line and the Python API (``thinkforge.api``).
+
+``import thinkforge as tf`` stays light: ``tf.Store`` and ``tf.steps`` load on first use.
+"""
 
 from manifests import __version__
 
-__all__ = ["__version__"]
+__all__ = ["Store", "Version", "__version__", "steps"]
+
+
+def __getattr__(name: str):
+    if name in ("Store", "Version", "steps"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'thinkforge' has no attribute {name!r}")

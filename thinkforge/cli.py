@@ -3,6 +3,10 @@
 Stdout is data, stderr is logs, progress and errors.  Exit codes: see `thinkforge
 --help` and ``manifests.errors.EXIT_CODES``.  Heavy packages are imported inside the
 command that needs them, so `thinkforge sql` starts fast.
+
+The command modules define their commands (``COMMANDS``) without importing this module;
+``load_commands`` adds them to the root group.  Steps registered with a CLI group that no
+module defines (or top-level steps such as `mix` and `split`) appear from the registry.
 """
 
 from __future__ import annotations
@@ -14,11 +18,41 @@ import click
 from manifests import __version__
 from manifests.errors import EXIT_CODES, ForgeError
 
+from .step_cmds import StepGroup
+
 EPILOG = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
+COMMAND_MODULES = ("commands", "generate_cmds", "filter_cmds", "curation_cmds", "train_cmds")
+# root options that may also follow the subcommand: `thinkforge sql 'SELECT 1' --store X`
+GLOBAL_OPTIONS = {"--store": True, "--quiet": False, "-q": False}
 
 
-class ForgeGroup(click.Group):
-    """Turns ForgeError into a message on stderr and its documented exit code."""
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move root options given after the subcommand to the front (not past a `--`)."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS and rest:
+            takes_value = GLOBAL_OPTIONS[name] and "=" not in arg
+            front += args[i:i + 2] if takes_value else [arg]
+            i += 2 if takes_value else 1
+            continue
+        rest.append(arg)
+        i += 1
+    return front + rest
+
+
+class ForgeGroup(StepGroup):
+    """Turns ForgeError into a message on stderr and its documented exit code; lists the
+    top-level steps and step groups of the registry."""
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, hoist_global_options(list(args)))
 
     def invoke(self, ctx):
         try:
@@ -30,12 +64,29 @@ class ForgeGroup(click.Group):
             click.echo("error: interrupted (Ctrl-C); nothing was published", err=True)
             sys.exit(130)
 
+    def _step_groups(self) -> set[str]:
+        from curation.steps import load_steps
 
-@click.group(cls=ForgeGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+        return {d.group for d in load_steps().values() if d.group and d.derive_cli}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | self._step_groups())
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None and name in self._step_groups():
+            command = StepGroup(name, help=f"{name} steps.\n\n\b\nExample:\n  thinkforge {name} "
+                                           "--help")
+        return command
+
+
+@click.group(cls=ForgeGroup, step_group=None, epilog=EPILOG,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="thinkforge")
 @click.option("--store", envvar="THINKFORGE_STORE", default="./forge-store", show_default=True,
-              help="Store directory (or $THINKFORGE_STORE).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
+              help="Store directory (or $THINKFORGE_STORE); also accepted after the command.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr; also accepted "
+                                                  "after the command.")
 @click.pass_context
 def cli(ctx: click.Context, store: str, quiet: bool) -> None:
     """Build post-training datasets for reasoning LLMs as immutable, checksummed versions.
@@ -48,19 +99,21 @@ def cli(ctx: click.Context, store: str, quiet: bool) -> None:
     ctx.obj = {"store_path": store, "quiet": quiet}
 
 
-def get_store(ctx: click.Context):
-    from manifests import DatasetStore
+def get_store(ctx: click.Context, *, create: bool = False):
+    """Kept for callers of the old location; see ``thinkforge.context.get_store``."""
+    from .context import get_store as context_store
 
-    return DatasetStore(ctx.obj["store_path"])
+    return context_store(ctx, create=create)
 
 
 def load_commands() -> None:
-    """Import the modules that register commands on `cli` (kept out of module import time)."""
-    from . import commands  # noqa: F401
-    from . import generate_cmds  # noqa: F401
-    from . import filter_cmds  # noqa: F401
-    from . import curation_cmds  # noqa: F401
-    from . import train_cmds  # noqa: F401
+    """Add every command module's commands to `cli` (kept out of module import time)."""
+    import importlib
+
+    for module in COMMAND_MODULES:
+        for command in importlib.import_module(f"{__package__}.{module}").COMMANDS:
+            if command.name not in cli.commands:
+                cli.add_command(command)
 
     validate_names_and_run_ids(cli)
 

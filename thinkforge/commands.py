@@ -9,13 +9,13 @@ from pathlib import Path
 
 import click
 
-from .cli import cli, get_store
+from .context import get_store, run_store_sql
 from .output import log, print_json, print_published, print_table
 
 TABLE_ROWS = 1000  # rows `sql --format table` prints when no --limit is given
 
 
-@cli.command("import")
+@click.command("import")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Dataset name ([a-z0-9][a-z0-9_.-]*).")
 @click.option("--kind", default="prompts", show_default=True,
@@ -56,7 +56,7 @@ def import_cmd(ctx, path, name, kind, preset, fmt, maps, category, license_, sou
     opts = ImportOptions(name=name, kind=kind, preset=preset, format=fmt, mapping=parse_map(maps),
                          category=category, license=license_, source=source, on_error=on_error,
                          on_duplicate=on_duplicate)
-    manifest = import_file(get_store(ctx), path, opts, dry_run=dry_run,
+    manifest = import_file(get_store(ctx, create=True), path, opts, dry_run=dry_run,
                            progress=None if ctx.obj["quiet"] else _rows_progress(path))
     if dry_run:
         summary = {"name": manifest.name, "kind": manifest.kind, "rows": manifest.rows,
@@ -89,7 +89,7 @@ def _rows_progress(path: Path):
     return report
 
 
-@cli.group("catalog", invoke_without_command=True)
+@click.group("catalog", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def catalog_cmd(ctx, as_json):
@@ -132,7 +132,7 @@ def catalog_rebuild(ctx):
     click.echo(str(store.catalog_path))
 
 
-@cli.command("show")
+@click.command("show")
 @click.argument("ref")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
 @click.option("--verify", is_flag=True, help="Check sha256 of every shard (default: sizes only).")
@@ -171,7 +171,7 @@ def show_cmd(ctx, ref, as_json, verify):
         click.echo(f"{f.path}  rows={f.rows}  bytes={f.bytes}  sha256={f.sha256[:16]}")
 
 
-@cli.command("verify")
+@click.command("verify")
 @click.argument("refs", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Verify every version in the store.")
 @click.pass_context
@@ -192,7 +192,7 @@ def verify_cmd(ctx, refs, all_):
         click.echo(f"ok {m.ref} {m.fingerprint[:12]} ({len(m.files)} shards, {m.rows} rows)")
 
 
-@cli.command("sql")
+@click.command("sql")
 @click.argument("query", required=False)
 @click.option("--file", "query_file", type=click.Path(path_type=Path),
               help="Read the query from a file ('-' = stdin); for queries too long for an argument.")
@@ -226,7 +226,6 @@ def sql_cmd(ctx, query, query_file, fmt, out, limit, timeout, memory_limit, veri
     """
     from manifests.duck import valid_memory_limit
     from manifests.errors import AccessDeniedError, NotFoundError
-    from manifests.sql import run_sql
 
     query = _read_query(query, query_file)
     if memory_limit is not None and not valid_memory_limit(memory_limit):
@@ -243,8 +242,8 @@ def sql_cmd(ctx, query, query_file, fmt, out, limit, timeout, memory_limit, veri
     from manifests.catalog import refresh_or_warn
 
     store = get_store(ctx)
-    result = run_sql(store, query, limit=limit, verify=verify, timeout=timeout,
-                     memory_limit=memory_limit)
+    result = run_store_sql(store, query, limit=limit, verify=verify, timeout=timeout,
+                           memory_limit=memory_limit)
     refresh_or_warn(store)  # the catalog file is for other DuckDB clients; sql does not read it
     try:
         _write_sql_result(result, fmt, out, limit)
@@ -326,7 +325,7 @@ def _write_sql_result(result, fmt: str, out: Path | None, limit: int | None) -> 
             handle.close()
 
 
-@cli.command("diff")
+@click.command("diff")
 @click.argument("a")
 @click.argument("b")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -352,3 +351,5 @@ def diff_cmd(ctx, a, b, as_json):
         click.echo(f"{what}: {result[what]}" + (f"  e.g. {sample}" if sample else ""))
     for key, delta in result["stats_delta"].items():
         click.echo(f"stats {key}: {json.dumps(delta)}")
+
+COMMANDS = (import_cmd, catalog_cmd, show_cmd, verify_cmd, sql_cmd, diff_cmd)

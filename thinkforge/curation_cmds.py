@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from .cli import cli, get_store
+from .context import get_store
 from .output import log, print_json
 
 EXPORT_FORMATS = ["trl-sft", "trl-prompt-completion", "trl-grpo", "trl-dpo", "verl", "openrlhf",
                   "nemotron", "hf"]
 
 
-@cli.command("export")
+@click.command("export")
 @click.argument("ref")
 @click.option("--format", "fmt", required=True, type=click.Choice(EXPORT_FORMATS),
               help="Target trainer format (see README 'Export and report').")
@@ -72,7 +72,7 @@ def export_cmd(ctx, ref, fmt, out, split, reasoning, data_source, stages, releas
         log(note)
 
 
-@cli.command("pull")
+@click.command("pull")
 @click.argument("ref")
 @click.option("--to", "to", required=True, type=click.Path(path_type=Path),
               help="Directory to copy into (it becomes a store: DIR/datasets/NAME/VERSION).")
@@ -93,7 +93,7 @@ def pull_cmd(ctx, ref, to):
         log(f"pulled and verified {ref} into {dest}")
 
 
-@cli.command("report")
+@click.command("report")
 @click.argument("ref")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="Directory for README.md (dataset card), report.html and plots/.")
@@ -122,7 +122,7 @@ def report_cmd(ctx, ref, out, as_json):
         log(f"report for {written['ref']}: {written['card']}, {len(written['plots'])} plots")
 
 
-@cli.command("build")
+@click.command("build")
 @click.argument("recipe", type=click.Path(path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Validate and print the plan: which steps would run "
                                               "and which existing versions they would reuse.")
@@ -145,7 +145,7 @@ def build_cmd(ctx, recipe, dry_run, force, as_json):
     from curation.recipe import load_recipe
     from curation.recipe_build import build_recipe, outputs_by_name, plan_recipe
 
-    store = get_store(ctx)
+    store = get_store(ctx, create=True)
     quiet = ctx.obj["quiet"]
     parsed, steps = load_recipe(recipe)
     if dry_run:
@@ -189,3 +189,5 @@ def _shell_quote(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
+
+COMMANDS = (export_cmd, pull_cmd, report_cmd, build_cmd)

@@ -13,11 +13,12 @@ from typing import Any
 
 import click
 
-from .cli import cli, get_store
+from .context import get_store
 from .output import log, print_json, print_published
+from .step_cmds import StepGroup
 
 
-@cli.group("generate")
+@click.group("generate", cls=StepGroup)
 def generate_group() -> None:
     """Generate data with a teacher model: paired ON/OFF SFT answers, RL rollouts.
 
@@ -225,3 +226,5 @@ def rollouts_cmd(ctx, k, modes, temperature, top_p, reward_correct, reward_forma
                    "sampling": _sampling(temperature, top_p, flags["max_new_tokens"])}
     config = build_config(RolloutConfig, flags, step_fields)
     _run(ctx, flags, config, generate_rollouts, len(config.modes) * config.k)
+
+COMMANDS = (generate_group,)

@@ -16,8 +16,9 @@ from typing import Any
 
 import click
 
-from .cli import cli, get_store
+from .context import get_store
 from .output import log, print_json, print_table
+from .step_cmds import StepGroup
 
 METHOD_HELP = {
     "sft": ("Supervised fine-tuning (TRL SFTTrainer) on an sft version.",
@@ -103,7 +104,7 @@ def load_config(method: str, config_file: Path | None, flags: dict[str, Any],
                           hint=f"see `thinkforge train {method} --help` for every option") from exc
 
 
-@cli.group("train")
+@click.group("train", cls=StepGroup)
 def train_group():
     """Train a model on a dataset version (verified first) and publish a run record.
 
@@ -188,7 +189,7 @@ for _method in METHOD_HELP:
     train_group.add_command(_make_train_command(_method))
 
 
-@cli.command("runs")
+@click.command("runs")
 @click.option("--data", "data_ref", help="Only runs trained on this version (ref or fingerprint).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
@@ -253,7 +254,7 @@ def show_run(store, run_id: str, as_json: bool) -> None:
         click.echo(f"{key}: {value}")
 
 
-@cli.command("launch", context_settings={"ignore_unknown_options": True})
+@click.command("launch", context_settings={"ignore_unknown_options": True})
 @click.option("--nodes", type=int, required=True, help="Nodes in the job (training + vLLM).")
 @click.option("--gpus-per-node", type=int, default=8, show_default=True, help="GPUs per node.")
 @click.option("--vllm-nodes", type=int, default=0, show_default=True,
@@ -318,3 +319,5 @@ def launch_cmd(ctx, nodes, gpus_per_node, vllm_nodes, partition, account, time_l
             raise SystemExit(result.returncode)
     elif submit and not ctx.obj["quiet"]:
         log(f"sbatch is not on PATH here; submit with: sbatch {script}")
+
+COMMANDS = (train_group, runs_cmd, launch_cmd)

@@ -9,7 +9,9 @@ from thinkforge.cli import cli
 
 
 def all_commands(group=cli, prefix=()):
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # with the commands derived from step descriptors
+        command = group.get_command(ctx, name)
         yield (*prefix, name), command
         if isinstance(command, click.Group):
             yield from all_commands(command, (*prefix, name))

@@ -1,0 +1,60 @@
+"""What every command needs from the root group: the store and the quiet flag.
+
+Kept apart from ``cli.py`` so the command modules never import the root group (the root
+imports them and adds their commands: no import cycle).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+
+def get_store(ctx: click.Context, *, create: bool = False):
+    """The store of ``--store`` / ``$THINKFORGE_STORE``.
+
+    Commands that only read (``create=False``) refuse a local store directory that does not
+    exist, instead of answering about an empty store: a mistyped ``--store`` is an error.
+    """
+    from manifests import DatasetStore
+    from manifests.errors import NotFoundError
+
+    path = ctx.find_root().obj["store_path"]
+    if not create and "://" not in str(path) and not Path(path).is_dir():
+        raise NotFoundError(f"no store at {path}",
+                            hint="create one with `thinkforge import FILE --name NAME`, or pass "
+                                 "--store DIR (or set $THINKFORGE_STORE)")
+    return DatasetStore(path)
+
+
+def is_quiet(ctx: click.Context) -> bool:
+    return bool(ctx.find_root().obj["quiet"])
+
+
+_UNQUOTED_HYPHEN = re.compile(r'(?<!["\w@-])([A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)+)(?!["\w-])')
+
+
+def run_store_sql(store, query: str, **options):
+    """``manifests.sql.run_sql`` (the read-only sandbox), with a hint when the query
+    names a hyphenated dataset without quotes (`FROM gsm8k-sft` is `gsm8k - sft` in SQL)."""
+    from manifests.errors import InputDataError
+    from manifests.sql import run_sql
+
+    try:
+        return run_sql(store, query, **options)
+    except InputDataError as exc:
+        names = set(store.names()) if store.datasets_dir.is_dir() else set()
+        bare = _strip_strings(query)
+        hyphenated = [m for m in _UNQUOTED_HYPHEN.findall(bare) if m.split("@")[0] in names]
+        if not hyphenated:
+            raise
+        raise InputDataError(str(exc).split("\n  hint:")[0],
+                             hint=f'quote hyphenated names: "{hyphenated[0]}" (in SQL, '
+                                  f"{hyphenated[0]} without quotes is a subtraction)") from exc
+
+
+def _strip_strings(query: str) -> str:
+    """The query without its quoted identifiers and string literals."""
+    return re.sub(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"", " ", query)

@@ -1,0 +1,310 @@
+"""CLI commands derived from step descriptors (``manifests.steps``), as TRL derives flags
+from its config dataclasses.
+
+For a registered step, ``step_command`` builds a click command: its input roles become
+a positional argument (the first role) or ``--<role>`` options, every field of its pydantic
+config becomes an option (name, type, choices, default and help text from the field; nested
+models flatten to ``--<field>-<subfield>``, lists are comma-separated, mappings
+``key=value,key=value``), plus ``--name``, ``--config FILE`` (flags override it),
+``--dry-run``, ``--json`` and, for DuckDB steps, ``--memory-limit`` / ``--temp-dir``.
+``StepGroup`` lists a group's steps from the registry when asked, so a step registered
+after import time (a plugin, a test) is a command too.
+"""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import click
+from pydantic import BaseModel
+
+from .context import get_store, is_quiet
+from .output import log, print_json, print_published
+
+NONE = "none"  # the CLI spelling of None for optional fields
+
+
+class StepGroup(click.Group):
+    """A command group whose step subcommands come from the step registry."""
+
+    def __init__(self, *args, step_group: Any = ..., **kwargs):
+        super().__init__(*args, **kwargs)
+        # the descriptors' `group` this group lists: its own name, or None for the root
+        self.step_group = self.name if step_group is ... else step_group
+
+    def _steps(self) -> dict[str, Any]:
+        from curation.steps import load_steps
+
+        return {d.cli_name: d for d in load_steps().values()
+                if d.group == self.step_group and d.derive_cli}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self._steps()))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None and name in self._steps():
+            command = step_command(self._steps()[name])
+        return command
+
+
+# -- config fields -> options ------------------------------------------------------------------
+def _strip_optional(annotation):
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, __import__("types").UnionType)\
+            and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else annotation), True
+    return annotation, False
+
+
+def _scalar(annotation):
+    """(click type, parse function) of a scalar annotation, or None when not a scalar."""
+    if typing.get_origin(annotation) is Literal:
+        choices = [str(c) for c in typing.get_args(annotation)]
+        return click.Choice(choices), str
+    for kind, click_type in ((bool, click.BOOL), (int, click.INT), (float, click.FLOAT),
+                             (str, click.STRING)):
+        if annotation is kind:
+            return click_type, kind
+    if annotation is Path:
+        return click.Path(path_type=Path), Path
+    return None
+
+
+def _list_parser(annotation):
+    item = typing.get_args(annotation)[0] if typing.get_args(annotation) else str
+    scalar = _scalar(item)
+    if scalar is None:
+        return None
+    convert = scalar[1]
+
+    def parse(text: str) -> list:
+        try:
+            return [convert(x.strip()) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise click.BadParameter(f"{text!r} is not a comma-separated list") from None
+    return parse
+
+
+def _dict_parser(annotation):
+    args = typing.get_args(annotation)
+    scalar = _scalar(args[1]) if len(args) == 2 else None
+    if scalar is None:
+        return None
+    convert = scalar[1]
+
+    def parse(text: str) -> dict:
+        out = {}
+        for item in filter(None, (x.strip() for x in text.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise click.BadParameter(f"{item!r}: use key=value[,key=value...]")
+            try:
+                out[key.strip()] = convert(value.strip())
+            except ValueError:
+                raise click.BadParameter(f"{item!r}: {value!r} is not a number") from None
+        return out
+    return parse
+
+
+def _optional_number(convert):
+    return lambda text: None if text.lower() == NONE else convert(text)
+
+
+def _default_text(field) -> str:
+    if field.default_factory is not None:
+        value = field.default_factory()
+    else:
+        value = field.default
+    if isinstance(value, BaseModel) or value is None or value == {}:
+        return ""
+    if isinstance(value, (list, tuple)):
+        value = ",".join(map(str, value))
+    elif isinstance(value, bool):
+        return ""
+    return f" [default: {value}]"
+
+
+def config_options(model: type[BaseModel], prefix: tuple[str, ...] = ()):
+    """(click option, field path, parse) for every field of ``model`` the CLI can express."""
+    out = []
+    for name, field in model.model_fields.items():
+        path = (*prefix, name)
+        flag = "-".join(path).replace("_", "-")
+        dest = "cfg__" + "__".join(path)
+        annotation, optional = _strip_optional(field.annotation)
+        help_text = (field.description or name.replace("_", " "))
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            out += config_options(annotation, path)
+            continue
+        origin = typing.get_origin(annotation)
+        if annotation is bool:
+            default = field.default if field.default_factory is None else None
+            on = f"(default: {'on' if default else 'off'})" if isinstance(default, bool) else ""
+            out.append((click.Option([f"--{flag}/--no-{flag}", dest], default=None,
+                                     help=f"{help_text} {on}".strip()), path, lambda v: v))
+            continue
+        if origin in (list, tuple):
+            parse = _list_parser(annotation)
+            if parse is not None:
+                out.append((click.Option([f"--{flag}", dest], metavar="A,B,...",
+                                         help=f"{help_text} (comma-separated)"
+                                              f"{_default_text(field)}"), path, parse))
+            continue
+        if origin is dict:
+            parse = _dict_parser(annotation)
+            if parse is not None:
+                out.append((click.Option([f"--{flag}", dest], metavar="KEY=VALUE,...",
+                                         help=f"{help_text}{_default_text(field)}"), path,
+                            parse))
+            continue
+        scalar = _scalar(annotation)
+        if scalar is None:
+            continue  # only through --config FILE
+        click_type, convert = scalar
+        if optional and click_type in (click.INT, click.FLOAT):
+            # `none` unsets an optional number (e.g. --max-tokens-on none: no cap)
+            parse = _optional_number(convert)
+            metavar = ("N" if convert is int else "X") + f"|{NONE}"
+            click_type = click.STRING
+        else:
+            parse, metavar = _as_is, None  # click already converted it
+        out.append((click.Option([f"--{flag}", dest], type=click_type, metavar=metavar,
+                                 help=f"{help_text}{_default_text(field)}"), path, parse))
+    return out
+
+
+def _as_is(value):
+    return value
+
+
+def _set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        data = data.setdefault(key, {})
+    data[path[-1]] = value
+
+
+def read_config_file(path: Path | None) -> dict[str, Any]:
+    """A YAML/JSON mapping of config fields (``--config FILE``); flags override it."""
+    if path is None:
+        return {}
+    import yaml
+
+    from manifests.errors import ConfigError
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML/JSON: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of fields")
+    return data
+
+
+# -- the command ---------------------------------------------------------------------------------
+def step_command(desc) -> click.Command:
+    """The click command of a step descriptor."""
+    model = desc.config_model()
+    fields = config_options(model)
+    params: list[click.Parameter] = []
+    positional = next((r for r in desc.roles if not r.flag), None)
+    for role in desc.roles:
+        kinds = "/".join(role.kinds)
+        if role is positional:
+            params.append(click.Argument([role.name], nargs=-1 if role.many else 1,
+                                         required=not role.optional))
+        else:
+            params.append(click.Option([f"--{role.name}", role.name], multiple=role.many,
+                                       required=not role.optional,
+                                       help=f"{role.help or 'input version'} ({kinds})."))
+    params.append(click.Option(["--name"], required=True, help="Name of the output dataset."))
+    params.append(click.Option(["--config", "config_file"], type=click.Path(
+        exists=True, dir_okay=False, path_type=Path),
+        help="YAML/JSON file with the step's config (flags override it)."))
+    params += [option for option, _, _ in fields]
+    for i, flag in enumerate(desc.flags):
+        params.append(click.Option([flag.name, f"flag__{i}"], is_flag=True, help=flag.help))
+    if desc.resources:
+        params.append(click.Option(["--memory-limit"], help="DuckDB memory limit, e.g. 2GiB "
+                                                            "(spills beyond it)."))
+        params.append(click.Option(["--temp-dir"], type=click.Path(path_type=Path),
+                                   help="Where DuckDB spills (default: a temporary directory "
+                                        "in the store)."))
+    params.append(click.Option(["--dry-run"], is_flag=True,
+                               help="Print what would run (and what it would reuse); write "
+                                    "nothing."))
+    params.append(click.Option(["--json", "as_json"], is_flag=True,
+                               help="Print the manifest (or the plan) as JSON."))
+
+    @click.pass_context
+    def callback(ctx: click.Context, **kw: Any) -> None:
+        run_step_command(ctx, desc, model, fields, kw)
+
+    roles = "; ".join(f"{r.name}: {'/'.join(r.kinds)}{' (list)' if r.many else ''}"
+                      f"{' (optional)' if r.optional else ''}" for r in desc.roles)
+    doc = (f"{desc.help}\n\nInputs: {roles}. Recipe step type: `{desc.type}`; every option "
+           "is a field of its config (also in a recipe's `config:` or --config FILE).\n\n"
+           "\b\nExample:\n" + "\n".join(f"  {e}" for e in desc.examples or
+                                      (f"thinkforge {desc.group + ' ' if desc.group else ''}"
+                                       f"{desc.cli_name} ... --name OUT",)))
+    return click.Command(desc.cli_name, params=params, callback=callback, help=doc,
+                         short_help=desc.help.split(". ")[0].rstrip("."))
+
+
+def _inputs(store, desc, kw: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for role in desc.roles:
+        value = kw.get(role.name)
+        if value is None or value == ():
+            continue
+        out[role.name] = [_resolve(store, role, v) for v in value] if role.many \
+            else _resolve(store, role, value)
+    return out
+
+
+def _resolve(store, role, ref: str):
+    if role.files and Path(ref).suffix and Path(ref).exists():
+        return Path(ref)
+    return store.resolve(ref)
+
+
+def run_step_command(ctx: click.Context, desc, model, fields, kw: dict[str, Any]) -> None:
+    from manifests.steps import RunContext, build_config, execute, plan_step
+
+    store = get_store(ctx)
+    flags: dict[str, Any] = {}
+    for i, flag in enumerate(desc.flags):
+        if kw.get(f"flag__{i}"):
+            flags.update(flag.sets)
+    for option, path, parse in fields:
+        value = kw.get(option.name)
+        if value is not None:
+            _set(flags, path, parse(value))
+    config = build_config(model, read_config_file(kw.get("config_file")), flags,
+                          where=f"see `thinkforge {ctx.command_path.split(' ', 1)[-1]} --help`")
+    inputs = _inputs(store, desc, kw)
+    name, as_json = kw["name"], kw["as_json"]
+    if kw["dry_run"]:
+        plan = plan_step(store, desc, inputs, name, config)
+        if as_json:
+            print_json(plan)
+        else:
+            reuses = [ref for ref in plan["outputs"].values() if ref]
+            click.echo(f"would write {', '.join(plan['outputs'])} ({plan['kind']}) from "
+                       f"{', '.join(plan['inputs']) or 'nothing'} with {plan['step']}"
+                       + (f"; reuses {', '.join(reuses)}" if reuses else ""))
+        return
+    resources = {k: v for k, v in (("memory_limit", kw.get("memory_limit")),
+                                   ("temp_directory", kw.get("temp_dir"))) if v is not None}
+    made = execute(RunContext(store, quiet=is_quiet(ctx), resources=resources),
+                   desc, inputs, name, config)
+    for manifest in made.values():
+        print_published(manifest, as_json)
+        if not is_quiet(ctx):
+            log(f"{manifest.ref}: kept {manifest.rows} rows, rejected {manifest.rejected.rows} "
+                f"{manifest.rejected.by_reason or ''}".rstrip())
