@@ -18,6 +18,7 @@ import click
 from manifests import __version__
 from manifests.errors import EXIT_CODES, ForgeError
 
+from .context import validate_names_and_run_ids
 from .step_cmds import StepGroup
 
 EPILOG = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
@@ -116,33 +117,6 @@ def load_commands() -> None:
                 cli.add_command(command)
 
     validate_names_and_run_ids(cli)
-
-
-def _check_name(ctx, param, value):  # a ConfigError: exit 8, as for names in recipes
-    from manifests.store import validate_name
-
-    return value if value is None else validate_name(value)
-
-
-def _check_run_id(ctx, param, value):
-    from manifests.store import validate_run_id
-
-    return value if value is None else validate_run_id(value)
-
-
-_VALIDATORS = {"name": _check_name, "run_id": _check_run_id}
-
-
-def validate_names_and_run_ids(command: click.Command) -> None:
-    """Every ``--name`` and ``--run-id`` of every command is checked while click parses the
-    command line, before any work (a name reaches the filesystem through the default run
-    id; a run id is a directory under <store>/runs/)."""
-    for param in command.params:
-        check = _VALIDATORS.get(param.name or "")
-        if isinstance(param, click.Option) and check and param.callback is None:
-            param.callback = check
-    for sub in getattr(command, "commands", {}).values():
-        validate_names_and_run_ids(sub)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import click
 from pydantic import BaseModel
 
-from .context import get_store, is_quiet
+from .context import get_store, is_quiet, validate_names_and_run_ids
 from .output import log, print_json, print_published
 
 NONE = "none"  # the CLI spelling of None for optional fields
@@ -252,8 +252,10 @@ def step_command(desc) -> click.Command:
            "\b\nExample:\n" + "\n".join(f"  {e}" for e in desc.examples or
                                       (f"thinkforge {desc.group + ' ' if desc.group else ''}"
                                        f"{desc.cli_name} ... --name OUT",)))
-    return click.Command(desc.cli_name, params=params, callback=callback, help=doc,
-                         short_help=desc.help.split(". ")[0].rstrip("."))
+    command = click.Command(desc.cli_name, params=params, callback=callback, help=doc,
+                            short_help=desc.help.split(". ")[0].rstrip("."))
+    validate_names_and_run_ids(command)  # --name checked while parsing, before any work
+    return command
 
 
 def _inputs(store, desc, kw: dict[str, Any]) -> dict[str, Any]:
