@@ -7,7 +7,7 @@ names load lazily so that `thinkforge sql` pays only for what a query needs.
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "DatasetStore": ".store", "ForgeError": ".errors", "Manifest": ".manifest",
+    "DatasetStore": ".writer", "ForgeError": ".errors", "Manifest": ".manifest",
     "KINDS": ".schemas", "SCHEMAS": ".schemas", "schema_for": ".schemas",
 }
 __all__ = [*_EXPORTS, "__version__"]

@@ -25,7 +25,7 @@ import duckdb
 from .catalog_tables import RUNS_TABLE, TABLES, lineage_rows, version_row
 from .duck import connect, parquet_source, quote_ident
 from .sql import SqlResult, run_sql  # noqa: F401  (the read-only SQL sandbox lives in sql.py)
-from .store import DatasetStore
+from .store import StoreReader as DatasetStore  # reads only
 
 # bumped when the views a version gets change (2: every version has a /rejected view), so
 # an older catalog is rebuilt rather than extended

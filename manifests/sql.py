@@ -47,7 +47,7 @@ from .errors import (
     SqlRefusedError,
 )
 from .manifest import Manifest
-from .store import DatasetStore
+from .store import StoreReader as DatasetStore  # reads only
 from .training_runs import run_rows
 
 _REFUSED_HINT = ("use SELECT (CTEs, joins and window functions work) or plain EXPLAIN; new "

@@ -1,4 +1,7 @@
-"""DatasetStore: immutable, checksummed dataset versions on a local directory (DESIGN §2).
+"""The store's layout and reads (``StoreReader``): immutable, checksummed dataset versions
+on a local directory (DESIGN §2).  Writing and publishing live in ``writer.py``, whose
+``DatasetStore`` is this reader plus ``writer()``; this module imports neither it nor the
+catalog.
 
 A version is written under ``<store>/.staging/<uuid>/`` and published by one atomic
 ``rename`` to ``<store>/datasets/<name>/v<N>``.  Readers never see half a version; two
@@ -12,15 +15,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
 
-from .errors import ConfigError, ConflictError, IntegrityError, NotFoundError
+from .errors import ConfigError, IntegrityError, NotFoundError
 from .manifest import Manifest, ParentRef, Step, sha256_file
-
-if TYPE_CHECKING:
-    from .writer import VersionWriter
 
 # always used with fullmatch: `$` would also match before a trailing newline
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*")
@@ -57,7 +56,7 @@ def validate_run_id(run_id: str) -> str:
     return run_id
 
 
-class DatasetStore:
+class StoreReader:
     def __init__(self, root: str | os.PathLike | None = None):
         chosen = root or os.environ.get("THINKFORGE_STORE") or DEFAULT_STORE
         if "://" in str(chosen):
@@ -94,9 +93,9 @@ class DatasetStore:
         if not self.datasets_dir.is_dir():
             return []
         return sorted(p.name for p in self.datasets_dir.iterdir()
-                      if p.is_dir() and NAME_RE.fullmatch(p.name) and self._version_dirs(p.name))
+                      if p.is_dir() and NAME_RE.fullmatch(p.name) and self.version_dirs(p.name))
 
-    def _version_dirs(self, name: str) -> list[tuple[int, Path]]:
+    def version_dirs(self, name: str) -> list[tuple[int, Path]]:
         base = self.datasets_dir / name
         if not base.is_dir():
             return []
@@ -108,7 +107,7 @@ class DatasetStore:
         return sorted(out)
 
     def versions(self, name: str) -> list[Manifest]:
-        return [Manifest.load(p / "manifest.json") for _, p in self._version_dirs(name)]
+        return [Manifest.load(p / "manifest.json") for _, p in self.version_dirs(name)]
 
     def manifests(self) -> Iterator[Manifest]:
         for name in self.names():
@@ -116,7 +115,7 @@ class DatasetStore:
 
     def version_keys(self) -> list[str]:
         """``name/vN`` of every published version, from directory names only (cheap)."""
-        return [f"{n}/v{num}" for n in self.names() for num, _ in self._version_dirs(n)]
+        return [f"{n}/v{num}" for n in self.names() for num, _ in self.version_dirs(n)]
 
     def resolve(self, ref: str) -> Manifest:
         """``name``, ``name@latest``, ``name@v3`` or ``name@<fingerprint prefix>``."""
@@ -125,7 +124,7 @@ class DatasetStore:
         if not NAME_RE.fullmatch(name):
             raise NotFoundError(f"{ref!r} is not a dataset reference",
                                 hint="use name, name@latest, name@v3 or name@<fingerprint prefix>")
-        dirs = self._version_dirs(name)
+        dirs = self.version_dirs(name)
         if not dirs:
             known = ", ".join(self.names()) or "none yet"
             raise NotFoundError(f"no dataset named {name!r} in store {self.root}",
@@ -176,15 +175,6 @@ class DatasetStore:
                     f"{entry.sha256[:16]}... (the file was modified after publishing)",
                     hint="versions are immutable: restore the original file or rebuild the version")
 
-    # -- writing -----------------------------------------------------------------------------
-    def writer(self, name: str, kind: str, *, step: Step | dict[str, Any],
-               parents: list[Manifest | ParentRef] = (), provenance: dict[str, Any] | None = None,
-               reuse_identical: bool = True) -> "VersionWriter":
-        from .writer import VersionWriter
-
-        return VersionWriter(self, validate_name(name), kind, step=step, parents=list(parents),
-                             provenance=provenance or {}, reuse_identical=reuse_identical)
-
     def find_reusable(self, name: str, step: Step, parents: list[ParentRef]) -> Manifest | None:
         """A version of ``name`` built by the same step config from the same inputs, if any."""
         want = ([p.fingerprint for p in parents], step.model_dump())
@@ -192,38 +182,6 @@ class DatasetStore:
             if ([p.fingerprint for p in m.parents], m.step.model_dump()) == want:
                 return m
         return None
-
-    def _publish_dir(self, staging: Path, manifest_fields: dict[str, Any]) -> Manifest:
-        """Rename ``staging`` to the next free version number, retrying when a racer wins."""
-        base = self.datasets_dir / manifest_fields["name"]
-        base.mkdir(parents=True, exist_ok=True)
-        for _ in range(1000):
-            dirs = self._version_dirs(manifest_fields["name"])
-            number = (max((n for n, _ in dirs), default=0)) + 1
-            # a directory without manifest (crashed copy by hand) still blocks its number
-            while (base / f"v{number}").exists():
-                number += 1
-            manifest = Manifest(version=f"v{number}", **manifest_fields)
-            tmp = staging / "manifest.json.tmp"
-            tmp.write_text(manifest.to_json(), encoding="utf-8")
-            os.replace(tmp, staging / "manifest.json")
-            try:
-                os.rename(staging, base / manifest.version)
-            except OSError:
-                if (base / manifest.version).exists():
-                    continue  # another writer took this number first: take the next one
-                raise
-            return manifest
-        raise ConflictError(f"could not find a free version number for {manifest_fields['name']}")
-
-    def after_publish(self) -> None:
-        from .catalog import refresh_catalog
-
-        try:
-            refresh_catalog(self)
-        except Exception as exc:  # the version is safe; the catalog is only derived
-            print(f"warning: catalog not refreshed ({exc}); run `thinkforge catalog rebuild`",
-                  file=sys.stderr)
 
     def remove_staging(self, staging: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)

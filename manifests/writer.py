@@ -13,6 +13,8 @@ Filters that write Parquet with DuckDB ask for ``w.new_shard_path()`` and COPY i
 
 from __future__ import annotations
 
+import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,69 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .duck import connect, parquet_source, quote_ident
-from .errors import InputDataError
-from .manifest import FileEntry, Manifest, ParentRef, Rejected, Step, created_by, fingerprint, \
-    schema_to_json, sha256_file, utc_now
+from .errors import ConflictError, InputDataError
+from .manifest import (
+    FileEntry,
+    Manifest,
+    ParentRef,
+    Rejected,
+    Step,
+    created_by,
+    fingerprint,
+    schema_to_json,
+    sha256_file,
+    utc_now,
+)
 from .schemas import ENUMS, ROW_KEYS, schema_for
 from .stats import compute_stats
-from .store import ROW_GROUP_BYTES, ROW_GROUP_ROWS, SHARD_BYTES, DatasetStore
+from .store import ROW_GROUP_BYTES, ROW_GROUP_ROWS, SHARD_BYTES, StoreReader, validate_name
+
+
+class DatasetStore(StoreReader):
+    """The store: layout and reads (``StoreReader``) plus writing new versions.
+
+    Publishing lives here with the writer; the store module knows the layout and reads.
+    """
+
+    def writer(self, name: str, kind: str, *, step: Step | dict[str, Any],
+               parents: list[Manifest | ParentRef] = (), provenance: dict[str, Any] | None = None,
+               reuse_identical: bool = True) -> VersionWriter:
+        return VersionWriter(self, validate_name(name), kind, step=step, parents=list(parents),
+                             provenance=provenance or {}, reuse_identical=reuse_identical)
+
+    def after_publish(self) -> None:
+        """Extend the derived catalog (a failure only warns: the version is safe)."""
+        from .catalog import refresh_catalog
+
+        try:
+            refresh_catalog(self)
+        except Exception as exc:  # the version is safe; the catalog is only derived
+            print(f"warning: catalog not refreshed ({exc}); run `thinkforge catalog rebuild`",
+                  file=sys.stderr)
+
+
+def publish_dir(store: StoreReader, staging: Path, manifest_fields: dict[str, Any]) -> Manifest:
+    """Rename ``staging`` to the next free version number, retrying when a racer wins."""
+    base = store.datasets_dir / manifest_fields["name"]
+    base.mkdir(parents=True, exist_ok=True)
+    for _ in range(1000):
+        dirs = store.version_dirs(manifest_fields["name"])
+        number = (max((n for n, _ in dirs), default=0)) + 1
+        # a directory without manifest (crashed copy by hand) still blocks its number
+        while (base / f"v{number}").exists():
+            number += 1
+        manifest = Manifest(version=f"v{number}", **manifest_fields)
+        tmp = staging / "manifest.json.tmp"
+        tmp.write_text(manifest.to_json(), encoding="utf-8")
+        os.replace(tmp, staging / "manifest.json")
+        try:
+            os.rename(staging, base / manifest.version)
+        except OSError:
+            if (base / manifest.version).exists():
+                continue  # another writer took this number first: take the next one
+            raise
+        return manifest
+    raise ConflictError(f"could not find a free version number for {manifest_fields['name']}")
 
 
 def conform(rows: pa.Table | pa.RecordBatch | list[dict], schema: pa.Schema, *,
@@ -107,7 +166,7 @@ class VersionWriter:
         self.manifest: Manifest | None = None
         self.reused = False
 
-    def __enter__(self) -> "VersionWriter":
+    def __enter__(self) -> VersionWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -185,7 +244,7 @@ class VersionWriter:
             created_by=created_by(), parents=self.parents, step=self.step,
             schema=schema_to_json(self.schema), files=files, rows=sum(f.rows for f in files),
             stats=compute_stats(data, self.schema), rejected=rejected, provenance=self.provenance)
-        self.manifest = self.store._publish_dir(self.staging, fields)
+        self.manifest = publish_dir(self.store, self.staging, fields)
         self.store.after_publish()
         return self.manifest
 
