@@ -22,7 +22,8 @@ from .context import validate_names_and_run_ids
 from .step_cmds import StepGroup
 
 EPILOG = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
-COMMAND_MODULES = ("commands", "generate_cmds", "filter_cmds", "curation_cmds", "train_cmds")
+COMMAND_MODULES = ("commands", "generate_cmds", "filter_cmds", "curation_cmds", "train_cmds",
+                   "distill_cmds")
 # root options that may also follow the subcommand: `thinkforge sql 'SELECT 1' --store X`
 GLOBAL_OPTIONS = {"--store": True, "--quiet": False, "-q": False}
 

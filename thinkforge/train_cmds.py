@@ -252,6 +252,10 @@ def show_run(store, run_id: str, as_json: bool) -> None:
         click.echo("loss by step: " + ", ".join(f"{s}:{v:.4g}" for s, v in losses))
     for key, value in record.final_metrics.items():
         click.echo(f"{key}: {value}")
+    if record.method == "distill":
+        from .distill_cmds import show_distill
+
+        show_distill(record)
 
 
 @click.command("launch", context_settings={"ignore_unknown_options": True})

@@ -41,22 +41,23 @@ class DistillConfig(BaseModel):
     calibration_tokens: int = Field(1024, ge=16, description="tokens for channel ranking "
                                     "and block scoring (and as many held back for the report)")
     seq_len: int = Field(128, ge=8, description="tokens per calibration / KD sequence")
-    batch_size: int = Field(4, ge=1)
+    batch_size: int = Field(4, ge=1, description="sequences per forward pass / KD step")
     kd_steps: int = Field(100, ge=0, description="knowledge-distillation optimizer steps")
-    kd_lr: float = Field(1e-4, gt=0)
-    kd_temperature: float = Field(1.0, gt=0)
+    kd_lr: float = Field(1e-4, gt=0, description="AdamW learning rate of the KD steps")
+    kd_temperature: float = Field(1.0, gt=0, description="softmax temperature of the logits KL")
     kd_cosine_weight: float = Field(0.0, ge=0, lt=1, description="weight of 1 - cos on the "
                                     "final hidden states (0 = logits KL only)")
     kd_train_embeddings: bool = Field(False, description="also train the embeddings / LM head "
                                       "(frozen by default: they are the parent's)")
-    solver: Literal["modelopt", "scipy"] = "modelopt"
+    solver: Literal["modelopt", "scipy"] = Field(
+        "modelopt", description="exact search: modelopt run_mip (PuLP CBC) or scipy milp (HiGHS)")
     ffn_align: int | None = Field(None, description="FFN widths rounded to this multiple "
                                   "(default: 256 when the parent's width allows, see blocks.py)")
-    attention_removal: bool = True
-    kv_reduction: bool = True
-    ffn_removal: bool = True
+    attention_removal: bool = Field(True, description="allow removing attention (no-op)")
+    kv_reduction: bool = Field(True, description="allow fewer KV heads (pooled groups)")
+    ffn_removal: bool = Field(True, description="allow removing the FFN (no-op)")
     kv_dtype_bytes: int = Field(2, description="bytes per cached K/V element (bf16 = 2)")
-    seed: int = 0
+    seed: int = Field(0, description="torch seed")
 
     @field_validator("budgets")
     @classmethod

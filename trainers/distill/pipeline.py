@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from manifests.errors import ConfigError, InputDataError, require
+from manifests.errors import InputDataError, require
 
 from . import blocks as B
 from .config import DistillConfig
@@ -126,9 +126,10 @@ def measure(name: str, model, parent, eval_batches, kv_bytes: int) -> dict:
             if model is not parent else 0.0}
 
 
-def run_distill(model: str, texts: list[str], output_dir: str | Path, cfg: DistillConfig, *,
-                data_fingerprint: str = "", cache_root: Path | None = None,
-                log: Callable[[str], None] = _stderr) -> dict:
+def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg: DistillConfig,
+                *, rows: list[dict] | None = None, data_fingerprint: str = "",
+                cache_root: Path | None = None, log: Callable[[str], None] = _stderr) -> dict:
+    """Distil ``model`` under ``cfg.budgets``; ``texts`` or data-version ``rows`` calibrate it."""
     import torch
 
     from .child import build_child, load_child, save_child
@@ -136,12 +137,14 @@ def run_distill(model: str, texts: list[str], output_dir: str | Path, cfg: Disti
     from .kd import distill
     from .scoring import ScoreCache, model_kl, score_library, sha256_of_weights
     from .search import solve
-    from .texts import split_texts, token_batches
+    from .texts import row_texts, split_texts, token_batches
 
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
     tokenizer, parent = load_parent(model)
     shape = B.Shape.of(parent.config)
+    if texts is None:
+        texts = row_texts(rows or [], tokenizer)
     if not texts:
         raise InputDataError("the data version gave no text to calibrate on")
     rest, held = split_texts(texts)
@@ -269,7 +272,3 @@ def run_distill(model: str, texts: list[str], output_dir: str | Path, cfg: Disti
     (out / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
     return report
 
-
-def check_config(cfg: DistillConfig) -> None:
-    if not cfg.budgets:
-        raise ConfigError("no --budget given", hint="e.g. --budget params=0.6")

@@ -150,6 +150,7 @@ def test_child_saves_as_decilm_and_reloads_with_identical_logits(loaded_parent, 
     assert torch.equal(cached, plain)
 
 
+@pytest.mark.slow  # the CLI test checks it on held-back text in the default run
 def test_knowledge_distillation_lowers_kl(loaded_parent, demo_texts):
     from trainers.distill import blocks as B
     from trainers.distill.child import build_child

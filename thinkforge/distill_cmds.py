@@ -1,0 +1,148 @@
+"""`thinkforge train distill`: Puzzle-style NAS distillation (trainers/distill)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .context import get_store
+from .output import log, print_json
+from .train_cmds import _option_for, train_group
+
+_SKIP = {"budgets"}
+
+
+def _distill_params() -> list[click.Parameter]:
+    from trainers.distill.config import DistillConfig
+
+    params: list[click.Parameter] = [
+        click.Option(["--data"], required=True,
+                     help="Dataset reference (name, name@v3) or a pulled manifest.json path; "
+                          "its text calibrates, scores, distils and (every 5th row) evaluates."),
+        click.Option(["--model"], required=True,
+                     help="Parent: a local Llama-family folder or `smollm2-135m` (embedded)."),
+        click.Option(["--output"], required=True, type=click.Path(path_type=Path),
+                     help="Directory for the child checkpoint and distill_report.json."),
+        click.Option(["--budget", "budget"], multiple=True, metavar="KEY=VALUE",
+                     help="params=0.6 (fraction of the parent's parameters, or a count > 1), "
+                          "kv=0.5 (KV-cache bytes/token), time=0.7 or throughput=1.5 (measured "
+                          "block CPU time); repeatable, all must hold. [default: params=0.6]"),
+        click.Option(["--config", "config_file"], type=click.Path(path_type=Path, exists=True),
+                     help="YAML file with any of the options below (flags override it)."),
+        click.Option(["--reuse"], is_flag=True,
+                     help="Return a finished run with the same data, parent and config instead."),
+        click.Option(["--dry-run"], is_flag=True,
+                     help="Verify the data, print the resolved config and the block library."),
+        click.Option(["--json", "as_json"], is_flag=True, help="Print the run record as JSON."),
+    ]
+    for name, info in DistillConfig.model_fields.items():
+        if name in _SKIP:
+            continue
+        option = _option_for(name, info)
+        if option is not None:
+            params.append(option)
+    return params
+
+
+def _config(config_file: Path | None, flags: dict, budgets: tuple[str, ...]):
+    import yaml
+    from pydantic import ValidationError
+
+    from manifests.errors import ConfigError
+    from trainers.distill.config import DistillConfig, parse_budgets
+
+    values: dict = {}
+    if config_file is not None:
+        try:
+            values.update(yaml.safe_load(config_file.read_text(encoding="utf-8")) or {})
+        except (OSError, yaml.YAMLError, ValueError) as exc:
+            raise ConfigError(f"cannot read --config {config_file}: {exc}") from exc
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if budgets:
+        values["budgets"] = parse_budgets(budgets)
+    try:
+        return DistillConfig(**values)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid distill config: {exc.errors()[0]['loc']}: "
+                          f"{exc.errors()[0]['msg']}",
+                          hint="see `thinkforge train distill --help`") from exc
+
+
+_FIXED = {"data", "model", "output", "budget", "config_file", "reuse", "dry_run", "as_json"}
+
+
+def _distill_callback(**kwargs):
+    ctx = click.get_current_context()
+    cfg = _config(kwargs["config_file"], {k: v for k, v in kwargs.items() if k not in _FIXED},
+                  kwargs["budget"])
+    store = get_store(ctx)
+    quiet = ctx.obj["quiet"]
+    if kwargs["dry_run"]:
+        from trainers.base import resolve_model_path
+        from trainers.data import open_data
+        from trainers.distill.blocks import Shape, default_align, library
+        from trainers.distill.run import KINDS, resolved
+
+        data = open_data(store, kwargs["data"], KINDS)
+        from transformers import AutoConfig
+
+        shape = Shape.of(AutoConfig.from_pretrained(resolve_model_path(kwargs["model"])))
+        variants = library(shape, align=cfg.ffn_align or default_align(shape.intermediate),
+                           attention_removal=cfg.attention_removal,
+                           kv_reduction=cfg.kv_reduction, ffn_removal=cfg.ffn_removal)
+        print_json({"method": "distill", "data": data.ref,
+                    "fingerprint": data.manifest.fingerprint, "rows": data.manifest.rows,
+                    "verified": True, "output": str(kwargs["output"]),
+                    "config": resolved(cfg, kwargs["model"]),
+                    "parent": {"layers": shape.layers, "hidden": shape.hidden,
+                               "ffn": shape.intermediate, "kv_heads": shape.kv_heads},
+                    "variants_per_layer": [v.key for v in variants]})
+        return
+    from trainers.distill.run import train_distill
+
+    record = train_distill(store, kwargs["data"], kwargs["model"], kwargs["output"], cfg,
+                           log=(lambda _: None) if quiet else log, reuse=kwargs["reuse"])
+    if kwargs["as_json"]:
+        print_json(record.model_dump())
+    else:
+        click.echo(record.run_id)
+
+
+train_group.add_command(click.Command(
+    "distill", callback=_distill_callback, params=_distill_params(),
+    help="Puzzle-style NAS distillation: a smaller DeciLM child of a Llama-family parent.\n\n"
+         "Per layer, variants (attention kept / fewer KV heads / removed; FFN 100/75/50/25 % "
+         "by channel contribution / removed) are scored by the KL to the parent when each "
+         "alone replaces its block; an exact MIP picks one per layer under the budgets; "
+         "--ffn-fusion fuses runs of attention-free blocks; knowledge distillation (KL on "
+         "logits) follows. Writes the child (transformers loads it with trust_remote_code), "
+         "distill_report.json and a run record.\n\n\b\nExample:\n"
+         "  thinkforge train distill --data demo-sft-train --model smollm2-135m "
+         "--budget params=0.6 --ffn-fusion --output out/child"))
+
+
+def show_distill(record) -> None:
+    """The distillation section of `thinkforge show RUN`."""
+    from .output import print_table
+
+    report = record.extra.get("distill_report")
+    if not report:
+        return
+    print_table([{"model": name, "params": m["params"], "kv_bytes/token": m["kv_bytes_per_token"],
+                  "cpu_tokens/s": m["cpu_tokens_per_s"], "kl_to_parent": m["kl_to_parent"]}
+                 for name, m in report["models"].items()], title="distillation")
+    print_table([{"layer": x["layer"], "variant": x["variant"], "params": x["params"],
+                  "kv_bytes/token": x["kv_bytes_per_token"], "kl_alone": x["kl_alone"],
+                  "child_layer": x["child_layer"]} for x in report["layers"]],
+                title="chosen variant per layer")
+    u = report["uniform_baseline"]
+    click.echo(f"uniform FFN pruning at {u['params']} params: KL {u['kl_to_parent_before_kd']} "
+               f"(searched child before KD: {report['models']['child_before_kd']['kl_to_parent']})")
+    if report.get("fusion"):
+        f = report["fusion"]
+        click.echo(f"FFN Fusion: runs {f['runs']}, KL {f['kl_before_fusion']} -> "
+                   f"{f['kl_after_fusion']} (cost {f['kl_cost']})")
+
+
+COMMANDS = ()  # `distill` is added to the `train` group above
