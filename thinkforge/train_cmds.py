@@ -253,7 +253,7 @@ def show_run(store, run_id: str, as_json: bool) -> None:
     for key, value in record.final_metrics.items():
         click.echo(f"{key}: {value}")
     if record.method == "distill":
-        from .distill_cmds import show_distill
+        from .distill_show import show_distill
 
         show_distill(record)
 
