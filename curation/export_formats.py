@@ -22,8 +22,9 @@ consumers' own, so the files load unchanged:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 
@@ -58,6 +59,7 @@ class ExportFormat:
     convert: Callable[[Row, int, ExportContext], Row] | None
     ordered_by_curriculum: bool = False
     schema: pa.Schema | None = None   # explicit Parquet schema where inference could vary
+    suggested_for: tuple[str, ...] = ()   # kinds whose dataset card suggests this format
 
 
 def system_turn(reasoning: str | None) -> list[Row]:
@@ -230,18 +232,30 @@ def nemotron(row: Row, index: int, ctx: ExportContext) -> Row:
 
 
 FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
-    ExportFormat("trl-sft", ("sft",), "parquet", trl_sft),
+    ExportFormat("trl-sft", ("sft",), "parquet", trl_sft, suggested_for=("sft",)),
     ExportFormat("trl-prompt-completion", ("sft",), "parquet", trl_prompt_completion),
     ExportFormat("trl-grpo", ("rl_pool", "prompts"), "parquet", trl_grpo,
-                 ordered_by_curriculum=True, schema=GRPO_SCHEMA),
-    ExportFormat("trl-dpo", ("preferences",), "parquet", trl_dpo),
+                 ordered_by_curriculum=True, schema=GRPO_SCHEMA, suggested_for=("prompts",)),
+    ExportFormat("trl-dpo", ("preferences",), "parquet", trl_dpo, suggested_for=("preferences",)),
     ExportFormat("verl", ("rl_pool", "prompts"), "parquet", verl, ordered_by_curriculum=True,
-                 schema=VERL_SCHEMA),
+                 schema=VERL_SCHEMA, suggested_for=("rl_pool",)),
     ExportFormat("openrlhf", tuple(OPENRLHF_ARGS), "jsonl", openrlhf, ordered_by_curriculum=True),
     ExportFormat("nemotron", ("sft",), "jsonl", nemotron),
     ExportFormat("hf", ("prompts", "sft", "rollouts", "rl_pool", "preferences"), "hf", None,
-                 ordered_by_curriculum=True),
+                 ordered_by_curriculum=True, suggested_for=("rollouts",)),
 )}
+
+
+def register_export(spec: ExportFormat) -> ExportFormat:
+    """Add an export format: `thinkforge export --format <name>` and the API take it."""
+    FORMATS[spec.name] = spec
+    return spec
+
+
+def suggested_format(kind: str) -> str:
+    """The format a dataset card suggests for a kind (the first that names it)."""
+    return next((f.name for f in FORMATS.values() if kind in f.suggested_for),
+                next(f.name for f in FORMATS.values() if kind in f.kinds))
 
 
 def jsonl_line(row: Row) -> str:

@@ -74,8 +74,9 @@ def _counts_table(counts: dict[str, int], header: str) -> str:
 
 def load_snippets(manifest: Manifest, catalog: Path) -> str:
     ref = manifest.ref
-    formats = {"sft": "trl-sft", "rl_pool": "verl", "prompts": "trl-grpo",
-               "preferences": "trl-dpo", "rollouts": "hf"}[manifest.kind]
+    from .export_formats import suggested_format
+
+    formats = suggested_format(manifest.kind)
     return f"""```bash
 thinkforge pull {ref} --to ./data                   # verified copy (sha256) of the shards
 thinkforge export {ref} --format {formats} --out ./export

@@ -12,6 +12,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .backends import BACKENDS
+
+# the backend names: the keys of the registry (generators.backends.BACKENDS)
+BackendName = Literal[tuple(BACKENDS)]  # type: ignore[valid-type]
+
 Mode = Literal["on", "off"]
 
 
@@ -41,7 +46,7 @@ class SamplingConfig(_Strict):
 
 
 class BackendConfig(_Strict):
-    backend: Literal["transformers", "openai", "vllm"] = Field(
+    backend: BackendName = Field(
         "transformers", description="transformers (local, embedded default), openai (any "
         "OpenAI-compatible server) or vllm (offline engine)")
     model: str = Field("smollm2-135m", description="default teacher: `smollm2-135m` (embedded), "
@@ -60,7 +65,8 @@ class BackendConfig(_Strict):
     concurrency: int = Field(8, ge=1, description="openai: requests in flight at once")
     max_retries: int = Field(5, ge=0, description="openai: retries of one request on 429, 5xx, "
                              "timeouts, connection errors and malformed replies")
-    request_timeout_s: float = Field(120.0, gt=0, description="openai: timeout of one request")
+    request_timeout_s: float = Field(120.0, gt=0, description="openai: timeout of one request",
+                                     json_schema_extra={"cli_aliases": ["--request-timeout"]})
     backoff_base_s: float = Field(0.5, gt=0, description="openai: first retry delay (doubles "
                                   "each try, with jitter; Retry-After wins when sent)")
     backoff_max_s: float = Field(30.0, gt=0, description="openai: longest delay between tries")

@@ -85,3 +85,26 @@ def validate_names_and_run_ids(command: click.Command) -> None:
             param.callback = check
     for sub in getattr(command, "commands", {}).values():
         validate_names_and_run_ids(sub)
+
+
+class RegistryChoice(click.Choice):
+    """``click.Choice`` over a registry's names, read when the option is used (parsing or
+    help), so the CLI never keeps its own copy of the list and stays fast to import."""
+
+    def __init__(self, load):
+        self._load = load
+        super().__init__([])
+
+    @property
+    def choices(self):
+        return tuple(self._load())
+
+    @choices.setter
+    def choices(self, value):  # click.Choice.__init__ assigns it; the registry is the source
+        pass
+
+
+def export_formats() -> list[str]:
+    from curation.export_formats import FORMATS
+
+    return list(FORMATS)

@@ -6,16 +6,13 @@ from pathlib import Path
 
 import click
 
-from .context import get_store
+from .context import RegistryChoice, export_formats, get_store
 from .output import log, print_json
-
-EXPORT_FORMATS = ["trl-sft", "trl-prompt-completion", "trl-grpo", "trl-dpo", "verl", "openrlhf",
-                  "nemotron", "hf"]
 
 
 @click.command("export")
 @click.argument("ref")
-@click.option("--format", "fmt", required=True, type=click.Choice(EXPORT_FORMATS),
+@click.option("--format", "fmt", required=True, type=RegistryChoice(export_formats),
               help="Target trainer format (see README 'Export and report').")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="Directory to create (written atomically).")

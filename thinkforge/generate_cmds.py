@@ -15,7 +15,7 @@ import click
 
 from .context import get_store
 from .output import log, print_json, print_published
-from .step_cmds import StepGroup
+from .step_cmds import StepGroup, config_options
 
 
 @click.group("generate", cls=StepGroup)
@@ -40,10 +40,6 @@ def backend_options(command):
         click.option("--name", required=True, help="Name of the version to publish."),
         click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path),
                      help="YAML/JSON file with the step's config (flags override it)."),
-        click.option("--backend", type=click.Choice(["transformers", "openai", "vllm"]),
-                     help="Teacher backend [default: transformers]."),
-        click.option("--model", help="Teacher: smollm2-135m (embedded default), a local HF folder, "
-                                     "or the served model name (openai)."),
         click.option("--teachers", "teachers_file", type=click.Path(exists=True, path_type=Path),
                      help="YAML/JSON list of {mode, category, model} rules: a teacher per mode "
                           "and category."),
@@ -51,30 +47,35 @@ def backend_options(command):
                      help="native: teacher writes <think>; prompted: asked for reasoning + final "
                           "answer [default: prompted]."),
         click.option("--max-new-tokens", type=int, help="Completion token budget [default: 512]."),
-        click.option("--batch-size", type=int, help="Requests per generate call / checkpoint [default: 16]."),
         click.option("--limit", type=int, help="Only the first N prompts."),
         click.option("--seed", type=int, help="Base seed [default: 0]."),
         click.option("--run-id", help="Checkpoint directory under <store>/runs/ [default: from the config]."),
         click.option("--max-error-rate", type=float,
                      help="Fail (publish nothing, keep the checkpoint for the rerun) when more "
                           "than this share of requests failed after retries [default: 0.5]."),
-        click.option("--device", help="transformers: auto, cpu, cuda..."),
-        click.option("--dtype", help="auto, float32, bfloat16, float16."),
-        click.option("--cpu-threads", type=int, help="transformers on CPU: torch threads "
-                                                     "[default: cores left idle by other jobs]."),
-        click.option("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1."),
-        click.option("--api-key-env", help="openai: env variable holding the API key [default: OPENAI_API_KEY]."),
-        click.option("--concurrency", type=int, help="openai: requests in flight [default: 8]."),
-        click.option("--max-retries", type=int, help="openai: retries per request [default: 5]."),
-        click.option("--request-timeout", type=float, help="openai: seconds per request [default: 120]."),
-        click.option("--tensor-parallel-size", type=int, help="vllm: GPUs per model."),
-        click.option("--quantization", type=click.Choice(["fp8"]), help="vllm: FP8 generation on GPUs."),
         click.option("--dry-run", is_flag=True, help="Print the resolved config and request count; generate nothing."),
         click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON."),
     ]
+    # the teacher's settings: one option per BackendConfig field (its name, type, choices,
+    # default and help), so a new backend setting needs no line here
+    options += [_as_decorator(option) for option, _, _ in teacher_options()]
     for option in reversed(options):
         command = option(command)
     return functools.wraps(command)(command)
+
+
+def teacher_options():
+    """(click option, field path, parse) for every field of the teacher's BackendConfig."""
+    from generators.config import BackendConfig
+
+    return config_options(BackendConfig)
+
+
+def _as_decorator(option: click.Option):
+    def attach(command):
+        command.__click_params__ = [*getattr(command, "__click_params__", []), option]
+        return command
+    return attach
 
 
 def _read_file(path: Path | None) -> Any:
@@ -105,15 +106,9 @@ def build_config(config_cls, flags: dict[str, Any], step_fields: dict[str, Any],
     if not isinstance(data, dict):
         raise ConfigError(f"{flags['config_file']}: the config must be a mapping")
     teacher = dict(data.get("teacher") or {})
-    for flag, field in [("backend", "backend"), ("model", "model"), ("device", "device"),
-                        ("dtype", "dtype"), ("cpu_threads", "cpu_threads"), ("batch_size", "batch_size"),
-                        ("base_url", "base_url"),
-                        ("api_key_env", "api_key_env"), ("concurrency", "concurrency"),
-                        ("max_retries", "max_retries"), ("request_timeout", "request_timeout_s"),
-                        ("tensor_parallel_size", "tensor_parallel_size"),
-                        ("quantization", "quantization")]:
-        if flags.get(flag) is not None:
-            teacher[field] = flags[flag]
+    for option, path, parse in teacher_options():
+        if flags.get(option.name) is not None:
+            teacher[path[-1]] = parse(flags[option.name])
     data["teacher"] = teacher
     rules = _read_file(flags["teachers_file"])
     if rules is not None:

@@ -172,7 +172,9 @@ def config_options(model: type[BaseModel], prefix: tuple[str, ...] = ()):
             click_type = click.STRING
         else:
             parse, metavar = _as_is, None  # click already converted it
-        out.append((click.Option([f"--{flag}", dest], type=click_type, metavar=metavar,
+        aliases = list((field.json_schema_extra or {}).get("cli_aliases", [])) \
+            if isinstance(field.json_schema_extra, dict) else []
+        out.append((click.Option([f"--{flag}", *aliases, dest], type=click_type, metavar=metavar,
                                  help=f"{help_text}{_default_text(field)}"), path, parse))
     return out
 
