@@ -81,12 +81,29 @@ def save_child(child, output_dir: Path, tokenizer=None) -> Path:
     child.config.auto_map = dict(AUTO_MAP)
     child.config.architectures = ["DeciLMForCausalLM"]
     child.save_pretrained(output_dir)
+    _add_legacy_rope_keys(output_dir / "config.json")
     here = Path(__file__).parent / "decilm"
     for name in MODELING_FILES:
         shutil.copyfile(here / name, output_dir / name)
     if tokenizer is not None:
         tokenizer.save_pretrained(output_dir)
     return output_dir
+
+
+def _add_legacy_rope_keys(config_file: Path) -> None:
+    """transformers 5 writes ``rope_parameters`` only; loaders written for the public DeciLM
+    checkpoints (vLLM's ``nemotron-nas``, transformers 4.x remote code) read ``rope_theta``
+    and ``rope_scaling``, so both spellings are written."""
+    import json
+
+    config = json.loads(config_file.read_text())
+    rope = config.get("rope_parameters") or {}
+    if "rope_theta" not in config and "rope_theta" in rope:
+        config["rope_theta"] = rope["rope_theta"]
+        extra = {k: v for k, v in rope.items() if k != "rope_theta"}
+        config.setdefault("rope_scaling", None if extra.get("rope_type", "default") == "default"
+                          else extra)
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def load_child(path: Path):

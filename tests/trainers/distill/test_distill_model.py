@@ -134,6 +134,7 @@ def test_child_saves_as_decilm_and_reloads_with_identical_logits(loaded_parent, 
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["DeciLMForCausalLM"]
     assert config["model_type"] == "nemotron-nas"
+    assert config["rope_theta"] == parent.config.rope_parameters["rope_theta"]
     assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_decilm.DeciLMForCausalLM"
     blocks = config["block_configs"]
     assert [b["attention"]["no_op"] for b in blocks] == [False, True, False]

@@ -1,0 +1,117 @@
+"""Puzzle-style distillation of SmolLM2-135M vs uniform FFN pruning at the same size.
+
+Runs ``thinkforge train distill`` on the embedded SmolLM2-135M with ``--budget params=0.6``
+(calibration / KD text: the bundled GSM8K demo questions imported as a data version), then
+builds the baseline that prunes every layer's FFN uniformly (same channel-contribution
+ranking, attention untouched) to at most the searched child's parameter count, gives it
+the same KD steps, and prints parameters, KV bytes per token, CPU tokens/s and KL to the
+parent on the held-back rows for parent / child / child+KD / uniform / uniform+KD.
+
+    flock /tmp/tf-cpu.lock .venv/bin/python bench/distill.py [--kd-steps 30] [--budget params=0.6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--budget", action="append", default=None)
+    ap.add_argument("--calibration-tokens", type=int, default=512)
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument("--kd-steps", type=int, default=30)
+    ap.add_argument("--kd-lr", type=float, default=1e-4)
+    ap.add_argument("--ffn-fusion", action="store_true")
+    ap.add_argument("--work", type=Path, default=None, help="keep the store / outputs here")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = ap.parse_args()
+
+    import torch
+
+    from curation.importer import ImportOptions, import_file
+    from manifests import DatasetStore
+    from trainers.base import resolve_model_path
+    from trainers.data import open_data, read_rows
+    from trainers.distill import blocks as B
+    from trainers.distill.child import build_child
+    from trainers.distill.config import DistillConfig, parse_budgets
+    from trainers.distill.kd import distill
+    from trainers.distill.pipeline import count_params, load_parent, tokens_per_second, uniform_variants
+    from trainers.distill.run import train_distill
+    from trainers.distill.scoring import model_kl
+    from trainers.distill.texts import row_texts, split_texts, token_batches
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="tf-distill-bench-"))
+    store = DatasetStore(work / "store")
+    if not store.names():
+        import_file(store, ROOT / "curation" / "data" / "gsm8k_train_demo.jsonl",
+                    ImportOptions(name="gsm8k", preset="gsm8k"))
+    cfg = DistillConfig(budgets=parse_budgets(args.budget or ["params=0.6"]),
+                        ffn_fusion=args.ffn_fusion, calibration_tokens=args.calibration_tokens,
+                        seq_len=args.seq_len, batch_size=args.batch_size,
+                        kd_steps=args.kd_steps, kd_lr=args.kd_lr)
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    t0 = time.perf_counter()
+    record = train_distill(store, "gsm8k", args.model, work / "child", cfg, log=log)
+    report = record.extra["distill_report"]
+    searched_s = time.perf_counter() - t0
+
+    # the uniform baseline, same calibration text, same held-back text, same KD
+    tokenizer, parent = load_parent(resolve_model_path(args.model))
+    shape = B.Shape.of(parent.config)
+    rest, held = split_texts(row_texts(read_rows(open_data(store, "gsm8k", ("prompts",))),
+                                       tokenizer))
+    kw = dict(seq_len=cfg.seq_len, batch_size=cfg.batch_size)
+    calib = token_batches(rest, tokenizer, tokens=cfg.calibration_tokens, repeat=True, **kw)
+    held_b = token_batches(held, tokenizer, tokens=cfg.calibration_tokens, repeat=True, **kw)
+    kd_b = token_batches(rest, tokenizer, tokens=None, **kw)
+    scores = B.ffn_channel_scores(parent, calib)
+    target = report["models"]["child_before_kd"]["params"]
+    uniform = uniform_variants(shape, target)
+    torch.manual_seed(cfg.seed)
+    child_u, _, _ = build_child(parent, shape, uniform, scores)
+    kv = shape.layers * B.kv_bytes_per_token(shape, uniform[0], cfg.kv_dtype_bytes)
+    u_before = {"params": count_params(child_u), "kv_bytes_per_token": kv,
+                "cpu_tokens_per_s": tokens_per_second(child_u, held_b[0]),
+                "kl_to_parent": round(model_kl(parent, child_u, held_b), 6)}
+    child_u, _ = distill(child_u, parent, kd_b, steps=cfg.kd_steps, lr=cfg.kd_lr,
+                         temperature=cfg.kd_temperature)
+    u_after = dict(u_before, cpu_tokens_per_s=tokens_per_second(child_u, held_b[0]),
+                   kl_to_parent=round(model_kl(parent, child_u, held_b), 6))
+
+    rows = [("parent", report["models"]["parent"]),
+            ("searched child", report["models"]["child_before_kd"]),
+            ("searched child + KD", report["models"]["child_after_kd"]),
+            (f"uniform FFN {uniform[0].ffn_width}", u_before),
+            (f"uniform FFN {uniform[0].ffn_width} + KD", u_after)]
+    print(f"{'model':28} {'params':>12} {'KV B/token':>11} {'CPU tok/s':>10} {'KL':>9}")
+    for name, m in rows:
+        print(f"{name:28} {m['params']:>12,} {m['kv_bytes_per_token']:>11,} "
+              f"{m['cpu_tokens_per_s']:>10,.0f} {m['kl_to_parent']:>9.4f}")
+    s_b, s_a = rows[1][1]["kl_to_parent"], rows[2][1]["kl_to_parent"]
+    print(f"\nKL uniform / searched: before KD {u_before['kl_to_parent'] / max(s_b, 1e-12):.2f}x,"
+          f" after {cfg.kd_steps} KD steps {u_after['kl_to_parent'] / max(s_a, 1e-12):.2f}x")
+    print("chosen: " + " ".join(x["variant"] for x in report["layers"]))
+    if report.get("fusion"):
+        print(f"fusion: {report['fusion']}")
+    print(f"searched run {searched_s:.0f} s (run {record.run_id}), "
+          f"calibration {report['calibration']['tokens']} tokens, "
+          f"held back {report['calibration']['held_back_tokens']}, torch threads "
+          f"{torch.get_num_threads()}")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": dict(rows), "report": report}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
