@@ -108,7 +108,7 @@ def run_thinkforge(store, rows, items):
     hits = {}
     for p in store.rejected_paths(m):
         t = pq.read_table(p, columns=["id", "matched_item"])
-        hits.update(zip(t.column("id").to_pylist(), t.column("matched_item").to_pylist()))
+        hits.update(zip(t.column("id").to_pylist(), t.column("matched_item").to_pylist(), strict=True))
     return hits, seconds, None
 
 

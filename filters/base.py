@@ -21,6 +21,7 @@ run and ``tf.steps.<type>`` all come from that declaration.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
@@ -164,7 +165,7 @@ class StepContext:
             bounds = sorted({b for b in bounds if b is not None})
             edges = [None, *bounds, None]
             ranges = []
-            for lo, hi in zip(edges, edges[1:]):
+            for lo, hi in itertools.pairwise(edges):
                 cond = [c for c in (f"{split_on} > ?" if lo is not None else "",
                                     f"{split_on} <= ?" if hi is not None else "") if c]
                 # an empty set has no bounds (one range, no condition): never a bare WHERE

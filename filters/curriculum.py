@@ -101,7 +101,7 @@ def run_curriculum(store: DatasetStore, pool: Manifest, name: str, config: Curri
         ctx.provenance.update({
             "pool": pool.ref, "batches": int(plan.shape[0]), "duckdb": duckdb.__version__,
             "levels": {f"{rate:g}": n for rate, n in levels},
-            "first_batches": [dict(zip((f"{r:g}" for r, _ in levels), map(int, row)))
+            "first_batches": [dict(zip((f"{r:g}" for r, _ in levels), map(int, row), strict=True))
                               for row in plan[:5]],
         })
 

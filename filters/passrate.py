@@ -23,6 +23,7 @@ manifest's provenance counts them (``not_sampled``) so the numbers still add up.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -63,14 +64,14 @@ class PassRateConfig(StepConfig):
     @classmethod
     def _edges(cls, edges: list[float]) -> list[float]:
         if len(edges) < 2 or edges[0] != 0 or edges[-1] != 1 or any(
-                b <= a for a, b in zip(edges, edges[1:])):
+                b <= a for a, b in itertools.pairwise(edges)):
             raise ValueError(f"bucket edges {edges} must increase strictly from 0 to 1, "
                              "e.g. 0,0.25,0.5,0.75,1")
         return edges
 
 
 def bucket_labels(edges: list[float]) -> list[str]:
-    return [f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(edges, edges[1:])]
+    return [f"{lo:.2f}-{hi:.2f}" for lo, hi in itertools.pairwise(edges)]
 
 
 def bucket_sql(config: PassRateConfig) -> tuple[str, list[Any]]:

@@ -25,8 +25,7 @@ class StepProgress:
         if not enabled:
             return
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         con.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false")
         self._progress = Progress(
@@ -35,7 +34,7 @@ class StepProgress:
             console=Console(stderr=True))
         self._poller = threading.Thread(target=self._poll, name="step-progress", daemon=True)
 
-    def __enter__(self) -> "StepProgress":
+    def __enter__(self) -> StepProgress:
         if self.enabled:
             self._progress.start()
             self._poller.start()

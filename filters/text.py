@@ -13,8 +13,8 @@ the texts that are not ASCII; DuckDB then splits on single spaces.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa

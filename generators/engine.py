@@ -121,7 +121,7 @@ def _run_group(backend, group: list[Plan], checkpoint: RunCheckpoint, result: Ru
         began = time.monotonic()
         completions = backend.generate(requests)
         seconds = time.monotonic() - began
-        rows = [_checkpoint_row(p, c, seconds / len(batch)) for p, c in zip(batch, completions)]
+        rows = [_checkpoint_row(p, c, seconds / len(batch)) for p, c in zip(batch, completions, strict=True)]
         checkpoint.append(rows)
         tokens = sum(c.completion_tokens for c in completions if c.ok)
         for row in rows:

@@ -117,7 +117,7 @@ def _score_with_reward_model(path: str, groups: dict) -> None:
     samples = [s for group in groups.values() for s in group]
     conversations = [[*s["plan"].messages, {"role": "assistant", "content": s["output"]}]
                      for s in samples]
-    for s, score in zip(samples, score_conversations(model, tokenizer, conversations)):
+    for s, score in zip(samples, score_conversations(model, tokenizer, conversations), strict=True):
         s["score"] = score
 
 

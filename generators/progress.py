@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
-    TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
 class GenerationProgress:
@@ -21,7 +20,7 @@ class GenerationProgress:
             console=Console(stderr=True), disable=not enabled, transient=False)
         self._task = self._progress.add_task(description, total=total, completed=done, tok_s=0.0)
 
-    def __enter__(self) -> "GenerationProgress":
+    def __enter__(self) -> GenerationProgress:
         self._progress.start()
         return self
 

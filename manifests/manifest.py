@@ -7,7 +7,7 @@ import json
 import os
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +90,7 @@ class Manifest(BaseModel):
         return json.dumps(self.model_dump(by_alias=True), indent=2, sort_keys=False) + "\n"
 
     @classmethod
-    def load(cls, path: Path) -> "Manifest":
+    def load(cls, path: Path) -> Manifest:
         try:
             return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
         except (ValueError, OSError) as exc:
@@ -129,7 +129,7 @@ def created_by() -> dict[str, Any]:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _git_sha() -> str | None:

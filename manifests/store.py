@@ -151,12 +151,13 @@ class StoreReader:
     # -- integrity -------------------------------------------------------------------------
     def check_sizes(self, manifest: Manifest) -> None:
         """Cheap everyday check: every shard exists and has the size the manifest says."""
-        for entry, path in zip(manifest.files, self.shard_paths(manifest)):
+        for entry, path in zip(manifest.files, self.shard_paths(manifest), strict=True):
             try:
                 size = path.stat().st_size
             except FileNotFoundError:
                 raise IntegrityError(f"{manifest.ref}: shard {entry.path} is missing ({path})",
-                                     hint="the version is damaged; restore the file or rebuild it")
+                                     hint="the version is damaged; restore the file or rebuild it"
+                                     ) from None
             if size != entry.bytes:
                 raise IntegrityError(
                     f"{manifest.ref}: shard {entry.path} has {size} bytes, manifest says "

@@ -255,7 +255,7 @@ class VersionWriter:
     def _check_schema(self, path: Path) -> None:
         got = pq.read_schema(path)
         if got.names != self.schema.names or not all(
-                types_match(g.type, w.type) for g, w in zip(got, self.schema)):
+                types_match(g.type, w.type) for g, w in zip(got, self.schema, strict=True)):
             raise InputDataError(
                 f"{self.name}: shard {path.name} does not match the {self.kind} schema: got "
                 f"{[(f.name, str(f.type)) for f in got]}",
@@ -275,11 +275,11 @@ class VersionWriter:
             src = parquet_source(data)
             found = con.execute(f"SELECT {', '.join(counts)} FROM {src}",
                                 [list(ENUMS[c]) for c in enums]).fetchone()
-            for column, n in zip(required, found):
+            for column, n in zip(required, found[:len(required)], strict=True):
                 if n:
                     raise InputDataError(f"{self.name}: {n} row(s) have no value for required "
                                          f"column {column!r}")
-            for column, n in zip(enums, found[len(required):]):
+            for column, n in zip(enums, found[len(required):], strict=True):
                 if n:
                     col = quote_ident(column)
                     bad = con.execute(f"SELECT DISTINCT {col} FROM {src} WHERE NOT "

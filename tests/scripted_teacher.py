@@ -7,7 +7,7 @@ or wrong and count teacher calls (a reused step must make none).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 class ScriptedBackend:

@@ -62,7 +62,7 @@ class TransformersBackend:
         new_tokens = out[:, enc["input_ids"].shape[1]:].tolist()
         prompt_lengths = enc["attention_mask"].sum(dim=1).tolist()
         return [self._completion(r, tokens, int(n)) for r, tokens, n in
-                zip(requests, new_tokens, prompt_lengths)]
+                zip(requests, new_tokens, prompt_lengths, strict=True)]
 
     def _completion(self, request: ChatRequest, tokens: list[int], prompt_tokens: int) -> Completion:
         stop_at = next((i for i, t in enumerate(tokens) if t in self.stop_ids), None)

@@ -58,7 +58,7 @@ class VllmBackend:
             max_tokens=r.sampling.max_new_tokens, seed=r.sampling.seed) for r in requests]
         outputs = self.llm.chat([r.messages for r in requests], params, use_tqdm=False)
         completions = []
-        for request, output in zip(requests, outputs):
+        for request, output in zip(requests, outputs, strict=True):
             best = output.outputs[0]
             completions.append(Completion(
                 key=request.key, text=best.text.strip(),

@@ -18,7 +18,7 @@ PROBE = textwrap.dedent("""
 
 def loaded_modules(*args: str) -> str:
     out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True)
-    line = [l for l in out.stderr.splitlines() if l.startswith("LOADED:")]
+    line = [x for x in out.stderr.splitlines() if x.startswith("LOADED:")]
     assert line, out.stderr
     return line[-1].removeprefix("LOADED:")
 

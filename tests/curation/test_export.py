@@ -13,8 +13,6 @@ from curation.export import EXPORT_MANIFEST, export_version, pull_version
 from manifests import DatasetStore
 from manifests.errors import ConfigError, ConflictError, IntegrityError
 
-from .test_export_helpers import versions  # noqa: F401  (fixture)
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # load_dataset caches Arrow copies; keep them out of the user's ~/.cache
 os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="tf-hf-cache-"))

@@ -10,8 +10,6 @@ import pytest
 
 from curation.export import export_version
 
-from .test_export_helpers import smollm2_tokenizer, versions  # noqa: F401  (fixtures)
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="tf-hf-cache-"))
 datasets = pytest.importorskip("datasets")
@@ -61,7 +59,7 @@ def test_sft_trainer_prepares_both_sft_exports(store, versions, tmp_path, smollm
         assert smollm2_tokenizer.decode(ids).startswith("<|im_start|>system\ndetailed thinking ")
         if answer_only:  # prompt-completion: TRL masks the prompt (-100) and trains on the answer
             labels = prepared[0]["labels"]
-            trained = [t for t, label in zip(ids, labels) if label != -100]
+            trained = [t for t, label in zip(ids, labels, strict=True) if label != -100]
             assert 0 < len(trained) < len(ids)
             answer = smollm2_tokenizer.decode(trained)
             assert answer.startswith("<think>") and "The answer is 5." in answer
@@ -102,7 +100,7 @@ def test_openrlhf_keys_render_like_openrlhf_does(store, versions, tmp_path, smol
     """OpenRLHF (--apply_chat_template) renders data[input_key] with add_generation_prompt and
     takes data[label_key] as the label; for SFT it renders input + output and keeps the tail."""
     record = export_version(store, "toy-pool", "openrlhf", tmp_path / "orl")
-    keys = dict(zip(record["openrlhf_args"].split()[2::2], record["openrlhf_args"].split()[3::2]))
+    keys = dict(zip(record["openrlhf_args"].split()[2::2], record["openrlhf_args"].split()[3::2], strict=False))
     keys = {k.replace("--data.", "--"): v for k, v in keys.items()}  # OpenRLHF 0.11 groups
     row = load_train(tmp_path / "orl")[0]
     prompt = smollm2_tokenizer.apply_chat_template(row[keys["--input_key"]], tokenize=False,

@@ -8,7 +8,7 @@ from curation.mix import MixConfig, cell_quotas, run_mix
 from curation.split import SplitConfig, run_split
 from manifests.errors import ConfigError
 
-from .test_export_helpers import make_prompts, make_sft
+from .builders import make_prompts, make_sft
 
 
 def sft_rows(store, n_prompts: int):

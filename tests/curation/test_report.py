@@ -12,8 +12,6 @@ import pytest
 
 from curation.report import write_report
 
-from .test_export_helpers import versions  # noqa: F401  (fixture)
-
 pytest.importorskip("matplotlib")
 
 

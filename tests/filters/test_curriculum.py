@@ -2,7 +2,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from scipy.stats import spearmanr
 
 from filters.curriculum import CurriculumConfig, run_curriculum
@@ -66,7 +67,7 @@ def test_curriculum_version_rows_batches_positions(store, pool):
     assert batches == sorted(batches)  # written in curriculum order
     n_batches = -(-pool.rows // 16)
     for b in range(n_batches):
-        pos = [p for bb, p in zip(batches, positions) if bb == b]
+        pos = [p for bb, p in zip(batches, positions, strict=True) if bb == b]
         assert sorted(pos) == list(range(16 if b < n_batches - 1 else pool.rows - 16 * b))
     rates = t.column("pass_rate").to_numpy()
     means = [rates[np.array(batches) == b].mean() for b in range(n_batches)]

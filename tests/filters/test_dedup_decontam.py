@@ -158,7 +158,7 @@ def test_normalize_gives_the_words_of_the_unicode_definition():
              "tabs\tand\nnewlines\r\n  ", "", None, "emoji 🙂 stays a separator", "A_B c-d"]
     got = normalize(pa.array(texts)).to_pylist()
     assert got[5] is None
-    for text, norm in zip(texts, got):
+    for text, norm in zip(texts, got, strict=True):
         if text is not None:
             assert [w for w in norm.split(" ") if w] == words_by_regex(text), text
 

@@ -40,7 +40,7 @@ def test_cli_pipeline_passrate_curriculum_dedup_decontam(cli_run, store, gsm8k, 
         m = store.resolve(name)
         rows = [(b, p) for path in store.shard_paths(m) for b, p in zip(
             *pq.read_table(path, columns=["curriculum_batch", "curriculum_position"])
-            .to_pydict().values())]
+            .to_pydict().values(), strict=True)]
         assert len(rows) == m.rows > 16 and rows == sorted(rows), name
     assert cli_run("filter", "dedup", "gsm8k", "--name", "dd").exit_code == 0
     cli_run("import", str(data_dir / "gsm8k_test.jsonl"), "--name", "gsm8k-test", "--preset", "gsm8k")

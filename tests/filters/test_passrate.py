@@ -2,7 +2,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from filters.passrate import PassRateConfig, run_passrate
-from manifests.errors import ConfigError, InputDataError
+from manifests.errors import InputDataError
 
 from .conftest import prompt_ids, write_rollouts
 

@@ -6,8 +6,8 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-
 from fault_proxy import FakeOpenAIServer, FaultProxy
+
 from generators.backends import ChatRequest, Sampling, make_backend
 from generators.config import BackendConfig
 from generators.sft import SftConfig, generate_sft

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from fault_proxy import FaultProxy
+
 from generators.rollouts import RolloutConfig, generate_rollouts
 from generators.sft import SftConfig, generate_sft
 

@@ -7,8 +7,6 @@ import re
 
 import pytest
 
-from tests.curation.test_export_helpers import smollm2_tokenizer, versions  # noqa: F401 (fixtures)
-
 
 @pytest.fixture
 def pool(store, data_dir, monkeypatch):

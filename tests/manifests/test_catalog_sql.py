@@ -6,10 +6,11 @@ import sys
 
 import pytest
 
-from curation.importer import ImportOptions, import_file
 from manifests.catalog import refresh_catalog
-from manifests.sql import run_sql
 from manifests.errors import IntegrityError, SqlRefusedError
+from manifests.sql import run_sql
+
+from .builders import publish_prompts
 
 
 @pytest.fixture(scope="module")
@@ -18,10 +19,11 @@ def filled(tmp_path_factory):
     from tests.conftest import DATA as data_dir
 
     store = DatasetStore(tmp_path_factory.mktemp("catalog") / "store")
-    import_file(store, data_dir / "gsm8k_train_demo.jsonl", ImportOptions(name="gsm8k", preset="gsm8k"))
-    import_file(store, data_dir / "math500_demo.jsonl", ImportOptions(name="math500", preset="math500"))
+    publish_prompts(store, data_dir / "gsm8k_train_demo.jsonl", "gsm8k", "gsm8k")
+    publish_prompts(store, data_dir / "math500_demo.jsonl", "math500", "math500")
     with store.writer("gsm8k", "prompts", step={"type": "subset"}, parents=[store.resolve("gsm8k@v1")]) as w:
-        w.write(__import__("pyarrow.parquet").parquet.read_table(store.shard_paths(store.resolve("gsm8k@v1"))[0]).slice(0, 10))
+        first = store.shard_paths(store.resolve("gsm8k@v1"))[0]
+        w.write(__import__("pyarrow.parquet").parquet.read_table(first).slice(0, 10))
     return store
 
 
@@ -100,7 +102,7 @@ def test_writes_settings_and_outside_files_are_refused(filled, query):
 
 
 def test_a_truncated_shard_stops_sql(store, data_dir):
-    import_file(store, data_dir / "math500_demo.jsonl", ImportOptions(name="math500", preset="math500"))
+    publish_prompts(store, data_dir / "math500_demo.jsonl", "math500", "math500")
     shard = store.shard_paths(store.resolve("math500"))[0]
     shard.write_bytes(shard.read_bytes()[:-100])
     with pytest.raises(IntegrityError, match="math500@v1"):

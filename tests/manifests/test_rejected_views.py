@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import duckdb
 
-from curation.importer import ImportOptions, import_file
 from manifests.catalog import refresh_catalog, run_sql
+
+from .builders import publish_prompts
 
 
 def _sql(store, query):
@@ -13,7 +14,7 @@ def _sql(store, query):
 
 
 def test_a_version_without_rejections_has_an_empty_rejected_view(store, data_dir):
-    import_file(store, data_dir / "gsm8k_train_demo.jsonl", ImportOptions(name="gsm8k", preset="gsm8k"))
+    publish_prompts(store, data_dir / "gsm8k_train_demo.jsonl", "gsm8k", "gsm8k")
     assert store.resolve("gsm8k@v1").rejected.rows == 0
     assert _sql(store, 'SELECT count(*) AS n FROM "gsm8k@v1/rejected"') == [{"n": 0}]
     columns = run_sql(store, 'SELECT * FROM "gsm8k@v1/rejected"').table().column_names
@@ -28,12 +29,12 @@ def test_an_empty_version_has_an_empty_rejected_view_too(store):
 
 
 def test_a_catalog_of_an_older_layout_is_rebuilt_with_the_views(store, data_dir):
-    import_file(store, data_dir / "gsm8k_train_demo.jsonl", ImportOptions(name="gsm8k", preset="gsm8k"))
+    publish_prompts(store, data_dir / "gsm8k_train_demo.jsonl", "gsm8k", "gsm8k")
     refresh_catalog(store)
     con = duckdb.connect(str(store.catalog_path))   # what an older thinkforge wrote
     con.execute('DROP VIEW "gsm8k@v1/rejected"')
     con.execute("DELETE FROM catalog_meta WHERE key = 'layout'")
     con.execute("UPDATE catalog_meta SET value = 'old' WHERE key = 'signature'")
     con.close()
-    import_file(store, data_dir / "math500_demo.jsonl", ImportOptions(name="math500", preset="math500"))
+    publish_prompts(store, data_dir / "math500_demo.jsonl", "math500", "math500")
     assert _sql(store, 'SELECT count(*) AS n FROM "gsm8k@v1/rejected"') == [{"n": 0}]

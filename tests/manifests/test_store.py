@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from manifests import DatasetStore
-from manifests.errors import ConfigError, IntegrityError, InputDataError, NotFoundError
+from manifests.errors import ConfigError, InputDataError, IntegrityError, NotFoundError
 
 
 def prompt_rows(n, start=0, source="unit"):

