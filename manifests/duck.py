@@ -49,7 +49,11 @@ def connect(database: str | Path = ":memory:", *, read_only: bool = False,
         config["threads"] = threads
     if storage_version:  # files older DuckDB clients can open (see manifests/catalog.py)
         config["storage_compatibility_version"] = storage_version
-    return duckdb.connect(str(database), read_only=read_only, config=config)
+    con = duckdb.connect(str(database), read_only=read_only, config=config)
+    # DuckDB draws its progress bar on stdout (even into a pipe) for queries over ~2 s: that
+    # would land inside the data a command prints (filters/progress.py shows it on stderr)
+    con.execute("SET enable_progress_bar = false")
+    return con
 
 
 _SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)$", re.IGNORECASE)

@@ -135,6 +135,7 @@ def sandbox_connection(memory_limit: str | None = None,
     if threads:
         config["threads"] = threads
     con = duckdb.connect(":memory:", config=config)
+    con.execute("SET enable_progress_bar = false")  # it would print into stdout's data (duck.py)
     con.execute("SET enable_external_access=false")
     allowed = dict(con.execute("SELECT name, value FROM duckdb_settings() WHERE name IN "
                                "('allowed_paths', 'allowed_directories', 'temp_directory', "

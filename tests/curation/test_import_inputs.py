@@ -269,3 +269,14 @@ def test_on_duplicate_is_validated(store, tmp_path):
     with pytest.raises(ConfigError, match="--on-duplicate"):
         import_file(store, tmp_path / "a.jsonl", ImportOptions(name="a", category="math",
                                                                mapping={"input": "question"}, on_duplicate="x"))
+
+
+def test_duckdb_never_draws_its_progress_bar_on_stdout():
+    """DuckDB prints a progress bar on stdout (even into a pipe) for queries over ~2 s: a
+    10M-row import printed it before its ref, and `sql --format csv` would mix it into the
+    data. Every connection thinkforge opens has it off (filters show progress on stderr)."""
+    from manifests.duck import connect
+    from manifests.sql import sandbox_connection
+
+    for con in (connect(), sandbox_connection()):
+        assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False
