@@ -40,7 +40,7 @@ else:
 start = time.perf_counter()
 m = import_file(DatasetStore(Path(sys.argv[4])), Path(sys.argv[3]), ImportOptions(
     name="bench", category="math", mapping={"input": "question", "ground_truth": "answer"}))
-print(json.dumps({"rows": m.rows, "seconds": time.perf_counter() - start}))
+Path(sys.argv[5]).write_text(json.dumps({"rows": m.rows, "seconds": time.perf_counter() - start}))
 """
 
 
@@ -74,14 +74,14 @@ def before_package(tmp: Path) -> Path:
 
 def run(side: str, path: Path, store: Path, extra_path: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(extra_path), side, str(path), str(store)],
-                            stdout=subprocess.PIPE, env=env, cwd=ROOT)
-    out = proc.stdout.read()
+    result_file = store.with_suffix(".json")
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(extra_path), side, str(path), str(store),
+                             str(result_file)], stdout=sys.stderr, env=env, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise SystemExit(f"{side} import failed (exit {proc.returncode})")
-    result = json.loads(out)
+    result = json.loads(result_file.read_text())
     result["rss_mib"] = usage.ru_maxrss / 1024  # KiB on Linux
     result["cpu"] = usage.ru_utime + usage.ru_stime  # the fair figure on a shared machine
     shutil.rmtree(store, ignore_errors=True)
