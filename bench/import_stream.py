@@ -61,12 +61,12 @@ def head(src: Path, dst: Path, rows: int) -> None:
             out.write(line)
 
 
-def before_package(tmp: Path) -> Path:
+def before_package(tmp: Path, repo: Path) -> Path:
     pkg = tmp / "before" / "curation_before"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     for name in ("importer", "readers", "presets"):
-        text = subprocess.run(["git", "-C", str(ROOT), "show", f"{BEFORE}:curation/{name}.py"],
+        text = subprocess.run(["git", "-C", str(repo), "show", f"{BEFORE}:curation/{name}.py"],
                               check=True, capture_output=True, text=True).stdout
         (pkg / f"{name}.py").write_text(text)
     return pkg.parent
@@ -94,6 +94,7 @@ def main() -> None:
     ap.add_argument("--before-rows", type=int, default=None,
                     help="rows for the old importer (default: --rows, at most 1,000,000)")
     ap.add_argument("--tmp", default=None, help="scratch directory (default: system temp)")
+    ap.add_argument("--git", default=str(ROOT), help="a git clone holding commit BEFORE (default: this one)")
     args = ap.parse_args()
     before_rows = args.before_rows or min(args.rows, 1_000_000)
     with tempfile.TemporaryDirectory(dir=args.tmp) as d:
@@ -107,7 +108,7 @@ def main() -> None:
         if before_rows != max(args.rows, before_rows):
             small = tmp / "before.jsonl"
             head(big, small, before_rows)
-        extra = before_package(tmp)
+        extra = before_package(tmp, Path(args.git))
         results = {}
         for side, path in (("before", small), ("after", big if args.rows >= before_rows else small)):
             results[side] = run(side, path, tmp / f"store-{side}", extra)
