@@ -180,3 +180,22 @@ def test_score_cache_is_reused(tmp_path):
     assert ScoreCache(path, key).get(0, Variant(1, 32)) == 0.5
     other = dict(key, data="other")
     assert ScoreCache(ScoreCache.file_for(tmp_path, other), other).get(0, Variant(1, 32)) is None
+
+
+def test_kd_with_cosine_on_hidden_states_trains(loaded_parent):
+    from trainers.distill import blocks as B
+    from trainers.distill.child import build_child
+    from trainers.distill.kd import distill
+    from trainers.distill.texts import token_batches
+
+    tokenizer, parent = loaded_parent
+    batches = token_batches(["a short text to distil on"] * 8, tokenizer, tokens=64, seq_len=16,
+                            batch_size=2)
+    child, _, _ = build_child(parent, B.Shape.of(parent.config), [B.Variant(1, 32)] * 4)
+    frozen = child.get_input_embeddings().weight.clone()
+    before = child.model.layers[0].mlp.down_proj.weight.clone()
+    child, history = distill(child, parent, batches, steps=2, lr=1e-3, cosine_weight=0.3)
+    assert [h["step"] for h in history] == [1, 2]
+    assert all(h["kd_loss"] > 0 for h in history)
+    assert not torch.equal(before, child.model.layers[0].mlp.down_proj.weight)
+    assert torch.equal(frozen, child.get_input_embeddings().weight)  # embeddings stay the parent's
