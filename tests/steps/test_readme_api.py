@@ -1,0 +1,34 @@
+"""The README's Python API example runs as written (on a store with gsm8k imported)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_api_example_runs(tmp_path, monkeypatch, data_dir, capsys):
+    import pytest
+
+    pytest.importorskip("datasets")
+    from click.testing import CliRunner
+
+    from thinkforge.cli import cli, load_commands
+
+    block = README.read_text(encoding="utf-8").split("<!-- api-example:begin -->")[1]
+    code = re.search(r"```python\n(.*?)```", block, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("THINKFORGE_STORE", raising=False)
+    load_commands()
+    done = CliRunner().invoke(cli, ["import", str(data_dir / "gsm8k_train_demo.jsonl"),
+                                    "--name", "gsm8k", "--preset", "gsm8k", "-q"])
+    assert done.exit_code == 0, done.output
+    namespace: dict = {}
+    exec(compile(code, "README.md api-example", "exec"), namespace)  # noqa: S102
+    assert namespace["v"].rows == len(namespace["df"]) == len(namespace["ds"]) == 200
+    assert namespace["plan"]["outputs"] == {"gsm8k-dedup": None}
+    parts = namespace["parts"]
+    assert set(parts) == {"gsm8k-train", "gsm8k-validation"}
+    assert sum(p.rows for p in parts.values()) == namespace["clean"].rows
+    assert "gsm8k@v1 prompts 200" in capsys.readouterr().out
