@@ -7,7 +7,7 @@ from typing import Any
 from manifests import DatasetStore, Manifest
 from manifests.duck import connect, parquet_source, quote_ident
 from manifests.errors import ConfigError
-from manifests.schemas import ROW_KEYS
+from manifests.schemas import ROW_KEYS, schema_for
 
 
 def diff_versions(store: DatasetStore, a: Manifest, b: Manifest, examples: int = 5) -> dict[str, Any]:
@@ -34,15 +34,31 @@ def diff_versions(store: DatasetStore, a: Manifest, b: Manifest, examples: int =
     removed = count_and_sample(f"SELECT {key_sql} FROM a ANTI JOIN b USING ({key_sql})")
     changed = count_and_sample(
         f"SELECT {', '.join(f'a.{quote_ident(k)}' for k in keys)} FROM a JOIN b ON {join} WHERE a.h <> b.h")
+    changed_columns = _changed_columns(con, store, a, b, keys, join) if changed[0] else {}
     con.close()
     return {
         "a": a.ref, "b": b.ref, "kind": a.kind, "key": list(keys),
         "rows": {"a": a.rows, "b": b.rows, "delta": b.rows - a.rows},
         "added": added[0], "removed": removed[0], "changed": changed[0],
         "unchanged": b.rows - added[0] - changed[0],
+        "changed_columns": changed_columns,
         "examples": {"added": added[1], "removed": removed[1], "changed": changed[1]},
         "stats_delta": _stats_delta(a.stats, b.stats),
     }
+
+
+def _changed_columns(con, store: DatasetStore, a: Manifest, b: Manifest, keys, join: str
+                     ) -> dict[str, int]:
+    """Column -> rows (matched by key) whose value differs between the versions."""
+    columns = [c for c in schema_for(a.kind).names if c not in keys]
+    for alias, m in (("fa", a), ("fb", b)):
+        con.execute(f"CREATE TEMP VIEW {alias} AS SELECT * FROM "
+                    f"{parquet_source(store.shard_paths(m))}")
+    counts = con.execute(
+        "SELECT " + ", ".join(f"count(*) FILTER (WHERE a.{quote_ident(c)} IS DISTINCT FROM "
+                              f"b.{quote_ident(c)})" for c in columns)
+        + f" FROM fa a JOIN fb b ON {join}").fetchone()
+    return {c: n for c, n in zip(columns, counts, strict=True) if n}
 
 
 def _stats_delta(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -155,6 +155,11 @@ def show_cmd(ctx, ref, as_json, verify):
         return show_run(store, ref, as_json)
     m = store.resolve(ref)
     (store.verify if verify else store.check_sizes)(m)
+    shards = f"{len(m.files)} data and {len(m.rejected.files)} rejected shard(s)"
+    if verify:  # asked for: say it even with -q (on stderr: stdout stays the data)
+        click.echo(f"verified {m.ref}: sha256 and size of {shards} match the manifest", err=True)
+    elif not ctx.obj["quiet"]:
+        log(f"checked sizes of {shards} (sha256 too: --verify)")
     if as_json:
         print_json(m.model_dump(by_alias=True))
         return
@@ -349,6 +354,9 @@ def diff_cmd(ctx, a, b, as_json):
     for what in ("added", "removed", "changed"):
         sample = result["examples"][what]
         click.echo(f"{what}: {result[what]}" + (f"  e.g. {sample}" if sample else ""))
+    if result.get("changed_columns"):
+        click.echo("changed columns: " + ", ".join(
+            f"{column} ({n} rows)" for column, n in result["changed_columns"].items()))
     for key, delta in result["stats_delta"].items():
         click.echo(f"stats {key}: {json.dumps(delta)}")
 

@@ -83,11 +83,17 @@ def pull_cmd(ctx, ref, to):
       thinkforge --store /scratch/data verify demo-rl@v1
     """
     from curation.export import pull_version
+    from manifests import DatasetStore
 
-    dest = pull_version(get_store(ctx), ref, to)
+    store = get_store(ctx)
+    manifest = store.resolve(ref)
+    there = DatasetStore(to).version_dir(manifest) / "manifest.json"
+    already = there.is_file()
+    dest = pull_version(store, ref, to)
     click.echo(str(dest))
     if not ctx.obj["quiet"]:
-        log(f"pulled and verified {ref} into {dest}")
+        log(f"{manifest.ref} was already in {dest} (same fingerprint, sha256 verified): nothing "
+            "copied" if already else f"pulled and verified {manifest.ref} into {dest}")
 
 
 @click.command("report")

@@ -55,3 +55,28 @@ def test_mix_and_split_are_commands(cli_run, store, gsm8k_cli):
     dry = cli_run("split", "gsm8k-mix", "--name", "gsm8k-mix", "--validation", "0.2", "--dry-run")
     assert "reuses gsm8k-mix-train@v1, gsm8k-mix-validation@v1" in dry.output
     assert "Example:" in cli_run("mix", "--help").output
+
+
+def test_show_verify_diff_columns_and_pull_say_what_they_did(cli_run, store, gsm8k_cli, tmp_path):
+    shown = cli_run("show", "gsm8k", "--verify")
+    assert shown.exit_code == 0
+    assert "verified gsm8k@v1: sha256 and size of 1 data and 0 rejected shard(s)" in shown.output
+    changed = tmp_path / "changed.jsonl"
+    lines = open(gsm8k_cli, encoding="utf-8").read().splitlines()
+    first = json.loads(lines[0])
+    first["answer"] = first["answer"].rsplit("####", 1)[0] + "#### 73"
+    changed.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n", encoding="utf-8")
+    assert cli_run("import", str(changed), "--name", "gsm8k", "--preset", "gsm8k").exit_code == 0
+    diff = cli_run("diff", "gsm8k@v1", "gsm8k@v2")
+    assert "changed columns: ground_truth (1 rows), metadata (1 rows)" in diff.output, diff.output
+    as_json = json.loads(cli_run("diff", "gsm8k@v1", "gsm8k@v2", "--json").stdout)
+    assert as_json["changed_columns"] == {"ground_truth": 1, "metadata": 1}  # the solution
+    load_commands()
+    runner = CliRunner()
+    first_pull = runner.invoke(cli, ["--store", str(store.root), "pull", "gsm8k@v1", "--to",
+                                     str(tmp_path / "p")])
+    assert "pulled and verified gsm8k@v1" in first_pull.output
+    again = runner.invoke(cli, ["--store", str(store.root), "pull", "gsm8k@v1", "--to",
+                                str(tmp_path / "p")])
+    assert again.exit_code == 0 and "was already in" in again.output
+    assert "nothing copied" in again.output
