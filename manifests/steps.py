@@ -227,9 +227,19 @@ def build_config(model: type[BaseModel], *layers: dict[str, Any], where: str = "
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}"
-                             for e in exc.errors())
+        problems = "; ".join(_problem(model, e) for e in exc.errors())
         raise ConfigError(f"invalid {model.__name__} ({where}): {problems}") from None
+
+
+def _problem(model: type[BaseModel], error: dict) -> str:
+    """One validation error; an unknown key gets a "did you mean" from the model's fields."""
+    import difflib
+
+    place = ".".join(map(str, error["loc"])) or "config"
+    if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
+        near = difflib.get_close_matches(str(error["loc"][0]), list(model.model_fields), n=1)
+        return f"{place}: unknown key" + (f"; did you mean {near[0]!r}?" if near else "")
+    return f"{place}: {error['msg']}"
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -92,3 +92,17 @@ def test_a_new_filter_is_a_python_api_step(store, kinds, min_length):
     assert plan["outputs"] == {"long": None}
     v = tf.steps.min_length(s, "sft", name="long", min_chars=30)
     assert v.ref == "long@v1" and len(v.to_pandas()) == v.rows
+
+
+def test_config_file_with_flags_on_top(cli_run, store, kinds, min_length, tmp_path):
+    config = tmp_path / "min.yaml"
+    config.write_text("min_chars: 30\n")
+    dry = cli_run("filter", "min_length", "sft", "--name", "x", "--config", str(config),
+                  "--dry-run", "--json")
+    assert json.loads(dry.output)["step"]["config"] == {"min_chars": 30}
+    dry = cli_run("filter", "min_length", "sft", "--name", "x", "--config", str(config),
+                  "--min-chars", "5", "--dry-run", "--json")
+    assert json.loads(dry.output)["step"]["config"] == {"min_chars": 5}  # the flag wins
+    config.write_text("min_char: 30\n")
+    bad = cli_run("filter", "min_length", "sft", "--name", "x", "--config", str(config))
+    assert bad.exit_code == 8 and "min_char: unknown key; did you mean 'min_chars'?" in bad.output
