@@ -107,24 +107,29 @@ class StepContext:
                     order: tuple[str, str | None], extra: Sequence[str] = (),
                     rejected_columns: Sequence[str] | None = None,
                     rejected_order: tuple[str, str | None] | None = None,
-                    size_of: list[Manifest] | None = None) -> tuple[int, int]:
+                    size_of: list[Manifest] | None = None,
+                    kept: str | None = None) -> tuple[int, int]:
         """The keep/reject contract: write the rows of ``judged`` (a relation with every
         column of ``columns`` and a ``reason``: NULL keeps the row) as kept rows, and the
         others with ``reason`` and the ``extra`` columns as rejected rows.
 
         ``order`` / ``rejected_order`` are (ORDER BY, split column) as ``row_order`` gives
         them; ``rejected_columns`` replaces ``columns`` for rejected rows when a filter's
-        dropped rows have a narrower shape.  Returns (kept, rejected) row counts.
+        dropped rows have a narrower shape; ``kept`` replaces ``judged`` for the kept rows when
+        the judged relation comes from an outer join (DuckDB then writes every column as
+        nullable, which changes the Parquet bytes of the same rows).  Returns (kept, rejected)
+        row counts.
         """
         cols = ", ".join(columns)
-        kept = self.copy_kept(f"SELECT {cols} FROM {judged} WHERE reason IS NULL",
-                              order_by=order[0], split_on=order[1], size_of=size_of)
+        kept_rows = self.copy_kept(
+            f"SELECT {cols} FROM {kept or judged} WHERE reason IS NULL",
+            order_by=order[0], split_on=order[1], size_of=size_of)
         rejected_cols = ", ".join([*(rejected_columns or columns), "reason", *extra])
         by, split = rejected_order or order
         dropped = self.copy_rejected(
             f"SELECT {rejected_cols} FROM {judged} WHERE reason IS NOT NULL",
             order_by=by, split_on=split, size_of=size_of)
-        return kept, dropped
+        return kept_rows, dropped
 
     def copy_kept(self, select_sql: str, *, order_by: str, split_on: str | None = None,
                   size_of: list[Manifest] | None = None, params: list[Any] | None = None) -> int:

@@ -221,9 +221,17 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
             # a prompt outside the run's selection (never attempted) is neither kept nor
             # rejected: not_sampled, counted below
             "WHERE s.id IS NOT NULL OR a.id IS NOT NULL")
+        # kept rows through an inner join: the prompt columns keep their NOT NULL (the FULL
+        # JOIN makes them nullable, a different Parquet schema for the same rows)
+        ctx.con.execute(
+            "CREATE TEMP VIEW scored_prompts AS SELECT p.*, s.n_samples, s.n_correct, "
+            "s.pass_rate, s.bucket, NULL::BIGINT AS curriculum_batch, "
+            "NULL::BIGINT AS curriculum_position, s.reason "
+            "FROM prompts_src p JOIN scored s ON s.id = p.id")
         pool = [*PROMPT_COLUMNS, "n_samples", "n_correct", "pass_rate", "bucket"]
         ctx.keep_reject("judged", [*pool, "curriculum_batch", "curriculum_position"],
-                        rejected_columns=pool, order=("id", "id"), size_of=[prompts])
+                        kept="scored_prompts", rejected_columns=pool, order=("id", "id"),
+                        size_of=[prompts])
         ctx.provenance.update(collect_provenance(ctx, rollouts, prompts))
         ctx.provenance["not_sampled"] = con.execute(
             "SELECT count(*) FROM (SELECT id FROM prompts_src) p "
