@@ -166,7 +166,8 @@ class SftConfig(GenerationConfig):
 class RolloutConfig(GenerationConfig):
     """K sampled completions per prompt, rewarded by accuracy and format (RL pools)."""
 
-    modes: list[Mode] = Field(default_factory=lambda: ["on"], description="modes to roll out")
+    modes: list[Mode] = Field(default_factory=lambda: ["on"], description="modes to roll out",
+                              json_schema_extra={"cli_aliases": ["--mode"]})
     k: int = Field(8, ge=1, description="samples per prompt and mode (the paper: 8)")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig,
                                      description="sampling of every rollout")

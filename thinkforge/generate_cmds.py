@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from generators.config import RolloutConfig, SftConfig
+
 from .context import get_store
 from .output import log, print_json, print_published
 from .step_cmds import StepGroup, config_options
@@ -29,10 +31,6 @@ def generate_group() -> None:
     """
 
 
-def _csv(value: str | None) -> list[str] | None:
-    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
-
-
 def backend_options(command):
     """Flags shared by every generate command (teacher, backend, run control)."""
     options = [
@@ -43,16 +41,8 @@ def backend_options(command):
         click.option("--teachers", "teachers_file", type=click.Path(exists=True, path_type=Path),
                      help="YAML/JSON list of {mode, category, model} rules: a teacher per mode "
                           "and category."),
-        click.option("--reasoning-format", type=click.Choice(["native", "prompted"]),
-                     help="native: teacher writes <think>; prompted: asked for reasoning + final "
-                          "answer [default: prompted]."),
         click.option("--max-new-tokens", type=int, help="Completion token budget [default: 512]."),
-        click.option("--limit", type=int, help="Only the first N prompts."),
-        click.option("--seed", type=int, help="Base seed [default: 0]."),
         click.option("--run-id", help="Checkpoint directory under <store>/runs/ [default: from the config]."),
-        click.option("--max-error-rate", type=float,
-                     help="Fail (publish nothing, keep the checkpoint for the rerun) when more "
-                          "than this share of requests failed after retries [default: 0.5]."),
         click.option("--dry-run", is_flag=True, help="Print the resolved config and request count; generate nothing."),
         click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON."),
     ]
@@ -62,6 +52,26 @@ def backend_options(command):
     for option in reversed(options):
         command = option(command)
     return functools.wraps(command)(command)
+
+
+# fields set through the teacher options (unprefixed) or through CLI conveniences
+# (--teachers FILE, --model-on/--model-off, --temperature-on ..., --max-new-tokens)
+CONVENIENCE_FIELDS = {"teacher", "teachers", "sampling", "sampling_on", "sampling_off"}
+
+
+def step_options(config_cls):
+    """(click option, field path, parse) for the step's own config fields (limit, seed,
+    modes, n / k, rewards, max_error_rate, verifier.* ...), derived from the model."""
+    return [o for o in config_options(config_cls) if o[1][0] not in CONVENIENCE_FIELDS]
+
+
+def derived_options(config_cls):
+    """Decorator: add the step's derived field options to a generate command."""
+    def attach(command):
+        for option, _, _ in reversed(step_options(config_cls)):
+            command = _as_decorator(option)(command)
+        return command
+    return attach
 
 
 def teacher_options():
@@ -115,9 +125,12 @@ def build_config(config_cls, flags: dict[str, Any], step_fields: dict[str, Any],
         data["teachers"] = rules
     if mode_teachers:
         data["teachers"] = [*(data.get("teachers") or []), *mode_teachers]
-    for flag in ("reasoning_format", "limit", "seed", "max_error_rate"):
-        if flags.get(flag) is not None:
-            data[flag] = flags[flag]
+    for option, path, parse in step_options(config_cls):
+        if flags.get(option.name) is not None:
+            target = data
+            for key in path[:-1]:
+                target = target.setdefault(key, {})
+            target[path[-1]] = parse(flags[option.name])
     for key, value in step_fields.items():
         if value is not None:
             if isinstance(value, dict):
@@ -159,8 +172,7 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
 
 @generate_group.command("sft")
 @backend_options
-@click.option("--modes", help="Comma-separated modes [default: on,off].")
-@click.option("--n", type=int, help="Samples per prompt and mode [default: 1].")
+@derived_options(SftConfig)
 @click.option("--model-on", help="Teacher for reasoning ON (overrides --model).")
 @click.option("--model-off", help="Teacher for reasoning OFF (overrides --model).")
 @click.option("--temperature-on", type=float, help="ON sampling temperature [default: 0.6].")
@@ -168,8 +180,8 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
 @click.option("--temperature-off", type=float, help="OFF temperature, 0 = greedy [default: 0].")
 @click.option("--top-p-off", type=float, help="OFF top-p [default: 1.0].")
 @click.pass_context
-def sft_cmd(ctx, modes, n, model_on, model_off, temperature_on, top_p_on, temperature_off,
-            top_p_off, **flags):
+def sft_cmd(ctx, model_on, model_off, temperature_on, top_p_on, temperature_off, top_p_off,
+            **flags):
     """Paired reasoning ON/OFF SFT answers for a prompts version -> an sft version.
 
     System prompt `detailed thinking on|off` first; ON output is <think>...</think> then
@@ -182,11 +194,10 @@ def sft_cmd(ctx, modes, n, model_on, model_off, temperature_on, top_p_on, temper
       thinkforge generate sft --prompts math --name math-sft --backend openai \\
           --base-url http://127.0.0.1:8000/v1 --model my-teacher --concurrency 32
     """
-    from generators.sft import SftConfig, generate_sft
+    from generators.sft import generate_sft
 
     mnt = flags["max_new_tokens"]
-    step_fields = {"modes": _csv(modes), "n": n,
-                   "sampling_on": _sampling(temperature_on, top_p_on, mnt),
+    step_fields = {"sampling_on": _sampling(temperature_on, top_p_on, mnt),
                    "sampling_off": _sampling(temperature_off, top_p_off, mnt)}
     mode_teachers = [{"mode": mode, "model": model}
                      for mode, model in (("on", model_on), ("off", model_off)) if model]
@@ -196,14 +207,11 @@ def sft_cmd(ctx, modes, n, model_on, model_off, temperature_on, top_p_on, temper
 
 @generate_group.command("rollouts")
 @backend_options
-@click.option("--k", type=int, help="Samples per prompt and mode [default: 8].")
-@click.option("--mode", "modes", help="Comma-separated modes [default: on].")
+@derived_options(RolloutConfig)
 @click.option("--temperature", type=float, help="Sampling temperature [default: 0.6].")
 @click.option("--top-p", type=float, help="Top-p [default: 0.95].")
-@click.option("--reward-correct", type=float, help="Reward of a correct answer [default: 1.0].")
-@click.option("--reward-format", type=float, help="Reward added for the right format [default: 0.0].")
 @click.pass_context
-def rollouts_cmd(ctx, k, modes, temperature, top_p, reward_correct, reward_format, **flags):
+def rollouts_cmd(ctx, temperature, top_p, **flags):
     """K sampled completions per prompt, with correct, format_ok and reward -> a rollouts version.
 
     correct comes from the prompt's verifier (math-verify, sandboxed code tests); an
@@ -214,11 +222,9 @@ def rollouts_cmd(ctx, k, modes, temperature, top_p, reward_correct, reward_forma
       thinkforge generate rollouts --prompts gsm8k --name gsm8k-rollouts --k 4 --limit 16
       thinkforge sql "SELECT prompt_id, avg(correct::INT) AS pass_rate FROM \\"gsm8k-rollouts\\" GROUP BY ALL"
     """
-    from generators.rollouts import RolloutConfig, generate_rollouts
+    from generators.rollouts import generate_rollouts
 
-    step_fields = {"k": k, "modes": _csv(modes), "reward_correct": reward_correct,
-                   "reward_format": reward_format,
-                   "sampling": _sampling(temperature, top_p, flags["max_new_tokens"])}
+    step_fields = {"sampling": _sampling(temperature, top_p, flags["max_new_tokens"])}
     config = build_config(RolloutConfig, flags, step_fields)
     _run(ctx, flags, config, generate_rollouts, len(config.modes) * config.k)
 

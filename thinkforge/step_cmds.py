@@ -137,6 +137,8 @@ def config_options(model: type[BaseModel], prefix: tuple[str, ...] = ()):
         dest = "cfg__" + "__".join(path)
         annotation, optional = _strip_optional(field.annotation)
         help_text = (field.description or name.replace("_", " "))
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        aliases = list(extra.get("cli_aliases", []))  # older flag names kept working
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             out += config_options(annotation, path)
             continue
@@ -150,14 +152,14 @@ def config_options(model: type[BaseModel], prefix: tuple[str, ...] = ()):
         if origin in (list, tuple):
             parse = _list_parser(annotation)
             if parse is not None:
-                out.append((click.Option([f"--{flag}", dest], metavar="A,B,...",
+                out.append((click.Option([f"--{flag}", *aliases, dest], metavar="A,B,...",
                                          help=f"{help_text} (comma-separated)"
                                               f"{_default_text(field)}"), path, parse))
             continue
         if origin is dict:
             parse = _dict_parser(annotation)
             if parse is not None:
-                out.append((click.Option([f"--{flag}", dest], metavar="KEY=VALUE,...",
+                out.append((click.Option([f"--{flag}", *aliases, dest], metavar="KEY=VALUE,...",
                                          help=f"{help_text}{_default_text(field)}"), path,
                             parse))
             continue
@@ -172,8 +174,6 @@ def config_options(model: type[BaseModel], prefix: tuple[str, ...] = ()):
             click_type = click.STRING
         else:
             parse, metavar = _as_is, None  # click already converted it
-        aliases = list((field.json_schema_extra or {}).get("cli_aliases", [])) \
-            if isinstance(field.json_schema_extra, dict) else []
         out.append((click.Option([f"--{flag}", *aliases, dest], type=click_type, metavar=metavar,
                                  help=f"{help_text}{_default_text(field)}"), path, parse))
     return out
