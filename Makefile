@@ -80,4 +80,4 @@ test-consumers: $(STAMP) $(CONSUMERS_STAMP)
 	$(PY) -m pytest -q -m slow tests/handoff
 
 clean:
-	rm -rf demo-store tour-store
+	rm -rf demo-store tour-store demo-models

@@ -131,7 +131,8 @@ def _walk(store: DatasetStore, recipe: Recipe, steps: list[ResolvedStep], *, run
         start = time.monotonic()
         made = execute(ctx, step.type, inputs, step.spec.name, step.config)
         produced.update(made)
-        fresh = any(f"{m.name}/{m.version}" not in before for m in made.values())
+        fresh = any(f"{m.name}/{m.version}" not in before and not getattr(m, "reused", False)
+                    for m in made.values())
         outcome = Outcome(step.label, "built" if fresh else "reused",
                           {n: m.ref for n, m in made.items()}, {n: m.rows for n, m in made.items()},
                           time.monotonic() - start)

@@ -23,6 +23,7 @@ from .recipe_steps import step_types
 def _type_name(annotation) -> str:
     text = str(annotation).replace("typing.", "")
     for prefix in ("generators.config.", "filters.quality.", "filters.", "curation.mix.",
+                   "trainers.",
                    "curation.recipe.", "curation.", "<class '", "'>"):
         text = text.replace(prefix, "")
     return text.replace("NoneType", "None")

@@ -60,11 +60,35 @@ def write_report(store: DatasetStore, ref: str | Manifest, out: str | Path) -> d
     chain = [m for m, _ in depths]
     data = collect(store, manifest, chain)
     plots = draw_plots(data, out / "plots")
-    (out / "README.md").write_text(card(manifest, depths, data, store.catalog_path),
+    runs = trained_on(store, manifest)
+    (out / "README.md").write_text(card(manifest, depths, data, store.catalog_path, runs),
                                    encoding="utf-8")
-    (out / "report.html").write_text(page(manifest, chain, data, plots), encoding="utf-8")
+    (out / "report.html").write_text(page(manifest, chain, data, plots, runs), encoding="utf-8")
     return {"ref": manifest.ref, "card": str(out / "README.md"), "html": str(out / "report.html"),
             "plots": [str(out / "plots" / name) for name, _ in plots]}
+
+
+def trained_on(store: DatasetStore, manifest: Manifest) -> list[dict[str, Any]]:
+    """The training runs whose data was this version (run records, manifests.training_runs)."""
+    from manifests.training_runs import TrainingRuns
+
+    out = []
+    for r in TrainingRuns(store).for_data(manifest.fingerprint):
+        loss = next((m["loss"] for m in reversed(r.metrics) if "loss" in m), None)
+        out.append({"run": r.run_id, "method": r.method, "model": r.base_model,
+                    "steps": r.final_metrics.get("global_step"),
+                    "final loss": None if loss is None else round(loss, 4),
+                    "world size": r.world_size, "weights sha256": r.weights_sha256[:16],
+                    "output": r.output_dir})
+    return out
+
+
+def _runs_markdown(runs: list[dict[str, Any]]) -> str:
+    if not runs:
+        return "No training run has used this version yet (`thinkforge train ...`).\n"
+    head = "| " + " | ".join(runs[0]) + " |\n|" + "---|" * len(runs[0]) + "\n"
+    return head + "".join("| " + " | ".join(f"`{v}`" if k in ("run", "weights sha256") else str(v)
+                                           for k, v in r.items()) + " |\n" for r in runs)
 
 
 def _counts_table(counts: dict[str, int], header: str) -> str:
@@ -108,7 +132,7 @@ def _prompt_section(manifest: Manifest) -> str:
 
 
 def card(manifest: Manifest, depths: list[tuple[Manifest, int]], data: ReportData,
-         catalog: Path) -> str:
+         catalog: Path, runs: list[dict[str, Any]] = ()) -> str:
     licences = sorted(data.licenses) or ["unknown"]
     front = "\n".join(["---", f"pretty_name: {manifest.name}",
                        "license:", *[f"  - {json.dumps(x)}" for x in licences],
@@ -161,6 +185,9 @@ bundled sets).
 ## Rejected rows (this version and its ancestors)
 
 {rejected}
+## Training runs on this version
+
+{_runs_markdown(list(runs))}
 ## How to load it
 
 {load_snippets(manifest, catalog)}
@@ -194,7 +221,7 @@ img{max-width:540px}code,pre{background:#f4f4f4}pre{padding:.6em;overflow-x:auto
 
 
 def page(manifest: Manifest, chain: list[Manifest], data: ReportData,
-         plots: list[tuple[str, str]]) -> str:
+         plots: list[tuple[str, str]], runs: list[dict[str, Any]] = ()) -> str:
     e = html.escape
     figures = "".join(f'<figure><img src="plots/{e(name)}" alt="{e(caption)}">'
                       f"<figcaption>{e(caption)}</figcaption></figure>" for name, caption in plots)
@@ -202,6 +229,10 @@ def page(manifest: Manifest, chain: list[Manifest], data: ReportData,
         f"<tr><td><code>{e(m.ref)}</code></td><td>{e(m.kind)}</td><td>{m.rows}</td>"
         f"<td>{e(m.step.type)}</td><td><code>{e(m.fingerprint[:12])}</code></td>"
         f"<td>{m.rejected.rows}</td></tr>" for m in chain)
+    run_rows = "".join("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r.values()) + "</tr>"
+                       for r in runs)
+    run_table = (f"<table><tr>{''.join(f'<th>{e(k)}</th>' for k in runs[0])}</tr>{run_rows}</table>"
+                 if runs else "<p>No training run has used this version yet.</p>")
     sample = e(json.dumps(data.sample[:2], indent=2, default=str, ensure_ascii=False)[:4000])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(manifest.ref)} - thinkforge report</title>
@@ -221,6 +252,8 @@ def page(manifest: Manifest, chain: list[Manifest], data: ReportData,
 {_html_table(data.licenses, ("licence", "rows")) if data.licenses else '<p>See the lineage.</p>'}
 <h2>Rejected rows</h2>
 {_html_table(data.rejected, ("step: reason", "rows")) if data.rejected else '<p>None.</p>'}
+<h2>Training runs on this version</h2>
+{run_table}
 <h2>Step config</h2>
 <pre>{e(json.dumps(manifest.step.config, indent=2, default=str))}</pre>
 <h2>Sample rows</h2>

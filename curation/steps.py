@@ -17,6 +17,8 @@ STEP_MODULES = (
     "filters.passrate", "filters.curriculum", "filters.quality", "filters.dedup",
     "filters.decontam",
     "curation.mix", "curation.split",
+    # declared by packages curation does not import (they import curation): loaded by name
+    "generators.preferences", "trainers.steps",
 )
 
 

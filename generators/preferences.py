@@ -25,11 +25,12 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from manifests.manifest import Manifest
+from manifests.steps import Role, StepDescriptor, register_step
 
 from .config import RolloutConfig
 from .engine import Plan, RunResult
 from .reasoning import shape_output
-from .steps import run_generation_step, verify_answer
+from .steps import generation_plan, run_generation_step, verify_answer
 from .verifiers import VerifierRegistry
 
 __all__ = ["PreferenceConfig", "generate_preferences"]
@@ -78,7 +79,7 @@ def _build_rows(config: PreferenceConfig, plans: list[Plan], result: RunResult,
     if config.scorer == "verifier":
         for samples in groups.values():
             for s in samples:
-                correct = verify_answer(verifiers, s["plan"], s["shaped"].answer_text, verifier_errors)
+                correct, _ = verify_answer(verifiers, s["plan"], s["shaped"], verifier_errors)
                 s["score"] = None if correct is None else (
                     config.reward_correct * correct + config.reward_format * s["shaped"].format_ok)
     else:
@@ -149,3 +150,17 @@ def score_conversations(model, tokenizer, conversations: list[list[dict]], batch
         scores.extend(float(v) for v in logits[:, 0])
     return scores
 
+
+
+def _run_step(ctx, inputs, name, config):
+    return {name: generate_preferences(ctx.store, inputs["prompts"], name, config,
+                                       run_id=ctx.run_id, progress=not ctx.quiet)}
+
+
+STEP = register_step(StepDescriptor(
+    type="generate_preferences", command="preferences", group="generate",
+    output_kind="preferences", dump_mode="python", config=PreferenceConfig, run=_run_step,
+    roles=(Role("prompts", ("prompts",), flag=True, help="prompts version (name, name@v1...)"),),
+    plan=generation_plan(lambda c: len(c.modes) * c.k), derive_cli=False,
+    help="K samples per prompt from a policy, best vs worst by verifier or reward model "
+         "-> preferences"))

@@ -103,6 +103,8 @@ class StepDescriptor:
     dump_mode: str = "json"              # how the config is recorded (model_dump mode)
     resources: bool = False              # takes DuckDB resources (--memory-limit, --temp-dir)
     derive_cli: bool = True              # False: its command is written by hand (thinkforge/)
+    # outputs that are not versions (training runs): the step finds what it would reuse
+    reuse: Callable[[Any, Inputs, str, Any], dict[str, Any]] | None = None
 
     # -- derived --------------------------------------------------------------------------
     @property
@@ -179,6 +181,8 @@ def predict_reuse(store, descriptor: StepDescriptor, inputs: Inputs, name: str,
     The rule is the store's (same step type and config, same input fingerprints); a
     generation that had failed requests is not reused (its rerun retries them).
     """
+    if descriptor.reuse is not None:
+        return descriptor.reuse(store, inputs, name, config)
     out: dict[str, Manifest | None] = {}
     for output, step, parents in descriptor.records_of(store, inputs, name, config):
         found = store.find_reusable(output, step, [p.as_parent() for p in parents]) \

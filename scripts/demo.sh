@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 export THINKFORGE_STORE="${THINKFORGE_STORE:-./demo-store}"
 step() { printf '\n== %s\n' "$*" >&2; }
 
-step "build recipes/demo.yaml"
+step "build recipes/demo.yaml${SKIP_TRAIN:+ (SKIP_TRAIN: no training)}"
+# the recipe ends with a short SFT and GRPO run; SKIP_TRAIN=1 make demo builds only the data
 thinkforge build recipes/demo.yaml
 
 step "catalog"
@@ -43,3 +44,11 @@ thinkforge sql "SELECT curriculum_batch AS batch, curriculum_position AS pos, pa
 step "SQL: what the filters dropped, by version and reason"
 thinkforge sql "SELECT name, version, rows, rejected_rows, step FROM versions
   WHERE name LIKE 'demo-%' AND rejected_rows > 0 ORDER BY created_at"
+
+if [ -z "${SKIP_TRAIN:-}" ]; then
+  step "training runs: which weights came from which exact data (SQL join runs -> versions)"
+  thinkforge runs
+  thinkforge sql "SELECT r.method, v.ref AS data, left(r.data_fingerprint, 12) AS fingerprint,
+    r.steps, round(r.final_loss, 4) AS final_loss, left(r.weights_sha256, 12) AS weights
+    FROM runs r JOIN versions v ON v.fingerprint = r.data_fingerprint ORDER BY r.created_at"
+fi

@@ -130,9 +130,11 @@ def report_cmd(ctx, ref, out, as_json):
 @click.option("--dry-run", is_flag=True, help="Validate and print the plan: which steps would run "
                                               "and which existing versions they would reuse.")
 @click.option("--force", is_flag=True, help="Rebuild every step, even when a matching version exists.")
+@click.option("--skip-train", is_flag=True, envvar="SKIP_TRAIN",
+              help="Leave out the train.* steps (data only); also SKIP_TRAIN=1.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON.")
 @click.pass_context
-def build_cmd(ctx, recipe, dry_run, force, as_json):
+def build_cmd(ctx, recipe, dry_run, force, skip_train, as_json):
     """Build dataset versions from a YAML recipe (import -> generate -> filter -> mix -> split).
 
     A step whose resolved config and input fingerprints match an existing version is
@@ -151,6 +153,9 @@ def build_cmd(ctx, recipe, dry_run, force, as_json):
     store = get_store(ctx, create=True)
     quiet = ctx.obj["quiet"]
     parsed, steps = load_recipe(recipe)
+    if skip_train:
+        steps = [s for s in steps if not s.spec.type.startswith("train.")]
+        parsed.steps = [s.spec for s in steps]
     if dry_run:
         outcomes = plan_recipe(store, parsed, steps, force=force)
     else:

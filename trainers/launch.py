@@ -73,7 +73,7 @@ def option_value(args: list[str], name: str) -> str | None:
 
 def replace_option(args: list[str], name: str, value: str) -> list[str]:
     out, skip = [], False
-    for i, arg in enumerate(args):
+    for arg in args:
         if skip:
             skip = False
             continue

@@ -44,14 +44,23 @@ class AccuracyReward:
                                                          code_memory_mb=code_memory_mb))
 
     def __call__(self, prompts, completions, **columns) -> list[float]:
+        from collections import Counter
+        from types import SimpleNamespace
+
+        from generators.steps import verify_answer
+
         out = []
+        modes = columns.get("reasoning") or ["on"] * len(completions)
         for i, completion in enumerate(completions):
-            mode = (columns.get("reasoning") or ["on"] * len(completions))[i] or "on"
-            shaped = shape_output(completion_text(completion), mode, self.reasoning_format)
+            shaped = shape_output(completion_text(completion), modes[i] or "on",
+                                  self.reasoning_format)
             row = {k: v[i] for k, v in columns.items() if isinstance(v, list) and len(v) > i}
-            result = self.verifiers.check(row.get("verifier") or "none", shaped.answer_text,
-                                          row.get("ground_truth"), row)
-            out.append(1.0 if result.correct else 0.0)
+            row.setdefault("verifier", "none")
+            messages = prompts[i] if prompts and isinstance(prompts[i], list) else []
+            # exactly what the rollouts did (generators.rollouts): same shaping, same verifier
+            plan = SimpleNamespace(prompt=row, messages=messages)
+            correct, _ = verify_answer(self.verifiers, plan, shaped, Counter())
+            out.append(1.0 if correct else 0.0)
         return out
 
 

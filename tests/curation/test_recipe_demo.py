@@ -45,6 +45,7 @@ def scripted_teacher(monkeypatch):
 def test_demo_recipe_builds_reports_and_reuses_everything(cli_run, store, tmp_path, monkeypatch,
                                                           scripted_teacher):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SKIP_TRAIN", "1")  # the data part; tests/trainers test the train steps
     first = cli_run("build", str(REPO / "recipes" / "demo.yaml"))
     assert first.exit_code == 0, first.output
     calls = scripted_teacher.calls

@@ -1,0 +1,29 @@
+"""One real two-process CPU run (`accelerate launch --num_processes 2 --cpu`, gloo) of a few
+SFT steps; its run record shows world size 2.  Slow: two processes load TRL (a minute+)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_two_process_cpu_sft_records_world_size_2(store, sft_version, tiny_model, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "thinkforge", "--store", str(store.root), "-q", "train", "sft",
+           "--data", sft_version.ref, "--model", str(tiny_model), "--output", str(out),
+           "--max-steps", "2", "--per-device-train-batch-size", "2", "--max-length", "64",
+           "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    record = json.loads(done.stdout)             # only rank 0 prints and publishes
+    assert record["world_size"] == 2 and record["config"]["world_size"] == 2
+    assert record["final_metrics"]["global_step"] == 2
+    from manifests.training_runs import TrainingRuns
+
+    assert [r.run_id for r in TrainingRuns(store)] == [record["run_id"]]
