@@ -188,9 +188,9 @@ class TrainingRuns:
             (staging / "run.json").write_text(record.to_json(), encoding="utf-8")
             try:
                 os.rename(staging, final)
-            except OSError:
+            except OSError as exc:
                 raise ConflictError(f"run {record.run_id} already exists in {self.root}",
-                                    hint="run ids are unique; records are never overwritten")
+                                    hint="run ids are unique; records are never overwritten") from exc
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -200,7 +200,8 @@ def runs_cmd(ctx, data_ref, as_json):
     Example:
       thinkforge runs
       thinkforge runs --data demo-sft-train --json
-      thinkforge sql "SELECT r.run_id, v.ref, r.weights_sha256 FROM runs r JOIN versions v ON v.fingerprint = r.data_fingerprint"
+      thinkforge sql "SELECT r.run_id, v.ref, r.weights_sha256 FROM runs r
+          JOIN versions v ON v.fingerprint = r.data_fingerprint"
     """
     from manifests.training_runs import TrainingRuns
 
