@@ -77,7 +77,7 @@ def trained_on(store: DatasetStore, manifest: Manifest) -> list[dict[str, Any]]:
         loss = next((m["loss"] for m in reversed(r.metrics) if "loss" in m), None)
         out.append({"run": r.run_id, "method": r.method, "model": r.base_model,
                     "steps": r.final_metrics.get("global_step"),
-                    "final loss": None if loss is None else round(loss, 4),
+                    "final loss": None if loss is None else round(float(loss), 4),
                     "world size": r.world_size, "weights sha256": r.weights_sha256[:16],
                     "output": r.output_dir})
     return out

@@ -239,7 +239,7 @@ def run_rows(store) -> list[dict[str, Any]]:
     rows = []
     for r in TrainingRuns(store):
         first = r.data[0] if r.data else None
-        last_loss = next((m["loss"] for m in reversed(r.metrics) if "loss" in m), None)
+        last_loss = next((float(m["loss"]) for m in reversed(r.metrics) if "loss" in m), None)
         rows.append({
             "run_id": r.run_id, "method": r.method, "status": r.status,
             "data_ref": first.ref if first else None, "data_name": first.name if first else None,

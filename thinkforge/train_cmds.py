@@ -225,7 +225,7 @@ def runs_cmd(ctx, data_ref, as_json):
 
 def _last_loss(record) -> str:
     loss = next((m["loss"] for m in reversed(record.metrics) if "loss" in m), None)
-    return "" if loss is None else f"{loss:.4g}"
+    return "" if loss is None else f"{float(loss):.4g}"
 
 
 def show_run(store, run_id: str, as_json: bool) -> None:
@@ -250,7 +250,7 @@ def show_run(store, run_id: str, as_json: bool) -> None:
     click.echo("config: " + json.dumps(record.config, default=str))
     losses = [(m.get("step"), m["loss"]) for m in record.metrics if "loss" in m]
     if losses:
-        click.echo("loss by step: " + ", ".join(f"{s}:{v:.4g}" for s, v in losses))
+        click.echo("loss by step: " + ", ".join(f"{s}:{float(v):.4g}" for s, v in losses))
     for key, value in record.final_metrics.items():
         click.echo(f"{key}: {value}")
     if record.method == "distill":

@@ -157,6 +157,7 @@ def run_trainer(method: Method, store: DatasetStore, data: str, model: str, outp
         f"(fingerprint {training.manifest.fingerprint[:12]}), model {model}")
     ctx: dict[str, Any] = {"store": store, "extra": {}}
     trainer = method.build(model_path, dataset, args, config, training, ctx)
+    _logs_to_stderr(trainer, log)
     if session is not None:
         session["trainer"] = trainer
     result = trainer.train()
@@ -179,6 +180,24 @@ def run_trainer(method: Method, store: DatasetStore, data: str, model: str, outp
     log(f"{method.name}: {trainer.state.global_step} steps, run {record.run_id}, "
         f"weights {record.weights_sha256[:12]} in {output}")
     return record
+
+
+def _logs_to_stderr(trainer, log: Callable[[str], None]) -> None:
+    """TRL prints each log dict on stdout when tqdm is off; stdout is data here, so the
+    lines go through ``log`` (stderr, silent with --quiet) instead."""
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+
+    class LogToStderr(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and state.is_world_process_zero:
+                shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in logs.items()
+                         if k in ("loss", "reward", "grad_norm", "learning_rate", "train_runtime")}
+                log(f"step {state.global_step}: {shown}")
+
+    trainer.add_callback(LogToStderr())
 
 
 def _trl_summary(args) -> dict[str, Any]:

@@ -18,12 +18,27 @@ def _curriculum_ids(pool_version, store):
     return [r["id"] for r in sorted(rows, key=lambda r: r["curriculum_position"])]
 
 
-def test_grpo_follows_the_curriculum(store, pool_version, tiny_model, tmp_path):
+def _varied_format_reward(monkeypatch):
+    """A random tiny model never earns accuracy or format rewards, and with every reward 0
+    the advantages are 0 and nothing moves; this stand-in for the format reward varies with
+    the text so the optimiser steps are real.  (The real rewards are tested on their own.)"""
+    import trainers.rewards
+
+    def varied(prompts, completions, **columns):
+        texts = [trainers.rewards.completion_text(c) for c in completions]
+        return [len(set(t)) / (len(t) + 1) for t in texts]
+
+    varied.__name__ = "format"
+    monkeypatch.setattr(trainers.rewards, "format_reward", varied)
+
+
+def test_grpo_follows_the_curriculum(store, pool_version, tiny_model, tmp_path, monkeypatch):
     """The prompts the trainer sampled (read back from the reward function's calls) come
     in curriculum_position order, one curriculum batch per optimiser step."""
     from trainers.base import run_trainer
     from trainers.registry import config_model, get_method
 
+    _varied_format_reward(monkeypatch)
     config = config_model("grpo")(max_steps=3, learning_rate=1e-2, num_generations=2,
                                   per_device_train_batch_size=2, max_completion_length=8)
     session: dict = {}
@@ -85,7 +100,8 @@ def test_rewards_use_our_verifier_and_the_think_format():
         [0.0, 1.0, 0.0]
 
 
-def test_rloo_trains_in_curriculum_order(store, pool_version, tiny_model, tmp_path):
+def test_rloo_trains_in_curriculum_order(store, pool_version, tiny_model, tmp_path, monkeypatch):
+    _varied_format_reward(monkeypatch)
     from trainers.base import run_trainer
     from trainers.registry import config_model, get_method
 

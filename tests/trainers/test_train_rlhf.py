@@ -61,7 +61,8 @@ def test_generate_preferences_best_vs_worst_ties_dropped(store, toy_prompts, cli
 
 
 def test_reward_model_trains_scores_and_rewards_rloo(store, prefs_version, pool_version,
-                                                     tiny_model, tmp_path):
+                                                     toy_prompts, tiny_model, tmp_path, cli_run,
+                                                     monkeypatch):
     from generators.preferences import load_reward_model, score_conversations
     from trainers.base import run_trainer
     from trainers.registry import config_model, get_method
@@ -80,6 +81,19 @@ def test_reward_model_trains_scores_and_rewards_rloo(store, prefs_version, pool_
         [{"role": "user", "content": "What is 1 + 1?"}, {"role": "assistant", "content": "2"}],
         [{"role": "user", "content": "What is 1 + 1?"}, {"role": "assistant", "content": "9"}]])
     assert len(scores) == 2 and all(math.isfinite(s) for s in scores)
+    # the reward model as the scorer of preference pairs
+    from tests.scripted_teacher import install
+
+    install(monkeypatch, _scripted_policy())
+    result = cli_run("generate", "preferences", "--prompts", "toy-prompts", "--policy", "scripted",
+                     "--k", "4", "--name", "rm-prefs", "--reasoning-format", "native",
+                     "--scorer", f"reward-model:{out}", "--json")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.output)
+    assert manifest["step"]["config"]["scorer"] == f"reward-model:{out}"
+    # p3's samples are one identical text: equal scores, rejected; the others differ
+    assert manifest["rejected"]["by_reason"].get("all_equal_scores", 0) >= 1
+    assert manifest["rows"] + manifest["rejected"]["rows"] == 4
     # the reward model as an RL reward function next to accuracy and format
     rloo = config_model("rloo")(max_steps=1, num_generations=2, per_device_train_batch_size=2,
                                 max_completion_length=6, reward_model=str(out),

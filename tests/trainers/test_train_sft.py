@@ -55,6 +55,7 @@ def test_cli_sft_mode_packing_and_pulled_manifest(store, sft_version, tiny_model
     result = cli_run("train", "sft", "--data", str(manifest), "--model", str(tiny_model),
                      "--output", str(out), "--max-steps", "1", "--mode", "on", "--packing", "bfd",
                      "--max-length", "64", "--trl", "warmup_steps=0", "--json")
+    # stdout is data: the run record and nothing else (TRL's log lines go to stderr)
     assert result.exit_code == 0, result.output
     record = json.loads(result.output)
     assert record["data"][0]["manifest_path"] == str(manifest.resolve())
@@ -64,6 +65,16 @@ def test_cli_sft_mode_packing_and_pulled_manifest(store, sft_version, tiny_model
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(str(out))  # loads back
+
+
+def test_dry_run_verifies_and_prints_the_config(store, sft_version, tmp_path, cli_run):
+    result = cli_run("train", "sft", "--data", sft_version.ref, "--model", "m", "--output",
+                     str(tmp_path / "o"), "--dry-run", "--mode", "off")
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["verified"] and plan["fingerprint"] == sft_version.fingerprint
+    assert plan["config"]["mode"] == "off" and plan["config"]["method"] == "sft"
+    assert not (tmp_path / "o").exists()
 
 
 def test_tampered_shard_stops_before_any_model_loads(store, sft_version, tmp_path, cli_run,
@@ -86,8 +97,8 @@ def test_tampered_shard_stops_before_any_model_loads(store, sft_version, tmp_pat
 
 def test_bad_options_are_clear(store, sft_version, tmp_path, cli_run):
     result = cli_run("train", "sft", "--data", sft_version.ref, "--model", "x", "--output",
-                     str(tmp_path / "o"), "--trl", "warmup_ratoi=0.1")
-    assert result.exit_code == 8 and "warmup_ratio" in result.output
+                     str(tmp_path / "o"), "--trl", "warmup_stesp=1")
+    assert result.exit_code == 8 and "did you mean 'warmup_steps'" in result.output
     config = tmp_path / "c.yaml"
     config.write_text("learning_rat: 0.1\n")
     result = cli_run("train", "sft", "--data", sft_version.ref, "--model", "x", "--output",
