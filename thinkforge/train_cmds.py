@@ -328,23 +328,24 @@ def launch_cmd(ctx, nodes, gpus_per_node, vllm_nodes, partition, account, time_l
 
 def _register_generate_preferences() -> None:
     """`thinkforge generate preferences` (lives here with the RLHF trainers it feeds)."""
-    from .generate_cmds import _csv, _run, _sampling, backend_options, build_config, generate_group
+    from generators.preferences import PreferenceConfig
+
+    from .generate_cmds import _run, _sampling, backend_options, build_config, derived_options, \
+        generate_group
 
     @generate_group.command("preferences")
     @backend_options
+    @derived_options(PreferenceConfig)
     @click.option("--policy", help="The policy that samples the K answers (same as --model).")
-    @click.option("--k", type=int, help="Samples per prompt and mode [default: 4].")
-    @click.option("--mode", "modes", help="Comma-separated modes [default: on].")
-    @click.option("--scorer", help="verifier (default) or reward-model:PATH "
-                                   "(a model saved by `thinkforge train reward`).")
     @click.option("--temperature", type=float, help="Sampling temperature [default: 0.6].")
     @click.option("--top-p", type=float, help="Top-p [default: 0.95].")
     @click.pass_context
-    def preferences_cmd(ctx, policy, k, modes, scorer, temperature, top_p, **flags):
+    def preferences_cmd(ctx, policy, temperature, top_p, **flags):
         """K samples per prompt from a policy, best vs worst by score -> a preferences version.
 
-        Ties (every sample scored the same, or best and worst are the same text) and prompts
-        with fewer than two scored samples go to rejected/ with a reason.
+        --scorer verifier (default) or reward-model:PATH (a model saved by `thinkforge train
+        reward`). Ties (every sample scored the same, or best and worst are the same text)
+        and prompts with fewer than two scored samples go to rejected/ with a reason.
 
         \b
         Example:
@@ -352,14 +353,13 @@ def _register_generate_preferences() -> None:
           thinkforge generate preferences --prompts gsm8k --policy out/sft --k 4 \\
               --scorer reward-model:out/rm --name gsm8k-prefs-rm
         """
-        from generators.preferences import PreferenceConfig, generate_preferences
+        from generators.preferences import generate_preferences
 
         if policy:
             if flags.get("model") and flags["model"] != policy:
                 raise click.UsageError("give the policy once: --policy or --model")
             flags["model"] = policy
-        step_fields = {"k": k, "modes": _csv(modes), "scorer": scorer,
-                       "sampling": _sampling(temperature, top_p, flags["max_new_tokens"])}
+        step_fields = {"sampling": _sampling(temperature, top_p, flags["max_new_tokens"])}
         config = build_config(PreferenceConfig, flags, step_fields)
         _run(ctx, flags, config, generate_preferences, len(config.modes) * config.k)
 
