@@ -21,6 +21,7 @@ from typing import Any
 
 from manifests import DatasetStore, Manifest
 from manifests.errors import NotFoundError
+from manifests.gates import verified_phrase, verified_rate_warning
 from manifests.manifest import utc_now
 from manifests.steps import RunContext, execute, predict_reuse
 from manifests.store import validate_name
@@ -47,10 +48,11 @@ class Outcome:
     outputs: dict[str, str | None] = field(default_factory=dict)   # name -> ref
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)   # e.g. a low verified rate
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "status": self.status, "outputs": self.outputs,
-                "rows": self.rows, "seconds": round(self.seconds, 2)}
+                "rows": self.rows, "seconds": round(self.seconds, 2), "warnings": self.warnings}
 
 
 def _resolve_input(store: DatasetStore, key: str, spec: InputSpec, run: bool, log: Log
@@ -138,8 +140,14 @@ def _walk(store: DatasetStore, recipe: Recipe, steps: list[ResolvedStep], *, run
                           time.monotonic() - start)
         outcomes.append(outcome)
         log(f"{step.label}: {outcome.status} "
-            + ", ".join(f"{ref} ({outcome.rows[n]} rows)" for n, ref in outcome.outputs.items()))
+            + ", ".join(f"{ref} ({_rows_phrase(made[n])})" for n, ref in outcome.outputs.items()))
+        outcome.warnings += [w for w in map(verified_rate_warning, made.values()) if w]
     return outcomes
+
+
+def _rows_phrase(manifest: Manifest) -> str:
+    verified = verified_phrase(manifest)
+    return f"{manifest.rows} rows" + (f", {verified}" if verified else "")
 
 
 def _write_record(store: DatasetStore, recipe: Recipe, outcomes: list[Outcome], failed: bool) -> None:

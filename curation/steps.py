@@ -14,8 +14,8 @@ from manifests.steps import REGISTRY, RunContext, StepDescriptor, register_step
 
 STEP_MODULES = (
     "generators.sft", "generators.rollouts",
-    "filters.passrate", "filters.curriculum", "filters.quality", "filters.dedup",
-    "filters.decontam",
+    "filters.passrate", "filters.curriculum", "filters.quality", "filters.correct",
+    "filters.dedup", "filters.decontam",
     "curation.mix", "curation.split",
     # declared by packages curation does not import (they import curation): loaded by name
     "generators.preferences", "trainers.steps",

@@ -36,6 +36,7 @@ class Plan:
     model: str
     messages: list[dict[str, str]]
     sampling: Sampling
+    copy_of: str | None = None   # greedy decoding: samples > 0 reuse sample 0's answer
 
 
 @dataclass
@@ -76,11 +77,16 @@ def plan_requests(prompts: list[dict[str, Any]], config, modes: list[str],
                 "reasoning_format": config.reasoning_format, "seed": config.seed,
                 "template": PROMPT_TEMPLATE_VERSION})
             messages = teacher_messages(prompt["input"], mode, config.reasoning_format)
+            first_key = None
             for sample in range(samples):
                 key = request_key(prompt["id"], mode, sample, config_hash)
                 seed = int(stable_hash([config.seed, key], 8), 16) % (2 ** 31)
+                # greedy decoding gives every sample the same text: ask once, copy the rest
+                # (n candidates per mode keep ON/OFF pairs aligned by sample index)
+                copy_of = first_key if sampling.temperature == 0 and sample > 0 else None
                 plans.append(Plan(key, prompt, mode, sample, model, messages, Sampling(
-                    sampling.temperature, sampling.top_p, sampling.max_new_tokens, seed)))
+                    sampling.temperature, sampling.top_p, sampling.max_new_tokens, seed), copy_of))
+                first_key = first_key or key
     return plans
 
 
@@ -90,12 +96,13 @@ def run_plans(plans: list[Plan], config, checkpoint: RunCheckpoint, *, label: st
     wanted = {p.key for p in plans}
     # a run dir reused with --run-id may hold keys of another config: only ours count
     done = {k: v for k, v in checkpoint.load_successes().items() if k in wanted}
-    pending = [p for p in plans if p.key not in done]
+    asked = [p for p in plans if p.copy_of is None]
+    pending = [p for p in asked if p.key not in done]
     result = RunResult(completions=done, failures={}, attempt=checkpoint.attempt)
     groups: dict[tuple[str, str], list[Plan]] = defaultdict(list)
     for plan in pending:
         groups[(plan.model, plan.mode)].append(plan)
-    with GenerationProgress(label, total=len(plans), done=len(plans) - len(pending),
+    with GenerationProgress(label, total=len(asked), done=len(asked) - len(pending),
                             enabled=show_progress) as progress:
         for model in dict.fromkeys(m for m, _ in groups):
             backend = make_backend(config.teacher, model)
@@ -107,6 +114,12 @@ def run_plans(plans: list[Plan], config, checkpoint: RunCheckpoint, *, label: st
                         _run_group(backend, group, checkpoint, result, progress)
             finally:
                 backend.close()
+    for plan in plans:  # greedy samples > 0: sample 0's answer (or failure) under their own key
+        if plan.copy_of is not None:
+            for table in (result.completions, result.failures):
+                if plan.copy_of in table:
+                    table[plan.key] = {**table[plan.copy_of], "key": plan.key,
+                                       "sample": plan.sample, "copy_of": plan.copy_of}
     result.wall_seconds = time.monotonic() - started
     return result
 
@@ -145,12 +158,13 @@ def _checkpoint_row(plan: Plan, completion: Completion, seconds: float) -> dict[
 def provenance(result: RunResult, config, run_id: str, verifier_versions: dict[str, str],
                verifier_errors: Counter) -> dict[str, Any]:
     """Token accounting, timing, errors and teacher identity for the manifest."""
-    rows = list(result.completions.values())
-    errors = Counter(r["error_kind"] for r in result.failures.values())
+    rows = [r for r in result.completions.values() if not r.get("copy_of")]  # asked, not copied
+    errors = Counter(r["error_kind"] for r in result.failures.values() if not r.get("copy_of"))
     return {
         "run_id": run_id, "run_attempt": result.attempt, "backend": config.teacher.backend,
         "teachers": result.identities or {m: {"model": m} for m in {r["model"] for r in rows}},
-        "requests": len(rows) + len(result.failures),
+        "requests": len(rows) + sum(1 for r in result.failures.values() if not r.get("copy_of")),
+        "greedy_copies": sum(1 for r in result.completions.values() if r.get("copy_of")),
         "prompt_tokens": sum(r["prompt_tokens"] or 0 for r in rows),
         "completion_tokens": sum(r["completion_tokens"] or 0 for r in rows),
         "generated_this_attempt": result.generated_now,

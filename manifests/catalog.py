@@ -185,6 +185,8 @@ def _point_latest(con, name: str) -> None:
                       [name, name]).fetchall()
     latest = next(r for r, is_latest in ref if is_latest)
     con.execute(f"CREATE OR REPLACE VIEW {quote_ident(name)} AS SELECT * FROM {quote_ident(latest)}")
+    con.execute(f"CREATE OR REPLACE VIEW {quote_ident(name + '/rejected')} AS SELECT * FROM "
+                f"{quote_ident(latest + '/rejected')}")
 
 
 def refresh_or_warn(store: DatasetStore) -> None:

@@ -203,6 +203,8 @@ def _attach_versions(con: duckdb.DuckDBPyConnection, store: DatasetStore,
                 con.register(m.name, data)
         if want(m.ref + "/rejected"):
             con.register(m.ref + "/rejected", _rejected(store, m))
+        if is_latest and want(m.name + "/rejected"):  # "name/rejected": the latest version's
+            con.register(m.name + "/rejected", _rejected(store, m))
 
 
 class SqlResult:

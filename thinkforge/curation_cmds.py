@@ -187,6 +187,9 @@ def build_cmd(ctx, recipe, dry_run, force, skip_train, as_json):
                 title=f"recipe {parsed.name}" + (" (dry run)" if dry_run else ""))
     for written in reports:
         click.echo(f"report: {written['html']}  (card: {written['card']})")
+    for outcome in outcomes:  # after the table, so they are not scrolled away (even with -q)
+        for warning in outcome.warnings:
+            click.echo(f"warning: {warning}", err=True)
     if parsed.queries and not dry_run:
         click.echo("try:")
         for query in parsed.queries:

@@ -165,7 +165,11 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
     if not ctx.obj["quiet"]:
         p = manifest.provenance
         reasons = f" {dict(manifest.rejected.by_reason)}" if manifest.rejected.rows else ""
-        log(f"{manifest.ref}: {manifest.rows} rows, {manifest.rejected.rows} rejected{reasons}; "
+        from manifests.gates import verified_phrase
+
+        verified = verified_phrase(manifest)
+        log(f"{manifest.ref}: {manifest.rows} rows{', ' + verified if verified else ''}, "
+            f"{manifest.rejected.rows} rejected{reasons}; "
             f"{p.get('completion_tokens')} completion tokens, {p.get('tokens_per_s')} tok/s, "
             f"errors: {p.get('errors_by_kind') or 'none'}")
 

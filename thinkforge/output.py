@@ -45,11 +45,24 @@ def print_json(data: Any) -> None:
 
 
 def print_published(manifest, as_json: bool) -> None:
-    """What a command that publishes a version prints on stdout: the manifest, or its ref."""
+    """What a command that publishes a version prints on stdout: the manifest, or its ref.
+
+    An sft version below the verified-rate threshold also gets its warning on stderr
+    (even with --quiet: it is not progress).
+    """
     if as_json:
         print_json(manifest.model_dump(by_alias=True))
     else:
         sys.stdout.write(manifest.ref + "\n")
+    warn_verified(manifest)
+
+
+def warn_verified(manifest) -> None:
+    from manifests.gates import verified_rate_warning
+
+    warning = verified_rate_warning(manifest)
+    if warning:
+        sys.stderr.write(f"warning: {warning}\n")
 
 
 def print_table(rows: list[dict[str, Any]], title: str | None = None) -> None:

@@ -310,5 +310,8 @@ def run_step_command(ctx: click.Context, desc, model, fields, kw: dict[str, Any]
     for manifest in made.values():
         print_published(manifest, as_json)
         if not is_quiet(ctx):
-            log(f"{manifest.ref}: kept {manifest.rows} rows, rejected {manifest.rejected.rows} "
-                f"{manifest.rejected.by_reason or ''}".rstrip())
+            from manifests.gates import verified_phrase
+
+            verified = verified_phrase(manifest)
+            log(f"{manifest.ref}: kept {manifest.rows} rows{', ' + verified if verified else ''}, "
+                f"rejected {manifest.rejected.rows} {manifest.rejected.by_reason or ''}".rstrip())

@@ -190,8 +190,8 @@ def test_repository_recipes_validate_and_plan(store, name, cli_run):
     plan = json.loads(result.output)
     assert plan["dry_run"] and {s["status"] for s in plan["steps"]} == {"would run"}
     types = [s["label"].split(" (")[1].split(" ->")[0] for s in plan["steps"] if "steps[" in s["label"]]
-    for needed in ("generate_sft", "generate_rollouts", "passrate", "curriculum", "quality",
-                   "dedup", "decontam", "mix", "split"):
+    for needed in ("generate_sft", "correct", "generate_rollouts", "passrate", "curriculum",
+                   "quality", "dedup", "decontam", "mix", "split"):
         assert needed in types
     assert not store.names()  # a dry run writes nothing
 

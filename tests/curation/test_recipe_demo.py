@@ -54,15 +54,24 @@ def test_demo_recipe_builds_reports_and_reuses_everything(cli_run, store, tmp_pa
     _, steps = load_recipe(REPO / "recipes" / "demo.yaml")
     config = {s.spec.type: s.config for s in steps}
     sft, rollouts = config["generate_sft"], config["generate_rollouts"]
-    # one teacher call per prompt and mode (SFT) and per prompt and sample (rollouts)
-    assert calls == sft.limit * len(sft.modes) * sft.n + rollouts.limit * rollouts.k
+    # SFT: n calls per prompt for ON, one for the greedy OFF (copied to every sample);
+    # rollouts: one per prompt and sample
+    assert sft.sampling_off.temperature == 0 and sft.n > 1
+    assert calls == sft.limit * (sft.n + 1) + rollouts.limit * rollouts.k
     for name in ("demo-sft-train", "demo-rl"):
         assert f"report: {store.root}/reports/{name}/report.html" in first.output
         assert (store.root / "reports" / name / "README.md").is_file()
-    assert first.output.count("thinkforge --store") == 3  # the three SQL queries
+    assert first.output.count("thinkforge --store") == 4  # the four SQL queries
     rl = store.resolve("demo-rl")
     assert rl.kind == "rl_pool" and rl.stats["curriculum_batches"] >= 1
-    assert store.resolve("demo-sft-train").kind == "sft"
+    train = store.resolve("demo-sft-train")
+    assert train.kind == "sft" and train.rows > 0
+    # rejection sampling: the train split holds verified answers only (issue 9 item 2)
+    import pyarrow.parquet as pq
+
+    rows = [r for p in store.shard_paths(train) for r in pq.read_table(p).to_pylist()]
+    assert {r["verified"] for r in rows} == {True}
+    assert store.resolve("demo-sft-raw").stats["verified_rate"]["on"]["rate"] < 1.0
     keys = store.version_keys()
 
     again = cli_run("build", str(REPO / "recipes" / "demo.yaml"), "--json")

@@ -20,6 +20,7 @@ def test_a_version_without_rejections_has_an_empty_rejected_view(store, data_dir
     columns = run_sql(store, 'SELECT * FROM "gsm8k@v1/rejected"').table().column_names
     assert "reason" in columns and "id" in columns        # the version's columns + reason
     assert _sql(store, 'SELECT reason, count(*) AS n FROM "gsm8k@v1/rejected" GROUP BY ALL') == []
+    assert _sql(store, 'SELECT count(*) AS n FROM "gsm8k/rejected"') == [{"n": 0}]   # the latest's
 
 
 def test_an_empty_version_has_an_empty_rejected_view_too(store):
