@@ -26,6 +26,7 @@ from manifests.manifest import utc_now
 from manifests.steps import RunContext, execute, predict_reuse
 from manifests.store import validate_name
 
+from .contamination import recipe_warnings, version_warnings
 from .recipe import InputSpec, Recipe, ResolvedStep
 from .steps import IMPORT
 
@@ -121,12 +122,16 @@ def _walk(store: DatasetStore, recipe: Recipe, steps: list[ResolvedStep], *, run
         inputs = _inputs_of(step, produced)
         reusable = predict_reuse(working, step.type, inputs, step.spec.name, step.config) \
             if inputs is not None else {n: None for n in step.type.output_names(step.spec.name)}
+        contamination = recipe_warnings(recipe, steps, step)
+        contamination += [w for w in version_warnings(store, step, inputs or {})
+                          if not contamination]   # one warning per cause is enough
         if not run:
             done = all(v is not None for v in reusable.values())
             produced.update(reusable)
             outcomes.append(Outcome(step.label, "would reuse" if done else "would run",
                                     {n: m.ref if m else None for n, m in reusable.items()},
-                                    {n: m.rows for n, m in reusable.items() if m}))
+                                    {n: m.rows for n, m in reusable.items() if m},
+                                    warnings=contamination))
             continue
         before = set(store.version_keys())
         log(f"{step.label}: {'reusing' if all(reusable.values()) else 'running'} ...")
@@ -141,6 +146,7 @@ def _walk(store: DatasetStore, recipe: Recipe, steps: list[ResolvedStep], *, run
         outcomes.append(outcome)
         log(f"{step.label}: {outcome.status} "
             + ", ".join(f"{ref} ({_rows_phrase(made[n])})" for n, ref in outcome.outputs.items()))
+        outcome.warnings += contamination
         outcome.warnings += [w for w in map(verified_rate_warning, made.values()) if w]
     return outcomes
 
