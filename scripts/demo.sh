@@ -52,3 +52,30 @@ if [ -z "${SKIP_TRAIN:-}" ]; then
     r.steps, round(r.final_loss, 4) AS final_loss, left(r.weights_sha256, 12) AS weights
     FROM runs r JOIN versions v ON v.fingerprint = r.data_fingerprint ORDER BY r.created_at"
 fi
+
+# --- what the demo made, plainly, and what to do next ------------------------------------
+step "next steps"
+count() { thinkforge sql --format csv "$1" | tail -n 1; }
+train_rows=$(count 'SELECT count(*) FROM "demo-sft-train"')
+train_verified=$(count 'SELECT count(*) FILTER (WHERE verified) FROM "demo-sft-train"')
+raw_rows=$(count 'SELECT count(*) FROM "demo-sft-raw"')
+raw_verified=$(count 'SELECT count(*) FILTER (WHERE verified) FROM "demo-sft-raw"')
+{
+  echo "The teacher wrote $raw_rows SFT candidates; $raw_verified of them verified right."
+  if [ "$train_rows" = "0" ]; then
+    echo "demo-sft-train holds no answers: rejection sampling (filter correct) keeps only"
+    echo "verified ones, and the embedded 135M teacher got none right that survived the filters."
+    echo "That is the teacher, not the pipeline: swap in a real one (below)."
+  else
+    echo "demo-sft-train holds $train_rows answers, $train_verified of them verified: rejection"
+    echo "sampling (filter correct) kept only verified answers."
+  fi
+  echo
+  echo "Export for a trainer:"
+  echo "  thinkforge --store $THINKFORGE_STORE export demo-sft-train --format trl-prompt-completion --out exports/sft"
+  echo "  thinkforge --store $THINKFORGE_STORE export demo-rl --format verl --out exports/verl"
+  echo "Swap in a real teacher (any OpenAI-compatible server; README 'A real teacher'):"
+  echo "  vllm serve Qwen/Qwen2.5-7B-Instruct --port 8000"
+  echo "  thinkforge --store ./teacher-store build recipes/openai-teacher.yaml"
+  echo "Reports: $THINKFORGE_STORE/reports/demo-sft-train/report.html and .../demo-rl/report.html"
+} >&2

@@ -178,6 +178,7 @@ def build_cmd(ctx, recipe, dry_run, force, skip_train, as_json):
         print_json({"recipe": parsed.name, "dry_run": dry_run,
                     "steps": [o.to_dict() for o in outcomes], "reports": reports,
                     "queries": parsed.queries})
+        _print_warnings(outcomes)
         return
     from .output import print_table
 
@@ -187,13 +188,18 @@ def build_cmd(ctx, recipe, dry_run, force, skip_train, as_json):
                 title=f"recipe {parsed.name}" + (" (dry run)" if dry_run else ""))
     for written in reports:
         click.echo(f"report: {written['html']}  (card: {written['card']})")
-    for outcome in outcomes:  # after the table, so they are not scrolled away (even with -q)
-        for warning in outcome.warnings:
-            click.echo(f"warning: {warning}", err=True)
+    _print_warnings(outcomes)
     if parsed.queries and not dry_run:
         click.echo("try:")
         for query in parsed.queries:
             click.echo(f"  thinkforge --store {store.root} sql {_shell_quote(query)}")
+
+
+def _print_warnings(outcomes) -> None:
+    """After the table (not scrolled away), also with -q and --json: stderr is for them."""
+    for outcome in outcomes:
+        for warning in outcome.warnings:
+            click.echo(f"warning: {warning}", err=True)
 
 
 def _shell_quote(text: str) -> str:

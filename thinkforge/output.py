@@ -23,7 +23,9 @@ def stdout_console():
 def stderr_console():
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    # soft_wrap: a log line is never broken mid-sentence at 80 columns when stderr is a
+    # pipe or a file (a terminal still wraps it visually)
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class _LazyConsole:

@@ -16,6 +16,7 @@ import importlib.util
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 from manifests.errors import ConfigError, MissingDependencyError, require
@@ -68,6 +69,37 @@ def convert_gguf(gguf_path: Path, target: Path) -> None:
     """Dequantize a GGUF checkpoint into a safetensors folder (written aside, then renamed)."""
     require("gguf", "gen")
     transformers = require("transformers", "gen")
+    import sys
+
+    sys.stderr.write(f"converting the embedded teacher once: {gguf_path.name} -> {target} "
+                     "(about half a minute; later runs load it in seconds)\n")
+    with _quiet_transformers(transformers):
+        _convert(transformers, gguf_path, target)
+
+
+@contextmanager
+def _quiet_transformers(transformers):
+    """No tqdm bars while converting (dequantizing, loading, writing shards): one log line
+    says what happens instead.  transformers' own bars follow its progress-bar switch; the
+    GGUF dequantizer uses tqdm directly, so its module's tqdm is swapped for a silent one."""
+    import functools
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    logging = transformers.utils.logging
+    was_enabled = logging.is_progress_bar_enabled()
+    original = gguf_utils.tqdm
+    logging.disable_progress_bar()
+    gguf_utils.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
+        if was_enabled:
+            logging.enable_progress_bar()
+
+
+def _convert(transformers, gguf_path: Path, target: Path) -> None:
     folder, filename = str(gguf_path.parent), gguf_path.name
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=filename)
     loaded = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
