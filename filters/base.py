@@ -61,6 +61,10 @@ class Resources(BaseModel):
                           "<store>/.staging, removed afterwards)")
     threads: int | None = Field(None, ge=1, description="DuckDB threads (default: all cores)")
     progress: bool = Field(False, description="show each phase's progress and ETA on stderr")
+    materialize: bool = Field(
+        False, description="write the kept rows as a full copy instead of a selection over the "
+                           "input's shards (same rows, same fingerprint; THINKFORGE_MATERIALIZE=1 "
+                           "sets it for every step)")
 
 
 @dataclass
@@ -91,6 +95,7 @@ class StepContext:
     sort_budget: int | None = None  # bytes one sort may hold; None: no memory limit given
     inputs: list[Manifest] = field(default_factory=list)
     progress: StepProgress = field(default_factory=lambda: StepProgress("", None, False))
+    materialize: bool = False  # write full copies instead of selections (same rows, same fingerprint)
 
     def bind(self, **values: Any) -> None:
         """Bind values once as the one-row table ``knobs`` so views can use them.
@@ -108,7 +113,8 @@ class StepContext:
                     rejected_columns: Sequence[str] | None = None,
                     rejected_order: tuple[str, str | None] | None = None,
                     size_of: list[Manifest] | None = None,
-                    kept: str | None = None) -> tuple[int, int]:
+                    kept: str | None = None, rows_from: Manifest | None = None,
+                    changed: Sequence[str] = ()) -> tuple[int, int]:
         """The keep/reject contract: write the rows of ``judged`` (a relation with every
         column of ``columns`` and a ``reason``: NULL keeps the row) as kept rows, and the
         others with ``reason`` and the ``extra`` columns as rejected rows.
@@ -119,7 +125,21 @@ class StepContext:
         the judged relation comes from an outer join (DuckDB then writes every column as
         nullable, which changes the Parquet bytes of the same rows).  Returns (kept, rejected)
         row counts.
+
+        By default the version is a *selection* (``manifests/selection.py``): the kept and
+        rejected rows are written as their positions in the base shards plus the columns
+        that are not the input's (``changed``: input columns the step gives new values),
+        matched to the input rows (``rows_from``, default: the only input) by row key
+        (``kept`` plays no part: the stored values come from ``judged``).  A version is
+        materialised instead when ``Resources.materialize`` is set or the input has no row
+        digests (published before selections).  Both give the same rows and fingerprint.
         """
+        info = self._selection_base(rows_from)
+        if info is not None:
+            return self._keep_reject_selection(
+                info, rows_from or self.inputs[0], judged, list(columns), order=order,
+                extra=list(extra), rejected_columns=list(rejected_columns or columns),
+                rejected_order=rejected_order or order, changed=set(changed))
         cols = ", ".join(columns)
         kept_rows = self.copy_kept(
             f"SELECT {cols} FROM {kept or judged} WHERE reason IS NULL",
@@ -130,6 +150,71 @@ class StepContext:
             f"SELECT {rejected_cols} FROM {judged} WHERE reason IS NOT NULL",
             order_by=by, split_on=split, size_of=size_of)
         return kept_rows, dropped
+
+    def _selection_base(self, rows_from: Manifest | None) -> dict[str, Any] | None:
+        from manifests.selection import base_of
+
+        if self.materialize or (rows_from is None and len(self.inputs) != 1):
+            return None
+        return base_of(self.store, rows_from or self.inputs[0])
+
+    def _keep_reject_selection(self, info: dict[str, Any], data: Manifest, judged: str,
+                               columns: list[str], *, order, extra: list[str],
+                               rejected_columns: list[str], rejected_order,
+                               changed: set[str]) -> tuple[int, int]:
+        """keep_reject as positions: one narrow pass over ``judged``, joined to where each
+        input row lives by its row key."""
+        import re
+
+        from manifests.duck import quote_ident
+        from manifests.selection import ROW, SHARD, row_relation
+
+        con, q = self.con, quote_ident
+        keys = list(ROW_KEYS[data.kind])
+        base_cols = set(info["base_columns"])
+        stored = [c for c in columns if c not in base_cols or c in changed
+                  or c in info["inherited"]]
+        self.progress.phase("matching rows to base positions")
+        con.execute("CREATE OR REPLACE TEMP TABLE __pos AS SELECT "
+                    + ", ".join(f"{q(k)} AS {q('__k_' + k)}" for k in keys)
+                    + f", __shard, __row FROM {row_relation(self.store, data, positions=True, ordered=False)}")
+
+        def names(order_by: str) -> list[str]:
+            return [re.split(r"\s", t.strip(), maxsplit=1)[0].strip('"') for t in order_by.split(",")
+                    if t.strip()]
+
+        def ordered(order_by: str) -> str:
+            return ", ".join("j." + t.strip() for t in order_by.split(",") if t.strip())
+
+        wanted = list(dict.fromkeys([*keys, *stored, *names(order[0]), *names(rejected_order[0]),
+                                     "reason", *extra,
+                                     *(c for c in rejected_columns if c in stored)]))
+        self.progress.phase("judging rows")
+        con.execute("CREATE OR REPLACE TEMP TABLE __judged AS SELECT "
+                    + ", ".join(q(c) for c in wanted) + f" FROM {judged}")
+        join = ("FROM __judged j JOIN __pos p ON "
+                + " AND ".join(f"j.{q(k)} = p.{q('__k_' + k)}" for k in keys))
+        kept_path, rejected_path = self.writer.select(
+            info, stored, rejected_columns, extra)
+        self.progress.phase("writing kept rows")  # as positions
+        stored_sql = "".join(f", j.{q(c)}" for c in stored)
+        self._copy(f"SELECT p.__shard::INTEGER AS {SHARD}, p.__row::BIGINT AS {ROW}{stored_sql} "
+                   f"{join} WHERE j.reason IS NULL ORDER BY {ordered(order[0])}", [], kept_path)
+        self.progress.phase("writing rejected rows")
+        rej_stored = "".join(f", j.{q(c)}" for c in rejected_columns if c in stored)
+        self._copy(f"SELECT p.__shard::INTEGER AS {SHARD}, p.__row::BIGINT AS {ROW}{rej_stored}, "
+                   f"j.reason{''.join(f', j.{q(c)}' for c in extra)} {join} "
+                   f"WHERE j.reason IS NOT NULL ORDER BY {ordered(rejected_order[0])}", [],
+                   rejected_path)
+        kept, dropped = con.execute(
+            "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS NOT "
+            "NULL) FROM __judged").fetchall()[0]
+        matched = con.execute(f"SELECT count(*) {join}").fetchall()[0][0]
+        if matched != kept + dropped:
+            raise InputDataError(f"{self.writer.name}: {kept + dropped - matched} judged row(s) "
+                                 f"match no row of {data.ref} by {', '.join(keys)}",
+                                 hint="a selection step keeps or drops its input's rows")
+        return kept, dropped
 
     def copy_kept(self, select_sql: str, *, order_by: str, split_on: str | None = None,
                   size_of: list[Manifest] | None = None, params: list[Any] | None = None) -> int:
@@ -203,6 +288,13 @@ def uncompressed_bytes(store: DatasetStore, manifests: list[Manifest]) -> int:
 
     total = 0
     for m in manifests:
+        if m.selection is not None:  # the base's shards it reads, in proportion to its rows
+            for f, n in zip(m.selection.base_files, m.selection.used, strict=True):
+                if n:
+                    meta = pq.ParquetFile(store.root / f.path).metadata
+                    total += sum(meta.row_group(i).total_byte_size
+                                 for i in range(meta.num_row_groups)) * n // max(1, f.rows)
+            continue
         for path in store.shard_paths(m):
             meta = pq.ParquetFile(path).metadata
             total += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
@@ -309,7 +401,7 @@ def run_step(store: DatasetStore, *, name: str, kind: str, step_type: str, confi
                               # 1/8 of the limit per sorted part: sort runs, the reader's and
                               # the writer's row groups and the join share the rest
                               sort_budget=size_in_bytes(limit) // 8 if limit else None,
-                              progress=progress)
+                              progress=progress, materialize=materialize_wanted(resources))
             body(ctx)
             progress.phase("publishing")  # checks, sha256, stats, catalog
         return writer.manifest
@@ -319,11 +411,18 @@ def run_step(store: DatasetStore, *, name: str, kind: str, step_type: str, confi
             shutil.rmtree(own_spill, ignore_errors=True)
 
 
-def source(store: DatasetStore, manifest: Manifest) -> str:
-    """SQL relation over a version's data shards."""
-    from manifests.duck import parquet_source
+def materialize_wanted(resources: Resources | None) -> bool:
+    import os
 
-    return parquet_source(store.shard_paths(manifest))
+    return bool(resources and resources.materialize) or \
+        os.environ.get("THINKFORGE_MATERIALIZE", "") not in ("", "0")
+
+
+def source(store: DatasetStore, manifest: Manifest) -> str:
+    """SQL relation over a version's rows (its shards, or its selection resolved)."""
+    from manifests.selection import row_relation
+
+    return row_relation(store, manifest)
 
 
 def row_order(manifest: Manifest) -> tuple[str, str]:

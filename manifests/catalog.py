@@ -24,12 +24,14 @@ import duckdb
 
 from .catalog_tables import RUNS_TABLE, TABLES, lineage_rows, version_row
 from .duck import connect, parquet_source, quote_ident
+from .selection import rejected_relation, row_relation
 from .sql import SqlResult, run_sql  # noqa: F401  (the read-only SQL sandbox lives in sql.py)
 from .store import StoreReader as DatasetStore  # reads only
 
 # bumped when the views a version gets change (2: every version has a /rejected view), so
 # an older catalog is rebuilt rather than extended
-CATALOG_LAYOUT = "3"  # 3: written in STORAGE_VERSION (older catalogs are rebuilt)
+CATALOG_LAYOUT = "4"  # 3: written in STORAGE_VERSION (older catalogs are rebuilt); 4: selection
+# versions (their views join the selection to its base; read_parquet's file_index needs DuckDB >= 1.3)
 # The catalog is for researchers' own DuckDB clients (the 1.x CLI from PyPI `duckdb-cli`,
 # DBeaver, R, Node): DuckDB 2.0's own format (version 69) is refused by 1.x ("can only
 # read 64-68"); files written with v1.1.0 compatibility open in DuckDB >= 1.1.
@@ -167,13 +169,14 @@ def _add_version(con, store: DatasetStore, m) -> None:
                 version_row(m, str(store.version_dir(m))))
     for row in lineage_rows(m):
         con.execute("INSERT INTO lineage VALUES (?,?,?,?,?)", row)
-    con.execute(f"CREATE VIEW {quote_ident(m.ref)} AS SELECT * FROM "
-                f"{parquet_source(store.shard_paths(m))}")
-    if m.rejected.files:
+    con.execute(f"CREATE VIEW {quote_ident(m.ref)} AS SELECT * FROM {row_relation(store, m)}")
+    if (rejected := rejected_relation(store, m)) is not None:
+        con.execute(f"CREATE VIEW {quote_ident(m.ref + '/rejected')} AS SELECT * FROM {rejected}")
+    elif m.rejected.files:
         con.execute(f"CREATE VIEW {quote_ident(m.ref + '/rejected')} AS SELECT * FROM "
                     f"{parquet_source(store.rejected_paths(m))[:-1]}, union_by_name=true)")
     else:  # nothing rejected: an empty view of the version's columns + reason, never a missing one
-        rows = f"SELECT * FROM {quote_ident(m.ref)}" if m.files else "SELECT"
+        rows = f"SELECT * FROM {quote_ident(m.ref)}" if m.files or m.selection else "SELECT"
         con.execute(f"CREATE VIEW {quote_ident(m.ref + '/rejected')} AS SELECT *, "
                     f"NULL::VARCHAR AS reason FROM ({rows}) WHERE false")
 

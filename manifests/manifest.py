@@ -55,6 +55,32 @@ class Rejected(BaseModel):
     files: list[FileEntry] = Field(default_factory=list)
 
 
+class Selection(BaseModel):
+    """A version stored as positions in a materialised base version (``manifests/selection.py``).
+
+    Its rows are the base rows at (``_shard``, ``_row``) of ``file``, in the file's order,
+    with ``columns`` taken from the file (added or changed columns) and every other column
+    from the base.  A selection of a selection stores positions in the same base.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    base: ParentRef = Field(description="the materialised version whose shards hold the rows")
+    base_columns: list[str] = Field(description="the base's columns, in order")
+    base_files: list[FileEntry] = Field(
+        description="the base's data shards (paths relative to the store root); _shard indexes it")
+    base_digests: FileEntry = Field(description="the base's row digests (relative to the store root)")
+    used: list[int] = Field(description="rows this version takes from each base shard")
+    file: FileEntry = Field(description="(_shard, _row[, columns]) in the version's order")
+    columns: list[str] = Field(default_factory=list,
+                               description="columns stored in the file, not read from the base")
+    rejected: FileEntry | None = Field(
+        None, description="rejected rows as positions + reason + explaining columns")
+    rejected_columns: list[str] = Field(default_factory=list,
+                                        description="the columns the rejected view shows before reason")
+    rejected_extra: list[str] = Field(default_factory=list,
+                                      description="columns stored in the rejected file after reason")
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     manifest_version: int = MANIFEST_VERSION
@@ -74,6 +100,10 @@ class Manifest(BaseModel):
     provenance: dict[str, Any] = Field(
         default_factory=dict,
         description="step-specific facts: models, tokens, wall time, verifier versions...")
+    digests: FileEntry | None = Field(
+        None, description="one 64-bit digest per row (digests.parquet); the fingerprint is over them")
+    selection: Selection | None = Field(
+        None, description="set when the version is a selection over a base version's shards")
 
     @property
     def ref(self) -> str:
@@ -105,7 +135,10 @@ def schema_to_json(schema: pa.Schema) -> list[dict[str, Any]]:
 
 
 def fingerprint(schema: pa.Schema, shard_hashes: list[str]) -> str:
-    """Content hash: the same schema and the same shard bytes give the same fingerprint."""
+    """The fingerprint of versions published before row digests (schema + shard hashes).
+
+    Versions published now use ``manifests.selection.content_fingerprint``: over the schema
+    and the rows' digests, so a selection and its materialised twin get the same one."""
     h = hashlib.sha256()
     h.update(json.dumps(schema_to_json(schema), sort_keys=True).encode())
     for digest in shard_hashes:

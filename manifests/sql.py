@@ -21,7 +21,12 @@ store's bytes unchanged, so a hole in one is not a hole in the promise.
    permission error even when the statement got past the first lock.
 
 ``current_setting`` shows no path of the store (no directory setting is set; the views
-read ``python_arrow_scan()``), and ``versions.path`` is relative to the store.
+read ``python_arrow_scan()``), and ``versions.path`` is relative to the store.  The one
+exception: a *selection* version (``manifests/selection.py``) is a join DuckDB runs over
+``read_parquet(..., file_row_number=true)``, which Arrow datasets cannot give; when a query
+names one, exactly the files its rows are read from (its selection file, the base shards
+and digests) are made readable with ``allowed_paths`` before external access is switched
+off.  Lock 1 still refuses every statement that could write them.
 
 Trade-offs: with no temp directory a query that needs more than ``memory_limit`` fails
 (``--memory-limit`` raises it) instead of spilling to disk; shards are checked by size
@@ -39,6 +44,7 @@ from typing import Any
 import duckdb
 
 from .catalog_tables import RUNS_TABLE, TABLES, lineage_rows, version_row
+from .duck import quote_ident
 from .errors import (
     InputDataError,
     Interrupted,
@@ -47,6 +53,7 @@ from .errors import (
     SqlRefusedError,
 )
 from .manifest import Manifest
+from .selection import rejected_relation, row_relation
 from .store import StoreReader as DatasetStore  # reads only
 from .training_runs import run_rows
 
@@ -126,9 +133,11 @@ def referenced_names(tree: Any) -> set[str] | None:
     return names
 
 
-def sandbox_connection(memory_limit: str | None = None,
-                       threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB that can open no file at all (see the module docstring)."""
+def sandbox_connection(memory_limit: str | None = None, threads: int | None = None,
+                       readable: list[str] = ()) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that can open no file at all (see the module docstring), but
+    the ``readable`` files (the selection files and base shards of selection views the
+    query names)."""
     config: dict[str, Any] = dict(_NO_FILES)
     if memory_limit:
         config["memory_limit"] = memory_limit
@@ -136,11 +145,15 @@ def sandbox_connection(memory_limit: str | None = None,
         config["threads"] = threads
     con = duckdb.connect(":memory:", config=config)
     con.execute("SET enable_progress_bar = false")  # it would print into stdout's data (duck.py)
+    expected_paths = "[]"
+    if readable:
+        con.execute("SET allowed_paths=?", [list(readable)])
+        expected_paths = con.execute("SELECT current_setting('allowed_paths')::VARCHAR").fetchone()[0]
     con.execute("SET enable_external_access=false")
     allowed = dict(con.execute("SELECT name, value FROM duckdb_settings() WHERE name IN "
                                "('allowed_paths', 'allowed_directories', 'temp_directory', "
                                "'enable_external_access')").fetchall())
-    if allowed != {"allowed_paths": "[]", "allowed_directories": "[]", "temp_directory": "",
+    if allowed != {"allowed_paths": expected_paths, "allowed_directories": "[]", "temp_directory": "",
                    "enable_external_access": "false"}:  # never run a query on a leaky sandbox
         con.close()
         raise SqlRefusedError(f"the SQL sandbox could not be closed off ({allowed})",
@@ -171,6 +184,23 @@ def _rejected(store: DatasetStore, m: Manifest):
     return schema.append(pa.field("reason", pa.string())).empty_table()
 
 
+def selection_files(store: DatasetStore, manifests: list[Manifest],
+                    wanted: set[str] | None) -> list[str]:
+    """The files the selection views a query names read: its only readable files."""
+    latest: dict[str, Manifest] = {}
+    for m in manifests:
+        if m.number > (latest[m.name].number if m.name in latest else 0):
+            latest[m.name] = m
+    out: list[str] = []
+    for m in manifests:
+        if m.selection is None:
+            continue
+        names = {m.ref, m.ref + "/rejected"} | ({m.name} if latest[m.name] is m else set())
+        if wanted is None or names & wanted:
+            out += [str(p) for what, _, p in store.version_files(m) if what != "rejected shard"]
+    return sorted(set(out))
+
+
 def _attach_versions(con: duckdb.DuckDBPyConnection, store: DatasetStore,
                      manifests: list[Manifest], wanted: set[str] | None) -> None:
     """Tables ``versions``, ``lineage`` and ``runs``, and a view per version the query names."""
@@ -195,6 +225,16 @@ def _attach_versions(con: duckdb.DuckDBPyConnection, store: DatasetStore,
 
     for m in manifests:
         is_latest = latest[m.name][1] is m
+        if m.selection is not None:  # read by DuckDB from the files selection_files allowed
+            for view, relation in ((m.ref, row_relation(store, m)),
+                                   (m.name, row_relation(store, m) if is_latest else None),
+                                   (m.ref + "/rejected", rejected_relation(store, m))):
+                if relation is not None and want(view):
+                    con.execute(f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM {relation}")
+            if want(m.ref + "/rejected") and m.selection.rejected is None:
+                con.execute(f"CREATE VIEW {quote_ident(m.ref + '/rejected')} AS SELECT *, "
+                            f"NULL::VARCHAR AS reason FROM {row_relation(store, m)} WHERE false")
+            continue
         if want(m.ref) or (is_latest and want(m.name)):
             data = _dataset(store.shard_paths(m))
             if want(m.ref):
@@ -390,7 +430,7 @@ def run_sql(store: DatasetStore, query: str, *, limit: int | None = None, verify
     for m in manifests:
         (store.verify if verify else store.check_sizes)(m)
     try:
-        con = sandbox_connection(memory_limit)
+        con = sandbox_connection(memory_limit, readable=selection_files(store, manifests, wanted))
     except duckdb.Error as exc:
         raise InputDataError(f"SQL settings: {_first_line(exc)}",
                              hint="--memory-limit takes a size such as 2GB or 512MiB") from None

@@ -5,20 +5,21 @@ What is counted depends on which columns the kind has, so one function serves ev
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from .duck import connect, parquet_source, quote_ident
+from .duck import connect, quote_ident
 
 COUNT_COLUMNS = ("category", "reasoning", "bucket", "verifier", "source", "finish_reason", "generator")
 
 
-def compute_stats(paths: list[Path], schema: pa.Schema) -> dict[str, Any]:
+def compute_stats(src: str, schema: pa.Schema, chars_sql: str | None = None) -> dict[str, Any]:
+    """``src``: SQL relation of the rows (``manifests.selection.row_relation``);
+    ``chars_sql``: a relation of ``n`` = length(output) per row, when cheaper than reading
+    the text (a selection takes it from its base's digests)."""
     names = set(schema.names)
     con = connect()
-    src = parquet_source(paths)
     stats: dict[str, Any] = {"rows": con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]}
     for col in COUNT_COLUMNS:
         if col in names:
@@ -34,9 +35,9 @@ def compute_stats(paths: list[Path], schema: pa.Schema) -> dict[str, Any]:
         stats["output_tokens"] = {"total": int(total or 0), "p50": p50, "p90": p90, "p99": p99,
                                   "max": mx}
     if "output" in names:
+        chars = chars_sql or f"(SELECT length(output) AS n FROM {src})"
         p50, p90, mx = con.execute(
-            f"SELECT quantile_cont(length(output), 0.5), quantile_cont(length(output), 0.9), "
-            f"max(length(output)) FROM {src}").fetchone()
+            f"SELECT quantile_cont(n, 0.5), quantile_cont(n, 0.9), max(n) FROM {chars}").fetchone()
         stats["output_chars"] = {"p50": p50, "p90": p90, "max": mx}
     for flag in ("verified", "correct", "format_ok"):
         if flag in names:

@@ -81,6 +81,13 @@ class StoreReader:
         return self.datasets_dir / manifest.name / manifest.version
 
     def shard_paths(self, manifest: Manifest) -> list[Path]:
+        """The version's own data shards.  A selection has none: read its rows through
+        ``manifests.selection.row_relation`` (never its base's shards as they are)."""
+        if manifest.selection is not None:
+            raise IntegrityError(
+                f"{manifest.ref} is a selection over {manifest.selection.base.ref}: it has no "
+                "shards of its own", hint="read it with manifests.selection.row_relation, or "
+                f"`thinkforge materialize {manifest.ref} --name NAME` for a plain copy")
         base = self.version_dir(manifest)
         return [base / f.path for f in manifest.files]
 
@@ -149,31 +156,52 @@ class StoreReader:
                             hint="use latest, v<N>, or at least 4 hex characters of a fingerprint")
 
     # -- integrity -------------------------------------------------------------------------
+    def version_files(self, manifest: Manifest, rejected: bool = True) -> list[tuple[str, object, Path]]:
+        """(what, FileEntry, path) of every file the version's rows are read from (for a
+        selection: its selection file, the base shards it uses, the base's row digests),
+        then its rejected rows."""
+        from .selection import needed_files
+
+        out = needed_files(self, manifest)
+        if rejected:
+            base = self.version_dir(manifest)
+            out += [("rejected shard", f, base / f.path) for f in manifest.rejected.files]
+            if manifest.selection is not None and manifest.selection.rejected is not None:
+                out.append(("rejected selection", manifest.selection.rejected,
+                            base / manifest.selection.rejected.path))
+        return out
+
     def check_sizes(self, manifest: Manifest) -> None:
-        """Cheap everyday check: every shard exists and has the size the manifest says."""
-        for entry, path in zip(manifest.files, self.shard_paths(manifest), strict=True):
+        """Cheap everyday check: every file the rows are read from exists and has the size
+        the manifest says (for a selection: the base shards it needs too)."""
+        for what, entry, path in self.version_files(manifest, rejected=False):
             try:
                 size = path.stat().st_size
             except FileNotFoundError:
-                raise IntegrityError(f"{manifest.ref}: shard {entry.path} is missing ({path})",
+                raise IntegrityError(f"{manifest.ref}: {what} {entry.path} is missing ({path})",
                                      hint="the version is damaged; restore the file or rebuild it"
                                      ) from None
             if size != entry.bytes:
                 raise IntegrityError(
-                    f"{manifest.ref}: shard {entry.path} has {size} bytes, manifest says "
+                    f"{manifest.ref}: {what} {entry.path} has {size} bytes, manifest says "
                     f"{entry.bytes} (truncated or modified)",
                     hint=f"run `thinkforge verify {manifest.ref}`; restore or rebuild the version")
 
     def verify(self, manifest: Manifest) -> None:
-        """Full check, run whenever bytes leave the store: sizes and sha256 of every file."""
+        """Full check, run whenever bytes leave the store: sizes and sha256 of every file
+        (for a selection: the selection files and the base shards it reads)."""
         self.check_sizes(manifest)
-        base = self.version_dir(manifest)
-        for entry in [*manifest.files, *manifest.rejected.files]:
-            digest = sha256_file(base / entry.path)
+        for what, entry, path in self.version_files(manifest):
+            try:
+                digest = sha256_file(path)
+            except FileNotFoundError:
+                raise IntegrityError(f"{manifest.ref}: {what} {entry.path} is missing ({path})",
+                                     hint="the version is damaged; restore the file or rebuild it"
+                                     ) from None
             if digest != entry.sha256:
                 raise IntegrityError(
-                    f"{manifest.ref}: sha256 of {entry.path} is {digest[:16]}..., manifest says "
-                    f"{entry.sha256[:16]}... (the file was modified after publishing)",
+                    f"{manifest.ref}: sha256 of {what} {entry.path} is {digest[:16]}..., manifest "
+                    f"says {entry.sha256[:16]}... (the file was modified after publishing)",
                     hint="versions are immutable: restore the original file or rebuild the version")
 
     def find_reusable(self, name: str, step: Step, parents: list[ParentRef]) -> Manifest | None:

@@ -22,21 +22,33 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .duck import connect, parquet_source, quote_ident
+from .duck import connect, parquet_source, quote_ident, quote_literal
 from .errors import ConflictError, InputDataError
 from .manifest import (
     FileEntry,
     Manifest,
     ParentRef,
     Rejected,
+    Selection,
     Step,
     created_by,
-    fingerprint,
     schema_to_json,
     sha256_file,
     utc_now,
 )
 from .schemas import ENUMS, ROW_KEYS, schema_for
+from .selection import (
+    DIGESTS_FILE,
+    REJECTED_SELECTION_FILE,
+    ROW,
+    SELECTION_FILE,
+    SHARD,
+    chars_relation,
+    content_fingerprint,
+    selection_digests,
+    selection_relation,
+    write_digests,
+)
 from .stats import compute_stats
 from .store import ROW_GROUP_BYTES, ROW_GROUP_ROWS, SHARD_BYTES, StoreReader, validate_name
 
@@ -165,6 +177,7 @@ class VersionWriter:
         self._rejected_shards = 0
         self.manifest: Manifest | None = None
         self.reused = False
+        self.selection_info: dict[str, Any] | None = None
 
     def __enter__(self) -> VersionWriter:
         return self
@@ -222,8 +235,19 @@ class VersionWriter:
             self._writer = None
 
     # -- publish -----------------------------------------------------------------------------
+    def select(self, info: dict[str, Any], columns: list[str], rejected_columns: list[str],
+               rejected_extra: list[str]) -> tuple[Path, Path]:
+        """Make this version a selection over ``info`` (``selection.base_of``): returns the
+        paths of the selection file and of the rejected selection file to write."""
+        self.selection_info = {**info, "columns": list(columns),
+                               "rejected_columns": list(rejected_columns),
+                               "rejected_extra": list(rejected_extra)}
+        return self.staging / SELECTION_FILE, self.staging / REJECTED_SELECTION_FILE
+
     def publish(self) -> Manifest:
         self._close()
+        if self.selection_info is not None:
+            return self._publish_selection()
         data = sorted((self.staging / "data").glob("*.parquet"))
         if not data:
             pq.write_table(self.schema.empty_table(), self.new_shard_path(), compression="zstd")
@@ -233,7 +257,62 @@ class VersionWriter:
             self._check_schema(path)
         self._check_values(data)
         rejected = self._rejected_summary(sorted((self.staging / "rejected").glob("*.parquet")))
-        fp = fingerprint(self.schema, [f.sha256 for f in files])
+        con = connect()
+        try:
+            digest_bytes = write_digests(con, data, self.schema.names, self.staging / DIGESTS_FILE)
+        finally:
+            con.close()
+        fp = content_fingerprint(schema_to_json(self.schema), digest_bytes)
+        return self._finish(fp, files, rejected, compute_stats(parquet_source(data), self.schema),
+                            digests=self._entry(self.staging / DIGESTS_FILE))
+
+    def _publish_selection(self) -> Manifest:
+        """Publish ``selection.parquet`` (+ rejected positions): checks, digests, stats."""
+        info = self.selection_info
+        sel_path = self.staging / SELECTION_FILE
+        rej_path = self.staging / REJECTED_SELECTION_FILE
+        columns = list(info["columns"])
+        con = connect()
+        try:
+            src = f"read_parquet({quote_literal(str(sel_path))})"
+            n_files = len(info["base_files"])
+            counts = dict(con.execute(f"SELECT {SHARD}, count(*) FROM {src} GROUP BY ALL").fetchall())
+            if any(k is None or not 0 <= k < n_files for k in counts):
+                raise InputDataError(f"{self.name}: selection names a shard outside its base")
+            used = [int(counts.get(i, 0)) for i in range(n_files)]
+            dup = con.execute(f"SELECT count(*) - count(DISTINCT ({SHARD}, {ROW})) FROM {src}").fetchall()[0][0]
+            if dup:
+                raise InputDataError(f"{self.name}: {dup} row(s) of the base selected twice",
+                                     hint="a selection drops or reorders rows; it never repeats one")
+            self._check_values([sel_path], only=set(columns))
+            digest_bytes = selection_digests(con, self.store, sel_path, info, used,
+                                             self.schema.names, columns)
+        finally:
+            con.close()
+        fp = content_fingerprint(schema_to_json(self.schema), digest_bytes)
+        entry = self._entry(sel_path)
+        rejected = Rejected()
+        rej_entry = None
+        if rej_path.is_file():
+            rej_entry = self._entry(rej_path)
+            rejected = self._rejected_summary([rej_path]).model_copy(update={"files": []})
+            if rejected.rows == 0:
+                rej_path.unlink()
+                rej_entry = None
+        selection = Selection(
+            base=info["base"], base_columns=info["base_columns"], base_files=info["base_files"],
+            base_digests=info["base_digests"], used=used, file=entry, columns=columns,
+            rejected=rej_entry, rejected_columns=info["rejected_columns"] if rej_entry else [],
+            rejected_extra=info["rejected_extra"] if rej_entry else [])
+        stats = compute_stats(selection_relation(self.store, selection, sel_path, self.schema.names),
+                              self.schema,
+                              chars_sql=chars_relation(self.store, sel_path, info)
+                              if "output" in self.schema.names else None)
+        return self._finish(fp, [], rejected, stats, selection=selection, rows=entry.rows)
+
+    def _finish(self, fp: str, files: list[FileEntry], rejected: Rejected, stats: dict[str, Any],
+                digests: FileEntry | None = None, selection: Selection | None = None,
+                rows: int | None = None) -> Manifest:
         if self.reuse_identical:
             same = self.store.find_reusable(self.name, self.step, self.parents)
             if same is not None and same.fingerprint == fp:
@@ -242,8 +321,10 @@ class VersionWriter:
         fields = dict(
             name=self.name, kind=self.kind, fingerprint=fp, created_at=utc_now(),
             created_by=created_by(), parents=self.parents, step=self.step,
-            schema=schema_to_json(self.schema), files=files, rows=sum(f.rows for f in files),
-            stats=compute_stats(data, self.schema), rejected=rejected, provenance=self.provenance)
+            schema=schema_to_json(self.schema), files=files,
+            rows=sum(f.rows for f in files) if rows is None else rows,
+            stats=stats, rejected=rejected, provenance=self.provenance, digests=digests,
+            selection=selection)
         self.manifest = publish_dir(self.store, self.staging, fields)
         self.store.after_publish()
         return self.manifest
@@ -261,13 +342,19 @@ class VersionWriter:
                 f"{[(f.name, str(f.type)) for f in got]}",
                 hint=f"expected {[(f.name, str(f.type)) for f in self.schema]}")
 
-    def _check_values(self, data: list[Path]) -> None:
+    def _check_values(self, data: list[Path], only: set[str] | None = None) -> None:
         """Required columns non-null, enumerated columns in range, row keys unique.
 
         One scan counts every violation; examples are fetched only when there is one.
+        ``only``: check just these columns (a selection's stored columns; the others are
+        its base's, checked when the base was published; its keys are unique when its
+        positions are).
         """
-        required = [f.name for f in self.schema if not f.nullable]
-        enums = [f.name for f in self.schema if f.name in ENUMS]
+        want = set(self.schema.names) if only is None else only
+        required = [f.name for f in self.schema if not f.nullable and f.name in want]
+        enums = [f.name for f in self.schema if f.name in ENUMS and f.name in want]
+        if not required and not enums and only is not None:
+            return
         counts = [f"count(*) FILTER (WHERE {quote_ident(c)} IS NULL)" for c in required] + [
             f"count(*) FILTER (WHERE NOT list_contains(?, {quote_ident(c)}))" for c in enums]
         con = connect()
@@ -287,6 +374,8 @@ class VersionWriter:
                     raise InputDataError(
                         f"{self.name}: column {column!r} has invalid value(s) {[b[0] for b in bad]}",
                         hint=f"allowed: {', '.join(ENUMS[column])}")
+            if only is not None:
+                return
             keys = ", ".join(quote_ident(k) for k in ROW_KEYS[self.kind])
             dup = con.execute(f"SELECT {keys}, count(*) AS n FROM {src} GROUP BY ALL HAVING n > 1 "
                               "LIMIT 3").fetchall()

@@ -7,6 +7,7 @@ import pytest
 from curation.mix import MixConfig, cell_quotas, run_mix
 from curation.split import SplitConfig, run_split
 from manifests.errors import ConfigError
+from manifests.selection import read_rejected, read_table  # noqa: F401
 
 from .builders import make_prompts, make_sft
 
@@ -55,9 +56,8 @@ def test_mix_samples_deterministically_and_rejects_the_rest(store):
 def test_mix_with_replacement_repeats_rows_under_new_ids(store):
     data = sft_rows(store, 2)
     mixed = run_mix(store, data, "big", MixConfig(rows=12, replace=True))
-    import pyarrow.parquet as pq
 
-    ids = pq.read_table(store.shard_paths(mixed)).column("id").to_pylist()
+    ids = read_table(store, mixed).column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 12 and any("~r" in i for i in ids)
 
 
@@ -75,12 +75,11 @@ def test_mix_pools_several_versions_of_one_kind(store):
 def test_split_keeps_pairs_together_and_is_stable(store):
     data = sft_rows(store, 40)
     parts = run_split(store, data, "pairs", SplitConfig(validation=0.25))
-    import pyarrow.parquet as pq
 
     sides = {}
     for part, m in parts.items():
         assert m.name == f"pairs-{part}" and m.step.config["part"] == part
-        for pid in pq.read_table(store.shard_paths(m)).column("prompt_id").to_pylist():
+        for pid in read_table(store, m).column("prompt_id").to_pylist():
             sides.setdefault(pid, set()).add(part)
     assert all(len(s) == 1 for s in sides.values())  # both answers of a prompt on one side
     assert parts["train"].rows + parts["validation"].rows == 80

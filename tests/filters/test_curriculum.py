@@ -1,6 +1,5 @@
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -9,6 +8,7 @@ from scipy.stats import spearmanr
 from filters.curriculum import CurriculumConfig, run_curriculum
 from filters.curriculum_plan import plan_batches
 from filters.passrate import run_passrate
+from manifests.selection import read_rejected, read_table  # noqa: F401
 
 pools = st.integers(8, 48).flatmap(lambda b: st.tuples(
     st.just(b), st.lists(st.integers(b, 5 * b), min_size=4, max_size=9)))
@@ -54,7 +54,7 @@ def pool(store, random_rollouts):
 
 
 def read(store, m):
-    return pa.concat_tables([pq.read_table(p) for p in store.shard_paths(m)])
+    return read_table(store, m)
 
 
 def test_curriculum_version_rows_batches_positions(store, pool):
@@ -128,8 +128,7 @@ def test_out_of_core_pass_rate_and_curriculum(store, tmp_path, monkeypatch):
     assert pool.rejected.by_reason == {"too_easy": int((good >= 6).sum())}
     assert uncompressed_bytes(store, [pool]) > limit
     cur = run_curriculum(store, pool, "big-cur", CurriculumConfig(batch_size=1000), limits)
-    t = pa.concat_tables([pq.read_table(p, columns=["curriculum_batch", "pass_rate"])
-                          for p in store.shard_paths(cur)])
+    t = read_table(store, cur, ["curriculum_batch", "pass_rate"])
     batches = t.column("curriculum_batch").to_numpy()
     assert cur.rows == pool.rows and (np.diff(batches) >= 0).all()  # shards in curriculum order
     means = t.group_by("curriculum_batch").aggregate([("pass_rate", "mean")]) \

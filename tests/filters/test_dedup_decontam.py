@@ -2,17 +2,16 @@ import copy
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from filters.decontam import DecontamConfig, run_decontam
 from filters.dedup import DedupConfig, run_dedup
 from filters.minhash import MinHasher, connected_components, estimated_jaccard
+from manifests.selection import read_rejected, read_table  # noqa: F401
 
 
 def rows_of(store, m, rejected=False):
-    paths = store.rejected_paths(m) if rejected else store.shard_paths(m)
-    return pa.concat_tables([pq.read_table(p) for p in paths]).to_pylist() if paths else []
+    return (read_rejected(store, m) if rejected else read_table(store, m)).to_pylist()
 
 
 def jaccard(a, b, k):

@@ -35,12 +35,12 @@ def test_cli_pipeline_passrate_curriculum_dedup_decontam(cli_run, store, gsm8k, 
     assert cli_run("filter", "decontam", "cur-dd", "--against", str(data_dir / "gsm8k_test.jsonl"),
                    "--name", "cur-clean").exit_code == 0
     for name in ("cur-dd", "cur-clean"):
-        import pyarrow.parquet as pq
 
         m = store.resolve(name)
-        rows = [(b, p) for path in store.shard_paths(m) for b, p in zip(
-            *pq.read_table(path, columns=["curriculum_batch", "curriculum_position"])
-            .to_pydict().values(), strict=True)]
+        from manifests.selection import read_table
+
+        rows = list(zip(*read_table(store, m, ["curriculum_batch", "curriculum_position"])
+                        .to_pydict().values(), strict=True))
         assert len(rows) == m.rows > 16 and rows == sorted(rows), name
     assert cli_run("filter", "dedup", "gsm8k", "--name", "dd").exit_code == 0
     cli_run("import", str(data_dir / "gsm8k_test.jsonl"), "--name", "gsm8k-test", "--preset", "gsm8k")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import pyarrow.parquet as pq
 import pytest
 
 from filters.dedup import DedupConfig, run_dedup
 from filters.quality import QualityConfig, run_quality
+from manifests.selection import read_rejected, read_table  # noqa: F401
 
 
 def _row(prompt: int, mode: str, output: str, sample: int = 0, question: str | None = None):
@@ -30,11 +30,11 @@ def _write(store, rows, name="sft"):
 
 
 def _kept(store, m):
-    return sorted(r["id"] for p in store.shard_paths(m) for r in pq.read_table(p).to_pylist())
+    return sorted(read_table(store, m).column("id").to_pylist())
 
 
 def _rejected(store, m):
-    return {r["id"]: r for p in store.rejected_paths(m) for r in pq.read_table(p).to_pylist()}
+    return {r["id"]: r for r in read_rejected(store, m).to_pylist()}
 
 
 def test_dedup_on_input_drops_whole_prompts_not_one_row_of_each_pair(store):

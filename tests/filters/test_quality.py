@@ -1,7 +1,7 @@
-import pyarrow.parquet as pq
 import pytest
 
 from filters.quality import QualityConfig, run_quality
+from manifests.selection import read_rejected, read_table  # noqa: F401
 
 
 def sft_row(i, reasoning, output, *, prompt="What is 2+2?", finish="stop", tokens=20):
@@ -42,9 +42,9 @@ def make_sft(store):
 def test_each_rule_names_its_reason(store):
     m = run_quality(store, make_sft(store), "clean")
     expected = {f"s{i:03d}": reason for i, (*_, reason) in enumerate(CASES.values())}
-    kept = set(pq.read_table(store.shard_paths(m)[0]).column("id").to_pylist())
+    kept = set(read_table(store, m).column("id").to_pylist())
     assert kept == {k for k, v in expected.items() if v is None}
-    rejected = pq.read_table(store.rejected_paths(m)[0]).to_pylist()
+    rejected = read_rejected(store, m).to_pylist()
     assert {r["id"]: r["reason"] for r in rejected} == {k: v for k, v in expected.items() if v}
     assert m.rows + m.rejected.rows == len(CASES)
 

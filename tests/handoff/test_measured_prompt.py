@@ -10,13 +10,14 @@ import pyarrow.parquet as pq
 from curation.export import export_version, pull_version
 from generators.reasoning import teacher_messages
 from manifests import DatasetStore
+from manifests.selection import read_rejected, read_table  # noqa: F401
 
 
 def test_rl_exports_carry_the_messages_the_rollouts_were_sampled_from(store, pool, tmp_path):
     record = export_version(store, pool.ref, "trl-grpo", tmp_path / "grpo")
     assert record["prompt_matches_rollouts"] is True
     rows = pq.read_table(tmp_path / "grpo" / "train.parquet").to_pylist()
-    pool_rows = {r["id"]: r for p in store.shard_paths(pool) for r in pq.read_table(p).to_pylist()}
+    pool_rows = {r["id"]: r for r in read_table(store, pool).to_pylist()}
     for row in rows:
         sent = teacher_messages(pool_rows[row["id"]]["input"], "on", "prompted")
         assert row["prompt"] == sent  # system turn + the "Final answer:" instruction

@@ -7,14 +7,14 @@ import math
 import pytest
 
 from manifests.errors import ConfigError
+from manifests.selection import read_rejected, read_table  # noqa: F401
 
 from .conftest import weights_changed
 
 
 def _curriculum_ids(pool_version, store):
-    import pyarrow.parquet as pq
 
-    rows = pq.read_table(store.shard_paths(pool_version)[0]).to_pylist()
+    rows = read_table(store, pool_version).to_pylist()
     return [r["id"] for r in sorted(rows, key=lambda r: r["curriculum_position"])]
 
 

@@ -1,0 +1,270 @@
+"""Selection versions, and the one function every reader uses to read a version's rows.
+
+DESIGN §2 "Versions without copies".  A step that only drops, reorders or labels rows
+publishes a *selection*: ``selection.parquet`` holds ``(_shard, _row[, columns])`` in the
+version's order, positions in the data shards of a materialised *base* version; the rows
+of the version are the base rows at those positions, with the stored ``columns`` added or
+replaced.  A selection of a selection stores positions in the same base (chains never
+nest).  Rows a filter rejected are a selection too (``rejected/selection.parquet``: the
+positions, ``reason`` and the explaining columns), so nothing vanishes and nothing is
+copied.
+
+Content fingerprints.  Every version published now has one 64-bit digest per row:
+``xor`` over its columns of DuckDB ``hash(column name, value)``.  A materialised version
+stores them in ``digests.parquet`` (with ``length(output)`` per row for kinds that have
+an output, so a selection's stats need not read the text); a selection computes its own
+from the base's digests at its positions, corrected by xor for the columns it stores
+(``xor`` out the base value, ``xor`` in its own): only narrow columns are read.  The
+fingerprint is sha256 over the schema and the digests in row order, so a selection and
+the version that materialises the same rows in the same order have the same fingerprint.
+Versions published before this have the older fingerprint (schema + shard hashes) and
+no digests; a filter over such a version materialises its output, as before.
+
+``row_relation(store, manifest)`` is the SQL relation of a version's rows, in order;
+catalog views, ``thinkforge sql``, show, diff, exports, trainers, reports and filters all
+read through it.  Views join the selection to ``read_parquet(..., file_row_number=true)``
+of the base shards it uses (bench/README.md: the join costs about what scanning the
+materialised copy costs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from .duck import parquet_source, quote_ident, quote_literal
+from .errors import IntegrityError
+from .manifest import FileEntry, Manifest, ParentRef
+
+DatasetStore = Any  # manifests.store.DatasetStore (store imports this module)
+
+SELECTION_FILE = "selection.parquet"
+REJECTED_SELECTION_FILE = "rejected/selection.parquet"
+DIGESTS_FILE = "digests.parquet"
+SHARD, ROW = "_shard", "_row"
+_FP_TAG = b"thinkforge rows v1\n"
+
+
+# -- digests and fingerprints ------------------------------------------------------------------
+def _xor(terms: list[str]) -> str:
+    if not terms:
+        return "0::UBIGINT"
+    expr = terms[0]
+    for term in terms[1:]:
+        expr = f"xor({expr}, {term})"
+    return expr
+
+
+def _h(column: str, qualifier: str | None = None) -> str:
+    ref = f"{qualifier}.{quote_ident(column)}" if qualifier else quote_ident(column)
+    return f"hash({quote_literal(column)}, {ref})"
+
+
+def digest_expr(columns: list[str], qualifier: str | None = None) -> str:
+    """SQL: the 64-bit digest of a row over ``columns`` (order of columns does not matter)."""
+    return _xor([_h(c, qualifier) for c in columns])
+
+
+def content_fingerprint(schema_json: list[dict[str, Any]], digests: bytes) -> str:
+    """sha256 over the schema and the rows' digests (little-endian uint64, in row order)."""
+    h = hashlib.sha256(_FP_TAG)
+    h.update(json.dumps(schema_json, sort_keys=True).encode())
+    h.update(digests)
+    return h.hexdigest()
+
+
+def _digest_bytes(con, sql: str) -> bytes:
+    import numpy as np
+
+    table = con.sql(sql).to_arrow_table()
+    if table.num_rows == 0:
+        return b""
+    return table.column(0).to_numpy().astype(np.dtype("<u8"), copy=False).tobytes()
+
+
+def write_digests(con, shards: list[Path], columns: list[str], out: Path) -> bytes:
+    """Write ``digests.parquet`` of materialised shards (``d`` and, with an output column,
+    ``chars``) in row order; return the digests as bytes."""
+    chars = ", length(output)::BIGINT AS chars" if "output" in columns else ""
+    con.execute(f"COPY (SELECT {digest_expr(columns)} AS d{chars} FROM "
+                f"{parquet_source(shards)[:-1]}, file_row_number=true) "
+                f"ORDER BY file_index, file_row_number) TO {quote_literal(str(out))} "
+                "(FORMAT parquet, COMPRESSION zstd)").fetchall()
+    return _digest_bytes(con, f"SELECT d FROM read_parquet({quote_literal(str(out))}, "
+                              "file_row_number=true) ORDER BY file_row_number")
+
+
+# -- what a selection is made from -----------------------------------------------------------------
+def base_of(store: DatasetStore, m: Manifest) -> dict[str, Any] | None:
+    """The base a selection over ``m`` points into (``m`` itself, or ``m``'s base when ``m``
+    is a selection), or None when ``m`` has no row digests (published before selections)."""
+    if m.selection is not None:
+        s = m.selection
+        return {"base": s.base, "base_columns": list(s.base_columns),
+                "base_files": list(s.base_files), "base_digests": s.base_digests,
+                "inherited": list(s.columns)}
+    if m.digests is None:
+        return None
+    rel = store.version_dir(m).relative_to(store.root)
+
+    def moved(f: FileEntry) -> FileEntry:
+        return f.model_copy(update={"path": str(rel / f.path)})
+
+    return {"base": m.as_parent(), "base_columns": [f["name"] for f in m.schema_],
+            "base_files": [moved(f) for f in m.files], "base_digests": moved(m.digests),
+            "inherited": []}
+
+
+# -- resolution ------------------------------------------------------------------------------------
+def _base_join(store: DatasetStore, base_files: list[FileEntry], used: list[int],
+               file_sql: str) -> str:
+    """``FROM <file> s JOIN <used base shards> b ON (shard, row)``."""
+    idx = [i for i, n in enumerate(used) if n] or [0]
+    paths = [store.root / base_files[i].path for i in idx]
+    shard = "b.file_index" if idx == list(range(len(idx))) else \
+        f"([{', '.join(str(i) for i in idx)}])[b.file_index + 1]"
+    return (f"FROM {file_sql} s JOIN {parquet_source(paths)[:-1]}, file_row_number=true) b "
+            f"ON s.{SHARD} = {shard} AND s.{ROW} = b.file_row_number")
+
+
+def _file_sql(path: Path) -> str:
+    return f"read_parquet({quote_literal(str(path))}, file_row_number=true)"
+
+
+def _resolved(store: DatasetStore, sel, file_path: Path, columns: list[str], stored: set[str],
+              *, positions: bool, ordered: bool) -> str:
+    exprs = []
+    for c in columns:
+        if c in stored:
+            exprs.append(f"s.{quote_ident(c)} AS {quote_ident(c)}")
+        elif c in sel.base_columns:
+            exprs.append(f"b.{quote_ident(c)} AS {quote_ident(c)}")
+        else:
+            raise IntegrityError(f"selection {file_path}: column {c!r} is neither stored nor in "
+                                 f"the base {sel.base.ref}")
+    if positions:
+        exprs += [f"s.{SHARD} AS __shard", f"s.{ROW} AS __row"]
+    order = " ORDER BY s.file_row_number" if ordered else ""
+    return (f"(SELECT {', '.join(exprs)} {_base_join(store, sel.base_files, sel.used, _file_sql(file_path))}"
+            f"{order})")
+
+
+def row_relation(store: DatasetStore, m: Manifest, *, positions: bool = False,
+                 ordered: bool = True) -> str:
+    """SQL relation of ``m``'s rows, in the version's order (``ordered=False``: any order,
+    for aggregates).  ``positions`` adds ``__shard``, ``__row``: where each row lives in the
+    base shards (for a materialised version, in its own shards)."""
+    if m.selection is None:
+        src = parquet_source(store.shard_paths(m))
+        if not positions:
+            return src
+        order = " ORDER BY file_index, file_row_number" if ordered else ""
+        return (f"(SELECT * EXCLUDE (file_row_number), file_index::INTEGER AS __shard, "
+                f"file_row_number AS __row FROM {src[:-1]}, file_row_number=true){order})")
+    sel = m.selection
+    return _resolved(store, sel, store.version_dir(m) / sel.file.path,
+                     [f["name"] for f in m.schema_], set(sel.columns), positions=positions,
+                     ordered=ordered)
+
+
+def selection_relation(store: DatasetStore, sel, file_path: Path, columns: list[str]) -> str:
+    """The rows of a selection file not yet published (any order): for its stats."""
+    return _resolved(store, sel, file_path, list(columns), set(sel.columns), positions=False,
+                     ordered=False)
+
+
+def rejected_relation(store: DatasetStore, m: Manifest) -> str | None:
+    """SQL relation of the rows a selection step rejected (columns, reason, explaining
+    columns), or None when the version keeps its rejected rows as plain shards."""
+    sel = m.selection
+    if sel is None or sel.rejected is None:
+        return None
+    stored = {c for c in sel.columns if c in sel.rejected_columns} | {"reason", *sel.rejected_extra}
+    return _resolved(store, sel, store.version_dir(m) / sel.rejected.path,
+                     [*sel.rejected_columns, "reason", *sel.rejected_extra], stored,
+                     positions=False, ordered=True)
+
+
+def selection_digests(con, store: DatasetStore, file_path: Path, info: dict[str, Any],
+                      used: list[int], columns: list[str], stored: list[str]) -> bytes:
+    """The digests of a selection's rows (before it is published): the base's at the
+    positions, corrected for the columns the selection stores or drops."""
+    base_cols = info["base_columns"]
+    b_terms = [_h(c, "b") for c in stored if c in base_cols] + \
+        [_h(c, "b") for c in base_cols if c not in columns]
+    s_terms = [_h(c, "s") for c in stored]
+    offsets = [0]
+    for f in info["base_files"]:
+        offsets.append(offsets[-1] + f.rows)
+    digests = (f"(SELECT d, file_row_number AS pos FROM "
+               f"{_file_sql(store.root / info['base_digests'].path)})")
+    src = (_base_join(store, info["base_files"], used, _file_sql(file_path)) if b_terms
+           else f"FROM {_file_sql(file_path)} s")
+    sql = (f"SELECT {_xor(['dg.d', *b_terms, *s_terms])} AS d {src} JOIN {digests} dg "
+           f"ON dg.pos = ([{', '.join(map(str, offsets))}])[s.{SHARD} + 1] + s.{ROW} "
+           "ORDER BY s.file_row_number")
+    return _digest_bytes(con, sql)
+
+
+def chars_relation(store: DatasetStore, file_path: Path, info: dict[str, Any]) -> str:
+    """``n`` = length(output) of each row of a selection, from the base's digests file."""
+    offsets = [0]
+    for f in info["base_files"]:
+        offsets.append(offsets[-1] + f.rows)
+    return (f"(SELECT dg.chars AS n FROM {_file_sql(file_path)} s JOIN (SELECT chars, "
+            f"file_row_number AS pos FROM {_file_sql(store.root / info['base_digests'].path)}) dg "
+            f"ON dg.pos = ([{', '.join(map(str, offsets))}])[s.{SHARD} + 1] + s.{ROW})")
+
+
+def needed_files(store: DatasetStore, m: Manifest) -> list[tuple[str, FileEntry, Path]]:
+    """Every file the rows of ``m`` are read from: (what, entry, absolute path).  For a
+    selection: the selection file, the base shards it uses and the base's digests."""
+    if m.selection is None:
+        out = [("shard", f, p) for f, p in zip(m.files, store.shard_paths(m), strict=True)]
+        if m.digests is not None:
+            out.append(("digests", m.digests, store.version_dir(m) / m.digests.path))
+        return out
+    sel = m.selection
+    out = [("selection", sel.file, store.version_dir(m) / sel.file.path)]
+    out += [(f"base shard of {sel.base.ref}", f, store.root / f.path)
+            for f, n in zip(sel.base_files, sel.used, strict=True) if n]
+    out.append((f"base digests of {sel.base.ref}", sel.base_digests,
+                store.root / sel.base_digests.path))
+    return out
+
+
+def base_ref(m: Manifest) -> ParentRef | None:
+    return m.selection.base if m.selection is not None else None
+
+
+def read_table(store: DatasetStore, m: Manifest, columns: list[str] | None = None):
+    """A version's rows as one pyarrow Table, in order (small versions: tests, tools)."""
+    from .duck import connect
+
+    cols = ", ".join(quote_ident(c) for c in columns) if columns else "*"
+    con = connect()
+    try:
+        return con.sql(f"SELECT {cols} FROM {row_relation(store, m)}").to_arrow_table()
+    finally:
+        con.close()
+
+
+def read_rejected(store: DatasetStore, m: Manifest):
+    """A version's rejected rows as one pyarrow Table (empty table when none)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .duck import connect
+
+    relation = rejected_relation(store, m)
+    if relation is None:
+        paths = store.rejected_paths(m)
+        return pa.concat_tables([pq.read_table(p) for p in paths], promote_options="default") \
+            if paths else pa.table({})
+    con = connect()
+    try:
+        return con.sql(f"SELECT * FROM {relation}").to_arrow_table()
+    finally:
+        con.close()

@@ -1,0 +1,129 @@
+"""Selection versions (manifests/selection.py): every filter's selection resolves to exactly
+the rows of its materialised twin, in the same order, with the same fingerprint; chains
+resolve to the base; a damaged base breaks the selections on it loudly."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from filters.base import Resources
+from filters.decontam import DecontamConfig, run_decontam
+from filters.dedup import DedupConfig, run_dedup
+from filters.quality import QualityConfig, run_quality
+from manifests import DatasetStore
+from manifests.errors import IntegrityError
+from manifests.selection import read_rejected, read_table
+
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron".split()
+MATERIALIZE = Resources(materialize=True)
+
+
+def sft_pool(store: DatasetStore, seed: int, n: int, name: str = "pool"):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        prompt = " ".join(rng.choice(WORDS[:4]) for _ in range(rng.randint(14, 20)))
+        for mode in ("on", "off"):
+            answer = " ".join(rng.choice(WORDS[:3]) for _ in range(rng.randint(1, 3)))
+            think = rng.choice(["<think>a b</think> ", "<think></think>", ""])
+            output = (think if mode == "on" else rng.choice(["", "", "<think>x</think>"])) + answer
+            rows.append({"id": f"r{i:03d}-{mode}", "prompt_id": f"p{i}", "pair_id": f"p{i}",
+                         "category": rng.choice(["math", "code"]), "reasoning": mode,
+                         "system_prompt": f"detailed thinking {mode}",
+                         "input": [{"role": "user", "content": prompt}], "output": output,
+                         "generator": "t", "output_tokens": rng.choice([5, 20, None]),
+                         "finish_reason": rng.choice(["stop", "stop", "length"])})
+    rng.shuffle(rows)  # written out of key order: the twin sorts, the selection must too
+    with store.writer(name, "sft", step={"type": "test", "config": {"seed": seed}}) as w:
+        w.write(rows)
+    bench = [{"id": f"b{j}", "source": "bench", "category": "math", "verifier": "none",
+              "input": [{"role": "user", "content": rows[rng.randrange(len(rows))]["input"][0]
+                         ["content"]}]} for j in range(2)]
+    with store.writer("bench", "prompts", step={"type": "test", "config": {"seed": seed}}) as w:
+        w.write(bench)
+    return w.store.resolve(name), w.manifest
+
+
+def same(store, a, b) -> None:
+    assert a.selection is not None and b.selection is None
+    assert read_table(store, a).to_pylist() == read_table(store, b).to_pylist()
+    assert a.fingerprint == b.fingerprint and a.rows == b.rows
+    assert a.stats == b.stats
+    assert a.rejected.by_reason == b.rejected.by_reason
+    ra, rb = read_rejected(store, a), read_rejected(store, b)
+    assert sorted(ra.column_names) == sorted(rb.column_names)
+    assert ra.select(rb.column_names).to_pylist() == rb.to_pylist()
+
+
+STEPS = {
+    "quality": lambda s, d, n, r, _: run_quality(s, d, n, QualityConfig(), resources=r),
+    "dedup": lambda s, d, n, r, _: run_dedup(s, d, n, DedupConfig(on="output", near=True,
+                                                                   threshold=0.5), resources=r),
+    "decontam": lambda s, d, n, r, b: run_decontam(s, d, [b], n, DecontamConfig(ngram=8),
+                                                   resources=r),
+}
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck),
+          phases=[Phase.explicit, Phase.generate])  # no shrinking: each example runs 6 steps
+@given(seed=st.integers(0, 10_000), n=st.integers(3, 25))
+def test_chain_of_selections_equals_materialised_twins(tmp_path_factory, seed, n):
+    store = DatasetStore(tmp_path_factory.mktemp("sel"))
+    data, bench = sft_pool(store, seed, n)
+    sel, mat = data, data
+    for step, run in STEPS.items():
+        sel = run(store, sel, f"{step}-sel", None, bench)
+        mat = run(store, mat, f"{step}-mat", MATERIALIZE, bench)
+        same(store, sel, mat)
+        # a selection of a selection stores positions in the base, never in its parent
+        assert sel.selection.base.ref == data.ref
+        store.verify(sel)
+
+
+def test_selection_bytes_are_small_and_views_read_it(store):
+    from manifests.catalog import refresh_catalog
+    from manifests.duck import connect
+    from manifests.sql import run_sql
+
+    data, _ = sft_pool(store, 7, 40)
+    q = run_quality(store, data, "q")
+    assert q.files == [] and q.selection.file.bytes < 2000
+    refresh_catalog(store)
+    con = connect(store.catalog_path, read_only=True)
+    assert con.execute('SELECT count(*) FROM "q@v1"').fetchall()[0][0] == q.rows
+    assert con.execute('SELECT count(*) FROM "q@v1/rejected"').fetchall()[0][0] == q.rejected.rows
+    con.close()
+    rows = list(run_sql(store, 'SELECT id FROM q').rows())
+    assert [r[0] for r in rows] == read_table(store, q).column("id").to_pylist()
+    reasons = list(run_sql(store, 'SELECT reason, count(*) FROM "q@v1/rejected" GROUP BY ALL').rows())
+    assert dict(reasons) == q.rejected.by_reason
+
+
+def test_a_damaged_base_breaks_its_selections_loudly(store):
+    data, _ = sft_pool(store, 3, 30)
+    q = run_quality(store, data, "q")
+    d = run_dedup(store, q, "d", DedupConfig(on="output"))
+    shard = store.root / d.selection.base_files[0].path
+    original = shard.read_bytes()
+    shard.write_bytes(original[:-10] + b"0123456789")  # same size, other bytes
+    for m in (q, d):
+        store.check_sizes(m)  # sizes agree
+        with pytest.raises(IntegrityError, match="sha256 of base shard"):
+            store.verify(m)
+    shard.unlink()
+    for m in (q, d):
+        with pytest.raises(IntegrityError, match="base shard .* is missing"):
+            store.check_sizes(m)
+    shard.write_bytes(original)
+    store.verify(d)
+
+
+def test_an_old_input_without_digests_is_materialised(store):
+    data, _ = sft_pool(store, 5, 10)
+    raw = data.model_copy(update={"digests": None})
+    out = run_quality(store, raw, "q")
+    assert out.selection is None and out.files
