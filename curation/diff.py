@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from manifests import DatasetStore, Manifest
-from manifests.duck import connect, parquet_source, quote_ident
+from manifests.duck import connect, quote_ident
 from manifests.errors import ConfigError
 from manifests.schemas import ROW_KEYS, schema_for
+from manifests.selection import row_relation
 
 
 def diff_versions(store: DatasetStore, a: Manifest, b: Manifest, examples: int = 5) -> dict[str, Any]:
@@ -22,7 +23,7 @@ def diff_versions(store: DatasetStore, a: Manifest, b: Manifest, examples: int =
     for alias, m in (("a", a), ("b", b)):
         # the row's full content as one hash, keyed by the kind's row key
         con.execute(f"CREATE TEMP VIEW {alias} AS SELECT {key_sql}, md5(CAST(t AS VARCHAR)) AS h "
-                    f"FROM {parquet_source(store.shard_paths(m))} AS t")
+                    f"FROM {row_relation(store, m, ordered=False)} AS t")
     join = " AND ".join(f"a.{quote_ident(k)} = b.{quote_ident(k)}" for k in keys)
 
     def count_and_sample(sql: str) -> tuple[int, list]:

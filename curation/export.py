@@ -18,6 +18,7 @@ reading it as data.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -28,9 +29,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from manifests import DatasetStore, Manifest
-from manifests.duck import connect, parquet_source
-from manifests.errors import ConfigError, ConflictError, InputDataError, require
+from manifests.duck import connect
+from manifests.errors import ConfigError, ConflictError, InputDataError, IntegrityError, require
 from manifests.manifest import created_by, sha256_file, utc_now
+from manifests.selection import row_relation
 
 from .export_formats import (
     FORMATS,
@@ -197,7 +199,7 @@ def read_batches(store: DatasetStore, manifest: Manifest, curriculum_order: bool
         order = " ORDER BY curriculum_batch NULLS LAST, curriculum_position NULLS LAST, id"
     con = connect()
     try:
-        reader = con.sql(f"SELECT * FROM {parquet_source(store.shard_paths(manifest))}{order}"
+        reader = con.sql(f"SELECT * FROM {row_relation(store, manifest)}{order}"
                          ).to_arrow_reader(BATCH_ROWS)
         yield from reader
     finally:
@@ -253,7 +255,7 @@ def _licence_warnings(store: DatasetStore, manifest: Manifest, license: str | No
         return []
     con = connect()
     try:
-        missing = con.execute(f"SELECT count(*) FROM {parquet_source(store.shard_paths(manifest))} "
+        missing = con.execute(f"SELECT count(*) FROM {row_relation(store, manifest, ordered=False)} "
                               "WHERE license IS NULL OR trim(license) = ''").fetchone()[0]
     finally:
         con.close()
@@ -376,6 +378,8 @@ def pull_version(store: DatasetStore, ref: str, to: str | Path) -> Path:
                                 hint="pull into another directory")
         target_store.verify(existing)
         return dest
+    if manifest.selection is not None:
+        _pull_base_files(store, manifest, target_store)
     tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         shutil.copytree(store.version_dir(manifest), tmp)
@@ -385,3 +389,26 @@ def pull_version(store: DatasetStore, ref: str, to: str | Path) -> Path:
         raise
     target_store.verify(manifest)  # the copies, byte for byte
     return dest
+
+
+def _pull_base_files(store: DatasetStore, manifest: Manifest, target: DatasetStore) -> None:
+    """A selection's rows live in its base's shards: copy the ones it uses (and the base's
+    row digests) to the same place under ``target``, each verified before it is renamed
+    into place.  The base's manifest is not copied: the pulled store lists the selection
+    only, and the selection's manifest names every base file with its sha256."""
+    for what, entry, path in store.version_files(manifest, rejected=False):
+        if what == "selection":
+            continue
+        dest = target.root / entry.path
+        if dest.is_file() and dest.stat().st_size == entry.bytes and sha256_file(dest) == entry.sha256:
+            continue  # pulled before (another selection over the same base)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            shutil.copyfile(path, tmp)
+            if sha256_file(tmp) != entry.sha256:
+                raise IntegrityError(f"{manifest.ref}: {what} {entry.path} changed while it was copied",
+                                     hint="pull again")
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)

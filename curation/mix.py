@@ -23,10 +23,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from manifests import DatasetStore, Manifest
-from manifests.duck import connect, parquet_source, quote_ident, quote_literal
+from manifests.duck import connect, quote_ident, quote_literal
 from manifests.errors import ConfigError
 from manifests.manifest import Step
 from manifests.schemas import schema_for
+from manifests.selection import union_relation
 from manifests.steps import Role, StepDescriptor, register_step
 
 MIXABLE = ("prompts", "sft", "rl_pool")
@@ -111,10 +112,8 @@ def run_mix(store: DatasetStore, data: Manifest | list[Manifest], name: str,
     reusable = store.find_reusable(name, step, [m.as_parent() for m in sources])
     if reusable is not None:
         return reusable
-    shards = []
     for m in sources:
         store.check_sizes(m)
-        shards += store.shard_paths(m)
     mode = "reasoning" if kind == "sft" else "'-'"
     rank_key = "pair_id" if config.pairs == "keep-whole" else "id"
     columns = schema_for(kind).names
@@ -124,7 +123,7 @@ def run_mix(store: DatasetStore, data: Manifest | list[Manifest], name: str,
         con.execute("CREATE TEMP TABLE knobs AS SELECT ?::VARCHAR AS seed", [str(config.seed)])
         con.execute(f"CREATE TEMP VIEW src AS SELECT *, {mode} AS mix_mode, "
                     f"md5((SELECT seed FROM knobs) || ':' || {rank_key}) AS mix_rank FROM "
-                    f"{parquet_source(shards)}")
+                    f"{union_relation(store, list(sources))}")
         counts = {(c, m): n for c, m, n in con.execute(
             "SELECT category, mix_mode, count(*) FROM src GROUP BY ALL").fetchall()}
         quotas = cell_quotas(counts, config) if counts else {}

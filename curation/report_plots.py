@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from manifests import DatasetStore, Manifest
-from manifests.duck import connect, parquet_source
+from manifests.duck import connect
 from manifests.errors import require
+from manifests.selection import row_relation
 
 
 @dataclass
@@ -38,7 +39,7 @@ def collect(store: DatasetStore, manifest: Manifest, lineage: list[Manifest]) ->
     cols = {f["name"] for f in manifest.schema_}
     data = ReportData(columns=cols)
     con = connect()
-    src = parquet_source(store.shard_paths(manifest))
+    src = row_relation(store, manifest)
     q = lambda sql: con.execute(sql.replace("{src}", src)).fetchall()  # noqa: E731
     if "pass_rate" in cols:
         data.pass_rates = [r[0] for r in q("SELECT pass_rate FROM {src}")]

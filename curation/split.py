@@ -16,10 +16,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from manifests import DatasetStore, Manifest
-from manifests.duck import connect, parquet_source, quote_ident, quote_literal
+from manifests.duck import connect, quote_ident, quote_literal
 from manifests.errors import ConfigError
 from manifests.manifest import Step
 from manifests.schemas import schema_for
+from manifests.selection import row_relation
 from manifests.steps import Role, StepDescriptor, register_step
 
 PARTS = ("train", "validation")
@@ -74,7 +75,7 @@ def run_split(store: DatasetStore, data: Manifest, name: str, config: SplitConfi
             where = f"{score} < ?" if part == "validation" else f"{score} >= ?"
             with store.writer(part_name, data.kind, step=step, parents=[data],
                               provenance={"key": key, "part": part}) as w:
-                con.execute(f"COPY (SELECT {columns} FROM {parquet_source(store.shard_paths(data))} "
+                con.execute(f"COPY (SELECT {columns} FROM {row_relation(store, data)} "
                             f"WHERE {where}) TO {quote_literal(str(w.new_shard_path()))} "
                             "(FORMAT parquet, COMPRESSION zstd)", [config.salt, config.validation])
             out[part] = w.manifest

@@ -209,11 +209,21 @@ class StepContext:
         kept, dropped = con.execute(
             "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS NOT "
             "NULL) FROM __judged").fetchall()[0]
-        matched = con.execute(f"SELECT count(*) {join}").fetchall()[0][0]
-        if matched != kept + dropped:
-            raise InputDataError(f"{self.writer.name}: {kept + dropped - matched} judged row(s) "
-                                 f"match no row of {data.ref} by {', '.join(keys)}",
+        matched_kept, matched_dropped = con.execute(
+            f"SELECT count(*) FILTER (WHERE j.reason IS NULL), count(*) FILTER (WHERE j.reason IS "
+            f"NOT NULL) {join}").fetchall()[0]
+        if matched_kept != kept:
+            raise InputDataError(f"{self.writer.name}: {kept - matched_kept} kept row(s) match no "
+                                 f"row of {data.ref} by {', '.join(keys)}",
                                  hint="a selection step keeps or drops its input's rows")
+        if matched_dropped != dropped:
+            # rejected rows that are no input row (e.g. rollouts of an unknown prompt): kept
+            # as plain rejected rows next to the rejected positions
+            missing = " AND ".join(f"p.{q('__k_' + k)} = j.{q(k)}" for k in keys)
+            self.copy_rejected(
+                f"SELECT {', '.join([*rejected_columns, 'reason', *extra])} FROM {judged} j "
+                f"WHERE reason IS NOT NULL AND NOT EXISTS (SELECT 1 FROM __pos p WHERE {missing})",
+                order_by=rejected_order[0], split_on=None)
         return kept, dropped
 
     def copy_kept(self, select_sql: str, *, order_by: str, split_on: str | None = None,

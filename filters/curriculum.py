@@ -29,8 +29,9 @@ from pydantic import Field
 
 from manifests import DatasetStore, Manifest
 from manifests.schemas import schema_for
+from manifests.selection import row_relation
 
-from .base import Resources, StepConfig, StepContext, declare_filter, require_kind, run_step, source
+from .base import Resources, StepConfig, StepContext, declare_filter, require_kind, run_step
 from .curriculum_plan import plan_batches
 
 LEVEL_DECIMALS = 6
@@ -57,9 +58,10 @@ def run_curriculum(store: DatasetStore, pool: Manifest, name: str, config: Curri
         con = ctx.con
         seed = str(config.seed)
         # (shard, row in shard) names a row more cheaply than its id: the final join is on it
-        con.execute(f"CREATE TEMP VIEW pool AS SELECT *, round(pass_rate, {LEVEL_DECIMALS}) AS "
-                    "level_rate, file_index AS shard, file_row_number AS row_in_shard "
-                    f"FROM {source(store, pool)}")
+        con.execute(f"CREATE TEMP VIEW pool AS SELECT * EXCLUDE (__shard, __row), "
+                    f"round(pass_rate, {LEVEL_DECIMALS}) AS level_rate, __shard AS shard, "
+                    "__row AS row_in_shard "
+                    f"FROM {row_relation(store, pool, positions=True, ordered=False)}")
         ctx.progress.phase("placing rows in batches")
         levels = con.execute("SELECT level_rate, count(*) FROM pool GROUP BY level_rate "
                              "ORDER BY level_rate DESC").fetchall()
@@ -92,12 +94,18 @@ def run_curriculum(store: DatasetStore, pool: Manifest, name: str, config: Curri
             ASOF JOIN alloc a ON r.level_rank >= a.first_rank
             ORDER BY a.batch, hash(? || ':pos:' || r.id), r.id""", [seed])
         con.execute("SET preserve_insertion_order=false")
-        ctx.copy_kept(f"""
+        ctx.bind(batch_size=config.batch_size)
+        # every row kept, with a new batch and position: a selection storing those two
+        # columns (in curriculum order), or the rows rewritten when materialising
+        con.execute(f"""
+            CREATE TEMP VIEW judged AS
             SELECT {', '.join('p.' + c for c in columns)}, x.batch AS curriculum_batch,
-                   x.rowid - x.batch * ? AS curriculum_position
-            FROM pool p JOIN placed x ON x.shard = p.shard AND x.row_in_shard = p.row_in_shard""",
-                      params=[config.batch_size],
-                      order_by="curriculum_batch, curriculum_position", split_on="curriculum_batch")
+                   x.rowid - x.batch * (SELECT batch_size FROM knobs) AS curriculum_position,
+                   NULL::VARCHAR AS reason
+            FROM pool p JOIN placed x ON x.shard = p.shard AND x.row_in_shard = p.row_in_shard""")
+        ctx.keep_reject("judged", [*columns, "curriculum_batch", "curriculum_position"],
+                        order=("curriculum_batch, curriculum_position", "curriculum_batch"),
+                        changed=("curriculum_batch", "curriculum_position"))
         ctx.provenance.update({
             "pool": pool.ref, "batches": int(plan.shape[0]), "duckdb": duckdb.__version__,
             "levels": {f"{rate:g}": n for rate, n in levels},

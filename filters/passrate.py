@@ -146,13 +146,12 @@ def _attempted_prompts(ctx: StepContext, store: DatasetStore, rollouts: Manifest
     the data was sampled and got nothing (``no_rollouts``); a prompt in neither was outside
     the run's selection (``not_sampled``).
     """
-    from manifests.duck import parquet_source
+    from manifests.selection import any_rejected_relation
 
     con = ctx.con
     select = "SELECT NULL::VARCHAR AS id WHERE false"
-    paths = store.rejected_paths(rollouts)
-    if paths:
-        relation = f"{parquet_source(paths)[:-1]}, union_by_name=true)"
+    relation = any_rejected_relation(store, rollouts)
+    if relation is not None:
         columns = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
         if "prompt_id" in columns:
             where = " WHERE mode = ?" if reasoning and "mode" in columns else ""
@@ -231,7 +230,7 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
         pool = [*PROMPT_COLUMNS, "n_samples", "n_correct", "pass_rate", "bucket"]
         ctx.keep_reject("judged", [*pool, "curriculum_batch", "curriculum_position"],
                         kept="scored_prompts", rejected_columns=pool, order=("id", "id"),
-                        size_of=[prompts])
+                        size_of=[prompts], rows_from=prompts)
         ctx.provenance.update(collect_provenance(ctx, rollouts, prompts))
         ctx.provenance["not_sampled"] = con.execute(
             "SELECT count(*) FROM (SELECT id FROM prompts_src) p "

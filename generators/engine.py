@@ -15,8 +15,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from manifests.errors import InputDataError
 
 from .backends import ChatRequest, Completion, Sampling, make_backend
@@ -56,12 +54,24 @@ def load_prompts(store, manifest, limit: int | None) -> list[dict[str, Any]]:
         raise InputDataError(f"{manifest.ref} is a {manifest.kind!r} version, not prompts",
                              hint="pass a prompts version, e.g. --prompts gsm8k@v1")
     store.check_sizes(manifest)
-    rows: list[dict[str, Any]] = []
-    for path in store.shard_paths(manifest):
-        rows.extend(pq.read_table(path).to_pylist())
-        if limit is not None and len(rows) >= limit:
-            break
-    return rows[:limit] if limit is not None else rows
+    if manifest.selection is None:
+        import pyarrow.parquet as pq
+
+        rows: list[dict[str, Any]] = []
+        for path in store.shard_paths(manifest):
+            rows.extend(pq.read_table(path).to_pylist())
+            if limit is not None and len(rows) >= limit:
+                break
+        return rows[:limit] if limit is not None else rows
+    from manifests.duck import connect
+    from manifests.selection import row_relation
+
+    con = connect()  # a selection (e.g. decontaminated prompts): its rows resolved, in order
+    try:
+        cut = f" LIMIT {int(limit)}" if limit is not None else ""
+        return con.sql(f"SELECT * FROM {row_relation(store, manifest)}{cut}").to_arrow_table().to_pylist()
+    finally:
+        con.close()
 
 
 def plan_requests(prompts: list[dict[str, Any]], config, modes: list[str],

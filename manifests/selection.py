@@ -182,9 +182,14 @@ def rejected_relation(store: DatasetStore, m: Manifest) -> str | None:
     if sel is None or sel.rejected is None:
         return None
     stored = {c for c in sel.columns if c in sel.rejected_columns} | {"reason", *sel.rejected_extra}
-    return _resolved(store, sel, store.version_dir(m) / sel.rejected.path,
-                     [*sel.rejected_columns, "reason", *sel.rejected_extra], stored,
-                     positions=False, ordered=True)
+    resolved = _resolved(store, sel, store.version_dir(m) / sel.rejected.path,
+                         [*sel.rejected_columns, "reason", *sel.rejected_extra], stored,
+                         positions=False, ordered=True)
+    if not m.rejected.files:
+        return resolved
+    # rejected rows that are no row of the input (kept whole, next to the positions)
+    plain = f"{parquet_source(store.rejected_paths(m))[:-1]}, union_by_name=true)"
+    return f"(SELECT * FROM {resolved} UNION ALL BY NAME SELECT * FROM {plain})"
 
 
 def selection_digests(con, store: DatasetStore, file_path: Path, info: dict[str, Any],
@@ -268,3 +273,20 @@ def read_rejected(store: DatasetStore, m: Manifest):
         return con.sql(f"SELECT * FROM {relation}").to_arrow_table()
     finally:
         con.close()
+
+
+def any_rejected_relation(store: DatasetStore, m: Manifest) -> str | None:
+    """SQL relation of a version's rejected rows in either form, or None when none."""
+    relation = rejected_relation(store, m)
+    if relation is not None:
+        return relation
+    paths = store.rejected_paths(m)
+    return f"{parquet_source(paths)[:-1]}, union_by_name=true)" if paths else None
+
+
+def union_relation(store: DatasetStore, manifests: list[Manifest]) -> str:
+    """SQL relation of the rows of several versions of one kind, one after the other."""
+    parts = [row_relation(store, m) for m in manifests]
+    if len(parts) == 1:
+        return parts[0]
+    return "(" + " UNION ALL BY NAME ".join(f"SELECT * FROM {p}" for p in parts) + ")"

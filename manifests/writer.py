@@ -291,14 +291,17 @@ class VersionWriter:
             con.close()
         fp = content_fingerprint(schema_to_json(self.schema), digest_bytes)
         entry = self._entry(sel_path)
-        rejected = Rejected()
         rej_entry = None
+        if rej_path.is_file() and pq.ParquetFile(rej_path).metadata.num_rows == 0:
+            rej_path.unlink()
+        plain = sorted(p for p in (self.staging / "rejected").glob("*.parquet") if p != rej_path)
         if rej_path.is_file():
             rej_entry = self._entry(rej_path)
-            rejected = self._rejected_summary([rej_path]).model_copy(update={"files": []})
-            if rejected.rows == 0:
-                rej_path.unlink()
-                rej_entry = None
+            rejected = self._rejected_summary([rej_path, *plain])
+            rejected = rejected.model_copy(update={"files": [f for f in rejected.files
+                                                             if f.path != rej_entry.path]})
+        else:
+            rejected = self._rejected_summary(plain)
         selection = Selection(
             base=info["base"], base_columns=info["base_columns"], base_files=info["base_files"],
             base_digests=info["base_digests"], used=used, file=entry, columns=columns,

@@ -58,10 +58,14 @@ class Version:
 
         store = self.store.datasets
         (store.verify if verify else store.check_sizes)(self.manifest)
-        tables = [pq.read_table(p) for p in store.shard_paths(self.manifest)]
-        if not tables:
-            return schema_for(self.kind).empty_table()
-        return pa.concat_tables(tables, promote_options="permissive")
+        if self.manifest.selection is None:
+            tables = [pq.read_table(p) for p in store.shard_paths(self.manifest)]
+            if not tables:
+                return schema_for(self.kind).empty_table()
+            return pa.concat_tables(tables, promote_options="permissive")
+        from manifests.selection import read_table  # a selection: its rows resolved
+
+        return read_table(store, self.manifest).cast(schema_for(self.kind))
 
     def to_pandas(self, *, verify: bool = False):
         return self.to_arrow(verify=verify).to_pandas()
@@ -84,6 +88,10 @@ class Version:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        if self.manifest.selection is not None:
+            from manifests.selection import read_rejected
+
+            return read_rejected(self.store.datasets, self.manifest)
         paths = self.store.datasets.rejected_paths(self.manifest)
         return pa.concat_tables([pq.read_table(p) for p in paths],
                                 promote_options="permissive") if paths else pa.table({})

@@ -174,6 +174,12 @@ def show_cmd(ctx, ref, as_json, verify):
         click.echo("rejected: " + json.dumps(m.rejected.by_reason))
     for f in m.files:
         click.echo(f"{f.path}  rows={f.rows}  bytes={f.bytes}  sha256={f.sha256[:16]}")
+    if (sel := m.selection) is not None:
+        used = sum(1 for n in sel.used if n)
+        click.echo(f"selection over {sel.base.ref} ({sel.base.fingerprint[:12]}): {sel.file.path}  "
+                   f"rows={sel.file.rows}  bytes={sel.file.bytes}  sha256={sel.file.sha256[:16]}; "
+                   f"reads {used} of {len(sel.base_files)} base shards"
+                   + (f"; stored columns: {', '.join(sel.columns)}" if sel.columns else ""))
 
 
 @click.command("verify")
@@ -194,7 +200,11 @@ def verify_cmd(ctx, refs, all_):
         raise click.UsageError("name a version (REF) or pass --all")
     for m in manifests:
         store.verify(m)
-        click.echo(f"ok {m.ref} {m.fingerprint[:12]} ({len(m.files)} shards, {m.rows} rows)")
+        if m.selection is not None:
+            click.echo(f"ok {m.ref} {m.fingerprint[:12]} (selection over {m.selection.base.ref}: "
+                       f"{sum(1 for n in m.selection.used if n)} base shards, {m.rows} rows)")
+        else:
+            click.echo(f"ok {m.ref} {m.fingerprint[:12]} ({len(m.files)} shards, {m.rows} rows)")
 
 
 @click.command("sql")

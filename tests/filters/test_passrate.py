@@ -1,16 +1,12 @@
-import pyarrow.parquet as pq
 import pytest
 
 from filters.passrate import PassRateConfig, run_passrate
 from manifests.errors import InputDataError
+from manifests.selection import read_rejected, read_table
 
 from .conftest import prompt_ids, write_rollouts
 
 
-def read(paths):
-    import pyarrow as pa
-
-    return pa.concat_tables([pq.read_table(p) for p in paths], promote_options="permissive").to_pylist()
 
 
 def test_pass_rate_buckets_prefilter_and_rejections(store, gsm8k):
@@ -18,13 +14,13 @@ def test_pass_rate_buckets_prefilter_and_rejections(store, gsm8k):
     wanted = {ids[0]: 8, ids[1]: 6, ids[2]: 5, ids[3]: 1, ids[4]: 0, ids[5]: 2}
     r = write_rollouts(store, gsm8k, wanted, extra_ids=["ghost"])
     m = run_passrate(store, r, None, "pool")
-    rows = {row["id"]: row for row in read(store.shard_paths(m))}
+    rows = {row["id"]: row for row in read_table(store, m).to_pylist()}
     assert set(rows) == {ids[2], ids[3], ids[4], ids[5]}
     assert rows[ids[2]]["pass_rate"] == 5 / 8 and rows[ids[2]]["bucket"] == "0.50-0.75"
     assert (rows[ids[3]]["n_samples"], rows[ids[3]]["n_correct"]) == (8, 1)
     assert rows[ids[3]]["bucket"] == "0.00-0.25" and rows[ids[5]]["bucket"] == "0.25-0.50"
     assert rows[ids[4]]["bucket"] == "unsolved"  # kept unless asked
-    rejected = read(store.rejected_paths(m))
+    rejected = read_rejected(store, m).to_pylist()
     reasons = {row["id"]: row["reason"] for row in rejected}
     assert reasons[ids[0]] == reasons[ids[1]] == "too_easy"  # 1.0 and 0.75: at or above
     assert reasons["ghost"] == "unknown_prompt"
@@ -81,7 +77,7 @@ def test_drop_unsolved_unverified_and_custom_buckets(store, gsm8k):
     cfg = PassRateConfig(drop_unsolved=True, drop_at_or_above=None, buckets=[0, 0.5, 1],
                          label_unsolved=False)
     m = run_passrate(store, r, None, "pool", cfg)
-    rows = {row["id"]: row["bucket"] for row in read(store.shard_paths(m))}
+    rows = {row["id"]: row["bucket"] for row in read_table(store, m).to_pylist()}
     assert rows == {ids[1]: "0.50-1.00", ids[2]: "0.50-1.00"}  # 1.0 falls in the closed last bucket
     assert m.rejected.by_reason["unsolved"] == 1 and m.rejected.by_reason["unverified"] == 1
 

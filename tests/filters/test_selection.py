@@ -127,3 +127,74 @@ def test_an_old_input_without_digests_is_materialised(store):
     raw = data.model_copy(update={"digests": None})
     out = run_quality(store, raw, "q")
     assert out.selection is None and out.files
+
+
+def test_materialize_pull_and_export_give_the_twins_bytes(store, tmp_path):
+    from curation.export import export_version, pull_version
+    from manifests.maintenance import materialize
+
+    data, _ = sft_pool(store, 11, 30)
+    sel = run_quality(store, data, "q-sel")
+    mat = run_quality(store, data, "q-mat", resources=MATERIALIZE)
+    copy = materialize(store, sel, "q-copy")
+    assert copy.selection is None and copy.fingerprint == sel.fingerprint == mat.fingerprint
+    assert materialize(store, sel, "q-copy").ref == copy.ref  # reused
+    outs = {}
+    for m in (sel, mat):
+        export_version(store, m, "trl-sft", tmp_path / f"x-{m.name}", license="cc-by-4.0")
+        outs[m.name] = (tmp_path / f"x-{m.name}" / "train.parquet").read_bytes()
+        pulled = DatasetStore(tmp_path / f"p-{m.name}")
+        pull_version(store, m.ref, pulled.root)
+        got = pulled.resolve(m.ref)
+        pulled.verify(got)  # a pulled selection verifies: its base shards came with it
+        assert read_table(pulled, got).to_pylist() == read_table(store, mat).to_pylist()
+        export_version(pulled, got, "trl-sft", tmp_path / f"y-{m.name}", license="cc-by-4.0")
+        assert (tmp_path / f"y-{m.name}" / "train.parquet").read_bytes() == outs[m.name]
+    assert outs["q-sel"] == outs["q-mat"]
+
+
+def test_gc_never_removes_what_a_selection_reads(store):
+    from manifests.maintenance import gc
+
+    data, _ = sft_pool(store, 13, 30)
+    sel = run_quality(store, data, "q")
+    base_dir = store.version_dir(data)
+    (base_dir / "data" / "stray.tmp").write_bytes(b"x" * 10)
+    assert [p.name for p, _ in gc(store).remove] == ["stray.tmp"]  # dry run: nothing deleted
+    assert (base_dir / "data" / "stray.tmp").exists()
+    (base_dir / "manifest.json").unlink()  # the base is deleted; its shards are still read
+    plan = gc(store, apply=True)
+    removed = {p.name for p, _ in plan.remove}
+    assert "stray.tmp" in removed and not any(n.startswith("part-") for n in removed)
+    assert plan.kept_for_selections and not (base_dir / "data" / "stray.tmp").exists()
+    store.verify(sel)
+    assert read_table(store, sel).num_rows == sel.rows
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_passrate_and_curriculum_select_like_their_twins(store, gsm8k, seed):
+    from filters.curriculum import CurriculumConfig, run_curriculum
+    from filters.passrate import PassRateConfig, run_passrate
+
+    from .conftest import prompt_ids, write_rollouts
+
+    rng = random.Random(seed)
+    ids = prompt_ids(store, gsm8k)
+    wanted = {i: rng.randint(0, 8) for i in rng.sample(ids, min(len(ids), 40))}
+    r = write_rollouts(store, gsm8k, wanted, extra_ids=["ghost"], name=f"r{seed}")
+    sel = run_passrate(store, r, gsm8k, "pool-sel", PassRateConfig())
+    mat = run_passrate(store, r, gsm8k, "pool-mat", PassRateConfig(), MATERIALIZE)
+    assert sel.selection is not None and sel.selection.columns  # counts stored, text not
+    assert "input" not in sel.selection.columns
+    assert read_table(store, sel).to_pylist() == read_table(store, mat).to_pylist()
+    assert sel.fingerprint == mat.fingerprint and sel.stats == mat.stats
+    key = lambda r: r["id"]  # noqa: E731
+    assert sorted(read_rejected(store, sel).to_pylist(), key=key) == \
+        sorted(read_rejected(store, mat).to_pylist(), key=key)
+    assert sel.rejected.by_reason == mat.rejected.by_reason and "unknown_prompt" in sel.rejected.by_reason
+    config = CurriculumConfig(batch_size=4)
+    cur_sel = run_curriculum(store, sel, "cur-sel", config)
+    cur_mat = run_curriculum(store, mat, "cur-mat", config, MATERIALIZE)
+    assert cur_sel.selection.base.ref == gsm8k.ref
+    assert read_table(store, cur_sel).to_pylist() == read_table(store, cur_mat).to_pylist()
+    assert cur_sel.fingerprint == cur_mat.fingerprint
