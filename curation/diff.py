@@ -54,7 +54,7 @@ def _changed_columns(con, store: DatasetStore, a: Manifest, b: Manifest, keys, j
     columns = [c for c in schema_for(a.kind).names if c not in keys]
     for alias, m in (("fa", a), ("fb", b)):
         con.execute(f"CREATE TEMP VIEW {alias} AS SELECT * FROM "
-                    f"{parquet_source(store.shard_paths(m))}")
+                    f"{row_relation(store, m, ordered=False)}")
     counts = con.execute(
         "SELECT " + ", ".join(f"count(*) FILTER (WHERE a.{quote_ident(c)} IS DISTINCT FROM "
                               f"b.{quote_ident(c)})" for c in columns)

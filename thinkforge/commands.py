@@ -156,6 +156,9 @@ def show_cmd(ctx, ref, as_json, verify):
     m = store.resolve(ref)
     (store.verify if verify else store.check_sizes)(m)
     shards = f"{len(m.files)} data and {len(m.rejected.files)} rejected shard(s)"
+    if m.selection is not None:
+        shards = (f"the selection file{'s' if m.selection.rejected else ''} and "
+                  f"{sum(1 for n in m.selection.used if n)} shard(s) of its base {m.selection.base.ref}")
     if verify:  # asked for: say it even with -q (on stderr: stdout stays the data)
         click.echo(f"verified {m.ref}: sha256 and size of {shards} match the manifest", err=True)
     elif not ctx.obj["quiet"]:
