@@ -97,7 +97,6 @@ def run_naive(store, rows, items, work: Path):
 
 
 def run_thinkforge(store, rows, items):
-    import pyarrow.parquet as pq
 
     from filters.base import Resources
     from filters.decontam import run_decontam
@@ -105,10 +104,10 @@ def run_thinkforge(store, rows, items):
     start = time.perf_counter()
     m = run_decontam(store, rows, [items], "clean", resources=Resources(memory_limit="1GiB"))
     seconds = time.perf_counter() - start
-    hits = {}
-    for p in store.rejected_paths(m):
-        t = pq.read_table(p, columns=["id", "matched_item"])
-        hits.update(zip(t.column("id").to_pylist(), t.column("matched_item").to_pylist(), strict=True))
+    from manifests.selection import read_rejected  # plain shards or a selection's positions
+
+    t = read_rejected(store, m)
+    hits = dict(zip(t.column("id").to_pylist(), t.column("matched_item").to_pylist(), strict=True))
     return hits, seconds, None
 
 

@@ -107,11 +107,10 @@ def run_thinkforge(texts, ids, threshold, num_perm, k, work: Path) -> tuple[set[
                                                           shingle=k),
                   resources=Resources(memory_limit="1GiB"))
     seconds = time.perf_counter() - start
-    import pyarrow.parquet as pq
 
-    removed = set()
-    for p in store.rejected_paths(m):
-        removed |= set(pq.read_table(p, columns=["id"]).column("id").to_pylist())
+    from manifests.selection import read_rejected  # plain shards or a selection's positions
+
+    removed = set(read_rejected(store, m).column("id").to_pylist())
     return removed, seconds
 
 

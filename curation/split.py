@@ -6,7 +6,8 @@ so a validation set stays clean across versions.  For ``sft`` the key is ``promp
 default: the ON and OFF answers to one prompt land on the same side (no leakage between
 train and validation through the paired answer).  Each part is its own version,
 ``<name>-train`` and ``<name>-validation``, with ``part`` in its step config (exports use
-it as the split name).  Row order is kept (a curriculum stays in order).
+it as the split name).  Row order is kept (a curriculum stays in order).  Each part is a
+selection over the input's base (``manifests/selection.py``): positions, not a copy.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from manifests.duck import connect, quote_ident, quote_literal
 from manifests.errors import ConfigError
 from manifests.manifest import Step
 from manifests.schemas import schema_for
-from manifests.selection import row_relation
+from manifests.selection import base_of, row_relation
 from manifests.steps import Role, StepDescriptor, register_step
 
 PARTS = ("train", "validation")
@@ -54,9 +55,15 @@ def part_step(config: SplitConfig, part: str) -> Step:
     return Step(type="split", config={**config.model_dump(mode="json"), "part": part})
 
 
-def run_split(store: DatasetStore, data: Manifest, name: str, config: SplitConfig
-              ) -> dict[str, Manifest]:
-    """Publish ``<name>-train`` and ``<name>-validation`` (each reused when identical)."""
+def run_split(store: DatasetStore, data: Manifest, name: str, config: SplitConfig,
+              materialize: bool | None = None) -> dict[str, Manifest]:
+    """Publish ``<name>-train`` and ``<name>-validation`` (each reused when identical):
+    selections over ``data``'s base (``materialize``, default $THINKFORGE_MATERIALIZE:
+    plain copies; the same rows and fingerprints either way)."""
+    if materialize is None:
+        import os
+
+        materialize = os.environ.get("THINKFORGE_MATERIALIZE", "") not in ("", "0")
     key = _key(data.kind, config)
     out: dict[str, Manifest] = {}
     columns = ", ".join(quote_ident(c) for c in schema_for(data.kind).names)
@@ -73,11 +80,20 @@ def run_split(store: DatasetStore, data: Manifest, name: str, config: SplitConfi
             score = (f"('0x' || left(md5(? || ':' || {quote_ident(key)}), 8))::UBIGINT "
                      "/ 4294967296.0")
             where = f"{score} < ?" if part == "validation" else f"{score} >= ?"
+            info = None if materialize else base_of(store, data)
             with store.writer(part_name, data.kind, step=step, parents=[data],
                               provenance={"key": key, "part": part}) as w:
-                con.execute(f"COPY (SELECT {columns} FROM {row_relation(store, data)} "
-                            f"WHERE {where}) TO {quote_literal(str(w.new_shard_path()))} "
-                            "(FORMAT parquet, COMPRESSION zstd)", [config.salt, config.validation])
+                if info is None:
+                    con.execute(f"COPY (SELECT {columns} FROM {row_relation(store, data)} "
+                                f"WHERE {where}) TO {quote_literal(str(w.new_shard_path()))} "
+                                "(FORMAT parquet, COMPRESSION zstd)", [config.salt, config.validation])
+                else:  # a selection: the positions of the part's rows, in the input's order
+                    path, _ = w.select(info, info["inherited"], [], [])
+                    stored = "".join(f", {quote_ident(c)}" for c in info["inherited"])
+                    con.execute(f"COPY (SELECT __shard::INTEGER AS _shard, __row::BIGINT AS _row"
+                                f"{stored} FROM {row_relation(store, data, positions=True)} "
+                                f"WHERE {where}) TO {quote_literal(str(path))} "
+                                "(FORMAT parquet, COMPRESSION zstd)", [config.salt, config.validation])
             out[part] = w.manifest
         finally:
             con.close()

@@ -198,3 +198,16 @@ def test_passrate_and_curriculum_select_like_their_twins(store, gsm8k, seed):
     assert cur_sel.selection.base.ref == gsm8k.ref
     assert read_table(store, cur_sel).to_pylist() == read_table(store, cur_mat).to_pylist()
     assert cur_sel.fingerprint == cur_mat.fingerprint
+
+
+def test_split_parts_are_selections_like_their_twins(store):
+    from curation.split import SplitConfig, run_split
+
+    data, _ = sft_pool(store, 17, 40)
+    q = run_quality(store, data, "q")
+    sel = run_split(store, q, "s", SplitConfig(validation=0.3))
+    mat = run_split(store, q, "m", SplitConfig(validation=0.3), materialize=True)
+    for part in ("train", "validation"):
+        assert sel[part].selection.base.ref == data.ref and mat[part].selection is None
+        assert read_table(store, sel[part]).to_pylist() == read_table(store, mat[part]).to_pylist()
+        assert sel[part].fingerprint == mat[part].fingerprint
