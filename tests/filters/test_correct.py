@@ -11,8 +11,9 @@ from manifests.schemas import SYSTEM_PROMPTS
 
 
 def rows_of(store, manifest, rejected=False):
-    paths = store.rejected_paths(manifest) if rejected else store.shard_paths(manifest)
-    return [r for p in paths for r in pq.read_table(p).to_pylist()]
+    from manifests.selection import read_rejected, read_table  # plain shards or a selection
+
+    return (read_rejected(store, manifest) if rejected else read_table(store, manifest)).to_pylist()
 
 
 def sft_version(store, prompts, verdicts, name="cands", tokens=None):
