@@ -131,6 +131,76 @@ def _prompt_section(manifest: Manifest) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+def _verified_rows(data: ReportData) -> list[dict[str, Any]]:
+    rows = []
+    for (category, mode), (n, checked, ok) in data.verified.items():
+        rows.append({"category": category, "reasoning": mode, "rows": n, "checked": checked,
+                     "verified": ok, "rate": f"{ok / checked:.0%}" if checked else "n/a"})
+    return rows
+
+
+def _teacher_rows(data: ReportData) -> list[dict[str, Any]]:
+    rows = []
+    for mode, facts in sorted(data.teachers.items()):
+        sampling = facts.get("sampling") or {}
+        rows.append({"reasoning": mode,
+                     "teacher (rows)": ", ".join(f"{m} ({n})" for m, n in facts["teachers"].items()),
+                     "temperature": sampling.get("temperature", "n/a"),
+                     "top_p": sampling.get("top_p", "n/a"),
+                     "max_new_tokens": sampling.get("max_new_tokens", "n/a"),
+                     "candidates (n)": facts.get("n") or "n/a",
+                     "format": facts.get("reasoning_format") or "n/a"})
+    return rows
+
+
+def _markdown_table(rows: list[dict[str, Any]]) -> str:
+    head = "| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]) + "\n"
+    return head + "".join("| " + " | ".join(str(v) for v in r.values()) + " |\n" for r in rows)
+
+
+def _sft_section(manifest: Manifest, data: ReportData) -> str:
+    """sft: the verified rate by category and mode (with the low-rate warning) and the
+    teachers and sampling per mode: what a trainer needs to trust the answers."""
+    if manifest.kind != "sft":
+        return ""
+    from manifests.gates import verified_rate_warning, warning_threshold
+
+    warning = verified_rate_warning(manifest)
+    lines = ["## Verified answers", ""]
+    if warning:
+        lines += [f"> **Warning:** {warning}", ""]
+    lines += [f"The warning threshold is {warning_threshold():.0%} "
+              "(`$THINKFORGE_VERIFIED_RATE_WARNING`); `checked` counts answers a verifier could "
+              "decide.", ""]
+    lines += [_markdown_table(_verified_rows(data)) if data.verified else "No rows.\n"]
+    if data.teachers:
+        lines += ["## Teachers and sampling", "", _markdown_table(_teacher_rows(data))]
+    return "\n".join(lines) + "\n"
+
+
+def _sft_html(manifest: Manifest, data: ReportData) -> str:
+    if manifest.kind != "sft":
+        return ""
+    from manifests.gates import verified_rate_warning
+
+    e = html.escape
+
+    def table(rows: list[dict[str, Any]]) -> str:
+        if not rows:
+            return "<p>No rows.</p>"
+        head = "".join(f"<th>{e(k)}</th>" for k in rows[0])
+        body = "".join("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r.values()) + "</tr>"
+                       for r in rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+    warning = verified_rate_warning(manifest)
+    return ("<h2>Verified answers</h2>"
+            + (f'<p class="warning"><b>Warning:</b> {e(warning)}</p>' if warning else "")
+            + table(_verified_rows(data))
+            + ("<h2>Teachers and sampling</h2>" + table(_teacher_rows(data))
+               if data.teachers else ""))
+
+
 def card(manifest: Manifest, depths: list[tuple[Manifest, int]], data: ReportData,
          catalog: Path, runs: list[dict[str, Any]] = ()) -> str:
     licences = sorted(data.licenses) or ["unknown"]
@@ -167,7 +237,7 @@ fingerprint `{manifest.fingerprint}`. Versions are immutable; every shard's sha2
 
 - step facts: `{json.dumps(manifest.provenance, default=str)}`
 
-{_prompt_section(manifest)}## Lineage
+{_prompt_section(manifest)}{_sft_section(manifest, data)}## Lineage
 
 {chain_lines}
 
@@ -217,6 +287,7 @@ body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}
 figure{display:inline-block;margin:.5em;vertical-align:top}figcaption{font-size:.9em;color:#555;max-width:540px}
 img{max-width:540px}code,pre{background:#f4f4f4}pre{padding:.6em;overflow-x:auto}.missing{color:#b00}
+.warning{background:#fff3cd;border:1px solid #e0c36a;padding:.5em}
 </style>"""
 
 
@@ -242,6 +313,7 @@ def page(manifest: Manifest, chain: list[Manifest], data: ReportData,
 <p>A <b>{e(manifest.kind)}</b> version: {manifest.rows} rows, fingerprint
 <code>{e(manifest.fingerprint)}</code>, built by step <code>{e(manifest.step.type)}</code> on
 {e(manifest.created_at)}.</p>
+{_sft_html(manifest, data)}
 <h2>Plots</h2>
 {figures or '<p>No plots for this kind of version.</p>'}
 <h2>Lineage</h2>

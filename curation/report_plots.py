@@ -32,6 +32,10 @@ class ReportData:
     licenses: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)                 # "step: reason" -> n
     sample: list[dict[str, Any]] = field(default_factory=list)
+    # sft: (category, mode) -> (rows, checked, verified); checked = a verifier decided
+    verified: dict[tuple[str, str], tuple[int, int, int]] = field(default_factory=dict)
+    # sft: mode -> {"teachers": {model: rows}, "sampling": {...} or None, ...}
+    teachers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def collect(store: DatasetStore, manifest: Manifest, lineage: list[Manifest]) -> ReportData:
@@ -70,12 +74,42 @@ def collect(store: DatasetStore, manifest: Manifest, lineage: list[Manifest]) ->
     if "license" in cols:
         data.licenses = dict(q("SELECT coalesce(license, 'unknown'), count(*) FROM {src} "
                                "GROUP BY ALL ORDER BY 2 DESC"))
+    if manifest.kind == "sft" and {"verified", "reasoning", "category"} <= cols:
+        data.verified = {(c, m): (n, checked, ok) for c, m, n, checked, ok in q(
+            "SELECT category, reasoning, count(*), count(verified), "
+            "count(*) FILTER (WHERE verified) FROM {src} GROUP BY ALL ORDER BY 1, 2")}
+        data.teachers = _teachers(q, cols, lineage)
     data.sample = con.sql(f"SELECT * FROM {src} LIMIT 3").to_arrow_table().to_pylist()
     con.close()
     for m in lineage:  # rows every step of the lineage dropped, with its reason
         for reason, n in m.rejected.by_reason.items():
             data.rejected[f"{m.name} ({m.step.type}): {reason}"] = n
     return data
+
+
+def _teachers(q, cols: set[str], lineage: list[Manifest]) -> dict[str, dict[str, Any]]:
+    """Per mode: the teacher models that wrote the rows (the `generator` column) and the
+    sampling settings of the nearest `generate_sft` step in the lineage."""
+    out: dict[str, dict[str, Any]] = {}
+    if "generator" in cols:
+        for mode, model, n in q("SELECT reasoning, generator, count(*) FROM {src} "
+                                "GROUP BY ALL ORDER BY 1, 3 DESC"):
+            out.setdefault(mode, {"teachers": {}})["teachers"][model] = n
+    step = next((m.step for m in lineage if m.step.type == "generate_sft"), None)
+    config = step.config if step else {}
+    for mode in out:
+        sampling = config.get(f"sampling_{mode}")
+        out[mode].update(sampling=sampling, n=config.get("n"),
+                         reasoning_format=config.get("reasoning_format"))
+    return out
+
+
+def rejected_labels(data: ReportData, width: int = 34) -> list[str]:
+    """Long "version (step): reason" labels wrapped onto lines of their own (the plot grows
+    with them), so they are never cut off or drawn over each other."""
+    import textwrap
+
+    return [textwrap.fill(label, width, break_long_words=True) for label in data.rejected]
 
 
 def draw_plots(data: ReportData, out: Path) -> list[tuple[str, str]]:
@@ -103,7 +137,8 @@ def draw_plots(data: ReportData, out: Path) -> list[tuple[str, str]]:
         ax.set(xlabel="pass rate (correct rollouts / rollouts)", ylabel="prompts",
                title="Pass rate per prompt")
         save(fig, "pass_rate_histogram.png", "Pass rate per prompt (from the policy's rollouts).")
-    if data.buckets:
+    # a bar chart of one bar says nothing a table does not: those plots are skipped
+    if len(data.buckets) > 1:
         fig, ax = plt.subplots(figsize=(6, 3.4))
         ax.bar(list(data.buckets), list(data.buckets.values()), color="#55a868")
         ax.set(xlabel="difficulty bucket", ylabel="prompts", title="Difficulty buckets")
@@ -125,7 +160,7 @@ def draw_plots(data: ReportData, out: Path) -> list[tuple[str, str]]:
                title="Output length by reasoning mode")
         ax.legend()
         save(fig, "output_lengths.png", f"Output length in {data.length_unit}, by reasoning mode.")
-    if data.mix:
+    if len(data.mix) > 1:
         categories = sorted({c for c, _ in data.mix})
         modes = sorted({m for _, m in data.mix})
         fig, ax = plt.subplots(figsize=(6, 3.4))
@@ -138,11 +173,26 @@ def draw_plots(data: ReportData, out: Path) -> list[tuple[str, str]]:
         ax.set(ylabel="rows", title="Mix by category and reasoning mode")
         ax.legend()
         save(fig, "mix_category_mode.png", "Rows by category and reasoning mode.")
-    if data.rejected:
-        labels = list(data.rejected)
-        fig, ax = plt.subplots(figsize=(7, 0.8 + 0.35 * len(labels)))
+    rated = {k: v for k, v in data.verified.items() if v[1]}
+    if len(rated) > 1:
+        labels = [f"{c}\n{m}" for c, m in rated]
+        rates = [ok / checked for _, checked, ok in rated.values()]
+        fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(labels) + 2), 3.4))
+        bars = ax.bar(labels, rates, color=["#4c72b0" if "\non" in x else "#dd8452" for x in labels])
+        for bar, (_, checked, ok) in zip(bars, rated.values(), strict=True):
+            ax.annotate(f"{ok}/{checked}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=8)
+        ax.set(ylabel="verified rate", ylim=(0, 1.1), xlabel="category / reasoning mode",
+               title="Verified answers by category and mode")
+        save(fig, "verified_rate.png", "Share of answers a verifier said right (of those it "
+             "could decide), by category and reasoning mode.")
+    if len(data.rejected) > 1:
+        labels = rejected_labels(data)
+        lines = sum(label.count("\n") + 1 for label in labels)
+        fig, ax = plt.subplots(figsize=(8, 1.0 + 0.3 * lines + 0.15 * len(labels)))
         ax.barh(labels, list(data.rejected.values()), color="#8172b2")
         ax.set(xlabel="rows dropped", title="Rejected rows by step and reason")
+        ax.tick_params(axis="y", labelsize=8)
         ax.invert_yaxis()
         save(fig, "rejected_by_reason.png", "Rows each step of the lineage dropped, by reason.")
     return made
