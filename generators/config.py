@@ -146,7 +146,9 @@ class SftConfig(GenerationConfig):
     """Paired reasoning ON/OFF SFT generation (DESIGN §4)."""
 
     modes: list[Mode] = Field(default_factory=lambda: ["on", "off"], description="modes to generate")
-    n: int = Field(1, ge=1, description="samples per prompt and mode")
+    n: int = Field(1, ge=1, description="candidates per prompt and mode, for rejection "
+                   "sampling with `filter correct` (a greedy mode is asked once and its answer "
+                   "copied to every sample)")
     sampling_on: SamplingConfig = Field(default_factory=SamplingConfig,
                                         description="ON mode sampling (paper: 0.6 / 0.95); fields not "
                                         "given keep these defaults")

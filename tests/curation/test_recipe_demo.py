@@ -87,6 +87,12 @@ def test_demo_recipe_builds_reports_and_reuses_everything(cli_run, store, tmp_pa
         assert result.exit_code == 0, (query, result.output)
 
 
+def run_sql_rows(store, query):
+    from manifests.sql import run_sql
+
+    return run_sql(store, query).table().to_pylist()
+
+
 @pytest.mark.slow
 def test_demo_recipe_with_the_embedded_teacher(cli_run, store, tmp_path, monkeypatch):
     """The main job as `make demo` runs it: SmolLM2-135M on CPU (minutes)."""
@@ -94,3 +100,10 @@ def test_demo_recipe_with_the_embedded_teacher(cli_run, store, tmp_path, monkeyp
     result = cli_run("build", str(REPO / "recipes" / "demo.yaml"))
     assert result.exit_code == 0, result.output
     assert (store.root / "reports" / "demo-rl" / "report.html").is_file()
+    # the train split holds verified answers only, or none (and the build says so)
+    train = store.resolve("demo-sft-train")
+    verified = run_sql_rows(store, 'SELECT count(*) FILTER (WHERE verified) AS v, count(*) AS n '
+                                   'FROM "demo-sft-train"')[0]
+    assert verified["v"] == verified["n"] == train.rows
+    if train.rows == 0:
+        assert f"warning: {train.ref} holds no rows" in result.stderr
