@@ -155,9 +155,16 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
     store = get_store(ctx)
     prompts = store.resolve(flags["prompts_ref"])
     if flags["dry_run"]:
+        # the step descriptor's plan: what a run would send and what it would reuse
+        from curation.steps import load_steps
+        from manifests.steps import plan_step
+
+        step_type = {"sft": "generate_sft", "rollouts": "generate_rollouts"}[ctx.info_name]
+        plan = plan_step(store, load_steps()[step_type], {"prompts": prompts}, flags["name"],
+                         config)
         rows = min(prompts.rows, config.limit or prompts.rows)
-        print_json({"prompts": prompts.ref, "name": flags["name"], "requests": rows * request_count,
-                    "config": config.model_dump(), "max_error_rate": config.max_error_rate})
+        print_json({**plan, "requests": rows * request_count,
+                    "max_error_rate": config.max_error_rate})
         return
     manifest = step_fn(store, prompts, flags["name"], config, run_id=flags["run_id"],
                        progress=not ctx.obj["quiet"])
