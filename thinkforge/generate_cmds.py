@@ -213,7 +213,9 @@ def sft_cmd(ctx, model_on, model_off, temperature_on, top_p_on, temperature_off,
     mode_teachers = [{"mode": mode, "model": model}
                      for mode, model in (("on", model_on), ("off", model_off)) if model]
     config = build_config(SftConfig, flags, step_fields, mode_teachers)
-    _run(ctx, flags, config, generate_sft, len(config.modes) * config.n)
+    # a greedy mode is asked once per prompt (its answer is copied to the n samples)
+    asked = sum(config.n if config.sampling_for(m).temperature > 0 else 1 for m in config.modes)
+    _run(ctx, flags, config, generate_sft, asked)
 
 
 @generate_group.command("rollouts")

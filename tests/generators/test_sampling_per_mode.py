@@ -69,3 +69,9 @@ def test_recipe_partial_sampling_keeps_off_greedy(tmp_path, cli_run):
     assert config.sampling_on.temperature == 0.6 and config.sampling_on.top_p == 0.9
     plan = cli_run("build", str(recipe), "--dry-run")
     assert plan.exit_code == 0, plan.output
+
+
+def test_dry_run_counts_a_greedy_mode_once_per_prompt(cli_run):
+    plan = json.loads(cli_run("generate", "sft", "--prompts", "gsm8k", "--name", "s", "--n", "4",
+                              "--limit", "5", "--dry-run").stdout)
+    assert plan["requests"] == 5 * (4 + 1)     # ON sampled 4 times, OFF greedy once
