@@ -18,6 +18,7 @@ rows picked in the larger one (only the surplus of the larger mode is unpaired).
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,7 +28,7 @@ from manifests.duck import connect, quote_ident, quote_literal
 from manifests.errors import ConfigError
 from manifests.manifest import Step
 from manifests.schemas import schema_for
-from manifests.selection import union_relation
+from manifests.selection import base_of, row_relation, union_relation
 from manifests.steps import Role, StepDescriptor, register_step
 
 MIXABLE = ("prompts", "sft", "rl_pool")
@@ -121,9 +122,13 @@ def run_mix(store: DatasetStore, data: Manifest | list[Manifest], name: str,
     try:
         # a view cannot take bound parameters: the seed travels through a one-row table
         con.execute("CREATE TEMP TABLE knobs AS SELECT ?::VARCHAR AS seed", [str(config.seed)])
+        # without replacement from one version: a selection over its base (positions only)
+        info = base_of(store, sources[0]) if not config.replace and len(sources) == 1 \
+            and os.environ.get("THINKFORGE_MATERIALIZE", "") in ("", "0") else None
+        rows = row_relation(store, sources[0], positions=True, ordered=False) if info \
+            else union_relation(store, list(sources))
         con.execute(f"CREATE TEMP VIEW src AS SELECT *, {mode} AS mix_mode, "
-                    f"md5((SELECT seed FROM knobs) || ':' || {rank_key}) AS mix_rank FROM "
-                    f"{union_relation(store, list(sources))}")
+                    f"md5((SELECT seed FROM knobs) || ':' || {rank_key}) AS mix_rank FROM {rows}")
         counts = {(c, m): n for c, m, n in con.execute(
             "SELECT category, mix_mode, count(*) FROM src GROUP BY ALL").fetchall()}
         quotas = cell_quotas(counts, config) if counts else {}
@@ -146,18 +151,33 @@ def run_mix(store: DatasetStore, data: Manifest | list[Manifest], name: str,
                        "shortfall": max(0, _target(quotas, config, counts, (c, m)) - q)}
                       for (c, m), q in sorted(quotas.items())]}
         with store.writer(name, kind, step=step, parents=sources, provenance=facts) as w:
-            con.execute(f"COPY (SELECT {select} FROM picked ORDER BY category, mix_mode, rn) "
-                        f"TO {quote_literal(str(w.new_shard_path()))} (FORMAT parquet, COMPRESSION zstd)")
-            n = con.execute("SELECT count(*) FROM src s ANTI JOIN picked p USING (id)").fetchone()[0]
-            if n:
-                cols = ", ".join(f"s.{quote_ident(c)}" for c in columns)
-                con.execute(f"COPY (SELECT {cols}, 'not_selected' AS reason FROM src s "
+            if info is not None:
+                kept_path, rejected_path = w.select(info, info["inherited"], columns, [])
+                stored = "".join(f", {quote_ident(c)}" for c in info["inherited"])
+                pos = "__shard::INTEGER AS _shard, __row::BIGINT AS _row"
+                con.execute(f"COPY (SELECT {pos}{stored} FROM picked ORDER BY category, mix_mode, rn) "
+                            f"TO {quote_literal(str(kept_path))} (FORMAT parquet, COMPRESSION zstd)")
+                con.execute(f"COPY (SELECT {pos}{stored}, 'not_selected' AS reason FROM src s "
                             f"ANTI JOIN picked p USING (id) ORDER BY s.id) "
-                            f"TO {quote_literal(str(w.new_rejected_path()))} "
-                            "(FORMAT parquet, COMPRESSION zstd)")
+                            f"TO {quote_literal(str(rejected_path))} (FORMAT parquet, COMPRESSION zstd)")
+            else:
+                _write_copy(con, w, select, columns)
         return w.manifest
     finally:
         con.close()
+
+
+def _write_copy(con, w, select: str, columns: list[str]) -> None:
+    """The mix as a plain version: the picked rows (repeats renamed) and the others rejected."""
+    con.execute(f"COPY (SELECT {select} FROM picked ORDER BY category, mix_mode, rn) "
+                f"TO {quote_literal(str(w.new_shard_path()))} (FORMAT parquet, COMPRESSION zstd)")
+    n = con.execute("SELECT count(*) FROM src s ANTI JOIN picked p USING (id)").fetchall()[0][0]
+    if n:
+        cols = ", ".join(f"s.{quote_ident(c)}" for c in columns)
+        con.execute(f"COPY (SELECT {cols}, 'not_selected' AS reason FROM src s "
+                    f"ANTI JOIN picked p USING (id) ORDER BY s.id) "
+                    f"TO {quote_literal(str(w.new_rejected_path()))} "
+                    "(FORMAT parquet, COMPRESSION zstd)")
 
 
 def _target(quotas, config: MixConfig, counts, cell) -> int:

@@ -211,3 +211,18 @@ def test_split_parts_are_selections_like_their_twins(store):
         assert sel[part].selection.base.ref == data.ref and mat[part].selection is None
         assert read_table(store, sel[part]).to_pylist() == read_table(store, mat[part]).to_pylist()
         assert sel[part].fingerprint == mat[part].fingerprint
+
+
+def test_mix_without_replacement_is_a_selection_like_its_twin(store, monkeypatch):
+    from curation.mix import MixConfig, run_mix
+
+    data, _ = sft_pool(store, 19, 40)
+    q = run_quality(store, data, "q")
+    sel = run_mix(store, q, "mix-sel", MixConfig(rows=20, replace=False))
+    monkeypatch.setenv("THINKFORGE_MATERIALIZE", "1")
+    mat = run_mix(store, q, "mix-mat", MixConfig(rows=20, replace=False))
+    assert sel.selection is not None and mat.selection is None
+    assert read_table(store, sel).to_pylist() == read_table(store, mat).to_pylist()
+    assert sel.fingerprint == mat.fingerprint and sel.rejected.by_reason == mat.rejected.by_reason
+    assert read_rejected(store, sel).select(read_rejected(store, mat).column_names).to_pylist() == \
+        read_rejected(store, mat).to_pylist()
