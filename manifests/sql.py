@@ -197,7 +197,7 @@ def selection_files(store: DatasetStore, manifests: list[Manifest],
             continue
         names = {m.ref, m.ref + "/rejected"} | ({m.name} if latest[m.name] is m else set())
         if wanted is None or names & wanted:
-            out += [str(p) for what, _, p in store.version_files(m) if what != "rejected shard"]
+            out += [str(p) for _, _, p in store.version_files(m)]
     return sorted(set(out))
 
 

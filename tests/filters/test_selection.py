@@ -226,3 +226,19 @@ def test_mix_without_replacement_is_a_selection_like_its_twin(store, monkeypatch
     assert sel.fingerprint == mat.fingerprint and sel.rejected.by_reason == mat.rejected.by_reason
     assert read_rejected(store, sel).select(read_rejected(store, mat).column_names).to_pylist() == \
         read_rejected(store, mat).to_pylist()
+
+
+def test_sql_reads_a_pool_selection_and_its_mixed_rejected_rows(store, gsm8k):
+    from filters.passrate import run_passrate
+    from manifests.sql import run_sql
+
+    from .conftest import prompt_ids, write_rollouts
+
+    ids = prompt_ids(store, gsm8k)
+    r = write_rollouts(store, gsm8k, {i: 8 if n % 2 else 3 for n, i in enumerate(ids[:10])},
+                       extra_ids=["ghost"])
+    pool = run_passrate(store, r, gsm8k, "pool")
+    assert pool.selection.rejected is not None and pool.rejected.files  # both forms of rejected
+    got = dict(run_sql(store, 'SELECT reason, count(*) FROM "pool@v1/rejected" GROUP BY ALL').rows())
+    assert got == pool.rejected.by_reason
+    assert list(run_sql(store, "SELECT count(*) FROM pool").rows()) == [(pool.rows,)]
