@@ -53,7 +53,7 @@ def test_a_new_filter_is_a_cli_command_with_derived_options(cli_run, store, kind
     assert dry.exit_code == 0, dry.output
     assert json.loads(dry.output)["outputs"] == {"long": None}
     ran = cli_run("filter", "min_length", "sft", "--name", "long", "--min-chars", "30")
-    assert ran.exit_code == 0 and ran.output.strip() == "long@v1", ran.output
+    assert ran.exit_code == 0 and ran.stdout.strip() == "long@v1", ran.output
     m = store.resolve("long")
     assert m.step.type == "filter.min_length" and m.step.config == {"min_chars": 30}
     assert m.rows + m.rejected.rows == kinds["sft"].rows

@@ -31,4 +31,7 @@ def test_readme_api_example_runs(tmp_path, monkeypatch, data_dir, capsys):
     parts = namespace["parts"]
     assert set(parts) == {"gsm8k-train", "gsm8k-validation"}
     assert sum(p.rows for p in parts.values()) == namespace["clean"].rows
+    for part in parts.values():  # split parts are selections: read through their base
+        assert len(part.to_pandas()) == part.rows
+    assert len(namespace["clean"].rejected()) == namespace["clean"].manifest.rejected.rows
     assert "gsm8k@v1 prompts 200" in capsys.readouterr().out
