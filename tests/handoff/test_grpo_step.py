@@ -29,9 +29,9 @@ def test_one_grpo_step_on_our_export_keeps_curriculum_order(store, pool, tmp_pat
 
     def accuracy(completions, solution, verifier, curriculum_batch, curriculum_position,
                  **kwargs):
-        seen.extend(zip(curriculum_batch, curriculum_position))
+        seen.extend(zip(curriculum_batch, curriculum_position, strict=True))
         return [compute_score(None, c[0]["content"], s, {"verifier": v})
-                for c, s, v in zip(completions, solution, verifier)]
+                for c, s, v in zip(completions, solution, verifier, strict=True)]
 
     def brevity(completions, **kwargs):  # a random tiny model is never right: some signal
         return [-len(c[0]["content"]) / 100 for c in completions]
@@ -46,7 +46,7 @@ def test_one_grpo_step_on_our_export_keeps_curriculum_order(store, pool, tmp_pat
     trainer = GRPOTrainer(model=model, reward_funcs=[accuracy, brevity], args=args, train_dataset=data,
                           processing_class=smollm2_tokenizer)
     result = trainer.train()
-    changed = any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    changed = any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     expected = [(r["curriculum_batch"], r["curriculum_position"]) for r in data][:len(seen) // 2]
     with capsys.disabled():
         print(f"\nTRL GRPO step: loss {result.training_loss:.4f}, prompts seen (batch, position) "
