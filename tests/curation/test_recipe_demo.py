@@ -67,9 +67,9 @@ def test_demo_recipe_builds_reports_and_reuses_everything(cli_run, store, tmp_pa
     train = store.resolve("demo-sft-train")
     assert train.kind == "sft" and train.rows > 0
     # rejection sampling: the train split holds verified answers only (issue 9 item 2)
-    import pyarrow.parquet as pq
+    from manifests.selection import read_table  # plain shards or a selection
 
-    rows = [r for p in store.shard_paths(train) for r in pq.read_table(p).to_pylist()]
+    rows = read_table(store, train).to_pylist()
     assert {r["verified"] for r in rows} == {True}
     assert store.resolve("demo-sft-raw").stats["verified_rate"]["on"]["rate"] < 1.0
     keys = store.version_keys()
