@@ -72,7 +72,7 @@ def test_unverifiable_drop_best_and_the_verified_rate(store, gsm8k):
     assert {(r["reasoning"], _sample(r)) for r in kept} == {("on", 1), ("off", 1)}
     assert all(r["verified"] for r in kept) and m.stats["verified_rate"]["on"]["rate"] == 1.0
     assert m.rejected.by_reason == {"unverifiable": 4, "not_picked": 2}
-    from manifests.sql import run_sql   # "name/rejected": the latest version's rejected rows
+    from manifests.sql import run_sql  # "name/rejected": the latest version's rejected rows
 
     rows = run_sql(store, 'SELECT reason, count(*) AS n FROM "good/rejected" GROUP BY ALL')
     by_reason = {r["reason"]: r["n"] for r in rows.table().to_pylist()}
