@@ -265,6 +265,10 @@ Plots: `report.html` next to this file.
 """
 
 
+def _shown_stats(manifest: Manifest) -> dict[str, str]:
+    return {k: json.dumps(manifest.stats[k], default=str) for k in SHOWN_STATS if k in manifest.stats}
+
+
 def _html_table(rows: dict[str, Any], header: tuple[str, str]) -> str:
     body = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
                    for k, v in rows.items())
@@ -319,7 +323,7 @@ def page(manifest: Manifest, chain: list[Manifest], data: ReportData,
 <h2>Lineage</h2>
 <table><tr><th>version</th><th>kind</th><th>rows</th><th>step</th><th>fingerprint</th><th>rejected</th></tr>{chain_rows}</table>
 <h2>Counts</h2>
-{_html_table({k: json.dumps(manifest.stats[k], default=str) for k in SHOWN_STATS if k in manifest.stats}, ("statistic", "value"))}
+{_html_table(_shown_stats(manifest), ("statistic", "value"))}
 <h2>Licences</h2>
 {_html_table(data.licenses, ("licence", "rows")) if data.licenses else '<p>See the lineage.</p>'}
 <h2>Rejected rows</h2>
