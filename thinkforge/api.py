@@ -140,6 +140,7 @@ class _Steps:
         from curation.steps import load_steps
 
         steps = load_steps()
+        step_type = "import" if step_type == "import_" else step_type  # a Python keyword
         if step_type.startswith("_") or step_type not in steps:
             raise AttributeError(f"no step {step_type!r}; steps: {', '.join(sorted(steps))}")
         descriptor = steps[step_type]

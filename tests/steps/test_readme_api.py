@@ -35,3 +35,16 @@ def test_readme_api_example_runs(tmp_path, monkeypatch, data_dir, capsys):
         assert len(part.to_pandas()) == part.rows
     assert len(namespace["clean"].rejected()) == namespace["clean"].manifest.rejected.rows
     assert "gsm8k@v1 prompts 200" in capsys.readouterr().out
+
+
+def test_import_through_the_api(tmp_path, data_dir):
+    import thinkforge as tf
+
+    store = tf.Store(tmp_path / "store")
+    v = tf.steps.import_(store, name="math", path=str(data_dir / "math500_demo.jsonl"),
+                         preset="math500")
+    assert v.ref == "math@v1" and v.kind == "prompts" and v.rows == len(v.to_pandas())
+    again = tf.steps.import_(store, name="math", path=str(data_dir / "math500_demo.jsonl"),
+                             preset="math500")
+    assert again.ref == "math@v1"  # the same file and options: reused
+
