@@ -24,7 +24,7 @@ import duckdb
 
 from .catalog_tables import RUNS_TABLE, TABLES, lineage_rows, version_row
 from .duck import connect, parquet_source, quote_ident
-from .selection import rejected_relation, row_relation
+from .selection import any_rejected_relation, row_relation
 from .sql import SqlResult, run_sql  # noqa: F401  (the read-only SQL sandbox lives in sql.py)
 from .store import StoreReader as DatasetStore  # reads only
 
@@ -170,7 +170,7 @@ def _add_version(con, store: DatasetStore, m) -> None:
     for row in lineage_rows(m):
         con.execute("INSERT INTO lineage VALUES (?,?,?,?,?)", row)
     con.execute(f"CREATE VIEW {quote_ident(m.ref)} AS SELECT * FROM {row_relation(store, m)}")
-    if (rejected := rejected_relation(store, m)) is not None:
+    if m.selection is not None and (rejected := any_rejected_relation(store, m)) is not None:
         con.execute(f"CREATE VIEW {quote_ident(m.ref + '/rejected')} AS SELECT * FROM {rejected}")
     elif m.rejected.files:
         con.execute(f"CREATE VIEW {quote_ident(m.ref + '/rejected')} AS SELECT * FROM "

@@ -53,7 +53,7 @@ from .errors import (
     SqlRefusedError,
 )
 from .manifest import Manifest
-from .selection import rejected_relation, row_relation
+from .selection import any_rejected_relation, row_relation
 from .store import StoreReader as DatasetStore  # reads only
 from .training_runs import run_rows
 
@@ -195,8 +195,8 @@ def selection_files(store: DatasetStore, manifests: list[Manifest],
     for m in manifests:
         if m.selection is None:
             continue
-        names = {m.ref, m.ref + "/rejected"} | (
-            {m.name, m.name + "/rejected"} if latest[m.name] is m else set())
+        names = {m.ref, m.ref + "/rejected"} | \
+            ({m.name, m.name + "/rejected"} if latest[m.name] is m else set())
         if wanted is None or names & wanted:
             out += [str(p) for _, _, p in store.version_files(m)]
     return sorted(set(out))
@@ -227,20 +227,14 @@ def _attach_versions(con: duckdb.DuckDBPyConnection, store: DatasetStore,
     for m in manifests:
         is_latest = latest[m.name][1] is m
         if m.selection is not None:  # read by DuckDB from the files selection_files allowed
-            rejected = rejected_relation(store, m)
-            for view, relation in ((m.ref, row_relation(store, m)),
-                                   (m.name, row_relation(store, m) if is_latest else None),
+            rows = row_relation(store, m)
+            rejected = any_rejected_relation(store, m) or \
+                f"(SELECT *, NULL::VARCHAR AS reason FROM {rows} WHERE false)"
+            for view, relation in ((m.ref, rows), (m.name, rows if is_latest else None),
                                    (m.ref + "/rejected", rejected),
                                    (m.name + "/rejected", rejected if is_latest else None)):
                 if relation is not None and want(view):
                     con.execute(f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM {relation}")
-            if m.selection.rejected is None:  # plain rejected shards, or an empty view
-                for view in [m.ref + "/rejected", *([m.name + "/rejected"] if is_latest else [])]:
-                    if want(view) and m.rejected.files:
-                        con.register(view, _rejected(store, m))
-                    elif want(view):
-                        con.execute(f"CREATE VIEW {quote_ident(view)} AS SELECT *, NULL::VARCHAR "
-                                    f"AS reason FROM {row_relation(store, m)} WHERE false")
             continue
         if want(m.ref) or (is_latest and want(m.name)):
             data = _dataset(store.shard_paths(m))
