@@ -330,8 +330,7 @@ def _register_generate_preferences() -> None:
     """`thinkforge generate preferences` (lives here with the RLHF trainers it feeds)."""
     from generators.preferences import PreferenceConfig
 
-    from .generate_cmds import _run, _sampling, backend_options, build_config, derived_options, \
-        generate_group
+    from .generate_cmds import _run, _sampling, backend_options, build_config, derived_options, generate_group
 
     @generate_group.command("preferences")
     @backend_options
