@@ -34,11 +34,11 @@ def test_recipe_trains_then_reuses(store, sft_version, pool_version, tiny_model,
     recipe = _recipe(tmp_path, tiny_model)
     plan = cli_run("build", recipe, "--dry-run", "--json")
     assert plan.exit_code == 0, plan.output
-    assert [s["status"] for s in json.loads(plan.output)["steps"]][-2:] == ["would run"] * 2
+    assert [s["status"] for s in json.loads(plan.stdout)["steps"]][-2:] == ["would run"] * 2
 
     first = cli_run("build", recipe, "--json")
     assert first.exit_code == 0, first.output
-    steps = json.loads(first.output)["steps"]
+    steps = json.loads(first.stdout)["steps"]
     assert [s["status"] for s in steps][-2:] == ["built", "built"]
     runs = list(TrainingRuns(store))
     assert sorted(r.method for r in runs) == ["grpo", "sft"]
@@ -50,11 +50,11 @@ def test_recipe_trains_then_reuses(store, sft_version, pool_version, tiny_model,
 
     again = cli_run("build", recipe, "--json")
     assert again.exit_code == 0, again.output
-    assert [s["status"] for s in json.loads(again.output)["steps"]][-2:] == ["reused", "reused"]
+    assert [s["status"] for s in json.loads(again.stdout)["steps"]][-2:] == ["reused", "reused"]
     assert len(list(TrainingRuns(store))) == 2          # nothing trained again
     plan = cli_run("build", recipe, "--dry-run", "--json")
-    assert [s["status"] for s in json.loads(plan.output)["steps"]][-2:] == ["would reuse"] * 2
+    assert [s["status"] for s in json.loads(plan.stdout)["steps"]][-2:] == ["would reuse"] * 2
 
     skipped = cli_run("build", recipe, "--skip-train", "--json")
     assert skipped.exit_code == 0, skipped.output
-    assert not any(s["label"].startswith("steps[") for s in json.loads(skipped.output)["steps"])
+    assert not any(s["label"].startswith("steps[") for s in json.loads(skipped.stdout)["steps"])

@@ -49,7 +49,7 @@ def test_generate_preferences_best_vs_worst_ties_dropped(store, toy_prompts, cli
     result = cli_run("generate", "preferences", "--prompts", "toy-prompts", "--policy", "scripted",
                      "--k", "4", "--name", "toy-prefs", "--reasoning-format", "native", "--json")
     assert result.exit_code == 0, result.output
-    manifest = json.loads(result.output)
+    manifest = json.loads(result.stdout)
     assert manifest["kind"] == "preferences" and manifest["rows"] == 2
     assert manifest["rejected"]["by_reason"] == {"all_equal_scores": 2}
     assert manifest["provenance"]["modes"] == ["on"]
@@ -89,7 +89,7 @@ def test_reward_model_trains_scores_and_rewards_rloo(store, prefs_version, pool_
                      "--k", "4", "--name", "rm-prefs", "--reasoning-format", "native",
                      "--scorer", f"reward-model:{out}", "--json")
     assert result.exit_code == 0, result.output
-    manifest = json.loads(result.output)
+    manifest = json.loads(result.stdout)
     assert manifest["step"]["config"]["scorer"] == f"reward-model:{out}"
     # p3's samples are one identical text: equal scores, rejected; the others differ
     assert manifest["rejected"]["by_reason"].get("all_equal_scores", 0) >= 1

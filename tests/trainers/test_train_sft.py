@@ -57,7 +57,8 @@ def test_cli_sft_mode_packing_and_pulled_manifest(store, sft_version, tiny_model
                      "--max-length", "64", "--trl", "warmup_steps=0", "--json")
     # stdout is data: the run record and nothing else (TRL's log lines go to stderr)
     assert result.exit_code == 0, result.output
-    record = json.loads(result.output)
+    assert result.stdout.lstrip().startswith("{"), result.stdout[:300]
+    record = json.loads(result.stdout)
     assert record["data"][0]["manifest_path"] == str(manifest.resolve())
     assert record["config"]["mode"] == "on" and record["config"]["packing"] == "bfd"
     assert record["extra"]["trl_config"]["packing"] is True
@@ -71,7 +72,7 @@ def test_dry_run_verifies_and_prints_the_config(store, sft_version, tmp_path, cl
     result = cli_run("train", "sft", "--data", sft_version.ref, "--model", "m", "--output",
                      str(tmp_path / "o"), "--dry-run", "--mode", "off")
     assert result.exit_code == 0, result.output
-    plan = json.loads(result.output)
+    plan = json.loads(result.stdout)
     assert plan["verified"] and plan["fingerprint"] == sft_version.fingerprint
     assert plan["config"]["mode"] == "off" and plan["config"]["method"] == "sft"
     assert not (tmp_path / "o").exists()
