@@ -23,27 +23,29 @@ def test_sft_with_the_tiny_model_writes_verified_pairs(store, gsm8k, tiny_model)
                                                                          "max_new_tokens": 8})
     manifest = generate_sft(store, gsm8k, "gsm8k-sft", config, progress=False)
     rows = rows_of(store, manifest)
-    assert manifest.kind == "sft" and len(rows) == 6 and manifest.rejected.rows == 0
-    by_pair = {}
+    # a random 2-layer model never writes the "Final answer:" line the prompted ON format asks
+    # for: its ON answers are rejected (format:no_final_answer), never stored as
+    # <think>X</think>X; the OFF answers are kept and verified
+    assert manifest.kind == "sft" and len(rows) == 3
+    assert manifest.rejected.by_reason == {"format:no_final_answer": 3}
+    rejected = rejected_of(store, manifest)
+    assert {r["mode"] for r in rejected} == {"on"}
+    assert {r["prompt_id"] for r in rejected} == {r["prompt_id"] for r in rows}
     for row in rows:
-        by_pair.setdefault(row["pair_id"], {})[row["reasoning"]] = row
-        assert row["system_prompt"] == f"detailed thinking {row['reasoning']}"
+        assert row["reasoning"] == "off" and "<think>" not in row["output"]
+        assert row["system_prompt"] == "detailed thinking off"
         assert row["input"][0]["role"] == "user"          # the system prompt has its own column
         assert row["verified"] is not None                # gsm8k rows all have a ground truth
         assert 0 < row["output_tokens"] <= 8 and row["generator"] == str(tiny_model)
-    assert len(by_pair) == 3 and all(set(p) == {"on", "off"} for p in by_pair.values())
-    for pair in by_pair.values():
-        assert pair["on"]["output"].startswith("<think>") and "</think>" in pair["on"]["output"]
-        assert "<think>" not in pair["off"]["output"]
-        assert pair["on"]["prompt_id"] == pair["off"]["prompt_id"]
     p = manifest.provenance
-    assert p["completion_tokens"] == sum(r["output_tokens"] for r in rows) and p["prompt_tokens"] > 0
+    # tokens count every completion, the rejected ON answers too
+    assert p["completion_tokens"] >= sum(r["output_tokens"] for r in rows) and p["prompt_tokens"] > 0
     assert p["wall_time_s"] > 0 and p["tokens_per_s"] > 0 and p["errors_by_kind"] == {}
     assert p["teachers"][str(tiny_model)]["backend"] == "transformers"
     assert p["verifiers"]["math"].startswith("math-verify")
     assert manifest.step.type == "generate_sft" and manifest.step.config == config.model_dump()
     assert manifest.parents[0].fingerprint == gsm8k.fingerprint
-    assert set(manifest.stats["verified_rate"]) == {"on", "off"}
+    assert set(manifest.stats["verified_rate"]) == {"off"}
 
 
 def test_same_config_on_same_prompts_is_reused_without_a_teacher_call(store, gsm8k, scripted):
