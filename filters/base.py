@@ -432,7 +432,9 @@ def source(store: DatasetStore, manifest: Manifest) -> str:
     """SQL relation over a version's rows (its shards, or its selection resolved)."""
     from manifests.selection import row_relation
 
-    return row_relation(store, manifest)
+    # any order: every step orders what it writes (a selection's rows in version order would
+    # cost a sort of the wide rows the step reads)
+    return row_relation(store, manifest, ordered=False)
 
 
 def row_order(manifest: Manifest) -> tuple[str, str]:
