@@ -104,34 +104,48 @@ def dir_bytes(store, manifests) -> int:
                if p.is_file())
 
 
-def chain(store, base, items, suffix: str, materialize: bool, memory_limit: str):
+def cpu_seconds() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def chains(store, base, items, memory_limit: str):
+    """Both chains, a step of one then the same step of the other (a change in the load of a
+    shared machine hits both); wall and process CPU time (DuckDB's threads included)."""
     from curation.split import SplitConfig, run_split
     from filters.base import Resources
     from filters.decontam import DecontamConfig, run_decontam
     from filters.dedup import DedupConfig, run_dedup
     from filters.quality import QualityConfig, run_quality
 
-    res = Resources(materialize=materialize, memory_limit=memory_limit)
-    steps = [
-        ("quality", lambda d: [run_quality(store, d, f"q-{suffix}", QualityConfig(), resources=res)]),
-        ("dedup (exact)", lambda d: [run_dedup(store, d, f"d-{suffix}", DedupConfig(near=False,
-                                                                                     on="output"),
-                                               resources=res)]),
-        ("decontam", lambda d: [run_decontam(store, d, [items], f"c-{suffix}", DecontamConfig(),
-                                             resources=res)]),
-        ("split", lambda d: list(run_split(store, d, f"s-{suffix}", SplitConfig(),
-                                           materialize=materialize).values())),
-    ]
-    out, data = [], base
-    for label, run in steps:
-        t0 = time.perf_counter()
-        made = run(data)
-        wall = time.perf_counter() - t0
-        out.append((label, wall, dir_bytes(store, made), made))
-        data = made[0]
-        print(f"  {suffix:12s} {label:14s} {wall:8.2f} s  {dir_bytes(store, made):>14,d} B",
-              file=sys.stderr, flush=True)
-    return out
+    def steps(suffix, materialize):
+        res = Resources(materialize=materialize, memory_limit=memory_limit)
+        return [
+            ("quality", lambda d: [run_quality(store, d, f"q-{suffix}", QualityConfig(), resources=res)]),
+            ("dedup (exact)", lambda d: [run_dedup(store, d, f"d-{suffix}",
+                                                   DedupConfig(near=False, on="output"), resources=res)]),
+            ("decontam", lambda d: [run_decontam(store, d, [items], f"c-{suffix}", DecontamConfig(),
+                                                 resources=res)]),
+            ("split", lambda d: list(run_split(store, d, f"s-{suffix}", SplitConfig(),
+                                               materialize=materialize).values())),
+        ]
+
+    out = {"selection": [], "materialised": []}
+    data = {"selection": base, "materialised": base}
+    plans = {"selection": steps("selection", False), "materialised": steps("materialised", True)}
+    for i in range(4):
+        for suffix in ("selection", "materialised"):
+            label, run = plans[suffix][i]
+            t0, c0 = time.perf_counter(), cpu_seconds()
+            made = run(data[suffix])
+            wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+            out[suffix].append((label, wall, dir_bytes(store, made), made, cpu))
+            data[suffix] = made[0]
+            print(f"  {suffix:12s} {label:14s} {wall:8.2f} s wall {cpu:8.2f} s cpu "
+                  f"{dir_bytes(store, made):>14,d} B", file=sys.stderr, flush=True)
+    return out["selection"], out["materialised"]
 
 
 def time_sql(store, query: str, repeats: int) -> float:
@@ -165,22 +179,23 @@ def main() -> None:
         base_bytes = dir_bytes(store, [base])
         print(f"base: {base.rows:,d} rows, {base_bytes:,d} bytes ({time.perf_counter() - t0:.1f} s "
               "to make)", file=sys.stderr, flush=True)
-        sel = chain(store, base, items, "selection", False, args.memory_limit)
-        mat = chain(store, base, items, "materialised", True, args.memory_limit)
-        for (label, _, _, a), (_, _, _, b) in zip(sel, mat, strict=True):
+        sel, mat = chains(store, base, items, args.memory_limit)
+        for (label, _, _, a, _), (_, _, _, b, _) in zip(sel, mat, strict=True):
             assert [m.fingerprint for m in a] == [m.fingerprint for m in b], label
         print(f"\n{args.rows:,d} rows, outputs ~{args.output_bytes} B; base version "
               f"{base_bytes / 1e6:,.1f} MB (shards + row digests)\n")
-        print("| step | selection (s) | materialised (s) | faster by | bytes added, selection | "
+        print("| step | selection wall (s) | materialised wall (s) | faster by (wall) | "
+              "selection CPU (s) | materialised CPU (s) | faster by (CPU) | bytes added, selection | "
               "bytes added, materialised | selection / base |")
-        print("|---|---|---|---|---|---|---|")
-        for (label, ws, bs, _), (_, wm, bm, _) in zip(sel, mat, strict=True):
-            print(f"| {label} | {ws:.2f} | {wm:.2f} | {wm / ws:.1f}x | {bs:,d} | {bm:,d} | "
-                  f"{100 * bs / base_bytes:.3f}% |")
-        ts, tm = sum(w for _, w, _, _ in sel), sum(w for _, w, _, _ in mat)
-        bs, bm = sum(b for _, _, b, _ in sel), sum(b for _, _, b, _ in mat)
-        print(f"| **whole chain** | {ts:.2f} | {tm:.2f} | **{tm / ts:.1f}x** | {bs:,d} | {bm:,d} | "
-              f"**{100 * bs / base_bytes:.3f}%** |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for (label, ws, bs, _, cs), (_, wm, bm, _, cm) in zip(sel, mat, strict=True):
+            print(f"| {label} | {ws:.2f} | {wm:.2f} | {wm / ws:.1f}x | {cs:.2f} | {cm:.2f} | "
+                  f"{cm / cs:.1f}x | {bs:,d} | {bm:,d} | {100 * bs / base_bytes:.3f}% |")
+        ts, tm = sum(r[1] for r in sel), sum(r[1] for r in mat)
+        cs, cm = sum(r[4] for r in sel), sum(r[4] for r in mat)
+        bs, bm = sum(r[2] for r in sel), sum(r[2] for r in mat)
+        print(f"| **whole chain** | {ts:.2f} | {tm:.2f} | **{tm / ts:.1f}x** | {cs:.2f} | {cm:.2f} | "
+              f"**{cm / cs:.1f}x** | {bs:,d} | {bm:,d} | **{100 * bs / base_bytes:.3f}%** |")
         deep_sel, deep_mat = sel[2][3][0], mat[2][3][0]
         print(f"\nthinkforge sql over {deep_sel.ref} (3-deep selection) vs {deep_mat.ref} "
               f"(materialised twin), median of {args.sql_repeats}, in process:\n")
