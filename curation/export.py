@@ -387,6 +387,7 @@ def pull_version(store: DatasetStore, ref: str, to: str | Path) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    target_store.record_copy(manifest)  # the copy's own publish log (verify checks against it)
     target_store.verify(manifest)  # the copies, byte for byte
     return dest
 

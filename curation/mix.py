@@ -114,7 +114,7 @@ def run_mix(store: DatasetStore, data: Manifest | list[Manifest], name: str,
     if reusable is not None:
         return reusable
     for m in sources:
-        store.check_sizes(m)
+        store.verify(m)  # sha256 (cached per file) before the rows feed a new version
     mode = "reasoning" if kind == "sft" else "'-'"
     rank_key = "pair_id" if config.pairs == "keep-whole" else "id"
     columns = schema_for(kind).names

@@ -73,7 +73,7 @@ def run_split(store: DatasetStore, data: Manifest, name: str, config: SplitConfi
         if reusable is not None:
             out[part] = reusable
             continue
-        store.check_sizes(data)
+        store.verify(data)  # sha256 (cached per file) before the rows feed a new version
         con = connect()
         try:
             # the first 8 hex digits of md5 as a fraction of 2^32: uniform in [0, 1)

@@ -398,7 +398,7 @@ def run_step(store: DatasetStore, *, name: str, kind: str, step_type: str, confi
     if plan.reusable is not None:
         return plan.reusable
     for m in inputs:
-        store.check_sizes(m)
+        store.verify(m)  # sha256 (cached per file) before a step reads: nothing corrupt is laundered
     con, own_spill = open_connection(store, resources)
     progress = StepProgress(f"{step_type.removeprefix('filter.')} -> {name}", con,
                             enabled=bool(resources and resources.progress))

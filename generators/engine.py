@@ -53,7 +53,7 @@ def load_prompts(store, manifest, limit: int | None) -> list[dict[str, Any]]:
     if manifest.kind != "prompts":
         raise InputDataError(f"{manifest.ref} is a {manifest.kind!r} version, not prompts",
                              hint="pass a prompts version, e.g. --prompts gsm8k@v1")
-    store.check_sizes(manifest)
+    store.verify(manifest)  # sha256 (cached per file) before prompts feed a new version
     if manifest.selection is None:
         import pyarrow.parquet as pq
 

@@ -80,6 +80,9 @@ class StoreReader:
     def version_dir(self, manifest: Manifest) -> Path:
         return self.datasets_dir / manifest.name / manifest.version
 
+    def manifest_path(self, manifest: Manifest) -> Path:
+        return self.version_dir(manifest) / "manifest.json"
+
     def shard_paths(self, manifest: Manifest) -> list[Path]:
         """The version's own data shards.  A selection has none: read its rows through
         ``manifests.selection.row_relation`` (never its base's shards as they are)."""
@@ -88,12 +91,16 @@ class StoreReader:
                 f"{manifest.ref} is a selection over {manifest.selection.base.ref}: it has no "
                 "shards of its own", hint="read it with manifests.selection.row_relation, or "
                 f"`thinkforge materialize {manifest.ref} --name NAME` for a plain copy")
+        from .integrity import contained_path
+
         base = self.version_dir(manifest)
-        return [base / f.path for f in manifest.files]
+        return [contained_path(base, f.path, manifest.ref) for f in manifest.files]
 
     def rejected_paths(self, manifest: Manifest) -> list[Path]:
+        from .integrity import contained_path
+
         base = self.version_dir(manifest)
-        return [base / f.path for f in manifest.rejected.files]
+        return [contained_path(base, f.path, manifest.ref) for f in manifest.rejected.files]
 
     # -- listing and references ------------------------------------------------------------
     def names(self) -> list[str]:
@@ -162,10 +169,14 @@ class StoreReader:
         then its rejected rows."""
         from .selection import needed_files
 
+        from .integrity import inside_store
+
         out = needed_files(self, manifest)
+        for _, entry, path in out:  # a selection names its base's shards: all inside the store
+            inside_store(self.datasets_dir, path, manifest.ref, entry.path)
         if rejected:
-            base = self.version_dir(manifest)
-            out += [("rejected shard", f, base / f.path) for f in manifest.rejected.files]
+            out += [("rejected shard", f, p) for f, p in
+                    zip(manifest.rejected.files, self.rejected_paths(manifest), strict=True)]
             if manifest.selection is not None and manifest.selection.rejected is not None:
                 out.append(("rejected selection", manifest.selection.rejected,
                             base / manifest.selection.rejected.path))
@@ -187,22 +198,48 @@ class StoreReader:
                     f"{entry.bytes} (truncated or modified)",
                     hint=f"run `thinkforge verify {manifest.ref}`; restore or rebuild the version")
 
-    def verify(self, manifest: Manifest) -> None:
-        """Full check, run whenever bytes leave the store: sizes and sha256 of every file
-        (for a selection: the selection files and the base shards it reads)."""
+    def verify(self, manifest: Manifest, *, use_cache: bool = True,
+               log_entries: dict | None = None) -> None:
+        """Full check, run whenever bytes leave the store or feed a step (filters, exports,
+        pulls, trainers): the manifest against the publish log, file paths inside the store,
+        sizes and sha256 of every file (for a selection: the selection files and the base
+        shards it reads), row counts against the Parquet metadata.
+
+        sha256 comes from the per-file cache (``integrity.HashCache``) unless ``use_cache``
+        is False; a file whose size, mtime, ctime or inode changed is always rehashed.
+        """
+        from .integrity import HashCache, PublishLog, check_row_counts
+
+        PublishLog(self).check(manifest, log_entries)
         self.check_sizes(manifest)
-        for what, entry, path in self.version_files(manifest):
-            try:
-                digest = sha256_file(path)
-            except FileNotFoundError:
-                raise IntegrityError(f"{manifest.ref}: {what} {entry.path} is missing ({path})",
-                                     hint="the version is damaged; restore the file or rebuild it"
-                                     ) from None
-            if digest != entry.sha256:
-                raise IntegrityError(
-                    f"{manifest.ref}: sha256 of {what} {entry.path} is {digest[:16]}..., manifest "
-                    f"says {entry.sha256[:16]}... (the file was modified after publishing)",
-                    hint="versions are immutable: restore the original file or rebuild the version")
+        cache = HashCache(self) if use_cache else None
+        try:
+            for what, entry, path in self.version_files(manifest):
+                try:
+                    digest = cache.sha256(path) if cache else sha256_file(path)
+                except FileNotFoundError:
+                    raise IntegrityError(f"{manifest.ref}: {what} {entry.path} is missing ({path})",
+                                         hint="the version is damaged; restore the file or rebuild it"
+                                         ) from None
+                if digest != entry.sha256:
+                    raise IntegrityError(
+                        f"{manifest.ref}: sha256 of {what} {entry.path} is {digest[:16]}..., manifest "
+                        f"says {entry.sha256[:16]}... (the file was modified after publishing)",
+                        hint="versions are immutable: restore the original file or rebuild the version")
+        finally:
+            if cache:
+                cache.save()
+        if manifest.selection is None:
+            check_row_counts(manifest, self.shard_paths(manifest), manifest.files)
+
+    # the name trainers look for (trainers/data.py): verify() is the cached check already
+    verify_cached = verify
+
+    def record_copy(self, manifest: Manifest) -> None:
+        """Log a version copied in whole from a verified store (``thinkforge pull``)."""
+        from .integrity import PublishLog
+
+        PublishLog(self).adopt(manifest)
 
     def find_reusable(self, name: str, step: Step, parents: list[ParentRef]) -> Manifest | None:
         """A version of ``name`` built by the same step config from the same inputs, if any."""

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from .duck import connect, parquet_source, quote_ident, quote_literal
 from .errors import ConflictError, InputDataError
+from .integrity import PublishLog, manifest_digest
 from .manifest import (
     FileEntry,
     Manifest,
@@ -96,6 +97,8 @@ def publish_dir(store: StoreReader, staging: Path, manifest_fields: dict[str, An
             if (base / manifest.version).exists():
                 continue  # another writer took this number first: take the next one
             raise
+        # the publish log (integrity.py): verify holds every manifest against these bytes
+        PublishLog(store).append(manifest, manifest_digest(manifest.to_json()))
         return manifest
     raise ConflictError(f"could not find a free version number for {manifest_fields['name']}")
 

@@ -187,27 +187,63 @@ def show_cmd(ctx, ref, as_json, verify):
 
 @click.command("verify")
 @click.argument("refs", nargs=-1)
-@click.option("--all", "all_", is_flag=True, help="Verify every version in the store.")
+@click.option("--all", "all_", is_flag=True, help="Verify every version, and report vanished ones.")
+@click.option("--cached", is_flag=True,
+              help="Reuse sha256 of files unchanged since they were hashed (size, mtime, ctime, "
+                   "inode); default: rehash every byte.")
+@click.option("--adopt", is_flag=True,
+              help="Record versions the publish log does not know (a store from an older "
+                   "thinkforge, or copied by hand) after you decided to trust them; never "
+                   "replaces an entry.")
 @click.pass_context
-def verify_cmd(ctx, refs, all_):
-    """Check the sha256 of every shard of a version against its manifest.
+def verify_cmd(ctx, refs, all_, cached, adopt):
+    """Check versions against the publish log and the sha256 of every shard.
+
+    Each manifest must be the bytes that were published (publish log), its shard paths
+    must stay inside the version, its row counts must equal the shards' Parquet metadata,
+    and every shard's size and sha256 must match. Exit 4 if anything does not.
 
     \b
     Example:
       thinkforge verify gsm8k@v1
       thinkforge verify --all
     """
+    from manifests.errors import ForgeError, IntegrityError
+    from manifests.integrity import PublishLog
+
     store = get_store(ctx)
     manifests = list(store.manifests()) if all_ else [store.resolve(r) for r in refs]
-    if not manifests:
+    if not manifests and not all_:
         raise click.UsageError("name a version (REF) or pass --all")
+    log = PublishLog(store)
+    if adopt:
+        for m in manifests:
+            if log.adopt(m):
+                click.echo(f"adopted {m.ref} into the publish log", err=True)
+    entries = log.entries()
+    failures = []
     for m in manifests:
-        store.verify(m)
+        try:
+            store.verify(m, use_cache=cached, log_entries=entries)
+        except ForgeError as exc:
+            failures.append(f"FAILED {m.ref}: {exc}")
+            click.echo(failures[-1], err=True)
+            continue
         if m.selection is not None:
             click.echo(f"ok {m.ref} {m.fingerprint[:12]} (selection over {m.selection.base.ref}: "
                        f"{sum(1 for n in m.selection.used if n)} base shards, {m.rows} rows)")
         else:
             click.echo(f"ok {m.ref} {m.fingerprint[:12]} ({len(m.files)} shards, {m.rows} rows)")
+    if all_:
+        for e in log.vanished(entries):
+            failures.append(f"VANISHED {e['name']}@{e['version']} (published {e['time']}, "
+                            f"fingerprint {e['fingerprint'][:12]}): its manifest is gone")
+            click.echo(failures[-1], err=True)
+    if failures:
+        raise IntegrityError(f"{len(failures)} of {len(manifests)} version(s) failed verification"
+                             + (" or vanished" if any(f.startswith("VANISHED") for f in failures) else ""),
+                             hint="restore the files from a backup or rebuild the versions; "
+                                  "see docs/reliability.md")
 
 
 @click.command("sql")
