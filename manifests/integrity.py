@@ -36,7 +36,8 @@ from .manifest import sha256_file, utc_now
 
 if TYPE_CHECKING:
     from .manifest import Manifest
-    from .store import DatasetStore
+
+# ``store`` below is a manifests.store.StoreReader; not imported here: store imports this
 
 LOG_NAME = "publish.log"
 _GENESIS = "0" * 64
@@ -47,7 +48,7 @@ def manifest_digest(text: str | bytes) -> str:
 
 
 class PublishLog:
-    def __init__(self, store: DatasetStore):
+    def __init__(self, store):
         self.store = store
         self.path = store.root / LOG_NAME
 
@@ -190,7 +191,7 @@ def check_row_counts(manifest: Manifest, paths: list[Path], entries: list) -> No
 class HashCache:
     """sha256 per file, reused while (size, mtime_ns, ctime_ns, inode) are unchanged."""
 
-    def __init__(self, store: DatasetStore):
+    def __init__(self, store):
         self.path = store.root / ".cache" / "sha256.json"
         self._data: dict[str, list] | None = None
         self._dirty = False
