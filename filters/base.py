@@ -32,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from manifests import DatasetStore, Manifest
+from manifests.cleanup import claim
 from manifests.duck import connect, quote_literal, valid_memory_limit
 from manifests.errors import ConfigError, InputDataError
 from manifests.manifest import Step
@@ -377,6 +378,8 @@ def open_connection(store: DatasetStore, resources: Resources | None):
     if spill is None:
         spill = own_spill = store.root / ".staging" / f"spill-{uuid.uuid4().hex}"
     Path(spill).mkdir(parents=True, exist_ok=True)
+    if own_spill is not None:
+        claim(own_spill)  # a killed step's spill directory is reclaimed by the next write / gc
     con = connect(memory_limit=resources.memory_limit, temp_directory=spill,
                   threads=resources.threads)
     # every step ORDERs its output explicitly (same inputs -> same bytes -> same fingerprint);

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -24,6 +25,8 @@ import duckdb
 
 from .catalog_tables import RUNS_TABLE, TABLES, lineage_rows, version_row
 from .duck import connect, parquet_source, quote_ident
+from .errors import ConfigError, ForgeError
+from .manifest import sha256_file
 from .selection import any_rejected_relation, row_relation
 from .sql import SqlResult, run_sql  # noqa: F401  (the read-only SQL sandbox lives in sql.py)
 from .store import StoreReader as DatasetStore  # reads only
@@ -80,14 +83,56 @@ def refresh_catalog(store: DatasetStore, force: bool = False) -> bool:
     current catalog with the new versions (the cost of a publish does not grow with the
     store); ``force``, a missing or unreadable catalog, or a version that vanished rebuild it.
     """
+    if store.catalog_path.is_dir() or store.catalog_path.is_symlink():
+        raise ConfigError(f"{store.catalog_path} is a directory or a link, not a catalog file",
+                          hint="it is derived data: remove it (rm -r) and run "
+                               "`thinkforge catalog rebuild`")
     with _catalog_lock(store):
         signature = store_signature(store)
         current = catalog_signature(store.catalog_path)
-        if not force and current == signature:
+        if not force and current == signature and _unaltered(store):
             return False
-        if force or current is None or not _extend(store, signature):
+        if force or current is None or not _unaltered(store) or not _extend(store, signature):
             _build(store, signature)
         return True
+
+
+def _stamp_path(store: DatasetStore) -> Path:
+    return store.root / ".catalog.sha256"
+
+
+def _record_stamp(store: DatasetStore) -> None:
+    """What the catalog file was when thinkforge wrote it: (size, mtime_ns, sha256)."""
+    st = store.catalog_path.stat()
+    tmp = _stamp_path(store).with_name(f".catalog.sha256.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps([st.st_size, st.st_mtime_ns, sha256_file(store.catalog_path)]))
+    os.replace(tmp, _stamp_path(store))
+
+
+def _unaltered(store: DatasetStore) -> bool:
+    """The catalog file is the one thinkforge wrote (edited contents with the right
+    signature are rebuilt, not served). Unchanged size and mtime skip the hash."""
+    try:
+        size, mtime_ns, digest = json.loads(_stamp_path(store).read_text())
+        st = store.catalog_path.stat()
+    except (OSError, ValueError, TypeError):
+        return False
+    if [st.st_size, st.st_mtime_ns] == [size, mtime_ns]:
+        return True
+    return sha256_file(store.catalog_path) == digest
+
+
+def catalog_problems(store: DatasetStore) -> list[str]:
+    """Versions the last build left out of the catalog (a missing or damaged shard)."""
+    try:
+        con = duckdb.connect(str(store.catalog_path), read_only=True)
+        try:
+            rows = con.execute("SELECT value FROM catalog_meta WHERE key = 'skipped'").fetchall()
+        finally:
+            con.close()
+    except duckdb.Error:
+        return []
+    return json.loads(rows[0][0]) if rows else []
 
 
 def _fill_runs(con, store: DatasetStore) -> None:
@@ -100,22 +145,43 @@ def _fill_runs(con, store: DatasetStore) -> None:
 
 
 def _build(store: DatasetStore, signature: str) -> None:
+    """Write a new catalog beside the old one and swap it in; any failure (disk full, a
+    file-size limit) leaves the old catalog in place and no temp file behind.
+
+    A version whose shards are missing or the wrong size is left out and named in
+    ``catalog_meta.skipped`` (``catalog rebuild`` reports it); the others stay queryable.
+    """
     tmp = _tmp_path(store)
-    con = connect(tmp, storage_version=CATALOG_STORAGE_VERSION)
     try:
-        for ddl in TABLES.values():
-            con.execute(ddl)
-        con.execute("INSERT INTO catalog_meta VALUES ('signature', ?), ('store', ?), ('layout', ?)",
-                    [signature, str(store.root), CATALOG_LAYOUT])
-        for name in store.names():
-            for m in store.versions(name):
-                _add_version(con, store, m)
-            _point_latest(con, name)
-        _fill_runs(con, store)
-        con.execute("CHECKPOINT")
+        con = connect(tmp, storage_version=CATALOG_STORAGE_VERSION)
+        try:
+            for ddl in TABLES.values():
+                con.execute(ddl)
+            con.execute("INSERT INTO catalog_meta VALUES ('signature', ?), ('store', ?), ('layout', ?)",
+                        [signature, str(store.root), CATALOG_LAYOUT])
+            skipped = []
+            for name in store.names():
+                added = 0
+                for m in store.versions(name):
+                    try:
+                        store.check_sizes(m)
+                    except ForgeError as exc:
+                        skipped.append(f"{m.ref}: {str(exc).splitlines()[0]}")
+                        continue
+                    _add_version(con, store, m)
+                    added += 1
+                if added:
+                    _point_latest(con, name)
+            con.execute("INSERT INTO catalog_meta VALUES ('skipped', ?)", [json.dumps(skipped)])
+            _fill_runs(con, store)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(tmp, store.catalog_path)
+        _record_stamp(store)
     finally:
-        con.close()
-    os.replace(tmp, store.catalog_path)
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+            leftover.unlink(missing_ok=True)  # gone already when swapped in
 
 
 def _extend(store: DatasetStore, signature: str) -> bool:
@@ -125,8 +191,8 @@ def _extend(store: DatasetStore, signature: str) -> bool:
     built where the store was before a move, or cannot be extended (an older thinkforge's).
     """
     tmp = _tmp_path(store)
-    shutil.copyfile(store.catalog_path, tmp)  # only ever replaced by rename: a stable copy
     try:
+        shutil.copyfile(store.catalog_path, tmp)  # only ever replaced by rename: a stable copy
         con = connect(tmp, storage_version=CATALOG_STORAGE_VERSION)
         try:
             have = {f"{n}/{v}" for n, v in
@@ -141,7 +207,12 @@ def _extend(store: DatasetStore, signature: str) -> bool:
             added = [k for k in keys if k not in have]
             for key in added:
                 name, version = key.split("/")
-                _add_version(con, store, store.resolve(f"{name}@{version}"))
+                m = store.resolve(f"{name}@{version}")
+                try:
+                    store.check_sizes(m)
+                except ForgeError:
+                    return False  # a damaged version: a full build names it
+                _add_version(con, store, m)
             for name in sorted({k.split("/")[0] for k in added}):
                 _point_latest(con, name)
             _fill_runs(con, store)
@@ -150,11 +221,13 @@ def _extend(store: DatasetStore, signature: str) -> bool:
         finally:
             con.close()
         os.replace(tmp, store.catalog_path)
+        _record_stamp(store)
         return True
     except duckdb.Error:
         return False
     finally:
-        tmp.unlink(missing_ok=True)  # gone already when swapped in
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+            leftover.unlink(missing_ok=True)  # gone already when swapped in
 
 
 def _tmp_path(store: DatasetStore) -> Path:

@@ -428,8 +428,9 @@ def run_sql(store: DatasetStore, query: str, *, limit: int | None = None, verify
     tree = check_read_only(query)
     manifests = list(store.manifests())
     wanted = referenced_names(tree)
-    for m in manifests:
-        (store.verify if verify else store.check_sizes)(m)
+    for m in manifests:  # only the versions the query reads: a damaged one elsewhere is no
+        if wanted is None or {m.ref, m.name, m.ref + "/rejected"} & wanted:  # reason to refuse
+            (store.verify if verify else store.check_sizes)(m)
     try:
         con = sandbox_connection(memory_limit, readable=selection_files(store, manifests, wanted))
     except duckdb.Error as exc:

@@ -167,9 +167,8 @@ class StoreReader:
         """(what, FileEntry, path) of every file the version's rows are read from (for a
         selection: its selection file, the base shards it uses, the base's row digests),
         then its rejected rows."""
+        from .integrity import contained_path, inside_store
         from .selection import needed_files
-
-        from .integrity import inside_store
 
         out = needed_files(self, manifest)
         for _, entry, path in out:  # a selection names its base's shards: all inside the store
@@ -179,7 +178,8 @@ class StoreReader:
                     zip(manifest.rejected.files, self.rejected_paths(manifest), strict=True)]
             if manifest.selection is not None and manifest.selection.rejected is not None:
                 out.append(("rejected selection", manifest.selection.rejected,
-                            base / manifest.selection.rejected.path))
+                            contained_path(self.version_dir(manifest),
+                                           manifest.selection.rejected.path, manifest.ref)))
         return out
 
     def check_sizes(self, manifest: Manifest) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .cleanup import claim, reclaim
 from .duck import connect, parquet_source, quote_ident, quote_literal
 from .errors import ConflictError, InputDataError
 from .integrity import PublishLog, manifest_digest
@@ -171,8 +172,10 @@ class VersionWriter:
         if inherited is not None and "export" not in provenance:
             provenance["export"] = inherited
         self.reuse_identical = reuse_identical
+        reclaim(store)  # what killed writers left behind (their owner process is gone)
         self.staging = store.root / ".staging" / uuid.uuid4().hex
         (self.staging / "data").mkdir(parents=True)
+        claim(self.staging)
         (self.staging / "rejected").mkdir()
         self._writer: pq.ParquetWriter | None = None
         self._written_bytes = 0

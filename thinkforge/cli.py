@@ -62,6 +62,25 @@ class ForgeGroup(StepGroup):
         except ForgeError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:  # the machine, not the data: disk full, file-size limit, permissions
+            import errno
+
+            where = exc.filename or "a file in the store"
+            text = str(exc)  # pyarrow's OSErrors carry the errno only in their text
+            if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) or \
+                    "File too large" in text or "No space left" in text:
+                exc.strerror = exc.strerror or ("File too large" if "File too large" in text
+                                                else "No space left on device")
+                click.echo(f"error: cannot write {where}: {exc.strerror} (nothing was published)\n"
+                           "  hint: free disk space, raise the file-size limit (ulimit -f) or "
+                           "use another --store", err=True)
+                sys.exit(11)
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                click.echo(f"error: cannot write {where}: {exc.strerror} (nothing was published)\n"
+                           "  hint: check the permissions of the store, or use another --store",
+                           err=True)
+                sys.exit(12)
+            raise
         except KeyboardInterrupt:
             click.echo("error: interrupted (Ctrl-C); nothing was published", err=True)
             sys.exit(130)

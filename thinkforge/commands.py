@@ -121,15 +121,47 @@ def catalog_cmd(ctx, as_json):
 def catalog_rebuild(ctx):
     """Recreate catalog.duckdb from the manifests.
 
+    A version whose shards are missing or damaged is left out and named on stderr (exit 4);
+    every other version stays queryable.
+
     \b
     Example:
       thinkforge catalog rebuild
     """
-    from manifests.catalog import refresh_catalog
+    from manifests.catalog import catalog_problems, refresh_catalog
+    from manifests.errors import IntegrityError
 
     store = get_store(ctx)
     refresh_catalog(store, force=True)
     click.echo(str(store.catalog_path))
+    if problems := catalog_problems(store):
+        for line in problems:
+            click.echo(f"left out {line}", err=True)
+        raise IntegrityError(f"{len(problems)} version(s) left out of the catalog",
+                             hint="`thinkforge verify --all` shows what is wrong; restore the "
+                                  "files or rebuild those versions")
+
+
+@click.command("gc")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@click.pass_context
+def gc_cmd(ctx, dry_run):
+    """Remove what killed processes left in the store: staging and spill directories whose
+    owner process is gone, and catalog/cache temp files of dead processes.
+
+    Every write does this too; a live writer's directories are never touched, nor those of
+    another host.
+
+    \b
+    Example:
+      thinkforge gc --dry-run
+      thinkforge gc
+    """
+    from manifests.cleanup import reclaim
+
+    store = get_store(ctx)
+    for path in reclaim(store, dry_run=dry_run):
+        click.echo(("would remove " if dry_run else "removed ") + str(path))
 
 
 @click.command("show")
@@ -409,4 +441,4 @@ def diff_cmd(ctx, a, b, as_json):
     for key, delta in result["stats_delta"].items():
         click.echo(f"stats {key}: {json.dumps(delta)}")
 
-COMMANDS = (import_cmd, catalog_cmd, show_cmd, verify_cmd, sql_cmd, diff_cmd)
+COMMANDS = (import_cmd, catalog_cmd, show_cmd, verify_cmd, sql_cmd, diff_cmd, gc_cmd)
