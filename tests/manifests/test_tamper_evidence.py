@@ -164,7 +164,7 @@ def test_the_hash_cache_skips_unchanged_files_and_rehashes_changed_ones(store, m
     monkeypatch.setattr(integrity, "sha256_file", lambda p, *a: calls.append(p) or real(p, *a))
     store.verify(m)
     first = len(calls)
-    assert first == len(m.files) + len(m.rejected.files)
+    assert first == len(store.version_files(m))  # shards, digests, rejected shards
     store.verify(m)
     assert len(calls) == first  # nothing rehashed
     flip_a_bit_keeping_size_and_mtime(store.shard_paths(m)[0])
@@ -184,4 +184,4 @@ def test_verify_command_rehashes_unless_cached(cli_run, store, monkeypatch):
     real = store_module.sha256_file
     monkeypatch.setattr(store_module, "sha256_file", lambda p, *a: calls.append(p) or real(p, *a))
     assert cli_run("verify", "toy").exit_code == 0
-    assert len(calls) == len(m.files) + len(m.rejected.files)
+    assert len(calls) == len(store.version_files(m))
