@@ -24,6 +24,8 @@ from .step_cmds import StepGroup
 EPILOG = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
 COMMAND_MODULES = ("commands", "generate_cmds", "filter_cmds", "curation_cmds", "train_cmds",
                    "distill_cmds", "store_cmds")
+FAST_MODULES = ("commands",)
+LOADED: set[str] = set()  # command modules whose commands are on `cli`
 # root options that may also follow the subcommand: `thinkforge sql 'SELECT 1' --store X`
 GLOBAL_OPTIONS = {"--store": True, "--quiet": False, "-q": False}
 
@@ -91,10 +93,14 @@ class ForgeGroup(StepGroup):
         return {d.group for d in load_steps().values() if d.group and d.derive_cli}
 
     def list_commands(self, ctx):
+        load_commands()
         return sorted(set(super().list_commands(ctx)) | self._step_groups())
 
     def get_command(self, ctx, name):
         command = super().get_command(ctx, name)
+        if command is None and not LOADED.issuperset(COMMAND_MODULES):
+            load_commands()  # `thinkforge sql` & co. load only their own module (fast start)
+            command = super().get_command(ctx, name)
         if command is None and name in self._step_groups():
             command = StepGroup(name, help=f"{name} steps.\n\n\b\nExample:\n  thinkforge {name} "
                                            "--help")
@@ -127,18 +133,22 @@ def get_store(ctx: click.Context, *, create: bool = False):
     return context_store(ctx, create=create)
 
 
-def load_commands() -> None:
-    """Add every command module's commands to `cli` (kept out of module import time)."""
+def load_commands(modules: tuple[str, ...] = COMMAND_MODULES) -> None:
+    """Add the commands of ``modules`` (default: all) to `cli` (kept out of import time)."""
     import importlib
 
-    for module in COMMAND_MODULES:
+    for module in modules:
+        if module in LOADED:
+            continue
+        LOADED.add(module)
         for command in importlib.import_module(f"{__package__}.{module}").COMMANDS:
             if command.name not in cli.commands:
                 cli.add_command(command)
-
     validate_names_and_run_ids(cli)
 
 
 def main() -> None:
-    load_commands()
+    # the data commands (import, catalog, show, verify, sql, diff) first: `thinkforge sql`
+    # then imports nothing of the generators or trainers; any other command loads the rest
+    load_commands(FAST_MODULES)
     cli(prog_name="thinkforge")
