@@ -5,14 +5,18 @@ needs).  DESIGN §2 "Versions without copies".
 directory its manifest does not list, and the files of version directories without a
 ``manifest.json`` (a crashed copy, or a version a user deleted by removing its manifest) —
 except the shards and digests a selection still reads from such a directory.  It never
-touches a file a manifest names.  Dry run by default; ``apply=True`` deletes.
+touches a file a manifest names.  It also lists what killed processes left (staging and
+spill directories whose owner is gone, catalog and cache temp files: ``cleanup.py``).
+Dry run by default; ``apply=True`` deletes.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cleanup import stale_paths
 from .duck import connect, quote_literal
 from .manifest import Manifest
 from .selection import row_relation
@@ -60,6 +64,9 @@ def referenced_files(store: DatasetStore) -> set[Path]:
 
 def gc_plan(store: DatasetStore) -> GcPlan:
     plan = GcPlan()
+    for leftover in stale_paths(store):  # crash debris of dead processes (never a live one's)
+        files = [leftover] if leftover.is_file() else [p for p in leftover.rglob("*") if p.is_file()]
+        plan.remove.append((leftover, sum(p.stat().st_size for p in files)))
     if not store.datasets_dir.is_dir():
         return plan
     keep = referenced_files(store)
@@ -82,7 +89,10 @@ def gc(store: DatasetStore, apply: bool = False) -> GcPlan:
     plan = gc_plan(store)
     if apply:
         for path, _ in plan.remove:
-            path.unlink(missing_ok=True)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         for name_dir in [p for p in store.datasets_dir.iterdir() if p.is_dir()] \
                 if store.datasets_dir.is_dir() else []:
             for d in sorted((p for p in name_dir.rglob("*") if p.is_dir()), reverse=True):

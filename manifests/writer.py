@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .cleanup import claim, reclaim
+from .cleanup import OWNER, claim, reclaim
 from .duck import connect, parquet_source, quote_ident, quote_literal
 from .errors import ConflictError, InputDataError
 from .integrity import PublishLog, manifest_digest
@@ -92,6 +92,7 @@ def publish_dir(store: StoreReader, staging: Path, manifest_fields: dict[str, An
         tmp = staging / "manifest.json.tmp"
         tmp.write_text(manifest.to_json(), encoding="utf-8")
         os.replace(tmp, staging / "manifest.json")
+        (staging / OWNER).unlink(missing_ok=True)  # a published version holds only its files
         try:
             os.rename(staging, base / manifest.version)
         except OSError:

@@ -142,28 +142,6 @@ def catalog_rebuild(ctx):
                                   "files or rebuild those versions")
 
 
-@click.command("gc")
-@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
-@click.pass_context
-def gc_cmd(ctx, dry_run):
-    """Remove what killed processes left in the store: staging and spill directories whose
-    owner process is gone, and catalog/cache temp files of dead processes.
-
-    Every write does this too; a live writer's directories are never touched, nor those of
-    another host.
-
-    \b
-    Example:
-      thinkforge gc --dry-run
-      thinkforge gc
-    """
-    from manifests.cleanup import reclaim
-
-    store = get_store(ctx)
-    for path in reclaim(store, dry_run=dry_run):
-        click.echo(("would remove " if dry_run else "removed ") + str(path))
-
-
 @click.command("show")
 @click.argument("ref")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
@@ -441,4 +419,4 @@ def diff_cmd(ctx, a, b, as_json):
     for key, delta in result["stats_delta"].items():
         click.echo(f"stats {key}: {json.dumps(delta)}")
 
-COMMANDS = (import_cmd, catalog_cmd, show_cmd, verify_cmd, sql_cmd, diff_cmd, gc_cmd)
+COMMANDS = (import_cmd, catalog_cmd, show_cmd, verify_cmd, sql_cmd, diff_cmd)

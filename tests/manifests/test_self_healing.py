@@ -156,10 +156,18 @@ def test_stale_staging_spill_and_temp_files_are_reclaimed_on_the_next_write(cli_
     (live / OWNER).write_text(f"{os.getpid()} {host} -\n")  # this process: alive
     tmp = store.root / f".catalog.duckdb.tmp-{dead_pid()}"
     tmp.write_bytes(b"half a catalog")
-    listed = cli_run("gc", "--dry-run")
+    listed = cli_run("gc")
     assert listed.exit_code == 0 and "deadbeef" in listed.stdout and "livewriter" not in listed.stdout
     assert dead.exists()  # a dry run removes nothing
     publish(store, "two")  # the next write reclaims
     assert not dead.exists() and not spill.exists() and not tmp.exists()
     assert live.exists()
     assert reclaim(store) == []
+    (dead / "data").mkdir(parents=True)
+    (dead / OWNER).write_text(f"{dead_pid()} {host} -\n")
+    assert cli_run("gc", "--apply").exit_code == 0 and not dead.exists() and live.exists()
+
+
+def test_a_published_version_holds_no_owner_file(store):
+    m = publish(store, "one")
+    assert not (store.version_dir(m) / OWNER).exists()

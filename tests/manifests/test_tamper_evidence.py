@@ -185,3 +185,29 @@ def test_verify_command_rehashes_unless_cached(cli_run, store, monkeypatch):
     monkeypatch.setattr(store_module, "sha256_file", lambda p, *a: calls.append(p) or real(p, *a))
     assert cli_run("verify", "toy").exit_code == 0
     assert len(calls) == len(store.version_files(m))
+
+
+def _publish_some(root: str, name: str) -> None:
+    from manifests import DatasetStore
+
+    store = DatasetStore(root)
+    for i in range(3):
+        with store.writer(name, "prompts", step={"type": "t", "config": {"i": i}}) as w:
+            w.write(ROWS.slice(0, i + 1))
+
+
+def test_racing_publishers_keep_one_unbroken_log(store):
+    import multiprocessing
+
+    store.root.mkdir(parents=True)
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_publish_some, args=(str(store.root), name)) for name in ("a", "b", "c")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert all(p.exitcode == 0 for p in procs)
+    entries = PublishLog(store).entries()  # the chain holds: no interleaved or lost line
+    assert len(entries) == 9
+    for m in store.manifests():
+        store.verify(m, use_cache=False, log_entries=entries)
