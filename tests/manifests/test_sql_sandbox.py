@@ -32,6 +32,16 @@ def world(tmp_path_factory):
         with store.writer(name, "prompts", step={"type": "t"}) as w:
             w.write(ROWS)
             w.reject(ROWS.slice(0, 1), reason="test")
+    # a selection version: its view is the one place the sandbox allows file reads
+    from click.testing import CliRunner
+
+    from thinkforge.cli import cli, load_commands
+
+    load_commands()
+    made = CliRunner().invoke(cli, ["--store", str(store.root), "-q", "filter", "dedup", "gsm8k",
+                                    "--name", "gsm8k-dedup"])
+    assert made.exit_code == 0, made.output
+    assert store.resolve("gsm8k-dedup").selection is not None
     outside = base / "outside"
     outside.mkdir()
     (outside / "secret.txt").write_text("do not read\n")
@@ -123,6 +133,12 @@ WRITES = [
     "SELECT * FROM query('COPY (SELECT 1) TO ''{out}/n.csv''')",
     "SELECT * FROM query('EXPLAIN ANALYZE COPY (SELECT 1) TO ''{out}/o.csv''')",
     "USE memory",
+    # naming a selection makes its selection file and base shards readable (allowed_paths):
+    # writing them must still be refused
+    'EXPLAIN ANALYZE COPY (SELECT * FROM "gsm8k-dedup") TO \'{shard}\' (FORMAT parquet)',
+    'COPY (SELECT * FROM "gsm8k-dedup") TO \'{shard}\' (FORMAT parquet)',
+    'SELECT * FROM "gsm8k-dedup"; COPY (SELECT 1) TO \'{shard}\'',
+    'WITH s AS (SELECT * FROM "gsm8k-dedup") SELECT * FROM query(\'COPY (SELECT 1) TO \'\'{shard}\'\'\')',
 ]
 
 # functions that open files or URLs: each must be refused, whatever path it names
@@ -157,6 +173,10 @@ READS = [
     "SELECT (SELECT content FROM read_text('{manifest}')) AS c",
     "SELECT * FROM gsm8k WHERE id IN (SELECT filename FROM read_blob('{shard}'))",
     "EXPLAIN SELECT * FROM read_blob('{catalog}')",
+    # a selection in the same query does not open anything beyond its own files
+    'SELECT * FROM "gsm8k-dedup", read_text(\'{manifest}\')',
+    'SELECT * FROM "gsm8k-dedup", read_blob(\'{catalog}\')',
+    'SELECT * FROM "gsm8k-dedup", read_text(\'{out}/secret.txt\')',
 ]
 
 ATTEMPTS = [("write", q) for q in WRITES] + [("read", q) for q in READS]
@@ -188,7 +208,8 @@ ALLOWED = [
     ("PIVOT (SELECT category FROM gsm8k) ON category IN ('math', 'code') USING count(*)",
      [{"math": 2, "code": 1}]),
     ("SELECT * FROM query('SELECT count(*) AS n FROM other')", [{"n": 3}]),
-    ("SELECT count(*) AS n FROM versions", [{"n": 2}]),
+    ("SELECT count(*) AS n FROM versions", [{"n": 3}]),
+    ('SELECT count(*) AS n FROM "gsm8k-dedup"', [{"n": 1}]),  # three rows of one prompt
 ]
 
 
@@ -212,7 +233,7 @@ def test_settings_views_and_tables_do_not_reveal_the_store_path(world):
                   "SELECT path AS v FROM versions"]:
         values = [r["v"] for r in run_sql(store, query).table().to_pylist()]
         assert not any(v and str(store.root) in v for v in values), query
-    assert run_sql(store, "SELECT path FROM versions ORDER BY ref").table().to_pylist()[0] == \
+    assert run_sql(store, "SELECT path FROM versions WHERE ref = 'gsm8k@v1'").table().to_pylist()[0] == \
         {"path": "datasets/gsm8k/v1"}
 
 
