@@ -84,4 +84,5 @@ def print_table(rows: list[dict[str, Any]], title: str | None = None) -> None:
 
 
 def log(message: str) -> None:
-    err.print(message)
+    """A line on stderr, as it is: messages carry file names and values, never markup."""
+    err.print(message, markup=False)

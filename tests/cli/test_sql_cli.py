@@ -85,3 +85,10 @@ def test_ctrl_c_is_one_line_and_exit_130(filled):
         proc.kill()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err
+
+
+def test_log_lines_show_brackets_as_they_are(capsys):
+    from thinkforge.output import log
+
+    log("file [red]x[/red].jsonl: 3 rows [/INST]")
+    assert "[red]x[/red].jsonl: 3 rows [/INST]" in capsys.readouterr().err
