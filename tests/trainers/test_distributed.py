@@ -1,5 +1,9 @@
-"""One real two-process CPU run (`accelerate launch --num_processes 2 --cpu`, gloo) of a few
-SFT steps; its run record shows world size 2.  Slow: two processes load TRL (a minute+)."""
+"""One real two-process CPU run of a few SFT steps through `accelerate launch` (torchrun,
+gloo); its run record shows world size 2.  Slow: two processes load TRL (a minute+).
+
+accelerate 1.15's `--cpu` alone starts ONE process unless MPI is installed (its simple
+launcher); `--multi_gpu --num_processes 2` on a machine without CUDA is torchrun with two
+CPU processes, and the trainer (use_cpu on a CUDA-less host) joins them over gloo."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import pytest
 @pytest.mark.slow
 def test_two_process_cpu_sft_records_world_size_2(store, sft_version, tiny_model, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "-m", "thinkforge", "--store", str(store.root), "-q", "train", "sft",
            "--data", sft_version.ref, "--model", str(tiny_model), "--output", str(out),
