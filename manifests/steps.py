@@ -217,7 +217,36 @@ def execute(ctx: RunContext, descriptor: StepDescriptor, inputs: Inputs, name: s
     reuse = predict_reuse(ctx.store, descriptor, inputs, name, config)
     if reuse and all(m is not None for m in reuse.values()):
         return dict(reuse)  # type: ignore[arg-type]
+    from .executor import run_on_dask, split_resources
+
+    spec, resources = split_resources(ctx.resources)
+    if spec.is_dask:  # the same run, as a task on a Dask worker (manifests/executor.py)
+        modules = tuple(sorted({d.run.split(":")[0] if isinstance(d.run, str)
+                                else d.run.__module__ for d in REGISTRY.values()}))
+        return run_on_dask(spec, run_step_task, ctx.store, descriptor.type, inputs, name,
+                           config, resources, ctx.run_id, modules)
+    if resources != ctx.resources:
+        ctx = RunContext(ctx.store, quiet=ctx.quiet, resources=resources, run_id=ctx.run_id)
     return descriptor.run_fn()(ctx, inputs, name, config)
+
+
+def run_step_task(store_root: str, step_type: str, inputs: dict[str, Any], name: str,
+                  config: BaseModel, resources: dict[str, Any], run_id: str | None,
+                  step_modules: tuple[str, ...]) -> dict[str, Manifest]:
+    """What a Dask worker runs for ``--executor dask``: rebuild the store and the step there
+    and run it.  Everything stateful (store, DuckDB, HTTP clients, teacher backends) is
+    created here, on the worker, never pickled."""
+    from .executor import unplain
+    from .writer import DatasetStore
+
+    for module in step_modules:  # the modules that declare the steps (and their run functions)
+        importlib.import_module(module)
+    if step_type not in REGISTRY:  # declared somewhere else: the builtin list, by name
+        importlib.import_module("curation.steps").load_steps()
+    store = DatasetStore(store_root)
+    real = {role: unplain(store, value) for role, value in inputs.items()}
+    ctx = RunContext(store, quiet=True, resources=resources, run_id=run_id)
+    return REGISTRY[step_type].run_fn()(ctx, real, name, config)
 
 
 def build_config(model: type[BaseModel], *layers: dict[str, Any], where: str = "config"):

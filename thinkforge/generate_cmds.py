@@ -16,6 +16,7 @@ import click
 from generators.config import RolloutConfig, SftConfig
 
 from .context import get_store
+from .executor_options import executor_options
 from .output import log, print_json, print_published
 from .step_cmds import StepGroup, config_options
 
@@ -152,22 +153,36 @@ def _sampling(temperature, top_p, max_new_tokens) -> dict[str, Any] | None:
 
 
 def _run(ctx, flags, config, step_fn, request_count: int) -> None:
+    from .executor_options import pop_executor, slurm_dry_run
+
     store = get_store(ctx)
     prompts = store.resolve(flags["prompts_ref"])
+    executor = pop_executor(flags)
+    step_type = {"sft": "generate_sft", "rollouts": "generate_rollouts"}[ctx.info_name]
+    if flags["dry_run"] and slurm_dry_run(executor) is not None:
+        click.echo(slurm_dry_run(executor))
     if flags["dry_run"]:
         # the step descriptor's plan: what a run would send and what it would reuse
         from curation.steps import load_steps
         from manifests.steps import plan_step
 
-        step_type = {"sft": "generate_sft", "rollouts": "generate_rollouts"}[ctx.info_name]
         plan = plan_step(store, load_steps()[step_type], {"prompts": prompts}, flags["name"],
                          config)
         rows = min(prompts.rows, config.limit or prompts.rows)
         print_json({**plan, "requests": rows * request_count,
                     "max_error_rate": config.max_error_rate})
         return
-    manifest = step_fn(store, prompts, flags["name"], config, run_id=flags["run_id"],
-                       progress=not ctx.obj["quiet"])
+    if executor.get("executor") == "dask":  # the same step, as a task on a Dask worker
+        from curation.steps import load_steps
+        from manifests.steps import RunContext, execute
+
+        made = execute(RunContext(store, quiet=ctx.obj["quiet"], resources=executor,
+                                  run_id=flags["run_id"]),
+                       load_steps()[step_type], {"prompts": prompts}, flags["name"], config)
+        manifest = next(iter(made.values()))
+    else:
+        manifest = step_fn(store, prompts, flags["name"], config, run_id=flags["run_id"],
+                           progress=not ctx.obj["quiet"])
     print_published(manifest, flags["as_json"])
     if not ctx.obj["quiet"]:
         p = manifest.provenance
@@ -182,6 +197,7 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
 
 
 @generate_group.command("sft")
+@executor_options
 @backend_options
 @derived_options(SftConfig)
 @click.option("--model-on", help="Teacher for reasoning ON (overrides --model).")
@@ -219,6 +235,7 @@ def sft_cmd(ctx, model_on, model_off, temperature_on, top_p_on, temperature_off,
 
 
 @generate_group.command("rollouts")
+@executor_options
 @backend_options
 @derived_options(RolloutConfig)
 @click.option("--temperature", type=float, help="Sampling temperature [default: 0.6].")

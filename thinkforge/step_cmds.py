@@ -237,6 +237,9 @@ def step_command(desc) -> click.Command:
         params.append(click.Option(["--temp-dir"], type=click.Path(path_type=Path),
                                    help="Where DuckDB spills (default: a temporary directory "
                                         "in the store)."))
+    from .executor_options import executor_params
+
+    params += executor_params()
     params.append(click.Option(["--dry-run"], is_flag=True,
                                help="Print what would run (and what it would reuse); write "
                                     "nothing."))
@@ -293,8 +296,16 @@ def run_step_command(ctx: click.Context, desc, model, fields, kw: dict[str, Any]
                           where=f"see `thinkforge {ctx.command_path.split(' ', 1)[-1]} --help`")
     inputs = _inputs(store, desc, kw)
     name, as_json = kw["name"], kw["as_json"]
+    from .executor_options import pop_executor, slurm_dry_run
+
+    executor = pop_executor(kw)
     if kw["dry_run"]:
         plan = plan_step(store, desc, inputs, name, config)
+        script = slurm_dry_run(executor)
+        if script is not None:
+            plan["slurm_job_script"] = script
+            if not as_json:
+                click.echo(script)
         if as_json:
             print_json(plan)
         else:
@@ -305,6 +316,7 @@ def run_step_command(ctx: click.Context, desc, model, fields, kw: dict[str, Any]
         return
     resources = {k: v for k, v in (("memory_limit", kw.get("memory_limit")),
                                    ("temp_directory", kw.get("temp_dir"))) if v is not None}
+    resources.update(executor)
     made = execute(RunContext(store, quiet=is_quiet(ctx), resources=resources),
                    desc, inputs, name, config)
     for manifest in made.values():

@@ -1,0 +1,170 @@
+"""Where a step runs (DESIGN §8): the local process (default) or a Dask cluster.
+
+The executor is a property of *running* a step, never of its config: it is read from the
+same ``resources`` mapping as DuckDB's limits (CLI ``--executor dask --scheduler
+tcp://HOST:PORT`` / ``--workers N`` / ``--slurm ...``; a recipe's ``resources:``), and
+``manifests.steps.execute`` hands the step to it.  Nothing here changes results: a step
+run on a Dask worker runs the very same code over the same (shared) store, so its version
+is byte for byte the local one (tests/steps/test_dask_executor.py).
+
+What runs where:
+
+* the driver (the CLI process) opens the cluster client, submits ONE task per step and
+  waits; ``dask`` / ``distributed`` are imported only here, only when asked for;
+* the task gets plain values (the store's path, the step type, input refs, the config
+  model, DuckDB resources) and builds everything else itself on the worker: the store,
+  DuckDB connections, HTTP clients, teacher backends.  No client is ever pickled;
+* a worker lost mid-task: the scheduler reruns the task on another worker
+  (``distributed.scheduler.allowed-failures``, plus ``retries``).  Publishing is atomic
+  (staging + rename) and staging left by a dead owner is reclaimed, so the rerun publishes
+  the exact version; generation resumes from its run directory (only unwritten rows are
+  redone).
+
+Needs a filesystem every worker sees at the store's path (NFS/Lustre on a cluster).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import ConfigError, ForgeError, MissingDependencyError
+
+# resources keys that pick the executor (the rest are DuckDB's: memory_limit, threads, ...)
+EXECUTOR_KEYS = ("executor", "scheduler", "workers", "retries", "connect_timeout", "slurm",
+                 "slurm_cores", "slurm_memory", "slurm_partition", "slurm_account",
+                 "slurm_walltime", "slurm_jobs")
+
+
+class ExecutorSpec(BaseModel):
+    """Where a step runs.  Not part of the step config: none of this changes results."""
+
+    model_config = ConfigDict(extra="forbid")
+    executor: Literal["local", "dask"] = Field("local", description="local (this process) or "
+                                               "dask (a Dask distributed cluster)")
+    scheduler: str | None = Field(None, description="an existing Dask scheduler, "
+                                  "tcp://HOST:PORT")
+    workers: int | None = Field(None, ge=1, description="start a LocalCluster of N worker "
+                                "processes (when no --scheduler is given; default 1)")
+    retries: int = Field(2, ge=0, description="reruns of a task that raised (a lost worker "
+                         "is rescheduled by Dask on top of these)")
+    connect_timeout: float = Field(10.0, gt=0, description="seconds to reach the scheduler")
+    slurm: bool = Field(False, description="start workers as SLURM jobs (dask-jobqueue)")
+    slurm_cores: int = Field(4, ge=1, description="cores per SLURM job")
+    slurm_memory: str = Field("16GiB", description="memory per SLURM job")
+    slurm_partition: str | None = Field(None, description="SLURM partition (queue)")
+    slurm_account: str | None = Field(None, description="SLURM account")
+    slurm_walltime: str = Field("01:00:00", description="SLURM walltime per job")
+    slurm_jobs: int = Field(1, ge=1, description="SLURM jobs (one worker each)")
+
+    @property
+    def is_dask(self) -> bool:
+        return self.executor == "dask"
+
+
+def split_resources(resources: dict[str, Any] | None) -> tuple[ExecutorSpec, dict[str, Any]]:
+    """(the executor, the DuckDB resources) of a step's resources mapping."""
+    resources = dict(resources or {})
+    picked = {k: resources.pop(k) for k in EXECUTOR_KEYS if resources.get(k) is not None}
+    try:
+        spec = ExecutorSpec.model_validate(picked)
+    except Exception as exc:  # pydantic ValidationError -> one line
+        raise ConfigError(f"invalid executor settings {picked}: {exc}") from None
+    if not spec.is_dask and (spec.scheduler or spec.workers or spec.slurm):
+        raise ConfigError("--scheduler, --workers and --slurm need --executor dask")
+    if spec.scheduler and (spec.workers or spec.slurm):
+        raise ConfigError("give either --scheduler (an existing cluster), --workers N "
+                          "(a local one) or --slurm, not several")
+    return spec, resources
+
+
+def _dask():
+    try:
+        import distributed
+    except ImportError:
+        raise MissingDependencyError(
+            "--executor dask needs dask distributed",
+            hint="pip install 'thinkforge[dask]'") from None
+    return distributed
+
+
+def slurm_cluster(spec: ExecutorSpec):
+    """A dask-jobqueue SLURMCluster (not yet scaled)."""
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError:
+        raise MissingDependencyError("--slurm needs dask-jobqueue",
+                                     hint="pip install 'thinkforge[dask]'") from None
+    return SLURMCluster(cores=spec.slurm_cores, processes=1, memory=spec.slurm_memory,
+                        queue=spec.slurm_partition, account=spec.slurm_account,
+                        walltime=spec.slurm_walltime, scheduler_options={"dashboard_address": None})
+
+
+def slurm_job_script(spec: ExecutorSpec) -> str:
+    """The sbatch script one worker job would run (``--slurm --dry-run``)."""
+    cluster = slurm_cluster(spec)
+    try:
+        return cluster.job_script()
+    finally:
+        cluster.close()
+
+
+@contextlib.contextmanager
+def dask_client(spec: ExecutorSpec):
+    """A connected ``distributed.Client`` (closing any cluster it started)."""
+    distributed = _dask()
+    cluster = None
+    if spec.scheduler:
+        try:
+            client = distributed.Client(spec.scheduler, timeout=spec.connect_timeout)
+        except (OSError, TimeoutError) as exc:
+            raise ForgeError(f"cannot reach the Dask scheduler at {spec.scheduler}: {exc}",
+                             hint="start one with `dask scheduler` (and `dask worker "
+                                  f"{spec.scheduler}`), or use --workers N for a local "
+                                  "cluster") from None
+    else:
+        if spec.slurm:
+            cluster = slurm_cluster(spec)
+            cluster.scale(jobs=spec.slurm_jobs)
+        else:
+            cluster = distributed.LocalCluster(n_workers=spec.workers or 1, threads_per_worker=1,
+                                               processes=True, dashboard_address=None)
+        client = distributed.Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def plain(value):
+    """A step input as a picklable plain value: a version by its ref, paths as they are."""
+    from .manifest import Manifest
+
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return ("ref", value.ref) if isinstance(value, Manifest) else ("value", value)
+
+
+def unplain(store, value):
+    if isinstance(value, list):
+        return [unplain(store, v) for v in value]
+    how, what = value
+    return store.resolve(what) if how == "ref" else what
+
+
+def run_on_dask(spec: ExecutorSpec, task, store, step_type: str, inputs: dict[str, Any],
+                name: str, config: BaseModel, resources: dict[str, Any], run_id: str | None,
+                step_modules: tuple[str, ...]) -> dict[str, Any]:
+    """Run one step as a Dask task (``manifests.steps.run_step_task``) and wait for its
+    versions; the task gets only plain values."""
+    with dask_client(spec) as client:
+        future = client.submit(task, str(store.root), step_type,
+                               {role: plain(v) for role, v in inputs.items()}, name, config,
+                               resources, run_id, step_modules, pure=False, retries=spec.retries)
+        made = future.result()
+    # the manifests as this process's store reads them (same files, same bytes)
+    return {out: store.resolve(m.ref) for out, m in made.items()}

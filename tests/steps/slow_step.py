@@ -1,0 +1,28 @@
+"""A test-only step: passrate that, on its first attempt, says which process runs it (in the
+file $TF_TEST_SLOW_MARKER) and then waits long enough to be killed."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from filters.passrate import PassRateConfig
+from manifests.steps import Role, StepDescriptor, register_step
+
+
+def run_slow_passrate(ctx, inputs, name, config):
+    from curation.steps import load_steps
+
+    marker = os.environ.get("TF_TEST_SLOW_MARKER")
+    if marker and not os.path.exists(marker):
+        with open(marker + ".tmp", "w") as fh:
+            fh.write(str(os.getpid()))
+        os.replace(marker + ".tmp", marker)
+        time.sleep(30)  # killed here
+    return load_steps()["passrate"].run_fn()(ctx, inputs, name, config)
+
+
+register_step(StepDescriptor(
+    type="slow_passrate", record_type="filter.passrate",
+    roles=(Role("rollouts", ("rollouts",)), Role("prompts", ("prompts",), flag=True)),
+    config=PassRateConfig, run=run_slow_passrate, resources=True))

@@ -1,0 +1,154 @@
+"""--executor dask: a step run as a task on a 2-worker distributed.LocalCluster publishes the
+very version the local executor does (fingerprint and every file's bytes); a worker killed
+mid-step costs nothing; an unreachable scheduler is one clear error naming its address."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("distributed")
+
+from curation.steps import load_steps  # noqa: E402
+from manifests import DatasetStore  # noqa: E402
+from manifests.errors import ConfigError, ForgeError  # noqa: E402
+from manifests.executor import split_resources  # noqa: E402
+from manifests.steps import RunContext, build_config, execute  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as c:
+        yield c
+
+
+def _files(store: DatasetStore, manifest) -> dict[str, str]:
+    """role:path -> sha256 of every file a version reads (selection, digests, rejected, the
+    base shards), manifest.json aside (it names the version and the time it was written)."""
+    out = {}
+    for role, entry, path in store.version_files(manifest):
+        out[f"{role}:{entry.path}"] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return out
+
+
+def _run(store, step_type, inputs, name, config, resources=None):
+    desc = load_steps()[step_type]
+    cfg = build_config(desc.config_model(), config)
+    made = execute(RunContext(store, quiet=True, resources=dict(resources or {})),
+                   desc, inputs, name, cfg)
+    return next(iter(made.values()))
+
+
+CASES = {
+    "passrate": (lambda v: {"rollouts": v["rollouts"], "prompts": v["prompts"]}, {}),
+    "curriculum": (lambda v: {"pool": v["rl_pool"]}, {"batch_size": 2}),
+    "quality": (lambda v: {"data": v["sft"]}, {}),
+    "dedup": (lambda v: {"data": v["sft"]}, {"near": False}),
+    "decontam": (lambda v: {"data": v["sft"], "against": [v["prompts"]]}, {"ngram": 3}),
+}
+
+
+@pytest.mark.parametrize("step_type", list(CASES))
+def test_dask_version_equals_local(store, versions, cluster, step_type):
+    inputs, config = CASES[step_type]
+    local = _run(store, step_type, inputs(versions), f"{step_type}-local", config)
+    remote = _run(store, step_type, inputs(versions), f"{step_type}-dask", config,
+                  {"executor": "dask", "scheduler": cluster.scheduler_address})
+    assert remote.name == f"{step_type}-dask" and remote.ref != local.ref
+    assert remote.fingerprint == local.fingerprint
+    assert remote.rows == local.rows and remote.rejected.rows == local.rejected.rows
+    assert _files(store, remote) == _files(store, local)
+
+
+def test_cli_workers_local_cluster(cli_run, store, versions):
+    """`--executor dask --workers 2` starts (and closes) its own LocalCluster."""
+    local = cli_run("filter", "quality", "toy-sft", "--name", "pr-l")
+    assert local.exit_code == 0, local.output
+    remote = cli_run("filter", "quality", "toy-sft", "--name", "pr-d",
+                     "--executor", "dask", "--workers", "2")
+    assert remote.exit_code == 0, remote.output
+    assert store.resolve("pr-d").fingerprint == store.resolve("pr-l").fingerprint
+
+
+def test_unreachable_scheduler_names_the_address(store, versions):
+    with pytest.raises(ForgeError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9"):
+        _run(store, "passrate", {"rollouts": versions["rollouts"], "prompts": versions["prompts"]},
+             "pr", {}, {"executor": "dask", "scheduler": "tcp://127.0.0.1:9",
+                        "connect_timeout": 1})
+
+
+def test_unreachable_scheduler_cli_exit(cli_run, versions):
+    result = cli_run("filter", "quality", "toy-sft", "--name", "q", "--executor", "dask",
+                     "--scheduler", "tcp://127.0.0.1:9")
+    assert result.exit_code == 1
+    assert "tcp://127.0.0.1:9" in result.output
+
+
+def test_executor_settings_checked():
+    with pytest.raises(ConfigError, match="need --executor dask"):
+        split_resources({"workers": 2})
+    with pytest.raises(ConfigError, match="not several"):
+        split_resources({"executor": "dask", "scheduler": "tcp://h:1", "workers": 2})
+    spec, rest = split_resources({"executor": "dask", "workers": 2, "threads": 1,
+                                  "memory_limit": "1GiB"})
+    assert spec.workers == 2 and rest == {"threads": 1, "memory_limit": "1GiB"}
+
+
+def test_slurm_dry_run_prints_job_script(cli_run, versions):
+    pytest.importorskip("dask_jobqueue")
+    result = cli_run("filter", "quality", "toy-sft", "--name", "q", "--executor", "dask",
+                     "--slurm", "--slurm-cores", "8", "--slurm-memory", "32GiB",
+                     "--slurm-partition", "gpu", "--slurm-account", "proj42",
+                     "--slurm-walltime", "02:00:00", "--dry-run")
+    assert result.exit_code == 0, result.output
+    for line in ("#SBATCH -p gpu", "#SBATCH -A proj42", "#SBATCH -t 02:00:00",
+                 "#SBATCH --cpus-per-task=8"):
+        assert line in result.output
+    assert "would write q" in result.output
+
+
+def test_worker_killed_mid_step_still_exact(store, versions, cluster, tmp_path):
+    """Kill the worker process running the step: Dask reruns it on the other worker, the
+    version is the local one (staging left by the dead worker is not published)."""
+    from distributed import Client
+
+    marker = tmp_path / "started"
+    inputs = {"rollouts": versions["rollouts"], "prompts": versions["prompts"]}
+    local = _run(store, "passrate", inputs, "slow-local", {})
+    os.environ["TF_TEST_SLOW_MARKER"] = str(marker)
+    import tests.steps.slow_step  # noqa: F401  (registers `slow_passrate` here)
+
+    with Client(cluster.scheduler_address) as client:
+        client.run(_set_env, "TF_TEST_SLOW_MARKER", str(marker))
+        pids = client.run(os.getpid)
+        result: dict = {}
+
+        def go():
+            result["m"] = _run(store, "slow_passrate", inputs, "slow-dask", {},
+                               {"executor": "dask", "scheduler": cluster.scheduler_address})
+
+        thread = threading.Thread(target=go)
+        thread.start()
+        deadline = time.time() + 60
+        while not marker.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the step never started on a worker"
+        victim = int(marker.read_text())
+        assert victim in pids.values()
+        os.kill(victim, 9)
+        thread.join(120)
+    remote = result["m"]
+    assert remote.fingerprint == local.fingerprint
+    assert _files(store, remote) == _files(store, local)
+
+
+def _set_env(key, value):
+    os.environ[key] = value
