@@ -96,7 +96,9 @@ class Recipe(_Strict):
     steps: list[StepSpec] = Field(default_factory=list, description="run in order")
     resources: dict[str, Any] = Field(default_factory=dict,
                                       description="DuckDB limits for filters: memory_limit, "
-                                                  "temp_directory, threads")
+                                                  "temp_directory, threads; where steps run: "
+                                                  "executor (local|dask), scheduler, workers, "
+                                                  "slurm* (see manifests/executor.py)")
     report: ReportSpec | None = Field(None, description="reports written after the build")
     queries: list[str] = Field(default_factory=list, description="SQL printed at the end")
 
