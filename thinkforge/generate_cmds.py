@@ -158,7 +158,7 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
     store = get_store(ctx)
     prompts = store.resolve(flags["prompts_ref"])
     executor = pop_executor(flags)
-    step_type = {"sft": "generate_sft", "rollouts": "generate_rollouts"}[ctx.info_name]
+    step_type = f"generate_{ctx.info_name}"  # generate_sft / _rollouts / _preferences
     if flags["dry_run"] and slurm_dry_run(executor) is not None:
         click.echo(slurm_dry_run(executor))
     if flags["dry_run"]:

@@ -330,9 +330,11 @@ def _register_generate_preferences() -> None:
     """`thinkforge generate preferences` (lives here with the RLHF trainers it feeds)."""
     from generators.preferences import PreferenceConfig
 
+    from .executor_options import executor_options
     from .generate_cmds import _run, _sampling, backend_options, build_config, derived_options, generate_group
 
     @generate_group.command("preferences")
+    @executor_options
     @backend_options
     @derived_options(PreferenceConfig)
     @click.option("--policy", help="The policy that samples the K answers (same as --model).")
