@@ -61,6 +61,24 @@ def generation(store, label, resources, url, n, k):
     return {"wall_s": wall, "rows": m.rows, "ms_per_row": 1000 * wall / m.rows}
 
 
+def _noop():
+    return None
+
+
+def step_roundtrip(address: str, n: int = 10) -> float:
+    """Seconds the executor adds to one step on a warm cluster: connect a client, submit one
+    task, wait for its result, close (what run_on_dask does around the step itself)."""
+    from distributed import Client
+
+    with Client(address) as client:  # warm the workers (first task)
+        client.submit(_noop, pure=False).result()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        with Client(address) as client:
+            client.submit(_noop, pure=False).result()
+    return (time.perf_counter() - t0) / n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prompts", type=int, default=25_000)
@@ -98,13 +116,14 @@ def main() -> None:
                               dashboard_address=None) as cluster:
                 startup = time.perf_counter() - t0
                 res = {"executor": "dask", "scheduler": cluster.scheduler_address}
+                roundtrip = step_roundtrip(cluster.scheduler_address)
                 label = f"dask{workers}"
                 # first steps on fresh workers: they import thinkforge (cold), then warm
                 results[label + "-cold"] = {
                     "startup_s": startup, "filters": filters(store, label + "c", res),
                     "gen": generation(store, label + "c", res, server.url, args.gen_prompts,
                                       args.gen_k)}
-                results[label] = {"filters": filters(store, label, res),
+                results[label] = {"roundtrip_s": roundtrip, "filters": filters(store, label, res),
                                   "gen": generation(store, label, res, server.url,
                                                     args.gen_prompts, args.gen_k)}
     base = results["local"]
@@ -117,6 +136,11 @@ def main() -> None:
               f"{f['curriculum_s']:10.2f} {f['total_s'] / base['filters']['total_s']:10.2f} "
               f"{g['ms_per_row']:11.3f} {g['ms_per_row'] - base['gen']['ms_per_row']:16.3f}")
     print("fingerprints equal across executors: yes")
+    for label, r in results.items():
+        if "roundtrip_s" in r:
+            print(f"{label}: per-step orchestration (connect + submit + result, no-op task) "
+                  f"{1000 * r['roundtrip_s']:.1f} ms = {1000 * r['roundtrip_s'] / r['gen']['rows']:.3f}"
+                  f" ms per generated row at {r['gen']['rows']} rows")
 
 
 if __name__ == "__main__":
