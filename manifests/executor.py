@@ -162,7 +162,9 @@ def run_on_dask(spec: ExecutorSpec, task, store, step_type: str, inputs: dict[st
     """Run one step as a Dask task (``manifests.steps.run_step_task``) and wait for its
     versions; the task gets only plain values."""
     with dask_client(spec) as client:
-        future = client.submit(task, str(store.root), step_type,
+        # the store's class travels by reference (a recipe's --force store that never
+        # reuses stays one on the worker); the store itself is rebuilt there from its path
+        future = client.submit(task, (type(store), str(store.root)), step_type,
                                {role: plain(v) for role, v in inputs.items()}, name, config,
                                resources, run_id, step_modules, pure=False, retries=spec.retries)
         made = future.result()

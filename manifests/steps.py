@@ -230,20 +230,20 @@ def execute(ctx: RunContext, descriptor: StepDescriptor, inputs: Inputs, name: s
     return descriptor.run_fn()(ctx, inputs, name, config)
 
 
-def run_step_task(store_root: str, step_type: str, inputs: dict[str, Any], name: str,
+def run_step_task(store_at: tuple[type, str], step_type: str, inputs: dict[str, Any], name: str,
                   config: BaseModel, resources: dict[str, Any], run_id: str | None,
                   step_modules: tuple[str, ...]) -> dict[str, Manifest]:
     """What a Dask worker runs for ``--executor dask``: rebuild the store and the step there
     and run it.  Everything stateful (store, DuckDB, HTTP clients, teacher backends) is
     created here, on the worker, never pickled."""
     from .executor import unplain
-    from .writer import DatasetStore
 
     for module in step_modules:  # the modules that declare the steps (and their run functions)
         importlib.import_module(module)
     if step_type not in REGISTRY:  # declared somewhere else: the builtin list, by name
         importlib.import_module("curation.steps").load_steps()
-    store = DatasetStore(store_root)
+    store_cls, store_root = store_at
+    store = store_cls(store_root)
     real = {role: unplain(store, value) for role, value in inputs.items()}
     ctx = RunContext(store, quiet=True, resources=resources, run_id=run_id)
     return REGISTRY[step_type].run_fn()(ctx, real, name, config)

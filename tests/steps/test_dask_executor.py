@@ -152,3 +152,29 @@ def test_worker_killed_mid_step_still_exact(store, versions, cluster, tmp_path):
 
 def _set_env(key, value):
     os.environ[key] = value
+
+
+def test_recipe_resources_dask_builds_the_same_versions(tmp_path, cluster):
+    """The toy recipe (passrate, decontam, curriculum, quality, dedup exact+near, mix,
+    split) built with `resources: {executor: dask, scheduler: ...}` gives every version the
+    local build gives (fingerprints, rows, rejected rows)."""
+    from curation.recipe import load_recipe
+    from curation.recipe_build import build_recipe
+    from tests.curation.test_recipe import RECIPE, write_recipe
+    from tests.curation.test_recipe import recipe_dir as make_inputs
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_inputs.__wrapped__(folder)  # the fixture's body: writes the input files
+    out = {}
+    for label, resources in (("local", {}), ("dask", {"executor": "dask",
+                                                      "scheduler": cluster.scheduler_address})):
+        store = DatasetStore(tmp_path / label)
+        recipe, steps = load_recipe(write_recipe(folder, {**RECIPE, "resources": resources},
+                                                 f"{label}.yaml"))
+        build_recipe(store, recipe, steps)
+        names = [s.spec.name for s in steps if s.spec.name != "toy-sft"]
+        names += ["toy-sft-train", "toy-sft-validation"]
+        out[label] = {n: (m.fingerprint, m.rows, m.rejected.rows)
+                      for n, m in ((n, store.resolve(n)) for n in names)}
+    assert out["dask"] == out["local"] and len(out["local"]) == 9
