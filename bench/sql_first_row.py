@@ -84,7 +84,8 @@ def main() -> None:
             return time.perf_counter() - t
 
         results = [
-            ("process: thinkforge sql vs python -c duckdb.sql", median_of(lambda: first_line_seconds(ours_cli), args.runs),
+            ("process: thinkforge sql vs python -c duckdb.sql",
+             median_of(lambda: first_line_seconds(ours_cli), args.runs),
              median_of(lambda: first_line_seconds(base_cli), args.runs)),
             ("in process: run_sql vs duckdb.connect().sql", median_of(ours_inproc, args.runs),
              median_of(base_inproc, args.runs)),

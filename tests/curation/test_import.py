@@ -39,9 +39,11 @@ def test_every_shared_data_file_imports(store, stem):
 
 
 def test_presets_fill_ground_truth_and_metadata(store, data_dir):
-    gsm = rows_of(store, import_file(store, data_dir / "gsm8k_train_demo.jsonl", ImportOptions(name="g", preset="gsm8k")))
+    gsm = rows_of(store, import_file(store, data_dir / "gsm8k_train_demo.jsonl",
+                                     ImportOptions(name="g", preset="gsm8k")))
     assert gsm[0]["ground_truth"] == "72" and "48/2" in json.loads(gsm[0]["metadata"])["solution"]
-    math = rows_of(store, import_file(store, data_dir / "math500_demo.jsonl", ImportOptions(name="m", preset="math500")))
+    math = rows_of(store, import_file(store, data_dir / "math500_demo.jsonl",
+                                      ImportOptions(name="m", preset="math500")))
     assert math[0]["ground_truth"] == r"\left( 3, \frac{\pi}{2} \right)"
     assert json.loads(math[0]["metadata"])["subject"] == "Precalculus"
     he = rows_of(store, import_file(store, data_dir / "humaneval.jsonl", ImportOptions(name="h", preset="humaneval")))

@@ -7,8 +7,6 @@ from manifests.selection import read_rejected, read_table
 from .conftest import prompt_ids, write_rollouts
 
 
-
-
 def test_pass_rate_buckets_prefilter_and_rejections(store, gsm8k):
     ids = prompt_ids(store, gsm8k)
     wanted = {ids[0]: 8, ids[1]: 6, ids[2]: 5, ids[3]: 1, ids[4]: 0, ids[5]: 2}
