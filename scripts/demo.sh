@@ -55,11 +55,16 @@ fi
 
 # --- what the demo made, plainly, and what to do next ------------------------------------
 step "next steps"
-count() { thinkforge sql --format csv "$1" | tail -n 1; }
-train_rows=$(count 'SELECT count(*) FROM "demo-sft-train"')
-train_verified=$(count 'SELECT count(*) FILTER (WHERE verified) FROM "demo-sft-train"')
-raw_rows=$(count 'SELECT count(*) FROM "demo-sft-raw"')
-raw_verified=$(count 'SELECT count(*) FILTER (WHERE verified) FROM "demo-sft-raw"')
+# rows and verified answers from the manifests' stats (no data is read)
+count() {
+  thinkforge show "$1" --json 2>/dev/null | python3 -c 'import json, sys
+m = json.load(sys.stdin); rates = (m.get("stats") or {}).get("verified_rate") or {}
+print(m["rows"] if sys.argv[1] == "rows" else sum(v.get("true") or 0 for v in rates.values()))' "$2"
+}
+train_rows=$(count demo-sft-train rows)
+train_verified=$(count demo-sft-train verified)
+raw_rows=$(count demo-sft-raw rows)
+raw_verified=$(count demo-sft-raw verified)
 {
   echo "The teacher wrote $raw_rows SFT candidates; $raw_verified of them verified right."
   if [ "$train_rows" = "0" ]; then
