@@ -118,10 +118,16 @@ def base_of(store: DatasetStore, m: Manifest) -> dict[str, Any] | None:
 
 
 # -- resolution ------------------------------------------------------------------------------------
+def read_shards(used: list[int]) -> list[int]:
+    """Indices of the base shards a selection's join reads: the ones it uses, or the first
+    one when it uses none (an empty selection still needs the base's schema)."""
+    return [i for i, n in enumerate(used) if n] or [0]
+
+
 def _base_join(store: DatasetStore, base_files: list[FileEntry], used: list[int],
                file_sql: str) -> str:
     """``FROM <file> s JOIN <used base shards> b ON (shard, row)``."""
-    idx = [i for i, n in enumerate(used) if n] or [0]
+    idx = read_shards(used)
     paths = [store.root / base_files[i].path for i in idx]
     shard = "b.file_index" if idx == list(range(len(idx))) else \
         f"([{', '.join(str(i) for i in idx)}])[b.file_index + 1]"
@@ -233,8 +239,8 @@ def needed_files(store: DatasetStore, m: Manifest) -> list[tuple[str, FileEntry,
         return out
     sel = m.selection
     out = [("selection", sel.file, store.version_dir(m) / sel.file.path)]
-    out += [(f"base shard of {sel.base.ref}", f, store.root / f.path)
-            for f, n in zip(sel.base_files, sel.used, strict=True) if n]
+    out += [(f"base shard of {sel.base.ref}", sel.base_files[i], store.root / sel.base_files[i].path)
+            for i in read_shards(sel.used)]
     out.append((f"base digests of {sel.base.ref}", sel.base_digests,
                 store.root / sel.base_digests.path))
     return out

@@ -242,3 +242,19 @@ def test_sql_reads_a_pool_selection_and_its_mixed_rejected_rows(store, gsm8k):
     got = dict(run_sql(store, 'SELECT reason, count(*) FROM "pool@v1/rejected" GROUP BY ALL').rows())
     assert got == pool.rejected.by_reason
     assert list(run_sql(store, "SELECT count(*) FROM pool").rows()) == [(pool.rows,)]
+
+
+def test_sql_reads_an_empty_selection_and_its_views(store):
+    """An empty selection still joins the base's first shard (for the schema): the sandbox
+    must let it read that shard (the demo's empty train split failed with a permission error)."""
+    from curation.split import SplitConfig, run_split
+    from manifests.sql import run_sql
+
+    data, _ = sft_pool(store, 5, 12)
+    q = run_quality(store, data, "q")
+    parts = run_split(store, q, "s", SplitConfig(validation=0.0))
+    empty = parts["validation"]
+    assert empty.selection is not None and empty.rows == 0
+    assert list(run_sql(store, f'SELECT count(*) FROM "{empty.ref}"').rows()) == [(0,)]
+    assert list(run_sql(store, f'SELECT count(*) FROM "{empty.name}/rejected"').rows()) == [(0,)]
+    store.verify(empty)  # the files it reads are the files verify and pull know about
