@@ -48,7 +48,7 @@ def verified_summary(stats: dict[str, Any]) -> dict[str, Any] | None:
 def verified_rate_warning(manifest, threshold: float | None = None) -> str | None:
     """The warning for an sft version whose verified rate is below ``threshold``, or None."""
     threshold = warning_threshold() if threshold is None else threshold
-    if manifest.kind != "sft" or threshold <= 0:
+    if getattr(manifest, "kind", None) != "sft" or threshold <= 0:  # a train step yields a run
         return None
     if manifest.rows == 0:
         return (f"{manifest.ref} holds no rows: nothing to train on "
@@ -64,7 +64,8 @@ def verified_rate_warning(manifest, threshold: float | None = None) -> str | Non
 
 def verified_phrase(manifest) -> str:
     """'verified 42% (5/12)' for a summary line; '' when the version has no verified column."""
-    summary = verified_summary(manifest.stats or {}) if manifest.kind == "sft" else None
+    is_sft = getattr(manifest, "kind", None) == "sft"  # a train step yields a run, not a version
+    summary = verified_summary(manifest.stats or {}) if is_sft else None
     if summary is None or summary["rate"] is None:
         return ""
     return f"verified {summary['rate']:.0%} ({summary['verified']}/{summary['checked']})"

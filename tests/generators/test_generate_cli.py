@@ -29,7 +29,9 @@ def test_sft_from_the_cli_with_the_tiny_model(cli_run, store, tiny_model):
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "gsm8k-sft@v1"
     manifest = store.resolve("gsm8k-sft")
-    assert manifest.rows == 4 and manifest.stats["by_reasoning"] == {"off": 2, "on": 2}
+    # the tiny model's prompted ON replies have no Final answer line: rejected with that reason
+    assert manifest.rows + manifest.rejected.rows == 4 and manifest.stats["by_reasoning"]["off"] == 2
+    assert manifest.rows - 2 + manifest.rejected.by_reason.get("format:no_final_answer", 0) == 2
     assert manifest.step.config["sampling_on"]["max_new_tokens"] == 6
     assert manifest.step.config["teacher"]["batch_size"] == 4
     again = cli_run("generate", "sft", "--prompts", "gsm8k", "--name", "gsm8k-sft", "--model",
