@@ -6,8 +6,9 @@ answer verified, then picks one (or all) per prompt and mode:
 
 1. **verdict per row**: ``verified`` true passes; false is ``incorrect``; NULL (no ground
    truth, no verifier, or a gold the verifier could not read) follows ``unverifiable``:
-   ``keep`` (the default: chat or safety prompts have nothing to check) or ``drop``
-   (reason ``unverifiable``);
+   ``keep`` (the default: chat or safety prompts have nothing to check), ``drop`` (reason
+   ``unverifiable``) or ``judge`` (set aside for a judge later: reason ``awaiting_judge``,
+   so ``"<name>/rejected"`` holds exactly the rows a judge has to read);
 2. **pairs** (the shared policy of ``filters.pairs``): ``drop-whole`` (the default) keeps a
    pair only if both its answers pass (the twin of a failing answer is rejected as
    ``pair_partner:<mode>:<reason>``), ``keep-whole`` keeps it if either does,
@@ -41,9 +42,10 @@ Pick = Literal["best", "first", "shortest", "all"]
 
 
 class CorrectConfig(StepConfig):
-    unverifiable: Literal["keep", "drop"] = Field(
-        "keep", description="rows whose answer could not be verified (verified NULL): keep, or "
-                            "drop as 'unverifiable'")
+    unverifiable: Literal["keep", "drop", "judge"] = Field(
+        "keep", description="rows whose answer could not be verified (verified NULL): keep, "
+                            "drop as 'unverifiable', or judge later (set aside as "
+                            "'awaiting_judge' in rejected/)")
     pairs: PairPolicy | None = Field(None, description=PAIRS_FIELD_HELP)
     pick: Pick = Field(
         "best", description="per prompt and mode among the answers that pass: best, first "
@@ -76,7 +78,8 @@ def run_correct(store: DatasetStore, data: Manifest, name: str,
             CREATE TEMP TABLE cand AS
             SELECT id, pair_id, prompt_id, reasoning, verified,
                    CASE WHEN verified THEN NULL
-                        WHEN verified IS NULL THEN CASE WHEN ? = 'drop' THEN 'unverifiable' END
+                        WHEN verified IS NULL THEN CASE ? WHEN 'drop' THEN 'unverifiable'
+                                                          WHEN 'judge' THEN 'awaiting_judge' END
                         ELSE 'incorrect' END AS reason,
                    coalesce(output_tokens, ceil(length(output) / 4))::BIGINT AS tokens,
                    (finish_reason = 'length') AS truncated,

@@ -195,3 +195,16 @@ def test_greedy_off_is_asked_once_per_prompt_and_copied_to_every_sample(store, g
     off = [r for r in rows if r["reasoning"] == "off"]
     assert len({(r["prompt_id"], r["output"]) for r in off}) == 2
     assert m.provenance["requests"] == 8 and m.provenance["greedy_copies"] == 4
+
+
+def test_unverifiable_judge_later_sets_rows_aside_for_a_judge(store, gsm8k):
+    data, _ = sft_version(store, gsm8k, {
+        (0, "on"): [True], (0, "off"): [True],
+        (1, "on"): [None], (1, "off"): [None]})
+    m = run_correct(store, data, "judged", CorrectConfig(unverifiable="judge", pairs="independent"))
+    assert [r["verified"] for r in rows_of(store, m)] == [True, True]
+    assert m.rejected.by_reason == {"awaiting_judge": 2}
+    from manifests.sql import run_sql
+
+    rows = run_sql(store, """SELECT verified, reason FROM "judged/rejected" """).table().to_pylist()
+    assert rows == [{"verified": None, "reason": "awaiting_judge"}] * 2
