@@ -368,7 +368,7 @@ def _write_sql_result(result, fmt: str, out: Path | None, limit: int | None) -> 
         cap = limit if limit is not None else TABLE_ROWS
         rows = [dict(zip(result.columns, row, strict=True))
                 for _, row in zip(range(cap + 1), result.rows(), strict=False)]
-        print_table(rows[:cap] or [{c: "" for c in result.columns}])
+        print_table(rows[:cap], columns=list(result.columns))
         if len(rows) > cap:
             log(f"(showing the first {cap} rows; --limit N shows more, --format csv|json all)")
         return

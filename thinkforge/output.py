@@ -67,16 +67,19 @@ def warn_verified(manifest) -> None:
         sys.stderr.write(f"warning: {warning}\n")
 
 
-def print_table(rows: list[dict[str, Any]], title: str | None = None) -> None:
-    """Rows as a rich table; values are Text, never markup, so '[red]42[/red]' prints as is."""
+def print_table(rows: list[dict[str, Any]], title: str | None = None,
+                columns: list[str] | None = None) -> None:
+    """Rows as a rich table; values are Text, never markup, so '[red]42[/red]' prints as is.
+    With no rows: the ``columns`` header (when known) over a "(no rows)" caption."""
     from rich.table import Table
     from rich.text import Text
 
-    if not rows:
+    if not rows and not columns:
         out.print("(no rows)")
         return
-    table = Table(title=None if title is None else Text(title), show_lines=False)
-    for column in rows[0]:
+    table = Table(title=None if title is None else Text(title), show_lines=False,
+                  caption=None if rows else Text("(no rows)"))
+    for column in (rows[0] if rows else columns):
         table.add_column(Text(str(column)), overflow="fold")
     for row in rows:
         table.add_row(*(Text("" if v is None else str(v)) for v in row.values()))

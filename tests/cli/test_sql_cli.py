@@ -31,6 +31,14 @@ def test_table_output_escapes_markup(filled, cli_run):
     assert "[red]hi[/red]" in shown.stdout
 
 
+def test_an_empty_result_shows_its_columns_and_says_no_rows(filled, cli_run):
+    result = cli_run("sql", "SELECT id, source FROM p WHERE false")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "id" in lines[1] and "source" in lines[1] and lines[-1].strip() == "(no rows)"
+    assert not any(line.startswith("│") for line in lines[3:])  # no blank row posing as data
+
+
 def test_query_from_file_and_stdin(filled, cli_run, tmp_path):
     q = tmp_path / "q.sql"
     q.write_text("-- a long query\nSELECT count(*) AS n\nFROM p\n")
