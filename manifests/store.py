@@ -189,9 +189,7 @@ class StoreReader:
             try:
                 size = path.stat().st_size
             except FileNotFoundError:
-                raise IntegrityError(f"{manifest.ref}: {what} {entry.path} is missing ({path})",
-                                     hint="the version is damaged; restore the file or rebuild it"
-                                     ) from None
+                raise _missing(manifest, what, entry, path) from None
             if size != entry.bytes:
                 raise IntegrityError(
                     f"{manifest.ref}: {what} {entry.path} has {size} bytes, manifest says "
@@ -218,9 +216,7 @@ class StoreReader:
                 try:
                     digest = cache.sha256(path) if cache else sha256_file(path)
                 except FileNotFoundError:
-                    raise IntegrityError(f"{manifest.ref}: {what} {entry.path} is missing ({path})",
-                                         hint="the version is damaged; restore the file or rebuild it"
-                                         ) from None
+                    raise _missing(manifest, what, entry, path) from None
                 if digest != entry.sha256:
                     raise IntegrityError(
                         f"{manifest.ref}: sha256 of {what} {entry.path} is {digest[:16]}..., manifest "
@@ -251,3 +247,9 @@ class StoreReader:
 
     def remove_staging(self, staging: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _missing(manifest: Manifest, what: str, entry, path: Path) -> IntegrityError:
+    """The error for a file a version reads that is not on disk (size check and verify)."""
+    return IntegrityError(f"{manifest.ref}: {what} {entry.path} is missing ({path})",
+                          hint="the version is damaged; restore the file or rebuild it")

@@ -8,7 +8,7 @@ import click
 
 from .context import get_store
 from .output import log, print_json
-from .train_cmds import _option_for, train_group
+from .train_cmds import option_for, train_group
 
 _SKIP = {"budgets"}
 
@@ -39,7 +39,7 @@ def _distill_params() -> list[click.Parameter]:
     for name, info in DistillConfig.model_fields.items():
         if name in _SKIP:
             continue
-        option = _option_for(name, info)
+        option = option_for(name, info)
         if option is not None:
             params.append(option)
     return params

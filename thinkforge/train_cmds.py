@@ -35,7 +35,7 @@ METHOD_HELP = {
 COMMON = {"max_steps"}  # declared explicitly on every command (it is in the issue's synopsis)
 
 
-def _option_for(name: str, info) -> click.Option | None:
+def option_for(name: str, info) -> click.Option | None:
     """A click option for one pydantic field (dicts and lists: YAML / --trl only)."""
     annotation = info.annotation
     origin = typing.get_origin(annotation)
@@ -146,7 +146,7 @@ def _make_train_command(method: str) -> click.Command:
     for name, info in config_model(method).model_fields.items():
         if name in COMMON or name == "trl":
             continue
-        option = _option_for(name, info)
+        option = option_for(name, info)
         if option is not None:
             params.append(option)
     return click.Command(method, callback=callback, params=params,
