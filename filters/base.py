@@ -115,7 +115,7 @@ class StepContext:
                     rejected_order: tuple[str, str | None] | None = None,
                     size_of: list[Manifest] | None = None,
                     kept: str | None = None, rows_from: Manifest | None = None,
-                    changed: Sequence[str] = ()) -> tuple[int, int]:
+                    changed: Sequence[str] = (), narrow: str | None = None) -> tuple[int, int]:
         """The keep/reject contract: write the rows of ``judged`` (a relation with every
         column of ``columns`` and a ``reason``: NULL keeps the row) as kept rows, and the
         others with ``reason`` and the ``extra`` columns as rejected rows.
@@ -134,11 +134,14 @@ class StepContext:
         (``kept`` plays no part: the stored values come from ``judged``).  A version is
         materialised instead when ``Resources.materialize`` is set or the input has no row
         digests (published before selections).  Both give the same rows and fingerprint.
+        ``narrow`` replaces ``judged`` in the selection path: a relation with only the row key,
+        ``reason``, the ``extra`` columns and the stored columns (so that a filter whose
+        ``judged`` joins the wide rows back on does not read them for a selection).
         """
         info = self._selection_base(rows_from)
         if info is not None:
             return self._keep_reject_selection(
-                info, rows_from or self.inputs[0], judged, list(columns), order=order,
+                info, rows_from or self.inputs[0], narrow or judged, list(columns), order=order,
                 extra=list(extra), rejected_columns=list(rejected_columns or columns),
                 rejected_order=rejected_order or order, changed=set(changed))
         cols = ", ".join(columns)

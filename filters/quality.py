@@ -42,7 +42,7 @@ from pydantic import Field
 
 from manifests import DatasetStore, Manifest
 from manifests.errors import require
-from manifests.schemas import schema_for
+from manifests.schemas import ROW_KEYS, schema_for
 
 from .base import Resources, StepConfig, StepContext, declare_filter, require_kind, row_order, run_step, source
 from .pairs import PAIRS_FIELD_HELP, PairPolicy, apply_pair_policy, pair_facts, resolve_policy
@@ -50,25 +50,41 @@ from .pairs import PAIRS_FIELD_HELP, PairPolicy, apply_pair_policy, pair_facts, 
 Rule = Literal["empty", "truncated", "think_format", "boxed", "length", "language"]
 DEFAULT_RULES: list[str] = ["empty", "truncated", "think_format", "boxed", "length"]
 
-# the answer part: after </think> in ON mode, the whole output otherwise
-ANSWER = ("CASE WHEN reasoning = 'on' AND strpos(output, '</think>') > 0 "
-          "THEN substr(output, strpos(output, '</think>') + 8) ELSE output END")
-# DuckDB trim() strips spaces only; answers end in newlines and tabs too
+# DuckDB trim() strips spaces only; answers end in newlines and tabs too.  Only ltrim() with a
+# character set is cheap on long texts (rtrim/trim walk the whole string codepoint by codepoint:
+# ~50 us per 4 KB output here), so "blank" is ltrim(x) = '' and a full trim() runs only on the
+# rows a cheap guard cannot settle.
 WS = "chr(32) || chr(9) || chr(10) || chr(13)"
+# positions are computed once per row in the inner projection (p_open, p_close); the answer
+# and the think block are taken only in the CASE branches that need them, so a row that
+# fails or passes early never copies its text
+ANSWER = ("(CASE WHEN reasoning = 'on' AND p_close > 0 THEN substr(output, p_close + 8) "
+          "ELSE output END)")
+THINK = "substr(output, p_open + 7, p_close - p_open - 7)"
+
+
+def _count(needle: str) -> str:
+    return f"((strlen(output) - strlen(replace(output, '{needle}', ''))) // {len(needle)})"
+
+
+def _blank(text: str) -> str:
+    return f"(ltrim({text}, {WS}) = '')"
+
+
+# answer == think block once both are trimmed.  The guard (their first 64 characters, ltrimmed
+# then rtrimmed) is necessary for equality and costs nothing on long texts; the full trims
+# run only where it holds.
+_REPEATS = (f"(rtrim(left(ltrim({ANSWER}, {WS}), 64), {WS}) = rtrim(left(ltrim({THINK}, {WS}), 64), "
+            f"{WS}) AND trim({ANSWER}, {WS}) = trim({THINK}, {WS}))")
 THINK_FORMAT = f"""
-  WHEN reasoning = 'on' AND strpos(output, '<think>') = 0 AND strpos(output, '</think>') = 0
-    THEN 'think_missing'
-  WHEN reasoning = 'on' AND (n_open <> 1 OR n_close <> 1
-        OR strpos(output, '</think>') < strpos(output, '<think>')
-        OR NOT starts_with(ltrim(output, {WS}), '<think>')) THEN 'think_malformed'
-  WHEN reasoning = 'on' AND trim(substr(output, strpos(output, '<think>') + 7,
-        strpos(output, '</think>') - strpos(output, '<think>') - 7), {WS}) = ''
-    THEN 'think_empty'
-  WHEN reasoning = 'on' AND trim(answer_part, {WS}) = '' THEN 'answer_missing'
-  WHEN reasoning = 'on' AND trim(answer_part, {WS}) = trim(substr(output,
-        strpos(output, '<think>') + 7, strpos(output, '</think>') - strpos(output, '<think>') - 7),
-        {WS}) THEN 'answer_repeats_reasoning'
-  WHEN reasoning = 'off' AND (n_open > 0 OR n_close > 0) THEN 'think_in_off'"""
+  WHEN reasoning = 'on' AND p_open = 0 AND p_close = 0 THEN 'think_missing'
+  WHEN reasoning = 'on' AND (p_open = 0 OR p_close = 0 OR p_close < p_open
+        OR NOT starts_with(ltrim(output, {WS}), '<think>')
+        OR {_count('<think>')} <> 1 OR {_count('</think>')} <> 1) THEN 'think_malformed'
+  WHEN reasoning = 'on' AND {_blank(THINK)} THEN 'think_empty'
+  WHEN reasoning = 'on' AND {_blank(ANSWER)} THEN 'answer_missing'
+  WHEN reasoning = 'on' AND {_REPEATS} THEN 'answer_repeats_reasoning'
+  WHEN reasoning = 'off' AND (p_open > 0 OR p_close > 0) THEN 'think_in_off'"""
 
 
 class QualityConfig(StepConfig):
@@ -81,10 +97,6 @@ class QualityConfig(StepConfig):
     languages: list[str] = Field(["en"], description="ISO 639-1 codes accepted by the "
                                                      "language rule")
     pairs: PairPolicy | None = Field(None, description=PAIRS_FIELD_HELP)
-
-
-def _count(needle: str) -> str:
-    return f"((length(output) - length(replace(output, '{needle}', ''))) // {len(needle)})"
 
 
 def run_quality(store: DatasetStore, data: Manifest, name: str,
@@ -103,42 +115,50 @@ def run_quality(store: DatasetStore, data: Manifest, name: str,
         checks = []
         for rule in config.rules:
             if rule == "empty":
-                checks.append(f"WHEN trim(output, {WS}) = '' THEN 'empty_output'")
+                checks.append(f"WHEN {_blank('output')} THEN 'empty_output'")
             elif rule == "truncated":
                 checks.append("WHEN finish_reason = 'length' THEN 'truncated'")
             elif rule == "think_format":
                 checks.append(THINK_FORMAT)
             elif rule == "boxed" and has_input:
-                checks.append("WHEN strpos(input_text, '\\boxed') > 0 AND "
-                              "strpos(answer_part, '\\boxed') = 0 THEN 'boxed_missing'")
+                checks.append("WHEN strpos(array_to_string(list_transform(input, lambda m: m.content), "
+                              f"chr(10)), '\\boxed') > 0 AND strpos({ANSWER}, '\\boxed') = 0 "
+                              "THEN 'boxed_missing'")
             elif rule == "length":
+                tokens = (f"coalesce(output_tokens, ceil(len(string_split_regex(trim(output, {WS}), "
+                          "'\\s+')) * 4 / 3))")
                 checks.append(
-                    "WHEN (reasoning = 'on' AND (SELECT cap_on FROM knobs) > 0 AND tokens > "
-                    "(SELECT cap_on FROM knobs)) OR (reasoning = 'off' AND (SELECT cap_off "
-                    "FROM knobs) > 0 AND tokens > (SELECT cap_off FROM knobs)) THEN 'too_long'")
+                    f"WHEN (reasoning = 'on' AND cap_on > 0 AND {tokens} > cap_on) OR "
+                    f"(reasoning = 'off' AND cap_off > 0 AND {tokens} > cap_off) THEN 'too_long'")
             elif rule == "language":
                 _register_language_udf(con)
-                checks.append(f"WHEN trim(answer_part, {WS}) <> '' AND NOT list_contains((SELECT languages "
-                              "FROM knobs), detect_language(answer_part)) THEN 'wrong_language'")
-        input_text = ("array_to_string(list_transform(input, lambda m: m.content), chr(10))"
-                      if has_input else "''")
+                checks.append(f"WHEN NOT {_blank(ANSWER)} AND NOT list_contains(languages, "
+                              f"detect_language({ANSWER})) THEN 'wrong_language'")
         reason = ("CASE " + " ".join(checks) + " END") if checks else "NULL::VARCHAR"
-        con.execute(f"""
-            CREATE TEMP VIEW judged AS
-            SELECT *, {reason} AS reason FROM (
-              SELECT *, {input_text} AS input_text, {ANSWER} AS answer_part,
-                     {_count('<think>')} AS n_open, {_count('</think>')} AS n_close,
-                     coalesce(output_tokens,
-                              ceil(len(string_split_regex(trim(output, {WS}), '\\s+')) * 4 / 3))
-                       AS tokens
-              FROM {source(store, data)})""")
+        keys = list(ROW_KEYS[data.kind])
+        narrow = list(dict.fromkeys([*keys, *(c for c in ("pair_id", "reasoning") if c in columns)]))
         policy = resolve_policy(config.pairs, columns)
-        con.execute(f"CREATE TEMP VIEW decided AS {apply_pair_policy('judged', columns, policy)}")
-        ctx.keep_reject("decided", columns, order=row_order(data),
+        # the rules run once, over the text columns only, into a narrow table of (row key,
+        # pair, mode, reason); the pair policy, the kept / rejected split and the provenance
+        # all read that table (the text is never judged twice nor carried through a window)
+        ctx.progress.phase("judging rows")
+        con.execute(f"""
+            CREATE TEMP TABLE __quality AS
+            SELECT {', '.join(narrow)}, {reason} AS reason FROM (
+              SELECT *, strpos(output, '<think>') AS p_open, strpos(output, '</think>') AS p_close
+              FROM {source(store, data)}), knobs""")
+        con.execute("CREATE TEMP TABLE __decided AS "
+                    + apply_pair_policy("__quality", narrow, policy))
+        # the full rows with their decision: read only when the kept rows are copied
+        con.execute(f"CREATE TEMP VIEW decided AS SELECT s.*, d.reason, d.pair_failed_id "
+                    f"FROM {source(store, data)} s JOIN __decided d ON "
+                    + " AND ".join(f"s.{k} = d.{k}" for k in keys))
+        ctx.keep_reject("decided", columns, order=row_order(data), narrow="__decided",
                         extra=("pair_failed_id",) if policy != "independent" else ())
         ctx.provenance.update({"data": data.ref, "rules": list(config.rules),
                                "skipped_rules": [] if has_input else ["boxed"]})
-        ctx.provenance.update(pair_facts(con, "judged", "SELECT * FROM decided", columns, policy))
+        ctx.provenance.update(pair_facts(con, "__quality", "SELECT * FROM __decided", narrow,
+                                         policy))
 
     return run_step(store, name=name, kind=data.kind, step_type="filter.quality", config=config,
                     inputs=[data], body=body, resources=resources)
