@@ -36,6 +36,8 @@ Log = Callable[[str], None]
 class _NoReuseStore(DatasetStore):
     """A view of the store in which nothing is reusable: `--force` rebuilds every step."""
 
+    reuses = False  # read by steps with their own reuse rule (train.*: training runs)
+
     def find_reusable(self, name, step, parents):  # noqa: D401
         return None
 

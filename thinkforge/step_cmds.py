@@ -7,6 +7,14 @@ config becomes an option (name, type, choices, default and help text from the fi
 models flatten to ``--<field>-<subfield>``, lists are comma-separated, mappings
 ``key=value,key=value``), plus ``--name``, ``--config FILE`` (flags override it),
 ``--dry-run``, ``--json`` and, for DuckDB steps, ``--memory-limit`` / ``--temp-dir``.
+A mapping of free-form values (``trl: dict[str, Any]``) is a repeatable ``--trl KEY=VALUE``
+option with YAML-typed values.
+
+Steps whose output is a training run (``output_kind == "run"``: ``thinkforge train sft``
+...) get the same options minus ``--name`` and the executor, plus ``--reuse`` (return a
+finished run with the same data fingerprint and config instead of training; recipes always
+reuse); their dry run prints the plan as JSON (data verified, resolved config, the run it
+would reuse) and a run prints the run id (``--json``: the run record).
 ``StepGroup`` lists a group's steps from the registry when asked, so a step registered
 after import time (a plugin, a test) is a command too.
 """
@@ -110,11 +118,27 @@ def _dict_parser(annotation):
     return parse
 
 
+def _yaml_pairs(flag: str):
+    def parse(pairs: tuple[str, ...]) -> dict[str, Any]:
+        import yaml
+
+        out: dict[str, Any] = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise click.BadParameter(f"{pair!r}: use KEY=VALUE, e.g. --{flag} warmup_ratio=0.1")
+            out[key.strip()] = yaml.safe_load(value)
+        return out
+    return parse
+
+
 def _optional_number(convert):
     return lambda text: None if text.lower() == NONE else convert(text)
 
 
 def _default_text(field) -> str:
+    if field.is_required():
+        return " (required)"
     if field.default_factory is not None:
         value = field.default_factory()
     else:
@@ -162,6 +186,10 @@ def config_options(model: type[BaseModel], prefix: tuple[str, ...] = ()):
                 out.append((click.Option([f"--{flag}", *aliases, dest], metavar="KEY=VALUE,...",
                                          help=f"{help_text}{_default_text(field)}"), path,
                             parse))
+            else:  # free-form values: one KEY=VALUE per use, values read as YAML
+                out.append((click.Option([f"--{flag}", *aliases, dest], metavar="KEY=VALUE",
+                                         multiple=True, help=f"{help_text} (repeatable)"),
+                            path, _yaml_pairs(flag)))
             continue
         scalar = _scalar(annotation)
         if scalar is None:
@@ -209,10 +237,18 @@ def read_config_file(path: Path | None) -> dict[str, Any]:
 
 
 # -- the command ---------------------------------------------------------------------------------
+def makes_runs(desc) -> bool:
+    """A step whose output is a training run (a model folder + run record), not a version."""
+    return desc.output_kind == "run"
+
+
 def step_command(desc) -> click.Command:
     """The click command of a step descriptor."""
     model = desc.config_model()
     fields = config_options(model)
+    # required config fields first (a train step's --model / --output), then the rest in order
+    fields.sort(key=lambda f: not _field(model, f[1]).is_required())
+    runs = makes_runs(desc)
     params: list[click.Parameter] = []
     positional = next((r for r in desc.roles if not r.flag), None)
     for role in desc.roles:
@@ -224,7 +260,8 @@ def step_command(desc) -> click.Command:
             params.append(click.Option([f"--{role.name}", role.name], multiple=role.many,
                                        required=not role.optional,
                                        help=f"{role.help or 'input version'} ({kinds})."))
-    params.append(click.Option(["--name"], required=True, help="Name of the output dataset."))
+    if not runs:
+        params.append(click.Option(["--name"], required=True, help="Name of the output dataset."))
     params.append(click.Option(["--config", "config_file"], type=click.Path(
         exists=True, dir_okay=False, path_type=Path),
         help="YAML/JSON file with the step's config (flags override it)."))
@@ -237,14 +274,22 @@ def step_command(desc) -> click.Command:
         params.append(click.Option(["--temp-dir"], type=click.Path(path_type=Path),
                                    help="Where DuckDB spills (default: a temporary directory "
                                         "in the store)."))
-    from .executor_options import executor_params
+    if runs:
+        params.append(click.Option(["--reuse"], is_flag=True,
+                                   help="Return a finished run with the same data fingerprint and "
+                                        "config (weights still on disk) instead of training."))
+    else:
+        from .executor_options import executor_params
 
-    params += executor_params()
+        params += executor_params()
     params.append(click.Option(["--dry-run"], is_flag=True,
-                               help="Print what would run (and what it would reuse); write "
+                               help="Verify the inputs and print the resolved config and what "
+                                    "would be reused (JSON); train nothing." if runs else
+                                    "Print what would run (and what it would reuse); write "
                                     "nothing."))
     params.append(click.Option(["--json", "as_json"], is_flag=True,
-                               help="Print the manifest (or the plan) as JSON."))
+                               help="Print the run record as JSON." if runs else
+                                    "Print the manifest (or the plan) as JSON."))
 
     @click.pass_context
     def callback(ctx: click.Context, **kw: Any) -> None:
@@ -252,15 +297,22 @@ def step_command(desc) -> click.Command:
 
     roles = "; ".join(f"{r.name}: {'/'.join(r.kinds)}{' (list)' if r.many else ''}"
                       f"{' (optional)' if r.optional else ''}" for r in desc.roles)
+    out = " --name OUT" if not runs else ""
     doc = (f"{desc.help}\n\nInputs: {roles}. Recipe step type: `{desc.type}`; every option "
            "is a field of its config (also in a recipe's `config:` or --config FILE).\n\n"
            "\b\nExample:\n" + "\n".join(f"  {e}" for e in desc.examples or
                                       (f"thinkforge {desc.group + ' ' if desc.group else ''}"
-                                       f"{desc.cli_name} ... --name OUT",)))
+                                       f"{desc.cli_name} ...{out}",)))
     command = click.Command(desc.cli_name, params=params, callback=callback, help=doc,
                             short_help=desc.help.split(". ")[0].rstrip("."))
     validate_names_and_run_ids(command)  # --name checked while parsing, before any work
     return command
+
+
+def _field(model: type[BaseModel], path: tuple[str, ...]):
+    for key in path[:-1]:
+        model = _strip_optional(model.model_fields[key].annotation)[0]
+    return model.model_fields[path[-1]]
 
 
 def _inputs(store, desc, kw: dict[str, Any]) -> dict[str, Any]:
@@ -290,11 +342,14 @@ def run_step_command(ctx: click.Context, desc, model, fields, kw: dict[str, Any]
             flags.update(flag.sets)
     for option, path, parse in fields:
         value = kw.get(option.name)
-        if value is not None:
+        if value is not None and value != ():
             _set(flags, path, parse(value))
     config = build_config(model, read_config_file(kw.get("config_file")), flags,
                           where=f"see `thinkforge {ctx.command_path.split(' ', 1)[-1]} --help`")
     inputs = _inputs(store, desc, kw)
+    if makes_runs(desc):
+        _run_training_step(ctx, desc, store, inputs, config, kw)
+        return
     name, as_json = kw["name"], kw["as_json"]
     from .executor_options import pop_executor, slurm_dry_run
 
@@ -327,3 +382,26 @@ def run_step_command(ctx: click.Context, desc, model, fields, kw: dict[str, Any]
             verified = verified_phrase(manifest)
             log(f"{manifest.ref}: kept {manifest.rows} rows{', ' + verified if verified else ''}, "
                 f"rejected {manifest.rejected.rows} {manifest.rejected.by_reason or ''}".rstrip())
+
+
+def _run_training_step(ctx: click.Context, desc, store, inputs, config, kw) -> None:
+    """A step that trains: the dry run is the plan (JSON); a run prints the run id or record.
+    Without --reuse it trains even when a matching run exists (the step's ``run`` reads
+    ``resources["reuse"]``); with it, ``execute`` returns what ``predict_reuse`` finds."""
+    from manifests.steps import RunContext, execute, plan_step
+
+    name = desc.cli_name
+    if kw["dry_run"]:
+        print_json(plan_step(store, desc, inputs, name, config))
+        return
+    run_ctx = RunContext(store, quiet=is_quiet(ctx), resources={"reuse": kw["reuse"]})
+    if kw["reuse"]:
+        made = execute(run_ctx, desc, inputs, name, config)
+    else:
+        desc.check_inputs(inputs)
+        made = desc.run_fn()(run_ctx, inputs, name, config)
+    for outcome in made.values():  # none on the ranks > 0 of a distributed run
+        if kw["as_json"]:
+            print_json(outcome.to_json())
+        else:
+            click.echo(outcome.ref)

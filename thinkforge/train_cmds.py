@@ -1,9 +1,12 @@
 """The training commands: `train METHOD`, `runs`, `launch`.
 
-Each `train` subcommand's options come from its method's pydantic config
-(``trainers/<method>_config.py``): one ``--field-name`` per field, with the field's
-description as help; ``--config YAML`` supplies any of them from a file (CLI flags win),
-and ``--trl KEY=VALUE`` sets any other field of the TRL config.
+`thinkforge train sft|grpo|dpo|reward|rloo` are derived from the `train.*` step descriptors
+(``trainers/steps.py``) by ``thinkforge.step_cmds``, exactly as the filters are: one
+``--field-name`` per field of the method's pydantic config (``trainers/<method>_config.py``)
+plus ``--model`` / ``--output``, ``--data REF|manifest.json``, ``--config YAML`` (flags
+win), ``--trl KEY=VALUE`` (any other TRL config field), ``--reuse``, ``--dry-run`` and
+``--json``.  ``StepGroup`` lists them from the registry when asked (no torch or TRL is
+imported to build the CLI).  `train distill` is added by ``distill_cmds``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import json
 import types
 import typing
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -20,23 +22,10 @@ from .context import get_store
 from .output import log, print_json, print_table
 from .step_cmds import StepGroup
 
-METHOD_HELP = {
-    "sft": ("Supervised fine-tuning (TRL SFTTrainer) on an sft version.",
-            "thinkforge train sft --data demo-sft-train --model smollm2-135m --output out/sft --max-steps 20"),
-    "grpo": ("GRPO (TRL GRPOTrainer) on an rl_pool version, in curriculum order.",
-             "thinkforge train grpo --data demo-rl --model out/sft --output out/grpo --max-steps 4"),
-    "dpo": ("DPO (TRL DPOTrainer) on a preferences version.",
-            "thinkforge train dpo --data demo-prefs --model out/sft --output out/dpo --max-steps 10"),
-    "reward": ("A reward model (TRL RewardTrainer, sequence-classification head) on preferences.",
-               "thinkforge train reward --data demo-prefs --model smollm2-135m --output out/rm"),
-    "rloo": ("RLOO (TRL RLOOTrainer) on an rl_pool version, same rewards as GRPO.",
-             "thinkforge train rloo --data demo-rl --model out/sft --output out/rloo --max-steps 4"),
-}
-COMMON = {"max_steps"}  # declared explicitly on every command (it is in the issue's synopsis)
-
 
 def option_for(name: str, info) -> click.Option | None:
-    """A click option for one pydantic field (dicts and lists: YAML / --trl only)."""
+    """A click option for one pydantic field (dicts and lists: YAML only).  Used by the
+    hand-written `train distill`; the train.* commands derive theirs in step_cmds."""
     annotation = info.annotation
     origin = typing.get_origin(annotation)
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -56,137 +45,19 @@ def option_for(name: str, info) -> click.Option | None:
     return None
 
 
-def parse_trl_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``--trl warmup_ratio=0.1 --trl lr_scheduler_type=cosine``: YAML-typed values."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise click.UsageError(f"--trl {pair!r}: use KEY=VALUE, e.g. --trl warmup_ratio=0.1")
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
-    return out
-
-
-def load_config(method: str, config_file: Path | None, flags: dict[str, Any],
-                trl_pairs: tuple[str, ...] = ()):
-    """YAML file, then CLI flags, validated by the method's config (unknown keys: an error
-    with a suggestion)."""
-    from pydantic import ValidationError
-
-    from curation.recipe import (
-        _explain,  # the recipes' "did you mean" for pydantic errors
-    )
-    from manifests.errors import ConfigError
-    from trainers.registry import config_model
-
-    model = config_model(method)
-    values: dict[str, Any] = {}
-    if config_file is not None:
-        import yaml
-
-        try:
-            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read --config {config_file}: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"--config {config_file}: expected a mapping of option: value")
-        values.update(loaded)
-    values.update({k: v for k, v in flags.items() if v is not None})
-    if trl_pairs:
-        values["trl"] = {**(values.get("trl") or {}), **parse_trl_overrides(trl_pairs)}
-    try:
-        return model(**values)
-    except ValidationError as exc:
-        explained = _explain(exc, model, str(config_file or f"train {method} options"))
-        raise ConfigError(explained.args[0].replace("invalid recipe", f"invalid {method} config"),
-                          hint=f"see `thinkforge train {method} --help` for every option") from exc
-
-
 @click.group("train", cls=StepGroup)
 def train_group():
     """Train a model on a dataset version (verified first) and publish a run record.
 
+    Each METHOD's options are the fields of its config (the recipe step `train.METHOD`
+    takes the same keys); `thinkforge train METHOD --help` lists them.
+
     \b
     Example:
       thinkforge train sft --data demo-sft-train --model smollm2-135m --output out/sft --max-steps 20
+      thinkforge train grpo --data demo-rl --model out/sft --output out/grpo --dry-run
       thinkforge runs
     """
-
-
-def _make_train_command(method: str) -> click.Command:
-    short, example = METHOD_HELP[method]
-
-    def callback(**kwargs):
-        ctx = click.get_current_context()
-        _run_train(ctx, method, kwargs)
-
-    params: list[click.Parameter] = [
-        click.Option(["--data"], required=True,
-                     help="Dataset reference (name, name@v3) or a pulled manifest.json path."),
-        click.Option(["--model"], required=True,
-                     help="Base model: a local folder, `smollm2-135m` (embedded) or a hub id."),
-        click.Option(["--output"], required=True, type=click.Path(path_type=Path),
-                     help="Directory for the trained model (transformers loads it back)."),
-        click.Option(["--config", "config_file"], type=click.Path(path_type=Path, exists=True),
-                     help="YAML file with any of the options below (flags override it)."),
-        click.Option(["--max-steps", "max_steps"], type=int, default=None,
-                     help="Optimiser steps (default: one epoch)."),
-        click.Option(["--trl"], multiple=True, metavar="KEY=VALUE",
-                     help="Any other TRL config field, e.g. --trl warmup_ratio=0.1."),
-        click.Option(["--reuse"], is_flag=True,
-                     help="Return a finished run with the same data, model and config instead."),
-        click.Option(["--dry-run"], is_flag=True,
-                     help="Verify the data and print the resolved config; train nothing."),
-        click.Option(["--json", "as_json"], is_flag=True, help="Print the run record as JSON."),
-    ]
-    from trainers.registry import config_model
-
-    for name, info in config_model(method).model_fields.items():
-        if name in COMMON or name == "trl":
-            continue
-        option = option_for(name, info)
-        if option is not None:
-            params.append(option)
-    return click.Command(method, callback=callback, params=params,
-                         help=f"{short}\n\n\b\nExample:\n  {example}")
-
-
-_FIXED = {"data", "model", "output", "config_file", "trl", "reuse", "dry_run", "as_json"}
-
-
-def _run_train(ctx: click.Context, method: str, kwargs: dict[str, Any]) -> None:
-    from trainers.base import resolved_config, run_trainer
-    from trainers.data import open_data
-    from trainers.registry import get_method
-
-    config = load_config(method, kwargs["config_file"],
-                         {k: v for k, v in kwargs.items() if k not in _FIXED}, kwargs["trl"])
-    store = get_store(ctx)
-    quiet = ctx.obj["quiet"]
-    if kwargs["dry_run"]:
-        meta = get_method(method)
-        data = open_data(store, kwargs["data"], meta.kinds)
-        for check in meta.checks:
-            check(data, config, store)
-        print_json({"method": method, "data": data.ref, "fingerprint": data.manifest.fingerprint,
-                    "rows": data.manifest.rows, "verified": True, "output": str(kwargs["output"]),
-                    "config": resolved_config(meta, config, kwargs["model"])})
-        return
-    record = run_trainer(get_method(method), store, kwargs["data"], kwargs["model"],
-                         kwargs["output"], config, log=(lambda _: None) if quiet else log,
-                         reuse=kwargs["reuse"])
-    if record is None:  # not the main process of a distributed run
-        return
-    if kwargs["as_json"]:
-        print_json(record.model_dump())
-    else:
-        click.echo(record.run_id)
-
-
-for _method in METHOD_HELP:
-    train_group.add_command(_make_train_command(_method))
 
 
 @click.command("runs")

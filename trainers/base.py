@@ -46,11 +46,15 @@ class TrainCommon(BaseModel):
     bf16: bool | None = Field(None, description="bf16 mixed precision (default: on when CUDA is there)")
     gradient_checkpointing: bool = Field(False, description="trade compute for activation memory")
     trl: dict[str, Any] = Field(default_factory=dict, description="any other field of the TRL "
-                                "config, e.g. {warmup_ratio: 0.1} (checked against TRL's fields)")
+                                "config, e.g. warmup_ratio=0.1 (YAML: {warmup_ratio: 0.1}); "
+                                "checked against TRL's fields")
 
     @field_validator("trl", mode="before")
     @classmethod
     def _none_is_empty(cls, value):
+        """None is {}; ``warmup-ratio`` is TRL's ``warmup_ratio`` (the CLI's spelling)."""
+        if isinstance(value, dict):
+            return {str(k).replace("-", "_"): v for k, v in value.items()}
         return value or {}
 
 

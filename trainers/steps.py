@@ -1,4 +1,6 @@
-"""Recipe steps `train.sft`, `train.grpo`, `train.dpo`, `train.reward`, `train.rloo`.
+"""The train steps `train.sft`, `train.grpo`, `train.dpo`, `train.reward`, `train.rloo`: one
+descriptor each (DESIGN §9), from which `thinkforge train METHOD` (options derived by
+``thinkforge.step_cmds``, as for the filters), recipe steps, `--dry-run` and reuse all come.
 
 Each is the method's own config (``trainers/<method>_config.py``) plus ``model`` and
 ``output``; the step's input role ``data`` names a version of the kinds the method takes.
@@ -9,6 +11,11 @@ output name labels the run in the build log; the run record lives in
 ``<store>/training-runs/`` (``thinkforge runs``).  To train on an earlier step's model
 (SFT, then GRPO), give that step's ``output`` folder as ``model``.
 
+On the command line ``--data`` also takes the path of a pulled ``manifest.json`` (a cluster
+node trains without the catalog); ``--reuse`` opts into reuse there (a recipe always reuses;
+``build --force`` never does).  The dry run verifies the data, runs the method's checks
+(curriculum alignment, vLLM) and prints the resolved config and the run it would reuse.
+
 The step registry loads this module by name (``curation.steps.STEP_MODULES``), so curation
 never imports the trainers.
 """
@@ -16,6 +23,7 @@ never imports the trainers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, create_model
@@ -52,13 +60,16 @@ class TrainOutcome:
     def output_dir(self) -> str:
         return self.record.output_dir
 
+    def to_json(self) -> dict[str, Any]:
+        return self.record.model_dump()
+
 
 def step_config_model(method: str):
     base = config_model(method)
     return create_model(
         f"Recipe{base.__name__}", __base__=base,
-        model=(str, Field(description="base model: a folder, smollm2-135m, or an earlier train "
-                                      "step's name (its output folder)")),
+        model=(str, Field(description="base model: a folder (an earlier train step's output), "
+                                      "smollm2-135m (embedded) or a hub id")),
         output=(str, Field(description="directory of the trained model (relative to the "
                                        "working directory)")))
 
@@ -69,6 +80,27 @@ def _split(method: str, config) -> tuple[str, str, Any]:
     return model, output, config_model(method)(**values)
 
 
+def _data_ref(value) -> str:
+    """What ``run_trainer`` takes: a store reference, or the path of a pulled manifest."""
+    return str(value) if isinstance(value, Path) else value.ref
+
+
+def _fingerprint(value) -> str:
+    if isinstance(value, Path):
+        from manifests import Manifest
+
+        return Manifest.load(value).fingerprint
+    return value.fingerprint
+
+
+def _reuses(ctx_or_store) -> bool:
+    """False for ``build --force`` (its store view reuses nothing) and a CLI run without
+    --reuse (``resources["reuse"]``)."""
+    store = getattr(ctx_or_store, "store", ctx_or_store)
+    resources = getattr(ctx_or_store, "resources", {}) or {}
+    return bool(resources.get("reuse", True)) and getattr(store, "reuses", True)
+
+
 def _run(method: str):
     def run(ctx, inputs, name, config):
         from .base import run_trainer
@@ -76,9 +108,11 @@ def _run(method: str):
 
         model, output, method_config = _split(method, config)
         before = set(TrainingRuns(ctx.store).ids())
-        record = run_trainer(get_method(method), ctx.store, inputs["data"].ref, model, output,
-                             method_config, reuse=True,
+        record = run_trainer(get_method(method), ctx.store, _data_ref(inputs["data"]), model,
+                             output, method_config, reuse=_reuses(ctx),
                              log=(lambda _: None) if ctx.quiet else _log)
+        if record is None:  # a rank > 0 of a distributed run: rank 0 publishes
+            return {}
         return {name: TrainOutcome(record, reused=record.run_id in before)}
     return run
 
@@ -89,12 +123,33 @@ def _predict(method: str):
         from .base import resolved_config
         from .registry import get_method
 
+        if not _reuses(store):
+            return {name: None}
         model, _, method_config = _split(method, config)
         resolved = resolved_config(get_method(method), method_config, model)
         found = TrainingRuns(store).find_reusable(method, config_hash(resolved),
-                                                  [inputs["data"].fingerprint])
+                                                  [_fingerprint(inputs["data"])])
         return {name: TrainOutcome(found, reused=True) if found else None}
     return predict
+
+
+def _plan(method: str):
+    """What a dry run adds: the data verified (sha256 of every shard), the method's checks
+    (curriculum alignment, vLLM on CPU), the resolved config of the run record."""
+    def plan(store, inputs, name, config):
+        from .base import resolved_config
+        from .data import open_data
+        from .registry import get_method
+
+        meta = get_method(method)
+        model, output, method_config = _split(method, config)
+        data = open_data(store, _data_ref(inputs["data"]), meta.kinds)
+        for check in meta.checks:
+            check(data, method_config, store)
+        return {"method": method, "data": data.ref, "fingerprint": data.manifest.fingerprint,
+                "rows": data.manifest.rows, "verified": True, "output": output,
+                "inputs": [data.ref], "config": resolved_config(meta, method_config, model)}
+    return plan
 
 
 def _log(message: str) -> None:
@@ -105,6 +160,7 @@ def _log(message: str) -> None:
 
 KINDS = {"sft": ("sft",), "grpo": ("rl_pool",), "rloo": ("rl_pool",),
          "dpo": ("preferences",), "reward": ("preferences",)}
+DATA_HELP = "dataset reference (name, name@v3) or the path of a pulled manifest.json"
 HELP = {"sft": "SFT (TRL SFTTrainer) on an sft version -> a model folder + run record",
         "grpo": "GRPO in curriculum order on an rl_pool version -> model + run record",
         "rloo": "RLOO on an rl_pool version (GRPO's rewards) -> model + run record",
@@ -112,17 +168,29 @@ HELP = {"sft": "SFT (TRL SFTTrainer) on an sft version -> a model folder + run r
         "reward": "a reward model on a preferences version -> model + run record"}
 
 
+EXAMPLES = {
+    "sft": "thinkforge train sft --data demo-sft-train --model smollm2-135m --output out/sft "
+           "--max-steps 20",
+    "grpo": "thinkforge train grpo --data demo-rl --model out/sft --output out/grpo --max-steps 4",
+    "rloo": "thinkforge train rloo --data demo-rl --model out/sft --output out/rloo --max-steps 4",
+    "dpo": "thinkforge train dpo --data demo-prefs --model out/sft --output out/dpo --max-steps 10",
+    "reward": "thinkforge train reward --data demo-prefs --model smollm2-135m --output out/rm",
+}
+
+
 def _descriptor(method: str):
     from manifests.steps import Role, StepDescriptor
 
     return StepDescriptor(
         type=f"train.{method}", command=method, group="train", output_kind="run",
-        roles=(Role("data", KINDS[method]),), config=step_config_model(method), run=_run(method),
-        records=lambda *a: [], reuse=_predict(method), derive_cli=False, help=HELP[method])
+        roles=(Role("data", KINDS[method], flag=True, files=True, help=DATA_HELP),),
+        config=step_config_model(method), run=_run(method), records=lambda *a: [],
+        reuse=_predict(method), plan=_plan(method), help=HELP[method],
+        examples=(EXAMPLES[method],))
 
 
 def register() -> None:
-    """Declare the train steps (recipes, dry runs); `thinkforge train` is written by hand."""
+    """Declare the train steps: recipes, dry runs, reuse and `thinkforge train METHOD`."""
     from manifests.steps import register_step
 
     for method in METHOD_MODULES:
