@@ -16,6 +16,7 @@ time without its reading and writing is printed too.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import tempfile
@@ -96,13 +97,16 @@ def run_naive(store, rows, items, work: Path):
     return hits, time.perf_counter() - start, loop
 
 
-def run_thinkforge(store, rows, items):
+def run_thinkforge(store, rows, items, trace: bool = False):
+    from contextlib import nullcontext
 
+    from bench.sqltrace import traced
     from filters.base import Resources
     from filters.decontam import run_decontam
 
     start = time.perf_counter()
-    m = run_decontam(store, rows, [items], "clean", resources=Resources(memory_limit="1GiB"))
+    with traced(0.05) if trace else nullcontext():
+        m = run_decontam(store, rows, [items], "clean", resources=Resources(memory_limit="1GiB"))
     seconds = time.perf_counter() - start
     from manifests.selection import read_rejected  # plain shards or a selection's positions
 
@@ -133,6 +137,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--items", type=int, default=10_000)
     ap.add_argument("--planted", type=float, default=0.01)
+    ap.add_argument("--trace", action="store_true",
+                    help="print the time of each DuckDB statement thinkforge runs (stderr)")
     args = ap.parse_args()
     data, bench, truth = make_data(args.rows, args.items, args.planted)
     print(f"{args.rows:,} rows, {args.items:,} benchmark items, {len(truth):,} planted overlaps",
@@ -140,8 +146,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tf-decontam-") as tmp:
         store, rows, items = make_versions(data, bench, Path(tmp))
         del data, bench
-        results = {"thinkforge": run_thinkforge(store, rows, items),
+        print(f"load average before: {os.getloadavg()}", file=sys.stderr)
+        results = {"thinkforge": run_thinkforge(store, rows, items, args.trace),
                     "naive loop": run_naive(store, rows, items, Path(tmp))}
+    print(f"load average after: {os.getloadavg()}", file=sys.stderr)
     ours = results["thinkforge"][1]
     print(f"{'engine':<11} {'seconds':>8} {'rows/s':>10} {'flagged':>8} {'planted recall':>14} "
           f"{'right item':>10} {'ours faster by':>15}")

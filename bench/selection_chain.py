@@ -11,6 +11,9 @@ chains end with the same fingerprints; then times ``thinkforge sql`` (``manifest
 in process) over the 3-deep selection (decontam's output) against its materialised twin.
 
     flock /tmp/tf-cpu.lock python bench/selection_chain.py --rows 1000000
+    # or in two lock holds: make the base once, then run the chains over it
+    flock /tmp/tf-cpu.lock python bench/selection_chain.py --rows 1000000 --dir /tmp/sc --phase base
+    flock /tmp/tf-cpu.lock python bench/selection_chain.py --dir /tmp/sc --phase chains
     python bench/selection_chain.py --rows 50000 --output-bytes 1024      # quick
 """
 
@@ -111,7 +114,7 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def chains(store, base, items, memory_limit: str):
+def chains(store, base, items, memory_limit: str, tag: str = ""):
     """Both chains, a step of one then the same step of the other (a change in the load of a
     shared machine hits both); wall and process CPU time (DuckDB's threads included)."""
     from curation.split import SplitConfig, run_split
@@ -121,6 +124,7 @@ def chains(store, base, items, memory_limit: str):
     from filters.quality import QualityConfig, run_quality
 
     def steps(suffix, materialize):
+        suffix += tag  # fresh names per run: a rerun on a kept store must not reuse versions
         res = Resources(materialize=materialize, memory_limit=memory_limit)
         return [
             ("quality", lambda d: [run_quality(store, d, f"q-{suffix}", QualityConfig(), resources=res)]),
@@ -166,7 +170,9 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=10_000)
     ap.add_argument("--memory-limit", default="6GiB")
     ap.add_argument("--sql-repeats", type=int, default=5)
-    ap.add_argument("--dir", help="work directory (default: a temporary one, removed)")
+    ap.add_argument("--dir", help="work directory (default: a temporary one, removed); kept")
+    ap.add_argument("--phase", choices=("all", "base", "chains"), default="all",
+                    help="base: only make the base (in --dir); chains: run over the base in --dir")
     args = ap.parse_args()
     os.environ.pop("THINKFORGE_MATERIALIZE", None)
     from manifests import DatasetStore
@@ -175,11 +181,19 @@ def main() -> None:
     try:
         store = DatasetStore(tmp / "store")
         t0 = time.perf_counter()
-        base, items = make_base(store, args.rows, args.output_bytes, args.items)
+        if args.phase == "chains":
+            base, items = store.resolve("base"), store.resolve("bench-items")
+            args.rows = base.rows
+        else:
+            base, items = make_base(store, args.rows, args.output_bytes, args.items)
         base_bytes = dir_bytes(store, [base])
         print(f"base: {base.rows:,d} rows, {base_bytes:,d} bytes ({time.perf_counter() - t0:.1f} s "
-              "to make)", file=sys.stderr, flush=True)
-        sel, mat = chains(store, base, items, args.memory_limit)
+              "to make or open)", file=sys.stderr, flush=True)
+        if args.phase == "base":
+            return
+        print(f"load average at start: {os.getloadavg()}", file=sys.stderr, flush=True)
+        sel, mat = chains(store, base, items, args.memory_limit, tag=f"-{int(time.time())}")
+        print(f"load average after the chains: {os.getloadavg()}", file=sys.stderr, flush=True)
         for (label, _, _, a, _), (_, _, _, b, _) in zip(sel, mat, strict=True):
             assert [m.fingerprint for m in a] == [m.fingerprint for m in b], label
         print(f"\n{args.rows:,d} rows, outputs ~{args.output_bytes} B; base version "

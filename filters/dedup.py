@@ -45,7 +45,7 @@ from manifests.schemas import schema_for
 from .base import Resources, StepConfig, StepContext, declare_filter, require_kind, row_order, run_step, source
 from .minhash import MinHasher, band_keys, connected_components, estimated_jaccard, optimal_bands
 from .pairs import PAIRS_FIELD_HELP, PairPolicy, apply_pair_policy, pair_facts, resolve_policy
-from .text import normalized_expr, register, text_expr, word_hash_batches, word_hashes_expr
+from .text import SKETCH, normalized_expr, register, text_expr, word_hash_batches, word_hashes_expr
 
 BATCH_ROWS = 100_000
 ALL_PAIRS_UP_TO = 32
@@ -91,13 +91,19 @@ def run_dedup(store: DatasetStore, data: Manifest, name: str, config: DedupConfi
         else:
             con.execute("CREATE TEMP VIEW doc_src AS SELECT *, "
                         f"{'reasoning' if by_mode else chr(39) * 2} AS grp FROM src")
-        key = f"md5({normalized_expr(text)})" if config.exact else "id"
         ctx.progress.phase("exact duplicates" if config.exact else "numbering rows")
         con.execute(f"CREATE TEMP TABLE docs AS SELECT (row_number() OVER (ORDER BY id) - 1)"
-                    f"::BIGINT AS idx, id, {key} AS norm_key, grp FROM doc_src")
-        con.execute("CREATE TEMP TABLE dups AS SELECT idx, min(idx) OVER (PARTITION BY grp, "
-                    "norm_key) AS rep, 'exact_duplicate' AS reason, NULL::DOUBLE AS similarity "
-                    "FROM docs")
+                    f"::BIGINT AS idx, id, {f'{SKETCH}({text})' if config.exact else 'NULL'} "
+                    "AS sketch, grp FROM doc_src")
+        # the exact key (md5 of the normalised text) only for rows whose sketch another row
+        # of their group shares: a row with a sketch of its own has no exact duplicate
+        con.execute("CREATE TEMP TABLE cand AS SELECT idx, id, grp FROM (SELECT idx, id, grp, "
+                    "count(*) OVER (PARTITION BY grp, sketch) AS n FROM docs) WHERE n > 1"
+                    if config.exact else "CREATE TEMP TABLE cand (idx BIGINT, id VARCHAR, grp VARCHAR)")
+        con.execute(f"CREATE TEMP TABLE dups AS SELECT idx, min(idx) OVER (PARTITION BY grp, "
+                    f"norm_key) AS rep, 'exact_duplicate' AS reason, NULL::DOUBLE AS similarity "
+                    f"FROM (SELECT c.idx, c.grp, md5({normalized_expr(text)}) AS norm_key "
+                    f"FROM doc_src s JOIN cand c ON s.id = c.id)")
         con.execute("DELETE FROM dups WHERE idx = rep")
         facts = {"data": data.ref, "exact_duplicates": _count(con, "dups")}
         if config.near:
