@@ -51,9 +51,11 @@ $(VLLM_STAMP): pyproject.toml
 
 vllm-env: $(VLLM_STAMP)
 
-# slow: embedded SmolLM2, a real vLLM OpenAI server behind a fault-injecting proxy, offline vLLM
+# slow: embedded SmolLM2, a real vLLM OpenAI server behind a fault-injecting proxy, offline vLLM,
+# and vLLM's nemotron-nas model serving a distilled DeciLM child (same greedy tokens as transformers)
 test-vllm: $(STAMP) $(VLLM_STAMP)
-	$(PY) -m pytest -q -m slow tests/generators/test_slow_teachers.py
+	$(PY) -m pytest -q -m slow tests/generators/test_slow_teachers.py \
+	  tests/trainers/distill/test_vllm_child.py
 
 # the trainers that read our exports, for their slow tests only (tests/handoff): verl 0.9 and
 # OpenRLHF 0.11 with --no-deps (their CUDA stacks are not needed to parse flags, read the

@@ -160,8 +160,21 @@ def ffn_mult(width: int, hidden: int) -> float:
     return mult
 
 
+def allowed(layer: int, v: Variant) -> bool:
+    """Whether the search may put ``v`` at ``layer``: the first layer keeps its attention.
+
+    vLLM's ``nemotron-nas`` model threads a residual through fused add + RMSNorm calls and
+    starts it in the first layer's attention; a child whose first layer has no attention
+    but an FFN fails there (``too many values to unpack``, vLLM 0.32). The public Nemotron
+    checkpoints never remove it either, so the search never offers that variant.
+    """
+    return layer > 0 or v.kv_heads > 0
+
+
 def vllm_loadable(shape: Shape, variants: list[Variant]) -> bool:
-    return all(v.ffn_width % 256 == 0 for v in variants)
+    """FFN widths vLLM derives from ``ffn_mult`` (multiples of 256) and attention in layer 0."""
+    return (all(v.ffn_width % 256 == 0 for v in variants)
+            and all(allowed(i, v) for i, v in enumerate(variants)))
 
 
 # ---------------------------------------------------------------- importance and weights

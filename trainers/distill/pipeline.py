@@ -171,16 +171,17 @@ def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg
     cache = ScoreCache(cache_file, key)
     kls = score_library(parent, shape, variants, calib, channel_scores, cache, log)
 
+    offered = [[v for v in variants if B.allowed(i, v)] for i in range(shape.layers)]
     options = [[{"kl": kls[i][v.key],
                  "costs": {"params": B.block_params(shape, v),
                            "kv": B.kv_bytes_per_token(shape, v, cfg.kv_dtype_bytes),
-                           "time": times[v.key]}} for v in variants]
+                           "time": times[v.key]}} for v in offered[i]]
                for i in range(shape.layers)]
     parent_params = count_params(parent)
     parent_time = shape.layers * times[shape.parent_variant.key]
     limits = budget_limits(cfg, shape, parent_params, parent_time)
     choice = solve(options, limits, cfg.solver)
-    chosen = [variants[j] for j in choice]
+    chosen = [offered[i][j] for i, j in enumerate(choice)]
     log("chosen: " + " ".join(v.key for v in chosen))
 
     child, configs, layer_map = build_child(parent, shape, chosen, channel_scores)

@@ -108,6 +108,16 @@ def test_ffn_mult_maps_back_to_the_width_under_the_decilm_rule():
     assert ffn_widths(128) == [128, 96, 64, 32]
 
 
+def test_first_layer_keeps_attention_so_vllm_loads_the_child():
+    from trainers.distill.blocks import Variant as V  # noqa: N817
+    from trainers.distill.blocks import allowed, vllm_loadable
+
+    assert not allowed(0, V(0, 512)) and allowed(0, V(1, 0)) and allowed(1, V(0, 512))
+    assert vllm_loadable(None, [V(2, 512), V(0, 256), V(0, 0), V(1, 0)])
+    assert not vllm_loadable(None, [V(0, 512), V(2, 256)])   # vLLM's residual starts in layer 0
+    assert not vllm_loadable(None, [V(2, 96)])               # ffn_mult rounds up to 256
+
+
 def test_channel_ranking_keeps_the_strongest_channels(loaded_parent):
     from trainers.distill import blocks as B
 

@@ -34,6 +34,7 @@ def test_train_distill_meets_budget_reloads_and_records(cli_run, store, gsm8k, t
     assert report["format"]["reload"]["identical"] is True
     assert after["kl_to_parent"] < before["kl_to_parent"]
     assert len(report["layers"]) == 4 and all(x["variant"] for x in report["layers"])
+    assert report["layers"][0]["kv_heads"] > 0  # never offered: vLLM needs it (blocks.allowed)
     assert record["final_metrics"]["child_after_kd_kl"] == after["kl_to_parent"]
     assert record["data"][0]["fingerprint"] == gsm8k.fingerprint
     assert report["fusion"] is not None and "kl_cost" in report["fusion"]
