@@ -163,6 +163,25 @@ def time_sql(store, query: str, repeats: int) -> float:
     return statistics.median(times)
 
 
+def report(args, base_bytes, sel, mat) -> None:
+    for (label, _, _, a, _), (_, _, _, b, _) in zip(sel, mat, strict=True):
+        assert [m.fingerprint for m in a] == [m.fingerprint for m in b], label
+    print(f"\n{args.rows:,d} rows, outputs ~{args.output_bytes} B; base version "
+          f"{base_bytes / 1e6:,.1f} MB (shards + row digests)\n")
+    print("| step | selection wall (s) | materialised wall (s) | faster by (wall) | "
+          "selection CPU (s) | materialised CPU (s) | faster by (CPU) | bytes added, selection | "
+          "bytes added, materialised | selection / base |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (label, ws, bs, _, cs), (_, wm, bm, _, cm) in zip(sel, mat, strict=True):
+        print(f"| {label} | {ws:.2f} | {wm:.2f} | {wm / ws:.1f}x | {cs:.2f} | {cm:.2f} | "
+              f"{cm / cs:.1f}x | {bs:,d} | {bm:,d} | {100 * bs / base_bytes:.3f}% |")
+    ts, tm = sum(r[1] for r in sel), sum(r[1] for r in mat)
+    cs, cm = sum(r[4] for r in sel), sum(r[4] for r in mat)
+    bs, bm = sum(r[2] for r in sel), sum(r[2] for r in mat)
+    print(f"| **whole chain** | {ts:.2f} | {tm:.2f} | **{tm / ts:.1f}x** | {cs:.2f} | {cm:.2f} | "
+          f"**{cm / cs:.1f}x** | {bs:,d} | {bm:,d} | **{100 * bs / base_bytes:.3f}%** |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -171,8 +190,9 @@ def main() -> None:
     ap.add_argument("--memory-limit", default="6GiB")
     ap.add_argument("--sql-repeats", type=int, default=5)
     ap.add_argument("--dir", help="work directory (default: a temporary one, removed); kept")
-    ap.add_argument("--phase", choices=("all", "base", "chains"), default="all",
-                    help="base: only make the base (in --dir); chains: run over the base in --dir")
+    ap.add_argument("--phase", choices=("all", "base", "chains", "sql"), default="all",
+                    help="base: only make the base (in --dir); chains: run the chains over the base "
+                         "in --dir (no sql); sql: only the sql timings, over the newest chains in --dir")
     args = ap.parse_args()
     os.environ.pop("THINKFORGE_MATERIALIZE", None)
     from manifests import DatasetStore
@@ -181,7 +201,7 @@ def main() -> None:
     try:
         store = DatasetStore(tmp / "store")
         t0 = time.perf_counter()
-        if args.phase == "chains":
+        if args.phase in ("chains", "sql"):
             base, items = store.resolve("base"), store.resolve("bench-items")
             args.rows = base.rows
         else:
@@ -191,28 +211,21 @@ def main() -> None:
               "to make or open)", file=sys.stderr, flush=True)
         if args.phase == "base":
             return
-        print(f"load average at start: {os.getloadavg()}", file=sys.stderr, flush=True)
-        sel, mat = chains(store, base, items, args.memory_limit, tag=f"-{int(time.time())}")
-        print(f"load average after the chains: {os.getloadavg()}", file=sys.stderr, flush=True)
-        for (label, _, _, a, _), (_, _, _, b, _) in zip(sel, mat, strict=True):
-            assert [m.fingerprint for m in a] == [m.fingerprint for m in b], label
-        print(f"\n{args.rows:,d} rows, outputs ~{args.output_bytes} B; base version "
-              f"{base_bytes / 1e6:,.1f} MB (shards + row digests)\n")
-        print("| step | selection wall (s) | materialised wall (s) | faster by (wall) | "
-              "selection CPU (s) | materialised CPU (s) | faster by (CPU) | bytes added, selection | "
-              "bytes added, materialised | selection / base |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for (label, ws, bs, _, cs), (_, wm, bm, _, cm) in zip(sel, mat, strict=True):
-            print(f"| {label} | {ws:.2f} | {wm:.2f} | {wm / ws:.1f}x | {cs:.2f} | {cm:.2f} | "
-                  f"{cm / cs:.1f}x | {bs:,d} | {bm:,d} | {100 * bs / base_bytes:.3f}% |")
-        ts, tm = sum(r[1] for r in sel), sum(r[1] for r in mat)
-        cs, cm = sum(r[4] for r in sel), sum(r[4] for r in mat)
-        bs, bm = sum(r[2] for r in sel), sum(r[2] for r in mat)
-        print(f"| **whole chain** | {ts:.2f} | {tm:.2f} | **{tm / ts:.1f}x** | {cs:.2f} | {cm:.2f} | "
-              f"**{cm / cs:.1f}x** | {bs:,d} | {bm:,d} | **{100 * bs / base_bytes:.3f}%** |")
-        deep_sel, deep_mat = sel[2][3][0], mat[2][3][0]
+        if args.phase != "sql":
+            print(f"load average at start: {os.getloadavg()}", file=sys.stderr, flush=True)
+            sel, mat = chains(store, base, items, args.memory_limit, tag=f"-{int(time.time())}")
+            print(f"load average after the chains: {os.getloadavg()}", file=sys.stderr, flush=True)
+            report(args, base_bytes, sel, mat)
+            deep_sel, deep_mat = sel[2][3][0], mat[2][3][0]
+            if args.phase == "chains":
+                return
+        else:
+            newest = sorted(n for n in store.names() if n.startswith("c-selection"))[-1]
+            deep_sel = store.resolve(newest)
+            deep_mat = store.resolve(newest.replace("c-selection", "c-materialised"))
         print(f"\nthinkforge sql over {deep_sel.ref} (3-deep selection) vs {deep_mat.ref} "
-              f"(materialised twin), median of {args.sql_repeats}, in process:\n")
+              f"(materialised twin), median of {args.sql_repeats}, in process; load average "
+              f"{os.getloadavg()[0]:.2f}:\n")
         print("| query | selection (s) | materialised (s) | ratio |")
         print("|---|---|---|---|")
         for label, q in (("count(*) by reasoning", 'SELECT reasoning, count(*) FROM "{}" GROUP BY ALL'),
