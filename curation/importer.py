@@ -29,17 +29,39 @@ import numpy as np
 import pyarrow as pa
 
 from manifests import DatasetStore, Manifest
+from manifests.duck import connect
 from manifests.errors import ConfigError, InputDataError
 from manifests.manifest import Step, sha256_file
-from manifests.schemas import ENUMS, MESSAGE, MESSAGES, ROW_KEYS, schema_for
+from manifests.schemas import ENUMS, ROW_KEYS, schema_for
 from manifests.store import validate_name
 
+from .columnar import ColumnarMapper, key_hashes, read_plain, user_messages
 from .presets import PRESETS, Preset
-from .readers import LABELS, RowError, SourceRowError, check_source, detect_format, location, read_batches
-from .values import Template, coerce, column_of, dumps_sorted, is_template, jsonable, stable_id, user_ids
+from .readers import (
+    LABELS,
+    LineBatch,
+    RowError,
+    SourceRowError,
+    check_source,
+    detect_format,
+    jsonl_batches,
+    location,
+    parse_line,
+    read_batches,
+)
+from .values import (
+    DEFAULT_VERIFIER,
+    Template,
+    coerce,
+    column_of,
+    dumps_sorted,
+    is_template,
+    jsonable,
+    stable_id,
+    user_ids,
+)
 
 Getter = Callable[[dict[str, Any]], Any]
-DEFAULT_VERIFIER = {"math": "math", "code": "code", "instruction_following": "ifeval"}
 WRITE_ROWS = 100_000  # rows gathered before one write (one row group of the shard)
 ON_DUPLICATE = ("fail", "first", "skip")
 
@@ -94,13 +116,14 @@ class RowMapper:
         self.getters: dict[str, Getter] = {}
         self.column_of: dict[str, str] = {}  # field -> the one column it is taken from as is
         self.mapped: dict[str, tuple[str, list[str]]] = {}  # field -> (spec, columns it needs)
+        self.templates: dict[str, Template] = {}
         self.used: set[str] = set()
         self.same_name: set[str] = set()
         for f in self.schema.names:
             if f in opts.mapping:
                 spec = opts.mapping[f]
                 if is_template(spec):
-                    template = Template(spec, f"--map {f}")
+                    template = self.templates[f] = Template(spec, f"--map {f}")
                     self.getters[f] = template.render
                     self.mapped[f] = (spec, template.columns)
                     self.used |= set(template.columns)
@@ -144,9 +167,8 @@ class RowMapper:
                                  hint=f"columns in the file: {have}")
 
     # -- rows ---------------------------------------------------------------------------------
-    def map_batch(self, rows: list[dict[str, Any]], columns: set[str] | None = None
-                  ) -> tuple[pa.Table, list[int]]:
-        """Records of ``rows`` as an Arrow table, and the hash of each row's key.
+    def map_batch(self, rows: list[dict[str, Any]], columns: set[str] | None = None) -> pa.Table:
+        """Records of ``rows`` as an Arrow table.
 
         ``columns``: the union of the rows' keys, when the caller knows it (a column no row
         has is all None without looking)."""
@@ -193,16 +215,12 @@ class RowMapper:
             values = cols[f.name]
             try:
                 if f.name == "input" and user_text:
-                    arrays.append(_user_messages(values))
+                    arrays.append(user_messages(values))
                 else:
                     arrays.append(pa.array(values, f.type))
             except (pa.ArrowException, UnicodeEncodeError, OverflowError, TypeError) as exc:
                 raise RowError(f"invalid value: {f.name}: {str(exc).splitlines()[0][:120]}") from None
-        if len(self.keys) == 1:
-            hashes = list(map(hash, cols[self.keys[0]]))
-        else:
-            hashes = list(map(hash, zip(*(cols[k] for k in self.keys), strict=True)))
-        return pa.Table.from_arrays(arrays, schema=self.schema), hashes if n else []
+        return pa.Table.from_arrays(arrays, schema=self.schema)
 
     def _prompt_defaults(self, cols: dict[str, list[Any]], rows: list[dict[str, Any]],
                          user_text: bool) -> None:
@@ -240,13 +258,6 @@ class RowMapper:
                     ids[i] = stable_id(source, messages)
 
 
-def _user_messages(contents: list[str]) -> pa.Array:
-    n = len(contents)
-    struct = pa.StructArray.from_arrays([pa.array(["user"] * n, pa.string()), pa.array(contents, pa.string())],
-                                        fields=list(MESSAGE))
-    return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), struct, type=MESSAGES)
-
-
 # -- duplicates -------------------------------------------------------------------------------
 class KeyIndex:
     """Keys seen so far as sorted runs of 64-bit hashes (with the first row's number)."""
@@ -254,12 +265,13 @@ class KeyIndex:
     def __init__(self):
         self.runs: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def add(self, hashes: list[int], numbers: list[int]) -> list[int | None]:
+    def add(self, hashes: np.ndarray, numbers: np.ndarray) -> list[int | None]:
         """For each row, the number of the earlier row with the same key, or None."""
-        if not hashes:
+        if not len(hashes):
             return []
-        h = np.array(hashes, dtype=np.int64)
-        num = np.array(numbers, dtype=np.uint32 if max(numbers) < 1 << 32 else np.int64)  # 4 bytes a row
+        h = np.asarray(hashes, dtype=np.int64)
+        numbers = np.asarray(numbers)
+        num = numbers.astype(np.uint32 if numbers.max() < 1 << 32 else np.int64)  # 4 bytes a row
         first_of: list[int | None] = [None] * len(hashes)
         uniq, first_idx, inverse = np.unique(h, return_index=True, return_inverse=True)
         earlier = num[first_idx]  # the first row of each key within the batch
@@ -321,7 +333,10 @@ class _Import:
         self.path, self.fmt, self.opts, self.mapper, self.sink = path, fmt, opts, mapper, sink
         self.progress = progress
         self.policy = duplicate_policy(opts)
-        self.drop_keys = drop_keys  # skip: keys repeated anywhere in the file (second pass)
+        # skip: hashes of the keys repeated anywhere in the file (found by a first pass)
+        self.drop_keys = None if drop_keys is None else np.array(sorted(drop_keys), dtype=np.int64)
+        self.columnar = ColumnarMapper(mapper)
+        self.con = connect()
         self.keys = KeyIndex()
         self.columns: dict[str, None] = {}
         self.checked = False
@@ -339,7 +354,20 @@ class _Import:
         return location(self.fmt, number)
 
     def run(self) -> None:
-        for batch in read_batches(self.path, self.fmt):
+        try:
+            self._run()
+        finally:
+            self.con.close()
+
+    def _run(self) -> None:
+        batches = jsonl_batches(self.path) if self.fmt == "jsonl" else read_batches(self.path, self.fmt)
+        for batch in batches:
+            if isinstance(batch, LineBatch):
+                if self.first_error is None and self.columnar.usable and self._columnar(batch):
+                    if self.progress:
+                        self.progress(self.good)
+                    continue
+                batch = batch.rows(self.path)
             self.read += len(batch)
             rows = [(n, r) for n, r in batch if type(r) is dict]
             batch_columns: set[str] = set()
@@ -394,25 +422,46 @@ class _Import:
         self.rejected += len(rows)
         self.sink.reject(rows)
 
+    def _columnar(self, batch: LineBatch) -> bool:
+        """Map a plain batch with Arrow (``curation.columnar``); False: map it row by row."""
+        parsed = read_plain(batch)
+        table = None if parsed is None else self.columnar.map(parsed, self.con)
+        if table is None:
+            return False
+        self.read += table.num_rows
+        self.columns.update(dict.fromkeys(parsed.column_names))
+
+        def raw_of(number: int) -> str:
+            i = int(np.searchsorted(batch.numbers, number))
+            return _raw(parse_line(self.path, batch.line(i), number, batch.offset + int(batch.starts[i])))
+
+        self.keep(table, batch.numbers, raw_of)
+        return True
+
     def map(self, rows: list[tuple[int, dict[str, Any]]], columns: set[str]) -> None:
         try:
-            table, hashes = self.mapper.map_batch([r for _, r in rows], columns)
+            table = self.mapper.map_batch([r for _, r in rows], columns)
             numbers = [n for n, _ in rows]
         except RowError:
-            tables, hashes, numbers = [], [], []
+            tables, numbers = [], []
             for number, row in rows:
                 try:
-                    t, h = self.mapper.map_batch([row])
+                    t = self.mapper.map_batch([row])
                 except RowError as exc:
                     self.fail_or_skip(number, str(exc), _raw(row))
                     continue
                 tables.append(t)
-                hashes += h
                 numbers.append(number)
             if self.first_error is not None:
                 return
             table = pa.concat_tables(tables) if tables else self.mapper.schema.empty_table()
-        keep = self.check_keys(table, hashes, numbers, rows)
+        raws = dict(rows)
+        self.keep(table, np.array(numbers, dtype=np.int64), lambda number: _raw(raws[number]))
+
+    def keep(self, table: pa.Table, numbers: np.ndarray, raw_of: Callable[[int], str]) -> None:
+        """Check the keys of mapped rows and queue the kept ones for writing."""
+        hashes = key_hashes(self.con, table, self.mapper.keys)
+        keep = self.check_keys(table, hashes, numbers, raw_of)
         if keep is not None:
             table = table.filter(pa.array(keep, pa.bool_()))
         self.good += table.num_rows
@@ -420,40 +469,41 @@ class _Import:
         self.pending_rows += table.num_rows
         self.flush()
 
-    def check_keys(self, table, hashes, numbers, rows) -> list[bool] | None:
+    def check_keys(self, table, hashes: np.ndarray, numbers: np.ndarray, raw_of) -> list[bool] | None:
+        drop = None
         if self.drop_keys is not None:
-            drop = [h in self.drop_keys for h in hashes]
-            if not any(drop):
-                return None
+            drop = np.isin(hashes, self.drop_keys)
+            if not drop.any():
+                drop = None
         first_of = self.keys.add(hashes, numbers)
-        if self.drop_keys is None and all(f is None for f in first_of):
+        if drop is None and all(f is None for f in first_of):
             return None
         keep = [True] * len(hashes)
-        raws = dict(rows)
         key_of = table.select(list(self.mapper.keys)).to_pylist
         keyvals = None
         for i, first in enumerate(first_of):
-            skip_all = self.drop_keys is not None and hashes[i] in self.drop_keys
+            skip_all = drop is not None and bool(drop[i])
             if first is None and not skip_all:
                 continue
             keep[i] = False
+            number = int(numbers[i])
             keyvals = keyvals or key_of()
             key = "/".join(repr(v) for v in keyvals[i].values())
             if first is not None:
                 self.n_duplicates += 1
-                self.duplicate_keys.add(hashes[i])
+                self.duplicate_keys.add(int(hashes[i]))
                 if len(self.duplicates) < 5:
-                    self.duplicates.append((numbers[i], first, key))
+                    self.duplicates.append((number, first, key))
             if self.policy == "fail":
                 continue
-            where_first = self.where(first if first is not None else numbers[i])
-            self.reject([{"location": self.where(numbers[i]), "reason": "duplicate key",
+            where_first = self.where(first if first is not None else number)
+            self.reject([{"location": self.where(number), "reason": "duplicate key",
                           "detail": f"duplicate key: {'/'.join(self.mapper.keys)} {key} "
                                     f"(first seen at {where_first})"
                           if first is not None else
                           f"duplicate key: {'/'.join(self.mapper.keys)} {key} repeats later in the "
                           "file (--on-duplicate skip drops every row of the key)",
-                          "raw": _raw(raws[numbers[i]])[:10_000], "first_seen": where_first}])
+                          "raw": raw_of(number)[:10_000], "first_seen": where_first}])
         return keep
 
     def flush(self, final: bool = False) -> None:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from manifests.errors import ConfigError, InputDataError, NotFoundError, require
 
 FORMATS = ("jsonl", "json", "parquet", "csv", "hf")
@@ -176,42 +178,144 @@ def _decode_error(path: Path, raw: bytes, where: str, offset: int, exc: UnicodeD
         hint="convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8")
 
 
-def _jsonl(path: Path, _batch_rows: int):
-    scan = _DECODER.scan_once
-    offset = 0
+@dataclass
+class LineBatch:
+    """``batch_rows`` non-blank lines of a JSONL file, as bytes (blank lines inside included).
+
+    ``plain``: every line is one ``{...}`` (no BOM, no leading blank, at most a ``\\r``
+    after it), so a columnar parser (``curation.columnar``) may read the bytes whole; any
+    other batch is parsed line by line by ``rows``, which is also what the columnar path
+    falls back to, so batch boundaries (and hence row groups) never depend on the parser.
+    """
+
+    data: bytes
+    offset: int  # of data[0] in the file
+    numbers: np.ndarray  # line numbers (from 1) of the non-blank lines
+    starts: np.ndarray  # of each non-blank line in data
+    ends: np.ndarray  # end of each non-blank line (after its newline, if any)
+    plain: bool
+
+    def line(self, i: int) -> bytes:
+        return self.data[self.starts[i]:self.ends[i]]
+
+    def rows(self, path: Path) -> list[tuple[int, dict[str, Any] | SourceRowError]]:
+        data, offset = self.data, self.offset
+        return [(number, parse_line(path, data[s:e], number, offset + s))
+                for number, s, e in zip(self.numbers.tolist(), self.starts.tolist(), self.ends.tolist(),
+                                        strict=True)]
+
+
+def jsonl_batches(path: Path, batch_rows: int | None = None, block_bytes: int = 2 << 20
+                  ) -> Iterator[LineBatch]:
+    """The file as ``LineBatch``es of ``batch_rows`` non-blank lines (the last one shorter)."""
+    batch_rows = batch_rows or BATCH_ROWS
+    buf, offset, first_line, eof = b"", 0, 1, False
     with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            start, offset = offset, offset + len(raw)
-            if raw.isspace():
-                continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise _decode_error(path, raw, f"line {number}", start, exc) from exc
-            if number == 1:
-                text = text.lstrip("\ufeff")
-            try:  # the C scanner on the line; anything unusual goes through loads()
-                row, end = scan(text, 0)
-                if end != len(text) and not text[end:].isspace() or "\\u" in text:
-                    raise ValueError
-            except (StopIteration, ValueError, RecursionError):
-                row = None
-            try:
-                if row is None:
-                    row = loads(text)
-            except json.JSONDecodeError as exc:
-                yield number, SourceRowError(f"malformed JSON: column {exc.colno}: {exc.msg}",
-                                             raw.decode("utf-8", "replace").strip())
-                continue
-            except ValueError as exc:
-                yield number, SourceRowError(f"malformed JSON: {exc}",
-                                             raw[:2000].decode("utf-8", "replace").strip())
-                continue
-            if not isinstance(row, dict):
-                yield number, SourceRowError(f"not an object: expected a JSON object, got {type(row).__name__}",
-                                             raw.decode("utf-8", "replace").strip())
-                continue
-            yield number, row
+        while True:
+            cut = _nth_line_end(buf, batch_rows)
+            while cut is None and not eof:
+                block = f.read(block_bytes)
+                if not block:
+                    eof = True
+                    break
+                buf += block
+                cut = _nth_line_end(buf, batch_rows)
+            if cut is None:  # end of file: the rest
+                batch = _line_batch(buf, offset, first_line, True)
+                if batch is not None:
+                    yield batch
+                return
+            batch = _line_batch(buf[:cut], offset, first_line, False)
+            if batch is not None:
+                yield batch
+            first_line += buf.count(b"\n", 0, cut)
+            buf, offset = buf[cut:], offset + cut
+
+
+def _nth_line_end(buf: bytes, n: int) -> int | None:
+    """End of the ``n``-th non-blank complete line of ``buf`` (None: not that many yet)."""
+    arr = np.frombuffer(buf, np.uint8)
+    ends = np.flatnonzero(arr == 10) + 1
+    if len(ends) < n:
+        return None
+    starts = np.concatenate(([0], ends[:-1]))
+    blank = ~_plain(arr, starts, ends)
+    if not blank.any():
+        return int(ends[n - 1])
+    count = 0
+    for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        if blank[i] and buf[s:e].isspace():
+            continue
+        count += 1
+        if count == n:
+            return e
+    return None
+
+
+def _plain(arr: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Lines that are ``{...}`` then an optional ``\\r`` and newline (or end of file)."""
+    if not len(starts):
+        return np.zeros(0, dtype=bool)
+    has_nl = arr[ends - 1] == 10
+    stop = ends - has_nl  # one past the last byte before the newline
+    cr = (stop > starts) & (arr[np.maximum(stop - 1, 0)] == 13)
+    stop = stop - cr
+    ok = stop > starts
+    return ok & (arr[np.minimum(starts, len(arr) - 1)] == 123) & (arr[np.maximum(stop - 1, 0)] == 125)
+
+
+def _line_batch(data: bytes, offset: int, first_line: int, eof: bool) -> LineBatch | None:
+    if not data:
+        return None
+    arr = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(arr == 10) + 1
+    if eof and len(data) and (not len(ends) or ends[-1] != len(data)):
+        ends = np.append(ends, len(data))  # a last line without a newline
+    starts = np.concatenate(([0], ends[:-1])).astype(np.int64)
+    numbers = np.arange(first_line, first_line + len(ends), dtype=np.int64)
+    plain = _plain(arr, starts, ends)
+    if offset == 0 and data.startswith(b"\xef\xbb\xbf") and len(plain):
+        plain[0] = False  # a BOM: read line by line (it is stripped there)
+    keep = plain.copy()
+    for i in np.flatnonzero(~plain).tolist():
+        keep[i] = not data[starts[i]:ends[i]].isspace()
+    if not keep.any():
+        return None
+    return LineBatch(data=data, offset=offset, numbers=numbers[keep], starts=starts[keep], ends=ends[keep],
+                     plain=bool(plain[keep].all()))
+
+
+def parse_line(path: Path, raw: bytes, number: int, start: int) -> dict[str, Any] | SourceRowError:
+    """One non-blank JSONL line (``start``: its offset in the file) as a dict or the reason not."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _decode_error(path, raw, f"line {number}", start, exc) from exc
+    if number == 1:
+        text = text.lstrip("\ufeff")
+    try:  # the C scanner on the line; anything unusual goes through loads()
+        row, end = _DECODER.scan_once(text, 0)
+        if end != len(text) and not text[end:].isspace() or "\\u" in text:
+            raise ValueError
+    except (StopIteration, ValueError, RecursionError):
+        row = None
+    try:
+        if row is None:
+            row = loads(text)
+    except json.JSONDecodeError as exc:
+        return SourceRowError(f"malformed JSON: column {exc.colno}: {exc.msg}",
+                              raw.decode("utf-8", "replace").strip())
+    except ValueError as exc:
+        return SourceRowError(f"malformed JSON: {exc}", raw[:2000].decode("utf-8", "replace").strip())
+    if not isinstance(row, dict):
+        return SourceRowError(f"not an object: expected a JSON object, got {type(row).__name__}",
+                              raw.decode("utf-8", "replace").strip())
+    return row
+
+
+def _jsonl(path: Path, batch_rows: int):
+    for batch in jsonl_batches(path, batch_rows):
+        yield batch.rows(path)
 
 
 def _json(path: Path, _batch_rows: int):

@@ -22,6 +22,8 @@ from manifests.errors import ConfigError
 
 from .readers import RowError
 
+DEFAULT_VERIFIER = {"math": "math", "code": "code", "instruction_following": "ifeval"}
+
 
 def _no_default(value: Any) -> Any:
     raise TypeError(type(value).__name__)

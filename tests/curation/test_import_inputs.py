@@ -11,7 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from curation.columnar import key_hashes
 from curation.importer import ImportOptions, RowMapper, import_file, stable_id
+from manifests.duck import connect
 from manifests.errors import ConfigError, InputDataError
 
 from .test_import import assert_nothing_published, rows_of, write_jsonl
@@ -202,10 +204,11 @@ def test_batch_and_row_by_row_mapping_agree(tmp_path):
             {"question": "q3", "answer": None, "category": "code", "verifier": "code"}]
     mapper = RowMapper(ImportOptions(name="a", category="math", source="s",
                                      mapping={"input": "question", "ground_truth": "answer"}), None, "f")
-    batch, hashes = mapper.map_batch(rows)
+    batch = mapper.map_batch(rows)
     one_by_one = [mapper.map_batch([r]) for r in rows]
-    assert batch.to_pylist() == [t.to_pylist()[0] for t, _ in one_by_one]
-    assert hashes == [h[0] for _, h in one_by_one]
+    assert batch.to_pylist() == [t.to_pylist()[0] for t in one_by_one]
+    con = connect()
+    assert key_hashes(con, batch, ("id",)).tolist() == [key_hashes(con, t, ("id",))[0] for t in one_by_one]
     assert [r["ground_truth"] for r in batch.to_pylist()] == ["4", "9.5", None]
 
 
