@@ -1,5 +1,6 @@
 # Two commands a newcomer needs on a fresh machine (each installs what it needs first):
-#   make demo   - the main job on the embedded default teacher
+#   make demo   - the main job on the embedded default teacher (ends with a short SFT + GRPO
+#                 run; SKIP_TRAIN=1 make demo builds only the data)
 #   make test   - the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python

@@ -201,14 +201,17 @@ class TrainingRuns:
         """Runs that trained on the version with this fingerprint (the report lists them)."""
         return [r for r in self if fingerprint in r.data_fingerprints]
 
-    def find_reusable(self, method: str, config_hash_: str, fingerprints: list[str]
-                      ) -> RunRecord | None:
+    def find_reusable(self, method: str, config_hash_: str, fingerprints: list[str],
+                      output_dir: str | Path | None = None) -> RunRecord | None:
         """A finished run of ``method`` with the same config hash on the same data whose
-        weights are all still on disk with their recorded sha256 sizes."""
+        weights are all still on disk with their recorded sha256 sizes (and, given
+        ``output_dir``, in that folder: a later step may load the model from there)."""
+        wanted = str(Path(output_dir).expanduser().resolve()) if output_dir is not None else None
         for record in reversed(list(self)):
             if (record.method == method and record.status == "finished"
                     and record.config_hash == config_hash_
                     and sorted(record.data_fingerprints) == sorted(fingerprints)
+                    and (wanted is None or record.output_dir == wanted)
                     and weights_present(record)):
                 return record
         return None

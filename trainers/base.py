@@ -145,13 +145,14 @@ def run_trainer(method: Method, store: DatasetStore, data: str, model: str, outp
     resolved = resolved_config(method, config, model)
     if reuse:
         found = TrainingRuns(store).find_reusable(method.name, config_hash(resolved),
-                                                  [training.manifest.fingerprint])
+                                                  [training.manifest.fingerprint], output)
         if found is not None:
             log(f"reusing run {found.run_id} ({found.output_dir})")
             return found
     for check in method.checks:
         check(training, config, store)
     require("trl", "train")
+    _quiet_progress_bars()  # the "step N: ..." log lines are the progress; stderr stays readable
     rows = method.rows(training, config, store)
     dataset = require("datasets", "train").Dataset.from_list(rows)
     output = Path(output).expanduser().resolve()
@@ -186,6 +187,14 @@ def run_trainer(method: Method, store: DatasetStore, data: str, model: str, outp
     return record
 
 
+def _quiet_progress_bars() -> None:
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def _logs_to_stderr(trainer, log: Callable[[str], None]) -> None:
     """TRL prints each log dict on stdout when tqdm is off; stdout is data here, so the
     lines go through ``log`` (stderr, silent with --quiet) instead."""
@@ -197,7 +206,7 @@ def _logs_to_stderr(trainer, log: Callable[[str], None]) -> None:
     class LogToStderr(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and state.is_world_process_zero:
-                shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in logs.items()
+                shown = {k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in logs.items()
                          if k in ("loss", "reward", "grad_norm", "learning_rate", "train_runtime")}
                 log(f"step {state.global_step}: {shown}")
 

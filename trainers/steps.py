@@ -125,10 +125,10 @@ def _predict(method: str):
 
         if not _reuses(store):
             return {name: None}
-        model, _, method_config = _split(method, config)
+        model, output, method_config = _split(method, config)
         resolved = resolved_config(get_method(method), method_config, model)
         found = TrainingRuns(store).find_reusable(method, config_hash(resolved),
-                                                  [_fingerprint(inputs["data"])])
+                                                  [_fingerprint(inputs["data"])], output)
         return {name: TrainOutcome(found, reused=True) if found else None}
     return predict
 
