@@ -98,16 +98,25 @@ def run_naive(store, rows, items, work: Path):
 
 
 def run_thinkforge(store, rows, items, trace: bool = False):
+    import cProfile
+    import pstats
     from contextlib import nullcontext
 
     from bench.sqltrace import traced
     from filters.base import Resources
     from filters.decontam import run_decontam
 
+    profile = cProfile.Profile() if trace else None
     start = time.perf_counter()
     with traced(0.05) if trace else nullcontext():
+        if profile:
+            profile.enable()
         m = run_decontam(store, rows, [items], "clean", resources=Resources(memory_limit="1GiB"))
+        if profile:
+            profile.disable()
     seconds = time.perf_counter() - start
+    if profile:  # where the main thread's time went ('acquire': waiting for DuckDB's next batch)
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(14)
     from manifests.selection import read_rejected  # plain shards or a selection's positions
 
     t = read_rejected(store, m)
