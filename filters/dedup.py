@@ -45,7 +45,15 @@ from manifests.schemas import schema_for
 from .base import Resources, StepConfig, StepContext, declare_filter, require_kind, row_order, run_step, source
 from .minhash import MinHasher, band_keys, connected_components, estimated_jaccard, optimal_bands
 from .pairs import PAIRS_FIELD_HELP, PairPolicy, apply_pair_policy, pair_facts, resolve_policy
-from .text import SKETCH, normalized_expr, register, text_expr, word_hash_batches, word_hashes_expr
+from .text import (
+    normalized_expr,
+    register,
+    sketch_expr,
+    sketch_whole_expr,
+    text_expr,
+    word_hash_batches,
+    word_hashes_expr,
+)
 
 BATCH_ROWS = 100_000
 ALL_PAIRS_UP_TO = 32
@@ -93,8 +101,13 @@ def run_dedup(store: DatasetStore, data: Manifest, name: str, config: DedupConfi
                         f"{'reasoning' if by_mode else chr(39) * 2} AS grp FROM src")
         ctx.progress.phase("exact duplicates" if config.exact else "numbering rows")
         con.execute(f"CREATE TEMP TABLE docs AS SELECT (row_number() OVER (ORDER BY id) - 1)"
-                    f"::BIGINT AS idx, id, {f'{SKETCH}({text})' if config.exact else 'NULL'} "
+                    f"::BIGINT AS idx, id, {sketch_expr(text) if config.exact else 'NULL::BIGINT'} "
                     "AS sketch, grp FROM doc_src")
+        if config.exact and _count(con, "docs WHERE sketch IS NULL"):
+            # texts whose ends are mostly separators: their sketch from the whole text
+            con.execute(f"UPDATE docs SET sketch = w.sketch FROM (SELECT s.id, "
+                        f"{sketch_whole_expr(text)} AS sketch FROM doc_src s SEMI JOIN docs d "
+                        "ON d.id = s.id AND d.sketch IS NULL) w WHERE docs.id = w.id")
         # the exact key (md5 of the normalised text) only for rows whose sketch another row
         # of their group shares: a row with a sketch of its own has no exact duplicate
         con.execute("CREATE TEMP TABLE cand AS SELECT idx, id, grp FROM (SELECT idx, id, grp, "
