@@ -5,6 +5,7 @@ What is counted depends on which columns the kind has, so one function serves ev
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -14,12 +15,14 @@ from .duck import connect, quote_ident
 COUNT_COLUMNS = ("category", "reasoning", "bucket", "verifier", "source", "finish_reason", "generator")
 
 
-def compute_stats(src: str, schema: pa.Schema, chars_sql: str | None = None) -> dict[str, Any]:
+def compute_stats(src: str, schema: pa.Schema, chars_sql: str | None = None, *,
+                  memory_limit: str | None = None, temp_directory: Path | None = None) -> dict[str, Any]:
     """``src``: SQL relation of the rows (``manifests.selection.row_relation``);
     ``chars_sql``: a relation of ``n`` = length(output) per row, when cheaper than reading
-    the text (a selection takes it from its base's digests)."""
+    the text (a selection takes it from its base's digests); ``memory_limit`` and
+    ``temp_directory``: DuckDB's bound and where it spills beyond it (the publish's)."""
     names = set(schema.names)
-    con = connect()
+    con = connect(memory_limit=memory_limit, temp_directory=temp_directory)
     # the narrow columns the counts read, in one pass (a selection's rows come from a join:
     # joined once, not once per count)
     wanted = [quote_ident(c) for c in schema.names if c in (*COUNT_COLUMNS, "output_tokens", "verified", "correct",

@@ -14,11 +14,13 @@ Filters that write Parquet with DuckDB ask for ``w.new_shard_path()`` and COPY i
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -53,6 +55,11 @@ from .selection import (
 )
 from .stats import compute_stats
 from .store import ROW_GROUP_BYTES, ROW_GROUP_ROWS, SHARD_BYTES, StoreReader, validate_name
+
+# DuckDB's share of memory while publishing (checks, digests, stats): beyond it the sorts and
+# aggregates spill to a directory under .staging, so publishing 10M rows stays well under
+# 1 GiB (bench/import_stream.py).  A query that cannot run in it is run again unbounded.
+PUBLISH_MEMORY = "256MiB"
 
 
 class DatasetStore(StoreReader):
@@ -185,6 +192,8 @@ class VersionWriter:
         self.manifest: Manifest | None = None
         self.reused = False
         self.selection_info: dict[str, Any] | None = None
+        self._memory_limit: str | None = PUBLISH_MEMORY
+        self._spill: Path | None = None
 
     def __enter__(self) -> VersionWriter:
         return self
@@ -195,8 +204,23 @@ class VersionWriter:
                 self.publish()
         finally:
             self._close()
+            if self._spill is not None:
+                shutil.rmtree(self._spill, ignore_errors=True)
             if self.manifest is None or self.reused or exc_type is not None:
                 self.store.remove_staging(self.staging)
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """A connection for publish work: bounded by ``PUBLISH_MEMORY``, spilling under .staging."""
+        return connect(memory_limit=self._memory_limit, temp_directory=self._spill_dir())
+
+    def _spill_dir(self) -> Path | None:
+        if self._memory_limit is None:
+            return None
+        if self._spill is None:
+            self._spill = self.store.root / ".staging" / f"spill-{uuid.uuid4().hex}"
+            self._spill.mkdir(parents=True, exist_ok=True)
+            claim(self._spill)  # a killed publish's spill directory is reclaimed later
+        return self._spill
 
     # -- data --------------------------------------------------------------------------------
     def new_shard_path(self) -> Path:
@@ -253,6 +277,15 @@ class VersionWriter:
 
     def publish(self) -> Manifest:
         self._close()
+        try:
+            return self._publish()
+        except duckdb.OutOfMemoryException:
+            if self._memory_limit is None:
+                raise
+            self._memory_limit = None  # rows too wide for the bound: the same work, unbounded
+            return self._publish()
+
+    def _publish(self) -> Manifest:
         if self.selection_info is not None:
             return self._publish_selection()
         data = sorted((self.staging / "data").glob("*.parquet"))
@@ -264,14 +297,15 @@ class VersionWriter:
             self._check_schema(path)
         self._check_values(data)
         rejected = self._rejected_summary(sorted((self.staging / "rejected").glob("*.parquet")))
-        con = connect()
+        con = self._connect()
         try:
             digest_bytes = write_digests(con, data, self.schema.names, self.staging / DIGESTS_FILE)
         finally:
             con.close()
         fp = content_fingerprint(schema_to_json(self.schema), digest_bytes)
-        return self._finish(fp, files, rejected, compute_stats(parquet_source(data), self.schema),
-                            digests=self._entry(self.staging / DIGESTS_FILE))
+        stats = compute_stats(parquet_source(data), self.schema, memory_limit=self._memory_limit,
+                              temp_directory=self._spill_dir())
+        return self._finish(fp, files, rejected, stats, digests=self._entry(self.staging / DIGESTS_FILE))
 
     def _publish_selection(self) -> Manifest:
         """Publish ``selection.parquet`` (+ rejected positions): checks, digests, stats."""
@@ -279,7 +313,7 @@ class VersionWriter:
         sel_path = self.staging / SELECTION_FILE
         rej_path = self.staging / REJECTED_SELECTION_FILE
         columns = list(info["columns"])
-        con = connect()
+        con = self._connect()
         try:
             src = f"read_parquet({quote_literal(str(sel_path))})"
             n_files = len(info["base_files"])
@@ -317,7 +351,8 @@ class VersionWriter:
         stats = compute_stats(selection_relation(self.store, selection, sel_path, self.schema.names),
                               self.schema,
                               chars_sql=chars_relation(self.store, sel_path, info)
-                              if "output" in self.schema.names else None)
+                              if "output" in self.schema.names else None,
+                              memory_limit=self._memory_limit, temp_directory=self._spill_dir())
         return self._finish(fp, [], rejected, stats, selection=selection, rows=entry.rows)
 
     def _finish(self, fp: str, files: list[FileEntry], rejected: Rejected, stats: dict[str, Any],
@@ -367,7 +402,7 @@ class VersionWriter:
             return
         counts = [f"count(*) FILTER (WHERE {quote_ident(c)} IS NULL)" for c in required] + [
             f"count(*) FILTER (WHERE NOT list_contains(?, {quote_ident(c)}))" for c in enums]
-        con = connect()
+        con = self._connect()
         try:
             src = parquet_source(data)
             found = con.execute(f"SELECT {', '.join(counts)} FROM {src}",
@@ -399,7 +434,7 @@ class VersionWriter:
     def _rejected_summary(self, paths: list[Path]) -> Rejected:
         if not paths:
             return Rejected()
-        con = connect()
+        con = self._connect()
         by_reason = dict(con.execute(
             f"SELECT reason, count(*) FROM read_parquet([{', '.join('?' for _ in paths)}], "
             "union_by_name=true) GROUP BY reason ORDER BY reason", [str(p) for p in paths]
