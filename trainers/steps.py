@@ -5,7 +5,8 @@ descriptor each (DESIGN §9), from which `thinkforge train METHOD` (options deri
 Each is the method's own config (``trainers/<method>_config.py``) plus ``model`` and
 ``output``; the step's input role ``data`` names a version of the kinds the method takes.
 A train step is **reused** when a finished run of the same method has the same resolved
-config (model included) and the same data fingerprint, and its weights are still on disk
+config (model included) and the same data fingerprint, and its weights are still in the
+step's ``output`` folder
 (``TrainingRuns.find_reusable``): rerunning an unchanged recipe trains nothing.  A step's
 output name labels the run in the build log; the run record lives in
 ``<store>/training-runs/`` (``thinkforge runs``).  To train on an earlier step's model

@@ -48,6 +48,8 @@ def test_dry_run_predicts_reuse_and_reuse_is_opt_in(store, sft_version, tiny_mod
     run_id = first.stdout.strip()
     plan = json.loads(cli_run(*args, "--dry-run").stdout)
     assert plan["reuses"] == run_id                      # what --reuse (and a recipe) returns
+    elsewhere = [a if a != str(tmp_path / "out") else str(tmp_path / "other") for a in args]
+    assert json.loads(cli_run(*elsewhere, "--dry-run").stdout)["reuses"] is None  # not there
     reused = cli_run(*args, "--reuse", "--json")
     assert reused.exit_code == 0, reused.output
     assert json.loads(reused.stdout)["run_id"] == run_id
