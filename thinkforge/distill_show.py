@@ -22,6 +22,9 @@ def show_distill(record) -> None:
     u = report["uniform_baseline"]
     click.echo(f"uniform FFN pruning at {u['params']} params: KL {u['kl_to_parent_before_kd']} "
                f"(searched child before KD: {report['models']['child_before_kd']['kl_to_parent']})")
+    if "kl_to_parent_after_kd" in u:
+        click.echo(f"  after the same KD steps: KL {u['kl_to_parent_after_kd']} "
+                   f"(searched child: {report['models']['child_after_kd']['kl_to_parent']})")
     if report.get("fusion"):
         f = report["fusion"]
         click.echo(f"FFN Fusion: runs {f['runs']}, KL {f['kl_before_fusion']} -> "

@@ -49,6 +49,8 @@ class DistillConfig(BaseModel):
                                     "final hidden states (0 = logits KL only)")
     kd_train_embeddings: bool = Field(False, description="also train the embeddings / LM head "
                                       "(frozen by default: they are the parent's)")
+    uniform_kd: bool = Field(False, description="also give the uniform-pruning baseline the "
+                             "same KD steps (its KL after KD goes in the report)")
     solver: Literal["modelopt", "scipy"] = Field(
         "modelopt", description="exact search: modelopt run_mip (PuLP CBC) or scipy milp (HiGHS)")
     ffn_align: int | None = Field(None, description="FFN widths rounded to this multiple "

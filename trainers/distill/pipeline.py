@@ -208,7 +208,8 @@ def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg
     uniform_report = {"ffn_width": uniform[0].ffn_width, "params": count_params(uniform_child),
                       "kl_to_parent_before_kd": round(model_kl(parent, uniform_child,
                                                                held_batches), 6)}
-    del uniform_child
+    if not (cfg.uniform_kd and cfg.kd_steps):
+        del uniform_child
 
     history = []
     if cfg.kd_steps:
@@ -218,6 +219,16 @@ def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg
                                  cosine_weight=cfg.kd_cosine_weight,
                                  train_embeddings=cfg.kd_train_embeddings, log=log)
     report_models.append(measure("child_after_kd", child, parent, held_batches, child_kv))
+    if cfg.uniform_kd and cfg.kd_steps:
+        log(f"uniform baseline: the same {cfg.kd_steps} KD steps")
+        torch.manual_seed(cfg.seed)
+        uniform_child, _ = distill(uniform_child, parent, kd_batches, steps=cfg.kd_steps,
+                                   lr=cfg.kd_lr, temperature=cfg.kd_temperature,
+                                   cosine_weight=cfg.kd_cosine_weight,
+                                   train_embeddings=cfg.kd_train_embeddings)
+        uniform_report["kl_to_parent_after_kd"] = round(model_kl(parent, uniform_child,
+                                                                 held_batches), 6)
+        del uniform_child
 
     out = save_child(child, Path(output_dir), tokenizer)
     reloaded = load_child(out)

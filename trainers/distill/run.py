@@ -34,6 +34,8 @@ def headline(report: dict) -> dict:
         out[f"{name}_cpu_tokens_per_s"] = m[name]["cpu_tokens_per_s"]
         out[f"{name}_kl"] = m[name]["kl_to_parent"]
     out["uniform_baseline_kl_before_kd"] = report["uniform_baseline"]["kl_to_parent_before_kd"]
+    if "kl_to_parent_after_kd" in report["uniform_baseline"]:
+        out["uniform_baseline_kl_after_kd"] = report["uniform_baseline"]["kl_to_parent_after_kd"]
     if report.get("fusion"):
         out["fusion_kl_cost"] = report["fusion"]["kl_cost"]
     out["chosen"] = " ".join(layer["variant"] for layer in report["layers"])

@@ -19,7 +19,7 @@ def test_train_distill_meets_budget_reloads_and_records(cli_run, store, gsm8k, t
                                                          tmp_path):
     out = tmp_path / "child"
     args = ("train", "distill", "--data", "gsm8k", "--model", str(tiny_parent),
-            "--budget", "params=0.97", "--budget", "kv=0.75", "--ffn-fusion",
+            "--budget", "params=0.97", "--budget", "kv=0.75", "--ffn-fusion", "--uniform-kd",
             "--calibration-tokens", "128", "--seq-len", "32", "--kd-steps", "6",
             "--kd-lr", "3e-3", "--output", str(out))
     result = cli_run(*args, "--json")
@@ -38,10 +38,12 @@ def test_train_distill_meets_budget_reloads_and_records(cli_run, store, gsm8k, t
     assert record["final_metrics"]["child_after_kd_kl"] == after["kl_to_parent"]
     assert record["data"][0]["fingerprint"] == gsm8k.fingerprint
     assert report["fusion"] is not None and "kl_cost" in report["fusion"]
+    assert report["uniform_baseline"]["kl_to_parent_after_kd"] > 0
 
     shown = cli_run("show", record["run_id"])
     assert shown.exit_code == 0, shown.output
     assert "distillation" in shown.output and "child_after_kd" in shown.output
+    assert "after the same KD steps" in shown.output
 
     # block scores are cached per (parent, data fingerprint, calibration) in the store
     assert len(list((store.root / "cache" / "distill").glob("scores-*.json"))) == 1
