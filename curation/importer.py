@@ -9,12 +9,13 @@ from the source row is lost.
 Templates and the coercion of values are in ``curation.values``.
 
 Import streams: rows are read, mapped and validated in batches of ``BATCH_ROWS`` and written
-as they go, so memory does not grow with the file but for the duplicate check: 12 bytes a
-row (a 64-bit hash of the key and the row's line number; 120 MB at 10M rows).  Two
-different keys sharing a hash would be taken for duplicates: at 10M rows the chance is
-about 3 in a million (n^2 / 2^65).  Columns are those of every row (a column first seen on
-row 1,000,000 still lands in ``metadata``; a mapped column is missing only if no row has
-it).
+as they go (a plain JSONL batch is parsed and mapped by Arrow: ``curation.columnar``; any
+batch it cannot map exactly goes row by row, with the same result), so memory does not
+grow with the file but for the duplicate check (``curation.keyindex``): 12 bytes a row (a
+64-bit hash of the key and the row's line number; 120 MB at 10M rows).  Two different
+keys sharing a hash would be taken for duplicates: at 10M rows the chance is about 3 in a
+million (n^2 / 2^65).  Columns are those of every row (a column first seen on row
+1,000,000 still lands in ``metadata``; a mapped column is missing only if no row has it).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from manifests.schemas import ENUMS, ROW_KEYS, schema_for
 from manifests.store import validate_name
 
 from .columnar import ColumnarMapper, key_hashes, read_plain, user_messages
+from .keyindex import KeyIndex
 from .presets import PRESETS, Preset
 from .readers import (
     LABELS,
@@ -256,55 +258,6 @@ class RowMapper:
             for i, (pid, source, messages) in enumerate(zip(ids, cols["source"], cols["input"], strict=True)):
                 if pid is None and messages and source:
                     ids[i] = stable_id(source, messages)
-
-
-# -- duplicates -------------------------------------------------------------------------------
-class KeyIndex:
-    """Keys seen so far as sorted runs of 64-bit hashes (with the first row's number)."""
-
-    def __init__(self):
-        self.runs: list[tuple[np.ndarray, np.ndarray]] = []
-
-    def add(self, hashes: np.ndarray, numbers: np.ndarray) -> list[int | None]:
-        """For each row, the number of the earlier row with the same key, or None."""
-        if not len(hashes):
-            return []
-        h = np.asarray(hashes, dtype=np.int64)
-        numbers = np.asarray(numbers)
-        num = numbers.astype(np.uint32 if numbers.max() < 1 << 32 else np.int64)  # 4 bytes a row
-        first_of: list[int | None] = [None] * len(hashes)
-        uniq, first_idx, inverse = np.unique(h, return_index=True, return_inverse=True)
-        earlier = num[first_idx]  # the first row of each key within the batch
-        found = np.zeros(len(uniq), dtype=bool)
-        for keys, nums in self.runs:
-            pos = np.searchsorted(keys, uniq)
-            pos[pos >= len(keys)] = 0
-            hit = (keys[pos] == uniq) & ~found
-            earlier[hit] = nums[pos[hit]]
-            found |= hit
-        inverse = inverse.reshape(-1)
-        dup = found[inverse] | (first_idx[inverse] != np.arange(len(h)))
-        for i in np.flatnonzero(dup).tolist():
-            first_of[i] = int(earlier[inverse[i]])
-        new = ~found
-        self._push(uniq[new], earlier[new])
-        return first_of
-
-    def _push(self, keys: np.ndarray, nums: np.ndarray) -> None:
-        self.runs.append((keys, nums))
-        while len(self.runs) > 1 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
-            (k1, n1), (k2, n2) = self.runs.pop(-2), self.runs.pop()
-            # merge two sorted runs by position (no argsort: ~8 bytes a row of the newer run
-            # on top of the result); the keys of the two runs are distinct
-            at = np.searchsorted(k1, k2) + np.arange(len(k2))
-            keys = np.empty(len(k1) + len(k2), dtype=k1.dtype)
-            nums = np.empty(len(keys), dtype=np.promote_types(n1.dtype, n2.dtype))
-            old = np.ones(len(keys), dtype=bool)
-            old[at] = False
-            keys[at], nums[at] = k2, n2
-            keys[old], nums[old] = k1, n1
-            del k1, n1, k2, n2, old, at
-            self.runs.append((keys, nums))
 
 
 # -- import -----------------------------------------------------------------------------------
