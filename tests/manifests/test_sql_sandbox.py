@@ -74,7 +74,9 @@ def paths(world) -> dict[str, str]:
     return {"shard": str(store.shard_paths(m)[0]), "manifest": str(store.version_dir(m) / "manifest.json"),
             "catalog": str(store.catalog_path), "store": str(store.root), "vdir": str(store.version_dir(m)),
             "out": str(world["outside"]), "link": str(store.datasets_dir / "gsm8k" / "link-out"),
-            "datasets": str(store.datasets_dir)}
+            "datasets": str(store.datasets_dir),
+            "selfile": str(store.version_dir(store.resolve("gsm8k-dedup")) / "selection.parquet"),
+            "digests": str(store.version_dir(m) / "digests.parquet")}
 
 
 # statements that write, change settings, load code or run several statements
@@ -139,6 +141,13 @@ WRITES = [
     'COPY (SELECT * FROM "gsm8k-dedup") TO \'{shard}\' (FORMAT parquet)',
     'SELECT * FROM "gsm8k-dedup"; COPY (SELECT 1) TO \'{shard}\'',
     'WITH s AS (SELECT * FROM "gsm8k-dedup") SELECT * FROM query(\'COPY (SELECT 1) TO \'\'{shard}\'\'\')',
+    # ... nor can any other writer reach the selection's own file, the base's digests or shards
+    'EXPLAIN ANALYZE COPY (SELECT * FROM "gsm8k-dedup") TO \'{selfile}\' (FORMAT parquet)',
+    'EXPLAIN ANALYZE COPY (SELECT 1 AS d) TO \'{digests}\' (FORMAT parquet)',
+    'WITH s AS (SELECT * FROM "gsm8k-dedup") SELECT * FROM (EXPLAIN ANALYZE COPY s TO \'{selfile}\')',
+    'SELECT * FROM "gsm8k-dedup"; EXPORT DATABASE \'{vdir}\'',
+    'SELECT * FROM "gsm8k-dedup"; ATTACH \'{shard}\' AS w; CREATE TABLE w.t AS SELECT 1',
+    'EXPLAIN ANALYZE SELECT * FROM "gsm8k-dedup", (SELECT * FROM query(\'COPY (SELECT 1) TO \'\'{selfile}\'\'\'))',
 ]
 
 # functions that open files or URLs: each must be refused, whatever path it names
