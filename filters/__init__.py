@@ -11,3 +11,5 @@ Public API (plain functions with pydantic configs; each returns the published Ma
 Every function also takes ``resources=Resources(memory_limit=..., temp_directory=...)``.
 This package imports only ``manifests`` (and numpy for MinHash): never torch or transformers.
 """
+
+from . import partitioned  # noqa: E402,F401  (registers how separable filters split on Dask)

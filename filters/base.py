@@ -36,6 +36,7 @@ from manifests.cleanup import claim
 from manifests.duck import connect, quote_literal, valid_memory_limit
 from manifests.errors import ConfigError, InputDataError
 from manifests.manifest import Step
+from manifests.partitions import current as current_partition
 from manifests.schemas import ROW_KEYS
 from manifests.steps import Flag, Role, RunContext, StepDescriptor, register_step
 from manifests.store import ROW_GROUP_ROWS
@@ -200,14 +201,16 @@ class StepContext:
                 + " AND ".join(f"j.{q(k)} = p.{q('__k_' + k)}" for k in keys))
         kept_path, rejected_path = self.writer.select(
             info, stored, rejected_columns, extra)
+        kept_by, rejected_by = _partition_order(self.writer, order[0], rejected_order[0])
         self.progress.phase("writing kept rows")  # as positions
         stored_sql = "".join(f", j.{q(c)}" for c in stored)
-        self._copy(f"SELECT p.__shard::INTEGER AS {SHARD}, p.__row::BIGINT AS {ROW}{stored_sql} "
-                   f"{join} WHERE j.reason IS NULL ORDER BY {ordered(order[0])}", [], kept_path)
+        self._copy(f"SELECT p.__shard::INTEGER AS {SHARD}, p.__row::BIGINT AS {ROW}{stored_sql}"
+                   f"{kept_by} {join} WHERE j.reason IS NULL ORDER BY {ordered(order[0])}", [],
+                   kept_path)
         self.progress.phase("writing rejected rows")
         rej_stored = "".join(f", j.{q(c)}" for c in rejected_columns if c in stored)
         self._copy(f"SELECT p.__shard::INTEGER AS {SHARD}, p.__row::BIGINT AS {ROW}{rej_stored}, "
-                   f"j.reason{''.join(f', j.{q(c)}' for c in extra)} {join} "
+                   f"j.reason{''.join(f', j.{q(c)}' for c in extra)}{rejected_by} {join} "
                    f"WHERE j.reason IS NOT NULL ORDER BY {ordered(rejected_order[0])}", [],
                    rejected_path)
         kept, dropped = con.execute(
@@ -242,7 +245,7 @@ class StepContext:
         """
         self.progress.phase("writing kept rows")
         return self._copy_sorted(select_sql, order_by, split_on, size_of, params,
-                                 self.writer.new_shard_path)
+                                 self.writer.new_shard_path, "kept")
 
     def copy_rejected(self, select_sql: str, *, order_by: str, split_on: str | None = None,
                       size_of: list[Manifest] | None = None,
@@ -250,13 +253,19 @@ class StepContext:
         """Write dropped rows (``select_sql`` has a ``reason`` column) like ``copy_kept``."""
         self.progress.phase("writing rejected rows")
         return self._copy_sorted(select_sql, order_by, split_on, size_of, params,
-                                 self.writer.new_rejected_path)
+                                 self.writer.new_rejected_path, "rejected")
 
-    def _copy_sorted(self, select_sql, order_by, split_on, size_of, params, new_path) -> int:
+    def _copy_sorted(self, select_sql, order_by, split_on, size_of, params, new_path,
+                     label: str = "kept") -> int:
         import math
 
         import pyarrow.parquet as pq
 
+        if current_partition() is not None:  # one file; the merge sorts the union
+            path = self.writer.copy_path(label, order_by, split_on,
+                                         [m.ref for m in (size_of or self.inputs)])
+            self._copy(f"SELECT * FROM ({select_sql})", list(params or []), path)
+            return pq.ParquetFile(path).metadata.num_rows
         parts = 1
         if split_on and self.sort_budget:
             parts = math.ceil(uncompressed_bytes(self.store, size_of or self.inputs)
@@ -401,7 +410,8 @@ def run_step(store: DatasetStore, *, name: str, kind: str, step_type: str, confi
     with the same fingerprints, it is returned as it is and nothing runs.
     """
     plan = plan_step(store, name, kind, step_type, config, inputs)
-    if plan.reusable is not None:
+    partition = current_partition()
+    if plan.reusable is not None and partition is None:
         return plan.reusable
     for m in inputs:
         store.verify(m)  # sha256 (cached per file) before a step reads: nothing corrupt is laundered
@@ -409,8 +419,10 @@ def run_step(store: DatasetStore, *, name: str, kind: str, step_type: str, confi
     progress = StepProgress(f"{step_type.removeprefix('filter.')} -> {name}", con,
                             enabled=bool(resources and resources.progress))
     try:
-        with progress, store.writer(name, kind, step=plan.step, parents=inputs,
-                                    provenance=dict(provenance or {})) as writer:
+        with progress, (partition.writer(name, kind, plan.step, inputs, provenance)
+                        if partition is not None else
+                        store.writer(name, kind, step=plan.step, parents=inputs,
+                                     provenance=dict(provenance or {}))) as writer:
             limit = resources.memory_limit if resources else None
             ctx = StepContext(store=store, con=con, writer=writer, provenance=writer.provenance,
                               row_group_bytes=row_group_bytes(resources), inputs=list(inputs),
@@ -439,8 +451,23 @@ def source(store: DatasetStore, manifest: Manifest) -> str:
     from manifests.selection import row_relation
 
     # any order: every step orders what it writes (a selection's rows in version order would
-    # cost a sort of the wide rows the step reads)
-    return row_relation(store, manifest, ordered=False)
+    # cost a sort of the wide rows the step reads); a partition reads only its rows
+    relation = row_relation(store, manifest, ordered=False)
+    partition = current_partition()
+    return partition.restrict(manifest.ref, relation) if partition is not None else relation
+
+
+def _partition_order(writer, kept: str, rejected: str) -> tuple[str, str]:
+    """Inside a partition: the sort columns each selection file carries for the merge."""
+    from manifests.duck import quote_ident
+    from manifests.partitions import order_columns
+
+    if current_partition() is None:
+        return "", ""
+    (kept_cols, kept_terms), (rej_cols, rej_terms) = order_columns(kept), order_columns(rejected)
+    writer.note_order(kept_terms, rej_terms)
+    return ("".join(f", j.{quote_ident(c)} AS __o{i}" for i, c in enumerate(kept_cols)),
+            "".join(f", j.{quote_ident(c)} AS __o{i}" for i, c in enumerate(rej_cols)))
 
 
 def row_order(manifest: Manifest) -> tuple[str, str]:

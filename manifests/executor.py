@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .errors import ConfigError, ForgeError, MissingDependencyError
 
 # resources keys that pick the executor (the rest are DuckDB's: memory_limit, threads, ...)
-EXECUTOR_KEYS = ("executor", "scheduler", "workers", "retries", "connect_timeout", "slurm",
+EXECUTOR_KEYS = ("executor", "scheduler", "workers", "partitions", "retries", "connect_timeout", "slurm",
                  "slurm_cores", "slurm_memory", "slurm_partition", "slurm_account",
                  "slurm_walltime", "slurm_jobs")
 
@@ -48,6 +48,8 @@ class ExecutorSpec(BaseModel):
                                   "tcp://HOST:PORT")
     workers: int | None = Field(None, ge=1, description="start a LocalCluster of N worker "
                                 "processes (when no --scheduler is given; default 1)")
+    partitions: int | None = Field(None, ge=1, description="partitions of a separable filter "
+                                   "(default: one per worker; 1: the step runs as one task)")
     retries: int = Field(2, ge=0, description="reruns of a task that raised (a lost worker "
                          "is rescheduled by Dask on top of these)")
     connect_timeout: float = Field(10.0, gt=0, description="seconds to reach the scheduler")
@@ -158,10 +160,20 @@ def unplain(store, value):
 
 def run_on_dask(spec: ExecutorSpec, task, store, step_type: str, inputs: dict[str, Any],
                 name: str, config: BaseModel, resources: dict[str, Any], run_id: str | None,
-                step_modules: tuple[str, ...]) -> dict[str, Any]:
+                step_modules: tuple[str, ...], partition_task=None) -> dict[str, Any]:
     """Run one step as a Dask task (``manifests.steps.run_step_task``) and wait for its
     versions; the task gets only plain values."""
+    from .partitions import split_keys
+
     with dask_client(spec) as client:
+        workers = client.scheduler_info()["workers"]
+        keys = split_keys(store, step_type, inputs, config)
+        count = spec.partitions or len(workers)
+        # a separable filter: one task per partition, then the merge
+        if keys and count > 1 and partition_task is not None:
+            return {name: run_partitioned(spec, client, partition_task, store, step_type, inputs,
+                                          name, config, resources, keys, count, workers,
+                                          step_modules)}
         # the store's class travels by reference (a recipe's --force store that never
         # reuses stays one on the worker); the store itself is rebuilt there from its path
         future = client.submit(task, (type(store), str(store.root)), step_type,
@@ -170,3 +182,35 @@ def run_on_dask(spec: ExecutorSpec, task, store, step_type: str, inputs: dict[st
         made = future.result()
     # the manifests as this process's store reads them (same files, same bytes)
     return {out: store.resolve(m.ref) for out, m in made.items()}
+
+
+def run_partitioned(spec: ExecutorSpec, client, task, store, step_type: str, inputs: dict[str, Any],
+                    name: str, config: BaseModel, resources: dict[str, Any],
+                    keys: dict[str, str], count: int, workers: dict[str, dict],
+                    step_modules: tuple[str, ...]):
+    """``count`` partition tasks of a filter (``manifests.partitions``), merged here into
+    one version: the local executor's bytes.  A partition whose worker dies is rerun by
+    Dask from scratch (its half-written files are never read)."""
+    import shutil
+    import uuid
+    from collections import Counter
+
+    from .cleanup import claim
+    from .partitions import merge
+
+    out = store.root / ".staging" / f"partitions-{uuid.uuid4().hex}"
+    out.mkdir(parents=True)
+    claim(out)  # left by a killed driver: reclaimed by the next write / gc
+    hosts = dict(Counter(addr.rsplit(":", 1)[0] for addr in workers))  # workers per host
+    try:
+        futures = [client.submit(task, (type(store), str(store.root)), step_type,
+                                 {role: plain(v) for role, v in inputs.items()}, name, config,
+                                 resources, keys, index, count, str(out), hosts, step_modules,
+                                 pure=False, retries=spec.retries,
+                                 key=f"{step_type}-{name}-part{index}-{uuid.uuid4().hex[:6]}")
+                   for index in range(count)]
+        parts = client.gather(futures)
+        made = merge(store, parts, resources)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return store.resolve(made.ref)

@@ -224,7 +224,8 @@ def execute(ctx: RunContext, descriptor: StepDescriptor, inputs: Inputs, name: s
         modules = tuple(sorted({d.run.split(":")[0] if isinstance(d.run, str)
                                 else d.run.__module__ for d in REGISTRY.values()}))
         return run_on_dask(spec, run_step_task, ctx.store, descriptor.type, inputs, name,
-                           config, resources, ctx.run_id, modules)
+                           config, resources, ctx.run_id, modules,
+                           partition_task=run_partition_task)
     if resources != ctx.resources:
         ctx = RunContext(ctx.store, quiet=ctx.quiet, resources=resources, run_id=ctx.run_id)
     return descriptor.run_fn()(ctx, inputs, name, config)
@@ -247,6 +248,37 @@ def run_step_task(store_at: tuple[type, str], step_type: str, inputs: dict[str, 
     real = {role: unplain(store, value) for role, value in inputs.items()}
     ctx = RunContext(store, quiet=True, resources=resources, run_id=run_id)
     return REGISTRY[step_type].run_fn()(ctx, real, name, config)
+
+
+def run_partition_task(store_at: tuple[type, str], step_type: str, inputs: dict[str, Any],
+                       name: str, config, resources: dict[str, Any], keys: dict[str, str],
+                       index: int, count: int, out: str, workers_by_host: dict[str, int],
+                       step_modules: tuple[str, ...]) -> dict[str, Any]:
+    """What a Dask worker runs for one partition of a filter: the step's own run function
+    with its inputs narrowed to the partition and its writes sent to partition files.  Its
+    DuckDB gets the cores of this worker's share of its host (``threads``)."""
+    import uuid
+    from pathlib import Path
+
+    from .executor import unplain
+    from .partitions import Partition, running, threads_here
+
+    for module in step_modules:
+        importlib.import_module(module)
+    if step_type not in REGISTRY:
+        importlib.import_module("curation.steps").load_steps()
+    store_cls, store_root = store_at
+    store = store_cls(store_root)
+    real = {role: unplain(store, value) for role, value in inputs.items()}
+    resources = dict(resources)
+    if resources.get("threads") is None:
+        resources["threads"] = threads_here(workers_by_host)
+    attempt = Path(out) / f"p{index:04d}-{uuid.uuid4().hex[:8]}"  # a rerun writes afresh
+    partition = Partition(count=count, index=index, keys=keys, out=attempt)
+    with running(partition):
+        made = REGISTRY[step_type].run_fn()(RunContext(store, quiet=True, resources=resources),
+                                            real, name, config)
+    return next(iter(made.values()))
 
 
 def build_config(model: type[BaseModel], *layers: dict[str, Any], where: str = "config"):

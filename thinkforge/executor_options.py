@@ -17,6 +17,9 @@ _SPECS: tuple[tuple[str, list[str], dict[str, Any]], ...] = (
     ("workers", ["--workers"], dict(type=click.IntRange(min=1),
                                     help="With --executor dask: start a local cluster of N "
                                          "worker processes.")),
+    ("partitions", ["--partitions"], dict(type=click.IntRange(min=1),
+                                          help="With --executor dask: partitions of a "
+                                               "separable filter (default: one per worker).")),
     ("slurm", ["--slurm"], dict(is_flag=True, default=None,
                                 help="With --executor dask: start workers as SLURM jobs "
                                      "(dask-jobqueue); --dry-run prints the job script.")),

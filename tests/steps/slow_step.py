@@ -7,6 +7,7 @@ import os
 import time
 
 from filters.passrate import PassRateConfig
+from manifests.partitions import SPLITS
 from manifests.steps import Role, StepDescriptor, register_step
 
 
@@ -26,3 +27,6 @@ register_step(StepDescriptor(
     type="slow_passrate", record_type="filter.passrate",
     roles=(Role("rollouts", ("rollouts",)), Role("prompts", ("prompts",), flag=True)),
     config=PassRateConfig, run=run_slow_passrate, resources=True))
+
+# partitioned like passrate (by prompt id) on Dask with partitions > 1
+SPLITS["slow_passrate"] = SPLITS["passrate"]

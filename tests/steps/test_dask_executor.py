@@ -68,6 +68,36 @@ def test_dask_version_equals_local(store, versions, cluster, step_type):
     assert _files(store, remote) == _files(store, local)
 
 
+@pytest.mark.parametrize("step_type", ["passrate", "quality", "dedup", "decontam"])
+def test_partitioned_filter_equals_local(store, versions, cluster, step_type):
+    """A separable filter split into 3 partitions over the 2 workers (each runs the step's
+    own SQL on its rows), merged into one version: the local bytes, fingerprint and the
+    same provenance facts."""
+    from manifests.partitions import split_keys
+
+    inputs, config = CASES[step_type]
+    desc = load_steps()[step_type]
+    assert split_keys(store, step_type, inputs(versions),
+                      build_config(desc.config_model(), config))
+    local = _run(store, step_type, inputs(versions), f"{step_type}-l3", config)
+    remote = _run(store, step_type, inputs(versions), f"{step_type}-p3", config,
+                  {"executor": "dask", "scheduler": cluster.scheduler_address, "partitions": 3})
+    assert remote.fingerprint == local.fingerprint
+    assert _files(store, remote) == _files(store, local)
+    assert remote.provenance == local.provenance
+    assert remote.step == local.step and remote.parents == local.parents
+    assert not list((store.root / ".staging").glob("partitions-*"))
+
+
+def test_global_steps_are_not_partitioned(store, versions):
+    from manifests.partitions import split_keys
+
+    desc = load_steps()["dedup"]
+    near = build_config(desc.config_model(), {"near": True})
+    assert split_keys(store, "dedup", {"data": versions["sft"]}, near) is None
+    assert split_keys(store, "curriculum", {"pool": versions["rl_pool"]}, None) is None
+
+
 def test_cli_workers_local_cluster(cli_run, store, versions):
     """`--executor dask --workers 2` starts (and closes) its own LocalCluster."""
     local = cli_run("filter", "quality", "toy-sft", "--name", "pr-l")
@@ -115,9 +145,11 @@ def test_slurm_dry_run_prints_job_script(cli_run, versions):
     assert "would write q" in result.output
 
 
-def test_worker_killed_mid_step_still_exact(store, versions, cluster, tmp_path):
-    """Kill the worker process running the step: Dask reruns it on the other worker, the
-    version is the local one (staging left by the dead worker is not published)."""
+@pytest.mark.parametrize("partitions", [1, 2])
+def test_worker_killed_mid_step_still_exact(store, versions, cluster, tmp_path, partitions):
+    """Kill the worker process running the step (partitions=1) or one of its partitions
+    (partitions=2): Dask reruns it on the other worker, the version is the local one
+    (staging or partition files left by the dead worker are never read)."""
     from distributed import Client
 
     marker = tmp_path / "started"
@@ -133,7 +165,8 @@ def test_worker_killed_mid_step_still_exact(store, versions, cluster, tmp_path):
 
         def go():
             result["m"] = _run(store, "slow_passrate", inputs, "slow-dask", {},
-                               {"executor": "dask", "scheduler": cluster.scheduler_address})
+                               {"executor": "dask", "scheduler": cluster.scheduler_address,
+                                "partitions": partitions})
 
         thread = threading.Thread(target=go)
         thread.start()

@@ -1,0 +1,197 @@
+"""Filters partitioned across Dask workers, merged into one exact version (issue 12 item 3).
+
+Which steps split, and by what (``split_keys``):
+
+* **per prompt**: passrate (rollouts by ``prompt_id``, prompts by ``id``), quality and
+  decontam (``prompt_id`` for sft/rollouts, ``id`` for prompts/rl_pool): a row's fate
+  depends only on its prompt's rows (ON/OFF pairs share a prompt id, so the pair policy
+  sees whole pairs); decontam's benchmark index is built on every worker;
+* **exact dedup**: by the *dedup key* (md5 of the normalised text), so all copies of a
+  text meet in one partition; the representative is the lowest id either way.  Not when
+  a pair policy spans rows of different keys (sft compared ``--on output`` with pairs);
+* **global**: near dedup (LSH buckets cross any row partition: see README "near dedup on
+  a cluster"), curriculum (its batch plan is over the whole pool), correct, mix, split:
+  these run as one task on one worker, as before.
+
+Each partition runs the filter's own code (``manifests.partitions``); the merge here
+writes ONE version: the union of the partitions' narrow files sorted in the local order,
+with the local COPY settings, so bytes and fingerprint equal the local executor's; the
+provenance facts are merged key by key (counts add up, min/max, distinct lists unite).
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from manifests import DatasetStore, Manifest
+from manifests.duck import quote_literal
+from manifests.manifest import Step
+from manifests.partitions import SPLITS, register_merge
+
+from .base import Resources, StepContext, materialize_wanted, open_connection, row_group_bytes, size_in_bytes
+
+_PROMPT_KEY = {"prompts": "id", "rl_pool": "id", "sft": "prompt_id", "rollouts": "prompt_id"}
+
+
+def _passrate(store, inputs, config) -> dict[str, str] | None:
+    from .passrate import prompts_of
+
+    rollouts = inputs["rollouts"]
+    prompts = inputs.get("prompts") or prompts_of(store, rollouts)
+    if rollouts.ref == prompts.ref:
+        return None
+    return {rollouts.ref: "prompt_id", prompts.ref: "id"}
+
+
+def _per_prompt(role: str):
+    def split(store, inputs, config) -> dict[str, str] | None:
+        data = inputs[role]
+        others = {m.ref for v in inputs.values() for m in (v if isinstance(v, list) else [v])
+                  if isinstance(m, Manifest) and m is not data}
+        if data.kind not in _PROMPT_KEY or data.ref in others:
+            return None
+        return {data.ref: _PROMPT_KEY[data.kind]}
+    return split
+
+
+def _dedup(store, inputs, config) -> dict[str, str] | None:
+    from manifests.schemas import schema_for
+
+    from .pairs import resolve_policy
+    from .text import normalized_expr, text_expr
+
+    data = inputs["data"]
+    if config.near or not config.exact:
+        return None  # near duplicates: a global LSH (README: near dedup on a cluster)
+    columns = schema_for(data.kind).names
+    paired = "pair_id" in columns
+    if paired and config.on == "output" and resolve_policy(config.pairs, columns) != "independent":
+        return None  # a pair's two outputs have different keys: the policy needs both
+    return {data.ref: f"md5({normalized_expr(text_expr(config.on, columns))})"}
+
+
+SPLITS.update({"passrate": _passrate, "quality": _per_prompt("data"),
+               "decontam": _per_prompt("data"), "dedup": _dedup})
+
+
+# -- merge --------------------------------------------------------------------------------
+
+def _files(paths: list[str]) -> str:
+    return "read_parquet([" + ", ".join(quote_literal(p) for p in paths) + "])"
+
+
+def _union(con, paths: list[str]) -> str:
+    """The rows of partition files as a temp table whose columns are NOT NULL where every
+    partition wrote them so: DuckDB writes such a column as Parquet ``required`` (as the
+    local run does), and ``read_parquet`` alone would forget it (other bytes, same rows)."""
+    import uuid
+
+    import pyarrow.parquet as pq
+
+    from manifests.duck import quote_ident
+
+    table = f"__parts_{uuid.uuid4().hex[:8]}"
+    con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {_files(paths)} LIMIT 0")
+    schemas = [pq.read_schema(p) for p in paths]
+    for column in schemas[0].names:
+        if all(not s.field(column).nullable for s in schemas):
+            con.execute(f"ALTER TABLE {table} ALTER COLUMN {quote_ident(column)} SET NOT NULL")
+    con.execute(f"INSERT INTO {table} SELECT * FROM {_files(paths)}")
+    return table
+
+
+def _ops(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every partition's writes, grouped by what they were for, in first-seen order (a
+    partition with no rows of a kind may not have made that write at all)."""
+    merged: dict[tuple, dict[str, Any]] = {}
+    for part in parts:
+        for op in part["ops"]:
+            key = (op["op"], op.get("order_by"), str(op.get("kept_order")))
+            entry = merged.setdefault(key, {**op, "paths": [], "rejected_paths": []})
+            entry["paths"].append(op.get("kept") or op["path"])
+            if op["op"] == "selection":
+                entry["rejected_paths"].append(op["rejected"])
+    return list(merged.values())
+
+
+def merge_partitions(store: DatasetStore, parts: list[dict[str, Any]],
+                     resources: dict[str, Any]) -> Manifest:
+    """Publish the partitions of one step as one version (the local executor's bytes)."""
+    parts = sorted(parts, key=lambda p: p["partition"])
+    first = parts[0]
+    parents = [store.resolve(ref) for ref in first["parents"]]
+    provenance = merge_provenance([p["provenance"] for p in parts])
+    res = Resources(**{"progress": False, **resources})
+    con, own_spill = open_connection(store, res)
+    try:
+        with store.writer(first["name"], first["kind"], step=Step.model_validate(first["step"]),
+                          parents=parents, provenance=provenance) as writer:
+            limit = res.memory_limit
+            ctx = StepContext(store=store, con=con, writer=writer, provenance=writer.provenance,
+                              row_group_bytes=row_group_bytes(res), inputs=parents,
+                              sort_budget=size_in_bytes(limit) // 8 if limit else None,
+                              materialize=materialize_wanted(res))
+            for op in _ops(parts):
+                if op["op"] == "selection":
+                    kept, rejected = writer.select(op["info"], op["columns"],
+                                                   op["rejected_columns"], op["rejected_extra"])
+                    for paths, terms, path in ((op["paths"], op["kept_order"], kept),
+                                               (op["rejected_paths"], op["rejected_order"],
+                                                rejected)):
+                        drop = ", ".join(t.split()[0] for t in terms)
+                        ctx._copy(f"SELECT * EXCLUDE ({drop}) FROM {_union(con, paths)} "
+                                  f"ORDER BY {', '.join(terms)}", [], path)
+                else:
+                    new_path = writer.new_shard_path if op["op"] == "kept" \
+                        else writer.new_rejected_path
+                    ctx._copy_sorted(f"SELECT * FROM {_union(con, op['paths'])}",
+                                     op["order_by"], op["split_on"],
+                                     [store.resolve(r) for r in op["size_of"]], None, new_path)
+        return writer.manifest
+    finally:
+        con.close()
+        if own_spill is not None:
+            shutil.rmtree(own_spill, ignore_errors=True)
+
+
+register_merge(merge_partitions)
+
+
+def merge_provenance(facts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The provenance of the whole step from its partitions' (same keys, same order)."""
+    return _merge_value(None, facts)
+
+
+def _merge_value(key: str | None, values: list[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    if key in _SAME:  # facts about the inputs or the config: every partition says the same
+        return present[0]
+    if all(isinstance(v, dict) for v in present):
+        keys = list(dict.fromkeys(k for v in present for k in v))
+        if all(isinstance(x, (int, float)) and not isinstance(x, bool)
+               for v in present for x in v.values()):
+            keys = sorted(keys)  # a count per thing (hits_by_benchmark): sums per key
+        return {k: _merge_value(k, [v.get(k) for v in present]) for k in keys}
+    if all(v == present[0] for v in present) and not _is_count(present[0]):
+        return present[0]
+    if key == "min":
+        return min(present)
+    if key == "max":
+        return max(present)
+    if all(_is_count(v) for v in present):
+        return sum(present)
+    if all(isinstance(v, list) for v in present):  # distinct things seen (generators)
+        return sorted({x for v in present for x in v})[:50]
+    return present[0]
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# numbers that describe the inputs or the config, not counts of this partition's rows
+_SAME = {"K", "seed", "ngram", "benchmark_items", "mode", "rollouts_step", "teachers",
+         "verifier_version", "rollouts_fingerprint"}

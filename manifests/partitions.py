@@ -1,0 +1,162 @@
+"""One partition of a filter step, as a Dask worker runs it (DESIGN §8, issue 12).
+
+A per-prompt-separable filter (passrate, quality, decontam, exact dedup) runs on every
+worker over the rows whose partition key hashes to that worker's partition: the *same*
+step code, the same DuckDB SQL, only its inputs are narrowed (``restrict``) and, instead
+of publishing, what it would write goes to narrow partition files (``PartitionWriter``):
+the selection positions (+ the columns the step computes, + the sort columns of the local
+order) and any plainly copied rows.  ``filters.partitioned`` merges the partitions into
+ONE version by sorting their union in the local order, written with the local COPY
+settings: the same bytes and fingerprint as the local executor.
+
+Set by ``filters.partitioned.run_partition`` through a context variable; the filter
+machinery (``filters.base``) asks ``current()`` and behaves as before when it is None.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_CURRENT: contextvars.ContextVar[Partition | None] = contextvars.ContextVar(
+    "thinkforge_partition", default=None)
+
+
+def current() -> Partition | None:
+    """The partition this step runs as, or None (a whole, local run)."""
+    return _CURRENT.get()
+
+
+@contextlib.contextmanager
+def running(partition: Partition):
+    token = _CURRENT.set(partition)
+    try:
+        yield partition
+    finally:
+        _CURRENT.reset(token)
+
+
+@dataclass
+class Partition:
+    """Partition ``index`` of ``count``: rows of version ``ref`` whose ``keys[ref]`` (a SQL
+    expression over its columns) hashes to ``index``; other versions are read whole."""
+
+    count: int
+    index: int
+    keys: dict[str, str]
+    out: Path
+    ops: list[dict[str, Any]] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)   # name, kind, step, parents
+
+    def restrict(self, ref: str, relation: str) -> str:
+        key = self.keys.get(ref)
+        if key is None:
+            return relation
+        return (f"(SELECT * FROM {relation} WHERE hash({key}) % {int(self.count)} "
+                f"= {int(self.index)})")
+
+    def path(self, label: str) -> Path:
+        self.out.mkdir(parents=True, exist_ok=True)
+        return self.out / f"{label}-{len(self.ops):03d}-{uuid.uuid4().hex[:8]}.parquet"
+
+    def writer(self, name: str, kind: str, step, parents, provenance) -> PartitionWriter:
+        self.record = {"name": name, "kind": kind, "step": step.model_dump(mode="json"),
+                       "parents": [p.ref for p in parents]}
+        self.provenance = dict(provenance or {})
+        return PartitionWriter(self, name)
+
+
+@dataclass
+class PartitionWriter:
+    """Stands in for ``VersionWriter`` inside a partition: hands out partition files and
+    records, in order, what each was for; ``manifest`` is the partition's result."""
+
+    partition: Partition
+    name: str
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return self.partition.provenance
+
+    def __enter__(self) -> PartitionWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def select(self, info: dict[str, Any], columns: list[str], rejected_columns: list[str],
+               rejected_extra: list[str]) -> tuple[Path, Path]:
+        part = self.partition
+        kept, rejected = part.path("kept-sel"), part.path("rejected-sel")
+        part.ops.append({"op": "selection", "info": info, "columns": list(columns),
+                         "rejected_columns": list(rejected_columns),
+                         "rejected_extra": list(rejected_extra),
+                         "kept": str(kept), "rejected": str(rejected)})
+        return kept, rejected
+
+    def note_order(self, kept: list[str], rejected: list[str]) -> None:
+        """The ORDER BY of the last selection's files, as terms over ``__o<i>`` columns."""
+        self.partition.ops[-1].update(kept_order=kept, rejected_order=rejected)
+
+    def copy_path(self, label: str, order_by: str, split_on: str | None,
+                  size_of: list[str]) -> Path:
+        path = self.partition.path(label)
+        self.partition.ops.append({"op": label, "path": str(path), "order_by": order_by,
+                                   "split_on": split_on, "size_of": size_of})
+        return path
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        part = self.partition
+        return {"partition": part.index, "ops": part.ops, "provenance": part.provenance,
+                **part.record}
+
+
+def order_columns(order_by: str) -> tuple[list[str], list[str]]:
+    """``a, b DESC`` -> (["a", "b"], ["__o0", "__o1 DESC"]): the columns a partition writes
+    next to its rows and the merge's ORDER BY over them."""
+    names, terms = [], []
+    for i, term in enumerate(t.strip() for t in order_by.split(",") if t.strip()):
+        name, _, rest = term.partition(" ")
+        names.append(name.strip('"'))
+        terms.append(f"__o{i} {rest}".strip())
+    return names, terms
+
+
+# -- registry: filled by filters.partitioned (manifests never imports filters) -------------
+
+# step type -> split(store, inputs, config) -> {version ref: key SQL} or None (runs whole)
+SPLITS: dict[str, Any] = {}
+_MERGE: list[Any] = []
+
+
+def register_merge(merge) -> None:
+    _MERGE[:] = [merge]
+
+
+def split_keys(store, step_type: str, inputs: dict[str, Any], config) -> dict[str, str] | None:
+    """How the step's inputs partition (None: the step runs whole, as one task)."""
+    split = SPLITS.get(step_type)
+    return split(store, inputs, config) if split is not None else None
+
+
+def merge(store, parts: list[dict[str, Any]], resources: dict[str, Any]):
+    return _MERGE[0](store, parts, resources)
+
+
+def threads_here(workers_by_host: dict[str, int]) -> int:
+    """This host's cores shared by the workers the cluster has on it."""
+    import os
+
+    try:
+        from distributed import get_worker
+
+        host = get_worker().address.rsplit(":", 1)[0]
+    except (ImportError, ValueError):
+        host = None
+    return max(1, (os.cpu_count() or 1) // max(1, workers_by_host.get(host, 1)))
