@@ -20,21 +20,11 @@ from fault_proxy import FaultProxy
 
 from generators.rollouts import RolloutConfig, generate_rollouts
 from generators.sft import SftConfig, generate_sft
+from tests.vllm_env import VLLM_ENV, vllm_python
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
 
-
-def vllm_python() -> Path:
-    candidate = Path(os.environ.get("THINKFORGE_VLLM_PYTHON") or REPO / ".venv-vllm" / "bin" / "python")
-    if not candidate.exists():
-        pytest.skip(f"vllm environment not found at {candidate}: run `make vllm-env` "
-                    "or set THINKFORGE_VLLM_PYTHON")
-    check = subprocess.run([str(candidate), "-c", "import vllm, generators"], capture_output=True)
-    if check.returncode != 0:
-        pytest.skip(f"{candidate} cannot import vllm and thinkforge: {check.stderr[-300:]!r}")
-    return candidate
 
 
 def rows_of(store, manifest):
@@ -66,7 +56,7 @@ def vllm_server(tmp_path_factory):
     """A real vLLM OpenAI-compatible server serving the embedded SmolLM2 on 127.0.0.1."""
     from generators.backends.model_cache import resolve_model
 
-    python = vllm_python()
+    python = vllm_python("vllm, generators")
     port = free_port()
     log = tmp_path_factory.mktemp("vllm") / "server.log"
     with open(log, "w") as out:
@@ -117,7 +107,7 @@ def test_openai_backend_survives_faults_in_front_of_a_real_vllm_server(store, gs
 
 
 def test_offline_vllm_engine_generates_rollouts(store, gsm8k):
-    python = vllm_python()
+    python = vllm_python("vllm, generators")
     thinkforge = python.parent / "thinkforge"  # the console script guards its entry point
     done = subprocess.run(
         [str(thinkforge), "--store", str(store.root), "--quiet", "generate", "rollouts",

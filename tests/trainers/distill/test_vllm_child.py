@@ -25,23 +25,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.vllm_env import VLLM_ENV, vllm_python
+
 REPO = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
-VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
 MAX_TOKENS = 12
 TIE = 1e-4
 
-
-def vllm_python() -> Path:
-    candidate = Path(os.environ.get("THINKFORGE_VLLM_PYTHON")
-                     or REPO / ".venv-vllm" / "bin" / "python")
-    if not candidate.exists():
-        pytest.skip(f"vllm environment not found at {candidate}: run `make vllm-env` "
-                    "or set THINKFORGE_VLLM_PYTHON")
-    check = subprocess.run([str(candidate), "-c", "import vllm"], capture_output=True)
-    if check.returncode != 0:
-        pytest.skip(f"{candidate} cannot import vllm: {check.stderr[-300:]!r}")
-    return candidate
 
 
 def build_vllm_child(root: Path):
