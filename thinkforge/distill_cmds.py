@@ -8,13 +8,13 @@ import click
 
 from .context import get_store
 from .output import log, print_json
-from .train_cmds import option_for, train_group
+from .step_cmds import config_options, read_config_file
+from .train_cmds import train_group
 
 _SKIP = {"budgets"}
 
 
 def _distill_params() -> list[click.Parameter]:
-    from trainers.distill.config import DistillConfig
 
     params: list[click.Parameter] = [
         click.Option(["--data"], required=True,
@@ -36,29 +36,25 @@ def _distill_params() -> list[click.Parameter]:
                      help="Verify the data, print the resolved config and the block library."),
         click.Option(["--json", "as_json"], is_flag=True, help="Print the run record as JSON."),
     ]
-    for name, info in DistillConfig.model_fields.items():
-        if name in _SKIP:
-            continue
-        option = option_for(name, info)
-        if option is not None:
-            params.append(option)
-    return params
+    return params + [option for option, _, _ in _config_fields()]
+
+
+def _config_fields():
+    """(option, field path, parse) per DistillConfig field: the same derivation as every
+    step command's options (thinkforge.step_cmds)."""
+    from trainers.distill.config import DistillConfig
+
+    return [f for f in config_options(DistillConfig) if f[1][0] not in _SKIP]
 
 
 def _config(config_file: Path | None, flags: dict, budgets: tuple[str, ...]):
-    import yaml
     from pydantic import ValidationError
 
     from manifests.errors import ConfigError
     from trainers.distill.config import DistillConfig, parse_budgets
 
-    values: dict = {}
-    if config_file is not None:
-        try:
-            values.update(yaml.safe_load(config_file.read_text(encoding="utf-8")) or {})
-        except (OSError, yaml.YAMLError, ValueError) as exc:
-            raise ConfigError(f"cannot read --config {config_file}: {exc}") from exc
-    values.update({k: v for k, v in flags.items() if v is not None})
+    values = read_config_file(config_file)
+    values.update(flags)
     if budgets:
         values["budgets"] = parse_budgets(budgets)
     try:
@@ -69,13 +65,11 @@ def _config(config_file: Path | None, flags: dict, budgets: tuple[str, ...]):
                           hint="see `thinkforge train distill --help`") from exc
 
 
-_FIXED = {"data", "model", "output", "budget", "config_file", "reuse", "dry_run", "as_json"}
-
-
 def _distill_callback(**kwargs):
     ctx = click.get_current_context()
-    cfg = _config(kwargs["config_file"], {k: v for k, v in kwargs.items() if k not in _FIXED},
-                  kwargs["budget"])
+    flags = {path[0]: parse(kwargs[option.name]) for option, path, parse in _config_fields()
+             if kwargs.get(option.name) not in (None, ())}
+    cfg = _config(kwargs["config_file"], flags, kwargs["budget"])
     store = get_store(ctx)
     quiet = ctx.obj["quiet"]
     if kwargs["dry_run"]:

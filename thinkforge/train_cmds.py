@@ -12,8 +12,6 @@ imported to build the CLI).  `train distill` is added by ``distill_cmds``.
 from __future__ import annotations
 
 import json
-import types
-import typing
 from pathlib import Path
 
 import click
@@ -21,28 +19,6 @@ import click
 from .context import get_store
 from .output import log, print_json, print_table
 from .step_cmds import StepGroup
-
-
-def option_for(name: str, info) -> click.Option | None:
-    """A click option for one pydantic field (dicts and lists: YAML only).  Used by the
-    hand-written `train distill`; the train.* commands derive theirs in step_cmds."""
-    annotation = info.annotation
-    origin = typing.get_origin(annotation)
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if origin in (typing.Union, types.UnionType) and len(args) == 1:
-        annotation, origin = args[0], typing.get_origin(args[0])
-    flag = "--" + name.replace("_", "-")
-    help_text = info.description or ""
-    if origin is typing.Literal:
-        return click.Option([flag, name], type=click.Choice([str(a) for a in typing.get_args(annotation)]),
-                            default=None, help=f"{help_text} [default: {info.default}]")
-    if annotation is bool:
-        return click.Option([f"{flag}/--no-{flag[2:]}", name], default=None,
-                            help=f"{help_text} [default: {info.default}]")
-    if annotation in (int, float, str):
-        return click.Option([flag, name], type=annotation, default=None,
-                            help=f"{help_text} [default: {info.default}]")
-    return None
 
 
 @click.group("train", cls=StepGroup)
