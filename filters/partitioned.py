@@ -122,6 +122,9 @@ def merge_partitions(store: DatasetStore, parts: list[dict[str, Any]],
     first = parts[0]
     parents = [store.resolve(ref) for ref in first["parents"]]
     provenance = merge_provenance([p["provenance"] for p in parts])
+    finish = FINISH.get(first["step"]["type"])
+    if finish is not None:
+        finish(provenance, parts)
     res = Resources(**{"progress": False, **resources})
     con, own_spill = open_connection(store, res)
     try:
@@ -156,6 +159,22 @@ def merge_partitions(store: DatasetStore, parts: list[dict[str, Any]],
 
 
 register_merge(merge_partitions)
+
+
+def _finish_passrate(provenance: dict[str, Any], parts: list[dict[str, Any]]) -> None:
+    """Rollouts per prompt (min, max, mode) from the partitions' histograms: the mode of
+    the whole is not the mode of one partition."""
+    from .passrate import samples_observed
+
+    partials = [p.get("partials") or {} for p in parts]
+    observed = samples_observed([tuple(r) for q in partials for r in q.get("n_rollouts", [])])
+    provenance["samples_per_prompt_observed"] = observed
+    if any(q.get("k_from_mode") for q in partials):
+        provenance["K"] = observed["mode"]
+
+
+# record type -> fix(provenance, parts): the facts key-by-key merging cannot get exact
+FINISH: dict[str, Any] = {"filter.passrate": _finish_passrate}
 
 
 def merge_provenance(facts: list[dict[str, Any]]) -> dict[str, Any]:

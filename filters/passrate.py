@@ -30,6 +30,7 @@ from pydantic import Field, field_validator
 
 from manifests import DatasetStore, Manifest
 from manifests.errors import InputDataError
+from manifests.partitions import current as current_partition
 from manifests.steps import Flag, Role, StepDescriptor, register_step
 
 from .base import Resources, StepConfig, StepContext, filter_resources, make_step, require_kind, run_step, source
@@ -122,12 +123,17 @@ def collect_provenance(ctx: StepContext, rollouts: Manifest, prompts: Manifest) 
     if isinstance(given.get("verifiers"), dict) and given["verifiers"]:
         out["verifier"] = sorted(given["verifiers"])
         out["verifier_version"] = given["verifiers"]
-    observed = ctx.con.execute(
-        "SELECT min(n_rollouts), max(n_rollouts), mode(n_rollouts) FROM scored").fetchone()
-    out["samples_per_prompt_observed"] = {"min": observed[0], "max": observed[1],
-                                          "mode": observed[2]}
+    # rollouts per prompt as a histogram (a few rows): its min/max/mode, and what a Dask
+    # partition hands the merge so the whole step's figures are exact (filters/partitioned.py)
+    histogram = ctx.con.execute("SELECT n_rollouts, count(*) FROM scored GROUP BY 1").fetchall()
+    observed = samples_observed(histogram)
+    out["samples_per_prompt_observed"] = observed
+    partition = current_partition()
+    if partition is not None:
+        partition.partials.update(n_rollouts=[list(r) for r in histogram],
+                                  k_from_mode=out["K"] is None)
     if out["K"] is None:
-        out["K"] = observed[2]
+        out["K"] = observed["mode"]
     generators = [r[0] for r in ctx.con.execute(
         "SELECT DISTINCT generator FROM rollouts_src ORDER BY 1 LIMIT 50").fetchall()]
     out["generators_observed"] = generators
@@ -135,6 +141,19 @@ def collect_provenance(ctx: StepContext, rollouts: Manifest, prompts: Manifest) 
         out["policy_models"] = generators
     out["rollouts_step"] = {"type": rollouts.step.type, "config": step}
     return out
+
+
+def samples_observed(histogram) -> dict[str, Any]:
+    """min, max and mode of rollouts per prompt from (n_rollouts, prompts) pairs; the mode is
+    the most common count, the smallest on a tie (DuckDB's ``mode`` takes the first value
+    it meets: not the same under another scan order)."""
+    counts: dict[int, int] = {}
+    for n, prompts in histogram:
+        counts[n] = counts.get(n, 0) + prompts
+    if not counts:
+        return {"min": None, "max": None, "mode": None}
+    return {"min": min(counts), "max": max(counts),
+            "mode": min(counts, key=lambda n: (-counts[n], n))}
 
 
 def _attempted_prompts(ctx: StepContext, store: DatasetStore, rollouts: Manifest,

@@ -52,6 +52,8 @@ class Partition:
     ops: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)   # name, kind, step, parents
+    # what a step hands the merge to make a provenance fact exact (a histogram, not its mode)
+    partials: dict[str, Any] = field(default_factory=dict)
 
     def restrict(self, ref: str, relation: str) -> str:
         key = self.keys.get(ref)
@@ -114,7 +116,7 @@ class PartitionWriter:
     def manifest(self) -> dict[str, Any]:
         part = self.partition
         return {"partition": part.index, "ops": part.ops, "provenance": part.provenance,
-                **part.record}
+                "partials": part.partials, **part.record}
 
 
 def order_columns(order_by: str) -> tuple[list[str], list[str]]:

@@ -1,0 +1,74 @@
+"""Filters split into partitions across a 2-worker distributed.LocalCluster and merged into
+one version (filters/partitioned.py): exact provenance where one partition's figure is not
+the whole's (passrate's rollouts-per-prompt mode)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("distributed")
+
+import duckdb  # noqa: E402
+
+from tests.steps.test_dask_executor import _files, _run  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as c:
+        yield c
+
+
+def _partition_of(ids: list[str], count: int) -> dict[str, int]:
+    """The partition each id lands in (manifests.partitions.Partition.restrict)."""
+    con = duckdb.connect()
+    return dict(con.execute(f"SELECT x, (hash(x) % {count})::INT FROM unnest(?) t(x)",
+                            [ids]).fetchall())
+
+
+def _skewed_rollouts(store):
+    """Prompts whose rollouts-per-prompt mode is 1 in partition 0 of 2 but 3 overall (and
+    K recorded nowhere, so passrate takes K from that mode too)."""
+    where = _partition_of([f"q{i}" for i in range(200)], 2)
+    first = [i for i in where if where[i] == 0][:6]
+    second = [i for i in where if where[i] == 1][:10]
+    ids = sorted(first + second)
+    prompts = [{"id": i, "source": "t", "category": "math",
+                "input": [{"role": "user", "content": f"question {i}?"}], "ground_truth": "1",
+                "verifier": "math", "license": "MIT"} for i in ids]
+    rows = [{"prompt_id": i, "sample": k, "generator": "g", "reasoning": "on", "output": "1",
+             "answer": "1", "correct": k % 2 == 0, "format_ok": True, "reward": 0.0,
+             "output_tokens": 1, "finish_reason": "stop"}
+            for i in ids for k in range(1 if where[i] == 0 else 3)]
+    with store.writer("sk-prompts", "prompts", step={"type": "import", "config": {}}) as w:
+        w.write(prompts)
+    with store.writer("sk-rollouts", "rollouts", step={"type": "import", "config": {}},
+                      parents=[w.manifest]) as r:
+        r.write(rows)
+    return w.manifest, r.manifest
+
+
+def test_passrate_provenance_exact_across_partitions(store, cluster):
+    prompts, rollouts = _skewed_rollouts(store)
+    inputs = {"rollouts": rollouts, "prompts": prompts}
+    config = {"drop_at_or_above": None}
+    local = _run(store, "passrate", inputs, "sk-local", config)
+    assert local.provenance["samples_per_prompt_observed"] == {"min": 1, "max": 3, "mode": 3}
+    assert local.provenance["K"] == 3
+    remote = _run(store, "passrate", inputs, "sk-dask", config,
+                  {"executor": "dask", "scheduler": cluster.scheduler_address,
+                   "partitions": 2})
+    assert remote.provenance == local.provenance
+    assert remote.fingerprint == local.fingerprint
+    assert _files(store, remote) == _files(store, local)
+
+
+def test_samples_observed_mode_is_deterministic():
+    from filters.passrate import samples_observed
+
+    assert samples_observed([(3, 2), (2, 2)]) == {"min": 2, "max": 3, "mode": 2}
+    assert samples_observed([(2, 2), (3, 1), (3, 2)]) == {"min": 2, "max": 3, "mode": 3}
+    assert samples_observed([]) == {"min": None, "max": None, "mode": None}
