@@ -12,4 +12,5 @@ Every function also takes ``resources=Resources(memory_limit=..., temp_directory
 This package imports only ``manifests`` (and numpy for MinHash): never torch or transformers.
 """
 
-from . import partitioned  # noqa: E402,F401  (registers how separable filters split on Dask)
+# register how filters split on Dask (separable ones; curriculum in two phases)
+from . import partitioned, partitioned_curriculum  # noqa: E402,F401

@@ -9,9 +9,11 @@ Which steps split, and by what (``split_keys``):
 * **exact dedup**: by the *dedup key* (md5 of the normalised text), so all copies of a
   text meet in one partition; the representative is the lowest id either way.  Not when
   a pair policy spans rows of different keys (sft compared ``--on output`` with pairs);
+* **in phases** (``manifests.partitions.PHASED``): curriculum (``partitioned_curriculum``:
+  per-partition sort keys and counts, the plan on the driver, batch ranges placed per
+  task);
 * **global**: near dedup (LSH buckets cross any row partition: see README "near dedup on
-  a cluster"), curriculum (its batch plan is over the whole pool), correct, mix, split:
-  these run as one task on one worker, as before.
+  a cluster"), correct, mix, split: these run as one task on one worker, as before.
 
 Each partition runs the filter's own code (``manifests.partitions``); the merge here
 writes ONE version: the union of the partitions' narrow files sorted in the local order,
@@ -98,7 +100,18 @@ def _union(con, paths: list[str]) -> str:
         if all(not s.field(column).nullable for s in schemas):
             con.execute(f"ALTER TABLE {table} ALTER COLUMN {quote_ident(column)} SET NOT NULL")
     con.execute(f"INSERT INTO {table} SELECT * FROM {_files(paths)}")
-    return table
+    # the other way round: DuckDB writes a column as ``required`` whenever its statistics
+    # prove it has no NULL (a table's column does), so a column some partition wrote as
+    # ``optional`` (an expression the local run cannot prove non-NULL either) is read
+    # through one that hides the proof
+    loose = [c for c in schemas[0].names
+             if any(s.field(c).nullable for s, p in zip(schemas, paths, strict=True)
+                    if pq.ParquetFile(p).metadata.num_rows)]
+    if not loose:
+        return table
+    hide = ", ".join(f"CASE WHEN {quote_ident(c)} IS NULL THEN NULL ELSE {quote_ident(c)} END "
+                     f"AS {quote_ident(c)}" for c in loose)
+    return f"(SELECT * REPLACE ({hide}) FROM {table})"
 
 
 def _ops(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -163,12 +163,19 @@ def run_on_dask(spec: ExecutorSpec, task, store, step_type: str, inputs: dict[st
                 step_modules: tuple[str, ...], partition_task=None) -> dict[str, Any]:
     """Run one step as a Dask task (``manifests.steps.run_step_task``) and wait for its
     versions; the task gets only plain values."""
-    from .partitions import split_keys
+    from .partitions import PHASED, split_keys
 
     with dask_client(spec) as client:
         workers = client.scheduler_info()["workers"]
         keys = split_keys(store, step_type, inputs, config)
         count = spec.partitions or len(workers)
+        # a step with a global phase (curriculum, near dedup): its own phases of tasks
+        phased = PHASED.get(step_type) if count > 1 and partition_task is not None else None
+        if phased is not None:
+            made = run_phased(spec, client, phased, store, step_type, inputs, name, config,
+                              resources, count, workers)
+            if made is not None:
+                return {name: made}
         # a separable filter: one task per partition, then the merge
         if keys and count > 1 and partition_task is not None:
             return {name: run_partitioned(spec, client, partition_task, store, step_type, inputs,
@@ -214,3 +221,30 @@ def run_partitioned(spec: ExecutorSpec, client, task, store, step_type: str, inp
     finally:
         shutil.rmtree(out, ignore_errors=True)
     return store.resolve(made.ref)
+
+
+def run_phased(spec: ExecutorSpec, client, phased, store, step_type: str, inputs: dict[str, Any],
+               name: str, config: BaseModel, resources: dict[str, Any], count: int,
+               workers: dict[str, dict]):
+    """A step whose partitions need a global phase between them (``partitions.PHASED``):
+    ``phased`` submits its own phases of tasks; the version it publishes (or None: run the
+    step whole)."""
+    import shutil
+    import uuid
+    from collections import Counter
+
+    from .cleanup import claim
+    from .partitions import Phases
+
+    out = store.root / ".staging" / f"partitions-{uuid.uuid4().hex}"
+    out.mkdir(parents=True)
+    claim(out)
+    try:
+        made = phased(Phases(client=client, retries=spec.retries, store=store,
+                             store_at=(type(store), str(store.root)), inputs=inputs, name=name,
+                             config=config, resources=resources, count=count, out=out,
+                             hosts=dict(Counter(a.rsplit(":", 1)[0] for a in workers)),
+                             label=f"{step_type}-{name}"))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return None if made is None else store.resolve(made.ref)

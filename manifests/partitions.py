@@ -112,6 +112,11 @@ class PartitionWriter:
                                    "split_on": split_on, "size_of": size_of})
         return path
 
+    def new_shard_path(self) -> Path:  # named by copy_kept; a partition writes copy_path's
+        raise AssertionError("a partition writes its rows through copy_path")
+
+    new_rejected_path = new_shard_path
+
     @property
     def manifest(self) -> dict[str, Any]:
         part = self.partition
@@ -134,6 +139,36 @@ def order_columns(order_by: str) -> tuple[list[str], list[str]]:
 
 # step type -> split(store, inputs, config) -> {version ref: key SQL} or None (runs whole)
 SPLITS: dict[str, Any] = {}
+# step type -> phased(Phases) -> the published Manifest, or None (runs whole): a step that
+# needs a global phase between its partitions (curriculum, near dedup)
+PHASED: dict[str, Any] = {}
+
+
+@dataclass
+class Phases:
+    """What a phased step's driver gets (``manifests.executor.run_phased``): the client,
+    the step's plain inputs, a staging folder for partition files, workers per host."""
+
+    client: Any
+    retries: int
+    store: Any
+    store_at: tuple[type, str]
+    inputs: dict[str, Any]
+    name: str
+    config: Any
+    resources: dict[str, Any]
+    count: int
+    out: Path
+    hosts: dict[str, int]
+    label: str
+
+    def map(self, phase: str, fn, calls: list[tuple]) -> list[Any]:
+        """Run ``fn(*call)`` for every call as Dask tasks (a lost worker's task is rerun
+        elsewhere, ``retries`` for one that raised); their results in order."""
+        futures = [self.client.submit(fn, *call, pure=False, retries=self.retries,
+                                      key=f"{self.label}-{phase}{i}-{uuid.uuid4().hex[:6]}")
+                   for i, call in enumerate(calls)]
+        return self.client.gather(futures)
 _MERGE: list[Any] = []
 
 

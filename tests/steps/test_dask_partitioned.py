@@ -72,3 +72,70 @@ def test_samples_observed_mode_is_deterministic():
     assert samples_observed([(3, 2), (2, 2)]) == {"min": 2, "max": 3, "mode": 2}
     assert samples_observed([(2, 2), (3, 1), (3, 2)]) == {"min": 2, "max": 3, "mode": 3}
     assert samples_observed([]) == {"min": None, "max": None, "mode": None}
+
+
+def _graded_pool(store, n: int = 300):
+    """An rl_pool (a selection, as passrate writes it) of ``n`` prompts over 5 pass-rate
+    levels of unequal size."""
+    prompts = [{"id": f"g{i:04d}", "source": "t", "category": "math",
+                "input": [{"role": "user", "content": f"question {i}?"}], "ground_truth": "1",
+                "verifier": "math", "license": "MIT"} for i in range(n)]
+    rows = [{"prompt_id": f"g{i:04d}", "sample": k, "generator": "g", "reasoning": "on",
+             "output": "1", "answer": "1", "correct": k < (i * i) % 5, "format_ok": True,
+             "reward": 0.0, "output_tokens": 1, "finish_reason": "stop"}
+            for i in range(n) for k in range(4)]
+    with store.writer("gr-prompts", "prompts", step={"type": "import", "config": {}}) as w:
+        w.write(prompts)
+    with store.writer("gr-rollouts", "rollouts", step={"type": "import", "config": {"k": 4}},
+                      parents=[w.manifest]) as r:
+        r.write(rows)
+    return _run(store, "passrate", {"rollouts": r.manifest, "prompts": w.manifest}, "gr-pool",
+                {"drop_at_or_above": None})
+
+
+@pytest.mark.parametrize("partitions,config,resources", [
+    (2, {"batch_size": 7}, {}),
+    (3, {"batch_size": 16, "sigma": 0.2, "schedule": "cosine", "seed": 5}, {}),
+    (3, {"batch_size": 7}, {"materialize": True}),
+])
+def test_curriculum_two_phases_equals_local(store, cluster, monkeypatch, partitions, config,
+                                            resources):
+    """Curriculum split in phases (per-partition narrow keys and cell counts, the plan on
+    the driver, batch ranges placed per task, one merge): the local bytes, fingerprint and
+    provenance."""
+    from manifests.partitions import PHASED
+
+    pool = _graded_pool(store)
+    assert len(pool.provenance) and pool.rows == 300
+    calls = []
+    phased = PHASED["curriculum"]
+    monkeypatch.setitem(PHASED, "curriculum", lambda ph: calls.append(ph.count) or phased(ph))
+    local = _run(store, "curriculum", {"pool": pool}, "cur-local", config, resources)
+    remote = _run(store, "curriculum", {"pool": pool}, "cur-dask", config,
+                  {"executor": "dask", "scheduler": cluster.scheduler_address,
+                   "partitions": partitions, **resources})
+    assert calls == [partitions]
+    assert local.stats.get("curriculum_batches") and local.provenance["batches"] > partitions
+    assert remote.fingerprint == local.fingerprint
+    assert _files(store, remote) == _files(store, local)
+    assert remote.provenance == local.provenance
+    assert list(remote.provenance) == list(local.provenance)
+    assert remote.step == local.step and remote.parents == local.parents
+    assert not list((store.root / ".staging").glob("partitions-*"))
+
+
+@pytest.mark.parametrize("step_type", ["passrate", "quality", "decontam"])
+def test_partitioned_materialized_equals_local(store, versions, cluster, step_type):
+    """Full copies instead of selections (``materialize``): the merge writes a column as
+    ``optional`` where the local run does (DuckDB proves ``required`` from statistics)."""
+    from tests.steps.test_dask_executor import CASES
+
+    inputs, config = CASES[step_type]
+    res = {"materialize": True}
+    local = _run(store, step_type, inputs(versions), f"{step_type}-ml", config, res)
+    remote = _run(store, step_type, inputs(versions), f"{step_type}-md", config,
+                  {"executor": "dask", "scheduler": cluster.scheduler_address,
+                   "partitions": 3, **res})
+    assert local.selection is None and remote.fingerprint == local.fingerprint
+    assert _files(store, remote) == _files(store, local)
+    assert remote.provenance == local.provenance
