@@ -12,5 +12,5 @@ Every function also takes ``resources=Resources(memory_limit=..., temp_directory
 This package imports only ``manifests`` (and numpy for MinHash): never torch or transformers.
 """
 
-# register how filters split on Dask (separable ones; curriculum in two phases)
-from . import partitioned, partitioned_curriculum  # noqa: E402,F401
+# register how filters split on Dask (separable ones; curriculum and near dedup in phases)
+from . import partitioned, partitioned_curriculum, partitioned_dedup  # noqa: E402,F401

@@ -103,6 +103,7 @@ def test_curriculum_two_phases_equals_local(store, cluster, monkeypatch, partiti
     """Curriculum split in phases (per-partition narrow keys and cell counts, the plan on
     the driver, batch ranges placed per task, one merge): the local bytes, fingerprint and
     provenance."""
+    import filters  # noqa: F401  (fills PHASED)
     from manifests.partitions import PHASED
 
     pool = _graded_pool(store)
@@ -139,3 +140,79 @@ def test_partitioned_materialized_equals_local(store, versions, cluster, step_ty
     assert local.selection is None and remote.fingerprint == local.fingerprint
     assert _files(store, remote) == _files(store, local)
     assert remote.provenance == local.provenance
+
+
+def _near_texts(n: int = 120) -> list[str]:
+    """Texts with exact copies, near copies (and chains of them), a bucket of 40 copies
+    (exact=False: more than 32 rows share every band) and texts without words."""
+    import random
+
+    rng = random.Random(3)
+    vocab = [f"w{i}" for i in range(400)]
+    base = [" ".join(rng.choice(vocab) for _ in range(30)) for _ in range(n)]
+    texts = list(base)
+    for i in range(0, n, 7):
+        texts.append(base[i].upper() + "!")               # exact once normalised
+        texts.append(base[i] + " one two")                 # near
+        texts.append(base[i] + " one two three four")      # near of the near (a chain)
+    texts += [base[5]] * 40 + ["", "?!", "..."]
+    return texts
+
+
+def _near_versions(store):
+    texts = _near_texts()
+    prompts = [{"id": f"n{i:04d}", "source": "t", "category": "math",
+                "input": [{"role": "user", "content": t}], "ground_truth": "1",
+                "verifier": "math", "license": "MIT"} for i, t in enumerate(texts)]
+    with store.writer("nd-prompts", "prompts", step={"type": "import", "config": {}}) as w:
+        w.write(prompts)
+    def question(j: int) -> str:  # prompts 45.. are the copies and near copies of 0, 7, ..
+        return texts[j] if j < 45 else texts[120 + j - 45]
+
+    rows = []
+    for i in range(150):
+        for mode in ("on", "off"):
+            out = texts[(i * 7 + (mode == "on")) % len(texts)]
+            rows.append({"id": f"s{i:04d}-{mode}", "prompt_id": f"n{i // 2:04d}",
+                         "pair_id": f"pair{i}", "category": "math", "reasoning": mode,
+                         "system_prompt": f"detailed thinking {mode}",
+                         "input": [{"role": "user", "content": question(i // 2)}],
+                         "output": out,
+                         "generator": "g", "license": "MIT", "ground_truth": "1",
+                         "verified": True, "answer": "1", "output_tokens": 3,
+                         "finish_reason": "stop"})
+    with store.writer("nd-sft", "sft", step={"type": "import", "config": {}},
+                      parents=[w.manifest]) as s:
+        s.write(rows)
+    return {"prompts": w.manifest, "sft": s.manifest}
+
+
+@pytest.mark.parametrize("kind,config,partitions", [
+    ("prompts", {}, 3),
+    ("prompts", {"exact": False, "threshold": 0.7}, 2),
+    ("sft", {"on": "output"}, 3),
+    ("sft", {"on": "input"}, 2),
+])
+def test_near_dedup_by_band_hash_equals_local(store, cluster, monkeypatch, kind, config,
+                                              partitions):
+    """Near dedup in phases (signatures per row partition, buckets per (band, key)
+    partition, clusters on the driver, marking per row partition): the local bytes,
+    fingerprint and provenance (candidate and verified pair counts included)."""
+    import filters  # noqa: F401  (fills PHASED)
+    from manifests.partitions import PHASED
+
+    data = _near_versions(store)[kind]
+    calls = []
+    phased = PHASED["dedup"]
+    monkeypatch.setitem(PHASED, "dedup", lambda ph: calls.append(ph.count) or phased(ph))
+    local = _run(store, "dedup", {"data": data}, "nd-local", config)
+    assert local.provenance["near_duplicates"] > 0 and local.rejected.rows > 0
+    remote = _run(store, "dedup", {"data": data}, "nd-dask", config,
+                  {"executor": "dask", "scheduler": cluster.scheduler_address,
+                   "partitions": partitions})
+    assert calls == [partitions]
+    assert remote.fingerprint == local.fingerprint
+    assert _files(store, remote) == _files(store, local)
+    assert remote.provenance == local.provenance
+    assert list(remote.provenance) == list(local.provenance)
+    assert not list((store.root / ".staging").glob("partitions-*"))

@@ -1,0 +1,324 @@
+"""Near dedup (MinHash + LSH) split across Dask workers by band hash (issue 12 item 3).
+
+LSH buckets cross any partition of the rows, so the local step (``filters/dedup.py``) is
+split where its data changes hands:
+
+1. **signatures** (one task per partition of the rows by prompt id, ``id`` for prompts):
+   each task computes, for its documents, the exact key (md5 of the normalised text),
+   the MinHash signature and the band keys, and writes three narrow files: documents
+   (id, group, exact key), signatures (id, group, ``num_perm`` x uint32 as one binary)
+   and band keys (id, band, key; none for a document without words).
+2. **exact** (the driver, DuckDB over the narrow document files): exact duplicates are
+   the rows whose (group, key) a smaller id shares: they leave the LSH, as locally.
+3. **buckets** (one task per partition of the *(band, band key)* pairs by their hash):
+   every copy of a bucket meets in one task, which makes the local candidate pairs (all
+   pairs of a bucket of up to 32 rows, each row with the bucket's smallest id otherwise),
+   reads the signatures of just those rows and estimates each pair's Jaccard.
+4. **clusters** (the driver): the union of the candidate pairs (a pair found in two bands
+   counts once), the verified ones (>= threshold, same group), connected components
+   (``minhash.connected_components``) over the rows they touch, the smallest id of each
+   cluster kept; one narrow table (id, representative, reason, similarity).
+5. **mark** (one task per row partition): the local step's last part (marking, the pair
+   policy, keep/reject) against that table; ``partitioned.merge_partitions`` writes ONE
+   version: the local bytes, fingerprint and provenance (the driver's counts).
+
+Documents are ids (``idx`` locally is the row number in id order: the same minima).
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from manifests.partitions import PHASED, Partition, Phases, running, threads_here
+
+from .partitioned import _PROMPT_KEY, FINISH, merge_partitions
+
+
+def _setup(store_at, data_ref: str, config, resources, hosts):
+    from manifests.schemas import schema_for
+
+    from .base import Resources
+    from .text import text_expr
+
+    store_cls, root = store_at
+    store = store_cls(root)
+    data = store.resolve(data_ref)
+    columns = schema_for(data.kind).names
+    res = Resources(**{"progress": False, **resources})
+    if res.threads is None:
+        res.threads = threads_here(hosts)
+    paired = "pair_id" in columns
+    return (store, data, columns, text_expr(config.on, columns), res,
+            paired and config.on == "input", paired and config.on == "output")
+
+
+def _doc_src(con, store, data, per_prompt: bool, by_mode: bool) -> None:
+    from .base import source
+
+    con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {source(store, data)}")
+    if per_prompt:
+        con.execute("CREATE TEMP VIEW doc_src AS SELECT prompt_id AS id, arg_min(input, id) "
+                    "AS input, '' AS grp FROM src GROUP BY prompt_id")
+    else:
+        con.execute("CREATE TEMP VIEW doc_src AS SELECT *, "
+                    f"{'reasoning' if by_mode else chr(39) * 2} AS grp FROM src")
+
+
+def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str, index: int,
+                    count: int, out: str) -> dict[str, str]:
+    """Phase 1 on a worker: documents, signatures and band keys of one row partition."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .base import open_connection
+    from .dedup import BATCH_ROWS
+    from .minhash import MinHasher, band_keys, optimal_bands
+    from .text import normalized_expr, register, word_hash_batches, word_hashes_expr
+
+    store, data, _, text, res, per_prompt, by_mode = _setup(store_at, data_ref, config,
+                                                           resources, hosts)
+    tag = f"p{index:04d}-{uuid.uuid4().hex[:8]}"  # a rerun writes afresh
+    paths = {k: str(Path(out) / f"{k}-{tag}.parquet") for k in ("docs", "sigs", "bands")}
+    bands, rows = optimal_bands(config.threshold, config.num_perm)
+    hasher = MinHasher(config.num_perm, config.shingle, config.seed)
+    width = 4 * config.num_perm
+    con, spill = open_connection(store, res)
+    try:
+        register(con)
+        with running(Partition(count=count, index=index, keys={data.ref: key}, out=Path(out))):
+            _doc_src(con, store, data, per_prompt, by_mode)
+        exact = f"md5({normalized_expr(text)})" if config.exact else "NULL::VARCHAR"
+        con.execute(f"CREATE TEMP TABLE docs AS SELECT id, grp, {exact} AS norm_key "
+                    "FROM doc_src")
+        con.execute(f"COPY docs TO '{paths['docs']}' (FORMAT parquet)")
+        sig_schema = pa.schema([("id", pa.string()), ("grp", pa.string()),
+                                ("sig", pa.binary(width))])
+        band_schema = pa.schema([("id", pa.string()), ("band", pa.int16()),
+                                 ("key", pa.uint64())])
+        batches = word_hash_batches(con, f"SELECT s.id, s.grp, {word_hashes_expr(text)} AS words "
+                                         "FROM doc_src s", BATCH_ROWS)
+        with pq.ParquetWriter(paths["sigs"], sig_schema) as sigs, \
+                pq.ParquetWriter(paths["bands"], band_schema) as band_out:
+            for batch, words in batches:
+                ids, grp = batch.column(0), batch.column(1)
+                sig = np.ascontiguousarray(hasher.signatures(words))
+                sigs.write_table(pa.table({"id": ids, "grp": grp, "sig": pa.FixedSizeBinaryArray
+                                           .from_buffers(pa.binary(width), len(sig),
+                                                         [None, pa.py_buffer(sig.tobytes())])},
+                                          schema=sig_schema))
+                keys = band_keys(sig, bands, rows)
+                live = ~(sig == np.iinfo(np.uint32).max).all(axis=1)  # no words: no bands
+                idx = np.flatnonzero(live)
+                band_out.write_table(pa.table({
+                    "id": ids.take(pa.array(np.repeat(idx, bands))),
+                    "band": np.tile(np.arange(bands, dtype=np.int16), len(idx)),
+                    "key": keys[live].reshape(-1)}, schema=band_schema))
+    finally:
+        con.close()
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
+    return paths
+
+
+def _signatures(table, width: int) -> np.ndarray:
+    """(n, num_perm) uint32 from a column of ``width``-byte binaries (as DuckDB returns
+    them: variable-length binary, each exactly ``width`` bytes)."""
+    import pyarrow as pa
+
+    column = table.column("sig").combine_chunks()
+    if len(column) == 0:
+        return np.zeros((0, width // 4), dtype=np.uint32)
+    if pa.types.is_fixed_size_binary(column.type):
+        data, start = column.buffers()[1], column.offset * width
+    else:
+        kind = np.int64 if pa.types.is_large_binary(column.type) else np.int32
+        offsets = np.frombuffer(column.buffers()[1], dtype=kind, count=len(column) + 1,
+                                offset=column.offset * np.dtype(kind).itemsize)
+        if not (np.diff(offsets) == width).all():
+            raise ValueError("a signature of the wrong size")
+        data, start = column.buffers()[2], int(offsets[0])
+    return np.frombuffer(data, dtype=np.uint32, count=len(column) * width // 4,
+                         offset=start).reshape(len(column), width // 4)
+
+
+def near_buckets(store_at, data_ref: str, config, resources, hosts, index: int, count: int,
+                 out: str, bands_files: list[str], sig_files: list[str],
+                 exact_file: str) -> str:
+    """Phase 3 on a worker: the buckets whose (band, key) hash to ``index``, their
+    candidate pairs and each pair's estimated Jaccard."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from manifests.duck import parquet_source
+
+    from .base import open_connection
+    from .dedup import ALL_PAIRS_UP_TO
+    from .minhash import estimated_jaccard
+
+    store, *_, res, _, _ = _setup(store_at, data_ref, config, resources, hosts)
+    path = str(Path(out) / f"pairs-p{index:04d}-{uuid.uuid4().hex[:8]}.parquet")
+    con, spill = open_connection(store, res)
+    try:
+        con.execute(f"""
+            CREATE TEMP TABLE mine AS SELECT b.id, b.band, b.key FROM {parquet_source(bands_files)} b
+            ANTI JOIN {parquet_source([exact_file])} e ON e.id = b.id
+            WHERE hash(b.band, b.key) % {int(count)} = {int(index)}""")
+        con.execute(f"""
+            CREATE TEMP TABLE pairs AS
+            WITH buckets AS (SELECT band, key, count(*) AS size, min(id) AS first
+                             FROM mine GROUP BY band, key HAVING count(*) > 1),
+                 members AS (SELECT m.id, k.band, k.key, k.size, k.first
+                             FROM mine m JOIN buckets k USING (band, key))
+            SELECT DISTINCT a.id AS l, b.id AS r FROM members a JOIN members b
+              ON a.band = b.band AND a.key = b.key AND a.id < b.id
+             WHERE a.size <= {ALL_PAIRS_UP_TO}
+            UNION
+            SELECT first AS l, id AS r FROM members WHERE size > {ALL_PAIRS_UP_TO} AND id <> first""")
+        # the signatures of the rows in a pair, numbered; each pair as two row numbers
+        con.execute(f"""
+            CREATE TEMP TABLE need AS SELECT row_number() OVER () - 1 AS k, s.* FROM (
+              SELECT id, grp, sig FROM {parquet_source(sig_files)}
+              SEMI JOIN (SELECT l AS id FROM pairs UNION SELECT r FROM pairs) USING (id)) s""")
+        need = con.sql("SELECT sig FROM need ORDER BY k").to_arrow_table()
+        numbered = con.sql(
+            "SELECT p.l, p.r, a.k AS lk, b.k AS rk, a.grp = b.grp AS same FROM pairs p "
+            "JOIN need a ON a.id = p.l JOIN need b ON b.id = p.r").to_arrow_table()
+        sigs = _signatures(need, 4 * config.num_perm)
+        similarity = estimated_jaccard(sigs, numbered.column("lk").to_numpy(),
+                                       numbered.column("rk").to_numpy())
+        pq.write_table(pa.table({"l": numbered.column("l"), "r": numbered.column("r"),
+                                 "similarity": similarity, "same": numbered.column("same")}),
+                       path)
+    finally:
+        con.close()
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
+    return path
+
+
+def near_mark(store_at, data_ref: str, name: str, config, resources, hosts, key: str,
+              index: int, count: int, out: str, dups_file: str,
+              facts: dict[str, Any]) -> dict[str, Any]:
+    """Phase 5 on a worker: the local step's marking, pair policy and keep/reject for one
+    row partition, against the driver's table of duplicates."""
+    from manifests.duck import parquet_source
+
+    from .base import row_order, run_step
+    from .pairs import apply_pair_policy, pair_facts, resolve_policy
+
+    store, data, columns, _, res, per_prompt, _ = _setup(store_at, data_ref, config, resources,
+                                                         hosts)
+    policy = resolve_policy(config.pairs, columns)
+    partition = Partition(count=count, index=index, keys={data.ref: key},
+                          out=Path(out) / f"p{index:04d}-{uuid.uuid4().hex[:8]}")
+
+    def body(ctx) -> None:
+        from .base import source
+
+        con = ctx.con
+        con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {source(store, data)}")
+        doc_key = "prompt_id" if per_prompt else "id"
+        con.execute("CREATE TEMP VIEW marked AS SELECT s.*, d.reason, d.rep AS duplicate_of, "
+                    f"d.similarity FROM src s LEFT JOIN {parquet_source([dups_file])} d "
+                    f"ON d.id = s.{doc_key}")
+        carry = ("duplicate_of", "similarity")
+        con.execute("CREATE TEMP VIEW decided AS "
+                    + apply_pair_policy("marked", columns, policy, carry))
+        ctx.keep_reject("decided", columns, order=row_order(data), rejected_order=("id", "id"),
+                        extra=(*carry, *(("pair_failed_id",) if policy != "independent" else ())))
+        ctx.provenance.update(facts)
+        if per_prompt:
+            ctx.provenance["unit"] = "prompt"
+        ctx.provenance.update(pair_facts(con, "marked", "SELECT * FROM decided", columns, policy))
+        partition.partials["facts"] = facts
+
+    with running(partition):
+        return run_step(store, name=name, kind=data.kind, step_type="filter.dedup",
+                        config=config, inputs=[data], body=body, resources=res)
+
+
+def run_near_dedup_phased(ph: Phases):
+    """The driver: signatures, exact duplicates, buckets, clusters, marking, the merge."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from manifests.duck import connect, parquet_source
+
+    from .base import require_kind
+    from .minhash import connected_components, optimal_bands
+
+    data, config = ph.inputs["data"], ph.config
+    require_kind(data, "prompts", "sft", "rl_pool", role="data")
+    if not config.near or data.kind not in _PROMPT_KEY:
+        return None
+    key = _PROMPT_KEY[data.kind]
+    common = (ph.store_at, data.ref, config, ph.resources, ph.hosts)
+    firsts = ph.map("signatures", near_signatures,
+                    [(*common, key, i, ph.count, str(ph.out)) for i in range(ph.count)])
+    exact_file = str(ph.out / "exact.parquet")
+    con = connect(threads=threads_here(ph.hosts))
+    try:
+        con.execute(f"""
+            COPY (SELECT id, rep FROM (
+                    SELECT id, min(id) OVER (PARTITION BY grp, norm_key) AS rep
+                    FROM {parquet_source([f['docs'] for f in firsts])}
+                    WHERE norm_key IS NOT NULL) WHERE id <> rep)
+            TO '{exact_file}' (FORMAT parquet)""")
+        found = ph.map("buckets", near_buckets,
+                       [(*common, i, ph.count, str(ph.out), [f["bands"] for f in firsts],
+                         [f["sigs"] for f in firsts], exact_file) for i in range(ph.count)])
+        # a pair two bands found (in two tasks) counts once, as locally
+        same = "AND same" if data.kind == "sft" and config.on == "output" else ""
+        candidates, verified = con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE similarity >= ? {same}) FROM "
+            f"(SELECT DISTINCT l, r, similarity, same FROM {parquet_source(found)})",
+            [config.threshold]).fetchall()[0]
+        con.execute(f"CREATE TEMP TABLE edges AS SELECT DISTINCT l, r, similarity FROM "
+                    f"{parquet_source(found)} WHERE similarity >= ? {same}", [config.threshold])
+        nodes = con.sql("SELECT id FROM (SELECT l AS id FROM edges UNION SELECT r FROM edges) "
+                            "ORDER BY id").to_arrow_table().column("id")
+        con.register("nodes", pa.table({"id": nodes, "n": np.arange(len(nodes))}))
+        ends = con.execute("SELECT a.n, b.n, e.similarity FROM edges e JOIN nodes a ON a.id = e.l "
+                           "JOIN nodes b ON b.id = e.r").fetchnumpy()
+        left, right, similarity = (ends[c] for c in ends)
+        left, right = left.astype(np.int64), right.astype(np.int64)
+        label = connected_components(len(nodes), left, right)
+        linked = np.flatnonzero(label != np.arange(len(nodes)))
+        best = np.zeros(len(nodes))
+        np.maximum.at(best, left, similarity)
+        np.maximum.at(best, right, similarity)
+        ids = nodes.to_numpy(zero_copy_only=False)
+        dups_file = str(ph.out / "dups.parquet")
+        con.register("near_in", pa.table({"id": pa.array(ids[linked], pa.string()),
+                                          "rep": pa.array(ids[label[linked]], pa.string()),
+                                          "similarity": pa.array(best[linked], pa.float64())}))
+        con.execute(f"COPY (SELECT id, rep, 'exact_duplicate' AS reason, NULL::DOUBLE AS "
+                    f"similarity FROM {parquet_source([exact_file])} UNION ALL SELECT id, rep, "
+                    f"'near_duplicate', similarity FROM near_in) TO '{dups_file}' (FORMAT parquet)")
+        exact = pq.ParquetFile(exact_file).metadata.num_rows
+    finally:
+        con.close()
+    bands, rows = optimal_bands(config.threshold, config.num_perm)
+    facts = {"data": data.ref, "exact_duplicates": exact, "near_duplicates": int(len(linked)),
+             "candidate_pairs": int(candidates), "verified_pairs": int(verified),
+             "lsh_bands": bands, "lsh_rows": rows}
+    parts = ph.map("mark", near_mark, [(ph.store_at, data.ref, ph.name, config, ph.resources,
+                                        ph.hosts, key, i, ph.count, str(ph.out), dups_file, facts)
+                                       for i in range(ph.count)])
+    return merge_partitions(ph.store, parts, ph.resources)
+
+
+def _finish(provenance: dict[str, Any], parts: list[dict[str, Any]]) -> None:
+    """Near dedup: the driver's counts replace the partitions' sums (the rest adds up)."""
+    facts = (parts[0].get("partials") or {}).get("facts")
+    if facts:
+        provenance.update(facts)
+
+
+PHASED["dedup"] = run_near_dedup_phased
+FINISH["filter.dedup"] = _finish
