@@ -8,6 +8,9 @@
    overhead (client connect, task submit, the step's rebuild on the worker), per row.
 
     python bench/dask_scale.py --prompts 25000 --k 8 --gen-prompts 500 --gen-k 4
+    # the filter half at the issue's 10M rollouts, data made once in its own lock hold
+    python bench/dask_scale.py --filters-only --prompts 1000000 --k 10 --data /tmp/d10m --make-data-only
+    python bench/dask_scale.py --filters-only --prompts 1000000 --k 10 --data /tmp/d10m
 
 Cluster start-up is timed separately (it is paid once per command with --workers, never
 with --scheduler).  Figures: bench/README.md.
@@ -79,6 +82,111 @@ def step_roundtrip(address: str, n: int = 10) -> float:
     return (time.perf_counter() - t0) / n
 
 
+# -- the filter half at the issue's size (daskfilt): `--filters-only` -------------------------
+
+def _task_stream(client, since: float) -> dict[str, float]:
+    """Tasks the scheduler ran since ``since`` (unix time): how many, their summed compute
+    time on the workers, and the span from the first task's start to the last one's end."""
+    records = client.get_task_stream(start=since)
+    computes = [(s["start"], s["stop"]) for r in records for s in r["startstops"]
+                if s["action"] == "compute"]
+    spans = [(s["start"], s["stop"]) for r in records for s in r["startstops"]]
+    return {"tasks": len(records), "compute_s": sum(b - a for a, b in computes),
+            "span_s": (max(b for _, b in spans) - min(a for a, _ in spans)) if spans else 0.0}
+
+
+def filters_traced(store, label, resources, client=None):
+    """passrate + curriculum (``filters``), with each step's Dask tasks when ``client``."""
+    import time as clock
+
+    out = {}
+    names = {"passrate": f"pool-{label}", "curriculum": f"cur-{label}"}
+    for step in ("passrate", "curriculum"):
+        since = clock.time()
+        t0 = time.perf_counter()
+        inputs = ({"rollouts": store.resolve("rollouts"), "prompts": store.resolve("prompts")}
+                  if step == "passrate" else {"pool": store.resolve(names["passrate"])})
+        made = _step(store, step, inputs, names[step],
+                     {} if step == "passrate" else {"batch_size": 1024}, resources)
+        wall = time.perf_counter() - t0
+        out[step] = {"wall_s": wall, "fingerprint": made.fingerprint, "rows": made.rows,
+                     **(_task_stream(client, since) if client is not None else {})}
+    return out
+
+
+def sched_per_task(client, n: int, rounds: int = 5) -> float:
+    """Seconds the scheduler adds per task when a phase submits ``n`` tasks at once and
+    gathers them (no-op tasks on a warm cluster; the client is already connected)."""
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        client.gather([client.submit(_noop, pure=False) for _ in range(n)])
+        best = min(best, (time.perf_counter() - t0) / n)
+    return best
+
+
+def filters_main(args) -> None:
+    """Local vs Dask 1 and 2 workers on passrate + curriculum at ``--prompts`` x ``--k``."""
+    import os
+
+    from distributed import Client, LocalCluster
+    from filters_passrate import make_data
+
+    from manifests import DatasetStore
+
+    work = args.data or Path(tempfile.mkdtemp(prefix="tf-daskf-", dir=args.tmp))
+    if not (work / "store" / "datasets").is_dir():
+        t0 = time.perf_counter()
+        make_data(work, args.prompts, args.k)
+        print(f"data: {work} ({args.prompts} prompts x {args.k}) in "
+              f"{time.perf_counter() - t0:.1f} s", flush=True)
+    if args.make_data_only:
+        return
+    store = DatasetStore(work / "store")
+    print(f"load average before: {os.getloadavg()}", flush=True)
+    runs: dict[str, dict] = {}
+    for r in range(args.repeat):
+        runs[f"local-r{r}"] = filters_traced(store, f"local{r}", {})
+    for workers in (1, 2):
+        t0 = time.perf_counter()
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            startup = time.perf_counter() - t0
+            client.get_task_stream()  # installs the scheduler's task stream plugin
+            res = {"executor": "dask", "scheduler": cluster.scheduler_address}
+            for r in range(args.repeat):
+                label = f"dask{workers}-{'cold' if r == 0 else f'r{r}'}"
+                runs[label] = filters_traced(store, label.replace("-", ""), res, client)
+                runs[label]["startup_s"] = startup if r == 0 else 0.0
+            runs[f"dask{workers}-sched"] = {"per_task_s": sched_per_task(client, workers)}
+    print(f"load average after: {os.getloadavg()}", flush=True)
+    _print_filters(runs)
+
+
+def _print_filters(runs: dict[str, dict]) -> None:
+    local = min((r for k, r in runs.items() if k.startswith("local")),
+                key=lambda r: r["passrate"]["wall_s"] + r["curriculum"]["wall_s"])
+    base = local["passrate"]["wall_s"] + local["curriculum"]["wall_s"]
+    print(f"{'run':12} {'passrate s':>10} {'curric. s':>9} {'x local':>7} {'tasks':>5} "
+          f"{'task cpu s':>10} {'outside s':>9} {'sched ms/part':>13}")
+    for label, r in runs.items():
+        if "passrate" not in r:
+            continue
+        p, c = r["passrate"], r["curriculum"]
+        assert (p["fingerprint"], c["fingerprint"]) == (local["passrate"]["fingerprint"],
+                                                        local["curriculum"]["fingerprint"])
+        tasks = p.get("tasks", 0) + c.get("tasks", 0)
+        cpu = p.get("compute_s", 0) + c.get("compute_s", 0)
+        outside = (p["wall_s"] - p.get("span_s", p["wall_s"])
+                   + c["wall_s"] - c.get("span_s", c["wall_s"]))
+        sched = runs.get(label.split("-")[0] + "-sched", {}).get("per_task_s")
+        print(f"{label:12} {p['wall_s']:10.2f} {c['wall_s']:9.2f} "
+              f"{(p['wall_s'] + c['wall_s']) / base:7.2f} {tasks:5d} {cpu:10.2f} "
+              f"{outside if tasks else 0:9.2f} "
+              f"{1000 * sched if sched is not None else float('nan'):13.2f}")
+    print("fingerprints equal across executors: yes (asserted)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prompts", type=int, default=25_000)
@@ -86,7 +194,17 @@ def main() -> None:
     ap.add_argument("--gen-prompts", type=int, default=500)
     ap.add_argument("--gen-k", type=int, default=4)
     ap.add_argument("--tmp", type=Path, default=None)
+    ap.add_argument("--filters-only", action="store_true",
+                    help="only the filter half: passrate + curriculum, local vs Dask 1 and 2 "
+                         "workers, with tasks, their CPU and the scheduling cost per partition")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="reuse (or make) the data in this folder (--filters-only)")
+    ap.add_argument("--make-data-only", action="store_true", help="make --data and stop")
+    ap.add_argument("--repeat", type=int, default=2, help="rounds per executor (--filters-only)")
     args = ap.parse_args()
+    if args.filters_only or args.make_data_only:
+        filters_main(args)
+        return
 
     from distributed import LocalCluster
     from fault_proxy import FakeOpenAIServer
