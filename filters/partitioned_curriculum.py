@@ -153,8 +153,9 @@ def curriculum_place(store_at, pool_ref: str, name: str, config, resources: dict
                         resources=Resources(**{"progress": False, **res}))
 
 
-def run_curriculum_phased(ph: Phases):
-    """The driver: counts, the plan, the place tasks, the merge (the module docstring)."""
+def run_curriculum_phased(ph: Phases, place=None):
+    """The driver: counts, the plan, the place tasks (``place``: ``curriculum_place``),
+    the merge (the module docstring)."""
     from collections import Counter
 
     import duckdb
@@ -208,7 +209,7 @@ def run_curriculum_phased(ph: Phases):
         calls.append((ph.store_at, pool.ref, ph.name, config, ph.resources, ph.hosts, task,
                       tasks, str(ph.out), [f["path"] for f in firsts], mine, alloc,
                       b0 * config.batch_size, provenance))
-    parts = ph.map("place", curriculum_place, calls)
+    parts = ph.map("place", place or curriculum_place, calls)
     return merge_partitions(ph.store, parts, ph.resources)
 
 

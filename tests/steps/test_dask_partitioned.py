@@ -216,3 +216,52 @@ def test_near_dedup_by_band_hash_equals_local(store, cluster, monkeypatch, kind,
     assert remote.provenance == local.provenance
     assert list(remote.provenance) == list(local.provenance)
     assert not list((store.root / ".staging").glob("partitions-*"))
+
+
+def test_worker_killed_mid_phase_still_exact(store, cluster, tmp_path):
+    """Kill the worker process running a *place* task of the phased curriculum: Dask reruns
+    that task on the other worker (it writes afresh; the dead one's files are never read)
+    and the version is the local one."""
+    import os
+    import threading
+    import time
+
+    from distributed import Client
+
+    pool = _graded_pool(store)
+    config = {"batch_size": 7}
+    local = _run(store, "curriculum", {"pool": pool}, "kill-local", config)
+    marker = tmp_path / "started"
+    os.environ["TF_TEST_SLOW_MARKER"] = str(marker)
+    import tests.steps.slow_step  # noqa: F401  (registers `slow_curriculum` here)
+
+    with Client(cluster.scheduler_address) as client:
+        client.run(_set_env, "TF_TEST_SLOW_MARKER", str(marker))
+        pids = client.run(os.getpid)
+        result: dict = {}
+
+        def go():
+            result["m"] = _run(store, "slow_curriculum", {"pool": pool}, "kill-dask", config,
+                               {"executor": "dask", "scheduler": cluster.scheduler_address,
+                                "partitions": 2})
+
+        thread = threading.Thread(target=go)
+        thread.start()
+        deadline = time.time() + 60
+        while not marker.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "no place task started on a worker"
+        victim = int(marker.read_text())
+        assert victim in pids.values()
+        os.kill(victim, 9)
+        thread.join(120)
+    remote = result["m"]
+    assert remote.fingerprint == local.fingerprint
+    assert _files(store, remote) == _files(store, local)
+    assert remote.provenance == local.provenance
+
+
+def _set_env(key, value):
+    import os
+
+    os.environ[key] = value
