@@ -180,9 +180,13 @@ class StepContext:
         stored = [c for c in columns if c not in base_cols or c in changed
                   or c in info["inherited"]]
         self.progress.phase("matching rows to base positions")
+        rows = row_relation(self.store, data, positions=True, ordered=False)
+        partition = current_partition()
+        if partition is not None and partition.keys.get(data.ref, "").isidentifier():
+            rows = partition.restrict(data.ref, rows)  # a Dask partition: only its rows
         con.execute("CREATE OR REPLACE TEMP TABLE __pos AS SELECT "
                     + ", ".join(f"{q(k)} AS {q('__k_' + k)}" for k in keys)
-                    + f", __shard, __row FROM {row_relation(self.store, data, positions=True, ordered=False)}")
+                    + f", __shard, __row FROM {rows}")
 
         def names(order_by: str) -> list[str]:
             return [re.split(r"\s", t.strip(), maxsplit=1)[0].strip('"') for t in order_by.split(",")
