@@ -59,10 +59,23 @@ class BackendConfig(_Strict):
                                     "average; more threads than idle cores oversubscribe OpenMP)")
     batch_size: int = Field(16, ge=1, description="requests per generate call (transformers, "
                             "vllm) and per checkpoint chunk")
-    base_url: str | None = Field(None, description="openai: server URL, e.g. http://127.0.0.1:8000/v1")
+    base_url: str | None = Field(None, description="openai: server URL, e.g. "
+                                 "http://127.0.0.1:8000/v1 (CLI: repeat --base-url to add "
+                                 "replicas of the same teacher to `endpoints`)")
+    # replicas are run control, not recorded (exclude=True): rows, request keys and the
+    # run id do not depend on where a request was sent
+    endpoints: list[str] = Field(default_factory=list, exclude=True, description="openai: "
+                                 "more servers of the same teacher; requests are spread over "
+                                 "base_url and these (with --executor dask: shared out among "
+                                 "the workers), a dead one's requests go to the others")
+    endpoints_file: str | None = Field(None, exclude=True, description="openai: a file of "
+                                       "endpoint URLs, one per line (# comments), added to "
+                                       "`endpoints`", json_schema_extra={"cli_aliases": [
+                                           "--endpoints"]})
     api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable that "
                              "holds the API key (a placeholder is sent when it is unset)")
-    concurrency: int = Field(8, ge=1, description="openai: requests in flight at once")
+    concurrency: int = Field(8, ge=1, description="openai: requests in flight at once per "
+                             "endpoint (on a Dask worker: per worker and endpoint)")
     max_retries: int = Field(5, ge=0, description="openai: retries of one request on 429, 5xx, "
                              "timeouts, connection errors and malformed replies")
     request_timeout_s: float = Field(120.0, gt=0, description="openai: timeout of one request",
@@ -74,6 +87,22 @@ class BackendConfig(_Strict):
     quantization: Literal["fp8"] | None = Field(None, description="vllm: fp8 for FP8 generation on GPUs")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm: GPU memory share")
     max_model_len: int | None = Field(None, description="vllm: context length cap")
+
+    def endpoint_urls(self) -> list[str]:
+        """Every OpenAI-compatible endpoint of the teacher, ``base_url`` first, once each."""
+        urls = [self.base_url, *self.endpoints]
+        if self.endpoints_file:
+            from pathlib import Path
+
+            from manifests.errors import ConfigError
+
+            path = Path(self.endpoints_file).expanduser()
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"cannot read the endpoints file {path}: {exc}") from None
+            urls += [line.split("#", 1)[0].strip() for line in text.splitlines()]
+        return list(dict.fromkeys(u.strip() for u in urls if u and u.strip()))
 
 
 class TeacherRule(_Strict):

@@ -5,7 +5,9 @@ A step plans one request per (prompt, mode, sample) with a deterministic key, an
 teacher model, in batches of requests that share a sampling setting (so a transformers
 batch is one ``generate`` call).  Within a group requests are sorted by prompt length,
 which keeps left padding small.  Each finished batch is checkpointed before the next
-starts, so a crash loses at most one batch.
+starts, so a crash loses at most one batch.  Under ``--executor dask`` the pending
+requests go to the cluster's workers in partitions instead (generators/fanout.py), into
+the same checkpoint.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from typing import Any
 
 from manifests.errors import InputDataError
 
-from .backends import ChatRequest, Completion, Sampling, make_backend
+from .backends import ChatRequest, Sampling, make_backend
 from .progress import GenerationProgress
 from .reasoning import teacher_messages
-from .runs import RunCheckpoint, request_key, stable_hash
+from .runs import RunCheckpoint, checkpoint_row, request_key, size_of, stable_hash
 
 PROMPT_TEMPLATE_VERSION = 1  # bump when teacher_messages changes what is sent
 
@@ -112,8 +114,17 @@ def run_plans(plans: list[Plan], config, checkpoint: RunCheckpoint, *, label: st
     groups: dict[tuple[str, str], list[Plan]] = defaultdict(list)
     for plan in pending:
         groups[(plan.model, plan.mode)].append(plan)
+    from manifests.executor import fan_out_spec
+
+    spec = fan_out_spec()
     with GenerationProgress(label, total=len(asked), done=len(asked) - len(pending),
                             enabled=show_progress) as progress:
+        if spec is not None and pending:  # --executor dask: partitions on the workers
+            from .fanout import run_fanned_out
+
+            progress.describe(f"{label} [dask]")
+            run_fanned_out(spec, pending, config, checkpoint, result, progress)
+            groups.clear()
         for model in dict.fromkeys(m for m, _ in groups):
             backend = make_backend(config.teacher, model)
             try:
@@ -136,7 +147,7 @@ def run_plans(plans: list[Plan], config, checkpoint: RunCheckpoint, *, label: st
 
 def _run_group(backend, group: list[Plan], checkpoint: RunCheckpoint, result: RunResult,
                progress: GenerationProgress) -> None:
-    group = sorted(group, key=lambda p: sum(len(m["content"]) for m in p.messages))
+    group = sorted(group, key=size_of)
     size = max(1, backend.preferred_batch_size)
     for start in range(0, len(group), size):
         batch = group[start:start + size]
@@ -144,7 +155,7 @@ def _run_group(backend, group: list[Plan], checkpoint: RunCheckpoint, result: Ru
         began = time.monotonic()
         completions = backend.generate(requests)
         seconds = time.monotonic() - began
-        rows = [_checkpoint_row(p, c, seconds / len(batch)) for p, c in zip(batch, completions, strict=True)]
+        rows = [checkpoint_row(p, c, seconds / len(batch)) for p, c in zip(batch, completions, strict=True)]
         checkpoint.append(rows)
         tokens = sum(c.completion_tokens for c in completions if c.ok)
         for row in rows:
@@ -153,16 +164,6 @@ def _run_group(backend, group: list[Plan], checkpoint: RunCheckpoint, result: Ru
         result.tokens_now += tokens
         result.generation_seconds += seconds
         progress.advance(len(batch), tokens)
-
-
-def _checkpoint_row(plan: Plan, completion: Completion, seconds: float) -> dict[str, Any]:
-    return {"key": plan.key, "prompt_id": plan.prompt["id"], "mode": plan.mode,
-            "sample": plan.sample, "model": plan.model, "text": completion.text,
-            "prompt_tokens": completion.prompt_tokens,
-            "completion_tokens": completion.completion_tokens,
-            "finish_reason": completion.finish_reason, "error_kind": completion.error_kind,
-            "error": completion.error, "attempts": completion.attempts, "seconds": seconds,
-            "finished_at": time.time()}
 
 
 def provenance(result: RunResult, config, run_id: str, verifier_versions: dict[str, str],

@@ -161,6 +161,6 @@ STEP = register_step(StepDescriptor(
     type="generate_preferences", command="preferences", group="generate",
     output_kind="preferences", dump_mode="python", config=PreferenceConfig, run=_run_step,
     roles=(Role("prompts", ("prompts",), flag=True, help="prompts version (name, name@v1...)"),),
-    plan=generation_plan(lambda c: len(c.modes) * c.k), derive_cli=False,
+    plan=generation_plan(lambda c: len(c.modes) * c.k), derive_cli=False, fan_out=True,
     help="K samples per prompt from a policy, best vs worst by verifier or reward model "
          "-> preferences"))

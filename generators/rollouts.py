@@ -64,5 +64,5 @@ STEP = register_step(StepDescriptor(
     type="generate_rollouts", command="rollouts", group="generate", output_kind="rollouts",
     dump_mode="python", config=RolloutConfig, run=_run_step,
     roles=(Role("prompts", ("prompts",), flag=True, help="prompts version (name, name@v1...)"),),
-    plan=generation_plan(lambda c: len(c.modes) * c.k), derive_cli=False,
+    plan=generation_plan(lambda c: len(c.modes) * c.k), derive_cli=False, fan_out=True,
     help="K sampled answers per prompt, scored -> rollouts"))

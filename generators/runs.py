@@ -61,22 +61,36 @@ class RunCheckpoint:
         self._write_json(info, {**meta, "attempts": attempts, "started_at": time.time()})
         self.attempt = attempts
 
-    def chunk_paths(self) -> list[Path]:
-        return sorted(self.dir.glob("chunk-*.parquet"))
+    @classmethod
+    def attach(cls, run_dir: str | Path) -> RunCheckpoint:
+        """The checkpoint of a run another process owns (a Dask worker writing one partition
+        of it): appends and reads chunks, never touches ``run.json`` nor other writers'
+        ``.tmp`` files."""
+        self = cls.__new__(cls)
+        self.dir, self.attempt = Path(run_dir), 0
+        return self
 
-    def load_successes(self) -> dict[str, dict[str, Any]]:
+    def chunk_paths(self, tag: str | None = None) -> list[Path]:
+        """Every chunk, or those appended with ``tag`` (one partition of a fanned-out run)."""
+        return sorted(self.dir.glob(f"chunk-*-{tag}-*.parquet" if tag else "chunk-*.parquet"))
+
+    def load_successes(self, tag: str | None = None,
+                       columns: list[str] | None = None) -> dict[str, dict[str, Any]]:
         """Successful results of earlier attempts by key (a key written twice: first wins)."""
         done: dict[str, dict[str, Any]] = {}
-        for path in self.chunk_paths():
-            for row in pq.read_table(path, schema=RESULT_SCHEMA).to_pylist():
+        schema = RESULT_SCHEMA if columns is None else pa.schema(
+            [RESULT_SCHEMA.field(c) for c in columns])
+        for path in self.chunk_paths(tag):
+            for row in pq.read_table(path, schema=schema, columns=columns).to_pylist():
                 if row["error_kind"] is None and row["key"] not in done:
                     done[row["key"]] = row
         return done
 
-    def append(self, rows: list[dict[str, Any]]) -> None:
+    def append(self, rows: list[dict[str, Any]], tag: str | None = None) -> None:
         if not rows:
             return
-        name = f"chunk-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        middle = f"-{tag}" if tag else ""  # chunk names still sort by time first
+        name = f"chunk-{time.time_ns():020d}{middle}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = self.dir / (name + ".tmp")
         with open(tmp, "wb") as f:
             pq.write_table(pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), f, compression="zstd")
@@ -94,3 +108,19 @@ class RunCheckpoint:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(data, indent=2, default=str))
         os.replace(tmp, path)
+
+
+def size_of(plan) -> int:
+    """Characters a request sends (batches group similar lengths: little padding)."""
+    return sum(len(m["content"]) for m in plan.messages)
+
+
+def checkpoint_row(plan, completion, seconds: float) -> dict[str, Any]:
+    """The checkpoint row of one answered (or failed) request (``RESULT_SCHEMA``)."""
+    return {"key": plan.key, "prompt_id": plan.prompt["id"], "mode": plan.mode,
+            "sample": plan.sample, "model": plan.model, "text": completion.text,
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+            "finish_reason": completion.finish_reason, "error_kind": completion.error_kind,
+            "error": completion.error, "attempts": completion.attempts, "seconds": seconds,
+            "finished_at": time.time()}

@@ -91,4 +91,4 @@ STEP = register_step(StepDescriptor(
     type="generate_sft", command="sft", group="generate", output_kind="sft", dump_mode="python",
     roles=(Role("prompts", ("prompts",), flag=True, help="prompts version (name, name@v1...)"),),
     config=SftConfig, run=_run_step, plan=generation_plan(lambda c: len(c.modes) * c.n),
-    derive_cli=False, help="paired reasoning ON/OFF answers from the teacher(s) -> sft"))
+    derive_cli=False, fan_out=True, help="paired reasoning ON/OFF answers from the teacher(s) -> sft"))

@@ -26,6 +26,7 @@ Needs a filesystem every worker sees at the store's path (NFS/Lustre on a cluste
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -140,6 +141,26 @@ def dask_client(spec: ExecutorSpec):
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+_FAN_OUT: contextvars.ContextVar[ExecutorSpec | None] = contextvars.ContextVar(
+    "thinkforge_fan_out", default=None)
+
+
+@contextlib.contextmanager
+def fanning_out(spec: ExecutorSpec):
+    """Run a ``fan_out`` step (generation) here, on the driver, telling it to send its own
+    work to the cluster of ``spec`` (``fan_out_spec``): generators/fanout.py."""
+    token = _FAN_OUT.set(spec)
+    try:
+        yield spec
+    finally:
+        _FAN_OUT.reset(token)
+
+
+def fan_out_spec() -> ExecutorSpec | None:
+    """The cluster a fan-out step sends its partitions to, or None (run in this process)."""
+    return _FAN_OUT.get()
 
 
 def plain(value):

@@ -105,6 +105,10 @@ class StepDescriptor:
     derive_cli: bool = True              # False: its command is written by hand (thinkforge/)
     # outputs that are not versions (training runs): the step finds what it would reuse
     reuse: Callable[[Any, Inputs, str, Any], dict[str, Any]] | None = None
+    # --executor dask: the step runs on the driver and sends its own work to the workers
+    # (generation: prompt partitions, manifests.executor.fan_out_spec); `partitions: 1`
+    # runs it whole as one task instead
+    fan_out: bool = False
 
     # -- derived --------------------------------------------------------------------------
     @property
@@ -220,14 +224,19 @@ def execute(ctx: RunContext, descriptor: StepDescriptor, inputs: Inputs, name: s
     from .executor import run_on_dask, split_resources
 
     spec, resources = split_resources(ctx.resources)
+    if resources != ctx.resources:
+        ctx = RunContext(ctx.store, quiet=ctx.quiet, resources=resources, run_id=ctx.run_id)
+    if spec.is_dask and descriptor.fan_out and spec.partitions != 1:
+        from .executor import fanning_out
+
+        with fanning_out(spec):  # runs here; its partitions go to the workers
+            return descriptor.run_fn()(ctx, inputs, name, config)
     if spec.is_dask:  # the same run, as a task on a Dask worker (manifests/executor.py)
         modules = tuple(sorted({d.run.split(":")[0] if isinstance(d.run, str)
                                 else d.run.__module__ for d in REGISTRY.values()}))
         return run_on_dask(spec, run_step_task, ctx.store, descriptor.type, inputs, name,
                            config, resources, ctx.run_id, modules,
                            partition_task=run_partition_task)
-    if resources != ctx.resources:
-        ctx = RunContext(ctx.store, quiet=ctx.quiet, resources=resources, run_id=ctx.run_id)
     return descriptor.run_fn()(ctx, inputs, name, config)
 
 

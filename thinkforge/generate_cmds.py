@@ -76,10 +76,20 @@ def derived_options(config_cls):
 
 
 def teacher_options():
-    """(click option, field path, parse) for every field of the teacher's BackendConfig."""
+    """(click option, field path, parse) for every field of the teacher's BackendConfig;
+    ``--base-url`` is repeatable (the first names the teacher, more are its replicas:
+    ``endpoints``), ``--endpoints FILE`` reads more from a file."""
     from generators.config import BackendConfig
 
-    return config_options(BackendConfig)
+    out = []
+    for option, path, parse in config_options(BackendConfig):
+        if path[-1] == "endpoints":  # a list: given by repeating --base-url
+            continue
+        if path[-1] == "base_url":
+            option = click.Option(option.opts + [option.name], multiple=True, metavar="URL",
+                                  help=option.help + " [repeatable]")
+        out.append((option, path, parse))
+    return out
 
 
 def _as_decorator(option: click.Option):
@@ -118,8 +128,15 @@ def build_config(config_cls, flags: dict[str, Any], step_fields: dict[str, Any],
         raise ConfigError(f"{flags['config_file']}: the config must be a mapping")
     teacher = dict(data.get("teacher") or {})
     for option, path, parse in teacher_options():
-        if flags.get(option.name) is not None:
-            teacher[path[-1]] = parse(flags[option.name])
+        value = flags.get(option.name)
+        if value is None or value == ():
+            continue
+        if path[-1] == "base_url":  # repeated: the first names the teacher, the rest replicas
+            teacher["base_url"], *more = value
+            if more:
+                teacher["endpoints"] = more
+        else:
+            teacher[path[-1]] = parse(value)
     data["teacher"] = teacher
     rules = _read_file(flags["teachers_file"])
     if rules is not None:

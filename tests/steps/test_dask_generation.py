@@ -1,11 +1,17 @@
-"""generate rollouts with --executor dask against an OpenAI-compatible endpoint: the worker
-running it is killed after its first checkpoint; Dask reruns the step on the other worker,
-which resumes from the same run directory: only unwritten rows are asked again and the
-version has every (prompt, mode, sample) key exactly once."""
+"""Generation fanned out over a 2-worker distributed.LocalCluster (issue 12 items 2 and 5).
+
+A deterministic OpenAI-compatible teacher (its answer is a function of the request) lets the
+fanned-out version be compared with the local executor's byte for byte; two such servers
+are the replicas of one teacher.  A worker killed mid-partition costs only its unwritten
+rows; a dead endpoint's requests go to the live one; when every endpoint is dead the run
+fails with an error naming the endpoint."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -20,63 +26,228 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "generators"))
 from fault_proxy import FakeOpenAIServer, _FakeHandler  # noqa: E402
 
 
-class _SlowHandler(_FakeHandler):
+class _EchoHandler(_FakeHandler):
+    """Answers with a function of (prompt, seed): deterministic, different per request."""
+
     def do_POST(self):
-        time.sleep(0.15)
-        super().do_POST()
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        owner = self.server.owner
+        owner.requests.append(body)
+        time.sleep(owner.delay_s)
+        digest = hashlib.sha256(json.dumps([body["messages"], body.get("seed")]).encode())
+        answer = int(digest.hexdigest()[:4], 16) % 50
+        text = f"Thinking about seed {body.get('seed')}.\n\nFinal answer: {answer}"
+        reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                 "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                     "role": "assistant", "content": text}}],
+                 "usage": {"prompt_tokens": 11, "completion_tokens": len(text) // 4,
+                           "total_tokens": 11 + len(text) // 4}}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
 
-class SlowServer(FakeOpenAIServer):
-    handler = _SlowHandler
+class EchoServer(FakeOpenAIServer):
+    handler = _EchoHandler
+
+    def __init__(self, delay_s: float = 0.0):
+        self.delay_s = delay_s
+        super().__init__()
 
 
-def test_generation_survives_a_killed_worker(store, data_dir, tmp_path):
-    from distributed import Client, LocalCluster
+def _closed_port_url() -> str:
+    with socket.socket() as s:  # bound, then closed: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
 
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as c:
+        yield c
+
+
+@pytest.fixture
+def prompts(store, data_dir):
     from curation.importer import ImportOptions, import_file
+
+    return import_file(store, data_dir / "gsm8k_train_demo.jsonl",
+                       ImportOptions(name="gsm8k", preset="gsm8k"))
+
+
+def _run(store, step_type, prompts, name, config, resources=None):
     from curation.steps import load_steps
-    from manifests.selection import read_table
     from manifests.steps import RunContext, build_config, execute
 
-    prompts = import_file(store, data_dir / "gsm8k_train_demo.jsonl",
-                          ImportOptions(name="gsm8k", preset="gsm8k"))
-    desc = load_steps()["generate_rollouts"]
-    with SlowServer() as server, \
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                         dashboard_address=None) as cluster, \
-            Client(cluster.scheduler_address) as client:
-        config = build_config(desc.config_model(), {
-            "teacher": {"backend": "openai", "base_url": server.url, "model": "teacher",
-                        "concurrency": 2}, "k": 2, "limit": 12, "modes": ["off"]})
-        pids = set(client.run(os.getpid).values())
-        result: dict = {}
+    desc = load_steps()[step_type]
+    made = execute(RunContext(store, quiet=True, resources=dict(resources or {})), desc,
+                   {"prompts": prompts}, name, build_config(desc.config_model(), config))
+    return next(iter(made.values()))
 
-        def go():
-            made = execute(RunContext(store, quiet=True, resources={
-                "executor": "dask", "scheduler": cluster.scheduler_address}),
-                desc, {"prompts": prompts}, "gsm8k-ro", config)
-            result["m"] = next(iter(made.values()))
 
-        thread = threading.Thread(target=go)
-        thread.start()
-        deadline = time.time() + 60
-        while time.time() < deadline and not list(store.root.glob("runs/**/chunk-*.parquet")):
-            time.sleep(0.02)
-        chunks = list(store.root.glob("runs/**/chunk-*.parquet"))
-        assert chunks, "no checkpoint was written"
-        # the worker that runs the step is the one that is busy
-        busy = [addr for addr, keys in client.processing().items() if keys]
-        assert busy
-        victim = client.run(os.getpid, workers=busy)[busy[0]]
-        assert victim in pids
-        asked_before_kill = len(server.requests)
-        os.kill(victim, 9)
-        thread.join(120)
-        manifest = result["m"]
-    expected = 12 * 2
-    table = read_table(store, manifest)
-    keys = list(zip(table.column("prompt_id").to_pylist(), table.column("sample").to_pylist(),
-                    strict=True))
-    assert manifest.rows == expected and len(set(keys)) == expected
-    # resumed, not redone: at most the requests in flight when the worker died are asked twice
-    assert asked_before_kill < len(server.requests) <= expected + 2
+def _files(store, manifest) -> dict[str, str]:
+    return {f"{role}:{entry.path}": hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            for role, entry, path in store.version_files(manifest)}
+
+
+def _teacher(url: str, *more: str, **extra) -> dict:
+    return {"backend": "openai", "base_url": url, "endpoints": list(more), "model": "teacher",
+            **extra}
+
+
+CASES = {
+    "generate_sft": {"n": 2, "limit": 10},            # ON sampled, OFF greedy (copied)
+    "generate_rollouts": {"k": 3, "limit": 10, "modes": ["on", "off"]},
+}
+
+
+@pytest.mark.parametrize("step_type", list(CASES))
+def test_fanned_out_version_equals_local(store, prompts, cluster, step_type):
+    """3 partitions over 2 workers and 2 endpoints: the local version's bytes and
+    fingerprint, every key once, both endpoints asked, no endpoint in the step record."""
+    from manifests.selection import read_table
+
+    with EchoServer() as a, EchoServer() as b:
+        local = _run(store, step_type, prompts, "local", {**CASES[step_type],
+                                                          "teacher": _teacher(a.url)})
+        asked_locally = len(a.requests)
+        a.requests.clear()
+        remote = _run(store, step_type, prompts, "fanned", {
+            **CASES[step_type], "teacher": _teacher(a.url, b.url)},
+            {"executor": "dask", "scheduler": cluster.scheduler_address, "partitions": 3})
+    assert a.requests and b.requests, "both endpoints serve"
+    assert len(a.requests) + len(b.requests) == asked_locally
+    assert remote.fingerprint == local.fingerprint
+    assert _files(store, remote) == _files(store, local)
+    assert remote.step == local.step and "endpoints" not in json.dumps(remote.step.config)
+    table = read_table(store, remote)
+    key = ("id",) if step_type == "generate_sft" else ("prompt_id", "reasoning", "sample")
+    keys = list(zip(*(table.column(c).to_pylist() for c in key), strict=True))
+    assert len(keys) == len(set(keys)) == remote.rows
+    assert remote.provenance["teachers"]["teacher"]["endpoints"] == [a.url, b.url]
+    assert remote.provenance["generated_this_attempt"] == local.provenance["generated_this_attempt"]
+
+
+def test_backend_built_once_per_worker(store, prompts, cluster):
+    """6 partitions: each worker process builds its teacher backend once, not per task."""
+    from distributed import Client
+
+    from generators import fanout
+
+    with Client(cluster.scheduler_address) as client, EchoServer() as server:
+        before = client.run(lambda: fanout.BUILT)
+        made = _run(store, "generate_rollouts", prompts, "six", {
+            "k": 4, "limit": 12, "teacher": _teacher(server.url, concurrency=1, batch_size=2)},
+            {"executor": "dask", "scheduler": cluster.scheduler_address, "partitions": 6})
+        after = client.run(lambda: fanout.BUILT)
+    assert made.rows == 48
+    built = {w: after[w] - before[w] for w in after}
+    assert all(n <= 1 for n in built.values()) and sum(built.values()) >= 1
+
+
+def test_worker_killed_mid_partition(store, prompts, cluster, tmp_path):
+    """The worker generating a partition is killed after its first checkpoint chunk: Dask
+    reruns the partition on the other worker, which resumes from the partition's chunks.
+    The version is the local one; every key once; no checkpointed key was asked again."""
+    import pyarrow.parquet as pq
+    from distributed import Client
+
+    config = {"k": 2, "limit": 12, "modes": ["on"]}
+    with EchoServer(delay_s=0.05) as server:
+        local = _run(store, "generate_rollouts", prompts, "kill-local", {
+            **config, "teacher": _teacher(server.url)})
+        server.requests.clear()
+        teacher = _teacher(server.url, concurrency=1, batch_size=1)  # 4 rows per chunk
+        with Client(cluster.scheduler_address) as client:
+            pids = set(client.run(os.getpid).values())
+            runs, seen = store.runs_dir, {}
+
+            def kill_after_first_chunk():
+                deadline = time.time() + 60
+                while time.time() < deadline and not list(runs.glob("kill-dask-*/chunk-*")):
+                    time.sleep(0.01)
+                busy = [addr for addr, keys in client.processing().items() if keys]
+                seen["victim"] = victim = client.run(os.getpid, workers=busy[:1])[busy[0]]
+                os.kill(victim, 9)
+                seen["saved"] = {k for path in runs.glob("kill-dask-*/chunk-*.parquet")
+                                 for k in pq.read_table(path, columns=["key"])
+                                 .column("key").to_pylist()}
+
+            # the step runs in the main thread (the math verifier's timeout needs it)
+            killer = threading.Thread(target=kill_after_first_chunk)
+            killer.start()
+            remote = _run(store, "generate_rollouts", prompts, "kill-dask",
+                          {**config, "teacher": teacher},
+                          {"executor": "dask", "scheduler": cluster.scheduler_address,
+                           "partitions": 2})
+            killer.join(60)
+    assert seen["victim"] in pids
+    saved = seen["saved"]
+    assert remote.fingerprint == local.fingerprint
+    assert _files(store, remote) == _files(store, local)
+    assert remote.rows == 24
+    # each request carries its key's seed: a key saved before the kill is asked only once
+    from generators.runs import stable_hash
+
+    asked: dict[int, int] = {}
+    for body in server.requests:
+        asked[body["seed"]] = asked.get(body["seed"], 0) + 1
+    saved_seeds = {int(stable_hash([0, k], 8), 16) % (2 ** 31) for k in saved}
+    assert saved_seeds and all(asked[s] == 1 for s in saved_seeds)
+    assert set(asked) == {int(stable_hash([0, k], 8), 16) % (2 ** 31)
+                          for k in _keys(store, "kill-dask")}
+    assert len(server.requests) < 2 * 24
+
+
+def _keys(store, name):
+    run = next(p for p in store.runs_dir.iterdir() if p.name.startswith(name))
+    import pyarrow.parquet as pq
+
+    return {k for path in run.glob("chunk-*.parquet")
+            for k in pq.read_table(path, columns=["key"]).column("key").to_pylist()}
+
+
+def test_dead_endpoint_fails_over_to_the_live_one(store, prompts, cluster):
+    """One of two endpoints is dead: its worker's requests go to the other at once (no
+    retry spent: max_retries 0); the version is complete."""
+    dead = _closed_port_url()
+    with EchoServer() as live:
+        made = _run(store, "generate_rollouts", prompts, "failover", {
+            "k": 2, "limit": 8, "teacher": _teacher(dead, live.url, max_retries=0)},
+            {"executor": "dask", "scheduler": cluster.scheduler_address, "partitions": 4})
+    assert made.rows == 16 and len(live.requests) == 16
+    assert not made.rejected.rows and not made.provenance["errors_by_kind"]
+
+
+def test_every_endpoint_dead_names_them(store, prompts):
+    from manifests.errors import GenerationFailedError
+
+    dead = [_closed_port_url(), _closed_port_url()]
+    with pytest.raises(GenerationFailedError) as info:
+        _run(store, "generate_rollouts", prompts, "dead", {
+            "k": 2, "limit": 2, "teacher": _teacher(*dead, max_retries=0)})
+    assert "connection" in str(info.value)
+    assert any(url in str(info.value) for url in dead)
+
+
+def test_cli_repeated_base_url_and_endpoints_file(cli_run, store, prompts, tmp_path):
+    """`--base-url A --endpoints FILE` (local executor): both endpoints serve; the step
+    records A only (replicas are run control) and the run id is the one of A alone."""
+    with EchoServer() as a, EchoServer() as b, EchoServer() as c:
+        listing = tmp_path / "endpoints.txt"
+        listing.write_text(f"# replicas\n{c.url}\n")
+        result = cli_run("generate", "rollouts", "--prompts", "gsm8k", "--name", "cli",
+                         "--limit", "6", "--k", "2", "--backend", "openai", "--model", "teacher",
+                         "--base-url", a.url, "--base-url", b.url, "--endpoints", str(listing))
+        assert result.exit_code == 0, result.output
+        assert a.requests and b.requests and c.requests
+    made = store.resolve("cli")
+    assert made.step.config["teacher"]["base_url"] == a.url
+    assert "endpoints" not in made.step.config["teacher"]
+    assert "endpoints_file" not in made.step.config["teacher"]
