@@ -104,11 +104,39 @@ def has_words(text: str) -> bool:
     return any(w.lower() not in _MATH_WORDS for w in _WORD.findall(stripped))
 
 
+def _timeout(seconds: int) -> int | None:
+    """math-verify's timeouts are SIGALRM, which only the main thread may set: elsewhere
+    (a Dask worker's task thread, a caller's thread) it would fail every parse and turn
+    each verdict into "undecided"; there the checks run without that limit instead, so a
+    row gets the same verdict in every thread."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        return seconds
+    _quiet_timeout_warning()
+    return None
+
+
+def _quiet_timeout_warning() -> None:
+    """math-verify warns on every call made without a timeout: once is the docstring above."""
+    import logging
+
+    for name in ("math_verify.parser", "math_verify.grader"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _NoTimeoutWarning) for f in log.filters):
+            log.addFilter(_NoTimeoutWarning())
+
+
+class _NoTimeoutWarning:
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith("Timeout is disabled")
+
+
 def parse_math(math_verify, text: str):
     """math-verify's parse of ``$t$``, ``t`` then ``\\boxed{t}``; [] when none is math."""
     for candidate in (f"${text}$", text, f"\\boxed{{{text}}}"):
         try:
-            parsed = math_verify.parse(candidate)
+            parsed = math_verify.parse(candidate, parsing_timeout=_timeout(5))
         except Exception:  # noqa: BLE001 - a parser crash means "not parsed", never a verdict
             parsed = []
         # only the raw string back means math-verify understood nothing
@@ -186,7 +214,8 @@ def verify_math(answer_text: str, ground_truth: str, prompt: dict[str, Any],
         return VerifyResult(False, None, f"answer {predicted_text!r} does not parse",
                             answer=predicted_text, answer_source=source)
     try:
-        return VerifyResult(bool(math_verify.verify(gold, predicted)),
+        return VerifyResult(bool(math_verify.verify(gold, predicted,
+                                                     timeout_seconds=_timeout(5))),
                             answer=predicted_text, answer_source=source)
     except Exception as exc:  # noqa: BLE001 - sympy can fail on odd expressions: undecided
         return VerifyResult(None, "verify_failed", str(exc)[:200],

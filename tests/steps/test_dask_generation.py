@@ -107,10 +107,13 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("partitions", [3, 1])
 @pytest.mark.parametrize("step_type", list(CASES))
-def test_fanned_out_version_equals_local(store, prompts, cluster, step_type):
+def test_fanned_out_version_equals_local(store, prompts, cluster, step_type, partitions):
     """3 partitions over 2 workers and 2 endpoints: the local version's bytes and
-    fingerprint, every key once, both endpoints asked, no endpoint in the step record."""
+    fingerprint, every key once, both endpoints asked, no endpoint in the step record.
+    ``partitions: 1`` runs the whole step as one task (its verifier in a worker's thread:
+    the same verdicts as in the main thread)."""
     from manifests.selection import read_table
 
     with EchoServer() as a, EchoServer() as b:
@@ -120,7 +123,8 @@ def test_fanned_out_version_equals_local(store, prompts, cluster, step_type):
         a.requests.clear()
         remote = _run(store, step_type, prompts, "fanned", {
             **CASES[step_type], "teacher": _teacher(a.url, b.url)},
-            {"executor": "dask", "scheduler": cluster.scheduler_address, "partitions": 3})
+            {"executor": "dask", "scheduler": cluster.scheduler_address,
+             "partitions": partitions})
     assert a.requests and b.requests, "both endpoints serve"
     assert len(a.requests) + len(b.requests) == asked_locally
     assert remote.fingerprint == local.fingerprint
