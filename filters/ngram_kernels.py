@@ -1,0 +1,197 @@
+"""Compiled (numba) word hashing and n-gram lookup over Arrow string buffers.
+
+Imported lazily by ``filters/decontam.py`` (numba is the ``fast`` extra; without it the
+DuckDB + numpy path runs).  One pass over each text's UTF-8 bytes splits it into words,
+hashes each word and checks its n-gram windows against a benchmark's n-grams, with no
+Python object per row or word and without the GIL.
+
+Words: the bytes are read through ``TABLE``: an ASCII letter or digit is a word byte (lower
+cased), any other ASCII byte separates words, a byte >= 0x80 is a word byte.  For an ASCII
+text these are exactly ``text.normalize``'s words; a text that is not ASCII must be given
+already normalised (``text.normalize``: Unicode lower case, every character that is not a
+letter or digit a space), and reading that through the table changes nothing, so both
+paths split on the same words.
+
+Word hash: FNV-1a over the word's bytes, finished by the splitmix64 mixer (64 bits; both
+sides of a comparison use it, so the hash function is internal).  An n-gram's hash is the
+polynomial rolling hash of ``minhash.window_hashes`` (``h = h * MIX + word``); a text of
+fewer than n words is one n-gram of all its words.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+MIX = np.uint64(0x9E3779B97F4A7C15)  # = minhash.MIX
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+# 0: separator; otherwise the byte of the word (ASCII lower case; bytes >= 0x80 as they are)
+TABLE = np.array([ord(chr(b).lower()) if b < 128 and chr(b).isalnum() else (b if b >= 128 else 0)
+                   for b in range(256)], dtype=np.uint8)
+
+_jit = numba.njit(cache=True, nogil=True, boundscheck=False)
+
+
+@_jit
+def _words(data, lo, hi, table, out):
+    """Hashes of the words of ``data[lo:hi]`` into ``out``; returns how many."""
+    nw = 0
+    h = _FNV_OFFSET
+    inside = False
+    for i in range(lo, hi):
+        c = table[data[i]]
+        if c != 0:
+            h = (h ^ np.uint64(c)) * _FNV_PRIME
+            inside = True
+        elif inside:
+            h ^= h >> np.uint64(30)
+            h *= _M1
+            h ^= h >> np.uint64(27)
+            h *= _M2
+            h ^= h >> np.uint64(31)
+            out[nw] = h
+            nw += 1
+            h = _FNV_OFFSET
+            inside = False
+    if inside:
+        h ^= h >> np.uint64(30)
+        h *= _M1
+        h ^= h >> np.uint64(27)
+        h *= _M2
+        h ^= h >> np.uint64(31)
+        out[nw] = h
+        nw += 1
+    return nw
+
+
+@_jit
+def word_lists(offsets, data, table):
+    """(values, offsets) of every text's word hashes: a list<uint64> column's buffers."""
+    n = len(offsets) - 1
+    longest = 0
+    for i in range(n):
+        longest = max(longest, offsets[i + 1] - offsets[i])
+    buf = np.empty(longest // 2 + 1, dtype=np.uint64)
+    # a text of L bytes has at most (L + 1) // 2 words
+    values = np.empty((offsets[n] - offsets[0] + n) // 2 + 1, dtype=np.uint64)
+    out_offsets = np.zeros(n + 1, dtype=np.int64)
+    at = 0
+    for i in range(n):
+        nw = _words(data, offsets[i], offsets[i + 1], table, buf)
+        values[at:at + nw] = buf[:nw]
+        at += nw
+        out_offsets[i + 1] = at
+    return values[:at].copy(), out_offsets
+
+
+@_jit
+def _found(grams, g):
+    lo, hi = 0, len(grams)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if grams[mid] < g:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < len(grams) and grams[lo] == g
+
+
+@_jit
+def _bit(bits, h, mask):
+    slot = h & mask
+    return (bits[slot >> np.uint64(3)] >> (slot & np.uint64(7))) & np.uint8(1)
+
+
+@_jit
+def row_hits(offsets, data, table, bits, mask, grams, n):
+    """(row, n-gram hash) of every n-gram of each text that is in ``grams`` (sorted).
+
+    ``bits``: the benchmark's word pairs (``a * MIX + b``; n = 1: its words) as a bitmap
+    (``np.packbits(..., bitorder="little")`` of ``mask + 1`` booleans).  A window can only be
+    a benchmark n-gram when each of its n - 1 pairs has its bit set: the pairs of a window
+    are checked from its end, and a pair that is not set rules out every window containing
+    it (the next window to try starts after it), so random text costs about one lookup per
+    n - 1 words.  A text of fewer than n words is looked up as one n-gram.
+    """
+    rows = len(offsets) - 1
+    longest = 0
+    for i in range(rows):
+        longest = max(longest, offsets[i + 1] - offsets[i])
+    words = np.empty(longest // 2 + 1, dtype=np.uint64)
+    out_rows = np.empty(64, dtype=np.int64)
+    out_grams = np.empty(64, dtype=np.uint64)
+    found = 0
+    for i in range(rows):
+        nw = _words(data, offsets[i], offsets[i + 1], table, words)
+        if nw == 0:
+            continue
+        if nw < n:  # too short for a window: one n-gram of all its words
+            g = words[0]
+            for j in range(1, nw):
+                g = g * MIX + words[j]
+            if _found(grams, g):
+                out_rows, out_grams = _put(out_rows, out_grams, found, i, g)
+                found += 1
+            continue
+        start = 0
+        while start + n <= nw:
+            ok = True
+            for q in range(start + n - 2, start - 1, -1):  # pairs q = (q, q + 1)
+                h = words[q] * MIX + words[q + 1] if n > 1 else words[q]
+                if _bit(bits, h, mask) == 0:
+                    start = q + 1
+                    ok = False
+                    break
+            if not ok:
+                continue
+            g = words[start]
+            for j in range(1, n):
+                g = g * MIX + words[start + j]
+            if _found(grams, g):
+                out_rows, out_grams = _put(out_rows, out_grams, found, i, g)
+                found += 1
+            start += 1
+    return out_rows[:found].copy(), out_grams[:found].copy()
+
+
+@_jit
+def _put(out_rows, out_grams, at, row, gram):
+    if at == len(out_rows):
+        out_rows, out_grams = _grown(out_rows), _grown(out_grams)
+    out_rows[at] = row
+    out_grams[at] = gram
+    return out_rows, out_grams
+
+
+@_jit
+def _grown(a):
+    out = np.empty(len(a) * 2, dtype=a.dtype)
+    out[:len(a)] = a
+    return out
+
+
+def text_buffers(texts) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 offsets, uint8 bytes) of ``texts`` (Arrow strings) for the kernels: NULL is an
+    empty text, a text that is not ASCII is replaced by its ``normalize_unicode``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .text import normalize_unicode
+
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if not pa.types.is_string(texts.type) and not pa.types.is_large_string(texts.type):
+        texts = texts.cast(pa.string())
+    if texts.null_count:
+        texts = pc.fill_null(texts, "")
+    other = pc.invert(pc.string_is_ascii(texts))
+    if pc.any(other).as_py():
+        texts = pc.replace_with_mask(texts, other, normalize_unicode(texts.filter(other)))
+    _, offsets, data = texts.buffers()
+    width = np.int64 if pa.types.is_large_string(texts.type) else np.int32
+    offsets = np.frombuffer(offsets, dtype=width)[texts.offset:texts.offset + len(texts) + 1]
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return offsets.astype(np.int64), data
