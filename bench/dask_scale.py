@@ -95,6 +95,28 @@ def _task_stream(client, since: float) -> dict[str, float]:
             "span_s": (max(b for _, b in spans) - min(a for a, _ in spans)) if spans else 0.0}
 
 
+MERGE_S: list[float] = []
+
+
+def _time_merges() -> None:
+    """Time the driver's merges of partitions (filters.partitioned.merge_partitions)."""
+    import filters.partitioned as partitioned
+    import filters.partitioned_curriculum as phased
+    from manifests.partitions import register_merge
+
+    real = partitioned.merge_partitions
+
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            MERGE_S.append(time.perf_counter() - t0)
+
+    register_merge(timed)
+    phased.merge_partitions = timed
+
+
 def filters_traced(store, label, resources, client=None):
     """passrate + curriculum (``filters``), with each step's Dask tasks when ``client``."""
     import time as clock
@@ -103,6 +125,7 @@ def filters_traced(store, label, resources, client=None):
     names = {"passrate": f"pool-{label}", "curriculum": f"cur-{label}"}
     for step in ("passrate", "curriculum"):
         since = clock.time()
+        MERGE_S.clear()
         t0 = time.perf_counter()
         inputs = ({"rollouts": store.resolve("rollouts"), "prompts": store.resolve("prompts")}
                   if step == "passrate" else {"pool": store.resolve(names["passrate"])})
@@ -110,6 +133,7 @@ def filters_traced(store, label, resources, client=None):
                      {} if step == "passrate" else {"batch_size": 1024}, resources)
         wall = time.perf_counter() - t0
         out[step] = {"wall_s": wall, "fingerprint": made.fingerprint, "rows": made.rows,
+                     "merge_s": sum(MERGE_S),
                      **(_task_stream(client, since) if client is not None else {})}
     return out
 
@@ -143,6 +167,7 @@ def filters_main(args) -> None:
     if args.make_data_only:
         return
     store = DatasetStore(work / "store")
+    _time_merges()
     print(f"load average before: {os.getloadavg()}", flush=True)
     runs: dict[str, dict] = {}
     for r in range(args.repeat):
@@ -168,7 +193,7 @@ def _print_filters(runs: dict[str, dict]) -> None:
                 key=lambda r: r["passrate"]["wall_s"] + r["curriculum"]["wall_s"])
     base = local["passrate"]["wall_s"] + local["curriculum"]["wall_s"]
     print(f"{'run':12} {'passrate s':>10} {'curric. s':>9} {'x local':>7} {'tasks':>5} "
-          f"{'task cpu s':>10} {'outside s':>9} {'sched ms/part':>13}")
+          f"{'task cpu s':>10} {'outside s':>9} {'merge s':>7} {'sched ms/part':>13}")
     for label, r in runs.items():
         if "passrate" not in r:
             continue
@@ -182,7 +207,7 @@ def _print_filters(runs: dict[str, dict]) -> None:
         sched = runs.get(label.split("-")[0] + "-sched", {}).get("per_task_s")
         print(f"{label:12} {p['wall_s']:10.2f} {c['wall_s']:9.2f} "
               f"{(p['wall_s'] + c['wall_s']) / base:7.2f} {tasks:5d} {cpu:10.2f} "
-              f"{outside if tasks else 0:9.2f} "
+              f"{outside if tasks else 0:9.2f} {p['merge_s'] + c['merge_s']:7.2f} "
               f"{1000 * sched if sched is not None else float('nan'):13.2f}")
     print("fingerprints equal across executors: yes (asserted)")
 
