@@ -270,7 +270,7 @@ class _Index:
         k = self.kernels
         if self.bits is None:
             self.bits = np.packbits(self.bitmap, bitorder="little")  # 2 MiB: stays in cache
-        return k.row_hits(*k.text_buffers(texts), k.TABLE, self.bits, _MASK, self.grams, self.n)
+        return k.text_hits(texts, self.bits, _MASK, self.grams, self.n)
 
 
 def _pairs(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -37,11 +37,14 @@ _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 
 @_jit
 def _words(data, lo, hi, table, out):
-    """Hashes of the words of ``data[lo:hi]`` into ``out``; returns how many."""
+    """Hashes of the words of ``data[lo:hi]`` into ``out``; returns how many, and whether a
+    byte was not ASCII."""
     nw = 0
     h = _FNV_OFFSET
     inside = False
+    high = np.uint8(0)
     for i in range(lo, hi):
+        high |= data[i]
         c = table[data[i]]
         if c != 0:
             h = (h ^ np.uint64(c)) * _FNV_PRIME
@@ -64,7 +67,7 @@ def _words(data, lo, hi, table, out):
         h ^= h >> np.uint64(31)
         out[nw] = h
         nw += 1
-    return nw
+    return nw, high >= 0x80
 
 
 @_jit
@@ -80,7 +83,7 @@ def word_lists(offsets, data, table):
     out_offsets = np.zeros(n + 1, dtype=np.int64)
     at = 0
     for i in range(n):
-        nw = _words(data, offsets[i], offsets[i + 1], table, buf)
+        nw, _ = _words(data, offsets[i], offsets[i + 1], table, buf)
         values[at:at + nw] = buf[:nw]
         at += nw
         out_offsets[i + 1] = at
@@ -106,8 +109,10 @@ def _bit(bits, h, mask):
 
 
 @_jit
-def row_hits(offsets, data, table, bits, mask, grams, n):
-    """(row, n-gram hash) of every n-gram of each text that is in ``grams`` (sorted).
+def row_hits(offsets, data, table, bits, mask, grams, n, ascii_only):
+    """(row, n-gram hash) of every n-gram of each text that is in ``grams`` (sorted), and
+    (``ascii_only``) the rows skipped because they are not ASCII (``text_hits``: they are
+    normalised and looked up again).
 
     ``bits``: the benchmark's word pairs (``a * MIX + b``; n = 1: its words) as a bitmap
     (``np.packbits(..., bitorder="little")`` of ``mask + 1`` booleans).  A window can only be
@@ -124,8 +129,14 @@ def row_hits(offsets, data, table, bits, mask, grams, n):
     out_rows = np.empty(64, dtype=np.int64)
     out_grams = np.empty(64, dtype=np.uint64)
     found = 0
+    other = np.empty(rows, dtype=np.int64)
+    n_other = 0
     for i in range(rows):
-        nw = _words(data, offsets[i], offsets[i + 1], table, words)
+        nw, high = _words(data, offsets[i], offsets[i + 1], table, words)
+        if high and ascii_only:
+            other[n_other] = i
+            n_other += 1
+            continue
         if nw == 0:
             continue
         if nw < n:  # too short for a window: one n-gram of all its words
@@ -154,7 +165,7 @@ def row_hits(offsets, data, table, bits, mask, grams, n):
                 out_rows, out_grams = _put(out_rows, out_grams, found, i, g)
                 found += 1
             start += 1
-    return out_rows[:found].copy(), out_grams[:found].copy()
+    return out_rows[:found].copy(), out_grams[:found].copy(), other[:n_other].copy()
 
 
 @_jit
@@ -190,6 +201,35 @@ def text_buffers(texts) -> tuple[np.ndarray, np.ndarray]:
     other = pc.invert(pc.string_is_ascii(texts))
     if pc.any(other).as_py():
         texts = pc.replace_with_mask(texts, other, normalize_unicode(texts.filter(other)))
+    return _buffers(texts)
+
+
+def text_hits(texts, bits, mask, grams, n) -> tuple[np.ndarray, np.ndarray]:
+    """``row_hits`` of Arrow strings (NULL: no words): an ASCII text is read as it is, a text
+    that is not is normalised first (``text.normalize_unicode``, what ``text_buffers`` does)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .text import normalize_unicode
+
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if texts.null_count:
+        texts = pc.fill_null(texts, "")
+    offsets, data = _buffers(texts)
+    rows, found, other = row_hits(offsets, data, TABLE, bits, mask, grams, n, True)
+    if len(other):
+        again = normalize_unicode(texts.take(pa.array(other)))
+        more, more_found, _ = row_hits(*_buffers(again), TABLE, bits, mask, grams, n, False)
+        rows, found = np.r_[rows, other[more]], np.r_[found, more_found]
+    return rows, found
+
+
+def _buffers(texts) -> tuple[np.ndarray, np.ndarray]:
+    import pyarrow as pa
+
+    if not pa.types.is_string(texts.type) and not pa.types.is_large_string(texts.type):
+        texts = texts.cast(pa.string())
     _, offsets, data = texts.buffers()
     width = np.int64 if pa.types.is_large_string(texts.type) else np.int32
     offsets = np.frombuffer(offsets, dtype=width)[texts.offset:texts.offset + len(texts) + 1]

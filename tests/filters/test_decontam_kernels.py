@@ -113,3 +113,24 @@ def test_compiled_and_numpy_paths_publish_the_same_version(tmp_path, monkeypatch
                        read_table(store, m).to_pylist(), read_rejected(store, m).to_pylist())
     assert out["compiled"] == out["numpy"]
     assert out["compiled"][2] >= 3  # the planted rows are found
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(TEXTS, st.integers(1, 4))
+def test_text_hits_normalises_only_the_texts_that_are_not_ascii(texts, n):
+    """Looking rows up as they are and again normalised when not ASCII (``text_hits``) finds
+    what looking up every text normalised first finds."""
+    from filters.decontam import _MASK
+    from filters.minhash import MinHasher
+
+    array = pa.array(texts, pa.string())
+    values, offsets = kernels.word_lists(*kernels.text_buffers(array), kernels.TABLE)
+    words = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
+    grams = np.unique(MinHasher(num_perm=1, shingle=n).shingles(words)[0][::2])  # half of them
+    bitmap = np.ones(int(_MASK) + 1, dtype=bool)
+    bits = np.packbits(bitmap, bitorder="little")
+    rows, found = kernels.text_hits(array, bits, _MASK, grams, n)
+    rows2, found2, _ = kernels.row_hits(*kernels.text_buffers(array), kernels.TABLE, bits, _MASK,
+                                        grams, n, False)
+    assert sorted(zip(rows.tolist(), found.tolist(), strict=True)) == \
+        sorted(zip(rows2.tolist(), found2.tolist(), strict=True))
