@@ -96,6 +96,7 @@ def _task_stream(client, since: float) -> dict[str, float]:
 
 
 MERGE_S: list[float] = []
+RUN = time.strftime("%Y%m%d%H%M%S")
 
 
 def _time_merges() -> None:
@@ -122,6 +123,7 @@ def filters_traced(store, label, resources, client=None):
     import time as clock
 
     out = {}
+    label = f"{label}-{RUN}"  # never a version an earlier run over the same --data made
     names = {"passrate": f"pool-{label}", "curriculum": f"cur-{label}"}
     for step in ("passrate", "curriculum"):
         since = clock.time()
