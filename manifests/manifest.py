@@ -104,6 +104,9 @@ class Manifest(BaseModel):
         None, description="one 64-bit digest per row (digests.parquet); the fingerprint is over them")
     selection: Selection | None = Field(
         None, description="set when the version is a selection over a base version's shards")
+    digest_scheme: int = Field(
+        1, description="how the row digests were computed (manifests.selection.DIGEST_SCHEME); "
+        "manifests written before the field was added used scheme 1")
 
     @property
     def ref(self) -> str:

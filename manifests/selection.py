@@ -10,7 +10,14 @@ positions, ``reason`` and the explaining columns), so nothing vanishes and nothi
 copied.
 
 Content fingerprints.  Every version published now has one 64-bit digest per row:
-``xor`` over its columns of DuckDB ``hash(column name, value)``.  A materialised version
+``xor`` over its columns of ``hash(hash(column name, value))``.  The outer ``hash`` (a
+murmur finaliser) matters: DuckDB's ``hash(name, value)`` combines the two hashes
+linearly, so without it a change of one column's value moved the digest by an amount that
+did not depend on the column, and two columns changed alike (``correct`` false -> NULL and
+``reward`` 0.0 -> NULL: ``hash(false) = hash(0.0) = 0``) cancelled out, giving two
+different versions one fingerprint.  The scheme is recorded in each manifest
+(``digest_scheme``); versions of the older scheme (1) keep their fingerprints and verify,
+and a filter over one materialises its output rather than mixing two schemes.  A materialised version
 stores them in ``digests.parquet`` (with ``length(output)`` per row for kinds that have
 an output, so a selection's stats need not read the text); a selection computes its own
 from the base's digests at its positions, corrected by xor for the columns it stores
@@ -44,7 +51,8 @@ SELECTION_FILE = "selection.parquet"
 REJECTED_SELECTION_FILE = "rejected/selection.parquet"
 DIGESTS_FILE = "digests.parquet"
 SHARD, ROW = "_shard", "_row"
-_FP_TAG = b"thinkforge rows v1\n"
+DIGEST_SCHEME = 2  # manifests record it; 1 = the linear hash(name, value) (see above)
+_FP_TAG = b"thinkforge rows v2\n"
 
 
 # -- digests and fingerprints ------------------------------------------------------------------
@@ -59,7 +67,7 @@ def _xor(terms: list[str]) -> str:
 
 def _h(column: str, qualifier: str | None = None) -> str:
     ref = f"{qualifier}.{quote_ident(column)}" if qualifier else quote_ident(column)
-    return f"hash({quote_literal(column)}, {ref})"
+    return f"hash(hash({quote_literal(column)}, {ref}))"
 
 
 def digest_expr(columns: list[str], qualifier: str | None = None) -> str:
@@ -99,7 +107,10 @@ def write_digests(con, shards: list[Path], columns: list[str], out: Path) -> byt
 # -- what a selection is made from -----------------------------------------------------------------
 def base_of(store: DatasetStore, m: Manifest) -> dict[str, Any] | None:
     """The base a selection over ``m`` points into (``m`` itself, or ``m``'s base when ``m``
-    is a selection), or None when ``m`` has no row digests (published before selections)."""
+    is a selection), or None when ``m`` has no row digests of this scheme (published
+    before selections, or under digest scheme 1): a step over it materialises."""
+    if m.digest_scheme != DIGEST_SCHEME:
+        return None
     if m.selection is not None:
         s = m.selection
         return {"base": s.base, "base_columns": list(s.base_columns),

@@ -42,6 +42,7 @@ from .manifest import (
 )
 from .schemas import ENUMS, ROW_KEYS, schema_for
 from .selection import (
+    DIGEST_SCHEME,
     DIGESTS_FILE,
     REJECTED_SELECTION_FILE,
     ROW,
@@ -369,7 +370,7 @@ class VersionWriter:
             schema=schema_to_json(self.schema), files=files,
             rows=sum(f.rows for f in files) if rows is None else rows,
             stats=stats, rejected=rejected, provenance=self.provenance, digests=digests,
-            selection=selection)
+            selection=selection, digest_scheme=DIGEST_SCHEME)
         self.manifest = publish_dir(self.store, self.staging, fields)
         self.store.after_publish()
         return self.manifest

@@ -129,6 +129,35 @@ def test_an_old_input_without_digests_is_materialised(store):
     assert out.selection is None and out.files
 
 
+def test_an_input_of_the_older_digest_scheme_is_materialised(store):
+    data, _ = sft_pool(store, 5, 10)
+    assert data.digest_scheme == 2
+    old = data.model_copy(update={"digest_scheme": 1})  # manifests written before the field
+    out = run_quality(store, old, "q")
+    assert out.selection is None and out.files
+
+
+def test_changes_that_move_two_columns_alike_change_the_fingerprint(store, gsm8k):
+    """correct false -> NULL and reward 0.0 -> NULL in one row: hash(false) = hash(0.0) = 0,
+    so under the linear scheme 1 the two changes cancelled and the fingerprint stayed."""
+    def rollouts(name: str, unverified: bool):
+        rows = [{"prompt_id": "p", "sample": s, "generator": "g", "reasoning": "on",
+                 "output": f"answer {s}", "answer": str(s), "correct": s == 0,
+                 "format_ok": True, "reward": float(s == 0), "output_tokens": 3,
+                 "finish_reason": "stop"} for s in range(2)]
+        if unverified:
+            rows[1].update(correct=None, reward=None)
+        with store.writer(name, "rollouts", step={"type": "test", "config": {}},
+                          parents=[gsm8k], provenance={"K": 2}) as w:
+            w.write(rows)
+        return w.manifest
+
+    a, b, again = rollouts("a", False), rollouts("b", True), rollouts("c", False)
+    assert a.fingerprint == again.fingerprint
+    assert read_table(store, a).to_pylist() != read_table(store, b).to_pylist()
+    assert a.fingerprint != b.fingerprint
+
+
 def test_materialize_pull_and_export_give_the_twins_bytes(store, tmp_path):
     from curation.export import export_version, pull_version
     from manifests.maintenance import materialize
