@@ -214,6 +214,112 @@ def _print_filters(runs: dict[str, dict]) -> None:
     print("fingerprints equal across executors: yes (asserted)")
 
 
+# -- the generation half (genfan): `--gen-only` ------------------------------------------------
+
+def _fake_endpoint():
+    """A fake OpenAI-compatible server (tests/generators/fault_proxy.py, instant replies) in
+    a process of its own, so its work is not done under the driver's GIL."""
+    import subprocess
+
+    code = ("import sys, time; sys.path.insert(0, {!r}); "
+            "from fault_proxy import FakeOpenAIServer; s = FakeOpenAIServer().__enter__(); "
+            "print(s.url, flush=True); time.sleep(10 ** 6)").format(
+                str(ROOT / "tests" / "generators"))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    return proc, proc.stdout.readline().strip()
+
+
+def gen_run(store, label, resources, urls, n, k, concurrency):
+    """generate rollouts (n prompts x k) against ``urls``: wall, rows and, on Dask, the
+    fan-out's own figures (provenance ``fan_out``: partitions, the tasks phase, the time
+    inside the tasks, client connect + close, reading the chunks back)."""
+    t0 = time.perf_counter()
+    made = _step(store, "generate_rollouts", {"prompts": store.resolve("gen-prompts")},
+                 f"gen-{label}", {"teacher": {"backend": "openai", "base_url": urls[0],
+                                              "endpoints": urls[1:], "model": "fake",
+                                              "concurrency": concurrency},
+                                  "k": k, "limit": n, "modes": ["on"]}, resources)
+    wall = time.perf_counter() - t0
+    assert made.rows == n * k, made.rows
+    out = {"wall_s": wall, "rows": made.rows, "fingerprint": made.fingerprint,
+           **made.provenance.get("fan_out", {})}
+    return out
+
+
+def gen_main(args) -> None:
+    """Local vs Dask 1 and 2 workers generating against two fake endpoints: the ratio to
+    local, orchestration overhead per generated row and per partition."""
+    import os
+    from contextlib import ExitStack
+
+    from distributed import Client, LocalCluster
+    from filters_passrate import make_data
+
+    from manifests import DatasetStore
+    from manifests.selection import read_table
+
+    work = Path(tempfile.mkdtemp(prefix="tf-dask-gen-", dir=args.tmp))
+    make_data(work, max(args.gen_prompts, 100), 1)
+    store = DatasetStore(work / "store")
+    src = store.resolve("prompts")
+    with store.writer("gen-prompts", "prompts", step={"type": "bench"}, parents=[src]) as w:
+        w.write(read_table(store, src).slice(0, args.gen_prompts))
+    n, k, conc = args.gen_prompts, args.gen_k, args.gen_concurrency
+    print(f"generation: {n} prompts x {k} = {n * k} rows against 2 fake endpoints "
+          f"(own processes), concurrency {conc}; load {os.getloadavg()[0]:.2f}", flush=True)
+    runs: dict[str, list[dict]] = {}
+    extra: dict[str, dict] = {}
+    with ExitStack() as stack:
+        endpoints = [_fake_endpoint() for _ in range(2)]
+        for proc, _ in endpoints:
+            stack.callback(proc.kill)
+        urls = [url for _, url in endpoints]
+        runs["local"] = [gen_run(store, f"local{r}", {}, urls, n, k, conc)
+                         for r in range(args.repeat)]
+        for workers in (1, 2):
+            t0 = time.perf_counter()
+            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                              dashboard_address=None) as cluster, \
+                    Client(cluster.scheduler_address) as client:
+                startup = time.perf_counter() - t0
+                res = {"executor": "dask", "scheduler": cluster.scheduler_address}
+                t0 = time.perf_counter()  # the workers' first task imports thinkforge, openai
+                gen_run(store, f"warm{workers}", res, urls, 10, 2, conc)
+                label = f"dask{workers}"
+                extra[label] = {"startup_s": startup, "warmup_s": time.perf_counter() - t0}
+                runs[label] = [gen_run(store, f"{label}-{r}", res, urls, n, k, conc)
+                               for r in range(args.repeat)]
+                tasks = runs[label][0]["partitions"]
+                extra[label]["sched_s"] = sched_per_task(client, max(1, tasks))
+    _print_gen(runs, extra)
+
+
+def _print_gen(runs: dict[str, list[dict]], extra: dict[str, dict]) -> None:
+    best = {label: min(rs, key=lambda r: r["wall_s"]) for label, rs in runs.items()}
+    base = best["local"]
+    nan = float("nan")
+    print(f"{'executor':9} {'wall s':>7} {'x local':>8} {'ms/row':>7} {'+ms/row':>8} "
+          f"{'parts':>5} {'tasks s':>7} {'in tasks s':>10} {'idle ms/part':>12} "
+          f"{'sched ms/part':>13} {'connect s':>9} {'read back s':>11} {'start s':>7} "
+          f"{'warm-up s':>9}")
+    for label, r in best.items():
+        assert r["fingerprint"] == base["fingerprint"], f"{label}: version differs"
+        ms = 1000 * r["wall_s"] / r["rows"]
+        over = 1000 * (r["wall_s"] - base["wall_s"]) / r["rows"]
+        e = extra.get(label, {})
+        parts = r.get("partitions")
+        # worker time in the tasks phase spent outside a partition's function, per partition
+        idle = (1000 * (r["tasks_s"] * r["workers"] - r["in_tasks_s"]) / parts) if parts else nan
+        print(f"{label:9} {r['wall_s']:7.2f} {r['wall_s'] / base['wall_s']:8.2f} {ms:7.3f} "
+              f"{over:8.3f} {parts or '-':>5} {r.get('tasks_s', nan):7.2f} "
+              f"{r.get('in_tasks_s', nan):10.2f} {idle:12.1f} "
+              f"{1000 * e.get('sched_s', nan):13.2f} {r.get('connect_close_s', nan):9.3f} "
+              f"{r.get('read_back_s', nan):11.3f} {e.get('startup_s', 0):7.2f} "
+              f"{e.get('warmup_s', 0):9.2f}")
+    print("fingerprints equal across executors: yes (asserted); best of "
+          f"{len(runs['local'])} rounds each")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prompts", type=int, default=25_000)
@@ -227,8 +333,17 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None,
                     help="reuse (or make) the data in this folder (--filters-only)")
     ap.add_argument("--make-data-only", action="store_true", help="make --data and stop")
-    ap.add_argument("--repeat", type=int, default=2, help="rounds per executor (--filters-only)")
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="rounds per executor (--filters-only, --gen-only)")
+    ap.add_argument("--gen-only", action="store_true",
+                    help="only the generation half: --gen-prompts x --gen-k against two fake "
+                         "endpoints, local vs Dask 1 and 2 workers (fanned out)")
+    ap.add_argument("--gen-concurrency", type=int, default=16,
+                    help="requests in flight per endpoint (and worker) (--gen-only)")
     args = ap.parse_args()
+    if args.gen_only:
+        gen_main(args)
+        return
     if args.filters_only or args.make_data_only:
         filters_main(args)
         return

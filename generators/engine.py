@@ -49,6 +49,7 @@ class RunResult:
     tokens_now: int = 0
     generation_seconds: float = 0.0
     wall_seconds: float = 0.0
+    fan_out: dict[str, Any] = field(default_factory=dict)  # --executor dask: partitions...
 
 
 def load_prompts(store, manifest, limit: int | None) -> list[dict[str, Any]]:
@@ -186,4 +187,5 @@ def provenance(result: RunResult, config, run_id: str, verifier_versions: dict[s
         if result.generation_seconds else None,
         "errors_by_kind": dict(errors), "verifier_errors_by_kind": dict(verifier_errors),
         "verifiers": verifier_versions,
+        **({"fan_out": result.fan_out} if result.fan_out else {}),
     }

@@ -62,16 +62,17 @@ def run_fanned_out(spec, pending: list, config, checkpoint: RunCheckpoint, resul
     # contiguous slices of the local order (model, mode, prompt length): a worker mostly
     # serves one model, and batches keep little padding
     pending = sorted(pending, key=lambda p: (p.model, p.mode, size_of(p)))
-    began = time.monotonic()
+    connecting = time.monotonic()
     with dask_client(spec) as client:
         from distributed import as_completed
 
+        began = time.monotonic()
         workers = sorted(client.scheduler_info()["workers"])
         count = partition_count(len(pending), len(workers), batch_hint(config.teacher),
                                 spec.partitions)
         size = math.ceil(len(pending) / count)
         dispatch = uuid.uuid4().hex[:8]
-        futures = {}
+        futures, in_tasks = {}, 0.0
         for index in range(count):
             part = pending[index * size:(index + 1) * size]
             if not part:
@@ -88,13 +89,20 @@ def run_fanned_out(spec, pending: list, config, checkpoint: RunCheckpoint, resul
             result.failures.update(done["failures"])
             result.generated_now += done["generated"]
             result.tokens_now += done["tokens"]
+            in_tasks += done["seconds"]
             progress.advance(futures[future], done["tokens"])
-    result.generation_seconds += time.monotonic() - began  # the cluster's wall time
+        tasks_s = time.monotonic() - began
+    result.generation_seconds += tasks_s  # the cluster's wall time, submit to last result
+    result.fan_out = {"workers": len(workers), "partitions": len(futures),
+                      "connect_close_s": round(time.monotonic() - connecting - tasks_s, 3),
+                      "tasks_s": round(tasks_s, 3), "in_tasks_s": round(in_tasks, 3)}
+    reading = time.monotonic()
     wanted = {p.key for p in pending}
     for key, row in checkpoint.load_successes(dispatch_tag(dispatch)).items():
         if key in wanted:
             result.completions.setdefault(key, row)
             result.failures.pop(key, None)
+    result.fan_out["read_back_s"] = round(time.monotonic() - reading, 3)
 
 
 def dispatch_tag(dispatch: str) -> str:
@@ -106,6 +114,7 @@ def generate_partition(run_dir: str, tag: str, plans: list, teacher, workers: li
     """What a Dask worker runs for one partition: the keys not yet in this partition's
     chunks (a rerun after a lost worker resumes), batch by batch, each batch appended to
     the run directory before the next.  Returns counters and failures, never texts."""
+    started = time.monotonic()
     checkpoint = RunCheckpoint.attach(run_dir)
     done = checkpoint.load_successes(tag, columns=["key", "error_kind"])
     todo = [p for p in plans if p.key not in done]
@@ -134,6 +143,7 @@ def generate_partition(run_dir: str, tag: str, plans: list, teacher, workers: li
                     out["failures"][row["key"]] = row
             out["generated"] += sum(1 for c in completions if c.ok)
             out["tokens"] += sum(c.completion_tokens for c in completions if c.ok)
+    out["seconds"] = time.monotonic() - started
     return out
 
 
