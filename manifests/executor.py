@@ -10,7 +10,10 @@ is byte for byte the local one (tests/steps/test_dask_executor.py).
 What runs where:
 
 * the driver (the CLI process) opens the cluster client, submits ONE task per step and
-  waits; ``dask`` / ``distributed`` are imported only here, only when asked for;
+  waits (separable filters: one task per partition, then a merge; ``fan_out`` steps,
+  generation: the step runs on the driver inside ``fanning_out`` and submits its own
+  partitions, generators/fanout.py); ``dask`` / ``distributed`` are imported only here
+  and there, only when asked for;
 * the task gets plain values (the store's path, the step type, input refs, the config
   model, DuckDB resources) and builds everything else itself on the worker: the store,
   DuckDB connections, HTTP clients, teacher backends.  No client is ever pickled;
@@ -50,7 +53,8 @@ class ExecutorSpec(BaseModel):
     workers: int | None = Field(None, ge=1, description="start a LocalCluster of N worker "
                                 "processes (when no --scheduler is given; default 1)")
     partitions: int | None = Field(None, ge=1, description="partitions of a separable filter "
-                                   "(default: one per worker; 1: the step runs as one task)")
+                                   "(default: one per worker) or of a generation (default: up "
+                                   "to 4 per worker); 1: the step runs as one task")
     retries: int = Field(2, ge=0, description="reruns of a task that raised (a lost worker "
                          "is rescheduled by Dask on top of these)")
     connect_timeout: float = Field(10.0, gt=0, description="seconds to reach the scheduler")

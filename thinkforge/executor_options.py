@@ -19,7 +19,9 @@ _SPECS: tuple[tuple[str, list[str], dict[str, Any]], ...] = (
                                          "worker processes.")),
     ("partitions", ["--partitions"], dict(type=click.IntRange(min=1),
                                           help="With --executor dask: partitions of a "
-                                               "separable filter (default: one per worker).")),
+                                               "separable filter (default: one per worker) "
+                                               "or of a generation (default: up to 4 per "
+                                               "worker); 1 runs the step as one task.")),
     ("slurm", ["--slurm"], dict(is_flag=True, default=None,
                                 help="With --executor dask: start workers as SLURM jobs "
                                      "(dask-jobqueue); --dry-run prints the job script.")),
