@@ -10,9 +10,9 @@ computes the manifest stats and refreshes the catalog (its publish step, ~1 s he
     python bench/filters_passrate.py --prompts 1000000 --k 10      # the issue's 10M rollouts
     python bench/filters_passrate.py --prompts 50000 --repeat 1    # quick
 
-Each engine runs ``--repeat`` times (rounds interleaved, each thinkforge run on a fresh copy
-of the store so nothing is reused); the table shows each engine's best round and peak RSS
-over all rounds.
+Each engine runs ``--repeat`` times (rounds interleaved, each thinkforge run on fresh inputs
+so nothing is reused: a copy of the store made before the run replaces it after); the table
+shows each engine's best round and peak RSS over all rounds.
 """
 
 from __future__ import annotations
@@ -205,14 +205,19 @@ def main() -> None:
         results: dict[str, list[dict]] = {}
         for round_ in range(args.repeat):
             for engine in args.engines.split(","):
-                # a fresh copy of the inputs each round: thinkforge would otherwise reuse the
-                # version the last round published (the bench measures a cold run)
-                store_dir = work / f"store-{round_}-{engine}"
-                shutil.copytree(work / "store", store_dir)
+                # fresh inputs each round: thinkforge would otherwise reuse the version the
+                # last round published (the bench measures a cold run).  The run uses the store
+                # where it was made (its catalog names that path, as a user's store does); a
+                # copy made beforehand replaces it afterwards.
+                store_dir = work / "store"
+                if engine == "thinkforge":
+                    shutil.copytree(store_dir, work / "store-next")
                 out = subprocess.run([sys.executable, __file__, "--child", engine, "--work",
                                       str(work), "--memory-limit", args.memory_limit,
                                       "--store", str(store_dir)], capture_output=True, text=True)
-                shutil.rmtree(store_dir)
+                if engine == "thinkforge":
+                    shutil.rmtree(store_dir)
+                    (work / "store-next").rename(store_dir)
                 if out.returncode:
                     print(f"{engine} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
                     continue

@@ -152,6 +152,26 @@ def chains(store, base, items, memory_limit: str, tag: str = ""):
     return out["selection"], out["materialised"]
 
 
+def sql_chain(store, base, items, memory_limit: str, tag: str) -> None:
+    """The selection chain up to decontam (the 3-deep selection ``--phase sql`` reads) and
+    its materialised twin written by ``materialize`` (same rows, same fingerprint)."""
+    from filters.base import Resources
+    from filters.decontam import DecontamConfig, run_decontam
+    from filters.dedup import DedupConfig, run_dedup
+    from filters.quality import QualityConfig, run_quality
+    from manifests.maintenance import materialize
+
+    res = Resources(memory_limit=memory_limit)
+    t0 = time.perf_counter()
+    q = run_quality(store, base, f"q-selection{tag}", QualityConfig(), resources=res)
+    d = run_dedup(store, q, f"d-selection{tag}", DedupConfig(near=False, on="output"), resources=res)
+    c = run_decontam(store, d, [items], f"c-selection{tag}", DecontamConfig(), resources=res)
+    twin = materialize(store, c, f"c-materialised{tag}")
+    assert twin.fingerprint == c.fingerprint
+    print(f"selection chain + twin: {time.perf_counter() - t0:.1f} s; {c.ref} ({c.rows:,d} rows) "
+          f"and {twin.ref}", file=sys.stderr, flush=True)
+
+
 def time_sql(store, query: str, repeats: int) -> float:
     from manifests.sql import run_sql
 
@@ -190,9 +210,12 @@ def main() -> None:
     ap.add_argument("--memory-limit", default="6GiB")
     ap.add_argument("--sql-repeats", type=int, default=5)
     ap.add_argument("--dir", help="work directory (default: a temporary one, removed); kept")
-    ap.add_argument("--phase", choices=("all", "base", "chains", "sql"), default="all",
+    ap.add_argument("--phase", choices=("all", "base", "chains", "sqlchain", "sql"), default="all",
                     help="base: only make the base (in --dir); chains: run the chains over the base "
-                         "in --dir (no sql); sql: only the sql timings, over the newest chains in --dir")
+                         "in --dir (no sql); sqlchain: only the selection chain's quality -> dedup -> "
+                         "decontam over the base in --dir and its decontam output materialised "
+                         "(`thinkforge materialize`: the same rows and fingerprint) as the twin; "
+                         "sql: only the sql timings, over the newest chains in --dir")
     args = ap.parse_args()
     os.environ.pop("THINKFORGE_MATERIALIZE", None)
     from manifests import DatasetStore
@@ -201,7 +224,7 @@ def main() -> None:
     try:
         store = DatasetStore(tmp / "store")
         t0 = time.perf_counter()
-        if args.phase in ("chains", "sql"):
+        if args.phase in ("chains", "sqlchain", "sql"):
             base, items = store.resolve("base"), store.resolve("bench-items")
             args.rows = base.rows
         else:
@@ -210,6 +233,9 @@ def main() -> None:
         print(f"base: {base.rows:,d} rows, {base_bytes:,d} bytes ({time.perf_counter() - t0:.1f} s "
               "to make or open)", file=sys.stderr, flush=True)
         if args.phase == "base":
+            return
+        if args.phase == "sqlchain":
+            sql_chain(store, base, items, args.memory_limit, tag=f"-{int(time.time())}")
             return
         if args.phase != "sql":
             print(f"load average at start: {os.getloadavg()}", file=sys.stderr, flush=True)

@@ -116,7 +116,8 @@ class StepContext:
                     rejected_order: tuple[str, str | None] | None = None,
                     size_of: list[Manifest] | None = None,
                     kept: str | None = None, rows_from: Manifest | None = None,
-                    changed: Sequence[str] = (), narrow: str | None = None) -> tuple[int, int]:
+                    changed: Sequence[str] = (), narrow: str | None = None,
+                    positioned: bool = False) -> tuple[int, int]:
         """The keep/reject contract: write the rows of ``judged`` (a relation with every
         column of ``columns`` and a ``reason``: NULL keeps the row) as kept rows, and the
         others with ``reason`` and the ``extra`` columns as rejected rows.
@@ -138,13 +139,17 @@ class StepContext:
         ``narrow`` replaces ``judged`` in the selection path: a relation with only the row key,
         ``reason``, the ``extra`` columns and the stored columns (so that a filter whose
         ``judged`` joins the wide rows back on does not read them for a selection).
+        ``positioned``: ``narrow`` also has ``__shard``, ``__row``, each row's base position as
+        ``source(..., positions=True)`` gives it (NULL for a row that is no input row), so the
+        rows are not matched to positions by their keys again.
         """
         info = self._selection_base(rows_from)
         if info is not None:
             return self._keep_reject_selection(
                 info, rows_from or self.inputs[0], narrow or judged, list(columns), order=order,
                 extra=list(extra), rejected_columns=list(rejected_columns or columns),
-                rejected_order=rejected_order or order, changed=set(changed))
+                rejected_order=rejected_order or order, changed=set(changed),
+                positioned=positioned and narrow is not None, wide=judged)
         cols = ", ".join(columns)
         kept_rows = self.copy_kept(
             f"SELECT {cols} FROM {kept or judged} WHERE reason IS NULL",
@@ -156,6 +161,10 @@ class StepContext:
             order_by=by, split_on=split, size_of=size_of)
         return kept_rows, dropped
 
+    def selects(self, rows_from: Manifest | None = None) -> bool:
+        """Whether ``keep_reject`` will publish a selection (positions) for these rows."""
+        return self._selection_base(rows_from) is not None
+
     def _selection_base(self, rows_from: Manifest | None) -> dict[str, Any] | None:
         from manifests.selection import base_of
 
@@ -166,7 +175,8 @@ class StepContext:
     def _keep_reject_selection(self, info: dict[str, Any], data: Manifest, judged: str,
                                columns: list[str], *, order, extra: list[str],
                                rejected_columns: list[str], rejected_order,
-                               changed: set[str]) -> tuple[int, int]:
+                               changed: set[str], positioned: bool = False,
+                               wide: str | None = None) -> tuple[int, int]:
         """keep_reject as positions: one narrow pass over ``judged``, joined to where each
         input row lives by its row key."""
         import re
@@ -179,14 +189,15 @@ class StepContext:
         base_cols = set(info["base_columns"])
         stored = [c for c in columns if c not in base_cols or c in changed
                   or c in info["inherited"]]
-        self.progress.phase("matching rows to base positions")
-        rows = row_relation(self.store, data, positions=True, ordered=False)
-        partition = current_partition()
-        if partition is not None and partition.keys.get(data.ref, "").isidentifier():
-            rows = partition.restrict(data.ref, rows)  # a Dask partition: only its rows
-        con.execute("CREATE OR REPLACE TEMP TABLE __pos AS SELECT "
-                    + ", ".join(f"{q(k)} AS {q('__k_' + k)}" for k in keys)
-                    + f", __shard, __row FROM {rows}")
+        if not positioned:
+            self.progress.phase("matching rows to base positions")
+            rows = row_relation(self.store, data, positions=True, ordered=False)
+            partition = current_partition()
+            if partition is not None and partition.keys.get(data.ref, "").isidentifier():
+                rows = partition.restrict(data.ref, rows)  # a Dask partition: only its rows
+            con.execute("CREATE OR REPLACE TEMP TABLE __pos AS SELECT "
+                        + ", ".join(f"{q(k)} AS {q('__k_' + k)}" for k in keys)
+                        + f", __shard, __row FROM {rows}")
 
         def names(order_by: str) -> list[str]:
             return [re.split(r"\s", t.strip(), maxsplit=1)[0].strip('"') for t in order_by.split(",")
@@ -197,32 +208,49 @@ class StepContext:
 
         wanted = list(dict.fromkeys([*keys, *stored, *names(order[0]), *names(rejected_order[0]),
                                      "reason", *extra,
-                                     *(c for c in rejected_columns if c in stored)]))
+                                     *(c for c in rejected_columns if c in stored),
+                                     *(("__shard", "__row") if positioned else ())]))
         self.progress.phase("judging rows")
-        con.execute("CREATE OR REPLACE TEMP TABLE __judged AS SELECT "
+        # positioned rows come from a table the filter made already: a view, not a copy
+        con.execute(f"CREATE OR REPLACE TEMP {'VIEW' if positioned else 'TABLE'} __judged AS SELECT "
                     + ", ".join(q(c) for c in wanted) + f" FROM {judged}")
-        join = ("FROM __judged j JOIN __pos p ON "
-                + " AND ".join(f"j.{q(k)} = p.{q('__k_' + k)}" for k in keys))
+        if positioned:  # the rows carry their positions: no key join
+            join, p = "FROM __judged j", "j"
+            missing = "EXISTS (SELECT 1 FROM __judged u WHERE u.__shard IS NULL AND " + " AND ".join(
+                f"u.{q(k)} = j.{q(k)}" for k in keys) + ")"
+        else:
+            join, p = ("FROM __judged j JOIN __pos p ON "
+                       + " AND ".join(f"j.{q(k)} = p.{q('__k_' + k)}" for k in keys)), "p"
+            missing = "NOT EXISTS (SELECT 1 FROM __pos p WHERE " + " AND ".join(
+                f"p.{q('__k_' + k)} = j.{q(k)}" for k in keys) + ")"
+        where = " AND j.__shard IS NOT NULL" if positioned else ""
         kept_path, rejected_path = self.writer.select(
             info, stored, rejected_columns, extra)
         kept_by, rejected_by = _partition_order(self.writer, order[0], rejected_order[0])
         self.progress.phase("writing kept rows")  # as positions
         stored_sql = "".join(f", j.{q(c)}" for c in stored)
-        self._copy(f"SELECT p.__shard::INTEGER AS {SHARD}, p.__row::BIGINT AS {ROW}{stored_sql}"
-                   f"{kept_by} {join} WHERE j.reason IS NULL ORDER BY {ordered(order[0])}", [],
-                   kept_path)
+        self._copy(f"SELECT {p}.__shard::INTEGER AS {SHARD}, {p}.__row::BIGINT AS {ROW}{stored_sql}"
+                   f"{kept_by} {join} WHERE j.reason IS NULL{where} ORDER BY {ordered(order[0])}",
+                   [], kept_path)
         self.progress.phase("writing rejected rows")
         rej_stored = "".join(f", j.{q(c)}" for c in rejected_columns if c in stored)
-        self._copy(f"SELECT p.__shard::INTEGER AS {SHARD}, p.__row::BIGINT AS {ROW}{rej_stored}, "
+        self._copy(f"SELECT {p}.__shard::INTEGER AS {SHARD}, {p}.__row::BIGINT AS {ROW}{rej_stored}, "
                    f"j.reason{''.join(f', j.{q(c)}' for c in extra)}{rejected_by} {join} "
-                   f"WHERE j.reason IS NOT NULL ORDER BY {ordered(rejected_order[0])}", [],
+                   f"WHERE j.reason IS NOT NULL{where} ORDER BY {ordered(rejected_order[0])}", [],
                    rejected_path)
-        kept, dropped = con.execute(
-            "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS NOT "
-            "NULL) FROM __judged").fetchall()[0]
-        matched_kept, matched_dropped = con.execute(
-            f"SELECT count(*) FILTER (WHERE j.reason IS NULL), count(*) FILTER (WHERE j.reason IS "
-            f"NOT NULL) {join}").fetchall()[0]
+        if positioned:  # one scan: every row, and the rows with a position
+            kept, dropped, matched_kept, matched_dropped = con.execute(
+                "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS "
+                "NOT NULL), count(*) FILTER (WHERE reason IS NULL AND __shard IS NOT NULL), "
+                "count(*) FILTER (WHERE reason IS NOT NULL AND __shard IS NOT NULL) FROM __judged"
+            ).fetchall()[0]
+        else:
+            kept, dropped = con.execute(
+                "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS "
+                "NOT NULL) FROM __judged").fetchall()[0]
+            matched_kept, matched_dropped = con.execute(
+                f"SELECT count(*) FILTER (WHERE j.reason IS NULL), count(*) FILTER (WHERE j.reason "
+                f"IS NOT NULL) {join}").fetchall()[0]
         if matched_kept != kept:
             raise InputDataError(f"{self.writer.name}: {kept - matched_kept} kept row(s) match no "
                                  f"row of {data.ref} by {', '.join(keys)}",
@@ -230,11 +258,9 @@ class StepContext:
         if matched_dropped != dropped:
             # rejected rows that are no input row (e.g. rollouts of an unknown prompt): kept
             # as plain rejected rows next to the rejected positions
-            missing = " AND ".join(f"p.{q('__k_' + k)} = j.{q(k)}" for k in keys)
             self.copy_rejected(
-                f"SELECT {', '.join([*rejected_columns, 'reason', *extra])} FROM {judged} j "
-                f"WHERE reason IS NOT NULL AND NOT EXISTS (SELECT 1 FROM __pos p WHERE {missing})",
-                order_by=rejected_order[0], split_on=None)
+                f"SELECT {', '.join([*rejected_columns, 'reason', *extra])} FROM {wide or judged} j "
+                f"WHERE reason IS NOT NULL AND {missing}", order_by=rejected_order[0], split_on=None)
         return kept, dropped
 
     def copy_kept(self, select_sql: str, *, order_by: str, split_on: str | None = None,
@@ -427,6 +453,8 @@ def run_step(store: DatasetStore, *, name: str, kind: str, step_type: str, confi
                         if partition is not None else
                         store.writer(name, kind, step=plan.step, parents=inputs,
                                      provenance=dict(provenance or {}))) as writer:
+            if partition is None:
+                writer.use_connection(con)  # the publish reuses the step's connection
             limit = resources.memory_limit if resources else None
             ctx = StepContext(store=store, con=con, writer=writer, provenance=writer.provenance,
                               row_group_bytes=row_group_bytes(resources), inputs=list(inputs),
@@ -450,13 +478,14 @@ def materialize_wanted(resources: Resources | None) -> bool:
         os.environ.get("THINKFORGE_MATERIALIZE", "") not in ("", "0")
 
 
-def source(store: DatasetStore, manifest: Manifest) -> str:
-    """SQL relation over a version's rows (its shards, or its selection resolved)."""
+def source(store: DatasetStore, manifest: Manifest, positions: bool = False) -> str:
+    """SQL relation over a version's rows (its shards, or its selection resolved);
+    ``positions`` adds ``__shard``, ``__row`` (where each row lives in the base shards)."""
     from manifests.selection import row_relation
 
     # any order: every step orders what it writes (a selection's rows in version order would
     # cost a sort of the wide rows the step reads); a partition reads only its rows
-    relation = row_relation(store, manifest, ordered=False)
+    relation = row_relation(store, manifest, ordered=False, positions=positions)
     partition = current_partition()
     return partition.restrict(manifest.ref, relation) if partition is not None else relation
 

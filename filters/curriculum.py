@@ -24,7 +24,6 @@ from __future__ import annotations
 from typing import Literal
 
 import duckdb
-import pyarrow as pa
 from pydantic import Field
 
 from manifests import DatasetStore, Manifest
@@ -63,8 +62,11 @@ def run_curriculum(store: DatasetStore, pool: Manifest, name: str, config: Curri
                     "__row AS row_in_shard "
                     f"FROM {row_relation(store, pool, positions=True, ordered=False)}")
         ctx.progress.phase("placing rows in batches")
-        levels = con.execute("SELECT level_rate, count(*) FROM pool GROUP BY level_rate "
-                             "ORDER BY level_rate DESC").fetchall()
+        # the levels need only pass_rate (a selection's own column: no base shard is read)
+        levels = con.execute(
+            f"SELECT round(pass_rate, {LEVEL_DECIMALS}) AS level_rate, count(*) FROM "
+            f"{row_relation(store, pool, columns=['pass_rate'], ordered=False)} GROUP BY level_rate "
+            "ORDER BY level_rate DESC").fetchall()
         counts = [n for _, n in levels]
         plan = plan_batches(counts, config.batch_size, config.sigma, config.schedule)
         # one row per (level, batch): the first rank, counted over all levels easiest first,
@@ -77,24 +79,36 @@ def run_curriculum(store: DatasetStore, pool: Manifest, name: str, config: Curri
                     rows["first_rank"].append(start)
                     rows["batch"].append(batch)
                     start += n
-        con.register("alloc", pa.table(rows, schema=pa.schema([
-            ("first_rank", pa.int64()), ("batch", pa.int64())])))
+        # bound lists, not a registered Arrow table (registering imports pandas: 0.3 s)
+        con.execute("CREATE TEMP TABLE alloc AS SELECT unnest(?::BIGINT[]) AS first_rank, "
+                    "unnest(?::BIGINT[]) AS batch", [rows["first_rank"], rows["batch"]])
         # Ranks without window functions (a partitioned window over a few huge levels runs on
         # one thread): a table filled from a sorted query, insertion order kept, numbers its
         # rows in that order (rowid).  Narrow rows only (id and keys); the one sort of whole
         # rows is the final one into curriculum order.
+        # A selection's rows keep the pool's stored columns (counts, bucket) and need no other
+        # column: they travel with the narrow rows, so nothing joins the pool again.
+        selects = ctx.selects()
+        stored = [c for c in (pool.selection.columns if selects and pool.selection else [])
+                  if c in columns and c != "id"]
+        carry = "".join(f", {c}" for c in stored)
         con.execute("SET preserve_insertion_order=true")
-        con.execute("CREATE TEMP TABLE ranked AS SELECT id, shard, row_in_shard FROM pool "
+        con.execute(f"CREATE TEMP TABLE ranked AS SELECT id, shard, row_in_shard{carry} FROM pool "
                     "ORDER BY level_rate DESC, hash(? || ':' || id), id", [seed])
         # batches are full but the last: batch b starts at b * batch_size in curriculum order
-        con.execute("""
+        con.execute(f"""
             CREATE TEMP TABLE placed AS
-            SELECT r.shard, r.row_in_shard, a.batch
+            SELECT r.shard, r.row_in_shard, a.batch{''.join(f', r.{c}' for c in stored)}, r.id
             FROM (SELECT rowid AS level_rank, * FROM ranked) r
             ASOF JOIN alloc a ON r.level_rank >= a.first_rank
             ORDER BY a.batch, hash(? || ':pos:' || r.id), r.id""", [seed])
         con.execute("SET preserve_insertion_order=false")
         ctx.bind(batch_size=config.batch_size)
+        narrow = None
+        if selects:  # the placed rows carry their base positions: no join back to the pool
+            narrow = (f"(SELECT shard AS __shard, row_in_shard AS __row, id{carry}, "
+                      "batch AS curriculum_batch, rowid - batch * (SELECT batch_size FROM knobs) "
+                      "AS curriculum_position, NULL::VARCHAR AS reason FROM placed)")
         # every row kept, with a new batch and position: a selection storing those two
         # columns (in curriculum order), or the rows rewritten when materialising
         con.execute(f"""
@@ -105,7 +119,8 @@ def run_curriculum(store: DatasetStore, pool: Manifest, name: str, config: Curri
             FROM pool p JOIN placed x ON x.shard = p.shard AND x.row_in_shard = p.row_in_shard""")
         ctx.keep_reject("judged", [*columns, "curriculum_batch", "curriculum_position"],
                         order=("curriculum_batch, curriculum_position", "curriculum_batch"),
-                        changed=("curriculum_batch", "curriculum_position"))
+                        changed=("curriculum_batch", "curriculum_position"), narrow=narrow,
+                        positioned=narrow is not None)
         ctx.provenance.update({
             "pool": pool.ref, "batches": int(plan.shape[0]), "duckdb": duckdb.__version__,
             "levels": {f"{rate:g}": n for rate, n in levels},

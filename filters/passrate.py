@@ -227,6 +227,21 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
                         FROM rollouts_src {mode_filter} GROUP BY prompt_id))""", params)
         # one FULL JOIN finds the kept prompts, the prompts nobody sampled and the rollouts
         # of unknown prompts (their prompt columns are NULL): the prompts are scanned once
+        narrow = None
+        if ctx.selects(prompts):
+            # a selection: only the prompt ids and where they live are read (decoded once);
+            # the decision per prompt, its position and not_sampled in one narrow table
+            con.execute(
+                "CREATE TEMP TABLE decided AS SELECT coalesce(p.id, s.id) AS id, p.__shard, "
+                "p.__row, coalesce(s.n_samples, 0) AS n_samples, "
+                "coalesce(s.n_correct, 0) AS n_correct, s.pass_rate, s.bucket, "
+                "NULL::BIGINT AS curriculum_batch, NULL::BIGINT AS curriculum_position, "
+                "CASE WHEN p.id IS NULL THEN 'unknown_prompt' WHEN s.id IS NULL THEN "
+                "'no_rollouts' ELSE s.reason END AS reason, "
+                "(s.id IS NULL AND a.id IS NULL) AS not_sampled "
+                f"FROM (SELECT id, __shard, __row FROM {source(store, prompts, positions=True)}) p "
+                "FULL JOIN scored s ON s.id = p.id LEFT JOIN attempted a ON a.id = p.id")
+            narrow = "(SELECT * FROM decided WHERE NOT not_sampled)"
         ctx.con.execute(
             f"CREATE TEMP VIEW judged AS SELECT coalesce(p.id, s.id) AS id, "
             f"{', '.join(f'p.{c}' for c in PROMPT_COLUMNS[1:])}, "
@@ -249,9 +264,11 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
         pool = [*PROMPT_COLUMNS, "n_samples", "n_correct", "pass_rate", "bucket"]
         ctx.keep_reject("judged", [*pool, "curriculum_batch", "curriculum_position"],
                         kept="scored_prompts", rejected_columns=pool, order=("id", "id"),
-                        size_of=[prompts], rows_from=prompts)
+                        size_of=[prompts], rows_from=prompts, narrow=narrow,
+                        positioned=narrow is not None)
         ctx.provenance.update(collect_provenance(ctx, rollouts, prompts))
         ctx.provenance["not_sampled"] = con.execute(
+            "SELECT count(*) FILTER (WHERE not_sampled) FROM decided" if narrow else
             "SELECT count(*) FROM (SELECT id FROM prompts_src) p "
             "WHERE NOT EXISTS (SELECT 1 FROM scored s WHERE s.id = p.id) "
             "AND NOT EXISTS (SELECT 1 FROM attempted a WHERE a.id = p.id)").fetchone()[0]

@@ -89,10 +89,13 @@ def refresh_catalog(store: DatasetStore, force: bool = False) -> bool:
                                "`thinkforge catalog rebuild`")
     with _catalog_lock(store):
         signature = store_signature(store)
-        current = catalog_signature(store.catalog_path)
-        if not force and current == signature and _unaltered(store):
+        unaltered = _unaltered(store)
+        # the signature the stamp recorded for these very bytes, else read from the file
+        current = (unaltered if isinstance(unaltered, str) else None) \
+            or catalog_signature(store.catalog_path)
+        if not force and current == signature and unaltered:
             return False
-        if force or current is None or not _unaltered(store) or not _extend(store, signature):
+        if force or current is None or not unaltered or not _extend(store, signature):
             _build(store, signature)
         return True
 
@@ -101,25 +104,29 @@ def _stamp_path(store: DatasetStore) -> Path:
     return store.root / ".catalog.sha256"
 
 
-def _record_stamp(store: DatasetStore) -> None:
-    """What the catalog file was when thinkforge wrote it: (size, mtime_ns, sha256)."""
+def _record_stamp(store: DatasetStore, signature: str) -> None:
+    """What the catalog file was when thinkforge wrote it: (size, mtime_ns, sha256) and the
+    signature written in it (so a publish need not open the catalog to read it)."""
     st = store.catalog_path.stat()
     tmp = _stamp_path(store).with_name(f".catalog.sha256.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps([st.st_size, st.st_mtime_ns, sha256_file(store.catalog_path)]))
+    tmp.write_text(json.dumps([st.st_size, st.st_mtime_ns, sha256_file(store.catalog_path),
+                               signature]))
     os.replace(tmp, _stamp_path(store))
 
 
-def _unaltered(store: DatasetStore) -> bool:
+def _unaltered(store: DatasetStore) -> bool | str:
     """The catalog file is the one thinkforge wrote (edited contents with the right
-    signature are rebuilt, not served). Unchanged size and mtime skip the hash."""
+    signature are rebuilt, not served). Unchanged size and mtime skip the hash.  True, or
+    the signature the stamp recorded with those bytes; False when altered or unknown."""
     try:
-        size, mtime_ns, digest = json.loads(_stamp_path(store).read_text())
+        size, mtime_ns, digest, *signature = json.loads(_stamp_path(store).read_text())
         st = store.catalog_path.stat()
     except (OSError, ValueError, TypeError):
         return False
-    if [st.st_size, st.st_mtime_ns] == [size, mtime_ns]:
-        return True
-    return sha256_file(store.catalog_path) == digest
+    if [st.st_size, st.st_mtime_ns] != [size, mtime_ns] \
+            and sha256_file(store.catalog_path) != digest:
+        return False
+    return signature[0] if signature and isinstance(signature[0], str) else True
 
 
 def catalog_problems(store: DatasetStore) -> list[str]:
@@ -178,7 +185,7 @@ def _build(store: DatasetStore, signature: str) -> None:
         finally:
             con.close()
         os.replace(tmp, store.catalog_path)
-        _record_stamp(store)
+        _record_stamp(store, signature)
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
             leftover.unlink(missing_ok=True)  # gone already when swapped in
@@ -221,7 +228,7 @@ def _extend(store: DatasetStore, signature: str) -> bool:
         finally:
             con.close()
         os.replace(tmp, store.catalog_path)
-        _record_stamp(store)
+        _record_stamp(store, signature)
         return True
     except duckdb.Error:
         return False

@@ -89,7 +89,8 @@ def _digest_bytes(con, sql: str) -> bytes:
     table = con.sql(sql).to_arrow_table()
     if table.num_rows == 0:
         return b""
-    return table.column(0).to_numpy().astype(np.dtype("<u8"), copy=False).tobytes()
+    return b"".join(_ints(chunk).astype(np.dtype("<u8"), copy=False).tobytes()
+                    for chunk in table.column(0).chunks)
 
 
 def write_digests(con, shards: list[Path], columns: list[str], out: Path) -> bytes:
@@ -128,6 +129,59 @@ def base_of(store: DatasetStore, m: Manifest) -> dict[str, Any] | None:
             "inherited": []}
 
 
+def _ints(array):
+    """An integer Arrow array without nulls as numpy, zero copy (``Array.to_numpy`` imports
+    pandas: 0.3 s of a filter step's start)."""
+    import numpy as np
+
+    dtype = np.dtype(array.type.to_pandas_dtype())
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array),
+                         offset=array.offset * dtype.itemsize)
+
+
+def scan_positions(path: Path, base_files: list[FileEntry]) -> tuple[list[int], bool, int]:
+    """One streaming pass over a selection file's positions: the rows it takes from each
+    base shard, whether its positions strictly increase (version order = base order) and
+    how many rows repeat a position (one byte per base row marks the positions seen).  A
+    shard or row outside the base is an InputDataError."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from .errors import InputDataError
+
+    n_files = len(base_files)
+    rows = np.array([f.rows for f in base_files], dtype=np.int64)
+    offsets = np.array(_offsets(base_files)[:-1], dtype=np.int64)
+    used = np.zeros(n_files, dtype=np.int64)
+    seen = np.zeros(int(rows.sum()), dtype=bool)
+    ascending, last, repeated, marked = True, -1, 0, 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1 << 20, columns=[SHARD, ROW]):
+        if batch.column(0).null_count or batch.column(1).null_count:
+            raise InputDataError(f"{path.name}: a position without a shard or row")
+        shard, row = _ints(batch.column(0)), _ints(batch.column(1))
+        if not len(row):
+            continue
+        if shard.min() < 0 or shard.max() >= n_files:
+            raise InputDataError(f"{path.name}: selection names a shard outside its base")
+        shard = shard.astype(np.int64, copy=False)
+        if row.min() < 0 or (row >= rows[shard]).any():
+            raise InputDataError(f"{path.name}: selection names a row outside its base shard")
+        used += np.bincount(shard, minlength=n_files)
+        pos = offsets[shard] + row
+        if ascending:
+            ascending = bool(pos[0] > last and (len(pos) < 2 or (np.diff(pos) > 0).all()))
+            last = int(pos[-1])
+        if not ascending:  # strictly increasing positions never repeat one
+            seen[pos] = True
+            now = int(np.count_nonzero(seen))
+            repeated += len(pos) - (now - marked)
+            marked = now
+        else:
+            seen[pos] = True
+            marked += len(pos)
+    return used.tolist(), ascending, repeated
+
+
 # -- resolution ------------------------------------------------------------------------------------
 def read_shards(used: list[int]) -> list[int]:
     """Indices of the base shards a selection's join reads: the ones it uses, or the first
@@ -141,7 +195,7 @@ def _base_join(store: DatasetStore, base_files: list[FileEntry], used: list[int]
     idx = read_shards(used)
     paths = [store.root / base_files[i].path for i in idx]
     shard = "b.file_index" if idx == list(range(len(idx))) else \
-        f"([{', '.join(str(i) for i in idx)}])[b.file_index + 1]"
+        f"([{', '.join(str(i) for i in idx)}])[b.file_index::BIGINT + 1]"
     return (f"FROM {file_sql} s JOIN {parquet_source(paths)[:-1]}, file_row_number=true) b "
             f"ON s.{SHARD} = {shard} AND s.{ROW} = b.file_row_number")
 
@@ -150,8 +204,52 @@ def _file_sql(path: Path) -> str:
     return f"read_parquet({quote_literal(str(path))}, file_row_number=true)"
 
 
+def _offsets(base_files: list[FileEntry]) -> list[int]:
+    """Where each base shard's rows start, counted over the whole base."""
+    offsets = [0]
+    for f in base_files:
+        offsets.append(offsets[-1] + f.rows)
+    return offsets
+
+
+def _filtered(store: DatasetStore, sel, file_path: Path, columns: list[str], *,
+              positions: bool) -> str:
+    """The rows of an ascending selection that stores none of ``columns``: the base rows
+    whose position is in the selection, as a filter of the base scan (a bitmap of the
+    selected positions, one bit per base row), in base order, which is the version's.
+
+    No join and no sort: a scan of the base with ``get_bit`` per row, read in insertion
+    order like a plain version's shards.
+    """
+    idx = read_shards(sel.used)
+    paths = [store.root / sel.base_files[i].path for i in idx]
+    offsets = _offsets(sel.base_files)
+    total = max(1, offsets[-1])
+    starts = ", ".join(str(offsets[i]) for i in idx)
+    bitmap = (f"(SELECT bitstring_agg(([{', '.join(map(str, offsets[:-1]))}])[s.{SHARD} + 1]"
+              f" + s.{ROW}, 0, {total - 1}) FROM read_parquet({quote_literal(str(file_path))}) s)")
+    exprs = [f"b.{quote_ident(c)} AS {quote_ident(c)}" for c in columns]
+    if positions:
+        shard = "b.file_index" if idx == list(range(len(idx))) else \
+            f"([{', '.join(str(i) for i in idx)}])[b.file_index::BIGINT + 1]"
+        exprs += [f"{shard}::INTEGER AS __shard", "b.file_row_number AS __row"]
+    return (f"(SELECT {', '.join(exprs)} FROM {parquet_source(paths)[:-1]}, file_row_number=true) b "
+            f"WHERE get_bit({bitmap}, (([{starts}])[b.file_index::BIGINT + 1] + b.file_row_number)::INTEGER) = 1)")
+
+
 def _resolved(store: DatasetStore, sel, file_path: Path, columns: list[str], stored: set[str],
               *, positions: bool, ordered: bool) -> str:
+    if set(columns) <= stored:  # only what the selection file stores: no base shard is read
+        exprs = [f"s.{quote_ident(c)} AS {quote_ident(c)}" for c in columns]
+        if positions:
+            exprs += [f"s.{SHARD} AS __shard", f"s.{ROW} AS __row"]
+        order = " ORDER BY s.file_row_number" if ordered else ""
+        return f"(SELECT {', '.join(exprs) or '1 AS one'} FROM {_file_sql(file_path)} s{order})"
+    # base columns only: a filter of the base scan, in base order (the version's when its
+    # positions ascend; any order is a set of rows, which it always is)
+    if (sel.ascending or not ordered) and columns and not stored & set(columns) \
+            and set(columns) <= set(sel.base_columns):
+        return _filtered(store, sel, file_path, columns, positions=positions)
     exprs = []
     for c in columns:
         if c in stored:
@@ -169,11 +267,17 @@ def _resolved(store: DatasetStore, sel, file_path: Path, columns: list[str], sto
 
 
 def row_relation(store: DatasetStore, m: Manifest, *, positions: bool = False,
-                 ordered: bool = True) -> str:
+                 ordered: bool = True, columns: list[str] | None = None) -> str:
     """SQL relation of ``m``'s rows, in the version's order (``ordered=False``: any order,
     for aggregates).  ``positions`` adds ``__shard``, ``__row``: where each row lives in the
-    base shards (for a materialised version, in its own shards)."""
+    base shards (for a materialised version, in its own shards).  ``columns``: only these
+    (default: all); a selection then reads only what they need (its file alone when it
+    stores them all, the base scan without a join when it stores none of them)."""
     if m.selection is None:
+        if columns is not None:
+            inner = row_relation(store, m, positions=positions, ordered=ordered)
+            pos = ", __shard, __row" if positions else ""
+            return f"(SELECT {', '.join(quote_ident(c) for c in columns)}{pos} FROM {inner})"
         src = parquet_source(store.shard_paths(m))
         if not positions:
             return src
@@ -182,12 +286,13 @@ def row_relation(store: DatasetStore, m: Manifest, *, positions: bool = False,
                 f"file_row_number AS __row FROM {src[:-1]}, file_row_number=true){order})")
     sel = m.selection
     return _resolved(store, sel, store.version_dir(m) / sel.file.path,
-                     [f["name"] for f in m.schema_], set(sel.columns), positions=positions,
-                     ordered=ordered)
+                     [f["name"] for f in m.schema_] if columns is None else list(columns),
+                     set(sel.columns), positions=positions, ordered=ordered)
 
 
 def selection_relation(store: DatasetStore, sel, file_path: Path, columns: list[str]) -> str:
-    """The rows of a selection file not yet published (any order): for its stats."""
+    """The rows of a selection file not yet published (any order): for its stats; each
+    column set is read the cheapest way (``_resolved``)."""
     return _resolved(store, sel, file_path, list(columns), set(sel.columns), positions=False,
                      ordered=False)
 

@@ -5,6 +5,7 @@ What is counted depends on which columns the kind has, so one function serves ev
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,61 +16,106 @@ from .duck import connect, quote_ident
 COUNT_COLUMNS = ("category", "reasoning", "bucket", "verifier", "source", "finish_reason", "generator")
 
 
+STAT_COLUMNS = (*COUNT_COLUMNS, "output_tokens", "verified", "correct", "format_ok", "pair_id",
+                "pass_rate", "curriculum_batch")
+# counts that read two columns of the same row
+_PAIRED = (("verified", "reasoning"), ("correct", "reasoning"), ("format_ok", "reasoning"),
+           ("pair_id", "reasoning"))
+
+
 def compute_stats(src: str, schema: pa.Schema, chars_sql: str | None = None, *,
-                  memory_limit: str | None = None, temp_directory: Path | None = None) -> dict[str, Any]:
+                  memory_limit: str | None = None, temp_directory: Path | None = None,
+                  con=None, relation: Callable[[list[str]], str] | None = None,
+                  stored: set[str] = frozenset()) -> dict[str, Any]:
     """``src``: SQL relation of the rows (``manifests.selection.row_relation``);
     ``chars_sql``: a relation of ``n`` = length(output) per row, when cheaper than reading
     the text (a selection takes it from its base's digests); ``memory_limit`` and
-    ``temp_directory``: DuckDB's bound and where it spills beyond it (the publish's)."""
+    ``temp_directory``: DuckDB's bound and where it spills beyond it (the publish's);
+    ``con``: a connection to use (and leave open) instead of opening one.
+
+    ``relation(columns)`` (any order) and ``stored``: a selection's rows, read in two parts
+    when no count needs a stored column and a base column of the same row: the columns it
+    stores from its own file, the others from its base without a join (every stat is a
+    count over a set of rows, not a sequence)."""
     names = set(schema.names)
-    con = connect(memory_limit=memory_limit, temp_directory=temp_directory)
-    # the narrow columns the counts read, in one pass (a selection's rows come from a join:
-    # joined once, not once per count)
-    wanted = [quote_ident(c) for c in schema.names if c in (*COUNT_COLUMNS, "output_tokens", "verified", "correct",
-                                               "format_ok", "pair_id", "pass_rate", "curriculum_batch")]
+    own = con is None
+    if own:
+        con = connect(memory_limit=memory_limit, temp_directory=temp_directory)
+    try:
+        wanted = [c for c in schema.names if c in STAT_COLUMNS]
+        mixed = any(a in names and b in names and ((a in stored) != (b in stored))
+                    for a, b in _PAIRED)
+        chars = "output" in names and chars_sql is None  # length(output) read from the text
+        text = ["output"] if chars else []
+        if relation is None or mixed or not stored & set(wanted):
+            tables = _rows(con, src if relation is None else relation(wanted + text), wanted,
+                           chars, "__rows")
+        else:
+            own_cols = [c for c in wanted if c in stored]
+            base_cols = [c for c in wanted if c not in stored]
+            tables = _rows(con, relation(own_cols), own_cols, False, "__srows")
+            if base_cols or chars:
+                tables.update(_rows(con, relation(base_cols + text), base_cols, chars, "__rows"))
+        return _stats(con, tables, names, chars_sql)
+    finally:
+        con.execute("DROP TABLE IF EXISTS __rows")
+        con.execute("DROP TABLE IF EXISTS __srows")
+        if own:
+            con.close()
+
+
+def _rows(con, src: str, columns: list[str], with_chars: bool, table: str) -> dict[str, str]:
+    """The narrow columns the counts read, in one pass (a selection's rows come from a join:
+    joined once, not once per count): {column: table}; "" names the table for the row count."""
+    exprs = [quote_ident(c) for c in columns] + (["length(output) AS n"] if with_chars else [])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {', '.join(exprs) or '1 AS one'} "
+                f"FROM {src}")
+    return {"": table, **{c: table for c in columns}, **({"n": table} if with_chars else {})}
+
+
+def _stats(con, tables: dict[str, str], names: set[str], chars_sql: str | None) -> dict[str, Any]:
+    def t(column: str) -> str:
+        return tables.get(column, tables[""])
+
     if chars_sql is None and "output" in names:
-        chars_sql = "(SELECT n FROM __rows)"
-        wanted.append("length(output) AS n")
-    con.execute(f"CREATE TEMP TABLE __rows AS SELECT {', '.join(wanted) or '1 AS one'} FROM {src}")
-    src = "__rows"
-    stats: dict[str, Any] = {"rows": con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]}
+        chars_sql = f"(SELECT n FROM {t('n')})"
+    stats: dict[str, Any] = {"rows": con.execute(f"SELECT count(*) FROM {tables['']}").fetchall()[0][0]}
     for col in COUNT_COLUMNS:
         if col in names:
             rows = con.execute(
-                f"SELECT coalesce({quote_ident(col)}::VARCHAR, '<null>') AS k, count(*) FROM {src} "
+                f"SELECT coalesce({quote_ident(col)}::VARCHAR, '<null>') AS k, count(*) FROM {t(col)} "
                 "GROUP BY k ORDER BY k").fetchall()
             stats[f"by_{col}"] = {k: n for k, n in rows}
     if "output_tokens" in names:
         total, p50, p90, p99, mx = con.execute(
             f"SELECT sum(output_tokens), quantile_cont(output_tokens, 0.5), "
             f"quantile_cont(output_tokens, 0.9), quantile_cont(output_tokens, 0.99), "
-            f"max(output_tokens) FROM {src}").fetchone()
+            f"max(output_tokens) FROM {t('output_tokens')}").fetchall()[0]
         stats["output_tokens"] = {"total": int(total or 0), "p50": p50, "p90": p90, "p99": p99,
                                   "max": mx}
     if "output" in names:
-        chars = chars_sql or f"(SELECT length(output) AS n FROM {src})"
         p50, p90, mx = con.execute(
-            f"SELECT quantile_cont(n, 0.5), quantile_cont(n, 0.9), max(n) FROM {chars}").fetchone()
+            f"SELECT quantile_cont(n, 0.5), quantile_cont(n, 0.9), max(n) FROM {chars_sql}").fetchall()[0]
         stats["output_chars"] = {"p50": p50, "p90": p90, "max": mx}
     for flag in ("verified", "correct", "format_ok"):
         if flag in names:
             group = "reasoning" if "reasoning" in names else "'all'"
             rows = con.execute(
                 f"SELECT {group} AS mode, count({flag}) AS checked, "
-                f"count(*) FILTER (WHERE {flag}) AS ok FROM {src} GROUP BY mode ORDER BY mode"
+                f"count(*) FILTER (WHERE {flag}) AS ok FROM {t(flag)} GROUP BY mode ORDER BY mode"
             ).fetchall()
-            stats[f"{flag}_rate"] = {m: {"checked": c, "true": t, "rate": (t / c) if c else None}
-                                     for m, c, t in rows}
+            stats[f"{flag}_rate"] = {m: {"checked": c, "true": n, "rate": (n / c) if c else None}
+                                     for m, c, n in rows}
     if "pair_id" in names:  # sft: ON/OFF answers of one prompt and sample share a pair_id
         complete, orphans = con.execute(
             f"SELECT count(*) FILTER (WHERE n > 1), count(*) FILTER (WHERE n = 1) FROM "
-            f"(SELECT pair_id, count(DISTINCT reasoning) AS n FROM {src} GROUP BY pair_id)"
-        ).fetchone()
+            f"(SELECT pair_id, count(DISTINCT reasoning) AS n FROM {t('pair_id')} GROUP BY pair_id)"
+        ).fetchall()[0]
         stats["pairs"] = {"complete": complete, "orphans": orphans}
     if "pass_rate" in names:
-        stats["pass_rate_mean"] = con.execute(f"SELECT avg(pass_rate) FROM {src}").fetchone()[0]
+        stats["pass_rate_mean"] = con.execute(
+            f"SELECT avg(pass_rate) FROM {t('pass_rate')}").fetchall()[0][0]
     if "curriculum_batch" in names:
         stats["curriculum_batches"] = con.execute(
-            f"SELECT count(DISTINCT curriculum_batch) FROM {src}").fetchone()[0]
-    con.close()
+            f"SELECT count(DISTINCT curriculum_batch) FROM {t('curriculum_batch')}").fetchall()[0][0]
     return stats

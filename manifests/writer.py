@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .cleanup import OWNER, claim, reclaim
-from .duck import connect, parquet_source, quote_ident, quote_literal
+from .duck import connect, parquet_source, quote_ident
 from .errors import ConflictError, InputDataError
 from .integrity import PublishLog, manifest_digest
 from .manifest import (
@@ -45,11 +45,10 @@ from .selection import (
     DIGEST_SCHEME,
     DIGESTS_FILE,
     REJECTED_SELECTION_FILE,
-    ROW,
     SELECTION_FILE,
-    SHARD,
     chars_relation,
     content_fingerprint,
+    scan_positions,
     selection_digests,
     selection_relation,
     write_digests,
@@ -195,6 +194,8 @@ class VersionWriter:
         self.selection_info: dict[str, Any] | None = None
         self._memory_limit: str | None = PUBLISH_MEMORY
         self._spill: Path | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._borrowed: duckdb.DuckDBPyConnection | None = None
 
     def __enter__(self) -> VersionWriter:
         return self
@@ -210,9 +211,25 @@ class VersionWriter:
             if self.manifest is None or self.reused or exc_type is not None:
                 self.store.remove_staging(self.staging)
 
+    def use_connection(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Publish with ``con`` (a filter step's own connection, bounded by the step's memory
+        limit and spilling where the step does) instead of opening one; left open."""
+        self._borrowed = con
+
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        """A connection for publish work: bounded by ``PUBLISH_MEMORY``, spilling under .staging."""
-        return connect(memory_limit=self._memory_limit, temp_directory=self._spill_dir())
+        """The publish's one connection (checks, digests, stats, rejected counts): bounded by
+        ``PUBLISH_MEMORY``, spilling under .staging; closed when the publish ends.  A
+        borrowed connection (``use_connection``) serves the first attempt."""
+        if self._con is None:
+            if self._borrowed is not None and self._memory_limit is not None:
+                return self._borrowed
+            self._con = connect(memory_limit=self._memory_limit, temp_directory=self._spill_dir())
+        return self._con
+
+    def _disconnect(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
 
     def _spill_dir(self) -> Path | None:
         if self._memory_limit is None:
@@ -283,8 +300,11 @@ class VersionWriter:
         except duckdb.OutOfMemoryException:
             if self._memory_limit is None:
                 raise
+            self._disconnect()
             self._memory_limit = None  # rows too wide for the bound: the same work, unbounded
             return self._publish()
+        finally:
+            self._disconnect()
 
     def _publish(self) -> Manifest:
         if self.selection_info is not None:
@@ -298,14 +318,10 @@ class VersionWriter:
             self._check_schema(path)
         self._check_values(data)
         rejected = self._rejected_summary(sorted((self.staging / "rejected").glob("*.parquet")))
-        con = self._connect()
-        try:
-            digest_bytes = write_digests(con, data, self.schema.names, self.staging / DIGESTS_FILE)
-        finally:
-            con.close()
+        digest_bytes = write_digests(self._connect(), data, self.schema.names,
+                                     self.staging / DIGESTS_FILE)
         fp = content_fingerprint(schema_to_json(self.schema), digest_bytes)
-        stats = compute_stats(parquet_source(data), self.schema, memory_limit=self._memory_limit,
-                              temp_directory=self._spill_dir())
+        stats = compute_stats(parquet_source(data), self.schema, con=self._connect())
         return self._finish(fp, files, rejected, stats, digests=self._entry(self.staging / DIGESTS_FILE))
 
     def _publish_selection(self) -> Manifest:
@@ -316,21 +332,15 @@ class VersionWriter:
         columns = list(info["columns"])
         con = self._connect()
         try:
-            src = f"read_parquet({quote_literal(str(sel_path))})"
-            n_files = len(info["base_files"])
-            counts = dict(con.execute(f"SELECT {SHARD}, count(*) FROM {src} GROUP BY ALL").fetchall())
-            if any(k is None or not 0 <= k < n_files for k in counts):
-                raise InputDataError(f"{self.name}: selection names a shard outside its base")
-            used = [int(counts.get(i, 0)) for i in range(n_files)]
-            dup = con.execute(f"SELECT count(*) - count(DISTINCT ({SHARD}, {ROW})) FROM {src}").fetchall()[0][0]
-            if dup:
-                raise InputDataError(f"{self.name}: {dup} row(s) of the base selected twice",
-                                     hint="a selection drops or reorders rows; it never repeats one")
-            self._check_values([sel_path], only=set(columns))
-            digest_bytes = selection_digests(con, self.store, sel_path, info, used,
-                                             self.schema.names, columns)
-        finally:
-            con.close()
+            used, ascending, dup = scan_positions(sel_path, info["base_files"])
+        except InputDataError as exc:
+            raise InputDataError(f"{self.name}: {exc}") from None
+        if dup:
+            raise InputDataError(f"{self.name}: {dup} row(s) of the base selected twice",
+                                 hint="a selection drops or reorders rows; it never repeats one")
+        self._check_values([sel_path], only=set(columns))
+        digest_bytes = selection_digests(con, self.store, sel_path, info, used,
+                                         self.schema.names, columns)
         fp = content_fingerprint(schema_to_json(self.schema), digest_bytes)
         entry = self._entry(sel_path)
         rej_entry = None
@@ -348,12 +358,13 @@ class VersionWriter:
             base=info["base"], base_columns=info["base_columns"], base_files=info["base_files"],
             base_digests=info["base_digests"], used=used, file=entry, columns=columns,
             rejected=rej_entry, rejected_columns=info["rejected_columns"] if rej_entry else [],
-            rejected_extra=info["rejected_extra"] if rej_entry else [])
+            rejected_extra=info["rejected_extra"] if rej_entry else [], ascending=ascending)
         stats = compute_stats(selection_relation(self.store, selection, sel_path, self.schema.names),
-                              self.schema,
+                              self.schema, stored=set(columns),
+                              relation=lambda cols: selection_relation(self.store, selection,
+                                                                       sel_path, cols),
                               chars_sql=chars_relation(self.store, sel_path, info)
-                              if "output" in self.schema.names else None,
-                              memory_limit=self._memory_limit, temp_directory=self._spill_dir())
+                              if "output" in self.schema.names else None, con=con)
         return self._finish(fp, [], rejected, stats, selection=selection, rows=entry.rows)
 
     def _finish(self, fp: str, files: list[FileEntry], rejected: Rejected, stats: dict[str, Any],
@@ -404,42 +415,37 @@ class VersionWriter:
         counts = [f"count(*) FILTER (WHERE {quote_ident(c)} IS NULL)" for c in required] + [
             f"count(*) FILTER (WHERE NOT list_contains(?, {quote_ident(c)}))" for c in enums]
         con = self._connect()
-        try:
-            src = parquet_source(data)
-            found = con.execute(f"SELECT {', '.join(counts)} FROM {src}",
-                                [list(ENUMS[c]) for c in enums]).fetchone()
-            for column, n in zip(required, found[:len(required)], strict=True):
-                if n:
-                    raise InputDataError(f"{self.name}: {n} row(s) have no value for required "
-                                         f"column {column!r}")
-            for column, n in zip(enums, found[len(required):], strict=True):
-                if n:
-                    col = quote_ident(column)
-                    bad = con.execute(f"SELECT DISTINCT {col} FROM {src} WHERE NOT "
-                                      f"list_contains(?, {col}) LIMIT 5", [list(ENUMS[column])]).fetchall()
-                    raise InputDataError(
-                        f"{self.name}: column {column!r} has invalid value(s) {[b[0] for b in bad]}",
-                        hint=f"allowed: {', '.join(ENUMS[column])}")
-            if only is not None:
-                return
-            keys = ", ".join(quote_ident(k) for k in ROW_KEYS[self.kind])
-            dup = con.execute(f"SELECT {keys}, count(*) AS n FROM {src} GROUP BY ALL HAVING n > 1 "
-                              "LIMIT 3").fetchall()
-            if dup:
+        src = parquet_source(data)
+        found = con.execute(f"SELECT {', '.join(counts)} FROM {src}",
+                            [list(ENUMS[c]) for c in enums]).fetchall()[0]
+        for column, n in zip(required, found[:len(required)], strict=True):
+            if n:
+                raise InputDataError(f"{self.name}: {n} row(s) have no value for required "
+                                     f"column {column!r}")
+        for column, n in zip(enums, found[len(required):], strict=True):
+            if n:
+                col = quote_ident(column)
+                bad = con.execute(f"SELECT DISTINCT {col} FROM {src} WHERE NOT "
+                                  f"list_contains(?, {col}) LIMIT 5", [list(ENUMS[column])]).fetchall()
                 raise InputDataError(
-                    f"{self.name}: duplicate row key ({keys}) in {len(dup)}+ case(s), e.g. {dup[0][:-1]}",
-                    hint="each row of a version must be unique on its key; deduplicate the input")
-        finally:
-            con.close()
+                    f"{self.name}: column {column!r} has invalid value(s) {[b[0] for b in bad]}",
+                    hint=f"allowed: {', '.join(ENUMS[column])}")
+        if only is not None:
+            return
+        keys = ", ".join(quote_ident(k) for k in ROW_KEYS[self.kind])
+        dup = con.execute(f"SELECT {keys}, count(*) AS n FROM {src} GROUP BY ALL HAVING n > 1 "
+                          "LIMIT 3").fetchall()
+        if dup:
+            raise InputDataError(
+                f"{self.name}: duplicate row key ({keys}) in {len(dup)}+ case(s), e.g. {dup[0][:-1]}",
+                hint="each row of a version must be unique on its key; deduplicate the input")
 
     def _rejected_summary(self, paths: list[Path]) -> Rejected:
         if not paths:
             return Rejected()
-        con = self._connect()
-        by_reason = dict(con.execute(
+        by_reason = dict(self._connect().execute(
             f"SELECT reason, count(*) FROM read_parquet([{', '.join('?' for _ in paths)}], "
             "union_by_name=true) GROUP BY reason ORDER BY reason", [str(p) for p in paths]
         ).fetchall())
-        con.close()
         return Rejected(rows=sum(by_reason.values()), by_reason=by_reason,
                         files=[self._entry(p) for p in paths])
