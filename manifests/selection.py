@@ -191,13 +191,22 @@ def read_shards(used: list[int]) -> list[int]:
 
 def _base_join(store: DatasetStore, base_files: list[FileEntry], used: list[int],
                file_sql: str) -> str:
-    """``FROM <file> s JOIN <used base shards> b ON (shard, row)``."""
+    """``FROM <file> s JOIN <used base shards> b ON position``: one BIGINT key, the row's
+    place in the whole base (shard offset + row; rows are checked in range at publish), which
+    DuckDB joins about twice as fast as the (shard, row) pair."""
     idx = read_shards(used)
     paths = [store.root / base_files[i].path for i in idx]
-    shard = "b.file_index" if idx == list(range(len(idx))) else \
-        f"([{', '.join(str(i) for i in idx)}])[b.file_index::BIGINT + 1]"
+    offsets = _offsets(base_files)
+    if len(idx) == 1:
+        key_s, key_b = f"s.{ROW}", "b.file_row_number"
+        where = f" AND s.{SHARD} = {idx[0]}"
+    else:
+        key_s = f"([{', '.join(map(str, offsets[:-1]))}])[s.{SHARD} + 1] + s.{ROW}"
+        key_b = (f"([{', '.join(str(offsets[i]) for i in idx)}])[b.file_index::BIGINT + 1] "
+                 "+ b.file_row_number")
+        where = ""
     return (f"FROM {file_sql} s JOIN {parquet_source(paths)[:-1]}, file_row_number=true) b "
-            f"ON s.{SHARD} = {shard} AND s.{ROW} = b.file_row_number")
+            f"ON {key_s} = {key_b}{where}")
 
 
 def _file_sql(path: Path) -> str:
