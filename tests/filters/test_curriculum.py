@@ -134,3 +134,28 @@ def test_out_of_core_pass_rate_and_curriculum(store, tmp_path, monkeypatch):
     means = t.group_by("curriculum_batch").aggregate([("pass_rate", "mean")]) \
         .sort_by("curriculum_batch").column("pass_rate_mean").to_numpy()
     assert spearmanr(np.arange(len(means)), means).statistic <= -0.9
+
+
+def test_sorting_on_hashes_alone_equals_sorting_with_the_id_last():
+    """sort_by_hash skips the id as the last sort key unless two rows' hash keys tie (a
+    collision, forced here by a hash of 3 values): the order is always (keys..., id)."""
+    from filters.curriculum import sort_by_hash
+    from manifests.duck import connect
+
+    con = connect()
+    try:
+        con.execute("SET preserve_insertion_order=true")
+        con.execute("CREATE TABLE rows AS SELECT 'r' || (range * 7919 % 1000)::VARCHAR AS id, "
+                    "(range % 4)::DOUBLE / 4 AS level_rate FROM range(1000)")
+        for h, ties in (("hash(? || id)", False), ("hash(? || id) % 3", True)):
+            for table in ("fast", "want"):
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+            select = f"SELECT id, level_rate, {h} AS h FROM rows"
+            sort_by_hash(con, "fast", select, "level_rate DESC, h", ("level_rate", "h"), ["s"])
+            con.execute(f"CREATE TABLE want AS {select} ORDER BY level_rate DESC, h, id", ["s"])
+            got = con.execute("SELECT id FROM fast").fetchall()
+            assert got == con.execute("SELECT id FROM want").fetchall()
+            distinct = con.execute("SELECT count(DISTINCT (level_rate, h)) FROM fast").fetchall()
+            assert ties == (distinct[0][0] < 1000)
+    finally:
+        con.close()
