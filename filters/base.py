@@ -211,8 +211,10 @@ class StepContext:
                                      *(c for c in rejected_columns if c in stored),
                                      *(("__shard", "__row") if positioned else ())]))
         self.progress.phase("judging rows")
-        # positioned rows come from a table the filter made already: a view, not a copy
-        con.execute(f"CREATE OR REPLACE TEMP {'VIEW' if positioned else 'TABLE'} __judged AS SELECT "
+        # a table (not a view) even when the filter made one already: DuckDB writes a column
+        # as required (not null) in Parquet when the table's statistics say it has no NULL,
+        # so the selection's bytes depend on it (a Dask merge must give the same bytes)
+        con.execute("CREATE OR REPLACE TEMP TABLE __judged AS SELECT "
                     + ", ".join(q(c) for c in wanted) + f" FROM {judged}")
         if positioned:  # the rows carry their positions: no key join
             join, p = "FROM __judged j", "j"
