@@ -257,7 +257,8 @@ def _resolved(store: DatasetStore, sel, file_path: Path, columns: list[str], sto
     # base columns only: a filter of the base scan, in base order (the version's when its
     # positions ascend; any order is a set of rows, which it always is)
     if (sel.ascending or not ordered) and columns and not stored & set(columns) \
-            and set(columns) <= set(sel.base_columns):
+            and set(columns) <= set(sel.base_columns) \
+            and sum(f.rows for f in sel.base_files) < 2**31:  # get_bit takes an INTEGER index
         return _filtered(store, sel, file_path, columns, positions=positions)
     exprs = []
     for c in columns:
