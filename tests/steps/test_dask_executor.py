@@ -89,13 +89,16 @@ def test_partitioned_filter_equals_local(store, versions, cluster, step_type):
     assert not list((store.root / ".staging").glob("partitions-*"))
 
 
-def test_global_steps_are_not_partitioned(store, versions):
-    from manifests.partitions import split_keys
+def test_global_steps_are_not_split_by_row(store, versions):
+    """Near dedup and curriculum need a global phase: not one partition per row hash, but
+    phases of tasks (tests/steps/test_dask_partitioned.py)."""
+    from manifests.partitions import PHASED, split_keys
 
     desc = load_steps()["dedup"]
     near = build_config(desc.config_model(), {"near": True})
     assert split_keys(store, "dedup", {"data": versions["sft"]}, near) is None
     assert split_keys(store, "curriculum", {"pool": versions["rl_pool"]}, None) is None
+    assert {"dedup", "curriculum"} <= set(PHASED)
 
 
 def test_cli_workers_local_cluster(cli_run, store, versions):
