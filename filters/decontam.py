@@ -185,7 +185,7 @@ def _kernels():
     numba: then DuckDB hashes the words and numpy filters the windows (the same hits)."""
     try:
         from . import ngram_kernels
-    except ImportError:
+    except (ImportError, RuntimeError):  # RuntimeError: numba finds nowhere to cache them
         return None
     return ngram_kernels
 
