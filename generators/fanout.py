@@ -26,6 +26,7 @@ import math
 import threading
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from .backends import ChatRequest, make_backend
@@ -74,7 +75,9 @@ def run_fanned_out(spec, pending: list, config, checkpoint: RunCheckpoint, resul
         dispatch = uuid.uuid4().hex[:8]
         futures, in_tasks = {}, 0.0
         for index in range(count):
-            part = pending[index * size:(index + 1) * size]
+            # a worker needs the request and the checkpoint row's fields, not the prompt row
+            part = [replace(p, prompt={"id": p.prompt["id"]})
+                    for p in pending[index * size:(index + 1) * size]]
             if not part:
                 continue
             tag = f"{dispatch}p{index:04d}"
