@@ -40,7 +40,7 @@ from pydantic import Field, model_validator
 
 from manifests import DatasetStore, Manifest
 from manifests.duck import quote_literal
-from manifests.schemas import schema_for
+from manifests.schemas import ROW_KEYS, schema_for
 
 from .base import Resources, StepConfig, StepContext, declare_filter, require_kind, row_order, run_step, source
 from .minhash import MinHasher, band_keys, connected_components, estimated_jaccard, optimal_bands
@@ -122,21 +122,46 @@ def run_dedup(store: DatasetStore, data: Manifest, name: str, config: DedupConfi
         if config.near:
             facts.update(_near(ctx, text, config, by_mode))
         doc_key = "prompt_id" if per_prompt else "id"
-        con.execute("CREATE TEMP VIEW marked AS SELECT s.*, d.reason, k.id AS duplicate_of, "
-                    f"d.similarity FROM src s JOIN docs x ON x.id = s.{doc_key} "
-                    "LEFT JOIN dups d ON d.idx = x.idx LEFT JOIN docs k ON k.idx = d.rep")
-        carry = ("duplicate_of", "similarity")
-        con.execute("CREATE TEMP VIEW decided AS "
-                    + apply_pair_policy("marked", columns, policy, carry))
-        ctx.keep_reject("decided", columns, order=row_order(data), rejected_order=("id", "id"),
-                        extra=(*carry, *(("pair_failed_id",) if policy != "independent" else ())))
+        marks = ("SELECT x.id AS doc, d.reason, k.id AS duplicate_of, d.similarity FROM dups d "
+                 "JOIN docs x ON x.idx = d.idx JOIN docs k ON k.idx = d.rep")
         if per_prompt:
             facts["unit"] = "prompt"
-        facts.update(pair_facts(con, "marked", "SELECT * FROM decided", columns, policy))
+        facts.update(keep_unique(ctx, data, columns, policy, marks, doc_key))
         ctx.provenance.update(facts)
 
     return run_step(store, name=name, kind=data.kind, step_type="filter.dedup", config=config,
                     inputs=[data], body=body, resources=resources)
+
+
+def keep_unique(ctx: StepContext, data: Manifest, columns: list[str], policy: str, marks: str,
+                doc_key: str) -> dict:
+    """Keep / reject the rows of the ``src`` view given ``marks`` (``doc``, ``reason``,
+    ``duplicate_of``, ``similarity`` per duplicate document; ``doc`` matches ``src.<doc_key>``),
+    with the pair policy; returns the pair facts for the provenance.
+
+    The marks and the pair policy's window run over a narrow table (row key, pair, mode,
+    marks), never over the wide rows: at 33M rows the window over every column did not fit
+    a 2 GiB memory limit.  The wide rows are joined back only to copy them."""
+    con = ctx.con
+    keys = list(ROW_KEYS[data.kind])
+    # the input's own stored columns (a selection's) travel with the narrow rows: a
+    # selection of it stores them again
+    inherited = list(data.selection.columns) if data.selection is not None else []
+    narrow = list(dict.fromkeys([*keys, *(c for c in ("pair_id", "reasoning") if c in columns),
+                                 *inherited]))
+    carry = ("duplicate_of", "similarity")
+    con.execute(f"CREATE TEMP TABLE __marked AS SELECT {', '.join('s.' + c for c in narrow)}, "
+                f"m.reason, m.duplicate_of, m.similarity FROM src s LEFT JOIN ({marks}) m "
+                f"ON m.doc = s.{doc_key}")
+    con.execute("CREATE TEMP TABLE __decided AS "
+                + apply_pair_policy("__marked", narrow, policy, carry))
+    con.execute("CREATE TEMP VIEW decided AS SELECT s.*, d.reason, d.duplicate_of, d.similarity, "
+                "d.pair_failed_id FROM src s JOIN __decided d ON "
+                + " AND ".join(f"s.{k} = d.{k}" for k in keys))
+    ctx.keep_reject("decided", columns, order=row_order(data), rejected_order=("id", "id"),
+                    narrow="__decided",
+                    extra=(*carry, *(("pair_failed_id",) if policy != "independent" else ())))
+    return pair_facts(con, "__marked", "SELECT * FROM __decided", narrow, policy)
 
 
 def _count(con, table: str) -> int:

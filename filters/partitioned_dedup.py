@@ -208,8 +208,9 @@ def near_mark(store_at, data_ref: str, name: str, config, resources, hosts, key:
     row partition, against the driver's table of duplicates."""
     from manifests.duck import parquet_source
 
-    from .base import row_order, run_step
-    from .pairs import apply_pair_policy, pair_facts, resolve_policy
+    from .base import run_step
+    from .dedup import keep_unique
+    from .pairs import resolve_policy
 
     store, data, columns, _, res, per_prompt, _ = _setup(store_at, data_ref, config, resources,
                                                          hosts)
@@ -223,18 +224,12 @@ def near_mark(store_at, data_ref: str, name: str, config, resources, hosts, key:
         con = ctx.con
         con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {source(store, data)}")
         doc_key = "prompt_id" if per_prompt else "id"
-        con.execute("CREATE TEMP VIEW marked AS SELECT s.*, d.reason, d.rep AS duplicate_of, "
-                    f"d.similarity FROM src s LEFT JOIN {parquet_source([dups_file])} d "
-                    f"ON d.id = s.{doc_key}")
-        carry = ("duplicate_of", "similarity")
-        con.execute("CREATE TEMP VIEW decided AS "
-                    + apply_pair_policy("marked", columns, policy, carry))
-        ctx.keep_reject("decided", columns, order=row_order(data), rejected_order=("id", "id"),
-                        extra=(*carry, *(("pair_failed_id",) if policy != "independent" else ())))
+        marks = (f"SELECT id AS doc, reason, rep AS duplicate_of, similarity "
+                 f"FROM {parquet_source([dups_file])}")
         ctx.provenance.update(facts)
         if per_prompt:
             ctx.provenance["unit"] = "prompt"
-        ctx.provenance.update(pair_facts(con, "marked", "SELECT * FROM decided", columns, policy))
+        ctx.provenance.update(keep_unique(ctx, data, columns, policy, marks, doc_key))
         partition.partials["facts"] = facts
 
     with running(partition):

@@ -136,7 +136,9 @@ def run_quality(store: DatasetStore, data: Manifest, name: str,
                               f"detect_language({ANSWER})) THEN 'wrong_language'")
         reason = ("CASE " + " ".join(checks) + " END") if checks else "NULL::VARCHAR"
         keys = list(ROW_KEYS[data.kind])
-        narrow = list(dict.fromkeys([*keys, *(c for c in ("pair_id", "reasoning") if c in columns)]))
+        inherited = list(data.selection.columns) if data.selection is not None else []
+        narrow = list(dict.fromkeys([*keys, *(c for c in ("pair_id", "reasoning") if c in columns),
+                                     *inherited]))  # a selection input's stored columns too
         policy = resolve_policy(config.pairs, columns)
         # the rules run once, over the text columns only, into a narrow table of (row key,
         # pair, mode, reason); the pair policy, the kept / rejected split and the provenance
