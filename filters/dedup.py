@@ -92,13 +92,7 @@ def run_dedup(store: DatasetStore, data: Manifest, name: str, config: DedupConfi
     def body(ctx: StepContext) -> None:
         con = ctx.con
         register(con)
-        con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {source(store, data)}")
-        if per_prompt:
-            con.execute("CREATE TEMP VIEW doc_src AS SELECT prompt_id AS id, arg_min(input, id) "
-                        "AS input, '' AS grp FROM src GROUP BY prompt_id")
-        else:
-            con.execute("CREATE TEMP VIEW doc_src AS SELECT *, "
-                        f"{'reasoning' if by_mode else chr(39) * 2} AS grp FROM src")
+        doc_views(con, store, data, per_prompt, by_mode)
         ctx.progress.phase("exact duplicates" if config.exact else "numbering rows")
         con.execute(f"CREATE TEMP TABLE docs AS SELECT (row_number() OVER (ORDER BY id) - 1)"
                     f"::BIGINT AS idx, id, {sketch_expr(text) if config.exact else 'NULL::BIGINT'} "
@@ -131,6 +125,18 @@ def run_dedup(store: DatasetStore, data: Manifest, name: str, config: DedupConfi
 
     return run_step(store, name=name, kind=data.kind, step_type="filter.dedup", config=config,
                     inputs=[data], body=body, resources=resources)
+
+
+def doc_views(con, store: DatasetStore, data: Manifest, per_prompt: bool, by_mode: bool) -> None:
+    """Views ``src`` (the rows) and ``doc_src`` (the documents compared: one per prompt, or
+    one per row with its group: the mode when pairs are compared by output)."""
+    con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {source(store, data)}")
+    if per_prompt:
+        con.execute("CREATE TEMP VIEW doc_src AS SELECT prompt_id AS id, arg_min(input, id) "
+                    "AS input, '' AS grp FROM src GROUP BY prompt_id")
+    else:
+        con.execute("CREATE TEMP VIEW doc_src AS SELECT *, "
+                    f"{'reasoning' if by_mode else chr(39) * 2} AS grp FROM src")
 
 
 def keep_unique(ctx: StepContext, data: Manifest, columns: list[str], policy: str, marks: str,

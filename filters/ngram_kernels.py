@@ -36,6 +36,17 @@ _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 
 
 @_jit
+def _finish(h):
+    """A word's FNV hash through the splitmix64 finaliser (mixes every bit)."""
+    h ^= h >> np.uint64(30)
+    h *= _M1
+    h ^= h >> np.uint64(27)
+    h *= _M2
+    h ^= h >> np.uint64(31)
+    return h
+
+
+@_jit
 def _words(data, lo, hi, table, out):
     """Hashes of the words of ``data[lo:hi]`` into ``out``; returns how many, and whether a
     byte was not ASCII."""
@@ -50,22 +61,12 @@ def _words(data, lo, hi, table, out):
             h = (h ^ np.uint64(c)) * _FNV_PRIME
             inside = True
         elif inside:
-            h ^= h >> np.uint64(30)
-            h *= _M1
-            h ^= h >> np.uint64(27)
-            h *= _M2
-            h ^= h >> np.uint64(31)
-            out[nw] = h
+            out[nw] = _finish(h)
             nw += 1
             h = _FNV_OFFSET
             inside = False
     if inside:
-        h ^= h >> np.uint64(30)
-        h *= _M1
-        h ^= h >> np.uint64(27)
-        h *= _M2
-        h ^= h >> np.uint64(31)
-        out[nw] = h
+        out[nw] = _finish(h)
         nw += 1
     return nw, high >= 0x80
 

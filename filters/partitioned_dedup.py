@@ -57,18 +57,6 @@ def _setup(store_at, data_ref: str, config, resources, hosts):
             paired and config.on == "input", paired and config.on == "output")
 
 
-def _doc_src(con, store, data, per_prompt: bool, by_mode: bool) -> None:
-    from .base import source
-
-    con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {source(store, data)}")
-    if per_prompt:
-        con.execute("CREATE TEMP VIEW doc_src AS SELECT prompt_id AS id, arg_min(input, id) "
-                    "AS input, '' AS grp FROM src GROUP BY prompt_id")
-    else:
-        con.execute("CREATE TEMP VIEW doc_src AS SELECT *, "
-                    f"{'reasoning' if by_mode else chr(39) * 2} AS grp FROM src")
-
-
 def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str, index: int,
                     count: int, out: str) -> dict[str, str]:
     """Phase 1 on a worker: documents, signatures and band keys of one row partition."""
@@ -76,7 +64,7 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
     import pyarrow.parquet as pq
 
     from .base import open_connection
-    from .dedup import BATCH_ROWS
+    from .dedup import BATCH_ROWS, doc_views
     from .minhash import MinHasher, band_keys, optimal_bands
     from .text import normalized_expr, register, word_hash_batches, word_hashes_expr
 
@@ -91,7 +79,7 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
     try:
         register(con)
         with running(Partition(count=count, index=index, keys={data.ref: key}, out=Path(out))):
-            _doc_src(con, store, data, per_prompt, by_mode)
+            doc_views(con, store, data, per_prompt, by_mode)
         exact = f"md5({normalized_expr(text)})" if config.exact else "NULL::VARCHAR"
         con.execute(f"CREATE TEMP TABLE docs AS SELECT id, grp, {exact} AS norm_key "
                     "FROM doc_src")
