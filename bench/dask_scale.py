@@ -29,8 +29,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "tests" / "generators
 
 
 def _step(store, step_type, inputs, name, config, resources):
-    from curation.steps import load_steps
-    from manifests.steps import RunContext, build_config, execute
+    from thinkforge.curation.steps import load_steps
+    from thinkforge.manifests.steps import RunContext, build_config, execute
 
     desc = load_steps()[step_type]
     made = execute(RunContext(store, quiet=True, resources=resources), desc, inputs, name,
@@ -52,7 +52,7 @@ def filters(store, label, resources):
 
 
 def generation(store, label, resources, url, n, k):
-    from manifests.selection import read_table
+    from thinkforge.manifests.selection import read_table
 
     prompts = store.resolve("gen-prompts")
     t0 = time.perf_counter()
@@ -100,10 +100,10 @@ RUN = time.strftime("%Y%m%d%H%M%S")
 
 
 def _time_merges() -> None:
-    """Time the driver's merges of partitions (filters.partitioned.merge_partitions)."""
-    import filters.partitioned as partitioned
-    import filters.partitioned_curriculum as phased
-    from manifests.partitions import register_merge
+    """Time the driver's merges of partitions (thinkforge.filters.partitioned.merge_partitions)."""
+    import thinkforge.filters.partitioned as partitioned
+    import thinkforge.filters.partitioned_curriculum as phased
+    from thinkforge.manifests.partitions import register_merge
 
     real = partitioned.merge_partitions
 
@@ -157,8 +157,7 @@ def filters_main(args) -> None:
 
     from distributed import Client, LocalCluster
     from filters_passrate import make_data
-
-    from manifests import DatasetStore
+    from thinkforge.manifests import DatasetStore
 
     work = args.data or Path(tempfile.mkdtemp(prefix="tf-daskf-", dir=args.tmp))
     if not (work / "store" / "datasets").is_dir():
@@ -254,9 +253,8 @@ def gen_main(args) -> None:
 
     from distributed import Client, LocalCluster
     from filters_passrate import make_data
-
-    from manifests import DatasetStore
-    from manifests.selection import read_table
+    from thinkforge.manifests import DatasetStore
+    from thinkforge.manifests.selection import read_table
 
     work = Path(tempfile.mkdtemp(prefix="tf-dask-gen-", dir=args.tmp))
     make_data(work, max(args.gen_prompts, 100), 1)
@@ -351,14 +349,13 @@ def main() -> None:
     from distributed import LocalCluster
     from fault_proxy import FakeOpenAIServer
     from filters_passrate import make_data
-
-    from manifests import DatasetStore
+    from thinkforge.manifests import DatasetStore
 
     work = Path(tempfile.mkdtemp(prefix="tf-dask-", dir=args.tmp))
     make_data(work, args.prompts, args.k)
     store = DatasetStore(work / "store")
     src = store.resolve("prompts")
-    from manifests.selection import read_table
+    from thinkforge.manifests.selection import read_table
 
     with store.writer("gen-prompts", "prompts", step={"type": "bench"}, parents=[src]) as w:
         w.write(read_table(store, src).slice(0, args.gen_prompts))

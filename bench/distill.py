@@ -38,19 +38,18 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-
-    from curation.importer import ImportOptions, import_file
-    from manifests import DatasetStore
-    from trainers.base import resolve_model_path
-    from trainers.data import open_data, read_rows
-    from trainers.distill import blocks as B
-    from trainers.distill.child import build_child
-    from trainers.distill.config import DistillConfig, parse_budgets
-    from trainers.distill.kd import distill
-    from trainers.distill.pipeline import count_params, load_parent, tokens_per_second, uniform_variants
-    from trainers.distill.run import train_distill
-    from trainers.distill.scoring import model_kl
-    from trainers.distill.texts import row_texts, split_texts, token_batches
+    from thinkforge.curation.importer import ImportOptions, import_file
+    from thinkforge.manifests import DatasetStore
+    from thinkforge.trainers.base import resolve_model_path
+    from thinkforge.trainers.data import open_data, read_rows
+    from thinkforge.trainers.distill import blocks as B
+    from thinkforge.trainers.distill.child import build_child
+    from thinkforge.trainers.distill.config import DistillConfig, parse_budgets
+    from thinkforge.trainers.distill.kd import distill
+    from thinkforge.trainers.distill.pipeline import count_params, load_parent, tokens_per_second, uniform_variants
+    from thinkforge.trainers.distill.run import train_distill
+    from thinkforge.trainers.distill.scoring import model_kl
+    from thinkforge.trainers.distill.texts import row_texts, split_texts, token_batches
 
     work = args.work or Path(tempfile.mkdtemp(prefix="tf-distill-bench-"))
     store = DatasetStore(work / "store")

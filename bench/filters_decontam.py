@@ -102,9 +102,10 @@ def run_thinkforge(store, rows, items, trace: bool = False):
     import pstats
     from contextlib import nullcontext
 
+    from thinkforge.filters.base import Resources
+    from thinkforge.filters.decontam import run_decontam
+
     from bench.sqltrace import traced
-    from filters.base import Resources
-    from filters.decontam import run_decontam
 
     profile = cProfile.Profile() if trace else None
     start = time.perf_counter()
@@ -117,7 +118,7 @@ def run_thinkforge(store, rows, items, trace: bool = False):
     seconds = time.perf_counter() - start
     if profile:  # where the main thread's time went ('acquire': waiting for DuckDB's next batch)
         pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(14)
-    from manifests.selection import read_rejected  # plain shards or a selection's positions
+    from thinkforge.manifests.selection import read_rejected  # plain shards or a selection's positions
 
     t = read_rejected(store, m)
     hits = dict(zip(t.column("id").to_pylist(), t.column("matched_item").to_pylist(), strict=True))
@@ -125,7 +126,7 @@ def run_thinkforge(store, rows, items, trace: bool = False):
 
 
 def make_versions(data, bench, work: Path):
-    from manifests import DatasetStore
+    from thinkforge.manifests import DatasetStore
 
     store = DatasetStore(work / "store")
 

@@ -74,7 +74,7 @@ def jaccard(a: set, b: set) -> float:
 
 
 def should_remove(texts, groups, ids, threshold, k) -> set[str]:
-    from filters.minhash import connected_components
+    from thinkforge.filters.minhash import connected_components
 
     left, right = [], []
     for group in groups:
@@ -92,9 +92,9 @@ def should_remove(texts, groups, ids, threshold, k) -> set[str]:
 
 
 def run_thinkforge(texts, ids, threshold, num_perm, k, work: Path) -> tuple[set[str], float]:
-    from filters.base import Resources
-    from filters.dedup import DedupConfig, run_dedup
-    from manifests import DatasetStore
+    from thinkforge.filters.base import Resources
+    from thinkforge.filters.dedup import DedupConfig, run_dedup
+    from thinkforge.manifests import DatasetStore
 
     store = DatasetStore(work / "store")
     n = len(texts)
@@ -108,7 +108,7 @@ def run_thinkforge(texts, ids, threshold, num_perm, k, work: Path) -> tuple[set[
                   resources=Resources(memory_limit="1GiB"))
     seconds = time.perf_counter() - start
 
-    from manifests.selection import read_rejected  # plain shards or a selection's positions
+    from thinkforge.manifests.selection import read_rejected  # plain shards or a selection's positions
 
     removed = set(read_rejected(store, m).column("id").to_pylist())
     return removed, seconds
@@ -116,8 +116,7 @@ def run_thinkforge(texts, ids, threshold, num_perm, k, work: Path) -> tuple[set[
 
 def run_datasketch(texts, ids, threshold, num_perm, k) -> tuple[set[str], float]:
     from datasketch import MinHash, MinHashLSH
-
-    from filters.minhash import connected_components
+    from thinkforge.filters.minhash import connected_components
 
     start = time.perf_counter()
     order = sorted(range(len(ids)), key=ids.__getitem__)

@@ -39,7 +39,7 @@ EDGES = [0, 0.25, 0.5, 0.75, 1]
 
 def make_data(work: Path, n_prompts: int, k: int) -> None:
     """Prompts + rollouts as store versions (thinkforge) and as plain Parquet (baselines)."""
-    from manifests import DatasetStore
+    from thinkforge.manifests import DatasetStore
 
     store = DatasetStore(work / "store")
     rng = np.random.default_rng(0)
@@ -68,15 +68,15 @@ def make_data(work: Path, n_prompts: int, k: int) -> None:
                           "reward": correct.astype(float), "output_tokens": np.full(n, 12),
                           "finish_reason": np.full(n, "stop")})
             wr.write(t)
-            from manifests.writer import conform
+            from thinkforge.manifests.writer import conform
             plain.write_table(conform(t, wr.schema))
 
 
 def run_thinkforge(store_dir: Path, memory_limit: str) -> int:
-    from filters.base import Resources
-    from filters.curriculum import CurriculumConfig, run_curriculum
-    from filters.passrate import run_passrate
-    from manifests import DatasetStore
+    from thinkforge.filters.base import Resources
+    from thinkforge.filters.curriculum import CurriculumConfig, run_curriculum
+    from thinkforge.filters.passrate import run_passrate
+    from thinkforge.manifests import DatasetStore
 
     store = DatasetStore(store_dir)
     res = Resources(memory_limit=memory_limit)
@@ -87,7 +87,7 @@ def run_thinkforge(store_dir: Path, memory_limit: str) -> int:
 
 
 def _alloc_rows(levels, counts):
-    from filters.curriculum_plan import plan_batches
+    from thinkforge.filters.curriculum_plan import plan_batches
 
     plan = plan_batches(counts, BATCH)
     out = {"level_rate": [], "batch": [], "first_rank": []}

@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO))
 
 
 def load_messages(store, manifest, n):
-    from generators.engine import load_prompts
-    from generators.reasoning import teacher_messages
+    from thinkforge.generators.engine import load_prompts
+    from thinkforge.generators.reasoning import teacher_messages
 
     return [teacher_messages(p["input"], "off", "prompted") for p in load_prompts(store, manifest, n)]
 
@@ -61,7 +61,7 @@ def raw_loop(model_dir, conversations, batch_size, max_new_tokens):
 
 
 def pipeline(store, prompts, name, n, batch_size, max_new_tokens, cpu_threads=None):
-    from generators.sft import SftConfig, generate_sft
+    from thinkforge.generators.sft import SftConfig, generate_sft
 
     config = SftConfig(modes=["off"], limit=n, teacher={"batch_size": batch_size,
                                                         "cpu_threads": cpu_threads},
@@ -103,10 +103,9 @@ def main() -> None:
     import statistics
 
     import torch
-
-    from curation.importer import ImportOptions, import_file
-    from generators.backends.model_cache import resolve_model
-    from manifests import DatasetStore
+    from thinkforge.curation.importer import ImportOptions, import_file
+    from thinkforge.generators.backends.model_cache import resolve_model
+    from thinkforge.manifests import DatasetStore
 
     if args.cpu_threads:
         torch.set_num_threads(args.cpu_threads)

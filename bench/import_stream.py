@@ -36,11 +36,11 @@ CHILD = r"""
 import json, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from manifests import DatasetStore
+from thinkforge.manifests import DatasetStore
 if sys.argv[2] == "before":
     from curation_before.importer import ImportOptions, import_file
 else:
-    from curation.importer import ImportOptions, import_file
+    from thinkforge.curation.importer import ImportOptions, import_file
 start = time.perf_counter()
 m = import_file(DatasetStore(Path(sys.argv[4])), Path(sys.argv[3]), ImportOptions(
     name="bench", category="math", mapping={"input": "question", "ground_truth": "answer"}))

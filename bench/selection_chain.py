@@ -7,7 +7,7 @@ another row's output, 1% of prompts carrying a 20-word span of one of ``--items`
 prompts), then runs the chain twice in one process on the same store: as selections (the
 default) and materialised (``Resources(materialize=True)``, what every filter did before).
 Prints per step: wall time, bytes the step added to the store, and the ratio; checks both
-chains end with the same fingerprints; then times ``thinkforge sql`` (``manifests.sql.run_sql``,
+chains end with the same fingerprints; then times ``thinkforge sql`` (``thinkforge.manifests.sql.run_sql``,
 in process) over the 3-deep selection (decontam's output) against its materialised twin.
 
     flock /tmp/tf-cpu.lock python bench/selection_chain.py --rows 1000000
@@ -117,11 +117,11 @@ def cpu_seconds() -> float:
 def chains(store, base, items, memory_limit: str, tag: str = ""):
     """Both chains, a step of one then the same step of the other (a change in the load of a
     shared machine hits both); wall and process CPU time (DuckDB's threads included)."""
-    from curation.split import SplitConfig, run_split
-    from filters.base import Resources
-    from filters.decontam import DecontamConfig, run_decontam
-    from filters.dedup import DedupConfig, run_dedup
-    from filters.quality import QualityConfig, run_quality
+    from thinkforge.curation.split import SplitConfig, run_split
+    from thinkforge.filters.base import Resources
+    from thinkforge.filters.decontam import DecontamConfig, run_decontam
+    from thinkforge.filters.dedup import DedupConfig, run_dedup
+    from thinkforge.filters.quality import QualityConfig, run_quality
 
     def steps(suffix, materialize):
         suffix += tag  # fresh names per run: a rerun on a kept store must not reuse versions
@@ -155,11 +155,11 @@ def chains(store, base, items, memory_limit: str, tag: str = ""):
 def sql_chain(store, base, items, memory_limit: str, tag: str) -> None:
     """The selection chain up to decontam (the 3-deep selection ``--phase sql`` reads) and
     its materialised twin written by ``materialize`` (same rows, same fingerprint)."""
-    from filters.base import Resources
-    from filters.decontam import DecontamConfig, run_decontam
-    from filters.dedup import DedupConfig, run_dedup
-    from filters.quality import QualityConfig, run_quality
-    from manifests.maintenance import materialize
+    from thinkforge.filters.base import Resources
+    from thinkforge.filters.decontam import DecontamConfig, run_decontam
+    from thinkforge.filters.dedup import DedupConfig, run_dedup
+    from thinkforge.filters.quality import QualityConfig, run_quality
+    from thinkforge.manifests.maintenance import materialize
 
     res = Resources(memory_limit=memory_limit)
     t0 = time.perf_counter()
@@ -173,7 +173,7 @@ def sql_chain(store, base, items, memory_limit: str, tag: str) -> None:
 
 
 def time_sql(store, query: str, repeats: int) -> float:
-    from manifests.sql import run_sql
+    from thinkforge.manifests.sql import run_sql
 
     times = []
     for _ in range(repeats):
@@ -218,7 +218,7 @@ def main() -> None:
                          "sql: only the sql timings, over the newest chains in --dir")
     args = ap.parse_args()
     os.environ.pop("THINKFORGE_MATERIALIZE", None)
-    from manifests import DatasetStore
+    from thinkforge.manifests import DatasetStore
 
     tmp = Path(args.dir or tempfile.mkdtemp(prefix="tf-selbench-"))
     try:
@@ -267,8 +267,8 @@ def main() -> None:
               "(what a view could use):\n")
         print("| query | ordered (s) | any order (s) | materialised (s) | ordered / mat | any / mat |")
         print("|---|---|---|---|---|---|")
-        from manifests.duck import connect
-        from manifests.selection import row_relation
+        from thinkforge.manifests.duck import connect
+        from thinkforge.manifests.selection import row_relation
 
         con = connect()
         for label, q in (("count(*) by reasoning", "SELECT reasoning, count(*) FROM {} GROUP BY ALL"),

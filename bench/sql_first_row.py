@@ -20,8 +20,8 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from manifests import DatasetStore  # noqa: E402
-from manifests.sql import run_sql  # noqa: E402
+from thinkforge.manifests import DatasetStore  # noqa: E402
+from thinkforge.manifests.sql import run_sql  # noqa: E402
 
 QUERY = "SELECT category, count(*) AS n, avg(length(input[1].content)) AS chars FROM bench GROUP BY ALL"
 

@@ -4,7 +4,7 @@
     with traced(min_seconds=0.1):
         run_decontam(...)          # prints "[ 1.23 s] <statement>" lines on stderr
 
-Patches ``filters.base.open_connection`` so the step's connection times each ``execute``;
+Patches ``thinkforge.filters.base.open_connection`` so the step's connection times each ``execute``;
 the time between statements is Python (numpy, UDFs outside DuckDB, publishing).
 """
 
@@ -34,7 +34,7 @@ class _Timed:
 
 @contextmanager
 def traced(min_seconds: float = 0.1):
-    import filters.base as base
+    import thinkforge.filters.base as base
 
     original = base.open_connection
     log: list = []

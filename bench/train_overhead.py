@@ -56,7 +56,7 @@ print(json.dumps({"train_runtime": result.metrics["train_runtime"],
 
 def make_data(store_root: Path, rows: int):
     sys.path.insert(0, str(REPO))
-    from manifests import DatasetStore
+    from thinkforge.manifests import DatasetStore
 
     store = DatasetStore(store_root)
     data = []
@@ -105,7 +105,7 @@ def main() -> None:
 
             model = str(build_tiny_model(tmp / "tiny"))
         else:
-            from generators.backends.model_cache import resolve_model
+            from thinkforge.generators.backends.model_cache import resolve_model
 
             model = str(resolve_model(args.model))
         script = tmp / "hand_written_sft.py"

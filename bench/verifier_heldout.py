@@ -84,7 +84,7 @@ def load_verifier(rev: str | None):
     under another package name)."""
     if rev is None:
         sys.path.insert(0, str(REPO))
-        from generators.verifiers.math_answers import verify_math
+        from thinkforge.generators.verifiers.math_answers import verify_math
 
         return verify_math
     root = Path(tempfile.mkdtemp(prefix="verifier-")) / f"old_{rev}"

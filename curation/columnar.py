@@ -28,9 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
-
-from manifests.duck import quote_ident
-from manifests.schemas import ENUMS, MESSAGE, MESSAGES
+from thinkforge.manifests.duck import quote_ident
+from thinkforge.manifests.schemas import ENUMS, MESSAGE, MESSAGES
 
 from .readers import LineBatch
 from .values import DEFAULT_VERIFIER

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from manifests import DatasetStore, Manifest
+from thinkforge.manifests import DatasetStore, Manifest
 
 
 def _input_roots(recipe, steps, ref: str) -> set[str]:
@@ -38,7 +38,7 @@ def _input_roots(recipe, steps, ref: str) -> set[str]:
 def _file_identity(spec) -> tuple[str | None, str | None]:
     if spec.path is None:
         return None, None
-    from manifests.manifest import sha256_file
+    from thinkforge.manifests.manifest import sha256_file
 
     path = Path(spec.path)
     return str(path.resolve()), sha256_file(path) if path.is_file() else None

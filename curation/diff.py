@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from manifests import DatasetStore, Manifest
-from manifests.duck import connect, quote_ident
-from manifests.errors import ConfigError
-from manifests.schemas import ROW_KEYS, schema_for
-from manifests.selection import row_relation
+from thinkforge.manifests import DatasetStore, Manifest
+from thinkforge.manifests.duck import connect, quote_ident
+from thinkforge.manifests.errors import ConfigError
+from thinkforge.manifests.schemas import ROW_KEYS, schema_for
+from thinkforge.manifests.selection import row_relation
 
 
 def diff_versions(store: DatasetStore, a: Manifest, b: Manifest, examples: int = 5) -> dict[str, Any]:

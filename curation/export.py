@@ -3,7 +3,7 @@
 ``export_version`` checks the sha256 of every shard first (``DatasetStore.verify``), reads
 the rows with DuckDB (curriculum order kept for RL formats: ``curriculum_batch``, then
 ``curriculum_position``), converts them with the format's row function
-(``curation.export_formats``) and writes ``<out>/<split>.parquet`` (or ``.jsonl``, or a
+(``thinkforge.curation.export_formats``) and writes ``<out>/<split>.parquet`` (or ``.jsonl``, or a
 ``datasets.save_to_disk`` folder).  Everything is written into a temporary sibling
 directory first and renamed into place, so ``<out>`` is either complete or absent.
 ``<out>/.thinkforge-export.json`` records the source version (ref + fingerprint), the
@@ -27,12 +27,11 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from manifests import DatasetStore, Manifest
-from manifests.duck import connect
-from manifests.errors import ConfigError, ConflictError, InputDataError, IntegrityError, require
-from manifests.manifest import created_by, sha256_file, utc_now
-from manifests.selection import row_relation
+from thinkforge.manifests import DatasetStore, Manifest
+from thinkforge.manifests.duck import connect
+from thinkforge.manifests.errors import ConfigError, ConflictError, InputDataError, IntegrityError, require
+from thinkforge.manifests.manifest import created_by, sha256_file, utc_now
+from thinkforge.manifests.selection import row_relation
 
 from .export_formats import (
     FORMATS,

@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-
-from generators.reasoning import apply_prompt_template, marker_required
-from manifests.schemas import MESSAGES, SYSTEM_PROMPTS
+from thinkforge.generators.reasoning import apply_prompt_template, marker_required
+from thinkforge.manifests.schemas import MESSAGES, SYSTEM_PROMPTS
 
 Row = dict[str, Any]
 
@@ -45,7 +44,7 @@ class ExportContext:
     reasoning: str | None          # system prompt mode for prompt-only rows: on, off or None
     data_source: str | None        # verl: overrides the row's `source`
     policy_model: str | None       # verl extra_info: the model whose rollouts gave pass rates
-    prompt_template: dict | None = None  # the rollouts' template (generators.reasoning)
+    prompt_template: dict | None = None  # the rollouts' template (thinkforge.generators.reasoning)
     release: str | None = None           # nemotron `version`: a short release tag (v1)
     used_in_training: tuple[str, ...] = ()  # nemotron: models trained on this version
     license: str | None = None           # nemotron: licence for rows that have none

@@ -6,12 +6,12 @@ name, then a default (``--category``, ``--license``, the source name, a stable i
 ``prompts``, source columns that no field used are kept in ``metadata`` (JSON), so nothing
 from the source row is lost.
 
-Templates and the coercion of values are in ``curation.values``.
+Templates and the coercion of values are in ``thinkforge.curation.values``.
 
 Import streams: rows are read, mapped and validated in batches of ``BATCH_ROWS`` and written
-as they go (a plain JSONL batch is parsed and mapped by Arrow: ``curation.columnar``; any
+as they go (a plain JSONL batch is parsed and mapped by Arrow: ``thinkforge.curation.columnar``; any
 batch it cannot map exactly goes row by row, with the same result), so memory does not
-grow with the file but for the duplicate check (``curation.keyindex``): 12 bytes a row (a
+grow with the file but for the duplicate check (``thinkforge.curation.keyindex``): 12 bytes a row (a
 64-bit hash of the key and the row's line number; 120 MB at 10M rows).  Two different
 keys sharing a hash would be taken for duplicates: at 10M rows the chance is about 3 in a
 million (n^2 / 2^65).  Columns are those of every row (a column first seen on row
@@ -28,13 +28,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-
-from manifests import DatasetStore, Manifest
-from manifests.duck import connect
-from manifests.errors import ConfigError, InputDataError
-from manifests.manifest import Step, sha256_file
-from manifests.schemas import ENUMS, ROW_KEYS, schema_for
-from manifests.store import validate_name
+from thinkforge.manifests import DatasetStore, Manifest
+from thinkforge.manifests.duck import connect
+from thinkforge.manifests.errors import ConfigError, InputDataError
+from thinkforge.manifests.manifest import Step, sha256_file
+from thinkforge.manifests.schemas import ENUMS, ROW_KEYS, schema_for
+from thinkforge.manifests.store import validate_name
 
 from .columnar import ColumnarMapper, key_hashes, read_plain, user_messages
 from .keyindex import KeyIndex
@@ -385,7 +384,7 @@ class _Import:
         self.sink.reject(rows)
 
     def _columnar(self, batch: LineBatch) -> bool:
-        """Map a plain batch with Arrow (``curation.columnar``); False: map it row by row."""
+        """Map a plain batch with Arrow (``thinkforge.curation.columnar``); False: map it row by row."""
         parsed = read_plain(batch)
         table = None if parsed is None else self.columnar.map(parsed, self.con)
         if table is None:

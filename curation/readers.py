@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from manifests.errors import ConfigError, InputDataError, NotFoundError, require
+from thinkforge.manifests.errors import ConfigError, InputDataError, NotFoundError, require
 
 FORMATS = ("jsonl", "json", "parquet", "csv", "hf")
 BATCH_ROWS = 10_000
@@ -183,7 +182,7 @@ class LineBatch:
     """``batch_rows`` non-blank lines of a JSONL file, as bytes (blank lines inside included).
 
     ``plain``: every line is one ``{...}`` (no BOM, no leading blank, at most a ``\\r``
-    after it), so a columnar parser (``curation.columnar``) may read the bytes whole; any
+    after it), so a columnar parser (``thinkforge.curation.columnar``) may read the bytes whole; any
     other batch is parsed line by line by ``rows``, which is also what the columnar path
     falls back to, so batch boundaries (and hence row groups) never depend on the parser.
     """

@@ -1,7 +1,7 @@
 """Recipes: a YAML file that builds dataset versions end to end (DESIGN §6).
 
 A recipe names its **inputs** (files to import, or existing versions), a list of **steps**
-(each one a registered step type, ``manifests.steps`` descriptors, with its inputs, its
+(each one a registered step type, ``thinkforge.manifests.steps`` descriptors, with its inputs, its
 config and the output dataset name), what to **report**, and the SQL **queries** to print at
 the end.  Everything is validated before anything runs: unknown keys, step types and
 references are errors that point at the place in the file and suggest the closest valid
@@ -20,8 +20,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from manifests.errors import ConfigError
+from thinkforge.manifests.errors import ConfigError
 
 from .recipe_steps import step_types
 

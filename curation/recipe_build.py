@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from manifests import DatasetStore, Manifest
-from manifests.errors import NotFoundError
-from manifests.gates import verified_phrase, verified_rate_warning
-from manifests.manifest import utc_now
-from manifests.steps import RunContext, execute, predict_reuse
-from manifests.store import validate_name
+from thinkforge.manifests import DatasetStore, Manifest
+from thinkforge.manifests.errors import NotFoundError
+from thinkforge.manifests.gates import verified_phrase, verified_rate_warning
+from thinkforge.manifests.manifest import utc_now
+from thinkforge.manifests.steps import RunContext, execute, predict_reuse
+from thinkforge.manifests.store import validate_name
 
 from .contamination import recipe_warnings, version_warnings
 from .recipe import InputSpec, Recipe, ResolvedStep

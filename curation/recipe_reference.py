@@ -4,11 +4,12 @@ README's "Recipes" section embeds this output between two marker comments, and a
 checks it is current, so the documentation cannot drift from the code.  After changing a
 config model, refresh README with::
 
-    python -m curation.recipe_reference --write-readme
+    python -m thinkforge.curation.recipe_reference --write-readme
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import typing
 from pathlib import Path
@@ -22,10 +23,9 @@ from .recipe_steps import step_types
 
 def _type_name(annotation) -> str:
     text = str(annotation).replace("typing.", "")
-    for prefix in ("generators.config.", "filters.quality.", "filters.", "curation.mix.",
-                   "trainers.",
-                   "curation.recipe.", "curation.", "<class '", "'>"):
-        text = text.replace(prefix, "")
+    text = re.sub(r"thinkforge\.(?:[a-z_]+\.)+", "", text)  # module paths: the class name is enough
+    for noise in ("<class '", "'>"):
+        text = text.replace(noise, "")
     return text.replace("NoneType", "None")
 
 

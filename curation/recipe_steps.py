@@ -1,12 +1,12 @@
-"""Recipe steps are the registered step descriptors (``manifests.steps``): a recipe's
+"""Recipe steps are the registered step descriptors (``thinkforge.manifests.steps``): a recipe's
 ``type:`` is a descriptor's type string, its ``config:`` the descriptor's config model, its
-``inputs:`` the descriptor's roles.  ``--dry-run`` and reuse use ``manifests.steps``'
+``inputs:`` the descriptor's roles.  ``--dry-run`` and reuse use ``thinkforge.manifests.steps``'
 ``predict_reuse``, the same function a run uses to decide whether anything runs.
 """
 
 from __future__ import annotations
 
-from manifests.steps import Inputs, RunContext, StepDescriptor, predict_reuse
+from thinkforge.manifests.steps import Inputs, RunContext, StepDescriptor, predict_reuse
 
 from .steps import load_steps
 

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from manifests import DatasetStore, Manifest
+from thinkforge.manifests import DatasetStore, Manifest
 
 from .report_plots import ReportData, collect, draw_plots
 
@@ -69,8 +69,8 @@ def write_report(store: DatasetStore, ref: str | Manifest, out: str | Path) -> d
 
 
 def trained_on(store: DatasetStore, manifest: Manifest) -> list[dict[str, Any]]:
-    """The training runs whose data was this version (run records, manifests.training_runs)."""
-    from manifests.training_runs import TrainingRuns
+    """The training runs whose data was this version (run records, thinkforge.manifests.training_runs)."""
+    from thinkforge.manifests.training_runs import TrainingRuns
 
     out = []
     for r in TrainingRuns(store).for_data(manifest.fingerprint):
@@ -163,7 +163,7 @@ def _sft_section(manifest: Manifest, data: ReportData) -> str:
     teachers and sampling per mode: what a trainer needs to trust the answers."""
     if manifest.kind != "sft":
         return ""
-    from manifests.gates import verified_rate_warning, warning_threshold
+    from thinkforge.manifests.gates import verified_rate_warning, warning_threshold
 
     warning = verified_rate_warning(manifest)
     lines = ["## Verified answers", ""]
@@ -181,7 +181,7 @@ def _sft_section(manifest: Manifest, data: ReportData) -> str:
 def _sft_html(manifest: Manifest, data: ReportData) -> str:
     if manifest.kind != "sft":
         return ""
-    from manifests.gates import verified_rate_warning
+    from thinkforge.manifests.gates import verified_rate_warning
 
     e = html.escape
 

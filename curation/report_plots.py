@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from manifests import DatasetStore, Manifest
-from manifests.duck import connect
-from manifests.errors import require
-from manifests.selection import row_relation
+from thinkforge.manifests import DatasetStore, Manifest
+from thinkforge.manifests.duck import connect
+from thinkforge.manifests.errors import require
+from thinkforge.manifests.selection import row_relation
 
 
 @dataclass

@@ -15,14 +15,13 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from manifests import DatasetStore, Manifest
-from manifests.duck import connect, quote_ident, quote_literal
-from manifests.errors import ConfigError
-from manifests.manifest import Step
-from manifests.schemas import schema_for
-from manifests.selection import base_of, row_relation
-from manifests.steps import Role, StepDescriptor, register_step
+from thinkforge.manifests import DatasetStore, Manifest
+from thinkforge.manifests.duck import connect, quote_ident, quote_literal
+from thinkforge.manifests.errors import ConfigError
+from thinkforge.manifests.manifest import Step
+from thinkforge.manifests.schemas import schema_for
+from thinkforge.manifests.selection import base_of, row_relation
+from thinkforge.manifests.steps import Role, StepDescriptor, register_step
 
 PARTS = ("train", "validation")
 

@@ -1,6 +1,6 @@
 """Where the builtin steps are declared, and the import step (DESIGN §9).
 
-Every step is a ``manifests.steps.StepDescriptor`` registered by the module that
+Every step is a ``thinkforge.manifests.steps.StepDescriptor`` registered by the module that
 implements it; ``load_steps()`` imports the builtin ones (below) and returns the
 registry, which the CLI, recipes, dry runs and ``thinkforge.steps`` read.  A step
 declared anywhere else (a plugin, a test) is in the registry once its module is imported.
@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import importlib
 
-from manifests.steps import REGISTRY, RunContext, StepDescriptor, register_step
+from thinkforge.manifests.steps import REGISTRY, RunContext, StepDescriptor, register_step
 
 STEP_MODULES = (
-    "generators.sft", "generators.rollouts",
-    "filters.passrate", "filters.curriculum", "filters.quality", "filters.correct",
-    "filters.dedup", "filters.decontam",
-    "curation.mix", "curation.split",
+    "thinkforge.generators.sft", "thinkforge.generators.rollouts",
+    "thinkforge.filters.passrate", "thinkforge.filters.curriculum", "thinkforge.filters.quality",
+    "thinkforge.filters.correct",
+    "thinkforge.filters.dedup", "thinkforge.filters.decontam",
+    "thinkforge.curation.mix", "thinkforge.curation.split",
     # declared by packages curation does not import (they import curation): loaded by name
-    "generators.preferences", "trainers.steps",
+    "thinkforge.generators.preferences", "thinkforge.trainers.steps",
 )
 
 
@@ -42,6 +43,6 @@ def _records_import(store, inputs, name: str, spec):
 
 
 IMPORT = register_step(StepDescriptor(
-    type="import", roles=(), config="curation.recipe:InputSpec", run=_run_import,
+    type="import", roles=(), config="thinkforge.curation.recipe:InputSpec", run=_run_import,
     records=_records_import, derive_cli=False,
     help="read a file (JSONL, JSON, Parquet, CSV, HF datasets) into a version of a kind"))

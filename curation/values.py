@@ -1,5 +1,5 @@
 """Values for import: templates over source columns, coercion to the target schema's types,
-message lists and stable prompt ids (the per-value rules behind ``curation.importer``).
+message lists and stable prompt ids (the per-value rules behind ``thinkforge.curation.importer``).
 
 Templates name columns in braces and nothing else: ``\\n`` and ``\\t`` in a template are a
 newline and a tab, ``\\\\`` a backslash; ``{{`` and ``}}`` are literal braces; format specs and
@@ -17,8 +17,7 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]  # the 
 from typing import Any
 
 import pyarrow as pa
-
-from manifests.errors import ConfigError
+from thinkforge.manifests.errors import ConfigError
 
 from .readers import RowError
 

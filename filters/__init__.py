@@ -2,11 +2,11 @@
 
 Public API (plain functions with pydantic configs; each returns the published Manifest):
 
-* ``filters.passrate.run_passrate(store, rollouts, prompts, name, PassRateConfig)``
-* ``filters.curriculum.run_curriculum(store, pool, name, CurriculumConfig)``
-* ``filters.quality.run_quality(store, data, name, QualityConfig)``
-* ``filters.dedup.run_dedup(store, data, name, DedupConfig)``
-* ``filters.decontam.run_decontam(store, data, benchmarks, name, DecontamConfig)``
+* ``thinkforge.filters.passrate.run_passrate(store, rollouts, prompts, name, PassRateConfig)``
+* ``thinkforge.filters.curriculum.run_curriculum(store, pool, name, CurriculumConfig)``
+* ``thinkforge.filters.quality.run_quality(store, data, name, QualityConfig)``
+* ``thinkforge.filters.dedup.run_dedup(store, data, name, DedupConfig)``
+* ``thinkforge.filters.decontam.run_decontam(store, data, benchmarks, name, DecontamConfig)``
 
 Every function also takes ``resources=Resources(memory_limit=..., temp_directory=...)``.
 This package imports only ``manifests`` (and numpy for MinHash): never torch or transformers.

@@ -14,7 +14,7 @@ filter only writes SQL that decides keep / drop-with-reason:
   (the manifest counts them by reason at publish), with progress on stderr;
 * a dry-run plan that says what would run without writing anything.
 
-A filter module declares its step once with ``declare_filter`` (a ``manifests.steps``
+A filter module declares its step once with ``declare_filter`` (a ``thinkforge.manifests.steps``
 descriptor): the CLI command ``thinkforge filter <type>``, the recipe step type, the dry
 run and ``tf.steps.<type>`` all come from that declaration.
 """
@@ -30,16 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from manifests import DatasetStore, Manifest
-from manifests.cleanup import claim
-from manifests.duck import connect, quote_literal, valid_memory_limit
-from manifests.errors import ConfigError, InputDataError
-from manifests.manifest import Step
-from manifests.partitions import current as current_partition
-from manifests.schemas import ROW_KEYS
-from manifests.steps import Flag, Role, RunContext, StepDescriptor, register_step
-from manifests.store import ROW_GROUP_ROWS
+from thinkforge.manifests import DatasetStore, Manifest
+from thinkforge.manifests.cleanup import claim
+from thinkforge.manifests.duck import connect, quote_literal, valid_memory_limit
+from thinkforge.manifests.errors import ConfigError, InputDataError
+from thinkforge.manifests.manifest import Step
+from thinkforge.manifests.partitions import current as current_partition
+from thinkforge.manifests.schemas import ROW_KEYS
+from thinkforge.manifests.steps import Flag, Role, RunContext, StepDescriptor, register_step
+from thinkforge.manifests.store import ROW_GROUP_ROWS
 
 from .progress import StepProgress
 
@@ -91,7 +90,7 @@ class StepContext:
 
     store: DatasetStore
     con: Any  # duckdb.DuckDBPyConnection
-    writer: Any  # manifests.writer.VersionWriter
+    writer: Any  # thinkforge.manifests.writer.VersionWriter
     provenance: dict[str, Any] = field(default_factory=dict)
     row_group_bytes: int = 128 << 20
     sort_budget: int | None = None  # bytes one sort may hold; None: no memory limit given
@@ -166,7 +165,7 @@ class StepContext:
         return self._selection_base(rows_from) is not None
 
     def _selection_base(self, rows_from: Manifest | None) -> dict[str, Any] | None:
-        from manifests.selection import base_of
+        from thinkforge.manifests.selection import base_of
 
         if self.materialize or (rows_from is None and len(self.inputs) != 1):
             return None
@@ -181,8 +180,8 @@ class StepContext:
         input row lives by its row key."""
         import re
 
-        from manifests.duck import quote_ident
-        from manifests.selection import ROW, SHARD, row_relation
+        from thinkforge.manifests.duck import quote_ident
+        from thinkforge.manifests.selection import ROW, SHARD, row_relation
 
         con, q = self.con, quote_ident
         keys = list(ROW_KEYS[data.kind])
@@ -483,7 +482,7 @@ def materialize_wanted(resources: Resources | None) -> bool:
 def source(store: DatasetStore, manifest: Manifest, positions: bool = False) -> str:
     """SQL relation over a version's rows (its shards, or its selection resolved);
     ``positions`` adds ``__shard``, ``__row`` (where each row lives in the base shards)."""
-    from manifests.selection import row_relation
+    from thinkforge.manifests.selection import row_relation
 
     # any order: every step orders what it writes (a selection's rows in version order would
     # cost a sort of the wide rows the step reads); a partition reads only its rows
@@ -494,8 +493,8 @@ def source(store: DatasetStore, manifest: Manifest, positions: bool = False) -> 
 
 def _partition_order(writer, kept: str, rejected: str) -> tuple[str, str]:
     """Inside a partition: the sort columns each selection file carries for the merge."""
-    from manifests.duck import quote_ident
-    from manifests.partitions import order_columns
+    from thinkforge.manifests.duck import quote_ident
+    from thinkforge.manifests.partitions import order_columns
 
     if current_partition() is None:
         return "", ""

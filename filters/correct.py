@@ -9,7 +9,7 @@ answer verified, then picks one (or all) per prompt and mode:
    ``keep`` (the default: chat or safety prompts have nothing to check), ``drop`` (reason
    ``unverifiable``) or ``judge`` (set aside for a judge later: reason ``awaiting_judge``,
    so ``"<name>/rejected"`` holds exactly the rows a judge has to read);
-2. **pairs** (the shared policy of ``filters.pairs``): ``drop-whole`` (the default) keeps a
+2. **pairs** (the shared policy of ``thinkforge.filters.pairs``): ``drop-whole`` (the default) keeps a
    pair only if both its answers pass (the twin of a failing answer is rejected as
    ``pair_partner:<mode>:<reason>``), ``keep-whole`` keeps it if either does,
    ``independent`` judges rows alone;
@@ -31,9 +31,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-
-from manifests import DatasetStore, Manifest
-from manifests.schemas import schema_for
+from thinkforge.manifests import DatasetStore, Manifest
+from thinkforge.manifests.schemas import schema_for
 
 from .base import Resources, StepConfig, StepContext, declare_filter, require_kind, row_order, run_step, source
 from .pairs import PAIRS_FIELD_HELP, PairPolicy, apply_pair_policy, pair_facts, resolve_policy

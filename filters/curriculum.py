@@ -25,10 +25,9 @@ from typing import Literal
 
 import duckdb
 from pydantic import Field
-
-from manifests import DatasetStore, Manifest
-from manifests.schemas import schema_for
-from manifests.selection import row_relation
+from thinkforge.manifests import DatasetStore, Manifest
+from thinkforge.manifests.schemas import schema_for
+from thinkforge.manifests.selection import row_relation
 
 from .base import Resources, StepConfig, StepContext, declare_filter, require_kind, run_step
 from .curriculum_plan import plan_batches

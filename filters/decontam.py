@@ -30,13 +30,12 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
-
-from manifests import DatasetStore, Manifest
-from manifests.duck import quote_ident
-from manifests.errors import ConfigError, InputDataError, NotFoundError
-from manifests.manifest import Step, sha256_file
-from manifests.schemas import schema_for
-from manifests.steps import Role, StepDescriptor, register_step
+from thinkforge.manifests import DatasetStore, Manifest
+from thinkforge.manifests.duck import quote_ident
+from thinkforge.manifests.errors import ConfigError, InputDataError, NotFoundError
+from thinkforge.manifests.manifest import Step, sha256_file
+from thinkforge.manifests.schemas import schema_for
+from thinkforge.manifests.steps import Role, StepDescriptor, register_step
 
 from .base import Resources, StepConfig, StepContext, filter_resources, require_kind, row_order, run_step, source
 from .minhash import MIX, MinHasher, flat_lists, window_hashes
@@ -181,7 +180,7 @@ def _load_file(con, path: Path, config: DecontamConfig) -> None:
 
 
 def _kernels():
-    """``filters.ngram_kernels`` (compiled word hashing and n-gram lookup) or None without
+    """``thinkforge.filters.ngram_kernels`` (compiled word hashing and n-gram lookup) or None without
     numba: then DuckDB hashes the words and numpy filters the windows (the same hits)."""
     try:
         from . import ngram_kernels

@@ -37,10 +37,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
-
-from manifests import DatasetStore, Manifest
-from manifests.duck import quote_literal
-from manifests.schemas import ROW_KEYS, schema_for
+from thinkforge.manifests import DatasetStore, Manifest
+from thinkforge.manifests.duck import quote_literal
+from thinkforge.manifests.schemas import ROW_KEYS, schema_for
 
 from .base import Resources, StepConfig, StepContext, declare_filter, require_kind, row_order, run_step, source
 from .minhash import MinHasher, band_keys, connected_components, estimated_jaccard, optimal_bands

@@ -19,7 +19,7 @@ Policies (``--pairs``):
 Rows that were already orphans in the input (their partner was never generated or was
 dropped by an earlier step) are judged on their own under every policy.
 
-API for a filter (``filters.quality``, ``filters.dedup``, and ``filter correct``):
+API for a filter (``thinkforge.filters.quality``, ``thinkforge.filters.dedup``, and ``filter correct``):
 
 * :func:`resolve_policy` -> the policy to apply (``None`` in the config = the default);
 * :func:`apply_pair_policy` -> SQL over a relation that has every column plus ``reason``

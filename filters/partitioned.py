@@ -9,13 +9,13 @@ Which steps split, and by what (``split_keys``):
 * **exact dedup**: by the *dedup key* (md5 of the normalised text), so all copies of a
   text meet in one partition; the representative is the lowest id either way.  Not when
   a pair policy spans rows of different keys (sft compared ``--on output`` with pairs);
-* **in phases** (``manifests.partitions.PHASED``): curriculum (``partitioned_curriculum``:
+* **in phases** (``thinkforge.manifests.partitions.PHASED``): curriculum (``partitioned_curriculum``:
   per-partition sort keys and counts, the plan on the driver, batch ranges placed per
   task);
 * **global**: near dedup (LSH buckets cross any row partition: see README "near dedup on
   a cluster"), correct, mix, split: these run as one task on one worker, as before.
 
-Each partition runs the filter's own code (``manifests.partitions``); the merge here
+Each partition runs the filter's own code (``thinkforge.manifests.partitions``); the merge here
 writes ONE version: the union of the partitions' narrow files sorted in the local order,
 with the local COPY settings, so bytes and fingerprint equal the local executor's; the
 provenance facts are merged key by key (counts add up, min/max, distinct lists unite).
@@ -26,10 +26,10 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from manifests import DatasetStore, Manifest
-from manifests.duck import quote_literal
-from manifests.manifest import Step
-from manifests.partitions import SPLITS, register_merge
+from thinkforge.manifests import DatasetStore, Manifest
+from thinkforge.manifests.duck import quote_literal
+from thinkforge.manifests.manifest import Step
+from thinkforge.manifests.partitions import SPLITS, register_merge
 
 from .base import Resources, StepContext, materialize_wanted, open_connection, row_group_bytes, size_in_bytes
 
@@ -58,7 +58,7 @@ def _per_prompt(role: str):
 
 
 def _dedup(store, inputs, config) -> dict[str, str] | None:
-    from manifests.schemas import schema_for
+    from thinkforge.manifests.schemas import schema_for
 
     from .pairs import resolve_policy
     from .text import normalized_expr, text_expr
@@ -90,8 +90,7 @@ def _union(con, paths: list[str]) -> str:
     import uuid
 
     import pyarrow.parquet as pq
-
-    from manifests.duck import quote_ident
+    from thinkforge.manifests.duck import quote_ident
 
     table = f"__parts_{uuid.uuid4().hex[:8]}"
     con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {_files(paths)} LIMIT 0")

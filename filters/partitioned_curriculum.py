@@ -17,8 +17,8 @@ and numbers each batch's rows by a second seeded hash.  Split:
    file, ranks them inside their cells (cells are disjoint ranges of ``h``), keeps its
    ranks, finds each row's batch as the local step does (ASOF on the allocation) and
    numbers its batches' rows by (hp, id): its batches are whole, so the positions are
-   the local ones.  It writes its rows as selection positions (``manifests.partitions``).
-4. **merge** (``filters.partitioned.merge_partitions``): the union sorted by (batch,
+   the local ones.  It writes its rows as selection positions (``thinkforge.manifests.partitions``).
+4. **merge** (``thinkforge.filters.partitioned.merge_partitions``): the union sorted by (batch,
    position), written with the local COPY settings: the local bytes and fingerprint; the
    provenance is the driver's (the same facts the local step records).
 """
@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from manifests.partitions import PHASED, Partition, Phases, running, threads_here
+from thinkforge.manifests.partitions import PHASED, Partition, Phases, running, threads_here
 
 from .partitioned import FINISH, merge_partitions
 
@@ -55,7 +55,7 @@ def curriculum_counts(store_at, pool_ref: str, seed: str, index: int, count: int
     """Phase 1 on a worker: the narrow sort keys of partition ``index`` and its cell counts."""
     import shutil
 
-    from manifests.selection import row_relation
+    from thinkforge.manifests.selection import row_relation
 
     from .curriculum import LEVEL_DECIMALS
 
@@ -88,10 +88,9 @@ def curriculum_place(store_at, pool_ref: str, name: str, config, resources: dict
                      first_slot: int, provenance: dict[str, Any]) -> dict[str, Any]:
     """Phase 2 on a worker: the rows of its batches, placed and written as positions."""
     import pyarrow as pa
-
-    from manifests.duck import quote_literal
-    from manifests.schemas import schema_for
-    from manifests.selection import row_relation
+    from thinkforge.manifests.duck import quote_literal
+    from thinkforge.manifests.schemas import schema_for
+    from thinkforge.manifests.selection import row_relation
 
     from .base import Resources, run_step
 

@@ -33,14 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from manifests.partitions import PHASED, Partition, Phases, running, threads_here
+from thinkforge.manifests.partitions import PHASED, Partition, Phases, running, threads_here
 
 from .partitioned import _PROMPT_KEY, FINISH, merge_partitions
 
 
 def _setup(store_at, data_ref: str, config, resources, hosts):
-    from manifests.schemas import schema_for
+    from thinkforge.manifests.schemas import schema_for
 
     from .base import Resources
     from .text import text_expr
@@ -141,8 +140,7 @@ def near_buckets(store_at, data_ref: str, config, resources, hosts, index: int, 
     candidate pairs and each pair's estimated Jaccard."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from manifests.duck import parquet_source
+    from thinkforge.manifests.duck import parquet_source
 
     from .base import open_connection
     from .dedup import ALL_PAIRS_UP_TO
@@ -194,7 +192,7 @@ def near_mark(store_at, data_ref: str, name: str, config, resources, hosts, key:
               facts: dict[str, Any]) -> dict[str, Any]:
     """Phase 5 on a worker: the local step's marking, pair policy and keep/reject for one
     row partition, against the driver's table of duplicates."""
-    from manifests.duck import parquet_source
+    from thinkforge.manifests.duck import parquet_source
 
     from .base import run_step
     from .dedup import keep_unique
@@ -229,8 +227,7 @@ def run_near_dedup_phased(ph: Phases):
     """The driver: signatures, exact duplicates, buckets, clusters, marking, the merge."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from manifests.duck import connect, parquet_source
+    from thinkforge.manifests.duck import connect, parquet_source
 
     from .base import require_kind
     from .minhash import connected_components, optimal_bands

@@ -27,11 +27,10 @@ import itertools
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
-
-from manifests import DatasetStore, Manifest
-from manifests.errors import InputDataError
-from manifests.partitions import current as current_partition
-from manifests.steps import Flag, Role, StepDescriptor, register_step
+from thinkforge.manifests import DatasetStore, Manifest
+from thinkforge.manifests.errors import InputDataError
+from thinkforge.manifests.partitions import current as current_partition
+from thinkforge.manifests.steps import Flag, Role, StepDescriptor, register_step
 
 from .base import Resources, StepConfig, StepContext, filter_resources, make_step, require_kind, run_step, source
 
@@ -165,7 +164,7 @@ def _attempted_prompts(ctx: StepContext, store: DatasetStore, rollouts: Manifest
     the data was sampled and got nothing (``no_rollouts``); a prompt in neither was outside
     the run's selection (``not_sampled``).
     """
-    from manifests.selection import any_rejected_relation
+    from thinkforge.manifests.selection import any_rejected_relation
 
     con = ctx.con
     select = "SELECT NULL::VARCHAR AS id WHERE false"

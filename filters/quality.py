@@ -39,10 +39,9 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-
-from manifests import DatasetStore, Manifest
-from manifests.errors import require
-from manifests.schemas import ROW_KEYS, schema_for
+from thinkforge.manifests import DatasetStore, Manifest
+from thinkforge.manifests.errors import require
+from thinkforge.manifests.schemas import ROW_KEYS, schema_for
 
 from .base import Resources, StepConfig, StepContext, declare_filter, require_kind, row_order, run_step, source
 from .pairs import PAIRS_FIELD_HELP, PairPolicy, apply_pair_policy, pair_facts, resolve_policy

@@ -20,8 +20,7 @@ from itertools import pairwise
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from manifests.errors import ConfigError
+from thinkforge.manifests.errors import ConfigError
 
 from .minhash import flat_lists
 

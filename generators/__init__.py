@@ -2,8 +2,8 @@
 
 Public entry points (plain functions with pydantic configs, called by the CLI and recipes)::
 
-    from generators.sft import SftConfig, generate_sft
-    from generators.rollouts import RolloutConfig, generate_rollouts
+    from thinkforge.generators.sft import SftConfig, generate_sft
+    from thinkforge.generators.rollouts import RolloutConfig, generate_rollouts
 
 Only ``manifests`` is imported from the project; torch, transformers, vllm and openai are
 imported inside the backend that needs them.

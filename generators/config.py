@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .backends import BACKENDS
 
-# the backend names: the keys of the registry (generators.backends.BACKENDS)
+# the backend names: the keys of the registry (thinkforge.generators.backends.BACKENDS)
 BackendName = Literal[tuple(BACKENDS)]  # type: ignore[valid-type]
 
 Mode = Literal["on", "off"]
@@ -94,7 +94,7 @@ class BackendConfig(_Strict):
         if self.endpoints_file:
             from pathlib import Path
 
-            from manifests.errors import ConfigError
+            from thinkforge.manifests.errors import ConfigError
 
             path = Path(self.endpoints_file).expanduser()
             try:

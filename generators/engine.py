@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from manifests.errors import InputDataError
+from thinkforge.manifests.errors import InputDataError
 
 from .backends import ChatRequest, Sampling, make_backend
 from .progress import GenerationProgress
@@ -66,8 +66,8 @@ def load_prompts(store, manifest, limit: int | None) -> list[dict[str, Any]]:
             if limit is not None and len(rows) >= limit:
                 break
         return rows[:limit] if limit is not None else rows
-    from manifests.duck import connect
-    from manifests.selection import row_relation
+    from thinkforge.manifests.duck import connect
+    from thinkforge.manifests.selection import row_relation
 
     con = connect()  # a selection (e.g. decontaminated prompts): its rows resolved, in order
     try:
@@ -115,7 +115,7 @@ def run_plans(plans: list[Plan], config, checkpoint: RunCheckpoint, *, label: st
     groups: dict[tuple[str, str], list[Plan]] = defaultdict(list)
     for plan in pending:
         groups[(plan.model, plan.mode)].append(plan)
-    from manifests.executor import fan_out_spec
+    from thinkforge.manifests.executor import fan_out_spec
 
     spec = fan_out_spec()
     with GenerationProgress(label, total=len(asked), done=len(asked) - len(pending),

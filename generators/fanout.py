@@ -58,7 +58,7 @@ def run_fanned_out(spec, pending: list, config, checkpoint: RunCheckpoint, resul
                    progress) -> None:
     """Generate ``pending`` plans on the cluster of ``spec`` into ``checkpoint``; fill
     ``result`` (completions, failures, identities, counters) as ``run_plans`` does."""
-    from manifests.executor import dask_client
+    from thinkforge.manifests.executor import dask_client
 
     # contiguous slices of the local order (model, mode, prompt length): a worker mostly
     # serves one model, and batches keep little padding

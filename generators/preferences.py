@@ -23,9 +23,8 @@ from collections import Counter, defaultdict
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
-
-from manifests.manifest import Manifest
-from manifests.steps import Role, StepDescriptor, register_step
+from thinkforge.manifests.manifest import Manifest
+from thinkforge.manifests.steps import Role, StepDescriptor, register_step
 
 from .config import RolloutConfig
 from .engine import Plan, RunResult
@@ -124,7 +123,7 @@ def _score_with_reward_model(path: str, groups: dict) -> None:
 
 def load_reward_model(path: str):
     """(model, tokenizer) of a reward model saved by `thinkforge train reward`."""
-    from manifests.errors import require
+    from thinkforge.manifests.errors import require
 
     transformers = require("transformers", "gen")
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from manifests.schemas import SYSTEM_PROMPTS
+from thinkforge.manifests.schemas import SYSTEM_PROMPTS
 
 PROMPTED_ON_INSTRUCTION = (
     "\n\nThink step by step and write out your reasoning. Then finish with one line that "

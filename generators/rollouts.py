@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from manifests.manifest import Manifest
-from manifests.steps import Role, StepDescriptor, register_step
+from thinkforge.manifests.manifest import Manifest
+from thinkforge.manifests.steps import Role, StepDescriptor, register_step
 
 from .config import RolloutConfig
 from .engine import Plan, RunResult

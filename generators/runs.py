@@ -49,7 +49,7 @@ def default_run_id(name: str, step: dict[str, Any], parent_fingerprint: str) -> 
 
 class RunCheckpoint:
     def __init__(self, runs_dir: Path, run_id: str, meta: dict[str, Any]):
-        from manifests.store import validate_run_id
+        from thinkforge.manifests.store import validate_run_id
 
         self.dir = Path(runs_dir) / validate_run_id(run_id)  # never a path out of the store
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from manifests.manifest import Manifest
-from manifests.schemas import SYSTEM_PROMPTS
-from manifests.steps import Role, StepDescriptor, register_step
+from thinkforge.manifests.manifest import Manifest
+from thinkforge.manifests.schemas import SYSTEM_PROMPTS
+from thinkforge.manifests.steps import Role, StepDescriptor, register_step
 
 from .config import SftConfig
 from .engine import Plan, RunResult

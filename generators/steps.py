@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from manifests.errors import GenerationFailedError
-from manifests.manifest import Manifest, Step
+from thinkforge.manifests.errors import GenerationFailedError
+from thinkforge.manifests.manifest import Manifest, Step
 
 from .engine import Plan, RunResult, load_prompts, plan_requests, provenance, run_plans
 from .reasoning import ShapedOutput, marker_required, prompt_template

@@ -143,7 +143,7 @@ def catalog_problems(store: DatasetStore) -> list[str]:
 
 
 def _fill_runs(con, store: DatasetStore) -> None:
-    """Training run records (manifests.training_runs): rebuilt whole on every refresh (few rows)."""
+    """Training run records (thinkforge.manifests.training_runs): rebuilt whole on every refresh (few rows)."""
     from .training_runs import run_rows
 
     con.execute(RUNS_TABLE)

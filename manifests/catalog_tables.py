@@ -22,7 +22,7 @@ TABLES = {
             parent_version VARCHAR, parent_fingerprint VARCHAR)""",
 }
 
-# training run records (manifests.training_runs)
+# training run records (thinkforge.manifests.training_runs)
 RUNS_TABLE = """CREATE OR REPLACE TABLE runs (run_id VARCHAR, method VARCHAR, status VARCHAR,
             data_ref VARCHAR, data_name VARCHAR, data_version VARCHAR, data_fingerprint VARCHAR,
             data_refs VARCHAR[], base_model VARCHAR, output_dir VARCHAR, weights_sha256 VARCHAR,

@@ -3,7 +3,7 @@
 The executor is a property of *running* a step, never of its config: it is read from the
 same ``resources`` mapping as DuckDB's limits (CLI ``--executor dask --scheduler
 tcp://HOST:PORT`` / ``--workers N`` / ``--slurm ...``; a recipe's ``resources:``), and
-``manifests.steps.execute`` hands the step to it.  Nothing here changes results: a step
+``thinkforge.manifests.steps.execute`` hands the step to it.  Nothing here changes results: a step
 run on a Dask worker runs the very same code over the same (shared) store, so its version
 is byte for byte the local one (tests/steps/test_dask_executor.py).
 
@@ -186,7 +186,7 @@ def unplain(store, value):
 def run_on_dask(spec: ExecutorSpec, task, store, step_type: str, inputs: dict[str, Any],
                 name: str, config: BaseModel, resources: dict[str, Any], run_id: str | None,
                 step_modules: tuple[str, ...], partition_task=None) -> dict[str, Any]:
-    """Run one step as a Dask task (``manifests.steps.run_step_task``) and wait for its
+    """Run one step as a Dask task (``thinkforge.manifests.steps.run_step_task``) and wait for its
     versions; the task gets only plain values."""
     from .partitions import PHASED, split_keys
 
@@ -220,7 +220,7 @@ def run_partitioned(spec: ExecutorSpec, client, task, store, step_type: str, inp
                     name: str, config: BaseModel, resources: dict[str, Any],
                     keys: dict[str, str], count: int, workers: dict[str, dict],
                     step_modules: tuple[str, ...]):
-    """``count`` partition tasks of a filter (``manifests.partitions``), merged here into
+    """``count`` partition tasks of a filter (``thinkforge.manifests.partitions``), merged here into
     one version: the local executor's bytes.  A partition whose worker dies is rerun by
     Dask from scratch (its half-written files are never read)."""
     import shutil

@@ -37,7 +37,7 @@ from .manifest import sha256_file, utc_now
 if TYPE_CHECKING:
     from .manifest import Manifest
 
-# ``store`` below is a manifests.store.StoreReader; not imported here: store imports this
+# ``store`` below is a thinkforge.manifests.store.StoreReader; not imported here: store imports this
 
 LOG_NAME = "publish.log"
 _GENESIS = "0" * 64

@@ -110,7 +110,7 @@ class Manifest(BaseModel):
     selection: Selection | None = Field(
         None, description="set when the version is a selection over a base version's shards")
     digest_scheme: int = Field(
-        1, description="how the row digests were computed (manifests.selection.DIGEST_SCHEME); "
+        1, description="how the row digests were computed (thinkforge.manifests.selection.DIGEST_SCHEME); "
         "manifests written before the field was added used scheme 1")
 
     @property
@@ -145,7 +145,7 @@ def schema_to_json(schema: pa.Schema) -> list[dict[str, Any]]:
 def fingerprint(schema: pa.Schema, shard_hashes: list[str]) -> str:
     """The fingerprint of versions published before row digests (schema + shard hashes).
 
-    Versions published now use ``manifests.selection.content_fingerprint``: over the schema
+    Versions published now use ``thinkforge.manifests.selection.content_fingerprint``: over the schema
     and the rows' digests, so a selection and its materialised twin get the same one."""
     h = hashlib.sha256()
     h.update(json.dumps(schema_to_json(schema), sort_keys=True).encode())

@@ -5,12 +5,12 @@ worker over the rows whose partition key hashes to that worker's partition: the 
 step code, the same DuckDB SQL, only its inputs are narrowed (``restrict``) and, instead
 of publishing, what it would write goes to narrow partition files (``PartitionWriter``):
 the selection positions (+ the columns the step computes, + the sort columns of the local
-order) and any plainly copied rows.  ``filters.partitioned`` merges the partitions into
+order) and any plainly copied rows.  ``thinkforge.filters.partitioned`` merges the partitions into
 ONE version by sorting their union in the local order, written with the local COPY
 settings: the same bytes and fingerprint as the local executor.
 
-Set by ``filters.partitioned.run_partition`` through a context variable; the filter
-machinery (``filters.base``) asks ``current()`` and behaves as before when it is None.
+Set by ``thinkforge.filters.partitioned.run_partition`` through a context variable; the filter
+machinery (``thinkforge.filters.base``) asks ``current()`` and behaves as before when it is None.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def order_columns(order_by: str) -> tuple[list[str], list[str]]:
     return names, terms
 
 
-# -- registry: filled by filters.partitioned (manifests never imports filters) -------------
+# -- registry: filled by thinkforge.filters.partitioned (manifests never imports filters) -------------
 
 # step type -> split(store, inputs, config) -> {version ref: key SQL} or None (runs whole)
 SPLITS: dict[str, Any] = {}
@@ -146,7 +146,7 @@ PHASED: dict[str, Any] = {}
 
 @dataclass
 class Phases:
-    """What a phased step's driver gets (``manifests.executor.run_phased``): the client,
+    """What a phased step's driver gets (``thinkforge.manifests.executor.run_phased``): the client,
     the step's plain inputs, a staging folder for partition files, workers per host."""
 
     client: Any

@@ -45,7 +45,7 @@ from .duck import parquet_source, quote_ident, quote_literal
 from .errors import IntegrityError
 from .manifest import FileEntry, Manifest, ParentRef
 
-DatasetStore = Any  # manifests.store.DatasetStore (store imports this module)
+DatasetStore = Any  # thinkforge.manifests.store.DatasetStore (store imports this module)
 
 SELECTION_FILE = "selection.parquet"
 REJECTED_SELECTION_FILE = "rejected/selection.parquet"

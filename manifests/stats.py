@@ -27,7 +27,7 @@ def compute_stats(src: str, schema: pa.Schema, chars_sql: str | None = None, *,
                   memory_limit: str | None = None, temp_directory: Path | None = None,
                   con=None, relation: Callable[[list[str]], str] | None = None,
                   stored: set[str] = frozenset()) -> dict[str, Any]:
-    """``src``: SQL relation of the rows (``manifests.selection.row_relation``);
+    """``src``: SQL relation of the rows (``thinkforge.manifests.selection.row_relation``);
     ``chars_sql``: a relation of ``n`` = length(output) per row, when cheaper than reading
     the text (a selection takes it from its base's digests); ``memory_limit`` and
     ``temp_directory``: DuckDB's bound and where it spills beyond it (the publish's);

@@ -20,7 +20,7 @@ what a dry run says is reused is exactly what a run reuses (tests/test_steps_con
 
 Declaring a step::
 
-    from manifests.steps import Role, StepDescriptor, register_step
+    from thinkforge.manifests.steps import Role, StepDescriptor, register_step
 
     register_step(StepDescriptor(
         type="min_length", record_type="filter.min_length", group="filter",
@@ -29,7 +29,7 @@ Declaring a step::
         help="drop rows whose output is shorter than min_chars",
         examples=("thinkforge filter min_length gsm8k-sft --name sft-long --min-chars 40",)))
 
-The builtin steps are declared in the modules listed in ``curation.steps.STEP_MODULES``;
+The builtin steps are declared in the modules listed in ``thinkforge.curation.steps.STEP_MODULES``;
 a module anywhere else registers its steps when it is imported.
 """
 
@@ -106,7 +106,7 @@ class StepDescriptor:
     # outputs that are not versions (training runs): the step finds what it would reuse
     reuse: Callable[[Any, Inputs, str, Any], dict[str, Any]] | None = None
     # --executor dask: the step runs on the driver and sends its own work to the workers
-    # (generation: prompt partitions, manifests.executor.fan_out_spec); `partitions: 1`
+    # (generation: prompt partitions, thinkforge.manifests.executor.fan_out_spec); `partitions: 1`
     # runs it whole as one task instead
     fan_out: bool = False
 
@@ -251,7 +251,7 @@ def run_step_task(store_at: tuple[type, str], step_type: str, inputs: dict[str, 
     for module in step_modules:  # the modules that declare the steps (and their run functions)
         importlib.import_module(module)
     if step_type not in REGISTRY:  # declared somewhere else: the builtin list, by name
-        importlib.import_module("curation.steps").load_steps()
+        importlib.import_module("thinkforge.curation.steps").load_steps()
     store_cls, store_root = store_at
     store = store_cls(store_root)
     real = {role: unplain(store, value) for role, value in inputs.items()}
@@ -275,7 +275,7 @@ def run_partition_task(store_at: tuple[type, str], step_type: str, inputs: dict[
     for module in step_modules:
         importlib.import_module(module)
     if step_type not in REGISTRY:
-        importlib.import_module("curation.steps").load_steps()
+        importlib.import_module("thinkforge.curation.steps").load_steps()
     store_cls, store_root = store_at
     store = store_cls(store_root)
     real = {role: unplain(store, value) for role, value in inputs.items()}

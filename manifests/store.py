@@ -85,11 +85,11 @@ class StoreReader:
 
     def shard_paths(self, manifest: Manifest) -> list[Path]:
         """The version's own data shards.  A selection has none: read its rows through
-        ``manifests.selection.row_relation`` (never its base's shards as they are)."""
+        ``thinkforge.manifests.selection.row_relation`` (never its base's shards as they are)."""
         if manifest.selection is not None:
             raise IntegrityError(
                 f"{manifest.ref} is a selection over {manifest.selection.base.ref}: it has no "
-                "shards of its own", hint="read it with manifests.selection.row_relation, or "
+                "shards of its own", hint="read it with thinkforge.manifests.selection.row_relation, or "
                 f"`thinkforge materialize {manifest.ref} --name NAME` for a plain copy")
         from .integrity import contained_path
 

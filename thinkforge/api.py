@@ -10,7 +10,7 @@ training scripts (the CLI is a thin layer over the same functions).
     clean = tf.steps.quality(store, "gsm8k-sft", name="gsm8k-sft-clean", max_tokens_off=4096)
 
 ``store.sql`` runs in the same read-only sandbox as `thinkforge sql`.  ``tf.steps.<type>``
-exists for every registered step (``manifests.steps``): its positional arguments fill the
+exists for every registered step (``thinkforge.manifests.steps``): its positional arguments fill the
 step's input roles in order (versions as references or ``Version`` objects), keywords
 name roles (``rollouts=``, ``against=[...]``) or config fields, ``config=`` takes a mapping
 or a config model, ``dry_run=True`` returns the plan instead of running, and the result
@@ -54,7 +54,7 @@ class Version:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from manifests.schemas import schema_for
+        from thinkforge.manifests.schemas import schema_for
 
         store = self.store.datasets
         (store.verify if verify else store.check_sizes)(self.manifest)
@@ -63,7 +63,7 @@ class Version:
             if not tables:
                 return schema_for(self.kind).empty_table()
             return pa.concat_tables(tables, promote_options="permissive")
-        from manifests.selection import read_table  # a selection: its rows resolved
+        from thinkforge.manifests.selection import read_table  # a selection: its rows resolved
 
         return read_table(store, self.manifest).cast(schema_for(self.kind))
 
@@ -73,7 +73,7 @@ class Version:
     def to_hf(self, *, verify: bool = True):
         """A ``datasets.Dataset`` in the version's order (sha256 checked first: the bytes
         leave the store, as for a trainer)."""
-        from manifests.errors import require
+        from thinkforge.manifests.errors import require
 
         datasets = require("datasets", "hf")
         return datasets.Dataset(self.to_arrow(verify=verify))
@@ -89,7 +89,7 @@ class Version:
         import pyarrow.parquet as pq
 
         if self.manifest.selection is not None:
-            from manifests.selection import read_rejected
+            from thinkforge.manifests.selection import read_rejected
 
             return read_rejected(self.store.datasets, self.manifest)
         paths = self.store.datasets.rejected_paths(self.manifest)
@@ -101,7 +101,7 @@ class Store:
     """A store directory (``None``: ``$THINKFORGE_STORE`` or ``./forge-store``)."""
 
     def __init__(self, path: str | Path | None = None):
-        from manifests import DatasetStore
+        from thinkforge.manifests import DatasetStore
 
         self.datasets = DatasetStore(path)
 
@@ -132,12 +132,12 @@ class _Steps:
     """``tf.steps.<type>(store, *inputs, name=..., **config)`` for every registered step."""
 
     def __dir__(self):
-        from curation.steps import load_steps
+        from thinkforge.curation.steps import load_steps
 
         return sorted(load_steps())
 
     def __getattr__(self, step_type: str):
-        from curation.steps import load_steps
+        from thinkforge.curation.steps import load_steps
 
         steps = load_steps()
         step_type = "import" if step_type == "import_" else step_type  # a Python keyword
@@ -159,8 +159,8 @@ class _Steps:
 
 def run_step(descriptor, store, inputs: tuple, *, name: str, config, dry_run: bool,
              quiet: bool, resources: dict | None, fields: dict[str, Any]):
-    from manifests.errors import ConfigError
-    from manifests.steps import RunContext, build_config, execute, plan_step
+    from thinkforge.manifests.errors import ConfigError
+    from thinkforge.manifests.steps import RunContext, build_config, execute, plan_step
 
     store = store if isinstance(store, Store) else Store(store)
     roles = {r.name: r for r in descriptor.roles}

@@ -1,7 +1,7 @@
 """`thinkforge`: one verb per capability (DESIGN §10).
 
 Stdout is data, stderr is logs, progress and errors.  Exit codes: see `thinkforge
---help` and ``manifests.errors.EXIT_CODES``.  Heavy packages are imported inside the
+--help` and ``thinkforge.manifests.errors.EXIT_CODES``.  Heavy packages are imported inside the
 command that needs them, so `thinkforge sql` starts fast.
 
 The command modules define their commands (``COMMANDS``) without importing this module;
@@ -15,8 +15,8 @@ import sys
 
 import click
 
-from manifests import __version__
-from manifests.errors import EXIT_CODES, ForgeError
+from thinkforge.manifests import __version__
+from thinkforge.manifests.errors import EXIT_CODES, ForgeError
 
 from .context import validate_names_and_run_ids
 from .step_cmds import StepGroup
@@ -88,7 +88,7 @@ class ForgeGroup(StepGroup):
             sys.exit(130)
 
     def _step_groups(self) -> set[str]:
-        from curation.steps import load_steps
+        from thinkforge.curation.steps import load_steps
 
         return {d.group for d in load_steps().values() if d.group and d.derive_cli}
 

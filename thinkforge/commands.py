@@ -51,7 +51,7 @@ def import_cmd(ctx, path, name, kind, preset, fmt, maps, category, license_, sou
       thinkforge import train.jsonl --name t --category math --on-duplicate first
       thinkforge import big.parquet --name big --category chat --dry-run --on-error skip
     """
-    from curation.importer import ImportOptions, import_file, parse_map
+    from thinkforge.curation.importer import ImportOptions, import_file, parse_map
 
     opts = ImportOptions(name=name, kind=kind, preset=preset, format=fmt, mapping=parse_map(maps),
                          category=category, license=license_, source=source, on_error=on_error,
@@ -102,7 +102,7 @@ def catalog_cmd(ctx, as_json):
     """
     if ctx.invoked_subcommand:
         return
-    from manifests.catalog import list_versions, refresh_catalog
+    from thinkforge.manifests.catalog import list_versions, refresh_catalog
 
     store = get_store(ctx)
     rows = list_versions(store)
@@ -128,8 +128,8 @@ def catalog_rebuild(ctx):
     Example:
       thinkforge catalog rebuild
     """
-    from manifests.catalog import catalog_problems, refresh_catalog
-    from manifests.errors import IntegrityError
+    from thinkforge.manifests.catalog import catalog_problems, refresh_catalog
+    from thinkforge.manifests.errors import IntegrityError
 
     store = get_store(ctx)
     refresh_catalog(store, force=True)
@@ -157,7 +157,7 @@ def show_cmd(ctx, ref, as_json, verify):
       thinkforge show gsm8k --json
     """
     store = get_store(ctx)
-    from manifests.training_runs import TrainingRuns
+    from thinkforge.manifests.training_runs import TrainingRuns
 
     if "@" not in ref and TrainingRuns(store).exists(ref):
         from .train_cmds import show_run
@@ -218,8 +218,8 @@ def verify_cmd(ctx, refs, all_, cached, adopt):
       thinkforge verify gsm8k@v1
       thinkforge verify --all
     """
-    from manifests.errors import ForgeError, IntegrityError
-    from manifests.integrity import PublishLog
+    from thinkforge.manifests.errors import ForgeError, IntegrityError
+    from thinkforge.manifests.integrity import PublishLog
 
     store = get_store(ctx)
     manifests = list(store.manifests()) if all_ else [store.resolve(r) for r in refs]
@@ -288,8 +288,8 @@ def sql_cmd(ctx, query, query_file, fmt, out, limit, timeout, memory_limit, veri
       thinkforge sql --file report.sql --timeout 60 --memory-limit 4GB
       echo "SELECT count(*) FROM versions" | thinkforge sql -
     """
-    from manifests.duck import valid_memory_limit
-    from manifests.errors import AccessDeniedError, NotFoundError
+    from thinkforge.manifests.duck import valid_memory_limit
+    from thinkforge.manifests.errors import AccessDeniedError, NotFoundError
 
     query = _read_query(query, query_file)
     if memory_limit is not None and not valid_memory_limit(memory_limit):
@@ -303,7 +303,7 @@ def sql_cmd(ctx, query, query_file, fmt, out, limit, timeout, memory_limit, veri
         if not out.parent.is_dir():
             raise NotFoundError(f"--out {out}: directory {out.parent} does not exist",
                                 hint=f"create it first: mkdir -p {out.parent}")
-    from manifests.catalog import refresh_or_warn
+    from thinkforge.manifests.catalog import refresh_or_warn
 
     store = get_store(ctx)
     result = run_store_sql(store, query, limit=limit, verify=verify, timeout=timeout,
@@ -315,14 +315,14 @@ def sql_cmd(ctx, query, query_file, fmt, out, limit, timeout, memory_limit, veri
         raise AccessDeniedError(f"cannot write {exc.filename or out}: permission denied",
                                 hint="choose another --out path") from None
     except OSError as exc:
-        from manifests.errors import ResourceLimitError
+        from thinkforge.manifests.errors import ResourceLimitError
 
         raise ResourceLimitError(f"cannot write {exc.filename or out or 'stdout'}: {exc.strerror or exc}",
                                  hint="free disk space or choose another --out path") from None
 
 
 def _read_query(query: str | None, query_file: Path | None) -> str:
-    from manifests.errors import InputDataError, NotFoundError
+    from thinkforge.manifests.errors import InputDataError, NotFoundError
 
     if query is not None and query_file is not None:
         raise click.UsageError("give the query as an argument or with --file, not both")
@@ -401,7 +401,7 @@ def diff_cmd(ctx, a, b, as_json):
     Example:
       thinkforge diff gsm8k@v1 gsm8k@v2
     """
-    from curation.diff import diff_versions
+    from thinkforge.curation.diff import diff_versions
 
     store = get_store(ctx)
     result = diff_versions(store, store.resolve(a), store.resolve(b))

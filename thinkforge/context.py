@@ -18,8 +18,8 @@ def get_store(ctx: click.Context, *, create: bool = False):
     Commands that only read (``create=False``) refuse a local store directory that does not
     exist, instead of answering about an empty store: a mistyped ``--store`` is an error.
     """
-    from manifests import DatasetStore
-    from manifests.errors import NotFoundError
+    from thinkforge.manifests import DatasetStore
+    from thinkforge.manifests.errors import NotFoundError
 
     path = ctx.find_root().obj["store_path"]
     if not create and "://" not in str(path) and not Path(path).is_dir():
@@ -37,10 +37,10 @@ _UNQUOTED_HYPHEN = re.compile(r'(?<!["\w@-])([A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)+)
 
 
 def run_store_sql(store, query: str, **options):
-    """``manifests.sql.run_sql`` (the read-only sandbox), with a hint when the query
+    """``thinkforge.manifests.sql.run_sql`` (the read-only sandbox), with a hint when the query
     names a hyphenated dataset without quotes (`FROM gsm8k-sft` is `gsm8k - sft` in SQL)."""
-    from manifests.errors import InputDataError
-    from manifests.sql import run_sql
+    from thinkforge.manifests.errors import InputDataError
+    from thinkforge.manifests.sql import run_sql
 
     try:
         return run_sql(store, query, **options)
@@ -61,13 +61,13 @@ def _strip_strings(query: str) -> str:
 
 
 def _check_name(ctx, param, value):  # a ConfigError: exit 8, as for names in recipes
-    from manifests.store import validate_name
+    from thinkforge.manifests.store import validate_name
 
     return value if value is None else validate_name(value)
 
 
 def _check_run_id(ctx, param, value):
-    from manifests.store import validate_run_id
+    from thinkforge.manifests.store import validate_run_id
 
     return value if value is None else validate_run_id(value)
 
@@ -105,6 +105,6 @@ class RegistryChoice(click.Choice):
 
 
 def export_formats() -> list[str]:
-    from curation.export_formats import FORMATS
+    from thinkforge.curation.export_formats import FORMATS
 
     return list(FORMATS)

@@ -49,7 +49,7 @@ def export_cmd(ctx, ref, fmt, out, split, reasoning, data_source, stages, releas
       thinkforge export demo-rl --format openrlhf --out exports/orl   # prints the flags
       thinkforge export demo-rl --format openrlhf --out exports/orl --stages 4
     """
-    from curation.export import export_version, plan_export
+    from thinkforge.curation.export import export_version, plan_export
 
     if dry_run:
         print_json(plan_export(get_store(ctx), ref, fmt, out, split=split, overwrite=overwrite))
@@ -82,8 +82,8 @@ def pull_cmd(ctx, ref, to):
       thinkforge pull demo-rl@v1 --to /scratch/data
       thinkforge --store /scratch/data verify demo-rl@v1
     """
-    from curation.export import pull_version
-    from manifests import DatasetStore
+    from thinkforge.curation.export import pull_version
+    from thinkforge.manifests import DatasetStore
 
     store = get_store(ctx)
     manifest = store.resolve(ref)
@@ -114,7 +114,7 @@ def report_cmd(ctx, ref, out, as_json):
       thinkforge report demo-rl --out reports/demo-rl
       xdg-open reports/demo-rl/report.html
     """
-    from curation.report import write_report
+    from thinkforge.curation.report import write_report
 
     written = write_report(get_store(ctx), ref, out)
     if as_json:
@@ -147,8 +147,8 @@ def build_cmd(ctx, recipe, dry_run, force, skip_train, as_json):
       thinkforge build recipes/demo.yaml
       thinkforge --store /data/forge build recipes/llama-nemotron.yaml --force
     """
-    from curation.recipe import load_recipe
-    from curation.recipe_build import build_recipe, outputs_by_name, plan_recipe
+    from thinkforge.curation.recipe import load_recipe
+    from thinkforge.curation.recipe_build import build_recipe, outputs_by_name, plan_recipe
 
     store = get_store(ctx, create=True)
     quiet = ctx.obj["quiet"]
@@ -163,12 +163,12 @@ def build_cmd(ctx, recipe, dry_run, force, skip_train, as_json):
                                 log=(lambda _: None) if quiet else log)
     reports = []
     if not dry_run and parsed.report:
-        from curation.report import write_report
+        from thinkforge.curation.report import write_report
 
         produced = outputs_by_name(outcomes)
         for name in parsed.report.versions:
             if name not in produced:
-                from manifests.errors import ConfigError
+                from thinkforge.manifests.errors import ConfigError
 
                 raise ConfigError(f"report.versions: {name!r} is not an output of this recipe",
                                   hint=f"outputs: {', '.join(produced)}")

@@ -42,7 +42,7 @@ def _distill_params() -> list[click.Parameter]:
 def _config_fields():
     """(option, field path, parse) per DistillConfig field: the same derivation as every
     step command's options (thinkforge.step_cmds)."""
-    from trainers.distill.config import DistillConfig
+    from thinkforge.trainers.distill.config import DistillConfig
 
     return [f for f in config_options(DistillConfig) if f[1][0] not in _SKIP]
 
@@ -50,8 +50,8 @@ def _config_fields():
 def _config(config_file: Path | None, flags: dict, budgets: tuple[str, ...]):
     from pydantic import ValidationError
 
-    from manifests.errors import ConfigError
-    from trainers.distill.config import DistillConfig, parse_budgets
+    from thinkforge.manifests.errors import ConfigError
+    from thinkforge.trainers.distill.config import DistillConfig, parse_budgets
 
     values = read_config_file(config_file)
     values.update(flags)
@@ -73,10 +73,10 @@ def _distill_callback(**kwargs):
     store = get_store(ctx)
     quiet = ctx.obj["quiet"]
     if kwargs["dry_run"]:
-        from trainers.base import resolve_model_path
-        from trainers.data import open_data
-        from trainers.distill.blocks import Shape, default_align, library
-        from trainers.distill.run import KINDS, resolved
+        from thinkforge.trainers.base import resolve_model_path
+        from thinkforge.trainers.data import open_data
+        from thinkforge.trainers.distill.blocks import Shape, default_align, library
+        from thinkforge.trainers.distill.run import KINDS, resolved
 
         data = open_data(store, kwargs["data"], KINDS)
         from transformers import AutoConfig
@@ -93,7 +93,7 @@ def _distill_callback(**kwargs):
                                "ffn": shape.intermediate, "kv_heads": shape.kv_heads},
                     "variants_per_layer": [v.key for v in variants]})
         return
-    from trainers.distill.run import train_distill
+    from thinkforge.trainers.distill.run import train_distill
 
     record = train_distill(store, kwargs["data"], kwargs["model"], kwargs["output"], cfg,
                            log=(lambda _: None) if quiet else log, reuse=kwargs["reuse"])

@@ -1,6 +1,6 @@
 """``--executor local|dask`` and its options, shared by every step command (derived filters,
 mix, split, and generate sft/rollouts).  They land in ``RunContext.resources`` under the keys
-of ``manifests.executor.EXECUTOR_KEYS`` (the same keys a recipe's ``resources:`` takes)."""
+of ``thinkforge.manifests.executor.EXECUTOR_KEYS`` (the same keys a recipe's ``resources:`` takes)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def slurm_dry_run(resources: dict[str, Any]) -> str | None:
     """The SLURM job script for ``--slurm --dry-run`` (None without --slurm)."""
     if not resources.get("slurm"):
         return None
-    from manifests.executor import slurm_job_script, split_resources
+    from thinkforge.manifests.executor import slurm_job_script, split_resources
 
     spec, _ = split_resources(resources)
     return slurm_job_script(spec)

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from generators.config import RolloutConfig, SftConfig
+from thinkforge.generators.config import RolloutConfig, SftConfig
 
 from .context import get_store
 from .executor_options import executor_options
@@ -79,7 +79,7 @@ def teacher_options():
     """(click option, field path, parse) for every field of the teacher's BackendConfig;
     ``--base-url`` is repeatable (the first names the teacher, more are its replicas:
     ``endpoints``), ``--endpoints FILE`` reads more from a file."""
-    from generators.config import BackendConfig
+    from thinkforge.generators.config import BackendConfig
 
     out = []
     for option, path, parse in config_options(BackendConfig):
@@ -104,7 +104,7 @@ def _read_file(path: Path | None) -> Any:
         return None
     import yaml
 
-    from manifests.errors import ConfigError
+    from thinkforge.manifests.errors import ConfigError
 
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -121,7 +121,7 @@ def build_config(config_cls, flags: dict[str, Any], step_fields: dict[str, Any],
     """
     from pydantic import ValidationError
 
-    from manifests.errors import ConfigError
+    from thinkforge.manifests.errors import ConfigError
 
     data = _read_file(flags["config_file"]) or {}
     if not isinstance(data, dict):
@@ -180,8 +180,8 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
         click.echo(slurm_dry_run(executor))
     if flags["dry_run"]:
         # the step descriptor's plan: what a run would send and what it would reuse
-        from curation.steps import load_steps
-        from manifests.steps import plan_step
+        from thinkforge.curation.steps import load_steps
+        from thinkforge.manifests.steps import plan_step
 
         plan = plan_step(store, load_steps()[step_type], {"prompts": prompts}, flags["name"],
                          config)
@@ -190,8 +190,8 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
                     "max_error_rate": config.max_error_rate})
         return
     if executor.get("executor") == "dask":  # the same step, as a task on a Dask worker
-        from curation.steps import load_steps
-        from manifests.steps import RunContext, execute
+        from thinkforge.curation.steps import load_steps
+        from thinkforge.manifests.steps import RunContext, execute
 
         made = execute(RunContext(store, quiet=ctx.obj["quiet"], resources=executor,
                                   run_id=flags["run_id"]),
@@ -204,7 +204,7 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
     if not ctx.obj["quiet"]:
         p = manifest.provenance
         reasons = f" {dict(manifest.rejected.by_reason)}" if manifest.rejected.rows else ""
-        from manifests.gates import verified_phrase
+        from thinkforge.manifests.gates import verified_phrase
 
         verified = verified_phrase(manifest)
         log(f"{manifest.ref}: {manifest.rows} rows{', ' + verified if verified else ''}, "
@@ -238,7 +238,7 @@ def sft_cmd(ctx, model_on, model_off, temperature_on, top_p_on, temperature_off,
       thinkforge generate sft --prompts math --name math-sft --backend openai \\
           --base-url http://127.0.0.1:8000/v1 --model my-teacher --concurrency 32
     """
-    from generators.sft import generate_sft
+    from thinkforge.generators.sft import generate_sft
 
     mnt = flags["max_new_tokens"]
     step_fields = {"sampling_on": _sampling(temperature_on, top_p_on, mnt),
@@ -269,7 +269,7 @@ def rollouts_cmd(ctx, temperature, top_p, **flags):
       thinkforge generate rollouts --prompts gsm8k --name gsm8k-rollouts --k 4 --limit 16
       thinkforge sql "SELECT prompt_id, avg(correct::INT) AS pass_rate FROM \\"gsm8k-rollouts\\" GROUP BY ALL"
     """
-    from generators.rollouts import generate_rollouts
+    from thinkforge.generators.rollouts import generate_rollouts
 
     step_fields = {"sampling": _sampling(temperature, top_p, flags["max_new_tokens"])}
     config = build_config(RolloutConfig, flags, step_fields)

@@ -60,7 +60,7 @@ def print_published(manifest, as_json: bool) -> None:
 
 
 def warn_verified(manifest) -> None:
-    from manifests.gates import verified_rate_warning
+    from thinkforge.manifests.gates import verified_rate_warning
 
     warning = verified_rate_warning(manifest)
     if warning:

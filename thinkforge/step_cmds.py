@@ -1,4 +1,4 @@
-"""CLI commands derived from step descriptors (``manifests.steps``), as TRL derives flags
+"""CLI commands derived from step descriptors (``thinkforge.manifests.steps``), as TRL derives flags
 from its config dataclasses.
 
 For a registered step, ``step_command`` builds a click command: its input roles become
@@ -43,7 +43,7 @@ class StepGroup(click.Group):
         self.step_group = self.name if step_group is ... else step_group
 
     def _steps(self) -> dict[str, Any]:
-        from curation.steps import load_steps
+        from thinkforge.curation.steps import load_steps
 
         return {d.cli_name: d for d in load_steps().values()
                 if d.group == self.step_group and d.derive_cli}
@@ -223,7 +223,7 @@ def read_config_file(path: Path | None) -> dict[str, Any]:
         return {}
     import yaml
 
-    from manifests.errors import ConfigError
+    from thinkforge.manifests.errors import ConfigError
 
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -333,7 +333,7 @@ def _resolve(store, role, ref: str):
 
 
 def run_step_command(ctx: click.Context, desc, model, fields, kw: dict[str, Any]) -> None:
-    from manifests.steps import RunContext, build_config, execute, plan_step
+    from thinkforge.manifests.steps import RunContext, build_config, execute, plan_step
 
     store = get_store(ctx)
     flags: dict[str, Any] = {}
@@ -377,7 +377,7 @@ def run_step_command(ctx: click.Context, desc, model, fields, kw: dict[str, Any]
     for manifest in made.values():
         print_published(manifest, as_json)
         if not is_quiet(ctx):
-            from manifests.gates import verified_phrase
+            from thinkforge.manifests.gates import verified_phrase
 
             verified = verified_phrase(manifest)
             log(f"{manifest.ref}: kept {manifest.rows} rows{', ' + verified if verified else ''}, "
@@ -388,7 +388,7 @@ def _run_training_step(ctx: click.Context, desc, store, inputs, config, kw) -> N
     """A step that trains: the dry run is the plan (JSON); a run prints the run id or record.
     Without --reuse it trains even when a matching run exists (the step's ``run`` reads
     ``resources["reuse"]``); with it, ``execute`` returns what ``predict_reuse`` finds."""
-    from manifests.steps import RunContext, execute, plan_step
+    from thinkforge.manifests.steps import RunContext, execute, plan_step
 
     name = desc.cli_name
     if kw["dry_run"]:

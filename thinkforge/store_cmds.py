@@ -21,7 +21,7 @@ def materialize_cmd(ctx, ref, name, as_json):
     Example:
       thinkforge materialize gsm8k-clean@v1 --name gsm8k-clean-copy
     """
-    from manifests.maintenance import materialize
+    from thinkforge.manifests.maintenance import materialize
 
     store = get_store(ctx)
     m = materialize(store, store.resolve(ref), name)
@@ -47,7 +47,7 @@ def gc_cmd(ctx, apply, as_json):
       thinkforge gc
       thinkforge gc --apply
     """
-    from manifests.maintenance import gc
+    from thinkforge.manifests.maintenance import gc
 
     store = get_store(ctx)
     plan = gc(store, apply=apply)

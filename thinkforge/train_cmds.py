@@ -50,7 +50,7 @@ def runs_cmd(ctx, data_ref, as_json):
       thinkforge sql "SELECT r.run_id, v.ref, r.weights_sha256 FROM runs r
           JOIN versions v ON v.fingerprint = r.data_fingerprint"
     """
-    from manifests.training_runs import TrainingRuns
+    from thinkforge.manifests.training_runs import TrainingRuns
 
     store = get_store(ctx)
     records = list(TrainingRuns(store))
@@ -77,7 +77,7 @@ def _last_loss(record) -> str:
 
 def show_run(store, run_id: str, as_json: bool) -> None:
     """`thinkforge show RUN`: one run record (called by `show` when REF names a run)."""
-    from manifests.training_runs import TrainingRuns
+    from thinkforge.manifests.training_runs import TrainingRuns
 
     record = TrainingRuns(store).get(run_id)
     if as_json:
@@ -143,7 +143,7 @@ def launch_cmd(ctx, nodes, gpus_per_node, vllm_nodes, partition, account, time_l
     import shutil
     import subprocess
 
-    from trainers.launch import LaunchSpec, write_launch
+    from thinkforge.trainers.launch import LaunchSpec, write_launch
 
     store = get_store(ctx)
     spec = LaunchSpec(train_args=list(command), nodes=nodes, gpus_per_node=gpus_per_node,
@@ -175,7 +175,7 @@ def launch_cmd(ctx, nodes, gpus_per_node, vllm_nodes, partition, account, time_l
 
 def _register_generate_preferences() -> None:
     """`thinkforge generate preferences` (lives here with the RLHF trainers it feeds)."""
-    from generators.preferences import PreferenceConfig
+    from thinkforge.generators.preferences import PreferenceConfig
 
     from .executor_options import executor_options
     from .generate_cmds import _run, _sampling, backend_options, build_config, derived_options, generate_group
@@ -201,7 +201,7 @@ def _register_generate_preferences() -> None:
           thinkforge generate preferences --prompts gsm8k --policy out/sft --k 4 \\
               --scorer reward-model:out/rm --name gsm8k-prefs-rm
         """
-        from generators.preferences import generate_preferences
+        from thinkforge.generators.preferences import generate_preferences
 
         if policy:
             if flags.get("model") and flags["model"] != policy:

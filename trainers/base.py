@@ -6,7 +6,7 @@ The flow of ``run_trainer`` is the same for each method (DESIGN §7)::
     -> rows in TRL's layout, in memory     (method.rows)
     -> the TRL trainer                      (method.build)
     -> train, save a model folder transformers loads back (weights + tokenizer)
-    -> publish a run record (rank 0)        (trainers.records)
+    -> publish a run record (rank 0)        (thinkforge.trainers.records)
 
 A method is a small module pair, ``<method>_config.py`` (a pydantic config whose fields
 carry help text: the CLI options and the recipe step config derive from it) and
@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from manifests import DatasetStore
-from manifests.errors import ConfigError, ForgeError, require
-from manifests.training_runs import RunRecord, TrainingRuns, config_hash
+from thinkforge.manifests import DatasetStore
+from thinkforge.manifests.errors import ConfigError, ForgeError, require
+from thinkforge.manifests.training_runs import RunRecord, TrainingRuns, config_hash
 
 from .data import TrainingData, open_data
 
@@ -75,7 +74,7 @@ class Method:
 
 def resolve_model_path(model: str) -> str:
     """A local folder for ``model`` (the embedded SmolLM2 is converted once, never downloaded)."""
-    from generators.backends.model_cache import resolve_model
+    from thinkforge.generators.backends.model_cache import resolve_model
 
     try:
         return str(resolve_model(model))

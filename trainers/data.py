@@ -6,7 +6,7 @@ copies a version to ``<dir>/datasets/<name>/<version>/``, itself a store).  Ever
 sha256 is checked before anything else happens (a tampered shard raises
 ``IntegrityError`` before any model is loaded); the rows are read with DuckDB in the
 version's order (curriculum order for RL pools) and turned into TRL's layouts by the same
-row functions as ``thinkforge export`` (``curation.export_formats``), in memory.
+row functions as ``thinkforge export`` (``thinkforge.curation.export_formats``), in memory.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from manifests import DatasetStore, Manifest
-from manifests.errors import ConfigError, ForgeError, InputDataError, NotFoundError
+from thinkforge.manifests import DatasetStore, Manifest
+from thinkforge.manifests.errors import ConfigError, ForgeError, InputDataError, NotFoundError
 
 Row = dict[str, Any]
 
@@ -35,7 +35,7 @@ class TrainingData:
         return self.manifest.ref
 
     def run_data(self, role: str = "train"):
-        from manifests.training_runs import RunData
+        from thinkforge.manifests.training_runs import RunData
 
         m = self.manifest
         return RunData(ref=m.ref, name=m.name, version=m.version, kind=m.kind,
@@ -87,7 +87,7 @@ def verify_version(store: DatasetStore, manifest: Manifest) -> None:
 def read_rows(data: TrainingData, *, curriculum_order: bool = False,
               where: Callable[[Row], bool] | None = None) -> list[Row]:
     """The version's rows as Python dicts, in curriculum order for pools that have one."""
-    from curation.export import read_batches
+    from thinkforge.curation.export import read_batches
 
     rows: list[Row] = []
     for batch in read_batches(data.store, data.manifest, curriculum_order):
@@ -96,7 +96,7 @@ def read_rows(data: TrainingData, *, curriculum_order: bool = False,
 
 
 def export_context(data: TrainingData, reasoning: str | None):
-    from curation.export_formats import ExportContext
+    from thinkforge.curation.export_formats import ExportContext
 
     m = data.manifest
     return ExportContext(ref=m.ref, fingerprint=m.fingerprint, kind=m.kind, split="train",
@@ -105,7 +105,7 @@ def export_context(data: TrainingData, reasoning: str | None):
 
 def to_dataset(rows: list[Row]):
     """A ``datasets.Dataset`` from converted rows (TRL reads it as it is)."""
-    from manifests.errors import require
+    from thinkforge.manifests.errors import require
 
     datasets = require("datasets", "train")
     if not rows:
@@ -117,7 +117,7 @@ def to_dataset(rows: list[Row]):
 def sft_rows(data: TrainingData, mode: str) -> list[Row]:
     """Prompt/completion rows: prompt = [system "detailed thinking on|off", *input],
     completion = [assistant output]; ON and OFF mixed as the version holds them."""
-    from curation.export_formats import trl_prompt_completion
+    from thinkforge.curation.export_formats import trl_prompt_completion
 
     if mode not in ("on", "off", "both"):
         raise ConfigError(f"mode {mode!r}: use on, off or both")
@@ -129,7 +129,7 @@ def sft_rows(data: TrainingData, mode: str) -> list[Row]:
 def preference_rows(data: TrainingData, reasoning: str | None) -> list[Row]:
     """Conversational preference rows (prompt, chosen, rejected); the reasoning-mode system
     turn is the one the pairs were sampled with (recorded by `generate preferences`)."""
-    from curation.export_formats import trl_dpo
+    from thinkforge.curation.export_formats import trl_dpo
 
     ctx = export_context(data, reasoning)
     return [trl_dpo(r, i, ctx) for i, r in enumerate(read_rows(data))]

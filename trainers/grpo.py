@@ -1,6 +1,6 @@
 """GRPO: TRL ``GRPOTrainer`` on an ``rl_pool`` version, in curriculum order.
 
-Everything but the trainer class is shared with RLOO (``trainers.rl``): prompts in
+Everything but the trainer class is shared with RLOO (``thinkforge.trainers.rl``): prompts in
 ``(curriculum_batch, curriculum_position)`` order with ``shuffle_dataset=False``, batches
 aligned so one optimiser step is one curriculum batch, the prompt the pass rates were
 measured with, accuracy (our verifiers) + format rewards, vLLM pass-through on GPUs.

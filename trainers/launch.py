@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from manifests.errors import ConfigError, ForgeError
+from thinkforge.manifests.errors import ConfigError, ForgeError
 
 RL_METHODS = ("grpo", "rloo")
 

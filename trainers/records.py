@@ -1,10 +1,10 @@
-"""Publishing a training run record (``manifests.training_runs``) from any trainer.
+"""Publishing a training run record (``thinkforge.manifests.training_runs``) from any trainer.
 
 ``record_run`` fills in what every record needs and callers should not assemble by hand:
 library versions, the sha256 of the saved weights, host facts; then publishes it into the
 store.  Distillation and the TRL trainers use it alike::
 
-    from trainers.records import record_run
+    from thinkforge.trainers.records import record_run
     record = record_run(store, method="distill", data=[training_data.run_data()],
                         base_model="smollm2-135m", config=cfg.model_dump(mode="json"),
                         output_dir=out, metrics=history, wall_time_s=seconds, world_size=1)
@@ -16,8 +16,8 @@ import importlib.metadata
 from pathlib import Path
 from typing import Any
 
-from manifests import DatasetStore
-from manifests.training_runs import (
+from thinkforge.manifests import DatasetStore
+from thinkforge.manifests.training_runs import (
     RunData,
     RunRecord,
     TrainingRuns,
@@ -37,7 +37,7 @@ def library_versions() -> dict[str, str | None]:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             continue
-    from manifests import __version__
+    from thinkforge.manifests import __version__
 
     out["thinkforge"] = __version__
     return out

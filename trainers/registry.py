@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import importlib
 
-from manifests.errors import ConfigError
+from thinkforge.manifests.errors import ConfigError
 
-METHOD_MODULES = {"sft": "trainers.sft", "grpo": "trainers.grpo", "dpo": "trainers.dpo",
-                  "reward": "trainers.reward", "rloo": "trainers.rloo"}
+METHOD_MODULES = {method: f"thinkforge.trainers.{method}" for method in ("sft", "grpo", "dpo", "reward", "rloo")}
 
 
 def get_method(name: str):

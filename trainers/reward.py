@@ -3,7 +3,7 @@
 
 The saved folder is an ``AutoModelForSequenceClassification`` with its tokenizer: it works
 as ``thinkforge generate preferences --scorer reward-model:PATH``
-(``generators.preferences.score_conversations``) and as a
+(``thinkforge.generators.preferences.score_conversations``) and as a
 GRPO/RLOO reward function (``--reward-model PATH``; TRL loads it as a reward model).
 """
 

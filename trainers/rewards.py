@@ -1,8 +1,8 @@
 """GRPO / RLOO reward functions: accuracy through our own verifiers, and the think-tag format.
 
 Accuracy uses the very code that scored the rollouts behind the pool's pass rates
-(``generators.reasoning.shape_output`` to find the answer part, then
-``generators.verifiers.VerifierRegistry`` keyed by the row's ``verifier`` column), so what
+(``thinkforge.generators.reasoning.shape_output`` to find the answer part, then
+``thinkforge.generators.verifiers.VerifierRegistry`` keyed by the row's ``verifier`` column), so what
 training rewards is what filtering counted as correct.  A completion whose correctness
 cannot be decided (no ground truth, unparseable gold) gets 0, never 1.
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from generators.reasoning import shape_output
+from thinkforge.generators.reasoning import shape_output
 
 
 def completion_text(completion: Any) -> str:
@@ -36,8 +36,8 @@ class AccuracyReward:
 
     def __init__(self, reasoning_format: str = "native", code_timeout_s: float = 10.0,
                  code_memory_mb: int = 1024):
-        from generators.config import VerifierConfig
-        from generators.verifiers import VerifierRegistry
+        from thinkforge.generators.config import VerifierConfig
+        from thinkforge.generators.verifiers import VerifierRegistry
 
         self.reasoning_format = reasoning_format
         self.verifiers = VerifierRegistry(VerifierConfig(code_timeout_s=code_timeout_s,
@@ -47,7 +47,7 @@ class AccuracyReward:
         from collections import Counter
         from types import SimpleNamespace
 
-        from generators.steps import verify_answer
+        from thinkforge.generators.steps import verify_answer
 
         out = []
         modes = columns.get("reasoning") or ["on"] * len(completions)
@@ -57,7 +57,7 @@ class AccuracyReward:
             row = {k: v[i] for k, v in columns.items() if isinstance(v, list) and len(v) > i}
             row.setdefault("verifier", "none")
             messages = prompts[i] if prompts and isinstance(prompts[i], list) else []
-            # exactly what the rollouts did (generators.rollouts): same shaping, same verifier
+            # exactly what the rollouts did (thinkforge.generators.rollouts): same shaping, same verifier
             plan = SimpleNamespace(prompt=row, messages=messages)
             correct, _ = verify_answer(self.verifiers, plan, shaped, Counter())
             out.append(1.0 if correct else 0.0)

@@ -10,9 +10,9 @@ curriculum batch size so each optimiser step trains on exactly one curriculum ba
 
 **Prompts.**  The prompt is the one the pass rates were measured with: the system turn of
 the rollouts' reasoning mode and, for a prompted-format teacher, the same step-by-step
-instruction (``generators.reasoning.teacher_messages``), found through the pool's lineage.
+instruction (``thinkforge.generators.reasoning.teacher_messages``), found through the pool's lineage.
 
-**Rewards.**  ``trainers.rewards``: accuracy through ``generators.verifiers`` and the
+**Rewards.**  ``thinkforge.trainers.rewards``: accuracy through ``thinkforge.generators.verifiers`` and the
 think-tag format, weighted by ``accuracy_weight`` / ``format_weight``; optionally a reward
 model trained with ``thinkforge train reward``.
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from manifests.errors import ConfigError, ForgeError, MissingDependencyError
+from thinkforge.manifests.errors import ConfigError, ForgeError, MissingDependencyError
 
 from .data import TrainingData, read_rows, rollout_prompt_settings
 from .rl_config import OnlineRlConfig
@@ -146,8 +146,8 @@ def prompt_settings(data: TrainingData, config: OnlineRlConfig) -> dict[str, Any
 def rows(data: TrainingData, config: OnlineRlConfig, store) -> list[dict]:
     """TRL prompt-only rows (the export's ``trl-grpo`` conversion) in curriculum order, with
     the prompt the pass rates were measured with and a ``reasoning`` column for the rewards."""
-    from curation.export_formats import trl_grpo
-    from generators.reasoning import teacher_messages
+    from thinkforge.curation.export_formats import trl_grpo
+    from thinkforge.generators.reasoning import teacher_messages
 
     from .data import export_context
 

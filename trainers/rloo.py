@@ -1,7 +1,7 @@
 """RLOO: TRL ``RLOOTrainer`` on an ``rl_pool`` version, with GRPO's rewards and curriculum order.
 
 The paper used RLOO for its instruction-following RL stage; everything but the trainer
-class is shared with GRPO (``trainers.rl``).
+class is shared with GRPO (``thinkforge.trainers.rl``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """SFT: TRL ``SFTTrainer`` on an ``sft`` version, in the prompt/completion layout.
 
 Each row becomes ``prompt = [system "detailed thinking on|off", *input]`` and ``completion
-= [assistant output]`` (``curation.export_formats.trl_prompt_completion``, the export's own
+= [assistant output]`` (``thinkforge.curation.export_formats.trl_prompt_completion``, the export's own
 conversion), so TRL puts the loss on the completion only with any chat template and the
 reasoning switch the teacher saw stays in the prompt.  ON and OFF rows stay mixed in the
 version's order (TRL shuffles them per epoch with the seed) unless ``mode`` picks one.

@@ -17,7 +17,7 @@ node trains without the catalog); ``--reuse`` opts into reuse there (a recipe al
 ``build --force`` never does).  The dry run verifies the data, runs the method's checks
 (curriculum alignment, vLLM) and prints the resolved config and the run it would reuse.
 
-The step registry loads this module by name (``curation.steps.STEP_MODULES``), so curation
+The step registry loads this module by name (``thinkforge.curation.steps.STEP_MODULES``), so curation
 never imports the trainers.
 """
 
@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, create_model
-
-from manifests.training_runs import RunRecord, TrainingRuns, config_hash
+from thinkforge.manifests.training_runs import RunRecord, TrainingRuns, config_hash
 
 from .registry import METHOD_MODULES, config_model
 
@@ -88,7 +87,7 @@ def _data_ref(value) -> str:
 
 def _fingerprint(value) -> str:
     if isinstance(value, Path):
-        from manifests import Manifest
+        from thinkforge.manifests import Manifest
 
         return Manifest.load(value).fingerprint
     return value.fingerprint
@@ -180,7 +179,7 @@ EXAMPLES = {
 
 
 def _descriptor(method: str):
-    from manifests.steps import Role, StepDescriptor
+    from thinkforge.manifests.steps import Role, StepDescriptor
 
     return StepDescriptor(
         type=f"train.{method}", command=method, group="train", output_kind="run",
@@ -192,7 +191,7 @@ def _descriptor(method: str):
 
 def register() -> None:
     """Declare the train steps: recipes, dry runs, reuse and `thinkforge train METHOD`."""
-    from manifests.steps import register_step
+    from thinkforge.manifests.steps import register_step
 
     for method in METHOD_MODULES:
         register_step(_descriptor(method))

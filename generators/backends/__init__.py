@@ -32,7 +32,7 @@ def make_backend(config, model: str) -> Backend:
 
     target = BACKENDS.get(config.backend)
     if target is None:
-        from manifests.errors import ConfigError
+        from thinkforge.manifests.errors import ConfigError
 
         raise ConfigError(f"unknown backend {config.backend!r}",
                           hint=f"use one of {', '.join(BACKENDS)}")

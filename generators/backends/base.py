@@ -18,7 +18,7 @@ class Sampling:
 
 @dataclass
 class ChatRequest:
-    key: str                      # deterministic request key (see generators.runs)
+    key: str                      # deterministic request key (see thinkforge.generators.runs)
     messages: list[dict[str, str]]
     sampling: Sampling
 

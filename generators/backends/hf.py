@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from manifests.errors import require
+from thinkforge.manifests.errors import require
 
 from .base import ChatRequest, Completion
 from .model_cache import resolve_model

@@ -19,7 +19,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from manifests.errors import ConfigError, MissingDependencyError, require
+from thinkforge.manifests.errors import ConfigError, MissingDependencyError, require
 
 EMBEDDED_MODELS = {
     # name -> (python package shipping the GGUF, file name inside the package)

@@ -28,7 +28,7 @@ import random
 import time
 from typing import Any
 
-from manifests.errors import ConfigError, require
+from thinkforge.manifests.errors import ConfigError, require
 
 from .base import ChatRequest, Completion
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from manifests.errors import require
+from thinkforge.manifests.errors import require
 
 from ..reasoning import FINAL_ANSWER_RE, NUMBER_RE, last_boxed
 from . import VerifyResult

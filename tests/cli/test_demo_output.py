@@ -30,7 +30,7 @@ def test_the_demo_ends_saying_what_to_do_next():
 def test_the_one_time_model_conversion_prints_one_line_and_no_progress_bars(tmp_path, capfd,
                                                                             monkeypatch):
     pytest.importorskip("gguf")
-    from generators.backends.model_cache import resolve_model
+    from thinkforge.generators.backends.model_cache import resolve_model
 
     monkeypatch.setenv("THINKFORGE_CACHE", str(tmp_path))
     path = resolve_model("smollm2-135m")

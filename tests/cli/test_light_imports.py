@@ -30,7 +30,8 @@ def test_sql_and_catalog_do_not_import_the_ml_stack(cli_run, store, data_dir):
 
 
 def test_core_packages_import_without_torch():
-    code = ("import sys, manifests, filters, curation.importer, manifests.catalog; "
+    code = ("import sys, thinkforge.manifests, thinkforge.filters, thinkforge.curation.importer, "
+            "thinkforge.manifests.catalog; "
             f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -6,9 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
-
-from manifests.errors import ConfigError, NotFoundError
-from manifests.store import RESERVED_NAMES, validate_name, validate_run_id
+from thinkforge.manifests.errors import ConfigError, NotFoundError
+from thinkforge.manifests.store import RESERVED_NAMES, validate_name, validate_run_id
 
 BAD_NAMES = ["gsm8k\n", "../x", "../../outside", "/abs/path", "a/b", "a\\b", "x@v1", "Upper", "",
              ".hidden", "..", "-dash", "a b", "a\x00b", "n" * 129, *sorted(RESERVED_NAMES)]
@@ -62,7 +61,7 @@ def test_generate_and_filter_refuse_bad_names_and_run_ids(cli_run, store, tmp_pa
 
 
 def test_run_checkpoint_refuses_a_path_as_run_id(tmp_path):
-    from generators.runs import RunCheckpoint
+    from thinkforge.generators.runs import RunCheckpoint
 
     for run_id in ("/abs", "../x"):
         with pytest.raises(ConfigError):
@@ -71,7 +70,7 @@ def test_run_checkpoint_refuses_a_path_as_run_id(tmp_path):
 
 
 def test_a_reference_with_a_trailing_newline_is_not_found(store, data_dir):
-    from curation.importer import ImportOptions, import_file
+    from thinkforge.curation.importer import ImportOptions, import_file
 
     import_file(store, data_dir / "math500_demo.jsonl", ImportOptions(name="math500", preset="math500"))
     for ref in ("math500\n", "math500@v1\n", "../math500"):

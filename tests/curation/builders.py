@@ -3,7 +3,7 @@ report and recipe tests (no test functions here; the module name keeps it in thi
 
 from __future__ import annotations
 
-from manifests import DatasetStore, Manifest
+from thinkforge.manifests import DatasetStore, Manifest
 
 QUESTIONS = ["What is 2 + 3?", "What is 7 * 6?", "What is 10 - 4?", "What is 9 / 3?",
              "What is 5 + 5?", "What is 8 * 2?"]

@@ -8,10 +8,9 @@ import os
 import tempfile
 
 import pytest
-
-from curation.export import EXPORT_MANIFEST, export_version, pull_version
-from manifests import DatasetStore
-from manifests.errors import ConfigError, ConflictError, IntegrityError
+from thinkforge.curation.export import EXPORT_MANIFEST, export_version, pull_version
+from thinkforge.manifests import DatasetStore
+from thinkforge.manifests.errors import ConfigError, ConflictError, IntegrityError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # load_dataset caches Arrow copies; keep them out of the user's ~/.cache
@@ -183,8 +182,10 @@ def test_curation_modules_do_not_import_the_ml_stack_or_plotting():
     import subprocess
     import sys
 
-    code = ("import sys, curation.export, curation.report, curation.recipe, curation.recipe_build, "
-            "curation.recipe_steps, curation.mix, curation.split, thinkforge.curation_cmds; "
+    code = ("import sys, thinkforge.curation.export, thinkforge.curation.report, thinkforge.curation.recipe, "
+            "thinkforge.curation.recipe_build, "
+            "thinkforge.curation.recipe_steps, thinkforge.curation.mix, thinkforge.curation.split, "
+            "thinkforge.curation_cmds; "
             "print([m for m in ('torch', 'transformers', 'trl', 'vllm', 'datasets', 'matplotlib') "
             "if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

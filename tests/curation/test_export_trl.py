@@ -7,8 +7,7 @@ import os
 import tempfile
 
 import pytest
-
-from curation.export import export_version
+from thinkforge.curation.export import export_version
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="tf-hf-cache-"))

@@ -7,9 +7,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from curation.importer import ImportOptions, import_file
-from manifests.errors import ConfigError, InputDataError
+from thinkforge.curation.importer import ImportOptions, import_file
+from thinkforge.manifests.errors import ConfigError, InputDataError
 
 # the project's shared data: $THINKFORGE_SHARED_DATA, else beside the clone, else the workplace copy
 SHARED = next((p for p in (Path(os.environ.get("THINKFORGE_SHARED_DATA", "/nonexistent")),

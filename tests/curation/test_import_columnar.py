@@ -5,13 +5,12 @@ import json
 import random
 
 import pytest
-
-import curation.importer as importer
-import curation.readers as readers
-from curation.columnar import json_strings
-from curation.importer import ImportOptions, import_file
-from manifests import DatasetStore
-from manifests.errors import InputDataError
+import thinkforge.curation.importer as importer
+import thinkforge.curation.readers as readers
+from thinkforge.curation.columnar import json_strings
+from thinkforge.curation.importer import ImportOptions, import_file
+from thinkforge.manifests import DatasetStore
+from thinkforge.manifests.errors import InputDataError
 
 TEXTS = ["plain", 'quote " and \\ backslash', "tab\tnew\nline", "ctl \u0001 \u001f", "ünïcødé ✓ 😀",
          "</script>", "form\ffeed\bback\rreturn", "  padded  "]

@@ -10,11 +10,10 @@ import tracemalloc
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from curation.columnar import key_hashes
-from curation.importer import ImportOptions, RowMapper, import_file, stable_id
-from manifests.duck import connect
-from manifests.errors import ConfigError, InputDataError
+from thinkforge.curation.columnar import key_hashes
+from thinkforge.curation.importer import ImportOptions, RowMapper, import_file, stable_id
+from thinkforge.manifests.duck import connect
+from thinkforge.manifests.errors import ConfigError, InputDataError
 
 from .test_import import assert_nothing_published, rows_of, write_jsonl
 
@@ -278,8 +277,8 @@ def test_duckdb_never_draws_its_progress_bar_on_stdout():
     """DuckDB prints a progress bar on stdout (even into a pipe) for queries over ~2 s: a
     10M-row import printed it before its ref, and `sql --format csv` would mix it into the
     data. Every connection thinkforge opens has it off (filters show progress on stderr)."""
-    from manifests.duck import connect
-    from manifests.sql import sandbox_connection
+    from thinkforge.manifests.duck import connect
+    from thinkforge.manifests.sql import sandbox_connection
 
     for con in (connect(), sandbox_connection()):
         assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False

@@ -1,6 +1,5 @@
 import pyarrow as pa
-
-from curation.importer import ImportOptions, import_file
+from thinkforge.curation.importer import ImportOptions, import_file
 
 
 def test_import_gsm8k_preset_publishes_v1(store, data_dir):

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from curation import recipe_steps
-from curation.recipe import load_recipe
-from curation.recipe_build import build_recipe, plan_recipe
-from manifests.errors import ConfigError
+from thinkforge.curation import recipe_steps
+from thinkforge.curation.recipe import load_recipe
+from thinkforge.curation.recipe_build import build_recipe, plan_recipe
+from thinkforge.manifests.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron".split()
@@ -223,7 +222,7 @@ def sections(markdown: str) -> dict[str, set[str]]:
 def test_readme_documents_every_recipe_key():
     """Every key of every recipe model and step config is in README's reference, under its
     own heading (descriptions may lag a little; a missing key may not)."""
-    from curation.recipe_reference import reference_markdown
+    from thinkforge.curation.recipe_reference import reference_markdown
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     block = readme.partition("<!-- recipe-reference:start -->")[2].partition(
@@ -233,4 +232,4 @@ def test_readme_documents_every_recipe_key():
                for heading, keys in sections(reference_markdown()).items()
                if keys - documented.get(heading, set()) or heading not in documented}
     assert not missing, (f"README recipe reference lacks {missing}: run "
-                         "python -m curation.recipe_reference --write-readme")
+                         "python -m thinkforge.curation.recipe_reference --write-readme")

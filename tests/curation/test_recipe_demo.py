@@ -49,7 +49,7 @@ def test_demo_recipe_builds_reports_and_reuses_everything(cli_run, store, tmp_pa
     first = cli_run("build", str(REPO / "recipes" / "demo.yaml"))
     assert first.exit_code == 0, first.output
     calls = scripted_teacher.calls
-    from curation.recipe import load_recipe
+    from thinkforge.curation.recipe import load_recipe
 
     _, steps = load_recipe(REPO / "recipes" / "demo.yaml")
     config = {s.spec.type: s.config for s in steps}
@@ -67,7 +67,7 @@ def test_demo_recipe_builds_reports_and_reuses_everything(cli_run, store, tmp_pa
     train = store.resolve("demo-sft-train")
     assert train.kind == "sft" and train.rows > 0
     # rejection sampling: the train split holds verified answers only (issue 9 item 2)
-    from manifests.selection import read_table  # plain shards or a selection
+    from thinkforge.manifests.selection import read_table  # plain shards or a selection
 
     rows = read_table(store, train).to_pylist()
     assert {r["verified"] for r in rows} == {True}
@@ -88,7 +88,7 @@ def test_demo_recipe_builds_reports_and_reuses_everything(cli_run, store, tmp_pa
 
 
 def run_sql_rows(store, query):
-    from manifests.sql import run_sql
+    from thinkforge.manifests.sql import run_sql
 
     return run_sql(store, query).table().to_pylist()
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from curation.mix import MixConfig, cell_quotas, run_mix
-from curation.split import SplitConfig, run_split
-from manifests.errors import ConfigError
-from manifests.selection import read_rejected, read_table  # noqa: F401
+from thinkforge.curation.mix import MixConfig, cell_quotas, run_mix
+from thinkforge.curation.split import SplitConfig, run_split
+from thinkforge.manifests.errors import ConfigError
+from thinkforge.manifests.selection import read_rejected, read_table  # noqa: F401
 
 from .builders import make_prompts, make_sft
 

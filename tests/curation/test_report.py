@@ -9,8 +9,7 @@ import shutil
 import subprocess
 
 import pytest
-
-from curation.report import write_report
+from thinkforge.curation.report import write_report
 
 pytest.importorskip("matplotlib")
 
@@ -50,8 +49,8 @@ def test_sft_report_shows_verified_rates_teachers_sampling_and_the_warning(store
                                                                           tmp_path):
     """Issue 9 item 13: verified rate by mode and category (table + plot), the warning of
     item 2, the teacher and sampling of each mode."""
-    from generators.runs import stable_hash
-    from manifests.schemas import SYSTEM_PROMPTS
+    from thinkforge.generators.runs import stable_hash
+    from thinkforge.manifests.schemas import SYSTEM_PROMPTS
 
     rows = []
     for i in range(5):
@@ -84,7 +83,7 @@ def test_sft_report_shows_verified_rates_teachers_sampling_and_the_warning(store
 
 
 def test_rejected_plot_labels_wrap_instead_of_running_off_the_figure():
-    from curation.report_plots import ReportData, rejected_labels
+    from thinkforge.curation.report_plots import ReportData, rejected_labels
 
     data = ReportData(columns=set(), rejected={
         "demo-sft-correct (filter.correct): pair_partner:off:incorrect": 7,

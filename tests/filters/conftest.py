@@ -6,9 +6,8 @@ import random
 
 import pyarrow as pa
 import pytest
-
-from curation.importer import ImportOptions, import_file
-from manifests import DatasetStore, Manifest
+from thinkforge.curation.importer import ImportOptions, import_file
+from thinkforge.manifests import DatasetStore, Manifest
 
 
 @pytest.fixture

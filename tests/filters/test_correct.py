@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 import pytest
-
-from filters.correct import CorrectConfig, run_correct
-from generators.runs import stable_hash
-from manifests.schemas import SYSTEM_PROMPTS
+from thinkforge.filters.correct import CorrectConfig, run_correct
+from thinkforge.generators.runs import stable_hash
+from thinkforge.manifests.schemas import SYSTEM_PROMPTS
 
 
 def rows_of(store, manifest, rejected=False):
-    from manifests.selection import read_rejected, read_table  # plain shards or a selection
+    from thinkforge.manifests.selection import read_rejected, read_table  # plain shards or a selection
 
     return (read_rejected(store, manifest) if rejected else read_table(store, manifest)).to_pylist()
 
@@ -72,7 +71,7 @@ def test_unverifiable_drop_best_and_the_verified_rate(store, gsm8k):
     assert {(r["reasoning"], _sample(r)) for r in kept} == {("on", 1), ("off", 1)}
     assert all(r["verified"] for r in kept) and m.stats["verified_rate"]["on"]["rate"] == 1.0
     assert m.rejected.by_reason == {"unverifiable": 4, "not_picked": 2}
-    from manifests.sql import run_sql  # "name/rejected": the latest version's rejected rows
+    from thinkforge.manifests.sql import run_sql  # "name/rejected": the latest version's rejected rows
 
     rows = run_sql(store, 'SELECT reason, count(*) AS n FROM "good/rejected" GROUP BY ALL')
     by_reason = {r["reason"]: r["n"] for r in rows.table().to_pylist()}
@@ -139,7 +138,7 @@ def test_generate_n_candidates_then_keep_the_correct_ones(cli_run, store, gsm8k,
 
 @pytest.mark.parametrize("kind_fixture", ["gsm8k"])
 def test_a_non_sft_version_is_refused(store, gsm8k, kind_fixture):
-    from manifests.errors import InputDataError
+    from thinkforge.manifests.errors import InputDataError
 
     with pytest.raises(InputDataError, match="needs 'sft'"):
         run_correct(store, gsm8k, "x")
@@ -183,7 +182,8 @@ def test_low_verified_rate_warns_naming_the_version(cli_run, store, gsm8k, tmp_p
 
 def test_greedy_off_is_asked_once_per_prompt_and_copied_to_every_sample(store, gsm8k, monkeypatch):
     """--n with a greedy OFF: the same text n times, so it is generated once (pairs stay aligned)."""
-    from generators.sft import SftConfig, generate_sft
+    from thinkforge.generators.sft import SftConfig, generate_sft
+
     from tests.scripted_teacher import install
 
     teacher = install(monkeypatch,
@@ -204,7 +204,7 @@ def test_unverifiable_judge_later_sets_rows_aside_for_a_judge(store, gsm8k):
     m = run_correct(store, data, "judged", CorrectConfig(unverifiable="judge", pairs="independent"))
     assert [r["verified"] for r in rows_of(store, m)] == [True, True]
     assert m.rejected.by_reason == {"awaiting_judge": 2}
-    from manifests.sql import run_sql
+    from thinkforge.manifests.sql import run_sql
 
     rows = run_sql(store, """SELECT verified, reason FROM "judged/rejected" """).table().to_pylist()
     assert rows == [{"verified": None, "reason": "awaiting_judge"}] * 2

@@ -4,11 +4,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.stats import spearmanr
-
-from filters.curriculum import CurriculumConfig, run_curriculum
-from filters.curriculum_plan import plan_batches
-from filters.passrate import run_passrate
-from manifests.selection import read_rejected, read_table  # noqa: F401
+from thinkforge.filters.curriculum import CurriculumConfig, run_curriculum
+from thinkforge.filters.curriculum_plan import plan_batches
+from thinkforge.filters.passrate import run_passrate
+from thinkforge.manifests.selection import read_rejected, read_table  # noqa: F401
 
 pools = st.integers(8, 48).flatmap(lambda b: st.tuples(
     st.just(b), st.lists(st.integers(b, 5 * b), min_size=4, max_size=9)))
@@ -48,7 +47,7 @@ def test_default_on_a_balanced_pool_is_a_clear_trend():
 
 @pytest.fixture
 def pool(store, random_rollouts):
-    from filters.passrate import PassRateConfig
+    from thinkforge.filters.passrate import PassRateConfig
 
     return run_passrate(store, random_rollouts, None, "pool", PassRateConfig(drop_at_or_above=None))
 
@@ -92,11 +91,11 @@ def test_out_of_core_pass_rate_and_curriculum(store, tmp_path, monkeypatch):
     """
     import os
 
-    import manifests.writer
-    from filters.base import Resources, uncompressed_bytes
-    from filters.passrate import PassRateConfig
+    import thinkforge.manifests.writer as writer
+    from thinkforge.filters.base import Resources, uncompressed_bytes
+    from thinkforge.filters.passrate import PassRateConfig
 
-    monkeypatch.setattr(manifests.writer, "ROW_GROUP_BYTES", 4 << 20)
+    monkeypatch.setattr(writer, "ROW_GROUP_BYTES", 4 << 20)
     n, k = 40_000, 8
     blob = os.urandom(2_000_000).hex()  # random text: compression cannot hide the size
 
@@ -139,8 +138,8 @@ def test_out_of_core_pass_rate_and_curriculum(store, tmp_path, monkeypatch):
 def test_sorting_on_hashes_alone_equals_sorting_with_the_id_last():
     """sort_by_hash skips the id as the last sort key unless two rows' hash keys tie (a
     collision, forced here by a hash of 3 values): the order is always (keys..., id)."""
-    from filters.curriculum import sort_by_hash
-    from manifests.duck import connect
+    from thinkforge.filters.curriculum import sort_by_hash
+    from thinkforge.manifests.duck import connect
 
     con = connect()
     try:

@@ -11,12 +11,11 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from thinkforge.filters import decontam
+from thinkforge.filters.decontam import DecontamConfig, run_decontam
+from thinkforge.manifests.selection import read_rejected, read_table
 
-from filters import decontam
-from filters.decontam import DecontamConfig, run_decontam
-from manifests.selection import read_rejected, read_table
-
-kernels = pytest.importorskip("filters.ngram_kernels")
+kernels = pytest.importorskip("thinkforge.filters.ngram_kernels")
 
 # letters and digits of several scripts and widths, separators, marks, cased pairs
 ALPHABET = list("aZ09 \t\n.,'-_/()éÉßçÇñ") + ["ｆ", "Ｆ", "１", "ＡＢ", "İ", "ı", "Σ", "ς", "ǅ",
@@ -28,7 +27,7 @@ TEXTS = st.lists(st.one_of(st.none(), st.lists(st.sampled_from(ALPHABET), max_si
 
 def duckdb_words(texts: list) -> list:
     """The words the DuckDB path hashes (``words_expr``: tf_normalize + split)."""
-    from filters.text import register, words_expr
+    from thinkforge.filters.text import register, words_expr
 
     con = duckdb.connect()
     register(con)
@@ -98,7 +97,7 @@ def _pool(seed: int, unicode: bool):
                           (4, False, 5, 1)])
 def test_compiled_and_numpy_paths_publish_the_same_version(tmp_path, monkeypatch, seed, unicode,
                                                            ngram, min_matches):
-    from manifests import DatasetStore
+    from thinkforge.manifests import DatasetStore
 
     rows, bench = _pool(seed, unicode)
     out = {}
@@ -120,8 +119,8 @@ def test_compiled_and_numpy_paths_publish_the_same_version(tmp_path, monkeypatch
 def test_text_hits_normalises_only_the_texts_that_are_not_ascii(texts, n):
     """Looking rows up as they are and again normalised when not ASCII (``text_hits``) finds
     what looking up every text normalised first finds."""
-    from filters.decontam import _MASK
-    from filters.minhash import MinHasher
+    from thinkforge.filters.decontam import _MASK
+    from thinkforge.filters.minhash import MinHasher
 
     array = pa.array(texts, pa.string())
     values, offsets = kernels.word_lists(*kernels.text_buffers(array), kernels.TABLE)

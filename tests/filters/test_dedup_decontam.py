@@ -3,11 +3,10 @@ import copy
 import numpy as np
 import pyarrow as pa
 import pytest
-
-from filters.decontam import DecontamConfig, run_decontam
-from filters.dedup import DedupConfig, run_dedup
-from filters.minhash import MinHasher, connected_components, estimated_jaccard
-from manifests.selection import read_rejected, read_table  # noqa: F401
+from thinkforge.filters.decontam import DecontamConfig, run_decontam
+from thinkforge.filters.dedup import DedupConfig, run_dedup
+from thinkforge.filters.minhash import MinHasher, connected_components, estimated_jaccard
+from thinkforge.manifests.selection import read_rejected, read_table  # noqa: F401
 
 
 def rows_of(store, m, rejected=False):
@@ -74,7 +73,7 @@ def test_exact_only_and_reuse(store, planted):
 
 
 def test_decontam_names_benchmark_and_item(store, gsm8k, data_dir):
-    from curation.importer import ImportOptions, import_file
+    from thinkforge.curation.importer import ImportOptions, import_file
 
     test = import_file(store, data_dir / "gsm8k_test.jsonl",
                        ImportOptions(name="gsm8k-test", preset="gsm8k"))
@@ -151,7 +150,7 @@ def words_by_regex(text):
 
 
 def test_normalize_gives_the_words_of_the_unicode_definition():
-    from filters.text import normalize
+    from thinkforge.filters.text import normalize
 
     texts = ["Hello, World! It's 3.14...", "naïve CAFÉ — déjà-vu\tß Σίσυφος", "数学 问题：x+y=7？",
              "tabs\tand\nnewlines\r\n  ", "", None, "emoji 🙂 stays a separator", "A_B c-d"]
@@ -203,8 +202,8 @@ def test_decontam_flags_exactly_the_rows_sharing_an_ngram(store, ngram):
 
 def test_progress_shows_each_phase_on_stderr_and_changes_nothing(store, planted, capsys,
                                                                  monkeypatch):
-    from filters import progress
-    from filters.base import Resources
+    from thinkforge.filters import progress
+    from thinkforge.filters.base import Resources
 
     monkeypatch.setattr(progress, "KEEP_PHASES_OF_SECONDS", 0.0)  # these phases are quick
 
@@ -225,7 +224,7 @@ def test_progress_shows_each_phase_on_stderr_and_changes_nothing(store, planted,
 
 
 def test_decontam_bad_benchmark_file_says_where_and_publishes_nothing(store, gsm8k, tmp_path):
-    from manifests.errors import InputDataError
+    from thinkforge.manifests.errors import InputDataError
 
     bad = tmp_path / "bench.jsonl"
     bad.write_text('{"question": "one two three", "id": "1"}\n{"question": "broken \n')

@@ -37,7 +37,7 @@ def test_cli_pipeline_passrate_curriculum_dedup_decontam(cli_run, store, gsm8k, 
     for name in ("cur-dd", "cur-clean"):
 
         m = store.resolve(name)
-        from manifests.selection import read_table
+        from thinkforge.manifests.selection import read_table
 
         rows = list(zip(*read_table(store, m, ["curriculum_batch", "curriculum_position"])
                         .to_pydict().values(), strict=True))

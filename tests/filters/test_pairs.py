@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from filters.dedup import DedupConfig, run_dedup
-from filters.quality import QualityConfig, run_quality
-from manifests.selection import read_rejected, read_table  # noqa: F401
+from thinkforge.filters.dedup import DedupConfig, run_dedup
+from thinkforge.filters.quality import QualityConfig, run_quality
+from thinkforge.manifests.selection import read_rejected, read_table  # noqa: F401
 
 
 def _row(prompt: int, mode: str, output: str, sample: int = 0, question: str | None = None):
@@ -101,7 +100,7 @@ def test_answer_repeating_the_reasoning_is_its_own_rejection(store):
 
 
 def test_mix_with_reasoning_weights_keeps_pairs_whole_when_asked(store):
-    from curation.mix import MixConfig, run_mix
+    from thinkforge.curation.mix import MixConfig, run_mix
 
     rows = [r for i in range(20) for r in _pair(i)]
     data = _write(store, rows)

@@ -1,8 +1,7 @@
 import pytest
-
-from filters.passrate import PassRateConfig, run_passrate
-from manifests.errors import InputDataError
-from manifests.selection import read_rejected, read_table
+from thinkforge.filters.passrate import PassRateConfig, run_passrate
+from thinkforge.manifests.errors import InputDataError
+from thinkforge.manifests.selection import read_rejected, read_table
 
 from .conftest import prompt_ids, write_rollouts
 
@@ -92,9 +91,9 @@ def test_bad_config_and_wrong_kind(store, gsm8k, random_rollouts):
 def test_limit_is_not_sampled_and_failed_requests_are_no_rollouts(store, gsm8k, monkeypatch):
     """Issue 9 item 5: `--limit` leaves prompts not_sampled (not rejected); a prompt whose every
     request failed is no_rollouts."""
-    import generators.engine as engine
-    from generators.backends import Completion
-    from generators.rollouts import RolloutConfig, generate_rollouts
+    import thinkforge.generators.engine as engine
+    from thinkforge.generators.backends import Completion
+    from thinkforge.generators.rollouts import RolloutConfig, generate_rollouts
 
     ids = prompt_ids(store, gsm8k)
     config = RolloutConfig(k=2, limit=4)

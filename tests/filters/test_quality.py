@@ -1,7 +1,6 @@
 import pytest
-
-from filters.quality import QualityConfig, run_quality
-from manifests.selection import read_rejected, read_table  # noqa: F401
+from thinkforge.filters.quality import QualityConfig, run_quality
+from thinkforge.manifests.selection import read_rejected, read_table  # noqa: F401
 
 
 def sft_row(i, reasoning, output, *, prompt="What is 2+2?", finish="stop", tokens=20):
@@ -81,7 +80,7 @@ def test_language_rule_with_the_optional_detector(store):
 def test_language_rule_without_the_detector_names_the_extra(store, monkeypatch):
     import sys
 
-    from manifests.errors import MissingDependencyError
+    from thinkforge.manifests.errors import MissingDependencyError
 
     monkeypatch.setitem(sys.modules, "langdetect", None)  # import now fails as if not installed
     with pytest.raises(MissingDependencyError, match="lang"):

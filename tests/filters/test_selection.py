@@ -9,14 +9,13 @@ import random
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-
-from filters.base import Resources
-from filters.decontam import DecontamConfig, run_decontam
-from filters.dedup import DedupConfig, run_dedup
-from filters.quality import QualityConfig, run_quality
-from manifests import DatasetStore
-from manifests.errors import IntegrityError
-from manifests.selection import read_rejected, read_table
+from thinkforge.filters.base import Resources
+from thinkforge.filters.decontam import DecontamConfig, run_decontam
+from thinkforge.filters.dedup import DedupConfig, run_dedup
+from thinkforge.filters.quality import QualityConfig, run_quality
+from thinkforge.manifests import DatasetStore
+from thinkforge.manifests.errors import IntegrityError
+from thinkforge.manifests.selection import read_rejected, read_table
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron".split()
 MATERIALIZE = Resources(materialize=True)
@@ -85,9 +84,9 @@ def test_chain_of_selections_equals_materialised_twins(tmp_path_factory, seed, n
 
 
 def test_selection_bytes_are_small_and_views_read_it(store):
-    from manifests.catalog import refresh_catalog
-    from manifests.duck import connect
-    from manifests.sql import run_sql
+    from thinkforge.manifests.catalog import refresh_catalog
+    from thinkforge.manifests.duck import connect
+    from thinkforge.manifests.sql import run_sql
 
     data, _ = sft_pool(store, 7, 40)
     q = run_quality(store, data, "q")
@@ -159,8 +158,8 @@ def test_changes_that_move_two_columns_alike_change_the_fingerprint(store, gsm8k
 
 
 def test_materialize_pull_and_export_give_the_twins_bytes(store, tmp_path):
-    from curation.export import export_version, pull_version
-    from manifests.maintenance import materialize
+    from thinkforge.curation.export import export_version, pull_version
+    from thinkforge.manifests.maintenance import materialize
 
     data, _ = sft_pool(store, 11, 30)
     sel = run_quality(store, data, "q-sel")
@@ -183,7 +182,7 @@ def test_materialize_pull_and_export_give_the_twins_bytes(store, tmp_path):
 
 
 def test_gc_never_removes_what_a_selection_reads(store):
-    from manifests.maintenance import gc
+    from thinkforge.manifests.maintenance import gc
 
     data, _ = sft_pool(store, 13, 30)
     sel = run_quality(store, data, "q")
@@ -202,8 +201,8 @@ def test_gc_never_removes_what_a_selection_reads(store):
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_passrate_and_curriculum_select_like_their_twins(store, gsm8k, seed):
-    from filters.curriculum import CurriculumConfig, run_curriculum
-    from filters.passrate import PassRateConfig, run_passrate
+    from thinkforge.filters.curriculum import CurriculumConfig, run_curriculum
+    from thinkforge.filters.passrate import PassRateConfig, run_passrate
 
     from .conftest import prompt_ids, write_rollouts
 
@@ -230,7 +229,7 @@ def test_passrate_and_curriculum_select_like_their_twins(store, gsm8k, seed):
 
 
 def test_split_parts_are_selections_like_their_twins(store):
-    from curation.split import SplitConfig, run_split
+    from thinkforge.curation.split import SplitConfig, run_split
 
     data, _ = sft_pool(store, 17, 40)
     q = run_quality(store, data, "q")
@@ -243,7 +242,7 @@ def test_split_parts_are_selections_like_their_twins(store):
 
 
 def test_mix_without_replacement_is_a_selection_like_its_twin(store, monkeypatch):
-    from curation.mix import MixConfig, run_mix
+    from thinkforge.curation.mix import MixConfig, run_mix
 
     data, _ = sft_pool(store, 19, 40)
     q = run_quality(store, data, "q")
@@ -258,8 +257,8 @@ def test_mix_without_replacement_is_a_selection_like_its_twin(store, monkeypatch
 
 
 def test_sql_reads_a_pool_selection_and_its_mixed_rejected_rows(store, gsm8k):
-    from filters.passrate import run_passrate
-    from manifests.sql import run_sql
+    from thinkforge.filters.passrate import run_passrate
+    from thinkforge.manifests.sql import run_sql
 
     from .conftest import prompt_ids, write_rollouts
 
@@ -276,8 +275,8 @@ def test_sql_reads_a_pool_selection_and_its_mixed_rejected_rows(store, gsm8k):
 def test_sql_reads_an_empty_selection_and_its_views(store):
     """An empty selection still joins the base's first shard (for the schema): the sandbox
     must let it read that shard (the demo's empty train split failed with a permission error)."""
-    from curation.split import SplitConfig, run_split
-    from manifests.sql import run_sql
+    from thinkforge.curation.split import SplitConfig, run_split
+    from thinkforge.manifests.sql import run_sql
 
     data, _ = sft_pool(store, 5, 12)
     q = run_quality(store, data, "q")

@@ -10,12 +10,11 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-import manifests.writer as writer_module
-from filters.quality import run_quality
-from manifests import DatasetStore
-from manifests.errors import InputDataError, IntegrityError
-from manifests.selection import base_of, read_table, row_relation
+import thinkforge.manifests.writer as writer_module
+from thinkforge.filters.quality import run_quality
+from thinkforge.manifests import DatasetStore
+from thinkforge.manifests.errors import InputDataError, IntegrityError
+from thinkforge.manifests.selection import base_of, read_table, row_relation
 
 from .test_selection import MATERIALIZE, WORDS
 
@@ -49,7 +48,7 @@ def joined(store, m, **kw) -> str:
 
 
 def rows(store, relation: str) -> list[dict]:
-    from manifests.duck import connect
+    from thinkforge.manifests.duck import connect
 
     con = connect()
     try:
@@ -59,7 +58,7 @@ def rows(store, relation: str) -> list[dict]:
 
 
 def test_a_filter_over_sorted_rows_is_ascending_and_reads_like_its_twin(store, monkeypatch):
-    from manifests.sql import run_sql
+    from thinkforge.manifests.sql import run_sql
 
     base = sorted_sft(store, monkeypatch)
     sel = run_quality(store, base, "q")
@@ -150,7 +149,7 @@ def test_positions_outside_the_base_or_repeated_are_refused(store, monkeypatch, 
 
 
 def test_a_damaged_base_breaks_an_ascending_selection(store, monkeypatch):
-    from manifests.sql import run_sql
+    from thinkforge.manifests.sql import run_sql
 
     base = sorted_sft(store, monkeypatch)
     sel = run_quality(store, base, "q")

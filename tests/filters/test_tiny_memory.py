@@ -8,14 +8,13 @@ bounds; that used to build ``... WHERE  ORDER BY id`` and crash (issue 13 item 9
 from __future__ import annotations
 
 import pytest
-
-from filters import base
-from filters.base import Resources
-from filters.curriculum import CurriculumConfig, run_curriculum
-from filters.decontam import run_decontam
-from filters.dedup import DedupConfig, run_dedup
-from filters.passrate import PassRateConfig, run_passrate
-from filters.quality import run_quality
+from thinkforge.filters import base
+from thinkforge.filters.base import Resources
+from thinkforge.filters.curriculum import CurriculumConfig, run_curriculum
+from thinkforge.filters.decontam import run_decontam
+from thinkforge.filters.dedup import DedupConfig, run_dedup
+from thinkforge.filters.passrate import PassRateConfig, run_passrate
+from thinkforge.filters.quality import run_quality
 
 from .conftest import write_rollouts
 
@@ -56,7 +55,7 @@ def sft(store, name, good):
 
 
 def counts(store, m):
-    from manifests.selection import read_table
+    from thinkforge.manifests.selection import read_table
 
     assert read_table(store, m).num_rows == m.rows
     return m.rows, m.rejected.rows

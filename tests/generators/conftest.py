@@ -21,7 +21,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def gsm8k(store, data_dir):
-    from curation.importer import ImportOptions, import_file
+    from thinkforge.curation.importer import ImportOptions, import_file
 
     return import_file(store, data_dir / "gsm8k_train_demo.jsonl",
                        ImportOptions(name="gsm8k", preset="gsm8k"))
@@ -29,7 +29,7 @@ def gsm8k(store, data_dir):
 
 @pytest.fixture
 def humaneval(store, data_dir):
-    from curation.importer import ImportOptions, import_file
+    from thinkforge.curation.importer import ImportOptions, import_file
 
     return import_file(store, data_dir / "humaneval.jsonl",
                        ImportOptions(name="humaneval", preset="humaneval"))

@@ -2,8 +2,8 @@
 
 import sys
 
-from generators.sft import SftConfig, generate_sft
-from manifests import DatasetStore
+from thinkforge.generators.sft import SftConfig, generate_sft
+from thinkforge.manifests import DatasetStore
 
 if __name__ == "__main__":
     store_root, model, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])

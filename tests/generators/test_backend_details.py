@@ -6,9 +6,8 @@ import time
 from email.utils import formatdate
 
 import pytest
-
-from generators.backends.hf import _idle_cores
-from generators.backends.openai_client import _retry_after
+from thinkforge.generators.backends.hf import _idle_cores
+from thinkforge.generators.backends.openai_client import _retry_after
 
 
 # a load of about 1 is this process's own recent work; beyond that, other jobs

@@ -38,8 +38,8 @@ def test_unreachable_server_fails_publishes_nothing_and_the_rerun_resumes(cli_ru
 
 
 def test_error_rate_at_or_below_the_limit_publishes_the_rest(store, gsm8k, monkeypatch):
-    from generators.sft import SftConfig, generate_sft
-    from manifests.errors import GenerationFailedError
+    from thinkforge.generators.sft import SftConfig, generate_sft
+    from thinkforge.manifests.errors import GenerationFailedError
 
     monkeypatch.setenv("K", "x")
     teacher = dict(backend="openai", model="teacher", concurrency=1, max_retries=0,
@@ -57,8 +57,8 @@ def test_error_rate_at_or_below_the_limit_publishes_the_rest(store, gsm8k, monke
 
 
 def test_an_empty_result_is_never_published(store, gsm8k, scripted):
-    from generators.sft import SftConfig, generate_sft
-    from manifests.errors import GenerationFailedError
+    from thinkforge.generators.sft import SftConfig, generate_sft
+    from thinkforge.manifests.errors import GenerationFailedError
 
     scripted(lambda r: "   ")  # every answer empty: all rejected, no error
     with pytest.raises(GenerationFailedError, match="nothing to publish.*empty_output"):

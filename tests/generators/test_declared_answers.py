@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import pyarrow.parquet as pq
-
-from generators.rollouts import RolloutConfig, generate_rollouts
-from generators.sft import SftConfig, generate_sft
+from thinkforge.generators.rollouts import RolloutConfig, generate_rollouts
+from thinkforge.generators.sft import SftConfig, generate_sft
 
 
 def rows_of(store, manifest, rejected=False):
@@ -15,7 +14,7 @@ def rows_of(store, manifest, rejected=False):
 
 
 def _prompts(store, tmp_path, golds):
-    from curation.importer import ImportOptions, import_file
+    from thinkforge.curation.importer import ImportOptions, import_file
 
     path = tmp_path / "units.jsonl"
     path.write_text("".join(f'{{"question": "Q{i}: Tom has 12 eggs and 9 more. How many?", '

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 import pytest
-
-from generators.rollouts import RolloutConfig, generate_rollouts
-from generators.sft import SftConfig, generate_sft
+from thinkforge.generators.rollouts import RolloutConfig, generate_rollouts
+from thinkforge.generators.sft import SftConfig, generate_sft
 
 
 def rows_of(store, manifest):
@@ -77,7 +76,7 @@ def test_verified_reflects_the_ground_truth(store, gsm8k, scripted):
 def test_native_format_rejects_broken_outputs_with_a_reason(store, gsm8k, scripted):
     scripted(lambda r: "no tags here, 5" if r.messages[0]["content"].endswith("on")
              else "<think>secret</think> 5")
-    from manifests.errors import GenerationFailedError
+    from thinkforge.manifests.errors import GenerationFailedError
 
     # every answer rejected: nothing is published (an empty version is no success)
     with pytest.raises(GenerationFailedError) as failed:
@@ -120,7 +119,7 @@ def test_rollouts_score_correctness_format_and_reward(store, gsm8k, scripted):
 
 
 def test_unparseable_gold_gives_no_reward_and_is_counted(store, scripted, tmp_path):
-    from curation.importer import ImportOptions, import_file
+    from thinkforge.curation.importer import ImportOptions, import_file
 
     path = tmp_path / "weird.jsonl"
     path.write_text('{"question": "Q?", "answer": "so #### ???"}\n')
@@ -151,7 +150,7 @@ def test_code_prompts_are_verified_by_running_their_tests(store, humaneval, scri
 
 
 def test_a_non_prompts_version_is_refused(store, gsm8k, scripted):
-    from manifests.errors import InputDataError
+    from thinkforge.manifests.errors import InputDataError
 
     scripted(lambda r: "x\n\nFinal answer: 1")
     sft = generate_sft(store, gsm8k, "gsm8k-sft", SftConfig(limit=1), progress=False)

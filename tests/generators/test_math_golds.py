@@ -7,8 +7,7 @@ requires all of it.  A second test holds our verdicts against TRL's ``accuracy_r
 from __future__ import annotations
 
 import pytest
-
-from generators.verifiers.math_answers import normalize_answer, prediction, verify_math
+from thinkforge.generators.verifiers.math_answers import normalize_answer, prediction, verify_math
 
 from .math_gold_table import CASES, TRL_CASES
 

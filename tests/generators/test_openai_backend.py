@@ -7,10 +7,9 @@ import time
 import pyarrow.parquet as pq
 import pytest
 from fault_proxy import FakeOpenAIServer, FaultProxy
-
-from generators.backends import ChatRequest, Sampling, make_backend
-from generators.config import BackendConfig
-from generators.sft import SftConfig, generate_sft
+from thinkforge.generators.backends import ChatRequest, Sampling, make_backend
+from thinkforge.generators.config import BackendConfig
+from thinkforge.generators.sft import SftConfig, generate_sft
 
 pytest.importorskip("openai")
 
@@ -68,7 +67,7 @@ def test_failed_rows_are_rejected_then_retried_by_the_rerun(store, gsm8k, monkey
 
 
 def test_missing_base_url_is_a_config_error():
-    from manifests.errors import ConfigError
+    from thinkforge.manifests.errors import ConfigError
 
     with pytest.raises(ConfigError, match="base-url"):
         make_backend(BackendConfig(backend="openai"), "teacher")

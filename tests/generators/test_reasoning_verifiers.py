@@ -6,12 +6,11 @@ import json
 import socket
 
 import pytest
-
-from generators.config import VerifierConfig
-from generators.reasoning import extract_answer, shape_output, teacher_messages
-from generators.verifiers import VerifierRegistry
-from generators.verifiers.code_tests import CodeVerifier
-from generators.verifiers.math_answers import verify_math
+from thinkforge.generators.config import VerifierConfig
+from thinkforge.generators.reasoning import extract_answer, shape_output, teacher_messages
+from thinkforge.generators.verifiers import VerifierRegistry
+from thinkforge.generators.verifiers.code_tests import CodeVerifier
+from thinkforge.generators.verifiers.math_answers import verify_math
 
 
 def test_teacher_messages_put_the_exact_system_prompt_first():

@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
-from generators.runs import RESULT_SCHEMA
+from thinkforge.generators.runs import RESULT_SCHEMA
 
 WORKER = Path(__file__).with_name("resume_worker.py")
 REPO = Path(__file__).resolve().parents[2]

@@ -56,7 +56,7 @@ def test_config_file_partial_sampling_merges_over_mode_defaults(cli_run, tmp_pat
 
 
 def test_recipe_partial_sampling_keeps_off_greedy(tmp_path, cli_run):
-    from curation.recipe import load_recipe
+    from thinkforge.curation.recipe import load_recipe
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("name: r\ninputs: {p: {version: gsm8k}}\nsteps:\n"

@@ -17,9 +17,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from fault_proxy import FaultProxy
+from thinkforge.generators.rollouts import RolloutConfig, generate_rollouts
+from thinkforge.generators.sft import SftConfig, generate_sft
 
-from generators.rollouts import RolloutConfig, generate_rollouts
-from generators.sft import SftConfig, generate_sft
 from tests.vllm_env import VLLM_ENV, vllm_python
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory):
     """A real vLLM OpenAI-compatible server serving the embedded SmolLM2 on 127.0.0.1."""
-    from generators.backends.model_cache import resolve_model
+    from thinkforge.generators.backends.model_cache import resolve_model
 
     python = vllm_python("vllm, generators")
     port = free_port()

@@ -9,8 +9,7 @@ from pathlib import Path
 def build_tiny_model(target: Path) -> Path:
     import torch
     import transformers
-
-    from generators.backends.model_cache import cache_dir
+    from thinkforge.generators.backends.model_cache import cache_dir
 
     converted = cache_dir() / "models" / "smollm2-135m"
     if (converted / "tokenizer.json").is_file():  # fast path: the embedded teacher's tokenizer

@@ -10,10 +10,11 @@ import pytest
 
 @pytest.fixture
 def pool(store, data_dir, monkeypatch):
-    from curation.importer import ImportOptions, import_file
-    from filters.curriculum import CurriculumConfig, run_curriculum
-    from filters.passrate import PassRateConfig, run_passrate
-    from generators.rollouts import RolloutConfig, generate_rollouts
+    from thinkforge.curation.importer import ImportOptions, import_file
+    from thinkforge.filters.curriculum import CurriculumConfig, run_curriculum
+    from thinkforge.filters.passrate import PassRateConfig, run_passrate
+    from thinkforge.generators.rollouts import RolloutConfig, generate_rollouts
+
     from tests.scripted_teacher import install
 
     prompts = import_file(store, data_dir / "gsm8k_train_demo.jsonl",

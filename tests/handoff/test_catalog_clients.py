@@ -8,9 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from curation.importer import ImportOptions, import_file
-from manifests.catalog import refresh_catalog
+from thinkforge.curation.importer import ImportOptions, import_file
+from thinkforge.manifests.catalog import refresh_catalog
 
 
 def storage_version_number(path: Path) -> int:

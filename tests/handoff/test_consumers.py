@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
-from curation.export import export_version
+from thinkforge.curation.export import export_version
 
 REPO = Path(__file__).resolve().parents[2]
 CONSUMERS_PY = Path(os.environ.get("THINKFORGE_CONSUMERS_PY",

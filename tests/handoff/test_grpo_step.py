@@ -6,8 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from curation.export import export_version
+from thinkforge.curation.export import export_version
 
 
 @pytest.mark.slow

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 
 import pyarrow.parquet as pq
-
-from curation.export import export_version, pull_version
-from generators.reasoning import teacher_messages
-from manifests import DatasetStore
-from manifests.selection import read_rejected, read_table  # noqa: F401
+from thinkforge.curation.export import export_version, pull_version
+from thinkforge.generators.reasoning import teacher_messages
+from thinkforge.manifests import DatasetStore
+from thinkforge.manifests.selection import read_rejected, read_table  # noqa: F401
 
 
 def test_rl_exports_carry_the_messages_the_rollouts_were_sampled_from(store, pool, tmp_path):
@@ -40,7 +39,7 @@ def test_a_pulled_copy_exports_the_same_bytes(store, pool, tmp_path):
 
 
 def test_report_states_the_rollout_prompt(store, pool, tmp_path):
-    from curation.report import write_report
+    from thinkforge.curation.report import write_report
 
     out = write_report(store, pool.ref, tmp_path / "report")
     text = (out if isinstance(out, str) else json.dumps(out, default=str))

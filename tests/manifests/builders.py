@@ -7,7 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from manifests import DatasetStore, Manifest
+from thinkforge.manifests import DatasetStore, Manifest
 
 # file field -> (question column, answer column) of the bundled data files
 LAYOUTS = {"gsm8k": ("question", "answer"), "math500": ("problem", "answer")}

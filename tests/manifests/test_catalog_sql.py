@@ -5,17 +5,17 @@ import subprocess
 import sys
 
 import pytest
-
-from manifests.catalog import refresh_catalog
-from manifests.errors import IntegrityError, SqlRefusedError
-from manifests.sql import run_sql
+from thinkforge.manifests.catalog import refresh_catalog
+from thinkforge.manifests.errors import IntegrityError, SqlRefusedError
+from thinkforge.manifests.sql import run_sql
 
 from .builders import publish_prompts
 
 
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory):
-    from manifests import DatasetStore
+    from thinkforge.manifests import DatasetStore
+
     from tests.conftest import DATA as data_dir
 
     store = DatasetStore(tmp_path_factory.mktemp("catalog") / "store")
@@ -157,7 +157,7 @@ def test_publishing_extends_the_catalog_to_what_a_rebuild_gives(store, data_dir)
 def test_a_moved_store_gets_a_catalog_of_its_new_paths(filled, tmp_path):
     import shutil
 
-    from manifests import DatasetStore
+    from thinkforge.manifests import DatasetStore
 
     moved = DatasetStore(shutil.copytree(filled.root, tmp_path / "moved"))
     assert sql(moved, 'SELECT count(*) AS n FROM "gsm8k@v1"') == [{"n": 200}]

@@ -8,11 +8,11 @@ import textwrap
 import time
 from pathlib import Path
 
-from manifests import DatasetStore
+from thinkforge.manifests import DatasetStore
 
 WRITER = textwrap.dedent("""
     import sys, time
-    from manifests import DatasetStore
+    from thinkforge.manifests import DatasetStore
     store = DatasetStore(sys.argv[1])
     start, tag = float(sys.argv[2]), sys.argv[3]
     rows = [{"id": f"{tag}-{i}", "source": tag, "category": "math",

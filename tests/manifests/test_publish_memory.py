@@ -5,10 +5,9 @@ no spill directory behind."""
 import json
 
 import pytest
-
-import manifests.writer as writer
-from manifests import DatasetStore
-from manifests.errors import InputDataError
+import thinkforge.manifests.writer as writer
+from thinkforge.manifests import DatasetStore
+from thinkforge.manifests.errors import InputDataError
 
 from .test_store import prompt_rows
 

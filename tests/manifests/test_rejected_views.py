@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import duckdb
-
-from manifests.catalog import refresh_catalog, run_sql
+from thinkforge.manifests.catalog import refresh_catalog, run_sql
 
 from .builders import publish_prompts
 

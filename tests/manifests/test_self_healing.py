@@ -11,10 +11,9 @@ import textwrap
 import duckdb
 import pyarrow as pa
 import pytest
-
-from manifests.catalog import refresh_catalog
-from manifests.cleanup import OWNER, reclaim
-from manifests.sql import run_sql
+from thinkforge.manifests.catalog import refresh_catalog
+from thinkforge.manifests.cleanup import OWNER, reclaim
+from thinkforge.manifests.sql import run_sql
 
 ROWS = pa.table({"id": ["a", "b", "c"], "source": ["s"] * 3, "category": ["math"] * 3,
                  "input": [[{"role": "user", "content": "hi"}]] * 3, "verifier": ["none"] * 3})
@@ -85,7 +84,7 @@ def run_limited(store, code: str, limit: int = 64 * 1024):
     prog = textwrap.dedent(f"""
         import resource, sys
         resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
-        from manifests import DatasetStore
+        from thinkforge.manifests import DatasetStore
         store = DatasetStore({str(store.root)!r})
     """) + textwrap.dedent(code)
     return subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=120)
@@ -100,7 +99,7 @@ def test_a_file_size_limit_while_refreshing_keeps_the_old_catalog_and_no_tmp(sto
     publish(store, "one")
     before = store.catalog_path.read_bytes()
     out = run_limited(store, """
-        from manifests.catalog import refresh_catalog
+        from thinkforge.manifests.catalog import refresh_catalog
         try:
             refresh_catalog(store, force=True)
         except Exception as exc:

@@ -15,10 +15,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pytest
-
-from manifests import DatasetStore
-from manifests.errors import ForgeError, SqlRefusedError
-from manifests.sql import check_read_only, run_sql, sandbox_connection
+from thinkforge.manifests import DatasetStore
+from thinkforge.manifests.errors import ForgeError, SqlRefusedError
+from thinkforge.manifests.sql import check_read_only, run_sql, sandbox_connection
 
 ROWS = pa.table({"id": ["a", "b", "c"], "source": ["s"] * 3, "category": ["math", "code", "math"],
                  "input": [[{"role": "user", "content": "hi"}]] * 3, "verifier": ["none"] * 3})

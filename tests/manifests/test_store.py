@@ -5,9 +5,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from manifests import DatasetStore
-from manifests.errors import ConfigError, InputDataError, IntegrityError, NotFoundError
+from thinkforge.manifests import DatasetStore
+from thinkforge.manifests.errors import ConfigError, InputDataError, IntegrityError, NotFoundError
 
 
 def prompt_rows(n, start=0, source="unit"):

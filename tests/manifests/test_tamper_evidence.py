@@ -9,9 +9,8 @@ import shutil
 
 import pyarrow as pa
 import pytest
-
-from manifests.errors import IntegrityError
-from manifests.integrity import PublishLog
+from thinkforge.manifests.errors import IntegrityError
+from thinkforge.manifests.integrity import PublishLog
 
 ROWS = pa.table({"id": [f"r{i}" for i in range(20)], "source": ["s"] * 20, "category": ["math"] * 20,
                  "input": [[{"role": "user", "content": f"question {i} " * 5}] for i in range(20)],
@@ -52,7 +51,7 @@ def test_changing_rows_in_the_manifest_is_caught(store):
 
 
 def test_row_counts_must_equal_the_parquet_metadata_even_without_the_log(store):
-    from manifests.integrity import check_row_counts
+    from thinkforge.manifests.integrity import check_row_counts
 
     m = publish(store)
     forged = m.model_copy(deep=True)
@@ -126,8 +125,8 @@ def test_a_store_without_a_log_is_refused_until_adopted(cli_run, store):
 
 
 def test_a_pulled_copy_has_its_own_log_and_verifies(store, tmp_path):
-    from curation.export import pull_version
-    from manifests import DatasetStore
+    from thinkforge.curation.export import pull_version
+    from thinkforge.manifests import DatasetStore
 
     m = publish(store)
     pull_version(store, m.ref, tmp_path / "copy")
@@ -156,7 +155,7 @@ def test_a_filter_refuses_a_flipped_bit_and_publishes_nothing(cli_run, store):
 
 
 def test_the_hash_cache_skips_unchanged_files_and_rehashes_changed_ones(store, monkeypatch):
-    import manifests.integrity as integrity
+    import thinkforge.manifests.integrity as integrity
 
     m = publish(store)
     calls = []
@@ -178,7 +177,7 @@ def test_the_hash_cache_skips_unchanged_files_and_rehashes_changed_ones(store, m
 def test_verify_command_rehashes_unless_cached(cli_run, store, monkeypatch):
     m = publish(store)
     store.verify(m)  # cache filled
-    import manifests.store as store_module
+    import thinkforge.manifests.store as store_module
 
     calls = []
     real = store_module.sha256_file
@@ -188,7 +187,7 @@ def test_verify_command_rehashes_unless_cached(cli_run, store, monkeypatch):
 
 
 def _publish_some(root: str, name: str) -> None:
-    from manifests import DatasetStore
+    from thinkforge.manifests import DatasetStore
 
     store = DatasetStore(root)
     for i in range(3):

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from manifests import DatasetStore
+from thinkforge.manifests import DatasetStore
 
 
 def scripted_answer(request) -> str:
@@ -20,11 +19,11 @@ def kinds(store: DatasetStore, data_dir, monkeypatch) -> dict:
     import sys
     from pathlib import Path
 
-    from curation.importer import ImportOptions, import_file
-    from filters.passrate import PassRateConfig, run_passrate
-    from generators.config import RolloutConfig, SftConfig
-    from generators.rollouts import generate_rollouts
-    from generators.sft import generate_sft
+    from thinkforge.curation.importer import ImportOptions, import_file
+    from thinkforge.filters.passrate import PassRateConfig, run_passrate
+    from thinkforge.generators.config import RolloutConfig, SftConfig
+    from thinkforge.generators.rollouts import generate_rollouts
+    from thinkforge.generators.sft import generate_sft
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from scripted_teacher import install

@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import time
 
-from filters.passrate import PassRateConfig
-from manifests.partitions import SPLITS
-from manifests.steps import Role, StepDescriptor, register_step
+from thinkforge.filters.passrate import PassRateConfig
+from thinkforge.manifests.partitions import SPLITS
+from thinkforge.manifests.steps import Role, StepDescriptor, register_step
 
 
 def run_slow_passrate(ctx, inputs, name, config):
-    from curation.steps import load_steps
+    from thinkforge.curation.steps import load_steps
 
     marker = os.environ.get("TF_TEST_SLOW_MARKER")
     if marker and not os.path.exists(marker):
@@ -35,7 +35,7 @@ SPLITS["slow_passrate"] = SPLITS["passrate"]
 # curriculum in phases whose first *place* task says which process runs it and waits to be
 # killed (tests/steps/test_dask_partitioned.py)
 def slow_place(*args):
-    from filters.partitioned_curriculum import curriculum_place
+    from thinkforge.filters.partitioned_curriculum import curriculum_place
 
     marker = os.environ.get("TF_TEST_SLOW_MARKER")
     if marker and not os.path.exists(marker):
@@ -47,20 +47,20 @@ def slow_place(*args):
 
 
 def _slow_curriculum_phased(ph):
-    from filters.partitioned_curriculum import run_curriculum_phased
+    from thinkforge.filters.partitioned_curriculum import run_curriculum_phased
 
     return run_curriculum_phased(ph, place=slow_place)
 
 
 def _run_curriculum(ctx, inputs, name, config):
-    from curation.steps import load_steps
+    from thinkforge.curation.steps import load_steps
 
     return load_steps()["curriculum"].run_fn()(ctx, inputs, name, config)
 
 
 def _register_slow_curriculum():
-    from filters.curriculum import CurriculumConfig
-    from manifests.partitions import PHASED
+    from thinkforge.filters.curriculum import CurriculumConfig
+    from thinkforge.manifests.partitions import PHASED
 
     register_step(StepDescriptor(
         type="slow_curriculum", record_type="filter.curriculum",

@@ -14,11 +14,11 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from curation.steps import load_steps  # noqa: E402
-from manifests import DatasetStore  # noqa: E402
-from manifests.errors import ConfigError, ForgeError  # noqa: E402
-from manifests.executor import split_resources  # noqa: E402
-from manifests.steps import RunContext, build_config, execute  # noqa: E402
+from thinkforge.curation.steps import load_steps  # noqa: E402
+from thinkforge.manifests import DatasetStore  # noqa: E402
+from thinkforge.manifests.errors import ConfigError, ForgeError  # noqa: E402
+from thinkforge.manifests.executor import split_resources  # noqa: E402
+from thinkforge.manifests.steps import RunContext, build_config, execute  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_partitioned_filter_equals_local(store, versions, cluster, step_type):
     """A separable filter split into 3 partitions over the 2 workers (each runs the step's
     own SQL on its rows), merged into one version: the local bytes, fingerprint and the
     same provenance facts."""
-    from manifests.partitions import split_keys
+    from thinkforge.manifests.partitions import split_keys
 
     inputs, config = CASES[step_type]
     desc = load_steps()[step_type]
@@ -92,7 +92,7 @@ def test_partitioned_filter_equals_local(store, versions, cluster, step_type):
 def test_global_steps_are_not_split_by_row(store, versions):
     """Near dedup and curriculum need a global phase: not one partition per row hash, but
     phases of tasks (tests/steps/test_dask_partitioned.py)."""
-    from manifests.partitions import PHASED, split_keys
+    from thinkforge.manifests.partitions import PHASED, split_keys
 
     desc = load_steps()["dedup"]
     near = build_config(desc.config_model(), {"near": True})
@@ -194,8 +194,9 @@ def test_recipe_resources_dask_builds_the_same_versions(tmp_path, cluster):
     """The toy recipe (passrate, decontam, curriculum, quality, dedup exact+near, mix,
     split) built with `resources: {executor: dask, scheduler: ...}` gives every version the
     local build gives (fingerprints, rows, rejected rows)."""
-    from curation.recipe import load_recipe
-    from curation.recipe_build import build_recipe
+    from thinkforge.curation.recipe import load_recipe
+    from thinkforge.curation.recipe_build import build_recipe
+
     from tests.curation.test_recipe import RECIPE, write_recipe
     from tests.curation.test_recipe import recipe_dir as make_inputs
 

@@ -75,15 +75,15 @@ def cluster():
 
 @pytest.fixture
 def prompts(store, data_dir):
-    from curation.importer import ImportOptions, import_file
+    from thinkforge.curation.importer import ImportOptions, import_file
 
     return import_file(store, data_dir / "gsm8k_train_demo.jsonl",
                        ImportOptions(name="gsm8k", preset="gsm8k"))
 
 
 def _run(store, step_type, prompts, name, config, resources=None):
-    from curation.steps import load_steps
-    from manifests.steps import RunContext, build_config, execute
+    from thinkforge.curation.steps import load_steps
+    from thinkforge.manifests.steps import RunContext, build_config, execute
 
     desc = load_steps()[step_type]
     made = execute(RunContext(store, quiet=True, resources=dict(resources or {})), desc,
@@ -114,7 +114,7 @@ def test_fanned_out_version_equals_local(store, prompts, cluster, step_type, par
     fingerprint, every key once, both endpoints asked, no endpoint in the step record.
     ``partitions: 1`` runs the whole step as one task (its verifier in a worker's thread:
     the same verdicts as in the main thread)."""
-    from manifests.selection import read_table
+    from thinkforge.manifests.selection import read_table
 
     with EchoServer() as a, EchoServer() as b:
         local = _run(store, step_type, prompts, "local", {**CASES[step_type],
@@ -141,8 +141,7 @@ def test_fanned_out_version_equals_local(store, prompts, cluster, step_type, par
 def test_backend_built_once_per_worker(store, prompts, cluster):
     """6 partitions: each worker process builds its teacher backend once, not per task."""
     from distributed import Client
-
-    from generators import fanout
+    from thinkforge.generators import fanout
 
     with Client(cluster.scheduler_address) as client, EchoServer() as server:
         before = client.run(lambda: fanout.BUILT)
@@ -197,7 +196,7 @@ def test_worker_killed_mid_partition(store, prompts, cluster, tmp_path):
     assert _files(store, remote) == _files(store, local)
     assert remote.rows == 24
     # each request carries its key's seed: a key saved before the kill is asked only once
-    from generators.runs import stable_hash
+    from thinkforge.generators.runs import stable_hash
 
     asked: dict[int, int] = {}
     for body in server.requests:
@@ -230,7 +229,7 @@ def test_dead_endpoint_fails_over_to_the_live_one(store, prompts, cluster):
 
 
 def test_every_endpoint_dead_names_them(store, prompts):
-    from manifests.errors import GenerationFailedError
+    from thinkforge.manifests.errors import GenerationFailedError
 
     dead = [_closed_port_url(), _closed_port_url()]
     with pytest.raises(GenerationFailedError) as info:

@@ -23,7 +23,7 @@ def cluster():
 
 
 def _partition_of(ids: list[str], count: int) -> dict[str, int]:
-    """The partition each id lands in (manifests.partitions.Partition.restrict)."""
+    """The partition each id lands in (thinkforge.manifests.partitions.Partition.restrict)."""
     con = duckdb.connect()
     return dict(con.execute(f"SELECT x, (hash(x) % {count})::INT FROM unnest(?) t(x)",
                             [ids]).fetchall())
@@ -67,7 +67,7 @@ def test_passrate_provenance_exact_across_partitions(store, cluster):
 
 
 def test_samples_observed_mode_is_deterministic():
-    from filters.passrate import samples_observed
+    from thinkforge.filters.passrate import samples_observed
 
     assert samples_observed([(3, 2), (2, 2)]) == {"min": 2, "max": 3, "mode": 2}
     assert samples_observed([(2, 2), (3, 1), (3, 2)]) == {"min": 2, "max": 3, "mode": 3}
@@ -103,8 +103,8 @@ def test_curriculum_two_phases_equals_local(store, cluster, monkeypatch, partiti
     """Curriculum split in phases (per-partition narrow keys and cell counts, the plan on
     the driver, batch ranges placed per task, one merge): the local bytes, fingerprint and
     provenance."""
-    import filters  # noqa: F401  (fills PHASED)
-    from manifests.partitions import PHASED
+    import thinkforge.filters  # noqa: F401  (fills PHASED)
+    from thinkforge.manifests.partitions import PHASED
 
     pool = _graded_pool(store)
     assert len(pool.provenance) and pool.rows == 300
@@ -198,8 +198,8 @@ def test_near_dedup_by_band_hash_equals_local(store, cluster, monkeypatch, kind,
     """Near dedup in phases (signatures per row partition, buckets per (band, key)
     partition, clusters on the driver, marking per row partition): the local bytes,
     fingerprint and provenance (candidate and verified pair counts included)."""
-    import filters  # noqa: F401  (fills PHASED)
-    from manifests.partitions import PHASED
+    import thinkforge.filters  # noqa: F401  (fills PHASED)
+    from thinkforge.manifests.partitions import PHASED
 
     data = _near_versions(store)[kind]
     calls = []

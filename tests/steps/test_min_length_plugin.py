@@ -7,10 +7,9 @@ import json
 
 import pytest
 from pydantic import Field
-
-from filters.base import StepConfig, declare_filter, row_order, run_step, source
-from manifests.schemas import schema_for
-from manifests.steps import unregister
+from thinkforge.filters.base import StepConfig, declare_filter, row_order, run_step, source
+from thinkforge.manifests.schemas import schema_for
+from thinkforge.manifests.steps import unregister
 
 
 class MinLengthConfig(StepConfig):
@@ -66,8 +65,8 @@ def test_a_new_filter_is_a_cli_command_with_derived_options(cli_run, store, kind
 
 
 def test_a_new_filter_is_a_recipe_step_with_a_dry_run(store, kinds, min_length, tmp_path):
-    from curation.recipe import load_recipe
-    from curation.recipe_build import build_recipe, plan_recipe
+    from thinkforge.curation.recipe import load_recipe
+    from thinkforge.curation.recipe_build import build_recipe, plan_recipe
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text("name: r\ninputs:\n  sft: {version: sft}\nsteps:\n"

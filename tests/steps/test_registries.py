@@ -6,8 +6,8 @@ import typing
 
 
 def test_backend_names_are_the_registry(cli_run):
-    from generators.backends import BACKENDS
-    from generators.config import BackendConfig
+    from thinkforge.generators.backends import BACKENDS
+    from thinkforge.generators.config import BackendConfig
 
     literal = BackendConfig.model_fields["backend"].annotation
     assert typing.get_args(literal) == tuple(BACKENDS)
@@ -19,8 +19,8 @@ def test_backend_names_are_the_registry(cli_run):
 
 
 def test_export_formats_are_the_registry(cli_run, monkeypatch):
-    from curation import export_formats
-    from curation.export_formats import FORMATS, ExportFormat, register_export, suggested_format
+    from thinkforge.curation import export_formats
+    from thinkforge.curation.export_formats import FORMATS, ExportFormat, register_export, suggested_format
 
     assert "[" + "|".join(FORMATS) + "]" in cli_run("export", "--help").output
     monkeypatch.setattr(export_formats, "FORMATS", dict(FORMATS))

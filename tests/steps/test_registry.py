@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from curation.steps import STEP_MODULES, load_steps
-from manifests.steps import RunContext, execute, plan_step
+from thinkforge.curation.steps import STEP_MODULES, load_steps
+from thinkforge.manifests.steps import RunContext, execute, plan_step
 
 BUILTIN = ("import", "generate_sft", "generate_rollouts", "passrate", "curriculum", "quality",
            "dedup", "decontam", "mix", "split")
@@ -65,7 +64,7 @@ def test_dry_run_predicts_exactly_what_the_run_does(store, kinds, data_dir, step
 
 
 def test_recipe_step_types_and_cli_commands_come_from_the_registry(cli_run):
-    from curation.recipe_steps import step_types
+    from thinkforge.curation.recipe_steps import step_types
 
     steps = load_steps()
     assert set(step_types()) == set(steps) - {"import"}

@@ -28,6 +28,6 @@ def test_two_process_cpu_sft_records_world_size_2(store, sft_version, tiny_model
     record = json.loads(done.stdout)             # only rank 0 prints and publishes
     assert record["world_size"] == 2 and record["config"]["world_size"] == 2
     assert record["final_metrics"]["global_step"] == 2
-    from manifests.training_runs import TrainingRuns
+    from thinkforge.manifests.training_runs import TrainingRuns
 
     assert [r.run_id for r in TrainingRuns(store)] == [record["run_id"]]

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from manifests.errors import ConfigError
-from trainers.launch import LaunchSpec, write_launch
+from thinkforge.manifests.errors import ConfigError
+from thinkforge.trainers.launch import LaunchSpec, write_launch
 
 GRPO = ["train", "grpo", "--data", "toy-pool@v1", "--model", "out/sft", "--output", "out/grpo",
         "--max-steps", "10"]

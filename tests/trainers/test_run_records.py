@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from manifests.errors import ConflictError, IntegrityError
-from manifests.training_runs import RunData, TrainingRuns, new_run_id
-from trainers.records import record_run
+from thinkforge.manifests.errors import ConflictError, IntegrityError
+from thinkforge.manifests.training_runs import RunData, TrainingRuns, new_run_id
+from thinkforge.trainers.records import record_run
 
 
 def _fake_run(store, version, tmp_path, method="sft", config=None):

@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 
 import click
-
-from manifests.training_runs import TrainingRuns
+from thinkforge.manifests.training_runs import TrainingRuns
 
 
 def _command(method: str) -> click.Command:
@@ -19,8 +18,8 @@ def _command(method: str) -> click.Command:
 
 
 def test_every_config_field_is_an_option_and_the_help_lists_the_methods(cli_run):
-    from trainers.registry import METHOD_MODULES
-    from trainers.steps import step_config_model
+    from thinkforge.trainers.registry import METHOD_MODULES
+    from thinkforge.trainers.steps import step_config_model
 
     for method in METHOD_MODULES:
         flags = {o for p in _command(method).params for o in getattr(p, "opts", [])}
@@ -61,7 +60,7 @@ def test_dry_run_predicts_reuse_and_reuse_is_opt_in(store, sft_version, tiny_mod
 
 def test_force_store_reuses_no_run(store, sft_version, pool_version):
     """`build --force` gives the steps a store view that reuses nothing: train steps too."""
-    from curation.recipe_build import _NoReuseStore
-    from trainers.steps import _reuses
+    from thinkforge.curation.recipe_build import _NoReuseStore
+    from thinkforge.trainers.steps import _reuses
 
     assert _reuses(store) and not _reuses(_NoReuseStore(store.root))

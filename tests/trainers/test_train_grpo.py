@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from manifests.errors import ConfigError
-from manifests.selection import read_rejected, read_table  # noqa: F401
+from thinkforge.manifests.errors import ConfigError
+from thinkforge.manifests.selection import read_rejected, read_table  # noqa: F401
 
 from .conftest import weights_changed
 
@@ -22,21 +21,21 @@ def _varied_format_reward(monkeypatch):
     """A random tiny model never earns accuracy or format rewards, and with every reward 0
     the advantages are 0 and nothing moves; this stand-in for the format reward varies with
     the text so the optimiser steps are real.  (The real rewards are tested on their own.)"""
-    import trainers.rewards
+    import thinkforge.trainers.rewards as rewards
 
     def varied(prompts, completions, **columns):
-        texts = [trainers.rewards.completion_text(c) for c in completions]
+        texts = [rewards.completion_text(c) for c in completions]
         return [len(set(t)) / (len(t) + 1) for t in texts]
 
     varied.__name__ = "format"
-    monkeypatch.setattr(trainers.rewards, "format_reward", varied)
+    monkeypatch.setattr(rewards, "format_reward", varied)
 
 
 def test_grpo_follows_the_curriculum(store, pool_version, tiny_model, tmp_path, monkeypatch):
     """The prompts the trainer sampled (read back from the reward function's calls) come
     in curriculum_position order, one curriculum batch per optimiser step."""
-    from trainers.base import run_trainer
-    from trainers.registry import config_model, get_method
+    from thinkforge.trainers.base import run_trainer
+    from thinkforge.trainers.registry import config_model, get_method
 
     _varied_format_reward(monkeypatch)
     config = config_model("grpo")(max_steps=3, learning_rate=1e-2, num_generations=2,
@@ -63,9 +62,9 @@ def test_grpo_follows_the_curriculum(store, pool_version, tiny_model, tmp_path, 
 
 
 def test_misaligned_batches_are_a_clear_error(store, pool_version):
-    from trainers.data import open_data
-    from trainers.registry import config_model
-    from trainers.rl import align_batches
+    from thinkforge.trainers.data import open_data
+    from thinkforge.trainers.registry import config_model
+    from thinkforge.trainers.rl import align_batches
 
     data = open_data(store, pool_version.ref, ("rl_pool",))
     config = config_model("grpo")(num_generations=2, per_device_train_batch_size=2,
@@ -88,7 +87,7 @@ def test_use_vllm_is_refused_on_cpu(store, pool_version, tmp_path, cli_run):
 
 
 def test_rewards_use_our_verifier_and_the_think_format():
-    from trainers.rewards import AccuracyReward, format_reward
+    from thinkforge.trainers.rewards import AccuracyReward, format_reward
 
     completions = [[{"role": "assistant", "content": "<think>3 times 4</think>\n\n\\boxed{12}"}],
                    [{"role": "assistant", "content": "<think>hm</think>\n\n13"}],
@@ -102,8 +101,8 @@ def test_rewards_use_our_verifier_and_the_think_format():
 
 def test_rloo_trains_in_curriculum_order(store, pool_version, tiny_model, tmp_path, monkeypatch):
     _varied_format_reward(monkeypatch)
-    from trainers.base import run_trainer
-    from trainers.registry import config_model, get_method
+    from thinkforge.trainers.base import run_trainer
+    from thinkforge.trainers.registry import config_model, get_method
 
     config = config_model("rloo")(max_steps=2, learning_rate=1e-2, num_generations=2,
                                   per_device_train_batch_size=2, max_completion_length=8)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from manifests.training_runs import TrainingRuns
+from thinkforge.manifests.training_runs import TrainingRuns
 
 
 def _recipe(tmp_path, model) -> str:

@@ -63,9 +63,9 @@ def test_generate_preferences_best_vs_worst_ties_dropped(store, toy_prompts, cli
 def test_reward_model_trains_scores_and_rewards_rloo(store, prefs_version, pool_version,
                                                      toy_prompts, tiny_model, tmp_path, cli_run,
                                                      monkeypatch):
-    from generators.preferences import load_reward_model, score_conversations
-    from trainers.base import run_trainer
-    from trainers.registry import config_model, get_method
+    from thinkforge.generators.preferences import load_reward_model, score_conversations
+    from thinkforge.trainers.base import run_trainer
+    from thinkforge.trainers.registry import config_model, get_method
 
     out = tmp_path / "rm"
     session: dict = {}
@@ -106,8 +106,8 @@ def test_reward_model_trains_scores_and_rewards_rloo(store, prefs_version, pool_
 
 
 def test_dpo_trains_with_the_reasoning_system_turn(store, prefs_version, tiny_model, tmp_path):
-    from trainers.base import run_trainer
-    from trainers.registry import config_model, get_method
+    from thinkforge.trainers.base import run_trainer
+    from thinkforge.trainers.registry import config_model, get_method
 
     session: dict = {}
     out = tmp_path / "dpo"
@@ -118,7 +118,7 @@ def test_dpo_trains_with_the_reasoning_system_turn(store, prefs_version, tiny_mo
     assert all(math.isfinite(m["loss"]) for m in record.metrics if "loss" in m)
     assert weights_changed(tiny_model, out)
     assert same_logits(session["trainer"].model, out)
-    from trainers.data import open_data, preference_rows
+    from thinkforge.trainers.data import open_data, preference_rows
 
     rows = preference_rows(open_data(store, prefs_version.ref, ("preferences",)), "on")
     assert rows[0]["prompt"][0] == {"role": "system", "content": "detailed thinking on"}

@@ -6,15 +6,14 @@ import json
 import math
 
 import pytest
-
-from manifests.training_runs import TrainingRuns
+from thinkforge.manifests.training_runs import TrainingRuns
 
 from .conftest import same_logits, weights_changed
 
 
 def test_sft_trains_saves_and_records(store, sft_version, tiny_model, tmp_path):
-    from trainers.base import run_trainer
-    from trainers.registry import config_model, get_method
+    from thinkforge.trainers.base import run_trainer
+    from thinkforge.trainers.registry import config_model, get_method
 
     session: dict = {}
     out = tmp_path / "sft-out"
@@ -36,7 +35,7 @@ def test_sft_trains_saves_and_records(store, sft_version, tiny_model, tmp_path):
 
 
 def test_sft_rows_keep_the_system_prompt_and_select_modes(store, sft_version):
-    from trainers.data import open_data, sft_rows
+    from thinkforge.trainers.data import open_data, sft_rows
 
     data = open_data(store, sft_version.ref, ("sft",))
     both = sft_rows(data, "both")
@@ -80,12 +79,12 @@ def test_dry_run_verifies_and_prints_the_config(store, sft_version, tmp_path, cl
 
 def test_tampered_shard_stops_before_any_model_loads(store, sft_version, tmp_path, cli_run,
                                                      monkeypatch):
-    import trainers.base
+    import thinkforge.trainers.base as trainer_base
 
     def no_model(_):
         raise AssertionError("a model was loaded before the data was verified")
 
-    monkeypatch.setattr(trainers.base, "resolve_model_path", no_model)
+    monkeypatch.setattr(trainer_base, "resolve_model_path", no_model)
     shard = store.shard_paths(sft_version)[0]
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -113,8 +112,8 @@ def test_bad_options_are_clear(store, sft_version, tmp_path, cli_run):
 @pytest.mark.slow
 def test_sft_smollm2_135m(store, sft_version, tmp_path):
     """The real embedded SmolLM2-135M, a few steps (minutes on 2 cores)."""
-    from trainers.base import run_trainer
-    from trainers.registry import config_model, get_method
+    from thinkforge.trainers.base import run_trainer
+    from thinkforge.trainers.registry import config_model, get_method
 
     config = config_model("sft")(max_steps=3, learning_rate=1e-4, max_length=128)
     record = run_trainer(get_method("sft"), store, sft_version.ref, "smollm2-135m",

@@ -4,7 +4,7 @@ verl picks a scorer by ``data_source`` (``verl.utils.reward_score.default_comput
 and raises ``NotImplementedError`` for a source it does not know; its string scorers also
 give 0 for golds such as ``57 (goldfish)`` or ``25.0``.  This module scores with the same
 verifiers the rollouts were scored with, dispatching on ``extra_info["verifier"]`` (the
-``verl`` export writes it): ``math`` -> ``generators.verifiers.math_answers`` (golds
+``verl`` export writes it): ``math`` -> ``thinkforge.generators.verifiers.math_answers`` (golds
 normalised, the declared answer only when the prompt asked for one), ``code`` -> the
 sandboxed test runner; anything else scores 0.0.
 
@@ -30,7 +30,7 @@ _CODE_VERIFIER = None
 
 def _answer_part(solution_str: str) -> tuple[str, bool]:
     """(the text after the reasoning, whether a "Final answer:" line was cut off)."""
-    from generators.reasoning import FINAL_ANSWER_RE
+    from thinkforge.generators.reasoning import FINAL_ANSWER_RE
 
     text = solution_str
     if "</think>" in text:
@@ -49,12 +49,12 @@ def compute_score(data_source: str | None, solution_str: str, ground_truth: str 
         return 0.0
     answer_text, _ = _answer_part(solution_str or "")
     if verifier == "math":
-        from generators.verifiers.math_answers import verify_math
+        from thinkforge.generators.verifiers.math_answers import verify_math
 
         result = verify_math(answer_text, str(ground_truth), {},
                              marker_required=bool(info.get("answer_marker_required")))
     elif verifier == "code":
-        from generators.verifiers.code_tests import CodeVerifier
+        from thinkforge.generators.verifiers.code_tests import CodeVerifier
 
         if _CODE_VERIFIER is None:
             _CODE_VERIFIER = CodeVerifier()

@@ -183,8 +183,7 @@ def vllm_loadable(shape: Shape, variants: list[Variant]) -> bool:
 def ffn_channel_scores(model, batches) -> list:
     """Per layer, one score per FFN channel (modelopt's channel-contribution hook on down_proj)."""
     import torch
-
-    from manifests.errors import require
+    from thinkforge.manifests.errors import require
 
     hook_cls = require("modelopt.torch.prune.importance_hooks", "distill")
     IndependentChannelContributionHook = hook_cls.IndependentChannelContributionHook  # noqa: N806

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from manifests.errors import ConfigError
+from thinkforge.manifests.errors import ConfigError
 
 BUDGET_KEYS = ("params", "kv", "time", "throughput")
 

@@ -41,8 +41,7 @@ def distill(child, parent, batches, *, steps: int, lr: float, temperature: float
     did not see; freezing them is also several times faster with a large vocabulary.
     """
     import torch
-
-    from manifests.errors import require
+    from thinkforge.manifests.errors import require
 
     mtd = require("modelopt.torch.distill", "distill")
     criterion = {("lm_head", "lm_head"): mtd.LogitsDistillationLoss(temperature=temperature,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from manifests.errors import InputDataError, require
+from thinkforge.manifests.errors import InputDataError, require
 
 from . import blocks as B
 from .config import DistillConfig

@@ -1,9 +1,9 @@
 """``thinkforge train distill``: verified data version in, distilled child + run record out.
 
-``--data`` goes through ``trainers.data.open_data`` (a store reference or a pulled
+``--data`` goes through ``thinkforge.trainers.data.open_data`` (a store reference or a pulled
 ``manifest.json``; every shard's sha256 checked before any model loads), its rows become
 text (``texts.row_texts``), ``pipeline.run_distill`` does the work and
-``trainers.records.record_run`` publishes the run record, whose ``extra.distill_report`` is
+``thinkforge.trainers.records.record_run`` publishes the run record, whose ``extra.distill_report`` is
 the whole ``distill_report.json`` and whose ``final_metrics`` hold the headline numbers.
 Distillation publishes no dataset version, so it has no step descriptor (see
 manifests/steps.py); it is reusable like the TRL trainers (``--reuse``).
@@ -44,10 +44,10 @@ def headline(report: dict) -> dict:
 
 def train_distill(store, data: str, model: str, output: str | Path, cfg: DistillConfig, *,
                   log: Callable[[str], None] = lambda _: None, reuse: bool = False):
-    from manifests.training_runs import TrainingRuns, config_hash
-    from trainers.base import resolve_model_path
-    from trainers.data import open_data, read_rows
-    from trainers.records import record_run
+    from thinkforge.manifests.training_runs import TrainingRuns, config_hash
+    from thinkforge.trainers.base import resolve_model_path
+    from thinkforge.trainers.data import open_data, read_rows
+    from thinkforge.trainers.records import record_run
 
     from .pipeline import REPORT_NAME, run_distill
 

@@ -14,7 +14,7 @@ import itertools
 import os
 import sys
 
-from manifests.errors import ConfigError
+from thinkforge.manifests.errors import ConfigError
 
 
 @contextlib.contextmanager
@@ -52,7 +52,7 @@ def solve(options: list[list[dict]], budgets: dict[str, float],
         return _solve_scipy(options, budgets)
     if solver != "modelopt":
         raise ConfigError(f"unknown solver {solver!r}", hint="use modelopt or scipy")
-    from manifests.errors import require
+    from thinkforge.manifests.errors import require
 
     require("pulp", "distill")
     mip = require("modelopt.torch.puzzletron.mip.mip_with_multi_layer_replacements", "distill")

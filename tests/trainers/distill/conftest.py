@@ -24,6 +24,6 @@ def demo_texts() -> list[str]:
 
 @pytest.fixture(scope="session")
 def loaded_parent(tiny_parent):
-    from trainers.distill.pipeline import load_parent
+    from thinkforge.trainers.distill.pipeline import load_parent
 
     return load_parent(str(tiny_parent))

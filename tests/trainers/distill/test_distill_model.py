@@ -6,8 +6,7 @@ import json
 import random
 
 import pytest
-
-from manifests.errors import ConfigError
+from thinkforge.manifests.errors import ConfigError
 
 torch = pytest.importorskip("torch")
 
@@ -17,8 +16,8 @@ def _rmsnorm_no_weight(x, eps):
 
 
 def test_fused_ffn_equals_sum_of_separate_ffns(loaded_parent):
-    from trainers.distill import blocks as B
-    from trainers.distill.fusion import fused_block
+    from thinkforge.trainers.distill import blocks as B
+    from thinkforge.trainers.distill.fusion import fused_block
 
     _, parent = loaded_parent
     shape = B.Shape.of(parent.config)
@@ -51,7 +50,7 @@ def _random_options(rng, layers=4, per_layer=12):
 
 @pytest.mark.parametrize("solver", ["modelopt", "scipy"])
 def test_search_equals_brute_force(solver):
-    from trainers.distill.search import brute_force, solve
+    from thinkforge.trainers.distill.search import brute_force, solve
 
     rng = random.Random(7)
     for trial in range(4):
@@ -67,8 +66,8 @@ def test_search_equals_brute_force(solver):
 
 def test_search_on_the_tiny_model_matches_brute_force(loaded_parent):
     """Real costs of the tiny parent's library (synthetic KL), both solvers."""
-    from trainers.distill import blocks as B
-    from trainers.distill.search import brute_force, solve
+    from thinkforge.trainers.distill import blocks as B
+    from thinkforge.trainers.distill.search import brute_force, solve
 
     _, parent = loaded_parent
     shape = B.Shape.of(parent.config)
@@ -88,7 +87,7 @@ def test_search_on_the_tiny_model_matches_brute_force(loaded_parent):
 
 
 def test_impossible_budget_says_what_is_reachable():
-    from trainers.distill.search import solve
+    from thinkforge.trainers.distill.search import solve
 
     options = [[{"kl": 0.0, "costs": {"params": 10.0}}, {"kl": 1.0, "costs": {"params": 5.0}}]] * 2
     with pytest.raises(ConfigError, match="smallest child needs 10"):
@@ -96,8 +95,8 @@ def test_impossible_budget_says_what_is_reachable():
 
 
 def test_ffn_mult_maps_back_to_the_width_under_the_decilm_rule():
-    from trainers.distill.blocks import ffn_mult, ffn_widths
-    from trainers.distill.decilm.configuration_decilm import (
+    from thinkforge.trainers.distill.blocks import ffn_mult, ffn_widths
+    from thinkforge.trainers.distill.decilm.configuration_decilm import (
         ffn_mult_to_intermediate_size,
     )
 
@@ -109,8 +108,8 @@ def test_ffn_mult_maps_back_to_the_width_under_the_decilm_rule():
 
 
 def test_first_layer_keeps_attention_so_vllm_loads_the_child():
-    from trainers.distill.blocks import Variant as V  # noqa: N817
-    from trainers.distill.blocks import allowed, vllm_loadable
+    from thinkforge.trainers.distill.blocks import Variant as V  # noqa: N817
+    from thinkforge.trainers.distill.blocks import allowed, vllm_loadable
 
     assert not allowed(0, V(0, 512)) and allowed(0, V(1, 0)) and allowed(1, V(0, 512))
     assert vllm_loadable(None, [V(2, 512), V(0, 256), V(0, 0), V(1, 0)])
@@ -119,7 +118,7 @@ def test_first_layer_keeps_attention_so_vllm_loads_the_child():
 
 
 def test_channel_ranking_keeps_the_strongest_channels(loaded_parent):
-    from trainers.distill import blocks as B
+    from thinkforge.trainers.distill import blocks as B
 
     _, parent = loaded_parent
     shape = B.Shape.of(parent.config)
@@ -132,8 +131,8 @@ def test_channel_ranking_keeps_the_strongest_channels(loaded_parent):
 
 
 def test_child_saves_as_decilm_and_reloads_with_identical_logits(loaded_parent, tmp_path):
-    from trainers.distill import blocks as B
-    from trainers.distill.child import build_child, load_child, save_child
+    from thinkforge.trainers.distill import blocks as B
+    from thinkforge.trainers.distill.child import build_child, load_child, save_child
 
     tokenizer, parent = loaded_parent
     shape = B.Shape.of(parent.config)
@@ -163,11 +162,11 @@ def test_child_saves_as_decilm_and_reloads_with_identical_logits(loaded_parent, 
 
 @pytest.mark.slow  # the CLI test checks it on held-back text in the default run
 def test_knowledge_distillation_lowers_kl(loaded_parent, demo_texts):
-    from trainers.distill import blocks as B
-    from trainers.distill.child import build_child
-    from trainers.distill.kd import distill
-    from trainers.distill.scoring import model_kl
-    from trainers.distill.texts import token_batches
+    from thinkforge.trainers.distill import blocks as B
+    from thinkforge.trainers.distill.child import build_child
+    from thinkforge.trainers.distill.kd import distill
+    from thinkforge.trainers.distill.scoring import model_kl
+    from thinkforge.trainers.distill.texts import token_batches
 
     tokenizer, parent = loaded_parent
     shape = B.Shape.of(parent.config)
@@ -181,8 +180,8 @@ def test_knowledge_distillation_lowers_kl(loaded_parent, demo_texts):
 
 
 def test_score_cache_is_reused(tmp_path):
-    from trainers.distill.blocks import Variant
-    from trainers.distill.scoring import ScoreCache
+    from thinkforge.trainers.distill.blocks import Variant
+    from thinkforge.trainers.distill.scoring import ScoreCache
 
     key = {"parent_sha256": "a", "data": "fp", "calibration": {"tokens": 1}}
     path = ScoreCache.file_for(tmp_path, key)
@@ -193,10 +192,10 @@ def test_score_cache_is_reused(tmp_path):
 
 
 def test_kd_with_cosine_on_hidden_states_trains(loaded_parent):
-    from trainers.distill import blocks as B
-    from trainers.distill.child import build_child
-    from trainers.distill.kd import distill
-    from trainers.distill.texts import token_batches
+    from thinkforge.trainers.distill import blocks as B
+    from thinkforge.trainers.distill.child import build_child
+    from thinkforge.trainers.distill.kd import distill
+    from thinkforge.trainers.distill.texts import token_batches
 
     tokenizer, parent = loaded_parent
     batches = token_batches(["a short text to distil on"] * 8, tokenizer, tokens=64, seq_len=16,

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.slow
 
 def test_smollm2_child_meets_budget_and_beats_uniform_pruning(cli_run, store, data_dir, tmp_path):
     pytest.importorskip("modelopt")
-    from curation.importer import ImportOptions, import_file
-    from trainers.base import resolve_model_path
+    from thinkforge.curation.importer import ImportOptions, import_file
+    from thinkforge.trainers.base import resolve_model_path
 
     resolve_model_path("smollm2-135m")
     import_file(store, data_dir / "gsm8k_train_demo.jsonl",

@@ -9,7 +9,7 @@ import pytest
 
 @pytest.fixture
 def gsm8k(store, data_dir):
-    from curation.importer import ImportOptions, import_file
+    from thinkforge.curation.importer import ImportOptions, import_file
 
     return import_file(store, data_dir / "gsm8k_train_demo.jsonl",
                        ImportOptions(name="gsm8k", preset="gsm8k"))

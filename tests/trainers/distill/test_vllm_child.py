@@ -36,10 +36,11 @@ TIE = 1e-4
 
 def build_vllm_child(root: Path):
     """(child dir, tokenizer, variants) of a child with every block kind, via the exporter."""
+    from thinkforge.trainers.distill import blocks as B
+    from thinkforge.trainers.distill.child import build_child, save_child
+    from thinkforge.trainers.distill.pipeline import load_parent
+
     from tests.trainers.distill.tiny_parent import build_tiny_parent
-    from trainers.distill import blocks as B
-    from trainers.distill.child import build_child, save_child
-    from trainers.distill.pipeline import load_parent
 
     parent_dir = build_tiny_parent(root, layers=6, hidden=256, intermediate=512, heads=4,
                                    kv_heads=2)
@@ -56,8 +57,7 @@ def build_vllm_child(root: Path):
 def transformers_greedy(model_dir: Path, prompts: list[list[int]]):
     """Greedy tokens, their log-probs and the top-1 / top-2 gap at every step."""
     import torch
-
-    from trainers.distill.child import load_child
+    from thinkforge.trainers.distill.child import load_child
 
     model = load_child(model_dir)
     results = []
@@ -79,7 +79,7 @@ def transformers_greedy(model_dir: Path, prompts: list[list[int]]):
 def test_vllm_loads_the_child_and_matches_transformers_greedy(tmp_path):
     python = vllm_python()
     pytest.importorskip("transformers")
-    from trainers.distill import blocks as B
+    from thinkforge.trainers.distill import blocks as B
 
     child_dir, tokenizer, variants = build_vllm_child(tmp_path)
     config = json.loads((child_dir / "config.json").read_text())
