@@ -152,8 +152,17 @@ def verl(row: Row, index: int, ctx: ExportContext) -> Row:
             # read by thinkforge.integrations.verl.compute_score
             "answer_marker_required": marker_required(prompt),
             "prompt_metadata": row.get("metadata"),
+            # how compute_score reads a reply's answer part (as the rollouts were read)
+            "reasoning": _exported_mode(ctx),
+            "reasoning_format": (ctx.prompt_template or {}).get("reasoning_format"),
         },
     }
+
+
+def _exported_mode(ctx: ExportContext) -> str | None:
+    """The reasoning mode of the exported prompts: the one asked for, or the template's only one."""
+    modes = (ctx.prompt_template or {}).get("modes", {})
+    return ctx.reasoning or (next(iter(modes)) if len(modes) == 1 else None)
 
 
 # verl 0.9: score with thinkforge's verifiers (thinkforge/integrations/verl.py), keep order
@@ -169,7 +178,8 @@ VERL_SCHEMA = pa.schema([
         ("difficulty_bucket", pa.string()), ("curriculum_batch", pa.int64()),
         ("verifier", pa.string()), ("policy_model", pa.string()),
         ("dataset_version", pa.string()), ("dataset_fingerprint", pa.string()),
-        ("answer_marker_required", pa.bool_()), ("prompt_metadata", pa.string())])),
+        ("answer_marker_required", pa.bool_()), ("prompt_metadata", pa.string()),
+        ("reasoning", pa.string()), ("reasoning_format", pa.string())])),
 ])
 
 GRPO_SCHEMA = pa.schema([

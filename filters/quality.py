@@ -17,7 +17,8 @@ think_format    ``think_missing``      ON: no ``<think>`` block
                 reasoning``            (``<think>X</think>X``: a teacher that wrote no
                                        final answer line)
                 ``think_in_off``       OFF: any ``<think>`` or ``</think>`` tag
-boxed           ``boxed_missing``      the input asks for ``\\boxed`` and the answer lacks it
+boxed           ``boxed_missing``      the input *instructs* ``\\boxed`` ("put your final
+                                       answer within \\boxed{}") and the answer lacks it
                                        (sft only: rollouts carry no input)
 length          ``too_long``           tokens > ``max_tokens_on`` / ``max_tokens_off``;
                                        tokens = ``output_tokens`` (the generator's own
@@ -39,6 +40,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
+from thinkforge.generators.reasoning import BOXED_INSTRUCTION
 from thinkforge.manifests import DatasetStore, Manifest
 from thinkforge.manifests.errors import require
 from thinkforge.manifests.schemas import ROW_KEYS, schema_for
@@ -120,8 +122,11 @@ def run_quality(store: DatasetStore, data: Manifest, name: str,
             elif rule == "think_format":
                 checks.append(THINK_FORMAT)
             elif rule == "boxed" and has_input:
-                checks.append("WHEN strpos(array_to_string(list_transform(input, lambda m: m.content), "
-                              f"chr(10)), '\\boxed') > 0 AND strpos({ANSWER}, '\\boxed') = 0 "
+                # the request's own instruction to box (thinkforge.generators.reasoning), not
+                # a \boxed the problem quotes from a worked solution
+                asks = BOXED_INSTRUCTION.replace("'", "''")
+                checks.append("WHEN regexp_matches(array_to_string(list_transform(input, lambda m: "
+                              f"m.content), chr(10)), '{asks}') AND strpos({ANSWER}, '\\boxed') = 0 "
                               "THEN 'boxed_missing'")
             elif rule == "length":
                 tokens = (f"coalesce(output_tokens, ceil(len(string_split_regex(trim(output, {WS}), "

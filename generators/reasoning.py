@@ -37,11 +37,31 @@ def teacher_messages(messages: list[dict], mode: str, reasoning_format: str) -> 
     return apply_prompt_template(messages, prompt_template([mode], reasoning_format), mode)
 
 
+# What an *instruction* to mark the answer looks like.  A prompt may quote a worked solution
+# ("... \\boxed{3.3e-10} ... Final answer: 12"): those markers carry an answer and are not
+# instructions, so they never switch a request to "marker required".  The boxed patterns
+# are RE2-compatible: ``filter quality`` runs the same text in DuckDB (boxed_missing).
+BOXED_INSTRUCTION = (
+    r"(?i)\\boxed\s*\{\s*\}"
+    r"|\\boxed\s*\{\s*(?:answer|your answer|final answer|the answer|ans|\.\.\.|x)\s*\}"
+    r"|\b(?:put|place|write|enclose|wrap|present|give|provide|mark|format|box|return|output|"
+    r"state|display|show)\b[^\n.]{0,80}?\b(?:in|within|inside|using|with|as|into|by)\s+"
+    r"(?:a\s+|the\s+)?(?:latex\s+)?\\boxed")
+FINAL_ANSWER_INSTRUCTION = (
+    r"(?i)\b(?:finish|end|conclude|close|terminate|complete)\b[^\n]{0,80}?final answer"
+    r"|\b(?:starts?|begins?|beginning|starting|prefix(?:ed)?)\s+with\s+[\"'\u201c`]?\**"
+    r"final answer"
+    r"|[\"'\u201c`]\**final answer\**\s*:?[^\"'\u201d`\n]{0,24}[\"'\u201d`]"
+    r"|final answer\s*:\s*(?:<[^>\n]*>|\[[^\]\n]*\]|\{[^}\n]*\}|\$?answer\b)")
+_MARKER_INSTRUCTION_RE = re.compile(f"{BOXED_INSTRUCTION}|{FINAL_ANSWER_INSTRUCTION[4:]}")
+
+
 def marker_required(messages: list[dict]) -> bool:
-    """Whether the request asked for a declared answer ("Final answer:" or \\boxed): then
-    a reply without one is wrong, not read for its last number."""
-    return any("final answer" in m["content"].lower() or "\\boxed" in m["content"]
-               for m in messages if m["role"] in ("system", "user"))
+    """Whether the request *instructs* the model to mark its answer (``\\boxed{}`` or a
+    ``Final answer:`` line): then a reply without one is wrong, not read for its last
+    expression.  Only instructions count, not markers inside text the prompt quotes."""
+    return any(_MARKER_INSTRUCTION_RE.search(m.get("content") or "")
+               for m in messages if m.get("role") in ("system", "user"))
 
 
 def prompt_template(modes: list[str], reasoning_format: str) -> dict:
@@ -107,25 +127,23 @@ def _shape_prompted(text: str) -> ShapedOutput:
     return ShapedOutput(f"<think>\n{text}\n</think>", "", False)
 
 
-def extract_answer(answer_text: str) -> str | None:
-    """The final answer of a reply: the last \\boxed{}, a "Final answer:" line, `####`, or
-    the last number; None when there is none."""
-    boxed = last_boxed(answer_text)
-    if boxed is not None:
-        return boxed
-    markers = list(FINAL_ANSWER_RE.finditer(answer_text))
-    if markers:
-        line = answer_text[markers[-1].end():].strip().splitlines()
-        if line and line[0].strip():
-            # "$1,200 dollars." -> "1200": a leading number wins over the words after it
-            number = LEADING_NUMBER_RE.match(line[0])
-            return number.group(1).replace(",", "") if number else line[0].strip().rstrip(".")
-    if "####" in answer_text:
-        after = answer_text.rsplit("####", 1)[1].strip().splitlines()
-        if after and after[0].strip():
-            return after[0].strip()
-    numbers = NUMBER_RE.findall(answer_text)
-    return numbers[-1].replace(",", "") if numbers else None
+def extract_answer(answer_text: str, marker_required: bool = False) -> str | None:
+    """The final answer of a reply as written: the last \\boxed{}, a "Final answer:" line,
+    `####`, and (no marker asked for) "the answer is X", a one-line reply, the last complete
+    math expression or number; None when there is none.  (What the math verifier reads:
+    ``thinkforge.generators.verifiers.extract``.)"""
+    from .verifiers.extract import declared_answer
+
+    answer, _ = declared_answer(answer_text, marker_required)
+    if answer is None:
+        return None
+    # "$1,200 dollars." -> "1200": a leading number wins over the words after it
+    number = LEADING_NUMBER_RE.match(answer)
+    if number and not answer[number.end():].lstrip().startswith(("/", "\\", "e", "E", "^")):
+        rest = answer[number.end():].strip()
+        if not rest or re.match(r"^[A-Za-z][A-Za-z .]*$", rest):
+            return number.group(1).replace(",", "")
+    return answer.rstrip(".")
 
 
 def last_boxed(text: str) -> str | None:

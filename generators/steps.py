@@ -132,22 +132,31 @@ def verify_answer(verifiers: VerifierRegistry, plan: Plan, shaped: ShapedOutput,
                   verifier_errors: Counter) -> tuple[bool | None, str | None]:
     """(correct, the stored answer): the answer is exactly what the verifier checked.
 
-    Code answers store the extracted program; rows nothing verifies store the declared
-    answer read the same way the math verifier reads it.
+    The verdict is :func:`thinkforge.verify`'s on the same answer part: a prompted reply's
+    answer is what followed its ``Final answer:`` line (``declared``).  Code answers store
+    the extracted program; rows nothing verifies store the declared answer read the same
+    way the math verifier reads it.
     """
+    verdict = verify_verdict(verifiers, plan, shaped, verifier_errors)
+    return verdict.correct, verdict.answer
+
+
+def verify_verdict(verifiers: VerifierRegistry, plan: Plan, shaped: ShapedOutput,
+                   verifier_errors: Counter):
+    """The full :class:`~thinkforge.generators.verifiers.verdict.Verdict` of one answer."""
+    from dataclasses import replace
+
     prompt = plan.prompt
     asked = marker_required(plan.messages)
-    # the prompted format cut the "Final answer:" marker off: put it back for the verifier
-    answer_text = f"Final answer: {shaped.answer_text}" if shaped.declared else shaped.answer_text
-    outcome = verifiers.check(prompt["verifier"], answer_text, prompt.get("ground_truth"),
-                              prompt, marker_required=asked)
-    if outcome.error_kind and outcome.error_kind != "no_ground_truth":
+    outcome = verifiers.check(prompt["verifier"], shaped.answer_text, prompt.get("ground_truth"),
+                              prompt, marker_required=asked, declared=bool(shaped.declared))
+    if outcome.error_kind and outcome.error_kind not in ("no_ground_truth", "no_verifier"):
         verifier_errors[outcome.error_kind] += 1
     if prompt["verifier"] == "code":
-        return outcome.correct, extract_code(answer_text)
-    if outcome.answer_source is not None:
-        return outcome.correct, outcome.answer
-    return outcome.correct, prediction(answer_text, asked)[0]
+        return replace(outcome, answer=extract_code(shaped.answer_text))
+    if outcome.source is not None:
+        return outcome
+    return replace(outcome, answer=prediction(shaped.answer_text, asked, bool(shaped.declared))[0])
 
 
 def generation_plan(requests_per_prompt: Callable[[Any], int]):

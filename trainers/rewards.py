@@ -1,9 +1,8 @@
 """GRPO / RLOO reward functions: accuracy through our own verifiers, and the think-tag format.
 
 Accuracy uses the very code that scored the rollouts behind the pool's pass rates
-(``thinkforge.generators.reasoning.shape_output`` to find the answer part, then
-``thinkforge.generators.verifiers.VerifierRegistry`` keyed by the row's ``verifier`` column), so what
-training rewards is what filtering counted as correct.  A completion whose correctness
+(``thinkforge.verify`` keyed by the row's ``verifier`` column, reading the answer part the
+way generation read it), so what training rewards is what filtering counted as correct.  A completion whose correctness
 cannot be decided (no ground truth, unparseable gold) gets 0, never 1.
 
 Format: ON (system prompt "detailed thinking on") rewards exactly one well-formed,
@@ -36,31 +35,24 @@ class AccuracyReward:
 
     def __init__(self, reasoning_format: str = "native", code_timeout_s: float = 10.0,
                  code_memory_mb: int = 1024):
-        from thinkforge.generators.config import VerifierConfig
-        from thinkforge.generators.verifiers import VerifierRegistry
-
         self.reasoning_format = reasoning_format
-        self.verifiers = VerifierRegistry(VerifierConfig(code_timeout_s=code_timeout_s,
-                                                         code_memory_mb=code_memory_mb))
+        self.code_limits = {"code_timeout_s": code_timeout_s, "code_memory_mb": code_memory_mb}
 
     def __call__(self, prompts, completions, **columns) -> list[float]:
-        from collections import Counter
-        from types import SimpleNamespace
-
-        from thinkforge.generators.steps import verify_answer
+        # thinkforge.verify, as the rollouts and verl's compute_score score: the answer part
+        # of the completion read the way generation read it, the marker rule from the prompt
+        from thinkforge.generators.verifiers.api import verify
 
         out = []
         modes = columns.get("reasoning") or ["on"] * len(completions)
         for i, completion in enumerate(completions):
-            shaped = shape_output(completion_text(completion), modes[i] or "on",
-                                  self.reasoning_format)
             row = {k: v[i] for k, v in columns.items() if isinstance(v, list) and len(v) > i}
-            row.setdefault("verifier", "none")
             messages = prompts[i] if prompts and isinstance(prompts[i], list) else []
-            # exactly what the rollouts did (thinkforge.generators.rollouts): same shaping, same verifier
-            plan = SimpleNamespace(prompt=row, messages=messages)
-            correct, _ = verify_answer(self.verifiers, plan, shaped, Counter())
-            out.append(1.0 if correct else 0.0)
+            verdict = verify(completion_text(completion), row.get("ground_truth"),
+                             row.get("verifier") or "none", messages=messages,
+                             mode=modes[i] or "on", reasoning_format=self.reasoning_format,
+                             metadata=row.get("metadata"), **self.code_limits)
+            out.append(1.0 if verdict.correct else 0.0)
         return out
 
 

@@ -1,32 +1,26 @@
 """Verifiers keyed by the prompt's ``verifier`` column (math, code; others are not checked).
 
-A verifier returns ``VerifyResult(correct, error_kind, detail, answer, answer_source)``:
-``correct`` is None when nothing could be decided (no ground truth, a gold answer that is
-not math, no verifier), and the error kind is then counted in the manifest, never turned
-into a reward of 1.  ``answer`` is exactly the string that was verified (what the ``answer``
-column stores); ``answer_source`` says where it came from (boxed, final_answer, hash,
-last_number, code, or no_answer when the reply declared none), counted in the manifest.
+Every verifier returns a :class:`~.verdict.Verdict` ``(correct, answer, reason, source)``:
+``correct`` is None when nothing could be decided (no ground truth, a gold that is not one
+complete answer, no verifier), with a machine-readable ``reason`` that is counted in the
+manifest and never turned into a reward of 1.  ``answer`` is exactly the string that was
+verified (what the ``answer`` column stores); ``source`` says where it came from (boxed,
+final_answer, hash, math, last_number, code, no_answer...), counted in the manifest.
+The public entry point is :func:`.api.verify` (``thinkforge.verify``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from .verdict import Verdict
 
-@dataclass
-class VerifyResult:
-    correct: bool | None
-    error_kind: str | None = None
-    detail: str | None = None
-    answer: str | None = None
-    answer_source: str | None = None
+VerifyResult = Verdict  # the name before issue 21
 
-
-# (answer text, ground truth, prompt row, marker_required=...) -> VerifyResult
-Verifier = Callable[..., VerifyResult]
+# (answer text, ground truth, prompt row, marker_required=..., declared=...) -> Verdict
+Verifier = Callable[..., Verdict]
 
 
 class VerifierRegistry:
@@ -54,23 +48,26 @@ class VerifierRegistry:
         return None  # ifeval, judge, none: not verified by generators (filters may judge later)
 
     def check(self, name: str, answer_text: str, ground_truth: str | None,
-              prompt: dict[str, Any], marker_required: bool = False) -> VerifyResult:
+              prompt: dict[str, Any], marker_required: bool = False,
+              declared: bool = False) -> Verdict:
         """Verify one answer; rows without a verifier or ground truth get correct=None.
 
         ``marker_required``: the request asked for a declared answer (``Final answer:`` or
-        ``\\boxed``), so a reply without one is wrong, not read for its last number.
+        ``\\boxed``), so a reply without one is wrong, not read for its last expression.
+        ``declared``: ``answer_text`` is the content of the reply's ``Final answer:`` line.
         """
         verifier = self.get(name)
         if verifier is None:
-            return VerifyResult(None)
+            return Verdict(None, reason="no_verifier")
         if ground_truth is None or not str(ground_truth).strip():
-            return VerifyResult(None, "no_ground_truth")
+            return Verdict(None, reason="no_ground_truth")
         if name == "math":
-            result = verifier(answer_text, ground_truth, prompt, marker_required=marker_required)
+            result = verifier(answer_text, ground_truth, prompt, marker_required=marker_required,
+                              declared=declared)
         else:
             result = verifier(answer_text, ground_truth, prompt)
-        if result.answer_source:
-            self.answer_sources[result.answer_source] += 1
+        if result.source:
+            self.answer_sources[result.source] += 1
         return result
 
     def versions(self) -> dict[str, str]:

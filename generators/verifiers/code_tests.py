@@ -19,9 +19,10 @@ import resource
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from typing import Any
 
-from . import VerifyResult
+from .verdict import Verdict
 
 FENCE_RE = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", re.DOTALL)
 CLONE_NEWNET = 0x40000000
@@ -50,14 +51,14 @@ class CodeVerifier:
         self.version = (f"code-subprocess/1 (python -I, timeout {timeout_s:g}s, memory "
                         f"{memory_mb} MiB, network namespace + socket block)")
 
-    def __call__(self, answer_text: str, ground_truth: str, prompt: dict[str, Any]) -> VerifyResult:
+    def __call__(self, answer_text: str, ground_truth: str, prompt: dict[str, Any]) -> Verdict:
         code = extract_code(answer_text)
         if not code.strip():
-            return VerifyResult(False, None, "no code in the output")
+            return Verdict(False, None, "no_answer", "code", "no code in the output")
         program = NO_NETWORK_PRELUDE + "\n" + _with_signature(code, prompt) + "\n\n" + ground_truth
-        return self.run(program)
+        return replace(self.run(program), answer=code)
 
-    def run(self, program: str) -> VerifyResult:
+    def run(self, program: str) -> Verdict:
         """Run ``program``; True when it exits 0 within the limits."""
         with tempfile.TemporaryDirectory(prefix="thinkforge-code-") as workdir:
             path = os.path.join(workdir, "solution_test.py")
@@ -69,11 +70,12 @@ class CodeVerifier:
                     timeout=self.timeout_s, env={"PATH": "/usr/bin:/bin", "HOME": workdir},
                     preexec_fn=self._limit_child, stdin=subprocess.DEVNULL)
             except subprocess.TimeoutExpired:
-                return VerifyResult(False, None, f"timed out after {self.timeout_s:g}s")
+                return Verdict(False, None, "code_tests", "code",
+                               f"timed out after {self.timeout_s:g}s")
         if done.returncode == 0:
-            return VerifyResult(True)
+            return Verdict(True, None, "code_tests", "code")
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit {done.returncode}"]
-        return VerifyResult(False, None, tail[0][:300])
+        return Verdict(False, None, "code_tests", "code", tail[0][:300])
 
     def _limit_child(self) -> None:
         """Runs in the child before exec: memory and CPU limits, own session, no network."""

@@ -36,18 +36,22 @@ stored ``answer`` column is exactly what was verified.
 from __future__ import annotations
 
 import re
+from fractions import Fraction
+from math import floor, log10
 from typing import Any
 
 from thinkforge.manifests.errors import require
 
-from ..reasoning import FINAL_ANSWER_RE, NUMBER_RE, last_boxed
-from . import VerifyResult
+from ..reasoning import last_boxed
+from .extract import NUMBER_TOKEN_RE, declared_answer
+from .math_parse import Value, parse_choice, parse_number, parse_sympy, parse_text
+from .verdict import Verdict
 
 
 def version() -> str:
     from importlib.metadata import version as pkg_version
 
-    return f"math-verify {pkg_version('math-verify')} + thinkforge normalize v1"
+    return f"math-verify {pkg_version('math-verify')} + thinkforge verifier v2"
 
 
 _NUMBER = r"-?(?:\d{1,3}(?:(?:,|\\,|\{,\})\d{3})+|\d+)(?:\.\d+)?|-?\.\d+"
@@ -64,7 +68,8 @@ _UNIT_WORDS = re.compile(
     rf"^(?P<num>(?:{_NUMBER})(?:\s*/\s*\d+)?\s*(?:\\?%)?)\s*(?:[A-Za-z][A-Za-z .'-]*){_POWER}\s*\.?$")
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:(?:,|\\,|\{,\})\d{3})+(?:\.\d+)?$")
 # words math-verify reads as a product of symbols; latex commands and function names are fine
-_LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
+_LATEX_COMMAND = re.compile(r"\\(?:begin|end)\s*\{[A-Za-z*]+\}|\\[A-Za-z]+")
+_CHOICE_ONLY = re.compile(r"^\(\s*[A-J]\s*\)$")
 _MATH_WORDS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sqrt", "pi",
                "inf", "infty", "infinity", "or", "and", "arcsin", "arccos", "arctan", "sinh",
                "cosh", "tanh", "lim", "max", "min", "mod", "gcd", "lcm", "deg"}
@@ -86,7 +91,8 @@ def normalize_answer(text: str) -> str:
         if text == before:
             break
     text = _LEADING_VARIABLE.sub("", text, count=1)
-    text = _PAREN_UNIT.sub("", text)
+    if not _CHOICE_ONLY.match(text):  # "(B)" is a choice, not a unit
+        text = _PAREN_UNIT.sub("", text) or text
     text = _TEXT_UNIT.sub("", text).strip()
     text = _CURRENCY.sub("", text)
     match = _UNIT_WORDS.match(text)
@@ -132,91 +138,167 @@ class _NoTimeoutWarning:
         return not str(record.msg).startswith("Timeout is disabled")
 
 
-def parse_math(math_verify, text: str):
-    """math-verify's parse of ``$t$``, ``t`` then ``\\boxed{t}``; [] when none is math."""
-    for candidate in (f"${text}$", text, f"\\boxed{{{text}}}"):
-        try:
-            parsed = math_verify.parse(candidate, parsing_timeout=_timeout(5))
-        except Exception:  # noqa: BLE001 - a parser crash means "not parsed", never a verdict
-            parsed = []
-        # only the raw string back means math-verify understood nothing
-        if parsed and any(not isinstance(p, str) for p in parsed):
-            return parsed
-    return []
-
-
-def parse_gold(math_verify, ground_truth: str) -> tuple[list, str | None]:
-    """(parsed gold, error kind): the error kind is set when the gold cannot be used."""
-    text = normalize_answer(ground_truth)
+def parse_value(text: str, *, answer: bool, timeout_s: int | None) -> Value | str:
+    """A complete parse of a normalised gold or answer, or the reason there is none:
+    ``not_math`` (words mixed with math) or ``unparseable``."""
     if not text:
-        return [], "gold_unparseable"
+        return "unparseable"
+    number = parse_number(text)
+    if number is not None:
+        return number
+    choice = parse_choice(text, leading=answer)
+    if choice is not None:
+        return choice
     if has_words(text):
-        return [], "gold_not_math"
-    parsed = parse_math(math_verify, text)
-    if not parsed:
-        return [], "gold_unparseable"
-    rendered = str(parsed[0])
-    if rendered in {"zoo", "nan", "EmptySet"}:
-        return [], "gold_not_math"
-    return parsed, None
+        return parse_text(text) or "not_math"
+    parsed = parse_sympy(text, timeout_s)
+    if parsed is None:
+        return "unparseable"
+    if str(parsed) in {"zoo", "nan", "EmptySet"}:
+        return "not_math"
+    return Value("sympy", parsed, text)
 
 
-def declared_answer(answer_text: str, marker_required: bool) -> tuple[str | None, str]:
-    """(the model's declared answer, where it came from): boxed | final_answer | hash |
-    last_number | no_answer."""
-    boxed = last_boxed(answer_text)
-    if boxed is not None and boxed.strip():
-        return boxed.strip(), "boxed"
-    markers = list(FINAL_ANSWER_RE.finditer(answer_text))
-    if markers:
-        line = answer_text[markers[-1].end():].strip().splitlines()
-        if line and line[0].strip():
-            return line[0].strip(), "final_answer"
-    if "####" in answer_text:
-        after = answer_text.rsplit("####", 1)[1].strip().splitlines()
-        if after and after[0].strip():
-            return after[0].strip(), "hash"
-    if marker_required:
-        return None, "no_answer"
-    numbers = NUMBER_RE.findall(answer_text)
-    if numbers:
-        return numbers[-1], "last_number"
-    return None, "no_answer"
+def _rounds_to(value: Fraction, gold: Fraction, digits: int) -> bool:
+    """``value`` rounded to ``digits`` significant digits equals ``gold`` (half away from 0)."""
+    if gold == 0:
+        return value == 0
+    if value == 0 or (value < 0) != (gold < 0):
+        return False
+    exponent = floor(log10(abs(gold)))
+    unit = Fraction(10) ** (exponent - digits + 1)  # the gold's last significant digit
+    diff = abs(value - gold) * 2
+    return diff < unit or (diff == unit and abs(value) < abs(gold))
 
 
-def prediction(answer_text: str, marker_required: bool) -> tuple[str | None, str]:
+def _numeric(value: Value, timeout_s: int | None) -> Fraction | None:
+    """The exact-enough value of a number-valued answer (``\\sqrt{2}``, ``\\pi/2``, ``2^{10}``)."""
+    if value.kind == "number":
+        return value.value
+    if value.kind != "sympy":
+        return None
+    expr = value.value
+    if not getattr(expr, "is_number", False) or getattr(expr, "free_symbols", True):
+        return None
+    try:
+        number = complex(expr.evalf(30))
+    except (TypeError, ValueError, AttributeError):
+        return None
+    if number.imag:
+        return None
+    return Fraction(repr(number.real)) if abs(number.real) != float("inf") else None
+
+
+def compare_numbers(gold: Value, answer: Value, answer_value: Fraction) -> tuple[bool | None, str]:
+    """Rules for a numeric gold (see docs/verifier.md): exact equality (a ``%`` on either
+    side also allows x/100); a gold in scientific notation: agree to its significant digits;
+    a decimal gold: the answer rounded to the gold's decimals, when the answer is more precise
+    (decided for golds with >= 3 significant digits, undecided below)."""
+    golds = [gold.value] + ([gold.value / 100] if gold.percent else [])
+    answers = [answer_value] + ([answer_value / 100] if answer.percent else [])
+    if any(g == a for g in golds for a in answers):
+        return True, "number"
+    if gold.sigfigs is not None:
+        return _rounds_to(answer_value, gold.value, gold.sigfigs), "number_sigfigs"
+    if answer.sigfigs is not None and _rounds_to(gold.value, answer_value, answer.sigfigs):
+        return None, "rounded_answer"
+    if gold.decimals and (answer.kind != "number" or answer.decimals is None
+                          or answer.decimals > gold.decimals):
+        scale = Fraction(10) ** gold.decimals
+        rounded = Fraction(round(abs(answer_value) * scale)) / scale
+        if (rounded if answer_value >= 0 else -rounded) == gold.value:
+            digits = len(gold.text.lstrip("-+").replace(".", "").lstrip("0").rstrip("%\\"))
+            return (True, "number_rounded") if digits >= 3 else (None, "rounded_coarse")
+    return False, "number"
+
+
+def compare(gold: Value, answer: Value, timeout_s: int | None) -> tuple[bool | None, str]:
+    """(correct, reason) for two complete parses."""
+    if gold.kind == "choice":
+        if answer.kind == "choice":
+            return gold.value == answer.value, "choice"
+        if answer.kind == "text" and len(answer.value) > 1:
+            return False, "kind_mismatch"
+        return None, "choice_vs_value"
+    if gold.kind == "text":
+        if answer.kind in ("text", "choice"):
+            key = answer.value.lower() if answer.kind == "choice" else answer.value
+            if key == gold.value:
+                return True, "text"
+            if re.search(rf"\b{re.escape(gold.value)}\b", key) or \
+                    re.search(rf"\b{re.escape(key)}\b", gold.value):
+                return None, "text_partial"
+            return False, "text"
+        return False, "kind_mismatch"
+    if answer.kind == "text":
+        return False, "kind_mismatch"
+    if answer.kind == "choice":
+        return None, "choice_vs_value"
+    if gold.kind == "number":
+        answer_value = _numeric(answer, timeout_s)
+        if answer_value is not None:
+            return compare_numbers(gold, answer, answer_value)
+    return _symbolic(gold, answer, timeout_s)
+
+
+def _sympy_of(value: Value):
+    import sympy
+
+    if value.kind == "number":
+        return sympy.Rational(value.value.numerator, value.value.denominator)
+    return value.value
+
+
+def _symbolic(gold: Value, answer: Value, timeout_s: int | None) -> tuple[bool | None, str]:
+    math_verify = require("math_verify", "gen")
+    golds = [_sympy_of(gold)]
+    answers = [_sympy_of(answer)]
+    if gold.percent:
+        golds.append(golds[0] / 100)
+    if answer.percent:
+        answers.append(answers[0] / 100)
+    try:
+        return bool(math_verify.verify(golds, answers, timeout_seconds=timeout_s,
+                                       raise_on_error=True)), "symbolic"
+    except Exception:  # noqa: BLE001 - sympy can fail or time out on odd expressions
+        return None, "verify_failed"
+
+
+def prediction(answer_text: str, marker_required: bool, declared: bool = False,
+               ) -> tuple[str | None, str]:
     """The normalised declared answer (what is verified and stored) and its source."""
-    declared, source = declared_answer(answer_text, marker_required)
-    if declared is None:
+    text, source = declared_answer(answer_text, marker_required, declared)
+    if text is None:
         return None, source
-    text = normalize_answer(declared)
-    if has_words(text):
+    text = normalize_answer(text)
+    if has_words(text) and parse_text(text) is None and parse_choice(text, leading=True) is None:
         # "He has 5 apples." on a Final answer line: its only number is the answer
-        numbers = NUMBER_RE.findall(text)
+        numbers = NUMBER_TOKEN_RE.findall(text)
         if len(numbers) == 1:
             text = normalize_answer(numbers[0])
     return text, source
 
 
-def verify_math(answer_text: str, ground_truth: str, prompt: dict[str, Any],
-                marker_required: bool = False) -> VerifyResult:
-    math_verify = require("math_verify", "gen")
-    predicted_text, source = prediction(answer_text, marker_required)
-    gold, gold_error = parse_gold(math_verify, ground_truth)
-    if gold_error:
-        return VerifyResult(None, gold_error, f"gold {ground_truth!r} is not a usable math answer",
-                            answer=predicted_text, answer_source=source)
-    if predicted_text is None:
-        return VerifyResult(False, None, "no declared answer in the output",
-                            answer=None, answer_source=source)
-    predicted = parse_math(math_verify, predicted_text)
-    if not predicted:
-        return VerifyResult(False, None, f"answer {predicted_text!r} does not parse",
-                            answer=predicted_text, answer_source=source)
-    try:
-        return VerifyResult(bool(math_verify.verify(gold, predicted,
-                                                     timeout_seconds=_timeout(5))),
-                            answer=predicted_text, answer_source=source)
-    except Exception as exc:  # noqa: BLE001 - sympy can fail on odd expressions: undecided
-        return VerifyResult(None, "verify_failed", str(exc)[:200],
-                            answer=predicted_text, answer_source=source)
+def verify_math(answer_text: str, ground_truth: str, prompt: dict[str, Any] | None = None,
+                marker_required: bool = False, declared: bool = False) -> Verdict:
+    """The verdict on a reply (or its answer part) against a gold; see the module docs."""
+    require("math_verify", "gen")
+    timeout_s = _timeout(5)
+    predicted, source = prediction(answer_text, marker_required, declared)
+    gold_text = normalize_answer(str(ground_truth))
+    gold = parse_value(gold_text, answer=False, timeout_s=timeout_s)
+    if isinstance(gold, str):
+        return Verdict(None, predicted, f"gold_{gold}", source,
+                       f"gold {ground_truth!r} is not one complete math or text answer")
+    if predicted is None:
+        return Verdict(False, None, "no_answer", source, "no declared answer in the output")
+    answer = parse_value(predicted, answer=True, timeout_s=timeout_s)
+    if isinstance(answer, str):
+        if answer == "not_math" and gold.kind in ("number", "sympy") \
+                and not NUMBER_TOKEN_RE.search(predicted):
+            return Verdict(False, predicted, "kind_mismatch", source, "words, no number")
+        reason = "answer_ambiguous" if answer == "not_math" else "answer_unparseable"
+        return Verdict(None, predicted, reason, source,
+                       f"answer {predicted!r} is not one complete answer")
+    correct, reason = compare(gold, answer, timeout_s)
+    return Verdict(correct, predicted, reason, source)

@@ -3,8 +3,8 @@ sets (ASDiv, SVAMP, MAWPS style golds with units), for the math verifier's table
 
 Each case: (gold, model reply, label).  The label is what a careful human grader says:
 True (the reply's declared answer equals the gold), False (it does not, or the reply
-declares no answer where one was asked for), None (the gold is not a math answer, so no
-verdict is possible: an error, never False).  Replies end like our prompted teachers'
+declares no answer where one was asked for), None (the gold is neither one complete math
+answer nor a short text answer, so no rule can decide: an error, never False).  Replies end like our prompted teachers'
 ("Final answer: ..."), like R1-style teachers (``\\boxed{}``) or GSM8K (``#### x``).
 """
 
@@ -67,9 +67,9 @@ CASES: list[tuple[str, str, bool | None]] = [
     # expressions
     ("2x+1", "\\boxed{1+2x}", True),
     ("x^2-1", "\\boxed{(x-1)(x+1)}", True),
-    # golds that are not math: no verdict (an error, never False)
-    ("yes", "Final answer: yes", None),
-    ("Monday", "Final answer: Tuesday", None),
+    # text golds are compared as text (issue 21 item 2); words mixed with math: no verdict
+    ("yes", "Final answer: yes", True),
+    ("Monday", "Final answer: Tuesday", False),
     ("3:00 pm", "Final answer: 3", None),
     # replies that declare no answer when one was asked for (issue 9 item 4)
     ("12", "There are 12 eggs and 3 baskets in the question.", False),
