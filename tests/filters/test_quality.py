@@ -25,6 +25,9 @@ CASES = {
     "truncated": ("on", "<think>long", {"finish": "length"}, "truncated"),
     "boxed_ok": ("off", "so \\boxed{4}", {"prompt": "Put the answer in \\boxed{}."}, None),
     "boxed_missing": ("off", "so 4", {"prompt": "Put the answer in \\boxed{}."}, "boxed_missing"),
+    # a \boxed the problem quotes from a worked solution is no instruction (issue 21 item 3)
+    "boxed_quoted": ("off", "12.5", {"prompt": "Solution: so \\boxed{3.3e-10}. Now: 5 x 2.5?"},
+                     None),
     "long_off": ("off", "4", {"tokens": 9000}, "too_long"),
     "long_on_ok": ("on", "<think>x</think> 4", {"tokens": 9000}, None),
     "approx_tokens": ("off", "word " * 7000, {"tokens": None}, "too_long"),  # 4/3 x 7000 > 8192
