@@ -37,6 +37,7 @@ NUMBER_TOKEN_RE = re.compile(
     r"-?\d[\d,]*(?:\.\d+)?(?:\s*(?:[eE][-+]?\d+|(?:\\times|\\cdot|\u00d7|\*)\s*10\s*\^\s*"
     r"(?:\{\s*-?\d+\s*\}|-?\d+)))?")
 _EQUALS = re.compile(r"(?<![<>!\\])=")
+_SEVERAL = re.compile(r"[,;]|\\text\s*\{\s*(?:or|and)\s*\}|\b(?:or|and)\b")
 
 
 def declared_answer(text: str, marker_required: bool, declared: bool = False,
@@ -91,7 +92,7 @@ def last_side(expression: str) -> str:
     """``2+3=5`` -> ``5``; ``a = b = 7`` -> ``7``; ``y = 2x+1`` and ``x^2+y^2=1`` stay whole
     (an equation with letters on the left is an answer in itself)."""
     parts = _EQUALS.split(expression)
-    if len(parts) < 2:
+    if len(parts) < 2 or _SEVERAL.search(expression):  # x = 2, x = 3: a multi-part answer
         return expression
     if len(parts) > 2 or not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", parts[0])):
         return parts[-1].strip() or expression
@@ -105,7 +106,7 @@ def _looks_like_one_answer(text: str) -> bool:
     words = re.findall(r"[A-Za-z]{2,}", re.sub(r"\\[A-Za-z]+", "", text))
     if re.fullmatch(r"\W*[A-Za-z]+\W*", text):
         return True  # one word: yes, north, (B)
-    return bool(re.search(r"[\d\\$]", text)) and len(words) <= 1
+    return bool(re.search(r"[\d\\$]", text)) and not words
 
 
 def _last_fbox(text: str) -> str | None:

@@ -258,10 +258,27 @@ def _symbolic(gold: Value, answer: Value, timeout_s: int | None) -> tuple[bool |
     if answer.percent:
         answers.append(answers[0] / 100)
     try:
-        return bool(math_verify.verify(golds, answers, timeout_seconds=timeout_s,
-                                       raise_on_error=True)), "symbolic"
+        if math_verify.verify(golds, answers, timeout_seconds=timeout_s, raise_on_error=True):
+            return True, "symbolic"
+        positive = [_positive(e) for e in golds], [_positive(e) for e in answers]
+        if positive != (golds, answers) and math_verify.verify(
+                *positive, timeout_seconds=timeout_s, raise_on_error=True):
+            # equal only for positive symbols (sqrt(r^2) = r): a judge knows the domain
+            return None, "needs_assumptions"
+        return False, "symbolic"
     except Exception:  # noqa: BLE001 - sympy can fail or time out on odd expressions
         return None, "verify_failed"
+
+
+def _positive(expr):
+    """``expr`` with every free symbol assumed positive (physical magnitudes)."""
+    import sympy
+
+    symbols = getattr(expr, "free_symbols", set())
+    if not symbols or not isinstance(expr, sympy.Expr):
+        return expr
+    return expr.xreplace({s: sympy.Symbol(s.name, positive=True) for s in symbols
+                          if isinstance(s, sympy.Symbol)})
 
 
 def prediction(answer_text: str, marker_required: bool, declared: bool = False,
