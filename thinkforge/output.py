@@ -16,7 +16,9 @@ def stdout_console():
     from rich.console import Console
 
     # piped output keeps whole rows: 160 columns instead of rich's default 80
-    return Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 160)
+    # emoji=False: data strings such as "pair_partner:on:incorrect" keep their ":on:"
+    return Console(soft_wrap=True, highlight=False, emoji=False,
+                   width=None if sys.stdout.isatty() else 160)
 
 
 @cache
@@ -25,7 +27,7 @@ def stderr_console():
 
     # soft_wrap: a log line is never broken mid-sentence at 80 columns when stderr is a
     # pipe or a file (a terminal still wraps it visually)
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 class _LazyConsole:
@@ -87,5 +89,6 @@ def print_table(rows: list[dict[str, Any]], title: str | None = None,
 
 
 def log(message: str) -> None:
-    """A line on stderr, as it is: messages carry file names and values, never markup."""
-    err.print(message, markup=False)
+    """A line on stderr, as it is: messages carry file names and values (rejection reasons
+    such as ``pair_partner:on:incorrect``), never markup nor emoji codes."""
+    err.print(message, markup=False, emoji=False, highlight=False)

@@ -3,8 +3,8 @@ or a sympy object, or nothing: never a fragment.
 
 * **number**: integers, decimals, ``a/b``, ``\\frac{a}{b}``, percentages, and scientific
   notation ``6e13``, ``4.5E-3``, ``6 \\times 10^{13}``, ``6\\cdot10^{13}``, ``6*10^13``,
-  ``10^{-3}`` (a unit after it is dropped: ``4.5e33 J``).  Exact (``Fraction``); numbers in
-  scientific notation remember their significant digits.
+  ``10^{-3}`` (a unit after it is dropped: ``4.5e33 J``), numerals in a base (``52_8``).
+  Exact (``Fraction``); numbers in scientific notation remember their significant digits.
 * **choice**: ``(B)``, ``B``, ``\\text{(B)}`` (letters A-J); an answer may go on after the
   letter: ``(B) 42``, ``B. 42``.
 * **text**: up to three words only (``yes``, ``north``, ``\\text{Monday}``), lowercased,
@@ -35,6 +35,7 @@ _SCI = [
                rf"(?:\{{\s*(?P<e>{_EXP})\s*\}}|(?P<e2>{_EXP})){_UNIT_TAIL}$"),
     re.compile(rf"^10\s*(?:\^|\*\*)\s*(?:\{{\s*(?P<e>{_EXP})\s*\}}|(?P<e2>{_EXP})){_UNIT_TAIL}$"),
 ]
+_BASE = re.compile(r"^(?P<d>[0-9A-Za-z]+)_\{?\s*(?P<b>[2-9]|[12]\d|3[0-6])\s*\}?$")
 _PLAIN = re.compile(rf"^(?P<n>{_NUM})\s*(?P<pct>\\?%)?$")
 _SLASH = re.compile(rf"^(?P<n>{_NUM})\s*/\s*(?P<d>{_NUM})\s*(?P<pct>\\?%)?$")
 _FRAC = re.compile(r"^(?P<sign>-?)\s*\\[dt]?frac\s*\{\s*(?P<n>-?\d+(?:\.\d+)?)\s*\}\s*"
@@ -67,6 +68,12 @@ def _significant(mantissa: str) -> int:
 
 def parse_number(text: str) -> Value | None:
     text = text.strip()
+    match = _BASE.match(text)
+    if match:  # 52_8: a numeral in base 8 (latex2sympy drops the subscript)
+        try:
+            return Value("number", Fraction(int(match.group("d"), int(match.group("b")))), text)
+        except ValueError:
+            return None
     for pattern in _SCI:
         match = pattern.match(text)
         if match:
