@@ -61,6 +61,8 @@ def run_generation_step(store, prompts: Manifest, name: str, *, kind: str, step_
     facts = provenance(result, config, run_id, verifiers.versions(), verifier_errors)
     # plain facts other steps read back (the pass-rate filter: models, K, verifier versions)
     facts["answers_by_source"] = dict(verifiers.answer_sources)
+    # "true:number", "false:no_answer", "none:gold_not_math": which rule labelled the rows
+    facts["verdicts_by_rule"] = dict(sorted(verifiers.reasons.items()))
     if kind == "rollouts":
         # what exports of every version derived from these rollouts need (the writer carries
         # provenance.export down the lineage, so a pulled copy has it too)

@@ -30,6 +30,7 @@ class VerifierRegistry:
         self.config = config
         self._cache: dict[str, Verifier | None] = {}
         self.answer_sources: Counter = Counter()
+        self.reasons: Counter = Counter()  # the rule that decided (or why not): Verdict.reason
 
     def get(self, name: str) -> Verifier | None:
         if name not in self._cache:
@@ -68,6 +69,8 @@ class VerifierRegistry:
             result = verifier(answer_text, ground_truth, prompt)
         if result.source:
             self.answer_sources[result.source] += 1
+        if result.reason:
+            self.reasons[f"{result.correct}:{result.reason}".lower()] += 1
         return result
 
     def versions(self) -> dict[str, str]:

@@ -73,8 +73,12 @@ def test_every_scorer_reproduces_the_stored_labels(store, scripted, tmp_path, fm
     template = prompt_template(["on", "off"], fmt)
     reward = AccuracyReward(fmt)
     checked = {True: 0, False: 0, None: 0}
-    for kind, rows, label in (("sft", _rows(store, sft), "verified"),
-                              ("rollouts", _rows(store, rollouts), "correct")):
+    for kind, manifest, label in (("sft", sft, "verified"), ("rollouts", rollouts, "correct")):
+        rows = _rows(store, manifest)
+        rules = manifest.provenance["verdicts_by_rule"]  # which rule labelled the rows
+        for value in (True, False, None):
+            assert sum(n for rule, n in rules.items() if rule.startswith(f"{value}:".lower())) \
+                == sum(row[label] is value for row in rows), (kind, rules)
         for row in rows:
             gold, messages = golds[row["prompt_id"]]
             mode = row["reasoning"]
