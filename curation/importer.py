@@ -1,4 +1,4 @@
-"""Import rows from files into a new version of any record kind (DESIGN §6).
+"""Import rows from files into a new version of any record kind (docs/architecture.md).
 
 A field of the target schema gets its value from, in order: ``--map FIELD=COLUMN`` (or a
 template ``--map FIELD="{COL1}\\n\\n{COL2}"``), the preset, a source column of the same

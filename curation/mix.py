@@ -1,4 +1,4 @@
-"""Mix: sample a version to target shares by category and by reasoning mode (DESIGN §6).
+"""Mix: sample a version to target shares by category and by reasoning mode (docs/architecture.md).
 
 The target share of a cell (category, mode) is ``w_category * w_mode`` normalised over the
 cells present; a weight table left out keeps that axis's natural shares; a category or mode

@@ -1,4 +1,4 @@
-"""Recipes: a YAML file that builds dataset versions end to end (DESIGN §6).
+"""Recipes: a YAML file that builds dataset versions end to end (docs/architecture.md).
 
 A recipe names its **inputs** (files to import, or existing versions), a list of **steps**
 (each one a registered step type, ``thinkforge.manifests.steps`` descriptors, with its inputs, its
@@ -122,7 +122,7 @@ def _explain(exc: ValidationError, model: type[BaseModel], where: str) -> Config
         else:
             lines.append(f"{place}: {err['msg']}")
     return ConfigError("invalid recipe:\n  " + "\n  ".join(lines),
-                       hint="see README 'Recipes' for every key")
+                       hint="see docs/recipes.md for every key")
 
 
 def _model_at(model: type[BaseModel] | None, loc: list) -> type[BaseModel] | None:

@@ -1,4 +1,4 @@
-"""Where the builtin steps are declared, and the import step (DESIGN §9).
+"""Where the builtin steps are declared, and the import step (docs/architecture.md).
 
 Every step is a ``thinkforge.manifests.steps.StepDescriptor`` registered by the module that
 implements it; ``load_steps()`` imports the builtin ones (below) and returns the

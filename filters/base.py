@@ -1,4 +1,4 @@
-"""The shared machinery of every filter step (DESIGN §5, §9).
+"""The shared machinery of every filter step (docs/filters.md, docs/architecture.md).
 
 A step is: input version(s) in, one new version out.  This module does the common work so a
 filter only writes SQL that decides keep / drop-with-reason:
@@ -327,7 +327,7 @@ class StepContext:
         return total
 
     def _copy(self, select_sql: str, params: list[Any] | None, path: Path) -> None:
-        # the writer buffers one row group: bound it by bytes (DESIGN: ~128 MiB, less when the
+        # the writer buffers one row group: bound it by bytes (docs/concepts.md: ~128 MiB, less when the
         # memory limit is small) and by ROW_GROUP_ROWS, so that DuckDB compresses row groups
         # on every thread (one row group is one thread's work, when written and when read)
         self.con.execute(f"COPY ({select_sql}) TO {quote_literal(str(path))} "
@@ -402,7 +402,7 @@ def size_in_bytes(text: str) -> int:
 
 
 def row_group_bytes(resources: Resources | None) -> int:
-    """128 MiB row groups (DESIGN §2), or 1/16 of a smaller memory limit.
+    """128 MiB row groups (docs/concepts.md), or 1/16 of a smaller memory limit.
 
     A row group is held whole by the reader (compressed and decompressed) and by the writer,
     next to the sort runs: with 1/16 they all fit with room to spare.

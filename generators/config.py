@@ -172,7 +172,7 @@ def _merge_over_mode_defaults(mode: str):
 
 
 class SftConfig(GenerationConfig):
-    """Paired reasoning ON/OFF SFT generation (DESIGN §4)."""
+    """Paired reasoning ON/OFF SFT generation (docs/generation.md)."""
 
     modes: list[Mode] = Field(default_factory=lambda: ["on", "off"], description="modes to generate")
     n: int = Field(1, ge=1, description="candidates per prompt and mode, for rejection "

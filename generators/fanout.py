@@ -1,4 +1,4 @@
-"""Generation fanned out over Dask workers (DESIGN §8, issue 12 item 2).
+"""Generation fanned out over Dask workers (docs/scale.md, issue 12 item 2).
 
 With ``--executor dask`` a generation step runs on the driver (the CLI process): it plans
 the requests, finds what its run directory already holds, and sends the rest as

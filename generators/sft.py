@@ -1,4 +1,4 @@
-"""Paired reasoning ON/OFF SFT generation (DESIGN §3-4) -> an ``sft`` version.
+"""Paired reasoning ON/OFF SFT generation (docs/concepts.md) -> an ``sft`` version.
 
 For each prompt, mode and sample the teacher sees the system prompt ``detailed thinking
 on|off`` first, then the prompt.  The ON and OFF answers of sample i of a prompt share a

@@ -1,4 +1,4 @@
-"""Where a step runs (DESIGN §8): the local process (default) or a Dask cluster.
+"""Where a step runs (docs/scale.md): the local process (default) or a Dask cluster.
 
 The executor is a property of *running* a step, never of its config: it is read from the
 same ``resources`` mapping as DuckDB's limits (CLI ``--executor dask --scheduler

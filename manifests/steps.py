@@ -1,4 +1,4 @@
-"""One step, one descriptor (DESIGN §9): what the CLI, recipes, dry-run, reuse and the
+"""One step, one descriptor (docs/architecture.md): what the CLI, recipes, dry-run, reuse and the
 Python API all read.
 
 A step is versions in, version(s) out.  Its descriptor says, once:

@@ -1,5 +1,5 @@
 """The store's layout and reads (``StoreReader``): immutable, checksummed dataset versions
-on a local directory (DESIGN §2).  Writing and publishing live in ``writer.py``, whose
+on a local directory (docs/concepts.md).  Writing and publishing live in ``writer.py``, whose
 ``DatasetStore`` is this reader plus ``writer()``; this module imports neither it nor the
 catalog.
 

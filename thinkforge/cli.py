@@ -1,4 +1,4 @@
-"""`thinkforge`: one verb per capability (DESIGN §10).
+"""`thinkforge`: one verb per capability (docs/store.md).
 
 Stdout is data, stderr is logs, progress and errors.  Exit codes: see `thinkforge
 --help` and ``thinkforge.manifests.errors.EXIT_CODES``.  Heavy packages are imported inside the

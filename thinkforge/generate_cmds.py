@@ -160,7 +160,7 @@ def build_config(config_cls, flags: dict[str, Any], step_fields: dict[str, Any],
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid generation config: {problems}",
-                          hint="see `thinkforge generate <command> --help` and README §Generation") from exc
+                          hint="see `thinkforge generate <command> --help` and docs/generation.md") from exc
 
 
 def _sampling(temperature, top_p, max_new_tokens) -> dict[str, Any] | None:

@@ -1,5 +1,5 @@
 """The train steps `train.sft`, `train.grpo`, `train.dpo`, `train.reward`, `train.rloo`: one
-descriptor each (DESIGN §9), from which `thinkforge train METHOD` (options derived by
+descriptor each (docs/architecture.md), from which `thinkforge train METHOD` (options derived by
 ``thinkforge.step_cmds``, as for the filters), recipe steps, `--dry-run` and reuse all come.
 
 Each is the method's own config (``trainers/<method>_config.py``) plus ``model`` and

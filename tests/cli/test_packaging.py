@@ -28,7 +28,7 @@ def test_every_package_folder_is_listed_in_pyproject():
 
 
 def test_a_built_wheel_holds_only_thinkforge(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                     "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("thinkforge-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -39,6 +39,6 @@ def test_a_built_wheel_holds_only_thinkforge(tmp_path):
 
 
 def test_no_layer_is_importable_under_its_bare_name():
-    code = "import importlib.util as u; print([m for m in %r if u.find_spec(m)])" % (LAYERS,)
+    code = f"import importlib.util as u; print([m for m in {LAYERS!r} if u.find_spec(m)])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
     assert out.stdout.strip() == "[]"

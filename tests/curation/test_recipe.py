@@ -208,28 +208,28 @@ def test_cli_build_prints_steps_report_and_queries(cli_run, store, recipe_dir, t
 
 
 def sections(markdown: str) -> dict[str, set[str]]:
-    """'#### heading' -> the keys of its table rows."""
+    """'### heading' -> the keys of its table rows."""
     import re
 
     out: dict[str, set[str]] = {}
-    for part in re.split(r"^(?=#### )", markdown, flags=re.M):
-        if part.startswith("#### "):
+    for part in re.split(r"^(?=### )", markdown, flags=re.M):
+        if part.startswith("### "):
             heading = part.splitlines()[0]
             out[heading] = set(re.findall(r"^\| (`[^`]+`) \|", part, re.M))
     return out
 
 
-def test_readme_documents_every_recipe_key():
-    """Every key of every recipe model and step config is in README's reference, under its
+def test_docs_document_every_recipe_key():
+    """Every key of every recipe model and step config is in docs/recipes.md's reference, under its
     own heading (descriptions may lag a little; a missing key may not)."""
     from thinkforge.curation.recipe_reference import reference_markdown
 
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "docs" / "recipes.md").read_text(encoding="utf-8")
     block = readme.partition("<!-- recipe-reference:start -->")[2].partition(
         "<!-- recipe-reference:end -->")[0]
     documented = sections(block)
     missing = {heading: sorted(keys - documented.get(heading, set()))
                for heading, keys in sections(reference_markdown()).items()
                if keys - documented.get(heading, set()) or heading not in documented}
-    assert not missing, (f"README recipe reference lacks {missing}: run "
-                         "python -m thinkforge.curation.recipe_reference --write-readme")
+    assert not missing, (f"docs/recipes.md's recipe reference lacks {missing}: run "
+                         "python -m thinkforge.curation.recipe_reference --write-docs")
