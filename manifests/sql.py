@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import duckdb
@@ -203,8 +203,12 @@ def selection_files(store: DatasetStore, manifests: list[Manifest],
 
 
 def _attach_versions(con: duckdb.DuckDBPyConnection, store: DatasetStore,
-                     manifests: list[Manifest], wanted: set[str] | None) -> None:
-    """Tables ``versions``, ``lineage`` and ``runs``, and a view per version the query names."""
+                     manifests: list[Manifest], wanted: set[str] | None,
+                     allow: Callable[[str], bool] | None = None) -> None:
+    """Tables ``versions``, ``lineage`` and ``runs``, and a view per version the query names.
+
+    With ``allow``, ``manifests`` holds only the allowed datasets' versions; lineage rows
+    and training runs that name another dataset are left out too."""
     latest = {}
     for m in manifests:
         if m.number > latest.get(m.name, (0, None))[0]:
@@ -213,12 +217,14 @@ def _attach_versions(con: duckdb.DuckDBPyConnection, store: DatasetStore,
         con.execute(TABLES[table])
     con.execute(RUNS_TABLE)
     for run in run_rows(store):
+        if allow is not None and not all(allow(ref.split("@")[0]) for ref in run["data_refs"]):
+            continue
         con.execute("INSERT INTO runs VALUES (" + ",".join("?" * len(run)) + ")", list(run.values()))
     rows = [version_row(m, f"datasets/{m.name}/{m.version}", latest[m.name][1] is m)
             for m in manifests]
     if rows:
         con.executemany("INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-    if lineage := [r for m in manifests for r in lineage_rows(m)]:
+    if lineage := [r for m in manifests for r in lineage_rows(m) if allow is None or allow(r[2])]:
         con.executemany("INSERT INTO lineage VALUES (?,?,?,?,?)", lineage)
 
     def want(view: str) -> bool:
@@ -420,13 +426,17 @@ def _first_line(exc: BaseException) -> str:
 
 
 def run_sql(store: DatasetStore, query: str, *, limit: int | None = None, verify: bool = False,
-            timeout: float | None = None, memory_limit: str | None = None) -> SqlResult:
-    """Run one read-only query over every version of the store (see the module docstring)."""
+            timeout: float | None = None, memory_limit: str | None = None,
+            allow: Callable[[str], bool] | None = None) -> SqlResult:
+    """Run one read-only query over every version of the store (see the module docstring).
+
+    ``allow(dataset name)`` narrows the store to some datasets (the web console's scoped
+    tokens): the other datasets' views, versions, lineage rows and runs do not exist."""
     if not store.datasets_dir.is_dir():
         raise NotFoundError(f"store {store.root} has no datasets yet",
                             hint="import one first: thinkforge import FILE --name NAME")
     tree = check_read_only(query)
-    manifests = list(store.manifests())
+    manifests = [m for m in store.manifests() if allow is None or allow(m.name)]
     wanted = referenced_names(tree)
     for m in manifests:  # only the versions the query reads: a damaged one elsewhere is no
         if wanted is None or {m.ref, m.name, m.ref + "/rejected"} & wanted:  # reason to refuse
@@ -437,7 +447,7 @@ def run_sql(store: DatasetStore, query: str, *, limit: int | None = None, verify
         raise InputDataError(f"SQL settings: {_first_line(exc)}",
                              hint="--memory-limit takes a size such as 2GB or 512MiB") from None
     try:
-        _attach_versions(con, store, manifests, wanted)
+        _attach_versions(con, store, manifests, wanted, allow)
         con.execute("SET lock_configuration=true")
         return SqlResult(con, query, limit, timeout)
     except BaseException:

@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ("manifests", "generators", "filters", "curation", "trainers")
+LAYERS = ("manifests", "generators", "filters", "curation", "trainers", "console")
 
 
 def test_the_installed_distribution_has_one_top_level_name():
@@ -36,6 +36,7 @@ def test_a_built_wheel_holds_only_thinkforge(tmp_path):
     assert tops == {"thinkforge"}
     assert "thinkforge/curation/data/math500_demo.jsonl" in names
     assert "thinkforge/trainers/distill/decilm/modeling_decilm.py" in names
+    assert "thinkforge/console/templates/pair.html" in names and "thinkforge/console/static/console.js" in names
 
 
 def test_no_layer_is_importable_under_its_bare_name():
