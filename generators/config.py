@@ -12,10 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .backends import BACKENDS
-
-# the backend names: the keys of the registry (thinkforge.generators.backends.BACKENDS)
-BackendName = Literal[tuple(BACKENDS)]  # type: ignore[valid-type]
+from .backends import backend_names
 
 Mode = Literal["on", "off"]
 
@@ -46,9 +43,10 @@ class SamplingConfig(_Strict):
 
 
 class BackendConfig(_Strict):
-    backend: BackendName = Field(
+    backend: str = Field(
         "transformers", description="transformers (local, embedded default), openai (any "
-        "OpenAI-compatible server) or vllm (offline engine)")
+        "OpenAI-compatible server), vllm (offline engine), or a plugin's backend",
+        json_schema_extra={"registry": "thinkforge.generators.backends:backend_names"})
     model: str = Field("smollm2-135m", description="default teacher: `smollm2-135m` (embedded), "
                        "a local HF folder, or the served model name for openai")
     device: str = Field("auto", description="transformers: auto, cpu, cuda, cuda:1 ...")
@@ -87,6 +85,20 @@ class BackendConfig(_Strict):
     quantization: Literal["fp8"] | None = Field(None, description="vllm: fp8 for FP8 generation on GPUs")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm: GPU memory share")
     max_model_len: int | None = Field(None, description="vllm: context length cap")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, name: str) -> str:
+        """Checked against the live registry (entry points + register_backend), not a list
+        frozen at import, so a plugin's or a registered backend is accepted."""
+        names = backend_names()
+        if name not in names:
+            import difflib
+
+            near = difflib.get_close_matches(name, names, n=1)
+            raise ValueError(f"unknown backend {name!r}" + (f"; did you mean {near[0]!r}?" if near else "")
+                             + f" (backends: {', '.join(names)})")
+        return name
 
     def endpoint_urls(self) -> list[str]:
         """Every OpenAI-compatible endpoint of the teacher, ``base_url`` first, once each."""

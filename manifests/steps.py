@@ -29,8 +29,9 @@ Declaring a step::
         help="drop rows whose output is shorter than min_chars",
         examples=("thinkforge filter min_length gsm8k-sft --name sft-long --min-chars 40",)))
 
-The builtin steps are declared in the modules listed in ``thinkforge.curation.steps.STEP_MODULES``;
-a module anywhere else registers its steps when it is imported.
+The modules that declare steps are found through the ``thinkforge.steps`` entry points
+(``load_steps``; thinkforge's own are listed in pyproject.toml, a plugin package lists its
+own); a module anywhere else also registers its steps when it is imported.
 """
 
 from __future__ import annotations
@@ -250,8 +251,8 @@ def run_step_task(store_at: tuple[type, str], step_type: str, inputs: dict[str, 
 
     for module in step_modules:  # the modules that declare the steps (and their run functions)
         importlib.import_module(module)
-    if step_type not in REGISTRY:  # declared somewhere else: the builtin list, by name
-        importlib.import_module("thinkforge.curation.steps").load_steps()
+    if step_type not in REGISTRY:  # declared somewhere else: every entry point
+        load_steps()
     store_cls, store_root = store_at
     store = store_cls(store_root)
     real = {role: unplain(store, value) for role, value in inputs.items()}
@@ -275,7 +276,7 @@ def run_partition_task(store_at: tuple[type, str], step_type: str, inputs: dict[
     for module in step_modules:
         importlib.import_module(module)
     if step_type not in REGISTRY:
-        importlib.import_module("thinkforge.curation.steps").load_steps()
+        load_steps()
     store_cls, store_root = store_at
     store = store_cls(store_root)
     real = {role: unplain(store, value) for role, value in inputs.items()}
@@ -288,6 +289,16 @@ def run_partition_task(store_at: tuple[type, str], step_type: str, inputs: dict[
         made = REGISTRY[step_type].run_fn()(RunContext(store, quiet=True, resources=resources),
                                             real, name, config)
     return next(iter(made.values()))
+
+
+def load_steps() -> dict[str, StepDescriptor]:
+    """The registry with every step declared: imports each module named by a
+    ``thinkforge.steps`` entry point (thinkforge's own and any plugin's) once."""
+    from . import plugins
+
+    for name in plugins.discovered("steps"):
+        plugins.load("steps", name)
+    return REGISTRY
 
 
 def build_config(model: type[BaseModel], *layers: dict[str, Any], where: str = "config"):

@@ -88,7 +88,7 @@ class ForgeGroup(StepGroup):
             sys.exit(130)
 
     def _step_groups(self) -> set[str]:
-        from thinkforge.curation.steps import load_steps
+        from thinkforge.manifests.steps import load_steps
 
         return {d.group for d in load_steps().values() if d.group and d.derive_cli}
 

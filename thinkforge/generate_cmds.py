@@ -180,8 +180,7 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
         click.echo(slurm_dry_run(executor))
     if flags["dry_run"]:
         # the step descriptor's plan: what a run would send and what it would reuse
-        from thinkforge.curation.steps import load_steps
-        from thinkforge.manifests.steps import plan_step
+        from thinkforge.manifests.steps import load_steps, plan_step
 
         plan = plan_step(store, load_steps()[step_type], {"prompts": prompts}, flags["name"],
                          config)
@@ -190,8 +189,7 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
                     "max_error_rate": config.max_error_rate})
         return
     if executor.get("executor") == "dask":  # the same step, as a task on a Dask worker
-        from thinkforge.curation.steps import load_steps
-        from thinkforge.manifests.steps import RunContext, execute
+        from thinkforge.manifests.steps import RunContext, execute, load_steps
 
         made = execute(RunContext(store, quiet=ctx.obj["quiet"], resources=executor,
                                   run_id=flags["run_id"]),

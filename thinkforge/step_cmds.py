@@ -28,7 +28,7 @@ from typing import Any, Literal
 import click
 from pydantic import BaseModel
 
-from .context import get_store, is_quiet, validate_names_and_run_ids
+from .context import RegistryChoice, get_store, is_quiet, validate_names_and_run_ids
 from .output import log, print_json, print_published
 
 NONE = "none"  # the CLI spelling of None for optional fields
@@ -43,7 +43,7 @@ class StepGroup(click.Group):
         self.step_group = self.name if step_group is ... else step_group
 
     def _steps(self) -> dict[str, Any]:
-        from thinkforge.curation.steps import load_steps
+        from thinkforge.manifests.steps import load_steps
 
         return {d.cli_name: d for d in load_steps().values()
                 if d.group == self.step_group and d.derive_cli}
@@ -192,6 +192,8 @@ def config_options(model: type[BaseModel], prefix: tuple[str, ...] = ()):
                             path, _yaml_pairs(flag)))
             continue
         scalar = _scalar(annotation)
+        if "registry" in extra:  # names from a registry, read when the option is used
+            scalar = (RegistryChoice(_registry_names(extra["registry"])), str)
         if scalar is None:
             continue  # only through --config FILE
         click_type, convert = scalar
@@ -205,6 +207,16 @@ def config_options(model: type[BaseModel], prefix: tuple[str, ...] = ()):
         out.append((click.Option([f"--{flag}", *aliases, dest], type=click_type, metavar=metavar,
                                  help=f"{help_text}{_default_text(field)}"), path, parse))
     return out
+
+
+def _registry_names(target: str):
+    """The loader of a field's registry ("package.module:function" returning the names)."""
+    def names() -> list[str]:
+        import importlib
+
+        module, function = target.split(":")
+        return list(getattr(importlib.import_module(module), function)())
+    return names
 
 
 def _as_is(value):

@@ -17,8 +17,8 @@ node trains without the catalog); ``--reuse`` opts into reuse there (a recipe al
 ``build --force`` never does).  The dry run verifies the data, runs the method's checks
 (curriculum alignment, vLLM) and prints the resolved config and the run it would reuse.
 
-The step registry loads this module by name (``thinkforge.curation.steps.STEP_MODULES``), so curation
-never imports the trainers.
+The step registry finds this module through its ``thinkforge.steps`` entry point
+(pyproject.toml), so no lower layer imports the trainers.
 """
 
 from __future__ import annotations

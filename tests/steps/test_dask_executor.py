@@ -14,11 +14,15 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from thinkforge.curation.steps import load_steps  # noqa: E402
 from thinkforge.manifests import DatasetStore  # noqa: E402
 from thinkforge.manifests.errors import ConfigError, ForgeError  # noqa: E402
 from thinkforge.manifests.executor import split_resources  # noqa: E402
-from thinkforge.manifests.steps import RunContext, build_config, execute  # noqa: E402
+from thinkforge.manifests.steps import (  # noqa: E402
+    RunContext,
+    build_config,
+    execute,
+    load_steps,  # noqa: E402
+)
 
 
 @pytest.fixture(scope="module")

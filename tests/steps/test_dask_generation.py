@@ -82,8 +82,7 @@ def prompts(store, data_dir):
 
 
 def _run(store, step_type, prompts, name, config, resources=None):
-    from thinkforge.curation.steps import load_steps
-    from thinkforge.manifests.steps import RunContext, build_config, execute
+    from thinkforge.manifests.steps import RunContext, build_config, execute, load_steps
 
     desc = load_steps()[step_type]
     made = execute(RunContext(store, quiet=True, resources=dict(resources or {})), desc,
