@@ -363,10 +363,12 @@ def policy_model(store: DatasetStore, manifest: Manifest, depth: int = 12) -> st
     return None
 
 
-def pull_version(store: DatasetStore, ref: str, to: str | Path) -> Path:
-    """Verify ``ref`` and copy it to ``<to>/datasets/<name>/<version>`` (a store of its own)."""
+def pull_version(store: DatasetStore, ref: str, to: str | Path,
+                 trusted_keys: list[bytes] | None = None) -> Path:
+    """Verify ``ref`` and copy it to ``<to>/datasets/<name>/<version>`` (a store of its own);
+    with ``trusted_keys``, only a version signed by one of them (manifests/signing.py)."""
     manifest = store.resolve(ref)
-    store.verify(manifest)
+    store.verify(manifest, trusted_keys=trusted_keys)
     target_store = DatasetStore(to)
     dest = target_store.version_dir(manifest)
     if (dest / "manifest.json").is_file():
@@ -375,7 +377,7 @@ def pull_version(store: DatasetStore, ref: str, to: str | Path) -> Path:
             raise ConflictError(f"{dest} holds a different {manifest.ref} "
                                 f"(fingerprint {existing.fingerprint[:12]})",
                                 hint="pull into another directory")
-        target_store.verify(existing)
+        target_store.verify(existing, trusted_keys=trusted_keys)
         return dest
     if manifest.selection is not None:
         _pull_base_files(store, manifest, target_store)
@@ -387,7 +389,7 @@ def pull_version(store: DatasetStore, ref: str, to: str | Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     target_store.record_copy(manifest)  # the copy's own publish log (verify checks against it)
-    target_store.verify(manifest)  # the copies, byte for byte
+    target_store.verify(manifest, trusted_keys=trusted_keys)  # the copies, byte for byte
     return dest
 
 

@@ -179,6 +179,7 @@ def _build(store: DatasetStore, signature: str) -> None:
                     added += 1
                 if added:
                     _point_latest(con, name)
+            skipped += [f"{line} (not listed)" for line in store.misplaced()]
             con.execute("INSERT INTO catalog_meta VALUES ('skipped', ?)", [json.dumps(skipped)])
             _fill_runs(con, store)
             con.execute("CHECKPOINT")
@@ -230,7 +231,7 @@ def _extend(store: DatasetStore, signature: str) -> bool:
         os.replace(tmp, store.catalog_path)
         _record_stamp(store, signature)
         return True
-    except duckdb.Error:
+    except (duckdb.Error, ForgeError):  # a version copied in by hand: a full build names it
         return False
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):

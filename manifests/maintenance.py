@@ -58,6 +58,7 @@ def referenced_files(store: DatasetStore) -> set[Path]:
     out: set[Path] = set()
     for m in store.manifests():
         out.add((store.version_dir(m) / "manifest.json").resolve())
+        out.add((store.version_dir(m) / "manifest.sig").resolve())  # signing.py
         out.update(p.resolve() for _, _, p in store.version_files(m))
     return out
 

@@ -47,6 +47,7 @@ from .catalog_tables import RUNS_TABLE, TABLES, lineage_rows, version_row
 from .duck import quote_ident
 from .errors import (
     InputDataError,
+    IntegrityError,
     Interrupted,
     NotFoundError,
     ResourceLimitError,
@@ -413,12 +414,23 @@ class _mapped_errors:
             raise SqlRefusedError(f"refused: {_first_line(exc)}",
                                   hint="queries read the store's versions through their views "
                                        "(see `thinkforge catalog`), never files") from None
+        if _is_arrow_error(exc):  # a damaged shard met while rows are read
+            self.result.close()
+            raise _unreadable(exc) from None
         if isinstance(exc, duckdb.Error):
             self.result.close()
             raise InputDataError(f"SQL error: {exc}",
                                  hint="views are named after datasets (\"name\" = latest, "
                                       "\"name@v2\" = a version); see `thinkforge catalog`") from None
         return False
+
+
+def _is_arrow_error(exc: BaseException) -> bool:
+    try:
+        import pyarrow as pa
+    except ImportError:  # pragma: no cover - pyarrow is a core dependency
+        return False
+    return isinstance(exc, pa.ArrowException)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -447,9 +459,19 @@ def run_sql(store: DatasetStore, query: str, *, limit: int | None = None, verify
         raise InputDataError(f"SQL settings: {_first_line(exc)}",
                              hint="--memory-limit takes a size such as 2GB or 512MiB") from None
     try:
-        _attach_versions(con, store, manifests, wanted, allow)
+        try:
+            _attach_versions(con, store, manifests, wanted, allow)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise _unreadable(exc) from None
         con.execute("SET lock_configuration=true")
         return SqlResult(con, query, limit, timeout)
     except BaseException:
         con.close()
         raise
+
+
+def _unreadable(exc: BaseException) -> IntegrityError:
+    """A shard that passed the size check but is not readable Parquet (a damaged footer)."""
+    return IntegrityError(f"a shard the query reads is not readable Parquet: {_first_line(exc)}",
+                          hint="the version was damaged after publishing: `thinkforge verify --all` "
+                               "names it; restore the file or rebuild the version")

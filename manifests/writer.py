@@ -53,6 +53,7 @@ from .selection import (
     selection_relation,
     write_digests,
 )
+from .signing import sign_into
 from .stats import compute_stats
 from .store import ROW_GROUP_BYTES, ROW_GROUP_ROWS, SHARD_BYTES, StoreReader, validate_name
 
@@ -91,7 +92,9 @@ def publish_dir(store: StoreReader, staging: Path, manifest_fields: dict[str, An
     base.mkdir(parents=True, exist_ok=True)
     for _ in range(1000):
         dirs = store.version_dirs(manifest_fields["name"])
-        number = (max((n for n, _ in dirs), default=0)) + 1
+        # above every logged number too: a deleted version's number is never logged twice
+        logged = PublishLog(store).logged_numbers(manifest_fields["name"])
+        number = max([n for n, _ in dirs] + list(logged), default=0) + 1
         # a directory without manifest (crashed copy by hand) still blocks its number
         while (base / f"v{number}").exists():
             number += 1
@@ -99,6 +102,8 @@ def publish_dir(store: StoreReader, staging: Path, manifest_fields: dict[str, An
         tmp = staging / "manifest.json.tmp"
         tmp.write_text(manifest.to_json(), encoding="utf-8")
         os.replace(tmp, staging / "manifest.json")
+        # signed with the key outside the store when there is one (signing.py)
+        sign_into(staging, manifest, manifest_digest(manifest.to_json()), store.root)
         (staging / OWNER).unlink(missing_ok=True)  # a published version holds only its files
         try:
             os.rename(staging, base / manifest.version)

@@ -14,6 +14,12 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "curation" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _no_signing_key(tmp_path_factory, monkeypatch):
+    """Tests publish unsigned unless they make a key (docs/integrity.md): never the user's."""
+    monkeypatch.setenv("THINKFORGE_KEY", str(tmp_path_factory.getbasetemp() / "no-signing-key.pem"))
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> DatasetStore:
     return DatasetStore(tmp_path / "store")

@@ -23,7 +23,7 @@ from .step_cmds import StepGroup
 
 EPILOG = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
 COMMAND_MODULES = ("commands", "generate_cmds", "filter_cmds", "curation_cmds", "train_cmds",
-                   "distill_cmds", "store_cmds", "serve_cmds")
+                   "distill_cmds", "store_cmds", "serve_cmds", "integrity_cmds")
 FAST_MODULES = ("commands",)
 LOADED: set[str] = set()  # command modules whose commands are on `cli`
 # root options that may also follow the subcommand: `thinkforge sql 'SELECT 1' --store X`
