@@ -69,6 +69,7 @@ def pristine(tmp_path_factory):
 @given(changes=st.lists(mutation, min_size=1, max_size=3))
 def test_verify_reports_every_change_to_the_log_or_the_version_directories(pristine, changes, cli_run):
     from click.testing import CliRunner
+
     from thinkforge.cli import cli
 
     root, head = pristine
