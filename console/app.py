@@ -121,6 +121,10 @@ def create_app(store_path: str | Path, token_file: str | Path, *, limits: data.L
                                 status_code=status)
         return page("error.html", request, status, message=message, hint=hint, who=None)
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return Response(status_code=204)  # none: browsers ask for it on every page
+
     # -- login --------------------------------------------------------------------------------
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login_form(request: Request, next: str = "/"):
