@@ -32,10 +32,11 @@ def test_a_registered_backend_is_accepted_by_the_config_and_the_cli(cli_run, mon
 
 def test_export_formats_are_the_registry(cli_run, monkeypatch):
     from thinkforge.curation import export_formats
-    from thinkforge.curation.export_formats import FORMATS, ExportFormat, register_export, suggested_format
+    from thinkforge.curation.export_formats import ExportFormat, format_names, register_export, suggested_format
 
-    assert "[" + "|".join(FORMATS) + "]" in cli_run("export", "--help").output
-    monkeypatch.setattr(export_formats, "FORMATS", dict(FORMATS))
+    assert {"trl-sft", "trl-grpo", "verl", "openrlhf", "nemotron", "hf"} <= set(format_names())
+    assert "[" + "|".join(format_names()) + "]" in cli_run("export", "--help").output
+    monkeypatch.setattr(export_formats, "_REGISTERED", {})
     register_export(ExportFormat("my-trainer", ("sft",), "jsonl", lambda row, i, ctx: row))
     assert "my-trainer" in cli_run("export", "--help").output
     assert suggested_format("rl_pool") == "verl" and suggested_format("sft") == "trl-sft"
