@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 from .backends import backend_names
+from .judge import JudgeConfig
 
 Mode = Literal["on", "off"]
 
@@ -145,12 +146,22 @@ class GenerationConfig(_Strict):
     limit: int | None = Field(None, ge=1, description="use only the first N prompts")
     seed: int = Field(0, description="base seed; each request derives its own from its key")
     verifier: VerifierConfig = Field(default_factory=VerifierConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="LLM judge of the "
+                               "answers the verifier leaves undecided (docs/verifier.md)")
     # run control, not part of the step record (exclude=True): it changes no row, and a rerun
     # with another value must find the same run id and resume the same checkpoint
     max_error_rate: float = Field(
         0.5, ge=0, le=1, exclude=True,
         description="fail the run (publish nothing, keep the checkpoint) when more than this "
                     "share of requests still failed after their retries")
+
+    @model_serializer(mode="wrap")
+    def _judge_only_when_on(self, handler):
+        # a step without a judge keeps the record (and so the reuse key) it always had
+        data = handler(self)
+        if isinstance(data, dict) and not self.judge.on:
+            data.pop("judge", None)
+        return data
 
     def model_for(self, mode: str, category: str) -> str:
         """The teacher of one (mode, category): mode+category > category > mode > default."""

@@ -22,6 +22,9 @@ THINK_BLOCK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 BOXED_RE = re.compile(r"\\boxed\s*\{")
 LEADING_NUMBER_RE = re.compile(r"^\s*\\?\$?\s*(-?\d[\d,]*(?:\.\d+)?)(?![\d/^])")
 NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+# what the prompted format stores: one think block, then the answer (shape_reply)
+STORED_PROMPTED_RE = re.compile(r"<think>((?:(?!</?think>).)*)</think>((?:(?!</?think>).)*)",
+                                re.DOTALL)
 
 
 @dataclass
@@ -86,6 +89,26 @@ def shape_output(text: str, mode: str, reasoning_format: str) -> ShapedOutput:
         answer = text.split("</think>", 1)[1].strip() if "</think>" in text else ""
         return ShapedOutput(text, answer, ok and bool(answer))
     return _shape_prompted(text)
+
+
+def shape_reply(text: str, mode: str, reasoning_format: str) -> ShapedOutput:
+    """A reply the way a reward reads it: what the generation step accepted, or what it stored.
+
+    A model trained on our data writes what the step *stored*; a prompted teacher writes what
+    the prompt asked for.  Both must score as the step scored them.  The native format and
+    OFF store the reply as it came (``shape_output`` reads both).  The prompted format stores
+    ``<think>reasoning</think>answer`` with its "Final answer:" marker cut off, so a reply of
+    that shape whose answer part holds no marker reads as a declared answer (the step kept
+    only declared answers there); anything else is read by ``shape_output`` as a reply.
+    """
+    if mode == "on" and reasoning_format == "prompted":
+        stored = STORED_PROMPTED_RE.fullmatch(text.strip())
+        if stored:
+            reasoning, answer = stored.group(1).strip(), stored.group(2).strip()
+            if answer and not FINAL_ANSWER_RE.search(answer):
+                return ShapedOutput(f"<think>\n{reasoning}\n</think>\n\n{answer}", answer,
+                                    bool(reasoning), declared=True)
+    return shape_output(text, mode, reasoning_format)
 
 
 def _shape_prompted(text: str) -> ShapedOutput:

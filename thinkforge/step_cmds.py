@@ -204,8 +204,12 @@ def config_options(model: type[BaseModel], prefix: tuple[str, ...] = ()):
             click_type = click.STRING
         else:
             parse, metavar = _as_is, None  # click already converted it
+        # a value that may be left out (`--judge` alone means `--judge undecided`)
+        optional_value = ({"is_flag": False, "flag_value": extra["flag_value"]}
+                          if "flag_value" in extra else {})
         out.append((click.Option([f"--{flag}", *aliases, dest], type=click_type, metavar=metavar,
-                                 help=f"{help_text}{_default_text(field)}"), path, parse))
+                                 help=f"{help_text}{_default_text(field)}", **optional_value),
+                    path, parse))
     return out
 
 

@@ -184,11 +184,13 @@ def build(trainer_name: str):
         import trl
         from transformers import AutoTokenizer
 
-        from .rewards import AccuracyReward, SampledOrder, format_reward
+        from . import rewards
 
         settings = prompt_settings(data, config)
-        accuracy = SampledOrder(AccuracyReward(settings["reasoning_format"]))
-        funcs: list[Any] = [accuracy, format_reward]
+        # both rewards read completions in the rollouts' reasoning format (docs/training.md)
+        accuracy, format_ = rewards.reward_functions(settings["reasoning_format"])
+        accuracy = rewards.SampledOrder(accuracy)
+        funcs: list[Any] = [accuracy, format_]
         if config.reward_model:
             funcs.append(config.reward_model)
         tokenizer = AutoTokenizer.from_pretrained(model_path)
