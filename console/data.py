@@ -11,9 +11,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
-import json
 import math
-from collections.abc import Iterable
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,30 @@ class Limits:
     timeout: float = 10.0
     max_rows: int = 10_000
     memory_limit: str = "1GB"
+
+
+class _VersionCache:
+    """Answers about one version's rows, kept by fingerprint: a version never changes, so a
+    page, its filter values or its rejected groups are read once (bounded, least recent out)."""
+
+    def __init__(self, size: int = 512):
+        self._items: OrderedDict[tuple, Any] = OrderedDict()
+        self._size, self._lock = size, threading.Lock()
+
+    def get(self, key: tuple, compute):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = compute()  # outside the lock: two threads may both compute, both get the same
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return value
+
+
+CACHE = _VersionCache()
 
 
 def jsonable(value: Any) -> Any:
@@ -171,28 +195,37 @@ def rows(store: StoreReader, who: Principal, ref: str, limits: Limits, *, offset
     if offset < 0 or not 1 <= size <= 500:
         raise InputDataError(f"page offset={offset} size={size}: offset >= 0, 1 <= size <= 500")
     view, where = quote_ident(m.ref), _where(m, filters or {})
-    columns, found = _query(store, who, f"SELECT *, count(*) OVER () AS __total FROM {view}{where} "
-                                        f"LIMIT {int(size)} OFFSET {int(offset)}", limits)
-    if found:
-        total = found[0][-1]
-    else:
-        total = _query(store, who, f"SELECT count(*) FROM {view}{where}", limits)[1][0][0]
-    return {"ref": m.ref, "columns": columns[:-1], "rows": [r[:-1] for r in found],
-            "offset": offset, "size": size, "total": total, "filters": filters or {}}
+
+    def read() -> tuple[list[str], list[list[Any]], int]:
+        columns, found = _query(store, who, f"SELECT *, count(*) OVER () AS __total FROM {view}{where} "
+                                            f"LIMIT {int(size)} OFFSET {int(offset)}", limits)
+        if found:
+            return columns[:-1], [r[:-1] for r in found], found[0][-1]
+        return columns[:-1], [], _query(store, who, f"SELECT count(*) FROM {view}{where}", limits)[1][0][0]
+
+    key = ("rows", str(store.root), m.ref, m.fingerprint, where, offset, size)
+    columns, found, total = CACHE.get(key, read)
+    return {"ref": m.ref, "columns": columns, "rows": found, "offset": offset, "size": size,
+            "total": total, "filters": filters or {}}
 
 
 def facets(store: StoreReader, who: Principal, ref: str, limits: Limits) -> dict[str, list[str]]:
     """The values each filter column takes (for the row table's select boxes; at most 50)."""
     m = manifest(store, who, ref)
     columns = {c["name"] for c in m.schema_}
-    out: dict[str, list[str]] = {}
-    for key, column in FILTER_COLUMNS.items():
-        if column in columns:
-            _, found = _query(store, who, f"SELECT DISTINCT CAST({quote_ident(column)} AS VARCHAR) v "
-                                          f"FROM {quote_ident(m.ref)} WHERE v IS NOT NULL "
-                                          "ORDER BY v LIMIT 50", limits)
-            out[key] = [r[0] for r in found]
-    return out
+    parts = [f"SELECT {quote_literal(key)} AS k, v FROM (SELECT DISTINCT CAST({quote_ident(column)} AS "
+             f"VARCHAR) AS v FROM {quote_ident(m.ref)} WHERE v IS NOT NULL ORDER BY v LIMIT 50)"
+             for key, column in FILTER_COLUMNS.items() if column in columns]
+    if not parts:
+        return {}
+
+    def read() -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for key, value in _query(store, who, " UNION ALL ".join(parts) + " ORDER BY k, v", limits)[1]:
+            out.setdefault(key, []).append(value)
+        return out
+
+    return CACHE.get(("facets", str(store.root), m.ref, m.fingerprint), read)
 
 
 def rejected(store: StoreReader, who: Principal, ref: str, limits: Limits,
@@ -202,21 +235,22 @@ def rejected(store: StoreReader, who: Principal, ref: str, limits: Limits,
     if not m.rejected.rows:
         return []
     view = quote_ident(m.ref + "/rejected")
-    columns, found = _query(store, who, f"SELECT * EXCLUDE (__n), count(*) OVER (PARTITION BY reason) "
-                                        f"AS __count FROM (SELECT *, row_number() OVER (PARTITION BY "
-                                        f"reason) AS __n FROM {view}) QUALIFY __n <= {int(examples)} "
-                                        "ORDER BY __count DESC, reason", limits)
-    # the count is taken over the examples only: the real one is in the manifest / a GROUP BY
-    _, counts = _query(store, who, f"SELECT reason, count(*) FROM {view} GROUP BY reason", limits)
-    total = dict((r[0], r[1]) for r in counts)
-    groups: dict[str, dict[str, Any]] = {}
-    reason_at = columns.index("reason")
-    for row in found:
-        reason = row[reason_at]
-        group = groups.setdefault(reason, {"reason": reason, "count": total.get(reason, 0),
-                                           "columns": columns[:-1], "examples": []})
-        group["examples"].append(row[:-1])
-    return sorted(groups.values(), key=lambda g: -g["count"])
+
+    def read() -> list[dict[str, Any]]:
+        # window functions run before QUALIFY: __count is the reason's full count
+        columns, found = _query(store, who, f"SELECT *, count(*) OVER (PARTITION BY reason) AS __count, "
+                                            f"row_number() OVER (PARTITION BY reason) AS __n FROM {view} "
+                                            f"QUALIFY __n <= {int(examples)} ORDER BY __count DESC, reason",
+                                limits)
+        groups: dict[str, dict[str, Any]] = {}
+        reason_at = columns.index("reason")
+        for row in found:
+            group = groups.setdefault(row[reason_at], {"reason": row[reason_at], "count": row[-2],
+                                                       "columns": columns[:-2], "examples": []})
+            group["examples"].append(row[:-2])
+        return list(groups.values())
+
+    return CACHE.get(("rejected", str(store.root), m.ref, m.fingerprint, examples), read)
 
 
 def pair(store: StoreReader, who: Principal, ref: str, pair_id: str, limits: Limits) -> dict[str, Any]:
@@ -226,8 +260,9 @@ def pair(store: StoreReader, who: Principal, ref: str, pair_id: str, limits: Lim
     if "pair_id" not in columns:
         raise InputDataError(f"{m.ref} is a {m.kind} version without pair_id: it has no ON/OFF pairs",
                              hint="pairs live in SFT versions made by `thinkforge generate sft`")
-    names, found = _query(store, who, f"SELECT * FROM {quote_ident(m.ref)} WHERE pair_id = "
-                                      f"{quote_literal(pair_id)} LIMIT 10", limits)
+    names, found = CACHE.get(("pair", str(store.root), m.ref, m.fingerprint, pair_id), lambda: _query(
+        store, who, f"SELECT * FROM {quote_ident(m.ref)} WHERE pair_id = {quote_literal(pair_id)} "
+                    "LIMIT 10", limits))
     if not found:
         raise NotFoundError(f"{m.ref} has no pair {pair_id!r}", hint="open a pair from the row table")
     answers = [dict(zip(names, r, strict=True)) for r in found]
@@ -316,11 +351,3 @@ def sql_table(store: StoreReader, who: Principal, query: str, limits: Limits):
     result = run_sql(store, query, limit=limits.max_rows, timeout=limits.timeout,
                      memory_limit=limits.memory_limit, allow=who.allows)
     return result.table()
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(jsonable(value), ensure_ascii=False)
-
-
-def first(items: Iterable[Any], default: Any = None) -> Any:
-    return next(iter(items), default)

@@ -65,14 +65,31 @@ _NO_FILES = {"autoinstall_known_extensions": False, "autoload_known_extensions":
 _RUNS_QUERY_TEXT = {"query", "query_table"}  # table functions that take SQL text
 
 
+_PARSER_LOCK = threading.Lock()
+_PARSERS: dict[int, duckdb.DuckDBPyConnection] = {}
+
+
+def _parser() -> duckdb.DuckDBPyConnection:
+    """One parsing connection per process (opening a DuckDB costs ~45 ms; the web console
+    checks many queries).  It holds no data and can open no file; used under _PARSER_LOCK."""
+    import os
+
+    pid = os.getpid()  # a forked child opens its own
+    if pid not in _PARSERS:
+        parser = duckdb.connect(":memory:", config=dict(_NO_FILES))
+        parser.execute("SET enable_external_access=false")
+        _PARSERS.clear()
+        _PARSERS[pid] = parser
+    return _PARSERS[pid]
+
+
 def check_read_only(query: str) -> dict[str, Any]:
     """Refuse anything but one plain query (or plain EXPLAIN of one); return its parse tree.
 
     The tree is DuckDB's ``json_serialize_sql`` of the query (of EXPLAIN's body).
     """
-    parser = duckdb.connect(":memory:", config=dict(_NO_FILES))
-    try:
-        parser.execute("SET enable_external_access=false")
+    with _PARSER_LOCK:
+        parser = _parser()
         try:
             statements = parser.extract_statements(query)
         except duckdb.Error as exc:
@@ -91,8 +108,6 @@ def check_read_only(query: str) -> dict[str, Any]:
                                   hint="list the pivot values: PIVOT t ON col IN ('a', 'b') ...")
         raise SqlRefusedError(f"{kind} statements are refused: `thinkforge sql` is read-only",
                               hint=_REFUSED_HINT)
-    finally:
-        parser.close()
 
 
 def _explain_body(query: str) -> str:
