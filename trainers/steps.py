@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import Field, create_model
 from thinkforge.manifests.training_runs import RunRecord, TrainingRuns, config_hash
 
-from .registry import METHOD_MODULES, config_model
+from .registry import config_model, methods
 
 
 @dataclass
@@ -158,43 +158,27 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-KINDS = {"sft": ("sft",), "grpo": ("rl_pool",), "rloo": ("rl_pool",),
-         "dpo": ("preferences",), "reward": ("preferences",)}
 DATA_HELP = "dataset reference (name, name@v3) or the path of a pulled manifest.json"
-HELP = {"sft": "SFT (TRL SFTTrainer) on an sft version -> a model folder + run record",
-        "grpo": "GRPO in curriculum order on an rl_pool version -> model + run record",
-        "rloo": "RLOO on an rl_pool version (GRPO's rewards) -> model + run record",
-        "dpo": "DPO on a preferences version -> model + run record",
-        "reward": "a reward model on a preferences version -> model + run record"}
 
 
-EXAMPLES = {
-    "sft": "thinkforge train sft --data demo-sft-train --model smollm2-135m --output out/sft "
-           "--max-steps 20",
-    "grpo": "thinkforge train grpo --data demo-rl --model out/sft --output out/grpo --max-steps 4",
-    "rloo": "thinkforge train rloo --data demo-rl --model out/sft --output out/rloo --max-steps 4",
-    "dpo": "thinkforge train dpo --data demo-prefs --model out/sft --output out/dpo --max-steps 10",
-    "reward": "thinkforge train reward --data demo-prefs --model smollm2-135m --output out/rm",
-}
-
-
-def _descriptor(method: str):
+def _descriptor(spec):
     from thinkforge.manifests.steps import Role, StepDescriptor
 
+    method = spec.name
     return StepDescriptor(
         type=f"train.{method}", command=method, group="train", output_kind="run",
-        roles=(Role("data", KINDS[method], flag=True, files=True, help=DATA_HELP),),
+        roles=(Role("data", spec.kinds, flag=True, files=True, help=DATA_HELP),),
         config=step_config_model(method), run=_run(method), records=lambda *a: [],
-        reuse=_predict(method), plan=_plan(method), help=HELP[method],
-        examples=(EXAMPLES[method],))
+        reuse=_predict(method), plan=_plan(method), help=spec.help,
+        examples=(spec.example,))
 
 
 def register() -> None:
     """Declare the train steps: recipes, dry runs, reuse and `thinkforge train METHOD`."""
     from thinkforge.manifests.steps import register_step
 
-    for method in METHOD_MODULES:
-        register_step(_descriptor(method))
+    for spec in methods().values():
+        register_step(_descriptor(spec))
 
 
 register()
