@@ -86,6 +86,21 @@ class BackendConfig(_Strict):
     quantization: Literal["fp8"] | None = Field(None, description="vllm: fp8 for FP8 generation on GPUs")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm: GPU memory share")
     max_model_len: int | None = Field(None, description="vllm: context length cap")
+    # batch inference (generators/batch.py, docs/teachers.md "Batch inference"): run
+    # control like the endpoints: rows, request keys and the run id do not depend on it
+    batch: bool = Field(False, exclude=True, description="openai: send the pending requests "
+                        "as OpenAI Batch API jobs (/v1/files + /v1/batches), poll them and "
+                        "merge the results into the run (a rerun submits only missing keys)")
+    batch_file_only: bool = Field(False, exclude=True, description="openai: write the pending "
+                                  "requests as Batch API JSONL into the run directory and stop "
+                                  "(e.g. for vLLM's run_batch); no server is called")
+    batch_results: str | None = Field(None, exclude=True, description="openai: import this "
+                                      "Batch API / vLLM run_batch output file into the run "
+                                      "instead of calling the teacher")
+    batch_poll_s: float = Field(30.0, gt=0, exclude=True, description="openai --batch: "
+                                "seconds between two status polls")
+    batch_completion_window: str = Field("24h", exclude=True, description="openai --batch: "
+                                         "the Batch API completion window")
 
     @field_validator("backend")
     @classmethod

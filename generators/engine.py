@@ -20,6 +20,7 @@ from typing import Any
 from thinkforge.manifests.errors import InputDataError
 
 from .backends import ChatRequest, Sampling, make_backend
+from .batch import batch_mode
 from .progress import GenerationProgress
 from .reasoning import teacher_messages
 from .runs import RunCheckpoint, checkpoint_row, request_key, size_of, stable_hash
@@ -120,7 +121,12 @@ def run_plans(plans: list[Plan], config, checkpoint: RunCheckpoint, *, label: st
     spec = fan_out_spec()
     with GenerationProgress(label, total=len(asked), done=len(asked) - len(pending),
                             enabled=show_progress) as progress:
-        if spec is not None and pending:  # --executor dask: partitions on the workers
+        if pending and batch_mode(config.teacher):  # --batch*: Batch API files, not calls
+            from .batch import run_batched
+
+            run_batched(pending, config, checkpoint, result, progress, label)
+            groups.clear()
+        if spec is not None and groups:  # --executor dask: partitions on the workers
             from .fanout import run_fanned_out
 
             progress.describe(f"{label} [dask]")

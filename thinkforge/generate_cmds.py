@@ -196,8 +196,14 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
                        load_steps()[step_type], {"prompts": prompts}, flags["name"], config)
         manifest = next(iter(made.values()))
     else:
-        manifest = step_fn(store, prompts, flags["name"], config, run_id=flags["run_id"],
-                           progress=not ctx.obj["quiet"])
+        from thinkforge.generators.batch import BatchFilesWritten
+
+        try:
+            manifest = step_fn(store, prompts, flags["name"], config, run_id=flags["run_id"],
+                               progress=not ctx.obj["quiet"])
+        except BatchFilesWritten as written:  # --batch-file-only: the files are the output
+            _print_batch_files(written)
+            return
     print_published(manifest, flags["as_json"])
     if not ctx.obj["quiet"]:
         p = manifest.provenance
@@ -209,6 +215,15 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
             f"{manifest.rejected.rows} rejected{reasons}; "
             f"{p.get('completion_tokens')} completion tokens, {p.get('tokens_per_s')} tok/s, "
             f"errors: {p.get('errors_by_kind') or 'none'}")
+
+
+def _print_batch_files(written) -> None:
+    for model, (path, requests) in written.files.items():
+        click.echo(str(path))
+        log(f"{requests} requests for {model} in {path}; run them, e.g. with vLLM:\n"
+            f"  python -m vllm.entrypoints.openai.run_batch -i {path} -o results.jsonl "
+            f"--model {model}\nthen import the results: the same command with "
+            "--batch-results results.jsonl instead of --batch-file-only")
 
 
 @generate_group.command("sft")
