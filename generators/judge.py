@@ -209,10 +209,9 @@ class Judge:
                 "asked": n["asked"], "cache_hits": n["cache_hits"], "yes": n["yes"],
                 "no": n["no"], "undecided": n["undecided"], "errors": n["errors"],
                 "settled": n["settled"],
-                "agreement_with_rules": {
-                    "both_decided": n["both_decided"], "agree": n["agree"],
-                    "rate": round(n["agree"] / n["both_decided"], 4) if n["both_decided"]
-                    else None}}
+                # counts only (a partitioned step sums its partitions' facts)
+                "agreement_with_rules": {"both_decided": n["both_decided"],
+                                         "agree": n["agree"]}}
 
 
 class JudgeCache:

@@ -87,7 +87,7 @@ def test_rollouts_ask_the_judge_only_about_undecided_rows_and_cache_its_verdicts
         assert len(judge.requests) == 4
         facts = audit.provenance["judge"]
         assert facts["cache_hits"] == 8 and facts["asked"] == 2
-        assert facts["agreement_with_rules"] == {"both_decided": 8, "agree": 4, "rate": 0.5}
+        assert facts["agreement_with_rules"] == {"both_decided": 8, "agree": 4}
         assert {r["correct"] for r in _by_prompt(store, audit)["m2"]} == {False}
 
 
