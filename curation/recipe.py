@@ -173,6 +173,12 @@ def load_recipe(path: str | Path) -> tuple[Recipe, list[ResolvedStep]]:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Yaml12Loader)
     except FileNotFoundError:
         raise ConfigError(f"recipe {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"recipe {path} is a directory", hint="give the recipe's .yaml file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"recipe {path} is not UTF-8 text (byte {exc.start})") from None
+    except PermissionError:
+        raise ConfigError(f"recipe {path} cannot be read (permission denied)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"recipe {path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -184,9 +190,12 @@ def load_recipe(path: str | Path) -> tuple[Recipe, list[ResolvedStep]]:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
         raise _explain(exc, Recipe, str(path)) from None
+    _check_name(recipe.name, f"{path}: name")
     base = path.resolve().parent
     for key, spec in recipe.inputs.items():
         where = f"{path}: inputs.{key}"
+        if spec.path is not None:  # an imported file is published under its key
+            _check_name(key, where)
         if (spec.path is None) == (spec.version is None):
             raise ConfigError(f"{where}: give exactly one of path (a file to import) or version")
         if spec.path is not None and not Path(spec.path).is_absolute():
@@ -194,12 +203,25 @@ def load_recipe(path: str | Path) -> tuple[Recipe, list[ResolvedStep]]:
     return recipe, resolve_steps(recipe, str(path))
 
 
+def _check_name(name: str, place: str) -> None:
+    """Recipe, step and output names pass the same check as ``--name`` (they become
+    directories and files in the store), before anything runs."""
+    from thinkforge.manifests.store import validate_name
+
+    try:
+        validate_name(name)
+    except ConfigError as exc:
+        raise ConfigError(f"{place}: {str(exc).splitlines()[0]}", hint=exc.hint) from None
+
+
 def resolve_steps(recipe: Recipe, where: str) -> list[ResolvedStep]:
+    _check_name(recipe.name, f"{where}: name")
     known: list[str] = list(recipe.inputs)
     resolved = []
     types = step_types()
     for i, spec in enumerate(recipe.steps):
         place = f"{where}: steps[{i}] ({spec.name})"
+        _check_name(spec.name, f"{where}: steps[{i}].name")
         if spec.type not in types:
             raise ConfigError(f"{place}: unknown step type {spec.type!r}{_suggest(spec.type, types)}",
                               hint=f"step types: {', '.join(types)}")
@@ -231,6 +253,8 @@ def resolve_steps(recipe: Recipe, where: str) -> list[ResolvedStep]:
         if spec.name in known:
             raise ConfigError(f"{place}: output name {spec.name!r} is already used in this recipe",
                               hint="every input and step output needs its own name")
+        for output in step_type.output_names(spec.name):
+            _check_name(output, f"{place}: output")
         known += step_type.output_names(spec.name)
         resolved.append(ResolvedStep(i, spec, config, refs))
     return resolved
