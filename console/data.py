@@ -105,6 +105,18 @@ def _size_status(store: StoreReader, m: Manifest) -> str:
     return "ok"
 
 
+def _signature(store: StoreReader, m: Manifest) -> str:
+    """``signed <key id>``, ``unsigned`` or ``bad signature`` (docs/integrity.md)."""
+    from thinkforge.manifests.integrity import manifest_digest
+    from thinkforge.manifests.signing import check_signature
+
+    try:
+        key = check_signature(store.version_dir(m), m, manifest_digest(store.manifest_path(m).read_bytes()))
+    except (ForgeError, OSError):
+        return "bad signature"
+    return f"signed {key}" if key else "unsigned"
+
+
 def catalog(store: StoreReader, who: Principal, search: str = "") -> list[dict[str, Any]]:
     """Every visible version, newest first per dataset; ``search``: a part of the name."""
     out = []
@@ -116,7 +128,8 @@ def catalog(store: StoreReader, who: Principal, search: str = "") -> list[dict[s
         out.append({"name": m.name, "version": m.version, "ref": m.ref, "kind": m.kind,
                     "rows": m.rows, "rejected_rows": m.rejected.rows, "fingerprint": m.fingerprint,
                     "created_at": m.created_at, "step": m.step.type,
-                    "is_latest": latest[m.name] == m.number, "status": _size_status(store, m)})
+                    "is_latest": latest[m.name] == m.number, "status": _size_status(store, m),
+                    "signature": _signature(store, m)})
     return sorted(out, key=lambda r: (r["name"], -int(r["version"][1:])))
 
 
@@ -129,7 +142,7 @@ def version(store: StoreReader, who: Principal, ref: str,
             "provenance": m.provenance, "parents": [p.model_dump() for p in m.parents],
             "rejected": {"rows": m.rejected.rows, "by_reason": m.rejected.by_reason},
             "selection_of": m.selection.base.ref if m.selection else None,
-            "status": _size_status(store, m),
+            "status": _size_status(store, m), "signature": _signature(store, m),
             "plots": [p.name for p in report_plots(m, reports_dir)],
             "columns": [c["name"] for c in m.schema_]}
 

@@ -69,7 +69,9 @@ def _answer(key: str, finished: float, error: str | None = None) -> dict:
 @pytest.fixture(scope="session")
 def built_store(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("console") / "store"
-    build_store(DatasetStore(root))
+    with pytest.MonkeyPatch.context() as patch:  # unsigned, never with the user's key
+        patch.setenv("THINKFORGE_KEY", str(tmp_path_factory.getbasetemp() / "no-signing-key.pem"))
+        build_store(DatasetStore(root))
     return root
 
 

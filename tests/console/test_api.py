@@ -159,3 +159,19 @@ def test_openapi_documents_the_api(console):
         assert path in spec["paths"]
     page = console.client(console.admin).get("/api")
     assert page.status_code == 200 and "/api/versions/{ref}/pairs/{pair_id}" in page.text
+
+
+def test_catalog_shows_signature_status(console, tmp_path, monkeypatch):
+    from thinkforge.manifests.signing import init_key
+
+    monkeypatch.setenv("THINKFORGE_KEY", str(tmp_path / "key.pem"))
+    _, _, signer = init_key(console.store.root)
+    with console.store.writer("math-signed", "prompts", step={"type": "test", "config": {}}) as w:
+        w.write([{"id": "a", "source": "s", "category": "math", "input": [{"role": "user", "content": "q"}],
+                  "verifier": "math", "license": "MIT"}])
+    client = console.client(console.admin)
+    status = {v["ref"]: v["signature"] for v in client.get("/api/catalog").json()["versions"]}
+    assert status["math-signed@v1"] == f"signed {signer}" and status["math-sft@v1"] == "unsigned"
+    sig = console.store.version_dir(w.manifest) / "manifest.sig"
+    sig.write_text(sig.read_text().replace('"signature": "', '"signature": "00'))
+    assert client.get("/api/versions/math-signed").json()["signature"] == "bad signature"
