@@ -19,7 +19,7 @@ from typing import Any
 from thinkforge.manifests.errors import GenerationFailedError
 from thinkforge.manifests.manifest import Manifest, Step
 
-from .engine import Plan, RunResult, load_prompts, plan_requests, provenance, run_plans
+from .engine import Plan, RunResult, load_prompts, plan_requests, provenance, run_control, run_plans
 from .reasoning import ShapedOutput, marker_required, prompt_template
 from .runs import RunCheckpoint, default_run_id
 from .verifiers import VerifierRegistry
@@ -196,5 +196,5 @@ def generation_plan(requests_per_prompt: Callable[[Any], int]):
         prompts = inputs["prompts"]
         rows = min(prompts.rows, config.limit or prompts.rows)
         return {"prompts": prompts.ref, "requests": rows * requests_per_prompt(config),
-                "config": config.model_dump()}
+                "config": config.model_dump(), "run_control": run_control(config)}
     return plan
