@@ -67,3 +67,40 @@ def test_filters_settle_undecided_rows_with_the_judge(cli_run, store):
         plain = store.resolve("pool-rules")
         assert "judge" not in plain.step.config and "judge" not in plain.provenance
         assert "j1" not in {r["id"] for r in read_table(store, plain).to_pylist()}
+
+
+def test_recipe_steps_take_the_judge_config(cli_run, store, tmp_path):
+    """generate_rollouts and passrate in a recipe, each with a `judge:` mapping."""
+    import json
+
+    prompts = judge_table.make_prompts(store)
+    with ScriptedServer(judge_table.teacher) as teacher, ScriptedServer(judge_table.judge) as judge:
+        judge_cfg = f"{{mode: undecided, base_url: '{judge.url}', model: jm}}"
+        recipe = tmp_path / "judged.yaml"
+        recipe.write_text(f"""
+name: judged
+inputs:
+  qs: {{version: {prompts.ref}}}
+steps:
+  - name: r
+    type: generate_rollouts
+    input: qs
+    config:
+      teacher: {{backend: openai, base_url: '{teacher.url}', model: t}}
+      k: 2
+      judge: {judge_cfg}
+  - name: pool
+    type: passrate
+    inputs: {{rollouts: r}}
+    config: {{drop_at_or_above: null, judge: {judge_cfg}}}
+""")
+        result = cli_run("build", str(recipe), "--json")
+        assert result.exit_code == 0, result.output
+        statuses = [s["status"] for s in json.loads(result.stdout)["steps"]]
+        assert statuses.count("built") == 2, statuses   # r and pool (the input is pinned)
+    rollouts, pool = store.resolve("r"), store.resolve("pool")
+    assert rollouts.provenance["judge"]["yes"] == 2          # j1's two ON samples
+    assert pool.provenance["judge"]["rows_judged"] == 2      # j2's, still undecided
+    assert pool.provenance["judge"]["cache_hits"] == 2
+    assert len(judge.requests) == 2
+    assert {r["id"] for r in read_table(store, pool).to_pylist()} == {"j1", "m1", "m2"}
