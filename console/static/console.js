@@ -5,6 +5,7 @@
 function fmt(key, value) {
   if (value === null || value === undefined) return "–";
   if (key === "tokens_per_s") return value.toFixed(1);
+  if (key === "verified_rate") return Math.round(100 * value) + "%";
   if (key === "eta_s") return Math.round(value) + " s";
   return String(value);
 }

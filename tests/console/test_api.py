@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pyarrow.parquet as pq
+import pytest
 
 from .conftest import SCRIPT
 
@@ -175,3 +177,24 @@ def test_catalog_shows_signature_status(console, tmp_path, monkeypatch):
     sig = console.store.version_dir(w.manifest) / "manifest.sig"
     sig.write_text(sig.read_text().replace('"signature": "', '"signature": "00'))
     assert client.get("/api/versions/math-signed").json()["signature"] == "bad signature"
+
+
+def test_a_runs_verified_rate_is_checked_live_against_the_prompts_gold(console):
+    pytest.importorskip("math_verify")
+    from thinkforge.generators.runs import RunCheckpoint
+
+    from .conftest import _answer
+
+    checkpoint = RunCheckpoint(console.store.runs_dir, "math-gen-2", {
+        "name": "math-gen", "prompts": "math-prompts@v1", "requests": 4,
+        "step": {"type": "generate-sft", "config": {"reasoning_format": "native"}}})
+    texts = {"p0": ("off", "The answer is 5."), "p1": ("on", "<think>7 * 6 = 41</think>\n\nThe answer is 41."),
+             "p2": ("off", "The answer is 6.")}
+    rows = []
+    for prompt_id, (mode, text) in texts.items():
+        row = _answer(prompt_id, time.time())
+        rows.append({**row, "prompt_id": prompt_id, "mode": mode, "text": text})
+    checkpoint.append(rows)
+    run = console.client(console.admin).get("/api/runs/math-gen-2").json()
+    assert (run["done"], run["verified"]) == (3, 2) and run["verified_rate"] == pytest.approx(2 / 3)
+    assert console.client(console.admin).get("/api/runs/math-gen-1").json()["verified_rate"] is None
