@@ -42,7 +42,8 @@ class ScriptedServer:
     """A real OpenAI-compatible chat server (HTTP, in a thread of the test process) whose
     reply text is ``answer(body)``: ``body`` is the request's JSON (model, messages, seed,
     temperature...).  Used as a teacher with planted answers and as an LLM judge that
-    answers from a table.  ``requests`` holds every request body received."""
+    answers from a table.  ``requests`` holds every request body received, ``headers``
+    their HTTP headers (names in lower case)."""
 
     def __init__(self, answer: Callable[[dict], str]):
         import json
@@ -50,7 +51,7 @@ class ScriptedServer:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         owner = self
-        self.answer, self.requests = answer, []
+        self.answer, self.requests, self.headers = answer, [], []
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -59,6 +60,7 @@ class ScriptedServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 owner.requests.append(body)
+                owner.headers.append({k.lower(): v for k, v in self.headers.items()})
                 text = owner.answer(body)
                 reply = {"id": "x", "object": "chat.completion", "created": 0,
                          "model": body["model"], "choices": [{

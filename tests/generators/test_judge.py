@@ -114,7 +114,8 @@ def test_a_dead_judge_publishes_nothing_and_says_where(store):
     assert store.names() == ["judged"]
 
 
-def test_generate_sft_cli_judges_with_the_flags(cli_run, store):
+def test_generate_sft_cli_judges_with_the_flags(cli_run, store, monkeypatch):
+    monkeypatch.setenv("MY_JUDGE_KEY", "sk-judge-123")
     prompts = judge_table.make_prompts(store)
     with ScriptedServer(judge_table.teacher) as teacher, ScriptedServer(judge_table.judge) as judge:
         base = ["generate", "sft", "--prompts", prompts.ref, "--name", "s", "--backend", "openai",
@@ -122,8 +123,11 @@ def test_generate_sft_cli_judges_with_the_flags(cli_run, store):
         missing = cli_run(*base, "--judge")
         assert missing.exit_code == 8, missing.output
         assert "--judge-base-url" in missing.output
-        done = cli_run(*base, "--judge", "--judge-base-url", judge.url, "--judge-model", "jm")
+        done = cli_run(*base, "--judge", "--judge-base-url", judge.url, "--judge-model", "jm",
+                       "--judge-api-key-env", "MY_JUDGE_KEY")
         assert done.exit_code == 0, done.output
+        # the key travels from the environment to the judge, and never into the record
+        assert {h["authorization"] for h in judge.headers} == {"Bearer sk-judge-123"}
     made = store.resolve("s")
     rows = {(r["prompt_id"], r["reasoning"]): r["verified"]
             for r in read_table(store, made).to_pylist()}
@@ -131,5 +135,6 @@ def test_generate_sft_cli_judges_with_the_flags(cli_run, store):
     assert rows[("j2", "on")] is None and rows[("m2", "on")] is False
     assert made.provenance["judge"]["mode"] == "undecided"
     assert made.provenance["judge"]["model"] == "jm"
+    assert "sk-judge-123" not in made.model_dump_json()
     assert sorted(made.provenance["judge"]["decided_rows"]) == sorted(
         r["id"] for r in read_table(store, made).to_pylist() if r["prompt_id"] == "j1")
