@@ -336,8 +336,37 @@ def lineage(store: StoreReader, who: Principal, ref: str) -> dict[str, Any]:
              "created_at": r.created_at, "data": [d.ref for d in r.data]}
             for r in TrainingRuns(store) if m.fingerprint in r.data_fingerprints
             and all(who.allows(d.name) for d in r.data)]
-    return {"ref": m.ref, "ancestors": walk(m, lambda v: [p.ref for p in v.parents]),
-            "descendants": walk(m, lambda v: children.get(v.ref, [])), "training_runs": runs}
+    ancestors = walk(m, lambda v: [p.ref for p in v.parents])
+    descendants = walk(m, lambda v: children.get(v.ref, []))
+    return {"ref": m.ref, "ancestors": ancestors, "descendants": descendants, "training_runs": runs,
+            "graph": graph(m, ancestors, descendants, by_ref)}
+
+
+def graph(m: Manifest, ancestors: list[dict], descendants: list[dict],
+          by_ref: dict[str, Manifest]) -> dict[str, Any]:
+    """A layered drawing of the lineage for the SVG on the lineage page: one column per
+    generation (ancestors left, the version in the middle, descendants right), an edge per
+    parent link between visible versions."""
+    column = {m.ref: 0}
+    for n in ancestors:
+        if n["ref"] and not n["hidden"]:
+            column.setdefault(n["ref"], -n["depth"])
+    for n in descendants:
+        if n["ref"] and not n["hidden"]:
+            column.setdefault(n["ref"], n["depth"])
+    left = min(column.values())
+    rows: dict[int, int] = {}
+    nodes = {}
+    for ref_, col in sorted(column.items(), key=lambda kv: (kv[1], kv[0])):
+        x, y = (col - left) * 230 + 10, rows.get(col, 0) * 60 + 10
+        rows[col] = rows.get(col, 0) + 1
+        v = by_ref.get(ref_)
+        nodes[ref_] = {"ref": ref_, "x": x, "y": y, "kind": v.kind if v else "", "current": ref_ == m.ref}
+    edges = [{"x1": nodes[p.ref]["x"] + 200, "y1": nodes[p.ref]["y"] + 20, "x2": n["x"], "y2": n["y"] + 20}
+             for n in nodes.values() for p in (by_ref[n["ref"]].parents if n["ref"] in by_ref else [])
+             if p.ref in nodes]
+    return {"nodes": list(nodes.values()), "edges": edges,
+            "width": (max(column.values()) - left + 1) * 230, "height": max(rows.values()) * 60 + 10}
 
 
 def sql(store: StoreReader, who: Principal, query: str, limits: Limits, *, offset: int = 0,

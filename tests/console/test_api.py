@@ -198,3 +198,12 @@ def test_a_runs_verified_rate_is_checked_live_against_the_prompts_gold(console):
     run = console.client(console.admin).get("/api/runs/math-gen-2").json()
     assert (run["done"], run["verified"]) == (3, 2) and run["verified_rate"] == pytest.approx(2 / 3)
     assert console.client(console.admin).get("/api/runs/math-gen-1").json()["verified_rate"] is None
+
+
+def test_lineage_graph_puts_generations_in_columns_with_an_edge_per_parent(console):
+    g = console.client(console.admin).get("/api/versions/math-sft@v1/lineage").json()["graph"]
+    x = {n["ref"]: n["x"] for n in g["nodes"]}
+    assert x["math-prompts@v1"] < x["math-sft@v1"] < x["math-sft@v2"]
+    assert len(g["edges"]) == 2 and [n["ref"] for n in g["nodes"] if n["current"]] == ["math-sft@v1"]
+    page = console.client(console.admin).get("/v/math-sft@v1/lineage").text
+    assert page.count('<line ') == 2 and '<svg class="graph"' in page

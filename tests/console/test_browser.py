@@ -90,6 +90,10 @@ def test_log_in_open_a_version_and_a_pair_run_a_query_and_watch_a_run(console, s
     assert page.locator("mark.gold").inner_text() == "5"
     page.screenshot(path=str(tmp_path / "pair.png"), full_page=True)
 
+    page.goto(server + "/v/math-sft@v1/lineage")
+    assert page.locator("svg.graph rect").count() == 3 and page.locator("svg.graph line").count() == 2
+    page.screenshot(path=str(tmp_path / "lineage.png"))
+
     page.goto(server + "/v/math-sft@v2")  # a row full of <script>: shown, never run
     assert "<script>alert('x')</script>" in page.locator(".grid").inner_text()
     assert page.evaluate("document.scripts.length") == 1 and dialogs == []
@@ -116,3 +120,4 @@ def test_log_in_open_a_version_and_a_pair_run_a_query_and_watch_a_run(console, s
     assert shot.stat().st_size > 10_000
     if target := os.environ.get("THINKFORGE_CONSOLE_SCREENSHOT"):  # docs/img/console.png
         shutil.copyfile(shot, Path(target))
+        shutil.copyfile(tmp_path / "lineage.png", Path(target).with_name("console-lineage.png"))
