@@ -57,6 +57,9 @@ def serve_group(ctx, host, port, token_file, reports, timeout, max_rows, memory_
                      limits=Limits(timeout=timeout, max_rows=max_rows, memory_limit=memory_limit))
     if not is_quiet(ctx):
         click.echo(f"thinkforge console: http://{host}:{port}/ (store {store.root})", err=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):  # said even with --quiet: it matters
+        click.echo(f"warning: --host {host} serves beyond this machine over plain HTTP: tokens and "
+                   "data travel unencrypted; put a TLS proxy in front", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning" if is_quiet(ctx) else "info")
 
 

@@ -109,3 +109,34 @@ def test_scoped_lineage_hides_versions_outside_the_scope(console, tmp_path):
     found = data.lineage(store, Principal("m", "math-*"), "math-sft@v2")
     assert found["descendants"] == [{"ref": None, "depth": 1, "hidden": True, "missing": False}]
     assert data.lineage(store, Principal("all"), "math-sft@v2")["descendants"][0]["ref"] == "code-mix@v1"
+
+
+def test_thinkforge_serve_answers_on_loopback(console):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "thinkforge", "--store", str(console.store.root), "serve",
+                               "--token-file", str(console.token_file), "--port", str(port)],
+                              stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(base + "/login", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert httpx.get(base + "/api/catalog").status_code == 401
+        body = httpx.get(base + "/api/catalog", headers={"Authorization": f"Bearer {console.math}"}).json()
+        assert {v["name"] for v in body["versions"]} == {"math-prompts", "math-sft"}
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=10)
+    assert f"thinkforge console: http://127.0.0.1:{port}/" in err
