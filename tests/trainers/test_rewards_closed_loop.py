@@ -107,3 +107,32 @@ def test_rewards_equal_the_stored_labels_on_stored_outputs_and_raw_replies(store
     assert on_stored == [1.0 if r["format_ok"] or (fmt == "prompted" and r["reasoning"] == "on"
                                                    and "```" in r["output"]) else 0.0
                          for r in rows]
+
+
+@pytest.mark.parametrize("fmt", ["prompted", "native"])
+def test_accuracy_reward_equals_verified_on_stored_sft_outputs(store, data_dir, fmt):
+    """A model SFT'd on our data writes the stored shape: GRPO must score it as verified."""
+    from thinkforge.curation.importer import ImportOptions, import_file
+    from thinkforge.generators.config import BackendConfig, SftConfig
+    from thinkforge.generators.reasoning import teacher_messages
+    from thinkforge.generators.sft import generate_sft
+    from thinkforge.trainers.rewards import reward_functions
+
+    prompts = import_file(store, data_dir / "gsm8k_train_demo.jsonl",
+                          ImportOptions(name="gsm8k", preset="gsm8k"))
+    prompt_rows = {r["id"]: r for r in read_table(store, prompts).to_pylist()[:8]}
+    problems = {r["input"][-1]["content"]: r["ground_truth"] for r in prompt_rows.values()}
+    with ScriptedServer(_planted(problems, fmt)) as teacher:
+        config = SftConfig(teacher=BackendConfig(backend="openai", model="planted",
+                                                 base_url=teacher.url),
+                           n=3, limit=8, reasoning_format=fmt, max_error_rate=1)
+        sft = generate_sft(store, prompts, f"s-{fmt}", config, progress=False)
+    rows = read_table(store, sft).to_pylist()
+    accuracy, _ = reward_functions(fmt)
+    got = accuracy([teacher_messages(r["input"], r["reasoning"], fmt) for r in rows],
+                   [[{"role": "assistant", "content": r["output"]}] for r in rows],
+                   ground_truth=[r["ground_truth"] for r in rows],
+                   verifier=[prompt_rows[r["prompt_id"]]["verifier"] for r in rows],
+                   reasoning=[r["reasoning"] for r in rows])
+    assert got == [1.0 if r["verified"] else 0.0 for r in rows]
+    assert 0 < sum(got) < len(rows)
