@@ -215,6 +215,11 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
             f"{manifest.rejected.rows} rejected{reasons}; "
             f"{p.get('completion_tokens')} completion tokens, {p.get('tokens_per_s')} tok/s, "
             f"errors: {p.get('errors_by_kind') or 'none'}")
+        if p.get("judge"):  # docs/verifier.md#judge
+            j = p["judge"]
+            log(f"judge {j['model']}: {j['rows_judged']} rows judged ({j['asked']} asked, "
+                f"{j['cache_hits']} cached): {j['yes']} yes, {j['no']} no, {j['undecided']} "
+                f"undecided, {j['errors']} errors; {j['settled']} undecided rows settled")
 
 
 def _print_batch_files(written) -> None:
