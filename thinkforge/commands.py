@@ -297,11 +297,13 @@ def verify_cmd(ctx, refs, all_, cached, adopt, trusted, expect_head):
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]),
               default="table", show_default=True, help="json = one object per line.")
 @click.option("--out", type=click.Path(path_type=Path), help="Write to a file instead of stdout.")
-@click.option("--limit", type=int, help="Stop after N rows.")
+@click.option("--limit", type=click.IntRange(min=0), help="Stop after N rows.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Stop the query after SECONDS (exit 11).")
+              callback=lambda ctx, param, value: _finite(value, "--timeout"),
+              help="Stop the query after SECONDS (exit 11; within about a second).")
 @click.option("--memory-limit", metavar="SIZE",
-              help="DuckDB memory limit, e.g. 2GB (queries do not spill to disk; exit 11 past it).")
+              help="Memory limit for the whole process while the query runs, e.g. 2GB (DuckDB's "
+                   "limit plus a cap on the process; queries do not spill to disk; exit 11 past it).")
 @click.option("--verify", is_flag=True,
               help="Check the sha256 of every shard first (default: sizes only; hashes are "
                    "cached per file, so this is cheap after the first time).")
@@ -325,9 +327,14 @@ def sql_cmd(ctx, query, query_file, fmt, out, limit, timeout, memory_limit, veri
     from thinkforge.manifests.duck import valid_memory_limit
     from thinkforge.manifests.errors import AccessDeniedError, NotFoundError
 
+    from thinkforge.manifests.sql import parse_size
+
     query = _read_query(query, query_file)
     if memory_limit is not None and not valid_memory_limit(memory_limit):
         raise click.BadParameter(f"{memory_limit!r} is not a size such as 2GB or 512MiB",
+                                 param_hint="--memory-limit")
+    if memory_limit is not None and parse_size(memory_limit) < MIN_SQL_MEMORY:
+        raise click.BadParameter(f"{memory_limit!r} is too small to run a query: give at least 8MB",
                                  param_hint="--memory-limit")
     if fmt == "parquet" and out is None:
         raise click.UsageError("--format parquet needs --out FILE")
@@ -337,12 +344,20 @@ def sql_cmd(ctx, query, query_file, fmt, out, limit, timeout, memory_limit, veri
         if not out.parent.is_dir():
             raise NotFoundError(f"--out {out}: directory {out.parent} does not exist",
                                 hint=f"create it first: mkdir -p {out.parent}")
+    import os
+
     from thinkforge.manifests.catalog import refresh_or_warn
+    from thinkforge.manifests.errors import SqlRefusedError
 
     store = get_store(ctx)
+    if out is not None and out.absolute().resolve().is_relative_to(store.root):
+        raise SqlRefusedError(f"--out {out} is inside the store {store.root}: versions, manifests "
+                              "and the catalog are written by thinkforge only",
+                              hint="write the result outside the store")
+    if os.access(store.root, os.W_OK):  # the catalog is for other DuckDB clients; sql does
+        refresh_or_warn(store)           # not read it, so a read-only store is never touched
     result = run_store_sql(store, query, limit=limit, verify=verify, timeout=timeout,
-                           memory_limit=memory_limit)
-    refresh_or_warn(store)  # the catalog file is for other DuckDB clients; sql does not read it
+                           memory_limit=memory_limit, hard_stop=True)
     try:
         _write_sql_result(result, fmt, out, limit)
     except PermissionError as exc:
@@ -353,6 +368,17 @@ def sql_cmd(ctx, query, query_file, fmt, out, limit, timeout, memory_limit, veri
 
         raise ResourceLimitError(f"cannot write {exc.filename or out or 'stdout'}: {exc.strerror or exc}",
                                  hint="free disk space or choose another --out path") from None
+
+
+MIN_SQL_MEMORY = 8 * 10**6  # below it a query cannot even open its views
+
+
+def _finite(value: float | None, option: str) -> float | None:
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds", param_hint=option)
+    return value
 
 
 def _read_query(query: str | None, query_file: Path | None) -> str:
