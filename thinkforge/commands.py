@@ -326,7 +326,6 @@ def sql_cmd(ctx, query, query_file, fmt, out, limit, timeout, memory_limit, veri
     """
     from thinkforge.manifests.duck import valid_memory_limit
     from thinkforge.manifests.errors import AccessDeniedError, NotFoundError
-
     from thinkforge.manifests.sql import parse_size
 
     query = _read_query(query, query_file)
