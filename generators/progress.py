@@ -59,7 +59,7 @@ class GenerationProgress:
             self._print()
 
     def _print(self) -> None:
-        self.console.print(self.line(), highlight=False, soft_wrap=True)
+        self.console.print(self.line(), markup=False, highlight=False, soft_wrap=True)
 
     def line(self) -> str:
         """One plain progress line: rows, tokens/s, errors, cost, ETA."""
