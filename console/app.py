@@ -203,6 +203,10 @@ def create_app(store_path: str | Path, token_file: str | Path, *, limits: data.L
         return Response(buffer.getvalue(), media_type=media, headers={
             "Content-Disposition": f'attachment; filename="query.{format}"'})
 
+    @app.get("/api/training-runs/{run_id}", tags=["api"], summary="A training run record in full")
+    def api_training_run(who: Who, run_id: str):
+        return data.training_run(store, who, run_id)
+
     @app.get("/api/runs", tags=["api"], summary="Generation runs, read live from checkpoints")
     def api_runs(who: Who):
         return {"runs": live_runs.runs(store, who)}
@@ -242,6 +246,10 @@ def create_app(store_path: str | Path, token_file: str | Path, *, limits: data.L
     @app.get("/v/{ref}/lineage", response_class=HTMLResponse, include_in_schema=False)
     def lineage_page(request: Request, who: Who, ref: str):
         return page("lineage.html", request, who=who, lin=data.lineage(store, who, ref))
+
+    @app.get("/training-runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
+    def training_run_page(request: Request, who: Who, run_id: str):
+        return page("training_run.html", request, who=who, r=data.training_run(store, who, run_id))
 
     @app.get("/v/{ref}/plots/{filename}", include_in_schema=False)
     def plot(who: Who, ref: str, filename: str):

@@ -369,6 +369,20 @@ def graph(m: Manifest, ancestors: list[dict], descendants: list[dict],
             "width": (max(column.values()) - left + 1) * 230, "height": max(rows.values()) * 60 + 10}
 
 
+def training_run(store: StoreReader, who: Principal, run_id: str) -> dict[str, Any]:
+    """A training run record in full (config, metrics, weights), if it trained only on data
+    the caller may see."""
+    from thinkforge.manifests.training_runs import RUN_ID_RE
+
+    runs = TrainingRuns(store)
+    if not RUN_ID_RE.match(run_id) or not runs.exists(run_id):
+        raise NotFoundError(f"no training run {run_id!r}", hint="runs are listed on a version's lineage page")
+    record = runs.get(run_id)
+    if not all(who.allows(d.name) for d in record.data):
+        raise NotFoundError(f"no training run {run_id!r}", hint="runs are listed on a version's lineage page")
+    return jsonable(record.model_dump())
+
+
 def sql(store: StoreReader, who: Principal, query: str, limits: Limits, *, offset: int = 0,
         size: int = 100) -> dict[str, Any]:
     """One page of a read-only query's result (the same sandbox and refusals as the CLI)."""

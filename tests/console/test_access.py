@@ -140,3 +140,18 @@ def test_thinkforge_serve_answers_on_loopback(console):
         server.terminate()
         _, err = server.communicate(timeout=10)
     assert f"thinkforge console: http://127.0.0.1:{port}/" in err
+
+
+def test_a_training_run_on_other_datasets_does_not_exist_for_a_scoped_token(console):
+    from thinkforge.manifests.training_runs import RunData, RunRecord, TrainingRuns
+
+    code = console.store.resolve("code-sft")
+    TrainingRuns(console.store).publish(RunRecord(
+        run_id="run-sft-code-1", method="sft", base_model="b", output_dir="/tmp/w", data=[RunData(
+            ref=code.ref, name=code.name, version=code.version, kind=code.kind,
+            fingerprint=code.fingerprint, rows=code.rows)]))
+    assert console.client(console.math).get("/api/training-runs/run-sft-code-1").status_code == 404
+    assert console.client(console.math).get("/training-runs/run-sft-code-1").status_code == 404
+    assert console.client(console.admin).get("/api/training-runs/run-sft-code-1").status_code == 200
+    query = {"query": "SELECT run_id FROM runs ORDER BY 1"}
+    assert console.client(console.math).post("/api/sql", json=query).json()["rows"] == [["run-sft-math-1"]]

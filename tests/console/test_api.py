@@ -207,3 +207,14 @@ def test_lineage_graph_puts_generations_in_columns_with_an_edge_per_parent(conso
     assert len(g["edges"]) == 2 and [n["ref"] for n in g["nodes"] if n["current"]] == ["math-sft@v1"]
     page = console.client(console.admin).get("/v/math-sft@v1/lineage").text
     assert page.count('<line ') == 2 and '<svg class="graph"' in page
+
+
+def test_a_training_run_record_is_shown_in_full_within_the_scope(console):
+    record = console.client(console.admin).get("/api/training-runs/run-sft-math-1").json()
+    assert (record["base_model"], record["data"][0]["ref"]) == ("tiny-llama", "math-sft@v1")
+    page = console.client(console.admin).get("/v/math-sft@v1/lineage").text
+    assert 'href="/training-runs/run-sft-math-1"' in page
+    assert "tiny-llama" in console.client(console.admin).get("/training-runs/run-sft-math-1").text
+    assert console.client(console.math).get("/api/training-runs/run-sft-math-1").status_code == 200
+    assert console.client(console.admin).get("/api/training-runs/run-nope").status_code == 404
+    assert console.client(console.admin).get("/api/training-runs/..%2F..%2Fetc").status_code == 404
