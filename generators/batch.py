@@ -27,11 +27,14 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from thinkforge.manifests.errors import ConfigError, GenerationFailedError, InputDataError, require
 
-from .backends import Completion
+from .backends import ChatRequest, Completion
+from .backends.openai_client import read_reasoning, request_body
+from .reasoning import join_reasoning
 from .runs import checkpoint_row, stable_hash
 
 CHAT_URL = "/v1/chat/completions"
@@ -56,12 +59,16 @@ def batch_mode(teacher) -> str | None:
     return "api" if getattr(teacher, "batch", False) else None
 
 
-def batch_line(plan) -> dict[str, Any]:
-    """One Batch API request line: the chat-completions body an online call would send."""
+def batch_line(plan, teacher=None) -> dict[str, Any]:
+    """One Batch API request line: the chat-completions body an online call would send
+    (with ``teacher``: its per-request thinking switch too, docs/teachers.md)."""
     s = plan.sampling
     body = {"model": plan.model, "messages": plan.messages, "temperature": s.temperature,
             "top_p": s.top_p if s.temperature > 0 else 1.0, "max_tokens": s.max_new_tokens,
             "seed": s.seed}
+    if teacher is not None:
+        sent = request_body(teacher, plan.model, ChatRequest(plan.key, plan.messages, s, plan.mode))
+        body.update(sent.get("extra_body") or {})  # a raw JSON body: extra fields go inline
     return {"custom_id": plan.key, "method": "POST", "url": CHAT_URL, "body": body}
 
 
@@ -78,14 +85,19 @@ def completion_from_line(line: dict[str, Any]) -> Completion:
                           error=f"batch result: {json.dumps(error)[:400]}")
     try:
         choice = body["choices"][0]
-        text = choice["message"].get("content") or ""
+        message = choice["message"]
+        text = message.get("content") or ""
+        # a reasoning server's thinking in its own field (reasoning / reasoning_content)
+        reasoning, field = read_reasoning(SimpleNamespace(**message), "auto")
         usage = body.get("usage") or {}
     except (KeyError, IndexError, TypeError, AttributeError):
         return Completion(key=key, text="", finish_reason="error", error_kind="malformed_reply",
                           error=f"batch result has no usable choices: {json.dumps(body)[:200]}")
     finish = choice.get("finish_reason") if choice.get("finish_reason") in ("stop", "length") else "stop"
-    return Completion(key=key, text=text.strip(), prompt_tokens=usage.get("prompt_tokens") or 0,
-                      completion_tokens=usage.get("completion_tokens") or 0, finish_reason=finish)
+    return Completion(key=key, text=join_reasoning(reasoning, text, finish),
+                      prompt_tokens=usage.get("prompt_tokens") or 0,
+                      completion_tokens=usage.get("completion_tokens") or 0, finish_reason=finish,
+                      extra={"wire": field})
 
 
 def run_batched(pending: list, config, checkpoint, result, progress, label: str) -> None:
@@ -104,21 +116,23 @@ def run_batched(pending: list, config, checkpoint, result, progress, label: str)
                         result, progress)
         return
     if mode == "file":
-        raise BatchFilesWritten({model: (_write_requests(checkpoint.dir, model, plans), len(plans))
+        raise BatchFilesWritten({model: (_write_requests(checkpoint.dir, model, plans,
+                                                         config.teacher_for(model)), len(plans))
                                  for model, plans in by_model.items()})
     client = BatchClient(config.teacher)
+    client.teacher_for = config.teacher_for
     for model, plans in by_model.items():
         progress.describe(f"{label} [batch]")
         client.run(model, plans, checkpoint, result, progress)
 
 
-def _write_requests(run_dir: Path, model: str, plans: list) -> Path:
+def _write_requests(run_dir: Path, model: str, plans: list, teacher=None) -> Path:
     """The request file of one model's plans (written aside, then renamed: never half)."""
     path = Path(run_dir) / f"batch-{stable_hash([model, sorted(p.key for p in plans)], 12)}.jsonl"
     tmp = path.with_suffix(".jsonl.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for plan in plans:
-            f.write(json.dumps(batch_line(plan), ensure_ascii=False) + "\n")
+            f.write(json.dumps(batch_line(plan, teacher), ensure_ascii=False) + "\n")
     os.replace(tmp, path)
     return path
 
@@ -200,6 +214,7 @@ class BatchClient:
                                     timeout=teacher.request_timeout_s)
         self.base_url, self.poll_s = urls[0], teacher.batch_poll_s
         self.window = teacher.batch_completion_window
+        self.teacher_for = lambda model: teacher  # run_batched: each model's own settings
 
     def run(self, model: str, plans: list, checkpoint, result, progress) -> None:
         by_key = {p.key: p for p in plans}
@@ -214,7 +229,7 @@ class BatchClient:
         left = [p for p in plans if p.key not in result.completions and p.key not in result.failures]
         if not left:
             return
-        path = _write_requests(checkpoint.dir, model, left)
+        path = _write_requests(checkpoint.dir, model, left, self.teacher_for(model))
         with open(path, "rb") as f:
             uploaded = self.client.files.create(file=(path.name, f), purpose="batch")
         batch = self.client.batches.create(input_file_id=uploaded.id, endpoint=CHAT_URL,

@@ -108,3 +108,21 @@ def test_reasoning_that_never_closes_is_rejected_as_truncated(store, gsm8k, mess
             teacher=teacher(server.url, think_prefilled=True)), progress=False)
     assert made.rejected.by_reason == {"truncated:reasoning_not_closed": 2}
     assert {r["reasoning"] for r in rows_of(store, made)} == {"off"}   # no ON row stored
+
+
+def test_batch_lines_carry_the_switch_and_batch_results_read_the_reasoning_field():
+    from thinkforge.generators.backends import Sampling
+    from thinkforge.generators.batch import batch_line, completion_from_line
+    from thinkforge.generators.config import BackendConfig
+    from thinkforge.generators.engine import Plan
+
+    plan = Plan("k", {"id": "p"}, "off", 0, "r1", [{"role": "user", "content": "q"}],
+                Sampling(0.0, 1.0, 16, 1))
+    switched = BackendConfig(thinking_switch="chat_template_kwargs", thinking_key="thinking")
+    assert batch_line(plan, switched)["body"]["chat_template_kwargs"] == {"thinking": False}
+    assert "chat_template_kwargs" not in batch_line(plan, BackendConfig())["body"]
+    done = completion_from_line({"custom_id": "k", "response": {"status_code": 200, "body": {
+        "choices": [{"finish_reason": "stop", "message": {
+            "role": "assistant", "reasoning_content": REASONING, "content": ANSWER}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4}}}})
+    assert done.text == CANONICAL and done.extra["wire"] == "reasoning_content"
