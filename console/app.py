@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -134,7 +135,8 @@ def create_app(store_path: str | Path, token_file: str | Path, *, limits: data.L
     def login(request: Request, token: Annotated[str, Form()], next: Annotated[str, Form()] = "/"):
         if tokens.lookup(token.strip()) is None:
             return page("login.html", request, 401, error="unknown token", next=next)
-        target = next if next.startswith("/") and not next.startswith("//") else "/"
+        # a path on this site only: "//host" and "/\\host" are other sites to a browser
+        target = next if re.fullmatch(r"/(?![/\\])[^\s]*", next) else "/"
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict",
                             secure=request.url.scheme == "https", path="/")

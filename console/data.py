@@ -91,7 +91,7 @@ def _visible(store: StoreReader, who: Principal) -> list[Manifest]:
 def manifest(store: StoreReader, who: Principal, ref: str) -> Manifest:
     """The version ``ref`` names, if the caller may see it (else: not found, as if absent)."""
     name = ref.partition("@")[0]
-    if not who.allows(name):
+    if not who.allows(name) or name not in store.names():  # the store's own error lists every name
         raise NotFoundError(f"no dataset named {name!r} in this store",
                             hint="see the catalog for the datasets your token can see")
     return store.resolve(ref)

@@ -59,9 +59,9 @@ def test_login_sets_an_httponly_strict_cookie_that_opens_the_pages(console):
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and console.math in cookie
     assert client.get("/").status_code == 200  # the client keeps the cookie
     assert client.get("/api/catalog").status_code == 200
-    elsewhere = client.post("/login", data={"token": console.math, "next": "//evil.example"},
-                            follow_redirects=False)
-    assert elsewhere.headers["location"] == "/"
+    for target in ("//evil.example", "/\\evil.example", "https://evil.example"):
+        elsewhere = client.post("/login", data={"token": console.math, "next": target}, follow_redirects=False)
+        assert elsewhere.headers["location"] == "/", target
     client.post("/logout")
     assert client.get("/").status_code == 401
 
@@ -74,6 +74,8 @@ def test_a_scoped_token_sees_only_its_datasets(console):
                  "/api/versions/code-sft/pairs/pair1", "/v/code-sft", "/api/runs/code-gen-1"):
         assert client.get(path).status_code == 404, path
     assert [r["run_id"] for r in client.get("/api/runs").json()["runs"]] == ["math-gen-1"]
+    unknown = client.get("/api/versions/math-nope")  # the store's own message would list every dataset
+    assert unknown.status_code == 404 and "code-" not in unknown.text and str(console.store.root) not in unknown.text
     assert console.client(console.admin).get("/api/versions/code-sft").status_code == 200
 
 

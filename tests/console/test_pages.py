@@ -80,3 +80,13 @@ def test_the_console_never_writes_the_store(console):
         assert client.get(path).status_code == 200
     client.post("/api/sql", json={"query": "COPY versions TO 'x.csv'"})
     assert _snapshot(console.store.root) == before
+
+
+def test_long_values_are_folded_in_the_row_table(console):
+    long_text = "step " * 200
+    with console.store.writer("math-long", "prompts", step={"type": "test", "config": {}}) as w:
+        w.write([{"id": "a", "source": "s", "category": "math", "verifier": "math", "license": "MIT",
+                  "input": [{"role": "user", "content": long_text}], "ground_truth": long_text}])
+    page = console.client(console.admin).get("/v/math-long").text
+    # folded: a short summary, the whole value (input and ground_truth) once each inside <details>
+    assert page.count("<details><summary>") >= 2 and page.count(long_text.strip()) == 2
