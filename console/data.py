@@ -139,9 +139,11 @@ def version(store: StoreReader, who: Principal, ref: str,
     return {"ref": m.ref, "name": m.name, "version": m.version, "kind": m.kind, "rows": m.rows,
             "fingerprint": m.fingerprint, "created_at": m.created_at, "created_by": m.created_by,
             "step": m.step.model_dump(), "schema": m.schema_, "stats": m.stats,
-            "provenance": m.provenance, "parents": [p.model_dump() for p in m.parents],
+            "provenance": m.provenance,
+            "parents": [p.model_dump() if who.allows(p.name) else {"hidden": True} for p in m.parents],
             "rejected": {"rows": m.rejected.rows, "by_reason": m.rejected.by_reason},
-            "selection_of": m.selection.base.ref if m.selection else None,
+            "selection_of": (m.selection.base.ref if who.allows(m.selection.base.name) else "hidden")
+            if m.selection else None,
             "status": _size_status(store, m), "signature": _signature(store, m),
             "plots": [p.name for p in report_plots(m, reports_dir)],
             "columns": [c["name"] for c in m.schema_]}

@@ -108,6 +108,15 @@ def test_scoped_lineage_hides_versions_outside_the_scope(console, tmp_path):
         w.write([{"id": "m1", "prompt_id": "p", "pair_id": "q", "category": "code", "reasoning": "off",
                   "system_prompt": "detailed thinking off", "input": [{"role": "user", "content": "x"}], "output": "y",
                   "generator": "g", "license": "MIT"}])
+    scoped = console.client(console.math)
+    assert scoped.get("/api/versions/code-mix").status_code == 404
+    with store.writer("math-child", "sft", step={"type": "test.mix", "config": {}},
+                      parents=[store.resolve("code-mix")]) as w2:
+        w2.write([{"id": "m2", "prompt_id": "p", "pair_id": "q", "category": "code", "reasoning": "off",
+                   "system_prompt": "detailed thinking off", "input": [{"role": "user", "content": "x"}],
+                   "output": "y", "generator": "g", "license": "MIT"}])
+    child = scoped.get("/api/versions/math-child").json()
+    assert child["parents"] == [{"hidden": True}] and "code-mix" not in scoped.get("/v/math-child").text
     found = data.lineage(store, Principal("m", "math-*"), "math-sft@v2")
     assert found["descendants"] == [{"ref": None, "depth": 1, "hidden": True, "missing": False}]
     assert data.lineage(store, Principal("all"), "math-sft@v2")["descendants"][0]["ref"] == "code-mix@v1"
