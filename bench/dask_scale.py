@@ -32,7 +32,7 @@ def _step(store, step_type, inputs, name, config, resources):
     from thinkforge.manifests.steps import RunContext, build_config, execute, load_steps
 
     desc = load_steps()[step_type]
-    made = execute(RunContext(store, quiet=True, resources=resources), desc, inputs, name,
+    made = execute(RunContext(store, quiet=True, settings=resources), desc, inputs, name,
                    build_config(desc.config_model(), config))
     return next(iter(made.values()))
 

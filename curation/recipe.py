@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from thinkforge.manifests.errors import ConfigError
+from thinkforge.manifests.settings import RunSettings
 
 from .recipe_steps import step_types
 
@@ -93,11 +94,11 @@ class Recipe(_Strict):
     description: str = Field("", description="free text")
     inputs: dict[str, InputSpec] = Field(default_factory=dict, description="name -> input")
     steps: list[StepSpec] = Field(default_factory=list, description="run in order")
-    resources: dict[str, Any] = Field(default_factory=dict,
-                                      description="DuckDB limits for filters: memory_limit, "
-                                                  "temp_directory, threads; where steps run: "
-                                                  "executor (local|dask), scheduler, workers, "
-                                                  "slurm* (see manifests/executor.py)")
+    resources: RunSettings = Field(default_factory=RunSettings,
+                                   description="how steps run (never what they produce): DuckDB's "
+                                               "memory_limit, temp_directory, threads; executor "
+                                               "(local|dask), scheduler, workers, partitions, "
+                                               "slurm_*; reuse (docs/architecture.md)")
     report: ReportSpec | None = Field(None, description="reports written after the build")
     queries: list[str] = Field(default_factory=list, description="SQL printed at the end")
 

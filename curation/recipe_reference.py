@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
+from thinkforge.manifests.settings import RunSettings
 
 from .recipe import InputSpec, Recipe, ReportSpec, StepSpec
 from .recipe_steps import step_types
@@ -77,6 +78,7 @@ HEADER = ["| key | type | default | meaning |", "|---|---|---|---|"]
 
 def reference_markdown() -> str:
     parts = ["### Top level", *HEADER, *model_table(Recipe, flatten=False),
+             "", "### `resources`", *HEADER, *model_table(RunSettings),
              "", "### `inputs.<name>`", *HEADER, *model_table(InputSpec),
              "", "### `steps[]`", *HEADER, *model_table(StepSpec),
              "", "### `report`", *HEADER, *model_table(ReportSpec)]

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from thinkforge.manifests import DatasetStore, Manifest
 from thinkforge.manifests.cleanup import claim
 from thinkforge.manifests.duck import connect, quote_literal, valid_memory_limit
@@ -37,6 +37,7 @@ from thinkforge.manifests.errors import ConfigError, InputDataError
 from thinkforge.manifests.manifest import Step
 from thinkforge.manifests.partitions import current as current_partition
 from thinkforge.manifests.schemas import ROW_KEYS
+from thinkforge.manifests.settings import DuckdbSettings
 from thinkforge.manifests.steps import Flag, Role, RunContext, StepDescriptor, register_step
 from thinkforge.manifests.store import ROW_GROUP_ROWS
 
@@ -49,23 +50,9 @@ class StepConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Resources(BaseModel):
-    """How a step runs: how much DuckDB may use, whether it shows progress.  Not part of the
-    step config: none of this changes results."""
-
-    model_config = ConfigDict(extra="forbid")
-    memory_limit: str | None = Field(
-        None, description="DuckDB memory_limit, e.g. '2GiB'; beyond it DuckDB spills to disk "
-                          "(default: DuckDB's own, 80% of RAM)")
-    temp_directory: Path | None = Field(
-        None, description="where DuckDB spills (default: a fresh directory under "
-                          "<store>/.staging, removed afterwards)")
-    threads: int | None = Field(None, ge=1, description="DuckDB threads (default: all cores)")
-    progress: bool = Field(False, description="show each phase's progress and ETA on stderr")
-    materialize: bool = Field(
-        False, description="write the kept rows as a full copy instead of a selection over the "
-                           "input's shards (same rows, same fingerprint; THINKFORGE_MATERIALIZE=1 "
-                           "sets it for every step)")
+# how a filter runs (DuckDB's memory, spill directory, threads, progress, materialize): the
+# DuckDB part of the run settings, thinkforge.manifests.settings (kept under this name for callers)
+Resources = DuckdbSettings
 
 
 @dataclass
@@ -517,8 +504,10 @@ def row_order(manifest: Manifest) -> tuple[str, str]:
 
 
 def filter_resources(ctx: RunContext) -> Resources:
-    """The DuckDB resources of a run (recipe `resources:` or --memory-limit / --temp-dir)."""
-    return Resources(**{"progress": not ctx.quiet, **ctx.resources})
+    """The DuckDB part of a run's settings (recipe `resources:` or --memory-limit / --temp-dir);
+    progress is shown unless the run is quiet or the settings say otherwise."""
+    duckdb = ctx.settings.duckdb()
+    return duckdb if duckdb.progress is not None else duckdb.model_copy(update={"progress": not ctx.quiet})
 
 
 def declare_filter(step_type: str, run: Callable[..., Manifest], *, config: type[StepConfig],

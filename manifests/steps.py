@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -78,8 +78,13 @@ class RunContext:
 
     store: Any                  # manifests.DatasetStore
     quiet: bool = False
-    resources: dict[str, Any] = field(default_factory=dict)  # DuckDB limits for filters
+    settings: Any = None        # RunSettings (a mapping is validated into one)
     run_id: str | None = None   # generation checkpoints
+
+    def __post_init__(self):
+        from .settings import run_settings
+
+        self.settings = run_settings(self.settings)
 
 
 RunFn = Callable[[RunContext, Inputs, str, Any], dict[str, Manifest]]
@@ -222,11 +227,12 @@ def execute(ctx: RunContext, descriptor: StepDescriptor, inputs: Inputs, name: s
     reuse = predict_reuse(ctx.store, descriptor, inputs, name, config)
     if reuse and all(m is not None for m in reuse.values()):
         return dict(reuse)  # type: ignore[arg-type]
-    from .executor import run_on_dask, split_resources
+    from .executor import run_on_dask
 
-    spec, resources = split_resources(ctx.resources)
-    if resources != ctx.resources:
-        ctx = RunContext(ctx.store, quiet=ctx.quiet, resources=resources, run_id=ctx.run_id)
+    spec = ctx.settings.executor_spec()
+    resources = ctx.settings.local()
+    if spec.is_dask:  # the step itself runs here or on a worker as a local run
+        ctx = RunContext(ctx.store, quiet=ctx.quiet, settings=resources, run_id=ctx.run_id)
     if spec.is_dask and descriptor.fan_out and spec.partitions != 1:
         from .executor import fanning_out
 
@@ -256,7 +262,7 @@ def run_step_task(store_at: tuple[type, str], step_type: str, inputs: dict[str, 
     store_cls, store_root = store_at
     store = store_cls(store_root)
     real = {role: unplain(store, value) for role, value in inputs.items()}
-    ctx = RunContext(store, quiet=True, resources=resources, run_id=run_id)
+    ctx = RunContext(store, quiet=True, settings=resources, run_id=run_id)
     return REGISTRY[step_type].run_fn()(ctx, real, name, config)
 
 
@@ -286,7 +292,7 @@ def run_partition_task(store_at: tuple[type, str], step_type: str, inputs: dict[
     attempt = Path(out) / f"p{index:04d}-{uuid.uuid4().hex[:8]}"  # a rerun writes afresh
     partition = Partition(count=count, index=index, keys=keys, out=attempt)
     with running(partition):
-        made = REGISTRY[step_type].run_fn()(RunContext(store, quiet=True, resources=resources),
+        made = REGISTRY[step_type].run_fn()(RunContext(store, quiet=True, settings=resources),
                                             real, name, config)
     return next(iter(made.values()))
 

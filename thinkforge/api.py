@@ -195,7 +195,7 @@ def run_step(descriptor, store, inputs: tuple, *, name: str, config, dry_run: bo
     cfg = build_config(model, base, fields, where=f"tf.steps.{descriptor.type}")
     if dry_run:
         return plan_step(store.datasets, descriptor, resolved, name, cfg)
-    made = execute(RunContext(store.datasets, quiet=quiet, resources=dict(resources or {})),
+    made = execute(RunContext(store.datasets, quiet=quiet, settings=resources),
                    descriptor, resolved, name, cfg)
     versions = {n: Version(store, m) for n, m in made.items()}
     return next(iter(versions.values())) if len(versions) == 1 else versions

@@ -191,7 +191,7 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
     if executor.get("executor") == "dask":  # the same step, as a task on a Dask worker
         from thinkforge.manifests.steps import RunContext, execute, load_steps
 
-        made = execute(RunContext(store, quiet=ctx.obj["quiet"], resources=executor,
+        made = execute(RunContext(store, quiet=ctx.obj["quiet"], settings=executor,
                                   run_id=flags["run_id"]),
                        load_steps()[step_type], {"prompts": prompts}, flags["name"], config)
         manifest = next(iter(made.values()))

@@ -152,19 +152,19 @@ def _default_text(field) -> str:
     return f" [default: {value}]"
 
 
-def config_options(model: type[BaseModel], prefix: tuple[str, ...] = ()):
+def config_options(model: type[BaseModel], prefix: tuple[str, ...] = (), dest_prefix: str = "cfg__"):
     """(click option, field path, parse) for every field of ``model`` the CLI can express."""
     out = []
     for name, field in model.model_fields.items():
         path = (*prefix, name)
         flag = "-".join(path).replace("_", "-")
-        dest = "cfg__" + "__".join(path)
+        dest = dest_prefix + "__".join(path)
         annotation, optional = _strip_optional(field.annotation)
         help_text = (field.description or name.replace("_", " "))
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         aliases = list(extra.get("cli_aliases", []))  # older flag names kept working
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            out += config_options(annotation, path)
+            out += config_options(annotation, path, dest_prefix)
             continue
         origin = typing.get_origin(annotation)
         if annotation is bool:
@@ -385,10 +385,10 @@ def run_step_command(ctx: click.Context, desc, model, fields, kw: dict[str, Any]
                        f"{', '.join(plan['inputs']) or 'nothing'} with {plan['step']}"
                        + (f"; reuses {', '.join(reuses)}" if reuses else ""))
         return
-    resources = {k: v for k, v in (("memory_limit", kw.get("memory_limit")),
-                                   ("temp_directory", kw.get("temp_dir"))) if v is not None}
-    resources.update(executor)
-    made = execute(RunContext(store, quiet=is_quiet(ctx), resources=resources),
+    settings = {k: v for k, v in (("memory_limit", kw.get("memory_limit")),
+                                  ("temp_directory", kw.get("temp_dir"))) if v is not None}
+    settings.update(executor)
+    made = execute(RunContext(store, quiet=is_quiet(ctx), settings=settings),
                    desc, inputs, name, config)
     for manifest in made.values():
         print_published(manifest, as_json)
@@ -403,14 +403,14 @@ def run_step_command(ctx: click.Context, desc, model, fields, kw: dict[str, Any]
 def _run_training_step(ctx: click.Context, desc, store, inputs, config, kw) -> None:
     """A step that trains: the dry run is the plan (JSON); a run prints the run id or record.
     Without --reuse it trains even when a matching run exists (the step's ``run`` reads
-    ``resources["reuse"]``); with it, ``execute`` returns what ``predict_reuse`` finds."""
+    ``settings.reuse``); with it, ``execute`` returns what ``predict_reuse`` finds."""
     from thinkforge.manifests.steps import RunContext, execute, plan_step
 
     name = desc.cli_name
     if kw["dry_run"]:
         print_json(plan_step(store, desc, inputs, name, config))
         return
-    run_ctx = RunContext(store, quiet=is_quiet(ctx), resources={"reuse": kw["reuse"]})
+    run_ctx = RunContext(store, quiet=is_quiet(ctx), settings={"reuse": kw["reuse"]})
     if kw["reuse"]:
         made = execute(run_ctx, desc, inputs, name, config)
     else:

@@ -95,10 +95,10 @@ def _fingerprint(value) -> str:
 
 def _reuses(ctx_or_store) -> bool:
     """False for ``build --force`` (its store view reuses nothing) and a CLI run without
-    --reuse (``resources["reuse"]``)."""
+    --reuse (``settings.reuse``)."""
     store = getattr(ctx_or_store, "store", ctx_or_store)
-    resources = getattr(ctx_or_store, "resources", {}) or {}
-    return bool(resources.get("reuse", True)) and getattr(store, "reuses", True)
+    settings = getattr(ctx_or_store, "settings", None)
+    return (settings is None or settings.reuse) and getattr(store, "reuses", True)
 
 
 def _run(method: str):

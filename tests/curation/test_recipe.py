@@ -173,6 +173,9 @@ def test_force_rebuilds_every_step(store, recipe_dir):
     (lambda r: r["steps"][6]["config"]["weights"].update(categories={}),
      "did you mean 'category'?"),
     (lambda r: r["steps"][2]["config"].pop("batch_size"), "batch_size: Field required"),
+    (lambda r: r.update(resources={"memory_limt": "1GiB"}),
+     "resources.memory_limt: unknown key 'memory_limt'; did you mean 'memory_limit'?"),
+    (lambda r: r.update(resources={"workers": 2}), "need executor: dask"),
 ])
 def test_invalid_recipes_say_where_and_suggest(recipe_dir, edit, message):
     broken = json.loads(json.dumps(RECIPE))
@@ -180,6 +183,14 @@ def test_invalid_recipes_say_where_and_suggest(recipe_dir, edit, message):
     with pytest.raises(ConfigError) as info:
         load_recipe(write_recipe(recipe_dir, broken))
     assert message in str(info.value)
+
+
+def test_a_typo_in_resources_fails_the_dry_run_with_exit_8(recipe_dir, cli_run, store):
+    broken = json.loads(json.dumps(RECIPE))
+    broken["resources"] = {"memory_limt": "1GiB"}
+    result = cli_run("build", str(write_recipe(recipe_dir, broken)), "--dry-run")
+    assert result.exit_code == 8
+    assert "did you mean 'memory_limit'?" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("name", ["demo.yaml", "llama-nemotron.yaml"])

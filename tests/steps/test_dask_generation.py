@@ -85,7 +85,7 @@ def _run(store, step_type, prompts, name, config, resources=None):
     from thinkforge.manifests.steps import RunContext, build_config, execute, load_steps
 
     desc = load_steps()[step_type]
-    made = execute(RunContext(store, quiet=True, resources=dict(resources or {})), desc,
+    made = execute(RunContext(store, quiet=True, settings=resources), desc,
                    {"prompts": prompts}, name, build_config(desc.config_model(), config))
     return next(iter(made.values()))
 
