@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from thinkforge.manifests.errors import ConfigError, ConflictError, InputDataError
+from thinkforge.manifests.errors import ConfigError, ConflictError, InputDataError, NotFoundError
 from thinkforge.manifests.manifest import utc_now
 
 TOKEN_PREFIX = "tf_"
@@ -71,6 +71,20 @@ class TokenFile:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         entries.append({"name": name, "datasets": datasets, "sha256": digest(token),
                         "created_at": utc_now()})
+        self._write(entries)
+        return token
+
+    def remove(self, name: str) -> None:
+        """Revoke the token ``name``: the next request that carries it gets 401."""
+        entries = self.entries()
+        kept = [e for e in entries if e.get("name") != name]
+        if len(kept) == len(entries):
+            raise NotFoundError(f"token file {self.path} has no token named {name!r}",
+                                hint="see the names with `thinkforge serve token list`")
+        self._write(kept)
+
+    def _write(self, entries: list[dict]) -> None:
+        """Replace the file atomically, readable by its owner only."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -78,7 +92,6 @@ class TokenFile:
             json.dump({"tokens": entries}, f, indent=2)
             f.write("\n")
         os.replace(tmp, self.path)
-        return token
 
     def lookup(self, token: str | None) -> Principal | None:
         """The token's principal, or None for a missing or unknown token."""

@@ -86,4 +86,34 @@ def token_add(name, token_file, datasets):
     click.echo(TokenFile(token_file).add(name, datasets))
 
 
+@token_group.command("list")
+@click.option("--token-file", required=True, type=click.Path(dir_okay=False))
+def token_list(token_file):
+    """Print each token's name, dataset scope and creation date (never the token).
+
+    \b
+    Example:
+      thinkforge serve token list --token-file tokens.json
+    """
+    from thinkforge.console.tokens import TokenFile
+
+    for entry in TokenFile(token_file).entries():
+        click.echo(f"{entry.get('name')}\t{entry.get('datasets', '*')}\t{entry.get('created_at', '')}")
+
+
+@token_group.command("remove")
+@click.argument("name")
+@click.option("--token-file", required=True, type=click.Path(dir_okay=False))
+def token_remove(name, token_file):
+    """Revoke the token NAME (a running server refuses it from the next request).
+
+    \b
+    Example:
+      thinkforge serve token remove bob --token-file tokens.json
+    """
+    from thinkforge.console.tokens import TokenFile
+
+    TokenFile(token_file).remove(name)
+
+
 COMMANDS = (serve_group,)

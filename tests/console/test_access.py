@@ -166,3 +166,15 @@ def test_a_training_run_on_other_datasets_does_not_exist_for_a_scoped_token(cons
     assert console.client(console.admin).get("/api/training-runs/run-sft-code-1").status_code == 200
     query = {"query": "SELECT run_id FROM runs ORDER BY 1"}
     assert console.client(console.math).post("/api/sql", json=query).json()["rows"] == [["run-sft-math-1"]]
+
+
+def test_a_removed_token_is_refused_at_once_and_list_never_prints_tokens(console, cli_run):
+    client = console.client(console.math)
+    assert client.get("/api/catalog").status_code == 200
+    listed = cli_run("serve", "token", "list", "--token-file", str(console.token_file))
+    assert listed.output.splitlines()[1].startswith("mathy\tmath-*\t") and console.math not in listed.output
+    assert cli_run("serve", "token", "remove", "mathy", "--token-file", str(console.token_file)).exit_code == 0
+    assert client.get("/api/catalog").status_code == 401  # the file is read per request
+    missing = cli_run("serve", "token", "remove", "mathy", "--token-file", str(console.token_file))
+    assert missing.exit_code == 3 and "no token named 'mathy'" in missing.output
+    assert console.client(console.admin).get("/api/catalog").status_code == 200
