@@ -105,8 +105,9 @@ class BackendConfig(_Strict):
     dead_after_failures: int = Field(20, ge=1, exclude=True, description="openai: stop the "
                                      "run (exit 10, checkpoint kept) after this many "
                                      "connection failures in a row")
-    dead_after_s: float = Field(60.0, gt=0, exclude=True, description="openai: ... or when "
-                                "connections fail and nothing succeeded for this long")
+    dead_after_s: float = Field(60.0, gt=0, exclude=True, description="openai: also "
+                                "stop when connections fail and nothing succeeded for this "
+                                "many seconds")
     # how a reasoning server returns the thinking (docs/teachers.md).  Keyed: they decide
     # what is sent and how the reply is read, so changing them asks again
     reasoning_field: Literal["auto", "reasoning", "reasoning_content", "inline"] = Field(

@@ -177,7 +177,8 @@ class Judge:
         backend = OpenAIBackend(BackendConfig(
             backend="openai", model=c.model, base_url=c.base_url, api_key_env=c.api_key_env,
             concurrency=c.concurrency, max_retries=c.max_retries,
-            request_timeout_s=c.request_timeout_s), c.model)
+            request_timeout_s=c.request_timeout_s,
+            reasoning_field="inline"), c.model)  # the verdict is the content; a reasoning field is not
         try:
             done = backend.generate([ChatRequest(key, judge_messages(item),
                                                  Sampling(0.0, 1.0, c.max_new_tokens, 0))
