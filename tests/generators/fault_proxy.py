@@ -1,7 +1,7 @@
 """A fault-injecting HTTP proxy and a fake OpenAI-compatible server, for the retry tests.
 
 ``FaultProxy(upstream)`` forwards requests to ``upstream`` except that the first requests
-meet the faults given in order: ``500``, ``429`` (with ``Retry-After``), ``timeout``
+meet the faults given in order: ``500``, ``429`` and ``503`` (with ``Retry-After``), ``timeout``
 (the reply comes after the client gave up), ``reset`` (TCP reset, no reply), ``malformed``
 (200 with a body that is not JSON), ``fatal`` (400, which must not be retried).
 ``FakeOpenAIServer`` answers chat completions with "Final answer: 42" (or the reply
@@ -108,9 +108,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if fault == "timeout":
             time.sleep(owner.hang_s)  # the client has given up by now: nothing to forward
             return self._reply(504, b'{"error": {"message": "too late"}}')
-        if fault in ("500", "429", "fatal"):
-            status = {"500": 500, "429": 429, "fatal": 400}[fault]
-            extra = {"Retry-After": str(owner.retry_after_s)} if fault == "429" else {}
+        if fault in ("500", "503", "429", "fatal"):
+            status = {"500": 500, "503": 503, "429": 429, "fatal": 400}[fault]
+            extra = {"Retry-After": str(owner.retry_after_s)} if fault in ("429", "503") else {}
             return self._reply(status, b'{"error": {"message": "injected"}}', extra)
         if fault == "malformed":
             return self._reply(200, b'{"choices": [ this is not json')

@@ -85,13 +85,14 @@ def requests(n):
             for i in range(n)]
 
 
-def test_429s_with_retry_after_lower_the_concurrency_then_it_recovers():
-    with FakeOpenAIServer() as server, FaultProxy(server.url, ["429"] * 3,
+@pytest.mark.parametrize("status", ["429", "503"])
+def test_overload_with_retry_after_lowers_the_concurrency_then_it_recovers(status):
+    with FakeOpenAIServer() as server, FaultProxy(server.url, [status] * 3,
                                                   retry_after_s=0.1) as proxy:
         backend = make_backend(BackendConfig(backend="openai", base_url=proxy.url, model="t",
                                              concurrency=4, max_retries=3), "t")
         out = backend.generate(requests(40))
-    assert all(c.ok for c in out) and proxy.seen.count("429") == 3
+    assert all(c.ok for c in out) and proxy.seen.count(status) == 3
     pacing = backend.pacing()
     assert pacing["concurrency_lowest"] in (1, 2)   # cut on the 429s (once per burst)
     assert pacing["concurrency_now"][proxy.url] == 4  # and grown back by the successes
