@@ -101,6 +101,9 @@ class OpenAIBackend:
                                         self.config.concurrency * 4 * len(self.own))
 
     def generate(self, requests: list[ChatRequest]) -> list[Completion]:
+        # each call tries again (a Dask worker keeps its backend across runs, and the server
+        # may be back); the failure count carries over, so a still-dead one stops at once
+        self.health.dead = None
         return asyncio.run(self._generate_all(requests))
 
     async def _generate_all(self, requests: list[ChatRequest]) -> list[Completion]:
