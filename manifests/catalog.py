@@ -14,9 +14,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +30,8 @@ from .manifest import sha256_file
 from .selection import any_rejected_relation, row_relation
 from .sql import SqlResult, run_sql  # noqa: F401  (the read-only SQL sandbox lives in sql.py)
 from .store import StoreReader as DatasetStore  # reads only
+
+LOG = logging.getLogger(__name__)
 
 # bumped when the views a version gets change (2: every version has a /rejected view), so
 # an older catalog is rebuilt rather than extended
@@ -279,8 +281,8 @@ def refresh_or_warn(store: DatasetStore) -> None:
     try:
         refresh_catalog(store)
     except Exception as exc:  # noqa: BLE001
-        print(f"warning: catalog not refreshed ({str(exc).splitlines()[0]}); "
-              "run `thinkforge catalog rebuild`", file=sys.stderr)
+        LOG.warning(f"catalog not refreshed ({str(exc).splitlines()[0]}); "
+                    "run `thinkforge catalog rebuild`")
 
 
 def list_versions(store: DatasetStore) -> list[dict]:

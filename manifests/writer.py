@@ -13,9 +13,9 @@ Filters that write Parquet with DuckDB ask for ``w.new_shard_path()`` and COPY i
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,8 @@ from .signing import sign_into
 from .stats import compute_stats
 from .store import ROW_GROUP_BYTES, ROW_GROUP_ROWS, SHARD_BYTES, StoreReader, validate_name
 
+LOG = logging.getLogger(__name__)
+
 # DuckDB's share of memory while publishing (checks, digests, stats): beyond it the sorts and
 # aggregates spill to a directory under .staging, so publishing 10M rows stays well under
 # 1 GiB (bench/import_stream.py).  A query that cannot run in it is run again unbounded.
@@ -82,8 +84,7 @@ class DatasetStore(StoreReader):
         try:
             refresh_catalog(self)
         except Exception as exc:  # the version is safe; the catalog is only derived
-            print(f"warning: catalog not refreshed ({exc}); run `thinkforge catalog rebuild`",
-                  file=sys.stderr)
+            LOG.warning(f"catalog not refreshed ({exc}); run `thinkforge catalog rebuild`")
 
 
 def publish_dir(store: StoreReader, staging: Path, manifest_fields: dict[str, Any]) -> Manifest:

@@ -3,7 +3,11 @@
 ``import thinkforge as tf`` stays light: ``tf.Store`` and ``tf.steps`` load on first use.
 """
 
-from thinkforge.manifests import __version__
+from thinkforge import logs as _logs
+
+_logs.install_default()  # every thinkforge.* logger prints plain lines on stderr (docs: Logging)
+
+from thinkforge.manifests import __version__  # noqa: E402
 
 __all__ = ["Store", "Version", "__version__", "steps"]
 

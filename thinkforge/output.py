@@ -64,7 +64,9 @@ def warn_verified(manifest) -> None:
 
     warning = verified_rate_warning(manifest)
     if warning:
-        sys.stderr.write(f"warning: {warning}\n")
+        import logging
+
+        logging.getLogger("thinkforge.cli").warning(warning)
 
 
 def print_table(rows: list[dict[str, Any]], title: str | None = None,
@@ -87,5 +89,8 @@ def print_table(rows: list[dict[str, Any]], title: str | None = None,
 
 
 def log(message: str) -> None:
-    """A line on stderr, as it is: messages carry file names and values, never markup."""
-    err.print(message, markup=False)
+    """An INFO line of the CLI on stderr (``thinkforge.cli`` logger; thinkforge/logs.py): as it
+    is, never markup, since messages carry file names and values."""
+    import logging
+
+    logging.getLogger("thinkforge.cli").info(message)

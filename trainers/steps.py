@@ -23,6 +23,7 @@ The step registry finds this module through its ``thinkforge.steps`` entry point
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from pydantic import Field, create_model
 from thinkforge.manifests.training_runs import RunRecord, TrainingRuns, config_hash
 
 from .registry import config_model, methods
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -153,9 +156,7 @@ def _plan(method: str):
 
 
 def _log(message: str) -> None:
-    import sys
-
-    print(message, file=sys.stderr)
+    LOG.info(message)
 
 
 DATA_HELP = "dataset reference (name, name@v3) or the path of a pulled manifest.json"
