@@ -404,6 +404,9 @@ def open_connection(store: DatasetStore, resources: Resources | None):
     if resources.memory_limit and not valid_memory_limit(resources.memory_limit):
         raise ConfigError(f"memory limit {resources.memory_limit!r} is not a size",
                           hint="use a number and a unit, e.g. 512MiB or 4GB")
+    if resources.memory_limit and size_in_bytes(resources.memory_limit) < 16 * 1000**2:
+        raise ConfigError(f"memory limit {resources.memory_limit!r} is too small for a step",
+                          hint="give at least 16MB (steps spill to disk beyond their limit)")
     spill, own_spill = resources.temp_directory, None
     if spill is None:
         spill = own_spill = store.root / ".staging" / f"spill-{uuid.uuid4().hex}"

@@ -56,7 +56,11 @@ def store_signature(store: DatasetStore) -> str:
 @contextmanager
 def _catalog_lock(store: DatasetStore) -> Iterator[None]:
     store.root.mkdir(parents=True, exist_ok=True)
-    with open(store.root / ".catalog.lock", "w") as handle:
+    lock = store.root / ".catalog.lock"
+    if lock.is_dir() or (lock.exists() and not lock.is_file()):
+        raise ConfigError(f"{lock} is not a file (the catalog's lock file was replaced)",
+                          hint=f"remove it (rm -r {lock}); thinkforge recreates it")
+    with open(lock, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

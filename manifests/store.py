@@ -162,7 +162,10 @@ class StoreReader:
 
     def resolve(self, ref: str) -> Manifest:
         """``name``, ``name@latest``, ``name@v3`` or ``name@<fingerprint prefix>``."""
-        name, _, selector = ref.partition("@")
+        name, at, selector = ref.partition("@")
+        if at and not selector:
+            raise NotFoundError(f"{ref!r} is not a dataset reference: nothing follows '@'",
+                                hint=f"use {name}, {name}@latest, {name}@v3 or {name}@<fingerprint prefix>")
         selector = selector or "latest"
         if not NAME_RE.fullmatch(name):
             raise NotFoundError(f"{ref!r} is not a dataset reference",

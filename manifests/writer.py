@@ -90,7 +90,21 @@ class DatasetStore(StoreReader):
 def publish_dir(store: StoreReader, staging: Path, manifest_fields: dict[str, Any]) -> Manifest:
     """Rename ``staging`` to the next free version number, retrying when a racer wins."""
     base = store.datasets_dir / manifest_fields["name"]
+    created = not base.exists()
     base.mkdir(parents=True, exist_ok=True)
+    try:
+        return _publish_into(store, staging, manifest_fields, base)
+    except BaseException:
+        if created:  # a failed first publish (disk full) leaves no empty dataset directory
+            try:
+                base.rmdir()
+            except OSError:
+                pass  # not empty: a racing writer published into it meanwhile
+        raise
+
+
+def _publish_into(store: StoreReader, staging: Path, manifest_fields: dict[str, Any],
+                  base: Path) -> Manifest:
     for _ in range(1000):
         dirs = store.version_dirs(manifest_fields["name"])
         # above every logged number too: a deleted version's number is never logged twice

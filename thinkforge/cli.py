@@ -85,6 +85,12 @@ class ForgeGroup(StepGroup):
         except KeyboardInterrupt:
             _error("interrupted (Ctrl-C); nothing was published")
             sys.exit(130)
+        except Exception as exc:  # DuckDB's own I/O and memory errors are no OSError
+            if not _resource_error(exc):
+                raise
+            click.echo(f"error: {_resource_error(exc)} (nothing was published)\n  hint: free disk "
+                       "space or memory, raise --memory-limit, or use another --store", err=True)
+            sys.exit(11)
 
     def _step_groups(self) -> set[str]:
         from thinkforge.manifests.steps import load_steps
@@ -104,6 +110,17 @@ class ForgeGroup(StepGroup):
             command = StepGroup(name, help=f"{name} steps.\n\n\b\nExample:\n  thinkforge {name} "
                                            "--help")
         return command
+
+
+def _resource_error(exc: BaseException) -> str | None:
+    """One line for a full disk or exhausted memory met inside DuckDB (or Python), else None."""
+    text = str(exc)
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryException":
+        return "out of memory: " + (text.strip().splitlines() or ["MemoryError"])[0][:200]
+    if type(exc).__module__.lstrip("_").startswith("duckdb") and (
+            "No space left" in text or "File too large" in text or "Disk quota" in text):
+        return "cannot write a file in the store: No space left on device"
+    return None
 
 
 @click.group(cls=ForgeGroup, step_group=None, epilog=EPILOG,
