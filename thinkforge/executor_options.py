@@ -15,7 +15,7 @@ DEST = "run__"  # option destinations, apart from the step config's ("cfg__")
 def _derived() -> list[tuple[click.Option, tuple[str, ...], Any]]:
     from thinkforge.manifests.executor import ExecutorSpec
 
-    from .step_cmds import config_options
+    from .options import config_options
 
     return config_options(ExecutorSpec, dest_prefix=DEST)
 

@@ -17,8 +17,9 @@ from thinkforge.generators.config import RolloutConfig, SftConfig
 
 from .context import get_store
 from .executor_options import executor_options
+from .options import config_options
 from .output import log, print_json, print_published
-from .step_cmds import StepGroup, config_options
+from .step_cmds import StepGroup
 
 
 @click.group("generate", cls=StepGroup)
