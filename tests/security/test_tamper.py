@@ -198,12 +198,21 @@ def test_a_poisoned_hash_cache_cannot_hide_a_changed_shard(cli_run, store, comma
     assert "sha256" in result.stderr and "Traceback" not in result.output
 
 
-def test_the_cache_secret_lives_outside_the_store(store):
+def test_the_cache_secret_lives_outside_the_store(store, tmp_path, monkeypatch):
     from thinkforge.manifests.integrity import cache_secret
 
-    assert cache_secret(store.root)
-    assert cache_secret(store.root) == cache_secret(store.root)
-    os.environ.get("XDG_CACHE_HOME")  # the default, ~/.cache/thinkforge/hash-cache.key
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    secret = cache_secret(store.root)
+    key = tmp_path / "cache" / "thinkforge" / "hash-cache.key"
+    assert secret and len(secret) == 32 and cache_secret(store.root) == secret
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(store.root / ".cache"))  # inside the store: refused
+    assert cache_secret(store.root) is None
+    m = publish(store)
+    store.verify(m)  # without a secret nothing is cached, and nothing breaks
+    assert not (store.root / ".cache" / "sha256.json").exists() or \
+        json.loads((store.root / ".cache" / "sha256.json").read_text()) == {}
+    assert os.environ["XDG_CACHE_HOME"].startswith(str(store.root))
 
 
 def test_a_shard_damaged_near_its_footer_is_a_one_line_error_in_sql(cli_run, store):
