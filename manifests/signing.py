@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from .manifest import Manifest
 
 KEY_ENV = "THINKFORGE_KEY"
+# pins for every verify of a process (steps, exports, pulls, trainers), not only `verify`
+TRUSTED_ENV = "THINKFORGE_TRUSTED_KEY"
+HEAD_ENV = "THINKFORGE_EXPECT_HEAD"
 SIG_FILE = "manifest.sig"
 _DOMAIN = b"thinkforge manifest signature v1\n"
 
@@ -182,3 +185,19 @@ def check_signature(version_dir: Path, manifest: Manifest, manifest_sha256: str,
                              f"({', '.join(key_id(t) for t in trusted)})",
                              hint="someone else signed it; do not use it")
     return key_id(raw)
+
+
+def env_trusted_keys() -> list[bytes] | None:
+    """``$THINKFORGE_TRUSTED_KEY`` (public keys or .pub files, comma-separated), or None."""
+    value = os.environ.get(TRUSTED_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        return [parse_public(part) for part in value.split(",") if part.strip()]
+    except ConfigError as exc:
+        raise ConfigError(f"${TRUSTED_ENV}: {str(exc).splitlines()[0]}", hint=exc.hint) from None
+
+
+def env_expect_head() -> str | None:
+    """``$THINKFORGE_EXPECT_HEAD``: the publish log head every verify of the process checks."""
+    return os.environ.get(HEAD_ENV, "").strip() or None

@@ -245,7 +245,13 @@ class StoreReader:
         from .integrity import HashCache, PublishLog, check_row_counts, manifest_digest, recompute_fingerprint
         from .signing import check_signature
 
+        from .signing import env_expect_head, env_trusted_keys
+
         self._load_at(self.version_dir(manifest))  # the directory is the manifest's own
+        if trusted_keys is None:  # pinned for every step, export and trainer of the process
+            trusted_keys = env_trusted_keys()
+        if (head := env_expect_head()) is not None:
+            PublishLog(self).check_head(head)
         PublishLog(self).check(manifest, log_entries)
         signer = check_signature(self.version_dir(manifest), manifest,
                                  manifest_digest(self.manifest_path(manifest).read_bytes()), trusted_keys)

@@ -224,3 +224,22 @@ def test_a_shard_damaged_near_its_footer_is_a_one_line_error_in_sql(cli_run, sto
     result = cli_run("sql", "SELECT count(*) FROM toy")
     assert result.exit_code == 4, result.output
     assert "not readable Parquet" in result.stderr and "Traceback" not in result.output
+
+
+def test_trust_pinned_in_the_environment_holds_for_exports_and_steps(cli_run, store, key,
+                                                                     monkeypatch, tmp_path):
+    publish(store)  # signed by `key`
+    head = cli_run("log", "head").stdout.strip()
+    monkeypatch.setenv("THINKFORGE_TRUSTED_KEY", str(key[1]))
+    monkeypatch.setenv("THINKFORGE_EXPECT_HEAD", head)
+    out = tmp_path / "export"
+    assert cli_run("export", "toy", "--format", "trl-grpo", "--out", str(out)).exit_code == 0
+    monkeypatch.setenv("THINKFORGE_KEY", str(tmp_path / "none.pem"))  # no key: unsigned publish
+    publish(store, name="other")
+    result = cli_run("filter", "dedup", "other", "--name", "other-d")
+    assert result.exit_code == 4 and "not signed" in result.stderr, result.output
+    entries = [json.loads(line) for line in log_lines(store)]
+    entries[0]["time"] = "2020-01-01T00:00:00+00:00"
+    (store.root / "publish.log").write_text(chained(entries))  # the chain rewritten
+    result = cli_run("export", "toy", "--format", "trl-grpo", "--out", str(tmp_path / "again"))
+    assert result.exit_code == 4 and "no longer in the publish log" in result.stderr
