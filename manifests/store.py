@@ -243,9 +243,7 @@ class StoreReader:
         ``trusted_keys`` a version not signed by one of them is an integrity error.
         """
         from .integrity import HashCache, PublishLog, check_row_counts, manifest_digest, recompute_fingerprint
-        from .signing import check_signature
-
-        from .signing import env_expect_head, env_trusted_keys
+        from .signing import check_signature, env_expect_head, env_trusted_keys
 
         self._load_at(self.version_dir(manifest))  # the directory is the manifest's own
         if trusted_keys is None:  # pinned for every step, export and trainer of the process
