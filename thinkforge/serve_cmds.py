@@ -65,7 +65,12 @@ def serve_group(ctx, host, port, token_file, reports, timeout, max_rows, memory_
 
 @serve_group.group("token")
 def token_group():
-    """Manage the console's access tokens."""
+    """Manage the console's access tokens (only their sha256 is stored).
+
+    \b
+    Example:
+      thinkforge serve token add alice --token-file tokens.json
+    """
 
 
 @token_group.command("add")
