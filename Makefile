@@ -60,6 +60,7 @@ vllm-env: $(VLLM_STAMP)
 # and vLLM's nemotron-nas model serving a distilled DeciLM child (same greedy tokens as transformers)
 test-vllm: $(STAMP) $(VLLM_STAMP)
 	$(PY) -m pytest -q -m slow tests/generators/test_slow_teachers.py \
+	  tests/generators/test_slow_reasoning_server.py \
 	  tests/trainers/distill/test_vllm_child.py tests/generators/test_vllm_run_batch.py
 
 # the trainers that read our exports, for their slow tests only (tests/handoff): verl 0.9 and
