@@ -5,7 +5,8 @@ of one SFT version (``--pairs`` ON/OFF pairs), its prompts, rejected rows, a tra
 run record and a generation checkpoint.  First one client alone (the baseline latency),
 then ``--clients`` at once for ``--seconds``.  Prints requests, status codes, lost
 responses (errors, timeouts), p50/p95/p99 latency per request kind, and the server's
-RSS (sampled every 0.5 s); exits 1 on any 5xx or lost response.  Loopback only.
+RSS (sampled every 0.5 s); exits 1 on any 5xx or lost response, or when the RSS went
+past ``--max-rss-mib``.  Loopback only.
 
     flock /tmp/tf-cpu.lock .venv/bin/python bench/serve_load.py [--clients 32] [--seconds 60]
 """
@@ -155,6 +156,8 @@ def main() -> int:
     parser.add_argument("--baseline-seconds", type=float, default=10)
     parser.add_argument("--pairs", type=int, default=20_000)
     parser.add_argument("--port", type=int, default=8799)
+    parser.add_argument("--max-rss-mib", type=float, default=1024,
+                        help="the server's RSS bound (4 sandboxes at once, each under --memory-limit 1GB)")
     args = parser.parse_args()
 
     from thinkforge.console.tokens import TokenFile
@@ -201,7 +204,10 @@ def main() -> int:
             print(f"p95 latency: {args.clients} clients {p95_many:.0f} ms vs 1 client {p95_one:.0f} ms "
                   f"(ratio {p95_many / p95_one:.1f}x); 5xx: {errors}; lost: {len(lost) + len(base_lost)}; "
                   f"median of 1 client {statistics.median(r[2] for r in base_results) * 1000:.0f} ms")
-            return 1 if errors or lost or base_lost else 0
+            over = max(rss) / 2**20 > args.max_rss_mib
+            if over:
+                print(f"RSS went past --max-rss-mib {args.max_rss_mib:g}", file=sys.stderr)
+            return 1 if errors or lost or base_lost or over else 0
         finally:
             server.terminate()
             server.wait(10)
