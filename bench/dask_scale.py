@@ -29,11 +29,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "tests" / "generators
 
 
 def _step(store, step_type, inputs, name, config, resources):
-    from thinkforge.curation.steps import load_steps
-    from thinkforge.manifests.steps import RunContext, build_config, execute
+    from thinkforge.manifests.steps import RunContext, build_config, execute, load_steps
 
     desc = load_steps()[step_type]
-    made = execute(RunContext(store, quiet=True, resources=resources), desc, inputs, name,
+    made = execute(RunContext(store, quiet=True, settings=resources), desc, inputs, name,
                    build_config(desc.config_model(), config))
     return next(iter(made.values()))
 

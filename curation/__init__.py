@@ -1,1 +1,1 @@
-"""Data in and out: import, recipes -> versions, mix, split, exports, diff, report (DESIGN §6)."""
+"""Data in and out: import, recipes -> versions, mix, split, exports, diff, report (docs/architecture.md)."""

@@ -33,17 +33,7 @@ from thinkforge.manifests.errors import ConfigError, ConflictError, InputDataErr
 from thinkforge.manifests.manifest import created_by, sha256_file, utc_now
 from thinkforge.manifests.selection import row_relation
 
-from .export_formats import (
-    FORMATS,
-    OPENRLHF_ARGS,
-    OPENRLHF_DATA_FLAG,
-    OPENRLHF_RELEASE,
-    OPENRLHF_TRAINER,
-    VERL_REWARD_OVERRIDES,
-    ExportContext,
-    ExportFormat,
-    jsonl_line,
-)
+from .export_formats import OPENRLHF_ARGS, ExportContext, ExportFormat, ExportJob, formats, jsonl_line
 
 EXPORT_MANIFEST = ".thinkforge-export.json"
 BATCH_ROWS = 2048
@@ -98,27 +88,22 @@ def export_version(store: DatasetStore, ref: str | Manifest, fmt: str, out: str 
             "rows": rows, "files": files,
             "curriculum_order": spec.ordered_by_curriculum and _has_curriculum(manifest),
         }
-        if manifest.kind in PROMPT_KINDS and spec.name != "hf":
+        if manifest.kind in PROMPT_KINDS and spec.records_prompt_template:
             record["prompt_template"] = ctx.prompt_template
             record["prompt_matches_rollouts"] = bool(
                 ctx.prompt_template and (ctx.reasoning in ctx.prompt_template["modes"]
                                          or ctx.reasoning is None))
-        if spec.name == "openrlhf":
-            record["openrlhf_release"] = OPENRLHF_RELEASE
-            record["openrlhf_trainer"] = OPENRLHF_TRAINER[manifest.kind]
-            record["openrlhf_args"] = (f"{OPENRLHF_DATA_FLAG[manifest.kind]} "
-                                       f"{out}/{ctx.split}.jsonl {OPENRLHF_ARGS[manifest.kind]}")
-            if stages and manifest.kind in PROMPT_KINDS:
-                record["openrlhf_stages"] = _write_stages(spec, ctx, store, manifest, tmp, out,
-                                                          stages)
-        if spec.name == "verl":
-            record["verl_overrides"] = (f"data.train_files={out}/{ctx.split}.parquet "
-                                        f"data.prompt_key=prompt {VERL_REWARD_OVERRIDES}")
-        if spec.name == "nemotron":
-            record["options"].update(release=release, used_in_training=list(used_in_training or []),
-                                     license=license)
-            record["warnings"] = _licence_warnings(store, manifest, license)
-        record["trainer_notes"] = trainer_notes(spec, manifest, record)
+        job = ExportJob(
+            kind=manifest.kind, out=str(out), ctx=ctx, curriculum=record["curriculum_order"],
+            stages=stages,
+            write_stages=lambda n: _write_stages(spec, ctx, store, manifest, tmp, out, n),
+            licence_warnings=lambda: _licence_warnings(store, manifest, license))
+        for key, value in (spec.describe(job) if spec.describe else {}).items():
+            if isinstance(value, dict) and isinstance(record.get(key), dict):
+                record[key].update(value)  # e.g. nemotron's own options
+            else:
+                record[key] = value
+        record["trainer_notes"] = trainer_notes(spec, job, record)
         (tmp / EXPORT_MANIFEST).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         _swap_into_place(tmp, out)
     except BaseException:
@@ -144,15 +129,16 @@ def plan_export(store: DatasetStore, ref: str, fmt: str, out: str | Path, *,
 
 
 def _format(fmt: str, manifest: Manifest) -> ExportFormat:
-    if fmt not in FORMATS:
+    table = formats()
+    if fmt not in table:
         import difflib
 
-        near = difflib.get_close_matches(fmt, FORMATS, n=1)
+        near = difflib.get_close_matches(fmt, table, n=1)
         raise ConfigError(f"unknown export format {fmt!r}" + (f"; did you mean {near[0]!r}?" if near else ""),
-                          hint=f"formats: {', '.join(FORMATS)}")
-    spec = FORMATS[fmt]
+                          hint=f"formats: {', '.join(table)}")
+    spec = table[fmt]
     if manifest.kind not in spec.kinds:
-        takes = [f.name for f in FORMATS.values() if manifest.kind in f.kinds]
+        takes = [f.name for f in table.values() if manifest.kind in f.kinds]
         raise ConfigError(f"format {fmt} exports {'/'.join(spec.kinds)} versions; "
                           f"{manifest.ref} is a {manifest.kind} version",
                           hint=f"formats for {manifest.kind}: {', '.join(takes)}")
@@ -262,33 +248,10 @@ def _licence_warnings(store: DatasetStore, manifest: Manifest, license: str | No
             "'unknown'; pass --license to state it"] if missing else []
 
 
-def trainer_notes(spec: ExportFormat, manifest: Manifest, record: dict[str, Any]) -> list[str]:
+def trainer_notes(spec: ExportFormat, job: ExportJob, record: dict[str, Any]) -> list[str]:
     """What a user must pass or know to train on this export as it was meant (printed)."""
-    curriculum = record.get("curriculum_order")
     notes = [f"warning: {w}" for w in record.get("warnings", [])]
-    if spec.name == "trl-grpo":
-        notes.append("TRL GRPO: pass GRPOConfig(shuffle_dataset=False)"
-                     + (" to keep the curriculum order (GRPO shuffles by default)" if curriculum
-                        else " to keep the stored order"))
-    if spec.name == "trl-sft":
-        notes.append("TRL SFT: chat templates without generation markers (SmolLM2, Llama) "
-                     "cannot use assistant_only_loss; export trl-prompt-completion for "
-                     "completion-only loss with any template")
-    if spec.name == "verl":
-        notes.append(f"verl: {record['verl_overrides']}")
-        notes.append("verl: data.shuffle=False keeps the curriculum order; the custom reward "
-                     "scores with thinkforge's verifiers (extra_info.verifier)")
-    if spec.name == "openrlhf":
-        notes.append(f"OpenRLHF {OPENRLHF_RELEASE} ({record['openrlhf_trainer']}): "
-                     f"{record['openrlhf_args']}")
-        if manifest.kind in PROMPT_KINDS:
-            notes.append("OpenRLHF: PPO shuffles the prompts and has no flag to stop it"
-                         + ("; to keep the curriculum train stage by stage on the files "
-                            "in stages/ (each run resuming the last: --ckpt.load_enable)"
-                            if record.get("openrlhf_stages") else
-                            "; export with --stages N for one file per curriculum stage"
-                            if curriculum else ""))
-    return notes
+    return notes + (spec.notes(job, record) if spec.notes else [])
 
 
 def _write_stages(spec: ExportFormat, ctx: ExportContext, store: DatasetStore,
@@ -363,10 +326,12 @@ def policy_model(store: DatasetStore, manifest: Manifest, depth: int = 12) -> st
     return None
 
 
-def pull_version(store: DatasetStore, ref: str, to: str | Path) -> Path:
-    """Verify ``ref`` and copy it to ``<to>/datasets/<name>/<version>`` (a store of its own)."""
+def pull_version(store: DatasetStore, ref: str, to: str | Path,
+                 trusted_keys: list[bytes] | None = None) -> Path:
+    """Verify ``ref`` and copy it to ``<to>/datasets/<name>/<version>`` (a store of its own);
+    with ``trusted_keys``, only a version signed by one of them (manifests/signing.py)."""
     manifest = store.resolve(ref)
-    store.verify(manifest)
+    store.verify(manifest, trusted_keys=trusted_keys)
     target_store = DatasetStore(to)
     dest = target_store.version_dir(manifest)
     if (dest / "manifest.json").is_file():
@@ -375,7 +340,7 @@ def pull_version(store: DatasetStore, ref: str, to: str | Path) -> Path:
             raise ConflictError(f"{dest} holds a different {manifest.ref} "
                                 f"(fingerprint {existing.fingerprint[:12]})",
                                 hint="pull into another directory")
-        target_store.verify(existing)
+        target_store.verify(existing, trusted_keys=trusted_keys)
         return dest
     if manifest.selection is not None:
         _pull_base_files(store, manifest, target_store)
@@ -387,7 +352,7 @@ def pull_version(store: DatasetStore, ref: str, to: str | Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     target_store.record_copy(manifest)  # the copy's own publish log (verify checks against it)
-    target_store.verify(manifest)  # the copies, byte for byte
+    target_store.verify(manifest, trusted_keys=trusted_keys)  # the copies, byte for byte
     return dest
 
 

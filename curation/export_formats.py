@@ -51,7 +51,25 @@ class ExportContext:
 
 
 @dataclass(frozen=True)
+class ExportJob:
+    """One export as a format's hooks see it: what was exported and where, and the two
+    services that need the store (given by ``export_version``)."""
+
+    kind: str
+    out: str
+    ctx: ExportContext
+    curriculum: bool                               # the rows are in curriculum order
+    stages: int | None                             # openrlhf: --stages
+    write_stages: Callable[[int], list[dict]]      # -> the stage files written
+    licence_warnings: Callable[[], list[str]]      # rows without a licence
+
+
+@dataclass(frozen=True)
 class ExportFormat:
+    """An export format, found through the ``thinkforge.exports`` entry points (or
+    ``register_export``).  It owns everything format-specific: its row shape, its extra
+    facts in the export manifest (``describe``) and what a trainer must be told (``notes``)."""
+
     name: str
     kinds: tuple[str, ...]
     file_type: str                 # parquet | jsonl | hf
@@ -59,6 +77,9 @@ class ExportFormat:
     ordered_by_curriculum: bool = False
     schema: pa.Schema | None = None   # explicit Parquet schema where inference could vary
     suggested_for: tuple[str, ...] = ()   # kinds whose dataset card suggests this format
+    records_prompt_template: bool = True  # prompt-only exports record the rollouts' template
+    describe: Callable[[ExportJob], dict[str, Any]] | None = None  # extra export-manifest keys
+    notes: Callable[[ExportJob, dict[str, Any]], list[str]] | None = None  # printed to the user
 
 
 def system_turn(reasoning: str | None) -> list[Row]:
@@ -240,31 +261,99 @@ def nemotron(row: Row, index: int, ctx: ExportContext) -> Row:
     return out
 
 
-FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
-    ExportFormat("trl-sft", ("sft",), "parquet", trl_sft, suggested_for=("sft",)),
-    ExportFormat("trl-prompt-completion", ("sft",), "parquet", trl_prompt_completion),
-    ExportFormat("trl-grpo", ("rl_pool", "prompts"), "parquet", trl_grpo,
-                 ordered_by_curriculum=True, schema=GRPO_SCHEMA, suggested_for=("prompts",)),
-    ExportFormat("trl-dpo", ("preferences",), "parquet", trl_dpo, suggested_for=("preferences",)),
-    ExportFormat("verl", ("rl_pool", "prompts"), "parquet", verl, ordered_by_curriculum=True,
-                 schema=VERL_SCHEMA, suggested_for=("rl_pool",)),
-    ExportFormat("openrlhf", tuple(OPENRLHF_ARGS), "jsonl", openrlhf, ordered_by_curriculum=True),
-    ExportFormat("nemotron", ("sft",), "jsonl", nemotron),
-    ExportFormat("hf", ("prompts", "sft", "rollouts", "rl_pool", "preferences"), "hf", None,
-                 ordered_by_curriculum=True, suggested_for=("rollouts",)),
-)}
+# -- what each format adds to the export manifest and tells the user ----------------------------
+def _grpo_notes(job: ExportJob, record: dict[str, Any]) -> list[str]:
+    return ["TRL GRPO: pass GRPOConfig(shuffle_dataset=False)"
+            + (" to keep the curriculum order (GRPO shuffles by default)" if job.curriculum
+               else " to keep the stored order")]
+
+
+def _sft_notes(job: ExportJob, record: dict[str, Any]) -> list[str]:
+    return ["TRL SFT: chat templates without generation markers (SmolLM2, Llama) cannot use "
+            "assistant_only_loss; export trl-prompt-completion for completion-only loss with "
+            "any template"]
+
+
+def _verl_describe(job: ExportJob) -> dict[str, Any]:
+    return {"verl_overrides": f"data.train_files={job.out}/{job.ctx.split}.parquet "
+                              f"data.prompt_key=prompt {VERL_REWARD_OVERRIDES}"}
+
+
+def _verl_notes(job: ExportJob, record: dict[str, Any]) -> list[str]:
+    return [f"verl: {record['verl_overrides']}",
+            "verl: data.shuffle=False keeps the curriculum order; the custom reward scores with "
+            "thinkforge's verifiers (extra_info.verifier)"]
+
+
+def _openrlhf_describe(job: ExportJob) -> dict[str, Any]:
+    out = {"openrlhf_release": OPENRLHF_RELEASE, "openrlhf_trainer": OPENRLHF_TRAINER[job.kind],
+           "openrlhf_args": f"{OPENRLHF_DATA_FLAG[job.kind]} {job.out}/{job.ctx.split}.jsonl "
+                            f"{OPENRLHF_ARGS[job.kind]}"}
+    if job.stages and job.kind in ("rl_pool", "prompts"):
+        out["openrlhf_stages"] = job.write_stages(job.stages)
+    return out
+
+
+def _openrlhf_notes(job: ExportJob, record: dict[str, Any]) -> list[str]:
+    notes = [f"OpenRLHF {OPENRLHF_RELEASE} ({record['openrlhf_trainer']}): {record['openrlhf_args']}"]
+    if job.kind in ("rl_pool", "prompts"):
+        notes.append("OpenRLHF: PPO shuffles the prompts and has no flag to stop it"
+                     + ("; to keep the curriculum train stage by stage on the files in stages/ "
+                        "(each run resuming the last: --ckpt.load_enable)"
+                        if record.get("openrlhf_stages") else
+                        "; export with --stages N for one file per curriculum stage"
+                        if job.curriculum else ""))
+    return notes
+
+
+def _nemotron_describe(job: ExportJob) -> dict[str, Any]:
+    return {"options": {"release": job.ctx.release, "used_in_training": list(job.ctx.used_in_training),
+                        "license": job.ctx.license},
+            "warnings": job.licence_warnings()}
+
+
+# the built-in formats; each is named by a `thinkforge.exports` entry point (pyproject.toml)
+TRL_SFT = ExportFormat("trl-sft", ("sft",), "parquet", trl_sft, suggested_for=("sft",), notes=_sft_notes)
+TRL_PROMPT_COMPLETION = ExportFormat("trl-prompt-completion", ("sft",), "parquet", trl_prompt_completion)
+TRL_GRPO = ExportFormat("trl-grpo", ("rl_pool", "prompts"), "parquet", trl_grpo, ordered_by_curriculum=True,
+                        schema=GRPO_SCHEMA, suggested_for=("prompts",), notes=_grpo_notes)
+TRL_DPO = ExportFormat("trl-dpo", ("preferences",), "parquet", trl_dpo, suggested_for=("preferences",))
+VERL = ExportFormat("verl", ("rl_pool", "prompts"), "parquet", verl, ordered_by_curriculum=True,
+                    schema=VERL_SCHEMA, suggested_for=("rl_pool",), describe=_verl_describe,
+                    notes=_verl_notes)
+OPENRLHF = ExportFormat("openrlhf", tuple(OPENRLHF_ARGS), "jsonl", openrlhf, ordered_by_curriculum=True,
+                        describe=_openrlhf_describe, notes=_openrlhf_notes)
+NEMOTRON = ExportFormat("nemotron", ("sft",), "jsonl", nemotron, describe=_nemotron_describe)
+HF = ExportFormat("hf", ("prompts", "sft", "rollouts", "rl_pool", "preferences"), "hf", None,
+                  ordered_by_curriculum=True, suggested_for=("rollouts",), records_prompt_template=False)
+
+_REGISTERED: dict[str, ExportFormat] = {}  # register_export(): this process only
+
+
+def formats() -> dict[str, ExportFormat]:
+    """Every export format: the ``thinkforge.exports`` entry points, then the registered."""
+    from thinkforge.manifests import plugins
+
+    found = {name: plugins.load("exports", name) for name in plugins.discovered("exports")}
+    return {**found, **_REGISTERED}
+
+
+def format_names() -> list[str]:
+    return list(formats())
 
 
 def register_export(spec: ExportFormat) -> ExportFormat:
-    """Add an export format: `thinkforge export --format <name>` and the API take it."""
-    FORMATS[spec.name] = spec
+    """Add an export format in this process: `thinkforge export --format <name>` and the API
+    take it (a package adds one for good with a `thinkforge.exports` entry point)."""
+    _REGISTERED[spec.name] = spec
     return spec
 
 
 def suggested_format(kind: str) -> str:
     """The format a dataset card suggests for a kind (the first that names it)."""
-    return next((f.name for f in FORMATS.values() if kind in f.suggested_for),
-                next(f.name for f in FORMATS.values() if kind in f.kinds))
+    table = formats().values()
+    return next((f.name for f in table if kind in f.suggested_for),
+                next(f.name for f in table if kind in f.kinds))
 
 
 def jsonl_line(row: Row) -> str:

@@ -1,4 +1,4 @@
-"""Import rows from files into a new version of any record kind (DESIGN §6).
+"""Import rows from files into a new version of any record kind (docs/architecture.md).
 
 A field of the target schema gets its value from, in order: ``--map FIELD=COLUMN`` (or a
 template ``--map FIELD="{COL1}\\n\\n{COL2}"``), the preset, a source column of the same
@@ -301,6 +301,7 @@ class _Import:
         self.columns: dict[str, None] = {}
         self.checked = False
         self.first_error: InputDataError | None = None
+        self.first_bad: str | None = None  # where and why the first bad row was bad
         self.duplicates: list[tuple[int, int, str]] = []  # (row, first row, key) of the first few
         self.n_duplicates = 0
         self.duplicate_keys: set[int] = set()
@@ -363,9 +364,14 @@ class _Import:
 
     def check_columns(self) -> None:
         self.checked = True
+        if not self.columns and self.first_bad is not None:  # no row was read at all: say why
+            raise InputDataError(f"{self.path}: no row could be read; the first bad one: {self.first_bad}",
+                                 hint="fix the file (one JSON object per line for .jsonl)")
         self.mapper.check_columns(self.columns)
 
     def fail_or_skip(self, number: int, reason: str, raw: str, **extra: Any) -> None:
+        if self.first_bad is None:
+            self.first_bad = f"{self.where(number)}: {reason}"
         if self.opts.on_error == "fail":
             if self.first_error is None:
                 # read on (columns only) so that a mapped column that no row has is named
@@ -536,7 +542,8 @@ def import_file(store: DatasetStore, path: str | Path, opts: ImportOptions,
         job = _Import(path, fmt, opts, mapper, sink, progress, drop_keys)
         job.run()
         if not job.good:
-            raise InputDataError(f"{path}: no valid rows to import ({job.rejected} rejected)",
+            first = f"; the first bad one: {job.first_bad}" if job.first_bad else ""
+            raise InputDataError(f"{path}: no valid rows to import ({job.rejected} rejected){first}",
                                  hint="check the mapping (--map) and the file's columns")
         return job
 

@@ -1,4 +1,4 @@
-"""Mix: sample a version to target shares by category and by reasoning mode (DESIGN §6).
+"""Mix: sample a version to target shares by category and by reasoning mode (docs/architecture.md).
 
 The target share of a cell (category, mode) is ``w_category * w_mode`` normalised over the
 cells present; a weight table left out keeps that axis's natural shares; a category or mode
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from thinkforge.manifests import DatasetStore, Manifest
@@ -33,11 +33,15 @@ from thinkforge.manifests.steps import Role, StepDescriptor, register_step
 MIXABLE = ("prompts", "sft", "rl_pool")
 
 
+# a weight is a finite share >= 0 (nan or inf would make every quota undefined)
+Weight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
 class MixWeights(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    category: dict[str, float] | None = Field(
+    category: dict[str, Weight] | None = Field(
         None, description="weight per category (math, code, ...); omitted: natural shares")
-    reasoning: dict[str, float] | None = Field(
+    reasoning: dict[str, Weight] | None = Field(
         None, description="weight per reasoning mode (on, off); omitted: natural shares; "
                           "only for sft versions")
 

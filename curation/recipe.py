@@ -1,4 +1,4 @@
-"""Recipes: a YAML file that builds dataset versions end to end (DESIGN §6).
+"""Recipes: a YAML file that builds dataset versions end to end (docs/architecture.md).
 
 A recipe names its **inputs** (files to import, or existing versions), a list of **steps**
 (each one a registered step type, ``thinkforge.manifests.steps`` descriptors, with its inputs, its
@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from thinkforge.manifests.errors import ConfigError
+from thinkforge.manifests.settings import RunSettings
 
 from .recipe_steps import step_types
 
@@ -93,11 +94,11 @@ class Recipe(_Strict):
     description: str = Field("", description="free text")
     inputs: dict[str, InputSpec] = Field(default_factory=dict, description="name -> input")
     steps: list[StepSpec] = Field(default_factory=list, description="run in order")
-    resources: dict[str, Any] = Field(default_factory=dict,
-                                      description="DuckDB limits for filters: memory_limit, "
-                                                  "temp_directory, threads; where steps run: "
-                                                  "executor (local|dask), scheduler, workers, "
-                                                  "slurm* (see manifests/executor.py)")
+    resources: RunSettings = Field(default_factory=RunSettings,
+                                   description="how steps run (never what they produce): DuckDB's "
+                                               "memory_limit, temp_directory, threads; executor "
+                                               "(local|dask), scheduler, workers, partitions, "
+                                               "slurm_*; reuse (docs/architecture.md)")
     report: ReportSpec | None = Field(None, description="reports written after the build")
     queries: list[str] = Field(default_factory=list, description="SQL printed at the end")
 
@@ -122,7 +123,7 @@ def _explain(exc: ValidationError, model: type[BaseModel], where: str) -> Config
         else:
             lines.append(f"{place}: {err['msg']}")
     return ConfigError("invalid recipe:\n  " + "\n  ".join(lines),
-                       hint="see README 'Recipes' for every key")
+                       hint="see docs/recipes.md for every key")
 
 
 def _model_at(model: type[BaseModel] | None, loc: list) -> type[BaseModel] | None:
@@ -173,6 +174,12 @@ def load_recipe(path: str | Path) -> tuple[Recipe, list[ResolvedStep]]:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Yaml12Loader)
     except FileNotFoundError:
         raise ConfigError(f"recipe {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"recipe {path} is a directory", hint="give the recipe's .yaml file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"recipe {path} is not UTF-8 text (byte {exc.start})") from None
+    except PermissionError:
+        raise ConfigError(f"recipe {path} cannot be read (permission denied)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"recipe {path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -184,9 +191,12 @@ def load_recipe(path: str | Path) -> tuple[Recipe, list[ResolvedStep]]:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
         raise _explain(exc, Recipe, str(path)) from None
+    _check_name(recipe.name, f"{path}: name")
     base = path.resolve().parent
     for key, spec in recipe.inputs.items():
         where = f"{path}: inputs.{key}"
+        if spec.path is not None:  # an imported file is published under its key
+            _check_name(key, where)
         if (spec.path is None) == (spec.version is None):
             raise ConfigError(f"{where}: give exactly one of path (a file to import) or version")
         if spec.path is not None and not Path(spec.path).is_absolute():
@@ -194,12 +204,25 @@ def load_recipe(path: str | Path) -> tuple[Recipe, list[ResolvedStep]]:
     return recipe, resolve_steps(recipe, str(path))
 
 
+def _check_name(name: str, place: str) -> None:
+    """Recipe, step and output names pass the same check as ``--name`` (they become
+    directories and files in the store), before anything runs."""
+    from thinkforge.manifests.store import validate_name
+
+    try:
+        validate_name(name)
+    except ConfigError as exc:
+        raise ConfigError(f"{place}: {str(exc).splitlines()[0]}", hint=exc.hint) from None
+
+
 def resolve_steps(recipe: Recipe, where: str) -> list[ResolvedStep]:
+    _check_name(recipe.name, f"{where}: name")
     known: list[str] = list(recipe.inputs)
     resolved = []
     types = step_types()
     for i, spec in enumerate(recipe.steps):
         place = f"{where}: steps[{i}] ({spec.name})"
+        _check_name(spec.name, f"{where}: steps[{i}].name")
         if spec.type not in types:
             raise ConfigError(f"{place}: unknown step type {spec.type!r}{_suggest(spec.type, types)}",
                               hint=f"step types: {', '.join(types)}")
@@ -231,6 +254,8 @@ def resolve_steps(recipe: Recipe, where: str) -> list[ResolvedStep]:
         if spec.name in known:
             raise ConfigError(f"{place}: output name {spec.name!r} is already used in this recipe",
                               hint="every input and step output needs its own name")
+        for output in step_type.output_names(spec.name):
+            _check_name(output, f"{place}: output")
         known += step_type.output_names(spec.name)
         resolved.append(ResolvedStep(i, spec, config, refs))
     return resolved

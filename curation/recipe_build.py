@@ -119,7 +119,7 @@ def _walk(store: DatasetStore, recipe: Recipe, steps: list[ResolvedStep], *, run
         manifest, outcome = _resolve_input(working, key, spec, run, log)
         produced[key] = manifest
         outcomes.append(outcome)
-    ctx = RunContext(store=working, quiet=quiet, resources=dict(recipe.resources))
+    ctx = RunContext(store=working, quiet=quiet, settings=recipe.resources)
     for step in steps:
         inputs = _inputs_of(step, produced)
         reusable = predict_reuse(working, step.type, inputs, step.spec.name, step.config) \

@@ -1,10 +1,10 @@
 """The recipe key reference, generated from the pydantic models themselves.
 
-README's "Recipes" section embeds this output between two marker comments, and a test
-checks it is current, so the documentation cannot drift from the code.  After changing a
-config model, refresh README with::
+docs/recipes.md embeds this output between two marker comments, and a test checks it is
+current, so the documentation cannot drift from the code.  After changing a config model,
+refresh the page with::
 
-    python -m thinkforge.curation.recipe_reference --write-readme
+    python -m thinkforge.curation.recipe_reference --write-docs
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
+from thinkforge.manifests.settings import RunSettings
 
 from .recipe import InputSpec, Recipe, ReportSpec, StepSpec
 from .recipe_steps import step_types
@@ -76,14 +77,15 @@ HEADER = ["| key | type | default | meaning |", "|---|---|---|---|"]
 
 
 def reference_markdown() -> str:
-    parts = ["#### Top level", *HEADER, *model_table(Recipe, flatten=False),
-             "", "#### `inputs.<name>`", *HEADER, *model_table(InputSpec),
-             "", "#### `steps[]`", *HEADER, *model_table(StepSpec),
-             "", "#### `report`", *HEADER, *model_table(ReportSpec)]
+    parts = ["### Top level", *HEADER, *model_table(Recipe, flatten=False),
+             "", "### `resources`", *HEADER, *model_table(RunSettings),
+             "", "### `inputs.<name>`", *HEADER, *model_table(InputSpec),
+             "", "### `steps[]`", *HEADER, *model_table(StepSpec),
+             "", "### `report`", *HEADER, *model_table(ReportSpec)]
     for step in step_types().values():
         roles = ", ".join(f"`{r.name}` ({'/'.join(r.kinds)}{', list' if r.many else ''}"
                           f"{', optional' if r.optional else ''})" for r in step.roles)
-        parts += ["", f"#### step `{step.type}`: {step.help}", "", f"Inputs: {roles}.", "",
+        parts += ["", f"### step `{step.type}`: {step.help}", "", f"Inputs: {roles}.", "",
                   *HEADER, *model_table(step.config_model(), prefix="config.")]
     return "\n".join(parts) + "\n"
 
@@ -91,21 +93,21 @@ def reference_markdown() -> str:
 START, END = "<!-- recipe-reference:start -->\n", "<!-- recipe-reference:end -->\n"
 
 
-def write_readme(readme: Path) -> bool:
-    """Replace the block between the markers in ``readme``; return True when it changed."""
-    text = readme.read_text(encoding="utf-8")
+def write_docs(page: Path) -> bool:
+    """Replace the block between the markers in ``page``; return True when it changed."""
+    text = page.read_text(encoding="utf-8")
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
     if not rest:
-        raise SystemExit(f"{readme}: markers {START.strip()} / {END.strip()} not found")
+        raise SystemExit(f"{page}: markers {START.strip()} / {END.strip()} not found")
     new = head + START + reference_markdown() + END + tail
-    readme.write_text(new, encoding="utf-8")
+    page.write_text(new, encoding="utf-8")
     return new != text
 
 
 if __name__ == "__main__":
-    if "--write-readme" in sys.argv:
-        changed = write_readme(Path(__file__).resolve().parent.parent / "README.md")
-        print("README.md updated" if changed else "README.md already current", file=sys.stderr)
+    if "--write-docs" in sys.argv:
+        changed = write_docs(Path(__file__).resolve().parent.parent / "docs" / "recipes.md")
+        print("docs/recipes.md updated" if changed else "docs/recipes.md already current", file=sys.stderr)
     else:
         print(reference_markdown(), end="")

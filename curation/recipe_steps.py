@@ -6,9 +6,7 @@
 
 from __future__ import annotations
 
-from thinkforge.manifests.steps import Inputs, RunContext, StepDescriptor, predict_reuse
-
-from .steps import load_steps
+from thinkforge.manifests.steps import Inputs, RunContext, StepDescriptor, load_steps, predict_reuse
 
 BuildContext = RunContext  # the name recipes used before the registry
 

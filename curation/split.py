@@ -1,4 +1,4 @@
-"""Split: train / validation versions by a hash of the row's id (DESIGN §6).
+"""Split: train / validation versions by a hash of the row's id (docs/architecture.md).
 
 A row goes to validation when ``md5(salt:key)`` read as a number in [0, 1) is below
 ``validation``; the assignment of a row never changes when other rows are added or removed,

@@ -1,33 +1,14 @@
-"""Where the builtin steps are declared, and the import step (DESIGN §9).
+"""The import step (docs/architecture.md).
 
 Every step is a ``thinkforge.manifests.steps.StepDescriptor`` registered by the module that
-implements it; ``load_steps()`` imports the builtin ones (below) and returns the
-registry, which the CLI, recipes, dry runs and ``thinkforge.steps`` read.  A step
-declared anywhere else (a plugin, a test) is in the registry once its module is imported.
+implements it; ``thinkforge.manifests.steps.load_steps()`` imports every module named by a
+``thinkforge.steps`` entry point (this one among them) and returns the registry, which the
+CLI, recipes, dry runs and ``thinkforge.steps`` read.
 """
 
 from __future__ import annotations
 
-import importlib
-
-from thinkforge.manifests.steps import REGISTRY, RunContext, StepDescriptor, register_step
-
-STEP_MODULES = (
-    "thinkforge.generators.sft", "thinkforge.generators.rollouts",
-    "thinkforge.filters.passrate", "thinkforge.filters.curriculum", "thinkforge.filters.quality",
-    "thinkforge.filters.correct",
-    "thinkforge.filters.dedup", "thinkforge.filters.decontam",
-    "thinkforge.curation.mix", "thinkforge.curation.split",
-    # declared by packages curation does not import (they import curation): loaded by name
-    "thinkforge.generators.preferences", "thinkforge.trainers.steps",
-)
-
-
-def load_steps() -> dict[str, StepDescriptor]:
-    """The registry with every builtin step declared (imports their modules once)."""
-    for module in STEP_MODULES:
-        importlib.import_module(module)
-    return REGISTRY
+from thinkforge.manifests.steps import RunContext, StepDescriptor, register_step
 
 
 def _run_import(ctx: RunContext, inputs, name: str, spec):

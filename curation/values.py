@@ -199,8 +199,16 @@ def _messages(value: Any, column: str) -> list[dict[str, str]]:
     if isinstance(value, list) and value and all(
             isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
             for m in value):
+        unknown = sorted({m["role"] for m in value} - set(CHAT_ROLES))
+        if unknown:
+            raise RowError(f"invalid value: {column}: unknown chat role(s) {unknown[:3]} "
+                           f"(roles: {', '.join(CHAT_ROLES)})")
         return [{"role": m["role"], "content": m["content"]} for m in value]
     _bad(column, "text or a list of {role, content} messages", value)
+
+
+# the roles chat templates know (a tokenizer's template fails or drops anything else)
+CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
 def stable_id(source: str, messages: list[dict[str, str]]) -> str:

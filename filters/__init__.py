@@ -1,4 +1,4 @@
-"""DuckDB filter steps (DESIGN §5): version(s) in, one new version out, out of core.
+"""DuckDB filter steps (docs/filters.md): version(s) in, one new version out, out of core.
 
 Public API (plain functions with pydantic configs; each returns the published Manifest):
 

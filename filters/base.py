@@ -1,4 +1,4 @@
-"""The shared machinery of every filter step (DESIGN §5, §9).
+"""The shared machinery of every filter step (docs/filters.md, docs/architecture.md).
 
 A step is: input version(s) in, one new version out.  This module does the common work so a
 filter only writes SQL that decides keep / drop-with-reason:
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from thinkforge.manifests import DatasetStore, Manifest
 from thinkforge.manifests.cleanup import claim
 from thinkforge.manifests.duck import connect, quote_literal, valid_memory_limit
@@ -37,6 +37,7 @@ from thinkforge.manifests.errors import ConfigError, InputDataError
 from thinkforge.manifests.manifest import Step
 from thinkforge.manifests.partitions import current as current_partition
 from thinkforge.manifests.schemas import ROW_KEYS
+from thinkforge.manifests.settings import DuckdbSettings
 from thinkforge.manifests.steps import Flag, Role, RunContext, StepDescriptor, register_step
 from thinkforge.manifests.store import ROW_GROUP_ROWS
 
@@ -49,23 +50,9 @@ class StepConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Resources(BaseModel):
-    """How a step runs: how much DuckDB may use, whether it shows progress.  Not part of the
-    step config: none of this changes results."""
-
-    model_config = ConfigDict(extra="forbid")
-    memory_limit: str | None = Field(
-        None, description="DuckDB memory_limit, e.g. '2GiB'; beyond it DuckDB spills to disk "
-                          "(default: DuckDB's own, 80% of RAM)")
-    temp_directory: Path | None = Field(
-        None, description="where DuckDB spills (default: a fresh directory under "
-                          "<store>/.staging, removed afterwards)")
-    threads: int | None = Field(None, ge=1, description="DuckDB threads (default: all cores)")
-    progress: bool = Field(False, description="show each phase's progress and ETA on stderr")
-    materialize: bool = Field(
-        False, description="write the kept rows as a full copy instead of a selection over the "
-                           "input's shards (same rows, same fingerprint; THINKFORGE_MATERIALIZE=1 "
-                           "sets it for every step)")
+# how a filter runs (DuckDB's memory, spill directory, threads, progress, materialize): the
+# DuckDB part of the run settings, thinkforge.manifests.settings (kept under this name for callers)
+Resources = DuckdbSettings
 
 
 @dataclass
@@ -327,7 +314,7 @@ class StepContext:
         return total
 
     def _copy(self, select_sql: str, params: list[Any] | None, path: Path) -> None:
-        # the writer buffers one row group: bound it by bytes (DESIGN: ~128 MiB, less when the
+        # the writer buffers one row group: bound it by bytes (docs/concepts.md: ~128 MiB, less when the
         # memory limit is small) and by ROW_GROUP_ROWS, so that DuckDB compresses row groups
         # on every thread (one row group is one thread's work, when written and when read)
         self.con.execute(f"COPY ({select_sql}) TO {quote_literal(str(path))} "
@@ -402,7 +389,7 @@ def size_in_bytes(text: str) -> int:
 
 
 def row_group_bytes(resources: Resources | None) -> int:
-    """128 MiB row groups (DESIGN §2), or 1/16 of a smaller memory limit.
+    """128 MiB row groups (docs/concepts.md), or 1/16 of a smaller memory limit.
 
     A row group is held whole by the reader (compressed and decompressed) and by the writer,
     next to the sort runs: with 1/16 they all fit with room to spare.
@@ -417,6 +404,9 @@ def open_connection(store: DatasetStore, resources: Resources | None):
     if resources.memory_limit and not valid_memory_limit(resources.memory_limit):
         raise ConfigError(f"memory limit {resources.memory_limit!r} is not a size",
                           hint="use a number and a unit, e.g. 512MiB or 4GB")
+    if resources.memory_limit and size_in_bytes(resources.memory_limit) < 16 * 1000**2:
+        raise ConfigError(f"memory limit {resources.memory_limit!r} is too small for a step",
+                          hint="give at least 16MB (steps spill to disk beyond their limit)")
     spill, own_spill = resources.temp_directory, None
     if spill is None:
         spill = own_spill = store.root / ".staging" / f"spill-{uuid.uuid4().hex}"
@@ -517,8 +507,10 @@ def row_order(manifest: Manifest) -> tuple[str, str]:
 
 
 def filter_resources(ctx: RunContext) -> Resources:
-    """The DuckDB resources of a run (recipe `resources:` or --memory-limit / --temp-dir)."""
-    return Resources(**{"progress": not ctx.quiet, **ctx.resources})
+    """The DuckDB part of a run's settings (recipe `resources:` or --memory-limit / --temp-dir);
+    progress is shown unless the run is quiet or the settings say otherwise."""
+    duckdb = ctx.settings.duckdb()
+    return duckdb if duckdb.progress is not None else duckdb.model_copy(update={"progress": not ctx.quiet})
 
 
 def declare_filter(step_type: str, run: Callable[..., Manifest], *, config: type[StepConfig],

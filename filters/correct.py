@@ -8,7 +8,10 @@ answer verified, then picks one (or all) per prompt and mode:
    truth, no verifier, or a gold the verifier could not read) follows ``unverifiable``:
    ``keep`` (the default: chat or safety prompts have nothing to check), ``drop`` (reason
    ``unverifiable``) or ``judge`` (set aside for a judge later: reason ``awaiting_judge``,
-   so ``"<name>/rejected"`` holds exactly the rows a judge has to read);
+   so ``"<name>/rejected"`` holds exactly the rows a judge has to read).  With ``--judge``
+   (``judge.mode``) an LLM judge is asked first about the NULL rows that have a gold; its
+   yes / no becomes their ``verified`` (filters/judged.py), what it leaves undecided
+   follows ``unverifiable``;
 2. **pairs** (the shared policy of ``thinkforge.filters.pairs``): ``drop-whole`` (the default) keeps a
    pair only if both its answers pass (the twin of a failing answer is rejected as
    ``pair_partner:<mode>:<reason>``), ``keep-whole`` keeps it if either does,
@@ -30,7 +33,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_serializer
+from thinkforge.generators.judge import JudgeConfig
 from thinkforge.manifests import DatasetStore, Manifest
 from thinkforge.manifests.schemas import schema_for
 
@@ -49,6 +53,15 @@ class CorrectConfig(StepConfig):
     pick: Pick = Field(
         "best", description="per prompt and mode among the answers that pass: best, first "
                             "(lowest sample), shortest (fewest tokens) or all")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="LLM judge of the "
+                               "rows whose verified is NULL (docs/verifier.md)")
+
+    @model_serializer(mode="wrap")
+    def _judge_only_when_on(self, handler):
+        data = handler(self)  # without a judge, the step record (the reuse key) is unchanged
+        if isinstance(data, dict) and not self.judge.on:
+            data.pop("judge", None)
+        return data
 
 
 _ORDER = {
@@ -70,7 +83,19 @@ def run_correct(store: DatasetStore, data: Manifest, name: str,
 
     def body(ctx: StepContext) -> None:
         con = ctx.con
-        con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {source(store, data)}")
+        if config.judge.on:  # undecided rows take the judge's verdict (filters/judged.py)
+            from .judged import judge_verdicts
+
+            con.execute(f"CREATE TEMP VIEW unjudged AS SELECT * FROM {source(store, data)}")
+            ctx.provenance["judge"] = judge_verdicts(
+                ctx, store, config.judge,
+                "SELECT id, input, output, ground_truth AS gold, verified AS rule, CASE WHEN "
+                "category = 'code' THEN 'code' END AS verifier FROM unjudged", ["id"])
+            con.execute("CREATE TEMP VIEW src AS SELECT u.* REPLACE (coalesce(u.verified, "
+                        "j.verdict) AS verified) FROM unjudged u "
+                        "LEFT JOIN judge_verdicts j ON j.id = u.id")
+        else:
+            con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {source(store, data)}")
         ctx.progress.phase("verdicts")
         # the narrow facts of every candidate; wide rows only meet them in the final join
         con.execute("""
@@ -118,7 +143,8 @@ def run_correct(store: DatasetStore, data: Manifest, name: str,
         con.execute("CREATE TEMP VIEW judged AS SELECT s.*, d.reason, d.pair_failed_id "
                     "FROM src s JOIN decided d USING (id)")
         ctx.keep_reject("judged", columns, order=row_order(data),
-                        extra=("pair_failed_id",) if whole else ())
+                        extra=("pair_failed_id",) if whole else (),
+                        changed=("verified",) if config.judge.on else ())
         ctx.provenance.update(_facts(con, data, policy, config))
         ctx.provenance.update(pair_facts(
             con, "cand", "SELECT c.id, c.pair_id, d.reason FROM cand c JOIN decided d USING (id)",

@@ -1,4 +1,4 @@
-"""Curriculum ordering of an RL pool by progressive batching (DESIGN §5).
+"""Curriculum ordering of an RL pool by progressive batching (docs/filters.md).
 
 Llama-Nemotron orders RL prompts from easy to hard with "progressive batching": batches of
 fixed size, each drawing from the pass-rate levels by a Gaussian whose centre moves from the

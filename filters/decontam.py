@@ -1,4 +1,4 @@
-"""Decontamination: drop rows that share word n-grams with benchmark items (DESIGN §5).
+"""Decontamination: drop rows that share word n-grams with benchmark items (docs/filters.md).
 
 A row is contaminated when at least ``min_matches`` of its word ``ngram``-grams (default 13,
 the GPT-3 / Llama convention) also occur in one benchmark item.  Words are normalised as in

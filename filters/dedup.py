@@ -1,4 +1,4 @@
-"""Exact and near-duplicate removal (DESIGN §5): normalised-text hash, then MinHash + LSH.
+"""Exact and near-duplicate removal (docs/filters.md): normalised-text hash, then MinHash + LSH.
 
 * **exact**: rows whose normalised text (lower case, words only, single spaces; see
   ``text.py``) is identical; the row with the smallest ``id`` is kept.

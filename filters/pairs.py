@@ -1,7 +1,7 @@
 """The ON/OFF pair policy shared by every step that drops rows of ``sft`` versions.
 
 An ``sft`` version holds, per prompt and sample, one reasoning ON and one OFF answer with
-the same ``pair_id`` (DESIGN §3).  A filter that judges rows one at a time leaves orphans
+the same ``pair_id`` (docs/concepts.md).  A filter that judges rows one at a time leaves orphans
 (an ON answer whose OFF twin was dropped); Llama-Nemotron trains on both modes of the same
 prompt, so by default a pair is kept or dropped as a whole.
 

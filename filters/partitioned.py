@@ -12,7 +12,7 @@ Which steps split, and by what (``split_keys``):
 * **in phases** (``thinkforge.manifests.partitions.PHASED``): curriculum (``partitioned_curriculum``:
   per-partition sort keys and counts, the plan on the driver, batch ranges placed per
   task);
-* **global**: near dedup (LSH buckets cross any row partition: see README "near dedup on
+* **global**: near dedup (LSH buckets cross any row partition: see docs/scale.md "near dedup on
   a cluster"), correct, mix, split: these run as one task on one worker, as before.
 
 Each partition runs the filter's own code (``thinkforge.manifests.partitions``); the merge here
@@ -65,7 +65,7 @@ def _dedup(store, inputs, config) -> dict[str, str] | None:
 
     data = inputs["data"]
     if config.near or not config.exact:
-        return None  # near duplicates: a global LSH (README: near dedup on a cluster)
+        return None  # near duplicates: a global LSH (docs/scale.md: near dedup on a cluster)
     columns = schema_for(data.kind).names
     paired = "pair_id" in columns
     if paired and config.on == "output" and resolve_policy(config.pairs, columns) != "independent":

@@ -26,7 +26,8 @@ from __future__ import annotations
 import itertools
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_serializer
+from thinkforge.generators.judge import JudgeConfig
 from thinkforge.manifests import DatasetStore, Manifest
 from thinkforge.manifests.errors import InputDataError
 from thinkforge.manifests.partitions import current as current_partition
@@ -59,6 +60,15 @@ class PassRateConfig(StepConfig):
                                                   "correctness are dropped as too_few_samples")
     reasoning: Literal["on", "off"] | None = Field(
         None, description="count only rollouts of this reasoning mode (default: all)")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="LLM judge of the "
+                               "rollouts whose correct is NULL (docs/verifier.md)")
+
+    @model_serializer(mode="wrap")
+    def _judge_only_when_on(self, handler):
+        data = handler(self)  # without a judge, the step record (the reuse key) is unchanged
+        if isinstance(data, dict) and not self.judge.on:
+            data.pop("judge", None)
+        return data
 
     @field_validator("buckets")
     @classmethod
@@ -193,8 +203,11 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
 
     def body(ctx: StepContext) -> None:
         con = ctx.con
-        con.execute(f"CREATE TEMP VIEW rollouts_src AS SELECT * FROM {source(store, rollouts)}")
         con.execute(f"CREATE TEMP VIEW prompts_src AS SELECT * FROM {source(store, prompts)}")
+        if config.judge.on:  # undecided rollouts take the judge's verdict (filters/judged.py)
+            _judge_rollouts(ctx, store, source(store, rollouts), config)
+        else:
+            con.execute(f"CREATE TEMP VIEW rollouts_src AS SELECT * FROM {source(store, rollouts)}")
         # everything decided per prompt (counts, bucket, reason) is one narrow row per prompt:
         # materialise it once, then the wide prompt rows only meet it in a join (values are
         # bound parameters, in the order their ? appear)
@@ -274,6 +287,28 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
 
     return run_step(store, name=name, kind="rl_pool", step_type="filter.passrate", config=config,
                     inputs=[rollouts, prompts], body=body, resources=resources)
+
+
+def _judge_rollouts(ctx: StepContext, store: DatasetStore, rollouts: str,
+                    config: PassRateConfig) -> None:
+    """View ``rollouts_src``: the rollouts, NULL ``correct`` settled by the judge where it
+    could (the gold and the problem come from the prompts)."""
+    from thinkforge.manifests.duck import quote_literal
+
+    from .judged import judge_verdicts
+
+    con = ctx.con
+    con.execute(f"CREATE TEMP VIEW rollouts_raw AS SELECT * FROM {rollouts}")
+    mode = f" WHERE r.reasoning = {quote_literal(config.reasoning)}" if config.reasoning else ""
+    keys = ["prompt_id", "reasoning", "sample", "generator"]
+    ctx.provenance["judge"] = judge_verdicts(
+        ctx, store, config.judge,
+        "SELECT r.prompt_id, r.reasoning, r.sample, r.generator, p.input, r.output, "
+        "p.ground_truth AS gold, r.correct AS rule, p.verifier FROM rollouts_raw r "
+        f"JOIN prompts_src p ON p.id = r.prompt_id{mode}", keys)
+    on = " AND ".join(f"j.{k} = r.{k}" for k in keys)
+    con.execute("CREATE TEMP VIEW rollouts_src AS SELECT r.* REPLACE (coalesce(r.correct, "
+                f"j.verdict) AS correct) FROM rollouts_raw r LEFT JOIN judge_verdicts j ON {on}")
 
 
 def _run_step(ctx, inputs, name, config):

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
-from .backends import BACKENDS
-
-# the backend names: the keys of the registry (thinkforge.generators.backends.BACKENDS)
-BackendName = Literal[tuple(BACKENDS)]  # type: ignore[valid-type]
+from .backends import backend_names
+from .judge import JudgeConfig
 
 Mode = Literal["on", "off"]
 
@@ -46,24 +44,27 @@ class SamplingConfig(_Strict):
 
 
 class BackendConfig(_Strict):
-    backend: BackendName = Field(
+    backend: str = Field(
         "transformers", description="transformers (local, embedded default), openai (any "
-        "OpenAI-compatible server) or vllm (offline engine)")
+        "OpenAI-compatible server), vllm (offline engine), or a plugin's backend",
+        json_schema_extra={"registry": "thinkforge.generators.backends:backend_names"})
     model: str = Field("smollm2-135m", description="default teacher: `smollm2-135m` (embedded), "
                        "a local HF folder, or the served model name for openai")
     device: str = Field("auto", description="transformers: auto, cpu, cuda, cuda:1 ...")
     dtype: str = Field("auto", description="auto (float32 on CPU, bfloat16 on CUDA), float32, "
                        "bfloat16, float16")
-    cpu_threads: int | None = Field(None, ge=1, description="transformers on CPU: torch threads "
-                                    "(default: the cores other jobs leave idle, by the load "
-                                    "average; more threads than idle cores oversubscribe OpenMP)")
-    batch_size: int = Field(16, ge=1, description="requests per generate call (transformers, "
-                            "vllm) and per checkpoint chunk")
-    base_url: str | None = Field(None, description="openai: server URL, e.g. "
+    # run control (exclude=True): how the run is driven, never what it produces; recorded in
+    # provenance.run_control, not in the step, so a rerun with other values resumes the same
+    # run id and reuses the same version (docs/teachers.md)
+    cpu_threads: int | None = Field(None, ge=1, exclude=True, description="transformers on CPU: "
+                                    "torch threads (default: the cores other jobs leave idle, "
+                                    "by the load average; more threads than idle cores "
+                                    "oversubscribe OpenMP)")
+    batch_size: int = Field(16, ge=1, exclude=True, description="requests per generate call "
+                            "(transformers, vllm) and per checkpoint chunk")
+    base_url: str | None = Field(None, exclude=True, description="openai: server URL, e.g. "
                                  "http://127.0.0.1:8000/v1 (CLI: repeat --base-url to add "
                                  "replicas of the same teacher to `endpoints`)")
-    # replicas are run control, not recorded (exclude=True): rows, request keys and the
-    # run id do not depend on where a request was sent
     endpoints: list[str] = Field(default_factory=list, exclude=True, description="openai: "
                                  "more servers of the same teacher; requests are spread over "
                                  "base_url and these (with --executor dask: shared out among "
@@ -72,21 +73,89 @@ class BackendConfig(_Strict):
                                        "endpoint URLs, one per line (# comments), added to "
                                        "`endpoints`", json_schema_extra={"cli_aliases": [
                                            "--endpoints"]})
-    api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable that "
-                             "holds the API key (a placeholder is sent when it is unset)")
-    concurrency: int = Field(8, ge=1, description="openai: requests in flight at once per "
-                             "endpoint (on a Dask worker: per worker and endpoint)")
-    max_retries: int = Field(5, ge=0, description="openai: retries of one request on 429, 5xx, "
-                             "timeouts, connection errors and malformed replies")
-    request_timeout_s: float = Field(120.0, gt=0, description="openai: timeout of one request",
-                                     json_schema_extra={"cli_aliases": ["--request-timeout"]})
-    backoff_base_s: float = Field(0.5, gt=0, description="openai: first retry delay (doubles "
-                                  "each try, with jitter; Retry-After wins when sent)")
-    backoff_max_s: float = Field(30.0, gt=0, description="openai: longest delay between tries")
+    api_key_env: str = Field("OPENAI_API_KEY", exclude=True, description="openai: environment "
+                             "variable that holds the API key (a placeholder is sent when it "
+                             "is unset)")
+    concurrency: int = Field(8, ge=1, exclude=True, description="openai: most requests in "
+                             "flight at once per endpoint (on a Dask worker: per worker and "
+                             "endpoint); halved on a 429, grown back by one per window of "
+                             "successes")
+    max_retries: int = Field(5, ge=0, exclude=True, description="openai: retries of one "
+                             "request on 429, 5xx, timeouts, connection errors and malformed "
+                             "replies")
+    request_timeout_s: float = Field(120.0, gt=0, exclude=True, description="openai: timeout "
+                                     "of one request", json_schema_extra={"cli_aliases": [
+                                         "--request-timeout"]})
+    backoff_base_s: float = Field(0.5, gt=0, exclude=True, description="openai: first retry "
+                                  "delay (doubles each try, with jitter; Retry-After wins "
+                                  "when sent)")
+    backoff_max_s: float = Field(30.0, gt=0, exclude=True, description="openai: longest delay "
+                                 "between tries")
+    requests_per_minute: float | None = Field(None, gt=0, exclude=True, description="openai: "
+                                              "most requests sent per minute (all endpoints)")
+    tokens_per_minute: float | None = Field(None, gt=0, exclude=True, description="openai: "
+                                            "most tokens per minute (prompt estimate + "
+                                            "max_new_tokens when sent, corrected by the "
+                                            "reply's usage)")
+    price_input_per_m: float | None = Field(None, ge=0, exclude=True, description="openai: "
+                                            "price per 1M prompt tokens, for the cost "
+                                            "estimate in the progress line and manifest")
+    price_output_per_m: float | None = Field(None, ge=0, exclude=True, description="openai: "
+                                             "price per 1M completion tokens")
+    dead_after_failures: int = Field(20, ge=1, exclude=True, description="openai: stop the "
+                                     "run (exit 10, checkpoint kept) after this many "
+                                     "connection failures in a row")
+    dead_after_s: float = Field(60.0, gt=0, exclude=True, description="openai: also "
+                                "stop when connections fail and nothing succeeded for this "
+                                "many seconds")
+    # how a reasoning server returns the thinking (docs/teachers.md).  Keyed: they decide
+    # what is sent and how the reply is read, so changing them asks again
+    reasoning_field: Literal["auto", "reasoning", "reasoning_content", "inline"] = Field(
+        "auto", description="openai: where the reasoning arrives: `reasoning` (vLLM >= 0.11 "
+        "--reasoning-parser, OpenRouter), `reasoning_content` (DeepSeek API, older vLLM), "
+        "`inline` (<think> in content) or auto (whichever the reply has)")
+    think_prefilled: Literal["auto"] | bool = Field(
+        "auto", description="the chat template pre-fills <think>, so replies start inside the "
+        "reasoning (DeepSeek-R1): true, false or auto (a </think> without <think>)")
+    thinking_switch: Literal["system_prompt", "chat_template_kwargs"] = Field(
+        "system_prompt", description="how ON/OFF is asked: the system prompt only, or also "
+        "chat_template_kwargs {<thinking_key>: true|false} per request (Qwen3, DeepSeek-V3.1)")
+    thinking_key: str = Field("enable_thinking", description="the chat_template_kwargs key of "
+                              "thinking_switch: enable_thinking (Qwen3) or thinking "
+                              "(DeepSeek-V3.1)")
     tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs per model")
     quantization: Literal["fp8"] | None = Field(None, description="vllm: fp8 for FP8 generation on GPUs")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm: GPU memory share")
     max_model_len: int | None = Field(None, description="vllm: context length cap")
+    # batch inference (generators/batch.py, docs/teachers.md "Batch inference"): run
+    # control like the endpoints: rows, request keys and the run id do not depend on it
+    batch: bool = Field(False, exclude=True, description="openai: send the pending requests "
+                        "as OpenAI Batch API jobs (/v1/files + /v1/batches), poll them and "
+                        "merge the results into the run (a rerun submits only missing keys)")
+    batch_file_only: bool = Field(False, exclude=True, description="openai: write the pending "
+                                  "requests as Batch API JSONL into the run directory and stop "
+                                  "(e.g. for vLLM's run_batch); no server is called")
+    batch_results: str | None = Field(None, exclude=True, description="openai: import this "
+                                      "Batch API / vLLM run_batch output file into the run "
+                                      "instead of calling the teacher")
+    batch_poll_s: float = Field(30.0, gt=0, exclude=True, description="openai --batch: "
+                                "seconds between two status polls")
+    batch_completion_window: str = Field("24h", exclude=True, description="openai --batch: "
+                                         "the Batch API completion window")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, name: str) -> str:
+        """Checked against the live registry (entry points + register_backend), not a list
+        frozen at import, so a plugin's or a registered backend is accepted."""
+        names = backend_names()
+        if name not in names:
+            import difflib
+
+            near = difflib.get_close_matches(name, names, n=1)
+            raise ValueError(f"unknown backend {name!r}" + (f"; did you mean {near[0]!r}?" if near else "")
+                             + f" (backends: {', '.join(names)})")
+        return name
 
     def endpoint_urls(self) -> list[str]:
         """Every OpenAI-compatible endpoint of the teacher, ``base_url`` first, once each."""
@@ -110,9 +179,34 @@ class TeacherRule(_Strict):
 
     mode: Mode | None = Field(None, description="on / off; empty matches both")
     category: str | None = Field(None, description="prompt category; empty matches all")
-    model: str = Field(description="model for matching requests (same backend settings)")
+    model: str = Field(description="model for matching requests (the teacher's backend "
+                       "settings, with the fields below set for this model)")
+    # per-model teacher settings (None: the teacher's); every rule naming a model must agree
+    base_url: str | None = Field(None, exclude=True, description="openai: this model's server")
+    reasoning_field: Literal["auto", "reasoning", "reasoning_content", "inline"] | None = None
+    think_prefilled: Literal["auto"] | bool | None = None
+    thinking_switch: Literal["system_prompt", "chat_template_kwargs"] | None = None
+    thinking_key: str | None = None
+    requests_per_minute: float | None = Field(None, gt=0, exclude=True)
+    tokens_per_minute: float | None = Field(None, gt=0, exclude=True)
+    price_input_per_m: float | None = Field(None, ge=0, exclude=True)
+    price_output_per_m: float | None = Field(None, ge=0, exclude=True)
 
     _mode_from_yaml = field_validator("mode", mode="before")(classmethod(lambda cls, v: _yaml_mode(v)))
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler):
+        # settings left unset are not recorded: a plain {mode, model} rule dumps as before
+        return {k: v for k, v in handler(self).items() if k not in TEACHER_SETTINGS or v is not None}
+
+    def settings(self) -> dict:
+        """The teacher settings this rule gives its model."""
+        return {k: getattr(self, k) for k in TEACHER_SETTINGS if getattr(self, k) is not None}
+
+
+TEACHER_SETTINGS = ("base_url", "reasoning_field", "think_prefilled", "thinking_switch",
+                    "thinking_key", "requests_per_minute", "tokens_per_minute",
+                    "price_input_per_m", "price_output_per_m")
 
 
 class VerifierConfig(_Strict):
@@ -133,12 +227,40 @@ class GenerationConfig(_Strict):
     limit: int | None = Field(None, ge=1, description="use only the first N prompts")
     seed: int = Field(0, description="base seed; each request derives its own from its key")
     verifier: VerifierConfig = Field(default_factory=VerifierConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="LLM judge of the "
+                               "answers the verifier leaves undecided (docs/verifier.md)")
     # run control, not part of the step record (exclude=True): it changes no row, and a rerun
     # with another value must find the same run id and resume the same checkpoint
     max_error_rate: float = Field(
         0.5, ge=0, le=1, exclude=True,
         description="fail the run (publish nothing, keep the checkpoint) when more than this "
                     "share of requests still failed after their retries")
+
+    @model_serializer(mode="wrap")
+    def _judge_only_when_on(self, handler):
+        # a step without a judge keeps the record (and so the reuse key) it always had
+        data = handler(self)
+        if isinstance(data, dict) and not self.judge.on:
+            data.pop("judge", None)
+        return data
+
+    @model_validator(mode="after")
+    def _rules_agree(self):
+        seen: dict[tuple[str, str], object] = {}
+        for rule in self.teachers:
+            for key, value in rule.settings().items():
+                if seen.setdefault((rule.model, key), value) != value:
+                    raise ValueError(f"teachers: the rules for {rule.model} disagree on {key} "
+                                     f"({seen[(rule.model, key)]!r} vs {value!r}); give it once")
+        return self
+
+    def teacher_for(self, model: str) -> BackendConfig:
+        """The backend settings of ``model``: the teacher's, with its rules' settings on top."""
+        update: dict = {}
+        for rule in self.teachers:
+            if rule.model == model:
+                update.update(rule.settings())
+        return self.teacher.model_copy(update=update) if update else self.teacher
 
     def model_for(self, mode: str, category: str) -> str:
         """The teacher of one (mode, category): mode+category > category > mode > default."""
@@ -172,7 +294,7 @@ def _merge_over_mode_defaults(mode: str):
 
 
 class SftConfig(GenerationConfig):
-    """Paired reasoning ON/OFF SFT generation (DESIGN §4)."""
+    """Paired reasoning ON/OFF SFT generation (docs/generation.md)."""
 
     modes: list[Mode] = Field(default_factory=lambda: ["on", "off"], description="modes to generate")
     n: int = Field(1, ge=1, description="candidates per prompt and mode, for rejection "

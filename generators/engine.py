@@ -17,11 +17,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from thinkforge.manifests.errors import InputDataError
+from thinkforge.manifests.errors import GenerationFailedError, InputDataError
 
 from .backends import ChatRequest, Sampling, make_backend
+from .batch import batch_mode
 from .progress import GenerationProgress
-from .reasoning import teacher_messages
+from .reasoning import teacher_messages, wire_seen
 from .runs import RunCheckpoint, checkpoint_row, request_key, size_of, stable_hash
 
 PROMPT_TEMPLATE_VERSION = 1  # bump when teacher_messages changes what is sent
@@ -50,6 +51,7 @@ class RunResult:
     generation_seconds: float = 0.0
     wall_seconds: float = 0.0
     fan_out: dict[str, Any] = field(default_factory=dict)  # --executor dask: partitions...
+    pacing: dict[str, Any] = field(default_factory=dict)   # model -> rate/concurrency facts
 
 
 def load_prompts(store, manifest, limit: int | None) -> list[dict[str, Any]]:
@@ -88,7 +90,7 @@ def plan_requests(prompts: list[dict[str, Any]], config, modes: list[str],
             config_hash = stable_hash({
                 "backend": config.teacher.backend, "model": model, "sampling": sampling.model_dump(),
                 "reasoning_format": config.reasoning_format, "seed": config.seed,
-                "template": PROMPT_TEMPLATE_VERSION})
+                "template": PROMPT_TEMPLATE_VERSION, **wire_key(config.teacher_for(model))})
             messages = teacher_messages(prompt["input"], mode, config.reasoning_format)
             first_key = None
             for sample in range(samples):
@@ -101,6 +103,20 @@ def plan_requests(prompts: list[dict[str, Any]], config, modes: list[str],
                     sampling.temperature, sampling.top_p, sampling.max_new_tokens, seed), copy_of))
                 first_key = first_key or key
     return plans
+
+
+def wire_key(teacher) -> dict[str, Any]:
+    """The wire settings that change what is sent or how a reply is read, for request keys
+    (only those off their defaults, so keys of plain teachers never changed)."""
+    fields = {name: getattr(teacher, name) for name, default in WIRE_DEFAULTS.items()
+              if getattr(teacher, name) != default}
+    if fields.get("thinking_key") and teacher.thinking_switch != "chat_template_kwargs":
+        del fields["thinking_key"]  # the key name matters only when the switch is sent
+    return {"wire": fields} if fields else {}
+
+
+WIRE_DEFAULTS = {"reasoning_field": "auto", "think_prefilled": "auto",
+                 "thinking_switch": "system_prompt", "thinking_key": "enable_thinking"}
 
 
 def run_plans(plans: list[Plan], config, checkpoint: RunCheckpoint, *, label: str,
@@ -120,20 +136,30 @@ def run_plans(plans: list[Plan], config, checkpoint: RunCheckpoint, *, label: st
     spec = fan_out_spec()
     with GenerationProgress(label, total=len(asked), done=len(asked) - len(pending),
                             enabled=show_progress) as progress:
-        if spec is not None and pending:  # --executor dask: partitions on the workers
+        if pending and batch_mode(config.teacher):  # --batch*: Batch API files, not calls
+            from .batch import run_batched
+
+            run_batched(pending, config, checkpoint, result, progress, label)
+            groups.clear()
+        if spec is not None and groups:  # --executor dask: partitions on the workers
             from .fanout import run_fanned_out
 
             progress.describe(f"{label} [dask]")
             run_fanned_out(spec, pending, config, checkpoint, result, progress)
             groups.clear()
         for model in dict.fromkeys(m for m, _ in groups):
-            backend = make_backend(config.teacher, model)
+            teacher = config.teacher_for(model)
+            backend = make_backend(teacher, model)
             try:
                 result.identities[model] = backend.identity
                 for (group_model, mode), group in groups.items():
                     if group_model == model:
                         progress.describe(f"{label} [{mode}]")
-                        _run_group(backend, group, checkpoint, result, progress)
+                        _run_group(backend, group, checkpoint, result, progress,
+                                   price_of(teacher))
+                        stop_if_dead(backend, label, plans, result, checkpoint)
+                if hasattr(backend, "pacing"):
+                    result.pacing[model] = backend.pacing()
             finally:
                 backend.close()
     for plan in plans:  # greedy samples > 0: sample 0's answer (or failure) under their own key
@@ -147,12 +173,20 @@ def run_plans(plans: list[Plan], config, checkpoint: RunCheckpoint, *, label: st
 
 
 def _run_group(backend, group: list[Plan], checkpoint: RunCheckpoint, result: RunResult,
-               progress: GenerationProgress) -> None:
+               progress: GenerationProgress, price: tuple[float, float] | None) -> None:
     group = sorted(group, key=size_of)
     size = max(1, backend.preferred_batch_size)
+    reported: set[str] = set()
+
+    def report(completion) -> None:  # per request, as answers come (HTTP teachers)
+        reported.add(completion.key)
+        progress.request_done(completion, cost_of(completion, price))
+
+    if hasattr(backend, "on_completion"):
+        backend.on_completion = report
     for start in range(0, len(group), size):
         batch = group[start:start + size]
-        requests = [ChatRequest(p.key, p.messages, p.sampling) for p in batch]
+        requests = [ChatRequest(p.key, p.messages, p.sampling, p.mode) for p in batch]
         began = time.monotonic()
         completions = backend.generate(requests)
         seconds = time.monotonic() - began
@@ -164,7 +198,52 @@ def _run_group(backend, group: list[Plan], checkpoint: RunCheckpoint, result: Ru
         result.generated_now += sum(1 for c in completions if c.ok)
         result.tokens_now += tokens
         result.generation_seconds += seconds
-        progress.advance(len(batch), tokens)
+        for completion in completions:  # batch backends report the whole batch at its end
+            if completion.key not in reported:
+                progress.request_done(completion, cost_of(completion, price))
+        reported.clear()
+        if getattr(backend, "dead", None):
+            return  # the rest of the group would only meet the same dead server
+
+
+def price_of(teacher) -> tuple[float, float] | None:
+    """(input, output) price per 1M tokens of a teacher, None when it has none."""
+    if teacher.price_input_per_m is None and teacher.price_output_per_m is None:
+        return None
+    return (teacher.price_input_per_m or 0.0, teacher.price_output_per_m or 0.0)
+
+
+def cost_of(completion, price: tuple[float, float] | None) -> float:
+    if price is None or not completion.ok:
+        return 0.0
+    return (completion.prompt_tokens * price[0] + completion.completion_tokens * price[1]) / 1e6
+
+
+def stop_if_dead(backend, label: str, plans: list[Plan], result: RunResult,
+                 checkpoint: RunCheckpoint) -> None:
+    """A teacher that stopped answering stops the run at once (exit 10), the checkpoint
+    kept, with the endpoint and the command that resumes it."""
+    dead = getattr(backend, "dead", None)
+    if not dead:
+        return
+    asked = sum(1 for p in plans if p.copy_of is None)
+    raise GenerationFailedError(
+        f"{label}: the teacher at {dead['endpoint']} is not answering ({dead['reason']}; last "
+        f"error: {' '.join(str(dead['error']).split())[:200]}); stopped with "
+        f"{len(result.completions)} of {asked} requests answered, nothing was published",
+        hint=f"the answers are kept in {checkpoint.dir}; start the server (or point --base-url "
+             f"at a live one) and resume: {resume_command()}")
+
+
+def resume_command() -> str:
+    """The command line that resumes this run: the same command again."""
+    import shlex
+    import sys
+    from pathlib import Path
+
+    if sys.argv and Path(sys.argv[0]).name == "thinkforge":
+        return "thinkforge " + shlex.join(sys.argv[1:])
+    return "run the same command again (same config and prompts: same run id)"
 
 
 def provenance(result: RunResult, config, run_id: str, verifier_versions: dict[str, str],
@@ -187,5 +266,48 @@ def provenance(result: RunResult, config, run_id: str, verifier_versions: dict[s
         if result.generation_seconds else None,
         "errors_by_kind": dict(errors), "verifier_errors_by_kind": dict(verifier_errors),
         "verifiers": verifier_versions,
+        **usage_facts(rows, config),
+        "run_control": run_control(config, result),
         **({"fan_out": result.fan_out} if result.fan_out else {}),
     }
+
+
+def usage_facts(rows: list[dict[str, Any]], config) -> dict[str, Any]:
+    """Tokens and the estimated cost per teacher (prices per 1M tokens from the teacher
+    settings), and how each teacher's ON replies carried their reasoning."""
+    usage: dict[str, dict[str, Any]] = {}
+    wire: dict[str, Counter] = defaultdict(Counter)
+    for row in rows:
+        u = usage.setdefault(row["model"], {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0})
+        u["requests"] += 1
+        u["prompt_tokens"] += row["prompt_tokens"] or 0
+        u["completion_tokens"] += row["completion_tokens"] or 0
+        if row["mode"] == "on":
+            wire[row["model"]][wire_seen(row["text"], row.get("wire"))] += 1
+    total = None
+    for model, u in usage.items():
+        price = price_of(config.teacher_for(model))
+        if price is not None:
+            u["cost_usd"] = round((u["prompt_tokens"] * price[0]
+                                   + u["completion_tokens"] * price[1]) / 1e6, 6)
+            total = round((total or 0.0) + u["cost_usd"], 6)
+    return {"usage_by_teacher": usage, "cost_usd": total,
+            "reasoning_wire": {m: dict(c) for m, c in wire.items()}}
+
+
+RUN_CONTROL = ("batch_size", "concurrency", "max_retries", "request_timeout_s",
+               "requests_per_minute", "tokens_per_minute", "dead_after_failures", "dead_after_s")
+
+
+def run_control(config, result: RunResult | None = None) -> dict[str, Any]:
+    """How this attempt was driven: recorded, never keyed (docs/teachers.md)."""
+    teacher = config.teacher
+    facts: dict[str, Any] = {name: getattr(teacher, name) for name in RUN_CONTROL
+                             if getattr(teacher, name, None) is not None}
+    if result is not None:
+        facts["executor"] = "dask" if result.fan_out else "local"
+    if teacher.backend == "openai":
+        facts["endpoints"] = teacher.endpoint_urls()
+    if result is not None and result.pacing:
+        facts["pacing"] = result.pacing
+    return facts

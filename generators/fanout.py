@@ -1,4 +1,4 @@
-"""Generation fanned out over Dask workers (DESIGN §8, issue 12 item 2).
+"""Generation fanned out over Dask workers (docs/scale.md, issue 12 item 2).
 
 With ``--executor dask`` a generation step runs on the driver (the CLI process): it plans
 the requests, finds what its run directory already holds, and sends the rest as
@@ -81,8 +81,9 @@ def run_fanned_out(spec, pending: list, config, checkpoint: RunCheckpoint, resul
             if not part:
                 continue
             tag = f"{dispatch}p{index:04d}"
+            teachers = {m: config.teacher_for(m) for m in dict.fromkeys(p.model for p in part)}
             future = client.submit(generate_partition, str(checkpoint.dir), tag, part,
-                                   config.teacher, workers, pure=False, retries=spec.retries,
+                                   teachers, workers, pure=False, retries=spec.retries,
                                    key=f"generate-{tag}")
             futures[future] = len(part)
         for future in as_completed(futures):
@@ -112,7 +113,7 @@ def dispatch_tag(dispatch: str) -> str:
     return f"{dispatch}p*"
 
 
-def generate_partition(run_dir: str, tag: str, plans: list, teacher, workers: list[str]
+def generate_partition(run_dir: str, tag: str, plans: list, teachers, workers: list[str]
                        ) -> dict[str, Any]:
     """What a Dask worker runs for one partition: the keys not yet in this partition's
     chunks (a rerun after a lost worker resumes), batch by batch, each batch appended to
@@ -125,6 +126,8 @@ def generate_partition(run_dir: str, tag: str, plans: list, teacher, workers: li
                            "resumed": len(plans) - len(todo)}
     rank = _rank(workers)
     for model in dict.fromkeys(p.model for p in todo):
+        # each model's own settings (teachers: model -> BackendConfig; one config: for all)
+        teacher = teachers[model] if isinstance(teachers, dict) else teachers
         backend, lock = _backend(teacher, model)
         if hasattr(backend, "spread"):
             backend.spread(rank, len(workers))
@@ -133,7 +136,7 @@ def generate_partition(run_dir: str, tag: str, plans: list, teacher, workers: li
         size = max(1, backend.preferred_batch_size)
         for start in range(0, len(group), size):
             batch = group[start:start + size]
-            requests = [ChatRequest(p.key, p.messages, p.sampling) for p in batch]
+            requests = [ChatRequest(p.key, p.messages, p.sampling, p.mode) for p in batch]
             began = time.monotonic()
             with lock:
                 completions = backend.generate(requests)
@@ -170,7 +173,8 @@ def _backend(teacher, model: str):
     slot: a GPU worker holds one model).  Calls are serialised by the returned lock
     unless the backend is an HTTP client (openai)."""
     global BUILT
-    key = stable_hash([teacher.model_dump(mode="json"), teacher.endpoint_urls(), model])
+    # the whole config, run control included (model_dump leaves out exclude=True fields)
+    key = stable_hash([repr(teacher), teacher.endpoint_urls(), model])
     with _CACHE_LOCK:
         entry = _CACHE.get(key)
         if entry is None:

@@ -70,7 +70,8 @@ def _build_rows(config: PreferenceConfig, plans: list[Plan], result: RunResult,
         done = result.completions.get(plan.key)
         if done is None:
             continue
-        shaped = shape_output(done["text"], plan.mode, config.reasoning_format)
+        shaped = shape_output(done["text"], plan.mode, config.reasoning_format,
+                              config.teacher_for(plan.model).think_prefilled)
         key = (plan.prompt["id"], plan.mode)
         if key not in groups:
             order.append(key)

@@ -22,6 +22,9 @@ THINK_BLOCK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 BOXED_RE = re.compile(r"\\boxed\s*\{")
 LEADING_NUMBER_RE = re.compile(r"^\s*\\?\$?\s*(-?\d[\d,]*(?:\.\d+)?)(?![\d/^])")
 NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+# what the prompted format stores: one think block, then the answer (shape_reply)
+STORED_PROMPTED_RE = re.compile(r"<think>((?:(?!</?think>).)*)</think>((?:(?!</?think>).)*)",
+                                re.DOTALL)
 
 
 @dataclass
@@ -30,6 +33,7 @@ class ShapedOutput:
     answer_text: str     # the part after the reasoning (what verifiers read)
     format_ok: bool      # tags (native) or the requested structure (prompted) were followed
     declared: bool = False  # answer_text is what followed a "Final answer:" line (prompted)
+    unclosed: bool = False  # ON reasoning that never reached </think> (truncated)
 
 
 def teacher_messages(messages: list[dict], mode: str, reasoning_format: str) -> list[dict]:
@@ -91,21 +95,94 @@ def apply_prompt_template(messages: list[dict], template: dict, mode: str,
     return sent
 
 
-def shape_output(text: str, mode: str, reasoning_format: str) -> ShapedOutput:
-    """Turn a teacher's raw reply into the stored shape of its mode."""
+def shape_output(text: str, mode: str, reasoning_format: str,
+                 think_prefilled: bool | str = False) -> ShapedOutput:
+    """Turn a teacher's raw reply into the stored shape of its mode.
+
+    ON rows get one canonical form, ``<think>\\nreasoning\\n</think>\\n\\nanswer``, whatever
+    the server sent (docs/teachers.md): a reply whose template pre-filled ``<think>``
+    (``think_prefilled`` true, or "auto" and a ``</think>`` with no ``<think>``) gets its
+    opening tag back; a reasoning that never closes is ``unclosed`` (truncated), never an
+    answer.
+    """
     text = text.strip()
     if mode == "off":
         # an empty think block (some reasoning teachers emit one when told "off") is dropped
         cleaned = re.sub(r"^<think>\s*</think>\s*", "", text)
         return ShapedOutput(cleaned, cleaned, format_ok="<think>" not in cleaned and
                             "</think>" not in cleaned)
+    text = restore_think_open(text, think_prefilled)
+    if text.startswith("<think>") and "</think>" not in text:
+        # the reasoning never closed (the token budget ran out inside it): no answer here
+        return ShapedOutput(text, "", False, unclosed=True)
     if reasoning_format == "native":
         blocks = THINK_BLOCK_RE.findall(text)
         ok = (len(blocks) == 1 and text.startswith("<think>") and bool(blocks[0].strip())
               and text.count("<think>") == 1 and text.count("</think>") == 1)
         answer = text.split("</think>", 1)[1].strip() if "</think>" in text else ""
-        return ShapedOutput(text, answer, ok and bool(answer))
+        if ok:
+            return ShapedOutput(canonical_on(blocks[0], answer), answer, bool(answer))
+        return ShapedOutput(text, answer, False)
     return _shape_prompted(text)
+
+
+def shape_reply(text: str, mode: str, reasoning_format: str) -> ShapedOutput:
+    """A reply the way a reward reads it: what the generation step accepted, or what it stored.
+
+    A model trained on our data writes what the step *stored*; a prompted teacher writes what
+    the prompt asked for.  Both must score as the step scored them.  The native format and
+    OFF store the reply as it came (``shape_output`` reads both).  The prompted format stores
+    ``<think>reasoning</think>answer`` with its "Final answer:" marker cut off, so a reply of
+    that shape whose answer part holds no marker reads as a declared answer (the step kept
+    only declared answers there); anything else is read by ``shape_output`` as a reply.
+    """
+    if mode == "on" and reasoning_format == "prompted":
+        stored = STORED_PROMPTED_RE.fullmatch(text.strip())
+        if stored:
+            reasoning, answer = stored.group(1).strip(), stored.group(2).strip()
+            if answer and not FINAL_ANSWER_RE.search(answer):
+                return ShapedOutput(f"<think>\n{reasoning}\n</think>\n\n{answer}", answer,
+                                    bool(reasoning), declared=True)
+    return shape_output(text, mode, reasoning_format)
+
+def canonical_on(reasoning: str, answer: str) -> str:
+    """The one stored form of an ON answer."""
+    body = f"<think>\n{reasoning.strip()}\n</think>"
+    return f"{body}\n\n{answer.strip()}" if answer.strip() else body
+
+
+def restore_think_open(text: str, think_prefilled: bool | str) -> str:
+    """Put back the ``<think>`` a pre-filling chat template kept in the prompt."""
+    text = text.strip()
+    if text.startswith("<think>"):
+        return text
+    if think_prefilled is True or (think_prefilled == "auto" and "</think>" in text
+                                   and "<think>" not in text):
+        return "<think>\n" + text
+    return text
+
+
+def join_reasoning(reasoning: str | None, content: str, finish_reason: str) -> str:
+    """One reply text from a server that sends the reasoning in its own field: the canonical
+    ON form, or an unclosed ``<think>`` when the budget ran out inside the reasoning (the
+    server's parser then sends everything as reasoning and no content)."""
+    content = (content or "").strip()
+    if not reasoning or not reasoning.strip():
+        return content
+    if not content and finish_reason == "length":
+        return f"<think>\n{reasoning.strip()}"
+    return canonical_on(reasoning, content)
+
+
+def wire_seen(text: str, field: str | None) -> str:
+    """How an ON reply arrived, for provenance: the reasoning field's name, or inline
+    (``+prefilled`` when the opening tag was missing)."""
+    if field:
+        return field
+    stripped = text.lstrip()
+    if "</think>" in stripped and not stripped.startswith("<think>"):
+        return "inline+prefilled"
+    return "inline" if "<think>" in stripped else "no_reasoning"
 
 
 def _shape_prompted(text: str) -> ShapedOutput:

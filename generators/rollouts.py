@@ -41,7 +41,8 @@ def _build_rows(config: RolloutConfig, plans: list[Plan], result: RunResult,
         done = result.completions.get(plan.key)
         if done is None:
             continue
-        shaped = shape_output(done["text"], plan.mode, config.reasoning_format)
+        shaped = shape_output(done["text"], plan.mode, config.reasoning_format,
+                              config.teacher_for(plan.model).think_prefilled)
         correct, answer = verify_answer(verifiers, plan, shaped, verifier_errors)
         reward = None if correct is None else (
             config.reward_correct * correct + config.reward_format * shaped.format_ok)

@@ -2,12 +2,18 @@
 
 Every request has a deterministic key: a hash of (prompt id, mode, sample index, request
 config hash), where the request config is what decides the text (backend, model, sampling,
-reasoning format, seed).  Completions are appended in small Parquet chunks, each written
-to a temporary name, fsynced and renamed, so a process killed at any instant leaves only
-whole chunks (and perhaps a ``.tmp`` file, removed on the next start).  On a rerun the
-engine loads the successful keys and generates only what is missing; failed requests are
-tried again.  Batch size and concurrency are not part of the key: resuming with other
-values reuses the finished work.
+reasoning format, seed, and a reasoning teacher's wire settings).  Completions are
+appended in small Parquet chunks, each written to a temporary name, fsynced and renamed,
+so a process killed at any instant leaves only whole chunks (and perhaps a ``.tmp`` file,
+removed on the next start).  On a rerun the engine loads the successful keys and
+generates only what is missing; failed requests are tried again.
+
+The run id, like the keys, comes only from what decides the outputs: the step record
+(the config without its run-control fields, which are ``exclude=True``: batch size,
+concurrency, endpoints, retries, rate limits, prices) and the prompts' fingerprint.
+``--executor`` is not part of the config at all.  So resuming with other run control
+finds the same run and its finished work, and a finished version is reused
+(docs/teachers.md).
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ RESULT_SCHEMA = pa.schema([
     ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
     ("finish_reason", pa.string()), ("error_kind", pa.string()), ("error", pa.string()),
     ("attempts", pa.int64()), ("seconds", pa.float64()), ("finished_at", pa.float64()),
+    # how the reasoning arrived (openai: reasoning / reasoning_content; None: in the text);
+    # chunks written before this column read it as None
+    ("wire", pa.string()),
 ])
 
 
@@ -123,4 +132,4 @@ def checkpoint_row(plan, completion, seconds: float) -> dict[str, Any]:
             "completion_tokens": completion.completion_tokens,
             "finish_reason": completion.finish_reason, "error_kind": completion.error_kind,
             "error": completion.error, "attempts": completion.attempts, "seconds": seconds,
-            "finished_at": time.time()}
+            "finished_at": time.time(), "wire": completion.extra.get("wire")}

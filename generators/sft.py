@@ -1,4 +1,4 @@
-"""Paired reasoning ON/OFF SFT generation (DESIGN §3-4) -> an ``sft`` version.
+"""Paired reasoning ON/OFF SFT generation (docs/concepts.md) -> an ``sft`` version.
 
 For each prompt, mode and sample the teacher sees the system prompt ``detailed thinking
 on|off`` first, then the prompt.  The ON and OFF answers of sample i of a prompt share a
@@ -48,7 +48,8 @@ def _build_rows(config: SftConfig, plans: list[Plan], result: RunResult,
         done = result.completions.get(plan.key)
         if done is None:
             continue
-        shaped = shape_output(done["text"], plan.mode, config.reasoning_format)
+        shaped = shape_output(done["text"], plan.mode, config.reasoning_format,
+                              config.teacher_for(plan.model).think_prefilled)
         reason = _reject_reason(plan.mode, config.reasoning_format, shaped)
         if reason:
             rejected.append(rejected_row(plan, reason, None, done["text"]))
@@ -69,6 +70,8 @@ def _build_rows(config: SftConfig, plans: list[Plan], result: RunResult,
 
 
 def _reject_reason(mode: str, reasoning_format: str, shaped) -> str | None:
+    if shaped.unclosed:  # the budget ran out inside the reasoning: there is no answer
+        return "truncated:reasoning_not_closed"
     if mode == "off" and not shaped.format_ok:
         return "format:think_tags_in_off_mode"
     if mode == "on" and reasoning_format == "native" and not shaped.format_ok:

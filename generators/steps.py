@@ -19,7 +19,7 @@ from typing import Any
 from thinkforge.manifests.errors import GenerationFailedError
 from thinkforge.manifests.manifest import Manifest, Step
 
-from .engine import Plan, RunResult, load_prompts, plan_requests, provenance, run_plans
+from .engine import Plan, RunResult, load_prompts, plan_requests, provenance, run_control, run_plans
 from .reasoning import ShapedOutput, marker_required, prompt_template
 from .runs import RunCheckpoint, default_run_id
 from .verifiers import VerifierRegistry
@@ -40,7 +40,9 @@ def run_generation_step(store, prompts: Manifest, name: str, *, kind: str, step_
         return reusable
     prompt_rows = load_prompts(store, prompts, config.limit)
     plans = plan_requests(prompt_rows, config, modes, samples)
-    run_id = run_id or default_run_id(name, step, prompts.fingerprint)
+    # the judge reads the answers after the run: with or without it, the same run (and
+    # checkpoint) serves, so turning --judge on asks the teacher nothing again
+    run_id = run_id or default_run_id(name, _without_judge(step), prompts.fingerprint)
     checkpoint = RunCheckpoint(store.runs_dir, run_id, {
         "name": name, "kind": kind, "step": step, "prompts": prompts.ref,
         "prompts_fingerprint": prompts.fingerprint, "requests": len(plans)})
@@ -50,6 +52,7 @@ def run_generation_step(store, prompts: Manifest, name: str, *, kind: str, step_
     verifier_errors: Counter = Counter()
     rows, rejected = build_rows(plans, result, verifiers, verifier_errors)
     rejected += failed_rows(plans, result)
+    judged = judge_rows(store, config, kind, plans, rows) if config.judge.on else None
     if not rows:
         reasons = Counter(r["reason"] for r in rejected)
         raise GenerationFailedError(
@@ -63,6 +66,8 @@ def run_generation_step(store, prompts: Manifest, name: str, *, kind: str, step_
     facts["answers_by_source"] = dict(verifiers.answer_sources)
     # "true:number", "false:no_answer", "none:gold_not_math": which rule labelled the rows
     facts["verdicts_by_rule"] = dict(sorted(verifiers.reasons.items()))
+    if judged is not None:
+        facts["judge"] = judged
     if kind == "rollouts":
         # what exports of every version derived from these rollouts need (the writer carries
         # provenance.export down the lineage, so a pulled copy has it too)
@@ -79,6 +84,41 @@ def run_generation_step(store, prompts: Manifest, name: str, *, kind: str, step_
             writer.reject(rejected)
     checkpoint.mark_published(writer.manifest.ref)
     return writer.manifest
+
+
+def _without_judge(step: dict[str, Any]) -> dict[str, Any]:
+    return {**step, "config": {k: v for k, v in step["config"].items() if k != "judge"}}
+
+
+def judge_rows(store, config, kind: str, plans: list[Plan], rows: list[dict[str, Any]]
+               ) -> dict[str, Any]:
+    """Ask the LLM judge (``config.judge``) about the rows it is for; a row the rules left
+    undecided takes the judge's yes/no (rollouts: and its reward).  Returns the manifest's
+    ``provenance.judge``, with the keys of the rows the judge decided."""
+    from .judge import Judge, JudgeItem, answer_part, problem_text, wants_judge
+
+    label = "verified" if kind == "sft" else "correct"
+    prompts = {p.prompt["id"]: p.prompt for p in plans}
+    asked, items = [], []
+    for row in rows:
+        prompt = prompts[row["prompt_id"]]
+        reply = answer_part(row["output"])
+        if reply and wants_judge(config.judge.mode, row[label], prompt.get("ground_truth"),
+                                 prompt.get("verifier")):
+            asked.append(row)
+            items.append(JudgeItem(problem_text(prompt["input"]), reply,
+                                   prompt["ground_truth"], row[label]))
+    judge = Judge(config.judge, store)
+    decided = []
+    for row, verdict in zip(asked, judge.ask(items), strict=True):
+        if row[label] is None and verdict is not None:
+            row[label] = verdict
+            if kind == "rollouts":
+                row["reward"] = (config.reward_correct * verdict
+                                 + config.reward_format * row["format_ok"])
+            decided.append(row["id"] if kind == "sft" else
+                           [row["prompt_id"], row["reasoning"], row["sample"], row["generator"]])
+    return {**judge.facts(), "decided_rows": decided}
 
 
 def check_error_rate(name: str, plans: list[Plan], result: RunResult, max_error_rate: float,
@@ -167,5 +207,5 @@ def generation_plan(requests_per_prompt: Callable[[Any], int]):
         prompts = inputs["prompts"]
         rows = min(prompts.rows, config.limit or prompts.rows)
         return {"prompts": prompts.ref, "requests": rows * requests_per_prompt(config),
-                "config": config.model_dump()}
+                "config": config.model_dump(), "run_control": run_control(config)}
     return plan

@@ -1,6 +1,6 @@
 """The core of thinkforge: record schemas, manifests, the dataset store and the SQL catalog.
 
-Imports no other package of the project and never imports torch (DESIGN §1).  The public
+Imports no other package of the project and never imports torch (docs/architecture.md).  The public
 names load lazily so that `thinkforge sql` pays only for what a query needs.
 """
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +30,8 @@ from .manifest import sha256_file
 from .selection import any_rejected_relation, row_relation
 from .sql import SqlResult, run_sql  # noqa: F401  (the read-only SQL sandbox lives in sql.py)
 from .store import StoreReader as DatasetStore  # reads only
+
+LOG = logging.getLogger(__name__)
 
 # bumped when the views a version gets change (2: every version has a /rejected view), so
 # an older catalog is rebuilt rather than extended
@@ -54,7 +56,11 @@ def store_signature(store: DatasetStore) -> str:
 @contextmanager
 def _catalog_lock(store: DatasetStore) -> Iterator[None]:
     store.root.mkdir(parents=True, exist_ok=True)
-    with open(store.root / ".catalog.lock", "w") as handle:
+    lock = store.root / ".catalog.lock"
+    if lock.is_dir() or (lock.exists() and not lock.is_file()):
+        raise ConfigError(f"{lock} is not a file (the catalog's lock file was replaced)",
+                          hint=f"remove it (rm -r {lock}); thinkforge recreates it")
+    with open(lock, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -179,6 +185,7 @@ def _build(store: DatasetStore, signature: str) -> None:
                     added += 1
                 if added:
                     _point_latest(con, name)
+            skipped += [f"{line} (not listed)" for line in store.misplaced()]
             con.execute("INSERT INTO catalog_meta VALUES ('skipped', ?)", [json.dumps(skipped)])
             _fill_runs(con, store)
             con.execute("CHECKPOINT")
@@ -230,7 +237,7 @@ def _extend(store: DatasetStore, signature: str) -> bool:
         os.replace(tmp, store.catalog_path)
         _record_stamp(store, signature)
         return True
-    except duckdb.Error:
+    except (duckdb.Error, ForgeError):  # a version copied in by hand: a full build names it
         return False
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
@@ -278,8 +285,8 @@ def refresh_or_warn(store: DatasetStore) -> None:
     try:
         refresh_catalog(store)
     except Exception as exc:  # noqa: BLE001
-        print(f"warning: catalog not refreshed ({str(exc).splitlines()[0]}); "
-              "run `thinkforge catalog rebuild`", file=sys.stderr)
+        LOG.warning(f"catalog not refreshed ({str(exc).splitlines()[0]}); "
+                    "run `thinkforge catalog rebuild`")
 
 
 def list_versions(store: DatasetStore) -> list[dict]:

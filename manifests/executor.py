@@ -1,4 +1,4 @@
-"""Where a step runs (DESIGN §8): the local process (default) or a Dask cluster.
+"""Where a step runs (docs/scale.md): the local process (default) or a Dask cluster.
 
 The executor is a property of *running* a step, never of its config: it is read from the
 same ``resources`` mapping as DuckDB's limits (CLI ``--executor dask --scheduler
@@ -34,12 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import ConfigError, ForgeError, MissingDependencyError
-
-# resources keys that pick the executor (the rest are DuckDB's: memory_limit, threads, ...)
-EXECUTOR_KEYS = ("executor", "scheduler", "workers", "partitions", "retries", "connect_timeout", "slurm",
-                 "slurm_cores", "slurm_memory", "slurm_partition", "slurm_account",
-                 "slurm_walltime", "slurm_jobs")
+from .errors import ForgeError, MissingDependencyError
 
 
 class ExecutorSpec(BaseModel):
@@ -69,22 +64,6 @@ class ExecutorSpec(BaseModel):
     @property
     def is_dask(self) -> bool:
         return self.executor == "dask"
-
-
-def split_resources(resources: dict[str, Any] | None) -> tuple[ExecutorSpec, dict[str, Any]]:
-    """(the executor, the DuckDB resources) of a step's resources mapping."""
-    resources = dict(resources or {})
-    picked = {k: resources.pop(k) for k in EXECUTOR_KEYS if resources.get(k) is not None}
-    try:
-        spec = ExecutorSpec.model_validate(picked)
-    except Exception as exc:  # pydantic ValidationError -> one line
-        raise ConfigError(f"invalid executor settings {picked}: {exc}") from None
-    if not spec.is_dask and (spec.scheduler or spec.workers or spec.slurm):
-        raise ConfigError("--scheduler, --workers and --slurm need --executor dask")
-    if spec.scheduler and (spec.workers or spec.slurm):
-        raise ConfigError("give either --scheduler (an existing cluster), --workers N "
-                          "(a local one) or --slurm, not several")
-    return spec, resources
 
 
 def _dask():

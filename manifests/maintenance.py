@@ -1,5 +1,5 @@
 """Store upkeep: ``materialize`` (a plain copy of a selection) and ``gc`` (files no version
-needs).  DESIGN §2 "Versions without copies".
+needs).  docs/concepts.md "Versions without copies".
 
 ``gc`` finds files under ``datasets/`` that no published version reads: files in a version
 directory its manifest does not list, and the files of version directories without a
@@ -58,6 +58,7 @@ def referenced_files(store: DatasetStore) -> set[Path]:
     out: set[Path] = set()
     for m in store.manifests():
         out.add((store.version_dir(m) / "manifest.json").resolve())
+        out.add((store.version_dir(m) / "manifest.sig").resolve())  # signing.py
         out.update(p.resolve() for _, _, p in store.version_files(m))
     return out
 

@@ -1,4 +1,4 @@
-"""The manifest: the source of truth for one immutable dataset version (DESIGN §2)."""
+"""The manifest: the source of truth for one immutable dataset version (docs/concepts.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One partition of a filter step, as a Dask worker runs it (DESIGN §8, issue 12).
+"""One partition of a filter step, as a Dask worker runs it (docs/scale.md, issue 12).
 
 A per-prompt-separable filter (passrate, quality, decontam, exact dedup) runs on every
 worker over the rows whose partition key hashes to that worker's partition: the *same*

@@ -1,4 +1,4 @@
-"""Arrow schemas of every record kind (DESIGN §3), in one place.
+"""Arrow schemas of every record kind (docs/concepts.md), in one place.
 
 Column names follow the public Llama-Nemotron post-training dataset and TRL where they can.
 Every writer conforms its rows to these schemas, so readers (DuckDB, ``datasets``, TRL) see

@@ -1,6 +1,6 @@
 """Selection versions, and the one function every reader uses to read a version's rows.
 
-DESIGN §2 "Versions without copies".  A step that only drops, reorders or labels rows
+docs/concepts.md "Versions without copies".  A step that only drops, reorders or labels rows
 publishes a *selection*: ``selection.parquet`` holds ``(_shard, _row[, columns])`` in the
 version's order, positions in the data shards of a materialised *base* version; the rows
 of the version are the base rows at those positions, with the stored ``columns`` added or

@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import duckdb
@@ -47,6 +47,7 @@ from .catalog_tables import RUNS_TABLE, TABLES, lineage_rows, version_row
 from .duck import quote_ident
 from .errors import (
     InputDataError,
+    IntegrityError,
     Interrupted,
     NotFoundError,
     ResourceLimitError,
@@ -64,14 +65,31 @@ _NO_FILES = {"autoinstall_known_extensions": False, "autoload_known_extensions":
 _RUNS_QUERY_TEXT = {"query", "query_table"}  # table functions that take SQL text
 
 
+_PARSER_LOCK = threading.Lock()
+_PARSERS: dict[int, duckdb.DuckDBPyConnection] = {}
+
+
+def _parser() -> duckdb.DuckDBPyConnection:
+    """One parsing connection per process (opening a DuckDB costs ~45 ms; the web console
+    checks many queries).  It holds no data and can open no file; used under _PARSER_LOCK."""
+    import os
+
+    pid = os.getpid()  # a forked child opens its own
+    if pid not in _PARSERS:
+        parser = duckdb.connect(":memory:", config=dict(_NO_FILES))
+        parser.execute("SET enable_external_access=false")
+        _PARSERS.clear()
+        _PARSERS[pid] = parser
+    return _PARSERS[pid]
+
+
 def check_read_only(query: str) -> dict[str, Any]:
     """Refuse anything but one plain query (or plain EXPLAIN of one); return its parse tree.
 
     The tree is DuckDB's ``json_serialize_sql`` of the query (of EXPLAIN's body).
     """
-    parser = duckdb.connect(":memory:", config=dict(_NO_FILES))
-    try:
-        parser.execute("SET enable_external_access=false")
+    with _PARSER_LOCK:
+        parser = _parser()
         try:
             statements = parser.extract_statements(query)
         except duckdb.Error as exc:
@@ -79,7 +97,10 @@ def check_read_only(query: str) -> dict[str, Any]:
         if len(statements) != 1:
             raise SqlRefusedError(f"expected one SQL statement, got {len(statements)}",
                                   hint="run statements one at a time")
-        kind = str(statements[0].type).rsplit(".", 1)[-1]
+        try:
+            kind = str(statements[0].type).rsplit(".", 1)[-1]
+        except ValueError:  # a statement type this duckdb's Python enum lacks (UPDATE EXTENSIONS)
+            kind = "this kind of"
         if kind == "EXPLAIN":
             return _select_tree(parser, _explain_body(query))
         if kind == "SELECT":
@@ -88,10 +109,10 @@ def check_read_only(query: str) -> dict[str, Any]:
             raise SqlRefusedError("this statement runs more than one statement (PIVOT without "
                                   "an IN list creates a type first)",
                                   hint="list the pivot values: PIVOT t ON col IN ('a', 'b') ...")
-        raise SqlRefusedError(f"{kind} statements are refused: `thinkforge sql` is read-only",
+        raise SqlRefusedError(f"{kind} statements are refused: `thinkforge sql` is read-only"
+                              if kind != "this kind of" else "this statement is refused: `thinkforge "
+                              "sql` runs queries only",
                               hint=_REFUSED_HINT)
-    finally:
-        parser.close()
 
 
 def _explain_body(query: str) -> str:
@@ -113,7 +134,49 @@ def _select_tree(parser: duckdb.DuckDBPyConnection, query: str) -> dict[str, Any
                               hint=_REFUSED_HINT)
     if len(tree.get("statements", [])) != 1:
         raise SqlRefusedError("expected one SQL statement", hint="run statements one at a time")
+    _refuse_introspection(parser, tree)
     return tree
+
+
+# what shows the sandbox's settings (allowed_paths: store paths) or view definitions (a
+# selection's view reads its files by absolute path): no query result may show the store's path
+_HIDDEN_FUNCTIONS = {"current_setting", "duckdb_settings", "duckdb_views", "getvariable",
+                     "duckdb_secrets", "which_secret"}
+_HIDDEN_TABLES = {"pg_views", "pg_settings", "sqlite_master", "sqlite_schema", "sqlite_temp_master",
+                  "sqlite_temp_schema", "duckdb_settings", "duckdb_views"}
+
+
+def _refuse_introspection(parser: duckdb.DuckDBPyConnection, tree: Any) -> None:
+    """Refuse settings and view definitions (they name store paths), also inside ``query('...')``."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        function = str(node.get("function_name") or "").lower() if node.get("class") == "FUNCTION" else ""
+        table = str(node.get("table_name") or "").lower()
+        schema = str(node.get("schema_name") or "").lower()
+        if function in _HIDDEN_FUNCTIONS or table in _HIDDEN_TABLES or \
+                (schema == "information_schema" and table == "views"):
+            raise SqlRefusedError(f"{function or table} is refused: the sandbox's settings and view "
+                                  "definitions are not shown (they name the store's files)",
+                                  hint="query the versions' views and the tables versions, lineage, runs")
+        if function in _RUNS_QUERY_TEXT:
+            args = node.get("children") or [a.get("expression") or {} for a in node.get("arguments") or []
+                                            if isinstance(a, dict)]
+            text = args[0] if args and isinstance(args[0], dict) else {}
+            sql = None
+            if text.get("class") == "CONSTANT":  # the constant's shape differs between versions
+                literal, value = text.get("literal") or {}, text.get("value") or {}
+                sql = literal.get("text") if literal.get("kind") == "STRING" else value.get("value")
+            if not isinstance(sql, str):
+                raise SqlRefusedError(f"{function}() takes a constant SQL string here",
+                                      hint="write the query itself instead of building its text")
+            _select_tree(parser, sql)
+        stack.extend(node.values())
 
 
 def referenced_names(tree: Any) -> set[str] | None:
@@ -203,8 +266,12 @@ def selection_files(store: DatasetStore, manifests: list[Manifest],
 
 
 def _attach_versions(con: duckdb.DuckDBPyConnection, store: DatasetStore,
-                     manifests: list[Manifest], wanted: set[str] | None) -> None:
-    """Tables ``versions``, ``lineage`` and ``runs``, and a view per version the query names."""
+                     manifests: list[Manifest], wanted: set[str] | None,
+                     allow: Callable[[str], bool] | None = None) -> None:
+    """Tables ``versions``, ``lineage`` and ``runs``, and a view per version the query names.
+
+    With ``allow``, ``manifests`` holds only the allowed datasets' versions; lineage rows
+    and training runs that name another dataset are left out too."""
     latest = {}
     for m in manifests:
         if m.number > latest.get(m.name, (0, None))[0]:
@@ -213,12 +280,14 @@ def _attach_versions(con: duckdb.DuckDBPyConnection, store: DatasetStore,
         con.execute(TABLES[table])
     con.execute(RUNS_TABLE)
     for run in run_rows(store):
+        if allow is not None and not all(allow(ref.split("@")[0]) for ref in run["data_refs"]):
+            continue
         con.execute("INSERT INTO runs VALUES (" + ",".join("?" * len(run)) + ")", list(run.values()))
     rows = [version_row(m, f"datasets/{m.name}/{m.version}", latest[m.name][1] is m)
             for m in manifests]
     if rows:
         con.executemany("INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-    if lineage := [r for m in manifests for r in lineage_rows(m)]:
+    if lineage := [r for m in manifests for r in lineage_rows(m) if allow is None or allow(r[2])]:
         con.executemany("INSERT INTO lineage VALUES (?,?,?,?,?)", lineage)
 
     def want(view: str) -> bool:
@@ -255,28 +324,32 @@ class SqlResult:
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, query: str, limit: int | None,
-                 timeout: float | None = None):
+                 timeout: float | None = None, memory_bytes: int | None = None,
+                 hard_stop: bool = False):
         self._con, self._query, self._limit = con, query, limit
         self._timeout = timeout
-        self._timer: threading.Timer | None = None
-        self._timed_out = False
-        if timeout:
-            def stop() -> None:
-                self._timed_out = True
-                con.interrupt()
-            self._timer = threading.Timer(timeout, stop)
-            self._timer.daemon = True
-            self._timer.start()
+        self._closed = False
+        self._guard = QueryGuard(con, timeout, memory_bytes, hard_stop)
         self._sigint = _SigintWatcher(con)
         # run now, so binder errors surface in run_sql; on `con` itself, not a cursor: the
         # registered views are temporary, visible to this connection only
-        with self._errors():
-            con.execute(query)
+        try:
+            with self._errors():
+                con.execute(query)
+        except BaseException:
+            self.close()  # the process's limits are restored whatever went wrong
+            raise
         self.columns: list[str] = [d[0] for d in con.description]
 
+    @property
+    def _timed_out(self) -> bool:
+        return self._guard.timed_out
+
     def close(self) -> None:
-        if self._timer:
-            self._timer.cancel()
+        if self._closed:
+            return
+        self._closed = True
+        self._guard.stop()
         self._sigint.close()
         self._con.close()
 
@@ -334,6 +407,120 @@ class ArrowBatches:
             self._result.close()
 
 
+class QueryGuard:
+    """The query's limits, held for the whole process while the query runs.
+
+    ``timeout``: a thread interrupts the connection at the deadline and again every 0.1 s
+    (an interrupt that lands between two phases of a query is otherwise lost); with
+    ``hard_stop`` (the CLI) a query still running 1.5 s later, stuck in one long function
+    call that never checks for interrupts, ends the process with exit 11.
+    ``memory_bytes``: DuckDB's own limit covers its buffers only; the process's data segment
+    is capped too (``RLIMIT_DATA``, which counts heap and private anonymous mappings, not the
+    mapped libraries) at its size now plus the limit, so one huge allocation (a 2 GB
+    ``repeat``) fails at once, and the thread interrupts the query when the resident size
+    grows past the limit (anonymous resident memory: files the query reads, mapped by the
+OS's page cache, are not the query's).  Both are restored when the query ends.
+    """
+
+    SLACK = 64 << 20  # thread stacks and the rows being written out
+
+    def __init__(self, con, timeout: float | None, memory_bytes: int | None, hard_stop: bool):
+        import time
+
+        self.con, self.timeout, self.memory_bytes, self.hard_stop = con, timeout, memory_bytes, hard_stop
+        self.timed_out = self.over_memory = False
+        self._done = threading.Event()
+        self._old_limit = None
+        self._deadline = time.monotonic() + timeout if timeout else None
+        self._rss_cap = None
+        if memory_bytes:
+            rss, data = _proc_status("RssAnon"), _proc_status("VmData")
+            self._rss_cap = rss + memory_bytes + self.SLACK if rss else None
+            if data:
+                self._old_limit = _cap_data(data + memory_bytes + self.SLACK)
+        if self._deadline or self._rss_cap:
+            threading.Thread(target=self._watch, daemon=True, name="thinkforge-query-guard").start()
+
+    def _watch(self) -> None:
+        import os
+        import sys
+        import time
+
+        stopped_at = None
+        while not self._done.wait(0.05):
+            now = time.monotonic()
+            if self._deadline and now >= self._deadline:
+                self.timed_out = True
+            if self._rss_cap and (_proc_status("RssAnon") or 0) > self._rss_cap:
+                self.over_memory = True
+            if not (self.timed_out or self.over_memory):
+                continue
+            stopped_at = stopped_at or now
+            try:
+                self.con.interrupt()
+            except duckdb.Error:  # closed meanwhile: the query is over
+                return
+            if self.hard_stop and now - stopped_at > 1.5 and not self._done.is_set():
+                what = (f"--timeout {self.timeout:g} s" if self.timed_out else "--memory-limit")
+                sys.stderr.write(f"error: query stopped: it ran past {what} and did not stop when "
+                                 "interrupted (one long function call)\n  hint: narrow the query\n")
+                sys.stderr.flush()
+                os._exit(11)
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._old_limit is not None:
+            import resource
+
+            try:
+                resource.setrlimit(resource.RLIMIT_DATA, self._old_limit)
+            except (ValueError, OSError):
+                pass
+            self._old_limit = None
+
+
+def _proc_status(field: str) -> int | None:
+    """A size from /proc/self/status in bytes (Linux); None elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _cap_data(limit: int):
+    """Lower RLIMIT_DATA's soft limit to ``limit``; returns the old limits (None: not set)."""
+    try:
+        import resource
+
+        old = resource.getrlimit(resource.RLIMIT_DATA)
+        if old[0] != resource.RLIM_INFINITY and old[0] <= limit:
+            return None
+        hard = old[1]
+        resource.setrlimit(resource.RLIMIT_DATA, (limit if hard == resource.RLIM_INFINITY
+                                                  else min(limit, hard), hard))
+        return old
+    except (ImportError, ValueError, OSError):
+        return None
+
+
+def parse_size(text: str) -> int:
+    """Bytes of a size such as 2GB, 512MiB or 100 MB (DuckDB's units: KB = 1000 bytes)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)\s*", text, re.IGNORECASE)
+    if not m:
+        raise ValueError(f"{text!r} is not a size")
+    unit = m.group(2).upper()
+    scale = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}[unit]
+    return int(float(m.group(1)) * scale)
+
+
 class _SigintWatcher:
     """Ctrl-C stops the query even while DuckDB holds the main thread in C code.
 
@@ -388,12 +575,20 @@ class _mapped_errors:
     def __exit__(self, exc_type, exc, tb):
         if exc is None:
             return False
+        guard = self.result._guard
+        stopped = guard.timed_out or guard.over_memory  # by the guard, not by Ctrl-C
         ctrl_c = isinstance(exc, KeyboardInterrupt) or (  # DuckDB turns SIGINT into this
-            isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower())
-        if ctrl_c or (isinstance(exc, duckdb.InterruptException) and not self.result._timed_out):
+            isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower() and not stopped)
+        if ctrl_c or (isinstance(exc, duckdb.InterruptException) and not stopped):
             self.result.close()
             raise Interrupted("query interrupted (Ctrl-C); nothing was written") from None
-        if isinstance(exc, duckdb.InterruptException):
+        interrupted = isinstance(exc, duckdb.InterruptException) or (
+            isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower())
+        if interrupted and guard.over_memory or isinstance(exc, MemoryError):
+            self.result.close()
+            raise ResourceLimitError("query used more memory than --memory-limit allows",
+                                     hint="raise --memory-limit, or narrow the query") from None
+        if interrupted:
             self.result.close()
             raise ResourceLimitError(f"query stopped after --timeout {self.result._timeout:g} s",
                                      hint="raise --timeout, or narrow the query (WHERE, LIMIT)") from None
@@ -407,6 +602,9 @@ class _mapped_errors:
             raise SqlRefusedError(f"refused: {_first_line(exc)}",
                                   hint="queries read the store's versions through their views "
                                        "(see `thinkforge catalog`), never files") from None
+        if _is_arrow_error(exc):  # a damaged shard met while rows are read
+            self.result.close()
+            raise _unreadable(exc) from None
         if isinstance(exc, duckdb.Error):
             self.result.close()
             raise InputDataError(f"SQL error: {exc}",
@@ -415,18 +613,30 @@ class _mapped_errors:
         return False
 
 
+def _is_arrow_error(exc: BaseException) -> bool:
+    try:
+        import pyarrow as pa
+    except ImportError:  # pragma: no cover - pyarrow is a core dependency
+        return False
+    return isinstance(exc, pa.ArrowException)
+
+
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def run_sql(store: DatasetStore, query: str, *, limit: int | None = None, verify: bool = False,
-            timeout: float | None = None, memory_limit: str | None = None) -> SqlResult:
-    """Run one read-only query over every version of the store (see the module docstring)."""
+            timeout: float | None = None, memory_limit: str | None = None,
+            allow: Callable[[str], bool] | None = None, hard_stop: bool = False) -> SqlResult:
+    """Run one read-only query over every version of the store (see the module docstring).
+
+    ``allow(dataset name)`` narrows the store to some datasets (the web console's scoped
+    tokens): the other datasets' views, versions, lineage rows and runs do not exist."""
     if not store.datasets_dir.is_dir():
         raise NotFoundError(f"store {store.root} has no datasets yet",
                             hint="import one first: thinkforge import FILE --name NAME")
     tree = check_read_only(query)
-    manifests = list(store.manifests())
+    manifests = [m for m in store.manifests() if allow is None or allow(m.name)]
     wanted = referenced_names(tree)
     for m in manifests:  # only the versions the query reads: a damaged one elsewhere is no
         if wanted is None or {m.ref, m.name, m.ref + "/rejected"} & wanted:  # reason to refuse
@@ -437,9 +647,21 @@ def run_sql(store: DatasetStore, query: str, *, limit: int | None = None, verify
         raise InputDataError(f"SQL settings: {_first_line(exc)}",
                              hint="--memory-limit takes a size such as 2GB or 512MiB") from None
     try:
-        _attach_versions(con, store, manifests, wanted)
+        try:
+            _attach_versions(con, store, manifests, wanted, allow)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise _unreadable(exc) from None
         con.execute("SET lock_configuration=true")
-        return SqlResult(con, query, limit, timeout)
+        return SqlResult(con, query, limit, timeout,
+                         memory_bytes=parse_size(memory_limit) if memory_limit else None,
+                         hard_stop=hard_stop)
     except BaseException:
         con.close()
         raise
+
+
+def _unreadable(exc: BaseException) -> IntegrityError:
+    """A shard that passed the size check but is not readable Parquet (a damaged footer)."""
+    return IntegrityError(f"a shard the query reads is not readable Parquet: {_first_line(exc)}",
+                          hint="the version was damaged after publishing: `thinkforge verify --all` "
+                               "names it; restore the file or rebuild the version")

@@ -1,4 +1,4 @@
-"""One step, one descriptor (DESIGN §9): what the CLI, recipes, dry-run, reuse and the
+"""One step, one descriptor (docs/architecture.md): what the CLI, recipes, dry-run, reuse and the
 Python API all read.
 
 A step is versions in, version(s) out.  Its descriptor says, once:
@@ -29,15 +29,16 @@ Declaring a step::
         help="drop rows whose output is shorter than min_chars",
         examples=("thinkforge filter min_length gsm8k-sft --name sft-long --min-chars 40",)))
 
-The builtin steps are declared in the modules listed in ``thinkforge.curation.steps.STEP_MODULES``;
-a module anywhere else registers its steps when it is imported.
+The modules that declare steps are found through the ``thinkforge.steps`` entry points
+(``load_steps``; thinkforge's own are listed in pyproject.toml, a plugin package lists its
+own); a module anywhere else also registers its steps when it is imported.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -77,8 +78,13 @@ class RunContext:
 
     store: Any                  # manifests.DatasetStore
     quiet: bool = False
-    resources: dict[str, Any] = field(default_factory=dict)  # DuckDB limits for filters
+    settings: Any = None        # RunSettings (a mapping is validated into one)
     run_id: str | None = None   # generation checkpoints
+
+    def __post_init__(self):
+        from .settings import run_settings
+
+        self.settings = run_settings(self.settings)
 
 
 RunFn = Callable[[RunContext, Inputs, str, Any], dict[str, Manifest]]
@@ -221,11 +227,12 @@ def execute(ctx: RunContext, descriptor: StepDescriptor, inputs: Inputs, name: s
     reuse = predict_reuse(ctx.store, descriptor, inputs, name, config)
     if reuse and all(m is not None for m in reuse.values()):
         return dict(reuse)  # type: ignore[arg-type]
-    from .executor import run_on_dask, split_resources
+    from .executor import run_on_dask
 
-    spec, resources = split_resources(ctx.resources)
-    if resources != ctx.resources:
-        ctx = RunContext(ctx.store, quiet=ctx.quiet, resources=resources, run_id=ctx.run_id)
+    spec = ctx.settings.executor_spec()
+    resources = ctx.settings.local()
+    if spec.is_dask:  # the step itself runs here or on a worker as a local run
+        ctx = RunContext(ctx.store, quiet=ctx.quiet, settings=resources, run_id=ctx.run_id)
     if spec.is_dask and descriptor.fan_out and spec.partitions != 1:
         from .executor import fanning_out
 
@@ -250,12 +257,12 @@ def run_step_task(store_at: tuple[type, str], step_type: str, inputs: dict[str, 
 
     for module in step_modules:  # the modules that declare the steps (and their run functions)
         importlib.import_module(module)
-    if step_type not in REGISTRY:  # declared somewhere else: the builtin list, by name
-        importlib.import_module("thinkforge.curation.steps").load_steps()
+    if step_type not in REGISTRY:  # declared somewhere else: every entry point
+        load_steps()
     store_cls, store_root = store_at
     store = store_cls(store_root)
     real = {role: unplain(store, value) for role, value in inputs.items()}
-    ctx = RunContext(store, quiet=True, resources=resources, run_id=run_id)
+    ctx = RunContext(store, quiet=True, settings=resources, run_id=run_id)
     return REGISTRY[step_type].run_fn()(ctx, real, name, config)
 
 
@@ -275,7 +282,7 @@ def run_partition_task(store_at: tuple[type, str], step_type: str, inputs: dict[
     for module in step_modules:
         importlib.import_module(module)
     if step_type not in REGISTRY:
-        importlib.import_module("thinkforge.curation.steps").load_steps()
+        load_steps()
     store_cls, store_root = store_at
     store = store_cls(store_root)
     real = {role: unplain(store, value) for role, value in inputs.items()}
@@ -285,9 +292,19 @@ def run_partition_task(store_at: tuple[type, str], step_type: str, inputs: dict[
     attempt = Path(out) / f"p{index:04d}-{uuid.uuid4().hex[:8]}"  # a rerun writes afresh
     partition = Partition(count=count, index=index, keys=keys, out=attempt)
     with running(partition):
-        made = REGISTRY[step_type].run_fn()(RunContext(store, quiet=True, resources=resources),
+        made = REGISTRY[step_type].run_fn()(RunContext(store, quiet=True, settings=resources),
                                             real, name, config)
     return next(iter(made.values()))
+
+
+def load_steps() -> dict[str, StepDescriptor]:
+    """The registry with every step declared: imports each module named by a
+    ``thinkforge.steps`` entry point (thinkforge's own and any plugin's) once."""
+    from . import plugins
+
+    for name in plugins.discovered("steps"):
+        plugins.load("steps", name)
+    return REGISTRY
 
 
 def build_config(model: type[BaseModel], *layers: dict[str, Any], where: str = "config"):

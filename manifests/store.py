@@ -1,5 +1,5 @@
 """The store's layout and reads (``StoreReader``): immutable, checksummed dataset versions
-on a local directory (DESIGN §2).  Writing and publishing live in ``writer.py``, whose
+on a local directory (docs/concepts.md).  Writing and publishing live in ``writer.py``, whose
 ``DatasetStore`` is this reader plus ``writer()``; this module imports neither it nor the
 catalog.
 
@@ -121,7 +121,36 @@ class StoreReader:
         return sorted(out)
 
     def versions(self, name: str) -> list[Manifest]:
-        return [Manifest.load(p / "manifest.json") for _, p in self.version_dirs(name)]
+        """The versions of ``name`` whose manifest is the one of their directory (a copy by
+        hand, ``cp -a x/v1 x/v2``, is left out: ``misplaced`` names it)."""
+        out = []
+        for _, p in self.version_dirs(name):
+            try:
+                out.append(self._load_at(p))
+            except IntegrityError:
+                continue
+        return out
+
+    def _load_at(self, directory: Path) -> Manifest:
+        """The manifest of a version directory, refused unless it names that directory."""
+        m = Manifest.load(directory / "manifest.json")
+        if (m.name, m.version) != (directory.parent.name, directory.name):
+            raise IntegrityError(
+                f"datasets/{directory.parent.name}/{directory.name} holds the manifest of {m.ref} "
+                "(a version directory copied or renamed by hand)",
+                hint=f"only a publish makes versions: remove {directory} or restore the original")
+        return m
+
+    def misplaced(self) -> list[str]:
+        """One line per version directory whose manifest names another version."""
+        out = []
+        for name in self.names():
+            for _, p in self.version_dirs(name):
+                try:
+                    self._load_at(p)
+                except IntegrityError as exc:
+                    out.append(str(exc).split("\n")[0])
+        return out
 
     def manifests(self) -> Iterator[Manifest]:
         for name in self.names():
@@ -133,7 +162,10 @@ class StoreReader:
 
     def resolve(self, ref: str) -> Manifest:
         """``name``, ``name@latest``, ``name@v3`` or ``name@<fingerprint prefix>``."""
-        name, _, selector = ref.partition("@")
+        name, at, selector = ref.partition("@")
+        if at and not selector:
+            raise NotFoundError(f"{ref!r} is not a dataset reference: nothing follows '@'",
+                                hint=f"use {name}, {name}@latest, {name}@v3 or {name}@<fingerprint prefix>")
         selector = selector or "latest"
         if not NAME_RE.fullmatch(name):
             raise NotFoundError(f"{ref!r} is not a dataset reference",
@@ -144,11 +176,11 @@ class StoreReader:
             raise NotFoundError(f"no dataset named {name!r} in store {self.root}",
                                 hint=f"datasets in this store: {known}")
         if selector == "latest":
-            return Manifest.load(dirs[-1][1] / "manifest.json")
+            return self._load_at(dirs[-1][1])
         if m := VERSION_RE.fullmatch(selector):
             for num, path in dirs:
                 if num == int(m.group(1)):
-                    return Manifest.load(path / "manifest.json")
+                    return self._load_at(path)
             raise NotFoundError(f"{name} has no version {selector}",
                                 hint=f"versions: {', '.join(f'v{n}' for n, _ in dirs)}")
         if re.fullmatch(r"[0-9a-f]{4,64}", selector):
@@ -197,18 +229,30 @@ class StoreReader:
                     hint=f"run `thinkforge verify {manifest.ref}`; restore or rebuild the version")
 
     def verify(self, manifest: Manifest, *, use_cache: bool = True,
-               log_entries: dict | None = None) -> None:
+               log_entries: dict | None = None, rows: bool = False,
+               trusted_keys: list[bytes] | None = None) -> str | None:
         """Full check, run whenever bytes leave the store or feed a step (filters, exports,
-        pulls, trainers): the manifest against the publish log, file paths inside the store,
-        sizes and sha256 of every file (for a selection: the selection files and the base
-        shards it reads), row counts against the Parquet metadata.
+        pulls, trainers): the manifest against the publish log and its signature, file
+        paths inside the store, sizes and sha256 of every file (for a selection: the
+        selection files and the base shards it reads), row counts against the Parquet
+        metadata; with ``rows``, the fingerprint recomputed from the rows themselves.
 
         sha256 comes from the per-file cache (``integrity.HashCache``) unless ``use_cache``
         is False; a file whose size, mtime, ctime or inode changed is always rehashed.
+        Returns the id of the key that signed the version (None: unsigned); with
+        ``trusted_keys`` a version not signed by one of them is an integrity error.
         """
-        from .integrity import HashCache, PublishLog, check_row_counts
+        from .integrity import HashCache, PublishLog, check_row_counts, manifest_digest, recompute_fingerprint
+        from .signing import check_signature, env_expect_head, env_trusted_keys
 
+        self._load_at(self.version_dir(manifest))  # the directory is the manifest's own
+        if trusted_keys is None:  # pinned for every step, export and trainer of the process
+            trusted_keys = env_trusted_keys()
+        if (head := env_expect_head()) is not None:
+            PublishLog(self).check_head(head)
         PublishLog(self).check(manifest, log_entries)
+        signer = check_signature(self.version_dir(manifest), manifest,
+                                 manifest_digest(self.manifest_path(manifest).read_bytes()), trusted_keys)
         self.check_sizes(manifest)
         cache = HashCache(self) if use_cache else None
         try:
@@ -227,6 +271,9 @@ class StoreReader:
                 cache.save()
         if manifest.selection is None:
             check_row_counts(manifest, self.shard_paths(manifest), manifest.files)
+        if rows:
+            recompute_fingerprint(self, manifest)
+        return signer
 
     # the name trainers look for (trainers/data.py): verify() is the cached check already
     verify_cached = verify

@@ -1,6 +1,6 @@
 """Training run records: what was trained on which exact bytes, and which weights came out.
 
-A run record is to weights what a manifest is to data (DESIGN §2, "Tamper evidence and
+A run record is to weights what a manifest is to data (docs/concepts.md, "Tamper evidence and
 runs").  Records live in a directory of their own, apart from the generation checkpoints
 under ``runs/``::
 

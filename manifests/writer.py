@@ -13,9 +13,9 @@ Filters that write Parquet with DuckDB ask for ``w.new_shard_path()`` and COPY i
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -53,8 +53,11 @@ from .selection import (
     selection_relation,
     write_digests,
 )
+from .signing import sign_into
 from .stats import compute_stats
 from .store import ROW_GROUP_BYTES, ROW_GROUP_ROWS, SHARD_BYTES, StoreReader, validate_name
+
+LOG = logging.getLogger(__name__)
 
 # DuckDB's share of memory while publishing (checks, digests, stats): beyond it the sorts and
 # aggregates spill to a directory under .staging, so publishing 10M rows stays well under
@@ -81,17 +84,32 @@ class DatasetStore(StoreReader):
         try:
             refresh_catalog(self)
         except Exception as exc:  # the version is safe; the catalog is only derived
-            print(f"warning: catalog not refreshed ({exc}); run `thinkforge catalog rebuild`",
-                  file=sys.stderr)
+            LOG.warning(f"catalog not refreshed ({exc}); run `thinkforge catalog rebuild`")
 
 
 def publish_dir(store: StoreReader, staging: Path, manifest_fields: dict[str, Any]) -> Manifest:
     """Rename ``staging`` to the next free version number, retrying when a racer wins."""
     base = store.datasets_dir / manifest_fields["name"]
+    created = not base.exists()
     base.mkdir(parents=True, exist_ok=True)
+    try:
+        return _publish_into(store, staging, manifest_fields, base)
+    except BaseException:
+        if created:  # a failed first publish (disk full) leaves no empty dataset directory
+            try:
+                base.rmdir()
+            except OSError:
+                pass  # not empty: a racing writer published into it meanwhile
+        raise
+
+
+def _publish_into(store: StoreReader, staging: Path, manifest_fields: dict[str, Any],
+                  base: Path) -> Manifest:
     for _ in range(1000):
         dirs = store.version_dirs(manifest_fields["name"])
-        number = (max((n for n, _ in dirs), default=0)) + 1
+        # above every logged number too: a deleted version's number is never logged twice
+        logged = PublishLog(store).logged_numbers(manifest_fields["name"])
+        number = max([n for n, _ in dirs] + list(logged), default=0) + 1
         # a directory without manifest (crashed copy by hand) still blocks its number
         while (base / f"v{number}").exists():
             number += 1
@@ -99,6 +117,8 @@ def publish_dir(store: StoreReader, staging: Path, manifest_fields: dict[str, An
         tmp = staging / "manifest.json.tmp"
         tmp.write_text(manifest.to_json(), encoding="utf-8")
         os.replace(tmp, staging / "manifest.json")
+        # signed with the key outside the store when there is one (signing.py)
+        sign_into(staging, manifest, manifest_digest(manifest.to_json()), store.root)
         (staging / OWNER).unlink(missing_ok=True)  # a published version holds only its files
         try:
             os.rename(staging, base / manifest.version)

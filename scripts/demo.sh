@@ -79,7 +79,7 @@ raw_verified=$(count demo-sft-raw verified)
   echo "Export for a trainer:"
   echo "  thinkforge --store $THINKFORGE_STORE export demo-sft-train --format trl-prompt-completion --out exports/sft"
   echo "  thinkforge --store $THINKFORGE_STORE export demo-rl --format verl --out exports/verl"
-  echo "Swap in a real teacher (any OpenAI-compatible server; README 'A real teacher'):"
+  echo "Swap in a real teacher (any OpenAI-compatible server; docs/generation.md, 'A real teacher'):"
   echo "  vllm serve Qwen/Qwen2.5-7B-Instruct --port 8000"
   echo "  thinkforge --store ./teacher-store build recipes/openai-teacher.yaml"
   echo "Reports: $THINKFORGE_STORE/reports/demo-sft-train/report.html and .../demo-rl/report.html"

@@ -14,6 +14,22 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "curation" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _no_signing_key(tmp_path_factory, monkeypatch):
+    """Tests publish unsigned unless they make a key (docs/integrity.md): never the user's."""
+    monkeypatch.setenv("THINKFORGE_KEY", str(tmp_path_factory.getbasetemp() / "no-signing-key.pem"))
+
+
+@pytest.fixture(autouse=True)
+def _default_logging():
+    """Each test starts with the import-time logging (one CLI call's --quiet or --log-json
+    must not leak into the next test)."""
+    from thinkforge import logs
+
+    logs.reset()
+    yield
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> DatasetStore:
     return DatasetStore(tmp_path / "store")

@@ -36,3 +36,57 @@ def install(monkeypatch, answer: Callable) -> type[ScriptedBackend]:
     ScriptedBackend.calls = 0
     monkeypatch.setattr(engine, "make_backend", lambda config, model: ScriptedBackend(answer, model))
     return ScriptedBackend
+
+
+class ScriptedServer:
+    """A real OpenAI-compatible chat server (HTTP, in a thread of the test process) whose
+    reply text is ``answer(body)``: ``body`` is the request's JSON (model, messages, seed,
+    temperature...).  Used as a teacher with planted answers and as an LLM judge that
+    answers from a table.  ``requests`` holds every request body received, ``headers``
+    their HTTP headers (names in lower case)."""
+
+    def __init__(self, answer: Callable[[dict], str]):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        owner = self
+        self.answer, self.requests, self.headers = answer, [], []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.requests.append(body)
+                owner.headers.append({k.lower(): v for k, v in self.headers.items()})
+                text = owner.answer(body)
+                reply = {"id": "x", "object": "chat.completion", "created": 0,
+                         "model": body["model"], "choices": [{
+                             "index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": text}}],
+                         "usage": {"prompt_tokens": 10, "completion_tokens": len(text) // 4 + 1,
+                                   "total_tokens": 11 + len(text) // 4}}
+                data = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()

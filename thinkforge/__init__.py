@@ -4,7 +4,11 @@
 ``tf.verify`` / ``tf.Verdict`` (the answer verifier, docs/verifier.md) never import torch.
 """
 
-from thinkforge.manifests import __version__
+from thinkforge import logs as _logs
+
+_logs.install_default()  # every thinkforge.* logger prints plain lines on stderr (docs: Logging)
+
+from thinkforge.manifests import __version__  # noqa: E402
 
 __all__ = ["Store", "Verdict", "Version", "__version__", "steps", "verify"]
 

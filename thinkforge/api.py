@@ -129,19 +129,30 @@ class Store:
 
 
 class _Steps:
-    """``tf.steps.<type>(store, *inputs, name=..., **config)`` for every registered step."""
+    """``tf.steps.<type>(store, *inputs, name=..., **config)`` for every registered step;
+    dotted types are attributes of attributes: ``tf.steps.train.sft`` is ``train.sft``."""
+
+    def __init__(self, prefix: str = ""):
+        self._prefix = prefix
+
+    def _names(self) -> list[str]:
+        from thinkforge.manifests.steps import load_steps
+
+        return sorted({t.removeprefix(self._prefix).split(".")[0] for t in load_steps()
+                       if t.startswith(self._prefix)})
 
     def __dir__(self):
-        from thinkforge.curation.steps import load_steps
+        return self._names()
 
-        return sorted(load_steps())
-
-    def __getattr__(self, step_type: str):
-        from thinkforge.curation.steps import load_steps
+    def __getattr__(self, attr: str):
+        from thinkforge.manifests.steps import load_steps
 
         steps = load_steps()
-        step_type = "import" if step_type == "import_" else step_type  # a Python keyword
-        if step_type.startswith("_") or step_type not in steps:
+        step_type = self._prefix + ("import" if attr == "import_" else attr)  # a Python keyword
+        if not attr.startswith("_") and step_type not in steps and any(
+                t.startswith(step_type + ".") for t in steps):
+            return _Steps(step_type + ".")  # a family: tf.steps.train
+        if attr.startswith("_") or step_type not in steps:
             raise AttributeError(f"no step {step_type!r}; steps: {', '.join(sorted(steps))}")
         descriptor = steps[step_type]
 
@@ -184,7 +195,7 @@ def run_step(descriptor, store, inputs: tuple, *, name: str, config, dry_run: bo
     cfg = build_config(model, base, fields, where=f"tf.steps.{descriptor.type}")
     if dry_run:
         return plan_step(store.datasets, descriptor, resolved, name, cfg)
-    made = execute(RunContext(store.datasets, quiet=quiet, resources=dict(resources or {})),
+    made = execute(RunContext(store.datasets, quiet=quiet, settings=resources),
                    descriptor, resolved, name, cfg)
     versions = {n: Version(store, m) for n, m in made.items()}
     return next(iter(versions.values())) if len(versions) == 1 else versions

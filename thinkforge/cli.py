@@ -1,4 +1,4 @@
-"""`thinkforge`: one verb per capability (DESIGN §10).
+"""`thinkforge`: one verb per capability (docs/store.md).
 
 Stdout is data, stderr is logs, progress and errors.  Exit codes: see `thinkforge
 --help` and ``thinkforge.manifests.errors.EXIT_CODES``.  Heavy packages are imported inside the
@@ -23,11 +23,11 @@ from .step_cmds import StepGroup
 
 EPILOG = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
 COMMAND_MODULES = ("commands", "generate_cmds", "filter_cmds", "curation_cmds", "train_cmds",
-                   "distill_cmds", "store_cmds")
+                   "distill_cmds", "store_cmds", "serve_cmds", "integrity_cmds")
 FAST_MODULES = ("commands",)
 LOADED: set[str] = set()  # command modules whose commands are on `cli`
 # root options that may also follow the subcommand: `thinkforge sql 'SELECT 1' --store X`
-GLOBAL_OPTIONS = {"--store": True, "--quiet": False, "-q": False}
+GLOBAL_OPTIONS = {"--store": True, "--quiet": False, "-q": False, "--log-level": True, "--log-json": False}
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
@@ -62,7 +62,7 @@ class ForgeGroup(StepGroup):
         try:
             return super().invoke(ctx)
         except ForgeError as exc:
-            click.echo(f"error: {exc}", err=True)
+            _error(str(exc))
             sys.exit(exc.exit_code)
         except OSError as exc:  # the machine, not the data: disk full, file-size limit, permissions
             import errno
@@ -73,22 +73,27 @@ class ForgeGroup(StepGroup):
                     "File too large" in text or "No space left" in text:
                 exc.strerror = exc.strerror or ("File too large" if "File too large" in text
                                                 else "No space left on device")
-                click.echo(f"error: cannot write {where}: {exc.strerror} (nothing was published)\n"
-                           "  hint: free disk space, raise the file-size limit (ulimit -f) or "
-                           "use another --store", err=True)
+                _error(f"cannot write {where}: {exc.strerror} (nothing was published)\n"
+                       "  hint: free disk space, raise the file-size limit (ulimit -f) or "
+                       "use another --store")
                 sys.exit(11)
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-                click.echo(f"error: cannot write {where}: {exc.strerror} (nothing was published)\n"
-                           "  hint: check the permissions of the store, or use another --store",
-                           err=True)
+                _error(f"cannot write {where}: {exc.strerror} (nothing was published)\n"
+                       "  hint: check the permissions of the store, or use another --store")
                 sys.exit(12)
             raise
         except KeyboardInterrupt:
-            click.echo("error: interrupted (Ctrl-C); nothing was published", err=True)
+            _error("interrupted (Ctrl-C); nothing was published")
             sys.exit(130)
+        except Exception as exc:  # DuckDB's own I/O and memory errors are no OSError
+            if not _resource_error(exc):
+                raise
+            click.echo(f"error: {_resource_error(exc)} (nothing was published)\n  hint: free disk "
+                       "space or memory, raise --memory-limit, or use another --store", err=True)
+            sys.exit(11)
 
     def _step_groups(self) -> set[str]:
-        from thinkforge.curation.steps import load_steps
+        from thinkforge.manifests.steps import load_steps
 
         return {d.group for d in load_steps().values() if d.group and d.derive_cli}
 
@@ -107,6 +112,17 @@ class ForgeGroup(StepGroup):
         return command
 
 
+def _resource_error(exc: BaseException) -> str | None:
+    """One line for a full disk or exhausted memory met inside DuckDB (or Python), else None."""
+    text = str(exc)
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryException":
+        return "out of memory: " + (text.strip().splitlines() or ["MemoryError"])[0][:200]
+    if type(exc).__module__.lstrip("_").startswith("duckdb") and (
+            "No space left" in text or "File too large" in text or "Disk quota" in text):
+        return "cannot write a file in the store: No space left on device"
+    return None
+
+
 @click.group(cls=ForgeGroup, step_group=None, epilog=EPILOG,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="thinkforge")
@@ -114,8 +130,13 @@ class ForgeGroup(StepGroup):
               help="Store directory (or $THINKFORGE_STORE); also accepted after the command.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr; also accepted "
                                                   "after the command.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
+              help="Messages on stderr at this level and above [default: info] (--quiet turns "
+                   "off progress; this turns off messages).")
+@click.option("--log-json", is_flag=True, help="Messages as JSON lines (time, level, logger, "
+                                               "message), for log collectors on clusters.")
 @click.pass_context
-def cli(ctx: click.Context, store: str, quiet: bool) -> None:
+def cli(ctx: click.Context, store: str, quiet: bool, log_level: str | None, log_json: bool) -> None:
     """Build post-training datasets for reasoning LLMs as immutable, checksummed versions.
 
     \b
@@ -123,7 +144,17 @@ def cli(ctx: click.Context, store: str, quiet: bool) -> None:
       thinkforge import data/gsm8k.jsonl --name gsm8k --preset gsm8k
       thinkforge sql "SELECT category, count(*) FROM gsm8k GROUP BY ALL"
     """
+    from .logs import configure
+
+    configure(log_level or "info", json_lines=log_json)
     ctx.obj = {"store_path": store, "quiet": quiet}
+
+
+def _error(message: str) -> None:
+    """An error line on stderr, through logging (plain ``error: ...``, rich or JSON)."""
+    import logging
+
+    logging.getLogger("thinkforge.cli").error(message)
 
 
 def get_store(ctx: click.Context, *, create: bool = False):

@@ -205,50 +205,84 @@ def show_cmd(ctx, ref, as_json, verify):
               help="Record versions the publish log does not know (a store from an older "
                    "thinkforge, or copied by hand) after you decided to trust them; never "
                    "replaces an entry.")
+@click.option("--trusted-key", "trusted", multiple=True, metavar="PUB",
+              help="Refuse any version not signed by this ed25519 public key (the .pub file of "
+                   "`thinkforge keys init`, or its contents); repeatable.")
+@click.option("--expect-head", metavar="HASH",
+              help="The publish log's head you pinned earlier (`thinkforge log head`): refuse a "
+                   "log that no longer holds it (a rewritten chain).")
 @click.pass_context
-def verify_cmd(ctx, refs, all_, cached, adopt):
-    """Check versions against the publish log and the sha256 of every shard.
+def verify_cmd(ctx, refs, all_, cached, adopt, trusted, expect_head):
+    """Check versions against the publish log, their signatures, the sha256 of every file
+    and the fingerprint of their rows.
 
-    Each manifest must be the bytes that were published (publish log), its shard paths
-    must stay inside the version, its row counts must equal the shards' Parquet metadata,
-    and every shard's size and sha256 must match. Exit 4 if anything does not.
+    Each manifest must be the bytes that were published (publish log, one entry per
+    version), lie in its own directory, be signed by --trusted-key when given; its shard
+    paths must stay inside the version, its row counts equal the shards' Parquet metadata,
+    every file's size and sha256 match, and the fingerprint recomputed from its rows equal
+    the manifest's. Exit 4 if anything does not. Lines start with `ok` (signed by a key
+    you trust: --trusted-key, or your own key), `signed` (by another key) or `unsigned`.
+    See docs/integrity.md.
 
     \b
     Example:
       thinkforge verify gsm8k@v1
-      thinkforge verify --all
+      thinkforge verify --all --trusted-key ~/.config/thinkforge/signing-key.pem.pub
+      thinkforge verify --all --expect-head 3f2a...
     """
     from thinkforge.manifests.errors import ForgeError, IntegrityError
     from thinkforge.manifests.integrity import PublishLog
+    from thinkforge.manifests.signing import key_id, local_public, parse_public
 
     store = get_store(ctx)
-    manifests = list(store.manifests()) if all_ else [store.resolve(r) for r in refs]
-    if not manifests and not all_:
-        raise click.UsageError("name a version (REF) or pass --all")
+    keys = [parse_public(t) for t in trusted]
+    trusted_ids = {key_id(k) for k in keys} or {key_id(k) for k in [local_public()] if k}
     log = PublishLog(store)
+    if expect_head:
+        after = log.check_head(expect_head)
+        click.echo(f"publish log holds the pinned head; {after} entr{'y' if after == 1 else 'ies'} "
+                   "appended since", err=True)
+    manifests = list(store.manifests()) if all_ else [store.resolve(r) for r in refs]
+    if not manifests and not all_ and not expect_head:
+        raise click.UsageError("name a version (REF), pass --all, or --expect-head HASH")
     if adopt:
         for m in manifests:
             if log.adopt(m):
                 click.echo(f"adopted {m.ref} into the publish log", err=True)
     entries = log.entries()
-    failures = []
+    failures = [f"MISPLACED {line}" for line in store.misplaced()] if all_ else []
+    for line in failures:
+        click.echo(line, err=True)
+    unsigned = 0
     for m in manifests:
         try:
-            store.verify(m, use_cache=cached, log_entries=entries)
+            signer = store.verify(m, use_cache=cached, log_entries=entries, rows=True,
+                                  trusted_keys=keys or None)
         except ForgeError as exc:
             failures.append(f"FAILED {m.ref}: {exc}")
             click.echo(failures[-1], err=True)
             continue
         if m.selection is not None:
-            click.echo(f"ok {m.ref} {m.fingerprint[:12]} (selection over {m.selection.base.ref}: "
-                       f"{sum(1 for n in m.selection.used if n)} base shards, {m.rows} rows)")
+            what = (f"selection over {m.selection.base.ref}: "
+                    f"{sum(1 for n in m.selection.used if n)} base shards, {m.rows} rows")
         else:
-            click.echo(f"ok {m.ref} {m.fingerprint[:12]} ({len(m.files)} shards, {m.rows} rows)")
+            what = f"{len(m.files)} shards, {m.rows} rows"
+        if signer is None:
+            unsigned += 1
+            status, by = "unsigned", ""
+        else:
+            status = "ok" if signer in trusted_ids else "signed"
+            by = f", signed by {signer}" + ("" if signer in trusted_ids else " (not a trusted key)")
+        click.echo(f"{status} {m.ref} {m.fingerprint[:12]} ({what}{by})")
     if all_:
         for e in log.vanished(entries):
             failures.append(f"VANISHED {e['name']}@{e['version']} (published {e['time']}, "
                             f"fingerprint {e['fingerprint'][:12]}): its manifest is gone")
             click.echo(failures[-1], err=True)
+    if unsigned and not failures:
+        click.echo(f"note: {unsigned} version(s) are unsigned: the checks hold against edits that "
+                   "do not rewrite the log too; sign new versions with `thinkforge keys init` and "
+                   "pin the log head (`thinkforge log head`); see docs/integrity.md", err=True)
     if failures:
         raise IntegrityError(f"{len(failures)} of {len(manifests)} version(s) failed verification"
                              + (" or vanished" if any(f.startswith("VANISHED") for f in failures) else ""),
@@ -263,11 +297,13 @@ def verify_cmd(ctx, refs, all_, cached, adopt):
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]),
               default="table", show_default=True, help="json = one object per line.")
 @click.option("--out", type=click.Path(path_type=Path), help="Write to a file instead of stdout.")
-@click.option("--limit", type=int, help="Stop after N rows.")
+@click.option("--limit", type=click.IntRange(min=0), help="Stop after N rows.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
-              help="Stop the query after SECONDS (exit 11).")
+              callback=lambda ctx, param, value: _finite(value, "--timeout"),
+              help="Stop the query after SECONDS (exit 11; within about a second).")
 @click.option("--memory-limit", metavar="SIZE",
-              help="DuckDB memory limit, e.g. 2GB (queries do not spill to disk; exit 11 past it).")
+              help="Memory limit for the whole process while the query runs, e.g. 2GB (DuckDB's "
+                   "limit plus a cap on the process; queries do not spill to disk; exit 11 past it).")
 @click.option("--verify", is_flag=True,
               help="Check the sha256 of every shard first (default: sizes only; hashes are "
                    "cached per file, so this is cheap after the first time).")
@@ -290,10 +326,14 @@ def sql_cmd(ctx, query, query_file, fmt, out, limit, timeout, memory_limit, veri
     """
     from thinkforge.manifests.duck import valid_memory_limit
     from thinkforge.manifests.errors import AccessDeniedError, NotFoundError
+    from thinkforge.manifests.sql import parse_size
 
     query = _read_query(query, query_file)
     if memory_limit is not None and not valid_memory_limit(memory_limit):
         raise click.BadParameter(f"{memory_limit!r} is not a size such as 2GB or 512MiB",
+                                 param_hint="--memory-limit")
+    if memory_limit is not None and parse_size(memory_limit) < MIN_SQL_MEMORY:
+        raise click.BadParameter(f"{memory_limit!r} is too small to run a query: give at least 8MB",
                                  param_hint="--memory-limit")
     if fmt == "parquet" and out is None:
         raise click.UsageError("--format parquet needs --out FILE")
@@ -303,12 +343,20 @@ def sql_cmd(ctx, query, query_file, fmt, out, limit, timeout, memory_limit, veri
         if not out.parent.is_dir():
             raise NotFoundError(f"--out {out}: directory {out.parent} does not exist",
                                 hint=f"create it first: mkdir -p {out.parent}")
+    import os
+
     from thinkforge.manifests.catalog import refresh_or_warn
+    from thinkforge.manifests.errors import SqlRefusedError
 
     store = get_store(ctx)
+    if out is not None and out.absolute().resolve().is_relative_to(store.root):
+        raise SqlRefusedError(f"--out {out} is inside the store {store.root}: versions, manifests "
+                              "and the catalog are written by thinkforge only",
+                              hint="write the result outside the store")
+    if os.access(store.root, os.W_OK):  # the catalog is for other DuckDB clients; sql does
+        refresh_or_warn(store)           # not read it, so a read-only store is never touched
     result = run_store_sql(store, query, limit=limit, verify=verify, timeout=timeout,
-                           memory_limit=memory_limit)
-    refresh_or_warn(store)  # the catalog file is for other DuckDB clients; sql does not read it
+                           memory_limit=memory_limit, hard_stop=True)
     try:
         _write_sql_result(result, fmt, out, limit)
     except PermissionError as exc:
@@ -319,6 +367,17 @@ def sql_cmd(ctx, query, query_file, fmt, out, limit, timeout, memory_limit, veri
 
         raise ResourceLimitError(f"cannot write {exc.filename or out or 'stdout'}: {exc.strerror or exc}",
                                  hint="free disk space or choose another --out path") from None
+
+
+MIN_SQL_MEMORY = 8 * 10**6  # below it a query cannot even open its views
+
+
+def _finite(value: float | None, option: str) -> float | None:
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds", param_hint=option)
+    return value
 
 
 def _read_query(query: str | None, query_file: Path | None) -> str:

@@ -105,6 +105,6 @@ class RegistryChoice(click.Choice):
 
 
 def export_formats() -> list[str]:
-    from thinkforge.curation.export_formats import FORMATS
+    from thinkforge.curation.export_formats import format_names
 
-    return list(FORMATS)
+    return format_names()

@@ -73,8 +73,11 @@ def export_cmd(ctx, ref, fmt, out, split, reasoning, data_source, stages, releas
 @click.argument("ref")
 @click.option("--to", "to", required=True, type=click.Path(path_type=Path),
               help="Directory to copy into (it becomes a store: DIR/datasets/NAME/VERSION).")
+@click.option("--trusted-key", "trusted", multiple=True, metavar="PUB",
+              help="Refuse the version unless it is signed by this ed25519 public key "
+                   "(docs/integrity.md); repeatable.")
 @click.pass_context
-def pull_cmd(ctx, ref, to):
+def pull_cmd(ctx, ref, to, trusted):
     """Verify a version's sha256 and copy it (manifest, data, rejected rows) elsewhere.
 
     \b
@@ -89,7 +92,9 @@ def pull_cmd(ctx, ref, to):
     manifest = store.resolve(ref)
     there = DatasetStore(to).version_dir(manifest) / "manifest.json"
     already = there.is_file()
-    dest = pull_version(store, ref, to)
+    from thinkforge.manifests.signing import parse_public
+
+    dest = pull_version(store, ref, to, trusted_keys=[parse_public(t) for t in trusted] or None)
     click.echo(str(dest))
     if not ctx.obj["quiet"]:
         log(f"{manifest.ref} was already in {dest} (same fingerprint, sha256 verified): nothing "

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from .context import get_store
+from .options import config_options, read_config_file
 from .output import log, print_json
-from .step_cmds import config_options, read_config_file
 from .train_cmds import train_group
 
 _SKIP = {"budgets"}

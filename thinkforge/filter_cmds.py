@@ -1,4 +1,4 @@
-"""`thinkforge filter ...`: the DuckDB filter steps (DESIGN §5), one subcommand each.
+"""`thinkforge filter ...`: the DuckDB filter steps (docs/filters.md), one subcommand each.
 
 The subcommands are derived from the registered step descriptors of group ``filter``
 (``thinkforge/step_cmds.py``): each writes one new version (`--name`), prints its reference

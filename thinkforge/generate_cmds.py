@@ -17,8 +17,9 @@ from thinkforge.generators.config import RolloutConfig, SftConfig
 
 from .context import get_store
 from .executor_options import executor_options
+from .options import config_options
 from .output import log, print_json, print_published
-from .step_cmds import StepGroup, config_options
+from .step_cmds import StepGroup
 
 
 @click.group("generate", cls=StepGroup)
@@ -160,7 +161,7 @@ def build_config(config_cls, flags: dict[str, Any], step_fields: dict[str, Any],
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid generation config: {problems}",
-                          hint="see `thinkforge generate <command> --help` and README §Generation") from exc
+                          hint="see `thinkforge generate <command> --help` and docs/generation.md") from exc
 
 
 def _sampling(temperature, top_p, max_new_tokens) -> dict[str, Any] | None:
@@ -180,8 +181,7 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
         click.echo(slurm_dry_run(executor))
     if flags["dry_run"]:
         # the step descriptor's plan: what a run would send and what it would reuse
-        from thinkforge.curation.steps import load_steps
-        from thinkforge.manifests.steps import plan_step
+        from thinkforge.manifests.steps import load_steps, plan_step
 
         plan = plan_step(store, load_steps()[step_type], {"prompts": prompts}, flags["name"],
                          config)
@@ -190,16 +190,21 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
                     "max_error_rate": config.max_error_rate})
         return
     if executor.get("executor") == "dask":  # the same step, as a task on a Dask worker
-        from thinkforge.curation.steps import load_steps
-        from thinkforge.manifests.steps import RunContext, execute
+        from thinkforge.manifests.steps import RunContext, execute, load_steps
 
-        made = execute(RunContext(store, quiet=ctx.obj["quiet"], resources=executor,
+        made = execute(RunContext(store, quiet=ctx.obj["quiet"], settings=executor,
                                   run_id=flags["run_id"]),
                        load_steps()[step_type], {"prompts": prompts}, flags["name"], config)
         manifest = next(iter(made.values()))
     else:
-        manifest = step_fn(store, prompts, flags["name"], config, run_id=flags["run_id"],
-                           progress=not ctx.obj["quiet"])
+        from thinkforge.generators.batch import BatchFilesWritten
+
+        try:
+            manifest = step_fn(store, prompts, flags["name"], config, run_id=flags["run_id"],
+                               progress=not ctx.obj["quiet"])
+        except BatchFilesWritten as written:  # --batch-file-only: the files are the output
+            _print_batch_files(written)
+            return
     print_published(manifest, flags["as_json"])
     if not ctx.obj["quiet"]:
         p = manifest.provenance
@@ -211,6 +216,20 @@ def _run(ctx, flags, config, step_fn, request_count: int) -> None:
             f"{manifest.rejected.rows} rejected{reasons}; "
             f"{p.get('completion_tokens')} completion tokens, {p.get('tokens_per_s')} tok/s, "
             f"errors: {p.get('errors_by_kind') or 'none'}")
+        if p.get("judge"):  # docs/verifier.md#judge
+            j = p["judge"]
+            log(f"judge {j['model']}: {j['rows_judged']} rows judged ({j['asked']} asked, "
+                f"{j['cache_hits']} cached): {j['yes']} yes, {j['no']} no, {j['undecided']} "
+                f"undecided, {j['errors']} errors; {j['settled']} undecided rows settled")
+
+
+def _print_batch_files(written) -> None:
+    for model, (path, requests) in written.files.items():
+        click.echo(str(path))
+        log(f"{requests} requests for {model} in {path}; run them, e.g. with vLLM:\n"
+            f"  python -m vllm.entrypoints.openai.run_batch -i {path} -o results.jsonl "
+            f"--model {model}\nthen import the results: the same command with "
+            "--batch-results results.jsonl instead of --batch-file-only")
 
 
 @generate_group.command("sft")

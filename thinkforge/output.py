@@ -66,7 +66,9 @@ def warn_verified(manifest) -> None:
 
     warning = verified_rate_warning(manifest)
     if warning:
-        sys.stderr.write(f"warning: {warning}\n")
+        import logging
+
+        logging.getLogger("thinkforge.cli").warning(warning)
 
 
 def print_table(rows: list[dict[str, Any]], title: str | None = None,
@@ -89,6 +91,9 @@ def print_table(rows: list[dict[str, Any]], title: str | None = None,
 
 
 def log(message: str) -> None:
-    """A line on stderr, as it is: messages carry file names and values (rejection reasons
-    such as ``pair_partner:on:incorrect``), never markup nor emoji codes."""
-    err.print(message, markup=False, emoji=False, highlight=False)
+    """An INFO line of the CLI on stderr (``thinkforge.cli`` logger; thinkforge/logs.py): as it
+    is, never markup nor emoji codes, since messages carry file names and values (rejection
+    reasons such as ``pair_partner:on:incorrect``)."""
+    import logging
+
+    logging.getLogger("thinkforge.cli").info(message)

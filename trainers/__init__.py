@@ -1,1 +1,1 @@
-"""Trainers that pull a manifest and train on exactly its bytes (DESIGN §7)."""
+"""Trainers that pull a manifest and train on exactly its bytes (docs/training.md)."""

@@ -1,6 +1,6 @@
 """What every TRL trainer shares: the common config, TRL argument building, the run flow.
 
-The flow of ``run_trainer`` is the same for each method (DESIGN §7)::
+The flow of ``run_trainer`` is the same for each method (docs/training.md)::
 
     open + verify the data (sha256 of every shard; before any model is loaded)
     -> rows in TRL's layout, in memory     (method.rows)

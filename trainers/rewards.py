@@ -5,8 +5,14 @@ Accuracy uses the very code that scored the rollouts behind the pool's pass rate
 way generation read it), so what training rewards is what filtering counted as correct.  A completion whose correctness
 cannot be decided (no ground truth, unparseable gold) gets 0, never 1.
 
-Format: ON (system prompt "detailed thinking on") rewards exactly one well-formed,
-non-empty ``<think>`` block followed by an answer; OFF rewards the absence of think tags.
+Both rewards read a completion in the rollouts' ``reasoning_format`` (docs/training.md):
+the reply the generation prompt asks for (prompted: reasoning, then a ``Final answer:``
+line) and the text the step stored (``<think>reasoning</think>`` then the answer: what a
+model trained on our data writes) score as the generation step scored them.
+
+Format: ON (system prompt "detailed thinking on") rewards what the step accepted: native,
+exactly one well-formed, non-empty ``<think>`` block followed by an answer; prompted,
+reasoning and a declared answer (either shape above); OFF rewards the absence of think tags.
 
 TRL passes every dataset column as a keyword argument, so the functions read
 ``ground_truth``, ``verifier``, ``reasoning`` and ``id`` from there.  ``SampledOrder``
@@ -18,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from thinkforge.generators.reasoning import shape_output
+from thinkforge.generators.reasoning import shape_reply
 
 
 def completion_text(completion: Any) -> str:
@@ -56,14 +62,28 @@ class AccuracyReward:
         return out
 
 
-def format_reward(prompts, completions, **columns) -> list[float]:
-    """ON: one well-formed non-empty think block then an answer; OFF: no think tags."""
-    modes = columns.get("reasoning") or ["on"] * len(completions)
-    return [1.0 if shape_output(completion_text(c), modes[i] or "on", "native").format_ok else 0.0
-            for i, c in enumerate(completions)]
+class FormatReward:
+    """1.0 when the completion has the shape the generation step accepted in its mode."""
+
+    __name__ = "format"
+
+    def __init__(self, reasoning_format: str = "native"):
+        self.reasoning_format = reasoning_format
+
+    def __call__(self, prompts, completions, **columns) -> list[float]:
+        modes = columns.get("reasoning") or ["on"] * len(completions)
+        return [1.0 if shape_reply(completion_text(c), modes[i] or "on",
+                                   self.reasoning_format).format_ok else 0.0
+                for i, c in enumerate(completions)]
 
 
-format_reward.__name__ = "format"
+# the native format's reward, for callers that predate FormatReward
+format_reward = FormatReward("native")
+
+
+def reward_functions(reasoning_format: str) -> tuple[AccuracyReward, FormatReward]:
+    """The accuracy and format rewards of GRPO and RLOO for rollouts of ``reasoning_format``."""
+    return AccuracyReward(reasoning_format), FormatReward(reasoning_format)
 
 
 class SampledOrder:

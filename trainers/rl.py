@@ -22,13 +22,15 @@ TRL; on a machine without CUDA or without vllm it is refused before anything loa
 
 from __future__ import annotations
 
-import sys
+import logging
 from typing import Any
 
 from thinkforge.manifests.errors import ConfigError, ForgeError, MissingDependencyError
 
 from .data import TrainingData, read_rows, rollout_prompt_settings
 from .rl_config import OnlineRlConfig
+
+LOG = logging.getLogger(__name__)
 
 
 def curriculum_batch_size(data: TrainingData, store) -> int | None:
@@ -109,7 +111,7 @@ def _misaligned(config: OnlineRlConfig, batch: int, world: int, derived: bool) -
             + ", or rebuild the curriculum with another batch_size, or pass --curriculum warn")
     if config.curriculum == "strict":
         raise ConfigError(message, hint=hint)
-    print(f"warning: {message}; {hint}", file=sys.stderr)
+    LOG.warning(f"{message}; {hint}")
 
 
 def check_vllm(config: OnlineRlConfig) -> None:
@@ -184,11 +186,13 @@ def build(trainer_name: str):
         import trl
         from transformers import AutoTokenizer
 
-        from .rewards import AccuracyReward, SampledOrder, format_reward
+        from . import rewards
 
         settings = prompt_settings(data, config)
-        accuracy = SampledOrder(AccuracyReward(settings["reasoning_format"]))
-        funcs: list[Any] = [accuracy, format_reward]
+        # both rewards read completions in the rollouts' reasoning format (docs/training.md)
+        accuracy, format_ = rewards.reward_functions(settings["reasoning_format"])
+        accuracy = rewards.SampledOrder(accuracy)
+        funcs: list[Any] = [accuracy, format_]
         if config.reward_model:
             funcs.append(config.reward_model)
         tokenizer = AutoTokenizer.from_pretrained(model_path)

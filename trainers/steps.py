@@ -1,5 +1,5 @@
 """The train steps `train.sft`, `train.grpo`, `train.dpo`, `train.reward`, `train.rloo`: one
-descriptor each (DESIGN §9), from which `thinkforge train METHOD` (options derived by
+descriptor each (docs/architecture.md), from which `thinkforge train METHOD` (options derived by
 ``thinkforge.step_cmds``, as for the filters), recipe steps, `--dry-run` and reuse all come.
 
 Each is the method's own config (``trainers/<method>_config.py``) plus ``model`` and
@@ -17,12 +17,13 @@ node trains without the catalog); ``--reuse`` opts into reuse there (a recipe al
 ``build --force`` never does).  The dry run verifies the data, runs the method's checks
 (curriculum alignment, vLLM) and prints the resolved config and the run it would reuse.
 
-The step registry loads this module by name (``thinkforge.curation.steps.STEP_MODULES``), so curation
-never imports the trainers.
+The step registry finds this module through its ``thinkforge.steps`` entry point
+(pyproject.toml), so no lower layer imports the trainers.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,9 @@ from typing import Any
 from pydantic import Field, create_model
 from thinkforge.manifests.training_runs import RunRecord, TrainingRuns, config_hash
 
-from .registry import METHOD_MODULES, config_model
+from .registry import config_model, methods
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -95,10 +98,10 @@ def _fingerprint(value) -> str:
 
 def _reuses(ctx_or_store) -> bool:
     """False for ``build --force`` (its store view reuses nothing) and a CLI run without
-    --reuse (``resources["reuse"]``)."""
+    --reuse (``settings.reuse``)."""
     store = getattr(ctx_or_store, "store", ctx_or_store)
-    resources = getattr(ctx_or_store, "resources", {}) or {}
-    return bool(resources.get("reuse", True)) and getattr(store, "reuses", True)
+    settings = getattr(ctx_or_store, "settings", None)
+    return (settings is None or settings.reuse) and getattr(store, "reuses", True)
 
 
 def _run(method: str):
@@ -153,48 +156,30 @@ def _plan(method: str):
 
 
 def _log(message: str) -> None:
-    import sys
-
-    print(message, file=sys.stderr)
+    LOG.info(message)
 
 
-KINDS = {"sft": ("sft",), "grpo": ("rl_pool",), "rloo": ("rl_pool",),
-         "dpo": ("preferences",), "reward": ("preferences",)}
 DATA_HELP = "dataset reference (name, name@v3) or the path of a pulled manifest.json"
-HELP = {"sft": "SFT (TRL SFTTrainer) on an sft version -> a model folder + run record",
-        "grpo": "GRPO in curriculum order on an rl_pool version -> model + run record",
-        "rloo": "RLOO on an rl_pool version (GRPO's rewards) -> model + run record",
-        "dpo": "DPO on a preferences version -> model + run record",
-        "reward": "a reward model on a preferences version -> model + run record"}
 
 
-EXAMPLES = {
-    "sft": "thinkforge train sft --data demo-sft-train --model smollm2-135m --output out/sft "
-           "--max-steps 20",
-    "grpo": "thinkforge train grpo --data demo-rl --model out/sft --output out/grpo --max-steps 4",
-    "rloo": "thinkforge train rloo --data demo-rl --model out/sft --output out/rloo --max-steps 4",
-    "dpo": "thinkforge train dpo --data demo-prefs --model out/sft --output out/dpo --max-steps 10",
-    "reward": "thinkforge train reward --data demo-prefs --model smollm2-135m --output out/rm",
-}
-
-
-def _descriptor(method: str):
+def _descriptor(spec):
     from thinkforge.manifests.steps import Role, StepDescriptor
 
+    method = spec.name
     return StepDescriptor(
         type=f"train.{method}", command=method, group="train", output_kind="run",
-        roles=(Role("data", KINDS[method], flag=True, files=True, help=DATA_HELP),),
+        roles=(Role("data", spec.kinds, flag=True, files=True, help=DATA_HELP),),
         config=step_config_model(method), run=_run(method), records=lambda *a: [],
-        reuse=_predict(method), plan=_plan(method), help=HELP[method],
-        examples=(EXAMPLES[method],))
+        reuse=_predict(method), plan=_plan(method), help=spec.help,
+        examples=(spec.example,))
 
 
 def register() -> None:
     """Declare the train steps: recipes, dry runs, reuse and `thinkforge train METHOD`."""
     from thinkforge.manifests.steps import register_step
 
-    for method in METHOD_MODULES:
-        register_step(_descriptor(method))
+    for spec in methods().values():
+        register_step(_descriptor(spec))
 
 
 register()

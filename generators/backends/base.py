@@ -21,6 +21,7 @@ class ChatRequest:
     key: str                      # deterministic request key (see thinkforge.generators.runs)
     messages: list[dict[str, str]]
     sampling: Sampling
+    mode: str | None = None       # on / off: for a teacher switched per request (openai)
 
 
 @dataclass

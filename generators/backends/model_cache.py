@@ -13,6 +13,7 @@ local folder with ``config.json``: hub ids are refused, since nothing may be dow
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 import uuid
@@ -20,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from thinkforge.manifests.errors import ConfigError, MissingDependencyError, require
+
+LOG = logging.getLogger(__name__)
 
 EMBEDDED_MODELS = {
     # name -> (python package shipping the GGUF, file name inside the package)
@@ -69,10 +72,8 @@ def convert_gguf(gguf_path: Path, target: Path) -> None:
     """Dequantize a GGUF checkpoint into a safetensors folder (written aside, then renamed)."""
     require("gguf", "gen")
     transformers = require("transformers", "gen")
-    import sys
-
-    sys.stderr.write(f"converting the embedded teacher once: {gguf_path.name} -> {target} "
-                     "(about half a minute; later runs load it in seconds)\n")
+    LOG.info(f"converting the embedded teacher once: {gguf_path.name} -> {target} "
+             "(about half a minute; later runs load it in seconds)")
     with _quiet_transformers(transformers):
         _convert(transformers, gguf_path, target)
 

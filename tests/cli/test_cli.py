@@ -45,7 +45,7 @@ def test_import_show_verify_sql_diff_round_trip(cli_run, data_dir, tmp_path):
 
     shown = json.loads(cli_run("show", "gsm8k@v1", "--json").stdout)
     assert shown["rows"] == 200 and shown["version"] == "v1"
-    assert "ok gsm8k@v2" in cli_run("verify", "gsm8k@v2").stdout
+    assert "unsigned gsm8k@v2" in cli_run("verify", "gsm8k@v2").stdout
 
     out = cli_run("sql", "SELECT count(*) AS n FROM gsm8k", "--format", "json").stdout
     assert json.loads(out) == {"n": 150}

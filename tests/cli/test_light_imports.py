@@ -1,4 +1,4 @@
-"""`thinkforge sql` and the core packages never import the ML stack (DESIGN §1)."""
+"""`thinkforge sql` and the core packages never import the ML stack (docs/architecture.md)."""
 
 import subprocess
 import sys

@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ("manifests", "generators", "filters", "curation", "trainers")
+LAYERS = ("manifests", "generators", "filters", "curation", "trainers", "console")
 
 
 def test_the_installed_distribution_has_one_top_level_name():
@@ -28,7 +28,7 @@ def test_every_package_folder_is_listed_in_pyproject():
 
 
 def test_a_built_wheel_holds_only_thinkforge(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                     "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("thinkforge-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -36,9 +36,10 @@ def test_a_built_wheel_holds_only_thinkforge(tmp_path):
     assert tops == {"thinkforge"}
     assert "thinkforge/curation/data/math500_demo.jsonl" in names
     assert "thinkforge/trainers/distill/decilm/modeling_decilm.py" in names
+    assert "thinkforge/console/templates/pair.html" in names and "thinkforge/console/static/console.js" in names
 
 
 def test_no_layer_is_importable_under_its_bare_name():
-    code = "import importlib.util as u; print([m for m in %r if u.find_spec(m)])" % (LAYERS,)
+    code = f"import importlib.util as u; print([m for m in {LAYERS!r} if u.find_spec(m)])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
     assert out.stdout.strip() == "[]"

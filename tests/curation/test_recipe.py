@@ -173,6 +173,9 @@ def test_force_rebuilds_every_step(store, recipe_dir):
     (lambda r: r["steps"][6]["config"]["weights"].update(categories={}),
      "did you mean 'category'?"),
     (lambda r: r["steps"][2]["config"].pop("batch_size"), "batch_size: Field required"),
+    (lambda r: r.update(resources={"memory_limt": "1GiB"}),
+     "resources.memory_limt: unknown key 'memory_limt'; did you mean 'memory_limit'?"),
+    (lambda r: r.update(resources={"workers": 2}), "need executor: dask"),
 ])
 def test_invalid_recipes_say_where_and_suggest(recipe_dir, edit, message):
     broken = json.loads(json.dumps(RECIPE))
@@ -180,6 +183,14 @@ def test_invalid_recipes_say_where_and_suggest(recipe_dir, edit, message):
     with pytest.raises(ConfigError) as info:
         load_recipe(write_recipe(recipe_dir, broken))
     assert message in str(info.value)
+
+
+def test_a_typo_in_resources_fails_the_dry_run_with_exit_8(recipe_dir, cli_run, store):
+    broken = json.loads(json.dumps(RECIPE))
+    broken["resources"] = {"memory_limt": "1GiB"}
+    result = cli_run("build", str(write_recipe(recipe_dir, broken)), "--dry-run")
+    assert result.exit_code == 8
+    assert "did you mean 'memory_limit'?" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("name", ["demo.yaml", "llama-nemotron.yaml"])
@@ -208,28 +219,28 @@ def test_cli_build_prints_steps_report_and_queries(cli_run, store, recipe_dir, t
 
 
 def sections(markdown: str) -> dict[str, set[str]]:
-    """'#### heading' -> the keys of its table rows."""
+    """'### heading' -> the keys of its table rows."""
     import re
 
     out: dict[str, set[str]] = {}
-    for part in re.split(r"^(?=#### )", markdown, flags=re.M):
-        if part.startswith("#### "):
+    for part in re.split(r"^(?=### )", markdown, flags=re.M):
+        if part.startswith("### "):
             heading = part.splitlines()[0]
             out[heading] = set(re.findall(r"^\| (`[^`]+`) \|", part, re.M))
     return out
 
 
-def test_readme_documents_every_recipe_key():
-    """Every key of every recipe model and step config is in README's reference, under its
+def test_docs_document_every_recipe_key():
+    """Every key of every recipe model and step config is in docs/recipes.md's reference, under its
     own heading (descriptions may lag a little; a missing key may not)."""
     from thinkforge.curation.recipe_reference import reference_markdown
 
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "docs" / "recipes.md").read_text(encoding="utf-8")
     block = readme.partition("<!-- recipe-reference:start -->")[2].partition(
         "<!-- recipe-reference:end -->")[0]
     documented = sections(block)
     missing = {heading: sorted(keys - documented.get(heading, set()))
                for heading, keys in sections(reference_markdown()).items()
                if keys - documented.get(heading, set()) or heading not in documented}
-    assert not missing, (f"README recipe reference lacks {missing}: run "
-                         "python -m thinkforge.curation.recipe_reference --write-readme")
+    assert not missing, (f"docs/recipes.md's recipe reference lacks {missing}: run "
+                         "python -m thinkforge.curation.recipe_reference --write-docs")

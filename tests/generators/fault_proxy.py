@@ -1,10 +1,11 @@
 """A fault-injecting HTTP proxy and a fake OpenAI-compatible server, for the retry tests.
 
 ``FaultProxy(upstream)`` forwards requests to ``upstream`` except that the first requests
-meet the faults given in order: ``500``, ``429`` (with ``Retry-After``), ``timeout``
+meet the faults given in order: ``500``, ``429`` and ``503`` (with ``Retry-After``), ``timeout``
 (the reply comes after the client gave up), ``reset`` (TCP reset, no reply), ``malformed``
 (200 with a body that is not JSON), ``fatal`` (400, which must not be retried).
-``FakeOpenAIServer`` answers chat completions with "Final answer: 42".
+``FakeOpenAIServer`` answers chat completions with "Final answer: 42" (or the reply
+shape a test gives it, e.g. a reasoning server's separate reasoning field).
 """
 
 from __future__ import annotations
@@ -46,11 +47,15 @@ class _FakeHandler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self):
+        owner: FakeOpenAIServer = self.server.owner
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.owner.requests.append(body)
+        with owner.lock:
+            owner.requests.append(body)
+            answered = len(owner.requests)
+        message, finish = owner.reply(body)
         reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                 "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                     "role": "assistant", "content": "2 + 40 = 42.\n\nFinal answer: 42"}}],
+                 "choices": [{"index": 0, "finish_reason": finish,
+                              "message": {"role": "assistant", **message}}],
                  "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}
         data = json.dumps(reply).encode()
         self.send_response(200)
@@ -58,14 +63,31 @@ class _FakeHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+        if owner.die_after is not None and answered >= owner.die_after:
+            threading.Thread(target=owner.kill, daemon=True).start()
+
+
+def plain_reply(body: dict) -> tuple[dict, str]:
+    return {"content": "2 + 40 = 42.\n\nFinal answer: 42"}, "stop"
 
 
 class FakeOpenAIServer(_Server):
+    """``reply(body) -> (message fields, finish_reason)`` shapes the answer (the reasoning
+    wire formats: ``content`` only, ``reasoning`` / ``reasoning_content`` + ``content``);
+    ``die_after=N``: the server stops listening after its N-th answer (a teacher that dies
+    mid-run: later connections are refused)."""
+
     handler = _FakeHandler
 
-    def __init__(self):
+    def __init__(self, reply=plain_reply, die_after: int | None = None):
         self.requests: list[dict] = []
+        self.reply, self.die_after = reply, die_after
+        self.lock = threading.Lock()
         super().__init__()
+
+    def kill(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 class _ProxyHandler(BaseHTTPRequestHandler):
@@ -86,9 +108,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if fault == "timeout":
             time.sleep(owner.hang_s)  # the client has given up by now: nothing to forward
             return self._reply(504, b'{"error": {"message": "too late"}}')
-        if fault in ("500", "429", "fatal"):
-            status = {"500": 500, "429": 429, "fatal": 400}[fault]
-            extra = {"Retry-After": str(owner.retry_after_s)} if fault == "429" else {}
+        if fault in ("500", "503", "429", "fatal"):
+            status = {"500": 500, "503": 503, "429": 429, "fatal": 400}[fault]
+            extra = {"Retry-After": str(owner.retry_after_s)} if fault in ("429", "503") else {}
             return self._reply(status, b'{"error": {"message": "injected"}}', extra)
         if fault == "malformed":
             return self._reply(200, b'{"choices": [ this is not json')

@@ -33,10 +33,12 @@ def test_sft_from_the_cli_with_the_tiny_model(cli_run, store, tiny_model):
     assert manifest.rows + manifest.rejected.rows == 4 and manifest.stats["by_reasoning"]["off"] == 2
     assert manifest.rows - 2 + manifest.rejected.by_reason.get("format:no_final_answer", 0) == 2
     assert manifest.step.config["sampling_on"]["max_new_tokens"] == 6
-    assert manifest.step.config["teacher"]["batch_size"] == 4
+    # the batch size is run control: recorded, not in the step (the run id and reuse ignore it)
+    assert "batch_size" not in manifest.step.config["teacher"]
+    assert manifest.provenance["run_control"]["batch_size"] == 4
     again = cli_run("generate", "sft", "--prompts", "gsm8k", "--name", "gsm8k-sft", "--model",
-                    str(tiny_model), "--limit", "2", "--max-new-tokens", "6", "--batch-size", "4")
-    assert again.stdout.strip() == "gsm8k-sft@v1"  # same config, same prompts: reused
+                    str(tiny_model), "--limit", "2", "--max-new-tokens", "6", "--batch-size", "2")
+    assert again.stdout.strip() == "gsm8k-sft@v1"  # same outputs decided, same prompts: reused
 
 
 def test_rollouts_dry_run_resolves_the_config_and_writes_nothing(cli_run, store, tmp_path):
@@ -48,7 +50,7 @@ def test_rollouts_dry_run_resolves_the_config_and_writes_nothing(cli_run, store,
     plan = json.loads(result.stdout)
     assert plan["requests"] == 20 and plan["config"]["k"] == 5           # the flag wins
     assert plan["config"]["sampling"]["temperature"] == 0.9              # the file fills in
-    assert plan["config"]["teacher"]["batch_size"] == 8
+    assert plan["run_control"]["batch_size"] == 8                        # recorded, not keyed
     assert not (store.datasets_dir / "r").exists() and not store.runs_dir.exists()
 
 

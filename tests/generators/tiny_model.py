@@ -35,3 +35,54 @@ def build_tiny_model(target: Path) -> Path:
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target
+
+
+# a DeepSeek-V3.1-like chat template: `thinking` pre-fills <think> (the reply starts inside
+# the reasoning), otherwise </think> (the reply is the answer)
+REASONING_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if thinking is defined and thinking %}<think>{% else %}</think>{% endif %}{% endif %}")
+# what the model writes after the last prompt token, one token after the other
+REASONING_CHAIN = ["<think>", "Two", " plus", " two", "</think>", "Final", " answer", ":", " ", "4"]
+
+
+def build_reasoning_model(target: Path) -> Path:
+    """A one-layer Llama whose tokenizer has <think> / </think> and a template that pre-fills
+    <think>: after <think> it writes "Two plus two</think>Final answer: 4", after </think>
+    "Final answer: 4", then stops.  Attention and MLP outputs are zero, so each position's
+    logits depend on its own token only; the embedding and the head spell out the chain."""
+    import torch
+    import transformers
+
+    build_tiny_model(target)  # the tokenizer (SmolLM2's) lands in target
+    tokenizer = transformers.AutoTokenizer.from_pretrained(target)
+    tokenizer.add_tokens(["<think>", "</think>"])
+    tokenizer.chat_template = REASONING_TEMPLATE
+    ids = [tokenizer.convert_tokens_to_ids(t) if t.startswith("<") else
+           tokenizer.encode(t, add_special_tokens=False)[0] for t in REASONING_CHAIN]
+    hidden = 64
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=1, num_key_value_heads=1, max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
+    model = transformers.LlamaForCausalLM(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.model.norm.weight.fill_(1.0)
+        for layer in model.model.layers:
+            layer.input_layernorm.weight.fill_(1.0)
+            layer.post_attention_layernorm.weight.fill_(1.0)
+        embed, head = model.get_input_embeddings().weight, model.lm_head.weight
+        embed[:, 0] = 1.0                              # every other token: direction 0 -> EOS
+        head[tokenizer.eos_token_id, 0] = 10.0
+        for step, (token, following) in enumerate(zip(ids, ids[1:] + [tokenizer.eos_token_id],
+                                                      strict=True), start=1):
+            embed[token] = 0.0
+            embed[token, step] = 1.0
+            head[following, step] = 10.0
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target

@@ -239,7 +239,10 @@ def test_settings_views_and_tables_do_not_reveal_the_store_path(world):
                   "SELECT path AS v FROM duckdb_databases() WHERE path IS NOT NULL",
                   "SELECT current_setting('temp_directory') AS v",
                   "SELECT path AS v FROM versions"]:
-        values = [r["v"] for r in run_sql(store, query).table().to_pylist()]
+        try:  # settings and view definitions are refused (issue 24); the rest shows no path
+            values = [r["v"] for r in run_sql(store, query).table().to_pylist()]
+        except SqlRefusedError:
+            continue
         assert not any(v and str(store.root) in v for v in values), query
     assert run_sql(store, "SELECT path FROM versions WHERE ref = 'gsm8k@v1'").table().to_pylist()[0] == \
         {"path": "datasets/gsm8k/v1"}

@@ -92,7 +92,7 @@ def test_verify_all_reports_a_vanished_version(cli_run, store):
     store.manifest_path(m2).unlink()
     result = cli_run("verify", "--all")
     assert result.exit_code == 4, result.output
-    assert "VANISHED toy@v2" in result.stderr and "ok toy@v1" in result.stdout
+    assert "VANISHED toy@v2" in result.stderr and "unsigned toy@v1" in result.stdout
 
 
 def test_verify_cli_reports_a_forged_manifest(cli_run, store):

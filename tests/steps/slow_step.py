@@ -12,7 +12,7 @@ from thinkforge.manifests.steps import Role, StepDescriptor, register_step
 
 
 def run_slow_passrate(ctx, inputs, name, config):
-    from thinkforge.curation.steps import load_steps
+    from thinkforge.manifests.steps import load_steps
 
     marker = os.environ.get("TF_TEST_SLOW_MARKER")
     if marker and not os.path.exists(marker):
@@ -53,7 +53,7 @@ def _slow_curriculum_phased(ph):
 
 
 def _run_curriculum(ctx, inputs, name, config):
-    from thinkforge.curation.steps import load_steps
+    from thinkforge.manifests.steps import load_steps
 
     return load_steps()["curriculum"].run_fn()(ctx, inputs, name, config)
 

@@ -14,11 +14,15 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from thinkforge.curation.steps import load_steps  # noqa: E402
 from thinkforge.manifests import DatasetStore  # noqa: E402
 from thinkforge.manifests.errors import ConfigError, ForgeError  # noqa: E402
-from thinkforge.manifests.executor import split_resources  # noqa: E402
-from thinkforge.manifests.steps import RunContext, build_config, execute  # noqa: E402
+from thinkforge.manifests.settings import run_settings  # noqa: E402
+from thinkforge.manifests.steps import (  # noqa: E402
+    RunContext,
+    build_config,
+    execute,
+    load_steps,  # noqa: E402
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +46,7 @@ def _files(store: DatasetStore, manifest) -> dict[str, str]:
 def _run(store, step_type, inputs, name, config, resources=None):
     desc = load_steps()[step_type]
     cfg = build_config(desc.config_model(), config)
-    made = execute(RunContext(store, quiet=True, resources=dict(resources or {})),
+    made = execute(RunContext(store, quiet=True, settings=resources),
                    desc, inputs, name, cfg)
     return next(iter(made.values()))
 
@@ -126,13 +130,15 @@ def test_unreachable_scheduler_cli_exit(cli_run, versions):
 
 
 def test_executor_settings_checked():
-    with pytest.raises(ConfigError, match="need --executor dask"):
-        split_resources({"workers": 2})
+    with pytest.raises(ConfigError, match="need executor: dask"):
+        run_settings({"workers": 2})
     with pytest.raises(ConfigError, match="not several"):
-        split_resources({"executor": "dask", "scheduler": "tcp://h:1", "workers": 2})
-    spec, rest = split_resources({"executor": "dask", "workers": 2, "threads": 1,
-                                  "memory_limit": "1GiB"})
-    assert spec.workers == 2 and rest == {"threads": 1, "memory_limit": "1GiB"}
+        run_settings({"executor": "dask", "scheduler": "tcp://h:1", "workers": 2})
+    with pytest.raises(ConfigError, match="memory_limt: unknown key; did you mean 'memory_limit'"):
+        run_settings({"memory_limt": "1GiB"})
+    settings = run_settings({"executor": "dask", "workers": 2, "threads": 1, "memory_limit": "1GiB"})
+    assert settings.executor_spec().workers == 2
+    assert settings.local() == {"threads": 1, "memory_limit": "1GiB"}
 
 
 def test_slurm_dry_run_prints_job_script(cli_run, versions):

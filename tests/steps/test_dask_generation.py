@@ -82,11 +82,10 @@ def prompts(store, data_dir):
 
 
 def _run(store, step_type, prompts, name, config, resources=None):
-    from thinkforge.curation.steps import load_steps
-    from thinkforge.manifests.steps import RunContext, build_config, execute
+    from thinkforge.manifests.steps import RunContext, build_config, execute, load_steps
 
     desc = load_steps()[step_type]
-    made = execute(RunContext(store, quiet=True, resources=dict(resources or {})), desc,
+    made = execute(RunContext(store, quiet=True, settings=resources), desc,
                    {"prompts": prompts}, name, build_config(desc.config_model(), config))
     return next(iter(made.values()))
 
@@ -240,8 +239,8 @@ def test_every_endpoint_dead_names_them(store, prompts):
 
 
 def test_cli_repeated_base_url_and_endpoints_file(cli_run, store, prompts, tmp_path):
-    """`--base-url A --endpoints FILE` (local executor): both endpoints serve; the step
-    records A only (replicas are run control) and the run id is the one of A alone."""
+    """`--base-url A --endpoints FILE` (local executor): every endpoint serves; the step
+    records none of them (run control, in provenance.run_control)."""
     with EchoServer() as a, EchoServer() as b, EchoServer() as c:
         listing = tmp_path / "endpoints.txt"
         listing.write_text(f"# replicas\n{c.url}\n")
@@ -251,6 +250,7 @@ def test_cli_repeated_base_url_and_endpoints_file(cli_run, store, prompts, tmp_p
         assert result.exit_code == 0, result.output
         assert a.requests and b.requests and c.requests
     made = store.resolve("cli")
-    assert made.step.config["teacher"]["base_url"] == a.url
+    assert "base_url" not in made.step.config["teacher"]      # the endpoint list is run control
+    assert made.provenance["run_control"]["endpoints"] == [a.url, b.url, c.url]
     assert "endpoints" not in made.step.config["teacher"]
     assert "endpoints_file" not in made.step.config["teacher"]

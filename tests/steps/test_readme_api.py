@@ -1,11 +1,11 @@
-"""The README's Python API example runs as written (on a store with gsm8k imported)."""
+"""The Python API page's example (docs/api.md) runs as written (on a store with gsm8k imported)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+API_PAGE = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
 
 def test_readme_api_example_runs(tmp_path, monkeypatch, data_dir, capsys):
@@ -16,7 +16,7 @@ def test_readme_api_example_runs(tmp_path, monkeypatch, data_dir, capsys):
 
     from thinkforge.cli import cli, load_commands
 
-    block = README.read_text(encoding="utf-8").split("<!-- api-example:begin -->")[1]
+    block = API_PAGE.read_text(encoding="utf-8").split("<!-- api-example:begin -->")[1]
     code = re.search(r"```python\n(.*?)```", block, re.S).group(1)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("THINKFORGE_STORE", raising=False)
@@ -25,7 +25,7 @@ def test_readme_api_example_runs(tmp_path, monkeypatch, data_dir, capsys):
                                     "--name", "gsm8k", "--preset", "gsm8k", "-q"])
     assert done.exit_code == 0, done.output
     namespace: dict = {}
-    exec(compile(code, "README.md api-example", "exec"), namespace)  # noqa: S102
+    exec(compile(code, "docs/api.md api-example", "exec"), namespace)  # noqa: S102
     assert namespace["v"].rows == len(namespace["df"]) == len(namespace["ds"]) == 200
     assert namespace["plan"]["outputs"] == {"gsm8k-dedup": None}
     parts = namespace["parts"]

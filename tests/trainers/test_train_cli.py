@@ -18,10 +18,10 @@ def _command(method: str) -> click.Command:
 
 
 def test_every_config_field_is_an_option_and_the_help_lists_the_methods(cli_run):
-    from thinkforge.trainers.registry import METHOD_MODULES
+    from thinkforge.trainers.registry import methods
     from thinkforge.trainers.steps import step_config_model
 
-    for method in METHOD_MODULES:
+    for method in methods():
         flags = {o for p in _command(method).params for o in getattr(p, "opts", [])}
         for field in step_config_model(method).model_fields:
             assert "--" + field.replace("_", "-") in flags, (method, field)
@@ -29,7 +29,7 @@ def test_every_config_field_is_an_option_and_the_help_lists_the_methods(cli_run)
         assert "--name" not in flags and "--executor" not in flags
     listing = cli_run("train", "--help")
     assert listing.exit_code == 0
-    for method in (*METHOD_MODULES, "distill"):
+    for method in (*methods(), "distill"):
         assert f"  {method} " in listing.output
 
 

@@ -28,7 +28,8 @@ def _varied_format_reward(monkeypatch):
         return [len(set(t)) / (len(t) + 1) for t in texts]
 
     varied.__name__ = "format"
-    monkeypatch.setattr(rewards, "format_reward", varied)
+    real = rewards.reward_functions
+    monkeypatch.setattr(rewards, "reward_functions", lambda fmt: (real(fmt)[0], varied))
 
 
 def test_grpo_follows_the_curriculum(store, pool_version, tiny_model, tmp_path, monkeypatch):

@@ -8,8 +8,8 @@ run record.  ``distill_report.json`` (written next to the child) is described in
 from __future__ import annotations
 
 import json
+import logging
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +18,8 @@ from thinkforge.manifests.errors import InputDataError, require
 
 from . import blocks as B
 from .config import DistillConfig
+
+LOG = logging.getLogger(__name__)
 
 REPORT_NAME = "distill_report.json"
 MODELOPT_NOTES = {
@@ -47,7 +49,7 @@ MODELOPT_NOTES = {
 
 
 def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    LOG.info(msg)
 
 
 def load_parent(model: str):
