@@ -260,6 +260,8 @@ class GenerationConfig(_Strict):
         for rule in self.teachers:
             if rule.model == model:
                 update.update(rule.settings())
+        if "base_url" in update:  # its own server: the default teacher's replicas are not it
+            update.update(endpoints=[], endpoints_file=None)
         return self.teacher.model_copy(update=update) if update else self.teacher
 
     def model_for(self, mode: str, category: str) -> str:

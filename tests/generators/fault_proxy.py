@@ -50,6 +50,13 @@ class _FakeHandler(BaseHTTPRequestHandler):
         owner: FakeOpenAIServer = self.server.owner
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with owner.lock:
+            if owner.die_after is not None and len(owner.requests) >= owner.die_after:
+                # dying: until the listening socket is closed, connections are reset
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
+                self.connection.close()
+                self.close_connection = True
+                return
             owner.requests.append(body)
             answered = len(owner.requests)
         message, finish = owner.reply(body)

@@ -87,6 +87,14 @@ def test_per_request_switch_and_per_model_settings_from_the_teachers_rules(store
     assert "price_input_per_m" not in made.step.config["teachers"][0]
 
 
+def test_a_rule_with_its_own_server_sends_there_and_nowhere_else():
+    config = SftConfig(teacher={"backend": "openai", "base_url": "http://a/v1",
+                                "endpoints": ["http://b/v1"], "model": "m"},
+                       teachers=[{"mode": "on", "model": "r1", "base_url": "http://r1/v1"}])
+    assert config.teacher_for("r1").endpoint_urls() == ["http://r1/v1"]
+    assert config.teacher_for("m").endpoint_urls() == ["http://a/v1", "http://b/v1"]
+
+
 def test_rules_that_disagree_on_a_model_setting_are_a_config_error():
     with pytest.raises(ValueError, match="disagree on thinking_key"):
         SftConfig(teachers=[{"mode": "on", "model": "r1", "thinking_key": "thinking"},
