@@ -31,7 +31,7 @@ ANSWER_IS_RE = re.compile(
     r"\b(?:the\s+)?(?:final\s+)?answer\s+(?:is|=|:)\s*[:=]?\s*(?P<a>.+?)\s*(?:\.\s|\.?$|\n)",
     re.IGNORECASE)
 MATH_SPAN_RE = re.compile(r"\$\$(?P<a>.+?)\$\$|\\\[(?P<b>.+?)\\\]|\\\((?P<c>.+?)\\\)"
-                          r"|(?<![\\$])\$(?P<d>[^$]+?)\$", re.DOTALL)
+                          r"|(?<![\\$])\$(?P<d>(?:\\\$|[^$])+?)\$", re.DOTALL)
 # a number; scientific notation (3.3e-10, 6 x 10^13, 6\times10^{13}) counts as one
 NUMBER_TOKEN_RE = re.compile(
     r"-?\d[\d,]*(?:\.\d+)?(?:\s*(?:[eE][-+]?\d+|(?:\\times|\\cdot|\u00d7|\*)\s*10\s*\^\s*"

@@ -15,22 +15,23 @@ through :func:`normalize_answer` first, which strips, in this order:
 6. thousands separators ``1,000`` / ``1\\,000`` / ``1{,}000`` (only in groups of three,
    so ``2, 3`` stays a set of two answers) and a trailing period.
 
-Percentages (``25%``, ``25\\%``) and ``25.0`` vs ``25`` are left to math-verify, which
-treats ``25%`` = ``25`` = ``0.25`` and compares numbers numerically.
+Then both sides are parsed **whole** (:mod:`.math_parse`): a number (scientific notation
+``6e13`` / ``6 \\times 10^{13}`` included: never ``6*e*13``), a choice letter, a short text
+answer (``yes``, ``north``) or one sympy object from math-verify's LaTeX normaliser and
+``latex2sympy`` over the whole string.  A string that parses only in part is never reduced
+to the fragment math-verify's ``parse`` would return (``-1./3`` -> ``-1``): such a gold or
+answer is undecided (``gold_unparseable`` / ``answer_unparseable``), as is a gold of words
+mixed with math (``gold_not_math``).  :func:`compare` then applies the rule of the gold's
+kind (numbers: exact, or to the significant digits of a gold in scientific notation; see
+docs/verifier.md), and the :class:`~.verdict.Verdict` names the rule in ``reason``.
 
-The normalised gold is parsed with math-verify as ``$g$``, then ``g``, then
-``\\boxed{g}``; the first parse that yields a math object wins.  A gold that is still words
-(``yes``, ``Monday``, ``9 red apples and 3 pears``) or parses to something no answer can
-equal (complex infinity, NaN) is counted as ``gold_not_math`` and gives ``correct=None``:
-an error, never ``False``.  A gold nothing parses is ``gold_unparseable`` (also None).
-
-The prediction is the model's *declared* answer, in this order: the last ``\\boxed{}``,
-the last ``Final answer:`` line, a ``#### x`` line; only when the request did not ask
-for a marker (``marker_required=False``), the last number of the reply.  A reply without
-a declared answer when one was asked for is ``correct=False`` with ``answer_source =
-"no_answer"`` (restating the question's numbers earns nothing).  The declared answer is
-normalised like the gold, and that normalised string is returned as ``answer``: the
-stored ``answer`` column is exactly what was verified.
+The prediction is the model's *declared* answer (:mod:`.extract`): the last ``\\boxed{}``,
+the last ``Final answer:`` line, a ``#### x`` line; only when the request's instructions
+asked for no marker (``marker_required=False``), "the answer is X", a one-line reply, or
+the last complete math expression or number.  A reply without a declared answer when one
+was asked for is ``correct=False`` with ``reason="no_answer"``.  The declared answer is
+normalised like the gold, and that string is returned as ``answer``: the stored ``answer``
+column is exactly what was verified.
 """
 
 from __future__ import annotations
@@ -64,9 +65,12 @@ _TEXT_UNIT = re.compile(
     r"(?<=[\d}\s])\s*\\(?:text|mbox|mathrm|textrm|textnormal)\s*\{\s*[A-Za-z][A-Za-z .'-]*\}"
     + _POWER + r"\s*\.?$")
 _CURRENCY = re.compile(r"^(?:\\\$|\$|US\$|USD|€|£|¥|₹|Rs\.?)\s*(?=[-\d.])")
+# a unit word has two letters or more, or is a one-letter SI unit after a space ("5 m"):
+# "3R^2" and "3 R^2" are products with a symbol, not 3 in units of R^2
 _UNIT_WORDS = re.compile(
-    rf"^(?P<num>(?:{_NUMBER})(?:\s*/\s*\d+)?\s*(?:\\?%)?)\s*(?:[A-Za-z][A-Za-z .'-]*){_POWER}\s*\.?$")
-_THOUSANDS = re.compile(r"^-?\d{1,3}(?:(?:,|\\,|\{,\})\d{3})+(?:\.\d+)?$")
+    rf"^(?P<num>(?:{_NUMBER})(?:\s*/\s*\d+)?\s*(?:\\?%)?)(?:\s*[A-Za-z]{{2,}}[A-Za-z .'-]*|\s+[mgsLlJNKAVWCFTh])"
+    rf"{_POWER}\s*\.?$")
+_THOUSANDS = re.compile(r"^-?\d{1,3}(?:(?:,\\!|,|\\,|\{,\})\d{3})+(?:\.\d+)?$")
 # words math-verify reads as a product of symbols; latex commands and function names are fine
 _LATEX_COMMAND = re.compile(r"\\(?:begin|end)\s*\{[A-Za-z*]+\}|\\[A-Za-z]+")
 _CHOICE_ONLY = re.compile(r"^\(\s*[A-J]\s*\)$")
@@ -100,8 +104,22 @@ def normalize_answer(text: str) -> str:
         text = match.group("num").strip()
     text = text.rstrip(".").strip()
     if _THOUSANDS.match(text):
-        text = text.replace("{,}", "").replace("\\,", "").replace(",", "")
+        text = text.replace("{,}", "").replace("\\,", "").replace("\\!", "").replace(",", "")
     return text
+
+
+def unit_of(text: str) -> str | None:
+    """The unit :func:`normalize_answer` drops (``\\mbox{ inches}^2`` -> ``inches^2``), or None."""
+    text = text.strip().rstrip(".").strip()
+    for pattern in (_TEXT_UNIT, _PAREN_UNIT):
+        match = pattern.search(text)
+        if match and text[:match.start()].strip():
+            unit = re.sub(r"\\[A-Za-z]+|[{}()\s.]", "", match.group(0))
+            return unit.replace("²", "^2").replace("³", "^3") or None
+    match = _UNIT_WORDS.match(_CURRENCY.sub("", text))
+    if match:
+        return re.sub(r"[{}\s.]", "", text[match.end("num"):]) or None
+    return None
 
 
 def has_words(text: str) -> bool:
@@ -318,4 +336,17 @@ def verify_math(answer_text: str, ground_truth: str, prompt: dict[str, Any] | No
         return Verdict(None, predicted, reason, source,
                        f"answer {predicted!r} is not one complete answer")
     correct, reason = compare(gold, answer, timeout_s)
+    if correct:
+        gold_unit, answer_unit = unit_of(str(ground_truth)), unit_of(declared_text(answer_text,
+                                                                                  marker_required,
+                                                                                  declared))
+        if gold_unit and answer_unit and gold_unit.lower() != answer_unit.lower():
+            # the same number in other units (inches^3 vs inches^2): a judge decides
+            return Verdict(None, predicted, "unit_mismatch", source,
+                           f"units differ: {gold_unit!r} vs {answer_unit!r}")
     return Verdict(correct, predicted, reason, source)
+
+
+def declared_text(answer_text: str, marker_required: bool, declared: bool) -> str:
+    """The declared answer as written (before normalisation), '' when none."""
+    return declared_answer(answer_text, marker_required, declared)[0] or ""

@@ -27,7 +27,8 @@ DECIDED_REASONS = (
 UNDECIDED_REASONS = (
     "no_ground_truth", "no_verifier", "gold_not_math", "gold_unparseable",
     "answer_unparseable", "answer_ambiguous", "text_partial", "choice_vs_value",
-    "rounded_coarse", "rounded_answer", "needs_assumptions", "verify_failed",
+    "rounded_coarse", "rounded_answer", "needs_assumptions", "unit_mismatch",
+    "verify_failed",
 )
 
 
