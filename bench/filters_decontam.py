@@ -27,7 +27,6 @@ import numpy as np
 import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 WORD = re.compile(r"[^\w]+")
 N = 13
 

@@ -32,7 +32,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 BATCH = 1024
 EDGES = [0, 0.25, 0.5, 0.75, 1]
 

@@ -17,9 +17,6 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from thinkforge.manifests import DatasetStore  # noqa: E402
 from thinkforge.manifests.sql import run_sql  # noqa: E402
 
