@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from batch_server import BatchServer, chat_completion
 from thinkforge.generators.batch import BatchClient
 from thinkforge.generators.sft import SftConfig, generate_sft
 from thinkforge.manifests.errors import GenerationFailedError
 from thinkforge.manifests.selection import read_table
+
+from tests.generators.batch_server import BatchServer, chat_completion
 
 pytest.importorskip("openai")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 
 import pytest
-from fault_proxy import FakeOpenAIServer, FaultProxy
+
+from tests.generators.fault_proxy import FakeOpenAIServer, FaultProxy
 
 pytest.importorskip("openai")
 

@@ -6,10 +6,11 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-from fault_proxy import FakeOpenAIServer, FaultProxy
 from thinkforge.generators.backends import ChatRequest, Sampling, make_backend
 from thinkforge.generators.config import BackendConfig
 from thinkforge.generators.sft import SftConfig, generate_sft
+
+from tests.generators.fault_proxy import FakeOpenAIServer, FaultProxy
 
 pytest.importorskip("openai")
 

@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
-from fault_proxy import FakeOpenAIServer
+
+from tests.generators.fault_proxy import FakeOpenAIServer
 
 pytest.importorskip("openai")
 REPO = Path(__file__).resolve().parents[2]

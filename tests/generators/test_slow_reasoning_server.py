@@ -20,8 +20,8 @@ from contextlib import contextmanager
 import pyarrow.parquet as pq
 import pytest
 from thinkforge.generators.sft import SftConfig, generate_sft
-from tiny_model import build_reasoning_model
 
+from tests.generators.tiny_model import build_reasoning_model
 from tests.vllm_env import VLLM_ENV, vllm_python
 
 pytestmark = pytest.mark.slow

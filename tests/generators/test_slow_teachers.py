@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from fault_proxy import FaultProxy
 from thinkforge.generators.rollouts import RolloutConfig, generate_rollouts
 from thinkforge.generators.sft import SftConfig, generate_sft
 
+from tests.generators.fault_proxy import FaultProxy
 from tests.vllm_env import VLLM_ENV, vllm_python
 
 REPO = Path(__file__).resolve().parents[2]

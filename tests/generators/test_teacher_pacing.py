@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fault_proxy import FakeOpenAIServer, FaultProxy
 from thinkforge.generators.backends import ChatRequest, Completion, Sampling, make_backend
 from thinkforge.generators.backends.limits import AdaptiveLimit, Health, RateLimiter
 from thinkforge.generators.config import BackendConfig
 from thinkforge.generators.progress import GenerationProgress
+
+from tests.generators.fault_proxy import FakeOpenAIServer, FaultProxy
 
 pytest.importorskip("openai")
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 import pytest
-from fault_proxy import FakeOpenAIServer
 from thinkforge.generators.sft import SftConfig, generate_sft
+
+from tests.generators.fault_proxy import FakeOpenAIServer
 
 pytest.importorskip("openai")
 

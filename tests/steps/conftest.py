@@ -16,8 +16,6 @@ def scripted_answer(request) -> str:
 @pytest.fixture
 def kinds(store: DatasetStore, data_dir, monkeypatch) -> dict:
     """kind -> a small version of it (prompts, sft, rollouts, rl_pool), built for real."""
-    import sys
-    from pathlib import Path
 
     from thinkforge.curation.importer import ImportOptions, import_file
     from thinkforge.filters.passrate import PassRateConfig, run_passrate
@@ -25,8 +23,7 @@ def kinds(store: DatasetStore, data_dir, monkeypatch) -> dict:
     from thinkforge.generators.rollouts import generate_rollouts
     from thinkforge.generators.sft import generate_sft
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from scripted_teacher import install
+    from tests.scripted_teacher import install
 
     install(monkeypatch, scripted_answer)
     prompts = import_file(store, data_dir / "gsm8k_train_demo.jsonl",

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,9 +20,7 @@ import pytest
 
 pytest.importorskip("distributed")
 pytest.importorskip("openai")
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "generators"))
-from fault_proxy import FakeOpenAIServer, _FakeHandler  # noqa: E402
+from tests.generators.fault_proxy import FakeOpenAIServer, _FakeHandler
 
 
 class _EchoHandler(_FakeHandler):

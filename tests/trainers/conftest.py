@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "generators"))
-
-from tiny_model import build_tiny_model
+from tests.generators.tiny_model import build_tiny_model
 
 
 @pytest.fixture(scope="session")
