@@ -28,7 +28,7 @@ RUNS_TABLE = """CREATE OR REPLACE TABLE runs (run_id VARCHAR, method VARCHAR, st
             data_refs VARCHAR[], base_model VARCHAR, output_dir VARCHAR, weights_sha256 VARCHAR,
             world_size INTEGER, steps BIGINT, final_loss DOUBLE, wall_time_s DOUBLE,
             created_at TIMESTAMPTZ, trl_version VARCHAR, torch_version VARCHAR,
-            config_hash VARCHAR, config JSON, metrics JSON)"""
+            config_hash VARCHAR, config JSON, metrics JSON, base_model_sha256 VARCHAR)"""
 
 
 def version_row(m: Manifest, path: str, is_latest: bool = False) -> list[Any]:

@@ -12,7 +12,8 @@ lineage reaches from raw prompts to weights.
 
 A record is written once, by one atomic rename of a staging directory (like a version),
 and never changed.  It holds the data it trained on (ref, fingerprint, kind, rows; the
-manifest path when the data came from a pulled manifest), the base model, the fully
+manifest path when the data came from a pulled manifest), the base model (and
+``base_model_sha256``, the content key of its files: reuse is keyed by it), the fully
 resolved config and its hash, library versions, world size, metrics per logging step,
 wall time, the output folder and the sha256 of every saved weights file (plus one digest
 over all of them).  ``find_reusable`` is the reuse rule of recipe steps: a finished run of
@@ -81,6 +82,9 @@ class RunRecord(BaseModel):
     status: str = Field("finished", description="finished | failed")
     data: list[RunData]
     base_model: str
+    base_model_sha256: str | None = Field(None, description="content key of the base model's "
+                                          "weights, config and tokenizer files (reuse is keyed by it)")
+    base_model_path: str | None = Field(None, description="the absolute folder that was hashed")
     config: dict[str, Any] = Field(default_factory=dict, description="fully resolved config")
     config_hash: str = ""
     libraries: dict[str, str | None] = Field(default_factory=dict, description="trl, torch, ...")
@@ -254,6 +258,6 @@ def run_rows(store) -> list[dict[str, Any]]:
             "final_loss": last_loss, "wall_time_s": r.wall_time_s, "created_at": r.created_at,
             "trl_version": r.libraries.get("trl"), "torch_version": r.libraries.get("torch"),
             "config_hash": r.config_hash, "config": json.dumps(r.config, default=str),
-            "metrics": json.dumps(r.metrics, default=str),
+            "metrics": json.dumps(r.metrics, default=str), "base_model_sha256": r.base_model_sha256,
         })
     return rows

@@ -111,6 +111,13 @@ def show_run(store, run_id: str, as_json: bool) -> None:
 @click.option("--gpus-per-node", type=int, default=8, show_default=True, help="GPUs per node.")
 @click.option("--vllm-nodes", type=int, default=0, show_default=True,
               help="GRPO/RLOO: the last N nodes run `trl vllm-serve` for generation.")
+@click.option("--vllm-tensor-parallel", type=int, default=1, show_default=True,
+              help="GPUs the vLLM server shards the model over (`trl vllm-serve --tensor-parallel-size`).")
+@click.option("--vllm-data-parallel", type=int, default=1, show_default=True,
+              help="vLLM data-parallel replicas on the vLLM node (MoE models; vLLM refuses it for dense ones).")
+@click.option("--activation-checkpointing/--no-activation-checkpointing", default=True,
+              show_default=True, help="FSDP2 activation checkpointing (the train command then runs "
+              "with --no-gradient-checkpointing; off: TRL's gradient checkpointing, on by default).")
 @click.option("--partition", help="SLURM partition.")
 @click.option("--account", help="SLURM account.")
 @click.option("--time", "time_limit", help="SLURM time limit, e.g. 04:00:00.")
@@ -127,13 +134,16 @@ def show_run(store, run_id: str, as_json: bool) -> None:
               help="Run sbatch on the written script (when sbatch is on PATH).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def launch_cmd(ctx, nodes, gpus_per_node, vllm_nodes, partition, account, time_limit, job_name,
+def launch_cmd(ctx, nodes, gpus_per_node, vllm_nodes, vllm_tensor_parallel, vllm_data_parallel,
+               activation_checkpointing, partition, account, time_limit, job_name,
                distributed, local_dir, setup, out_dir, dry_run, submit, command):
     """Run `thinkforge train ...` on a SLURM cluster (sbatch + accelerate config).
 
     Everything after `--` is the training command, as you would run it on one machine.
-    Each node pulls the data to local disk (verifying every shard), vLLM nodes serve
+    Each node pulls the data to local disk (verifying every shard), a vLLM node serves
     generation for GRPO/RLOO, the rest train with one `accelerate launch` per node.
+    Batch alignment for the job's world size, the vLLM layout and the model path are
+    checked here, before any allocation (docs/training.md, "Cluster launch").
 
     \b
     Example:
@@ -149,8 +159,14 @@ def launch_cmd(ctx, nodes, gpus_per_node, vllm_nodes, partition, account, time_l
     spec = LaunchSpec(train_args=list(command), nodes=nodes, gpus_per_node=gpus_per_node,
                       vllm_nodes=vllm_nodes, partition=partition, account=account,
                       time=time_limit, job_name=job_name, distributed=distributed,
-                      store=str(store.root), local_dir=local_dir, setup=list(setup))
+                      store=str(store.root), local_dir=local_dir, setup=list(setup),
+                      vllm_tensor_parallel=vllm_tensor_parallel,
+                      vllm_data_parallel=vllm_data_parallel,
+                      activation_checkpointing=activation_checkpointing)
+    # checked before anything is written or submitted: batch alignment, vLLM layout, model path
     written = write_launch(spec, out_dir, store if store.datasets_dir.is_dir() else None)
+    for note in written["notes"]:
+        log(f"note: {note}")
     if dry_run:
         click.echo(f"# ---- {written['paths']['accelerate_config']}")
         click.echo(written["accelerate_config"], nl=False)

@@ -29,6 +29,7 @@ from thinkforge.manifests.errors import ConfigError, ForgeError, require
 from thinkforge.manifests.training_runs import RunRecord, TrainingRuns, config_hash
 
 from .data import TrainingData, open_data
+from .model_key import ModelKey, model_key
 
 
 class TrainCommon(BaseModel):
@@ -43,7 +44,10 @@ class TrainCommon(BaseModel):
     logging_steps: int = Field(1, ge=1, description="log metrics every N steps (into the run record)")
     seed: int = Field(0, description="random seed (data order, init, sampling)")
     bf16: bool | None = Field(None, description="bf16 mixed precision (default: on when CUDA is there)")
-    gradient_checkpointing: bool = Field(False, description="trade compute for activation memory")
+    gradient_checkpointing: bool | None = Field(
+        None, description="trade compute for activation memory (default: TRL's, on; "
+        "--no-gradient-checkpointing turns it off, as `launch` does under FSDP activation "
+        "checkpointing)")
     trl: dict[str, Any] = Field(default_factory=dict, description="any other field of the TRL "
                                 "config, e.g. warmup_ratio=0.1 (YAML: {warmup_ratio: 0.1}); "
                                 "checked against TRL's fields")
@@ -115,20 +119,36 @@ def trl_args(method: Method, config: TrainCommon, output_dir: Path):
         "gradient_accumulation_steps": config.gradient_accumulation_steps,
         "logging_steps": config.logging_steps, "seed": config.seed, "data_seed": config.seed,
         "bf16": cuda if config.bf16 is None else config.bf16,
-        "gradient_checkpointing": config.gradient_checkpointing,
         "save_strategy": "no", "report_to": "none", "use_cpu": not cuda,
         "dataloader_num_workers": 0, "disable_tqdm": True,
     }
+    if config.gradient_checkpointing is not None:  # None: TRL's default (on)
+        values["gradient_checkpointing"] = config.gradient_checkpointing
     values.update(method.trl_fields(config))
     values.update(config.trl)
     return cls(**values)
 
 
-def resolved_config(method: Method, config: TrainCommon, model: str) -> dict[str, Any]:
+def resolved_config(method: Method, config: TrainCommon, model: str,
+                    key: ModelKey | None | bool = True) -> dict[str, Any]:
     """What goes into the run record and the reuse hash (the world size is part of it:
-    batch alignment and results depend on it)."""
-    return {"method": method.name, "model": model, "world_size": world_size(),
+    batch alignment and results depend on it).  ``base_model_sha256`` is the content key
+    of the weights the run starts from (``model_key``; None when the model is not here)."""
+    if key is True:
+        key = model_key(model)
+    return {"method": method.name, "model": model,
+            "base_model_sha256": key.sha256 if key else None, "world_size": world_size(),
             **config.model_dump(mode="json")}
+
+
+def run_key(resolved: dict[str, Any]) -> str:
+    """The reuse hash: the resolved config with the ``--model`` string left out when the
+    weights' content key is known (the same weights under another path are the same start;
+    other weights under the same path are not)."""
+    keyed = dict(resolved)
+    if keyed.get("base_model_sha256"):
+        keyed.pop("model", None)
+    return config_hash(keyed)
 
 
 def run_trainer(method: Method, store: DatasetStore, data: str, model: str, output: str | Path,
@@ -141,9 +161,10 @@ def run_trainer(method: Method, store: DatasetStore, data: str, model: str, outp
     a dict that receives the TRL trainer (tests compare its model with the saved folder)."""
     started = time.monotonic()
     training = open_data(store, data, method.kinds)            # IntegrityError before any model
-    resolved = resolved_config(method, config, model)
+    key = model_key(model)
+    resolved = resolved_config(method, config, model, key)
     if reuse:
-        found = TrainingRuns(store).find_reusable(method.name, config_hash(resolved),
+        found = TrainingRuns(store).find_reusable(method.name, run_key(resolved),
                                                   [training.manifest.fingerprint], output)
         if found is not None:
             log(f"reusing run {found.run_id} ({found.output_dir})")
@@ -177,7 +198,8 @@ def run_trainer(method: Method, store: DatasetStore, data: str, model: str, outp
     history = [dict(h) for h in trainer.state.log_history]
     final = {"global_step": trainer.state.global_step, **(result.metrics or {})}
     record = record_run(store, method=method.name, data=[training.run_data()], base_model=model,
-                        config=resolved, output_dir=output, metrics=history,
+                        config=resolved, config_hash=run_key(resolved), base_model_key=key,
+                        output_dir=output, metrics=history,
                         wall_time_s=time.monotonic() - started,
                         world_size=trainer.accelerator.num_processes, final_metrics=final,
                         extra={"trl_config": _trl_summary(args), **ctx["extra"]})

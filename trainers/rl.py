@@ -64,10 +64,13 @@ def world_size() -> int:
     return ws()
 
 
-def align_batches(data: TrainingData, config: OnlineRlConfig, store) -> dict[str, Any]:
-    """Derive or check gradient accumulation so one optimiser step = one curriculum batch."""
+def align_batches(data: TrainingData, config: OnlineRlConfig, store,
+                  world: int | None = None) -> dict[str, Any]:
+    """Derive or check gradient accumulation so one optimiser step = one curriculum batch.
+    ``world``: the number of training processes (default: this launch's ``WORLD_SIZE``;
+    ``thinkforge launch`` passes the cluster's, nodes x GPUs minus vLLM nodes)."""
     batch = curriculum_batch_size(data, store)
-    world = world_size()
+    world = world_size() if world is None else world
     facts: dict[str, Any] = {"curriculum_batch_size": batch, "world_size": world}
     if batch is None or config.curriculum == "off":
         if config.gradient_accumulation_steps is None:
@@ -91,24 +94,58 @@ def align_batches(data: TrainingData, config: OnlineRlConfig, store) -> dict[str
     return facts
 
 
+def aligned_sizes(batch: int, generations: int, world: int, limit: int = 64) -> list[tuple[int, int]]:
+    """(per-device batch size, gradient accumulation steps) pairs with which one optimiser
+    step draws exactly ``batch`` prompts on ``world`` processes."""
+    total = batch * generations
+    return [(d, total // (d * world)) for d in range(1, limit + 1) if total % (d * world) == 0]
+
+
+def alignment_hint(batch: int, generations: int, world: int) -> str:
+    """What works: per-device sizes (with their accumulation), or, when none can, why and
+    which group sizes, curriculum batch sizes or world sizes would."""
+    from math import gcd
+
+    sizes = aligned_sizes(batch, generations, world)
+    if sizes:
+        return (f"per-device batch sizes that work at world size {world}: "
+                + ", ".join(f"{d} (--gradient-accumulation-steps {ga})" for d, ga in sizes[:8]))
+    total = batch * generations
+    gens = [g for g in _near(generations, world // gcd(batch, world)) if g >= 2]
+    batches = _near(batch, world // gcd(generations, world))
+    divisors = [w for w in range(1, total + 1) if total % w == 0]
+    worlds = [w for w in divisors if w < world][-2:] + [w for w in divisors if w > world][:2]
+    return (f"no per-device batch size works at world size {world}: {batch} prompts x "
+            f"{generations} generations = {total} completions per step do not split evenly over "
+            f"{world} processes; use --num-generations {' or '.join(map(str, gens))}, or a "
+            f"curriculum batch_size of {', '.join(map(str, batches))}, or a world size "
+            f"(training GPUs) that divides {total}: {', '.join(map(str, worlds))}")
+
+
+def _near(value: int, step: int) -> list[int]:
+    """Three multiples of ``step`` around ``value``."""
+    low = max(step, value // step * step)
+    return [low + k * step for k in range(3)]
+
+
 def _misaligned(config: OnlineRlConfig, batch: int, world: int, derived: bool) -> None:
     per_micro = config.per_device_train_batch_size * world
     ga = config.gradient_accumulation_steps
     drawn = f"{config.per_device_train_batch_size} x {ga} x {world} / {config.num_generations}" \
         if ga else f"{config.per_device_train_batch_size} x ? x {world} / {config.num_generations}"
-    options = [d for d in range(1, 65) if (batch * config.num_generations) % (d * world) == 0]
     message = (
         f"GRPO/RLOO batches do not line up with the curriculum: an optimiser step draws "
         f"per_device_train_batch_size x gradient_accumulation_steps x world_size / "
         f"num_generations = {drawn} prompts, the pool's curriculum batch size is {batch}")
+    fits = (batch * config.num_generations) % per_micro == 0
     hint = (f"set --gradient-accumulation-steps so that the product is {batch} "
             + (f"(with --per-device-train-batch-size {config.per_device_train_batch_size} and "
-               f"world size {world}: {batch * config.num_generations // per_micro})"
-               if (batch * config.num_generations) % per_micro == 0 else
+               f"world size {world}: {batch * config.num_generations // per_micro}); "
+               if fits else
                f"(impossible with --per-device-train-batch-size "
-               f"{config.per_device_train_batch_size}; per-device sizes that work: "
-               f"{', '.join(map(str, options[:8]))})")
-            + ", or rebuild the curriculum with another batch_size, or pass --curriculum warn")
+               f"{config.per_device_train_batch_size}); ")
+            + alignment_hint(batch, config.num_generations, world)
+            + "; or rebuild the curriculum with another batch_size, or pass --curriculum warn")
     if config.curriculum == "strict":
         raise ConfigError(message, hint=hint)
     LOG.warning(f"{message}; {hint}")
@@ -191,7 +228,7 @@ def build(trainer_name: str):
         settings = prompt_settings(data, config)
         # both rewards read completions in the rollouts' reasoning format (docs/training.md)
         accuracy, format_ = rewards.reward_functions(settings["reasoning_format"])
-        accuracy = rewards.SampledOrder(accuracy)
+        accuracy = _gathered_order()(accuracy)
         funcs: list[Any] = [accuracy, format_]
         if config.reward_model:
             funcs.append(config.reward_model)
@@ -209,17 +246,65 @@ def build(trainer_name: str):
     return _build
 
 
+def _gathered_order():
+    """``SampledOrder`` that also keeps each reward call's raw ids (a prompt repeated
+    ``num_generations`` times), so the ranks' calls can be put back in the global order."""
+    from .rewards import SampledOrder
+
+    class GatheredOrder(SampledOrder):
+        def __init__(self, inner):
+            super().__init__(inner)
+            self.calls: list[list[str]] = []
+
+        def __call__(self, prompts, completions, **columns):
+            self.calls.append([str(i) for i in columns.get("id") or []])
+            return super().__call__(prompts, completions, **columns)
+
+    return GatheredOrder
+
+
+def global_order(calls_by_rank: list[list[list[str]]], group: int) -> list[str]:
+    """The prompt order over all ranks.  TRL's sampler yields one global sequence (each
+    prompt ``group`` times in a row); accelerate hands each rank its consecutive share of
+    every generation batch in rank order (TRL slices the gathered rewards the same way:
+    ``process_slice``), and each rank scores its share in one reward call.  So generation
+    batch k is rank 0's call k, then rank 1's call k, ...; every ``group``-th id of that is
+    the order the prompts were drawn in (a group split over two ranks is counted once)."""
+    from .rewards import collapse_repeats
+
+    flat: list[str] = []
+    for k in range(max((len(calls) for calls in calls_by_rank), default=0)):
+        for calls in calls_by_rank:
+            flat.extend(calls[k] if k < len(calls) else [])
+    return collapse_repeats(flat, group)
+
+
+def _all_ranks(value):
+    """``value`` from every rank, in rank order (one process: ``[value]``)."""
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return [value]
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [value]
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
 def _order_recorder(sampled, dataset, ctx):
-    """A callback writing the prompt order the trainer sampled into the run record."""
+    """A callback writing the prompt order the trainer sampled, over all ranks, into the
+    run record (``on_train_end`` runs on every rank, so the gather is collective)."""
     from transformers import TrainerCallback
 
     expected = list(dataset["id"])
 
     class OrderRecorder(TrainerCallback):
         def on_train_end(self, args, state, control, **kwargs):
-            ids = sampled.ids
+            ids = global_order(_all_ranks(sampled.calls), args.num_generations)
             wanted = [expected[i % len(expected)] for i in range(len(ids))]
             ctx["extra"]["sampled_prompt_ids"] = ids[:2000]
+            ctx["extra"]["sampled_prompts"] = len(ids)
             ctx["extra"]["follows_curriculum"] = ids == wanted
 
     return OrderRecorder()

@@ -5,9 +5,11 @@ descriptor each (docs/architecture.md), from which `thinkforge train METHOD` (op
 Each is the method's own config (``trainers/<method>_config.py``) plus ``model`` and
 ``output``; the step's input role ``data`` names a version of the kinds the method takes.
 A train step is **reused** when a finished run of the same method has the same resolved
-config (model included) and the same data fingerprint, and its weights are still in the
-step's ``output`` folder
-(``TrainingRuns.find_reusable``): rerunning an unchanged recipe trains nothing.  A step's
+config, starts from the same base weights (``base_model_sha256``, a content hash of the
+model folder: ``trainers/model_key.py``; the ``--model`` string itself is not the key) and
+has the same data fingerprint, and its weights are still in the step's ``output`` folder
+(``TrainingRuns.find_reusable``): rerunning an unchanged recipe trains nothing, and
+retraining SFT into the folder GRPO starts from makes GRPO train again.  A step's
 output name labels the run in the build log; the run record lives in
 ``<store>/training-runs/`` (``thinkforge runs``).  To train on an earlier step's model
 (SFT, then GRPO), give that step's ``output`` folder as ``model``.
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, create_model
-from thinkforge.manifests.training_runs import RunRecord, TrainingRuns, config_hash
+from thinkforge.manifests.training_runs import RunRecord, TrainingRuns
 
 from .registry import config_model, methods
 
@@ -123,14 +125,14 @@ def _run(method: str):
 def _predict(method: str):
     """The finished run a build would reuse (dry runs and the build log), or None."""
     def predict(store, inputs, name, config):
-        from .base import resolved_config
+        from .base import resolved_config, run_key
         from .registry import get_method
 
         if not _reuses(store):
             return {name: None}
         model, output, method_config = _split(method, config)
         resolved = resolved_config(get_method(method), method_config, model)
-        found = TrainingRuns(store).find_reusable(method, config_hash(resolved),
+        found = TrainingRuns(store).find_reusable(method, run_key(resolved),
                                                   [_fingerprint(inputs["data"])], output)
         return {name: TrainOutcome(found, reused=True) if found else None}
     return predict

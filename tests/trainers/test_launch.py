@@ -108,7 +108,7 @@ def test_launch_refuses_what_cannot_work(tmp_path):
 def test_cli_dry_run_prints_both_files(cli_run, pool_version, tmp_path):
     result = cli_run("launch", "--nodes", "4", "--vllm-nodes", "1", "--out", str(tmp_path / "l"),
                      "--dry-run", "--", "train", "grpo", "--data", "toy-pool", "--model", "m",
-                     "--output", "o")
+                     "--output", "o", "--num-generations", "12", "--per-device-train-batch-size", "1")
     assert result.exit_code == 0, result.output
     assert "accelerate.yaml" in result.output and "launch.sbatch" in result.output
     assert "pull toy-pool@v1" in result.output          # pinned to the exact version
@@ -117,3 +117,111 @@ def test_cli_dry_run_prints_both_files(cli_run, pool_version, tmp_path):
                       "train", "sft", "--data", "toy-pool@v1", "--model", "m", "--output", "o")
     assert written.exit_code == 0, written.output
     assert (tmp_path / "l" / "launch.sbatch").is_file() and (tmp_path / "l" / "accelerate.yaml").is_file()
+
+
+def _model_folder(tmp_path) -> Path:
+    folder = tmp_path / "models" / "sft"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    return folder
+
+
+def test_alignment_is_checked_for_the_cluster_world_size(cli_run, pool_version, tmp_path):
+    """4 nodes x 8 GPUs - 1 vLLM node = 24 processes cannot draw the pool's curriculum batch of
+    2 prompts x 4 generations: refused at --dry-run and before writing/submitting, with what works."""
+    model = str(_model_folder(tmp_path))
+    train = ["--", "train", "grpo", "--data", "toy-pool", "--model", model, "--output", "o"]
+    out = tmp_path / "l"
+    for mode in ("--dry-run", "--no-submit"):
+        refused = cli_run("launch", "--nodes", "4", "--vllm-nodes", "1", "--out", str(out), mode, *train)
+        assert refused.exit_code == ConfigError.exit_code, refused.output
+        assert "curriculum batch size is 2" in refused.output
+        assert "no per-device batch size works at world size 24" in refused.output
+        assert "--num-generations 12" in refused.output        # 2 x 12 = 24 completions
+        assert not out.exists()
+    # 3 nodes x 2 GPUs - 1 = 4 processes: per-device 4 cannot, 1 and 2 can (the hint lists them)
+    small = ["launch", "--nodes", "3", "--gpus-per-node", "2", "--vllm-nodes", "1", "--dry-run"]
+    refused = cli_run(*small, *train)
+    assert refused.exit_code == ConfigError.exit_code
+    assert "per-device batch sizes that work at world size 4: 1 (--gradient-accumulation-steps 2), " \
+           "2 (--gradient-accumulation-steps 1)" in refused.output
+    fits = cli_run(*small, *train, "--per-device-train-batch-size", "2")
+    assert fits.exit_code == 0, fits.output
+    assert "batches line up at world size 4: 2 prompts per optimiser step" in fits.output
+
+
+def test_vllm_layout_and_health_path(tmp_path, monkeypatch):
+    trl = pytest.importorskip("trl")
+    import re
+
+    with pytest.raises(ConfigError, match="one server at one host:port"):
+        _script(tmp_path, vllm_nodes=2)
+    with pytest.raises(ConfigError, match="needs 16 GPUs"):
+        _script(tmp_path, vllm_nodes=1, vllm_tensor_parallel=4, vllm_data_parallel=4)
+    with pytest.raises(ConfigError, match="without a vLLM node"):
+        _script(tmp_path, vllm_tensor_parallel=2)
+    _, written = _script(tmp_path, vllm_nodes=1, vllm_tensor_parallel=4, vllm_data_parallel=2)
+    text = written["sbatch"]
+    assert "--tensor-parallel-size 4 --data-parallel-size 2" in text
+    # the path TRL's client checks before it generates (trl.generation.vllm_client)
+    client = Path(trl.__file__).parent / "generation" / "vllm_client.py"  # read: needs no vllm
+    source = client.read_text().partition("def check_server")[2]
+    path = re.search(r'url = f"\{self\.base_url\}(/[^"]*)"', source).group(1)
+    polled = re.findall(r'curl -sf "http://\$VLLM_HOST:8000(/[^"]*)"', text)
+    assert polled and set(polled) == {path}
+
+
+def test_model_resolves_on_the_nodes(tmp_path, monkeypatch):
+    """A relative folder is made absolute, the embedded name becomes its converted folder,
+    in both the vLLM server and the train command."""
+    folder = _model_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "grpo", "--data", "toy-pool@v1", "--model", "models/sft", "--output", "o"]
+    _, written = _script(tmp_path, args=args, vllm_nodes=1)
+    assert f"vllm-serve --model {folder}" in written["sbatch"]
+    assert f"--model {folder} " in written["sbatch"].split("accelerate launch")[1]
+    cache = tmp_path / "cache"
+    embedded = cache / "models" / "smollm2-135m"
+    embedded.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        (embedded / name).write_text("{}")
+    monkeypatch.setenv("THINKFORGE_CACHE", str(cache))
+    _, written = _script(tmp_path, args=[*args[:5], "smollm2-135m", *args[6:]], vllm_nodes=1)
+    assert f"vllm-serve --model {embedded}" in written["sbatch"]
+    assert any("filesystem they share" in n for n in written["notes"])
+    _, written = _script(tmp_path, args=[*args[:5], "org/name", *args[6:]], vllm_nodes=1)
+    assert "vllm-serve --model org/name" in written["sbatch"]           # a hub id stays one
+    assert any("hub id" in n for n in written["notes"])
+    with pytest.raises(ConfigError, match="not a folder here"):
+        _script(tmp_path, args=[*args[:5], "no/such/folder", *args[6:]])
+
+
+def test_checkpointing_and_zero3_extra(tmp_path, cli_run, sft_version):
+    import importlib.util
+
+    sft = ["train", "sft", "--data", "toy-sft@v1", "--model", "m/x", "--output", "o"]
+    _, written = _script(tmp_path, args=sft, nodes=2)
+    assert yaml.safe_load(written["accelerate_config"])["fsdp_config"]["fsdp_activation_checkpointing"]
+    assert "--no-gradient-checkpointing" in written["sbatch"]   # transformers refuses both on
+    _, written = _script(tmp_path, args=sft, nodes=2, activation_checkpointing=False)
+    assert not yaml.safe_load(written["accelerate_config"])["fsdp_config"]["fsdp_activation_checkpointing"]
+    assert "gradient-checkpointing" not in written["sbatch"]    # TRL's default: on
+    with pytest.raises(ConfigError, match="cannot both be on"):
+        _script(tmp_path, args=[*sft, "--gradient-checkpointing"], nodes=2)
+    _, written = _script(tmp_path, args=sft, nodes=2, distributed="zero3")
+    assert "gradient-checkpointing" not in written["sbatch"]
+    result = cli_run("launch", "--nodes", "2", "--distributed", "zero3", "--dry-run", "--", *sft)
+    assert result.exit_code == 0, result.output
+    if importlib.util.find_spec("deepspeed") is None:
+        assert "pip install 'thinkforge[zero3]'" in result.output
+
+
+def test_gradient_checkpointing_defaults_to_trl(tmp_path):
+    pytest.importorskip("trl")
+    from thinkforge.trainers.base import trl_args
+    from thinkforge.trainers.registry import config_model, get_method
+
+    for method in ("sft", "grpo", "dpo"):
+        assert trl_args(get_method(method), config_model(method)(), tmp_path).gradient_checkpointing
+    off = config_model("sft")(gradient_checkpointing=False)
+    assert not trl_args(get_method("sft"), off, tmp_path).gradient_checkpointing

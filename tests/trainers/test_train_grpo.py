@@ -112,3 +112,14 @@ def test_rloo_trains_in_curriculum_order(store, pool_version, tiny_model, tmp_pa
     assert record.method == "rloo"
     assert record.extra["sampled_prompt_ids"] == _curriculum_ids(pool_version, store)[:4]
     assert weights_changed(tiny_model, tmp_path / "rloo")
+
+
+def test_global_order_interleaves_the_ranks_calls():
+    """Generation batch k is rank 0's call k then rank 1's; a group split over ranks counts once."""
+    from thinkforge.trainers.rl import global_order
+
+    rank0 = [["a", "a", "b"], ["e", "e", "f"]]
+    rank1 = [["b", "c", "c"], ["f", "g", "g"]]
+    assert global_order([rank0, rank1], 2) == ["a", "b", "c", "e", "f", "g"]
+    assert global_order([[["a", "a", "b", "b"]]], 2) == ["a", "b"]
+    assert global_order([[["x", "x"], ["y", "y"]], [["z", "z"]]], 2) == ["x", "z", "y"]
