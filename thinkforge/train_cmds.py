@@ -89,6 +89,8 @@ def show_run(store, run_id: str, as_json: bool) -> None:
     for d in record.data:
         click.echo(f"data ({d.role}): {d.ref} fingerprint {d.fingerprint} rows {d.rows}"
                    + (f" manifest {d.manifest_path}" if d.manifest_path else ""))
+    if record.base_model_sha256:
+        click.echo(f"base model sha256: {record.base_model_sha256} ({record.base_model_path})")
     click.echo(f"output: {record.output_dir}")
     click.echo(f"weights sha256: {record.weights_sha256}")
     for f in record.weights:

@@ -87,6 +87,7 @@ def test_new_weights_at_the_same_path_invalidate_reuse(store, sft_version, tiny_
     assert record["base_model_path"] == str(base.resolve())
     assert record["config"]["base_model_sha256"] == record["base_model_sha256"]
     assert json.loads(cli_run(*args, "--dry-run").stdout)["reuses"] == record["run_id"]
+    assert f"base model sha256: {record['base_model_sha256']}" in cli_run("show", record["run_id"]).output
 
     _perturb(base)                                   # SFT retrained into the same folder
     assert json.loads(cli_run(*args, "--dry-run").stdout)["reuses"] is None
