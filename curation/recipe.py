@@ -191,7 +191,7 @@ def load_recipe(path: str | Path) -> tuple[Recipe, list[ResolvedStep]]:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
         raise _explain(exc, Recipe, str(path)) from None
-    _check_name(recipe.name, f"{path}: name")
+    _check_name(recipe.name, f"{path}: name", dataset=False)
     base = path.resolve().parent
     for key, spec in recipe.inputs.items():
         where = f"{path}: inputs.{key}"
@@ -204,11 +204,14 @@ def load_recipe(path: str | Path) -> tuple[Recipe, list[ResolvedStep]]:
     return recipe, resolve_steps(recipe, str(path))
 
 
-def _check_name(name: str, place: str) -> None:
+def _check_name(name: str, place: str, dataset: bool = True) -> None:
     """Recipe, step and output names pass the same check as ``--name`` (they become
-    directories and files in the store), before anything runs."""
-    from thinkforge.manifests.store import validate_name
+    directories and files in the store), before anything runs.  A recipe's name is a build
+    record's file name, never a view: the catalog's table names are fine for it."""
+    from thinkforge.manifests.store import RESERVED_NAMES, validate_name
 
+    if not dataset and name in RESERVED_NAMES:
+        return
     try:
         validate_name(name)
     except ConfigError as exc:
@@ -216,7 +219,7 @@ def _check_name(name: str, place: str) -> None:
 
 
 def resolve_steps(recipe: Recipe, where: str) -> list[ResolvedStep]:
-    _check_name(recipe.name, f"{where}: name")
+    _check_name(recipe.name, f"{where}: name", dataset=False)
     known: list[str] = list(recipe.inputs)
     resolved = []
     types = step_types()
