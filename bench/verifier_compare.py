@@ -97,9 +97,11 @@ def graders():
         return grade(reply, gold)
 
     def qwen(reply, gold):
+        from math_verify.errors import TimeoutException
+
         try:
             return _qwen(reply, gold)
-        except Exception:  # noqa: BLE001 - a timeout or crash counts as "not equal"
+        except (Exception, TimeoutException):  # noqa: BLE001 - a timeout or crash: "not equal"
             return False
 
     return {"ours": ours, "math-verify": mv, "math_equal port": qwen}

@@ -65,10 +65,11 @@ HELD_OUT: list[tuple[str, str, bool | None]] = [
     ("y = 3", "\\boxed{3}", True),
     ("\\dfrac{1}{6}", "\\boxed{\\frac{1}{6}}", True),
     ("\\dfrac{1}{6}", "\\boxed{\\frac{1}{5}}", False),
-    # golds that are not numbers or expressions: no verdict
-    ("Tuesday", "Final answer: Tuesday", None),
+    # short text golds are compared as text since issue 21 (item 2); words mixed with
+    # numbers still get no verdict
+    ("Tuesday", "Final answer: Tuesday", True),
     ("2:30 p.m.", "Final answer: 2:30", None),
-    ("no", "Final answer: no", None),
+    ("no", "Final answer: no", True),
     # replies that declare no answer although asked (restating the question's numbers)
     ("9", "Sam had 5 apples and bought 4 more apples at the store.", False),
     ("24", "We need 6 boxes of 4 pencils, that is 6 times 4 = 24", False),

@@ -18,7 +18,7 @@ from thinkforge.manifests.steps import Role, StepDescriptor, register_step
 from .config import RolloutConfig
 from .engine import Plan, RunResult
 from .reasoning import shape_output
-from .steps import generation_plan, run_generation_step, verify_answer
+from .steps import generation_plan, run_generation_step, verify_verdict
 from .verifiers import VerifierRegistry
 
 __all__ = ["RolloutConfig", "generate_rollouts"]
@@ -43,7 +43,8 @@ def _build_rows(config: RolloutConfig, plans: list[Plan], result: RunResult,
             continue
         shaped = shape_output(done["text"], plan.mode, config.reasoning_format,
                               config.teacher_for(plan.model).think_prefilled)
-        correct, answer = verify_answer(verifiers, plan, shaped, verifier_errors)
+        verdict = verify_verdict(verifiers, plan, shaped, verifier_errors)
+        correct, answer = verdict.correct, verdict.answer
         reward = None if correct is None else (
             config.reward_correct * correct + config.reward_format * shaped.format_ok)
         rows.append({
@@ -51,6 +52,7 @@ def _build_rows(config: RolloutConfig, plans: list[Plan], result: RunResult,
             "reasoning": plan.mode, "output": shaped.output,
             "answer": answer,
             "correct": correct, "format_ok": shaped.format_ok, "reward": reward,
+            "verdict": verdict.reason,
             "output_tokens": done["completion_tokens"], "finish_reason": done["finish_reason"],
         })
     return rows, []

@@ -21,7 +21,7 @@ from .config import SftConfig
 from .engine import Plan, RunResult
 from .reasoning import shape_output
 from .runs import stable_hash
-from .steps import generation_plan, rejected_row, run_generation_step, verify_answer
+from .steps import generation_plan, rejected_row, run_generation_step, verify_verdict
 from .verifiers import VerifierRegistry
 
 __all__ = ["SftConfig", "generate_sft"]
@@ -55,7 +55,8 @@ def _build_rows(config: SftConfig, plans: list[Plan], result: RunResult,
             rejected.append(rejected_row(plan, reason, None, done["text"]))
             continue
         prompt = plan.prompt
-        verified, answer = verify_answer(verifiers, plan, shaped, verifier_errors)
+        verdict = verify_verdict(verifiers, plan, shaped, verifier_errors)
+        verified, answer = verdict.correct, verdict.answer
         rows.append({
             "id": plan.key, "prompt_id": prompt["id"],
             "pair_id": stable_hash([prompt["id"], plan.sample], 16),
@@ -63,7 +64,7 @@ def _build_rows(config: SftConfig, plans: list[Plan], result: RunResult,
             "system_prompt": SYSTEM_PROMPTS[plan.mode], "input": prompt["input"],
             "output": shaped.output, "generator": plan.model, "license": prompt.get("license"),
             "ground_truth": prompt.get("ground_truth"),
-            "verified": verified, "answer": answer,
+            "verified": verified, "answer": answer, "verdict": verdict.reason,
             "output_tokens": done["completion_tokens"], "finish_reason": done["finish_reason"],
         })
     return rows, rejected

@@ -113,6 +113,8 @@ def judge_rows(store, config, kind: str, plans: list[Plan], rows: list[dict[str,
     for row, verdict in zip(asked, judge.ask(items), strict=True):
         if row[label] is None and verdict is not None:
             row[label] = verdict
+            # the rules left it undecided (their reason kept): the judge decided
+            row["verdict"] = f"judge:{row.get('verdict') or 'undecided'}"
             if kind == "rollouts":
                 row["reward"] = (config.reward_correct * verdict
                                  + config.reward_format * row["format_ok"])

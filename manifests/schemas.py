@@ -53,6 +53,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         _f("finish_reason", pa.string()),
         _f("used_in_training", pa.string()),
         _f("version", pa.string()),
+        # the verifier's rule behind `verified` (thinkforge.verify's Verdict.reason: number,
+        # symbolic, no_answer, gold_not_math...); NULL in versions written before it
+        _f("verdict", pa.string()),
     ]),
     "rollouts": pa.schema([
         _f("prompt_id", pa.string(), False),
@@ -66,6 +69,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         _f("reward", pa.float64()),
         _f("output_tokens", pa.int64()),
         _f("finish_reason", pa.string()),
+        _f("verdict", pa.string()),  # the rule behind `correct` (as in sft)
     ]),
     "rl_pool": pa.schema(PROMPT_FIELDS + [
         _f("n_samples", pa.int64(), False),

@@ -247,7 +247,7 @@ def _filtered(store: DatasetStore, sel, file_path: Path, columns: list[str], *,
 
 
 def _resolved(store: DatasetStore, sel, file_path: Path, columns: list[str], stored: set[str],
-              *, positions: bool, ordered: bool) -> str:
+              *, positions: bool, ordered: bool, kind: str | None = None) -> str:
     if set(columns) <= stored:  # only what the selection file stores: no base shard is read
         exprs = [f"s.{quote_ident(c)} AS {quote_ident(c)}" for c in columns]
         if positions:
@@ -266,6 +266,9 @@ def _resolved(store: DatasetStore, sel, file_path: Path, columns: list[str], sto
             exprs.append(f"s.{quote_ident(c)} AS {quote_ident(c)}")
         elif c in sel.base_columns:
             exprs.append(f"b.{quote_ident(c)} AS {quote_ident(c)}")
+        elif c in _nullable_types(kind):
+            # a nullable column added to the schema after the base was written: NULL
+            exprs.append(f"NULL::{_nullable_types(kind)[c]} AS {quote_ident(c)}")
         else:
             raise IntegrityError(f"selection {file_path}: column {c!r} is neither stored nor in "
                                  f"the base {sel.base.ref}")
@@ -274,6 +277,28 @@ def _resolved(store: DatasetStore, sel, file_path: Path, columns: list[str], sto
     order = " ORDER BY s.file_row_number" if ordered else ""
     return (f"(SELECT {', '.join(exprs)} {_base_join(store, sel.base_files, sel.used, _file_sql(file_path))}"
             f"{order})")
+
+
+_DUCK_TYPES = {"string": "VARCHAR", "bool": "BOOLEAN", "int64": "BIGINT", "double": "DOUBLE"}
+
+
+def _nullable_types(kind: str | None) -> dict[str, str]:
+    """Nullable scalar columns of ``kind``'s current schema and their DuckDB types."""
+    from .schemas import SCHEMAS
+
+    schema = SCHEMAS.get(kind or "")
+    if schema is None:
+        return {}
+    return {f.name: _DUCK_TYPES[str(f.type)] for f in schema
+            if f.nullable and str(f.type) in _DUCK_TYPES}
+
+
+def _added_columns(m: Manifest) -> str:
+    """``NULL::T AS c`` for the nullable columns added to the schema after ``m`` was
+    written (an old version stays readable with today's column list), or ''."""
+    recorded = {f["name"] for f in m.schema_}
+    return ", ".join(f"NULL::{t} AS {quote_ident(c)}" for c, t in _nullable_types(m.kind).items()
+                     if c not in recorded)
 
 
 def row_relation(store: DatasetStore, m: Manifest, *, positions: bool = False,
@@ -289,15 +314,17 @@ def row_relation(store: DatasetStore, m: Manifest, *, positions: bool = False,
             pos = ", __shard, __row" if positions else ""
             return f"(SELECT {', '.join(quote_ident(c) for c in columns)}{pos} FROM {inner})"
         src = parquet_source(store.shard_paths(m))
+        added = _added_columns(m)
         if not positions:
-            return src
+            return f"(SELECT *, {added} FROM {src})" if added else src
         order = " ORDER BY file_index, file_row_number" if ordered else ""
         return (f"(SELECT * EXCLUDE (file_row_number), file_index::INTEGER AS __shard, "
-                f"file_row_number AS __row FROM {src[:-1]}, file_row_number=true){order})")
+                f"file_row_number AS __row{', ' + added if added else ''} FROM {src[:-1]}, "
+                f"file_row_number=true){order})")
     sel = m.selection
     return _resolved(store, sel, store.version_dir(m) / sel.file.path,
                      [f["name"] for f in m.schema_] if columns is None else list(columns),
-                     set(sel.columns), positions=positions, ordered=ordered)
+                     set(sel.columns), positions=positions, ordered=ordered, kind=m.kind)
 
 
 def selection_relation(store: DatasetStore, sel, file_path: Path, columns: list[str]) -> str:

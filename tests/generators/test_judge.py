@@ -54,6 +54,7 @@ def test_rollouts_ask_the_judge_only_about_undecided_rows_and_cache_its_verdicts
                                  progress=False)
         rows = _by_prompt(store, made)
         assert {r["correct"] for r in rows["j1"]} == {True}       # judge: yes
+        assert all(r["verdict"].startswith("judge:") for r in rows["j1"])  # who decided
         assert {r["reward"] for r in rows["j1"]} == {1.0}
         assert {r["correct"] for r in rows["j2"]} == {None}       # judge hedged: undecided
         assert {r["reward"] for r in rows["j2"]} == {None}

@@ -89,6 +89,7 @@ def test_every_scorer_reproduces_the_stored_labels(store, scripted, tmp_path, fm
                                 reasoning_format=fmt)
             assert verdict.correct is stored, (kind, row["output"], gold, verdict)
             assert verdict.answer == row["answer"], (kind, row["output"], verdict)
+            assert verdict.reason == row["verdict"], (kind, row["output"], verdict)
             if stored is None:
                 continue
             info = {"verifier": "math", "answer_marker_required": marker_required(sent),
@@ -99,3 +100,30 @@ def test_every_scorer_reproduces_the_stored_labels(store, scripted, tmp_path, fm
                           reasoning=[mode]) == [float(stored)], (kind, row["output"], gold)
     # the data exercised every verdict
     assert checked[True] >= 10 and checked[False] >= 10 and checked[None] >= 2, checked
+
+
+def test_versions_written_before_the_verdict_column_stay_readable(store, monkeypatch):
+    """An sft version from before the ``verdict`` column reads (NULL), filters and selects."""
+    import pyarrow as pa
+    from thinkforge.filters.correct import run_correct
+    from thinkforge.filters.quality import run_quality
+    from thinkforge.manifests import schemas
+    from thinkforge.manifests.selection import read_table
+
+    current = schemas.SCHEMAS["sft"]
+    old = pa.schema([f for f in current if f.name != "verdict"])
+    rows = [{"id": f"s{i}{mode}", "prompt_id": f"p{i}", "pair_id": f"p{i}", "category": "math",
+             "reasoning": mode, "system_prompt": f"detailed thinking {mode}",
+             "input": [{"role": "user", "content": f"q{i}"}], "generator": "toy",
+             "output": "<think>x</think>\n\n4" if mode == "on" else "4", "verified": i != 1,
+             "answer": "4"} for i in range(3) for mode in ("on", "off")]
+    monkeypatch.setitem(schemas.SCHEMAS, "sft", old)
+    with store.writer("old-sft", "sft", step={"type": "test"}) as writer:
+        writer.write(rows)
+    monkeypatch.setitem(schemas.SCHEMAS, "sft", current)
+    table = read_table(store, writer.manifest)
+    assert table.num_rows == 6 and table.column("verdict").null_count == 6
+    kept = run_correct(store, writer.manifest, "old-correct")   # materialises or selects
+    clean = run_quality(store, kept, "old-clean")               # a selection over it
+    for version in (kept, clean):
+        assert read_table(store, version).column("verdict").null_count == version.rows == 4
