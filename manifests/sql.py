@@ -627,8 +627,11 @@ def _first_line(exc: BaseException) -> str:
 
 def run_sql(store: DatasetStore, query: str, *, limit: int | None = None, verify: bool = False,
             timeout: float | None = None, memory_limit: str | None = None,
-            allow: Callable[[str], bool] | None = None, hard_stop: bool = False) -> SqlResult:
+            allow: Callable[[str], bool] | None = None, owns_process: bool = False) -> SqlResult:
     """Run one read-only query over every version of the store (see the module docstring).
+
+    ``owns_process`` (the CLI): ``memory_limit`` also caps the whole process and a query
+    stuck past ``timeout`` ends it (``QueryGuard``); otherwise DuckDB's limit and interrupts only.
 
     ``allow(dataset name)`` narrows the store to some datasets (the web console's scoped
     tokens): the other datasets' views, versions, lineage rows and runs do not exist."""
@@ -652,9 +655,11 @@ def run_sql(store: DatasetStore, query: str, *, limit: int | None = None, verify
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise _unreadable(exc) from None
         con.execute("SET lock_configuration=true")
+        # the process-wide guards (QueryGuard) only where the query owns the process (the
+        # CLI), never in a server that runs several queries at once (the web console)
         return SqlResult(con, query, limit, timeout,
-                         memory_bytes=parse_size(memory_limit) if memory_limit else None,
-                         hard_stop=hard_stop)
+                         memory_bytes=parse_size(memory_limit) if memory_limit and owns_process else None,
+                         hard_stop=owns_process)
     except BaseException:
         con.close()
         raise

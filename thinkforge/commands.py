@@ -356,7 +356,7 @@ def sql_cmd(ctx, query, query_file, fmt, out, limit, timeout, memory_limit, veri
     if os.access(store.root, os.W_OK):  # the catalog is for other DuckDB clients; sql does
         refresh_or_warn(store)           # not read it, so a read-only store is never touched
     result = run_store_sql(store, query, limit=limit, verify=verify, timeout=timeout,
-                           memory_limit=memory_limit, hard_stop=True)
+                           memory_limit=memory_limit, owns_process=True)
     try:
         _write_sql_result(result, fmt, out, limit)
     except PermissionError as exc:

@@ -38,9 +38,19 @@ def test_the_process_limit_is_restored_after_the_query(toy):
     from thinkforge.manifests.sql import run_sql
 
     before = resource.getrlimit(resource.RLIMIT_DATA)
-    result = run_sql(toy, "SELECT count(*) AS n FROM toy", memory_limit="200MB")
+    result = run_sql(toy, "SELECT count(*) AS n FROM toy", memory_limit="200MB", owns_process=True)
     assert result.table().to_pylist() == [{"n": 12}]
     assert resource.getrlimit(resource.RLIMIT_DATA) == before
+
+
+def test_a_server_query_never_changes_the_process_limit(toy):
+    """The web console runs queries side by side: only DuckDB's limit applies there."""
+    from thinkforge.manifests.sql import run_sql
+
+    before = resource.getrlimit(resource.RLIMIT_DATA)
+    result = run_sql(toy, "SELECT count(*) AS n FROM toy", memory_limit="200MB")
+    assert resource.getrlimit(resource.RLIMIT_DATA) == before  # while the query is open too
+    assert result.table().to_pylist() == [{"n": 12}]
 
 
 def test_timeout_stops_a_long_query(cli_run, toy):
