@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job (`make demo`): build recipes/demo.yaml with the embedded teacher
 # (SmolLM2-135M-Instruct on the CPU), then look at the result with SQL.
-#   bundled GSM8K prompts -> paired reasoning ON/OFF SFT + K=4 rollouts -> pass rate,
+#   bundled easy arithmetic prompts -> paired reasoning ON/OFF SFT + K=4 rollouts -> pass rate,
 #   buckets, dedup, decontamination vs GSM8K test, curriculum -> SFT quality, dedup,
 #   decontamination, mix, train/validation split -> report
 # The store persists (default ./demo-store; THINKFORGE_STORE picks another): a rerun reuses
@@ -61,6 +61,12 @@ count() {
 m = json.load(sys.stdin); rates = (m.get("stats") or {}).get("verified_rate") or {}
 print(m["rows"] if sys.argv[1] == "rows" else sum(v.get("true") or 0 for v in rates.values()))' "$2"
 }
+# the counts the demo is sized for: verified ON/OFF pairs (one prompt, both modes verified)
+# in the train split, and RL pool prompts per pass-rate bucket
+pairs=$(thinkforge sql --format csv "SELECT count(*) FROM (SELECT prompt_id FROM \"demo-sft-train\"
+  WHERE verified GROUP BY prompt_id HAVING count(DISTINCT reasoning) = 2)" | tail -1)
+buckets=$(thinkforge sql --format csv "SELECT string_agg(bucket || '=' || n, ' ' ORDER BY bucket)
+  FROM (SELECT bucket, count(*) AS n FROM \"demo-rl\" GROUP BY ALL)" | tail -1)
 train_rows=$(count demo-sft-train rows)
 train_verified=$(count demo-sft-train verified)
 raw_rows=$(count demo-sft-raw rows)
@@ -75,6 +81,8 @@ raw_verified=$(count demo-sft-raw verified)
     echo "demo-sft-train holds $train_rows answers, $train_verified of them verified: rejection"
     echo "sampling (filter correct) kept only verified answers."
   fi
+  echo "Counts: $pairs verified ON/OFF pairs in demo-sft-train; demo-rl prompts by pass-rate"
+  echo "bucket: ${buckets:-none}."
   echo
   echo "Export for a trainer:"
   echo "  thinkforge --store $THINKFORGE_STORE export demo-sft-train --format trl-prompt-completion --out exports/sft"

@@ -12,13 +12,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 GSM8K = REPO / "curation" / "data" / "gsm8k_train_demo.jsonl"
-MATH_EASY = REPO / "curation" / "data" / "math500_level1.jsonl"
+EASY_ARITH = REPO / "curation" / "data" / "easy_arith.jsonl"
 
 
 def gold_answers() -> dict[str, str]:
     """Question text -> final answer, for the bundled prompts the demo recipe uses."""
     gold = {}
-    for path, question, answer in ((GSM8K, "question", "answer"), (MATH_EASY, "problem", "answer")):
+    for path, question, answer in ((GSM8K, "question", "answer"), (EASY_ARITH, "question", "answer")):
         for line in path.read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
             gold[row[question]] = row[answer].split("####")[-1].strip()
@@ -100,10 +100,39 @@ def test_demo_recipe_with_the_embedded_teacher(cli_run, store, tmp_path, monkeyp
     result = cli_run("build", str(REPO / "recipes" / "demo.yaml"))
     assert result.exit_code == 0, result.output
     assert (store.root / "reports" / "demo-rl" / "report.html").is_file()
-    # the train split holds verified answers only, or none (and the build says so)
+    # the train split holds verified answers only, in ON/OFF pairs (issue 23 item 7)
     train = store.resolve("demo-sft-train")
     verified = run_sql_rows(store, 'SELECT count(*) FILTER (WHERE verified) AS v, count(*) AS n '
                                    'FROM "demo-sft-train"')[0]
     assert verified["v"] == verified["n"] == train.rows
-    if train.rows == 0:
-        assert f"warning: {train.ref} holds no rows" in result.stderr
+    assert run_sql_rows(store, PAIRS_SQL)[0]["pairs"] >= 20
+    assert len(run_sql_rows(store, BUCKETS_SQL)) >= 3
+
+
+# what scripts/demo.sh prints at the end: verified ON/OFF pairs in the train split, and the
+# RL pool's prompts per pass-rate bucket
+PAIRS_SQL = """SELECT count(*) AS pairs FROM (SELECT prompt_id FROM "demo-sft-train" WHERE verified
+               GROUP BY prompt_id HAVING count(DISTINCT reasoning) = 2)"""
+BUCKETS_SQL = 'SELECT bucket, count(*) AS prompts FROM "demo-rl" GROUP BY ALL ORDER BY bucket'
+
+
+@pytest.mark.slow
+def test_a_smaller_demo_yields_verified_pairs_and_spread_pass_rates(cli_run, store, tmp_path,
+                                                                    monkeypatch):
+    """Issue 23 item 7 on a third of the demo: the embedded 135M teacher on the bundled easy
+    arithmetic problems yields verified ON/OFF pairs and pass rates in several buckets."""
+    text = (REPO / "recipes" / "demo.yaml").read_text(encoding="utf-8")
+    for old, new in (("&sft_prompts 20", "&sft_prompts 8"), ("&rl_prompts 12", "&rl_prompts 8"),
+                     ("../curation/data/", f"{REPO}/curation/data/")):
+        assert old in text, old
+        text = text.replace(old, new)
+    recipe = tmp_path / "demo-small.yaml"
+    recipe.write_text(text, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SKIP_TRAIN", "1")
+    result = cli_run("build", str(recipe))
+    assert result.exit_code == 0, result.output
+    pairs = run_sql_rows(store, PAIRS_SQL)[0]["pairs"]
+    buckets = {r["bucket"]: r["prompts"] for r in run_sql_rows(store, BUCKETS_SQL)}
+    assert pairs >= 3, pairs
+    assert len(buckets) >= 2, buckets
