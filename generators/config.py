@@ -50,9 +50,13 @@ class BackendConfig(_Strict):
         json_schema_extra={"registry": "thinkforge.generators.backends:backend_names"})
     model: str = Field("smollm2-135m", description="default teacher: `smollm2-135m` (embedded), "
                        "a local HF folder, or the served model name for openai")
-    device: str = Field("auto", description="transformers: auto, cpu, cuda, cuda:1 ...")
+    device: str = Field("auto", description="transformers: auto (CUDA when torch sees a GPU), "
+                        "cpu, cuda, cuda:1 ...")
     dtype: str = Field("auto", description="auto (float32 on CPU, bfloat16 on CUDA), float32, "
                        "bfloat16, float16")
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = Field(
+        "sdpa", description="transformers: attention kernel (flash_attention_2 needs CUDA, "
+        "bf16 and the flash-attn package)")
     # run control (exclude=True): how the run is driven, never what it produces; recorded in
     # provenance.run_control, not in the step, so a rerun with other values resumes the same
     # run id and reuses the same version (docs/teachers.md)

@@ -83,7 +83,7 @@ def _build_rows(config: PreferenceConfig, plans: list[Plan], result: RunResult,
                 s["score"] = None if correct is None else (
                     config.reward_correct * correct + config.reward_format * s["shaped"].format_ok)
     else:
-        _score_with_reward_model(config.scorer.split(":", 1)[1], groups)
+        _score_with_reward_model(config.scorer.split(":", 1)[1], groups, config)
     rows, rejected = [], []
     for key in order:
         samples = groups[key]
@@ -111,10 +111,13 @@ def _build_rows(config: PreferenceConfig, plans: list[Plan], result: RunResult,
     return rows, rejected
 
 
-def _score_with_reward_model(path: str, groups: dict) -> None:
+def _score_with_reward_model(path: str, groups: dict, config=None) -> None:
     from .backends.model_cache import resolve_model
 
-    model, tokenizer = load_reward_model(str(resolve_model(path)))
+    teacher = getattr(config, "teacher", None)  # the policy's placement scores its samples
+    where = {k: getattr(teacher, k) for k in ("device", "dtype", "attn_implementation")
+             if hasattr(teacher, k)}
+    model, tokenizer = load_reward_model(str(resolve_model(path)), **where)
     samples = [s for group in groups.values() for s in group]
     conversations = [[*s["plan"].messages, {"role": "assistant", "content": s["output"]}]
                      for s in samples]
@@ -122,13 +125,19 @@ def _score_with_reward_model(path: str, groups: dict) -> None:
         s["score"] = score
 
 
-def load_reward_model(path: str):
-    """(model, tokenizer) of a reward model saved by `thinkforge train reward`."""
+def load_reward_model(path: str, device: str = "auto", dtype: str = "auto",
+                      attn_implementation: str = "sdpa"):
+    """(model, tokenizer) of a reward model saved by `thinkforge train reward`, loaded with an
+    explicit dtype (a model trained in bf16 on a GPU is scored in float32 on a CPU)."""
     from thinkforge.manifests.errors import require
 
+    from .backends.placement import resolve
+
     transformers = require("transformers", "gen")
+    where = resolve(device, dtype, attn_implementation)
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(path).eval()
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        path, **where.model_kwargs()).to(where.device).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -144,7 +153,7 @@ def score_conversations(model, tokenizer, conversations: list[list[dict]], batch
     texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
     for start in range(0, len(texts), batch_size):
         batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
-                          truncation=True, max_length=2048)
+                          truncation=True, max_length=2048).to(model.device)
         with torch.no_grad():
             logits = model(**batch).logits
         scores.extend(float(v) for v in logits[:, 0])

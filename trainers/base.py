@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from thinkforge.manifests import DatasetStore
@@ -43,7 +43,14 @@ class TrainCommon(BaseModel):
     gradient_accumulation_steps: int = Field(1, ge=1, description="micro-steps per optimiser step")
     logging_steps: int = Field(1, ge=1, description="log metrics every N steps (into the run record)")
     seed: int = Field(0, description="random seed (data order, init, sampling)")
-    bf16: bool | None = Field(None, description="bf16 mixed precision (default: on when CUDA is there)")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where to train: auto = CUDA when torch sees a GPU, else the CPU")
+    dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        "auto", description="weights dtype at load: auto = bfloat16 on CUDA, float32 on CPU")
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = Field(
+        "sdpa", description="attention kernel (flash_attention_2: CUDA, bf16, flash-attn)")
+    bf16: bool | None = Field(None, description="bf16 mixed precision (default: on when the "
+                              "resolved dtype is bfloat16)")
     gradient_checkpointing: bool | None = Field(
         None, description="trade compute for activation memory (default: TRL's, on; "
         "--no-gradient-checkpointing turns it off, as `launch` does under FSDP activation "
@@ -90,6 +97,14 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def placement(config: TrainCommon):
+    """The resolved ``--device/--dtype/--attn-implementation`` (a ConfigError when they cannot
+    run here, before any model loads)."""
+    from thinkforge.generators.backends.placement import resolve
+
+    return resolve(config.device, config.dtype, config.attn_implementation)
+
+
 def cuda_available() -> bool:
     try:
         import torch
@@ -111,16 +126,21 @@ def trl_args(method: Method, config: TrainCommon, output_dir: Path):
             raise ConfigError(f"{cls.__name__} has no option {key!r}"
                               + (f"; did you mean {near[0]!r}?" if near else ""),
                               hint="see the TRL docs of " + cls.__name__)
-    cuda = cuda_available()
+    where = placement(config)
+    cuda = where.on_cuda
     values: dict[str, Any] = {
         "output_dir": str(output_dir), "max_steps": config.max_steps,
         "num_train_epochs": config.num_train_epochs, "learning_rate": config.learning_rate,
         "per_device_train_batch_size": config.per_device_train_batch_size,
         "gradient_accumulation_steps": config.gradient_accumulation_steps,
         "logging_steps": config.logging_steps, "seed": config.seed, "data_seed": config.seed,
-        "bf16": cuda if config.bf16 is None else config.bf16,
+        "bf16": where.dtype == "bfloat16" if config.bf16 is None else config.bf16,
         "save_strategy": "no", "report_to": "none", "use_cpu": not cuda,
         "dataloader_num_workers": 0, "disable_tqdm": True,
+        # the policy, its reference and a --reward-model all load with these (TRL's default
+        # dtype would be float32 even on a GPU)
+        "model_init_kwargs": {"dtype": where.dtype,
+                              "attn_implementation": where.attn_implementation},
     }
     if config.gradient_checkpointing is not None:  # None: TRL's default (on)
         values["gradient_checkpointing"] = config.gradient_checkpointing
@@ -180,7 +200,7 @@ def run_trainer(method: Method, store: DatasetStore, data: str, model: str, outp
     model_path = resolve_model_path(model)
     log(f"{method.name}: {len(rows)} rows of {training.ref} "
         f"(fingerprint {training.manifest.fingerprint[:12]}), model {model}")
-    ctx: dict[str, Any] = {"store": store, "extra": {}}
+    ctx: dict[str, Any] = {"store": store, "extra": {"placement": placement(config).as_dict()}}
     trainer = method.build(model_path, dataset, args, config, training, ctx)
     _logs_to_stderr(trainer, log)
     if session is not None:

@@ -9,7 +9,7 @@ GRPO/RLOO reward function (``--reward-model PATH``; TRL loads it as a reward mod
 
 from __future__ import annotations
 
-from .base import Method
+from .base import Method, placement
 from .data import preference_mode, preference_rows
 from .reward_config import RewardTrainConfig
 
@@ -39,7 +39,8 @@ def _build(model_path, dataset, args, config, data, ctx):
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=1)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_path, num_labels=1, **placement(config).model_kwargs())  # explicit dtype + kernel
     model.config.pad_token_id = tokenizer.pad_token_id
     ctx["extra"]["reasoning"] = preference_mode(data, config.reasoning)
     return RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)

@@ -154,9 +154,9 @@ def _misaligned(config: OnlineRlConfig, batch: int, world: int, derived: bool) -
 def check_vllm(config: OnlineRlConfig) -> None:
     if not config.use_vllm:
         return
-    from .base import cuda_available
+    from .base import placement
 
-    if not cuda_available():
+    if not placement(config).on_cuda:
         raise ConfigError("--use-vllm needs CUDA GPUs; this machine has none (vLLM generation "
                           "for GRPO/RLOO runs on GPU nodes)",
                           hint="drop --use-vllm to generate with transformers on CPU, or run on "

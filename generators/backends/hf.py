@@ -1,5 +1,8 @@
 """The transformers backend: a local model, batched generate with left padding, CPU or CUDA.
 
+``--device`` / ``--dtype`` / ``--attn-implementation`` resolve through ``placement.resolve``
+(auto: CUDA + bfloat16 when a GPU is there, else CPU + float32).
+
 The engine hands it requests that share one sampling setting (one mode, one model), so a
 batch is one ``model.generate`` call.  Sampled batches are seeded from the first request's
 seed, so a rerun of the same batch reproduces its text.
@@ -14,6 +17,7 @@ from thinkforge.manifests.errors import require
 
 from .base import ChatRequest, Completion
 from .model_cache import resolve_model
+from .placement import resolve
 
 
 class TransformersBackend:
@@ -22,21 +26,24 @@ class TransformersBackend:
         transformers = require("transformers", "gen")
         path = resolve_model(model)
         transformers.utils.logging.disable_progress_bar()  # our own bar reports progress
-        self.device = _pick_device(self.torch, config.device)
+        placement = resolve(config.device, config.dtype,
+                            getattr(config, "attn_implementation", "sdpa"))
+        self.device = placement.torch_device()
         if self.device.type == "cpu":
             self.torch.set_num_threads(config.cpu_threads or _idle_cores())
-        dtype = _pick_dtype(self.torch, config.dtype, self.device)
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"  # decoder-only: new tokens must follow the prompt
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        self.model = transformers.AutoModelForCausalLM.from_pretrained(
+            path, **placement.model_kwargs())
         self.model.to(self.device).eval()
         self.stop_ids = _stop_token_ids(self.model, self.tokenizer)
         self.preferred_batch_size = config.batch_size
         self.identity: dict[str, Any] = {
             "backend": "transformers", "model": model, "path": str(path),
-            "device": str(self.device), "dtype": str(dtype).replace("torch.", ""),
+            "device": str(self.device), "dtype": placement.dtype,
+            "attn_implementation": placement.attn_implementation,
             "cpu_threads": self.torch.get_num_threads() if self.device.type == "cpu" else None,
             "transformers": transformers.__version__, "torch": self.torch.__version__}
 
@@ -91,18 +98,6 @@ def _idle_cores() -> int:
     except OSError:
         busy = 0
     return max(1, min(cores, cores - busy))
-
-
-def _pick_device(torch, wanted: str):
-    if wanted == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(wanted)
-
-
-def _pick_dtype(torch, wanted: str, device):
-    if wanted == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, wanted)
 
 
 def _stop_token_ids(model, tokenizer) -> list[int]:

@@ -210,9 +210,10 @@ def make_block(parent_layer, parent_config, shape: Shape, v: Variant, scores=Non
     from .decilm.modeling_decilm import DeciLMDecoderLayer
 
     cfg = child_config(parent_config, [block_config(shape, v)], DeciLMConfig)
-    layer = DeciLMDecoderLayer(cfg, 0)
-    dtype = next(parent_layer.parameters()).dtype
-    layer.to(dtype)
+    weight = next(parent_layer.parameters())
+    with torch.device("meta"):       # every weight is copied below: no random init to pay for
+        layer = DeciLMDecoderLayer(cfg, 0)
+    layer.to_empty(device=weight.device).to(weight.dtype)
     with torch.no_grad():
         if v.kv_heads:
             src, dst = parent_layer.self_attn, layer.self_attn
@@ -234,6 +235,7 @@ def make_block(parent_layer, parent_config, shape: Shape, v: Variant, scores=Non
                 keep = torch.arange(v.ffn_width)
             else:
                 keep = torch.topk(scores.float(), v.ffn_width).indices.sort().values
+                keep = keep.to(src.gate_proj.weight.device)
             dst.gate_proj.weight.copy_(src.gate_proj.weight[keep])
             dst.up_proj.weight.copy_(src.up_proj.weight[keep])
             dst.down_proj.weight.copy_(src.down_proj.weight[:, keep])
@@ -258,19 +260,25 @@ def child_config(parent_config, block_configs: list[dict], config_cls=None):
     return cfg
 
 
-# ---------------------------------------------------------------- measured CPU time
+# ---------------------------------------------------------------- measured block time
 
 
 def time_variants(parent_model, shape: Shape, variants: list[Variant], *, tokens: int = 64,
                   repeats: int = 5) -> dict[str, float]:
-    """Milliseconds per block forward on ``tokens`` tokens (median of ``repeats``), per variant."""
+    """Milliseconds per block forward on ``tokens`` tokens (median of ``repeats``), per
+    variant, on the parent's device and dtype (where the child will run: a GPU's timing
+    differs from a CPU's in kind, attention being relatively cheaper there)."""
     import torch
+    from thinkforge.generators.backends.placement import synchronize
 
     layer0 = parent_model.model.layers[0]
     rotary = parent_model.model.rotary_emb
+    weight = next(layer0.parameters())
     torch.manual_seed(0)
-    h = torch.randn(1, tokens, shape.hidden, dtype=next(layer0.parameters()).dtype)
-    pos = torch.arange(tokens).unsqueeze(0)
+    if weight.device.type == "cuda":
+        tokens *= 32  # a GPU needs work enough to be timed (a 64-token block is launch-bound)
+    h = torch.randn(1, tokens, shape.hidden, dtype=weight.dtype, device=weight.device)
+    pos = torch.arange(tokens, device=weight.device).unsqueeze(0)
     cos_sin = rotary(h, pos)
     out: dict[str, float] = {}
     with torch.no_grad():
@@ -278,8 +286,10 @@ def time_variants(parent_model, shape: Shape, variants: list[Variant], *, tokens
             block = make_block(layer0, parent_model.config, shape, v).eval()
             runs = []
             for _ in range(repeats + 1):
+                synchronize(str(weight.device))
                 t0 = time.perf_counter()
                 block(h, position_embeddings=cos_sin, position_ids=pos)
+                synchronize(str(weight.device))
                 runs.append(time.perf_counter() - t0)
             runs = sorted(runs[1:])
             out[v.key] = round(1000 * runs[len(runs) // 2], 4)

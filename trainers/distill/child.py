@@ -55,8 +55,8 @@ def build_child(parent, shape: Shape, variants: list[Variant], channel_scores=No
     cfg = child_config(parent.config, configs)
     cfg.architectures = ["DeciLMForCausalLM"]
     cfg.auto_map = dict(AUTO_MAP)
-    dtype = next(parent.parameters()).dtype
-    child = DeciLMForCausalLM(cfg).to(dtype)
+    weight = next(parent.parameters())
+    child = DeciLMForCausalLM(cfg).to(device=weight.device, dtype=weight.dtype)
     state = {}
     for j, layer in enumerate(layers):
         for k, t in layer.state_dict().items():
@@ -106,7 +106,7 @@ def _add_legacy_rope_keys(config_file: Path) -> None:
         config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def load_child(path: Path):
+def load_child(path: Path, device: str = "cpu"):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True).eval()
+    return AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True).to(device).eval()

@@ -59,6 +59,20 @@ class DistillConfig(BaseModel):
     ffn_removal: bool = Field(True, description="allow removing the FFN (no-op)")
     kv_dtype_bytes: int = Field(2, description="bytes per cached K/V element (bf16 = 2)")
     seed: int = Field(0, description="torch seed")
+    score_tokens: int | None = Field(
+        512, ge=8, description="at most this many calibration tokens scored per block variant "
+        "(None: every calibration token)")
+    score_tolerance: float = Field(
+        0.1, ge=0, description="stop scoring a variant once the standard error of its KL is "
+        "within this fraction of it (sequences are added one at a time; 0: score them all)")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where the parent, the scoring and KD run: auto = CUDA when torch "
+        "sees a GPU")
+    dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        "auto", description="parent dtype and KD autocast: auto = bfloat16 on CUDA, float32 on "
+        "CPU (the child keeps float32 weights)")
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = Field(
+        "sdpa", description="attention kernel of the parent and the child")
 
     @field_validator("budgets")
     @classmethod

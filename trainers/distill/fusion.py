@@ -56,7 +56,7 @@ def fused_block(blocks: list, config, shape):
         raise ValueError("FFN Fusion of FFNs with biases is not supported")
     gate, up, down, width = fuse_ffns(blocks)
     cfg = child_config(config, [block_config(shape, Variant(0, width))])
-    layer = DeciLMDecoderLayer(cfg, 0).to(gate.dtype)
+    layer = DeciLMDecoderLayer(cfg, 0).to(device=gate.device, dtype=gate.dtype)
     with torch.no_grad():
         layer.post_attention_layernorm.weight.fill_(1.0)
         layer.mlp.gate_proj.weight.copy_(gate)

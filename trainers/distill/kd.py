@@ -10,6 +10,7 @@ CPU as is.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -32,13 +33,16 @@ def _cosine_loss_cls():
 
 def distill(child, parent, batches, *, steps: int, lr: float, temperature: float = 1.0,
             cosine_weight: float = 0.0, train_embeddings: bool = False,
-            log: Callable[[str], None] | None = None):
+            log: Callable[[str], None] | None = None, autocast: str | None = None):
     """Train ``child`` for ``steps`` steps (cycling ``batches``); returns (child, history).
 
     The embeddings and LM head are the parent's own and stay frozen unless
     ``train_embeddings``: on a small data version, Adam would otherwise move every vocabulary
     row (the softmax gives each a gradient) and the child drifts from the parent on text it
     did not see; freezing them is also several times faster with a large vocabulary.
+
+    ``autocast`` ("bfloat16" on CUDA): forwards run under torch autocast in that dtype while
+    the child's weights and AdamW state stay float32.
     """
     import torch
     from thinkforge.manifests.errors import require
@@ -62,10 +66,14 @@ def distill(child, parent, batches, *, steps: int, lr: float, temperature: float
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     history = []
     t0 = time.perf_counter()
+    device = next(child.parameters()).device
+    amp = (torch.autocast(device_type=device.type, dtype=getattr(torch, autocast))
+           if autocast else contextlib.nullcontext())
     for step in range(steps):
         ids = batches[step % len(batches)]
-        student(input_ids=ids, use_cache=False)
-        loss = student.compute_kd_loss(loss_reduction_fn=lambda x: x.mean())
+        with amp:
+            student(input_ids=ids, use_cache=False)
+            loss = student.compute_kd_loss(loss_reduction_fn=lambda x: x.mean())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -73,7 +81,9 @@ def distill(child, parent, batches, *, steps: int, lr: float, temperature: float
         history.append({"step": step + 1, "kd_loss": round(float(loss.detach()), 6),
                         "elapsed_s": round(time.perf_counter() - t0, 2)})
         if log and (step + 1) % max(1, steps // 10) == 0:
-            log(f"KD step {step + 1}/{steps}: loss {float(loss.detach()):.4f}")
+            elapsed = time.perf_counter() - t0
+            log(f"KD step {step + 1}/{steps}: loss {float(loss.detach()):.4f} "
+                f"({elapsed:.0f} s, ETA {elapsed / (step + 1) * (steps - step - 1):.0f} s)")
     child = mtd.export(student)
     for p in child.parameters():
         p.requires_grad_(True)

@@ -52,8 +52,9 @@ def _stderr(msg: str) -> None:
     LOG.info(msg)
 
 
-def load_parent(model: str):
-    """Tokenizer and float32 parent from a local directory (nothing is downloaded)."""
+def load_parent(model: str, where=None):
+    """Tokenizer and parent from a local directory (nothing is downloaded), in ``where``'s
+    dtype / attention kernel on its device (default: float32 on the CPU)."""
     require("torch", "distill")
     transformers = require("transformers", "distill")
     path = Path(model).expanduser()
@@ -64,7 +65,10 @@ def load_parent(model: str):
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     import torch
 
-    parent = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    kwargs = where.model_kwargs() if where is not None else {"dtype": torch.float32}
+    parent = transformers.AutoModelForCausalLM.from_pretrained(path, **kwargs).eval()
+    if where is not None:
+        parent.to(where.device)
     layers = getattr(getattr(parent, "model", None), "layers", None)
     if layers is None or not all(hasattr(layer, "self_attn") and hasattr(layer, "mlp")
                                  and hasattr(layer.mlp, "gate_proj") for layer in layers):
@@ -77,19 +81,36 @@ def load_parent(model: str):
 
 def tokens_per_second(model, batch, repeats: int = 3) -> float:
     import torch
+    from thinkforge.generators.backends.placement import synchronize
 
     runs = []
     with torch.no_grad():
         model(input_ids=batch, use_cache=False)
         for _ in range(repeats):
+            synchronize(str(batch.device))
             t0 = time.perf_counter()
             model(input_ids=batch, use_cache=False)
+            synchronize(str(batch.device))
             runs.append(time.perf_counter() - t0)
     return round(batch.numel() / statistics.median(runs), 1)
 
 
 def count_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+class Phases:
+    """Wall time per phase of a run (``phases_s`` in the report, printed as it goes)."""
+
+    def __init__(self, log: Callable[[str], None]):
+        self.log, self.times = log, {}
+        self.mark = time.perf_counter()
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        self.times[name] = round(now - self.mark, 2)
+        self.mark = now
+        self.log(f"phase {name}: {self.times[name]:.1f} s")
 
 
 def budget_limits(cfg: DistillConfig, shape: B.Shape, parent_params: int,
@@ -119,12 +140,14 @@ def uniform_variants(shape: B.Shape, target_params: int) -> list[B.Variant]:
     return [B.Variant(shape.kv_heads, width)] * shape.layers
 
 
-def measure(name: str, model, parent, eval_batches, kv_bytes: int) -> dict:
+def measure(name: str, model, parent, eval_batches, kv_bytes: int, logps=None) -> dict:
+    """``cpu_tokens_per_s`` keeps its name (the report's schema) but is measured on the
+    device the run uses (``placement.device`` in the report)."""
     from .scoring import model_kl
 
     return {"model": name, "params": count_params(model), "kv_bytes_per_token": kv_bytes,
             "cpu_tokens_per_s": tokens_per_second(model, eval_batches[0]),
-            "kl_to_parent": round(model_kl(parent, model, eval_batches), 6)
+            "kl_to_parent": round(model_kl(parent, model, eval_batches, logps), 6)
             if model is not parent else 0.0}
 
 
@@ -133,17 +156,20 @@ def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg
                 cache_root: Path | None = None, log: Callable[[str], None] = _stderr) -> dict:
     """Distil ``model`` under ``cfg.budgets``; ``texts`` or data-version ``rows`` calibrate it."""
     import torch
+    from thinkforge.generators.backends.placement import resolve
 
     from .child import build_child, load_child, save_child
     from .fusion import fusable_runs
     from .kd import distill
-    from .scoring import ScoreCache, model_kl, score_library, sha256_of_weights
+    from .scoring import ScoreCache, model_kl, parent_logps, score_library, sha256_of_weights
     from .search import solve
     from .texts import row_texts, split_texts, token_batches
 
     started = time.perf_counter()
+    phases = Phases(log)
+    where = resolve(cfg.device, cfg.dtype, cfg.attn_implementation)
     torch.manual_seed(cfg.seed)
-    tokenizer, parent = load_parent(model)
+    tokenizer, parent = load_parent(model, where)
     shape = B.Shape.of(parent.config)
     if texts is None:
         texts = row_texts(rows or [], tokenizer)
@@ -154,6 +180,9 @@ def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg
     calib = token_batches(rest, tokenizer, tokens=cfg.calibration_tokens, repeat=True, **kw)
     held_batches = token_batches(held, tokenizer, tokens=cfg.calibration_tokens, repeat=True, **kw)
     kd_batches = token_batches(rest, tokenizer, tokens=None, **kw)
+    calib, held_batches, kd_batches = ([b.to(where.device) for b in bs]
+                                       for bs in (calib, held_batches, kd_batches))
+    phases.done("load")
 
     log(f"parent: {shape.layers} layers, hidden {shape.hidden}, FFN {shape.intermediate}, "
         f"{shape.heads} heads / {shape.kv_heads} KV heads")
@@ -163,15 +192,22 @@ def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg
                          kv_reduction=cfg.kv_reduction, ffn_removal=cfg.ffn_removal)
     log(f"block library: {len(variants)} variants per layer "
         f"({', '.join(v.key for v in variants)})")
+    phases.done("channel_ranking")
     times = B.time_variants(parent, shape, variants)
+    phases.done("block_timing")
 
     key = {"parent_sha256": sha256_of_weights(Path(model)), "data": data_fingerprint,
            "calibration": {"tokens": cfg.calibration_tokens, "seq_len": cfg.seq_len,
                            "batch_size": cfg.batch_size, "texts": len(rest),
-                           "held_back": "every 5th row"}}
+                           "held_back": "every 5th row", "score_tokens": cfg.score_tokens,
+                           "score_tolerance": cfg.score_tolerance, "dtype": where.dtype}}
     cache_file = ScoreCache.file_for(Path(cache_root), key) if cache_root else None
     cache = ScoreCache(cache_file, key)
-    kls = score_library(parent, shape, variants, calib, channel_scores, cache, log)
+    score_stats: dict = {}
+    kls = score_library(parent, shape, variants, calib, channel_scores, cache, log,
+                        max_tokens=cfg.score_tokens, tolerance=cfg.score_tolerance,
+                        stats=score_stats)
+    phases.done("block_scoring")
 
     offered = [[v for v in variants if B.allowed(i, v)] for i in range(shape.layers)]
     options = [[{"kl": kls[i][v.key],
@@ -185,15 +221,17 @@ def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg
     choice = solve(options, limits, cfg.solver)
     chosen = [offered[i][j] for i, j in enumerate(choice)]
     log("chosen: " + " ".join(v.key for v in chosen))
+    phases.done("search")
 
     child, configs, layer_map = build_child(parent, shape, chosen, channel_scores)
+    held_logps = parent_logps(parent, held_batches)   # every KL below is against these
     fusion = None
     if cfg.ffn_fusion:
         runs = fusable_runs(chosen)
-        kl_unfused = model_kl(parent, child, held_batches)
+        kl_unfused = model_kl(parent, child, held_batches, held_logps)
         if runs:
             child, configs, layer_map = build_child(parent, shape, chosen, channel_scores, runs)
-        kl_fused = model_kl(parent, child, held_batches) if runs else kl_unfused
+        kl_fused = model_kl(parent, child, held_batches, held_logps) if runs else kl_unfused
         fusion = {"runs": runs, "layers_before": shape.layers, "layers_after": len(configs),
                   "kl_before_fusion": round(kl_unfused, 6), "kl_after_fusion": round(kl_fused, 6),
                   "kl_cost": round(kl_fused - kl_unfused, 6)}
@@ -204,43 +242,53 @@ def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg
     parent_kv = shape.layers * B.kv_bytes_per_token(shape, shape.parent_variant,
                                                     cfg.kv_dtype_bytes)
     report_models = [measure("parent", parent, parent, held_batches, parent_kv),
-                     measure("child_before_kd", child, parent, held_batches, child_kv)]
+                     measure("child_before_kd", child, parent, held_batches, child_kv,
+                             held_logps)]
     uniform = uniform_variants(shape, report_models[1]["params"])
     uniform_child, _, _ = build_child(parent, shape, uniform, channel_scores)
     uniform_report = {"ffn_width": uniform[0].ffn_width, "params": count_params(uniform_child),
                       "kl_to_parent_before_kd": round(model_kl(parent, uniform_child,
-                                                               held_batches), 6)}
+                                                               held_batches, held_logps), 6)}
     if not (cfg.uniform_kd and cfg.kd_steps):
         del uniform_child
 
+    phases.done("build_and_measure")
     history = []
+    # KD trains float32 weights; a bfloat16 parent (CUDA) runs both models under bf16 autocast
+    autocast = where.dtype if where.dtype != "float32" else None
     if cfg.kd_steps:
         log(f"knowledge distillation: {cfg.kd_steps} steps on {len(kd_batches)} batches")
-        child, history = distill(child, parent, kd_batches, steps=cfg.kd_steps, lr=cfg.kd_lr,
-                                 temperature=cfg.kd_temperature,
+        child, history = distill(child.float(), parent, kd_batches, steps=cfg.kd_steps,
+                                 lr=cfg.kd_lr, temperature=cfg.kd_temperature,
                                  cosine_weight=cfg.kd_cosine_weight,
-                                 train_embeddings=cfg.kd_train_embeddings, log=log)
-    report_models.append(measure("child_after_kd", child, parent, held_batches, child_kv))
+                                 train_embeddings=cfg.kd_train_embeddings, log=log,
+                                 autocast=autocast)
+    phases.done("kd")
+    report_models.append(measure("child_after_kd", child, parent, held_batches, child_kv,
+                                 held_logps))
     if cfg.uniform_kd and cfg.kd_steps:
         log(f"uniform baseline: the same {cfg.kd_steps} KD steps")
         torch.manual_seed(cfg.seed)
-        uniform_child, _ = distill(uniform_child, parent, kd_batches, steps=cfg.kd_steps,
-                                   lr=cfg.kd_lr, temperature=cfg.kd_temperature,
+        uniform_child, _ = distill(uniform_child.float(), parent, kd_batches,
+                                   steps=cfg.kd_steps, lr=cfg.kd_lr,
+                                   temperature=cfg.kd_temperature,
                                    cosine_weight=cfg.kd_cosine_weight,
-                                   train_embeddings=cfg.kd_train_embeddings)
+                                   train_embeddings=cfg.kd_train_embeddings, autocast=autocast)
         uniform_report["kl_to_parent_after_kd"] = round(model_kl(parent, uniform_child,
-                                                                 held_batches), 6)
+                                                                 held_batches, held_logps), 6)
         del uniform_child
 
     out = save_child(child, Path(output_dir), tokenizer)
-    reloaded = load_child(out)
+    reloaded = load_child(out, where.device)
     with torch.no_grad():
         a = child(input_ids=held_batches[0], use_cache=False).logits
         b = reloaded(input_ids=held_batches[0], use_cache=False).logits
     reload = {"identical": bool(torch.equal(a, b)),
               "max_abs_diff": float((a - b).abs().max())}
-    if not reload["identical"]:
+    # a GPU may pick another kernel for a freshly loaded model: equal within float32 noise
+    if not (reload["identical"] or (where.on_cuda and reload["max_abs_diff"] < 1e-3)):
         raise RuntimeError(f"the saved child does not reproduce its logits: {reload}")
+    phases.done("save_and_reload")
 
     layers = []
     for i, v in enumerate(chosen):
@@ -279,7 +327,11 @@ def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg
         "calibration": {"tokens": sum(b.numel() for b in calib),
                         "held_back_tokens": sum(b.numel() for b in held_batches),
                         "kd_tokens": sum(b.numel() for b in kd_batches),
-                        "score_cache": str(cache_file) if cache_file else None},
+                        "score_cache": str(cache_file) if cache_file else None,
+                        "scoring": {"max_tokens_per_variant": cfg.score_tokens,
+                                    "tolerance": cfg.score_tolerance, **score_stats}},
+        "placement": where.as_dict(),
+        "phases_s": phases.times,
         "modelopt": MODELOPT_NOTES,
         "wall_time_s": round(time.perf_counter() - started, 2),
     }

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from .blocks import Shape, Variant, make_block
+from .blocks import Shape, Variant, block_params, make_block
 
 
 def token_kl(parent_logp, child_logits):
@@ -30,14 +30,16 @@ def token_kl(parent_logp, child_logits):
     return kl.mean()
 
 
-def model_kl(parent, child, batches) -> float:
-    """Mean per-token KL(parent || child) over ``batches`` of input ids."""
+def model_kl(parent, child, batches, logps=None) -> float:
+    """Mean per-token KL(parent || child) over ``batches`` of input ids (``logps``: the
+    parent's log-probs on them, from ``parent_logps``, to skip its forward)."""
     import torch
 
     total, n = 0.0, 0
     with torch.no_grad():
-        for ids in batches:
-            p = torch.log_softmax(parent(input_ids=ids, use_cache=False).logits.float(), -1)
+        for k, ids in enumerate(batches):
+            p = logps[k] if logps is not None else torch.log_softmax(
+                parent(input_ids=ids, use_cache=False).logits.float(), -1)
             q = child(input_ids=ids, use_cache=False).logits
             total += float(token_kl(p, q)) * ids.numel()
             n += ids.numel()
@@ -76,57 +78,186 @@ class ScoreCache:
         return root / f"scores-{digest}.json"
 
 
+def parent_logps(parent, batches) -> list:
+    """The parent's next-token log-probabilities per batch (computed once, reused by every
+    ``model_kl`` against the same batches)."""
+    import torch
+
+    with torch.no_grad():
+        return [torch.log_softmax(parent(input_ids=ids, use_cache=False).logits.float(), -1)
+                for ids in batches]
+
+
+def run_layers(model, hidden, start: int):
+    """The decoder ``model`` (``LlamaModel``) from layer ``start`` on, then its final norm,
+    on hidden states entering that layer: the same mask and rotary embeddings as its own
+    forward."""
+    mask, cos_sin, pos = _layer_ctx(model, hidden)
+    for layer in model.layers[start:]:
+        hidden = layer(hidden, attention_mask=mask, position_embeddings=cos_sin,
+                       position_ids=pos, use_cache=False)
+    return model.norm(hidden)
+
+
+def _attention_part(block, h, ctx):
+    """``h`` after the block's attention (and residual): shared by every FFN width of the
+    same KV-head count, so it is computed once per count."""
+    if block.attention_no_op:
+        return h
+    mask, cos_sin, pos = ctx
+    out, _ = block.self_attn(hidden_states=block.input_layernorm(h), attention_mask=mask,
+                             position_embeddings=cos_sin, position_ids=pos)
+    return h + out
+
+
+def _ffn_part(block, h):
+    return h if block.ffn_no_op else h + block.mlp(block.post_attention_layernorm(h))
+
+
+def _row_kl(lm_head, final, logp, rows_per_chunk: int):
+    """Per row of ``final`` (variants x sequences), the mean per-token KL(parent || variant);
+    the LM head runs on a few rows at a time (a 49k vocabulary x 1,000s of tokens would not
+    fit otherwise).  ``logp`` holds the parent's log-probs of one copy of the sequences."""
+    import torch
+
+    out = []
+    n = logp.shape[0]
+    for r in range(0, final.shape[0], rows_per_chunk):
+        part = final[r:r + rows_per_chunk]
+        child = torch.log_softmax(lm_head(part).float(), -1)
+        idx = torch.arange(r, r + part.shape[0], device=logp.device) % n
+        p = logp[idx]
+        out.append((p.exp() * (p - child)).sum(-1).mean(-1))
+    return torch.cat(out).tolist()
+
+
+def _stable(values: list[float], tolerance: float, min_sequences: int) -> bool:
+    """Stop adding sequences once the standard error of the mean is within ``tolerance`` of
+    the mean (or below 1e-4 nats: KL that small decides nothing)."""
+    if tolerance <= 0 or len(values) < min_sequences:
+        return False
+    import statistics
+
+    mean = statistics.fmean(values)
+    se = statistics.stdev(values) / len(values) ** 0.5
+    return se <= max(tolerance * abs(mean), 1e-4)
+
+
 def score_library(parent, shape: Shape, variants: list[Variant], batches, channel_scores,
                   cache: ScoreCache | None = None,
-                  progress: Callable[[str], None] | None = None) -> dict[int, dict[str, float]]:
-    """KL of every (layer, variant); the parent's own variant scores 0."""
+                  progress: Callable[[str], None] | None = None, *,
+                  max_tokens: int | None = None, tolerance: float = 0.0,
+                  min_sequences: int = 2, stats: dict | None = None) -> dict[int, dict[str, float]]:
+    """KL of every (layer, variant); the parent's own variant scores 0.
+
+    Per layer, the variants' block outputs are stacked on the batch dimension and run
+    through the parent's remaining layers in one forward (bigger matrix products, one pass
+    of Python per layer instead of one per variant); the attention output of each KV-head
+    count is reused for all FFN widths.  Sequences are added one round at a time and a
+    variant stops when its KL estimate is stable (``tolerance``: standard error / mean,
+    0 = every sequence); ``max_tokens`` caps the tokens scored per variant.
+    """
+    import time
+
     import torch
-    from torch import nn
 
     cache = cache or ScoreCache(None, {})
-    layers = parent.model.layers
     todo = [i for i in range(shape.layers)
             if any(cache.get(i, v) is None for v in variants if v != shape.parent_variant)]
-    states: list = []
-    if todo:
+    seqs = torch.cat(list(batches)) if batches else None
+    if seqs is not None and max_tokens:
+        seqs = seqs[:max(min_sequences, -(-max_tokens // seqs.shape[1]))]
+    states, logp = [], None
+    if todo and seqs is not None:
         with torch.no_grad():
-            for ids in batches:
-                out = parent(input_ids=ids, use_cache=False, output_hidden_states=True)
-                states.append((list(out.hidden_states[:shape.layers]),
-                               torch.log_softmax(out.logits.float(), -1)))
+            parts = [parent(input_ids=seqs[r:r + len(batches[0])], use_cache=False,
+                            output_hidden_states=True)
+                     for r in range(0, seqs.shape[0], len(batches[0]))]
+            states = [torch.cat([p.hidden_states[i] for p in parts]) for i in range(shape.layers)]
+            logp = torch.cat([torch.log_softmax(p.logits.float(), -1) for p in parts])
+            del parts
+    on_cpu = seqs is None or seqs.device.type == "cpu"
+    step = 1 if on_cpu else len(batches[0])     # a GPU wants big rounds, a CPU early stops
+    # LM head cost in decoder-layer units, for the ETA (deeper layers run fewer layers)
+    head = shape.vocab * shape.hidden / max(1, block_params(shape, shape.parent_variant))
+    weight = {i: shape.layers - i + head for i in todo}
+    total_weight, done_weight = sum(weight.values()), 0.0
+    started = time.perf_counter()
+    totals = {"variant_evaluations": 0, "tokens_scored": 0, "stopped_early": 0}
     result: dict[int, dict[str, float]] = {}
-    try:
-        for i in range(shape.layers):
-            scores = {shape.parent_variant.key: 0.0}
-            fresh = {}
-            for v in variants:
-                if v == shape.parent_variant:
-                    continue
-                cached = cache.get(i, v)
-                if cached is not None:
-                    scores[v.key] = cached
-                    continue
-                block = make_block(layers[i], parent.config, shape, v,
-                                   channel_scores[i] if channel_scores else None).eval()
-                parent.model.layers = nn.ModuleList([block, *layers[i + 1:]])
-                total, n = 0.0, 0
-                with torch.no_grad():
-                    for hidden, logp in states:
-                        h = hidden[i]
-                        logits = parent(inputs_embeds=h, use_cache=False).logits
-                        total += float(token_kl(logp, logits)) * h.shape[0] * h.shape[1]
-                        n += h.shape[0] * h.shape[1]
-                parent.model.layers = layers
-                fresh[v.key] = scores[v.key] = round(total / max(n, 1), 8)
-            if fresh:
-                cache.put_layer(i, fresh)
-            if progress:
-                progress(f"scored layer {i + 1}/{shape.layers}"
-                         + ("" if fresh else " (cached)"))
-            result[i] = scores
-    finally:
-        parent.model.layers = layers
+    for i in range(shape.layers):
+        scores = {shape.parent_variant.key: 0.0}
+        fresh_keys = []
+        for v in variants:
+            if v == shape.parent_variant:
+                continue
+            cached = cache.get(i, v)
+            if cached is not None:
+                scores[v.key] = cached
+            else:
+                fresh_keys.append(v)
+        if fresh_keys:
+            found = _score_layer(parent, shape, i, fresh_keys, states[i], logp, channel_scores,
+                                 step, tolerance, min_sequences, totals)
+            scores.update(found)
+            cache.put_layer(i, found)
+            done_weight += weight[i]
+        if progress:
+            elapsed = time.perf_counter() - started
+            eta = elapsed * (total_weight - done_weight) / done_weight if done_weight else 0.0
+            progress(f"scored layer {i + 1}/{shape.layers}"
+                     + (f" ({elapsed:.0f} s, ETA {eta:.0f} s)" if fresh_keys else " (cached)"))
+        result[i] = scores
+    if stats is not None:
+        stats.update(totals)
     return result
+
+
+def _score_layer(parent, shape: Shape, i: int, todo: list[Variant], hidden, logp,
+                 channel_scores, step: int, tolerance: float, min_sequences: int,
+                 totals: dict) -> dict[str, float]:
+    import torch
+
+    layer = parent.model.layers[i]
+    blocks = {v: make_block(layer, parent.config, shape, v,
+                            channel_scores[i] if channel_scores else None).eval() for v in todo}
+    per_seq: dict[Variant, list[float]] = {v: [] for v in todo}
+    active, n, first = list(todo), 0, max(step, min_sequences)
+    rows = max(1, 4096 // hidden.shape[1])      # LM head on <= 4k tokens at a time
+    with torch.no_grad():
+        while active and n < hidden.shape[0]:
+            take = first if n == 0 else step
+            h = hidden[n:n + take]
+            ctx = _layer_ctx(parent.model, h)
+            mids: dict[int, object] = {}
+            outs = []
+            for v in active:
+                if v.kv_heads not in mids:
+                    mids[v.kv_heads] = _attention_part(blocks[v], h, ctx)
+                outs.append(_ffn_part(blocks[v], mids[v.kv_heads]))
+            final = run_layers(parent.model, torch.cat(outs), i + 1)
+            kls = _row_kl(parent.lm_head, final, logp[n:n + take], rows)
+            for j, v in enumerate(active):
+                per_seq[v].extend(kls[j * h.shape[0]:(j + 1) * h.shape[0]])
+            totals["variant_evaluations"] += len(active)
+            totals["tokens_scored"] += len(active) * h.numel() // h.shape[-1]
+            n += h.shape[0]
+            still = [v for v in active if not _stable(per_seq[v], tolerance, min_sequences)]
+            if n < hidden.shape[0]:
+                totals["stopped_early"] += len(active) - len(still)
+            active = still
+    return {v.key: round(sum(kl) / len(kl), 8) for v, kl in per_seq.items()}
+
+
+def _layer_ctx(model, hidden):
+    """(mask, rotary cos/sin, positions) for hidden states of this shape."""
+    import torch
+    from transformers.masking_utils import create_causal_mask
+
+    pos = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+    mask = create_causal_mask(config=model.config, inputs_embeds=hidden, attention_mask=None,
+                              past_key_values=None, position_ids=pos)
+    return mask, model.rotary_emb(hidden, position_ids=pos), pos
 
 
 def sha256_of_weights(model_dir: Path) -> str:
