@@ -53,9 +53,9 @@ def test_what_cannot_run_is_a_config_error(kwargs, words):
 
 
 def test_every_train_method_and_distill_take_the_three_options(cli_run):
-    from thinkforge.trainers.registry import METHOD_MODULES
+    from thinkforge.trainers.registry import methods
 
-    for method in (*METHOD_MODULES, "distill"):
+    for method in (*methods(), "distill"):
         shown = cli_run("train", method, "--help")
         assert shown.exit_code == 0, shown.output
         for option in ("--device", "--dtype", "--attn-implementation"):
