@@ -26,11 +26,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--budget", action="append", default=None)
-    ap.add_argument("--calibration-tokens", type=int, default=512)
-    ap.add_argument("--seq-len", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=2)
-    ap.add_argument("--kd-steps", type=int, default=30)
-    ap.add_argument("--kd-lr", type=float, default=1e-4)
+    # unset: the DistillConfig default (what `thinkforge train distill` does)
+    ap.add_argument("--calibration-tokens", type=int, default=None)
+    ap.add_argument("--seq-len", type=int, default=None)
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--kd-steps", type=int, default=None)
+    ap.add_argument("--kd-lr", type=float, default=None)
+    ap.add_argument("--score-tokens", type=int, default=None)
+    ap.add_argument("--score-tolerance", type=float, default=None)
+    ap.add_argument("--no-baseline", action="store_true", help="only the searched run")
     ap.add_argument("--ffn-fusion", action="store_true")
     ap.add_argument("--work", type=Path, default=None, help="keep the store / outputs here")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -55,15 +59,21 @@ def main() -> None:
     if not store.names():
         import_file(store, ROOT / "curation" / "data" / "gsm8k_train_demo.jsonl",
                     ImportOptions(name="gsm8k", preset="gsm8k"))
+    given = {k: getattr(args, k) for k in ("calibration_tokens", "seq_len", "batch_size",
+                                            "kd_steps", "kd_lr", "score_tokens",
+                                            "score_tolerance") if getattr(args, k) is not None}
     cfg = DistillConfig(budgets=parse_budgets(args.budget or ["params=0.6"]),
-                        ffn_fusion=args.ffn_fusion, calibration_tokens=args.calibration_tokens,
-                        seq_len=args.seq_len, batch_size=args.batch_size,
-                        kd_steps=args.kd_steps, kd_lr=args.kd_lr)
+                        ffn_fusion=args.ffn_fusion, **given)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.perf_counter()
     record = train_distill(store, "gsm8k", args.model, work / "child", cfg, log=log)
     report = record.extra["distill_report"]
     searched_s = time.perf_counter() - t0
+    print(f"searched run {searched_s:.0f} s; per phase: "
+          + ", ".join(f"{k} {v:.0f} s" for k, v in report["phases_s"].items())
+          + f"; scoring {report['calibration']['scoring']}")
+    if args.no_baseline:
+        return
 
     # the uniform baseline, same calibration text, same held-back text, same KD
     tokenizer, parent = load_parent(resolve_model_path(args.model))
