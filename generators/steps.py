@@ -34,6 +34,12 @@ RowBuilder = Callable[[list[Plan], RunResult, VerifierRegistry, Counter],
 def run_generation_step(store, prompts: Manifest, name: str, *, kind: str, step_type: str,
                         config, modes: list[str], samples: int, build_rows: RowBuilder,
                         run_id: str | None, progress: bool) -> Manifest:
+    if config.judge.on and kind not in ("sft", "rollouts"):
+        from thinkforge.manifests.errors import ConfigError
+
+        raise ConfigError(f"{name}: the LLM judge labels sft and rollouts rows; {step_type} "
+                          "does not take --judge",
+                          hint="drop --judge (judge the rollouts behind the pairs instead)")
     step = {"type": step_type, "config": config.model_dump()}
     reusable = store.find_reusable(name, Step.model_validate(step), [prompts.as_parent()])
     if reusable is not None and not reusable.provenance.get("errors_by_kind"):

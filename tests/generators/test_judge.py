@@ -139,3 +139,12 @@ def test_generate_sft_cli_judges_with_the_flags(cli_run, store, monkeypatch):
     assert "sk-judge-123" not in made.model_dump_json()
     assert sorted(made.provenance["judge"]["decided_rows"]) == sorted(
         r["id"] for r in read_table(store, made).to_pylist() if r["prompt_id"] == "j1")
+
+
+def test_generate_preferences_refuses_the_judge(cli_run, store):
+    prompts = judge_table.make_prompts(store)
+    result = cli_run("generate", "preferences", "--prompts", prompts.ref, "--policy", "t",
+                     "--name", "p", "--judge", "--judge-base-url", "http://127.0.0.1:9/v1",
+                     "--judge-model", "jm")
+    assert result.exit_code == 8, result.output
+    assert "does not take --judge" in result.output
