@@ -127,7 +127,7 @@ def test_sql_on_a_read_only_store_does_not_touch_the_catalog(toy, tmp_path):
             pytest.skip("cannot bind-mount here")
         mounted = True
         if subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], capture_output=True).returncode:
-            subprocess.run(["umount", str(view)])
+            subprocess.run(["umount", "-l", str(view)])
             pytest.skip("cannot remount read-only here")
         root = view
     else:
@@ -143,7 +143,7 @@ def test_sql_on_a_read_only_store_does_not_touch_the_catalog(toy, tmp_path):
         assert not (toy.root / "catalog.duckdb").exists()
     finally:
         if mounted:
-            subprocess.run(["umount", str(view)])
+            subprocess.run(["umount", "-l", str(view)])
         else:
             for path in [toy.root, *toy.root.rglob("*")]:
                 path.chmod(path.stat().st_mode | 0o200)
