@@ -22,8 +22,8 @@ same resumable checkpoint as online answers.  Three ways, set on the teacher
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -36,6 +36,8 @@ from .backends import ChatRequest, Completion
 from .backends.openai_client import read_reasoning, request_body
 from .reasoning import join_reasoning
 from .runs import checkpoint_row, stable_hash
+
+LOG = logging.getLogger(__name__)
 
 CHAT_URL = "/v1/chat/completions"
 ENDED = {"completed", "failed", "expired", "cancelled"}
@@ -194,8 +196,8 @@ def _import_results(path: Path, pending: list, checkpoint, result, progress) -> 
     plans = {p.key: p for p in pending}
     foreign = _store(_read_lines(path), plans, checkpoint, result, progress)
     if foreign:
-        sys.stderr.write(f"{path}: {foreign} result lines answer requests this run does not "
-                         "ask (another config or run?); ignored\n")
+        LOG.warning(f"{path}: {foreign} result lines answer requests this run does not ask "
+                    "(another config or run?); ignored")
     _missing(plans, result, "batch_missing", f"no line in {path} answers this request", checkpoint)
 
 
@@ -239,7 +241,7 @@ class BatchClient:
                  "input_file_id": uploaded.id, "requests": len(left), "submitted_at": time.time()}
         batches.append(entry)
         _save(ledger, batches)  # before polling: a crash now must not pay for it twice
-        sys.stderr.write(f"submitted batch {batch.id} ({len(left)} requests) to {self.base_url}\n")
+        LOG.info(f"submitted batch {batch.id} ({len(left)} requests) to {self.base_url}")
         try:
             self._finish(entry, by_key, checkpoint, result, progress)
         finally:

@@ -20,7 +20,6 @@ PROMPTED_ON_INSTRUCTION = (
 FINAL_ANSWER_RE = re.compile(r"^\s*\**\s*final answer\s*\**\s*[:：]\s*", re.IGNORECASE | re.MULTILINE)
 THINK_BLOCK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 BOXED_RE = re.compile(r"\\boxed\s*\{")
-LEADING_NUMBER_RE = re.compile(r"^\s*\\?\$?\s*(-?\d[\d,]*(?:\.\d+)?)(?![\d/^])")
 NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 # what the prompted format stores: one think block, then the answer (shape_reply)
 STORED_PROMPTED_RE = re.compile(r"<think>((?:(?!</?think>).)*)</think>((?:(?!</?think>).)*)",
@@ -202,25 +201,6 @@ def _shape_prompted(text: str) -> ShapedOutput:
     # (Storing its last paragraph as the answer duplicated one-paragraph replies as
     # <think>X</think>X.)  SFT rejects the row (no_final_answer); rollouts score it 0.
     return ShapedOutput(f"<think>\n{text}\n</think>", "", False)
-
-
-def extract_answer(answer_text: str, marker_required: bool = False) -> str | None:
-    """The final answer of a reply as written: the last \\boxed{}, a "Final answer:" line,
-    `####`, and (no marker asked for) "the answer is X", a one-line reply, the last complete
-    math expression or number; None when there is none.  (What the math verifier reads:
-    ``thinkforge.generators.verifiers.extract``.)"""
-    from .verifiers.extract import declared_answer
-
-    answer, _ = declared_answer(answer_text, marker_required)
-    if answer is None:
-        return None
-    # "$1,200 dollars." -> "1200": a leading number wins over the words after it
-    number = LEADING_NUMBER_RE.match(answer)
-    if number and not answer[number.end():].lstrip().startswith(("/", "\\", "e", "E", "^")):
-        rest = answer[number.end():].strip()
-        if not rest or re.match(r"^[A-Za-z][A-Za-z .]*$", rest):
-            return number.group(1).replace(",", "")
-    return answer.rstrip(".")
 
 
 def last_boxed(text: str) -> str | None:

@@ -39,6 +39,16 @@ def _scalar(annotation):
     return None
 
 
+def _literal_or_bool(annotation):
+    """``Literal["auto"] | bool`` (think_prefilled): a choice of the words and true/false
+    (pydantic reads "true"/"false" as the bool)."""
+    args = typing.get_args(annotation)
+    if bool not in args or typing.get_origin(annotation) not in (typing.Union, __import__("types").UnionType):
+        return None
+    words = [str(w) for a in args if typing.get_origin(a) is Literal for w in typing.get_args(a)]
+    return (click.Choice([*words, "true", "false"]), str) if words else None
+
+
 def _list_parser(annotation):
     item = typing.get_args(annotation)[0] if typing.get_args(annotation) else str
     scalar = _scalar(item)
@@ -148,7 +158,7 @@ def config_options(model: type[BaseModel], prefix: tuple[str, ...] = (), dest_pr
                                          multiple=True, help=f"{help_text} (repeatable)"),
                             path, _yaml_pairs(flag)))
             continue
-        scalar = _scalar(annotation)
+        scalar = _scalar(annotation) or _literal_or_bool(annotation)
         if "registry" in extra:  # names from a registry, read when the option is used
             scalar = (RegistryChoice(_registry_names(extra["registry"])), str)
         if scalar is None:

@@ -25,11 +25,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from thinkforge.manifests import DatasetStore
-from thinkforge.manifests.errors import ConfigError, ForgeError, require
+from thinkforge.manifests.errors import ConfigError, require
 from thinkforge.manifests.training_runs import RunRecord, TrainingRuns, config_hash
 
 from .data import TrainingData, open_data
-from .model_key import ModelKey, model_key
+from .model_key import ModelKey, model_key, resolve_model_path
 
 
 class TrainCommon(BaseModel):
@@ -81,16 +81,6 @@ class Method:
     trl_fields: Callable[[Any], dict[str, Any]] = lambda config: {}
     describe: str = ""
     checks: list[Callable] = field(default_factory=list)
-
-
-def resolve_model_path(model: str) -> str:
-    """A local folder for ``model`` (the embedded SmolLM2 is converted once, never downloaded)."""
-    from thinkforge.generators.backends.model_cache import resolve_model
-
-    try:
-        return str(resolve_model(model))
-    except ForgeError:  # a hub id on a machine that has it cached: transformers resolves it
-        return model
 
 
 def world_size() -> int:

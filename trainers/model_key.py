@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from thinkforge.manifests.errors import ForgeError
 from thinkforge.manifests.manifest import sha256_file
 from thinkforge.manifests.training_runs import WEIGHT_SUFFIXES
 
@@ -49,11 +50,19 @@ def model_files(folder: Path) -> list[Path]:
                               for part in p.relative_to(folder).parts))
 
 
+def resolve_model_path(model: str) -> str:
+    """A local folder for ``model`` (the embedded SmolLM2 is converted once, never downloaded)."""
+    from thinkforge.generators.backends.model_cache import resolve_model
+
+    try:
+        return str(resolve_model(model))
+    except ForgeError:  # a hub id on a machine that has it cached: transformers resolves it
+        return model
+
+
 def model_folder(model: str) -> Path | None:
     """The local folder ``model`` loads from: a folder, the embedded model's converted folder,
     or a hub id already in the Hugging Face cache; None when there is none here."""
-    from .base import resolve_model_path
-
     path = Path(resolve_model_path(model)).expanduser()
     if (path / "config.json").is_file():
         return path.resolve()

@@ -113,3 +113,22 @@ def _last_fbox(text: str) -> str | None:
     if "\\fbox" not in text:
         return None
     return last_boxed(text.replace("\\fbox", "\\boxed"))
+
+
+LEADING_NUMBER_RE = re.compile(r"^\s*\\?\$?\s*(-?\d[\d,]*(?:\.\d+)?)(?![\d/^])")
+
+
+def extract_answer(answer_text: str, marker_required: bool = False) -> str | None:
+    """The final answer of a reply as written: the last \\boxed{}, a "Final answer:" line,
+    `####`, and (no marker asked for) "the answer is X", a one-line reply, the last complete
+    math expression or number, as one normalised string; None when there is none."""
+    answer, _ = declared_answer(answer_text, marker_required)
+    if answer is None:
+        return None
+    # "$1,200 dollars." -> "1200": a leading number wins over the words after it
+    number = LEADING_NUMBER_RE.match(answer)
+    if number and not answer[number.end():].lstrip().startswith(("/", "\\", "e", "E", "^")):
+        rest = answer[number.end():].strip()
+        if not rest or re.match(r"^[A-Za-z][A-Za-z .]*$", rest):
+            return number.group(1).replace(",", "")
+    return answer.rstrip(".")

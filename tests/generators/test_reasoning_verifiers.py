@@ -7,9 +7,10 @@ import socket
 
 import pytest
 from thinkforge.generators.config import VerifierConfig
-from thinkforge.generators.reasoning import extract_answer, shape_output, teacher_messages
+from thinkforge.generators.reasoning import shape_output, teacher_messages
 from thinkforge.generators.verifiers import VerifierRegistry
 from thinkforge.generators.verifiers.code_tests import CodeVerifier
+from thinkforge.generators.verifiers.extract import extract_answer
 from thinkforge.generators.verifiers.math_answers import verify_math
 
 
