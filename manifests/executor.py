@@ -85,7 +85,9 @@ def slurm_cluster(spec: ExecutorSpec):
                                      hint="pip install 'thinkforge[dask]'") from None
     return SLURMCluster(cores=spec.slurm_cores, processes=1, memory=spec.slurm_memory,
                         queue=spec.slurm_partition, account=spec.slurm_account,
-                        walltime=spec.slurm_walltime, scheduler_options={"dashboard_address": None})
+                        walltime=spec.slurm_walltime, scheduler_options={"dashboard_address": None},
+                        # workers may start processes (vLLM's engine): not daemonic
+                        job_script_prologue=["export DASK_DISTRIBUTED__WORKER__DAEMON=False"])
 
 
 def slurm_job_script(spec: ExecutorSpec) -> str:
@@ -111,12 +113,17 @@ def dask_client(spec: ExecutorSpec):
                                   f"{spec.scheduler}`), or use --workers N for a local "
                                   "cluster") from None
     else:
-        if spec.slurm:
-            cluster = slurm_cluster(spec)
-            cluster.scale(jobs=spec.slurm_jobs)
-        else:
-            cluster = distributed.LocalCluster(n_workers=spec.workers or 1, threads_per_worker=1,
-                                               processes=True, dashboard_address=None)
+        import dask
+
+        # non-daemonic workers: a task may start processes of its own (vLLM's engine does;
+        # a daemonic process may not have children)
+        with dask.config.set({"distributed.worker.daemon": False}):
+            if spec.slurm:
+                cluster = slurm_cluster(spec)
+                cluster.scale(jobs=spec.slurm_jobs)
+            else:
+                cluster = distributed.LocalCluster(n_workers=spec.workers or 1, threads_per_worker=1,
+                                                   processes=True, dashboard_address=None)
         client = distributed.Client(cluster)
     try:
         yield client

@@ -149,7 +149,7 @@ def test_slurm_dry_run_prints_job_script(cli_run, versions):
                      "--slurm-walltime", "02:00:00", "--dry-run")
     assert result.exit_code == 0, result.output
     for line in ("#SBATCH -p gpu", "#SBATCH -A proj42", "#SBATCH -t 02:00:00",
-                 "#SBATCH --cpus-per-task=8"):
+                 "#SBATCH --cpus-per-task=8", "export DASK_DISTRIBUTED__WORKER__DAEMON=False"):
         assert line in result.output
     assert "would write q" in result.output
 
@@ -221,3 +221,24 @@ def test_recipe_resources_dask_builds_the_same_versions(tmp_path, cluster):
         out[label] = {n: (m.fingerprint, m.rows, m.rejected.rows)
                       for n, m in ((n, store.resolve(n)) for n in names)}
     assert out["dask"] == out["local"] and len(out["local"]) == 9
+
+
+def _starts_a_child_process() -> int:
+    """What vLLM's engine does inside a task: start a process (refused in a daemonic one)."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("spawn").Process(target=abs, args=(-1,))
+    child.start()
+    child.join()
+    return child.exitcode
+
+
+def test_workers_of_a_started_cluster_may_start_processes():
+    """`--workers N` / `--slurm` start non-daemonic workers, so `--backend vllm` can run in a
+    task (a daemonic worker raises 'daemonic processes are not allowed to have children')."""
+    from thinkforge.manifests.executor import dask_client
+    from thinkforge.manifests.settings import run_settings
+
+    spec = run_settings({"executor": "dask", "workers": 1}).executor_spec()
+    with dask_client(spec) as client:
+        assert client.submit(_starts_a_child_process, pure=False).result(timeout=120) == 0
