@@ -334,7 +334,7 @@ def lineage(store: StoreReader, who: Principal, ref: str) -> dict[str, Any]:
         for p in v.parents:
             children.setdefault(p.ref, []).append(v.ref)
     runs = [{"run_id": r.run_id, "method": r.method, "status": r.status, "base_model": r.base_model,
-             "output_dir": r.output_dir, "weights_sha256": r.weights_sha256,
+             "base_model_sha256": r.base_model_sha256, "output_dir": r.output_dir, "weights_sha256": r.weights_sha256,
              "created_at": r.created_at, "data": [d.ref for d in r.data]}
             for r in TrainingRuns(store) if m.fingerprint in r.data_fingerprints
             and all(who.allows(d.name) for d in r.data)]

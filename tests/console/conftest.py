@@ -51,7 +51,8 @@ def build_store(store: DatasetStore) -> None:
         run_id="run-sft-math-1", method="sft", data=[RunData(
             ref=sft.ref, name=sft.name, version=sft.version, kind=sft.kind,
             fingerprint=sft.fingerprint, rows=sft.rows)],
-        base_model="tiny-llama", output_dir="/tmp/weights", weights_sha256="ab" * 32))
+        base_model="tiny-llama", base_model_sha256="cd" * 32, output_dir="/tmp/weights",
+        weights_sha256="ab" * 32))
     checkpoint = RunCheckpoint(store.runs_dir, "math-gen-1", {"name": "math-gen", "kind": "sft",
                                                                "requests": 10})
     now = time.time()

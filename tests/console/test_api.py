@@ -82,6 +82,9 @@ def test_lineage_has_ancestors_descendants_and_training_runs(console):
     (run,) = body["training_runs"]
     assert (run["run_id"], run["base_model"], run["weights_sha256"]) == ("run-sft-math-1", "tiny-llama",
                                                                          "ab" * 32)
+    assert run["base_model_sha256"] == "cd" * 32  # the weights it started from
+    page = console.client(console.admin).get("/training-runs/run-sft-math-1").text
+    assert "cd" * 8 in page
     top = console.client(console.admin).get("/api/versions/math-sft@v2/lineage").json()
     assert [(n["ref"], n["depth"]) for n in top["ancestors"]] == [("math-sft@v1", 1), ("math-prompts@v1", 2)]
 
