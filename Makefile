@@ -73,7 +73,9 @@ CONSUMERS_STAMP := $(CONSUMERS_VENV)/.installed
 
 $(CONSUMERS_STAMP): $(STAMP)
 	test -x $(CONSUMERS_PY) || python3 -m venv $(CONSUMERS_VENV)
-	$(PY) -c "import site; print(site.getsitepackages()[0])" > \
+	# `import site; site.addsitedir(...)`, not a bare path: the .pth files there run too, among
+	# them the editable install's finder that maps thinkforge.generators & co. to their folders
+	$(PY) -c "import site; print(f'import site; site.addsitedir({site.getsitepackages()[0]!r})')" > \
 	  "$$($(CONSUMERS_PY) -c 'import site; print(site.getsitepackages()[0])')/_main_venv.pth"
 	$(CONSUMERS_PY) -m pip install -q --no-deps verl==0.9.1 openrlhf==0.11.2 duckdb-cli==1.5.6 \
 	  ray tensordict codetiming pylatexenc msgpack protobuf jsonschema attrs referencing \

@@ -36,7 +36,7 @@ def test_catalog_is_written_in_a_storage_version_duckdb_1x_reads(catalogued, dat
 
 
 def _duckdb_cli() -> str:
-    for candidate in (shutil.which("duckdb"), "/work/main/.venv-consumers/bin/duckdb",
+    for candidate in (shutil.which("duckdb"),
                       str(Path(__file__).resolve().parents[2] / ".venv-consumers/bin/duckdb")):
         if candidate and Path(candidate).exists():
             return candidate

@@ -19,8 +19,6 @@ from thinkforge.curation.export import export_version
 REPO = Path(__file__).resolve().parents[2]
 CONSUMERS_PY = Path(os.environ.get("THINKFORGE_CONSUMERS_PY",
                                    REPO / ".venv-consumers" / "bin" / "python"))
-if not CONSUMERS_PY.exists():  # a worktree: the environment lives next to the main checkout
-    CONSUMERS_PY = Path("/work/main/.venv-consumers/bin/python")
 
 
 def consumers_python(module: str) -> Path:
