@@ -326,7 +326,7 @@ def sql_cmd(ctx, query, query_file, fmt, out, limit, timeout, memory_limit, veri
     """
     from thinkforge.manifests.duck import valid_memory_limit
     from thinkforge.manifests.errors import AccessDeniedError, NotFoundError
-    from thinkforge.manifests.sql import parse_size
+    from thinkforge.manifests.query_limits import parse_size
 
     query = _read_query(query, query_file)
     if memory_limit is not None and not valid_memory_limit(memory_limit):
