@@ -33,8 +33,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_serializer
-from thinkforge.generators.judge import JudgeConfig
+from pydantic import Field
+from thinkforge.generators.config import JudgeConfig, JudgedStep
 from thinkforge.manifests import DatasetStore, Manifest
 from thinkforge.manifests.schemas import schema_for
 
@@ -44,7 +44,7 @@ from .pairs import PAIRS_FIELD_HELP, PairPolicy, apply_pair_policy, pair_facts, 
 Pick = Literal["best", "first", "shortest", "all"]
 
 
-class CorrectConfig(StepConfig):
+class CorrectConfig(StepConfig, JudgedStep):
     unverifiable: Literal["keep", "drop", "judge"] = Field(
         "keep", description="rows whose answer could not be verified (verified NULL): keep, "
                             "drop as 'unverifiable', or judge later (set aside as "
@@ -55,13 +55,6 @@ class CorrectConfig(StepConfig):
                             "(lowest sample), shortest (fewest tokens) or all")
     judge: JudgeConfig = Field(default_factory=JudgeConfig, description="LLM judge of the "
                                "rows whose verified is NULL (docs/verifier.md)")
-
-    @model_serializer(mode="wrap")
-    def _judge_only_when_on(self, handler):
-        data = handler(self)  # without a judge, the step record (the reuse key) is unchanged
-        if isinstance(data, dict) and not self.judge.on:
-            data.pop("judge", None)
-        return data
 
 
 _ORDER = {

@@ -26,8 +26,8 @@ from __future__ import annotations
 import itertools
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_serializer
-from thinkforge.generators.judge import JudgeConfig
+from pydantic import Field, field_validator
+from thinkforge.generators.config import JudgeConfig, JudgedStep
 from thinkforge.manifests import DatasetStore, Manifest
 from thinkforge.manifests.errors import InputDataError
 from thinkforge.manifests.partitions import current as current_partition
@@ -47,7 +47,7 @@ PROVENANCE_ALIASES = {
 }
 
 
-class PassRateConfig(StepConfig):
+class PassRateConfig(StepConfig, JudgedStep):
     drop_at_or_above: float | None = Field(
         0.75, ge=0, le=1, description="drop prompts whose pass rate is >= this (the paper's "
                                       "pre-filter: 0.75); None keeps every pass rate")
@@ -62,13 +62,6 @@ class PassRateConfig(StepConfig):
         None, description="count only rollouts of this reasoning mode (default: all)")
     judge: JudgeConfig = Field(default_factory=JudgeConfig, description="LLM judge of the "
                                "rollouts whose correct is NULL (docs/verifier.md)")
-
-    @model_serializer(mode="wrap")
-    def _judge_only_when_on(self, handler):
-        data = handler(self)  # without a judge, the step record (the reuse key) is unchanged
-        if isinstance(data, dict) and not self.judge.on:
-            data.pop("judge", None)
-        return data
 
     @field_validator("buckets")
     @classmethod

@@ -71,6 +71,18 @@ class JudgeConfig(BaseModel):
 
 
 
+class JudgedStep(BaseModel):
+    """A step config with a ``judge: JudgeConfig`` field: without a judge the step's record
+    (and so its reuse key) is the one it always had."""
+
+    @model_serializer(mode="wrap")
+    def _judge_only_when_on(self, handler):
+        data = handler(self)
+        if isinstance(data, dict) and not self.judge.on:
+            data.pop("judge", None)
+        return data
+
+
 class SamplingConfig(_Strict):
     temperature: float = Field(0.6, ge=0, description="0 means greedy decoding")
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling mass")
@@ -252,7 +264,7 @@ class VerifierConfig(_Strict):
     code_memory_mb: int = Field(1024, ge=64, description="address-space limit of a code test run")
 
 
-class GenerationConfig(_Strict):
+class GenerationConfig(JudgedStep, _Strict):
     """Settings shared by SFT generation and rollouts."""
 
     teacher: BackendConfig = Field(default_factory=BackendConfig)
@@ -273,14 +285,6 @@ class GenerationConfig(_Strict):
         0.5, ge=0, le=1, exclude=True,
         description="fail the run (publish nothing, keep the checkpoint) when more than this "
                     "share of requests still failed after their retries")
-
-    @model_serializer(mode="wrap")
-    def _judge_only_when_on(self, handler):
-        # a step without a judge keeps the record (and so the reuse key) it always had
-        data = handler(self)
-        if isinstance(data, dict) and not self.judge.on:
-            data.pop("judge", None)
-        return data
 
     @model_validator(mode="after")
     def _rules_agree(self):
