@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tests.local_server import LocalServer
+
 
 class ScriptedBackend:
     calls = 0
@@ -38,7 +40,7 @@ def install(monkeypatch, answer: Callable) -> type[ScriptedBackend]:
     return ScriptedBackend
 
 
-class ScriptedServer:
+class ScriptedServer(LocalServer):
     """A real OpenAI-compatible chat server (HTTP, in a thread of the test process) whose
     reply text is ``answer(body)``: ``body`` is the request's JSON (model, messages, seed,
     temperature...).  Used as a teacher with planted answers and as an LLM judge that
@@ -47,8 +49,7 @@ class ScriptedServer:
 
     def __init__(self, answer: Callable[[dict], str]):
         import json
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         owner = self
         self.answer, self.requests, self.headers = answer, [], []
@@ -75,18 +76,4 @@ class ScriptedServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)

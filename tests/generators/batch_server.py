@@ -17,7 +17,9 @@ import email.policy
 import hashlib
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.local_server import LocalServer
 
 
 def default_answer(body: dict) -> str:
@@ -36,7 +38,7 @@ def chat_completion(body: dict, answer=default_answer) -> dict:
                       "total_tokens": 20 + len(text.split())}}
 
 
-class BatchServer:
+class BatchServer(LocalServer):
     def __init__(self, answer=default_answer, fail: set[str] = frozenset(),
                  expire_after: int | None = None):
         self.answer, self.fail, self.expire_after = answer, set(fail), expire_after
@@ -46,22 +48,7 @@ class BatchServer:
         self.chat_calls = 0
         self.polls = 0
         self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.owner = self
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(_Handler)
 
     # -- what the handler calls -------------------------------------------------------------
     def add_file(self, data: bytes, purpose: str) -> dict:

@@ -17,29 +17,16 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.local_server import LocalServer
 
 
-class _Server:
+class _Server(LocalServer):
     handler: type
 
     def __init__(self):
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self.handler)
-        self.httpd.daemon_threads = True
-        self.httpd.owner = self
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(self.handler)
 
 
 class _FakeHandler(BaseHTTPRequestHandler):
