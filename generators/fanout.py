@@ -7,7 +7,9 @@ the requests, finds what its run directory already holds, and sends the rest as
 * gets plain values only (the plans, the teacher config, the run directory's path) and
   builds its backend itself; the backend is kept for the life of the worker process
   (``_backend``: one transformers model / vLLM engine per worker, loaded once, not per
-  task; for OpenAI-compatible teachers the worker's share of the endpoints, ``spread``);
+  task; for OpenAI-compatible teachers the worker's share of the endpoints, ``spread``),
+  and closes it when the worker closes (``worker_teardown.CloseBackends``: a vLLM
+  engine's processes stop with their worker);
 * appends its answers to the run's checkpoint directory (the same ``<store>/runs/<id>/``
   a local run writes), batch by batch, in chunks tagged with the partition;
 * when its worker dies, Dask reruns it on another worker, where it first reads its own
@@ -67,6 +69,10 @@ def run_fanned_out(spec, pending: list, config, checkpoint: RunCheckpoint, resul
     with dask_client(spec) as client:
         from distributed import as_completed
 
+        from .worker_teardown import CloseBackends
+
+        # a closing worker stops its cached engines first (vLLM's processes would outlive it)
+        client.register_plugin(CloseBackends())
         began = time.monotonic()
         workers = sorted(client.scheduler_info()["workers"])
         count = partition_count(len(pending), len(workers), batch_hint(config.teacher),
@@ -96,6 +102,10 @@ def run_fanned_out(spec, pending: list, config, checkpoint: RunCheckpoint, resul
             in_tasks += done["seconds"]
             progress.advance(futures[future], done["tokens"])
         tasks_s = time.monotonic() - began
+        if spec.scheduler is None:
+            # the cluster closes with this run: stop its engines while the workers are up
+            # (in a closing worker the nanny allows 4 s, less than a vLLM shutdown can take)
+            client.run(close_backends)
     result.generation_seconds += tasks_s  # the cluster's wall time, submit to last result
     result.fan_out = {"workers": len(workers), "partitions": len(futures),
                       "connect_close_s": round(time.monotonic() - connecting - tasks_s, 3),
@@ -186,6 +196,15 @@ def _backend(teacher, model: str):
             lock = _NoLock() if teacher.backend == "openai" else threading.Lock()
             entry = _CACHE[key] = (backend, lock)
     return entry
+
+
+def close_backends() -> None:
+    """Close this process's cached backends (a worker that closes: ``CloseBackends``)."""
+    with _CACHE_LOCK:
+        entries = list(_CACHE.values())
+        _CACHE.clear()
+    for backend, _lock in entries:
+        backend.close()
 
 
 class _NoLock:

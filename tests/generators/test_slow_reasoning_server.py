@@ -10,56 +10,15 @@ DeepSeek-R1 parser when thinking, identity otherwise) splits the ON reply into
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import time
-import urllib.request
-from contextlib import contextmanager
-
 import pyarrow.parquet as pq
 import pytest
 from thinkforge.generators.sft import SftConfig, generate_sft
 
 from tests.generators.tiny_model import build_reasoning_model
-from tests.vllm_env import VLLM_ENV, vllm_python
+from tests.vllm_env import vllm_server
 
 pytestmark = pytest.mark.slow
 SERVED = "r1-tiny"
-
-
-@contextmanager
-def vllm_server(model, log, *extra: str):
-    python = vllm_python("vllm")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with open(log, "w") as out:
-        server = subprocess.Popen(
-            [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
-             "--served-model-name", SERVED, "--host", "127.0.0.1", "--port", str(port),
-             "--dtype", "float32", "--enforce-eager", "--max-model-len", "512", *extra],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **VLLM_ENV})
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"vllm server exited: {log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(url + "/models", timeout=2).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"vllm server not ready in 600 s: {log.read_text()[-3000:]}")
-                time.sleep(1)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def rows_of(store, manifest):
@@ -73,7 +32,8 @@ def test_vllm_reasoning_parser_replies_become_canonical_rows(store, gsm8k, tmp_p
     teacher = {"backend": "openai", "model": SERVED, "concurrency": 2, "max_retries": 2,
                "request_timeout_s": 60, "thinking_switch": "chat_template_kwargs",
                "thinking_key": "thinking"}
-    with vllm_server(model, tmp_path / "server.log", "--reasoning-parser", "deepseek_v3") as url:
+    with vllm_server(model, SERVED, tmp_path / "server.log", "--reasoning-parser", "deepseek_v3",
+                     max_model_len=512) as url:
         raw = openai.OpenAI(base_url=url, api_key="x").chat.completions.create(
             model=SERVED, messages=[{"role": "user", "content": "2 + 2?"}], max_tokens=32,
             temperature=0, extra_body={"chat_template_kwargs": {"thinking": True}})

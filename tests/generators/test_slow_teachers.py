@@ -8,10 +8,7 @@ with that reason when it is absent.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -21,10 +18,10 @@ from thinkforge.generators.sft import SftConfig, generate_sft
 
 from tests.generators.fault_proxy import FaultProxy
 from tests.vllm_env import VLLM_ENV, vllm_python
+from tests.vllm_env import vllm_server as serving
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
 
 
 def rows_of(store, manifest):
@@ -47,47 +44,15 @@ def test_embedded_smollm2_writes_paired_sft_and_rollouts(store, gsm8k):
                                       for r in rows_of(store, rollouts))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory):
     """A real vLLM OpenAI-compatible server serving the embedded SmolLM2 on 127.0.0.1."""
     from thinkforge.generators.backends.model_cache import resolve_model
 
-    python = vllm_python("vllm, thinkforge.generators")
-    port = free_port()
     log = tmp_path_factory.mktemp("vllm") / "server.log"
-    with open(log, "w") as out:
-        server = subprocess.Popen(
-            [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model",
-             str(resolve_model("smollm2-135m")), "--served-model-name", "smollm2",
-             "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-             "--enforce-eager", "--max-model-len", "2048"],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **VLLM_ENV})
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                pytest.fail(f"vllm server exited: {log.read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(url + "/models", timeout=2).read()
-                break
-            except OSError:
-                time.sleep(1)
-        else:
-            pytest.fail(f"vllm server not ready in 600 s: {log.read_text()[-2000:]}")
+    with serving(resolve_model("smollm2-135m"), "smollm2", log,
+                 imports="vllm, thinkforge.generators") as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def test_openai_backend_survives_faults_in_front_of_a_real_vllm_server(store, gsm8k, vllm_server):

@@ -150,6 +150,28 @@ def test_backend_built_once_per_worker(store, prompts, cluster):
     assert all(n <= 1 for n in built.values()) and sum(built.values()) >= 1
 
 
+def _backends(dask_worker) -> tuple[bool, int]:
+    from thinkforge.generators import fanout
+
+    return "thinkforge-close-backends" in dask_worker.plugins, len(fanout._CACHE)
+
+
+def test_a_worker_keeps_its_backend_until_it_closes(store, prompts, cluster):
+    """On a cluster the command did not start, each worker keeps its backend for the next
+    run; the plugin every run registers closes it when the worker closes (its teardown:
+    what stops a vLLM engine's processes with their worker)."""
+    from distributed import Client
+
+    with Client(cluster.scheduler_address) as client, EchoServer() as server:
+        _run(store, "generate_sft", prompts, "kept", {"limit": 6, "teacher": _teacher(server.url)},
+             {"executor": "dask", "scheduler": cluster.scheduler_address, "partitions": 2})
+        kept = client.run(_backends)
+        assert {plugin for plugin, _ in kept.values()} == {True}
+        assert sum(n for _, n in kept.values()) >= 1
+        client.unregister_worker_plugin("thinkforge-close-backends")  # runs its teardown
+        assert set(client.run(_backends).values()) == {(False, 0)}
+
+
 def test_worker_killed_mid_partition(store, prompts, cluster, tmp_path):
     """The worker generating a partition is killed after its first checkpoint chunk: Dask
     reruns the partition on the other worker, which resumes from the partition's chunks.
