@@ -72,7 +72,7 @@ def run_fanned_out(spec, pending: list, config, checkpoint: RunCheckpoint, resul
         from .worker_teardown import CloseBackends
 
         # a closing worker stops its cached engines first (vLLM's processes would outlive it)
-        client.register_plugin(CloseBackends())
+        client.register_plugin(CloseBackends(close_backends))
         began = time.monotonic()
         workers = sorted(client.scheduler_info()["workers"])
         count = partition_count(len(pending), len(workers), batch_hint(config.teacher),

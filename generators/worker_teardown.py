@@ -9,6 +9,8 @@ worker is killed, and the engine core lives on as an orphan that keeps a core bu
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from distributed import WorkerPlugin
 
 
@@ -18,7 +20,8 @@ class CloseBackends(WorkerPlugin):
     # down (close) the engines the worker keeps between runs
     idempotent = True
 
-    def teardown(self, worker) -> None:
-        from .fanout import close_backends
+    def __init__(self, close: Callable[[], None]):
+        self._close = close  # fanout.close_backends (passed in: no import cycle)
 
-        close_backends()
+    def teardown(self, worker) -> None:
+        self._close()
