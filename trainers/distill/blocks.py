@@ -180,8 +180,11 @@ def vllm_loadable(shape: Shape, variants: list[Variant]) -> bool:
 # ---------------------------------------------------------------- importance and weights
 
 
-def ffn_channel_scores(model, batches) -> list:
-    """Per layer, one score per FFN channel (modelopt's channel-contribution hook on down_proj)."""
+def ffn_channel_scores(model, batches, on_output=None) -> list:
+    """Per layer, one score per FFN channel (modelopt's channel-contribution hook on down_proj).
+
+    ``on_output(output)`` receives each batch's forward output, with hidden states (block
+    scoring keeps them from this same pass: ``scoring.ParentStates``)."""
     import torch
     from thinkforge.manifests.errors import require
 
@@ -195,7 +198,10 @@ def ffn_channel_scores(model, batches) -> list:
     try:
         with torch.no_grad():
             for ids in batches:
-                model(input_ids=ids, use_cache=False)
+                out = model(input_ids=ids, use_cache=False,
+                            output_hidden_states=on_output is not None)
+                if on_output is not None:
+                    on_output(out)
     finally:
         for h in handles:
             h.remove()

@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from thinkforge.manifests.errors import ConfigError
 
 BUDGET_KEYS = ("params", "kv", "time", "throughput")
+# defaults sized so the README example (SmolLM2-135M, params=0.6) finishes in < 5 minutes
+# on 2 CPU cores: bench/README.md has the time per phase and docs/distillation.md the why
+SCORE_TOKENS, SCORE_STRIDE, KD_STEPS = 256, 4, 20
 
 
 def parse_budgets(items: list[str] | tuple[str, ...]) -> dict[str, float]:
@@ -41,7 +44,10 @@ class DistillConfig(BaseModel):
                                     "and block scoring (and as many held back for the report)")
     seq_len: int = Field(128, ge=8, description="tokens per calibration / KD sequence")
     batch_size: int = Field(4, ge=1, description="sequences per forward pass / KD step")
-    kd_steps: int = Field(100, ge=0, description="knowledge-distillation optimizer steps")
+    kd_steps: int = Field(KD_STEPS, ge=0, description="knowledge-distillation optimizer steps")
+    kd_minutes: float | None = Field(
+        None, gt=0, description="stop KD after this many minutes of wall time even if fewer "
+        "than --kd-steps steps ran (the report records the steps done)")
     kd_lr: float = Field(1e-4, gt=0, description="AdamW learning rate of the KD steps")
     kd_temperature: float = Field(1.0, gt=0, description="softmax temperature of the logits KL")
     kd_cosine_weight: float = Field(0.0, ge=0, lt=1, description="weight of 1 - cos on the "
@@ -60,11 +66,18 @@ class DistillConfig(BaseModel):
     kv_dtype_bytes: int = Field(2, description="bytes per cached K/V element (bf16 = 2)")
     seed: int = Field(0, description="torch seed")
     score_tokens: int | None = Field(
-        512, ge=8, description="at most this many calibration tokens scored per block variant "
+        SCORE_TOKENS, ge=8, description="at most this many calibration tokens scored per block variant "
         "(None: every calibration token)")
     score_tolerance: float = Field(
         0.1, ge=0, description="stop scoring a variant once the standard error of its KL is "
-        "within this fraction of it (sequences are added one at a time; 0: score them all)")
+        "within this fraction of it (sequences are added one at a time after the first 2; 0: score them "
+        "all)")
+    score_stride: int = Field(
+        SCORE_STRIDE, ge=1, description="KL on every n-th position only when scoring blocks "
+        "(the remaining layers still run on every position; the LM head and softmax, about "
+        "half the work per variant, on 1/n of them)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: the CPUs "
+                                "this process may use, unless OMP_NUM_THREADS is set)")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="where the parent, the scoring and KD run: auto = CUDA when torch "
         "sees a GPU")

@@ -33,8 +33,10 @@ def _cosine_loss_cls():
 
 def distill(child, parent, batches, *, steps: int, lr: float, temperature: float = 1.0,
             cosine_weight: float = 0.0, train_embeddings: bool = False,
-            log: Callable[[str], None] | None = None, autocast: str | None = None):
-    """Train ``child`` for ``steps`` steps (cycling ``batches``); returns (child, history).
+            log: Callable[[str], None] | None = None, autocast: str | None = None,
+            minutes: float | None = None):
+    """Train ``child`` for ``steps`` steps (cycling ``batches``), or fewer when ``minutes``
+    of wall time have passed (the step running then finishes); returns (child, history).
 
     The embeddings and LM head are the parent's own and stay frozen unless
     ``train_embeddings``: on a small data version, Adam would otherwise move every vocabulary
@@ -80,10 +82,18 @@ def distill(child, parent, batches, *, steps: int, lr: float, temperature: float
         opt.step()
         history.append({"step": step + 1, "kd_loss": round(float(loss.detach()), 6),
                         "elapsed_s": round(time.perf_counter() - t0, 2)})
-        if log and (step + 1) % max(1, steps // 10) == 0:
-            elapsed = time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
+        out_of_time = minutes is not None and elapsed >= 60 * minutes and step + 1 < steps
+        if log and ((step + 1) % max(1, steps // 10) == 0 or out_of_time):
+            eta = elapsed / (step + 1) * (steps - step - 1)
+            if minutes is not None:
+                eta = min(eta, max(0.0, 60 * minutes - elapsed))
             log(f"KD step {step + 1}/{steps}: loss {float(loss.detach()):.4f} "
-                f"({elapsed:.0f} s, ETA {elapsed / (step + 1) * (steps - step - 1):.0f} s)")
+                f"({elapsed:.0f} s, ETA {eta:.0f} s)")
+        if out_of_time:
+            if log:
+                log(f"KD: --kd-minutes {minutes:g} reached after {step + 1} of {steps} steps")
+            break
     child = mtd.export(student)
     for p in child.parameters():
         p.requires_grad_(True)

@@ -95,6 +95,23 @@ def tokens_per_second(model, batch, repeats: int = 3) -> float:
     return round(batch.numel() / statistics.median(runs), 1)
 
 
+def set_threads(requested: int | None) -> int:
+    """torch's intra-op threads: ``requested``, else the CPUs this process may run on
+    (torch's own default counts the machine's cores, which over-subscribes a CPU set or a
+    container limit and makes every matrix product slower)."""
+    import os
+
+    import torch
+
+    if requested:
+        torch.set_num_threads(requested)
+    elif "OMP_NUM_THREADS" not in os.environ:       # the user's setting wins
+        cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                else os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cpus))
+    return torch.get_num_threads()
+
+
 def count_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -140,15 +157,19 @@ def uniform_variants(shape: B.Shape, target_params: int) -> list[B.Variant]:
     return [B.Variant(shape.kv_heads, width)] * shape.layers
 
 
-def measure(name: str, model, parent, eval_batches, kv_bytes: int, logps=None) -> dict:
+def measure(name: str, model, parent, eval_batches, kv_bytes: int, logps=None,
+            timing: dict | None = None) -> dict:
     """``cpu_tokens_per_s`` keeps its name (the report's schema) but is measured on the
-    device the run uses (``placement.device`` in the report)."""
+    device the run uses (``placement.device`` in the report), over the forwards of the
+    held-back text that the KL needs anyway (``timing``: the parent's, from
+    ``parent_logps``), not over extra forwards."""
     from .scoring import model_kl
 
+    timing = dict(timing or {})
+    kl = 0.0 if model is parent else model_kl(parent, model, eval_batches, logps, timing)
     return {"model": name, "params": count_params(model), "kv_bytes_per_token": kv_bytes,
-            "cpu_tokens_per_s": tokens_per_second(model, eval_batches[0]),
-            "kl_to_parent": round(model_kl(parent, model, eval_batches, logps), 6)
-            if model is not parent else 0.0}
+            "cpu_tokens_per_s": round(timing["tokens"] / max(timing["seconds"], 1e-9), 1),
+            "kl_to_parent": round(kl, 6)}
 
 
 def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg: DistillConfig,
@@ -161,13 +182,22 @@ def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg
     from .child import build_child, load_child, save_child
     from .fusion import fusable_runs
     from .kd import distill
-    from .scoring import ScoreCache, model_kl, parent_logps, score_library, sha256_of_weights
+    from .scoring import (
+        ParentStates,
+        ScoreCache,
+        model_kl,
+        parent_logps,
+        score_library,
+        scored_sequences,
+        sha256_of_weights,
+    )
     from .search import solve
     from .texts import row_texts, split_texts, token_batches
 
     started = time.perf_counter()
     phases = Phases(log)
     where = resolve(cfg.device, cfg.dtype, cfg.attn_implementation)
+    threads = set_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     tokenizer, parent = load_parent(model, where)
     shape = B.Shape.of(parent.config)
@@ -186,7 +216,9 @@ def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg
 
     log(f"parent: {shape.layers} layers, hidden {shape.hidden}, FFN {shape.intermediate}, "
         f"{shape.heads} heads / {shape.kv_heads} KV heads")
-    channel_scores = B.ffn_channel_scores(parent, calib)
+    # one parent pass ranks the FFN channels and keeps what block scoring starts from
+    states = ParentStates(scored_sequences(calib, cfg.score_tokens))
+    channel_scores = B.ffn_channel_scores(parent, calib, on_output=states)
     align = cfg.ffn_align or B.default_align(shape.intermediate)
     variants = B.library(shape, align=align, attention_removal=cfg.attention_removal,
                          kv_reduction=cfg.kv_reduction, ffn_removal=cfg.ffn_removal)
@@ -200,13 +232,15 @@ def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg
            "calibration": {"tokens": cfg.calibration_tokens, "seq_len": cfg.seq_len,
                            "batch_size": cfg.batch_size, "texts": len(rest),
                            "held_back": "every 5th row", "score_tokens": cfg.score_tokens,
-                           "score_tolerance": cfg.score_tolerance, "dtype": where.dtype}}
+                           "score_tolerance": cfg.score_tolerance,
+                           "score_stride": cfg.score_stride, "dtype": where.dtype}}
     cache_file = ScoreCache.file_for(Path(cache_root), key) if cache_root else None
     cache = ScoreCache(cache_file, key)
     score_stats: dict = {}
     kls = score_library(parent, shape, variants, calib, channel_scores, cache, log,
                         max_tokens=cfg.score_tokens, tolerance=cfg.score_tolerance,
-                        stats=score_stats)
+                        stride=cfg.score_stride, parent_states=states, stats=score_stats)
+    del states
     phases.done("block_scoring")
 
     offered = [[v for v in variants if B.allowed(i, v)] for i in range(shape.layers)]
@@ -224,7 +258,8 @@ def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg
     phases.done("search")
 
     child, configs, layer_map = build_child(parent, shape, chosen, channel_scores)
-    held_logps = parent_logps(parent, held_batches)   # every KL below is against these
+    parent_timing: dict = {}     # every KL below is against these targets
+    held_logps = parent_logps(parent, held_batches, parent_timing)
     fusion = None
     if cfg.ffn_fusion:
         runs = fusable_runs(chosen)
@@ -241,7 +276,8 @@ def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg
     child_kv = sum(B.kv_bytes_per_token(shape, v, cfg.kv_dtype_bytes) for v in chosen)
     parent_kv = shape.layers * B.kv_bytes_per_token(shape, shape.parent_variant,
                                                     cfg.kv_dtype_bytes)
-    report_models = [measure("parent", parent, parent, held_batches, parent_kv),
+    report_models = [measure("parent", parent, parent, held_batches, parent_kv,
+                             timing=parent_timing),
                      measure("child_before_kd", child, parent, held_batches, child_kv,
                              held_logps)]
     uniform = uniform_variants(shape, report_models[1]["params"])
@@ -253,7 +289,7 @@ def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg
         del uniform_child
 
     phases.done("build_and_measure")
-    history = []
+    history: list = []
     # KD trains float32 weights; a bfloat16 parent (CUDA) runs both models under bf16 autocast
     autocast = where.dtype if where.dtype != "float32" else None
     if cfg.kd_steps:
@@ -262,15 +298,15 @@ def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg
                                  lr=cfg.kd_lr, temperature=cfg.kd_temperature,
                                  cosine_weight=cfg.kd_cosine_weight,
                                  train_embeddings=cfg.kd_train_embeddings, log=log,
-                                 autocast=autocast)
+                                 autocast=autocast, minutes=cfg.kd_minutes)
     phases.done("kd")
     report_models.append(measure("child_after_kd", child, parent, held_batches, child_kv,
                                  held_logps))
     if cfg.uniform_kd and cfg.kd_steps:
-        log(f"uniform baseline: the same {cfg.kd_steps} KD steps")
+        log(f"uniform baseline: the same {len(history)} KD steps")
         torch.manual_seed(cfg.seed)
         uniform_child, _ = distill(uniform_child.float(), parent, kd_batches,
-                                   steps=cfg.kd_steps, lr=cfg.kd_lr,
+                                   steps=len(history), lr=cfg.kd_lr,
                                    temperature=cfg.kd_temperature,
                                    cosine_weight=cfg.kd_cosine_weight,
                                    train_embeddings=cfg.kd_train_embeddings, autocast=autocast)
@@ -318,7 +354,8 @@ def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg
         "models": {m["model"]: m for m in report_models},
         "uniform_baseline": uniform_report,
         "fusion": fusion,
-        "kd": {"steps": cfg.kd_steps, "lr": cfg.kd_lr, "temperature": cfg.kd_temperature,
+        "kd": {"steps": len(history), "steps_requested": cfg.kd_steps,
+               "minutes_cap": cfg.kd_minutes, "lr": cfg.kd_lr, "temperature": cfg.kd_temperature,
                "cosine_weight": cfg.kd_cosine_weight,
                "train_embeddings": cfg.kd_train_embeddings, "history": history},
         "library": {"variants": [{**B.describe(shape, v, cfg.kv_dtype_bytes),
@@ -329,8 +366,9 @@ def run_distill(model: str, texts: list[str] | None, output_dir: str | Path, cfg
                         "kd_tokens": sum(b.numel() for b in kd_batches),
                         "score_cache": str(cache_file) if cache_file else None,
                         "scoring": {"max_tokens_per_variant": cfg.score_tokens,
-                                    "tolerance": cfg.score_tolerance, **score_stats}},
-        "placement": where.as_dict(),
+                                    "tolerance": cfg.score_tolerance,
+                                    "position_stride": cfg.score_stride, **score_stats}},
+        "placement": {**where.as_dict(), "torch_threads": threads},
         "phases_s": phases.times,
         "modelopt": MODELOPT_NOTES,
         "wall_time_s": round(time.perf_counter() - started, 2),

@@ -21,28 +21,31 @@ from pathlib import Path
 from .blocks import Shape, Variant, block_params, make_block
 
 
-def token_kl(parent_logp, child_logits):
-    """Mean over tokens of KL(parent || child) in nats; ``parent_logp`` are log-probs."""
-    import torch
-
-    child_logp = torch.log_softmax(child_logits.float(), dim=-1)
-    kl = (parent_logp.exp() * (parent_logp - child_logp)).sum(-1)
-    return kl.mean()
-
-
-def model_kl(parent, child, batches, logps=None) -> float:
+def model_kl(parent, child, batches, logps=None, timing: dict | None = None) -> float:
     """Mean per-token KL(parent || child) over ``batches`` of input ids (``logps``: the
-    parent's log-probs on them, from ``parent_logps``, to skip its forward)."""
-    import torch
+    parent's targets on them, from ``parent_logps``, to skip its forward).  ``timing``
+    gets the child's forward ``seconds`` and ``tokens`` (its throughput, measured on the
+    forwards the KL needs anyway instead of extra ones)."""
+    import time
 
-    total, n = 0.0, 0
+    import torch
+    from thinkforge.generators.backends.placement import synchronize
+
+    total, n, spent = 0.0, 0, 0.0
     with torch.no_grad():
         for k, ids in enumerate(batches):
-            p = logps[k] if logps is not None else torch.log_softmax(
-                parent(input_ids=ids, use_cache=False).logits.float(), -1)
+            target = logps[k] if logps is not None else ParentTargets(
+                parent(input_ids=ids, use_cache=False).logits)
+            synchronize(str(ids.device))
+            t0 = time.perf_counter()
             q = child(input_ids=ids, use_cache=False).logits
-            total += float(token_kl(p, q)) * ids.numel()
+            synchronize(str(ids.device))
+            spent += time.perf_counter() - t0
+            rows = torch.arange(ids.shape[0], device=ids.device)
+            total += float(target.kl(rows, q, lambda x: x).mean()) * ids.numel()
             n += ids.numel()
+    if timing is not None:
+        timing.update(seconds=spent, tokens=n)
     return total / max(n, 1)
 
 
@@ -78,14 +81,26 @@ class ScoreCache:
         return root / f"scores-{digest}.json"
 
 
-def parent_logps(parent, batches) -> list:
-    """The parent's next-token log-probabilities per batch (computed once, reused by every
-    ``model_kl`` against the same batches)."""
-    import torch
+def parent_logps(parent, batches, timing: dict | None = None) -> list:
+    """The parent's next-token distributions per batch (``ParentTargets``, computed once and
+    reused by every ``model_kl`` against the same batches); ``timing`` as in ``model_kl``."""
+    import time
 
+    import torch
+    from thinkforge.generators.backends.placement import synchronize
+
+    out, spent = [], 0.0
     with torch.no_grad():
-        return [torch.log_softmax(parent(input_ids=ids, use_cache=False).logits.float(), -1)
-                for ids in batches]
+        for ids in batches:
+            synchronize(str(ids.device))
+            t0 = time.perf_counter()
+            logits = parent(input_ids=ids, use_cache=False).logits
+            synchronize(str(ids.device))
+            spent += time.perf_counter() - t0
+            out.append(ParentTargets(logits))
+    if timing is not None:
+        timing.update(seconds=spent, tokens=sum(b.numel() for b in batches))
+    return out
 
 
 def run_layers(model, hidden, start: int):
@@ -114,20 +129,42 @@ def _ffn_part(block, h):
     return h if block.ffn_no_op else h + block.mlp(block.post_attention_layernorm(h))
 
 
-def _row_kl(lm_head, final, logp, rows_per_chunk: int):
-    """Per row of ``final`` (variants x sequences), the mean per-token KL(parent || variant);
-    the LM head runs on a few rows at a time (a 49k vocabulary x 1,000s of tokens would not
-    fit otherwise).  ``logp`` holds the parent's log-probs of one copy of the sequences."""
+class ParentTargets:
+    """The parent's next-token distribution on the scored positions, prepared once: its
+    probabilities ``p`` and ``sum p log p`` per token, so a variant's KL needs only its
+    logits: ``KL = sum p log p - sum p * logits + logsumexp(logits)`` (no log-softmax of
+    the variant's 49k-wide rows, no exp of the parent's per variant)."""
+
+    def __init__(self, logits, stride: int = 1):
+        import torch
+
+        self.stride = max(1, int(stride))
+        logp = torch.log_softmax(logits[:, ::self.stride].float(), -1)
+        self.p = logp.exp()
+        self.neg_entropy = (self.p * logp).sum(-1)            # sequences x positions
+
+    def kl(self, rows, final, lm_head):
+        """Mean KL per row of ``final`` (hidden states after the final norm, one row per
+        (variant, sequence)); ``rows`` index this object's sequences."""
+        import torch
+
+        logits = lm_head(final[:, ::self.stride]).float()
+        p = self.p[rows]
+        kl = self.neg_entropy[rows] - (p * logits).sum(-1) + torch.logsumexp(logits, -1)
+        return kl.mean(-1)
+
+
+def _row_kl(lm_head, final, targets: ParentTargets, first: int, n: int, rows_per_chunk: int):
+    """Per row of ``final`` (variants x ``n`` sequences starting at sequence ``first``), the
+    mean per-token KL(parent || variant); the LM head runs on a few rows at a time (a 49k
+    vocabulary x 1,000s of tokens would not fit otherwise)."""
     import torch
 
     out = []
-    n = logp.shape[0]
     for r in range(0, final.shape[0], rows_per_chunk):
         part = final[r:r + rows_per_chunk]
-        child = torch.log_softmax(lm_head(part).float(), -1)
-        idx = torch.arange(r, r + part.shape[0], device=logp.device) % n
-        p = logp[idx]
-        out.append((p.exp() * (p - child)).sum(-1).mean(-1))
+        idx = first + torch.arange(r, r + part.shape[0], device=final.device) % n
+        out.append(targets.kl(idx, part, lm_head))
     return torch.cat(out).tolist()
 
 
@@ -143,11 +180,67 @@ def _stable(values: list[float], tolerance: float, min_sequences: int) -> bool:
     return se <= max(tolerance * abs(mean), 1e-4)
 
 
+def scored_sequences(batches, max_tokens: int | None, min_sequences: int = 2) -> int:
+    """How many calibration sequences block scoring may use (``max_tokens`` caps them)."""
+    n = sum(len(b) for b in batches)
+    if max_tokens and batches:
+        n = min(n, max(min_sequences, -(-max_tokens // batches[0].shape[1])))
+    return n
+
+
+class ParentStates:
+    """What scoring keeps of the parent's forward over the first ``sequences`` calibration
+    sequences: the hidden state entering every layer and the logits.  It is fed by the
+    forward that ranks the FFN channels (``blocks.ffn_channel_scores(on_output=...)``), so
+    the parent runs once for both."""
+
+    def __init__(self, sequences: int):
+        self.sequences, self.seen = sequences, 0
+        self._states: list[list] = []
+        self._logits: list = []
+
+    def __call__(self, output) -> None:
+        take = min(self.sequences - self.seen, output.logits.shape[0])
+        if take <= 0:
+            return
+        hs = output.hidden_states
+        if not self._states:
+            self._states = [[] for _ in range(len(hs) - 1)]
+        for i in range(len(hs) - 1):     # the last entry is after the final norm
+            self._states[i].append(hs[i][:take])
+        self._logits.append(output.logits[:take])
+        self.seen += take
+
+    def collect(self, parent, batches) -> ParentStates:
+        """Run the parent over ``batches`` until enough sequences are kept (when no channel
+        ranking pass fed this object)."""
+        import torch
+
+        with torch.no_grad():
+            for ids in batches:
+                if self.seen >= self.sequences:
+                    break
+                self(parent(input_ids=ids, use_cache=False, output_hidden_states=True))
+        return self
+
+    def states(self) -> list:
+        import torch
+
+        return [torch.cat(s) for s in self._states]
+
+    def logits(self):
+        import torch
+
+        return torch.cat(self._logits)
+
+
 def score_library(parent, shape: Shape, variants: list[Variant], batches, channel_scores,
                   cache: ScoreCache | None = None,
                   progress: Callable[[str], None] | None = None, *,
                   max_tokens: int | None = None, tolerance: float = 0.0,
-                  min_sequences: int = 2, stats: dict | None = None) -> dict[int, dict[str, float]]:
+                  min_sequences: int = 2, stride: int = 1,
+                  parent_states: ParentStates | None = None,
+                  stats: dict | None = None) -> dict[int, dict[str, float]]:
     """KL of every (layer, variant); the parent's own variant scores 0.
 
     Per layer, the variants' block outputs are stacked on the batch dimension and run
@@ -155,35 +248,33 @@ def score_library(parent, shape: Shape, variants: list[Variant], batches, channe
     of Python per layer instead of one per variant); the attention output of each KV-head
     count is reused for all FFN widths.  Sequences are added one round at a time and a
     variant stops when its KL estimate is stable (``tolerance``: standard error / mean,
-    0 = every sequence); ``max_tokens`` caps the tokens scored per variant.
+    0 = every sequence); ``max_tokens`` caps the tokens scored per variant.  ``stride``
+    scores every stride-th position only: the remaining layers still run on every position
+    (later positions attend to earlier ones), but the LM head and the 49k-wide softmax,
+    half of the work per variant on SmolLM2, run on 1/stride of them.
+    ``parent_states``: the parent's states from an earlier forward (else one is run here).
     """
     import time
-
-    import torch
 
     cache = cache or ScoreCache(None, {})
     todo = [i for i in range(shape.layers)
             if any(cache.get(i, v) is None for v in variants if v != shape.parent_variant)]
-    seqs = torch.cat(list(batches)) if batches else None
-    if seqs is not None and max_tokens:
-        seqs = seqs[:max(min_sequences, -(-max_tokens // seqs.shape[1]))]
-    states, logp = [], None
-    if todo and seqs is not None:
-        with torch.no_grad():
-            parts = [parent(input_ids=seqs[r:r + len(batches[0])], use_cache=False,
-                            output_hidden_states=True)
-                     for r in range(0, seqs.shape[0], len(batches[0]))]
-            states = [torch.cat([p.hidden_states[i] for p in parts]) for i in range(shape.layers)]
-            logp = torch.cat([torch.log_softmax(p.logits.float(), -1) for p in parts])
-            del parts
-    on_cpu = seqs is None or seqs.device.type == "cpu"
+    states, targets = [], None
+    if todo and batches:
+        n_seqs = scored_sequences(batches, max_tokens, min_sequences)
+        if parent_states is None or parent_states.seen < n_seqs:
+            parent_states = ParentStates(n_seqs).collect(parent, batches)
+        states = [s[:n_seqs] for s in parent_states.states()]
+        targets = ParentTargets(parent_states.logits()[:n_seqs], stride)
+    on_cpu = not states or states[0].device.type == "cpu"
     step = 1 if on_cpu else len(batches[0])     # a GPU wants big rounds, a CPU early stops
     # LM head cost in decoder-layer units, for the ETA (deeper layers run fewer layers)
     head = shape.vocab * shape.hidden / max(1, block_params(shape, shape.parent_variant))
-    weight = {i: shape.layers - i + head for i in todo}
+    weight = {i: shape.layers - i + head / max(1, stride) for i in todo}
     total_weight, done_weight = sum(weight.values()), 0.0
     started = time.perf_counter()
-    totals = {"variant_evaluations": 0, "tokens_scored": 0, "stopped_early": 0}
+    totals = {"variant_evaluations": 0, "tokens_scored": 0, "positions_scored": 0,
+              "stopped_early": 0}
     result: dict[int, dict[str, float]] = {}
     for i in range(shape.layers):
         scores = {shape.parent_variant.key: 0.0}
@@ -197,8 +288,8 @@ def score_library(parent, shape: Shape, variants: list[Variant], batches, channe
             else:
                 fresh_keys.append(v)
         if fresh_keys:
-            found = _score_layer(parent, shape, i, fresh_keys, states[i], logp, channel_scores,
-                                 step, tolerance, min_sequences, totals)
+            found = _score_layer(parent, shape, i, fresh_keys, states[i], targets,
+                                 channel_scores, step, tolerance, min_sequences, totals)
             scores.update(found)
             cache.put_layer(i, found)
             done_weight += weight[i]
@@ -213,9 +304,9 @@ def score_library(parent, shape: Shape, variants: list[Variant], batches, channe
     return result
 
 
-def _score_layer(parent, shape: Shape, i: int, todo: list[Variant], hidden, logp,
-                 channel_scores, step: int, tolerance: float, min_sequences: int,
-                 totals: dict) -> dict[str, float]:
+def _score_layer(parent, shape: Shape, i: int, todo: list[Variant], hidden,
+                 targets: ParentTargets, channel_scores, step: int, tolerance: float,
+                 min_sequences: int, totals: dict) -> dict[str, float]:
     import torch
 
     layer = parent.model.layers[i]
@@ -223,7 +314,7 @@ def _score_layer(parent, shape: Shape, i: int, todo: list[Variant], hidden, logp
                             channel_scores[i] if channel_scores else None).eval() for v in todo}
     per_seq: dict[Variant, list[float]] = {v: [] for v in todo}
     active, n, first = list(todo), 0, max(step, min_sequences)
-    rows = max(1, 4096 // hidden.shape[1])      # LM head on <= 4k tokens at a time
+    rows = max(1, 4096 * targets.stride // hidden.shape[1])   # LM head on <= 4k positions
     with torch.no_grad():
         while active and n < hidden.shape[0]:
             take = first if n == 0 else step
@@ -236,11 +327,13 @@ def _score_layer(parent, shape: Shape, i: int, todo: list[Variant], hidden, logp
                     mids[v.kv_heads] = _attention_part(blocks[v], h, ctx)
                 outs.append(_ffn_part(blocks[v], mids[v.kv_heads]))
             final = run_layers(parent.model, torch.cat(outs), i + 1)
-            kls = _row_kl(parent.lm_head, final, logp[n:n + take], rows)
+            kls = _row_kl(parent.lm_head, final, targets, n, h.shape[0], rows)
             for j, v in enumerate(active):
                 per_seq[v].extend(kls[j * h.shape[0]:(j + 1) * h.shape[0]])
             totals["variant_evaluations"] += len(active)
-            totals["tokens_scored"] += len(active) * h.numel() // h.shape[-1]
+            totals["tokens_scored"] += len(active) * h.shape[0] * h.shape[1]
+            totals["positions_scored"] += (len(active) * h.shape[0]
+                                           * len(range(0, h.shape[1], targets.stride)))
             n += h.shape[0]
             still = [v for v in active if not _stable(per_seq[v], tolerance, min_sequences)]
             if n < hidden.shape[0]:

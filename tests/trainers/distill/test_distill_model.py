@@ -208,3 +208,20 @@ def test_kd_with_cosine_on_hidden_states_trains(loaded_parent):
     assert all(h["kd_loss"] > 0 for h in history)
     assert not torch.equal(before, child.model.layers[0].mlp.down_proj.weight)
     assert torch.equal(frozen, child.get_input_embeddings().weight)  # embeddings stay the parent's
+
+
+def test_kd_minutes_caps_the_steps(loaded_parent):
+    from thinkforge.trainers.distill import blocks as B
+    from thinkforge.trainers.distill.child import build_child
+    from thinkforge.trainers.distill.kd import distill
+    from thinkforge.trainers.distill.texts import token_batches
+
+    tokenizer, parent = loaded_parent
+    batches = token_batches(["a short text to distil on"] * 8, tokenizer, tokens=64, seq_len=16,
+                            batch_size=2)
+    child, _, _ = build_child(parent, B.Shape.of(parent.config), [B.Variant(1, 32)] * 4)
+    lines: list[str] = []
+    _, history = distill(child, parent, batches, steps=50, lr=1e-3, minutes=1e-6,
+                         log=lines.append)
+    assert len(history) == 1
+    assert "--kd-minutes" in lines[-1] and "after 1 of 50 steps" in lines[-1]

@@ -75,3 +75,39 @@ def test_progress_reports_an_eta_per_layer(loaded_parent, demo_texts):
     assert all(f"scored layer {i + 1}/{shape.layers} (" in line and "ETA" in line
                for i, line in enumerate(lines))
     assert lines[-1].endswith("ETA 0 s)")
+
+
+def test_strided_scores_are_the_kl_on_those_positions(loaded_parent, demo_texts):
+    import torch
+    from thinkforge.trainers.distill.child import build_child
+    from thinkforge.trainers.distill.scoring import score_library
+
+    B, parent, shape, batches, channel = _setup(loaded_parent, demo_texts, tokens=128)
+    variants = B.library(shape, align=1)
+    stats: dict = {}
+    kls = score_library(parent, shape, variants, batches, channel, stride=3, stats=stats)
+    assert stats["positions_scored"] * 3 >= stats["tokens_scored"] > stats["positions_scored"]
+    v, layer = variants[-1], 1
+    chosen = [shape.parent_variant] * shape.layers
+    chosen[layer] = v
+    child, _, _ = build_child(parent, shape, chosen, channel)
+    with torch.no_grad():
+        ids = torch.cat(batches)
+        p = torch.log_softmax(parent(input_ids=ids).logits[:, ::3].float(), -1)
+        q = torch.log_softmax(child(input_ids=ids).logits[:, ::3].float(), -1)
+        direct = float((p.exp() * (p - q)).sum(-1).mean())
+    assert kls[layer][v.key] == pytest.approx(direct, rel=1e-4, abs=1e-6)
+
+
+def test_the_channel_ranking_pass_feeds_scoring(loaded_parent, demo_texts):
+    from thinkforge.trainers.distill.scoring import ParentStates, score_library, scored_sequences
+
+    B, parent, shape, batches, _ = _setup(loaded_parent, demo_texts)
+    states = ParentStates(scored_sequences(batches, 96))
+    channel = B.ffn_channel_scores(parent, batches, on_output=states)
+    assert states.seen == 3 and len(states.states()) == shape.layers
+    variants = B.library(shape, align=1)
+    reused = score_library(parent, shape, variants, batches, channel, max_tokens=96,
+                           parent_states=states)
+    fresh = score_library(parent, shape, variants, batches, channel, max_tokens=96)
+    assert reused == fresh
