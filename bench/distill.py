@@ -55,9 +55,9 @@ def main() -> None:
     from thinkforge.trainers.distill.child import build_child
     from thinkforge.trainers.distill.config import DistillConfig, parse_budgets
     from thinkforge.trainers.distill.kd import distill
-    from thinkforge.trainers.distill.pipeline import count_params, load_parent, tokens_per_second, uniform_variants
+    from thinkforge.trainers.distill.pipeline import load_parent, measure, uniform_variants
     from thinkforge.trainers.distill.run import train_distill
-    from thinkforge.trainers.distill.scoring import model_kl
+    from thinkforge.trainers.distill.scoring import parent_logps
     from thinkforge.trainers.distill.texts import row_texts, split_texts, token_batches
 
     work = args.work or Path(tempfile.mkdtemp(prefix="tf-distill-bench-"))
@@ -83,9 +83,10 @@ def main() -> None:
     calib = token_batches(rest, tokenizer, tokens=cfg.calibration_tokens, repeat=True, **kw)
     floor = _forward_seconds(parent, calib)
     tokens = sum(b.numel() for b in calib)
-    print(f"searched run {searched_s:.1f} s (goal < 300 s: {'met' if searched_s < 300 else 'NOT met'}"
-          f", {searched_s / 300:.2f}x of it); floor: one parent forward over {tokens} tokens "
-          f"{floor:.2f} s ({tokens / floor:.0f} tokens/s), the run = {searched_s / floor:.0f} floors")
+    met = "met" if searched_s < 300 else "NOT met"
+    print(f"searched run {searched_s:.1f} s (goal < 300 s: {met}, {searched_s / 300:.2f}x of "
+          f"it); floor: one parent forward over {tokens} tokens {floor:.2f} s "
+          f"({tokens / floor:.0f} tokens/s), the run = {searched_s / floor:.0f} floors")
     print(f"{'phase':18} {'s':>7} {'floors':>7}")
     for k, v in report["phases_s"].items():
         print(f"{k:18} {v:>7.1f} {v / floor:>7.1f}")
@@ -109,13 +110,12 @@ def main() -> None:
     torch.manual_seed(cfg.seed)
     child_u, _, _ = build_child(parent, shape, uniform, scores)
     kv = shape.layers * B.kv_bytes_per_token(shape, uniform[0], cfg.kv_dtype_bytes)
-    u_before = {"params": count_params(child_u), "kv_bytes_per_token": kv,
-                "cpu_tokens_per_s": tokens_per_second(child_u, held_b[0]),
-                "kl_to_parent": round(model_kl(parent, child_u, held_b), 6)}
+    # measured as the run measures its models: KL and tokens/s over the held-back forwards
+    held_t = parent_logps(parent, held_b)
+    u_before = measure("uniform", child_u, parent, held_b, kv, held_t)
     child_u, _ = distill(child_u, parent, kd_b, steps=report["kd"]["steps"], lr=cfg.kd_lr,
                          temperature=cfg.kd_temperature)
-    u_after = dict(u_before, cpu_tokens_per_s=tokens_per_second(child_u, held_b[0]),
-                   kl_to_parent=round(model_kl(parent, child_u, held_b), 6))
+    u_after = measure("uniform_after_kd", child_u, parent, held_b, kv, held_t)
 
     rows = [("parent", report["models"]["parent"]),
             ("searched child", report["models"]["child_before_kd"]),

@@ -66,12 +66,12 @@ class DistillConfig(BaseModel):
     kv_dtype_bytes: int = Field(2, description="bytes per cached K/V element (bf16 = 2)")
     seed: int = Field(0, description="torch seed")
     score_tokens: int | None = Field(
-        SCORE_TOKENS, ge=8, description="at most this many calibration tokens scored per block variant "
-        "(None: every calibration token)")
+        SCORE_TOKENS, ge=8, description="at most this many calibration tokens scored per block "
+        "variant (None: every calibration token)")
     score_tolerance: float = Field(
         0.1, ge=0, description="stop scoring a variant once the standard error of its KL is "
-        "within this fraction of it (sequences are added one at a time after the first 2; 0: score them "
-        "all)")
+        "within this fraction of it (sequences are added one at a time after the first 2; "
+        "0: score them all)")
     score_stride: int = Field(
         SCORE_STRIDE, ge=1, description="KL on every n-th position only when scoring blocks "
         "(the remaining layers still run on every position; the LM head and softmax, about "

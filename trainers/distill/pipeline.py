@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -77,22 +76,6 @@ def load_parent(model: str, where=None):
                              hint="distillation supports Llama-style decoders "
                                   "(q/k/v/o attention, gate/up/down FFN, RMSNorm)")
     return tokenizer, parent
-
-
-def tokens_per_second(model, batch, repeats: int = 3) -> float:
-    import torch
-    from thinkforge.generators.backends.placement import synchronize
-
-    runs = []
-    with torch.no_grad():
-        model(input_ids=batch, use_cache=False)
-        for _ in range(repeats):
-            synchronize(str(batch.device))
-            t0 = time.perf_counter()
-            model(input_ids=batch, use_cache=False)
-            synchronize(str(batch.device))
-            runs.append(time.perf_counter() - t0)
-    return round(batch.numel() / statistics.median(runs), 1)
 
 
 def set_threads(requested: int | None) -> int:

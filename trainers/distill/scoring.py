@@ -41,8 +41,7 @@ def model_kl(parent, child, batches, logps=None, timing: dict | None = None) -> 
             q = child(input_ids=ids, use_cache=False).logits
             synchronize(str(ids.device))
             spent += time.perf_counter() - t0
-            rows = torch.arange(ids.shape[0], device=ids.device)
-            total += float(target.kl(rows, q, lambda x: x).mean()) * ids.numel()
+            total += float(target.kl(0, ids.shape[0], q, lambda x: x).mean()) * ids.numel()
             n += ids.numel()
     if timing is not None:
         timing.update(seconds=spent, tokens=n)
@@ -143,15 +142,18 @@ class ParentTargets:
         self.p = logp.exp()
         self.neg_entropy = (self.p * logp).sum(-1)            # sequences x positions
 
-    def kl(self, rows, final, lm_head):
-        """Mean KL per row of ``final`` (hidden states after the final norm, one row per
-        (variant, sequence)); ``rows`` index this object's sequences."""
+    def kl(self, first: int, n: int, final, lm_head):
+        """Mean KL per row of ``final`` (hidden states after the final norm): rows are
+        variants x ``n`` sequences, against this object's sequences ``first .. first+n-1``.
+        The cross term is a batched dot product (no variants x vocabulary temporary)."""
         import torch
 
         logits = lm_head(final[:, ::self.stride]).float()
-        p = self.p[rows]
-        kl = self.neg_entropy[rows] - (p * logits).sum(-1) + torch.logsumexp(logits, -1)
-        return kl.mean(-1)
+        logits = logits.view(-1, n, *logits.shape[1:])            # variants, n, T, vocab
+        p = self.p[first:first + n]
+        cross = torch.einsum("vntk,ntk->vnt", logits, p)
+        kl = self.neg_entropy[first:first + n] - cross + torch.logsumexp(logits, -1)
+        return kl.mean(-1).reshape(-1)
 
 
 def _row_kl(lm_head, final, targets: ParentTargets, first: int, n: int, rows_per_chunk: int):
@@ -161,10 +163,9 @@ def _row_kl(lm_head, final, targets: ParentTargets, first: int, n: int, rows_per
     import torch
 
     out = []
-    for r in range(0, final.shape[0], rows_per_chunk):
-        part = final[r:r + rows_per_chunk]
-        idx = first + torch.arange(r, r + part.shape[0], device=final.device) % n
-        out.append(targets.kl(idx, part, lm_head))
+    step = max(1, rows_per_chunk // n) * n          # whole variants per chunk
+    for r in range(0, final.shape[0], step):
+        out.append(targets.kl(first, n, final[r:r + step], lm_head))
     return torch.cat(out).tolist()
 
 
