@@ -10,7 +10,7 @@ from thinkforge.manifests.errors import ConfigError
 BUDGET_KEYS = ("params", "kv", "time", "throughput")
 # defaults sized so the README example (SmolLM2-135M, params=0.6) finishes in < 5 minutes
 # on 2 CPU cores: bench/README.md has the time per phase and docs/distillation.md the why
-SCORE_TOKENS, SCORE_STRIDE, KD_STEPS = 256, 4, 20
+SCORE_TOKENS, SCORE_STRIDE, KD_STEPS = 128, 4, 20
 
 
 def parse_budgets(items: list[str] | tuple[str, ...]) -> dict[str, float]:

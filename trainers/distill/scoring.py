@@ -181,11 +181,12 @@ def _stable(values: list[float], tolerance: float, min_sequences: int) -> bool:
     return se <= max(tolerance * abs(mean), 1e-4)
 
 
-def scored_sequences(batches, max_tokens: int | None, min_sequences: int = 2) -> int:
-    """How many calibration sequences block scoring may use (``max_tokens`` caps them)."""
+def scored_sequences(batches, max_tokens: int | None) -> int:
+    """How many calibration sequences block scoring may use: ``max_tokens`` caps them (one
+    sequence is allowed; early stopping then has nothing to compare and scores it whole)."""
     n = sum(len(b) for b in batches)
     if max_tokens and batches:
-        n = min(n, max(min_sequences, -(-max_tokens // batches[0].shape[1])))
+        n = min(n, -(-max_tokens // batches[0].shape[1]))
     return n
 
 
@@ -262,7 +263,7 @@ def score_library(parent, shape: Shape, variants: list[Variant], batches, channe
             if any(cache.get(i, v) is None for v in variants if v != shape.parent_variant)]
     states, targets = [], None
     if todo and batches:
-        n_seqs = scored_sequences(batches, max_tokens, min_sequences)
+        n_seqs = scored_sequences(batches, max_tokens)
         if parent_states is None or parent_states.seen < n_seqs:
             parent_states = ParentStates(n_seqs).collect(parent, batches)
         states = [s[:n_seqs] for s in parent_states.states()]

@@ -62,6 +62,10 @@ def test_stable_estimates_stop_early_and_max_tokens_caps(loaded_parent, demo_tex
     capped: dict = {}
     score_library(parent, shape, variants, batches, channel, max_tokens=96, stats=capped)
     assert capped["tokens_scored"] == shape.layers * per_layer * 96
+    one: dict = {}       # a cap of one sequence scores it whole (nothing to compare)
+    score_library(parent, shape, variants, batches, channel, max_tokens=32, tolerance=0.1,
+                  stats=one)
+    assert one["tokens_scored"] == shape.layers * per_layer * 32 and one["stopped_early"] == 0
 
 
 def test_progress_reports_an_eta_per_layer(loaded_parent, demo_texts):
