@@ -43,7 +43,7 @@ from typing import Any
 import duckdb
 
 from .catalog_tables import RUNS_TABLE, TABLES, lineage_rows, version_row
-from .duck import quote_ident
+from .duck import quote_ident, quote_literal
 from .errors import (
     InputDataError,
     IntegrityError,
@@ -197,10 +197,10 @@ def referenced_names(tree: Any) -> set[str] | None:
 
 
 def sandbox_connection(memory_limit: str | None = None, threads: int | None = None,
-                       readable: list[str] = ()) -> duckdb.DuckDBPyConnection:
+                       readable: list[str] = (), files=None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that can open no file at all (see the module docstring), but
     the ``readable`` files (the selection files and base shards of selection views the
-    query names)."""
+    query names) and the shards ``files`` (a ``QueryFiles``) serves read-only."""
     config: dict[str, Any] = dict(_NO_FILES)
     if memory_limit:
         config["memory_limit"] = memory_limit
@@ -208,9 +208,13 @@ def sandbox_connection(memory_limit: str | None = None, threads: int | None = No
         config["threads"] = threads
     con = duckdb.connect(":memory:", config=config)
     con.execute("SET enable_progress_bar = false")  # it would print into stdout's data (duck.py)
+    readable = list(readable)
+    if files is not None:
+        con.register_filesystem(files)
+        readable += files.urls()
     expected_paths = "[]"
     if readable:
-        con.execute("SET allowed_paths=?", [list(readable)])
+        con.execute("SET allowed_paths=?", [readable])
         expected_paths = con.execute("SELECT current_setting('allowed_paths')::VARCHAR").fetchone()[0]
     con.execute("SET enable_external_access=false")
     allowed = dict(con.execute("SELECT name, value FROM duckdb_settings() WHERE name IN "
@@ -224,50 +228,75 @@ def sandbox_connection(memory_limit: str | None = None, threads: int | None = No
     return con
 
 
-def _dataset(paths: list, union: bool = False):
-    import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
-
-    files = [str(p) for p in paths]
-    if union:  # rejected shards of different steps may have different columns
-        import pyarrow as pa
-
-        schema = pa.unify_schemas([pq.read_schema(f) for f in files])
-        return ds.dataset(files, schema=schema, format="parquet")
-    return ds.dataset(files, format="parquet")
-
-
-def _rejected(store: DatasetStore, m: Manifest):
-    """A version's rejected rows; nothing rejected: no rows, the version's columns + reason."""
-    if m.rejected.files:
-        return _dataset(store.rejected_paths(m), union=True)
+def _empty(reason: bool = False):
+    """A version without shards: no rows and no columns (but ``reason`` for its rejected view)."""
     import pyarrow as pa
 
-    schema = _dataset(store.shard_paths(m)).schema if m.files else pa.schema([])
-    return schema.append(pa.field("reason", pa.string())).empty_table()
+    return pa.schema([pa.field("reason", pa.string())] if reason else []).empty_table()
+
+
+def _names(m: Manifest, is_latest: bool) -> set[str]:
+    """The views a version is seen under."""
+    return {m.ref, m.ref + "/rejected"} | ({m.name, m.name + "/rejected"} if is_latest else set())
+
+
+def _latest(manifests: list[Manifest]) -> dict[str, Manifest]:
+    latest: dict[str, Manifest] = {}
+    for m in manifests:
+        if m.number > (latest[m.name].number if m.name in latest else 0):
+            latest[m.name] = m
+    return latest
+
+
+def query_files(store: DatasetStore, manifests: list[Manifest], wanted: set[str] | None):
+    """The shards (and rejected shards) of the plain versions a query names, served
+    read-only (``QueryFiles``); None when it names none (fsspec is not even imported)."""
+    latest = _latest(manifests)
+    paths = []
+    for m in manifests:
+        if m.selection is None and (wanted is None or _names(m, latest[m.name] is m) & wanted):
+            paths += store.shard_paths(m) + store.rejected_paths(m)
+    if not paths:
+        return None
+    from .query_files import QueryFiles
+
+    return QueryFiles(store.root, paths)
+
+
+def _parquet(files, paths: list, union: bool = False) -> str:
+    urls = ", ".join(quote_literal(files.url_of(p)) for p in paths)
+    # union: rejected shards of different steps may have different columns
+    return f"read_parquet([{urls}], hive_partitioning=false{', union_by_name=true' if union else ''})"
+
+
+def _version_relations(files, store: DatasetStore, m: Manifest) -> tuple[Any, Any]:
+    """(rows, rejected rows) of a plain version: SQL over its shards, or empty Arrow tables."""
+    rows = _parquet(files, store.shard_paths(m)) if m.files else None
+    if m.rejected.files:
+        rejected = _parquet(files, store.rejected_paths(m), union=True)
+    elif rows is not None:  # nothing rejected: no rows, the version's columns + reason
+        rejected = f"(SELECT *, NULL::VARCHAR AS reason FROM {rows} WHERE false)"
+    else:
+        rejected = None
+    return rows, rejected
 
 
 def selection_files(store: DatasetStore, manifests: list[Manifest],
                     wanted: set[str] | None) -> list[str]:
     """The files the selection views a query names read: its only readable files."""
-    latest: dict[str, Manifest] = {}
-    for m in manifests:
-        if m.number > (latest[m.name].number if m.name in latest else 0):
-            latest[m.name] = m
+    latest = _latest(manifests)
     out: list[str] = []
     for m in manifests:
         if m.selection is None:
             continue
-        names = {m.ref, m.ref + "/rejected"} | \
-            ({m.name, m.name + "/rejected"} if latest[m.name] is m else set())
-        if wanted is None or names & wanted:
+        if wanted is None or _names(m, latest[m.name] is m) & wanted:
             out += [str(p) for _, _, p in store.version_files(m)]
     return sorted(set(out))
 
 
 def _attach_versions(con: duckdb.DuckDBPyConnection, store: DatasetStore,
                      manifests: list[Manifest], wanted: set[str] | None,
-                     allow: Callable[[str], bool] | None = None) -> None:
+                     allow: Callable[[str], bool] | None = None, files=None) -> None:
     """Tables ``versions``, ``lineage`` and ``runs``, and a view per version the query names.
 
     With ``allow``, ``manifests`` holds only the allowed datasets' versions; lineage rows
@@ -305,16 +334,18 @@ def _attach_versions(con: duckdb.DuckDBPyConnection, store: DatasetStore,
                 if relation is not None and want(view):
                     con.execute(f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM {relation}")
             continue
-        if want(m.ref) or (is_latest and want(m.name)):
-            data = _dataset(store.shard_paths(m))
-            if want(m.ref):
-                con.register(m.ref, data)
-            if is_latest and want(m.name):
-                con.register(m.name, data)
-        if want(m.ref + "/rejected"):
-            con.register(m.ref + "/rejected", _rejected(store, m))
-        if is_latest and want(m.name + "/rejected"):  # "name/rejected": the latest version's
-            con.register(m.name + "/rejected", _rejected(store, m))
+        names = _names(m, is_latest)
+        if wanted is not None and not names & wanted:
+            continue
+        rows, rejected = _version_relations(files, store, m)
+        for view in sorted(names):
+            relation = rejected if view.endswith("/rejected") else rows
+            if not want(view):
+                continue
+            if relation is None:  # a version without shards
+                con.register(view, _empty(reason=view.endswith("/rejected")))
+            else:
+                con.execute(f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM {relation}")
 
 
 class SqlResult:
@@ -488,14 +519,16 @@ def run_sql(store: DatasetStore, query: str, *, limit: int | None = None, verify
     for m in manifests:  # only the versions the query reads: a damaged one elsewhere is no
         if wanted is None or {m.ref, m.name, m.ref + "/rejected"} & wanted:  # reason to refuse
             (store.verify if verify else store.check_sizes)(m)
+    files = query_files(store, manifests, wanted)
     try:
-        con = sandbox_connection(memory_limit, readable=selection_files(store, manifests, wanted))
+        con = sandbox_connection(memory_limit, readable=selection_files(store, manifests, wanted),
+                                 files=files)
     except duckdb.Error as exc:
         raise InputDataError(f"SQL settings: {_first_line(exc)}",
                              hint="--memory-limit takes a size such as 2GB or 512MiB") from None
     try:
         try:
-            _attach_versions(con, store, manifests, wanted, allow)
+            _attach_versions(con, store, manifests, wanted, allow, files)
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise _unreadable(exc) from None
         con.execute("SET lock_configuration=true")

@@ -348,7 +348,7 @@ def sql_cmd(ctx, query, query_file, fmt, out, limit, timeout, memory_limit, veri
     from thinkforge.manifests.catalog import refresh_or_warn
     from thinkforge.manifests.errors import SqlRefusedError
 
-    store = get_store(ctx)
+    store = get_store(ctx, reader=True)
     if out is not None and out.absolute().resolve().is_relative_to(store.root):
         raise SqlRefusedError(f"--out {out} is inside the store {store.root}: versions, manifests "
                               "and the catalog are written by thinkforge only",

@@ -12,14 +12,20 @@ from pathlib import Path
 import click
 
 
-def get_store(ctx: click.Context, *, create: bool = False):
+def get_store(ctx: click.Context, *, create: bool = False, reader: bool = False):
     """The store of ``--store`` / ``$THINKFORGE_STORE``.
 
     Commands that only read (``create=False``) refuse a local store directory that does not
     exist, instead of answering about an empty store: a mistyped ``--store`` is an error.
+    ``reader``: a ``StoreReader`` (no writer methods; it does not import pyarrow, so
+    `thinkforge sql` starts faster).
     """
-    from thinkforge.manifests import DatasetStore
     from thinkforge.manifests.errors import NotFoundError
+
+    if reader:
+        from thinkforge.manifests.store import StoreReader as DatasetStore
+    else:
+        from thinkforge.manifests import DatasetStore
 
     path = ctx.find_root().obj["store_path"]
     if not create and "://" not in str(path) and not Path(path).is_dir():
