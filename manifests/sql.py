@@ -83,36 +83,43 @@ def _parser() -> duckdb.DuckDBPyConnection:
     return _PARSERS[pid]
 
 
-def check_read_only(query: str) -> dict[str, Any]:
+def check_read_only(query: str, parser: duckdb.DuckDBPyConnection | None = None) -> dict[str, Any]:
     """Refuse anything but one plain query (or plain EXPLAIN of one); return its parse tree.
 
-    The tree is DuckDB's ``json_serialize_sql`` of the query (of EXPLAIN's body).
+    The tree is DuckDB's ``json_serialize_sql`` of the query (of EXPLAIN's body).  ``parser``:
+    a connection of the caller's own that only parses here (run_sql's sandbox before it is
+    closed off: one DuckDB opened per query, not two); default: the process's parser.
     """
+    if parser is not None:
+        return _check_read_only(query, parser)
     with _PARSER_LOCK:
-        parser = _parser()
-        try:
-            statements = parser.extract_statements(query)
-        except duckdb.Error as exc:
-            raise InputDataError(f"SQL error: {exc}") from exc
-        if len(statements) != 1:
-            raise SqlRefusedError(f"expected one SQL statement, got {len(statements)}",
-                                  hint="run statements one at a time")
-        try:
-            kind = str(statements[0].type).rsplit(".", 1)[-1]
-        except ValueError:  # a statement type this duckdb's Python enum lacks (UPDATE EXTENSIONS)
-            kind = "this kind of"
-        if kind == "EXPLAIN":
-            return _select_tree(parser, _explain_body(query))
-        if kind == "SELECT":
-            return _select_tree(parser, query)
-        if kind == "MULTI":  # PIVOT without IN (...) creates an ENUM type first
-            raise SqlRefusedError("this statement runs more than one statement (PIVOT without "
-                                  "an IN list creates a type first)",
-                                  hint="list the pivot values: PIVOT t ON col IN ('a', 'b') ...")
-        raise SqlRefusedError(f"{kind} statements are refused: `thinkforge sql` is read-only"
-                              if kind != "this kind of" else "this statement is refused: `thinkforge "
-                              "sql` runs queries only",
-                              hint=_REFUSED_HINT)
+        return _check_read_only(query, _parser())
+
+
+def _check_read_only(query: str, parser: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    try:
+        statements = parser.extract_statements(query)
+    except duckdb.Error as exc:
+        raise InputDataError(f"SQL error: {exc}") from exc
+    if len(statements) != 1:
+        raise SqlRefusedError(f"expected one SQL statement, got {len(statements)}",
+                              hint="run statements one at a time")
+    try:
+        kind = str(statements[0].type).rsplit(".", 1)[-1]
+    except ValueError:  # a statement type this duckdb's Python enum lacks (UPDATE EXTENSIONS)
+        kind = "this kind of"
+    if kind == "EXPLAIN":
+        return _select_tree(parser, _explain_body(query))
+    if kind == "SELECT":
+        return _select_tree(parser, query)
+    if kind == "MULTI":  # PIVOT without IN (...) creates an ENUM type first
+        raise SqlRefusedError("this statement runs more than one statement (PIVOT without "
+                              "an IN list creates a type first)",
+                              hint="list the pivot values: PIVOT t ON col IN ('a', 'b') ...")
+    raise SqlRefusedError(f"{kind} statements are refused: `thinkforge sql` is read-only"
+                          if kind != "this kind of" else "this statement is refused: `thinkforge "
+                          "sql` runs queries only",
+                          hint=_REFUSED_HINT)
 
 
 def _explain_body(query: str) -> str:
@@ -201,6 +208,11 @@ def sandbox_connection(memory_limit: str | None = None, threads: int | None = No
     """An in-memory DuckDB that can open no file at all (see the module docstring), but
     the ``readable`` files (the selection files and base shards of selection views the
     query names) and the shards ``files`` (a ``QueryFiles``) serves read-only."""
+    return _close_off(_open_sandbox(memory_limit, threads), readable, files)
+
+
+def _open_sandbox(memory_limit: str | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """The sandbox before it is closed off: nothing may run on it but parsing."""
     config: dict[str, Any] = dict(_NO_FILES)
     if memory_limit:
         config["memory_limit"] = memory_limit
@@ -208,6 +220,11 @@ def sandbox_connection(memory_limit: str | None = None, threads: int | None = No
         config["threads"] = threads
     con = duckdb.connect(":memory:", config=config)
     con.execute("SET enable_progress_bar = false")  # it would print into stdout's data (duck.py)
+    return con
+
+
+def _close_off(con: duckdb.DuckDBPyConnection, readable: list[str] = (),
+               files=None) -> duckdb.DuckDBPyConnection:
     readable = list(readable)
     if files is not None:
         con.register_filesystem(files)
@@ -344,8 +361,11 @@ def _attach_versions(con: duckdb.DuckDBPyConnection, store: DatasetStore,
                 continue
             if relation is None:  # a version without shards
                 con.register(view, _empty(reason=view.endswith("/rejected")))
-            else:
+                continue
+            try:  # the view reads the shards' footers now
                 con.execute(f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM {relation}")
+            except duckdb.Error as exc:
+                raise _unreadable(exc) from None
 
 
 class SqlResult:
@@ -477,7 +497,7 @@ class _mapped_errors:
             raise SqlRefusedError(f"refused: {_first_line(exc)}",
                                   hint="queries read the store's versions through their views "
                                        "(see `thinkforge catalog`), never files") from None
-        if _is_arrow_error(exc):  # a damaged shard met while rows are read
+        if _is_arrow_error(exc) or _is_shard_error(exc):  # a damaged shard met while rows are read
             self.result.close()
             raise _unreadable(exc) from None
         if isinstance(exc, duckdb.Error):
@@ -494,6 +514,12 @@ def _is_arrow_error(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover - pyarrow is a core dependency
         return False
     return isinstance(exc, pa.ArrowException)
+
+
+def _is_shard_error(exc: BaseException) -> bool:
+    """DuckDB could not read a shard it reads through ``QueryFiles`` (its URL in the text)."""
+    return isinstance(exc, duckdb.Error) and not isinstance(exc, duckdb.PermissionException) \
+        and "thinkforge://" in str(exc)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -513,20 +539,20 @@ def run_sql(store: DatasetStore, query: str, *, limit: int | None = None, verify
     if not store.datasets_dir.is_dir():
         raise NotFoundError(f"store {store.root} has no datasets yet",
                             hint="import one first: thinkforge import FILE --name NAME")
-    tree = check_read_only(query)
-    manifests = [m for m in store.manifests() if allow is None or allow(m.name)]
-    wanted = referenced_names(tree)
-    for m in manifests:  # only the versions the query reads: a damaged one elsewhere is no
-        if wanted is None or {m.ref, m.name, m.ref + "/rejected"} & wanted:  # reason to refuse
-            (store.verify if verify else store.check_sizes)(m)
-    files = query_files(store, manifests, wanted)
-    try:
-        con = sandbox_connection(memory_limit, readable=selection_files(store, manifests, wanted),
-                                 files=files)
+    try:  # one DuckDB per query: it parses the query, then is closed off (_close_off)
+        con = _open_sandbox(memory_limit)
     except duckdb.Error as exc:
         raise InputDataError(f"SQL settings: {_first_line(exc)}",
                              hint="--memory-limit takes a size such as 2GB or 512MiB") from None
     try:
+        tree = check_read_only(query, parser=con)
+        manifests = [m for m in store.manifests() if allow is None or allow(m.name)]
+        wanted = referenced_names(tree)
+        for m in manifests:  # only the versions the query reads: a damaged one elsewhere is no
+            if wanted is None or {m.ref, m.name, m.ref + "/rejected"} & wanted:  # reason to refuse
+                (store.verify if verify else store.check_sizes)(m)
+        files = query_files(store, manifests, wanted)
+        _close_off(con, readable=selection_files(store, manifests, wanted), files=files)
         try:
             _attach_versions(con, store, manifests, wanted, allow, files)
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
