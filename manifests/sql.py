@@ -13,20 +13,25 @@ store's bytes unchanged, so a hole in one is not a hole in the promise.
    with ``enable_external_access = false`` set *after* opening (opened with it, DuckDB
    2.0 allow-lists ``<cwd>/:memory:`` files, which COPY can write), no allowed directories
    or paths, no temp directory (no spilling), no extension auto-loading, no Python
-   replacement scans, and the configuration locked.  The versions reach it as Arrow
-   datasets opened by thinkforge itself: pyarrow reads the shards, DuckDB sees Arrow
-   streams.  So no path a query names can be opened, for reading or for writing: not a
-   shard, not ``catalog.duckdb``, not a manifest, not ``/etc/passwd``; ``COPY ... TO``,
-   ``EXPORT DATABASE``, ``ATTACH 'file'``, ``read_blob``/``read_text`` fail with a
-   permission error even when the statement got past the first lock.
+   replacement scans, and the configuration locked.  DuckDB's Parquet reader reads the
+   shards of the versions the query names as ``thinkforge://datasets/...`` through
+   ``query_files.QueryFiles``: exactly those files, for reading only (every write, delete,
+   listing or glob is refused), and ``allowed_paths`` lists only those URLs.  So no local
+   path a query names can be opened, for reading or for writing: not a shard, not
+   ``catalog.duckdb``, not a manifest, not ``/etc/passwd``; ``COPY ... TO``, ``EXPORT
+   DATABASE``, ``ATTACH 'file'``, ``read_blob``/``read_text`` fail with a permission error
+   even when the statement got past the first lock, and so does a write to a shard's URL.
 
-``current_setting`` shows no path of the store (no directory setting is set; the views
-read ``python_arrow_scan()``), and ``versions.path`` is relative to the store.  The one
-exception: a *selection* version (``manifests/selection.py``) is a join DuckDB runs over
-``read_parquet(..., file_row_number=true)``, which Arrow datasets cannot give; when a query
-names one, exactly the files its rows are read from (its selection file, the base shards
-and digests) are made readable with ``allowed_paths`` before external access is switched
-off.  Lock 1 still refuses every statement that could write them.
+``current_setting`` shows no path of the store (the URLs are relative to it), and
+``versions.path`` is relative to the store.  The one exception: a *selection* version
+(``manifests/selection.py``) is a join DuckDB runs over ``read_parquet(...,
+file_row_number=true)`` of local paths; when a query names one, exactly the files its rows
+are read from (its selection file, the base shards and digests) are made readable with
+``allowed_paths`` before external access is switched off.  Lock 1 still refuses every
+statement that could write them.
+
+One DuckDB is opened per query (opening one costs ~30 ms): it parses the query first, and
+is closed off (``_close_off``) before any view exists or anything runs.
 
 Trade-offs: with no temp directory a query that needs more than ``memory_limit`` fails
 (``--memory-limit`` raises it) instead of spilling to disk; shards are checked by size
@@ -42,21 +47,16 @@ from typing import Any
 
 import duckdb
 
-from .catalog_tables import RUNS_TABLE, TABLES, lineage_rows, version_row
-from .duck import quote_ident, quote_literal
 from .errors import (
     InputDataError,
-    IntegrityError,
     Interrupted,
     NotFoundError,
     ResourceLimitError,
     SqlRefusedError,
 )
-from .manifest import Manifest
 from .query_limits import QueryGuard, SigintWatcher, parse_size
-from .selection import any_rejected_relation, row_relation
+from .sql_views import _attach_versions, _first_line, _unreadable, query_files, selection_files  # noqa: F401
 from .store import StoreReader as DatasetStore  # reads only
-from .training_runs import run_rows
 
 _REFUSED_HINT = ("use SELECT (CTEs, joins and window functions work) or plain EXPLAIN; new "
                  "versions are made with import, filter and build")
@@ -245,129 +245,6 @@ def _close_off(con: duckdb.DuckDBPyConnection, readable: list[str] = (),
     return con
 
 
-def _empty(reason: bool = False):
-    """A version without shards: no rows and no columns (but ``reason`` for its rejected view)."""
-    import pyarrow as pa
-
-    return pa.schema([pa.field("reason", pa.string())] if reason else []).empty_table()
-
-
-def _names(m: Manifest, is_latest: bool) -> set[str]:
-    """The views a version is seen under."""
-    return {m.ref, m.ref + "/rejected"} | ({m.name, m.name + "/rejected"} if is_latest else set())
-
-
-def _latest(manifests: list[Manifest]) -> dict[str, Manifest]:
-    latest: dict[str, Manifest] = {}
-    for m in manifests:
-        if m.number > (latest[m.name].number if m.name in latest else 0):
-            latest[m.name] = m
-    return latest
-
-
-def query_files(store: DatasetStore, manifests: list[Manifest], wanted: set[str] | None):
-    """The shards (and rejected shards) of the plain versions a query names, served
-    read-only (``QueryFiles``); None when it names none (fsspec is not even imported)."""
-    latest = _latest(manifests)
-    paths = []
-    for m in manifests:
-        if m.selection is None and (wanted is None or _names(m, latest[m.name] is m) & wanted):
-            paths += store.shard_paths(m) + store.rejected_paths(m)
-    if not paths:
-        return None
-    from .query_files import QueryFiles
-
-    return QueryFiles(store.root, paths)
-
-
-def _parquet(files, paths: list, union: bool = False) -> str:
-    urls = ", ".join(quote_literal(files.url_of(p)) for p in paths)
-    # union: rejected shards of different steps may have different columns
-    return f"read_parquet([{urls}], hive_partitioning=false{', union_by_name=true' if union else ''})"
-
-
-def _version_relations(files, store: DatasetStore, m: Manifest) -> tuple[Any, Any]:
-    """(rows, rejected rows) of a plain version: SQL over its shards, or empty Arrow tables."""
-    rows = _parquet(files, store.shard_paths(m)) if m.files else None
-    if m.rejected.files:
-        rejected = _parquet(files, store.rejected_paths(m), union=True)
-    elif rows is not None:  # nothing rejected: no rows, the version's columns + reason
-        rejected = f"(SELECT *, NULL::VARCHAR AS reason FROM {rows} WHERE false)"
-    else:
-        rejected = None
-    return rows, rejected
-
-
-def selection_files(store: DatasetStore, manifests: list[Manifest],
-                    wanted: set[str] | None) -> list[str]:
-    """The files the selection views a query names read: its only readable files."""
-    latest = _latest(manifests)
-    out: list[str] = []
-    for m in manifests:
-        if m.selection is None:
-            continue
-        if wanted is None or _names(m, latest[m.name] is m) & wanted:
-            out += [str(p) for _, _, p in store.version_files(m)]
-    return sorted(set(out))
-
-
-def _attach_versions(con: duckdb.DuckDBPyConnection, store: DatasetStore,
-                     manifests: list[Manifest], wanted: set[str] | None,
-                     allow: Callable[[str], bool] | None = None, files=None) -> None:
-    """Tables ``versions``, ``lineage`` and ``runs``, and a view per version the query names.
-
-    With ``allow``, ``manifests`` holds only the allowed datasets' versions; lineage rows
-    and training runs that name another dataset are left out too."""
-    latest = {}
-    for m in manifests:
-        if m.number > latest.get(m.name, (0, None))[0]:
-            latest[m.name] = (m.number, m)
-    for table in ("versions", "lineage"):
-        con.execute(TABLES[table])
-    con.execute(RUNS_TABLE)
-    for run in run_rows(store):
-        if allow is not None and not all(allow(ref.split("@")[0]) for ref in run["data_refs"]):
-            continue
-        con.execute("INSERT INTO runs VALUES (" + ",".join("?" * len(run)) + ")", list(run.values()))
-    rows = [version_row(m, f"datasets/{m.name}/{m.version}", latest[m.name][1] is m)
-            for m in manifests]
-    if rows:
-        con.executemany("INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-    if lineage := [r for m in manifests for r in lineage_rows(m) if allow is None or allow(r[2])]:
-        con.executemany("INSERT INTO lineage VALUES (?,?,?,?,?)", lineage)
-
-    def want(view: str) -> bool:
-        return wanted is None or view in wanted
-
-    for m in manifests:
-        is_latest = latest[m.name][1] is m
-        if m.selection is not None:  # read by DuckDB from the files selection_files allowed
-            rows = row_relation(store, m)
-            rejected = any_rejected_relation(store, m) or \
-                f"(SELECT *, NULL::VARCHAR AS reason FROM {rows} WHERE false)"
-            for view, relation in ((m.ref, rows), (m.name, rows if is_latest else None),
-                                   (m.ref + "/rejected", rejected),
-                                   (m.name + "/rejected", rejected if is_latest else None)):
-                if relation is not None and want(view):
-                    con.execute(f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM {relation}")
-            continue
-        names = _names(m, is_latest)
-        if wanted is not None and not names & wanted:
-            continue
-        rows, rejected = _version_relations(files, store, m)
-        for view in sorted(names):
-            relation = rejected if view.endswith("/rejected") else rows
-            if not want(view):
-                continue
-            if relation is None:  # a version without shards
-                con.register(view, _empty(reason=view.endswith("/rejected")))
-                continue
-            try:  # the view reads the shards' footers now
-                con.execute(f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM {relation}")
-            except duckdb.Error as exc:
-                raise _unreadable(exc) from None
-
-
 class SqlResult:
     """A streaming query result; rows are fetched in chunks as they are consumed.
 
@@ -522,10 +399,6 @@ def _is_shard_error(exc: BaseException) -> bool:
         and "thinkforge://" in str(exc)
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
 def run_sql(store: DatasetStore, query: str, *, limit: int | None = None, verify: bool = False,
             timeout: float | None = None, memory_limit: str | None = None,
             allow: Callable[[str], bool] | None = None, owns_process: bool = False) -> SqlResult:
@@ -566,10 +439,3 @@ def run_sql(store: DatasetStore, query: str, *, limit: int | None = None, verify
     except BaseException:
         con.close()
         raise
-
-
-def _unreadable(exc: BaseException) -> IntegrityError:
-    """A shard that passed the size check but is not readable Parquet (a damaged footer)."""
-    return IntegrityError(f"a shard the query reads is not readable Parquet: {_first_line(exc)}",
-                          hint="the version was damaged after publishing: `thinkforge verify --all` "
-                               "names it; restore the file or rebuild the version")

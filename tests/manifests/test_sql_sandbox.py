@@ -269,6 +269,43 @@ def test_the_sandbox_alone_cannot_open_files(world, monkeypatch):
     assert snapshot(world["base"]) == world["before"]
 
 
+def test_the_read_only_filesystem_refuses_writes_to_the_shards_it_serves(world, monkeypatch):
+    """Lock 2 without lock 1, on exactly the files a query may read (every plain version's
+    shards, as ``query('...')`` makes them readable): they read, and no write reaches them."""
+    from thinkforge.manifests.sql import query_files
+
+    monkeypatch.chdir(world["cwd"])
+    store = world["store"]
+    files = query_files(store, list(store.manifests()), None)
+    urls = files.urls()
+    assert urls and all(u.startswith("thinkforge://datasets/") for u in urls)
+    assert not any(str(store.root) in u for u in urls)  # no store path in a view or an error
+    con = sandbox_connection(files=files)
+    con.execute("SET lock_configuration = true")
+    assert con.execute(f"SELECT count(*) FROM read_parquet('{urls[0]}')").fetchone()[0] >= 1
+    for url in urls:
+        for statement in [f"COPY (SELECT 1 AS a) TO '{url}' (FORMAT parquet)",
+                          f"COPY (SELECT 1 AS a) TO '{url}' (FORMAT parquet, USE_TMP_FILE false)",
+                          f"COPY (SELECT 1 AS a) TO '{url}' (FORMAT csv, USE_TMP_FILE false)",
+                          f"COPY (SELECT 1 AS a) TO '{url}.csv'",
+                          "EXPORT DATABASE 'thinkforge://datasets/e'",
+                          "SELECT * FROM glob('thinkforge://datasets/*')",
+                          "SELECT * FROM read_parquet('thinkforge://datasets/*/*/*/*.parquet')",
+                          f"SELECT * FROM read_parquet('{url.replace('datasets/', 'datasets/x/../', 1)}')",
+                          f"SELECT * FROM read_parquet('{store.shard_paths(next(store.manifests()))[0]}')"]:
+            with pytest.raises(duckdb.Error):
+                con.execute(statement).fetchall()
+        try:  # DuckDB attaches an unknown protocol's path as a new in-memory database
+            con.execute(f"ATTACH '{url}' AS x (READ_WRITE)")
+            con.execute("CREATE TABLE x.t AS SELECT 1 AS a")
+            con.execute("CHECKPOINT x")
+            con.execute("DETACH x")
+        except duckdb.Error:
+            pass
+    con.close()
+    assert snapshot(world["base"]) == world["before"]
+
+
 @pytest.mark.parametrize("query", ["EXPLAIN ANALYZE SELECT 1", "EXPLAIN (ANALYZE) SELECT 1",
                                    "SELECT 1; SELECT 2", "CALL pragma_version()"])
 def test_allow_list_refuses_before_anything_runs(query):
