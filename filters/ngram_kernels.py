@@ -58,8 +58,9 @@ def _load_registries() -> None:
 
     Using even a cached kernel loads every registry, and two of them import optional
     packages only to offer features these kernels never use: ``numba.np.arraymath`` imports
-    ``scipy.linalg`` (numba imports scipy itself, cheaply) to see whether ``np.dot`` can use a BLAS (0.3 s of a 1M-row decontam
-    step's ~3 s), ``typing.cffi_utils`` imports cffi + pycparser (0.1 s).  Hidden, numba
+    ``scipy.linalg`` (numba imports the top-level ``scipy`` itself, cheaply) to see whether
+    ``np.dot`` can use a BLAS (0.3 s of a 1M-row decontam step's ~3 s),
+    ``typing.cffi_utils`` imports cffi + pycparser (0.1 s).  Hidden, numba
     records them as absent (in this process its ``np.dot``/``np.linalg`` and cffi calls are
     unavailable to compiled code; nothing in thinkforge uses them); a process that imported
     them already keeps them.
