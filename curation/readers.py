@@ -101,9 +101,10 @@ def _guess(path: Path) -> str:
         return "jsonl"
 
 
-def read_batches(path: Path, fmt: str | None = None, batch_rows: int = BATCH_ROWS
+def read_batches(path: Path, fmt: str | None = None, batch_rows: int | None = None
                  ) -> Iterator[list[tuple[int, dict[str, Any] | SourceRowError]]]:
     fmt = fmt or detect_format(path)
+    batch_rows = batch_rows or BATCH_ROWS
     check_source(path, fmt)
     reader = {"jsonl": _jsonl, "json": _json, "parquet": _parquet, "csv": _csv, "hf": _hf}[fmt]
     batch: list[tuple[int, dict[str, Any] | SourceRowError]] = []
@@ -349,7 +350,29 @@ def _json(path: Path, _batch_rows: int):
                                         json.dumps(row)[:2000])
 
 
-def _parquet(path: Path, batch_rows: int):
+@dataclass
+class ArrowBatch:
+    """``table``'s rows are rows ``first``, ``first + 1``... of a Parquet file or HF dataset."""
+
+    table: Any  # pyarrow Table or RecordBatch
+    first: int
+
+    @property
+    def numbers(self) -> np.ndarray:
+        return np.arange(self.first, self.first + self.table.num_rows, dtype=np.int64)
+
+    def rows(self) -> list[tuple[int, dict[str, Any]]]:
+        return list(enumerate(self.table.to_pylist(), start=self.first))
+
+
+def arrow_batches(path: Path, fmt: str, batch_rows: int | None = None) -> Iterator[ArrowBatch]:
+    """A Parquet file (``batch_rows`` at a time within each row group) or a Hugging Face
+    dataset as Arrow batches: what ``read_batches`` turns into dicts."""
+    check_source(path, fmt)
+    yield from (_parquet_batches if fmt == "parquet" else _hf_batches)(path, batch_rows or BATCH_ROWS)
+
+
+def _parquet_batches(path: Path, batch_rows: int) -> Iterator[ArrowBatch]:
     import pyarrow.parquet as pq
 
     try:
@@ -361,14 +384,18 @@ def _parquet(path: Path, batch_rows: int):
     for group in range(parquet.metadata.num_row_groups):
         try:
             for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=[group]):
-                rows = batch.to_pylist()
-                yield list(enumerate(rows, start=number))
-                number += len(rows)
+                yield ArrowBatch(batch, number)
+                number += batch.num_rows
         except (OSError, ValueError, ArithmeticError, UnicodeDecodeError) as exc:
             # pyarrow raises ArrowInvalid / ArrowIOError / OSError on corrupt pages
             raise InputDataError(f"{path}, row group {group} (rows from {number}): corrupt "
                                  f"Parquet data ({str(exc).splitlines()[0][:200]})",
                                  hint="the file is damaged: write it again from its source") from exc
+
+
+def _parquet(path: Path, batch_rows: int):
+    for batch in _parquet_batches(path, batch_rows):
+        yield batch.rows()
 
 
 def _csv(path: Path, _batch_rows: int):
@@ -393,7 +420,7 @@ def _csv(path: Path, _batch_rows: int):
                                  hint="check the quoting of that line") from exc
 
 
-def _hf(path: Path, batch_rows: int):
+def _hf_batches(path: Path, batch_rows: int) -> Iterator[ArrowBatch]:
     datasets = require("datasets", "hf")
     try:
         ds = datasets.load_from_disk(str(path))
@@ -408,6 +435,10 @@ def _hf(path: Path, batch_rows: int):
         ds = ds["train"]
     number = 0
     for table in ds.with_format("arrow").iter(batch_size=batch_rows):
-        rows = table.to_pylist()
-        yield list(enumerate(rows, start=number))
-        number += len(rows)
+        yield ArrowBatch(table, number)
+        number += table.num_rows
+
+
+def _hf(path: Path, batch_rows: int):
+    for batch in _hf_batches(path, batch_rows):
+        yield batch.rows()

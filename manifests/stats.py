@@ -5,11 +5,14 @@ What is counted depends on which columns the kind has, so one function serves ev
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .duck import connect, quote_ident
 
@@ -106,11 +109,24 @@ def _stats(con, tables: dict[str, str], names: set[str], chars_sql: str | None) 
             ).fetchall()
             stats[f"{flag}_rate"] = {m: {"checked": c, "true": n, "rate": (n / c) if c else None}
                                      for m, c, n in rows}
+    stats.update(narrow_stats(con, t, names))
+    return stats
+
+
+# the counts that need every row of a group at once (a pair's two modes) or DuckDB's own
+# floating-point sum: computed by a narrow scan at publish, not accumulated
+NARROW = ("pair_id", "pass_rate", "curriculum_batch")
+
+
+def narrow_stats(con, t: Callable[[str], str], names: set[str]) -> dict[str, Any]:
+    """The ``NARROW`` stats; ``t(column)``: the relation to read ``column`` from."""
+    stats: dict[str, Any] = {}
     if "pair_id" in names:  # sft: ON/OFF answers of one prompt and sample share a pair_id
+        # min <> max is count(DISTINCT reasoning) > 1 without a distinct set per group
         complete, orphans = con.execute(
-            f"SELECT count(*) FILTER (WHERE n > 1), count(*) FILTER (WHERE n = 1) FROM "
-            f"(SELECT pair_id, count(DISTINCT reasoning) AS n FROM {t('pair_id')} GROUP BY pair_id)"
-        ).fetchall()[0]
+            f"SELECT count(*) FILTER (WHERE lo <> hi), count(*) FILTER (WHERE lo = hi) FROM "
+            f"(SELECT pair_id, min(reasoning) AS lo, max(reasoning) AS hi FROM {t('pair_id')} "
+            "GROUP BY pair_id)").fetchall()[0]
         stats["pairs"] = {"complete": complete, "orphans": orphans}
     if "pass_rate" in names:
         stats["pass_rate_mean"] = con.execute(
@@ -119,3 +135,99 @@ def _stats(con, tables: dict[str, str], names: set[str], chars_sql: str | None) 
         stats["curriculum_batches"] = con.execute(
             f"SELECT count(DISTINCT curriculum_batch) FROM {t('curriculum_batch')}").fetchall()[0][0]
     return stats
+
+
+def quantile_cont(values: np.ndarray, counts: np.ndarray, q: float) -> float | None:
+    """DuckDB's ``quantile_cont`` (linear between the two nearest ranks) of the multiset of
+    sorted distinct ``values`` with ``counts``."""
+    n = int(counts.sum())
+    if n == 0:
+        return None
+    rn = (n - 1) * q
+    lo_rank, hi_rank = math.floor(rn), math.ceil(rn)
+    ends = np.cumsum(counts)
+    lo = float(values[int(np.searchsorted(ends, lo_rank, side="right"))])
+    if lo_rank == hi_rank:
+        return lo
+    hi = float(values[int(np.searchsorted(ends, hi_rank, side="right"))])
+    return lo + (hi - lo) * (rn - lo_rank)
+
+
+class Histogram:
+    """Exact counts of each distinct integer (token and character counts have few)."""
+
+    def __init__(self):
+        self.counts: dict[int, int] = {}
+
+    def add(self, arr: pa.Array) -> None:
+        arr = arr.drop_null()
+        if len(arr):
+            vc = pc.value_counts(arr)
+            for v, c in zip(vc.field(0).to_pylist(), vc.field(1).to_pylist(), strict=True):
+                self.counts[v] = self.counts.get(v, 0) + c
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        keys = sorted(self.counts)
+        return np.array(keys, dtype=np.int64), np.array([self.counts[k] for k in keys], dtype=np.int64)
+
+
+class StatsAccumulator:
+    """``compute_stats`` of a materialised version, accumulated as its rows are written (one
+    pass, no text read again); ``finish`` adds the ``NARROW`` stats from a narrow scan."""
+
+    def __init__(self, schema: pa.Schema):
+        self.names = set(schema.names)
+        self.rows = 0
+        self.by: dict[str, dict[str, int]] = {c: {} for c in COUNT_COLUMNS if c in self.names}
+        self.tokens = Histogram() if "output_tokens" in self.names else None
+        self.chars = Histogram() if "output" in self.names else None
+        self.flags = {f: {} for f in ("verified", "correct", "format_ok") if f in self.names}
+
+    def add(self, table: pa.Table, chars: pa.Array | None = None) -> None:
+        """``chars``: length(output) of each row, when the caller has it."""
+        self.rows += table.num_rows
+        for col, counts in self.by.items():
+            arr = table.column(col)
+            if not pa.types.is_string(arr.type):
+                arr = pc.cast(arr, pa.string())
+            _count(counts, pc.fill_null(arr, "<null>"))
+        if self.tokens is not None:
+            self.tokens.add(table.column("output_tokens"))
+        if self.chars is not None:
+            self.chars.add(pc.utf8_length(table.column("output")) if chars is None else chars)
+        for flag, by_mode in self.flags.items():
+            mode = table.column("reasoning") if "reasoning" in self.names else pa.nulls(table.num_rows)
+            grouped = pa.table({"m": mode, "f": table.column(flag)}).group_by("m", use_threads=False) \
+                .aggregate([("f", "count"), ("f", "sum")])
+            for m, checked, ok in zip(grouped["m"].to_pylist(), grouped["f_count"].to_pylist(),
+                                      grouped["f_sum"].to_pylist(), strict=True):
+                m = "all" if "reasoning" not in self.names else m
+                c0, n0 = by_mode.get(m, (0, 0))
+                by_mode[m] = (c0 + checked, n0 + (ok or 0))
+
+    def finish(self, narrow: dict[str, Any]) -> dict[str, Any]:
+        stats: dict[str, Any] = {"rows": self.rows}
+        for col, counts in self.by.items():
+            stats[f"by_{col}"] = {k: counts[k] for k in sorted(counts)}
+        if self.tokens is not None:
+            v, c = self.tokens.arrays()
+            stats["output_tokens"] = {"total": int((v * c).sum()),
+                                      **{f"p{round(q * 100)}": quantile_cont(v, c, q) for q in (0.5, 0.9, 0.99)},
+                                      "max": int(v[-1]) if len(v) else None}
+        if self.chars is not None:
+            v, c = self.chars.arrays()
+            stats["output_chars"] = {"p50": quantile_cont(v, c, 0.5), "p90": quantile_cont(v, c, 0.9),
+                                     "max": int(v[-1]) if len(v) else None}
+        for flag, by_mode in self.flags.items():
+            modes = sorted(by_mode, key=lambda m: (m is None, m or ""))  # NULLS LAST, as ORDER BY
+            stats[f"{flag}_rate"] = {m: {"checked": by_mode[m][0], "true": by_mode[m][1],
+                                         "rate": (by_mode[m][1] / by_mode[m][0]) if by_mode[m][0] else None}
+                                     for m in modes}
+        stats.update(narrow)
+        return stats
+
+
+def _count(counts: dict[str, int], arr) -> None:
+    vc = pc.value_counts(arr)
+    for k, n in zip(vc.field(0).to_pylist(), vc.field(1).to_pylist(), strict=True):
+        counts[k] = counts.get(k, 0) + n

@@ -54,8 +54,9 @@ from .selection import (
     write_digests,
 )
 from .signing import sign_into
-from .stats import compute_stats
+from .stats import compute_stats, narrow_stats
 from .store import ROW_GROUP_BYTES, ROW_GROUP_ROWS, SHARD_BYTES, StoreReader, validate_name
+from .streaming import StreamChecks
 
 LOG = logging.getLogger(__name__)
 
@@ -216,6 +217,10 @@ class VersionWriter:
         self._spill: Path | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self._borrowed: duckdb.DuckDBPyConnection | None = None
+        # rows given to write() are checked, digested and counted as they come (streaming.py);
+        # a shard made elsewhere (new_shard_path) sends the publish back to scanning them all
+        self._stream: StreamChecks | None = None
+        self._foreign_shards = False
 
     def __enter__(self) -> VersionWriter:
         return self
@@ -226,6 +231,8 @@ class VersionWriter:
                 self.publish()
         finally:
             self._close()
+            if self._stream is not None:
+                self._stream.close()
             if self._spill is not None:
                 shutil.rmtree(self._spill, ignore_errors=True)
             if self.manifest is None or self.reused or exc_type is not None:
@@ -263,6 +270,10 @@ class VersionWriter:
     # -- data --------------------------------------------------------------------------------
     def new_shard_path(self) -> Path:
         """Path of the next data shard, for writers that produce Parquet themselves (DuckDB)."""
+        self._foreign_shards = True
+        return self._next_shard_path()
+
+    def _next_shard_path(self) -> Path:
         self._close()
         path = self.staging / "data" / f"part-{self._shards:05d}.parquet"
         self._shards += 1
@@ -272,8 +283,13 @@ class VersionWriter:
         table = conform(rows, self.schema, where=f"{self.name} ({self.kind})")
         if table.num_rows == 0:
             return
+        if not self._foreign_shards:
+            if self._stream is None:
+                self._stream = StreamChecks(self.schema, self.kind, self.staging / DIGESTS_FILE,
+                                            schema_to_json(self.schema))
+            self._stream.add(table)
         if self._writer is None or self._written_bytes > SHARD_BYTES:
-            path = self.new_shard_path()
+            path = self._next_shard_path()
             self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
             self._written_bytes = 0
         per_row = max(1, table.nbytes // max(1, table.num_rows))
@@ -330,8 +346,13 @@ class VersionWriter:
         if self.selection_info is not None:
             return self._publish_selection()
         data = sorted((self.staging / "data").glob("*.parquet"))
+        stream = self._stream
+        if stream is not None:
+            stream.close()
+            if not self._foreign_shards and stream.rows and data:
+                return self._publish_streamed(data, stream)
         if not data:
-            pq.write_table(self.schema.empty_table(), self.new_shard_path(), compression="zstd")
+            pq.write_table(self.schema.empty_table(), self._next_shard_path(), compression="zstd")
             data = sorted((self.staging / "data").glob("*.parquet"))
         files = [self._entry(p) for p in data]
         for path in data:
@@ -343,6 +364,27 @@ class VersionWriter:
         fp = content_fingerprint(schema_to_json(self.schema), digest_bytes)
         stats = compute_stats(parquet_source(data), self.schema, con=self._connect())
         return self._finish(fp, files, rejected, stats, digests=self._entry(self.staging / DIGESTS_FILE))
+
+    def _publish_streamed(self, data: list[Path], stream: StreamChecks) -> Manifest:
+        """The publish of rows that all came through ``write``: the checks, digests and
+        stats were made as they came (streaming.py); only the ``NARROW`` stats scan the
+        shards again, and only their narrow columns."""
+        files = [self._entry(p) for p in data]
+        for path in data:
+            self._check_schema(path)
+        for column, n in stream.required.items():
+            if n:
+                self._missing_values(column, n)
+        for column in stream.enums:
+            if column in stream.bad:
+                self._invalid_values(column, stream.bad[column])
+        src = parquet_source(data)
+        if stream.repeated_key:  # a 64-bit key hash seen twice: the exact check decides
+            self._check_keys(src)
+        rejected = self._rejected_summary(sorted((self.staging / "rejected").glob("*.parquet")))
+        stats = stream.stats.finish(narrow_stats(self._connect(), lambda _: src, set(self.schema.names)))
+        return self._finish(stream.fingerprint.hexdigest(), files, rejected, stats,
+                            digests=self._entry(self.staging / DIGESTS_FILE))
 
     def _publish_selection(self) -> Manifest:
         """Publish ``selection.parquet`` (+ rejected positions): checks, digests, stats."""
@@ -440,18 +482,26 @@ class VersionWriter:
                             [list(ENUMS[c]) for c in enums]).fetchall()[0]
         for column, n in zip(required, found[:len(required)], strict=True):
             if n:
-                raise InputDataError(f"{self.name}: {n} row(s) have no value for required "
-                                     f"column {column!r}")
+                self._missing_values(column, n)
         for column, n in zip(enums, found[len(required):], strict=True):
             if n:
                 col = quote_ident(column)
                 bad = con.execute(f"SELECT DISTINCT {col} FROM {src} WHERE NOT "
                                   f"list_contains(?, {col}) LIMIT 5", [list(ENUMS[column])]).fetchall()
-                raise InputDataError(
-                    f"{self.name}: column {column!r} has invalid value(s) {[b[0] for b in bad]}",
-                    hint=f"allowed: {', '.join(ENUMS[column])}")
-        if only is not None:
-            return
+                self._invalid_values(column, [b[0] for b in bad])
+        if only is None:
+            self._check_keys(src)
+
+    def _missing_values(self, column: str, n: int) -> None:
+        raise InputDataError(f"{self.name}: {n} row(s) have no value for required column {column!r}")
+
+    def _invalid_values(self, column: str, bad: list[Any]) -> None:
+        raise InputDataError(f"{self.name}: column {column!r} has invalid value(s) {bad}",
+                             hint=f"allowed: {', '.join(ENUMS[column])}")
+
+    def _check_keys(self, src: str) -> None:
+        """Row keys unique: the exact check, a GROUP BY of the keys over every shard."""
+        con = self._connect()
         keys = ", ".join(quote_ident(k) for k in ROW_KEYS[self.kind])
         dup = con.execute(f"SELECT {keys}, count(*) AS n FROM {src} GROUP BY ALL HAVING n > 1 "
                           "LIMIT 3").fetchall()

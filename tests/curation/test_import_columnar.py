@@ -5,7 +5,7 @@ import json
 import random
 
 import pytest
-import thinkforge.curation.importer as importer
+import thinkforge.curation.import_job as importer
 import thinkforge.curation.readers as readers
 from thinkforge.curation.columnar import json_strings
 from thinkforge.curation.importer import ImportOptions, import_file
