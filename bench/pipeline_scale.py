@@ -128,6 +128,22 @@ def make_sft(path: Path, rows: int, seed: int = 0, batch: int = 500_000) -> list
     return prompts(src[shared]).to_pylist()
 
 
+def copy_parquet(src: Path, dst: Path) -> None:
+    """The import's floor: read the input Parquet in the importer's batches and write it
+    again (zstd, 100k-row writes), nothing else: no mapping, checks, digests or stats."""
+    pf = pq.ParquetFile(src)
+    pending, rows = [], 0
+    with pq.ParquetWriter(dst, pf.schema_arrow, compression="zstd") as writer:
+        for batch in pf.iter_batches(batch_size=10_000):
+            pending.append(batch)
+            rows += batch.num_rows
+            if rows >= 100_000:
+                writer.write_table(pa.Table.from_batches(pending))
+                pending, rows = [], 0
+        if pending:
+            writer.write_table(pa.Table.from_batches(pending))
+
+
 def run(label: str, cmd: list[str], env: dict, tmp: Path) -> tuple[float, float, float]:
     """Wall seconds, CPU seconds (user + system, all threads) and peak RSS (MiB) of one child
     process (``cmd`` after the Python interpreter)."""
@@ -157,7 +173,7 @@ def version_bytes(store: Path, name: str) -> int:
     return sum(f.stat().st_size for f in (store / "datasets" / name).rglob("*") if f.is_file())
 
 
-PHASES = ("make", "import", "quality", "dedup", "decontam", "near")
+PHASES = ("make", "floor", "import", "quality", "dedup", "decontam", "near")
 
 
 def phase_step(phase: str, tmp: Path, rows: int, memory_limit: str, near: bool
@@ -170,6 +186,7 @@ def phase_step(phase: str, tmp: Path, rows: int, memory_limit: str, near: bool
     # parent's size at fork, so a parent holding the rows made every step look 2.8 GiB
     return {
         "make": ("make data", None, [__file__, "--make", str(data), str(bench), str(rows)]),
+        "floor": ("floor: read + write the Parquet", None, [__file__, "--copy", str(data), str(tmp / "copy.parquet")]),
         "import": ("import", "sft", [*cli, "import", str(data), "--name", "sft", "--kind", "sft",
                                      "--map", "input=question", "--on-duplicate", "fail"]),
         "quality": ("filter quality", "sft-q", [*cli, "filter", "quality", "sft", "--name", "sft-q", *mem]),
@@ -199,7 +216,10 @@ def run_phase(phase: str, tmp: Path, rows: int, memory_limit: str, near: bool = 
     env = dict(os.environ, PYTHONPATH=str(ROOT), THINKFORGE_STORE=str(tmp / "store"))
     load0, started = os.getloadavg()[0], datetime.datetime.now(datetime.UTC)
     seconds, cpu, rss = run(label, cmd, env, tmp)
-    if name is None:
+    if phase == "floor":
+        written = (tmp / "copy.parquet").stat().st_size
+        (tmp / "copy.parquet").unlink()
+    elif name is None:
         written = sum(f.stat().st_size for f in (tmp / "sft.parquet", tmp / "bench.jsonl"))
     else:
         written = version_bytes(tmp / "store", name)
@@ -242,6 +262,13 @@ def report(records: list[dict], rows: int, target: int, counted: dict[str, int],
         print(f"| {r['label']} | {r['start'][11:16]} | {r['commit']} | {r['wall']:.1f} | {r['cpu']:.1f} | "
               f"{rows / r['wall']:,.0f} | {r['rss_mib']:,.0f} MiB | {r['bytes']:,d} |"
               + (f" {r['wall'] * scale / 60:.1f} min |" if extra else ""))
+    floor = next((r for r in records if r["phase"] == "floor"), None)
+    imp = next((r for r in records if r["phase"] == "import"), None)
+    if floor and imp:
+        mb = next((r["bytes"] for r in records if r["phase"] == "make"), 0) / 2**20
+        print(f"| **import / floor** | | | **{imp['wall'] / floor['wall']:.2f}x** | "
+              f"{imp['cpu'] / floor['cpu']:.2f}x | floor reads {mb / floor['wall']:,.0f} MiB/s of "
+              f"Parquet | | |" + (" |" if extra else ""))
     filters = [r for r in records if r["phase"] in ("quality", "dedup", "decontam")]
     if filters:
         fw, fc = sum(r["wall"] for r in filters), sum(r["cpu"] for r in filters)
@@ -260,6 +287,9 @@ def report(records: list[dict], rows: int, target: int, counted: dict[str, int],
 def main() -> None:
     if sys.argv[1:2] == ["--make"]:
         make_files(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
+        return
+    if sys.argv[1:2] == ["--copy"]:
+        copy_parquet(Path(sys.argv[2]), Path(sys.argv[3]))
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=3_000_000)
@@ -299,7 +329,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.tmp) as d:
         tmp = Path(d)
         records = [run_phase(p, tmp, args.rows, args.memory_limit, args.near)
-                   for p in ("make", "import", "quality", "dedup", "decontam")]
+                   for p in ("make", "floor", "import", "quality", "dedup", "decontam")]
         counted = counts(tmp, ["sft", "sft-q", "sft-d", "sft-c"])
     near = []
     if args.near_rows:
