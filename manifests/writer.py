@@ -292,12 +292,15 @@ class VersionWriter:
             self._disconnect()
 
     def _publish(self) -> Manifest:
-        if self.selection_info is not None:
-            return self._publish_selection()
-        data = sorted((self.staging / "data").glob("*.parquet"))
         stream = self._stream
         if stream is not None:
             stream.close()
+        if self.selection_info is not None:
+            if stream is not None:  # rows written before select(): their digests are not this version's
+                (self.staging / DIGESTS_FILE).unlink(missing_ok=True)
+            return self._publish_selection()
+        data = sorted((self.staging / "data").glob("*.parquet"))
+        if stream is not None:
             if not self._foreign_shards and stream.rows and data:
                 return self._publish_streamed(data, stream)
         if not data:
