@@ -134,7 +134,8 @@ def copy_parquet(src: Path, dst: Path) -> None:
     pf = pq.ParquetFile(src)
     pending, rows = [], 0
     with pq.ParquetWriter(dst, pf.schema_arrow, compression="zstd") as writer:
-        for batch in pf.iter_batches(batch_size=10_000):
+        for batch in (b for g in range(pf.num_row_groups)  # one row group at a time, as import reads
+                      for b in pf.iter_batches(batch_size=10_000, row_groups=[g])):
             pending.append(batch)
             rows += batch.num_rows
             if rows >= 100_000:
