@@ -109,3 +109,25 @@ def test_a_clean_file_is_mapped_by_arrow_only(tmp_path, monkeypatch):
     results, arrow_batches = import_both(tmp_path, monkeypatch, clean, mapping={"input": "question"})
     same_version(results["arrow"], results["rows"])
     assert arrow_batches == 7 and results["arrow"].rows == 300  # row groups of 130, batches of 50
+
+
+def test_rollouts_with_floats_match_the_row_path(tmp_path, monkeypatch):
+    """Floats (a NaN is missing: row by row), integers into a float field, int32 samples."""
+    n = 600
+    reward = [i / 7 for i in range(n)]
+    reward[410] = float("nan")
+    table = pa.table({
+        "prompt_id": [f"p{i // 4}" for i in range(n)], "sample": pa.array([i % 4 for i in range(n)], pa.int32()),
+        "generator": ["g"] * n, "reasoning": ["on" if i % 3 else "off" for i in range(n)],
+        "output": [f"answer {i}" for i in range(n)], "correct": [i % 5 == 0 for i in range(n)],
+        "reward": reward, "output_tokens": list(range(n)), "score": list(range(n))})
+    path = tmp_path / "r.parquet"
+    pq.write_table(table, path, row_group_size=200)
+    monkeypatch.setattr(readers, "BATCH_ROWS", 50)
+    out = {}
+    for side in ("arrow", "rows"):
+        if side == "rows":
+            monkeypatch.setattr(arrow_map.ArrowMapper, "map", lambda self, t: None)
+        out[side] = import_file(DatasetStore(tmp_path / side), path, ImportOptions(
+            name="r", kind="rollouts", mapping={"format_ok": "correct"}))
+    same_version(out["arrow"], out["rows"])
