@@ -104,6 +104,8 @@ def run_thinkforge(store, rows, items, trace: bool = False):
     from thinkforge.filters.base import Resources
     from thinkforge.filters.decontam import run_decontam
 
+    if str(ROOT) not in sys.path:  # run as `python bench/filters_decontam.py`: bench.sqltrace
+        sys.path.insert(0, str(ROOT))
     from bench.sqltrace import traced
 
     profile = cProfile.Profile() if trace else None
