@@ -132,27 +132,15 @@ def run_decontam(store: DatasetStore, data: Manifest, benchmarks: list[Manifest 
               FROM hits h JOIN bench_grams g ON g.gram = h.gram
               GROUP BY h.id, g.benchmark, g.item_id)
             WHERE rk = 1 AND n >= ?""", [config.min_matches])
-
-        def judged_sql(rows: str) -> str:  # every row of ``rows`` with its verdict
-            return ("SELECT s.*, CASE WHEN m.id IS NOT NULL THEN 'contaminated' END AS reason, "
-                    "m.benchmark, m.item_id AS matched_item, m.n AS matched_ngrams, "
-                    f"left(i.text, 200) AS matched_text FROM {rows} s LEFT JOIN matched m "
-                    "ON m.id = s.id LEFT JOIN (SELECT DISTINCT ON (benchmark, item_id) * FROM "
-                    "items) i ON i.benchmark = m.benchmark AND i.item_id = m.item_id")
-
-        con.execute(f"CREATE TEMP VIEW judged AS {judged_sql('src')}")
-        narrow = None
-        if ctx.selects(data):
-            # a selection: each row's verdict next to where it lives in the base (the rows
-            # read once, with their positions), so keep_reject writes the positions without
-            # matching 1M ids to them again (0.3-0.5 s of a 1M-row step)
-            con.execute("CREATE TEMP VIEW judged_at AS "
-                        + judged_sql(source(store, data, positions=True)))
-            narrow = "judged_at"
+        con.execute(
+            "CREATE TEMP VIEW judged AS SELECT s.*, CASE WHEN m.id IS NOT NULL THEN "
+            "'contaminated' END AS reason, m.benchmark, m.item_id AS matched_item, "
+            "m.n AS matched_ngrams, left(i.text, 200) AS matched_text FROM src s "
+            "LEFT JOIN matched m ON m.id = s.id LEFT JOIN (SELECT DISTINCT ON (benchmark, "
+            "item_id) * FROM items) i ON i.benchmark = m.benchmark AND i.item_id = m.item_id")
         ctx.keep_reject("judged", columns, order=row_order(data), rejected_order=("id", None),
                         extra=("benchmark", "matched_item", "matched_ngrams", "matched_text"),
-                        size_of=[data], rows_from=data, narrow=narrow,
-                        positioned=narrow is not None)
+                        size_of=[data], rows_from=data)
         by_benchmark = dict(con.execute("SELECT benchmark, count(*) FROM matched GROUP BY ALL "
                                         "ORDER BY 1").fetchall())
         ctx.provenance.update({"data": data.ref, "benchmarks": [v.ref for v in versions]
