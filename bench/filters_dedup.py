@@ -90,7 +90,8 @@ def should_remove(texts, groups, ids, threshold, k) -> set[str]:
     return {ids[order[r]] for r in np.flatnonzero(label != np.arange(len(ids)))}
 
 
-def run_thinkforge(texts, ids, threshold, num_perm, k, work: Path) -> tuple[set[str], float]:
+def run_thinkforge(texts, ids, threshold, num_perm, k, fn_weight, work: Path
+                   ) -> tuple[set[str], float, str]:
     from thinkforge.filters.base import Resources
     from thinkforge.filters.dedup import DedupConfig, run_dedup
     from thinkforge.manifests import DatasetStore
@@ -103,17 +104,23 @@ def run_thinkforge(texts, ids, threshold, num_perm, k, work: Path) -> tuple[set[
                           "verifier": ["none"] * n}))
     start = time.perf_counter()
     m = run_dedup(store, w.manifest, "dedup", DedupConfig(threshold=threshold, num_perm=num_perm,
-                                                          shingle=k),
+                                                          shingle=k, false_negative_weight=fn_weight),
                   resources=Resources(memory_limit="1GiB"))
     seconds = time.perf_counter() - start
 
     from thinkforge.manifests.selection import read_rejected  # plain shards or a selection's positions
 
     removed = set(read_rejected(store, m).column("id").to_pylist())
-    return removed, seconds
+    p = m.provenance
+    return removed, seconds, (f"b x r = {p['lsh_bands']} x {p['lsh_rows']}, exact Jaccard, "
+                              f"{p['candidate_pairs']:,} candidates")
 
 
-def run_datasketch(texts, ids, threshold, num_perm, k) -> tuple[set[str], float]:
+def run_datasketch(texts, ids, threshold, num_perm, k, params=None, exact=True
+                   ) -> tuple[set[str], float, str]:
+    """datasketch's MinHashLSH with ``params`` = (bands, rows) (None: its own choice for the
+    threshold), candidates verified by the exact Jaccard of the shingle sets (Python sets,
+    kept per row) or, ``exact=False``, by the MinHash estimate."""
     from datasketch import MinHash, MinHashLSH
     from thinkforge.filters.minhash import connected_components
 
@@ -127,26 +134,34 @@ def run_datasketch(texts, ids, threshold, num_perm, k) -> tuple[set[str], float]
             removed_exact.add(i)
         else:
             first[key] = i
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    hashes = {}
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, params=params)
+    hashes, sets = {}, {}
     left, right = [], []
+    candidates = 0
     for i in order:
         if i in removed_exact:
             continue
         m = MinHash(num_perm=num_perm)
-        m.update_batch([" ".join(s).encode() for s in shingles(texts[i], k)])
+        own = shingles(texts[i], k)
+        m.update_batch([" ".join(s).encode() for s in own])
         for j in lsh.query(m):
-            if hashes[j].jaccard(m) >= threshold:
+            candidates += 1
+            if (jaccard(sets[j], own) if exact else hashes[j].jaccard(m)) >= threshold:
                 left.append(j), right.append(i)
         lsh.insert(i, m)
-        hashes[i] = m
+        if exact:
+            sets[i] = own
+        else:
+            hashes[i] = m
     rank = np.empty(len(ids), dtype=np.int64)
     rank[np.array(order)] = np.arange(len(ids))
     label = connected_components(len(ids), rank[np.array(left, dtype=np.int64)],
                                  rank[np.array(right, dtype=np.int64)])
     near = {order[r] for r in np.flatnonzero(label != np.arange(len(ids)))}
     seconds = time.perf_counter() - start
-    return {ids[i] for i in near | removed_exact}, seconds
+    b, r = lsh.b, lsh.r
+    return {ids[i] for i in near | removed_exact}, seconds, \
+        f"b x r = {b} x {r}, {'exact' if exact else 'estimated'} Jaccard, {candidates:,} candidates"
 
 
 def main() -> None:
@@ -156,6 +171,11 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=0.8)
     ap.add_argument("--num-perm", type=int, default=128)
     ap.add_argument("--shingle", type=int, default=5)
+    ap.add_argument("--fn-weight", type=float, default=0.9,
+                    help="thinkforge's false_negative_weight; datasketch gets the same b x r")
+    ap.add_argument("--datasketch-defaults", action="store_true",
+                    help="also run datasketch at its defaults (b x r for weights 0.5/0.5, "
+                         "estimated Jaccard)")
     args = ap.parse_args()
     texts, groups = make_texts(args.rows, args.planted)
     ids = [f"r{i:08d}" for i in np.random.default_rng(1).permutation(len(texts))]
@@ -165,18 +185,25 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory(prefix="tf-dedup-") as tmp:
         results["thinkforge"] = run_thinkforge(texts, ids, args.threshold, args.num_perm,
-                                               args.shingle, Path(tmp))
-    results["datasketch"] = run_datasketch(texts, ids, args.threshold, args.num_perm, args.shingle)
+                                               args.shingle, args.fn_weight, Path(tmp))
+    from thinkforge.filters.minhash import optimal_bands
+
+    same = optimal_bands(args.threshold, args.num_perm, args.fn_weight)
+    results["datasketch"] = run_datasketch(texts, ids, args.threshold, args.num_perm,
+                                           args.shingle, params=same)
+    if args.datasketch_defaults:
+        results["datasketch-defaults"] = run_datasketch(texts, ids, args.threshold,
+                                                        args.num_perm, args.shingle, exact=False)
     ours = results["thinkforge"][1]
-    print(f"{'engine':<11} {'seconds':>8} {'rows/s':>10} {'removed':>8} {'precision':>9} "
-          f"{'recall':>7} {'ours faster by':>15}")
-    for engine, (removed, seconds) in results.items():
+    print(f"{'engine':<19} {'seconds':>8} {'rows/s':>10} {'removed':>8} {'precision':>9} "
+          f"{'recall':>7} {'ours faster by':>15}  settings")
+    for engine, (removed, seconds, settings) in results.items():
         hit = len(removed & truth)
         precision = hit / len(removed) if removed else 1.0
         recall = hit / len(truth) if truth else 1.0
         ratio = f"{seconds / ours:.2f}x" if engine != "thinkforge" else ""
-        print(f"{engine:<11} {seconds:>8.2f} {len(texts) / seconds:>10,.0f} {len(removed):>8,} "
-              f"{precision:>9.4f} {recall:>7.4f} {ratio:>15}")
+        print(f"{engine:<19} {seconds:>8.2f} {len(texts) / seconds:>10,.0f} {len(removed):>8,} "
+              f"{precision:>9.4f} {recall:>7.4f} {ratio:>15}  {settings}")
 
 
 if __name__ == "__main__":

@@ -3,15 +3,17 @@
 * **exact**: rows whose normalised text (lower case, words only, single spaces; see
   ``text.py``) is identical; the row with the smallest ``id`` is kept.
 * **near**: among the rows left, word ``shingle``-grams -> MinHash signatures (``num_perm``
-  hashes, vectorised numpy, ``minhash.py``) -> LSH bands chosen for ``threshold``.  Rows
-  that share a band are candidate pairs (all pairs in a bucket of up to 32 rows, each row
-  with the bucket's smallest otherwise); a pair is a duplicate when its estimated Jaccard
-  is >= ``threshold``.  Duplicates form clusters (connected components) and the smallest
-  ``id`` of each cluster is kept.
+  hashes, vectorised numpy, ``minhash.py``) -> LSH bands chosen for ``threshold`` with
+  missed pairs weighted ``false_negative_weight`` (recall first: every candidate is
+  verified).  Rows that share a band are candidate pairs (all pairs in a bucket of up to 32
+  rows, each row with the bucket's smallest otherwise); a pair is a duplicate when the
+  exact Jaccard of the two shingle sets is >= ``threshold`` (``minhash.ShingleSets``; the
+  words of the candidate rows are read again).  Duplicates form clusters (connected
+  components) and the smallest ``id`` of each cluster is kept.
 
 Every removed row is in rejected/ with ``reason`` ``exact_duplicate`` or
 ``near_duplicate``, ``duplicate_of`` (the id that was kept) and, for near duplicates,
-``similarity`` (estimated Jaccard to the row that linked it to its cluster).
+``similarity`` (the exact Jaccard of its best verified pair).
 
 ``sft`` versions hold an ON and an OFF answer per prompt and sample (one ``pair_id``),
 both with the same ``input``, so rows are not compared as they are:
@@ -24,8 +26,9 @@ both with the same ``input``, so rows are not compared as they are:
   ``drop-whole``, ``filters/pairs.py``) rejects the partner of a dropped row as
   ``pair_partner:<mode>:<reason>``.
 
-Out of core: DuckDB streams the word hashes in batches; signatures live in a memory-mapped
-file in the spill directory; band keys go to Parquet and DuckDB finds the shared buckets.
+Out of core: DuckDB streams the word hashes in batches; signatures live one batch at a time
+(only their band keys are kept, in Parquet in the spill directory) and DuckDB finds the
+shared buckets; the shingle sets held at once are those of the candidate rows.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from thinkforge.manifests.duck import quote_literal
 from thinkforge.manifests.schemas import ROW_KEYS, schema_for
 
 from .base import Resources, StepConfig, StepContext, declare_filter, require_kind, row_order, run_step, source
-from .minhash import MinHasher, band_keys, connected_components, estimated_jaccard, optimal_bands
+from .minhash import MinHasher, ShingleSets, band_keys, connected_components, optimal_bands, warm_up
 from .pairs import PAIRS_FIELD_HELP, PairPolicy, apply_pair_policy, pair_facts, resolve_policy
 from .text import (
     normalized_expr,
@@ -64,6 +67,11 @@ class DedupConfig(StepConfig):
     threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity of word shingles "
                                                           "at or above which rows are duplicates")
     num_perm: int = Field(128, ge=8, le=1024, description="MinHash permutations")
+    false_negative_weight: float = Field(
+        0.9, gt=0, lt=1, description="weight of missed pairs against extra candidates when "
+                                     "choosing the LSH bands (datasketch's weights = (1 - w, w)); "
+                                     "candidates are verified exactly, so above 0.5 buys recall "
+                                     "with time, not precision")
     shingle: int = Field(5, ge=1, le=32, description="words per shingle")
     on: Literal["input", "output"] = Field("input", description="which text to compare")
     seed: int = Field(1, description="seed of the MinHash functions")
@@ -90,6 +98,8 @@ def run_dedup(store: DatasetStore, data: Manifest, name: str, config: DedupConfi
 
     def body(ctx: StepContext) -> None:
         con = ctx.con
+        if config.near:
+            warm_up()  # numba's start-up overlaps the exact pass
         register(con)
         doc_views(con, store, data, per_prompt, by_mode)
         ctx.progress.phase("exact duplicates" if config.exact else "numbering rows")
@@ -177,11 +187,9 @@ def _near(ctx: StepContext, text: str, config: DedupConfig, by_mode: bool) -> di
     """Add near duplicates of the exact survivors to ``dups``; return facts for provenance."""
     con = ctx.con
     n = _count(con, "docs")
-    bands, rows = optimal_bands(config.threshold, config.num_perm)
+    bands, rows = lsh_params(config)
     spill = Path(con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0])
     spill.mkdir(parents=True, exist_ok=True)
-    signatures = np.lib.format.open_memmap(spill / "signatures.npy", mode="w+", dtype=np.uint32,
-                                           shape=(max(n, 1), config.num_perm))
     hasher = MinHasher(config.num_perm, config.shingle, config.seed)
     band_path = spill / "bands.parquet"
     ctx.progress.phase("MinHash signatures", rows=n - _count(con, "dups"))
@@ -193,7 +201,6 @@ def _near(ctx: StepContext, text: str, config: DedupConfig, by_mode: bool) -> di
         for batch, words in batches:
             idx = batch.column(0).to_numpy()
             sig = hasher.signatures(words)
-            signatures[idx] = sig
             ctx.progress.advance(len(idx))
             keys = band_keys(sig, bands, rows)
             empty = (sig == np.iinfo(np.uint32).max).all(axis=1)  # no words: nothing to compare
@@ -201,26 +208,18 @@ def _near(ctx: StepContext, text: str, config: DedupConfig, by_mode: bool) -> di
             out.write_table(pa.table({
                 "idx": np.repeat(idx, bands), "band": np.tile(np.arange(bands, dtype=np.int16), len(idx)),
                 "key": keys.reshape(-1)}, schema=schema))
-    signatures.flush()
     ctx.progress.phase("LSH candidate pairs")
-    bucket_src = f"read_parquet({quote_literal(str(band_path))})"
-    pairs = con.execute(f"""
-        WITH buckets AS (SELECT band, key, count(*) AS size, min(idx) AS first
-                         FROM {bucket_src} GROUP BY band, key HAVING count(*) > 1),
-             members AS (SELECT b.idx, k.band, k.key, k.size, k.first
-                         FROM {bucket_src} b JOIN buckets k USING (band, key))
-        SELECT DISTINCT a.idx AS l, b.idx AS r FROM members a JOIN members b
-          ON a.band = b.band AND a.key = b.key AND a.idx < b.idx
-         WHERE a.size <= {ALL_PAIRS_UP_TO}
-        UNION
-        SELECT first AS l, idx AS r FROM members WHERE size > {ALL_PAIRS_UP_TO} AND idx <> first
-    """).fetchnumpy()
+    pairs = con.execute(candidate_pairs_sql(f"read_parquet({quote_literal(str(band_path))})",
+                                            "idx")).fetchnumpy()
     left, right = pairs["l"].astype(np.int64), pairs["r"].astype(np.int64)
-    similarity = estimated_jaccard(signatures, left, right)
-    keep = similarity >= config.threshold
+    candidates = len(left)
     if by_mode:  # sft answers: an ON answer is never the duplicate of an OFF one
         groups = con.execute("SELECT grp FROM docs ORDER BY idx").fetchnumpy()["grp"]
-        keep &= groups[left] == groups[right]
+        same = groups[left] == groups[right]
+        left, right = left[same], right[same]
+    ctx.progress.phase("exact Jaccard of candidates")
+    similarity = _candidate_jaccard(con, text, hasher, left, right)
+    keep = similarity >= config.threshold
     left, right, similarity = left[keep], right[keep], similarity[keep]
     label = connected_components(n, left, right)
     linked = np.flatnonzero(label != np.arange(n))
@@ -231,9 +230,51 @@ def _near(ctx: StepContext, text: str, config: DedupConfig, by_mode: bool) -> di
     con.register("near_dups", pa.table({"idx": linked, "rep": label[linked],
                                         "similarity": best[linked]}))
     con.execute("INSERT INTO dups SELECT idx, rep, 'near_duplicate', similarity FROM near_dups")
-    del signatures
-    return {"near_duplicates": int(len(linked)), "candidate_pairs": int(len(keep)),
+    return {"near_duplicates": int(len(linked)), "candidate_pairs": candidates,
             "verified_pairs": int(keep.sum()), "lsh_bands": bands, "lsh_rows": rows}
+
+
+def lsh_params(config: DedupConfig) -> tuple[int, int]:
+    """(bands, rows) for the config: optimal for its threshold and false-negative weight."""
+    return optimal_bands(config.threshold, config.num_perm, config.false_negative_weight)
+
+
+def candidate_pairs_sql(bucket_src: str, key: str) -> str:
+    """SQL: the distinct candidate pairs (``l`` < ``r``, as ``key``) of the LSH buckets in
+    ``bucket_src`` (``key``, band, band key): every pair of a bucket of up to
+    ``ALL_PAIRS_UP_TO`` rows, each row with the bucket's smallest otherwise (a bucket of
+    thousands of copies would make millions of pairs; one edge each links the cluster)."""
+    return f"""
+        WITH buckets AS (SELECT band, key, count(*) AS size, min({key}) AS first
+                         FROM {bucket_src} GROUP BY band, key HAVING count(*) > 1),
+             members AS (SELECT b.{key}, k.band, k.key, k.size, k.first
+                         FROM {bucket_src} b JOIN buckets k USING (band, key))
+        SELECT DISTINCT a.{key} AS l, b.{key} AS r FROM members a JOIN members b
+          ON a.band = b.band AND a.key = b.key AND a.{key} < b.{key}
+         WHERE a.size <= {ALL_PAIRS_UP_TO}
+        UNION
+        SELECT first AS l, {key} AS r FROM members WHERE size > {ALL_PAIRS_UP_TO} AND {key} <> first"""
+
+
+def _candidate_jaccard(con, text: str, hasher: MinHasher, left: np.ndarray,
+                       right: np.ndarray) -> np.ndarray:
+    """The exact Jaccard of the shingle sets of each candidate pair: the words of just the
+    documents in a pair are read again (a small share of the rows; keeping every row's
+    shingles from the signature pass would cost more than the signatures)."""
+    need = np.unique(np.r_[left, right])
+    if not len(need):
+        return np.zeros(0)
+    con.register("__need", pa.table({"idx": need}))
+    grams, docs = [], []
+    for batch, words in word_hash_batches(
+            con, f"SELECT d.idx, {word_hashes_expr(text)} AS words FROM doc_src s JOIN docs d "
+            "ON d.id = s.id SEMI JOIN __need x ON x.idx = d.idx", BATCH_ROWS):
+        g, doc = hasher.shingles(words)
+        grams.append(g)
+        docs.append(np.searchsorted(need, batch.column(0).to_numpy()[doc]))
+    con.unregister("__need")
+    sets = ShingleSets(np.concatenate(grams), np.concatenate(docs), len(need))
+    return sets.jaccard(np.searchsorted(need, left), np.searchsorted(need, right))
 
 
 STEP = declare_filter(
