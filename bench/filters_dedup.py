@@ -12,6 +12,7 @@ Precision and recall are over removed rows; throughput is rows per second end to
 
     python bench/filters_dedup.py --rows 1000000
     python bench/filters_dedup.py --rows 50000       # quick
+    python bench/filters_dedup.py --rows 200000 --dask 2   # local vs Dask, thinkforge only
 """
 
 from __future__ import annotations
@@ -116,6 +117,47 @@ def run_thinkforge(texts, ids, threshold, num_perm, k, fn_weight, work: Path
                               f"{p['candidate_pairs']:,} candidates")
 
 
+def run_dask(texts, ids, threshold, num_perm, k, fn_weight, workers: int, work: Path) -> None:
+    """thinkforge only: the local executor vs a LocalCluster of ``workers`` single-thread
+    worker processes (near dedup in phases), same store; prints both and checks the bytes."""
+    import os
+
+    from distributed import Client, LocalCluster
+    from thinkforge.manifests import DatasetStore
+    from thinkforge.manifests.steps import RunContext, build_config, execute, load_steps
+
+    store = DatasetStore(work / "store")
+    n = len(texts)
+    with store.writer("bench", "prompts", step={"type": "bench"}) as w:
+        w.write(pa.table({"id": ids, "source": ["s"] * n, "category": ["math"] * n,
+                          "input": [[{"role": "user", "content": t}] for t in texts],
+                          "verifier": ["none"] * n}))
+    desc = load_steps()["dedup"]
+    cfg = build_config(desc.config_model(), {"threshold": threshold, "num_perm": num_perm,
+                                             "shingle": k, "false_negative_weight": fn_weight})
+
+    def step(name, settings):
+        start = time.perf_counter()
+        made = execute(RunContext(store, quiet=True, settings=settings), desc,
+                       {"data": w.manifest}, name, cfg)
+        return next(iter(made.values())), time.perf_counter() - start
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster):
+        dask = {"executor": "dask", "scheduler": cluster.scheduler_address}
+        runs = {"local": step("local-1", {"memory_limit": "1GiB"}),
+                f"dask {workers} (cold)": step("dask-1", {**dask, "memory_limit": "1GiB"}),
+                "local again": step("local-2", {"memory_limit": "1GiB"}),
+                f"dask {workers} (warm)": step("dask-2", {**dask, "memory_limit": "1GiB"})}
+    base = min(runs["local"][1], runs["local again"][1])
+    print(f"load average after: {os.getloadavg()}")
+    print(f"{'run':<16} {'seconds':>8} {'x local':>8} {'removed':>8}  fingerprint")
+    for label, (m, seconds) in runs.items():
+        print(f"{label:<16} {seconds:>8.2f} {seconds / base:>7.2f}x {m.rejected.rows:>8,}  "
+              f"{m.fingerprint[:16]}")
+    assert len({m.fingerprint for m, _ in runs.values()}) == 1, "executors disagree"
+
+
 def run_datasketch(texts, ids, threshold, num_perm, k, params=None, exact=True
                    ) -> tuple[set[str], float, str]:
     """datasketch's MinHashLSH with ``params`` = (bands, rows) (None: its own choice for the
@@ -176,7 +218,16 @@ def main() -> None:
     ap.add_argument("--datasketch-defaults", action="store_true",
                     help="also run datasketch at its defaults (b x r for weights 0.5/0.5, "
                          "estimated Jaccard)")
+    ap.add_argument("--dask", type=int, default=0, metavar="WORKERS",
+                    help="instead: thinkforge local vs Dask with WORKERS workers (no datasketch)")
     args = ap.parse_args()
+    if args.dask:
+        texts, _ = make_texts(args.rows, args.planted)
+        ids = [f"r{i:08d}" for i in np.random.default_rng(1).permutation(len(texts))]
+        with tempfile.TemporaryDirectory(prefix="tf-dedup-") as tmp:
+            run_dask(texts, ids, args.threshold, args.num_perm, args.shingle, args.fn_weight,
+                     args.dask, Path(tmp))
+        return
     texts, groups = make_texts(args.rows, args.planted)
     ids = [f"r{i:08d}" for i in np.random.default_rng(1).permutation(len(texts))]
     truth = should_remove(texts, groups, ids, args.threshold, args.shingle)

@@ -208,7 +208,7 @@ class ShingleSets:
         cost = np.cumsum(self.sizes[left])  # split the pairs where ~chunk shingles add up
         bounds = np.unique(np.r_[0, np.searchsorted(cost, np.arange(chunk, cost[-1], chunk)),
                                  len(left)])
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             out[lo:hi] = self._jaccard(left[lo:hi], right[lo:hi])
         return out
 

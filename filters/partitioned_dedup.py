@@ -5,15 +5,15 @@ split where its data changes hands:
 
 1. **signatures** (one task per partition of the rows by prompt id, ``id`` for prompts):
    each task computes, for its documents, the exact key (md5 of the normalised text),
-   the MinHash signature and the band keys, and writes three narrow files: documents
-   (id, group, exact key), signatures (id, group, ``num_perm`` x uint32 as one binary)
-   and band keys (id, band, key; none for a document without words).
+   the MinHash signature, its band keys and its shingles, and writes three narrow files:
+   documents (id, group, exact key), shingles (id, group, list of shingle hashes) and band
+   keys (id, band, key; none for a document without words).
 2. **exact** (the driver, DuckDB over the narrow document files): exact duplicates are
    the rows whose (group, key) a smaller id shares: they leave the LSH, as locally.
 3. **buckets** (one task per partition of the *(band, band key)* pairs by their hash):
    every copy of a bucket meets in one task, which makes the local candidate pairs (all
    pairs of a bucket of up to 32 rows, each row with the bucket's smallest id otherwise),
-   reads the signatures of just those rows and estimates each pair's Jaccard.
+   reads the shingles of just those rows and computes each pair's exact Jaccard.
 4. **clusters** (the driver): the union of the candidate pairs (a pair found in two bands
    counts once), the verified ones (>= threshold, same group), connected components
    (``minhash.connected_components``) over the rows they touch, the smallest id of each
@@ -63,17 +63,17 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
     import pyarrow.parquet as pq
 
     from .base import open_connection
-    from .dedup import BATCH_ROWS, doc_views
-    from .minhash import MinHasher, band_keys, optimal_bands
+    from .dedup import BATCH_ROWS, doc_views, lsh_params
+    from .minhash import MinHasher, band_keys, warm_up
     from .text import normalized_expr, register, word_hash_batches, word_hashes_expr
 
     store, data, _, text, res, per_prompt, by_mode = _setup(store_at, data_ref, config,
                                                            resources, hosts)
     tag = f"p{index:04d}-{uuid.uuid4().hex[:8]}"  # a rerun writes afresh
-    paths = {k: str(Path(out) / f"{k}-{tag}.parquet") for k in ("docs", "sigs", "bands")}
-    bands, rows = optimal_bands(config.threshold, config.num_perm)
+    paths = {k: str(Path(out) / f"{k}-{tag}.parquet") for k in ("docs", "shingles", "bands")}
+    bands, rows = lsh_params(config)
     hasher = MinHasher(config.num_perm, config.shingle, config.seed)
-    width = 4 * config.num_perm
+    warm_up()
     con, spill = open_connection(store, res)
     try:
         register(con)
@@ -83,21 +83,23 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
         con.execute(f"CREATE TEMP TABLE docs AS SELECT id, grp, {exact} AS norm_key "
                     "FROM doc_src")
         con.execute(f"COPY docs TO '{paths['docs']}' (FORMAT parquet)")
-        sig_schema = pa.schema([("id", pa.string()), ("grp", pa.string()),
-                                ("sig", pa.binary(width))])
+        sh_schema = pa.schema([("id", pa.string()), ("grp", pa.string()),
+                               ("shingles", pa.list_(pa.uint64()))])
         band_schema = pa.schema([("id", pa.string()), ("band", pa.int16()),
                                  ("key", pa.uint64())])
         batches = word_hash_batches(con, f"SELECT s.id, s.grp, {word_hashes_expr(text)} AS words "
                                          "FROM doc_src s", BATCH_ROWS)
-        with pq.ParquetWriter(paths["sigs"], sig_schema) as sigs, \
+        with pq.ParquetWriter(paths["shingles"], sh_schema) as sh_out, \
                 pq.ParquetWriter(paths["bands"], band_schema) as band_out:
             for batch, words in batches:
                 ids, grp = batch.column(0), batch.column(1)
-                sig = np.ascontiguousarray(hasher.signatures(words))
-                sigs.write_table(pa.table({"id": ids, "grp": grp, "sig": pa.FixedSizeBinaryArray
-                                           .from_buffers(pa.binary(width), len(sig),
-                                                         [None, pa.py_buffer(sig.tobytes())])},
-                                          schema=sig_schema))
+                sig = hasher.signatures(words)
+                grams, doc = hasher.shingles(words)  # documents contiguous, in order
+                ends = np.searchsorted(doc, np.arange(len(ids) + 1))
+                sh_out.write_table(pa.table({"id": ids, "grp": grp, "shingles": pa.ListArray
+                                             .from_arrays(pa.array(ends, pa.int32()),
+                                                          pa.array(grams, pa.uint64()))},
+                                            schema=sh_schema))
                 keys = band_keys(sig, bands, rows)
                 live = ~(sig == np.iinfo(np.uint32).max).all(axis=1)  # no words: no bands
                 idx = np.flatnonzero(live)
@@ -112,39 +114,18 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
     return paths
 
 
-def _signatures(table, width: int) -> np.ndarray:
-    """(n, num_perm) uint32 from a column of ``width``-byte binaries (as DuckDB returns
-    them: variable-length binary, each exactly ``width`` bytes)."""
-    import pyarrow as pa
-
-    column = table.column("sig").combine_chunks()
-    if len(column) == 0:
-        return np.zeros((0, width // 4), dtype=np.uint32)
-    if pa.types.is_fixed_size_binary(column.type):
-        data, start = column.buffers()[1], column.offset * width
-    else:
-        kind = np.int64 if pa.types.is_large_binary(column.type) else np.int32
-        offsets = np.frombuffer(column.buffers()[1], dtype=kind, count=len(column) + 1,
-                                offset=column.offset * np.dtype(kind).itemsize)
-        if not (np.diff(offsets) == width).all():
-            raise ValueError("a signature of the wrong size")
-        data, start = column.buffers()[2], int(offsets[0])
-    return np.frombuffer(data, dtype=np.uint32, count=len(column) * width // 4,
-                         offset=start).reshape(len(column), width // 4)
-
-
 def near_buckets(store_at, data_ref: str, config, resources, hosts, index: int, count: int,
-                 out: str, bands_files: list[str], sig_files: list[str],
+                 out: str, bands_files: list[str], shingle_files: list[str],
                  exact_file: str) -> str:
     """Phase 3 on a worker: the buckets whose (band, key) hash to ``index``, their
-    candidate pairs and each pair's estimated Jaccard."""
+    candidate pairs and each pair's exact Jaccard (the shingle sets of just those rows)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from thinkforge.manifests.duck import parquet_source
 
     from .base import open_connection
-    from .dedup import ALL_PAIRS_UP_TO
-    from .minhash import estimated_jaccard
+    from .dedup import candidate_pairs_sql
+    from .minhash import ShingleSets, flat_lists
 
     store, *_, res, _, _ = _setup(store_at, data_ref, config, resources, hosts)
     path = str(Path(out) / f"pairs-p{index:04d}-{uuid.uuid4().hex[:8]}.parquet")
@@ -154,29 +135,22 @@ def near_buckets(store_at, data_ref: str, config, resources, hosts, index: int, 
             CREATE TEMP TABLE mine AS SELECT b.id, b.band, b.key FROM {parquet_source(bands_files)} b
             ANTI JOIN {parquet_source([exact_file])} e ON e.id = b.id
             WHERE hash(b.band, b.key) % {int(count)} = {int(index)}""")
-        con.execute(f"""
-            CREATE TEMP TABLE pairs AS
-            WITH buckets AS (SELECT band, key, count(*) AS size, min(id) AS first
-                             FROM mine GROUP BY band, key HAVING count(*) > 1),
-                 members AS (SELECT m.id, k.band, k.key, k.size, k.first
-                             FROM mine m JOIN buckets k USING (band, key))
-            SELECT DISTINCT a.id AS l, b.id AS r FROM members a JOIN members b
-              ON a.band = b.band AND a.key = b.key AND a.id < b.id
-             WHERE a.size <= {ALL_PAIRS_UP_TO}
-            UNION
-            SELECT first AS l, id AS r FROM members WHERE size > {ALL_PAIRS_UP_TO} AND id <> first""")
-        # the signatures of the rows in a pair, numbered; each pair as two row numbers
+        con.execute(f"CREATE TEMP TABLE pairs AS {candidate_pairs_sql('mine', 'id')}")
+        # the shingles of the rows in a pair, numbered; each pair as two row numbers
         con.execute(f"""
             CREATE TEMP TABLE need AS SELECT row_number() OVER () - 1 AS k, s.* FROM (
-              SELECT id, grp, sig FROM {parquet_source(sig_files)}
+              SELECT id, grp, shingles FROM {parquet_source(shingle_files)}
               SEMI JOIN (SELECT l AS id FROM pairs UNION SELECT r FROM pairs) USING (id)) s""")
-        need = con.sql("SELECT sig FROM need ORDER BY k").to_arrow_table()
+        need = con.sql("SELECT shingles FROM need ORDER BY k").to_arrow_table()
         numbered = con.sql(
             "SELECT p.l, p.r, a.k AS lk, b.k AS rk, a.grp = b.grp AS same FROM pairs p "
             "JOIN need a ON a.id = p.l JOIN need b ON b.id = p.r").to_arrow_table()
-        sigs = _signatures(need, 4 * config.num_perm)
-        similarity = estimated_jaccard(sigs, numbered.column("lk").to_numpy(),
-                                       numbered.column("rk").to_numpy())
+        grams, offsets = flat_lists(need.column("shingles").combine_chunks()
+                                    .cast(pa.list_(pa.uint64())))
+        sets = ShingleSets(grams, np.repeat(np.arange(len(offsets) - 1), np.diff(offsets)),
+                           len(offsets) - 1)
+        similarity = sets.jaccard(numbered.column("lk").to_numpy(),
+                                  numbered.column("rk").to_numpy())
         pq.write_table(pa.table({"l": numbered.column("l"), "r": numbered.column("r"),
                                  "similarity": similarity, "same": numbered.column("same")}),
                        path)
@@ -230,7 +204,8 @@ def run_near_dedup_phased(ph: Phases):
     from thinkforge.manifests.duck import connect, parquet_source
 
     from .base import require_kind
-    from .minhash import connected_components, optimal_bands
+    from .dedup import lsh_params
+    from .minhash import connected_components
 
     data, config = ph.inputs["data"], ph.config
     require_kind(data, "prompts", "sft", "rl_pool", role="data")
@@ -251,7 +226,7 @@ def run_near_dedup_phased(ph: Phases):
             TO '{exact_file}' (FORMAT parquet)""")
         found = ph.map("buckets", near_buckets,
                        [(*common, i, ph.count, str(ph.out), [f["bands"] for f in firsts],
-                         [f["sigs"] for f in firsts], exact_file) for i in range(ph.count)])
+                         [f["shingles"] for f in firsts], exact_file) for i in range(ph.count)])
         # a pair two bands found (in two tasks) counts once, as locally
         same = "AND same" if data.kind == "sft" and config.on == "output" else ""
         candidates, verified = con.execute(
@@ -283,7 +258,7 @@ def run_near_dedup_phased(ph: Phases):
         exact = pq.ParquetFile(exact_file).metadata.num_rows
     finally:
         con.close()
-    bands, rows = optimal_bands(config.threshold, config.num_perm)
+    bands, rows = lsh_params(config)
     facts = {"data": data.ref, "exact_duplicates": exact, "near_duplicates": int(len(linked)),
              "candidate_pairs": int(candidates), "verified_pairs": int(verified),
              "lsh_bands": bands, "lsh_rows": rows}

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 from thinkforge.filters.decontam import DecontamConfig, run_decontam
 from thinkforge.filters.dedup import DedupConfig, run_dedup
-from thinkforge.filters.minhash import MinHasher, connected_components, estimated_jaccard
+from thinkforge.filters.minhash import MinHasher, ShingleSets, connected_components, optimal_bands
 from thinkforge.manifests.selection import read_rejected, read_table  # noqa: F401
 
 
@@ -24,9 +24,48 @@ def test_minhash_estimates_jaccard():
     base = rng.integers(0, 10**9, size=200).tolist()
     docs = [base, base[:150] + rng.integers(0, 10**9, size=50).tolist(), base[100:]]
     sig = MinHasher(num_perm=256, shingle=3).signatures(pa.array(docs, pa.list_(pa.uint64())))
-    est = estimated_jaccard(sig, np.array([0, 0]), np.array([1, 2]))
+    est = [(sig[0] == sig[1]).mean(), (sig[0] == sig[2]).mean()]
     true = [jaccard(docs[0], docs[1], 3), jaccard(docs[0], docs[2], 3)]
     assert np.allclose(est, true, atol=0.08)
+
+
+def test_compiled_and_numpy_signatures_agree():
+    """The numba kernel (the ``fast`` extra) and the numpy path give the same signatures,
+    for empty, short (< shingle words) and long documents, and for a sliced array."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(2)
+    docs = [rng.integers(0, 2**63, size=n, dtype=np.uint64).tolist()
+            for n in [0, 1, 2, 4, 5, 6, 40, 0, 3] + rng.integers(0, 80, size=200).tolist()]
+    words = pa.array(docs, pa.list_(pa.uint64()))
+    hasher = MinHasher(num_perm=64, shingle=5, seed=3)
+    for part in (words, words.slice(3, 150)):
+        assert np.array_equal(hasher.signatures(part), hasher.signatures(part, compiled=False))
+
+
+def test_shingle_sets_give_the_exact_jaccard():
+    rng = np.random.default_rng(4)
+    base = rng.integers(0, 10**9, size=60).tolist()
+    docs = [base, base[:40] + rng.integers(0, 10**9, size=20).tolist(), base[10:], base + base,
+            [], [], base[:3]]
+    words = pa.array(docs, pa.list_(pa.uint64()))
+    grams, doc = MinHasher(num_perm=8, shingle=4).shingles(words)
+    left, right = np.array([0, 0, 0, 4, 1, 6, 0]), np.array([1, 2, 3, 5, 2, 0, 6])
+    want = [jaccard(docs[i], docs[j], 4) if docs[i] and docs[j] else 1.0
+            for i, j in zip(left, right, strict=True)]
+    want[5] = want[6] = 0.0  # a 3-word document is one shingle of its 3 words: shared by none
+    got = ShingleSets(grams, doc, len(docs)).jaccard(left, right, chunk=50)  # several chunks
+    assert np.allclose(got, want)
+
+
+def test_optimal_bands_weights_match_datasketch():
+    """The weighted criterion picks datasketch's (bands, rows); more weight on misses
+    gives more, shorter bands (a higher candidate probability at the threshold)."""
+    lsh = pytest.importorskip("datasketch.lsh")
+    for threshold, perms, w in [(0.8, 128, 0.5), (0.8, 128, 0.9), (0.7, 64, 0.95), (0.9, 256, 0.8)]:
+        assert optimal_bands(threshold, perms, w) == lsh._optimal_param(threshold, perms, 1 - w, w)
+    b1, r1 = optimal_bands(0.8, 128, 0.5)
+    b2, r2 = optimal_bands(0.8, 128, 0.9)
+    assert b2 > b1 and r2 < r1
 
 
 def test_connected_components_label_by_smallest():
