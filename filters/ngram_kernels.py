@@ -20,9 +20,6 @@ fewer than n words is one n-gram of all its words.
 
 from __future__ import annotations
 
-import sys
-from contextlib import contextmanager
-
 import numba
 import numpy as np
 
@@ -36,42 +33,6 @@ TABLE = np.array([ord(chr(b).lower()) if b < 128 and chr(b).isalnum() else (b if
                    for b in range(256)], dtype=np.uint8)
 
 _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
-
-
-@contextmanager
-def _unimportable(names: tuple[str, ...]):
-    """Inside the block, importing one of these modules (if not imported yet) raises
-    ImportError, as if it were not installed."""
-    hidden = [n for n in names if n not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # the import system's marker for "import fails"
-    try:
-        yield
-    finally:
-        for name in hidden:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
-
-
-def _load_registries() -> None:
-    """Load numba's typing and lowering registries now, without scipy and cffi.
-
-    Using even a cached kernel loads every registry, and two of them import optional
-    packages only to offer features these kernels never use: ``numba.np.arraymath`` imports
-    ``scipy.linalg`` (numba imports the top-level ``scipy`` itself, cheaply) to see whether
-    ``np.dot`` can use a BLAS (0.3 s of a 1M-row decontam step's ~3 s),
-    ``typing.cffi_utils`` imports cffi + pycparser (0.1 s).  Hidden, numba
-    records them as absent (in this process its ``np.dot``/``np.linalg`` and cffi calls are
-    unavailable to compiled code; nothing in thinkforge uses them); a process that imported
-    them already keeps them.
-    """
-    from numba.core.registry import cpu_target
-
-    with _unimportable(("scipy.linalg", "cffi")):
-        cpu_target.target_context.refresh()
-
-
-_load_registries()
 
 
 @_jit
