@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-ROOT = Path(__file__).resolve().parent.parent
 WORD = re.compile(r"[^\w]+")
 N = 13
 
@@ -101,12 +100,9 @@ def run_thinkforge(store, rows, items, trace: bool = False):
     import pstats
     from contextlib import nullcontext
 
+    from sqltrace import traced  # bench/ is on the path of a script run from it
     from thinkforge.filters.base import Resources
     from thinkforge.filters.decontam import run_decontam
-
-    if str(ROOT) not in sys.path:  # run as `python bench/filters_decontam.py`: bench.sqltrace
-        sys.path.insert(0, str(ROOT))
-    from bench.sqltrace import traced
 
     profile = cProfile.Profile() if trace else None
     start = time.perf_counter()

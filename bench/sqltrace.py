@@ -1,6 +1,6 @@
 """Where a filter step's time goes: wall time of every DuckDB statement it runs (bench helper).
 
-    from bench.sqltrace import traced
+    from sqltrace import traced    # in a bench script: bench/ is on its path
     with traced(min_seconds=0.1):
         run_decontam(...)          # prints "[ 1.23 s] <statement>" lines on stderr
 

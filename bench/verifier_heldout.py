@@ -84,7 +84,6 @@ def load_verifier(rev: str | None):
     """verify_math of this tree, or of git revision ``rev`` (its two modules, imported
     under another package name)."""
     if rev is None:
-        sys.path.insert(0, str(REPO))
         from thinkforge.generators.verifiers.math_answers import verify_math
 
         return verify_math
@@ -96,8 +95,8 @@ def load_verifier(rev: str | None):
                               capture_output=True, text=True, check=True).stdout
         (root / path.removeprefix("generators/")).write_text(text)
     (root / "__init__.py").write_text("")
-    sys.path.insert(0, str(root.parent))
-    sys.path.insert(1, str(REPO))  # manifests (schemas, errors) of this tree
+    sys.path.insert(0, str(root.parent))  # sys.path: an old revision's copy, under its own name
+    sys.path.insert(1, str(REPO))  # sys.path: the bare `manifests` an old revision imports
     return importlib.import_module(f"old_{rev}.verifiers.math_answers").verify_math
 
 
