@@ -22,12 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from thinkforge.manifests.schemas import ENUMS, MESSAGE, MESSAGES
 
-from .columnar import _BLANK, user_messages
+from .columnar import _BLANK, Decline, template_text, user_messages
 from .values import CHAT_ROLES
-
-
-class Decline(Exception):
-    """This batch is not for the Arrow path (the row path maps it)."""
 
 
 def _plain(arr) -> pa.Array:
@@ -82,27 +78,10 @@ class ArrowMapper:
         for literal, name in template.pieces:
             parts.append(literal)
             if name is not None:
-                parts.append(self._text(table, name, n))
+                parts.append(template_text(table, name, n, _plain))
         if not any(isinstance(p, pa.Array) for p in parts):
             return pa.array(["".join(parts)] * n, pa.string())
         return pc.binary_join_element_wise(*parts, "")
-
-    @staticmethod
-    def _text(table: pa.Table, name: str, n: int) -> pa.Array:
-        """``values.as_text`` of a column (what a template inserts; never null)."""
-        if name not in table.column_names:
-            return pa.array([""] * n, pa.string())
-        arr = _plain(table.column(name))
-        t = arr.type
-        if pa.types.is_null(t):
-            return pa.array([""] * n, pa.string())
-        if pa.types.is_string(t):
-            return pc.fill_null(arr, "")
-        if pa.types.is_integer(t):
-            return pc.fill_null(pc.cast(arr, pa.string()), "")
-        if pa.types.is_boolean(t):
-            return pc.fill_null(pc.if_else(arr, "true", "false"), "")
-        raise Decline(name)  # floats (repr), nested values (JSON): row by row
 
     @staticmethod
     def _convert(arr: pa.Array, f: pa.Field) -> pa.Array:

@@ -44,7 +44,8 @@ _OTHER_CONTROL = r"[\x00-\x07\x0b\x0e-\x1f]"
 
 
 class Decline(Exception):
-    """This batch is not for the columnar path (the row path maps it)."""
+    """This batch is not for an Arrow path (columnar JSONL or arrow_map's Parquet/HF; the row
+    path maps it)."""
 
 
 def key_hashes(con, table: pa.Table, keys: tuple[str, ...]) -> np.ndarray:
@@ -120,6 +121,25 @@ def _one_chunk(arr) -> pa.Array:
     return arr
 
 
+def template_text(table: pa.Table, name: str, n: int, plain=_one_chunk) -> pa.Array:
+    """``values.as_text`` of a column: what a template inserts (never null). ``plain`` makes
+    the column one plain array (the Parquet/HF path also decodes dictionaries); a type whose
+    text Arrow does not write exactly as Python does (floats, nested values) declines."""
+    if name not in table.column_names:
+        return pa.array([""] * n, pa.string())
+    arr = plain(table.column(name))
+    t = arr.type
+    if pa.types.is_null(t):
+        return pa.array([""] * n, pa.string())
+    if pa.types.is_string(t):
+        return pc.fill_null(arr, "")
+    if pa.types.is_integer(t):
+        return pc.fill_null(pc.cast(arr, pa.string()), "")
+    if pa.types.is_boolean(t):
+        return pc.fill_null(pc.if_else(arr, "true", "false"), "")
+    raise Decline(name)
+
+
 class ColumnarMapper:
     """Arrow-compute twin of ``RowMapper.map_batch`` for the common case (see module doc)."""
 
@@ -144,22 +164,6 @@ class ColumnarMapper:
             return pa.nulls(n, pa.string())
         raise Decline(name)
 
-    def _text(self, table: pa.Table, name: str, n: int) -> pa.Array:
-        """``values.as_text`` of a column: what a template inserts (never null)."""
-        if name not in table.column_names:
-            return pa.array([""] * n, pa.string())
-        arr = _one_chunk(table.column(name))
-        t = arr.type
-        if pa.types.is_null(t):
-            return pa.array([""] * n, pa.string())
-        if pa.types.is_string(t):
-            return pc.fill_null(arr, "")
-        if pa.types.is_int64(t):
-            return pc.fill_null(pc.cast(arr, pa.string()), "")
-        if pa.types.is_boolean(t):
-            return pc.fill_null(pc.if_else(arr, "true", "false"), "")
-        raise Decline(name)
-
     def _string_field(self, table: pa.Table, field: str, n: int) -> pa.Array:
         template = self.m.templates.get(field)
         if template is not None:
@@ -167,7 +171,7 @@ class ColumnarMapper:
             for literal, name in template.pieces:
                 parts.append(literal)
                 if name is not None:
-                    parts.append(self._text(table, name, n))
+                    parts.append(template_text(table, name, n))
             if not any(isinstance(p, pa.Array) for p in parts):
                 return pa.array(["".join(parts)] * n, pa.string())
             return pc.binary_join_element_wise(*parts, "")
