@@ -91,6 +91,16 @@ def should_remove(texts, groups, ids, threshold, k) -> set[str]:
     return {ids[order[r]] for r in np.flatnonzero(label != np.arange(len(ids)))}
 
 
+def write_prompts(store, texts, ids):
+    """The bench texts as a prompts version of ``store`` (its writer, for ``w.manifest``)."""
+    n = len(texts)
+    with store.writer("bench", "prompts", step={"type": "bench"}) as w:
+        w.write(pa.table({"id": ids, "source": ["s"] * n, "category": ["math"] * n,
+                          "input": [[{"role": "user", "content": t}] for t in texts],
+                          "verifier": ["none"] * n}))
+    return w
+
+
 def run_thinkforge(texts, ids, threshold, num_perm, k, fn_weight, work: Path
                    ) -> tuple[set[str], float, str]:
     from thinkforge.filters.base import Resources
@@ -98,11 +108,7 @@ def run_thinkforge(texts, ids, threshold, num_perm, k, fn_weight, work: Path
     from thinkforge.manifests import DatasetStore
 
     store = DatasetStore(work / "store")
-    n = len(texts)
-    with store.writer("bench", "prompts", step={"type": "bench"}) as w:
-        w.write(pa.table({"id": ids, "source": ["s"] * n, "category": ["math"] * n,
-                          "input": [[{"role": "user", "content": t}] for t in texts],
-                          "verifier": ["none"] * n}))
+    w = write_prompts(store, texts, ids)
     start = time.perf_counter()
     m = run_dedup(store, w.manifest, "dedup", DedupConfig(threshold=threshold, num_perm=num_perm,
                                                           shingle=k, false_negative_weight=fn_weight),
@@ -127,11 +133,7 @@ def run_dask(texts, ids, threshold, num_perm, k, fn_weight, workers: int, work: 
     from thinkforge.manifests.steps import RunContext, build_config, execute, load_steps
 
     store = DatasetStore(work / "store")
-    n = len(texts)
-    with store.writer("bench", "prompts", step={"type": "bench"}) as w:
-        w.write(pa.table({"id": ids, "source": ["s"] * n, "category": ["math"] * n,
-                          "input": [[{"role": "user", "content": t}] for t in texts],
-                          "verifier": ["none"] * n}))
+    w = write_prompts(store, texts, ids)
     desc = load_steps()["dedup"]
     cfg = build_config(desc.config_model(), {"threshold": threshold, "num_perm": num_perm,
                                              "shingle": k, "false_negative_weight": fn_weight})
