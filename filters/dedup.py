@@ -33,6 +33,8 @@ shared buckets; the shingle sets held at once are those of the candidate rows.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -45,7 +47,15 @@ from thinkforge.manifests.duck import quote_literal
 from thinkforge.manifests.schemas import ROW_KEYS, schema_for
 
 from .base import Resources, StepConfig, StepContext, declare_filter, require_kind, row_order, run_step, source
-from .minhash import MinHasher, ShingleSets, band_keys, connected_components, optimal_bands, warm_up
+from .minhash import (
+    MinHasher,
+    ShingleSets,
+    SortedShingleSets,
+    band_keys,
+    connected_components,
+    optimal_bands,
+    warm_up,
+)
 from .pairs import PAIRS_FIELD_HELP, PairPolicy, apply_pair_policy, pair_facts, resolve_policy
 from .text import (
     normalized_expr,
@@ -218,7 +228,7 @@ def _near(ctx: StepContext, text: str, config: DedupConfig, by_mode: bool) -> di
         same = groups[left] == groups[right]
         left, right = left[same], right[same]
     ctx.progress.phase("exact Jaccard of candidates")
-    similarity = _candidate_jaccard(con, text, hasher, left, right)
+    similarity = _candidate_jaccard(con, text, hasher, left, right, spill)
     keep = similarity >= config.threshold
     left, right, similarity = left[keep], right[keep], similarity[keep]
     label = connected_components(n, left, right)
@@ -257,24 +267,38 @@ def candidate_pairs_sql(bucket_src: str, key: str) -> str:
 
 
 def _candidate_jaccard(con, text: str, hasher: MinHasher, left: np.ndarray,
-                       right: np.ndarray) -> np.ndarray:
+                       right: np.ndarray, spill: Path) -> np.ndarray:
     """The exact Jaccard of the shingle sets of each candidate pair: the words of just the
     documents in a pair are read again (a small share of the rows; keeping every row's
-    shingles from the signature pass would cost more than the signatures)."""
+    shingles from the signature pass would cost more than the signatures).  With numba the
+    sets go to block files in the spill directory (``SortedShingleSets``: 8 bytes a shingle,
+    two blocks in memory); templated prompts make millions of candidate pairs at 33M rows."""
     need = np.unique(np.r_[left, right])
     if not len(need):
         return np.zeros(0)
-    con.register("__need", pa.table({"idx": need}))
-    grams, docs = [], []
-    for batch, words in word_hash_batches(
-            con, f"SELECT d.idx, {word_hashes_expr(text)} AS words FROM doc_src s JOIN docs d "
-            "ON d.id = s.id SEMI JOIN __need x ON x.idx = d.idx", BATCH_ROWS):
-        g, doc = hasher.shingles(words)
-        grams.append(g)
-        docs.append(np.searchsorted(need, batch.column(0).to_numpy()[doc]))
-    con.unregister("__need")
-    sets = ShingleSets(np.concatenate(grams), np.concatenate(docs), len(need))
-    return sets.jaccard(np.searchsorted(need, left), np.searchsorted(need, right))
+    blocks = Path(tempfile.mkdtemp(prefix="shingles-", dir=spill)) \
+        if SortedShingleSets.compiled() else None
+    try:
+        sets = SortedShingleSets(len(need), hasher.shingle, blocks) if blocks else None
+        con.register("__need", pa.table({"idx": need}))
+        grams, docs = [], []
+        for batch, words in word_hash_batches(
+                con, f"SELECT d.idx, {word_hashes_expr(text)} AS words FROM doc_src s JOIN docs d "
+                "ON d.id = s.id SEMI JOIN __need x ON x.idx = d.idx", BATCH_ROWS):
+            at = np.searchsorted(need, batch.column(0).to_numpy())
+            if sets is not None:
+                sets.add(at, words)
+            else:
+                g, doc = hasher.shingles(words)
+                grams.append(g)
+                docs.append(at[doc])
+        con.unregister("__need")
+        if sets is None:
+            sets = ShingleSets(np.concatenate(grams), np.concatenate(docs), len(need))
+        return sets.jaccard(np.searchsorted(need, left), np.searchsorted(need, right))
+    finally:
+        if blocks is not None:
+            shutil.rmtree(blocks, ignore_errors=True)
 
 
 STEP = declare_filter(

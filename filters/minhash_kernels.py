@@ -44,3 +44,65 @@ def signatures(values, offsets, k, a, b):
         for p in range(perms):
             out[d, p] = np.uint32(best[p])
     return out
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def shingle_sets(values, offsets, k):
+    """(flat uint64, counts int64): each document's distinct shingle hashes (the shingles of
+    ``signatures`` and ``MinHasher.shingles``), sorted, one document after another; an
+    empty document has none.  8 bytes a shingle and nothing else: what the exact Jaccard
+    of candidate pairs holds (``minhash.SortedShingleSets``)."""
+    n = len(offsets) - 1
+    total = 0
+    for d in range(n):
+        length = offsets[d + 1] - offsets[d]
+        if length > 0:
+            total += length - min(k, length) + 1
+    out = np.empty(total, dtype=np.uint64)
+    counts = np.zeros(n, dtype=np.int64)
+    pos = 0
+    for d in range(n):
+        lo, hi = offsets[d], offsets[d + 1]
+        length = hi - lo
+        if length == 0:
+            continue
+        width = min(k, length)
+        start = pos
+        for s in range(lo, hi - width + 1):
+            x = values[s]
+            for j in range(1, width):
+                x = x * MIX + values[s + j]
+            out[pos] = x
+            pos += 1
+        out[start:pos].sort()
+        kept = start + 1  # drop repeats in place: the set of the document's shingles
+        for i in range(start + 1, pos):
+            if out[i] != out[kept - 1]:
+                out[kept] = out[i]
+                kept += 1
+        counts[d] = kept - start
+        pos = kept
+    return out[:pos], counts
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def intersections(xa, start_a, size_a, xb, start_b, size_b):
+    """|A & B| of each pair: A = xa[start_a[i]:start_a[i] + size_a[i]], B likewise in xb,
+    both sorted and distinct (a merge, no temporaries)."""
+    out = np.empty(len(start_a), dtype=np.int64)
+    for i in range(len(start_a)):
+        p, p_end = start_a[i], start_a[i] + size_a[i]
+        q, q_end = start_b[i], start_b[i] + size_b[i]
+        both = 0
+        while p < p_end and q < q_end:
+            u, v = xa[p], xb[q]
+            if u == v:
+                both += 1
+                p += 1
+                q += 1
+            elif u < v:
+                p += 1
+            else:
+                q += 1
+        out[i] = both
+    return out

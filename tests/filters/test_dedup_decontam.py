@@ -5,7 +5,13 @@ import pyarrow as pa
 import pytest
 from thinkforge.filters.decontam import DecontamConfig, run_decontam
 from thinkforge.filters.dedup import DedupConfig, run_dedup
-from thinkforge.filters.minhash import MinHasher, ShingleSets, connected_components, optimal_bands
+from thinkforge.filters.minhash import (
+    MinHasher,
+    ShingleSets,
+    SortedShingleSets,
+    connected_components,
+    optimal_bands,
+)
 from thinkforge.manifests.selection import read_rejected, read_table  # noqa: F401
 
 
@@ -56,6 +62,33 @@ def test_shingle_sets_give_the_exact_jaccard():
     got = ShingleSets(grams, doc, len(docs)).jaccard(left, right, chunk=50)  # several chunks
     assert np.allclose(got, want)
 
+
+
+def test_sorted_shingle_sets_match_shingle_sets(tmp_path):
+    """The compiled, block-file sets give ShingleSets' values bit for bit: documents added
+    in several batches out of order, blocks of a few documents (pairs within and across
+    blocks, either side first), repeated shingles, short and empty documents."""
+    if not SortedShingleSets.compiled():
+        pytest.skip("numba (the fast extra) is not installed")
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 50, size=40).tolist()  # a 50-word vocabulary: repeated shingles
+    docs = [base, base[:30] + rng.integers(0, 50, size=15).tolist(), base[5:], base + base,
+            [], base[:3], base[:3], [7, 7, 7, 7, 7, 7], base[::-1], base[:4]]
+    docs += [rng.integers(0, 50, size=int(rng.integers(0, 30))).tolist() for _ in range(40)]
+    words = pa.array(docs, pa.list_(pa.uint64()))
+    hasher = MinHasher(num_perm=8, shingle=4)
+    grams, doc = hasher.shingles(words)
+    left = rng.integers(0, len(docs), size=400)
+    right = rng.integers(0, len(docs), size=400)
+    left[:3], right[:3] = [4, 5, 0], [4, 6, 3]  # two empty sets; equal short documents
+    want = ShingleSets(grams, doc, len(docs)).jaccard(left, right)
+    sets = SortedShingleSets(len(docs), 4, tmp_path, block_bytes=64)
+    order = rng.permutation(len(docs))
+    for part in np.array_split(order, 7):
+        sets.add(part, words.take(pa.array(part)))
+    assert sets.blocks > 3
+    got = sets.jaccard(left, right)
+    assert np.array_equal(got, want) and got[0] == 1.0 and got[1] == 1.0
 
 def test_optimal_bands_weights_match_datasketch():
     """The weighted criterion picks datasketch's (bands, rows); more weight on misses
