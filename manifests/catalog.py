@@ -26,7 +26,7 @@ import duckdb
 from .catalog_tables import RUNS_TABLE, TABLES, lineage_rows, version_row
 from .duck import connect, parquet_source, quote_ident
 from .errors import ConfigError, ForgeError
-from .manifest import sha256_file
+from .records import run_ids, sha256_file
 from .selection import any_rejected_relation, row_relation
 from .sql import SqlResult, run_sql  # noqa: F401  (the read-only SQL sandbox lives in sql.py)
 from .store import StoreReader as DatasetStore  # reads only
@@ -47,9 +47,7 @@ def store_signature(store: DatasetStore) -> str:
     """Hash of where the store is, of its published version directories and of its training
     run records: changes exactly when a version or a run appears or the store is moved
     (views name shards by absolute path)."""
-    from .training_runs import TrainingRuns
-
-    keys = [str(store.root), CATALOG_LAYOUT, *store.version_keys(), *TrainingRuns(store).ids()]
+    keys = [str(store.root), CATALOG_LAYOUT, *store.version_keys(), *run_ids(store.root)]
     return hashlib.sha256("\n".join(keys).encode()).hexdigest()
 
 

@@ -8,9 +8,10 @@ both describe the store with the same columns.  Dataset names may not equal thes
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .manifest import Manifest
+if TYPE_CHECKING:  # manifests are read without pydantic on the query path (records.py)
+    from .manifest import Manifest
 
 TABLES = {
     "catalog_meta": "CREATE TABLE catalog_meta (key VARCHAR PRIMARY KEY, value VARCHAR)",

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, IntegrityError
-from .manifest import sha256_file, utc_now
+from .records import sha256_file, utc_now
 
 if TYPE_CHECKING:
     from .manifest import Manifest

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import os
-import platform
-import subprocess
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import InputDataError
+
+# re-exported: they lived here before ``records.py`` (which imports no pydantic)
+from .records import _git_sha, created_by, sha256_file, utc_now  # noqa: F401
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -153,37 +151,3 @@ def fingerprint(schema: pa.Schema, shard_hashes: list[str]) -> str:
         h.update(digest.encode())
     return h.hexdigest()
 
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def created_by() -> dict[str, Any]:
-    from . import __version__
-
-    return {"tool": "thinkforge", "tool_version": __version__, "git_sha": _git_sha(),
-            "host": platform.node(), "python": platform.python_version(), "pid": os.getpid()}
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@functools.cache
-def _git_sha() -> str | None:
-    """The git commit of the thinkforge source tree, when it runs from a checkout (asked
-    once per process: a `git` subprocess per publish cost ~10 ms)."""
-    here = Path(__file__).resolve().parent.parent
-    if not (here / ".git").exists():
-        return None
-    try:
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    sha = out.stdout.strip()
-    return sha if out.returncode == 0 and len(sha) == 40 else None  # None before the first commit

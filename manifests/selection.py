@@ -39,11 +39,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .duck import parquet_source, quote_ident, quote_literal
 from .errors import IntegrityError
-from .manifest import FileEntry, Manifest, ParentRef
+
+if TYPE_CHECKING:  # pydantic is not imported on the query path (records.py)
+    from .manifest import FileEntry, Manifest, ParentRef
 
 DatasetStore = Any  # thinkforge.manifests.store.DatasetStore (store imports this module)
 

@@ -9,17 +9,19 @@ serves read-only; selection versions are DuckDB relations over the local files t
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from .catalog_tables import RUNS_TABLE, TABLES, lineage_rows, version_row
 from .duck import quote_ident, quote_literal
 from .errors import IntegrityError
-from .manifest import Manifest
+from .records import run_ids
 from .selection import any_rejected_relation, row_relation
 from .store import StoreReader as DatasetStore  # reads only
-from .training_runs import run_rows
+
+if TYPE_CHECKING:  # manifests are read without pydantic here (records.py)
+    from .manifest import Manifest
 
 
 def _empty(reason: bool = False):
@@ -102,7 +104,12 @@ def _attach_versions(con: duckdb.DuckDBPyConnection, store: DatasetStore,
     for table in ("versions", "lineage"):
         con.execute(TABLES[table])
     con.execute(RUNS_TABLE)
-    for run in run_rows(store):
+    runs = []
+    if run_ids(store.root):  # reading run records imports pydantic: only when there are any
+        from .training_runs import run_rows
+
+        runs = run_rows(store)
+    for run in runs:
         if allow is not None and not all(allow(ref.split("@")[0]) for ref in run["data_refs"]):
             continue
         con.execute("INSERT INTO runs VALUES (" + ",".join("?" * len(run)) + ")", list(run.values()))

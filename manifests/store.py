@@ -17,9 +17,13 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError, IntegrityError, NotFoundError
-from .manifest import Manifest, ParentRef, Step, sha256_file
+from .records import read_manifest, sha256_file
+
+if TYPE_CHECKING:  # the pydantic models load when a manifest is read for writing or verifying
+    from .manifest import Manifest, ParentRef, Step
 
 # always used with fullmatch: `$` would also match before a trailing newline
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*")
@@ -120,20 +124,26 @@ class StoreReader:
                 out.append((int(m.group(1)), p))
         return sorted(out)
 
-    def versions(self, name: str) -> list[Manifest]:
+    def versions(self, name: str, *, light: bool = False) -> list[Manifest]:
         """The versions of ``name`` whose manifest is the one of their directory (a copy by
-        hand, ``cp -a x/v1 x/v2``, is left out: ``misplaced`` names it)."""
+        hand, ``cp -a x/v1 x/v2``, is left out: ``misplaced`` names it).  ``light``: read-only
+        ``records.ManifestRecord``s, read without pydantic (the query path)."""
         out = []
         for _, p in self.version_dirs(name):
             try:
-                out.append(self._load_at(p))
+                out.append(self._load_at(p, light=light))
             except IntegrityError:
                 continue
         return out
 
-    def _load_at(self, directory: Path) -> Manifest:
+    def _load_at(self, directory: Path, *, light: bool = False) -> Manifest:
         """The manifest of a version directory, refused unless it names that directory."""
-        m = Manifest.load(directory / "manifest.json")
+        if light:
+            m = _read_light(directory / "manifest.json")
+        else:
+            from .manifest import Manifest
+
+            m = Manifest.load(directory / "manifest.json")
         if (m.name, m.version) != (directory.parent.name, directory.name):
             raise IntegrityError(
                 f"datasets/{directory.parent.name}/{directory.name} holds the manifest of {m.ref} "
@@ -152,9 +162,13 @@ class StoreReader:
                     out.append(str(exc).split("\n")[0])
         return out
 
-    def manifests(self) -> Iterator[Manifest]:
+    def manifests(self, *, light: bool = False) -> Iterator[Manifest]:
         for name in self.names():
-            yield from self.versions(name)
+            yield from self.versions(name, light=light)
+
+    def full_manifest(self, manifest: Manifest) -> Manifest:
+        """The pydantic ``Manifest`` of a version read ``light`` (for ``verify``)."""
+        return self._load_at(self.version_dir(manifest))
 
     def version_keys(self) -> list[str]:
         """``name/vN`` of every published version, from directory names only (cheap)."""
@@ -294,6 +308,23 @@ class StoreReader:
 
     def remove_staging(self, staging: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+_LIGHT: dict[str, tuple[tuple[int, int, int], object]] = {}
+
+
+def _read_light(path: Path):
+    """``read_manifest``, cached per process while the file's (inode, size, mtime) stay the
+    same: a version's manifest never changes once published, so a process that queries
+    again (the web console, notebooks) does not parse it again."""
+    st = path.stat()
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _LIGHT.get(str(path))
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    m = read_manifest(path)
+    _LIGHT[str(path)] = (key, m)
+    return m
 
 
 def _missing(manifest: Manifest, what: str, entry, path: Path) -> IntegrityError:

@@ -45,11 +45,9 @@ from .errors import (
     IntegrityError,
     NotFoundError,
 )
-from .manifest import created_by, sha256_file, utc_now
+from .records import RUN_ID_RE, RUNS_DIRNAME, created_by, run_ids, sha256_file, utc_now
 
 RUN_RECORD_VERSION = 1
-RUNS_DIRNAME = "training-runs"
-RUN_ID_RE = re.compile(r"^run-[a-z0-9][a-z0-9_.-]*$")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
 
@@ -155,10 +153,7 @@ class TrainingRuns:
         return self.root / validate_run_id(run_id) / "run.json"
 
     def ids(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir()
-                      if RUN_ID_RE.match(p.name) and (p / "run.json").is_file())
+        return run_ids(self.store.root)
 
     def __iter__(self) -> Iterator[RunRecord]:
         for run_id in self.ids():

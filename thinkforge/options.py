@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
-from pydantic import BaseModel
 
 from .context import RegistryChoice
+
+if TYPE_CHECKING:  # imported where a config is read: `thinkforge sql` never needs pydantic
+    from pydantic import BaseModel
 
 NONE = "none"  # the CLI spelling of None for optional fields
 
@@ -104,6 +106,8 @@ def _optional_number(convert):
 
 
 def _default_text(field) -> str:
+    from pydantic import BaseModel
+
     if field.is_required():
         return " (required)"
     if field.default_factory is not None:
@@ -121,6 +125,8 @@ def _default_text(field) -> str:
 
 def config_options(model: type[BaseModel], prefix: tuple[str, ...] = (), dest_prefix: str = "cfg__"):
     """(click option, field path, parse) for every field of ``model`` the CLI can express."""
+    from pydantic import BaseModel
+
     out = []
     for name, field in model.model_fields.items():
         path = (*prefix, name)

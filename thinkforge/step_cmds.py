@@ -22,14 +22,16 @@ after import time (a plugin, a test) is a command too.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from pydantic import BaseModel
 
 from .context import get_store, is_quiet, validate_names_and_run_ids
 from .options import config_options, read_config_file, set_path, strip_optional
 from .output import log, print_json, print_published
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 class StepGroup(click.Group):
