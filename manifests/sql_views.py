@@ -101,27 +101,27 @@ def _attach_versions(con: duckdb.DuckDBPyConnection, store: DatasetStore,
     for m in manifests:
         if m.number > latest.get(m.name, (0, None))[0]:
             latest[m.name] = (m.number, m)
-    for table in ("versions", "lineage"):
-        con.execute(TABLES[table])
-    con.execute(RUNS_TABLE)
-    runs = []
-    if run_ids(store.root):  # reading run records imports pydantic: only when there are any
-        from .training_runs import run_rows
+    def want(view: str) -> bool:
+        return wanted is None or view in wanted
 
-        runs = run_rows(store)
-    for run in runs:
+    # the store's tables only when the query names them, like the views (a few ms each)
+    for table in ("versions", "lineage"):
+        if want(table):
+            con.execute(TABLES[table])
+    if want("runs"):
+        con.execute(RUNS_TABLE)
+    # reading run records imports pydantic: only when a query names runs and there are any
+    for run in _run_rows(store) if want("runs") and run_ids(store.root) else []:
         if allow is not None and not all(allow(ref.split("@")[0]) for ref in run["data_refs"]):
             continue
         con.execute("INSERT INTO runs VALUES (" + ",".join("?" * len(run)) + ")", list(run.values()))
     rows = [version_row(m, f"datasets/{m.name}/{m.version}", latest[m.name][1] is m)
-            for m in manifests]
+            for m in manifests] if want("versions") else []
     if rows:
         con.executemany("INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-    if lineage := [r for m in manifests for r in lineage_rows(m) if allow is None or allow(r[2])]:
+    if want("lineage") and (lineage := [r for m in manifests for r in lineage_rows(m)
+                                        if allow is None or allow(r[2])]):
         con.executemany("INSERT INTO lineage VALUES (?,?,?,?,?)", lineage)
-
-    def want(view: str) -> bool:
-        return wanted is None or view in wanted
 
     for m in manifests:
         is_latest = latest[m.name][1] is m
@@ -150,6 +150,12 @@ def _attach_versions(con: duckdb.DuckDBPyConnection, store: DatasetStore,
                 con.execute(f"CREATE VIEW {quote_ident(view)} AS SELECT * FROM {relation}")
             except duckdb.Error as exc:
                 raise _unreadable(exc) from None
+
+
+def _run_rows(store: DatasetStore) -> list[dict[str, Any]]:
+    from .training_runs import run_rows
+
+    return run_rows(store)
 
 
 def _first_line(exc: BaseException) -> str:
