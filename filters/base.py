@@ -177,9 +177,11 @@ class StepContext:
                   or c in info["inherited"]]
         if not positioned:
             self.progress.phase("matching rows to base positions")
-            rows = row_relation(self.store, data, positions=True, ordered=False)
             partition = current_partition()
-            if partition is not None and partition.keys.get(data.ref, "").isidentifier():
+            ranges = partition.ranges.get(data.ref) if partition is not None else None
+            rows = row_relation(self.store, data, positions=True, ordered=False, rows=ranges)
+            if ranges is None and partition is not None \
+                    and partition.keys.get(data.ref, "").isidentifier():
                 rows = partition.restrict(data.ref, rows)  # a Dask partition: only its rows
             con.execute("CREATE OR REPLACE TEMP TABLE __pos AS SELECT "
                         + ", ".join(f"{q(k)} AS {q('__k_' + k)}" for k in keys)
@@ -476,9 +478,12 @@ def source(store: DatasetStore, manifest: Manifest, positions: bool = False) -> 
 
     # any order: every step orders what it writes (a selection's rows in version order would
     # cost a sort of the wide rows the step reads); a partition reads only its rows
-    relation = row_relation(store, manifest, ordered=False, positions=positions)
     partition = current_partition()
-    return partition.restrict(manifest.ref, relation) if partition is not None else relation
+    ranges = partition.ranges.get(manifest.ref) if partition is not None else None
+    relation = row_relation(store, manifest, ordered=False, positions=positions, rows=ranges)
+    if partition is None or ranges is not None:  # whole, or its own row groups already
+        return relation
+    return partition.restrict(manifest.ref, relation)
 
 
 def _partition_order(writer, kept: str, rejected: str) -> tuple[str, str]:

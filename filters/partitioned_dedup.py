@@ -3,7 +3,8 @@
 LSH buckets cross any partition of the rows, so the local step (``filters/dedup.py``) is
 split where its data changes hands:
 
-1. **signatures** (one task per partition of the rows by prompt id, ``id`` for prompts):
+1. **signatures** (one task per partition of the rows: by position, each task its own row
+   groups, when a row is a document (``id`` of prompts / rl_pool); by prompt id hash for sft):
    each task computes, for its documents, the exact key (md5 of the normalised text),
    the MinHash signature, its band keys and its shingles, and writes three narrow files:
    documents (id, group, exact key), shingles (id, group, list of shingle hashes) and band
@@ -57,7 +58,7 @@ def _setup(store_at, data_ref: str, config, resources, hosts):
 
 
 def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str, index: int,
-                    count: int, out: str) -> dict[str, str]:
+                    count: int, out: str, ranges: dict | None = None) -> dict[str, str]:
     """Phase 1 on a worker: documents, signatures and band keys of one row partition."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -77,7 +78,8 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
     con, spill = open_connection(store, res)
     try:
         register(con)
-        with running(Partition(count=count, index=index, keys={data.ref: key}, out=Path(out))):
+        with running(Partition(count=count, index=index, keys={data.ref: key}, out=Path(out),
+                               ranges=ranges or {})):
             doc_views(con, store, data, per_prompt, by_mode)
         exact = f"md5({normalized_expr(text)})" if config.exact else "NULL::VARCHAR"
         con.execute(f"CREATE TEMP TABLE docs AS SELECT id, grp, {exact} AS norm_key "
@@ -163,7 +165,7 @@ def near_buckets(store_at, data_ref: str, config, resources, hosts, index: int, 
 
 def near_mark(store_at, data_ref: str, name: str, config, resources, hosts, key: str,
               index: int, count: int, out: str, dups_file: str,
-              facts: dict[str, Any]) -> dict[str, Any]:
+              facts: dict[str, Any], ranges: dict | None = None) -> dict[str, Any]:
     """Phase 5 on a worker: the local step's marking, pair policy and keep/reject for one
     row partition, against the driver's table of duplicates."""
     from thinkforge.manifests.duck import parquet_source
@@ -176,7 +178,8 @@ def near_mark(store_at, data_ref: str, name: str, config, resources, hosts, key:
                                                          hosts)
     policy = resolve_policy(config.pairs, columns)
     partition = Partition(count=count, index=index, keys={data.ref: key},
-                          out=Path(out) / f"p{index:04d}-{uuid.uuid4().hex[:8]}")
+                          out=Path(out) / f"p{index:04d}-{uuid.uuid4().hex[:8]}",
+                          ranges=ranges or {})
 
     def body(ctx) -> None:
         from .base import source
@@ -202,6 +205,7 @@ def run_near_dedup_phased(ph: Phases):
     import pyarrow as pa
     import pyarrow.parquet as pq
     from thinkforge.manifests.duck import connect, parquet_source
+    from thinkforge.manifests.partitions import position_ranges
 
     from .base import require_kind
     from .dedup import lsh_params
@@ -213,8 +217,10 @@ def run_near_dedup_phased(ph: Phases):
         return None
     key = _PROMPT_KEY[data.kind]
     common = (ph.store_at, data.ref, config, ph.resources, ph.hosts)
+    # one document per row (prompts): each task reads its own row groups, not every row
+    ranges = position_ranges(ph.store, {data.ref: key}, ph.count) or [{}] * ph.count
     firsts = ph.map("signatures", near_signatures,
-                    [(*common, key, i, ph.count, str(ph.out)) for i in range(ph.count)])
+                    [(*common, key, i, ph.count, str(ph.out), ranges[i]) for i in range(ph.count)])
     exact_file = str(ph.out / "exact.parquet")
     con = connect(threads=threads_here(ph.hosts))
     try:
@@ -263,8 +269,8 @@ def run_near_dedup_phased(ph: Phases):
              "candidate_pairs": int(candidates), "verified_pairs": int(verified),
              "lsh_bands": bands, "lsh_rows": rows}
     parts = ph.map("mark", near_mark, [(ph.store_at, data.ref, ph.name, config, ph.resources,
-                                        ph.hosts, key, i, ph.count, str(ph.out), dups_file, facts)
-                                       for i in range(ph.count)])
+                                        ph.hosts, key, i, ph.count, str(ph.out), dups_file, facts,
+                                        ranges[i]) for i in range(ph.count)])
     return merge_partitions(ph.store, parts, ph.resources)
 
 

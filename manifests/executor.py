@@ -219,17 +219,19 @@ def run_partitioned(spec: ExecutorSpec, client, task, store, step_type: str, inp
     from collections import Counter
 
     from .cleanup import claim
-    from .partitions import merge
+    from .partitions import merge, position_ranges
 
     out = store.root / ".staging" / f"partitions-{uuid.uuid4().hex}"
     out.mkdir(parents=True)
     claim(out)  # left by a killed driver: reclaimed by the next write / gc
     hosts = dict(Counter(addr.rsplit(":", 1)[0] for addr in workers))  # workers per host
+    # row-separable over one version: each task reads its own row groups (else key hash)
+    ranges = position_ranges(store, keys, count) or [{}] * count
     try:
         futures = [client.submit(task, (type(store), str(store.root)), step_type,
                                  {role: plain(v) for role, v in inputs.items()}, name, config,
                                  resources, keys, index, count, str(out), hosts, step_modules,
-                                 pure=False, retries=spec.retries,
+                                 ranges[index], pure=False, retries=spec.retries,
                                  key=f"{step_type}-{name}-part{index}-{uuid.uuid4().hex[:6]}")
                    for index in range(count)]
         parts = client.gather(futures)

@@ -49,6 +49,9 @@ class Partition:
     index: int
     keys: dict[str, str]
     out: Path
+    # version ref -> this partition's rows by position, [(shard, first row, end row)]: a
+    # worker reads only its own row groups (``position_ranges``); wins over ``keys``
+    ranges: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
     ops: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)   # name, kind, step, parents
@@ -56,6 +59,10 @@ class Partition:
     partials: dict[str, Any] = field(default_factory=dict)
 
     def restrict(self, ref: str, relation: str) -> str:
+        """``relation`` (all rows of ``ref``) narrowed to this partition by key hash; a
+        version split by position is read through ``row_relation(rows=...)`` instead."""
+        if ref in self.ranges:
+            raise AssertionError(f"{ref} is split by position: read it with its ranges")
         key = self.keys.get(ref)
         if key is None:
             return relation
@@ -180,6 +187,49 @@ def split_keys(store, step_type: str, inputs: dict[str, Any], config) -> dict[st
     """How the step's inputs partition (None: the step runs whole, as one task)."""
     split = SPLITS.get(step_type)
     return split(store, inputs, config) if split is not None else None
+
+
+def position_ranges(store, keys: dict[str, str] | None,
+                    count: int) -> list[dict[str, list[tuple[int, int, int]]]] | None:
+    """Split by row position instead of key hash, where any split of the rows gives the
+    local result: ONE version split on its unique row key (``id`` of prompts / rl_pool:
+    the hash of a unique key is an arbitrary split already), stored as plain shards.  Each
+    partition gets a contiguous run of whole row groups, about the same rows each, so a
+    worker's DuckDB reads only its row groups (``file_row_number`` ranges prune the rest)
+    instead of reading and hashing every row.  None: split by key hash (several versions
+    that must split alike, a grouping key, a selection, no rows)."""
+    from .schemas import ROW_KEYS
+
+    if not keys or len(keys) != 1 or count < 2:
+        return None
+    (ref, key), = keys.items()
+    m = store.resolve(ref)
+    if m.selection is not None or ROW_KEYS.get(m.kind) != ("id",) or key != "id" \
+            or not m.files or not m.rows:
+        return None
+    import pyarrow.parquet as pq
+
+    groups = []  # (shard, first row, rows) of every row group, in position order
+    for shard, path in enumerate(store.shard_paths(m)):
+        meta, start = pq.ParquetFile(path).metadata, 0
+        for g in range(meta.num_row_groups):
+            n = meta.row_group(g).num_rows
+            groups.append((shard, start, n))
+            start += n
+    if len(groups) < count:  # small: even row ranges (the row groups are read whole)
+        groups = [(shard, lo + n * i // count, n * (i + 1) // count - n * i // count)
+                  for shard, lo, n in groups for i in range(count)]
+    total, done = sum(n for *_, n in groups), 0
+    parts: list[dict[str, list[tuple[int, int, int]]]] = [{ref: []} for _ in range(count)]
+    for shard, lo, n in groups:
+        index = min(count - 1, (done + n // 2) * count // total)  # by its middle row
+        done += n
+        runs = parts[index][ref]
+        if runs and runs[-1][0] == shard and runs[-1][2] == lo:
+            runs[-1] = (shard, runs[-1][1], lo + n)
+        elif n:
+            runs.append((shard, lo, lo + n))
+    return parts
 
 
 def merge(store, parts: list[dict[str, Any]], resources: dict[str, Any]):

@@ -304,12 +304,18 @@ def _added_columns(m: Manifest) -> str:
 
 
 def row_relation(store: DatasetStore, m: Manifest, *, positions: bool = False,
-                 ordered: bool = True, columns: list[str] | None = None) -> str:
+                 ordered: bool = True, columns: list[str] | None = None,
+                 rows: list[tuple[int, int, int]] | None = None) -> str:
     """SQL relation of ``m``'s rows, in the version's order (``ordered=False``: any order,
     for aggregates).  ``positions`` adds ``__shard``, ``__row``: where each row lives in the
     base shards (for a materialised version, in its own shards).  ``columns``: only these
     (default: all); a selection then reads only what they need (its file alone when it
-    stores them all, the base scan without a join when it stores none of them)."""
+    stores them all, the base scan without a join when it stores none of them).  ``rows``
+    (a plain version only): just the rows at these positions, ``(shard, first, end)``, each
+    range a filter on ``file_row_number`` that DuckDB answers by skipping the row groups
+    outside it (a Dask partition's own rows: ``partitions.position_ranges``)."""
+    if rows is not None:
+        return _rows_at(store, m, rows, positions=positions, ordered=ordered, columns=columns)
     if m.selection is None:
         if columns is not None:
             inner = row_relation(store, m, positions=positions, ordered=ordered)
@@ -327,6 +333,31 @@ def row_relation(store: DatasetStore, m: Manifest, *, positions: bool = False,
     return _resolved(store, sel, store.version_dir(m) / sel.file.path,
                      [f["name"] for f in m.schema_] if columns is None else list(columns),
                      set(sel.columns), positions=positions, ordered=ordered, kind=m.kind)
+
+
+def _rows_at(store: DatasetStore, m: Manifest, rows: list[tuple[int, int, int]], *,
+             positions: bool, ordered: bool, columns: list[str] | None) -> str:
+    paths = store.shard_paths(m)  # a selection has none: raises
+    added = _added_columns(m)
+    pos = ", __shard, __row" if positions else ""
+    if columns is not None:
+        inner = _rows_at(store, m, rows, positions=positions, ordered=ordered, columns=None)
+        return f"(SELECT {', '.join(quote_ident(c) for c in columns)}{pos} FROM {inner})"
+    parts = []
+    for shard, lo, hi in rows or [(0, 0, 0)]:  # no rows: the schema, from the first shard
+        where = f", {int(shard)}::INTEGER AS __shard, file_row_number AS __row" if positions else ""
+        parts.append(f"SELECT * EXCLUDE (file_row_number){where}{', ' + added if added else ''} "
+                     f"FROM read_parquet({quote_literal(str(paths[shard]))}, file_row_number=true) "
+                     f"WHERE file_row_number >= {int(lo)} AND file_row_number < {int(hi)}")
+    # in version order: by position (a plain version's order is its shards' row order)
+    order = (" ORDER BY __shard, __row" if positions else
+             " ORDER BY __s, file_row_number") if ordered else ""
+    if ordered and not positions:
+        parts = [p.replace("EXCLUDE (file_row_number)", "", 1).replace(
+            " FROM read_parquet", f", {int(r[0])} AS __s FROM read_parquet", 1)
+            for p, r in zip(parts, rows or [(0, 0, 0)], strict=True)]
+        return f"(SELECT * EXCLUDE (__s, file_row_number) FROM ({' UNION ALL '.join(parts)}){order})"
+    return "(" + " UNION ALL ".join(parts) + order + ")"
 
 
 def selection_relation(store: DatasetStore, sel, file_path: Path, columns: list[str]) -> str:

@@ -273,9 +273,11 @@ def run_step_task(store_at: tuple[type, str], step_type: str, inputs: dict[str, 
 def run_partition_task(store_at: tuple[type, str], step_type: str, inputs: dict[str, Any],
                        name: str, config, resources: dict[str, Any], keys: dict[str, str],
                        index: int, count: int, out: str, workers_by_host: dict[str, int],
-                       step_modules: tuple[str, ...]) -> dict[str, Any]:
+                       step_modules: tuple[str, ...],
+                       ranges: dict[str, list] | None = None) -> dict[str, Any]:
     """What a Dask worker runs for one partition of a filter: the step's own run function
-    with its inputs narrowed to the partition and its writes sent to partition files.  Its
+    with its inputs narrowed to the partition (by key hash, or ``ranges``: its own rows by
+    position) and its writes sent to partition files.  Its
     DuckDB gets this worker's threads (``threads``)."""
     import uuid
     from pathlib import Path
@@ -294,7 +296,8 @@ def run_partition_task(store_at: tuple[type, str], step_type: str, inputs: dict[
     if resources.get("threads") is None:
         resources["threads"] = threads_here(workers_by_host)
     attempt = Path(out) / f"p{index:04d}-{uuid.uuid4().hex[:8]}"  # a rerun writes afresh
-    partition = Partition(count=count, index=index, keys=keys, out=attempt)
+    partition = Partition(count=count, index=index, keys=keys, out=attempt,
+                          ranges={ref: [tuple(r) for r in runs] for ref, runs in (ranges or {}).items()})
     with running(partition):
         made = REGISTRY[step_type].run_fn()(RunContext(store, quiet=True, settings=resources),
                                             real, name, config)

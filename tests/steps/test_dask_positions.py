@@ -1,0 +1,104 @@
+"""Filters split by row position (``partitions.position_ranges``): a step over one version
+whose rows are their own documents (prompts by ``id``) gives each Dask task a contiguous
+run of whole row groups, read through ``row_relation(rows=...)`` (``file_row_number``
+ranges), instead of every task reading and hashing every row; the merged version is the
+local one."""
+
+from __future__ import annotations
+
+import pytest
+from thinkforge.manifests.partitions import position_ranges
+from thinkforge.manifests.selection import row_relation
+
+
+def _prompts(store, name: str, n: int = 90, chunks: int = 7, words: int = 12):
+    """A prompts version written in ``chunks`` writes (one row group each, or one shard
+    each when the writer's shard size is tiny); every 9th text repeats an earlier one."""
+    rows = [{"id": f"{name[:2]}{i:04d}", "source": "t", "category": "math",
+             "input": [{"role": "user", "content": " ".join(
+                 f"w{(i - i % 9 if i % 9 == 4 else i) * 31 + k}" for k in range(words))}],
+             "ground_truth": "1", "verifier": "math", "license": "MIT"} for i in range(n)]
+    step = -(-n // chunks)
+    with store.writer(name, "prompts", step={"type": "import", "config": {}}) as w:
+        for lo in range(0, n, step):
+            w.write(rows[lo:lo + step])
+    return w.manifest
+
+
+@pytest.mark.parametrize("tiny_shards", [False, True])
+@pytest.mark.parametrize("count", [2, 3, 8])
+def test_position_ranges_cover_every_row_once(store, monkeypatch, tiny_shards, count):
+    import duckdb
+
+    if tiny_shards:
+        monkeypatch.setattr("thinkforge.manifests.writer.SHARD_BYTES", 1)
+    m = _prompts(store, "pos")
+    assert len(m.files) == (7 if tiny_shards else 1)
+    parts = position_ranges(store, {m.ref: "id"}, count)
+    assert parts is not None and len(parts) == count
+    con = duckdb.connect()
+    every = con.execute(f"SELECT id, __shard, __row FROM "
+                        f"{row_relation(store, m, positions=True, ordered=False)}").fetchall()
+    seen = []
+    for part in parts:
+        runs = part[m.ref]
+        assert runs == sorted(runs) and all(lo < hi for _, lo, hi in runs)
+        seen += con.execute(f"SELECT id, __shard, __row FROM "
+                            f"{row_relation(store, m, positions=True, ordered=False, rows=runs)}"
+                            ).fetchall()
+        ids = con.execute(f"SELECT id FROM {row_relation(store, m, rows=runs)}").fetchall()
+        assert ids == sorted(ids)  # in version order (written in id order)
+    assert sorted(seen) == sorted(every) and len(seen) == len(every) == 90
+    # 7 row groups over 2 or 3 tasks: whole row groups, about the same rows each
+    if count <= 7:
+        sizes = [sum(hi - lo for _, lo, hi in p[m.ref]) for p in parts]
+        assert max(sizes) - min(sizes) <= 2 * -(-90 // 7)
+
+
+def test_hash_split_where_rows_must_group(store, versions):
+    """Two versions that must split alike, a grouping key or a selection: by key hash."""
+    assert position_ranges(store, {versions["rollouts"].ref: "prompt_id",
+                                   versions["prompts"].ref: "id"}, 2) is None
+    assert position_ranges(store, {versions["sft"].ref: "prompt_id"}, 2) is None
+    assert position_ranges(store, {versions["prompts"].ref: "id"}, 1) is None
+    pool = next((m for m in versions.values() if m.selection is not None), None)
+    if pool is not None:
+        assert position_ranges(store, {pool.ref: "id"}, 2) is None
+
+
+pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as c:
+        yield c
+
+
+@pytest.mark.parametrize("step_type,config,partitions,resources", [
+    ("decontam", {"ngram": 3}, 3, {}),
+    ("dedup", {}, 3, {}),                      # near + exact: its phased path
+    ("dedup", {"near": False}, 2, {}),         # exact: by the dedup key's hash
+    ("decontam", {"ngram": 3}, 2, {"materialize": True}),
+])
+def test_split_by_position_equals_local(store, cluster, monkeypatch, step_type, config,
+                                        partitions, resources):
+    from tests.steps.test_dask_executor import _files, _run
+
+    monkeypatch.setattr("thinkforge.manifests.writer.SHARD_BYTES", 4000)  # a few shards
+    data = _prompts(store, "px", n=120, chunks=9)
+    inputs = {"data": data}
+    if step_type == "decontam":
+        inputs["against"] = [_prompts(store, "bx", n=12, chunks=1)]
+    local = _run(store, step_type, inputs, f"{step_type}-pl", config, resources)
+    remote = _run(store, step_type, inputs, f"{step_type}-pd", config,
+                  {"executor": "dask", "scheduler": cluster.scheduler_address,
+                   "partitions": partitions, **resources})
+    assert local.rejected.rows > 0
+    assert remote.fingerprint == local.fingerprint
+    assert _files(store, remote) == _files(store, local)
+    assert remote.provenance == local.provenance
+    assert not list((store.root / ".staging").glob("partitions-*"))
