@@ -13,4 +13,4 @@ This package imports only ``manifests`` (and numpy for MinHash): never torch or 
 """
 
 # register how filters split on Dask (separable ones; curriculum and near dedup in phases)
-from . import partitioned, partitioned_curriculum, partitioned_dedup  # noqa: E402,F401
+from . import partitioned, partitioned_curriculum, partitioned_dedup, partitioned_passrate  # noqa: E402,F401

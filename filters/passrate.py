@@ -136,13 +136,32 @@ def collect_provenance(ctx: StepContext, rollouts: Manifest, prompts: Manifest) 
                                   k_from_mode=out["K"] is None)
     if out["K"] is None:
         out["K"] = observed["mode"]
-    generators = [r[0] for r in ctx.con.execute(
-        "SELECT DISTINCT generator FROM rollouts_src ORDER BY 1 LIMIT 50").fetchall()]
+    generators = partition.given.get("generators") if partition is not None else None
+    if generators is None:
+        generators = [r[0] for r in ctx.con.execute(
+            "SELECT DISTINCT generator FROM rollouts_src ORDER BY 1 LIMIT 50").fetchall()]
     out["generators_observed"] = generators
     if out["policy_models"] is None:
         out["policy_models"] = generators
     out["rollouts_step"] = {"type": rollouts.step.type, "config": step}
     return out
+
+
+def partial_counts_sql(store: DatasetStore, prompts: Manifest, files: list[str],
+                       unknown: bool) -> str:
+    """Rollouts per prompt summed over the partial counts of every rollouts partition
+    (``filters/partitioned_passrate.py``), for this partition's prompts (``prompts_src``);
+    ``unknown``: also the prompt ids no prompt has (exactly one partition reports them)."""
+    from thinkforge.manifests.duck import parquet_source
+    from thinkforge.manifests.selection import row_relation
+
+    mine = "prompt_id IN (SELECT id FROM prompts_src)"
+    if unknown:
+        every = row_relation(store, prompts, ordered=False, columns=["id"])
+        mine = f"({mine} OR prompt_id NOT IN (SELECT id FROM {every}))"
+    return (f"SELECT prompt_id, sum(n_rollouts)::BIGINT AS n_rollouts, "
+            f"sum(n_samples)::BIGINT AS n_samples, sum(n_correct)::BIGINT AS n_correct "
+            f"FROM {parquet_source(files)} WHERE {mine} GROUP BY prompt_id")
 
 
 def samples_observed(histogram) -> dict[str, Any]:
@@ -212,11 +231,18 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
             params.append(float(config.drop_at_or_above))
         if config.drop_unsolved:
             unsolved = "WHEN pass_rate = 0 THEN 'unsolved'"
-        if config.reasoning:
+        partition = current_partition()
+        counted = partition.given.get("counts") if partition is not None else None
+        if config.reasoning and counted is None:
             mode_filter = "WHERE reasoning = ?"
             params.append(config.reasoning)
         _attempted_prompts(ctx, store, rollouts, config.reasoning)
         ctx.progress.phase("pass rate per prompt")
+        counts = (f"SELECT prompt_id, count(*) AS n_rollouts, count(correct)::BIGINT AS n_samples, "
+                  f"(count(*) FILTER (WHERE correct))::BIGINT AS n_correct "
+                  f"FROM rollouts_src {mode_filter} GROUP BY prompt_id")
+        if counted is not None:  # a Dask partition of the prompts: the rollouts' partial counts
+            counts = partial_counts_sql(store, prompts, counted, partition.index == 0)
         con.execute(f"""
             CREATE TEMP TABLE scored AS
             SELECT *, {bucket} AS bucket,
@@ -226,10 +252,7 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
             FROM (SELECT prompt_id AS id, n_rollouts, n_samples, n_correct,
                          (CASE WHEN n_samples > 0 THEN n_correct / n_samples END)::DOUBLE
                            AS pass_rate
-                  FROM (SELECT prompt_id, count(*) AS n_rollouts,
-                               count(correct)::BIGINT AS n_samples,
-                               (count(*) FILTER (WHERE correct))::BIGINT AS n_correct
-                        FROM rollouts_src {mode_filter} GROUP BY prompt_id))""", params)
+                  FROM ({counts}))""", params)
         # one FULL JOIN finds the kept prompts, the prompts nobody sampled and the rollouts
         # of unknown prompts (their prompt columns are NULL): the prompts are scanned once
         narrow = None

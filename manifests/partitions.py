@@ -52,6 +52,8 @@ class Partition:
     # version ref -> this partition's rows by position, [(shard, first row, end row)]: a
     # worker reads only its own row groups (``position_ranges``); wins over ``keys``
     ranges: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
+    # what an earlier phase computed for this one (pass rate: the rollouts' partial counts)
+    given: dict[str, Any] = field(default_factory=dict)
     ops: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)   # name, kind, step, parents
@@ -204,11 +206,19 @@ def position_ranges(store, keys: dict[str, str] | None,
         return None
     (ref, key), = keys.items()
     m = store.resolve(ref)
-    if m.selection is not None or ROW_KEYS.get(m.kind) != ("id",) or key != "id" \
-            or not m.files or not m.rows:
+    if ROW_KEYS.get(m.kind) != ("id",) or key != "id":
+        return None
+    return row_group_ranges(store, m, count)
+
+
+def row_group_ranges(store, m, count: int) -> list[dict[str, list[tuple[int, int, int]]]] | None:
+    """``count`` runs of whole row groups of the plain version ``m``, about the same rows
+    each, in position order (None: a selection, or no rows)."""
+    if m.selection is not None or not m.files or not m.rows or count < 2:
         return None
     import pyarrow.parquet as pq
 
+    ref = m.ref
     groups = []  # (shard, first row, rows) of every row group, in position order
     for shard, path in enumerate(store.shard_paths(m)):
         meta, start = pq.ParquetFile(path).metadata, 0

@@ -8,8 +8,6 @@ import pytest
 
 pytest.importorskip("distributed")
 
-import duckdb  # noqa: E402
-
 from tests.steps.test_dask_executor import _files, _run  # noqa: E402
 
 
@@ -22,27 +20,19 @@ def cluster():
         yield c
 
 
-def _partition_of(ids: list[str], count: int) -> dict[str, int]:
-    """The partition each id lands in (thinkforge.manifests.partitions.Partition.restrict)."""
-    con = duckdb.connect()
-    return dict(con.execute(f"SELECT x, (hash(x) % {count})::INT FROM unnest(?) t(x)",
-                            [ids]).fetchall())
-
-
 def _skewed_rollouts(store):
-    """Prompts whose rollouts-per-prompt mode is 1 in partition 0 of 2 but 3 overall (and
-    K recorded nowhere, so passrate takes K from that mode too)."""
-    where = _partition_of([f"q{i}" for i in range(200)], 2)
-    first = [i for i in where if where[i] == 0][:6]
-    second = [i for i in where if where[i] == 1][:10]
-    ids = sorted(first + second)
+    """Prompts whose rollouts-per-prompt mode is 1 in the first of 2 partitions (by
+    position: the first 8 prompts) but 3 overall (and K recorded nowhere, so passrate takes
+    K from that mode too)."""
+    ids = [f"q{i:03d}" for i in range(16)]
+    ones = set(ids[:6])
     prompts = [{"id": i, "source": "t", "category": "math",
                 "input": [{"role": "user", "content": f"question {i}?"}], "ground_truth": "1",
                 "verifier": "math", "license": "MIT"} for i in ids]
     rows = [{"prompt_id": i, "sample": k, "generator": "g", "reasoning": "on", "output": "1",
              "answer": "1", "correct": k % 2 == 0, "format_ok": True, "reward": 0.0,
              "output_tokens": 1, "finish_reason": "stop"}
-            for i in ids for k in range(1 if where[i] == 0 else 3)]
+            for i in ids for k in range(1 if i in ones else 3)]
     with store.writer("sk-prompts", "prompts", step={"type": "import", "config": {}}) as w:
         w.write(prompts)
     with store.writer("sk-rollouts", "rollouts", step={"type": "import", "config": {}},

@@ -102,3 +102,53 @@ def test_split_by_position_equals_local(store, cluster, monkeypatch, step_type, 
     assert _files(store, remote) == _files(store, local)
     assert remote.provenance == local.provenance
     assert not list((store.root / ".staging").glob("partitions-*"))
+
+
+def _straddling_rollouts(store):
+    """12 prompts (2 never sampled), 5 rollouts each in both modes, written in 4 chunks
+    (row groups) so that a prompt's rollouts straddle two tasks' runs, and the rollouts of
+    a prompt id no prompt has (unknown_prompt)."""
+    ids = [f"r{i:03d}" for i in range(12)]
+    prompts = [{"id": i, "source": "t", "category": "math",
+                "input": [{"role": "user", "content": f"question {i}?"}], "ground_truth": "1",
+                "verifier": "math", "license": "MIT"} for i in ids]
+    rows = [{"prompt_id": p, "sample": k, "generator": f"g{k % 2}", "reasoning": mode,
+             "output": "1", "answer": "1", "correct": None if (j + k) % 7 == 0 else (j * k) % 3 == 0,
+             "format_ok": True, "reward": 0.0, "output_tokens": 1, "finish_reason": "stop"}
+            for j, p in enumerate([*ids[:10], "zz-unknown"]) for mode in ("on", "off")
+            for k in range(5)]
+    with store.writer("st-prompts", "prompts", step={"type": "import", "config": {}}) as w:
+        w.write(prompts)
+    with store.writer("st-rollouts", "rollouts", step={"type": "import", "config": {"k": 5}},
+                      parents=[w.manifest]) as r:
+        for lo in range(0, len(rows), 29):
+            r.write(rows[lo:lo + 29])
+    return {"rollouts": r.manifest, "prompts": w.manifest}
+
+
+@pytest.mark.parametrize("config,partitions", [
+    ({}, 3),
+    ({"drop_at_or_above": None, "reasoning": "off", "min_samples": 3}, 2),
+])
+def test_passrate_by_position_equals_local(store, cluster, monkeypatch, config, partitions):
+    """Pass rate in two phases of tasks over row-group runs (partial counts per prompt of
+    the rollouts' runs, then the step per run of prompts): the local bytes and provenance."""
+    import thinkforge.filters  # noqa: F401  (fills PHASED)
+    from thinkforge.manifests.partitions import PHASED
+
+    from tests.steps.test_dask_executor import _files, _run
+
+    inputs = _straddling_rollouts(store)
+    calls = []
+    phased = PHASED["passrate"]
+    monkeypatch.setitem(PHASED, "passrate", lambda ph: calls.append(phased(ph)) or calls[-1])
+    local = _run(store, "passrate", inputs, "st-local", config)
+    assert local.rejected.rows > 0 and local.provenance["not_sampled"] == 2
+    remote = _run(store, "passrate", inputs, "st-dask", config,
+                  {"executor": "dask", "scheduler": cluster.scheduler_address,
+                   "partitions": partitions})
+    assert len(calls) == 1 and calls[0] is not None  # the phased path ran, not the hash split
+    assert remote.fingerprint == local.fingerprint
+    assert _files(store, remote) == _files(store, local)
+    assert remote.provenance == local.provenance
+    assert not list((store.root / ".staging").glob("partitions-*"))

@@ -1,0 +1,111 @@
+"""Pass rate split across Dask workers by row position (issue 27 item 5).
+
+Split by key hash, every partition read (and hashed) every rollout to find its prompts'.
+Here each task reads only its own row groups:
+
+1. **counts** (one task per run of the rollouts' row groups): rollouts, known and correct
+   answers per prompt id in those rows (a narrow file: one row per prompt id, two for the
+   prompt whose rollouts straddle two runs) and the distinct generators it saw;
+2. **judge** (one task per run of the prompts' row groups): the local step itself
+   (``passrate.run_passrate``) over its prompts, whose per-prompt counts are the sums of
+   the partial counts (``passrate.partial_counts_sql``; the first task also reports the
+   rollouts of unknown prompts), writing partition files;
+3. the merge (``partitioned.merge_partitions``): ONE version, the local bytes.
+
+Rows never pass through the scheduler (paths and refs only).  A rollouts or prompts
+selection, or the LLM judge, falls back to the split by prompt id hash.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from thinkforge.manifests.partitions import PHASED, Partition, Phases, running, threads_here
+
+from .partitioned import merge_partitions
+
+
+def passrate_counts(store_at, rollouts_ref: str, reasoning: str | None, ranges: dict,
+                    resources: dict[str, Any], out: str, index: int) -> dict[str, Any]:
+    """Phase 1 on a worker: partial counts per prompt id of one run of row groups."""
+    from thinkforge.manifests.duck import quote_literal
+    from thinkforge.manifests.selection import row_relation
+
+    from .base import Resources, open_connection
+
+    store_cls, root = store_at
+    store = store_cls(root)
+    rollouts = store.resolve(rollouts_ref)
+    store.verify(rollouts)
+    res = Resources(**{"progress": False, **resources})
+    if res.threads is None:
+        res.threads = threads_here()
+    path = str(Path(out) / f"counts-p{index:04d}-{uuid.uuid4().hex[:8]}.parquet")
+    rows = row_relation(store, rollouts, ordered=False, rows=ranges[rollouts_ref],
+                        columns=["prompt_id", "correct", "generator", "reasoning"])
+    where = f"WHERE reasoning = {quote_literal(reasoning)}" if reasoning else ""
+    con, spill = open_connection(store, res)
+    try:
+        con.execute(f"CREATE TEMP VIEW mine AS SELECT * FROM {rows}")
+        con.execute(f"COPY (SELECT prompt_id, count(*) AS n_rollouts, count(correct)::BIGINT "
+                    f"AS n_samples, (count(*) FILTER (WHERE correct))::BIGINT AS n_correct "
+                    f"FROM mine {where} GROUP BY prompt_id) TO {quote_literal(path)} "
+                    f"(FORMAT parquet)")
+        generators = [r[0] for r in con.execute(
+            "SELECT DISTINCT generator FROM mine ORDER BY 1 LIMIT 50").fetchall()]
+    finally:
+        con.close()
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
+    return {"path": path, "generators": generators}
+
+
+def passrate_judge(store_at, rollouts_ref: str, prompts_ref: str, name: str, config,
+                   resources: dict[str, Any], index: int, count: int, out: str, ranges: dict,
+                   given: dict[str, Any]) -> dict[str, Any]:
+    """Phase 2 on a worker: the local step over one run of the prompts' row groups."""
+    from .base import Resources
+    from .passrate import run_passrate
+
+    store_cls, root = store_at
+    store = store_cls(root)
+    res = Resources(**{"progress": False, **resources})
+    if res.threads is None:
+        res.threads = threads_here()
+    partition = Partition(count=count, index=index, keys={prompts_ref: "id"},
+                          out=Path(out) / f"p{index:04d}-{uuid.uuid4().hex[:8]}",
+                          ranges=ranges, given=given)
+    with running(partition):
+        return run_passrate(store, store.resolve(rollouts_ref), store.resolve(prompts_ref),
+                            name, config, resources=res)
+
+
+def run_passrate_phased(ph: Phases):
+    """The driver: counts per run of rollouts, the step per run of prompts, the merge."""
+    from thinkforge.manifests.partitions import row_group_ranges
+
+    from .passrate import prompts_of
+
+    rollouts, config = ph.inputs["rollouts"], ph.config
+    prompts = ph.inputs.get("prompts") or prompts_of(ph.store, rollouts)
+    if config.judge.on or rollouts.ref == prompts.ref:
+        return None  # the judge asks a model per undecided rollout: the hash split
+    by_rollouts = row_group_ranges(ph.store, rollouts, ph.count)
+    by_prompts = row_group_ranges(ph.store, prompts, ph.count)
+    if by_rollouts is None or by_prompts is None:
+        return None  # a selection (or nothing to split): by prompt id hash
+    counted = ph.map("counts", passrate_counts,
+                     [(ph.store_at, rollouts.ref, config.reasoning, by_rollouts[i],
+                       ph.resources, str(ph.out), i) for i in range(ph.count)])
+    given = {"counts": [c["path"] for c in counted],
+             "generators": sorted({g for c in counted for g in c["generators"]})[:50]}
+    parts = ph.map("judge", passrate_judge,
+                   [(ph.store_at, rollouts.ref, prompts.ref, ph.name, config, ph.resources, i,
+                     ph.count, str(ph.out), by_prompts[i], given) for i in range(ph.count)])
+    return merge_partitions(ph.store, parts, ph.resources)
+
+
+PHASED["passrate"] = run_passrate_phased
