@@ -2,16 +2,20 @@
 
 Which steps split, and by what (``split_keys``):
 
-* **per prompt**: passrate (rollouts by ``prompt_id``, prompts by ``id``), quality and
+* **per prompt**: passrate (rollouts by ``prompt_id``, prompts by ``id``; only where its
+  phased split by row position, ``partitioned_passrate``, does not apply), quality and
   decontam (``prompt_id`` for sft/rollouts, ``id`` for prompts/rl_pool): a row's fate
   depends only on its prompt's rows (ON/OFF pairs share a prompt id, so the pair policy
-  sees whole pairs); decontam's benchmark index is built on every worker;
+  sees whole pairs); decontam's benchmark index is built on every worker.  Over one plain
+  prompts / rl_pool version (``id`` unique) the executor splits by row position instead
+  (``partitions.position_ranges``): each task reads only its own row groups;
 * **exact dedup**: by the *dedup key* (md5 of the normalised text), so all copies of a
   text meet in one partition; the representative is the lowest id either way.  Not when
   a pair policy spans rows of different keys (sft compared ``--on output`` with pairs);
 * **in phases** (``thinkforge.manifests.partitions.PHASED``): curriculum (``partitioned_curriculum``:
   per-partition sort keys and counts, the plan on the driver, batch ranges placed per
-  task);
+  task); passrate (``partitioned_passrate``: partial counts per run of rollouts row groups,
+  the step per run of prompts row groups);
 * **global**: near dedup (LSH buckets cross any row partition: see docs/scale.md "near dedup on
   a cluster"), correct, mix, split: these run as one task on one worker, as before.
 

@@ -1,7 +1,9 @@
 """One partition of a filter step, as a Dask worker runs it (docs/scale.md, issue 12).
 
 A per-prompt-separable filter (passrate, quality, decontam, exact dedup) runs on every
-worker over the rows whose partition key hashes to that worker's partition: the *same*
+worker over the rows whose partition key hashes to that worker's partition, or, where any
+split of the rows gives the local result, over its own runs of row groups
+(``position_ranges``: read by position, no row is read twice): the *same*
 step code, the same DuckDB SQL, only its inputs are narrowed (``restrict``) and, instead
 of publishing, what it would write goes to narrow partition files (``PartitionWriter``):
 the selection positions (+ the columns the step computes, + the sort columns of the local
