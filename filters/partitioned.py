@@ -14,8 +14,8 @@ Which steps split, and by what (``split_keys``):
   a pair policy spans rows of different keys (sft compared ``--on output`` with pairs);
 * **in phases** (``thinkforge.manifests.partitions.PHASED``): curriculum (``partitioned_curriculum``:
   per-partition sort keys and counts, the plan on the driver, batch ranges placed per
-  task); passrate (``partitioned_passrate``: partial counts per run of rollouts row groups,
-  the step per run of prompts row groups);
+  task); passrate (``partitioned_passrate``: partial counts per run of rollouts rows, the
+  step per run of prompts rows);
 * **global**: near dedup (LSH buckets cross any row partition: see docs/scale.md "near dedup on
   a cluster"), correct, mix, split: these run as one task on one worker, as before.
 

@@ -217,7 +217,7 @@ def run_near_dedup_phased(ph: Phases):
         return None
     key = _PROMPT_KEY[data.kind]
     common = (ph.store_at, data.ref, config, ph.resources, ph.hosts)
-    # one document per row (prompts): each task reads its own row groups, not every row
+    # one document per row (prompts): each task reads its own run of rows, not every row
     ranges = position_ranges(ph.store, {data.ref: key}, ph.count) or [{}] * ph.count
     firsts = ph.map("signatures", near_signatures,
                     [(*common, key, i, ph.count, str(ph.out), ranges[i]) for i in range(ph.count)])

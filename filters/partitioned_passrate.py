@@ -1,12 +1,12 @@
 """Pass rate split across Dask workers by row position (issue 27 item 5).
 
 Split by key hash, every partition read (and hashed) every rollout to find its prompts'.
-Here each task reads only its own row groups:
+Here each task reads only the row groups of its own run of rows:
 
-1. **counts** (one task per run of the rollouts' row groups): rollouts, known and correct
+1. **counts** (one task per run of the rollouts' rows): rollouts, known and correct
    answers per prompt id in those rows (a narrow file: one row per prompt id, two for the
    prompt whose rollouts straddle two runs) and the distinct generators it saw;
-2. **judge** (one task per run of the prompts' row groups): the local step itself
+2. **judge** (one task per run of the prompts' rows): the local step itself
    (``passrate.run_passrate``) over its prompts, whose per-prompt counts are the sums of
    the partial counts (``passrate.partial_counts_sql``; the first task also reports the
    rollouts of unknown prompts), writing partition files;
@@ -30,7 +30,7 @@ from .partitioned import merge_partitions
 
 def passrate_counts(store_at, rollouts_ref: str, reasoning: str | None, ranges: dict,
                     resources: dict[str, Any], out: str, index: int) -> dict[str, Any]:
-    """Phase 1 on a worker: partial counts per prompt id of one run of row groups."""
+    """Phase 1 on a worker: partial counts per prompt id of one run of rows."""
     from thinkforge.manifests.duck import quote_literal
     from thinkforge.manifests.selection import row_relation
 
@@ -66,7 +66,7 @@ def passrate_counts(store_at, rollouts_ref: str, reasoning: str | None, ranges: 
 def passrate_judge(store_at, rollouts_ref: str, prompts_ref: str, name: str, config,
                    resources: dict[str, Any], index: int, count: int, out: str, ranges: dict,
                    given: dict[str, Any]) -> dict[str, Any]:
-    """Phase 2 on a worker: the local step over one run of the prompts' row groups."""
+    """Phase 2 on a worker: the local step over one run of the prompts' rows."""
     from .base import Resources
     from .passrate import run_passrate
 

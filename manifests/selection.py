@@ -337,27 +337,22 @@ def row_relation(store: DatasetStore, m: Manifest, *, positions: bool = False,
 
 def _rows_at(store: DatasetStore, m: Manifest, rows: list[tuple[int, int, int]], *,
              positions: bool, ordered: bool, columns: list[str] | None) -> str:
-    paths = store.shard_paths(m)  # a selection has none: raises
-    added = _added_columns(m)
-    pos = ", __shard, __row" if positions else ""
+    """The plain version's rows at ``rows``: the same ``read_parquet`` over every shard as
+    a whole read (DuckDB then proves NOT NULL exactly as it does there: the bytes a
+    merge must reproduce), filtered on ``file_index`` and ``file_row_number``, which
+    DuckDB answers by skipping the files and row groups outside the runs."""
     if columns is not None:
         inner = _rows_at(store, m, rows, positions=positions, ordered=ordered, columns=None)
+        pos = ", __shard, __row" if positions else ""
         return f"(SELECT {', '.join(quote_ident(c) for c in columns)}{pos} FROM {inner})"
-    parts = []
-    for shard, lo, hi in rows or [(0, 0, 0)]:  # no rows: the schema, from the first shard
-        where = f", {int(shard)}::INTEGER AS __shard, file_row_number AS __row" if positions else ""
-        parts.append(f"SELECT * EXCLUDE (file_row_number){where}{', ' + added if added else ''} "
-                     f"FROM read_parquet({quote_literal(str(paths[shard]))}, file_row_number=true) "
-                     f"WHERE file_row_number >= {int(lo)} AND file_row_number < {int(hi)}")
-    # in version order: by position (a plain version's order is its shards' row order)
-    order = (" ORDER BY __shard, __row" if positions else
-             " ORDER BY __s, file_row_number") if ordered else ""
-    if ordered and not positions:
-        parts = [p.replace("EXCLUDE (file_row_number)", "", 1).replace(
-            " FROM read_parquet", f", {int(r[0])} AS __s FROM read_parquet", 1)
-            for p, r in zip(parts, rows or [(0, 0, 0)], strict=True)]
-        return f"(SELECT * EXCLUDE (__s, file_row_number) FROM ({' UNION ALL '.join(parts)}){order})"
-    return "(" + " UNION ALL ".join(parts) + order + ")"
+    src = f"{parquet_source(store.shard_paths(m))[:-1]}, file_row_number=true)"
+    where = " OR ".join(f"(file_index = {int(shard)} AND file_row_number >= {int(lo)} "
+                        f"AND file_row_number < {int(hi)})" for shard, lo, hi in rows) or "false"
+    added = _added_columns(m)
+    pos = ", file_index::INTEGER AS __shard, file_row_number AS __row" if positions else ""
+    order = " ORDER BY file_index, file_row_number" if ordered else ""
+    return (f"(SELECT * EXCLUDE (file_row_number){pos}{', ' + added if added else ''} "
+            f"FROM {src} WHERE {where}{order})")
 
 
 def selection_relation(store: DatasetStore, sel, file_path: Path, columns: list[str]) -> str:
