@@ -6,16 +6,14 @@ import json
 import subprocess
 import sys
 
-import pyarrow as pa
 import pytest
-from click.testing import CliRunner
 from pydantic import BaseModel
 from thinkforge.manifests import manifest as models
 from thinkforge.manifests import records
 from thinkforge.manifests.errors import InputDataError
 
-ROWS = pa.table({"id": ["a", "b", "c"], "source": ["s"] * 3, "category": ["math", "code", "math"],
-                 "input": [[{"role": "user", "content": "hi"}]] * 3, "verifier": ["none"] * 3})
+from tests.manifests.selection_store import ROWS, fill
+
 PAIRS = [(models.FileEntry, records.FileEntry), (models.ParentRef, records.ParentRef),
          (models.Step, records.Step), (models.Rejected, records.Rejected),
          (models.Selection, records.Selection), (models.Manifest, records.ManifestRecord)]
@@ -30,16 +28,7 @@ def test_the_record_has_the_models_fields(model: type[BaseModel], record):
 
 
 def test_every_manifest_reads_the_same_both_ways(store):
-    for name in ("gsm8k", "other"):
-        with store.writer(name, "prompts", step={"type": "t"}) as w:
-            w.write(ROWS)
-            w.reject(ROWS.slice(0, 1), reason="test")
-    from thinkforge.cli import cli, load_commands
-
-    load_commands()
-    made = CliRunner().invoke(cli, ["--store", str(store.root), "-q", "filter", "dedup", "gsm8k",
-                                    "--name", "gsm8k-dedup"])
-    assert made.exit_code == 0, made.output
+    fill(store)
     full = list(store.manifests())
     light = list(store.manifests(light=True))
     assert any(m.selection is not None for m in light)

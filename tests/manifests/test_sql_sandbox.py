@@ -13,34 +13,19 @@ import os
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import pytest
 from thinkforge.manifests import DatasetStore
 from thinkforge.manifests.errors import ForgeError, SqlRefusedError
 from thinkforge.manifests.sql import check_read_only, run_sql, sandbox_connection
 
-ROWS = pa.table({"id": ["a", "b", "c"], "source": ["s"] * 3, "category": ["math", "code", "math"],
-                 "input": [[{"role": "user", "content": "hi"}]] * 3, "verifier": ["none"] * 3})
+from tests.manifests.selection_store import fill
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     base = tmp_path_factory.mktemp("sandbox")
     store = DatasetStore(base / "store")
-    for name in ("gsm8k", "other"):
-        with store.writer(name, "prompts", step={"type": "t"}) as w:
-            w.write(ROWS)
-            w.reject(ROWS.slice(0, 1), reason="test")
-    # a selection version: its view is the one place the sandbox allows file reads
-    from click.testing import CliRunner
-
-    from thinkforge.cli import cli, load_commands
-
-    load_commands()
-    made = CliRunner().invoke(cli, ["--store", str(store.root), "-q", "filter", "dedup", "gsm8k",
-                                    "--name", "gsm8k-dedup"])
-    assert made.exit_code == 0, made.output
-    assert store.resolve("gsm8k-dedup").selection is not None
+    fill(store)  # with a selection version: the one place the sandbox allows file reads
     outside = base / "outside"
     outside.mkdir()
     (outside / "secret.txt").write_text("do not read\n")

@@ -37,3 +37,15 @@ def kinds(store: DatasetStore, data_dir, monkeypatch) -> dict:
                         PassRateConfig(drop_at_or_above=None))
     return {"prompts": prompts, "bench": bench, "sft": sft, "rollouts": rollouts,
             "rl_pool": pool}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A 2-worker distributed.LocalCluster, one single-thread process each (one per module:
+    the Dask test files share this, not its workers' state)."""
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as c:
+        yield c

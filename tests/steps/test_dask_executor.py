@@ -25,15 +25,6 @@ from thinkforge.manifests.steps import (  # noqa: E402
 )
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as c:
-        yield c
-
-
 def _files(store: DatasetStore, manifest) -> dict[str, str]:
     """role:path -> sha256 of every file a version reads (selection, digests, rejected, the
     base shards), manifest.json aside (it names the version and the time it was written)."""

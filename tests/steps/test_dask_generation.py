@@ -61,15 +61,6 @@ def _closed_port_url() -> str:
         return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as c:
-        yield c
-
-
 @pytest.fixture
 def prompts(store, data_dir):
     from thinkforge.curation.importer import ImportOptions, import_file

@@ -11,15 +11,6 @@ pytest.importorskip("distributed")
 from tests.steps.test_dask_executor import _files, _run  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as c:
-        yield c
-
-
 def _skewed_rollouts(store):
     """Prompts whose rollouts-per-prompt mode is 1 in the first of 2 partitions (by
     position: the first 8 prompts) but 3 overall (and K recorded nowhere, so passrate takes

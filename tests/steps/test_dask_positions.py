@@ -68,15 +68,6 @@ def test_hash_split_where_rows_must_group(store, versions):
 pytest.importorskip("distributed")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as c:
-        yield c
-
-
 @pytest.mark.parametrize("step_type,config,partitions,resources", [
     ("decontam", {"ngram": 3}, 3, {}),
     ("dedup", {}, 3, {}),                      # near + exact: its phased path
