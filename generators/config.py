@@ -8,7 +8,7 @@ holds the API key.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
@@ -73,13 +73,20 @@ class JudgeConfig(BaseModel):
 
 class JudgedStep(BaseModel):
     """A step config with a ``judge: JudgeConfig`` field: without a judge the step's record
-    (and so its reuse key) is the one it always had."""
+    (and so its reuse key) is the one it always had.  The same holds for the optional
+    fields named in ``_recorded_when_set`` (left unset: not recorded)."""
+
+    _recorded_when_set: ClassVar[tuple[str, ...]] = ()
 
     @model_serializer(mode="wrap")
     def _judge_only_when_on(self, handler):
         data = handler(self)
-        if isinstance(data, dict) and not self.judge.on:
-            data.pop("judge", None)
+        if isinstance(data, dict):
+            if not self.judge.on:
+                data.pop("judge", None)
+            for name in self._recorded_when_set:
+                if data.get(name) is None:
+                    data.pop(name, None)
         return data
 
 
@@ -264,8 +271,25 @@ class VerifierConfig(_Strict):
     code_memory_mb: int = Field(1024, ge=64, description="address-space limit of a code test run")
 
 
+class PromptInstructions(_Strict):
+    """What the teacher is told after the prompt, per reasoning mode (appended to the last
+    user turn).  Unset: the defaults of ``thinkforge.generators.reasoning`` (prompted ON
+    asks for step-by-step reasoning and a "Final answer:" line; OFF and native add
+    nothing).  The same text reaches GRPO's prompts (found through the pool's lineage)."""
+
+    on: str | None = Field(None, description="appended to ON prompts; in the prompted format "
+                           "it must ask for a line starting with \"Final answer:\"")
+    off: str | None = Field(None, description="appended to OFF prompts, e.g. \"Answer with "
+                            "the number only.\"")
+
+    _on_from_yaml = model_validator(mode="before")(classmethod(
+        lambda cls, v: {_yaml_mode(k): x for k, x in v.items()} if isinstance(v, dict) else v))
+
+
 class GenerationConfig(JudgedStep, _Strict):
     """Settings shared by SFT generation and rollouts."""
+
+    _recorded_when_set = ("instructions",)
 
     teacher: BackendConfig = Field(default_factory=BackendConfig)
     teachers: list[TeacherRule] = Field(default_factory=list, description="per-mode / per-"
@@ -274,6 +298,9 @@ class GenerationConfig(JudgedStep, _Strict):
         "prompted", description="native: the teacher writes <think> itself; prompted: a "
         "non-reasoning teacher is asked for reasoning + a final answer, stored as "
         "<think>reasoning</think> answer")
+    instructions: PromptInstructions | None = Field(
+        None, description="text appended to the prompt per mode (default: the prompted "
+        "format's step-by-step + \"Final answer:\" instruction for ON, nothing for OFF)")
     limit: int | None = Field(None, ge=1, description="use only the first N prompts")
     seed: int = Field(0, description="base seed; each request derives its own from its key")
     verifier: VerifierConfig = Field(default_factory=VerifierConfig)
@@ -285,6 +312,20 @@ class GenerationConfig(JudgedStep, _Strict):
         0.5, ge=0, le=1, exclude=True,
         description="fail the run (publish nothing, keep the checkpoint) when more than this "
                     "share of requests still failed after their retries")
+
+    @model_validator(mode="after")
+    def _on_instruction_asks_for_the_marker(self):
+        from .reasoning import FINAL_ANSWER_INSTRUCTION_RE
+
+        on = self.instructions.on if self.instructions else None
+        if on is not None and self.reasoning_format == "prompted" \
+                and not FINAL_ANSWER_INSTRUCTION_RE.search(on):
+            raise ValueError(
+                f"instructions.on {on!r} does not ask for a line starting with \"Final "
+                "answer:\"; the prompted format stores the reasoning before that line and "
+                "verifies the answer after it, so every ON answer would be rejected. Add "
+                "e.g. 'then a last line \"Final answer: <number>\"'")
+        return self
 
     @model_validator(mode="after")
     def _rules_agree(self):

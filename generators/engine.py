@@ -90,8 +90,10 @@ def plan_requests(prompts: list[dict[str, Any]], config, modes: list[str],
             config_hash = stable_hash({
                 "backend": config.teacher.backend, "model": model, "sampling": sampling.model_dump(),
                 "reasoning_format": config.reasoning_format, "seed": config.seed,
-                "template": PROMPT_TEMPLATE_VERSION, **wire_key(config.teacher_for(model))})
-            messages = teacher_messages(prompt["input"], mode, config.reasoning_format)
+                "template": PROMPT_TEMPLATE_VERSION, **wire_key(config.teacher_for(model)),
+                **instructions_key(config)})
+            messages = teacher_messages(prompt["input"], mode, config.reasoning_format,
+                                        config.instructions)
             first_key = None
             for sample in range(samples):
                 key = request_key(prompt["id"], mode, sample, config_hash)
@@ -103,6 +105,12 @@ def plan_requests(prompts: list[dict[str, Any]], config, modes: list[str],
                     sampling.temperature, sampling.top_p, sampling.max_new_tokens, seed), copy_of))
                 first_key = first_key or key
     return plans
+
+
+def instructions_key(config) -> dict[str, Any]:
+    """The step's own per-mode instructions, for request keys (only when set, so the keys of
+    steps on the default instructions never changed)."""
+    return {"instructions": config.instructions.model_dump()} if config.instructions else {}
 
 
 def wire_key(teacher) -> dict[str, Any]:

@@ -35,9 +35,14 @@ class ShapedOutput:
     unclosed: bool = False  # ON reasoning that never reached </think> (truncated)
 
 
-def teacher_messages(messages: list[dict], mode: str, reasoning_format: str) -> list[dict]:
-    """The conversation sent to the teacher: the mode's system prompt first, then the prompt."""
-    return apply_prompt_template(messages, prompt_template([mode], reasoning_format), mode)
+def teacher_messages(messages: list[dict], mode: str, reasoning_format: str,
+                     instructions=None) -> list[dict]:
+    """The conversation sent to the teacher: the mode's system prompt first, then the prompt
+    with the mode's instruction appended (``instructions``: a step config's
+    ``PromptInstructions`` or a ``{mode: text}`` dict; unset modes keep the defaults).
+    Generation and GRPO's prompts both come from here."""
+    return apply_prompt_template(messages, prompt_template([mode], reasoning_format,
+                                                           instructions), mode)
 
 
 # What an *instruction* to mark the answer looks like.  A prompt may quote a worked solution
@@ -56,6 +61,7 @@ FINAL_ANSWER_INSTRUCTION = (
     r"final answer"
     r"|[\"'\u201c`]\**final answer\**\s*:?[^\"'\u201d`\n]{0,24}[\"'\u201d`]"
     r"|final answer\s*:\s*(?:<[^>\n]*>|\[[^\]\n]*\]|\{[^}\n]*\}|\$?answer\b)")
+FINAL_ANSWER_INSTRUCTION_RE = re.compile(FINAL_ANSWER_INSTRUCTION)
 _MARKER_INSTRUCTION_RE = re.compile(f"{BOXED_INSTRUCTION}|{FINAL_ANSWER_INSTRUCTION[4:]}")
 
 
@@ -67,18 +73,26 @@ def marker_required(messages: list[dict]) -> bool:
                for m in messages if m.get("role") in ("system", "user"))
 
 
-def prompt_template(modes: list[str], reasoning_format: str) -> dict:
+def prompt_template(modes: list[str], reasoning_format: str, instructions=None) -> dict:
     """The template a generation step wraps every prompt in, per mode, as plain data.
 
     Rollouts record it in their manifest (``provenance.export.prompt_template``) so that the
     RL pool and its exports give the trainer the exact messages the pass rates were
     measured on (:func:`apply_prompt_template`), not the bare prompt.
     """
+    given = instructions or {}
+    if not isinstance(given, dict):  # a PromptInstructions
+        given = given.model_dump()
     return {"reasoning_format": reasoning_format, "modes": {
         mode: {"system": SYSTEM_PROMPTS[mode],
-               "user_suffix": PROMPTED_ON_INSTRUCTION
-               if mode == "on" and reasoning_format == "prompted" else ""}
+               "user_suffix": _user_suffix(mode, reasoning_format, given.get(mode))}
         for mode in modes}}
+
+
+def _user_suffix(mode: str, reasoning_format: str, instruction: str | None) -> str:
+    if instruction is not None:  # the step's own text, one blank line after the prompt
+        return f"\n\n{instruction.strip()}" if instruction.strip() else ""
+    return PROMPTED_ON_INSTRUCTION if mode == "on" and reasoning_format == "prompted" else ""
 
 
 def apply_prompt_template(messages: list[dict], template: dict, mode: str,

@@ -80,7 +80,8 @@ def run_generation_step(store, prompts: Manifest, name: str, *, kind: str, step_
         models = sorted({p.model for p in plans})
         facts["export"] = {"policy_model": ", ".join(models) or None,
                            "prompt_template": prompt_template(list(modes),
-                                                              config.reasoning_format)}
+                                                              config.reasoning_format,
+                                                              config.instructions)}
     facts.update(models=sorted({p.model for p in plans}), modes=list(modes),
                  samples_per_prompt=samples, seed=config.seed,
                  verifier_versions=facts["verifiers"])

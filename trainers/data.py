@@ -145,8 +145,9 @@ def preference_mode(data: TrainingData, requested: str) -> str | None:
 
 def rollout_prompt_settings(store: DatasetStore, manifest: Manifest, depth: int = 12
                             ) -> dict[str, Any]:
-    """How the rollouts behind a pool's pass rates prompted the model: modes and reasoning
-    format, found through lineage (so GRPO prompts the way the pass rates were measured)."""
+    """How the rollouts behind a pool's pass rates prompted the model: modes, reasoning
+    format and the step's per-mode instructions (None: the defaults), found through
+    lineage (so GRPO prompts the way the pass rates were measured)."""
     frontier, seen = [manifest], set()
     for _ in range(depth):
         parents = []
@@ -155,6 +156,7 @@ def rollout_prompt_settings(store: DatasetStore, manifest: Manifest, depth: int 
                 config = m.step.config or {}
                 return {"modes": m.provenance.get("modes") or list(config.get("modes") or ["on"]),
                         "reasoning_format": config.get("reasoning_format", "prompted"),
+                        "instructions": config.get("instructions"),
                         "rollouts": m.ref}
             for p in m.parents:
                 if p.ref not in seen:

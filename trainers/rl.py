@@ -9,8 +9,10 @@ curriculum batch size so each optimiser step trains on exactly one curriculum ba
 ``ConfigError`` that says which value to change (``curriculum: warn`` only warns).
 
 **Prompts.**  The prompt is the one the pass rates were measured with: the system turn of
-the rollouts' reasoning mode and, for a prompted-format teacher, the same step-by-step
-instruction (``thinkforge.generators.reasoning.teacher_messages``), found through the pool's lineage.
+the rollouts' reasoning mode and the same instruction appended to the prompt (the default
+step-by-step one of a prompted-format teacher, or the rollouts step's ``instructions``),
+built by the one function generation uses (``thinkforge.generators.reasoning.teacher_messages``)
+from the settings found through the pool's lineage.
 
 **Rewards.**  ``thinkforge.trainers.rewards``: accuracy through ``thinkforge.generators.verifiers`` and the
 think-tag format, weighted by ``accuracy_weight`` / ``format_weight``; optionally a reward
@@ -179,7 +181,7 @@ def prompt_settings(data: TrainingData, config: OnlineRlConfig) -> dict[str, Any
     if mode == "auto":
         mode = (found.get("modes") or ["on"])[0]
     return {"mode": mode, "reasoning_format": found.get("reasoning_format", "native"),
-            "rollouts": found.get("rollouts")}
+            "instructions": found.get("instructions"), "rollouts": found.get("rollouts")}
 
 
 def rows(data: TrainingData, config: OnlineRlConfig, store) -> list[dict]:
@@ -196,7 +198,8 @@ def rows(data: TrainingData, config: OnlineRlConfig, store) -> list[dict]:
     for i, row in enumerate(read_rows(data, curriculum_order=True)):
         converted = trl_grpo(row, i, ctx)
         converted["prompt"] = teacher_messages(row["input"], settings["mode"],
-                                               settings["reasoning_format"])
+                                               settings["reasoning_format"],
+                                               settings["instructions"])
         converted["reasoning"] = settings["mode"]
         out.append(converted)
     return out

@@ -27,7 +27,8 @@ def gold_answers() -> dict[str, str]:
 
 @pytest.fixture
 def scripted_teacher(monkeypatch):
-    """Reasoning then a final answer that is right for every other sample, so pass rates vary."""
+    """Reasoning then a final answer: OFF always right, ON right for every other sample (by
+    the key's last digits), so pass rates vary and most prompts have a verified pair."""
     from tests.scripted_teacher import install
 
     gold = gold_answers()
@@ -36,8 +37,11 @@ def scripted_teacher(monkeypatch):
         question = request.messages[-1]["content"]
         right = next((g for q, g in gold.items() if q in question), "0")
         digits = re.findall(r"\d+", request.key)
-        final = right if (int(digits[-1]) if digits else 0) % 2 == 0 else "-1"
-        return f"First I read the question, then I compute step by step.\n\nFinal answer: {final}"
+        even = (int(digits[-1]) if digits else 0) % 2 == 0
+        final = right if even or request.mode == "off" else "-1"
+        # the question in the text keeps answers of different prompts apart for dedup
+        return (f"First I read: {question.split('?')[0]}? Then I compute.\n\n"
+                f"Final answer: {final}")
 
     return install(monkeypatch, answer)
 
@@ -71,6 +75,11 @@ def test_demo_recipe_builds_reports_and_reuses_everything(cli_run, store, tmp_pa
 
     rows = read_table(store, train).to_pylist()
     assert {r["verified"] for r in rows} == {True}
+    # pairs: drop-whole, and the split keeps a prompt's answers together: ON/OFF pairs only
+    modes: dict[str, set] = {}
+    for r in rows:
+        modes.setdefault(r["prompt_id"], set()).add(r["reasoning"])
+    assert set(map(frozenset, modes.values())) == {frozenset({"on", "off"})}
     assert store.resolve("demo-sft-raw").stats["verified_rate"]["on"]["rate"] < 1.0
     keys = store.version_keys()
 
@@ -105,8 +114,8 @@ def test_demo_recipe_with_the_embedded_teacher(cli_run, store, tmp_path, monkeyp
     verified = run_sql_rows(store, 'SELECT count(*) FILTER (WHERE verified) AS v, count(*) AS n '
                                    'FROM "demo-sft-train"')[0]
     assert verified["v"] == verified["n"] == train.rows
-    # measured (issue 23 item 7): 6 verified answers in the train split, RL pool prompts in
-    # 3 buckets; the 135M teacher is the limit, not the pipeline (docs/install.md)
+    # measured (issue 23 item 7, docs/install.md): 8 verified answers in the train split but
+    # 0 ON/OFF pairs, RL pool prompts in 3 buckets; the 135M teacher is the limit
     assert train.rows > 0
     assert len(run_sql_rows(store, BUCKETS_SQL)) >= 2
 
@@ -122,7 +131,7 @@ def test_a_smaller_demo_yields_verified_pairs_and_spread_pass_rates(cli_run, sto
     arithmetic problems yields a non-empty verified train split and pass rates in more than
     one bucket."""
     text = (REPO / "recipes" / "demo.yaml").read_text(encoding="utf-8")
-    for old, new in (("&sft_prompts 20", "&sft_prompts 12"), ("&rl_prompts 12", "&rl_prompts 8"),
+    for old, new in (("&sft_prompts 72", "&sft_prompts 24"), ("&rl_prompts 16", "&rl_prompts 8"),
                      ("../curation/data/", f"{REPO}/curation/data/")):
         assert old in text, old
         text = text.replace(old, new)
