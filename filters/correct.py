@@ -112,6 +112,10 @@ def run_correct(store: DatasetStore, data: Manifest, name: str,
         group, unit = ("prompt_id", "coalesce(pair_id, id)") if whole else \
             ("prompt_id, reasoning", "id")
         con.execute(f"CREATE TEMP VIEW units_of AS SELECT id, {unit} AS unit FROM cand")
+        # whole pairs: a complete pair before an orphan (an answer whose twin was never
+        # stored, e.g. an ON reply rejected at generation), or the orphan of sample 0 would
+        # outrank the verified pair of sample 2 and the prompt would yield no pair
+        first = "n_rows DESC, " if whole else ""
         if config.pick == "all":
             picked = "SELECT id, reason, pair_failed_id FROM paired"
         else:
@@ -121,14 +125,15 @@ def run_correct(store: DatasetStore, data: Manifest, name: str,
                 JOIN units_of u USING (id) LEFT JOIN samples s ON s.pair_id = c.pair_id
                 WHERE p.reason IS NULL),
               units AS (
-                SELECT {group}, unit, count(*) FILTER (WHERE verified IS NULL) AS n_unverified,
+                SELECT {group}, unit, count(*) AS n_rows,
+                       count(*) FILTER (WHERE verified IS NULL) AS n_unverified,
                        count(*) FILTER (WHERE truncated) AS n_truncated,
                        sum(CASE WHEN agree > 1 THEN agree ELSE 0 END) AS votes,
                        sum(tokens) AS tokens, coalesce(min(sample), 2147483647) AS sample_key
                 FROM live GROUP BY {group}, unit),
               ranked AS (
                 SELECT unit, row_number() OVER (PARTITION BY {group} ORDER BY
-                         {_ORDER[config.pick]}) AS rank FROM units)
+                         {first}{_ORDER[config.pick]}) AS rank FROM units)
               SELECT p.id, coalesce(p.reason, CASE WHEN r.rank > 1 THEN 'not_picked' END) AS reason,
                      p.pair_failed_id
               FROM paired p JOIN units_of u USING (id) LEFT JOIN ranked r ON r.unit = u.unit"""

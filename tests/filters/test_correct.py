@@ -16,12 +16,15 @@ def rows_of(store, manifest, rejected=False):
 
 
 def sft_version(store, prompts, verdicts, name="cands", tokens=None):
-    """sft rows: verdicts[(prompt index, mode)] = [verified of sample 0, 1, ...]."""
+    """sft rows: verdicts[(prompt index, mode)] = [verified of sample 0, 1, ...] (``...``: no
+    row for that sample)."""
     rows = []
     prompt_rows = [r for p in store.shard_paths(prompts) for r in pq.read_table(p).to_pylist()]
     for (i, mode), samples in verdicts.items():
         prompt = prompt_rows[i]
         for sample, verified in enumerate(samples):
+            if verified is ...:  # never stored (rejected at generation): its twin is an orphan
+                continue
             rows.append({
                 "id": stable_hash([prompt["id"], mode, sample], 24), "prompt_id": prompt["id"],
                 "pair_id": stable_hash([prompt["id"], sample], 16), "category": "math",
@@ -59,6 +62,19 @@ def test_only_verified_answers_pass_and_pairs_stay_whole(store, gsm8k):
     assert m.rows + m.rejected.rows == data.rows
     assert m.provenance["pairs"]["policy"] == "drop-whole"
     assert m.provenance["pairs"]["complete_pairs_kept"] == 2
+
+
+@pytest.mark.parametrize("pick", ["best", "first", "shortest"])
+def test_a_complete_pair_is_picked_before_an_orphan(store, gsm8k, pick):
+    """Issue 23 item 7: a greedy OFF answer copied to every sample whose ON twin of sample 0
+    was rejected at generation is an orphan; the verified pair of sample 1 goes on."""
+    data, prompts = sft_version(store, gsm8k, {
+        (0, "on"): [..., True, False], (0, "off"): [True, True, True],
+        (1, "on"): [..., ...], (1, "off"): [True, True]})                  # orphans only
+    m = run_correct(store, data, "good", CorrectConfig(pick=pick))
+    kept = {(r["prompt_id"], r["reasoning"], _sample(r)) for r in rows_of(store, m)}
+    assert kept == {(prompts[0]["id"], "on", 1), (prompts[0]["id"], "off", 1),
+                    (prompts[1]["id"], "off", 0)}
 
 
 def test_unverifiable_drop_best_and_the_verified_rate(store, gsm8k):
