@@ -9,8 +9,9 @@ each repeat gets the id ``<id>~r<k>`` (the row key stays unique).  Selection is
 deterministic: rows are ranked by md5(seed, id).  Rows not selected go to ``rejected/`` with
 reason ``not_selected`` (nothing vanishes silently).
 
-``pairs: keep-whole`` (sft): rows are ranked by md5(seed, pair_id) instead, so the ON and
-OFF answers of a pair rank alike in their cells: with equal reasoning weights every picked
+``pairs: keep-whole`` (sft): rows of complete pairs rank first (before orphans, whose twin an
+earlier step dropped), then by md5(seed, pair_id) instead, so the ON and OFF answers of a
+pair rank alike in their cells: with equal reasoning weights every picked
 pair is complete, and with unequal ones the rows of the smaller mode are the partners of
 rows picked in the larger one (only the surplus of the larger mode is unpaired).
 """
@@ -130,7 +131,11 @@ def run_mix(store: DatasetStore, data: Manifest | list[Manifest], name: str,
             and os.environ.get("THINKFORGE_MATERIALIZE", "") in ("", "0") else None
         rows = row_relation(store, sources[0], positions=True, ordered=False) if info \
             else union_relation(store, list(sources))
-        con.execute(f"CREATE TEMP VIEW src AS SELECT *, {mode} AS mix_mode, "
+        # keep-whole: complete pairs rank before orphans (an answer whose twin an earlier step
+        # dropped), or a surplus of orphans in one mode would crowd out the pairs' partners
+        whole = ("count(*) OVER (PARTITION BY pair_id)" if config.pairs == "keep-whole"
+                 else "1")
+        con.execute(f"CREATE TEMP VIEW src AS SELECT *, {mode} AS mix_mode, {whole} AS mix_whole, "
                     f"md5((SELECT seed FROM knobs) || ':' || {rank_key}) AS mix_rank FROM {rows}")
         counts = {(c, m): n for c, m, n in con.execute(
             "SELECT category, mix_mode, count(*) FROM src GROUP BY ALL").fetchall()}
@@ -143,7 +148,8 @@ def run_mix(store: DatasetStore, data: Manifest | list[Manifest], name: str,
                              for (c, m), q in quotas.items()])
         con.execute("""CREATE TEMP TABLE picked AS SELECT * FROM (
               SELECT s.*, r.rep, row_number() OVER (PARTITION BY s.category, s.mix_mode
-                                                   ORDER BY r.rep, s.mix_rank) AS rn, q.quota
+                                                   ORDER BY r.rep, s.mix_whole DESC,
+                                                            s.mix_rank) AS rn, q.quota
               FROM src s JOIN quotas q USING (category, mix_mode),
                    range(q.reps) AS r(rep)) WHERE rn <= quota""")
         select = ", ".join("CASE WHEN rep = 0 THEN id ELSE id || '~r' || rep END AS id"

@@ -115,6 +115,19 @@ def test_mix_with_reasoning_weights_keeps_pairs_whole_when_asked(store):
     assert uneven.stats["pairs"] == {"complete": 4, "orphans": 8}  # every OFF row has its ON
 
 
+def test_mix_keep_whole_takes_complete_pairs_before_orphans(store):
+    """Issue 23 item 7: 4 complete pairs and 12 OFF orphans (their ON twins were dropped
+    earlier); a 50/50 mix of 8 rows takes the 4 pairs, not 4 ON rows and 4 random OFF."""
+    from thinkforge.curation.mix import MixConfig, run_mix
+
+    rows = [r for i in range(4) for r in _pair(i)]
+    rows += [_row(i, "off", f"It is {i}.") for i in range(4, 16)]
+    data = _write(store, rows)
+    mixed = run_mix(store, data, "mix", MixConfig(weights={"reasoning": {"on": 1, "off": 1}},
+                                                 pairs="keep-whole", seed=0))
+    assert mixed.rows == 8 and mixed.stats["pairs"] == {"complete": 4, "orphans": 0}
+
+
 def test_cli_pairs_option(store, cli_run):
     _write(store, _pair(1, on="no think tags") + _pair(2))
     result = cli_run("filter", "quality", "sft", "--pairs", "keep-whole", "--name", "q", "--json")
