@@ -15,6 +15,16 @@ MIX = np.uint64(0x9E3779B97F4A7C15)  # = minhash.MIX
 _SHIFT = np.uint64(32)
 
 
+@numba.njit(inline="always")
+def _shingle(values, s, width):
+    """The rolling hash of ``width`` consecutive word hashes from ``values[s]`` (one shingle;
+    the same value as ``minhash.MinHasher.shingles``)."""
+    x = values[s]
+    for j in range(1, width):
+        x = x * MIX + values[s + j]
+    return x
+
+
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def signatures(values, offsets, k, a, b):
     """(documents, permutations) uint32: the minimum over each document's shingles of
@@ -34,9 +44,7 @@ def signatures(values, offsets, k, a, b):
         for p in range(perms):
             best[p] = np.uint64(0xFFFFFFFF)
         for s in range(lo, hi - width + 1):
-            x = values[s]
-            for j in range(1, width):
-                x = x * MIX + values[s + j]
+            x = _shingle(values, s, width)
             for p in range(perms):
                 h = (a[p] * x + b[p]) >> _SHIFT
                 if h < best[p]:
@@ -69,10 +77,7 @@ def shingle_sets(values, offsets, k):
         width = min(k, length)
         start = pos
         for s in range(lo, hi - width + 1):
-            x = values[s]
-            for j in range(1, width):
-                x = x * MIX + values[s + j]
-            out[pos] = x
+            out[pos] = _shingle(values, s, width)
             pos += 1
         out[start:pos].sort()
         kept = start + 1  # drop repeats in place: the set of the document's shingles
