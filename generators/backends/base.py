@@ -22,6 +22,10 @@ class ChatRequest:
     messages: list[dict[str, str]]
     sampling: Sampling
     mode: str | None = None       # on / off: for a teacher switched per request (openai)
+    # the start of the assistant's reply, which the model continues (answer forcing,
+    # generators/forcing.py); the completion's text is only what follows it.  A backend
+    # that cannot continue a reply returns an error completion (error_kind "no_prefill")
+    prefill: str | None = None
 
 
 @dataclass

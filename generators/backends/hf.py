@@ -52,8 +52,7 @@ class TransformersBackend:
             return []
         torch = self.torch
         sampling = requests[0].sampling
-        texts = [self.tokenizer.apply_chat_template(r.messages, tokenize=False,
-                                                    add_generation_prompt=True) for r in requests]
+        texts = [self._prompt_text(r) for r in requests]
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(self.device) for k, v in enc.items()}
         kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens,
@@ -70,6 +69,16 @@ class TransformersBackend:
         prompt_lengths = enc["attention_mask"].sum(dim=1).tolist()
         return [self._completion(r, tokens, int(n)) for r, tokens, n in
                 zip(requests, new_tokens, prompt_lengths, strict=True)]
+
+    def _prompt_text(self, request: ChatRequest) -> str:
+        if request.prefill is None:
+            return self.tokenizer.apply_chat_template(request.messages, tokenize=False,
+                                                      add_generation_prompt=True)
+        # the partial reply as the last assistant turn, left open: the model continues it
+        # (the template writes no end-of-turn after it)
+        messages = [*request.messages, {"role": "assistant", "content": request.prefill}]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False,
+                                                  continue_final_message=True)
 
     def _completion(self, request: ChatRequest, tokens: list[int], prompt_tokens: int) -> Completion:
         stop_at = next((i for i, t in enumerate(tokens) if t in self.stop_ids), None)
