@@ -99,10 +99,11 @@ class SamplingConfig(_Strict):
 class BackendConfig(_Strict):
     backend: str = Field(
         "transformers", description="transformers (local, embedded default), openai (any "
-        "OpenAI-compatible server), vllm (offline engine), or a plugin's backend",
+        "OpenAI-compatible server), vllm (offline engine), llamacpp (llama.cpp on a GGUF "
+        "file, in process), or a plugin's backend",
         json_schema_extra={"registry": "thinkforge.generators.backends:backend_names"})
     model: str = Field("smollm2-135m", description="default teacher: `smollm2-135m` (embedded), "
-                       "a local HF folder, or the served model name for openai")
+                       "a local HF folder (llamacpp: a local .gguf file), or the served model name for openai")
     device: str = Field("auto", description="transformers: auto (CUDA when torch sees a GPU), "
                         "cpu, cuda, cuda:1 ...")
     dtype: str = Field("auto", description="auto (float32 on CPU, bfloat16 on CUDA), float32, "
@@ -113,12 +114,13 @@ class BackendConfig(_Strict):
     # run control (exclude=True): how the run is driven, never what it produces; recorded in
     # provenance.run_control, not in the step, so a rerun with other values resumes the same
     # run id and reuses the same version (docs/teachers.md)
-    cpu_threads: int | None = Field(None, ge=1, exclude=True, description="transformers on CPU: "
-                                    "torch threads (default: the cores other jobs leave idle, "
+    cpu_threads: int | None = Field(None, ge=1, exclude=True, description="transformers on CPU "
+                                    "and llamacpp: threads (default: the cores other jobs leave idle, "
                                     "by the load average; more threads than idle cores "
                                     "oversubscribe OpenMP)")
     batch_size: int = Field(16, ge=1, exclude=True, description="requests per generate call "
-                            "(transformers, vllm) and per checkpoint chunk")
+                            "(transformers, vllm) and per checkpoint chunk; llamacpp: server "
+                            "slots decoding at once")
     base_url: str | None = Field(None, exclude=True, description="openai: server URL, e.g. "
                                  "http://127.0.0.1:8000/v1 (CLI: repeat --base-url to add "
                                  "replicas of the same teacher to `endpoints`)")
@@ -183,7 +185,8 @@ class BackendConfig(_Strict):
     tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs per model")
     quantization: Literal["fp8"] | None = Field(None, description="vllm: fp8 for FP8 generation on GPUs")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm: GPU memory share")
-    max_model_len: int | None = Field(None, description="vllm: context length cap")
+    max_model_len: int | None = Field(None, description="vllm: context length cap; "
+                                          "llamacpp: context per slot (default 2048)")
     # batch inference (generators/batch.py, docs/teachers.md "Batch inference"): run
     # control like the endpoints: rows, request keys and the run id do not depend on it
     batch: bool = Field(False, exclude=True, description="openai: send the pending requests "

