@@ -9,7 +9,9 @@ of its batch, as it does in one transformers ``generate`` call).
 
 The server is llama.cpp's own: it applies the chat template stored in the GGUF (for
 SmolLM2 it renders the same text as transformers' template, checked in the tests),
-and continues a final assistant message instead of opening a new turn.  Its sampler
+and continues a final assistant message instead of opening a new turn: a request's
+``prefill`` (answer forcing) is sent as that message, and the server's reply, which
+repeats it, is cut back to what follows it.  Its sampler
 chain adds top-k 40 and min-p 0.05 by default; both are switched off per request, so
 a request samples with exactly the temperature / top-p the recipe asks, as the other
 backends do.  Each request carries its own seed: a sampled answer does not depend on
@@ -87,7 +89,10 @@ class LlamaCppBackend:
 def request_body(request: ChatRequest) -> dict[str, Any]:
     """llama.cpp's chat-completions arguments for one request."""
     s = request.sampling
-    body: dict[str, Any] = {"messages": request.messages, "max_tokens": s.max_new_tokens,
+    messages = request.messages
+    if request.prefill is not None:  # an open assistant turn: llama.cpp continues it
+        messages = [*messages, {"role": "assistant", "content": request.prefill}]
+    body: dict[str, Any] = {"messages": messages, "max_tokens": s.max_new_tokens,
                             "temperature": s.temperature,
                             # its extra samplers off: the recipe's temperature / top-p only
                             "top_p": s.top_p if s.temperature > 0 else 1.0,
@@ -112,6 +117,8 @@ def read_reply(request: ChatRequest, reply: dict[str, Any]) -> Completion:
         return Completion(key=request.key, text="", finish_reason="error",
                           error_kind="malformed_reply",
                           error=f"reply has no usable choices: {str(reply)[:200]}")
+    if request.prefill and content.startswith(request.prefill):
+        content = content[len(request.prefill):]  # the reply repeats the prefill: only what follows
     return Completion(key=request.key, text=content.strip(),
                       prompt_tokens=int(usage.get("prompt_tokens", 0)),
                       completion_tokens=int(usage.get("completion_tokens", 0)),

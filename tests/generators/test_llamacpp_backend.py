@@ -60,6 +60,18 @@ def test_answers_a_batch_in_order_with_usage_and_finish_reasons(backend):
     assert identity["cpu_threads"] == 1 and identity["slots"] == 2 and identity["xllamacpp"]
 
 
+def test_a_prefilled_reply_is_continued_and_only_the_rest_comes_back(backend):
+    # answer forcing (ChatRequest.prefill): the open assistant turn is continued, not closed
+    question = [{"role": "user", "content": "What is 2+3? Think step by step."}]
+    greedy = Sampling(0.0, 1.0, 10, 0)
+    plain, forced = backend.generate([
+        ChatRequest("a", question, greedy),
+        ChatRequest("b", question, greedy, "on", prefill="Let me think.\nFinal answer: ")])
+    assert plain.ok and forced.ok and not plain.text.startswith("Let me think")
+    assert forced.text.startswith("2 + 3 = 5")  # measured: " 2 + 3 = 5" after the marker
+    assert forced.prompt_tokens > plain.prompt_tokens  # the prefill was part of the prompt
+
+
 def test_a_prompt_beyond_the_slot_context_is_an_error_completion(backend):
     too_long, fine = backend.generate([ask("x", "word " * 400), ask("y", "Hi", tokens=4)])
     assert not too_long.ok and too_long.finish_reason == "error"
