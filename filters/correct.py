@@ -99,7 +99,7 @@ def run_correct(store: DatasetStore, data: Manifest, name: str,
                                                           WHEN 'judge' THEN 'awaiting_judge' END
                         ELSE 'incorrect' END AS reason,
                    coalesce(output_tokens, ceil(length(output) / 4))::BIGINT AS tokens,
-                   (finish_reason = 'length') AS truncated,
+                   (finish_reason IN ('length', 'forced_after_length')) AS truncated,
                    CASE WHEN answer IS NULL OR trim(answer) = '' THEN 0 ELSE
                      count(*) OVER (PARTITION BY prompt_id, reasoning, answer) END AS agree
             FROM src""", [config.unverifiable])

@@ -7,7 +7,8 @@ rejected with the first reason in this order:
 rule            reason(s)              a row fails when
 ==============  =====================  ======================================================
 empty           ``empty_output``       the output is empty or only whitespace
-truncated       ``truncated``          ``finish_reason = 'length'`` (generation hit the cap)
+truncated       ``truncated``          ``finish_reason`` is ``length`` (generation hit the cap)
+                                       or ``forced_after_length`` (then answer-forced)
 think_format    ``think_missing``      ON: no ``<think>`` block
                 ``think_malformed``    ON: not exactly one ``<think>`` and one ``</think>``,
                                        in that order, at the start of the output
@@ -118,7 +119,10 @@ def run_quality(store: DatasetStore, data: Manifest, name: str,
             if rule == "empty":
                 checks.append(f"WHEN {_blank('output')} THEN 'empty_output'")
             elif rule == "truncated":
-                checks.append("WHEN finish_reason = 'length' THEN 'truncated'")
+                # a reply cut at the cap then answer-forced (generators/forcing.py) still
+                # has a cut reasoning
+                checks.append("WHEN finish_reason IN ('length', 'forced_after_length') "
+                              "THEN 'truncated'")
             elif rule == "think_format":
                 checks.append(THINK_FORMAT)
             elif rule == "boxed" and has_input:

@@ -289,10 +289,23 @@ class PromptInstructions(_Strict):
         lambda cls, v: {_yaml_mode(k): x for k, x in v.items()} if isinstance(v, dict) else v))
 
 
+class AnswerForcing(_Strict):
+    """Answer forcing for the prompted ON format (s1's budget forcing; docs/generation.md):
+    an ON reply that ends without an answer after a ``Final answer:`` line gets the marker
+    appended, and the teacher continues the reply greedily for ``tokens`` tokens; the
+    first line it writes is the answer.  The row's ``finish_reason`` says it was forced."""
+
+    tokens: int = Field(16, ge=1, le=256, description="answer forcing: token budget of the "
+                        "forced answer (its first line is kept)")
+    after_length: bool = Field(False, description="answer forcing: also force replies cut at "
+                               "max_new_tokens (finish_reason forced_after_length; the quality "
+                               "step's truncated rule still drops them)")
+
+
 class GenerationConfig(JudgedStep, _Strict):
     """Settings shared by SFT generation and rollouts."""
 
-    _recorded_when_set = ("instructions",)
+    _recorded_when_set = ("instructions", "answer_forcing")
 
     teacher: BackendConfig = Field(default_factory=BackendConfig)
     teachers: list[TeacherRule] = Field(default_factory=list, description="per-mode / per-"
@@ -304,6 +317,9 @@ class GenerationConfig(JudgedStep, _Strict):
     instructions: PromptInstructions | None = Field(
         None, description="text appended to the prompt per mode (default: the prompted "
         "format's step-by-step + \"Final answer:\" instruction for ON, nothing for OFF)")
+    answer_forcing: AnswerForcing | None = Field(
+        None, description="prompted ON replies without a \"Final answer:\" line get the "
+        "marker and the teacher writes the answer (off unless set)")
     limit: int | None = Field(None, ge=1, description="use only the first N prompts")
     seed: int = Field(0, description="base seed; each request derives its own from its key")
     verifier: VerifierConfig = Field(default_factory=VerifierConfig)
@@ -328,6 +344,14 @@ class GenerationConfig(JudgedStep, _Strict):
                 "answer:\"; the prompted format stores the reasoning before that line and "
                 "verifies the answer after it, so every ON answer would be rejected. Add "
                 "e.g. 'then a last line \"Final answer: <number>\"'")
+        return self
+
+    @model_validator(mode="after")
+    def _forcing_needs_the_prompted_format(self):
+        if self.answer_forcing is not None and self.reasoning_format != "prompted":
+            raise ValueError("answer_forcing appends a \"Final answer:\" line, which only the "
+                             "prompted format reads; a native teacher closes its own </think>. "
+                             "Drop answer_forcing or use reasoning_format: prompted")
         return self
 
     @model_validator(mode="after")

@@ -21,6 +21,7 @@ from thinkforge.manifests.errors import GenerationFailedError, InputDataError
 
 from .backends import ChatRequest, Sampling, make_backend
 from .batch import batch_mode
+from .forcing import FORCED, FORCED_AFTER_LENGTH, Forcing, force_answers, forcing_for
 from .progress import GenerationProgress
 from .reasoning import teacher_messages, wire_seen
 from .runs import RunCheckpoint, checkpoint_row, request_key, size_of, stable_hash
@@ -38,6 +39,7 @@ class Plan:
     messages: list[dict[str, str]]
     sampling: Sampling
     copy_of: str | None = None   # greedy decoding: samples > 0 reuse sample 0's answer
+    forcing: Forcing | None = None  # answer forcing of a prompted ON request (forcing.py)
 
 
 @dataclass
@@ -52,6 +54,7 @@ class RunResult:
     wall_seconds: float = 0.0
     fan_out: dict[str, Any] = field(default_factory=dict)  # --executor dask: partitions...
     pacing: dict[str, Any] = field(default_factory=dict)   # model -> rate/concurrency facts
+    forcing: Counter = field(default_factory=Counter)      # forced / failed:<kind>, this attempt
 
 
 def load_prompts(store, manifest, limit: int | None) -> list[dict[str, Any]]:
@@ -87,11 +90,12 @@ def plan_requests(prompts: list[dict[str, Any]], config, modes: list[str],
         for mode in modes:
             model = config.model_for(mode, prompt["category"])
             sampling = config.sampling_for(mode)
+            forcing = forcing_for(config, mode)
             config_hash = stable_hash({
                 "backend": config.teacher.backend, "model": model, "sampling": sampling.model_dump(),
                 "reasoning_format": config.reasoning_format, "seed": config.seed,
                 "template": PROMPT_TEMPLATE_VERSION, **wire_key(config.teacher_for(model)),
-                **instructions_key(config)})
+                **instructions_key(config), **forcing_key(forcing)})
             messages = teacher_messages(prompt["input"], mode, config.reasoning_format,
                                         config.instructions)
             first_key = None
@@ -102,7 +106,8 @@ def plan_requests(prompts: list[dict[str, Any]], config, modes: list[str],
                 # (n candidates per mode keep ON/OFF pairs aligned by sample index)
                 copy_of = first_key if sampling.temperature == 0 and sample > 0 else None
                 plans.append(Plan(key, prompt, mode, sample, model, messages, Sampling(
-                    sampling.temperature, sampling.top_p, sampling.max_new_tokens, seed), copy_of))
+                    sampling.temperature, sampling.top_p, sampling.max_new_tokens, seed), copy_of,
+                    forcing))
                 first_key = first_key or key
     return plans
 
@@ -111,6 +116,12 @@ def instructions_key(config) -> dict[str, Any]:
     """The step's own per-mode instructions, for request keys (only when set, so the keys of
     steps on the default instructions never changed)."""
     return {"instructions": config.instructions.model_dump()} if config.instructions else {}
+
+
+def forcing_key(forcing: Forcing | None) -> dict[str, Any]:
+    """Answer forcing, for the keys of the requests it applies to (prompted ON) and only when
+    set: OFF requests and steps without it keep their keys."""
+    return {"answer_forcing": [forcing.tokens, forcing.after_length]} if forcing else {}
 
 
 def wire_key(teacher) -> dict[str, Any]:
@@ -145,6 +156,7 @@ def run_plans(plans: list[Plan], config, checkpoint: RunCheckpoint, *, label: st
     with GenerationProgress(label, total=len(asked), done=len(asked) - len(pending),
                             enabled=show_progress) as progress:
         if pending and batch_mode(config.teacher):  # --batch*: Batch API files, not calls
+            refuse_forcing_in_batches(label, pending)
             from .batch import run_batched
 
             run_batched(pending, config, checkpoint, result, progress, label)
@@ -196,7 +208,7 @@ def _run_group(backend, group: list[Plan], checkpoint: RunCheckpoint, result: Ru
         batch = group[start:start + size]
         requests = [ChatRequest(p.key, p.messages, p.sampling, p.mode) for p in batch]
         began = time.monotonic()
-        completions = backend.generate(requests)
+        completions = force_answers(backend, batch, backend.generate(requests), result.forcing)
         seconds = time.monotonic() - began
         rows = [checkpoint_row(p, c, seconds / len(batch)) for p, c in zip(batch, completions, strict=True)]
         checkpoint.append(rows)
@@ -212,6 +224,16 @@ def _run_group(backend, group: list[Plan], checkpoint: RunCheckpoint, result: Ru
         reported.clear()
         if getattr(backend, "dead", None):
             return  # the rest of the group would only meet the same dead server
+
+
+def refuse_forcing_in_batches(label: str, pending: list[Plan]) -> None:
+    """A Batch API job answers each request once: there is no second round to force in."""
+    if any(p.forcing for p in pending):
+        from thinkforge.manifests.errors import ConfigError
+
+        raise ConfigError(f"{label}: answer_forcing needs a second round of requests, which "
+                          "--batch / --batch-file-only / --batch-results do not run",
+                          hint="drop answer_forcing from the step, or run without --batch")
 
 
 def price_of(teacher) -> tuple[float, float] | None:
@@ -273,11 +295,24 @@ def provenance(result: RunResult, config, run_id: str, verifier_versions: dict[s
         "tokens_per_s": round(result.tokens_now / result.generation_seconds, 2)
         if result.generation_seconds else None,
         "errors_by_kind": dict(errors), "verifier_errors_by_kind": dict(verifier_errors),
+        **forcing_facts(rows, config, result),
         "verifiers": verifier_versions,
         **usage_facts(rows, config),
         "run_control": run_control(config, result),
         **({"fan_out": result.fan_out} if result.fan_out else {}),
     }
+
+
+def forcing_facts(rows: list[dict[str, Any]], config, result: RunResult) -> dict[str, Any]:
+    """Answer forcing's settings and counts (rows of the whole run; failures: this attempt)."""
+    if getattr(config, "answer_forcing", None) is None:
+        return {}
+    reasons = Counter(r["finish_reason"] for r in rows)
+    return {"answer_forcing": {
+        **config.answer_forcing.model_dump(), "forced": reasons[FORCED],
+        "forced_after_length": reasons[FORCED_AFTER_LENGTH],
+        "failed_this_attempt": {k.split(":", 1)[1]: v for k, v in result.forcing.items()
+                                if k.startswith("failed:")}}}
 
 
 def usage_facts(rows: list[dict[str, Any]], config) -> dict[str, Any]:

@@ -28,10 +28,12 @@ import math
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
 from .backends import ChatRequest, make_backend
+from .forcing import force_answers
 from .runs import RunCheckpoint, checkpoint_row, size_of, stable_hash
 
 # per worker process: (config, model) hash -> backend; one slot (a GPU holds one model)
@@ -97,6 +99,7 @@ def run_fanned_out(spec, pending: list, config, checkpoint: RunCheckpoint, resul
             for model, identity in done["identities"].items():
                 result.identities.setdefault(model, identity)
             result.failures.update(done["failures"])
+            result.forcing.update(done["forcing"])
             result.generated_now += done["generated"]
             result.tokens_now += done["tokens"]
             in_tasks += done["seconds"]
@@ -133,7 +136,7 @@ def generate_partition(run_dir: str, tag: str, plans: list, teachers, workers: l
     done = checkpoint.load_successes(tag, columns=["key", "error_kind"])
     todo = [p for p in plans if p.key not in done]
     out: dict[str, Any] = {"identities": {}, "failures": {}, "generated": 0, "tokens": 0,
-                           "resumed": len(plans) - len(todo)}
+                           "resumed": len(plans) - len(todo), "forcing": Counter()}
     rank = _rank(workers)
     for model in dict.fromkeys(p.model for p in todo):
         # each model's own settings (teachers: model -> BackendConfig; one config: for all)
@@ -149,7 +152,8 @@ def generate_partition(run_dir: str, tag: str, plans: list, teachers, workers: l
             requests = [ChatRequest(p.key, p.messages, p.sampling, p.mode) for p in batch]
             began = time.monotonic()
             with lock:
-                completions = backend.generate(requests)
+                completions = force_answers(backend, batch, backend.generate(requests),
+                                            out["forcing"])
             seconds = time.monotonic() - began
             rows = [checkpoint_row(p, c, seconds / len(batch))
                     for p, c in zip(batch, completions, strict=True)]

@@ -240,11 +240,21 @@ def request_body(config, model: str, request: ChatRequest) -> dict[str, Any]:
     """The chat-completions arguments of one request (also what a batch file line holds):
     sampling, and the per-request thinking switch when the teacher takes one."""
     s = request.sampling
-    body: dict[str, Any] = dict(model=model, messages=request.messages, temperature=s.temperature,
+    messages = request.messages
+    extra: dict[str, Any] = {}
+    if request.prefill is not None:
+        # a reply to continue (answer forcing): the partial assistant turn, left open.  vLLM
+        # and SGLang read these two fields; a server that rejects them fails the forcing
+        # round, and the reply stays unforced (generators/forcing.py)
+        messages = [*messages, {"role": "assistant", "content": request.prefill}]
+        extra.update(continue_final_message=True, add_generation_prompt=False)
+    body: dict[str, Any] = dict(model=model, messages=messages, temperature=s.temperature,
                                 top_p=s.top_p if s.temperature > 0 else 1.0,
                                 max_tokens=s.max_new_tokens, seed=s.seed)
     if config.thinking_switch == "chat_template_kwargs" and request.mode in ("on", "off"):
-        body["extra_body"] = {"chat_template_kwargs": {config.thinking_key: request.mode == "on"}}
+        extra["chat_template_kwargs"] = {config.thinking_key: request.mode == "on"}
+    if extra:
+        body["extra_body"] = extra
     return body
 
 

@@ -58,7 +58,12 @@ class VllmBackend:
             temperature=r.sampling.temperature,
             top_p=r.sampling.top_p if r.sampling.temperature > 0 else 1.0,
             max_tokens=r.sampling.max_new_tokens, seed=r.sampling.seed) for r in requests]
-        outputs = self.llm.chat([r.messages for r in requests], params, use_tqdm=False)
+        if requests[0].prefill is None:
+            outputs = self.llm.chat([r.messages for r in requests], params, use_tqdm=False)
+        else:  # answer forcing (the engine sends a forcing round on its own): continue replies
+            outputs = self.llm.chat(
+                [[*r.messages, {"role": "assistant", "content": r.prefill}] for r in requests],
+                params, use_tqdm=False, add_generation_prompt=False, continue_final_message=True)
         completions = []
         for request, output in zip(requests, outputs, strict=True):
             best = output.outputs[0]
