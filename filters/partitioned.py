@@ -146,6 +146,7 @@ def merge_partitions(store: DatasetStore, parts: list[dict[str, Any]],
     try:
         with store.writer(first["name"], first["kind"], step=Step.model_validate(first["step"]),
                           parents=parents, provenance=provenance) as writer:
+            writer.use_connection(con)  # the publish reuses the merge's connection, as a step's
             limit = res.memory_limit
             ctx = StepContext(store=store, con=con, writer=writer, provenance=writer.provenance,
                               row_group_bytes=row_group_bytes(res), inputs=parents,

@@ -188,8 +188,15 @@ def word_hash_batches(con, select_sql: str, batch_rows: int
 
 
 def prefetched(con, select_sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """The batches of ``select_sql``, the next one computed in a background thread."""
+    """The batches of ``select_sql``, the next one computed in a background thread, unless
+    the connection has one thread: then the caller's one core computes them in turn (a
+    single-thread Dask worker that ran a second busy thread would take a core another
+    worker owns: two such tasks on two cores ran ~1.6x slower than alone)."""
+    one_thread = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0]) <= 1
     batches = iter(con.sql(select_sql).to_arrow_reader(batch_rows))
+    if one_thread:
+        yield from batches
+        return
     with ThreadPoolExecutor(1, thread_name_prefix="duckdb-words") as pool:
         pending = pool.submit(next, batches, None)
         while (batch := pending.result()) is not None:

@@ -142,3 +142,84 @@ def test_passrate_by_position_equals_local(store, cluster, monkeypatch, config, 
     assert _files(store, remote) == _files(store, local)
     assert remote.provenance == local.provenance
     assert not list((store.root / ".staging").glob("partitions-*"))
+
+
+def test_passrate_counts_routed_to_the_task_of_their_prompt(store, tmp_path):
+    """Phase 1 writes one counts file per phase-2 task: a prompt id's counts go only to the
+    task whose run of prompts rows holds it, an unknown prompt id to task 0; the sums over
+    every file are the whole counts."""
+    import duckdb
+    from thinkforge.filters.partitioned_passrate import passrate_counts
+    from thinkforge.manifests.partitions import row_group_ranges
+
+    inputs = _straddling_rollouts(store)
+    rollouts, prompts = inputs["rollouts"], inputs["prompts"]
+    by_rollouts = row_group_ranges(store, rollouts, 2)
+    by_prompts = row_group_ranges(store, prompts, 3)
+    made = [passrate_counts((type(store), str(store.root)), rollouts.ref, None, by_rollouts[i],
+                            {"threads": 1}, str(tmp_path), i, prompts.ref, by_prompts)
+            for i in range(2)]
+    con = duckdb.connect()
+    for task, run in enumerate(by_prompts):
+        ids = {r[0] for r in con.execute(
+            f"SELECT id FROM {row_relation(store, prompts, rows=run[prompts.ref])}").fetchall()}
+        files = [m["paths"][task] for m in made]
+        got = {r[0] for r in con.execute(f"SELECT prompt_id FROM read_parquet({files!r})").fetchall()}
+        assert got - ids == ({"zz-unknown"} if task == 0 else set())
+        assert ids - got <= {"r010", "r011"}  # never sampled
+    every = [p for m in made for p in m["paths"]]
+    assert con.execute(f"SELECT prompt_id, sum(n_rollouts), sum(n_correct) FROM "
+                       f"read_parquet({every!r}) GROUP BY ALL ORDER BY 1").fetchall() == \
+        con.execute(f"SELECT prompt_id, count(*), count(*) FILTER (WHERE correct) FROM "
+                    f"{row_relation(store, rollouts)} GROUP BY ALL ORDER BY 1").fetchall()
+
+
+def test_decontam_index_kept_for_the_next_partition(store, tmp_path, monkeypatch):
+    """On a worker (inside a partition) the benchmark index is built once and reused by the
+    next task naming the same benchmark contents; another benchmark rebuilds it; a local
+    run neither keeps nor reuses it.  The tables a task joins with are the same either way."""
+    import duckdb
+    from thinkforge.filters import decontam
+    from thinkforge.manifests.partitions import Partition, running
+
+    bench = _prompts(store, "bi", n=12, chunks=1)
+    other = _prompts(store, "bj", n=12, chunks=1, words=14)
+    built = []
+    real = decontam._benchmark_grams
+    monkeypatch.setattr(decontam, "_benchmark_grams", lambda *a: built.append(1) or real(*a))
+    monkeypatch.setattr(decontam, "_LAST_INDEX", {})
+    step = decontam.step_config(decontam.DecontamConfig(ngram=3), [])
+
+    def index(versions):
+        con = duckdb.connect()
+        kernels = decontam._kernels()
+        if kernels is None:
+            decontam.register(con)
+        made = decontam._benchmark_index(con, store, versions, [], step, kernels)
+        return (made, con.execute("SELECT * FROM items ORDER BY ALL").fetchall(),
+                con.execute("SELECT * FROM bench_grams ORDER BY ALL").fetchall())
+
+    whole = index([bench])
+    index([bench])
+    assert len(built) == 2 and not decontam._LAST_INDEX
+    with running(Partition(count=2, index=0, keys={}, out=tmp_path)):
+        first, again = index([bench]), index([bench])
+        assert len(built) == 3 and again[0] is first[0]
+        assert again[1:] == first[1:] == whole[1:] and len(whole[2]) > 0
+        index([other])
+        assert len(built) == 4
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_prefetched_one_thread_stays_in_the_caller(monkeypatch, threads):
+    """A one-thread connection (a single-thread Dask worker) computes its batches in the
+    calling thread, not in a second busy one; the batches are the same."""
+    import duckdb
+    from thinkforge.filters import text
+
+    if threads == 1:
+        monkeypatch.setattr(text, "ThreadPoolExecutor", None)  # any use of it fails
+    con = duckdb.connect(config={"threads": threads})
+    got = [b.column(0).to_pylist() for b in text.prefetched(
+        con, "SELECT range AS x FROM range(250) ORDER BY x", 100)]
+    assert [x for b in got for x in b] == list(range(250)) and len(got) >= 3
