@@ -1,5 +1,5 @@
 """Where a Dask step's time goes: per-task timings from the scheduler's task stream and the
-driver's phases (cProfile), for pass rate and decontam over ``bench/dask_scale.py``'s data.
+driver's phases (cProfile), for pass rate, near dedup and decontam over ``bench/dask_scale.py``'s data.
 
     python bench/dask_scale.py --data /tmp/dask10m --prompts 1000000 --k 10 --docs 600000 \\
         --make-data-only
@@ -21,7 +21,7 @@ import pstats
 import time
 from pathlib import Path
 
-STEPS = ("passrate", "decontam")
+STEPS = ("passrate", "dedup", "decontam")
 
 
 def main() -> None:
@@ -51,6 +51,8 @@ def main() -> None:
                     prof.enable()
                 if step == "passrate":
                     tf.steps.passrate(store, "rollouts", "prompts", name=name, resources=res)
+                elif step == "dedup":
+                    tf.steps.dedup(store, "docs", name=name, resources=res)
                 else:
                     tf.steps.decontam(store, "docs", against=["bench"], name=name,
                                       resources=res)

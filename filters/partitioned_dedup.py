@@ -6,15 +6,14 @@ split where its data changes hands:
 1. **signatures** (one task per partition of the rows: by position, each task its own row
    groups, when a row is a document (``id`` of prompts / rl_pool); by prompt id hash for sft):
    each task computes, for its documents, the exact key (md5 of the normalised text),
-   the MinHash signature, its band keys and its shingles, and writes three narrow files:
-   documents (id, group, exact key), shingles (id, group, list of shingle hashes) and band
-   keys (id, band, key; none for a document without words).
+   the MinHash signature and its band keys, and writes two narrow files: documents (id,
+   group, exact key) and band keys (id, band, key; none for a document without words).
 2. **exact** (the driver, DuckDB over the narrow document files): exact duplicates are
    the rows whose (group, key) a smaller id shares: they leave the LSH, as locally.
 3. **buckets** (one task per partition of the *(band, band key)* pairs by their hash):
    every copy of a bucket meets in one task, which makes the local candidate pairs (all
    pairs of a bucket of up to 32 rows, each row with the bucket's smallest id otherwise),
-   reads the shingles of just those rows and computes each pair's exact Jaccard.
+   reads the words of just those rows and computes each pair's exact Jaccard, as locally.
 4. **clusters** (the driver): the union of the candidate pairs (a pair found in two bands
    counts once), the verified ones (>= threshold, same group), connected components
    (``minhash.connected_components``) over the rows they touch, the smallest id of each
@@ -71,7 +70,7 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
     store, data, _, text, res, per_prompt, by_mode = _setup(store_at, data_ref, config,
                                                            resources, hosts)
     tag = f"p{index:04d}-{uuid.uuid4().hex[:8]}"  # a rerun writes afresh
-    paths = {k: str(Path(out) / f"{k}-{tag}.parquet") for k in ("docs", "shingles", "bands")}
+    paths = {k: str(Path(out) / f"{k}-{tag}.parquet") for k in ("docs", "bands")}
     bands, rows = lsh_params(config)
     hasher = MinHasher(config.num_perm, config.shingle, config.seed)
     warm_up()
@@ -85,23 +84,14 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
         con.execute(f"CREATE TEMP TABLE docs AS SELECT id, grp, {exact} AS norm_key "
                     "FROM doc_src")
         con.execute(f"COPY docs TO '{paths['docs']}' (FORMAT parquet)")
-        sh_schema = pa.schema([("id", pa.string()), ("grp", pa.string()),
-                               ("shingles", pa.list_(pa.uint64()))])
         band_schema = pa.schema([("id", pa.string()), ("band", pa.int16()),
                                  ("key", pa.uint64())])
         batches = word_hash_batches(con, f"SELECT s.id, s.grp, {word_hashes_expr(text)} AS words "
                                          "FROM doc_src s", BATCH_ROWS)
-        with pq.ParquetWriter(paths["shingles"], sh_schema) as sh_out, \
-                pq.ParquetWriter(paths["bands"], band_schema) as band_out:
+        with pq.ParquetWriter(paths["bands"], band_schema) as band_out:
             for batch, words in batches:
-                ids, grp = batch.column(0), batch.column(1)
+                ids = batch.column(0)
                 sig = hasher.signatures(words)
-                grams, doc = hasher.shingles(words)  # documents contiguous, in order
-                ends = np.searchsorted(doc, np.arange(len(ids) + 1))
-                sh_out.write_table(pa.table({"id": ids, "grp": grp, "shingles": pa.ListArray
-                                             .from_arrays(pa.array(ends, pa.int32()),
-                                                          pa.array(grams, pa.uint64()))},
-                                            schema=sh_schema))
                 keys = band_keys(sig, bands, rows)
                 live = ~(sig == np.iinfo(np.uint32).max).all(axis=1)  # no words: no bands
                 idx = np.flatnonzero(live)
@@ -117,42 +107,47 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
 
 
 def near_buckets(store_at, data_ref: str, config, resources, hosts, index: int, count: int,
-                 out: str, bands_files: list[str], shingle_files: list[str],
+                 out: str, bands_files: list[str], docs_files: list[str],
                  exact_file: str) -> str:
     """Phase 3 on a worker: the buckets whose (band, key) hash to ``index``, their
-    candidate pairs and each pair's exact Jaccard (the shingle sets of just those rows)."""
+    candidate pairs and each pair's exact Jaccard, as the local step computes it
+    (``dedup._candidate_jaccard``: the words of just the documents in a pair read again;
+    writing every document's shingles in phase 1 cost more than the signatures)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from thinkforge.manifests.duck import parquet_source
 
     from .base import open_connection
-    from .dedup import candidate_pairs_sql
-    from .minhash import ShingleSets, flat_lists
+    from .dedup import _candidate_jaccard, candidate_pairs_sql, doc_views
+    from .minhash import MinHasher, warm_up
+    from .text import register
 
-    store, *_, res, _, _ = _setup(store_at, data_ref, config, resources, hosts)
+    store, data, _, text, res, per_prompt, by_mode = _setup(store_at, data_ref, config,
+                                                           resources, hosts)
     path = str(Path(out) / f"pairs-p{index:04d}-{uuid.uuid4().hex[:8]}.parquet")
+    warm_up()
     con, spill = open_connection(store, res)
     try:
+        register(con)
         con.execute(f"""
             CREATE TEMP TABLE mine AS SELECT b.id, b.band, b.key FROM {parquet_source(bands_files)} b
             ANTI JOIN {parquet_source([exact_file])} e ON e.id = b.id
             WHERE hash(b.band, b.key) % {int(count)} = {int(index)}""")
         con.execute(f"CREATE TEMP TABLE pairs AS {candidate_pairs_sql('mine', 'id')}")
-        # the shingles of the rows in a pair, numbered; each pair as two row numbers
+        # the documents in a pair, numbered, with their group; each pair as two numbers
         con.execute(f"""
-            CREATE TEMP TABLE need AS SELECT row_number() OVER () - 1 AS k, s.* FROM (
-              SELECT id, grp, shingles FROM {parquet_source(shingle_files)}
-              SEMI JOIN (SELECT l AS id FROM pairs UNION SELECT r FROM pairs) USING (id)) s""")
-        need = con.sql("SELECT shingles FROM need ORDER BY k").to_arrow_table()
+            CREATE TEMP TABLE docs AS SELECT (row_number() OVER (ORDER BY id) - 1)::BIGINT AS idx,
+              id, grp FROM {parquet_source(docs_files)}
+            SEMI JOIN (SELECT l AS id FROM pairs UNION SELECT r FROM pairs) USING (id)""")
         numbered = con.sql(
-            "SELECT p.l, p.r, a.k AS lk, b.k AS rk, a.grp = b.grp AS same FROM pairs p "
-            "JOIN need a ON a.id = p.l JOIN need b ON b.id = p.r").to_arrow_table()
-        grams, offsets = flat_lists(need.column("shingles").combine_chunks()
-                                    .cast(pa.list_(pa.uint64())))
-        sets = ShingleSets(grams, np.repeat(np.arange(len(offsets) - 1), np.diff(offsets)),
-                           len(offsets) - 1)
-        similarity = sets.jaccard(numbered.column("lk").to_numpy(),
-                                  numbered.column("rk").to_numpy())
+            "SELECT p.l, p.r, a.idx AS lk, b.idx AS rk, a.grp = b.grp AS same FROM pairs p "
+            "JOIN docs a ON a.id = p.l JOIN docs b ON b.id = p.r").to_arrow_table()
+        doc_views(con, store, data, per_prompt, by_mode)  # every row: pairs cross partitions
+        temp = Path(con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0])
+        temp.mkdir(parents=True, exist_ok=True)
+        similarity = _candidate_jaccard(
+            con, text, MinHasher(config.num_perm, config.shingle, config.seed),
+            numbered.column("lk").to_numpy(), numbered.column("rk").to_numpy(), temp)
         pq.write_table(pa.table({"l": numbered.column("l"), "r": numbered.column("r"),
                                  "similarity": similarity, "same": numbered.column("same")}),
                        path)
@@ -232,7 +227,7 @@ def run_near_dedup_phased(ph: Phases):
             TO '{exact_file}' (FORMAT parquet)""")
         found = ph.map("buckets", near_buckets,
                        [(*common, i, ph.count, str(ph.out), [f["bands"] for f in firsts],
-                         [f["shingles"] for f in firsts], exact_file) for i in range(ph.count)])
+                         [f["docs"] for f in firsts], exact_file) for i in range(ph.count)])
         # a pair two bands found (in two tasks) counts once, as locally
         same = "AND same" if data.kind == "sft" and config.on == "output" else ""
         candidates, verified = con.execute(
