@@ -104,8 +104,11 @@ def request_body(request: ChatRequest) -> dict[str, Any]:
 
 def read_reply(request: ChatRequest, reply: dict[str, Any]) -> Completion:
     """A Completion from the server's reply: text and usage, or an error completion."""
-    if "error" in reply:
-        error = reply["error"] if isinstance(reply["error"], dict) else {"message": reply["error"]}
+    error = reply.get("error") if isinstance(reply, dict) else None
+    if error is None and isinstance(reply, dict) and "choices" not in reply and "type" in reply:
+        error = reply  # the bindings' own failure (a reply they could not parse): flat
+    if error is not None:
+        error = error if isinstance(error, dict) else {"message": error}
         return Completion(key=request.key, text="", finish_reason="error",
                           error_kind=str(error.get("type") or "server_error"),
                           error=str(error.get("message", error))[:500])

@@ -137,6 +137,20 @@ def test_a_model_that_is_no_gguf_is_a_config_error(tmp_path):
         assert caught.value.hint and "download" in caught.value.hint
 
 
+@pytest.mark.parametrize("reply,kind", [
+    ({"error": {"code": 400, "type": "exceed_context_size_error", "message": "too long"}},
+     "exceed_context_size_error"),
+    ({"code": 500, "type": "server_error", "message": "bad JSON"}, "server_error"),  # bindings'
+    ({"error": "no slot"}, "server_error"),
+    ({"choices": []}, "malformed_reply")])
+def test_failed_replies_become_error_completions(reply, kind):
+    from thinkforge.generators.backends.llamacpp import read_reply
+
+    completion = read_reply(ask("k", "Hi"), reply)
+    assert (completion.ok, completion.finish_reason, completion.error_kind) == (False, "error", kind)
+    assert completion.error
+
+
 def test_without_xllamacpp_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "xllamacpp", None)  # import xllamacpp -> ImportError
     with pytest.raises(MissingDependencyError) as caught:
