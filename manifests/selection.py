@@ -141,10 +141,11 @@ def _ints(array):
                          offset=array.offset * dtype.itemsize)
 
 
-def scan_positions(path: Path, base_files: list[FileEntry]) -> tuple[list[int], bool, int]:
+def scan_positions(path: Path, base_files: list[FileEntry]) -> tuple[list[int], bool, int, Any]:
     """One streaming pass over a selection file's positions: the rows it takes from each
-    base shard, whether its positions strictly increase (version order = base order) and
-    how many rows repeat a position (one byte per base row marks the positions seen).  A
+    base shard, whether its positions strictly increase (version order = base order), how
+    many rows repeat a position, and the marks themselves (numpy bool, one per base row:
+    the selected rows, which the stats count without a join: ``selection_stats.py``).  A
     shard or row outside the base is an InputDataError."""
     import numpy as np
     import pyarrow.parquet as pq
@@ -181,7 +182,7 @@ def scan_positions(path: Path, base_files: list[FileEntry]) -> tuple[list[int], 
         else:
             seen[pos] = True
             marked += len(pos)
-    return used.tolist(), ascending, repeated
+    return used.tolist(), ascending, repeated, seen
 
 
 # -- resolution ------------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ _PAIRED = (("verified", "reasoning"), ("correct", "reasoning"), ("format_ok", "r
 def compute_stats(src: str, schema: pa.Schema, chars_sql: str | None = None, *,
                   memory_limit: str | None = None, temp_directory: Path | None = None,
                   con=None, relation: Callable[[list[str]], str] | None = None,
-                  stored: set[str] = frozenset()) -> dict[str, Any]:
+                  stored: set[str] = frozenset(),
+                  counted: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
     """``src``: SQL relation of the rows (``thinkforge.manifests.selection.row_relation``);
     ``chars_sql``: a relation of ``n`` = length(output) per row, when cheaper than reading
     the text (a selection takes it from its base's digests); ``memory_limit`` and
@@ -39,13 +40,18 @@ def compute_stats(src: str, schema: pa.Schema, chars_sql: str | None = None, *,
     ``relation(columns)`` (any order) and ``stored``: a selection's rows, read in two parts
     when no count needs a stored column and a base column of the same row: the columns it
     stores from its own file, the others from its base without a join (every stat is a
-    count over a set of rows, not a sequence)."""
+    count over a set of rows, not a sequence).  ``counted``: ``by_<column>`` counts the
+    caller made already (``selection_stats.base_counts``): those columns are not read here,
+    unless another count reads them too."""
     names = set(schema.names)
+    counted = dict(counted or {})
     own = con is None
     if own:
         con = connect(memory_limit=memory_limit, temp_directory=temp_directory)
     try:
-        wanted = [c for c in schema.names if c in STAT_COLUMNS]
+        paired = {c for pair in _PAIRED if set(pair) <= names for c in pair}
+        wanted = [c for c in schema.names if c in STAT_COLUMNS
+                  and (c not in counted or c in paired)]
         mixed = any(a in names and b in names and ((a in stored) != (b in stored))
                     for a, b in _PAIRED)
         chars = "output" in names and chars_sql is None  # length(output) read from the text
@@ -59,7 +65,7 @@ def compute_stats(src: str, schema: pa.Schema, chars_sql: str | None = None, *,
             tables = _rows(con, relation(own_cols), own_cols, False, "__srows")
             if base_cols or chars:
                 tables.update(_rows(con, relation(base_cols + text), base_cols, chars, "__rows"))
-        return _stats(con, tables, names, chars_sql)
+        return _stats(con, tables, names, chars_sql, counted)
     finally:
         con.execute("DROP TABLE IF EXISTS __rows")
         con.execute("DROP TABLE IF EXISTS __srows")
@@ -76,7 +82,8 @@ def _rows(con, src: str, columns: list[str], with_chars: bool, table: str) -> di
     return {"": table, **{c: table for c in columns}, **({"n": table} if with_chars else {})}
 
 
-def _stats(con, tables: dict[str, str], names: set[str], chars_sql: str | None) -> dict[str, Any]:
+def _stats(con, tables: dict[str, str], names: set[str], chars_sql: str | None,
+           counted: dict[str, dict[str, int]]) -> dict[str, Any]:
     def t(column: str) -> str:
         return tables.get(column, tables[""])
 
@@ -84,7 +91,9 @@ def _stats(con, tables: dict[str, str], names: set[str], chars_sql: str | None) 
         chars_sql = f"(SELECT n FROM {t('n')})"
     stats: dict[str, Any] = {"rows": con.execute(f"SELECT count(*) FROM {tables['']}").fetchall()[0][0]}
     for col in COUNT_COLUMNS:
-        if col in names:
+        if col in counted:
+            stats[f"by_{col}"] = counted[col]
+        elif col in names:
             rows = con.execute(
                 f"SELECT coalesce({quote_ident(col)}::VARCHAR, '<null>') AS k, count(*) FROM {t(col)} "
                 "GROUP BY k ORDER BY k").fetchall()

@@ -346,7 +346,7 @@ class VersionWriter:
         columns = list(info["columns"])
         con = self._connect()
         try:
-            used, ascending, dup = scan_positions(sel_path, info["base_files"])
+            used, ascending, dup, seen = scan_positions(sel_path, info["base_files"])
         except InputDataError as exc:
             raise InputDataError(f"{self.name}: {exc}") from None
         if dup:
@@ -378,8 +378,26 @@ class VersionWriter:
                               relation=lambda cols: selection_relation(self.store, selection,
                                                                        sel_path, cols),
                               chars_sql=chars_relation(self.store, sel_path, info)
-                              if "output" in self.schema.names else None, con=con)
+                              if "output" in self.schema.names else None, con=con,
+                              counted=self._base_counts(info, columns, used, seen))
         return self._finish(fp, [], rejected, stats, selection=selection, rows=entry.rows)
+
+    def _base_counts(self, info: dict[str, Any], stored: list[str], used: list[int],
+                     seen) -> dict[str, dict[str, int]]:
+        """``by_<column>`` of the base's string columns the selection does not store, counted
+        at the rows the position check marked (``selection_stats.py``: no SQL scan)."""
+        from .selection_stats import base_counts
+        from .stats import COUNT_COLUMNS
+
+        columns = [c for c in COUNT_COLUMNS if c in self.schema.names and c in info["base_columns"]
+                   and c not in stored and pa.types.is_string(self.schema.field(c).type)]
+        if not columns:
+            return {}
+        files, offsets = info["base_files"], [0]
+        for f in files:
+            offsets.append(offsets[-1] + f.rows)
+        paths = [self.store.root / f.path if n else None for f, n in zip(files, used, strict=True)]
+        return base_counts(paths, offsets, seen, columns)
 
     def _finish(self, fp: str, files: list[FileEntry], rejected: Rejected, stats: dict[str, Any],
                 digests: FileEntry | None = None, selection: Selection | None = None,
