@@ -26,40 +26,37 @@ def base_counts(paths: list[Path], offsets: list[int], seen, columns: list[str])
     """``{column: {value or '<null>': rows}}`` over the base rows ``seen`` marks.
 
     ``paths[i]``: base shard i (None when the selection uses none of its rows), its rows at
-    ``offsets[i]:offsets[i + 1]`` of ``seen`` (numpy bool, one per base row)."""
+    ``offsets[i]:offsets[i + 1]`` of ``seen`` (numpy bool, one per base row).  Each chunk is
+    counted against its own dictionary (no unified dictionary, no copy of the codes)."""
     import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
+
+    from .errors import IntegrityError
+    from .selection import _ints
 
     out: dict[str, dict[str, int]] = {c: {} for c in columns}
     for i, path in enumerate(paths):
         mask = seen[offsets[i]:offsets[i + 1]]
         if path is None or not mask.any():
             continue
-        table = pq.ParquetFile(path, read_dictionary=columns).read(columns=columns)
+        table = pq.ParquetFile(path, read_dictionary=columns).read(columns=columns, use_threads=False)
         for column in columns:
-            codes, values = _codes(table.column(column))
-            counts = np.bincount(codes[mask] + 1, minlength=len(values) + 1)
-            found = out[column]
-            for value, n in zip([NULL_KEY, *values], counts.tolist(), strict=True):
-                if n:
-                    found[value] = found.get(value, 0) + n
+            found, start = out[column], 0
+            for chunk in table.column(column).chunks:
+                if not pa.types.is_dictionary(chunk.type):  # not read as one: encode it here
+                    chunk = pc.dictionary_encode(chunk)
+                part = mask[start:start + len(chunk)]
+                start += len(chunk)
+                codes = chunk.indices
+                if codes.null_count:  # NULL is code -1, counted at 0 after the shift
+                    codes = pc.fill_null(codes, -1)
+                counts = np.bincount(_ints(codes)[part].astype(np.int64) + 1,
+                                     minlength=len(chunk.dictionary) + 1).tolist()
+                values = [NULL_KEY, *chunk.dictionary.to_pylist()]
+                for j in np.flatnonzero(counts).tolist():
+                    found[values[j]] = found.get(values[j], 0) + counts[j]
+            if start != len(mask):
+                raise IntegrityError(f"{path}: {start} rows in the file, {len(mask)} in its manifest")
     return {c: {k: found[k] for k in sorted(found)} for c, found in out.items()}
-
-
-def _codes(chunked):
-    """(int64 code of each row, -1 for NULL; the distinct values) of a dictionary column."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from .selection import _ints
-
-    if not pa.types.is_dictionary(chunked.type):  # not read as a dictionary: encode it here
-        chunked = pc.dictionary_encode(chunked)
-    chunked = chunked.unify_dictionaries()
-    if chunked.num_chunks == 0:
-        return np.zeros(0, np.int64), []
-    values = chunked.chunk(0).dictionary.to_pylist()
-    # Array.to_numpy would import pandas (0.3 s of a fresh process): _ints reads the buffer
-    codes = [_ints(pc.fill_null(c.indices, -1)).astype(np.int64) for c in chunked.chunks]
-    return np.concatenate(codes), values
