@@ -6,7 +6,9 @@ Makes the same data as ``filters_passrate.py`` once (kept in ``--dir``), then ru
 ``run_passrate`` + ``run_curriculum`` ``--repeat`` times, each in a fresh process on a fresh
 copy of the store, timing the publish's parts (the functions below are wrapped with a timer;
 time inside a part nested in another is counted in both) and every DuckDB statement of the
-steps over ``--min-sql`` seconds.  Prints one table per run: part, calls, seconds.
+steps over ``--min-sql`` seconds.  Prints one table per run: part, calls, seconds.  Run it
+with another tree's interpreter (``/work/main/.venv/bin/python bench/publish_phases.py ...``)
+for a baseline on the same data.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ def child(store_dir: Path, min_sql: float) -> None:
             owner = importlib.import_module(mod)
         except ImportError:
             owner = getattr(importlib.import_module(".".join(path[:-1])), path[-1])
-        setattr(owner, attr, _wrap(times, label, getattr(owner, attr)))
+        if hasattr(owner, attr):  # a part an older tree does not have is left out
+            setattr(owner, attr, _wrap(times, label, getattr(owner, attr)))
     store = DatasetStore(store_dir)
     res = Resources(memory_limit="1GiB")
     t1 = time.perf_counter()

@@ -413,13 +413,8 @@ def _gathered_digests(con, digests_path: Path, file_path: Path, offsets: list[in
     numpy, taken at each row's position and xor-ed with the row's stored-column terms,
     placed at the row's index in the file (the version's order)."""
     import numpy as np
-    import pyarrow.parquet as pq
 
-    # ParquetFile, not read_table: read_table goes through pyarrow.dataset, which imports
-    # pandas (~0.3 s of a publish's wall time in a fresh process)
-    base = pq.ParquetFile(digests_path).read(columns=["d"]).column(0)
-    base = np.concatenate([_ints(c) for c in base.chunks]) if base.num_chunks else \
-        np.zeros(0, np.uint64)
+    base = _base_digests(digests_path)
     got = con.execute(
         f"SELECT s.file_row_number AS i, ([{', '.join(map(str, offsets[:-1]))}])[s.{SHARD} + 1] "
         f"+ s.{ROW} AS pos, {_xor(s_terms)} AS x FROM {_file_sql(file_path)} s").fetchnumpy()
@@ -427,8 +422,37 @@ def _gathered_digests(con, digests_path: Path, file_path: Path, offsets: list[in
     if n == 0:
         return b""
     out = np.empty(n, dtype=np.uint64)
-    out[got["i"].astype(np.int64)] = base[got["pos"].astype(np.int64)] ^ got["x"].astype(np.uint64)
+    out[got["i"].astype(np.int64, copy=False)] = \
+        base[got["pos"].astype(np.int64, copy=False)] ^ got["x"].astype(np.uint64, copy=False)
     return out.astype(np.dtype("<u8"), copy=False).tobytes()
+
+
+_KEPT_DIGESTS = 8_000_000  # base rows whose digests stay in memory for the next selection
+_last_digests: dict[tuple, Any] = {}
+
+
+def _base_digests(path: Path):
+    """A base's row digests as numpy, read once per process for a small base: a pipeline's
+    steps select from the same base one after another (pass rate, then its curriculum), and
+    reading 1M digests costs ~30 ms.  Keyed like ``integrity.HashCache`` (size, mtime,
+    ctime, inode), so a file changed since cannot be served; the step verified its sha256."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if key in _last_digests:
+        return _last_digests[key]
+    # ParquetFile, not read_table: read_table goes through pyarrow.dataset, which imports
+    # pandas (~0.3 s of a publish's wall time in a fresh process)
+    base = pq.ParquetFile(path).read(columns=["d"]).column(0)
+    base = np.concatenate([_ints(c) for c in base.chunks]) if base.num_chunks else \
+        np.zeros(0, np.uint64)
+    _last_digests.clear()
+    if len(base) <= _KEPT_DIGESTS:
+        base.flags.writeable = False  # shared by the next publish: nobody writes into it
+        _last_digests[key] = base
+    return base
 
 
 def chars_relation(store: DatasetStore, file_path: Path, info: dict[str, Any]) -> str:
