@@ -23,9 +23,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
 # (module, attribute, label): what a checked publish does, and the fixed costs around it
 PARTS = [
     ("thinkforge.manifests.writer", "scan_positions", "positions checked (range, repeats, order)"),
