@@ -81,10 +81,8 @@ def force_answers(backend, plans: list, completions: list[Completion],
         plans[i].mode, prefill=forced_prefix(completions[i].text)) for i in todo]
     answers = backend.generate(requests)
     out = list(completions)
-    failed: Counter = Counter()
     for i, request, answer in zip(todo, requests, answers, strict=True):
         if not answer.ok:  # the unforced reply stays (rejected as before)
-            failed[answer.error_kind] += 1
             if counts is not None and not counts.get(f"failed:{answer.error_kind}"):
                 print(f"answer forcing: the teacher did not continue a reply "
                       f"({answer.error_kind}: {' '.join(str(answer.error).split())[:200]}); "
