@@ -10,14 +10,13 @@ seed, so a rerun of the same batch reproduces its text.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from thinkforge.manifests.errors import require
 
 from .base import ChatRequest, Completion
 from .model_cache import resolve_model
-from .placement import resolve
+from .placement import idle_cores, resolve
 
 
 class TransformersBackend:
@@ -30,7 +29,7 @@ class TransformersBackend:
                             getattr(config, "attn_implementation", "sdpa"))
         self.device = placement.torch_device()
         if self.device.type == "cpu":
-            self.torch.set_num_threads(config.cpu_threads or _idle_cores())
+            self.torch.set_num_threads(config.cpu_threads or idle_cores())
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"  # decoder-only: new tokens must follow the prompt
         if self.tokenizer.pad_token_id is None:
@@ -90,23 +89,6 @@ class TransformersBackend:
 
     def close(self) -> None:
         self.model = None
-
-
-def _idle_cores() -> int:
-    """Cores not already busy with other jobs (by the 1-minute load average), at least 1.
-
-    OpenMP threads spin while they wait for each other; more threads than idle cores makes
-    every thread wait for a descheduled sibling (measured 3.4x slower with 2 threads than 1
-    on a 2-core machine running two other jobs).
-    """
-    cores = os.cpu_count() or 1
-    try:
-        # the average includes this process's own recent work (imports, earlier steps of
-        # a recipe): one runnable task is taken to be us, not another job
-        busy = int(max(0.0, os.getloadavg()[0] - 1.0) + 0.5)
-    except OSError:
-        busy = 0
-    return max(1, min(cores, cores - busy))
 
 
 def _stop_token_ids(model, tokenizer) -> list[int]:

@@ -29,8 +29,8 @@ from typing import Any
 from thinkforge.manifests.errors import require
 
 from .base import ChatRequest, Completion
-from .hf import _idle_cores
 from .model_cache import resolve_gguf
+from .placement import idle_cores
 
 CONTEXT_PER_SLOT = 2048  # tokens of prompt + completion per slot unless max_model_len says
 CHUNKS_PER_CALL = 4      # requests per generate() = slots x this: fewer idle slots at a chunk's end
@@ -40,7 +40,7 @@ class LlamaCppBackend:
     def __init__(self, config, model: str):
         xllamacpp = require("xllamacpp", "gen")
         path = resolve_gguf(model)
-        threads = config.cpu_threads or _idle_cores()
+        threads = config.cpu_threads or idle_cores()
         slots = config.batch_size
         per_slot = config.max_model_len or CONTEXT_PER_SLOT
         params = xllamacpp.CommonParams()

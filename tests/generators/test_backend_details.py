@@ -6,8 +6,8 @@ import time
 from email.utils import formatdate
 
 import pytest
-from thinkforge.generators.backends.hf import _idle_cores
 from thinkforge.generators.backends.openai_client import _retry_after
+from thinkforge.generators.backends.placement import idle_cores
 
 
 # a load of about 1 is this process's own recent work; beyond that, other jobs
@@ -16,7 +16,7 @@ from thinkforge.generators.backends.openai_client import _retry_after
 def test_torch_threads_default_to_the_idle_cores(monkeypatch, load, cores, expected):
     monkeypatch.setattr("os.getloadavg", lambda: (load, load, load))
     monkeypatch.setattr("os.cpu_count", lambda: cores)
-    assert _idle_cores() == expected
+    assert idle_cores() == expected
 
 
 def test_retry_after_in_seconds_or_as_an_http_date():
