@@ -5,20 +5,23 @@ split where its data changes hands:
 
 1. **signatures** (one task per partition of the rows: by position, each task its own row
    groups, when a row is a document (``id`` of prompts / rl_pool); by prompt id hash for sft):
-   each task computes, for its documents, the exact key (md5 of the normalised text),
-   the MinHash signature and its band keys, and writes two narrow files: documents (id,
-   group, exact key) and band keys (id, band, key; none for a document without words).
-2. **exact** (the driver, DuckDB over the narrow document files): exact duplicates are
-   the rows whose (group, key) a smaller id shares: they leave the LSH, as locally.
-3. **buckets** (one task per partition of the *(band, band key)* pairs by their hash):
-   every copy of a bucket meets in one task, which makes the local candidate pairs (all
-   pairs of a bucket of up to 32 rows, each row with the bucket's smallest id otherwise),
-   reads the words of just those rows and computes each pair's exact Jaccard, as locally.
-4. **clusters** (the driver): the union of the candidate pairs (a pair found in two bands
-   counts once), the verified ones (>= threshold, same group), connected components
-   (``minhash.connected_components``) over the rows they touch, the smallest id of each
-   cluster kept; one narrow table (id, representative, reason, similarity).
-5. **mark** (one task per row partition): the local step's last part (marking, the pair
+   one pass over each document's words gives the MinHash signature, its band keys and the
+   exact *pre*-key (DuckDB's hash of the normalised word list); two narrow outputs:
+   documents (id, group, pre-key) and band keys (id, band, key; none for a document
+   without words), the latter already split by bucket task (``key % count``).
+2. **exact** (the driver): the md5 of the normalised text (the local exact key) of just
+   the documents whose (group, pre-key) another one shares; the rows whose (group, md5)
+   a smaller id shares are exact duplicates: they leave the LSH, as locally.
+3. **pairs** (one task per bucket file): every copy of a bucket meets in one task, which
+   makes the local candidate pairs (all pairs of a bucket of up to 32 rows, each row with
+   the bucket's smallest id otherwise), written split by ``hash(l, r)``.
+4. **verify** (one task per pair hash): a pair found in several bands (of both pair tasks)
+   is verified once: the words of just the documents in its pairs are read again and
+   each pair's exact Jaccard computed, as locally.
+5. **clusters** (the driver): the verified pairs (>= threshold, same group), connected
+   components (``minhash.connected_components``) over the rows they touch, the smallest id
+   of each cluster kept; one narrow table (id, representative, reason, similarity).
+6. **mark** (one task per row partition): the local step's last part (marking, the pair
    policy, keep/reject) against that table; ``partitioned.merge_partitions`` writes ONE
    version: the local bytes, fingerprint and provenance (the driver's counts).
 
@@ -57,20 +60,30 @@ def _setup(store_at, data_ref: str, config, resources, hosts):
 
 
 def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str, index: int,
-                    count: int, out: str, ranges: dict | None = None) -> dict[str, str]:
-    """Phase 1 on a worker: documents, signatures and band keys of one row partition."""
+                    count: int, out: str, ranges: dict | None = None) -> dict[str, Any]:
+    """Phase 1 on a worker: one pass over the words of one row partition's documents.
+
+    Writes the documents (id, group, ``wkey``: DuckDB's hash of the normalised word list,
+    the exact-duplicate *pre*-key: equal texts have equal keys) and, per bucket task, the
+    band keys (id, band, key) of its buckets (``key % count``: every copy of a bucket goes
+    to one file), none for a document without words.  The word list is computed once for
+    both (the md5 of the normalised text, a second pass, cost as much as the signatures:
+    it is computed on the driver only for the documents whose ``wkey`` repeats)."""
+    import contextlib
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from .base import open_connection
     from .dedup import BATCH_ROWS, doc_views, lsh_params
     from .minhash import MinHasher, band_keys, warm_up
-    from .text import normalized_expr, register, word_hash_batches, word_hashes_expr
+    from .text import register, word_hash_batches, word_hashes_expr, words_expr
 
     store, data, _, text, res, per_prompt, by_mode = _setup(store_at, data_ref, config,
                                                            resources, hosts)
     tag = f"p{index:04d}-{uuid.uuid4().hex[:8]}"  # a rerun writes afresh
-    paths = {k: str(Path(out) / f"{k}-{tag}.parquet") for k in ("docs", "bands")}
+    docs_path = str(Path(out) / f"docs-{tag}.parquet")
+    band_paths = [str(Path(out) / f"bands-b{j:04d}-{tag}.parquet") for j in range(count)]
     bands, rows = lsh_params(config)
     hasher = MinHasher(config.num_perm, config.shingle, config.seed)
     warm_up()
@@ -80,25 +93,65 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
         with running(Partition(count=count, index=index, keys={data.ref: key}, out=Path(out),
                                ranges=ranges or {})):
             doc_views(con, store, data, per_prompt, by_mode)
-        exact = f"md5({normalized_expr(text)})" if config.exact else "NULL::VARCHAR"
-        con.execute(f"CREATE TEMP TABLE docs AS SELECT id, grp, {exact} AS norm_key "
-                    "FROM doc_src")
-        con.execute(f"COPY docs TO '{paths['docs']}' (FORMAT parquet)")
+        # DuckDB splits and normalises the text once for both lists (common subexpression)
+        wkey = f"hash({words_expr(text)})" if config.exact else "NULL::UBIGINT"
+        batches = word_hash_batches(con, f"SELECT s.id, s.grp, {wkey} AS wkey, "
+                                         f"{word_hashes_expr(text)} AS words FROM doc_src s",
+                                    BATCH_ROWS)
+        doc_schema = pa.schema([("id", pa.string()), ("grp", pa.string()),
+                                ("wkey", pa.uint64())])
         band_schema = pa.schema([("id", pa.string()), ("band", pa.int16()),
                                  ("key", pa.uint64())])
-        batches = word_hash_batches(con, f"SELECT s.id, s.grp, {word_hashes_expr(text)} AS words "
-                                         "FROM doc_src s", BATCH_ROWS)
-        with pq.ParquetWriter(paths["bands"], band_schema) as band_out:
+        with contextlib.ExitStack() as stack:
+            doc_out = stack.enter_context(pq.ParquetWriter(docs_path, doc_schema))
+            band_out = [stack.enter_context(pq.ParquetWriter(p, band_schema)) for p in band_paths]
             for batch, words in batches:
                 ids = batch.column(0)
+                doc_out.write_table(pa.table([ids, batch.column(1), batch.column(2)],
+                                             schema=doc_schema))
                 sig = hasher.signatures(words)
                 keys = band_keys(sig, bands, rows)
                 live = ~(sig == np.iinfo(np.uint32).max).all(axis=1)  # no words: no bands
                 idx = np.flatnonzero(live)
-                band_out.write_table(pa.table({
-                    "id": ids.take(pa.array(np.repeat(idx, bands))),
-                    "band": np.tile(np.arange(bands, dtype=np.int16), len(idx)),
-                    "key": keys[live].reshape(-1)}, schema=band_schema))
+                doc = np.repeat(idx, bands)
+                band = np.tile(np.arange(bands, dtype=np.int16), len(idx))
+                flat = keys[live].reshape(-1)
+                task = flat % np.uint64(count)
+                for j, writer in enumerate(band_out):
+                    sel = np.flatnonzero(task == j)
+                    writer.write_table(pa.table({"id": ids.take(pa.array(doc[sel])),
+                                                 "band": band[sel], "key": flat[sel]},
+                                                schema=band_schema))
+    finally:
+        con.close()
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
+    return {"docs": docs_path, "bands": band_paths}
+
+
+def near_pairs(store_at, data_ref: str, config, resources, hosts, index: int, count: int,
+               out: str, bands_files: list[str], exact_file: str) -> list[str]:
+    """Phase 3 on a worker: the candidate pairs of the buckets in its band files (every
+    copy of a bucket is there), as the local step makes them, in one file per verify
+    task (``hash(l, r) % count``): a pair that two bands found, in two tasks here, is
+    verified once."""
+    from thinkforge.manifests.duck import parquet_source
+
+    from .base import open_connection
+    from .dedup import candidate_pairs_sql
+
+    store, _, _, _, res, _, _ = _setup(store_at, data_ref, config, resources, hosts)
+    tag = uuid.uuid4().hex[:8]
+    paths = [str(Path(out) / f"pairs-p{index:04d}-v{i:04d}-{tag}.parquet") for i in range(count)]
+    con, spill = open_connection(store, res)
+    try:
+        con.execute(f"""
+            CREATE TEMP TABLE mine AS SELECT b.id, b.band, b.key FROM {parquet_source(bands_files)} b
+            ANTI JOIN {parquet_source([exact_file])} e ON e.id = b.id""")
+        con.execute(f"CREATE TEMP TABLE pairs AS {candidate_pairs_sql('mine', 'id')}")
+        for i, path in enumerate(paths):
+            con.execute(f"COPY (SELECT l, r FROM pairs WHERE hash(l, r) % {int(count)} = {i}) "
+                        f"TO '{path}' (FORMAT parquet)")
     finally:
         con.close()
         if spill is not None:
@@ -106,39 +159,37 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
     return paths
 
 
-def near_buckets(store_at, data_ref: str, config, resources, hosts, index: int, count: int,
-                 out: str, bands_files: list[str], docs_files: list[str],
-                 exact_file: str) -> str:
-    """Phase 3 on a worker: the buckets whose (band, key) hash to ``index``, their
-    candidate pairs and each pair's exact Jaccard, as the local step computes it
-    (``dedup._candidate_jaccard``: the words of just the documents in a pair read again;
-    writing every document's shingles in phase 1 cost more than the signatures)."""
+def near_verify(store_at, data_ref: str, config, resources, hosts, index: int, count: int,
+                out: str, pairs_files: list[str], docs_files: list[str]) -> str:
+    """Phase 4 on a worker: the exact Jaccard of its share of the candidate pairs, as the
+    local step computes it (``dedup._candidate_jaccard``: the words of just the documents
+    in a pair read again; writing every document's shingles in phase 1 cost more than the
+    signatures)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from thinkforge.manifests.duck import parquet_source
 
     from .base import open_connection
-    from .dedup import _candidate_jaccard, candidate_pairs_sql, doc_views
+    from .dedup import _candidate_jaccard, doc_views
     from .minhash import MinHasher, warm_up
     from .text import register
 
     store, data, _, text, res, per_prompt, by_mode = _setup(store_at, data_ref, config,
                                                            resources, hosts)
-    path = str(Path(out) / f"pairs-p{index:04d}-{uuid.uuid4().hex[:8]}.parquet")
+    path = str(Path(out) / f"verified-p{index:04d}-{uuid.uuid4().hex[:8]}.parquet")
     warm_up()
     con, spill = open_connection(store, res)
     try:
         register(con)
-        con.execute(f"""
-            CREATE TEMP TABLE mine AS SELECT b.id, b.band, b.key FROM {parquet_source(bands_files)} b
-            ANTI JOIN {parquet_source([exact_file])} e ON e.id = b.id
-            WHERE hash(b.band, b.key) % {int(count)} = {int(index)}""")
-        con.execute(f"CREATE TEMP TABLE pairs AS {candidate_pairs_sql('mine', 'id')}")
-        # the documents in a pair, numbered, with their group; each pair as two numbers
-        con.execute(f"""
-            CREATE TEMP TABLE docs AS SELECT (row_number() OVER (ORDER BY id) - 1)::BIGINT AS idx,
-              id, grp FROM {parquet_source(docs_files)}
-            SEMI JOIN (SELECT l AS id FROM pairs UNION SELECT r FROM pairs) USING (id)""")
+        con.execute(f"CREATE TEMP TABLE pairs AS SELECT DISTINCT l, r FROM "
+                    f"{parquet_source(pairs_files)}")
+        # the documents in a pair, numbered, with their group (answers compared within a
+        # mode: whether a pair shares it); each pair as two numbers
+        ids = "(SELECT l AS id FROM pairs UNION SELECT r FROM pairs)"
+        grps = (f"(SELECT id, grp FROM {parquet_source(docs_files)} SEMI JOIN {ids} USING (id))"
+                if by_mode else f"(SELECT id, '' AS grp FROM {ids})")
+        con.execute("CREATE TEMP TABLE docs AS SELECT (row_number() OVER (ORDER BY id) - 1)"
+                    f"::BIGINT AS idx, id, grp FROM {grps}")
         numbered = con.sql(
             "SELECT p.l, p.r, a.idx AS lk, b.idx AS rk, a.grp = b.grp AS same FROM pairs p "
             "JOIN docs a ON a.id = p.l JOIN docs b ON b.id = p.r").to_arrow_table()
@@ -196,15 +247,13 @@ def near_mark(store_at, data_ref: str, name: str, config, resources, hosts, key:
 
 
 def run_near_dedup_phased(ph: Phases):
-    """The driver: signatures, exact duplicates, buckets, clusters, marking, the merge."""
-    import pyarrow as pa
+    """The driver: signatures, exact duplicates, pairs, verification, clusters, marking,
+    the merge."""
     import pyarrow.parquet as pq
-    from thinkforge.manifests.duck import connect, parquet_source
     from thinkforge.manifests.partitions import position_ranges
 
     from .base import require_kind
     from .dedup import lsh_params
-    from .minhash import connected_components
 
     data, config = ph.inputs["data"], ph.config
     require_kind(data, "prompts", "sft", "rl_pool", role="data")
@@ -216,28 +265,84 @@ def run_near_dedup_phased(ph: Phases):
     ranges = position_ranges(ph.store, {data.ref: key}, ph.count) or [{}] * ph.count
     firsts = ph.map("signatures", near_signatures,
                     [(*common, key, i, ph.count, str(ph.out), ranges[i]) for i in range(ph.count)])
+    docs_files = [f["docs"] for f in firsts]
     exact_file = str(ph.out / "exact.parquet")
-    con = connect(threads=threads_here(ph.hosts))
+    _exact(ph, config, docs_files, exact_file)
+    pairs = ph.map("pairs", near_pairs,
+                   [(*common, j, ph.count, str(ph.out), [f["bands"][j] for f in firsts],
+                     exact_file) for j in range(ph.count)])
+    found = ph.map("verify", near_verify,
+                   [(*common, i, ph.count, str(ph.out), [p[i] for p in pairs], docs_files)
+                    for i in range(ph.count)])
+    dups_file = str(ph.out / "dups.parquet")
+    facts = _clusters(ph, config, data.kind, found, exact_file, dups_file)
+    bands, rows = lsh_params(config)
+    facts = {"data": data.ref, "exact_duplicates": pq.ParquetFile(exact_file).metadata.num_rows,
+             "near_duplicates": facts["near"], "candidate_pairs": facts["candidates"],
+             "verified_pairs": facts["verified"], "lsh_bands": bands, "lsh_rows": rows}
+    parts = ph.map("mark", near_mark, [(ph.store_at, data.ref, ph.name, config, ph.resources,
+                                        ph.hosts, key, i, ph.count, str(ph.out), dups_file, facts,
+                                        ranges[i]) for i in range(ph.count)])
+    return merge_partitions(ph.store, parts, ph.resources)
+
+
+def _exact(ph: Phases, config, docs_files: list[str], exact_file: str) -> None:
+    """Exact duplicates (id, rep): the documents whose (group, md5 of the normalised text) a
+    smaller id shares, as locally; the md5 only for documents whose word-list hash
+    (``wkey``) another document of their group shares (equal texts have equal ``wkey``)."""
+    from thinkforge.manifests.duck import parquet_source
+
+    from .base import open_connection
+    from .text import normalized_expr, register
+
+    store, data, _, text, res, per_prompt, by_mode = _setup(
+        ph.store_at, ph.inputs["data"].ref, config, ph.resources, ph.hosts)
+    con, spill = open_connection(store, res)
     try:
+        if not config.exact:
+            con.execute(f"COPY (SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS rep WHERE false) "
+                        f"TO '{exact_file}' (FORMAT parquet)")
+            return
+        from .dedup import doc_views
+
+        register(con)
+        doc_views(con, store, data, per_prompt, by_mode)
+        con.execute(f"""CREATE TEMP TABLE cand AS SELECT id FROM (
+                          SELECT id, count(*) OVER (PARTITION BY grp, wkey) AS n
+                          FROM {parquet_source(docs_files)}) WHERE n > 1""")
         con.execute(f"""
             COPY (SELECT id, rep FROM (
-                    SELECT id, min(id) OVER (PARTITION BY grp, norm_key) AS rep
-                    FROM {parquet_source([f['docs'] for f in firsts])}
-                    WHERE norm_key IS NOT NULL) WHERE id <> rep)
+                    SELECT id, min(id) OVER (PARTITION BY grp, norm_key) AS rep FROM (
+                      SELECT s.id, s.grp, md5({normalized_expr(text)}) AS norm_key
+                      FROM doc_src s SEMI JOIN cand c ON c.id = s.id))
+                  WHERE id <> rep)
             TO '{exact_file}' (FORMAT parquet)""")
-        found = ph.map("buckets", near_buckets,
-                       [(*common, i, ph.count, str(ph.out), [f["bands"] for f in firsts],
-                         [f["docs"] for f in firsts], exact_file) for i in range(ph.count)])
-        # a pair two bands found (in two tasks) counts once, as locally
-        same = "AND same" if data.kind == "sft" and config.on == "output" else ""
+    finally:
+        con.close()
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
+
+
+def _clusters(ph: Phases, config, kind: str, found: list[str], exact_file: str,
+              dups_file: str) -> dict[str, int]:
+    """The verified pairs' connected components, the smallest id of each kept; writes
+    ``dups_file`` (id, rep, reason, similarity) with the exact duplicates."""
+    import pyarrow as pa
+    from thinkforge.manifests.duck import connect, parquet_source
+
+    from .minhash import connected_components
+
+    # each pair was verified in one task (the verify tasks split them by hash)
+    same = "AND same" if kind == "sft" and config.on == "output" else ""
+    con = connect(threads=threads_here(ph.hosts))
+    try:
         candidates, verified = con.execute(
             f"SELECT count(*), count(*) FILTER (WHERE similarity >= ? {same}) FROM "
-            f"(SELECT DISTINCT l, r, similarity, same FROM {parquet_source(found)})",
-            [config.threshold]).fetchall()[0]
-        con.execute(f"CREATE TEMP TABLE edges AS SELECT DISTINCT l, r, similarity FROM "
+            f"{parquet_source(found)}", [config.threshold]).fetchall()[0]
+        con.execute(f"CREATE TEMP TABLE edges AS SELECT l, r, similarity FROM "
                     f"{parquet_source(found)} WHERE similarity >= ? {same}", [config.threshold])
         nodes = con.sql("SELECT id FROM (SELECT l AS id FROM edges UNION SELECT r FROM edges) "
-                            "ORDER BY id").to_arrow_table().column("id")
+                        "ORDER BY id").to_arrow_table().column("id")
         con.register("nodes", pa.table({"id": nodes, "n": np.arange(len(nodes))}))
         ends = con.execute("SELECT a.n, b.n, e.similarity FROM edges e JOIN nodes a ON a.id = e.l "
                            "JOIN nodes b ON b.id = e.r").fetchnumpy()
@@ -249,24 +354,15 @@ def run_near_dedup_phased(ph: Phases):
         np.maximum.at(best, left, similarity)
         np.maximum.at(best, right, similarity)
         ids = nodes.to_numpy(zero_copy_only=False)
-        dups_file = str(ph.out / "dups.parquet")
         con.register("near_in", pa.table({"id": pa.array(ids[linked], pa.string()),
                                           "rep": pa.array(ids[label[linked]], pa.string()),
                                           "similarity": pa.array(best[linked], pa.float64())}))
         con.execute(f"COPY (SELECT id, rep, 'exact_duplicate' AS reason, NULL::DOUBLE AS "
                     f"similarity FROM {parquet_source([exact_file])} UNION ALL SELECT id, rep, "
                     f"'near_duplicate', similarity FROM near_in) TO '{dups_file}' (FORMAT parquet)")
-        exact = pq.ParquetFile(exact_file).metadata.num_rows
     finally:
         con.close()
-    bands, rows = lsh_params(config)
-    facts = {"data": data.ref, "exact_duplicates": exact, "near_duplicates": int(len(linked)),
-             "candidate_pairs": int(candidates), "verified_pairs": int(verified),
-             "lsh_bands": bands, "lsh_rows": rows}
-    parts = ph.map("mark", near_mark, [(ph.store_at, data.ref, ph.name, config, ph.resources,
-                                        ph.hosts, key, i, ph.count, str(ph.out), dups_file, facts,
-                                        ranges[i]) for i in range(ph.count)])
-    return merge_partitions(ph.store, parts, ph.resources)
+    return {"near": int(len(linked)), "candidates": int(candidates), "verified": int(verified)}
 
 
 def _finish(provenance: dict[str, Any], parts: list[dict[str, Any]]) -> None:
