@@ -12,7 +12,8 @@ three ways on the same versions:
 
 Printed per step: wall seconds, the ratio to local, the 1 -> 2 worker speed-up, the time
 of the step outside its Dask tasks (client, driver phases, merge and publish) from Dask's
-task stream, and a check that every executor's version has the local fingerprint.
+task stream, and a check that every executor's version has the local fingerprint and the
+local bytes (every file's sha256, as the manifests record them).
 
     python bench/dask_scale.py --prompts 60000 --k 10 --docs 60000          # a quick look
     python bench/dask_scale.py --data /tmp/dask10m --prompts 1000000 --k 10 --docs 600000 \\
@@ -113,8 +114,11 @@ def run_step(store, step: str, label: str, resources: dict) -> dict:
         made = tf.steps.dedup(store, "docs", name=name, resources=resources)
     else:
         made = tf.steps.decontam(store, "docs", against=["bench"], name=name, resources=resources)
-    return {"wall_s": time.perf_counter() - t0, "fingerprint": made.fingerprint,
-            "rows": made.rows}
+    wall = time.perf_counter() - t0
+    # every file the version reads, as its manifest records it (sha256 checked at publish)
+    files = sorted((what, e.path, e.sha256) for what, e, _ in
+                   store.datasets.version_files(made.manifest))
+    return {"wall_s": wall, "fingerprint": made.fingerprint, "files": files, "rows": made.rows}
 
 
 def _task_span(client, since: float) -> tuple[int, float, float]:
@@ -169,12 +173,13 @@ def report(runs: dict, steps: list[str]) -> None:
         loc, d1, d2 = runs["local"][s], runs["dask1"][s], runs["dask2"][s]
         for label, r in (("dask1", d1), ("dask2", d2)):
             assert r["fingerprint"] == loc["fingerprint"], f"{s} {label}: another version"
+            assert r["files"] == loc["files"], f"{s} {label}: other file bytes"
         print(f"{s:9} {loc['wall_s']:8.2f} {d1['wall_s']:8.2f} {d2['wall_s']:8.2f} "
               f"{d2['wall_s'] / loc['wall_s']:10.2f}x {d1['wall_s'] / d2['wall_s']:12.2f}x "
               f"{d2['tasks']:11d} {d2['task_s']:10.2f} {d2['outside_s']:9.2f} {loc['rows']:10d}")
     print(f"cluster start + warm-up: dask1 {runs['dask1']['startup_s']:.2f} s, dask2 "
           f"{runs['dask2']['startup_s']:.2f} s (not in the step times)")
-    print("fingerprints equal across executors: yes (asserted)")
+    print("fingerprints and every file's sha256 equal across executors: yes (asserted)")
 
 
 def main() -> None:

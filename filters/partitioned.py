@@ -88,33 +88,44 @@ def _files(paths: list[str]) -> str:
 
 
 def _union(con, paths: list[str]) -> str:
-    """The rows of partition files as a temp table whose columns are NOT NULL where every
-    partition wrote them so: DuckDB writes such a column as Parquet ``required`` (as the
-    local run does), and ``read_parquet`` alone would forget it (other bytes, same rows)."""
+    """The rows of partition files as one relation whose columns DuckDB knows NOT NULL
+    where every partition wrote them so: DuckDB writes a column as Parquet ``required``
+    when its statistics prove it has no NULL (as the local run's table does), and a
+    multi-file ``read_parquet`` forgets what each file's statistics said (other bytes,
+    same rows).  Each file read alone keeps them and UNION ALL merges them, so the files
+    are read as a UNION ALL of single-file reads (files without rows left out: DuckDB
+    knows nothing of their columns); a temp table with NOT NULL columns where the files
+    disagree on their types or all are empty (copying every row once more)."""
     import uuid
 
     import pyarrow.parquet as pq
     from thinkforge.manifests.duck import quote_ident
 
-    table = f"__parts_{uuid.uuid4().hex[:8]}"
-    con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {_files(paths)} LIMIT 0")
-    schemas = [pq.read_schema(p) for p in paths]
-    for column in schemas[0].names:
-        if all(not s.field(column).nullable for s in schemas):
-            con.execute(f"ALTER TABLE {table} ALTER COLUMN {quote_ident(column)} SET NOT NULL")
-    con.execute(f"INSERT INTO {table} SELECT * FROM {_files(paths)}")
-    # the other way round: DuckDB writes a column as ``required`` whenever its statistics
-    # prove it has no NULL (a table's column does), so a column some partition wrote as
-    # ``optional`` (an expression the local run cannot prove non-NULL either) is read
-    # through one that hides the proof
+    metas = [pq.ParquetFile(p).metadata for p in paths]
+    schemas = [m.schema.to_arrow_schema() for m in metas]
+    full = [p for p, m in zip(paths, metas, strict=True) if m.num_rows]
+    if full and all(s.names == schemas[0].names and s.types == schemas[0].types
+                    for s in schemas):
+        relation = "(" + " UNION ALL ".join(f"SELECT * FROM read_parquet({quote_literal(p)})"
+                                            for p in full) + ")"
+    else:
+        relation = f"__parts_{uuid.uuid4().hex[:8]}"
+        con.execute(f"CREATE TEMP TABLE {relation} AS SELECT * FROM {_files(paths)} LIMIT 0")
+        for column in schemas[0].names:
+            if all(not s.field(column).nullable for s in schemas):
+                con.execute(f"ALTER TABLE {relation} ALTER COLUMN {quote_ident(column)} "
+                            "SET NOT NULL")
+        con.execute(f"INSERT INTO {relation} SELECT * FROM {_files(paths)}")
+    # the other way round: a column some partition wrote as ``optional`` (an expression the
+    # local run cannot prove non-NULL either) is read through one that hides the proof
     loose = [c for c in schemas[0].names
-             if any(s.field(c).nullable for s, p in zip(schemas, paths, strict=True)
-                    if pq.ParquetFile(p).metadata.num_rows)]
+             if any(s.field(c).nullable for s, m in zip(schemas, metas, strict=True)
+                    if m.num_rows)]
     if not loose:
-        return table
+        return relation
     hide = ", ".join(f"CASE WHEN {quote_ident(c)} IS NULL THEN NULL ELSE {quote_ident(c)} END "
                      f"AS {quote_ident(c)}" for c in loose)
-    return f"(SELECT * REPLACE ({hide}) FROM {table})"
+    return f"(SELECT * REPLACE ({hide}) FROM {relation})"
 
 
 def _ops(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,21 +1,29 @@
-"""Pass rate split across Dask workers by row position (issue 27 item 5).
+"""Pass rate split across Dask workers: rollouts by row position, prompts by id range.
 
 Split by key hash, every partition read (and hashed) every rollout to find its prompts'.
-Here each task reads only the row groups of its own run of rows:
+Here:
 
-1. **counts** (one task per run of the rollouts' rows): rollouts, known and correct
-   answers per prompt id in those rows (a narrow file: one row per prompt id, two for the
-   prompt whose rollouts straddle two runs) and the distinct generators it saw;
-   Each count is routed to the phase-2 task whose run of prompts rows holds its prompt
-   (a join with the prompt ids' positions; an unknown prompt id goes to task 0);
-2. **judge** (one task per run of the prompts' rows): the local step itself
-   (``passrate.run_passrate``) over its prompts, whose per-prompt counts are the sums of
-   the partial counts routed to it (``passrate.partial_counts_sql``; the first task also
-   reports the rollouts of unknown prompts), writing partition files;
-3. the merge (``partitioned.merge_partitions``): ONE version, the local bytes.
+1. **counts** (one task per run of the rollouts' rows, ``row_group_ranges``: each reads
+   only its row groups): rollouts, known and correct answers per prompt id in those rows
+   (a narrow file: one row per prompt id, two for a prompt whose rollouts straddle two
+   runs), the distinct generators it saw, and a sample of its prompt ids;
+2. the driver cuts the prompt ids into ``count`` ranges at the quantiles of the samples
+   (only the balance depends on them, never the result);
+3. **judge** (one task per id range): the local step itself (``passrate.run_passrate``)
+   over the prompts of its range, whose counts are the sums of every counts file's rows
+   in that range (``passrate.partial_counts_sql``; a rollout of an unknown prompt id is
+   reported by the task whose range holds the id, as the local step would);
+4. the merge (``partitioned.merge_partitions``): ONE version, the local bytes.
 
-Rows never pass through the scheduler (paths and refs only).  A rollouts or prompts
-selection, or the LLM judge, falls back to the split by prompt id hash.
+Id ranges, not runs of prompt rows: a counts task routes nothing and reads no prompt
+(routing by prompt row position joined every prompt id in each counts task); a judge
+task reads every prompt id (narrow) to keep its range.  The merge still sorts: files
+concatenated in id order give the same rows but not the same row groups as the local
+sorted COPY (DuckDB's order-preserving COPY merges the first file's tail into a row
+group), so not the same bytes.
+
+Rows never pass through the scheduler (paths and refs only).  A rollouts selection, or
+the LLM judge, falls back to the split by prompt id hash.
 """
 
 from __future__ import annotations
@@ -29,14 +37,13 @@ from thinkforge.manifests.partitions import PHASED, Partition, Phases, running, 
 
 from .partitioned import merge_partitions
 
+SAMPLE = 1024  # prompt ids each counts task samples for the cut points (~2% balance)
+
 
 def passrate_counts(store_at, rollouts_ref: str, reasoning: str | None, ranges: dict,
-                    resources: dict[str, Any], out: str, index: int, prompts_ref: str,
-                    prompt_runs: list[dict]) -> dict[str, Any]:
-    """Phase 1 on a worker: partial counts per prompt id of one run of rows, routed by
-    ``prompt_runs`` (the prompts' runs of phase 2): one file per phase-2 task, holding the
-    prompt ids of its run (and, for task 0, the ids no prompt has), so a judge task sums
-    its own files and never looks up which prompts are its."""
+                    resources: dict[str, Any], out: str, index: int) -> dict[str, Any]:
+    """Phase 1 on a worker: partial counts per prompt id of one run of rows (one file),
+    the generators seen and a sample of the prompt ids (for the judge tasks' id ranges)."""
     from thinkforge.manifests.duck import quote_literal
     from thinkforge.manifests.selection import row_relation
 
@@ -49,47 +56,43 @@ def passrate_counts(store_at, rollouts_ref: str, reasoning: str | None, ranges: 
     res = Resources(**{"progress": False, **resources})
     if res.threads is None:
         res.threads = threads_here()
-    tag = f"counts-p{index:04d}-{uuid.uuid4().hex[:8]}"
+    path = str(Path(out) / f"counts-p{index:04d}-{uuid.uuid4().hex[:8]}.parquet")
     rows = row_relation(store, rollouts, ordered=False, rows=ranges[rollouts_ref],
                         columns=["prompt_id", "correct", "generator", "reasoning"])
     where = f"WHERE reasoning = {quote_literal(reasoning)}" if reasoning else ""
     con, spill = open_connection(store, res)
     try:
         con.execute(f"CREATE TEMP VIEW mine AS SELECT * FROM {rows}")
-        counts = (f"SELECT prompt_id, count(*) AS n_rollouts, count(correct)::BIGINT "
-                  f"AS n_samples, (count(*) FILTER (WHERE correct))::BIGINT AS n_correct "
-                  f"FROM mine {where} GROUP BY prompt_id")
-        # which phase-2 task has each prompt: by the position of its prompt row
-        ids = row_relation(store, store.resolve(prompts_ref), ordered=False, positions=True,
-                           columns=["id"])
-        con.execute(f"CREATE TEMP TABLE routed AS SELECT c.*, {_run_of(prompts_ref, prompt_runs)}"
-                    f" AS __task FROM ({counts}) c LEFT JOIN {ids} p ON p.id = c.prompt_id")
-        paths = [str(Path(out) / f"{tag}-to{task:04d}.parquet") for task in range(len(prompt_runs))]
-        for task, path in enumerate(paths):
-            con.execute(f"COPY (SELECT * EXCLUDE (__task) FROM routed WHERE __task = {task}) "
-                        f"TO {quote_literal(path)} (FORMAT parquet)")
+        con.execute(f"CREATE TEMP TABLE counts AS SELECT prompt_id, count(*) AS n_rollouts, "
+                    f"count(correct)::BIGINT AS n_samples, "
+                    f"(count(*) FILTER (WHERE correct))::BIGINT AS n_correct "
+                    f"FROM mine {where} GROUP BY prompt_id")
+        con.execute(f"COPY counts TO {quote_literal(path)} (FORMAT parquet)")
+        sample = [r[0] for r in con.execute(
+            f"SELECT prompt_id FROM counts USING SAMPLE reservoir({SAMPLE} ROWS) "
+            "REPEATABLE (27)").fetchall()]
         generators = [r[0] for r in con.execute(
             "SELECT DISTINCT generator FROM mine ORDER BY 1 LIMIT 50").fetchall()]
     finally:
         con.close()
         if spill is not None:
             shutil.rmtree(spill, ignore_errors=True)
-    return {"paths": paths, "generators": generators}
+    return {"path": path, "generators": generators, "sample": sample}
 
 
-def _run_of(ref: str, runs: list[dict]) -> str:
-    """SQL: the phase-2 task whose run of rows holds position ``p.__shard, p.__row`` (0 for
-    a prompt id that is no prompt's: task 0 reports the unknown prompts)."""
-    cases = " ".join(f"WHEN p.__shard = {int(shard)} AND p.__row >= {int(lo)} AND p.__row < "
-                     f"{int(hi)} THEN {task}" for task, run in enumerate(runs)
-                     for shard, lo, hi in run[ref])
-    return f"CASE {cases} ELSE 0 END"
+def id_ranges(samples: list[list[str]], count: int) -> list[tuple[str | None, str | None]]:
+    """``count`` ranges [low, high) of prompt ids cut at the quantiles of the pooled
+    samples (the first and last unbounded): every id falls in exactly one."""
+    pooled = sorted(s for sample in samples for s in sample)
+    cuts = [pooled[len(pooled) * i // count] if pooled else None for i in range(1, count)]
+    edges = [None, *cuts, None]
+    return [(edges[i], edges[i + 1]) for i in range(count)]
 
 
 def passrate_judge(store_at, rollouts_ref: str, prompts_ref: str, name: str, config,
-                   resources: dict[str, Any], index: int, count: int, out: str, ranges: dict,
-                   given: dict[str, Any]) -> dict[str, Any]:
-    """Phase 2 on a worker: the local step over one run of the prompts' rows."""
+                   resources: dict[str, Any], index: int, count: int, out: str,
+                   bounds: tuple[str | None, str | None], given: dict[str, Any]) -> dict[str, Any]:
+    """Phase 2 on a worker: the local step over the prompts whose id is in ``bounds``."""
     from .base import Resources
     from .passrate import run_passrate
 
@@ -100,14 +103,14 @@ def passrate_judge(store_at, rollouts_ref: str, prompts_ref: str, name: str, con
         res.threads = threads_here()
     partition = Partition(count=count, index=index, keys={prompts_ref: "id"},
                           out=Path(out) / f"p{index:04d}-{uuid.uuid4().hex[:8]}",
-                          ranges=ranges, given=given)
+                          bounds={prompts_ref: tuple(bounds)}, given=given)
     with running(partition):
         return run_passrate(store, store.resolve(rollouts_ref), store.resolve(prompts_ref),
                             name, config, resources=res)
 
 
 def run_passrate_phased(ph: Phases):
-    """The driver: counts per run of rollouts, the step per run of prompts, the merge."""
+    """The driver: counts per run of rollouts, the step per range of prompt ids, the merge."""
     from thinkforge.manifests.partitions import row_group_ranges
 
     from .passrate import prompts_of
@@ -117,18 +120,18 @@ def run_passrate_phased(ph: Phases):
     if config.judge.on or rollouts.ref == prompts.ref:
         return None  # the judge asks a model per undecided rollout: the hash split
     by_rollouts = row_group_ranges(ph.store, rollouts, ph.count)
-    by_prompts = row_group_ranges(ph.store, prompts, ph.count)
-    if by_rollouts is None or by_prompts is None:
-        return None  # a selection (or nothing to split): by prompt id hash
+    if by_rollouts is None:
+        return None  # a selection of rollouts (or nothing to split): by prompt id hash
     counted = ph.map("counts", passrate_counts,
                      [(ph.store_at, rollouts.ref, config.reasoning, by_rollouts[i],
-                       ph.resources, str(ph.out), i, prompts.ref, by_prompts)
-                      for i in range(ph.count)])
+                       ph.resources, str(ph.out), i) for i in range(ph.count)])
     generators = sorted({g for c in counted for g in c["generators"]})[:50]
+    files = [c["path"] for c in counted]
+    ranges = id_ranges([c["sample"] for c in counted], ph.count)
     parts = ph.map("judge", passrate_judge,
                    [(ph.store_at, rollouts.ref, prompts.ref, ph.name, config, ph.resources, i,
-                     ph.count, str(ph.out), by_prompts[i],
-                     {"generators": generators, "counts": [c["paths"][i] for c in counted]})
+                     ph.count, str(ph.out), ranges[i],
+                     {"generators": generators, "counts": files})
                     for i in range(ph.count)])
     return merge_partitions(ph.store, parts, ph.resources)
 

@@ -6,6 +6,8 @@ local one."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from thinkforge.manifests.partitions import position_ranges
 from thinkforge.manifests.selection import row_relation
@@ -108,7 +110,7 @@ def _straddling_rollouts(store):
             for j, p in enumerate([*ids[:10], "zz-unknown"]) for mode in ("on", "off")
             for k in range(5)]
     with store.writer("st-prompts", "prompts", step={"type": "import", "config": {}}) as w:
-        w.write(prompts)
+        w.write([prompts[i * 5 % 12] for i in range(12)])  # positions not in id order
     with store.writer("st-rollouts", "rollouts", step={"type": "import", "config": {"k": 5}},
                       parents=[w.manifest]) as r:
         for lo in range(0, len(rows), 29):
@@ -144,34 +146,40 @@ def test_passrate_by_position_equals_local(store, cluster, monkeypatch, config, 
     assert not list((store.root / ".staging").glob("partitions-*"))
 
 
-def test_passrate_counts_routed_to_the_task_of_their_prompt(store, tmp_path):
-    """Phase 1 writes one counts file per phase-2 task: a prompt id's counts go only to the
-    task whose run of prompts rows holds it, an unknown prompt id to task 0; the sums over
-    every file are the whole counts."""
+def test_passrate_counts_split_by_id_range(store, tmp_path):
+    """Phase 1 writes one counts file per run of rollouts rows and samples its prompt ids;
+    the id ranges cut at the samples' quantiles hold every id once (an unknown id too), and
+    the counts of a range summed over every file are the whole counts of its ids."""
     import duckdb
-    from thinkforge.filters.partitioned_passrate import passrate_counts
-    from thinkforge.manifests.partitions import row_group_ranges
+    from thinkforge.filters.partitioned_passrate import id_ranges, passrate_counts
+    from thinkforge.filters.passrate import partial_counts_sql
+    from thinkforge.manifests.partitions import in_bounds, row_group_ranges
 
     inputs = _straddling_rollouts(store)
-    rollouts, prompts = inputs["rollouts"], inputs["prompts"]
+    rollouts = inputs["rollouts"]
     by_rollouts = row_group_ranges(store, rollouts, 2)
-    by_prompts = row_group_ranges(store, prompts, 3)
     made = [passrate_counts((type(store), str(store.root)), rollouts.ref, None, by_rollouts[i],
-                            {"threads": 1}, str(tmp_path), i, prompts.ref, by_prompts)
-            for i in range(2)]
+                            {"threads": 1}, str(tmp_path), i) for i in range(2)]
+    assert all(m["sample"] for m in made)
+    ranges = id_ranges([m["sample"] for m in made], 3)
+    assert ranges[0][0] is None and ranges[-1][1] is None
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))  # no gap, no overlap
     con = duckdb.connect()
-    for task, run in enumerate(by_prompts):
-        ids = {r[0] for r in con.execute(
-            f"SELECT id FROM {row_relation(store, prompts, rows=run[prompts.ref])}").fetchall()}
-        files = [m["paths"][task] for m in made]
-        got = {r[0] for r in con.execute(f"SELECT prompt_id FROM read_parquet({files!r})").fetchall()}
-        assert got - ids == ({"zz-unknown"} if task == 0 else set())
-        assert ids - got <= {"r010", "r011"}  # never sampled
-    every = [p for m in made for p in m["paths"]]
-    assert con.execute(f"SELECT prompt_id, sum(n_rollouts), sum(n_correct) FROM "
-                       f"read_parquet({every!r}) GROUP BY ALL ORDER BY 1").fetchall() == \
-        con.execute(f"SELECT prompt_id, count(*), count(*) FILTER (WHERE correct) FROM "
-                    f"{row_relation(store, rollouts)} GROUP BY ALL ORDER BY 1").fetchall()
+    files = [m["path"] for m in made]
+    whole = con.execute(f"SELECT prompt_id, count(*), count(correct), count(*) FILTER (WHERE "
+                        f"correct) FROM {row_relation(store, rollouts)} GROUP BY ALL "
+                        f"ORDER BY 1").fetchall()
+    got = []
+    for bounds in ranges:
+        mine = con.execute(f"{partial_counts_sql(files, bounds)} ORDER BY 1").fetchall()
+        lo, hi = bounds
+        assert all((lo is None or r[0] >= lo) and (hi is None or r[0] < hi) for r in mine)
+        assert con.execute(f"SELECT count(*) FROM (SELECT unnest(?) AS id) WHERE "
+                           f"{in_bounds('id', lo, hi)}", [[r[0] for r in mine]]).fetchone()[0] \
+            == len(mine)
+        got += mine
+    assert sorted(got) == whole and any(r[0] == "zz-unknown" for r in got)
+    assert con.execute(f"{partial_counts_sql(files)} ORDER BY 1").fetchall() == whole
 
 
 def test_decontam_index_kept_for_the_next_partition(store, tmp_path, monkeypatch):
