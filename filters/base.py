@@ -217,17 +217,20 @@ class StepContext:
         kept_path, rejected_path = self.writer.select(
             info, stored, rejected_columns, extra)
         kept_by, rejected_by = _partition_order(self.writer, order[0], rejected_order[0])
+        # a Dask partition's files are not sorted: the merge sorts their union (by the
+        # ``__o<i>`` columns ``_partition_order`` adds) whatever order each is in
+        sort = current_partition() is None
         self.progress.phase("writing kept rows")  # as positions
         stored_sql = "".join(f", j.{q(c)}" for c in stored)
         self._copy(f"SELECT {p}.__shard::INTEGER AS {SHARD}, {p}.__row::BIGINT AS {ROW}{stored_sql}"
-                   f"{kept_by} {join} WHERE j.reason IS NULL{where} ORDER BY {ordered(order[0])}",
-                   [], kept_path)
+                   f"{kept_by} {join} WHERE j.reason IS NULL{where}"
+                   + (f" ORDER BY {ordered(order[0])}" if sort else ""), [], kept_path)
         self.progress.phase("writing rejected rows")
         rej_stored = "".join(f", j.{q(c)}" for c in rejected_columns if c in stored)
         self._copy(f"SELECT {p}.__shard::INTEGER AS {SHARD}, {p}.__row::BIGINT AS {ROW}{rej_stored}, "
                    f"j.reason{''.join(f', j.{q(c)}' for c in extra)}{rejected_by} {join} "
-                   f"WHERE j.reason IS NOT NULL{where} ORDER BY {ordered(rejected_order[0])}", [],
-                   rejected_path)
+                   f"WHERE j.reason IS NOT NULL{where}"
+                   + (f" ORDER BY {ordered(rejected_order[0])}" if sort else ""), [], rejected_path)
         if positioned:  # one scan: every row, and the rows with a position
             kept, dropped, matched_kept, matched_dropped = con.execute(
                 "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS "
@@ -318,9 +321,12 @@ class StepContext:
     def _copy(self, select_sql: str, params: list[Any] | None, path: Path) -> None:
         # the writer buffers one row group: bound it by bytes (docs/concepts.md: ~128 MiB, less when the
         # memory limit is small) and by ROW_GROUP_ROWS, so that DuckDB compresses row groups
-        # on every thread (one row group is one thread's work, when written and when read)
+        # on every thread (one row group is one thread's work, when written and when read);
+        # a Dask partition's files are read once by the merge: snappy, quicker than zstd
+        # both ways (the version's own files stay zstd: the merge writes them)
+        codec = "snappy" if current_partition() is not None else "zstd"
         self.con.execute(f"COPY ({select_sql}) TO {quote_literal(str(path))} "
-                         f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, "
+                         f"(FORMAT parquet, COMPRESSION {codec}, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, "
                          f"ROW_GROUP_SIZE_BYTES {int(self.row_group_bytes)})", params or []
                          ).fetchall()  # finishing the result frees the query's buffers now
 
