@@ -21,18 +21,25 @@ Output: the same rows (none dropped), ``curriculum_batch`` 0..T-1 and ``curricul
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
 from typing import Literal
 
 import duckdb
+import numpy as np
 from pydantic import Field
 from thinkforge.manifests import DatasetStore, Manifest
+from thinkforge.manifests.duck import quote_literal
 from thinkforge.manifests.schemas import schema_for
 from thinkforge.manifests.selection import row_relation
 
-from .base import Resources, StepConfig, StepContext, declare_filter, require_kind, run_step
+from .base import Resources, StepConfig, StepContext, declare_filter, require_kind, run_step, size_in_bytes
 from .curriculum_plan import plan_batches
 
 LEVEL_DECIMALS = 6
+# bytes a row of the pool holds, at the peak, while it is placed in numpy: its narrow row
+# as Arrow (id, positions, stored columns, level, hashes), the orders, the reordered copy
+PLACE_BYTES = 256
 
 
 class CurriculumConfig(StepConfig):
@@ -62,6 +69,102 @@ def sort_by_hash(con, table: str, select: str, order: str, keys: tuple[str, ...]
     if same is not None and bool(same.any()):
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {select} ORDER BY {order}, id",
                     params)
+
+
+def place(level: np.ndarray, h: np.ndarray, hp: np.ndarray, first_rank: list[int],
+          batch_of: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The curriculum order in numpy: rows ranked by (level, h), each rank's batch from the
+    allocation (ranks ``first_rank[i]`` up to the next one go to ``batch_of[i]``), then
+    ordered by (batch, hp).  Returns (rows in curriculum order, their batch), or None when
+    two rows tie on (level, h) or (batch, hp): a 64-bit collision, which only the id can
+    order (the SQL path sorts on it then).  Each order is a sort of the hash, then a stable
+    sort of the small key (a radix sort): rows that tie on the hash are rejected anyway."""
+    order = np.argsort(h)
+    order = order[np.argsort(level[order], kind="stable")]
+    if _ties(level[order], h[order]):
+        return None
+    sizes = np.diff(np.append(np.asarray(first_rank, dtype=np.int64), len(order)))
+    batch = np.empty(len(order), dtype=np.int64)
+    batch[order] = np.repeat(np.asarray(batch_of, dtype=np.int64), sizes)
+    small = batch.astype(np.int16) if batch.max(initial=0) < 2**15 else batch
+    final = np.argsort(hp)
+    final = final[np.argsort(small[final], kind="stable")]
+    if _ties(small[final], hp[final]):
+        return None
+    return final, batch[final]
+
+
+def _ties(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(((a[1:] == a[:-1]) & (b[1:] == b[:-1])).any())
+
+
+def _placed_in_numpy(ctx: StepContext, carry: str, seed: str, levels: list[tuple],
+                     alloc: dict[str, list[int]]) -> str | None:
+    """The placed rows as a relation for ``keep_reject``'s ``narrow`` (positions, id, the
+    stored columns, batch and position, in curriculum order), or None when the SQL path
+    must place them: a NULL or NaN level (its place in DuckDB's order is not numpy's) or a
+    hash collision.
+
+    DuckDB reads the rows once, unsorted, with their two seeded hashes; the two orders are
+    numpy sorts of the keys (DuckDB sorting the narrow rows twice cost ~4x more), and the
+    rows go back in curriculum order as an uncompressed Parquet file in the spill directory
+    (scanning an Arrow table from DuckDB imports pandas: 0.3 s)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    con = ctx.con
+    con.execute(f"CREATE TEMP TABLE __cur_rows AS SELECT id, shard, row_in_shard{carry}, "
+                "level_rate, hash(? || ':' || id) AS h, hash(? || ':pos:' || id) AS hp FROM pool",
+                [seed, seed])
+    con.execute("SET preserve_insertion_order=true")  # the fetched rows in rowid order
+    got = con.execute("SELECT level_rate, h, hp FROM __cur_rows").fetchnumpy()
+    con.execute("SET preserve_insertion_order=false")
+    rates = np.array([r for r, _ in levels], dtype=np.float64)
+    rate = got["level_rate"]
+    # a NULL comes back masked (checked by attribute: np.ma's import alone costs 25 ms)
+    if getattr(rate, "mask", np.False_).any() or np.isnan(rates).any() \
+            or (np.diff(rates) >= 0).any():
+        return None
+    rate = np.asarray(rate, dtype=np.float64)
+    ascending = rates[::-1]
+    at = np.minimum(np.searchsorted(ascending, rate), len(ascending) - 1)
+    if (ascending[at] != rate).any():  # a level the GROUP BY did not see: not this pool
+        return None
+    # levels easiest (highest) first, as the ranks of the allocation count them
+    level = (len(ascending) - 1 - at).astype(np.int16 if len(ascending) < 2**15 else np.int64)
+    placed = place(level, np.asarray(got["h"]), np.asarray(got["hp"]), alloc["first_rank"],
+                   alloc["batch"])
+    if placed is None:
+        return None
+    final, batch = placed
+    size = int(con.execute("SELECT batch_size FROM knobs").fetchone()[0])
+    # each row's batch and position, in rowid order (the order the table scan gives)
+    position = np.empty(len(final), dtype=np.int64)
+    position[final] = np.arange(len(final), dtype=np.int64) - batch * size
+    by_row = np.empty(len(final), dtype=np.int64)
+    by_row[final] = batch
+    spill = Path(con.execute("SELECT current_setting('temp_directory')").fetchone()[0])
+    path = spill / f"curriculum-order-{uuid.uuid4().hex}.parquet"
+    # plain pages (no dictionary, no statistics): the file is read once, in order;
+    # Arrow arrays from the buffers (pa.array over numpy imports pandas: 0.3 s)
+    columns = [pa.Array.from_buffers(pa.int64(), len(a), [None, pa.py_buffer(a)])
+               for a in (by_row, position)]
+    with pq.ParquetWriter(path, pa.schema([("curriculum_batch", pa.int64()),
+                                           ("curriculum_position", pa.int64())]),
+                          compression="none", use_dictionary=False,
+                          write_statistics=False) as out:
+        out.write_table(pa.Table.from_arrays(columns, names=["curriculum_batch",
+                                                             "curriculum_position"]))
+    return (f"(SELECT c.shard AS __shard, c.row_in_shard AS __row, c.id{carry.replace(', ', ', c.')}, "
+            "o.curriculum_batch, o.curriculum_position, NULL::VARCHAR AS reason FROM __cur_rows c "
+            f"POSITIONAL JOIN read_parquet({quote_literal(str(path))}) o)")
+
+
+def _python_budget(resources: Resources | None) -> int:
+    """Bytes the numpy placement may hold: half the step's memory limit (DuckDB holds
+    little else meanwhile: the levels), 4 GiB without a limit."""
+    limit = resources.memory_limit if resources else None
+    return size_in_bytes(limit) // 2 if limit else 4 << 30
 
 
 def run_curriculum(store: DatasetStore, pool: Manifest, name: str, config: CurriculumConfig,
@@ -97,9 +200,6 @@ def run_curriculum(store: DatasetStore, pool: Manifest, name: str, config: Curri
                     rows["first_rank"].append(start)
                     rows["batch"].append(batch)
                     start += n
-        # bound lists, not a registered Arrow table (registering imports pandas: 0.3 s)
-        con.execute("CREATE TEMP TABLE alloc AS SELECT unnest(?::BIGINT[]) AS first_rank, "
-                    "unnest(?::BIGINT[]) AS batch", [rows["first_rank"], rows["batch"]])
         # Ranks without window functions (a partitioned window over a few huge levels runs on
         # one thread): a table filled from a sorted query, insertion order kept, numbers its
         # rows in that order (rowid).  Narrow rows only (id and keys); the one sort of whole
@@ -110,32 +210,41 @@ def run_curriculum(store: DatasetStore, pool: Manifest, name: str, config: Curri
         stored = [c for c in (pool.selection.columns if selects and pool.selection else [])
                   if c in columns and c != "id"]
         carry = "".join(f", {c}" for c in stored)
-        con.execute("SET preserve_insertion_order=true")
-        sort_by_hash(con, "ranked", f"SELECT id, shard, row_in_shard{carry}, level_rate, "
-                     "hash(? || ':' || id) AS h FROM pool", "level_rate DESC, h",
-                     ("level_rate", "h"), [seed])
-        # batches are full but the last: batch b starts at b * batch_size in curriculum order
-        sort_by_hash(con, "placed", f"""
-            SELECT r.shard, r.row_in_shard, a.batch{''.join(f', r.{c}' for c in stored)}, r.id,
-                   hash(? || ':pos:' || r.id) AS hp
-            FROM (SELECT rowid AS level_rank, * FROM ranked) r
-            ASOF JOIN alloc a ON r.level_rank >= a.first_rank""", "batch, hp", ("batch", "hp"),
-                     [seed])
-        con.execute("SET preserve_insertion_order=false")
         ctx.bind(batch_size=config.batch_size)
-        narrow = None
-        if selects:  # the placed rows carry their base positions: no join back to the pool
-            narrow = (f"(SELECT shard AS __shard, row_in_shard AS __row, id{carry}, "
-                      "batch AS curriculum_batch, rowid - batch * (SELECT batch_size FROM knobs) "
-                      "AS curriculum_position, NULL::VARCHAR AS reason FROM placed)")
+        narrow = placed = None
+        if selects and len(counts) and sum(counts) * PLACE_BYTES <= _python_budget(resources):
+            narrow = _placed_in_numpy(ctx, carry, seed, levels, rows)
+            placed = narrow and ("(SELECT __shard AS shard, __row AS row_in_shard, curriculum_batch "
+                                 f"AS batch, curriculum_position FROM {narrow})")
+        if narrow is None:
+            # bound lists, not a registered Arrow table (registering imports pandas: 0.3 s)
+            con.execute("CREATE TEMP TABLE alloc AS SELECT unnest(?::BIGINT[]) AS first_rank, "
+                        "unnest(?::BIGINT[]) AS batch", [rows["first_rank"], rows["batch"]])
+            con.execute("SET preserve_insertion_order=true")
+            sort_by_hash(con, "ranked", f"SELECT id, shard, row_in_shard{carry}, level_rate, "
+                         "hash(? || ':' || id) AS h FROM pool", "level_rate DESC, h",
+                         ("level_rate", "h"), [seed])
+            # batches are full but the last: batch b starts at b * batch_size in curriculum order
+            sort_by_hash(con, "placed", f"""
+                SELECT r.shard, r.row_in_shard, a.batch{''.join(f', r.{c}' for c in stored)}, r.id,
+                       hash(? || ':pos:' || r.id) AS hp
+                FROM (SELECT rowid AS level_rank, * FROM ranked) r
+                ASOF JOIN alloc a ON r.level_rank >= a.first_rank""", "batch, hp", ("batch", "hp"),
+                         [seed])
+            con.execute("SET preserve_insertion_order=false")
+            placed = ("(SELECT shard, row_in_shard, batch, rowid - batch * (SELECT batch_size "
+                      "FROM knobs) AS curriculum_position FROM placed)")
+            if selects:  # the placed rows carry their base positions: no join back to the pool
+                narrow = (f"(SELECT shard AS __shard, row_in_shard AS __row, id{carry}, "
+                          "batch AS curriculum_batch, rowid - batch * (SELECT batch_size FROM "
+                          "knobs) AS curriculum_position, NULL::VARCHAR AS reason FROM placed)")
         # every row kept, with a new batch and position: a selection storing those two
         # columns (in curriculum order), or the rows rewritten when materialising
         con.execute(f"""
             CREATE TEMP VIEW judged AS
             SELECT {', '.join('p.' + c for c in columns)}, x.batch AS curriculum_batch,
-                   x.rowid - x.batch * (SELECT batch_size FROM knobs) AS curriculum_position,
-                   NULL::VARCHAR AS reason
-            FROM pool p JOIN placed x ON x.shard = p.shard AND x.row_in_shard = p.row_in_shard""")
+                   x.curriculum_position, NULL::VARCHAR AS reason
+            FROM pool p JOIN {placed} x ON x.shard = p.shard AND x.row_in_shard = p.row_in_shard""")
         ctx.keep_reject("judged", [*columns, "curriculum_batch", "curriculum_position"],
                         order=("curriculum_batch, curriculum_position", "curriculum_batch"),
                         changed=("curriculum_batch", "curriculum_position"), narrow=narrow,

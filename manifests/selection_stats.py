@@ -30,7 +30,6 @@ def base_counts(paths: list[Path], offsets: list[int], seen, columns: list[str])
     counted against its own dictionary (no unified dictionary, no copy of the codes)."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from .errors import IntegrityError
@@ -46,11 +45,15 @@ def base_counts(paths: list[Path], offsets: list[int], seen, columns: list[str])
             found, start = out[column], 0
             for chunk in table.column(column).chunks:
                 if not pa.types.is_dictionary(chunk.type):  # not read as one: encode it here
+                    import pyarrow.compute as pc  # only here: its import is 45 ms of a step
+
                     chunk = pc.dictionary_encode(chunk)
                 part = mask[start:start + len(chunk)]
                 start += len(chunk)
                 codes = chunk.indices
                 if codes.null_count:  # NULL is code -1, counted at 0 after the shift
+                    import pyarrow.compute as pc
+
                     codes = pc.fill_null(codes, -1)
                 counts = np.bincount(_ints(codes)[part].astype(np.int64) + 1,
                                      minlength=len(chunk.dictionary) + 1).tolist()

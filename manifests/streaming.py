@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .duck import connect, quote_ident
@@ -85,6 +84,8 @@ class StreamChecks:
         self._writer: pq.ParquetWriter | None = None
 
     def add(self, table: pa.Table) -> None:
+        import pyarrow.compute as pc  # lazily: 45 ms of every step's start
+
         self._con.register("_tf_rows", table)
         try:
             out = self._con.sql(self.sql).to_arrow_table()

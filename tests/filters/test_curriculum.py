@@ -158,3 +158,37 @@ def test_sorting_on_hashes_alone_equals_sorting_with_the_id_last():
             assert ties == (distinct[0][0] < 1000)
     finally:
         con.close()
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_numpy_placement_writes_the_sql_placements_bytes(store, pool, monkeypatch, seed):
+    """The placement in numpy (the default while the pool fits half the memory limit) and
+    the SQL placement (two DuckDB sorts) write the same selection file, byte for byte."""
+    import thinkforge.filters.curriculum as curriculum
+
+    config = CurriculumConfig(batch_size=16, seed=seed)
+    placed, numpy_placement = [], curriculum._placed_in_numpy
+    monkeypatch.setattr(curriculum, "_placed_in_numpy",
+                        lambda *a: placed.append(numpy_placement(*a)) or placed[-1])
+    fast = run_curriculum(store, pool, "fast", config)
+    assert len(placed) == 1 and placed[0] is not None  # placed in numpy
+    monkeypatch.setattr(curriculum, "PLACE_BYTES", 1 << 62)  # nothing fits: the SQL path
+    slow = run_curriculum(store, pool, "slow", config)
+    assert len(placed) == 1
+    assert fast.fingerprint == slow.fingerprint
+    assert fast.selection.file.sha256 == slow.selection.file.sha256
+    assert read(store, fast).equals(read(store, slow))
+
+
+def test_numpy_placement_gives_way_on_a_hash_collision():
+    """Two rows of one level with the same hash (or of one batch with the same position
+    hash) can only be ordered by their id: the numpy placement declines, the SQL sorts on it."""
+    from thinkforge.filters.curriculum import place
+
+    level = np.array([0, 0, 1, 1], dtype=np.int16)
+    distinct = np.array([4, 3, 2, 1], dtype=np.uint64)
+    order, batch = place(level, distinct, distinct, [0, 2], [0, 1])
+    assert order.tolist() == [1, 0, 3, 2] and batch.tolist() == [0, 0, 1, 1]
+    assert place(level, np.array([5, 5, 1, 2], dtype=np.uint64), distinct, [0, 2], [0, 1]) is None
+    assert place(level, np.array([5, 6, 5, 6], dtype=np.uint64), distinct, [0, 2], [0, 1]) is not None
+    assert place(level, distinct, np.array([9, 9, 1, 2], dtype=np.uint64), [0, 2], [0, 1]) is None
