@@ -287,6 +287,15 @@ class HashCache:
             self._dirty = True
         return digest
 
+    def remember(self, path: Path, stamp: list, digest: str) -> None:
+        """Record ``digest`` for ``path``, hashed by the caller while the file had ``stamp``
+        (size, mtime_ns, ctime_ns, inode); kept only if the file still has it."""
+        st = path.stat()
+        if self._secret and [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] == stamp:
+            key = str(path)
+            self._load()[key] = [*stamp, digest, self._mac(key, stamp, digest)]
+            self._dirty = True
+
     def save(self) -> None:
         """Best effort: a store that cannot be written just does not get faster."""
         if not self._dirty or self._data is None:

@@ -134,6 +134,11 @@ def _publish_into(store: StoreReader, staging: Path, manifest_fields: dict[str, 
     raise ConflictError(f"could not find a free version number for {manifest_fields['name']}")
 
 
+def _stamp(st: os.stat_result) -> list[int]:
+    """What the hash cache keys a file's sha256 on (integrity.HashCache)."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
 class VersionWriter:
     def __init__(self, store: DatasetStore, name: str, kind: str, *, step: Step | dict[str, Any],
                  parents: list[Manifest | ParentRef], provenance: dict[str, Any],
@@ -170,6 +175,9 @@ class VersionWriter:
         # a shard made elsewhere (new_shard_path) sends the publish back to scanning them all
         self._stream: StreamChecks | None = None
         self._foreign_shards = False
+        # sha256 of the files this publish hashed, with each file's stamp while it was read:
+        # handed to the store's hash cache once published (_remember_hashes)
+        self._hashed: dict[str, tuple[list[int], str]] = {}
 
     def __enter__(self) -> VersionWriter:
         return self
@@ -415,12 +423,41 @@ class VersionWriter:
             stats=stats, rejected=rejected, provenance=self.provenance, digests=digests,
             selection=selection, digest_scheme=DIGEST_SCHEME)
         self.manifest = publish_dir(self.store, self.staging, fields)
+        self._remember_hashes()
         self.store.after_publish()
         return self.manifest
 
     def _entry(self, path: Path) -> FileEntry:
-        return FileEntry(path=str(path.relative_to(self.staging)), bytes=path.stat().st_size,
-                         rows=pq.ParquetFile(path).metadata.num_rows, sha256=sha256_file(path))
+        before = path.stat()
+        digest = sha256_file(path)
+        after = path.stat()
+        rel = str(path.relative_to(self.staging))
+        if _stamp(before) == _stamp(after):  # unchanged while it was read
+            self._hashed[rel] = (_stamp(after), digest)
+        return FileEntry(path=rel, bytes=after.st_size,
+                         rows=pq.ParquetFile(path).metadata.num_rows, sha256=digest)
+
+    def _remember_hashes(self) -> None:
+        """The sha256 this publish computed, in the store's hash cache under the published
+        paths: the next step that reads the version (store.verify) does not hash its files
+        again.  Publishing renames the staging directory, which moves no file: each file
+        keeps its inode, size, mtime and ctime, so the entry holds only while the file is
+        the one that was hashed (a later write moves its ctime: rehashed, as always).
+        Best effort, like the cache itself."""
+        from .integrity import HashCache
+
+        if not self._hashed:
+            return
+        version_dir = self.store.version_dir(self.manifest)
+        cache = HashCache(self.store)
+        try:
+            for _, entry, path in self.store.version_files(self.manifest):
+                hashed = self._hashed.get(entry.path)
+                if hashed is not None and path == version_dir / entry.path:
+                    cache.remember(path, *hashed)
+        except OSError:
+            return
+        cache.save()
 
     def _check_schema(self, path: Path) -> None:
         got = pq.read_schema(path)

@@ -162,8 +162,16 @@ def test_the_hash_cache_skips_unchanged_files_and_rehashes_changed_ones(store, m
     real = integrity.sha256_file
     monkeypatch.setattr(integrity, "sha256_file", lambda p, *a: calls.append(p) or real(p, *a))
     store.verify(m)
+    assert calls == []  # the publish hashed every file it wrote: the cache has them
+    copy = store.root.parent / "copy"
+    shutil.copytree(store.root, copy)  # new inodes: every file is hashed once
+    from thinkforge.manifests import DatasetStore
+
+    copied = DatasetStore(copy)
+    copied.verify(copied.resolve(m.ref))
     first = len(calls)
     assert first == len(store.version_files(m))  # shards, digests, rejected shards
+    copied.verify(copied.resolve(m.ref))
     store.verify(m)
     assert len(calls) == first  # nothing rehashed
     flip_a_bit_keeping_size_and_mtime(store.shard_paths(m)[0])
