@@ -82,9 +82,12 @@ def passrate_counts(store_at, rollouts_ref: str, reasoning: str | None, ranges: 
 
 def id_ranges(samples: list[list[str]], count: int) -> list[tuple[str | None, str | None]]:
     """``count`` ranges [low, high) of prompt ids cut at the quantiles of the pooled
-    samples (the first and last unbounded): every id falls in exactly one."""
+    samples (the first and last unbounded): every id falls in exactly one.  No sample (no
+    rollout counted): the first range holds every id, the others none."""
     pooled = sorted(s for sample in samples for s in sample)
-    cuts = [pooled[len(pooled) * i // count] if pooled else None for i in range(1, count)]
+    if not pooled:
+        return [(None, None)] + [("", "")] * (count - 1)
+    cuts = [pooled[len(pooled) * i // count] for i in range(1, count)]
     edges = [None, *cuts, None]
     return [(edges[i], edges[i + 1]) for i in range(count)]
 

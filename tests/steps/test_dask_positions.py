@@ -96,7 +96,7 @@ def test_split_by_position_equals_local(store, cluster, monkeypatch, step_type, 
     assert not list((store.root / ".staging").glob("partitions-*"))
 
 
-def _straddling_rollouts(store):
+def _straddling_rollouts(store, modes=("on", "off")):
     """12 prompts (2 never sampled), 5 rollouts each in both modes, written in 4 chunks
     (row groups) so that a prompt's rollouts straddle two tasks' runs, and the rollouts of
     a prompt id no prompt has (unknown_prompt)."""
@@ -107,7 +107,7 @@ def _straddling_rollouts(store):
     rows = [{"prompt_id": p, "sample": k, "generator": f"g{k % 2}", "reasoning": mode,
              "output": "1", "answer": "1", "correct": None if (j + k) % 7 == 0 else (j * k) % 3 == 0,
              "format_ok": True, "reward": 0.0, "output_tokens": 1, "finish_reason": "stop"}
-            for j, p in enumerate([*ids[:10], "zz-unknown"]) for mode in ("on", "off")
+            for j, p in enumerate([*ids[:10], "zz-unknown"]) for mode in modes
             for k in range(5)]
     with store.writer("st-prompts", "prompts", step={"type": "import", "config": {}}) as w:
         w.write([prompts[i * 5 % 12] for i in range(12)])  # positions not in id order
@@ -121,6 +121,7 @@ def _straddling_rollouts(store):
 @pytest.mark.parametrize("config,partitions", [
     ({}, 3),
     ({"drop_at_or_above": None, "reasoning": "off", "min_samples": 3}, 2),
+    ({"reasoning": "on", "only_off": True}, 3),  # no rollout counted: no sample to cut at
 ])
 def test_passrate_by_position_equals_local(store, cluster, monkeypatch, config, partitions):
     """Pass rate in two phases of tasks over row-group runs (partial counts per prompt of
@@ -130,12 +131,16 @@ def test_passrate_by_position_equals_local(store, cluster, monkeypatch, config, 
 
     from tests.steps.test_dask_executor import _files, _run
 
-    inputs = _straddling_rollouts(store)
+    only_off = config.pop("only_off", False)
+    inputs = _straddling_rollouts(store, ("off",) if only_off else ("on", "off"))
     calls = []
     phased = PHASED["passrate"]
     monkeypatch.setitem(PHASED, "passrate", lambda ph: calls.append(phased(ph)) or calls[-1])
     local = _run(store, "passrate", inputs, "st-local", config)
-    assert local.rejected.rows > 0 and local.provenance["not_sampled"] == 2
+    if only_off:  # nothing to count: every prompt not sampled, no row kept or rejected
+        assert local.rows == local.rejected.rows == 0 and local.provenance["not_sampled"] == 12
+    else:
+        assert local.rejected.rows > 0 and local.provenance["not_sampled"] == 2
     remote = _run(store, "passrate", inputs, "st-dask", config,
                   {"executor": "dask", "scheduler": cluster.scheduler_address,
                    "partitions": partitions})
@@ -179,6 +184,7 @@ def test_passrate_counts_split_by_id_range(store, tmp_path):
             == len(mine)
         got += mine
     assert sorted(got) == whole and any(r[0] == "zz-unknown" for r in got)
+    assert id_ranges([[], []], 3) == [(None, None), ("", ""), ("", "")]  # [x, x): empty
     assert con.execute(f"{partial_counts_sql(files)} ORDER BY 1").fetchall() == whole
 
 
