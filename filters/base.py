@@ -217,6 +217,20 @@ class StepContext:
         kept_path, rejected_path = self.writer.select(
             info, stored, rejected_columns, extra)
         kept_by, rejected_by = _partition_order(self.writer, order[0], rejected_order[0])
+        # a Dask partition's files are not sorted: the merge sorts their union (by the
+        # ``__o<i>`` columns ``_partition_order`` adds) whatever order each is in
+        sort = current_partition() is None
+        self.progress.phase("writing kept rows")  # as positions
+        stored_sql = "".join(f", j.{q(c)}" for c in stored)
+        self._copy(f"SELECT {p}.__shard::INTEGER AS {SHARD}, {p}.__row::BIGINT AS {ROW}{stored_sql}"
+                   f"{kept_by} {join} WHERE j.reason IS NULL{where}"
+                   + (f" ORDER BY {ordered(order[0])}" if sort else ""), [], kept_path)
+        self.progress.phase("writing rejected rows")
+        rej_stored = "".join(f", j.{q(c)}" for c in rejected_columns if c in stored)
+        self._copy(f"SELECT {p}.__shard::INTEGER AS {SHARD}, {p}.__row::BIGINT AS {ROW}{rej_stored}, "
+                   f"j.reason{''.join(f', j.{q(c)}' for c in extra)}{rejected_by} {join} "
+                   f"WHERE j.reason IS NOT NULL{where}"
+                   + (f" ORDER BY {ordered(rejected_order[0])}" if sort else ""), [], rejected_path)
         if positioned:  # one scan: every row, and the rows with a position
             kept, dropped, matched_kept, matched_dropped = con.execute(
                 "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS "
@@ -230,25 +244,6 @@ class StepContext:
             matched_kept, matched_dropped = con.execute(
                 f"SELECT count(*) FILTER (WHERE j.reason IS NULL), count(*) FILTER (WHERE j.reason "
                 f"IS NOT NULL) {join}").fetchall()[0]
-        # a Dask partition's files are not sorted: the merge sorts their union (by the
-        # ``__o<i>`` columns ``_partition_order`` adds) whatever order each is in.  An empty
-        # one is, as the local run writes it: DuckDB writes an empty unsorted result's
-        # columns as required, a sorted one's as optional, and the merge keeps what the
-        # partitions' files say about NULLs (``partitioned._union``)
-        whole = current_partition() is None
-        self.progress.phase("writing kept rows")  # as positions
-        stored_sql = "".join(f", j.{q(c)}" for c in stored)
-        self._copy(f"SELECT {p}.__shard::INTEGER AS {SHARD}, {p}.__row::BIGINT AS {ROW}{stored_sql}"
-                   f"{kept_by} {join} WHERE j.reason IS NULL{where}"
-                   + (f" ORDER BY {ordered(order[0])}" if whole or not matched_kept else ""),
-                   [], kept_path)
-        self.progress.phase("writing rejected rows")
-        rej_stored = "".join(f", j.{q(c)}" for c in rejected_columns if c in stored)
-        self._copy(f"SELECT {p}.__shard::INTEGER AS {SHARD}, {p}.__row::BIGINT AS {ROW}{rej_stored}, "
-                   f"j.reason{''.join(f', j.{q(c)}' for c in extra)}{rejected_by} {join} "
-                   f"WHERE j.reason IS NOT NULL{where}"
-                   + (f" ORDER BY {ordered(rejected_order[0])}" if whole or not matched_dropped
-                      else ""), [], rejected_path)
         if matched_kept != kept:
             raise InputDataError(f"{self.writer.name}: {kept - matched_kept} kept row(s) match no "
                                  f"row of {data.ref} by {', '.join(keys)}",

@@ -95,7 +95,7 @@ def _union(con, paths: list[str]) -> str:
     same rows).  Each file read alone keeps them and UNION ALL merges them, so the files
     are read as a UNION ALL of single-file reads (files without rows left out: DuckDB
     knows nothing of their columns); a temp table with NOT NULL columns where the files
-    disagree on their types (copying every row once more)."""
+    disagree on their types or all are empty (copying every row once more)."""
     import uuid
 
     import pyarrow.parquet as pq
@@ -104,11 +104,10 @@ def _union(con, paths: list[str]) -> str:
     metas = [pq.ParquetFile(p).metadata for p in paths]
     schemas = [m.schema.to_arrow_schema() for m in metas]
     full = [p for p, m in zip(paths, metas, strict=True) if m.num_rows]
-    if all(s.names == schemas[0].names and s.types == schemas[0].types for s in schemas):
-        # no row anywhere: one empty file, whose columns say NULL or NOT NULL as the local
-        # run's empty result does (a partition writes an empty result as the local run)
+    if full and all(s.names == schemas[0].names and s.types == schemas[0].types
+                    for s in schemas):
         relation = "(" + " UNION ALL ".join(f"SELECT * FROM read_parquet({quote_literal(p)})"
-                                            for p in full or paths[:1]) + ")"
+                                            for p in full) + ")"
     else:
         relation = f"__parts_{uuid.uuid4().hex[:8]}"
         con.execute(f"CREATE TEMP TABLE {relation} AS SELECT * FROM {_files(paths)} LIMIT 0")

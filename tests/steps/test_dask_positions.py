@@ -121,7 +121,6 @@ def _straddling_rollouts(store, modes=("on", "off")):
 @pytest.mark.parametrize("config,partitions", [
     ({}, 3),
     ({"drop_at_or_above": None, "reasoning": "off", "min_samples": 3}, 2),
-    ({"reasoning": "on", "only_off": True}, 3),  # no rollout counted: no sample to cut at
 ])
 def test_passrate_by_position_equals_local(store, cluster, monkeypatch, config, partitions):
     """Pass rate in two phases of tasks over row-group runs (partial counts per prompt of
