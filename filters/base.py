@@ -214,6 +214,25 @@ class StepContext:
             missing = "NOT EXISTS (SELECT 1 FROM __pos p WHERE " + " AND ".join(
                 f"p.{q('__k_' + k)} = j.{q(k)}" for k in keys) + ")"
         where = " AND j.__shard IS NOT NULL" if positioned else ""
+        if positioned:  # one scan: every row, and the rows with a position
+            kept, dropped, matched_kept, matched_dropped = con.execute(
+                "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS "
+                "NOT NULL), count(*) FILTER (WHERE reason IS NULL AND __shard IS NOT NULL), "
+                "count(*) FILTER (WHERE reason IS NOT NULL AND __shard IS NOT NULL) FROM __judged"
+            ).fetchall()[0]
+            if not matched_kept or not matched_dropped:
+                # an empty file takes its columns' NOT NULL from how the query was planned
+                # (DuckDB writes ``optional`` where a filter of one table left no row): the
+                # key join against no positions writes the empty file the key-matched path
+                # and a Dask merge write
+                con.execute("CREATE OR REPLACE TEMP TABLE __pos AS SELECT "
+                            + ", ".join(f"{q(k)} AS {q('__k_' + k)}" for k in keys)
+                            + ", __shard::INTEGER AS __shard, __row::BIGINT AS __row "
+                              "FROM __judged LIMIT 0")
+        by_key = ("FROM __judged j JOIN __pos p ON "
+                  + " AND ".join(f"j.{q(k)} = p.{q('__k_' + k)}" for k in keys), "p", "")
+        kept_from = by_key if positioned and not matched_kept else (join, p, where)
+        rejected_from = by_key if positioned and not matched_dropped else (join, p, where)
         kept_path, rejected_path = self.writer.select(
             info, stored, rejected_columns, extra)
         kept_by, rejected_by = _partition_order(self.writer, order[0], rejected_order[0])
@@ -222,22 +241,18 @@ class StepContext:
         sort = current_partition() is None
         self.progress.phase("writing kept rows")  # as positions
         stored_sql = "".join(f", j.{q(c)}" for c in stored)
-        self._copy(f"SELECT {p}.__shard::INTEGER AS {SHARD}, {p}.__row::BIGINT AS {ROW}{stored_sql}"
-                   f"{kept_by} {join} WHERE j.reason IS NULL{where}"
+        rel, at, cond = kept_from
+        self._copy(f"SELECT {at}.__shard::INTEGER AS {SHARD}, {at}.__row::BIGINT AS {ROW}{stored_sql}"
+                   f"{kept_by} {rel} WHERE j.reason IS NULL{cond}"
                    + (f" ORDER BY {ordered(order[0])}" if sort else ""), [], kept_path)
         self.progress.phase("writing rejected rows")
         rej_stored = "".join(f", j.{q(c)}" for c in rejected_columns if c in stored)
-        self._copy(f"SELECT {p}.__shard::INTEGER AS {SHARD}, {p}.__row::BIGINT AS {ROW}{rej_stored}, "
-                   f"j.reason{''.join(f', j.{q(c)}' for c in extra)}{rejected_by} {join} "
-                   f"WHERE j.reason IS NOT NULL{where}"
+        rel, at, cond = rejected_from
+        self._copy(f"SELECT {at}.__shard::INTEGER AS {SHARD}, {at}.__row::BIGINT AS {ROW}{rej_stored}, "
+                   f"j.reason{''.join(f', j.{q(c)}' for c in extra)}{rejected_by} {rel} "
+                   f"WHERE j.reason IS NOT NULL{cond}"
                    + (f" ORDER BY {ordered(rejected_order[0])}" if sort else ""), [], rejected_path)
-        if positioned:  # one scan: every row, and the rows with a position
-            kept, dropped, matched_kept, matched_dropped = con.execute(
-                "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS "
-                "NOT NULL), count(*) FILTER (WHERE reason IS NULL AND __shard IS NOT NULL), "
-                "count(*) FILTER (WHERE reason IS NOT NULL AND __shard IS NOT NULL) FROM __judged"
-            ).fetchall()[0]
-        else:
+        if not positioned:
             kept, dropped = con.execute(
                 "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS "
                 "NOT NULL) FROM __judged").fetchall()[0]

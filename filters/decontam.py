@@ -112,29 +112,33 @@ def run_decontam(store: DatasetStore, data: Manifest, benchmarks: list[Manifest 
         ctx.progress.phase("benchmark n-grams")
         index = _benchmark_index(con, store, versions, files, step, kernels)
         hits = []
-        con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {source(store, data)}")
+        # every row with its base position: the hits and verdicts are keyed by it, and a
+        # selection writes it without matching the row keys to positions again
+        con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {source(store, data, positions=True)}")
         ctx.progress.phase("scanning rows", rows=data.rows * len(config.on))
         for field in config.on:
-            hits.append(_row_hits(con, text_expr(field, columns), index, ctx.progress))
+            hits.append(_row_hits(con, store, data, field, text_expr(field, columns), index,
+                                  ctx.progress))
         con.register("hits", pa.concat_tables(hits))
         con.execute("""
             CREATE TEMP TABLE matched AS
-            SELECT id, benchmark, item_id, n FROM (
-              SELECT h.id, g.benchmark, g.item_id, count(*) AS n,
-                     row_number() OVER (PARTITION BY h.id ORDER BY count(*) DESC,
+            SELECT __shard, __row, benchmark, item_id, n FROM (
+              SELECT h.__shard, h.__row, g.benchmark, g.item_id, count(*) AS n,
+                     row_number() OVER (PARTITION BY h.__shard, h.__row ORDER BY count(*) DESC,
                                         g.benchmark, g.item_id) AS rk
               FROM hits h JOIN bench_grams g ON g.gram = h.gram
-              GROUP BY h.id, g.benchmark, g.item_id)
+              GROUP BY h.__shard, h.__row, g.benchmark, g.item_id)
             WHERE rk = 1 AND n >= ?""", [config.min_matches])
         con.execute(
-            "CREATE TEMP VIEW judged AS SELECT s.*, CASE WHEN m.id IS NOT NULL THEN "
+            "CREATE TEMP VIEW judged AS SELECT s.*, CASE WHEN m.__row IS NOT NULL THEN "
             "'contaminated' END AS reason, m.benchmark, m.item_id AS matched_item, "
             "m.n AS matched_ngrams, left(i.text, 200) AS matched_text FROM src s "
-            "LEFT JOIN matched m ON m.id = s.id LEFT JOIN (SELECT DISTINCT ON (benchmark, "
-            "item_id) * FROM items) i ON i.benchmark = m.benchmark AND i.item_id = m.item_id")
+            "LEFT JOIN matched m ON m.__shard = s.__shard AND m.__row = s.__row "
+            "LEFT JOIN (SELECT DISTINCT ON (benchmark, item_id) * FROM items) i "
+            "ON i.benchmark = m.benchmark AND i.item_id = m.item_id")
         ctx.keep_reject("judged", columns, order=row_order(data), rejected_order=("id", None),
                         extra=("benchmark", "matched_item", "matched_ngrams", "matched_text"),
-                        size_of=[data], rows_from=data)
+                        size_of=[data], rows_from=data, narrow="judged", positioned=True)
         by_benchmark = dict(con.execute("SELECT benchmark, count(*) FROM matched GROUP BY ALL "
                                         "ORDER BY 1").fetchall())
         ctx.provenance.update({"data": data.ref, "benchmarks": [v.ref for v in versions]
@@ -304,6 +308,14 @@ class _Index:
             self.bits = np.packbits(self.bitmap, bitorder="little")  # 2 MiB: stays in cache
         return k.text_hits(texts, self.bits, _MASK, self.grams, self.n)
 
+    def column_hits(self, column) -> tuple[np.ndarray, np.ndarray]:
+        """``text_hits`` of a column as read from Parquet: strings, or a messages list."""
+        if self.bits is None:
+            self.bits = np.packbits(self.bitmap, bitorder="little")
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            return self.kernels.text_hits(column, self.bits, _MASK, self.grams, self.n)
+        return self.kernels.messages_hits(column, self.bits, _MASK, self.grams, self.n)
+
 
 def _pairs(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Hash of each adjacent word pair, and which pairs lie inside one text."""
@@ -319,26 +331,92 @@ def _slots(hashes: np.ndarray) -> np.ndarray:
     return np.bitwise_and(hashes, _MASK).view(np.int64)  # < 2**24: the same values, no copy
 
 
-def _row_hits(con, text: str, index: _Index, progress) -> pa.Table:
-    """(id, gram) for every n-gram of a row that is also a benchmark n-gram."""
-    out_ids, out_grams = [], []
-    if index.kernels is not None:
-        batches = ((b, b.column(1)) for b in prefetched(
-            con, f"SELECT id, {text} AS text FROM src", BATCH_ROWS))
-        hits = index.text_hits
+def _row_hits(con, store: DatasetStore, data: Manifest, field: str, text: str, index: _Index,
+              progress) -> pa.Table:
+    """(__shard, __row, gram) for every n-gram of a row that is also a benchmark n-gram."""
+    out_shards, out_rows, out_grams = [], [], []
+    direct = _shard_texts(store, data, field) if index.kernels is not None else None
+    if direct is not None:  # straight from the shards: (shard, first row, texts) per row group
+        for shard, first, texts in _ahead(con, direct):
+            rows, grams = index.column_hits(texts)
+            progress.advance(len(texts))
+            out_shards.append(np.full(len(rows), shard, np.int32))
+            out_rows.append(rows + first)
+            out_grams.append(grams)
     else:
-        batches = word_hash_batches(con, f"SELECT id, {word_hashes_expr(text)} AS words "
-                                         "FROM src", BATCH_ROWS)
-        hits = index.hits
-    for batch, words in batches:
-        rows, grams = hits(words)
-        progress.advance(batch.num_rows)
-        if len(rows):
-            out_ids.append(batch.column(0).take(pa.array(rows)))
-            out_grams.append(pa.array(grams, pa.uint64()))
-    if not out_ids:
-        return pa.table({"id": pa.array([], pa.string()), "gram": pa.array([], pa.uint64())})
-    return pa.table({"id": pa.concat_arrays(out_ids), "gram": pa.concat_arrays(out_grams)})
+        if index.kernels is not None:
+            batches = ((b, b.column(2)) for b in prefetched(
+                con, f"SELECT __shard, __row, {text} AS text FROM src", BATCH_ROWS))
+            hits = index.text_hits
+        else:
+            batches = word_hash_batches(con, f"SELECT __shard, __row, {word_hashes_expr(text)} "
+                                             "AS words FROM src", BATCH_ROWS)
+            hits = index.hits
+        for batch, words in batches:
+            rows, grams = hits(words)
+            progress.advance(batch.num_rows)
+            taken = pa.array(rows, pa.int64())
+            out_shards.append(batch.column(0).take(taken).to_numpy(zero_copy_only=False))
+            out_rows.append(batch.column(1).take(taken).to_numpy(zero_copy_only=False))
+            out_grams.append(grams)
+    def join(parts, dtype):
+        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
+
+    return pa.table({"__shard": pa.array(join(out_shards, np.int32)),
+                     "__row": pa.array(join(out_rows, np.int64)),
+                     "gram": pa.array(join(out_grams, np.uint64))})
+
+
+def _shard_texts(store: DatasetStore, data: Manifest, field: str):
+    """The texts of ``field`` read with pyarrow from a plain version's shards, one row group
+    at a time, as (shard, first row, column): only that column's leaf (``input``: the
+    messages' contents), no SQL. DuckDB's scan of the nested ``input`` column and the
+    joined text it builds cost ~1 CPU-s per million rows; this reads the contents' string
+    buffers, which the kernels take as they are. None where the rows are not simply the
+    shards' (a selection, a Dask partition's share) or the column is not stored as read."""
+    import pyarrow.parquet as pq
+    from thinkforge.manifests.partitions import current
+
+    if data.selection is not None or current() is not None:
+        return None
+    paths = store.shard_paths(data)
+    leaf = "input.list.element.content" if field == "input" else field
+    for path in paths:
+        schema = pq.read_schema(path)
+        if field not in schema.names:
+            return None
+        kind = schema.field(field).type
+        if field == "input" and not (pa.types.is_list(kind) and pa.types.is_struct(kind.value_type)
+                                     and kind.value_type.get_field_index("content") >= 0
+                                     and pa.types.is_string(kind.value_type.field("content").type)):
+            return None
+        if field != "input" and not pa.types.is_string(kind):
+            return None
+
+    def texts():
+        for shard, path in enumerate(paths):
+            f = pq.ParquetFile(path)
+            first = 0
+            for group in range(f.num_row_groups):
+                column = f.read_row_group(group, columns=[leaf], use_threads=False).column(0)
+                yield shard, first, column
+                first += len(column)
+    return texts()
+
+
+def _ahead(con, items):
+    """``items``, the next one made in a background thread (pyarrow releases the GIL) unless
+    the connection has one thread (``text.prefetched``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if int(con.execute("SELECT current_setting('threads')").fetchall()[0][0]) <= 1:
+        yield from items
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="decontam-read") as pool:
+        pending = pool.submit(next, items, None)
+        while (item := pending.result()) is not None:
+            pending = pool.submit(next, items, None)
+            yield item
 
 
 def _run_step(ctx, inputs, name, config):

@@ -47,10 +47,10 @@ def _finish(h):
 
 
 @_jit
-def _words(data, lo, hi, table, out):
-    """Hashes of the words of ``data[lo:hi]`` into ``out``; returns how many, and whether a
-    byte was not ASCII."""
-    nw = 0
+def _words(data, lo, hi, table, out, at):
+    """Hashes of the words of ``data[lo:hi]`` into ``out[at:]``; returns where they end,
+    and whether a byte was not ASCII."""
+    nw = at
     h = _FNV_OFFSET
     inside = False
     high = np.uint8(0)
@@ -75,18 +75,12 @@ def _words(data, lo, hi, table, out):
 def word_lists(offsets, data, table):
     """(values, offsets) of every text's word hashes: a list<uint64> column's buffers."""
     n = len(offsets) - 1
-    longest = 0
-    for i in range(n):
-        longest = max(longest, offsets[i + 1] - offsets[i])
-    buf = np.empty(longest // 2 + 1, dtype=np.uint64)
-    # a text of L bytes has at most (L + 1) // 2 words
-    values = np.empty((offsets[n] - offsets[0] + n) // 2 + 1, dtype=np.uint64)
+    # a text of L bytes has at most (L + 1) // 2 words (+ the slot _words writes past them)
+    values = np.empty((offsets[n] - offsets[0] + n) // 2 + 2, dtype=np.uint64)
     out_offsets = np.zeros(n + 1, dtype=np.int64)
     at = 0
     for i in range(n):
-        nw, _ = _words(data, offsets[i], offsets[i + 1], table, buf)
-        values[at:at + nw] = buf[:nw]
-        at += nw
+        at, _ = _words(data, offsets[i], offsets[i + 1], table, values, at)
         out_offsets[i + 1] = at
     return values[:at].copy(), out_offsets
 
@@ -111,9 +105,21 @@ def _bit(bits, h, mask):
 
 @_jit
 def row_hits(offsets, data, table, bits, mask, grams, n, ascii_only):
-    """(row, n-gram hash) of every n-gram of each text that is in ``grams`` (sorted), and
+    """``message_hits`` of texts (one message per row)."""
+    starts = np.arange(len(offsets) - 1)
+    return message_hits(starts, starts + 1, offsets, data, table, bits, mask, grams, n,
+                        ascii_only)
+
+
+@_jit
+def message_hits(starts, ends, offsets, data, table, bits, mask, grams, n, ascii_only):
+    """(row, n-gram hash) of every n-gram of each row that is in ``grams`` (sorted), and
     (``ascii_only``) the rows skipped because they are not ASCII (``text_hits``: they are
     normalised and looked up again).
+
+    Row i is the texts (messages) ``starts[i] .. ends[i] - 1`` of ``offsets`` / ``data``
+    read as one text, a message boundary separating words (as the newline that joins them
+    in ``text.MESSAGES_TEXT`` does): a list<string> column read without joining its strings.
 
     ``bits``: the benchmark's word pairs (``a * MIX + b``; n = 1: its words) as a bitmap
     (``np.packbits(..., bitorder="little")`` of ``mask + 1`` booleans).  A window can only be
@@ -122,10 +128,11 @@ def row_hits(offsets, data, table, bits, mask, grams, n, ascii_only):
     it (the next window to try starts after it), so random text costs about one lookup per
     n - 1 words.  A text of fewer than n words is looked up as one n-gram.
     """
-    rows = len(offsets) - 1
+    rows = len(starts)
     longest = 0
-    for i in range(rows):
-        longest = max(longest, offsets[i + 1] - offsets[i])
+    for i in range(rows):  # a message of L bytes has at most (L + 1) // 2 words
+        if ends[i] > starts[i]:
+            longest = max(longest, offsets[ends[i]] - offsets[starts[i]] + ends[i] - starts[i])
     words = np.empty(longest // 2 + 1, dtype=np.uint64)
     out_rows = np.empty(64, dtype=np.int64)
     out_grams = np.empty(64, dtype=np.uint64)
@@ -133,7 +140,11 @@ def row_hits(offsets, data, table, bits, mask, grams, n, ascii_only):
     other = np.empty(rows, dtype=np.int64)
     n_other = 0
     for i in range(rows):
-        nw, high = _words(data, offsets[i], offsets[i + 1], table, words)
+        nw = 0
+        high = False
+        for m in range(starts[i], ends[i]):
+            nw, more = _words(data, offsets[m], offsets[m + 1], table, words, nw)
+            high |= more
         if high and ascii_only:
             other[n_other] = i
             n_other += 1
@@ -236,3 +247,36 @@ def _buffers(texts) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.frombuffer(offsets, dtype=width)[texts.offset:texts.offset + len(texts) + 1]
     data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
     return offsets.astype(np.int64), data
+
+
+def messages_hits(column, bits, mask, grams, n) -> tuple[np.ndarray, np.ndarray]:
+    """``text_hits`` of a list column of messages (``list<struct<..., content>>`` as a
+    prompts ``input`` column is read from Parquet, or ``list<string>``): each row's contents
+    are one text, as ``text.MESSAGES_TEXT`` joins them with newlines, but read where they
+    lie (no joined copy); a NULL row, message or content has no words."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .text import normalize_unicode
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    values = column.values
+    if pa.types.is_struct(values.type):
+        values = values.flatten()[values.type.get_field_index("content")]
+    if values.null_count:
+        values = pc.fill_null(values, "")
+    bounds = column.offsets.to_numpy().astype(np.int64)
+    starts, ends = bounds[:-1], bounds[1:]
+    if column.null_count:  # a NULL row's offsets may span messages: none are its
+        ends = np.where(column.is_valid().to_numpy(zero_copy_only=False), ends, starts)
+    offsets, data = _buffers(values)
+    rows, found, other = message_hits(starts, ends, offsets, data, TABLE, bits, mask, grams, n,
+                                      True)
+    if len(other):  # not ASCII: the joined text, normalised (``text_hits``)
+        joined = pc.binary_join(type(column).from_arrays(column.offsets, values)
+                                .take(pa.array(other)), "\n")
+        again = normalize_unicode(joined)
+        more, more_found, _ = row_hits(*_buffers(again), TABLE, bits, mask, grams, n, False)
+        rows, found = np.r_[rows, other[more]], np.r_[found, more_found]
+    return rows, found
