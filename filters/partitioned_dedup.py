@@ -9,9 +9,11 @@ split where its data changes hands:
    exact *pre*-key (DuckDB's hash of the normalised word list); two narrow outputs:
    documents (id, group, pre-key) and band keys (id, band, key; none for a document
    without words), the latter already split by bucket task (``key % count``).
-2. **exact** (the driver): the md5 of the normalised text (the local exact key) of just
-   the documents whose (group, pre-key) another one shares; the rows whose (group, md5)
-   a smaller id shares are exact duplicates: they leave the LSH, as locally.
+2. **exact** (the driver, then one task per row partition): the documents whose (group,
+   pre-key) another one shares are the candidates; each task computes the md5 of the
+   normalised text (the local exact key) of the candidates among its own rows; the rows
+   whose (group, md5) a smaller id shares are exact duplicates: they leave the LSH, as
+   locally.
 3. **pairs** (one task per bucket file): every copy of a bucket meets in one task, which
    makes the local candidate pairs (all pairs of a bucket of up to 32 rows, each row with
    the bucket's smallest id otherwise), written split by ``hash(l, r)``.
@@ -68,7 +70,7 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
     band keys (id, band, key) of its buckets (``key % count``: every copy of a bucket goes
     to one file), none for a document without words.  The word list is computed once for
     both (the md5 of the normalised text, a second pass, cost as much as the signatures:
-    it is computed on the driver only for the documents whose ``wkey`` repeats)."""
+    ``near_exact_keys`` computes it only for the documents whose ``wkey`` repeats)."""
     import contextlib
 
     import pyarrow as pa
@@ -275,7 +277,7 @@ def run_near_dedup_phased(ph: Phases):
                     [(*common, key, i, ph.count, str(ph.out), ranges[i]) for i in range(ph.count)])
     docs_files = [f["docs"] for f in firsts]
     exact_file = str(ph.out / "exact.parquet")
-    _exact(ph, config, docs_files, exact_file)
+    _exact(ph, config, key, ranges, docs_files, exact_file)
     pairs = ph.map("pairs", near_pairs,
                    [(*common, j, ph.count, str(ph.out), [f["bands"][j] for f in firsts],
                      exact_file) for j in range(ph.count)])
@@ -294,41 +296,66 @@ def run_near_dedup_phased(ph: Phases):
     return merge_partitions(ph.store, parts, ph.resources)
 
 
-def _exact(ph: Phases, config, docs_files: list[str], exact_file: str) -> None:
-    """Exact duplicates (id, rep): the documents whose (group, md5 of the normalised text) a
-    smaller id shares, as locally; the md5 only for documents whose word-list hash
-    (``wkey``) another document of their group shares (equal texts have equal ``wkey``)."""
+def near_exact_keys(store_at, data_ref: str, config, resources, hosts, key: str, index: int,
+                    count: int, out: str, cand_file: str, ranges: dict | None = None) -> str:
+    """Phase 2 on a worker: the md5 of the normalised text (the local exact key) of the
+    candidates (``cand_file``: the documents whose (group, ``wkey``) another one shares)
+    among its own row partition, as the signature task split them."""
     from thinkforge.manifests.duck import parquet_source
 
     from .base import open_connection
+    from .dedup import doc_views
     from .text import normalized_expr, register
 
-    store, data, _, text, res, per_prompt, by_mode = _setup(
-        ph.store_at, ph.inputs["data"].ref, config, ph.resources, ph.hosts)
+    store, data, _, text, res, per_prompt, by_mode = _setup(store_at, data_ref, config,
+                                                           resources, hosts)
+    path = str(Path(out) / f"md5-p{index:04d}-{uuid.uuid4().hex[:8]}.parquet")
     con, spill = open_connection(store, res)
+    try:
+        register(con)
+        with running(Partition(count=count, index=index, keys={data.ref: key}, out=Path(out),
+                               ranges=ranges or {})):
+            doc_views(con, store, data, per_prompt, by_mode)
+        con.execute(f"COPY (SELECT s.id, s.grp, md5({normalized_expr(text)}) AS norm_key "
+                    f"FROM doc_src s SEMI JOIN {parquet_source([cand_file])} c ON c.id = s.id) "
+                    f"TO '{path}' (FORMAT parquet)")
+    finally:
+        con.close()
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
+    return path
+
+
+def _exact(ph: Phases, config, key: str, ranges: list[dict], docs_files: list[str],
+           exact_file: str) -> None:
+    """Exact duplicates (id, rep): the documents whose (group, md5 of the normalised text) a
+    smaller id shares, as locally; the md5 (``near_exact_keys``, per row partition) only
+    for documents whose word-list hash (``wkey``) another document of their group shares
+    (equal texts have equal ``wkey``)."""
+    from thinkforge.manifests.duck import connect, parquet_source
+
+    con = connect(threads=threads_here(ph.hosts))
     try:
         if not config.exact:
             con.execute(f"COPY (SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS rep WHERE false) "
                         f"TO '{exact_file}' (FORMAT parquet)")
             return
-        from .dedup import doc_views
-
-        register(con)
-        doc_views(con, store, data, per_prompt, by_mode)
-        con.execute(f"""CREATE TEMP TABLE cand AS SELECT id FROM (
-                          SELECT id, count(*) OVER (PARTITION BY grp, wkey) AS n
-                          FROM {parquet_source(docs_files)}) WHERE n > 1""")
+        cand_file = str(ph.out / "exact-candidates.parquet")
+        docs = parquet_source(docs_files)
+        con.execute(f"COPY (SELECT id FROM {docs} SEMI JOIN (SELECT grp, wkey FROM {docs} "
+                    f"GROUP BY grp, wkey HAVING count(*) > 1) USING (grp, wkey)) "
+                    f"TO '{cand_file}' (FORMAT parquet)")
+        keyed = ph.map("exact", near_exact_keys,
+                       [(ph.store_at, ph.inputs["data"].ref, config, ph.resources, ph.hosts,
+                         key, i, ph.count, str(ph.out), cand_file, ranges[i])
+                        for i in range(ph.count)])
         con.execute(f"""
             COPY (SELECT id, rep FROM (
-                    SELECT id, min(id) OVER (PARTITION BY grp, norm_key) AS rep FROM (
-                      SELECT s.id, s.grp, md5({normalized_expr(text)}) AS norm_key
-                      FROM doc_src s SEMI JOIN cand c ON c.id = s.id))
-                  WHERE id <> rep)
+                    SELECT id, min(id) OVER (PARTITION BY grp, norm_key) AS rep
+                    FROM {parquet_source(keyed)}) WHERE id <> rep)
             TO '{exact_file}' (FORMAT parquet)""")
     finally:
         con.close()
-        if spill is not None:
-            shutil.rmtree(spill, ignore_errors=True)
 
 
 def _clusters(ph: Phases, config, kind: str, found: list[str], exact_file: str,
