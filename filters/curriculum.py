@@ -5,7 +5,10 @@ fixed size, each drawing from the pass-rate levels by a Gaussian whose centre mo
 easiest level to the hardest.  The allocation (how many rows of each level go in each batch)
 is computed from the level counts alone in ``curriculum_plan.plan_batches`` (see its
 docstring for the exact rules and why the defaults are ``sigma=0.05``, ``schedule=linear``).
-Everything row-sized happens in DuckDB, so the pool may be larger than RAM:
+The rows are read and written by DuckDB; the two seeded orders below are sorted in numpy
+on the rows' keys (level, 64-bit hashes: ~256 B a row) while the pool fits half the step's
+memory limit, else by DuckDB (out of core, so the pool may be larger than RAM); both give
+the same order and bytes:
 
 * a pass-rate *level* is a distinct pass rate (rounded to 6 decimals), easiest (highest)
   first;
