@@ -15,10 +15,13 @@ Every rejected row says ``benchmark`` (version ref or file name), ``matched_item
 benchmark item with the most shared n-grams; ties: smallest id), ``matched_ngrams`` and
 ``matched_text`` (the first 200 characters of that item).
 
-How: DuckDB computes word hashes (``text.py``); numpy rules out every row window whose
-adjacent word pairs are not all benchmark word pairs (one bitmap lookup per word), hashes
-the few windows left as n-grams and looks them up in the sorted benchmark n-grams; only
-the hits go back to DuckDB to be joined with the items.
+How: with numba, one compiled pass over each row's text bytes (``ngram_kernels.py``; a plain
+version's texts read with pyarrow straight from its shards) splits and hashes the words and
+rules out every window whose adjacent word pairs are not all benchmark word pairs (one
+bitmap lookup per word); the few windows left are hashed as n-grams and looked up in the
+sorted benchmark n-grams.  Without numba DuckDB hashes the words (``text.py``) and numpy
+does the same.  Only the hits, keyed by each row's base position, go back to DuckDB to be
+joined with the items and the rows.
 """
 
 from __future__ import annotations

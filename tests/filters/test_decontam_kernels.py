@@ -133,3 +133,35 @@ def test_text_hits_normalises_only_the_texts_that_are_not_ascii(texts, n):
                                         grams, n, False)
     assert sorted(zip(rows.tolist(), found.tolist(), strict=True)) == \
         sorted(zip(rows2.tolist(), found2.tolist(), strict=True))
+
+
+MESSAGES = st.lists(st.one_of(st.none(), st.lists(st.one_of(
+    st.none(), st.fixed_dictionaries({"role": st.just("user"), "content": st.one_of(
+        st.none(), st.lists(st.sampled_from(ALPHABET), max_size=20).map("".join))})),
+    max_size=4)), max_size=15)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(MESSAGES, st.integers(1, 4), st.integers(0, 3))
+def test_messages_hits_equal_the_hits_of_the_joined_text(rows, n, cut):
+    """A messages column read where its contents lie (``messages_hits``, the shards read by
+    pyarrow) finds what the text DuckDB joins (``text.MESSAGES_TEXT``) finds, for NULL rows,
+    messages and contents and a sliced column."""
+    from thinkforge.filters.decontam import _MASK
+    from thinkforge.filters.minhash import MinHasher
+    from thinkforge.filters.text import MESSAGES_TEXT
+
+    kind = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    column = pa.array(rows, kind)[min(cut, len(rows)):]
+    con = duckdb.connect()
+    con.register("t", pa.table({"i": range(len(column)), "input": column}))
+    joined = pa.array([t for (t,) in con.execute(
+        f"SELECT {MESSAGES_TEXT.format(col='input')} FROM t ORDER BY i").fetchall()], pa.string())
+    values, offsets = kernels.word_lists(*kernels.text_buffers(joined), kernels.TABLE)
+    words = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
+    grams = np.unique(MinHasher(num_perm=1, shingle=n).shingles(words)[0][::2])
+    bits = np.packbits(np.ones(int(_MASK) + 1, dtype=bool), bitorder="little")
+    expected = kernels.text_hits(joined, bits, _MASK, grams, n)
+    found = kernels.messages_hits(column, bits, _MASK, grams, n)
+    assert sorted(zip(*(a.tolist() for a in found), strict=True)) == \
+        sorted(zip(*(a.tolist() for a in expected), strict=True))
