@@ -21,11 +21,15 @@ def batch_means(plan):
 @settings(max_examples=150, deadline=None)
 @given(pools, st.sampled_from([0.05, 0.1]))
 @example((41, [41, 41, 197, 50]), 0.1)  # a straggler of level 2 once ended the curriculum
+@example((12, [12, 12, 12, 49]), 0.1)  # a monotone plan whose tied hardest batches give rho -0.87
 def test_trend_easy_to_hard(pool, sigma):
     batch_size, counts = pool
     plan = plan_batches(counts, batch_size, sigma)
-    rho = spearmanr(np.arange(plan.shape[0]), batch_means(plan)).statistic
-    assert rho <= -0.9, (counts, batch_size, sigma, rho)
+    means = batch_means(plan)
+    rho = spearmanr(np.arange(plan.shape[0]), means).statistic
+    # a plan that never gets easier is the ideal trend, whatever ties do to rho
+    monotone = bool((np.diff(means) <= 1e-12).all())
+    assert monotone or rho <= -0.9, (counts, batch_size, sigma, rho, means)
 
 
 @settings(max_examples=200, deadline=None)
