@@ -45,7 +45,9 @@ from .minhash import MIX, MinHasher, flat_lists, window_hashes
 from .text import (
     MESSAGES_TEXT,
     prefetched,
+    read_ahead,
     register,
+    single_threaded,
     text_expr,
     word_hash_batches,
     word_hashes_expr,
@@ -340,7 +342,7 @@ def _row_hits(con, store: DatasetStore, data: Manifest, field: str, text: str, i
     out_shards, out_rows, out_grams = [], [], []
     direct = _shard_texts(store, data, field) if index.kernels is not None else None
     if direct is not None:  # straight from the shards: (shard, first row, texts) per row group
-        for shard, first, texts in _ahead(con, direct):
+        for shard, first, texts in read_ahead(direct, not single_threaded(con)):
             rows, grams = index.column_hits(texts)
             progress.advance(len(texts))
             out_shards.append(np.full(len(rows), shard, np.int32))
@@ -405,21 +407,6 @@ def _shard_texts(store: DatasetStore, data: Manifest, field: str):
                 yield shard, first, column
                 first += len(column)
     return texts()
-
-
-def _ahead(con, items):
-    """``items``, the next one made in a background thread (pyarrow releases the GIL) unless
-    the connection has one thread (``text.prefetched``)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    if int(con.execute("SELECT current_setting('threads')").fetchall()[0][0]) <= 1:
-        yield from items
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="decontam-read") as pool:
-        pending = pool.submit(next, items, None)
-        while (item := pending.result()) is not None:
-            pending = pool.submit(next, items, None)
-            yield item
 
 
 def _run_step(ctx, inputs, name, config):

@@ -188,20 +188,29 @@ def word_hash_batches(con, select_sql: str, batch_rows: int
 
 
 def prefetched(con, select_sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """The batches of ``select_sql``, the next one computed in a background thread, unless
-    the connection has one thread: then the caller's one core computes them in turn (a
-    single-thread Dask worker that ran a second busy thread would take a core another
-    worker owns: two such tasks on two cores ran ~1.6x slower than alone)."""
-    one_thread = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0]) <= 1
-    batches = iter(con.sql(select_sql).to_arrow_reader(batch_rows))
-    if one_thread:
-        yield from batches
+    """The batches of ``select_sql``, the next one computed ahead (``read_ahead``)."""
+    background = not single_threaded(con)  # asked before the reader holds the connection
+    yield from read_ahead(iter(con.sql(select_sql).to_arrow_reader(batch_rows)), background)
+
+
+def single_threaded(con) -> bool:
+    return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0]) <= 1
+
+
+def read_ahead(items: Iterator, background: bool) -> Iterator:
+    """``items``, the next one made in a background thread while the caller works on this
+    one (DuckDB and pyarrow release the GIL), or in turn by the caller when not
+    ``background``: give it ``not single_threaded(con)`` (a single-thread Dask worker that
+    ran a second busy thread would take a core another worker owns: two such tasks on two
+    cores ran ~1.6x slower than alone)."""
+    if not background:
+        yield from items
         return
-    with ThreadPoolExecutor(1, thread_name_prefix="duckdb-words") as pool:
-        pending = pool.submit(next, batches, None)
-        while (batch := pending.result()) is not None:
-            pending = pool.submit(next, batches, None)
-            yield batch
+    with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as pool:
+        pending = pool.submit(next, items, None)
+        while (item := pending.result()) is not None:
+            pending = pool.submit(next, items, None)
+            yield item
 
 
 def drop_words(words: pa.ListArray, hash_: np.uint64) -> pa.ListArray:
