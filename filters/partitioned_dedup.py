@@ -32,6 +32,7 @@ Documents are ids (``idx`` locally is the row number in id order: the same minim
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import uuid
 from pathlib import Path
@@ -61,6 +62,30 @@ def _setup(store_at, data_ref: str, config, resources, hosts):
             paired and config.on == "input", paired and config.on == "output")
 
 
+@contextlib.contextmanager
+def _task_connection(store, res):
+    """A task's bounded DuckDB connection; closed, and its spill directory removed, after."""
+    from .base import open_connection
+
+    con, spill = open_connection(store, res)
+    try:
+        yield con
+    finally:
+        con.close()
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
+
+
+def _partition_docs(con, store, data, per_prompt, by_mode, partition: Partition) -> None:
+    """``doc_src`` over this partition's rows only (and the text functions registered)."""
+    from .dedup import doc_views
+    from .text import register
+
+    register(con)
+    with running(partition):
+        doc_views(con, store, data, per_prompt, by_mode)
+
+
 def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str, index: int,
                     count: int, out: str, ranges: dict | None = None) -> dict[str, Any]:
     """Phase 1 on a worker: one pass over the words of one row partition's documents.
@@ -71,15 +96,12 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
     to one file), none for a document without words.  The word list is computed once for
     both (the md5 of the normalised text, a second pass, cost as much as the signatures:
     ``near_exact_keys`` computes it only for the documents whose ``wkey`` repeats)."""
-    import contextlib
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .base import open_connection
-    from .dedup import BATCH_ROWS, doc_views, lsh_params
+    from .dedup import BATCH_ROWS, lsh_params
     from .minhash import MinHasher, band_keys, warm_up
-    from .text import register, word_hash_batches, word_hashes_expr, words_expr
+    from .text import word_hash_batches, word_hashes_expr, words_expr
 
     store, data, _, text, res, per_prompt, by_mode = _setup(store_at, data_ref, config,
                                                            resources, hosts)
@@ -89,12 +111,10 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
     bands, rows = lsh_params(config)
     hasher = MinHasher(config.num_perm, config.shingle, config.seed)
     warm_up()
-    con, spill = open_connection(store, res)
-    try:
-        register(con)
-        with running(Partition(count=count, index=index, keys={data.ref: key}, out=Path(out),
-                               ranges=ranges or {})):
-            doc_views(con, store, data, per_prompt, by_mode)
+    with _task_connection(store, res) as con:
+        _partition_docs(con, store, data, per_prompt, by_mode,
+                        Partition(count=count, index=index, keys={data.ref: key}, out=Path(out),
+                                  ranges=ranges or {}))
         # DuckDB splits and normalises the text once for both lists (common subexpression)
         wkey = f"hash({words_expr(text)})" if config.exact else "NULL::UBIGINT"
         batches = word_hash_batches(con, f"SELECT s.id, s.grp, {wkey} AS wkey, "
@@ -126,10 +146,6 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
                     writer.write_table(pa.table({"id": ids.take(pa.array(doc[sel])),
                                                  "band": band[sel], "key": flat[sel]},
                                                 schema=band_schema))
-    finally:
-        con.close()
-        if spill is not None:
-            shutil.rmtree(spill, ignore_errors=True)
     return {"docs": docs_path, "bands": band_paths}
 
 
@@ -141,14 +157,12 @@ def near_pairs(store_at, data_ref: str, config, resources, hosts, index: int, co
     verified once."""
     from thinkforge.manifests.duck import parquet_source
 
-    from .base import open_connection
     from .dedup import candidate_pairs_sql
 
     store, _, _, _, res, _, _ = _setup(store_at, data_ref, config, resources, hosts)
     tag = uuid.uuid4().hex[:8]
     paths = [str(Path(out) / f"pairs-p{index:04d}-v{i:04d}-{tag}.parquet") for i in range(count)]
-    con, spill = open_connection(store, res)
-    try:
+    with _task_connection(store, res) as con:
         # only the members of a bucket that two rows share before the exact duplicates leave
         # (a superset of those after: the same pairs) meet the exact duplicates' anti join:
         # most band keys are their bucket's only one
@@ -162,10 +176,6 @@ def near_pairs(store_at, data_ref: str, config, resources, hosts, index: int, co
         for i, path in enumerate(paths):
             con.execute(f"COPY (SELECT l, r FROM pairs WHERE hash(l, r) % {int(count)} = {i}) "
                         f"TO '{path}' (FORMAT parquet)")
-    finally:
-        con.close()
-        if spill is not None:
-            shutil.rmtree(spill, ignore_errors=True)
     return paths
 
 
@@ -179,7 +189,6 @@ def near_verify(store_at, data_ref: str, config, resources, hosts, index: int, c
     import pyarrow.parquet as pq
     from thinkforge.manifests.duck import parquet_source
 
-    from .base import open_connection
     from .dedup import _candidate_jaccard, doc_views
     from .minhash import MinHasher, warm_up
     from .text import register
@@ -188,8 +197,7 @@ def near_verify(store_at, data_ref: str, config, resources, hosts, index: int, c
                                                            resources, hosts)
     path = str(Path(out) / f"verified-p{index:04d}-{uuid.uuid4().hex[:8]}.parquet")
     warm_up()
-    con, spill = open_connection(store, res)
-    try:
+    with _task_connection(store, res) as con:
         register(con)
         con.execute(f"CREATE TEMP TABLE pairs AS SELECT DISTINCT l, r FROM "
                     f"{parquet_source(pairs_files)}")
@@ -212,10 +220,6 @@ def near_verify(store_at, data_ref: str, config, resources, hosts, index: int, c
         pq.write_table(pa.table({"l": numbered.column("l"), "r": numbered.column("r"),
                                  "similarity": similarity, "same": numbered.column("same")}),
                        path)
-    finally:
-        con.close()
-        if spill is not None:
-            shutil.rmtree(spill, ignore_errors=True)
     return path
 
 
@@ -303,26 +307,18 @@ def near_exact_keys(store_at, data_ref: str, config, resources, hosts, key: str,
     among its own row partition, as the signature task split them."""
     from thinkforge.manifests.duck import parquet_source
 
-    from .base import open_connection
-    from .dedup import doc_views
-    from .text import normalized_expr, register
+    from .text import normalized_expr
 
     store, data, _, text, res, per_prompt, by_mode = _setup(store_at, data_ref, config,
                                                            resources, hosts)
     path = str(Path(out) / f"md5-p{index:04d}-{uuid.uuid4().hex[:8]}.parquet")
-    con, spill = open_connection(store, res)
-    try:
-        register(con)
-        with running(Partition(count=count, index=index, keys={data.ref: key}, out=Path(out),
-                               ranges=ranges or {})):
-            doc_views(con, store, data, per_prompt, by_mode)
+    with _task_connection(store, res) as con:
+        _partition_docs(con, store, data, per_prompt, by_mode,
+                        Partition(count=count, index=index, keys={data.ref: key}, out=Path(out),
+                                  ranges=ranges or {}))
         con.execute(f"COPY (SELECT s.id, s.grp, md5({normalized_expr(text)}) AS norm_key "
                     f"FROM doc_src s SEMI JOIN {parquet_source([cand_file])} c ON c.id = s.id) "
                     f"TO '{path}' (FORMAT parquet)")
-    finally:
-        con.close()
-        if spill is not None:
-            shutil.rmtree(spill, ignore_errors=True)
     return path
 
 
