@@ -242,6 +242,12 @@ def check_row_counts(manifest: Manifest, paths: list[Path], entries: list) -> No
                              hint="the manifest was edited after publishing")
 
 
+def file_stamp(st: os.stat_result) -> list[int]:
+    """What the hash cache keys a file's sha256 on: a write, a replacement or a copy
+    changes one of them (size, mtime, ctime, inode)."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
 class HashCache:
     """sha256 per file, reused while (size, mtime_ns, ctime_ns, inode) are unchanged.
 
@@ -273,25 +279,20 @@ class HashCache:
                         hashlib.sha256).hexdigest()
 
     def sha256(self, path: Path) -> str:
-        st = path.stat()
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        stamp = file_stamp(path.stat())
         key = str(path)
         hit = self._load().get(key) if self._secret else None
         if isinstance(hit, list) and len(hit) == 6 and hit[:4] == stamp and isinstance(hit[4], str) \
                 and isinstance(hit[5], str) and hmac.compare_digest(hit[5], self._mac(key, stamp, hit[4])):
             return hit[4]
         digest = sha256_file(path)
-        after = path.stat()
-        if self._secret and [after.st_size, after.st_mtime_ns, after.st_ctime_ns, after.st_ino] == stamp:
-            self._load()[key] = [*stamp, digest, self._mac(key, stamp, digest)]  # unchanged while read
-            self._dirty = True
+        self.remember(path, stamp, digest)  # kept only if unchanged while read
         return digest
 
     def remember(self, path: Path, stamp: list, digest: str) -> None:
         """Record ``digest`` for ``path``, hashed by the caller while the file had ``stamp``
-        (size, mtime_ns, ctime_ns, inode); kept only if the file still has it."""
-        st = path.stat()
-        if self._secret and [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] == stamp:
+        (``file_stamp``); kept only if the file still has it."""
+        if self._secret and file_stamp(path.stat()) == stamp:
             key = str(path)
             self._load()[key] = [*stamp, digest, self._mac(key, stamp, digest)]
             self._dirty = True

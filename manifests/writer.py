@@ -28,7 +28,7 @@ from .cleanup import OWNER, claim, reclaim
 from .conform import conform, types_match
 from .duck import connect, parquet_source, quote_ident
 from .errors import ConflictError, InputDataError
-from .integrity import PublishLog, manifest_digest
+from .integrity import PublishLog, file_stamp, manifest_digest
 from .manifest import (
     FileEntry,
     Manifest,
@@ -132,11 +132,6 @@ def _publish_into(store: StoreReader, staging: Path, manifest_fields: dict[str, 
         PublishLog(store).append(manifest, manifest_digest(manifest.to_json()))
         return manifest
     raise ConflictError(f"could not find a free version number for {manifest_fields['name']}")
-
-
-def _stamp(st: os.stat_result) -> list[int]:
-    """What the hash cache keys a file's sha256 on (integrity.HashCache)."""
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
 class VersionWriter:
@@ -432,8 +427,8 @@ class VersionWriter:
         digest = sha256_file(path)
         after = path.stat()
         rel = str(path.relative_to(self.staging))
-        if _stamp(before) == _stamp(after):  # unchanged while it was read
-            self._hashed[rel] = (_stamp(after), digest)
+        if file_stamp(before) == file_stamp(after):  # unchanged while it was read
+            self._hashed[rel] = (file_stamp(after), digest)
         return FileEntry(path=rel, bytes=after.st_size,
                          rows=pq.ParquetFile(path).metadata.num_rows, sha256=digest)
 
