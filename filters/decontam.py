@@ -377,12 +377,17 @@ def _shard_texts(store: DatasetStore, data: Manifest, field: str):
     at a time, as (shard, first row, column): only that column's leaf (``input``: the
     messages' contents), no SQL. DuckDB's scan of the nested ``input`` column and the
     joined text it builds cost ~1 CPU-s per million rows; this reads the contents' string
-    buffers, which the kernels take as they are. None where the rows are not simply the
-    shards' (a selection, a Dask partition's share) or the column is not stored as read."""
+    buffers, which the kernels take as they are.  A Dask partition split by position
+    (``Partition.ranges``) reads only the row groups its runs overlap, sliced to them, as
+    its SQL would.  None where the rows are not simply the shards' (a selection, a
+    partition split by key hash) or the column is not stored as read."""
     import pyarrow.parquet as pq
     from thinkforge.manifests.partitions import current
 
-    if data.selection is not None or current() is not None:
+    partition = current()
+    runs = partition.ranges.get(data.ref) if partition is not None else None
+    if data.selection is not None or (runs is None and partition is not None
+                                      and data.ref in partition.keys):
         return None
     paths = store.shard_paths(data)
     leaf = "input.list.element.content" if field == "input" else field
@@ -397,15 +402,20 @@ def _shard_texts(store: DatasetStore, data: Manifest, field: str):
             return None
         if field != "input" and not pa.types.is_string(kind):
             return None
+    wanted = ([(shard, 0, None) for shard in range(len(paths))] if runs is None
+              else [tuple(run) for run in runs])
 
     def texts():
-        for shard, path in enumerate(paths):
-            f = pq.ParquetFile(path)
+        for shard, lo, hi in wanted:
+            f = pq.ParquetFile(paths[shard])
             first = 0
             for group in range(f.num_row_groups):
-                column = f.read_row_group(group, columns=[leaf], use_threads=False).column(0)
-                yield shard, first, column
-                first += len(column)
+                n = f.metadata.row_group(group).num_rows
+                a, b = max(lo, first), n + first if hi is None else min(hi, n + first)
+                if a < b:  # the part of [lo, hi) in this row group
+                    column = f.read_row_group(group, columns=[leaf], use_threads=False).column(0)
+                    yield shard, a, column if b - a == n else column.slice(a - first, b - a)
+                first += n
     return texts()
 
 

@@ -67,6 +67,35 @@ def test_hash_split_where_rows_must_group(store, versions):
         assert position_ranges(store, {pool.ref: "id"}, 2) is None
 
 
+@pytest.mark.parametrize("tiny_shards", [False, True])
+def test_decontam_reads_only_its_runs_texts(store, monkeypatch, tmp_path, tiny_shards):
+    """A decontam partition split by position reads its texts straight from the shards (no
+    SQL scan of the nested column): exactly its runs' rows, at their base positions, row
+    groups cut where a run starts or ends inside one."""
+    import duckdb
+    from thinkforge.filters.decontam import _shard_texts
+    from thinkforge.manifests.partitions import Partition, running
+
+    if tiny_shards:
+        monkeypatch.setattr("thinkforge.manifests.writer.SHARD_BYTES", 1)
+    m = _prompts(store, "rt", n=100, chunks=7)
+    con = duckdb.connect()
+    for count in (2, 3):
+        for part in position_ranges(store, {m.ref: "id"}, count):
+            want = con.execute(
+                f"SELECT __shard, __row, input[1].content FROM "
+                f"{row_relation(store, m, positions=True, ordered=False, rows=part[m.ref])} "
+                "ORDER BY 1, 2").fetchall()
+            with running(Partition(count=count, index=0, keys={m.ref: "id"}, out=tmp_path,
+                                   ranges=part)):
+                got = [(shard, first + i, messages[0]["content"]) for shard, first, column in
+                       _shard_texts(store, m, "input")
+                       for i, messages in enumerate(column.to_pylist())]
+            assert got == want
+    with running(Partition(count=2, index=0, keys={m.ref: "id"}, out=tmp_path)):
+        assert _shard_texts(store, m, "input") is None  # split by key hash: the SQL scan
+
+
 pytest.importorskip("distributed")
 
 
