@@ -40,9 +40,9 @@ import pyarrow.parquet as pq
 STEPS = ("passrate", "dedup", "decontam")
 
 
-def _texts(rng, n: int, words: int = 40, vocab: int = 20_000) -> list[str]:
-    """``n`` documents of ``words`` words; 5% exact and 15% near copies (last word changed)
-    of an earlier document, so dedup has work at its default threshold (0.8)."""
+def _tokens(rng, n: int, words: int = 40, vocab: int = 20_000) -> np.ndarray:
+    """Word ids of ``n`` documents of ``words`` words; 5% exact and 15% near copies (last
+    word changed) of an earlier document, so dedup has work at its default threshold (0.8)."""
     tokens = rng.integers(0, vocab, size=(n, words))
     src = rng.integers(0, np.maximum(1, np.arange(n)))
     kind = rng.random(n)
@@ -50,16 +50,34 @@ def _texts(rng, n: int, words: int = 40, vocab: int = 20_000) -> list[str]:
     tokens[exact] = tokens[src[exact]]
     tokens[near] = tokens[src[near]]
     tokens[near, -1] = rng.integers(vocab, 2 * vocab, size=int(near.sum()))
-    return [" ".join(f"w{t}" for t in row) for row in tokens]
+    return tokens
+
+
+def _join(tokens: np.ndarray) -> pa.Array:
+    """The texts ``w<id> w<id> ...`` of word-id rows, joined by Arrow (10M documents in
+    seconds, where a Python join per row took minutes)."""
+    import pyarrow.compute as pc
+
+    vocab = pa.array([f"w{i}" for i in range(int(tokens.max(initial=0)) + 1)])
+    return pc.binary_join_element_wise(*(vocab.take(pa.array(tokens[:, j]))
+                                         for j in range(tokens.shape[1])), " ")
+
+
+def _texts(rng, n: int) -> list[str]:
+    return _join(_tokens(rng, n)).to_pylist()
 
 
 def _prompts(ids, texts) -> pa.Table:
     n = len(ids)
+    texts = pa.array(texts, pa.string())
+    messages = pa.ListArray.from_arrays(  # one user message per prompt
+        pa.array(np.arange(n + 1, dtype=np.int32)),
+        pa.StructArray.from_arrays([pa.array(["user"] * n), texts], names=["role", "content"]))
     return pa.table({
-        "id": ids, "source": ["synthetic"] * n, "category": ["math"] * n,
-        "input": [[{"role": "user", "content": t}] for t in texts],
-        "ground_truth": ["42"] * n, "verifier": ["math"] * n, "license": ["cc0"] * n,
-        "metadata": ["{}"] * n})
+        "id": pa.array(ids, pa.string()), "source": pa.array(["synthetic"] * n),
+        "category": pa.array(["math"] * n), "input": messages,
+        "ground_truth": pa.array(["42"] * n), "verifier": pa.array(["math"] * n),
+        "license": pa.array(["cc0"] * n), "metadata": pa.array(["{}"] * n)})
 
 
 def make_data(work: Path, prompts: int, k: int, docs: int, bench_items: int) -> None:
@@ -92,10 +110,18 @@ def make_data(work: Path, prompts: int, k: int, docs: int, bench_items: int) -> 
                 "format_ok": np.ones(n, bool), "reward": correct.astype(float),
                 "output_tokens": np.full(n, 12), "finish_reason": pa.array(["stop"] * n)},
                 schema=out.schema))
-    texts = _texts(rng, docs)
-    pq.write_table(_prompts([f"d{i}" for i in range(docs)], texts), files / "docs.parquet")
+    tokens = _tokens(rng, docs)  # 10M x 40 word ids: 3.2 GB; texts are joined per chunk
+    writer = None
+    for lo in range(0, docs, 1_000_000):
+        part = _prompts([f"d{i}" for i in range(lo, min(docs, lo + 1_000_000))],
+                        _join(tokens[lo:lo + 1_000_000]))
+        writer = writer or pq.ParquetWriter(files / "docs.parquet", part.schema)
+        writer.write_table(part)
+    writer.close()
     picked = rng.choice(docs, size=max(1, bench_items // 100), replace=False)
-    bench = [texts[i] for i in picked] + _texts(np.random.default_rng(1), bench_items - len(picked))
+    bench = _join(tokens[picked]).to_pylist() + _texts(np.random.default_rng(1),
+                                                       bench_items - len(picked))
+    del tokens
     pq.write_table(_prompts([f"b{i}" for i in range(len(bench))], bench), files / "bench.parquet")
     for name, kind in (("prompts", "prompts"), ("rollouts", "rollouts"), ("docs", "prompts"),
                        ("bench", "prompts")):
@@ -135,6 +161,56 @@ def _noop() -> None:
     import thinkforge  # noqa: F401  (the warm-up: workers import thinkforge once)
 
 
+def burn(n: int) -> tuple[float, float]:
+    """A fixed pure-CPU task: interpreter integer arithmetic (no memory traffic, no I/O, the
+    GIL held), so it measures how much CPU a worker process gets; its start and end (unix
+    time, comparable across the worker processes of one machine)."""
+    start, x = time.time(), 0
+    for i in range(n):
+        x = (x * 31 + i) & 0xFFFFFFFF
+    return start, time.time()
+
+
+def ceiling(single_s: float, pair_s: float) -> float:
+    """The 1 -> 2 worker speed-up the machine allows: two copies of a task done in the
+    wall time ``pair_s`` of running them at once, against one copy alone in ``single_s``
+    (2.0 on two idle cores; less when other processes take CPU)."""
+    return 2 * single_s / pair_s
+
+
+def serial_fraction(speedup: float, limit: float) -> float:
+    """Amdahl's serial fraction f of a step that ran ``speedup`` times faster on a machine
+    whose ceiling is ``limit``: speedup = 1 / (f + (1 - f) / limit).  0 when the step
+    reached the ceiling, 1 when it did not speed up; outside [0, 1] only from noise."""
+    return (limit / speedup - 1) / (limit - 1)
+
+
+def amdahl_bound(total_s: float, serial_s: float, limit: float) -> float:
+    """The best speed-up of a step taking ``total_s`` on one worker when ``serial_s`` of
+    it cannot be split and the rest splits perfectly up to the machine's ``limit``."""
+    return total_s / (serial_s + (total_s - serial_s) / limit)
+
+
+def calibrate(client, n: int = 3_000_000, rounds: int = 4) -> dict:
+    """The machine's ceiling now, on the cluster's first two workers: ``burn`` alone on
+    one, then on both at once (each round: one of each; the best of ``rounds`` counts, as
+    for the steps).  About 2-3 s at the default ``n``."""
+    workers = sorted(client.scheduler_info()["workers"])[:2]
+    load_before = os.getloadavg()
+    client.run(burn, n // 20)  # warm: the function reaches every worker once
+    singles, pairs = [], []
+    for _ in range(rounds):
+        start, end = client.submit(burn, n, workers=workers[:1], pure=False).result()
+        singles.append(end - start)
+        spans = client.gather([client.submit(burn, n, workers=[w], pure=False)
+                               for w in workers])
+        pairs.append(max(e for _, e in spans) - min(s for s, _ in spans))
+    return {"single_s": min(singles), "pair_s": min(pairs),
+            "ceiling": ceiling(min(singles), min(pairs)),
+            "rounds": [ceiling(a, b) for a, b in zip(singles, pairs, strict=True)],
+            "load_before": load_before, "load_after": os.getloadavg()}
+
+
 def measure(store, steps: list[str], repeat: int, local_threads: int | None) -> dict:
     from distributed import Client, LocalCluster
 
@@ -152,6 +228,8 @@ def measure(store, steps: list[str], repeat: int, local_threads: int | None) -> 
             res = {"executor": "dask", "scheduler": cluster.scheduler_address}
             label = f"dask{workers}"
             runs[label] = {"startup_s": startup}
+            if workers == 2:
+                runs["calibration"] = [calibrate(client)]
             for s in steps:
                 best = None
                 for _ in range(repeat):
@@ -162,21 +240,37 @@ def measure(store, steps: list[str], repeat: int, local_threads: int | None) -> 
                     if best is None or r["wall_s"] < best["wall_s"]:
                         best = r
                 runs[label][s] = best
+            if workers == 2:
+                runs["calibration"].append(calibrate(client))
     return runs
 
 
 def report(runs: dict, steps: list[str]) -> None:
+    cal = runs["calibration"]
+    for when, c in zip(("before the steps", "after the steps"), cal, strict=False):
+        print(f"machine ceiling {when}: burn alone {c['single_s']:.3f} s, two at once "
+              f"{c['pair_s']:.3f} s -> {c['ceiling']:.2f}x (rounds "
+              f"{', '.join(f'{r:.2f}' for r in c['rounds'])}; load average "
+              f"{c['load_before'][0]:.2f} -> {c['load_after'][0]:.2f})")
+    limit = sum(c["ceiling"] for c in cal) / len(cal)
+    print(f"ceiling used below: {limit:.2f}x (mean of the {len(cal)} calibrations)")
     print(f"{'step':9} {'local s':>8} {'dask1 s':>8} {'dask2 s':>8} {'dask2/local':>11} "
-          f"{'1->2 speed-up':>13} {'dask2 tasks':>11} {'task cpu s':>10} {'outside s':>9} "
-          f"{'rows':>10}")
+          f"{'1->2':>6} {'of ceil':>7} {'Amdahl f':>8} {'outside s':>9} {'bound':>6} "
+          f"{'tasks':>5} {'task cpu s':>10} {'rows':>10}")
     for s in steps:
         loc, d1, d2 = runs["local"][s], runs["dask1"][s], runs["dask2"][s]
         for label, r in (("dask1", d1), ("dask2", d2)):
             assert r["fingerprint"] == loc["fingerprint"], f"{s} {label}: another version"
             assert r["files"] == loc["files"], f"{s} {label}: other file bytes"
+        speedup = d1["wall_s"] / d2["wall_s"]
+        bound = amdahl_bound(d1["wall_s"], d2["outside_s"], limit)
         print(f"{s:9} {loc['wall_s']:8.2f} {d1['wall_s']:8.2f} {d2['wall_s']:8.2f} "
-              f"{d2['wall_s'] / loc['wall_s']:10.2f}x {d1['wall_s'] / d2['wall_s']:12.2f}x "
-              f"{d2['tasks']:11d} {d2['task_s']:10.2f} {d2['outside_s']:9.2f} {loc['rows']:10d}")
+              f"{d2['wall_s'] / loc['wall_s']:10.2f}x {speedup:5.2f}x {speedup / limit:6.0%} "
+              f"{serial_fraction(speedup, limit):8.2f} {d2['outside_s']:9.2f} {bound:5.2f}x "
+              f"{d2['tasks']:5d} {d2['task_s']:10.2f} {loc['rows']:10d}")
+    print("1->2 = dask1 / dask2; of ceil = that / the ceiling; Amdahl f = the serial fraction "
+          "that explains it at the ceiling; bound = dask1 / (outside + (dask1 - outside) / "
+          "ceiling): the best 1->2 if only the driver's part (outside the tasks) stayed serial")
     print(f"cluster start + warm-up: dask1 {runs['dask1']['startup_s']:.2f} s, dask2 "
           f"{runs['dask2']['startup_s']:.2f} s (not in the step times)")
     print("fingerprints and every file's sha256 equal across executors: yes (asserted)")
