@@ -79,12 +79,13 @@ class DatasetStore(StoreReader):
         return VersionWriter(self, validate_name(name), kind, step=step, parents=list(parents),
                              provenance=provenance or {}, reuse_identical=reuse_identical)
 
-    def after_publish(self) -> None:
-        """Extend the derived catalog (a failure only warns: the version is safe)."""
+    def after_publish(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        """Extend the derived catalog (a failure only warns: the version is safe); ``con``: the
+        publish's connection, to extend it in (``catalog.refresh_catalog``)."""
         from .catalog import refresh_catalog
 
         try:
-            refresh_catalog(self)
+            refresh_catalog(self, con=con)
         except Exception as exc:  # the version is safe; the catalog is only derived
             LOG.warning(f"catalog not refreshed ({exc}); run `thinkforge catalog rebuild`")
 
@@ -419,7 +420,8 @@ class VersionWriter:
             selection=selection, digest_scheme=DIGEST_SCHEME)
         self.manifest = publish_dir(self.store, self.staging, fields)
         self._remember_hashes()
-        self.store.after_publish()
+        # the connection the checks and stats used (the step's, or the publish's own)
+        self.store.after_publish(self._con if self._con is not None else self._borrowed)
         return self.manifest
 
     def _entry(self, path: Path) -> FileEntry:

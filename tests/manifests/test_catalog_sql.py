@@ -165,3 +165,52 @@ def test_a_moved_store_gets_a_catalog_of_its_new_paths(filled, tmp_path):
     views = catalog_contents(moved)[2]
     assert all(str(filled.root) not in view_sql for _, view_sql in views)
     assert any(str(moved.root) in view_sql for _, view_sql in views)
+
+
+def test_extending_in_a_callers_connection_gives_it_back_as_it_came(store, monkeypatch):
+    """A publish extends the catalog in the connection it holds (ATTACH, USE, DETACH): the
+    connection keeps its default database and its own tables, nothing stays attached, and
+    a failure half way (rolled back) still leaves a full catalog (rebuilt) and the connection
+    unchanged."""
+    import duckdb
+    import pyarrow as pa
+    import thinkforge.manifests.catalog as catalog
+    from thinkforge.manifests.duck import connect
+
+    rows = pa.table({"id": ["a", "b"], "source": ["s", "s"], "category": ["math", "math"],
+                     "input": [[{"role": "user", "content": "hi"}]] * 2, "verifier": ["none"] * 2})
+    con = connect()
+    con.execute("CREATE TEMP TABLE mine AS SELECT 42 AS x")
+    con.execute("CREATE TABLE kept AS SELECT 7 AS y")
+
+    def unchanged():
+        assert con.execute("SELECT current_database(), (SELECT x FROM mine), (SELECT y FROM kept)"
+                           ).fetchall() == [("memory", 42, 7)]
+        assert sorted(r[0] for r in con.execute("SELECT database_name FROM duckdb_databases()"
+                                                ).fetchall()) == ["memory", "system", "temp"]
+
+    for i in range(2):
+        with store.writer("one", "prompts", step={"type": "t", "config": {"i": i}}) as w:
+            w.use_connection(con)
+            w.write(rows)
+        unchanged()
+    extended = catalog_contents(store)
+    assert [r[3] for r in extended[0] if r[12]] == ["one@v2"]  # is_latest
+    assert refresh_catalog(store, force=True) is True
+    assert catalog_contents(store) == extended
+
+    def broken(cat, store):
+        cat.execute("SELECT * FROM no_such_table")
+
+    monkeypatch.setattr(catalog, "_fill_runs", broken)
+    with pytest.raises(duckdb.Error):  # the rebuild's own connection meets it too
+        with store.writer("one", "prompts", step={"type": "t", "config": {"i": 3}}) as w:
+            w.use_connection(con)
+            w.write(rows)
+            w.publish()
+            catalog.refresh_catalog(store, force=True)
+    unchanged()
+    monkeypatch.undo()
+    assert refresh_catalog(store) is True
+    assert [r[3] for r in catalog_contents(store)[0] if r[12]] == ["one@v3"]
+    con.close()
