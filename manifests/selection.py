@@ -141,12 +141,14 @@ def _ints(array):
                          offset=array.offset * dtype.itemsize)
 
 
-def scan_positions(path: Path, base_files: list[FileEntry]) -> tuple[list[int], bool, int, Any]:
+def scan_positions(path: Path, base_files: list[FileEntry], keep: bool = False
+                   ) -> tuple[list[int], bool, int, Any, Any]:
     """One streaming pass over a selection file's positions: the rows it takes from each
     base shard, whether its positions strictly increase (version order = base order), how
-    many rows repeat a position, and the marks themselves (numpy bool, one per base row:
-    the selected rows, which the stats count without a join: ``selection_stats.py``).  A
-    shard or row outside the base is an InputDataError."""
+    many rows repeat a position, the marks themselves (numpy bool, one per base row:
+    the selected rows, which the stats count without a join: ``selection_stats.py``) and,
+    with ``keep``, each row's position in the whole base in file order (numpy int64, for
+    ``selection_digests``; else None).  A shard or row outside the base is an InputDataError."""
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -158,6 +160,7 @@ def scan_positions(path: Path, base_files: list[FileEntry]) -> tuple[list[int], 
     used = np.zeros(n_files, dtype=np.int64)
     seen = np.zeros(int(rows.sum()), dtype=bool)
     ascending, last, repeated, marked = True, -1, 0, 0
+    kept = [] if keep else None
     for batch in pq.ParquetFile(path).iter_batches(batch_size=1 << 20, columns=[SHARD, ROW]):
         if batch.column(0).null_count or batch.column(1).null_count:
             raise InputDataError(f"{path.name}: a position without a shard or row")
@@ -171,6 +174,8 @@ def scan_positions(path: Path, base_files: list[FileEntry]) -> tuple[list[int], 
             raise InputDataError(f"{path.name}: selection names a row outside its base shard")
         used += np.bincount(shard, minlength=n_files)
         pos = offsets[shard] + row
+        if kept is not None:
+            kept.append(pos)
         if ascending:
             ascending = bool(pos[0] > last and (len(pos) < 2 or (np.diff(pos) > 0).all()))
             last = int(pos[-1])
@@ -182,7 +187,9 @@ def scan_positions(path: Path, base_files: list[FileEntry]) -> tuple[list[int], 
         else:
             seen[pos] = True
             marked += len(pos)
-    return used.tolist(), ascending, repeated, seen
+    if kept is not None:
+        kept = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
+    return used.tolist(), ascending, repeated, seen, kept
 
 
 # -- resolution ------------------------------------------------------------------------------------
@@ -380,10 +387,22 @@ def rejected_relation(store: DatasetStore, m: Manifest) -> str | None:
     return f"(SELECT * FROM {resolved} UNION ALL BY NAME SELECT * FROM {plain})"
 
 
+def gathers(info: dict[str, Any], columns: list[str], stored: list[str]) -> bool:
+    """Whether ``selection_digests`` takes the base's digests at the positions in numpy
+    (``_gathered_digests``: no base column is stored or dropped, the base is small enough),
+    which wants the positions ``scan_positions(keep=True)`` read."""
+    base_cols = info["base_columns"]
+    return not any(c in base_cols for c in stored) and all(c in columns for c in base_cols) \
+        and sum(f.rows for f in info["base_files"]) <= _GATHER_ROWS
+
+
 def selection_digests(con, store: DatasetStore, file_path: Path, info: dict[str, Any],
-                      used: list[int], columns: list[str], stored: list[str]) -> bytes:
+                      used: list[int], columns: list[str], stored: list[str],
+                      positions=None) -> bytes:
     """The digests of a selection's rows (before it is published): the base's at the
-    positions, corrected for the columns the selection stores or drops."""
+    positions, corrected for the columns the selection stores or drops.  ``positions``:
+    each row's base position in file order, as the position check read them (else read
+    again here)."""
     base_cols = info["base_columns"]
     b_terms = [_h(c, "b") for c in stored if c in base_cols] + \
         [_h(c, "b") for c in base_cols if c not in columns]
@@ -393,7 +412,7 @@ def selection_digests(con, store: DatasetStore, file_path: Path, info: dict[str,
         offsets.append(offsets[-1] + f.rows)
     if not b_terms and offsets[-1] <= _GATHER_ROWS:
         return _gathered_digests(con, store.root / info["base_digests"].path, file_path,
-                                 offsets, s_terms)
+                                 offsets, s_terms, positions)
     digests = (f"(SELECT d, file_row_number AS pos FROM "
                f"{_file_sql(store.root / info['base_digests'].path)})")
     src = (_base_join(store, info["base_files"], used, _file_sql(file_path)) if b_terms
@@ -408,22 +427,40 @@ _GATHER_ROWS = 64_000_000  # base rows whose digests (8 bytes each) a publish ma
 
 
 def _gathered_digests(con, digests_path: Path, file_path: Path, offsets: list[int],
-                      s_terms: list[str]) -> bytes:
+                      s_terms: list[str], positions=None) -> bytes:
     """``selection_digests`` without a join or a sort: the base's digests read once into
     numpy, taken at each row's position and xor-ed with the row's stored-column terms,
-    placed at the row's index in the file (the version's order)."""
+    placed at the row's index in the file (the version's order).  With ``positions`` (the
+    position check's, in file order) DuckDB reads only the stored columns' terms and each
+    row's index (the scan may run out of order); the (shard, row) -> position arithmetic
+    per row was half of this query.  Results come as Arrow (zero copy to numpy):
+    ``fetchnumpy`` copies, ~2x slower here."""
     import numpy as np
 
     base = _base_digests(digests_path)
-    got = con.execute(
+    if positions is not None:
+        out = base[positions]  # a copy: the cached base is never written
+        if s_terms and len(out):
+            got = con.sql(f"SELECT s.file_row_number AS i, {_xor(s_terms)} AS x "
+                          f"FROM {_file_sql(file_path)} s").to_arrow_table()
+            if got.num_rows != len(out):
+                raise IntegrityError(f"{file_path}: {got.num_rows} rows read, "
+                                     f"{len(out)} positions checked")
+            for batch in got.to_batches():
+                idx = _ints(batch.column(0)).astype(np.int64, copy=False)
+                out[idx] ^= _ints(batch.column(1)).astype(np.uint64, copy=False)
+        return out.astype(np.dtype("<u8"), copy=False).tobytes()
+    got = con.sql(
         f"SELECT s.file_row_number AS i, ([{', '.join(map(str, offsets[:-1]))}])[s.{SHARD} + 1] "
-        f"+ s.{ROW} AS pos, {_xor(s_terms)} AS x FROM {_file_sql(file_path)} s").fetchnumpy()
-    n = len(got["i"])
+        f"+ s.{ROW} AS pos, {_xor(s_terms)} AS x FROM {_file_sql(file_path)} s").to_arrow_table()
+    n = got.num_rows
     if n == 0:
         return b""
     out = np.empty(n, dtype=np.uint64)
-    out[got["i"].astype(np.int64, copy=False)] = \
-        base[got["pos"].astype(np.int64, copy=False)] ^ got["x"].astype(np.uint64, copy=False)
+    for batch in got.to_batches():
+        i, pos, x = (_ints(batch.column(k)) for k in range(3))
+        out[i.astype(np.int64, copy=False)] = \
+            base[pos.astype(np.int64, copy=False)] ^ x.astype(np.uint64, copy=False)
     return out.astype(np.dtype("<u8"), copy=False).tobytes()
 
 

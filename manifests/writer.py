@@ -49,6 +49,7 @@ from .selection import (
     SELECTION_FILE,
     chars_relation,
     content_fingerprint,
+    gathers,
     scan_positions,
     selection_digests,
     selection_relation,
@@ -350,7 +351,9 @@ class VersionWriter:
         columns = list(info["columns"])
         con = self._connect()
         try:
-            used, ascending, dup, seen = scan_positions(sel_path, info["base_files"])
+            # the positions kept when the digests are taken from them (selection.gathers)
+            used, ascending, dup, seen, positions = scan_positions(
+                sel_path, info["base_files"], keep=gathers(info, self.schema.names, columns))
         except InputDataError as exc:
             raise InputDataError(f"{self.name}: {exc}") from None
         if dup:
@@ -358,7 +361,8 @@ class VersionWriter:
                                  hint="a selection drops or reorders rows; it never repeats one")
         self._check_values([sel_path], only=set(columns))
         digest_bytes = selection_digests(con, self.store, sel_path, info, used,
-                                         self.schema.names, columns)
+                                         self.schema.names, columns, positions)
+        del positions
         fp = content_fingerprint(schema_to_json(self.schema), digest_bytes)
         entry = self._entry(sel_path)
         rej_entry = None
