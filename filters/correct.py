@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from thinkforge.generators.config import JudgeConfig, JudgedStep
+from thinkforge.generators.judge_config import JudgeConfig, JudgedStep
 from thinkforge.manifests import DatasetStore, Manifest
 from thinkforge.manifests.schemas import schema_for
 

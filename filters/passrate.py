@@ -27,7 +27,7 @@ import itertools
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
-from thinkforge.generators.config import JudgeConfig, JudgedStep
+from thinkforge.generators.judge_config import JudgeConfig, JudgedStep
 from thinkforge.manifests import DatasetStore, Manifest
 from thinkforge.manifests.errors import InputDataError
 from thinkforge.manifests.partitions import current as current_partition
