@@ -8,7 +8,10 @@ copy of the store, timing the publish's parts (the functions below are wrapped w
 time inside a part nested in another is counted in both) and every DuckDB statement of the
 steps over ``--min-sql`` seconds.  Prints one table per run: part, calls, seconds.  Run it
 with another tree's interpreter (``/work/main/.venv/bin/python bench/publish_phases.py ...``)
-for a baseline on the same data.
+for a baseline on the same data.  thinkforge's modules are byte-compiled first, as
+``filters_passrate.py`` does (``--no-compile`` skips it): under ``PYTHONDONTWRITEBYTECODE=1``
+a tree without ``__pycache__`` would otherwise compile them from source in every child
+(~0.1 s of "imports").
 """
 
 from __future__ import annotations
@@ -100,9 +103,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--min-sql", type=float, default=10.0, help="print statements over this (s)")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--no-compile", action="store_true",
+                    help="do not byte-compile thinkforge's modules first")
     args = ap.parse_args()
     if args.child:
         return child(args.child, args.min_sql)
+    if not args.no_compile:
+        from filters_passrate import compile_thinkforge
+
+        compile_thinkforge()
     made = args.dir / f"made-{args.prompts}x{args.k}"
     if not made.is_dir():
         from filters_passrate import make_data
