@@ -13,7 +13,11 @@ three ways on the same versions:
 Printed per step: wall seconds, the ratio to local, the 1 -> 2 worker speed-up, the time
 of the step outside its Dask tasks (client, driver phases, merge and publish) from Dask's
 task stream, and a check that every executor's version has the local fingerprint and the
-local bytes (every file's sha256, as the manifests record them).
+local bytes (every file's sha256, as the manifests record them).  Before and after the
+steps, on the dask2 cluster: the machine's ceiling (``calibrate``: a fixed pure-CPU task
+alone on one worker, then on both at once; 2.0 on two idle cores, less on shared ones),
+and per step the speed-up as a share of it, Amdahl's serial fraction and the bound the
+driver's serial part allows.
 
     python bench/dask_scale.py --prompts 60000 --k 10 --docs 60000          # a quick look
     python bench/dask_scale.py --data /tmp/dask10m --prompts 1000000 --k 10 --docs 600000 \\
@@ -185,27 +189,31 @@ def serial_fraction(speedup: float, limit: float) -> float:
     return (limit / speedup - 1) / (limit - 1)
 
 
-def amdahl_bound(total_s: float, serial_s: float, limit: float) -> float:
-    """The best speed-up of a step taking ``total_s`` on one worker when ``serial_s`` of
-    it cannot be split and the rest splits perfectly up to the machine's ``limit``."""
-    return total_s / (serial_s + (total_s - serial_s) / limit)
+def amdahl_bound(one_s: float, serial_s: float, work_s: float, limit: float) -> float:
+    """The best 1 -> 2 speed-up of a step that takes ``one_s`` on one worker, when on two
+    its ``serial_s`` (the driver's part) stays serial and its tasks' summed ``work_s``
+    split perfectly up to the machine's ``limit``."""
+    return one_s / (serial_s + work_s / limit)
 
 
 def calibrate(client, n: int = 3_000_000, rounds: int = 4) -> dict:
     """The machine's ceiling now, on the cluster's first two workers: ``burn`` alone on
     one, then on both at once (each round: one of each; the best of ``rounds`` counts, as
-    for the steps).  About 2-3 s at the default ``n``."""
+    for the steps).  The pair's time is the longer of its two tasks' own times: how much
+    CPU each worker got, not the scheduler's few ms between the two starts (printed as
+    the skew).  About 2-3 s at the default ``n``."""
     workers = sorted(client.scheduler_info()["workers"])[:2]
     load_before = os.getloadavg()
     client.run(burn, n // 20)  # warm: the function reaches every worker once
-    singles, pairs = [], []
+    singles, pairs, skews = [], [], []
     for _ in range(rounds):
         start, end = client.submit(burn, n, workers=workers[:1], pure=False).result()
         singles.append(end - start)
         spans = client.gather([client.submit(burn, n, workers=[w], pure=False)
                                for w in workers])
-        pairs.append(max(e for _, e in spans) - min(s for s, _ in spans))
-    return {"single_s": min(singles), "pair_s": min(pairs),
+        pairs.append(max(e - s for s, e in spans))
+        skews.append(abs(spans[0][0] - spans[1][0]))
+    return {"single_s": min(singles), "pair_s": min(pairs), "skew_s": max(skews),
             "ceiling": ceiling(min(singles), min(pairs)),
             "rounds": [ceiling(a, b) for a, b in zip(singles, pairs, strict=True)],
             "load_before": load_before, "load_after": os.getloadavg()}
@@ -236,6 +244,7 @@ def measure(store, steps: list[str], repeat: int, local_threads: int | None) -> 
                     since = time.time()
                     r = run_step(store, s, label, res)
                     r["tasks"], r["task_s"], span = _task_span(client, since)
+                    r["span_s"] = span
                     r["outside_s"] = r["wall_s"] - span
                     if best is None or r["wall_s"] < best["wall_s"]:
                         best = r
@@ -249,28 +258,32 @@ def report(runs: dict, steps: list[str]) -> None:
     cal = runs["calibration"]
     for when, c in zip(("before the steps", "after the steps"), cal, strict=False):
         print(f"machine ceiling {when}: burn alone {c['single_s']:.3f} s, two at once "
-              f"{c['pair_s']:.3f} s -> {c['ceiling']:.2f}x (rounds "
+              f"{c['pair_s']:.3f} s each -> {c['ceiling']:.2f}x (rounds "
               f"{', '.join(f'{r:.2f}' for r in c['rounds'])}; load average "
-              f"{c['load_before'][0]:.2f} -> {c['load_after'][0]:.2f})")
+              f"{c['load_before'][0]:.2f} -> {c['load_after'][0]:.2f}; starts up to "
+              f"{c['skew_s'] * 1000:.0f} ms apart)")
     limit = sum(c["ceiling"] for c in cal) / len(cal)
     print(f"ceiling used below: {limit:.2f}x (mean of the {len(cal)} calibrations)")
     print(f"{'step':9} {'local s':>8} {'dask1 s':>8} {'dask2 s':>8} {'dask2/local':>11} "
           f"{'1->2':>6} {'of ceil':>7} {'Amdahl f':>8} {'outside s':>9} {'bound':>6} "
-          f"{'tasks':>5} {'task cpu s':>10} {'rows':>10}")
+          f"{'tasks':>5} {'task cpu s':>10} {'overlap':>7} {'rows':>10}")
     for s in steps:
         loc, d1, d2 = runs["local"][s], runs["dask1"][s], runs["dask2"][s]
         for label, r in (("dask1", d1), ("dask2", d2)):
             assert r["fingerprint"] == loc["fingerprint"], f"{s} {label}: another version"
             assert r["files"] == loc["files"], f"{s} {label}: other file bytes"
         speedup = d1["wall_s"] / d2["wall_s"]
-        bound = amdahl_bound(d1["wall_s"], d2["outside_s"], limit)
+        bound = amdahl_bound(d1["wall_s"], d2["outside_s"], d2["task_s"], limit)
         print(f"{s:9} {loc['wall_s']:8.2f} {d1['wall_s']:8.2f} {d2['wall_s']:8.2f} "
               f"{d2['wall_s'] / loc['wall_s']:10.2f}x {speedup:5.2f}x {speedup / limit:6.0%} "
               f"{serial_fraction(speedup, limit):8.2f} {d2['outside_s']:9.2f} {bound:5.2f}x "
-              f"{d2['tasks']:5d} {d2['task_s']:10.2f} {loc['rows']:10d}")
+              f"{d2['tasks']:5d} {d2['task_s']:10.2f} {d2['task_s'] / d2['span_s']:7.2f} "
+              f"{loc['rows']:10d}")
     print("1->2 = dask1 / dask2; of ceil = that / the ceiling; Amdahl f = the serial fraction "
-          "that explains it at the ceiling; bound = dask1 / (outside + (dask1 - outside) / "
-          "ceiling): the best 1->2 if only the driver's part (outside the tasks) stayed serial")
+          "that explains it at the ceiling; outside = dask2's time outside its tasks (the "
+          "driver: merge, publish); bound = dask1 / (outside + task cpu / ceiling): the best "
+          "1->2 with that part serial; overlap = task cpu / the tasks' span (2.00: both "
+          "workers busy from the first start to the last end)")
     print(f"cluster start + warm-up: dask1 {runs['dask1']['startup_s']:.2f} s, dask2 "
           f"{runs['dask2']['startup_s']:.2f} s (not in the step times)")
     print("fingerprints and every file's sha256 equal across executors: yes (asserted)")

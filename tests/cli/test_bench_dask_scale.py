@@ -34,13 +34,15 @@ def test_serial_fraction_inverts_amdahl(bench):
 
 
 def test_amdahl_bound(bench):
-    assert bench.amdahl_bound(10.0, 0.0, 2.0) == pytest.approx(2.0)
-    assert bench.amdahl_bound(10.0, 10.0, 2.0) == pytest.approx(1.0)
-    # 1 s serial of 10 s on 2 cores: 10 / (1 + 4.5)
-    assert bench.amdahl_bound(10.0, 1.0, 2.0) == pytest.approx(10 / 5.5)
+    assert bench.amdahl_bound(10.0, 0.0, 10.0, 2.0) == pytest.approx(2.0)
+    assert bench.amdahl_bound(10.0, 10.0, 0.0, 2.0) == pytest.approx(1.0)
+    # 1 s on the driver, 9 s of tasks on 2 cores: 10 / (1 + 4.5)
+    assert bench.amdahl_bound(10.0, 1.0, 9.0, 2.0) == pytest.approx(10 / 5.5)
     # the bound and the fraction agree: a step at its bound has the serial share as f
-    speedup = bench.amdahl_bound(10.0, 1.0, 1.8)
+    speedup = bench.amdahl_bound(10.0, 1.0, 9.0, 1.8)
     assert bench.serial_fraction(speedup, 1.8) == pytest.approx(0.1)
+    # tasks that do less work than the one-worker step (no sort, no publish) can beat 2x
+    assert bench.amdahl_bound(10.0, 0.5, 7.0, 2.0) > 2.0
 
 
 def test_burn_returns_its_span(bench):
