@@ -33,6 +33,7 @@ shared buckets; the shingle sets held at once are those of the candidate rows.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -59,9 +60,8 @@ from .minhash import (
 from .pairs import PAIRS_FIELD_HELP, PairPolicy, apply_pair_policy, pair_facts, resolve_policy
 from .text import (
     normalized_expr,
+    pre_key_expr,
     register,
-    sketch_expr,
-    sketch_whole_expr,
     text_expr,
     word_hash_batches,
     word_hashes_expr,
@@ -109,31 +109,31 @@ def run_dedup(store: DatasetStore, data: Manifest, name: str, config: DedupConfi
     def body(ctx: StepContext) -> None:
         con = ctx.con
         if config.near:
-            warm_up()  # numba's start-up overlaps the exact pass
+            warm_up()  # numba's start-up overlaps the numbering and the first batch
         register(con)
         doc_views(con, store, data, per_prompt, by_mode)
-        ctx.progress.phase("exact duplicates" if config.exact else "numbering rows")
+        ctx.progress.phase("numbering rows")
+        # exact without near: the pre-key here (with near: in the pass over the words)
+        pre_key = f", {pre_key_expr(text)} AS wkey" if config.exact and not config.near else ""
         con.execute(f"CREATE TEMP TABLE docs AS SELECT (row_number() OVER (ORDER BY id) - 1)"
-                    f"::BIGINT AS idx, id, {sketch_expr(text) if config.exact else 'NULL::BIGINT'} "
-                    "AS sketch, grp FROM doc_src")
-        if config.exact and _count(con, "docs WHERE sketch IS NULL"):
-            # texts whose ends are mostly separators: their sketch from the whole text
-            con.execute(f"UPDATE docs SET sketch = w.sketch FROM (SELECT s.id, "
-                        f"{sketch_whole_expr(text)} AS sketch FROM doc_src s SEMI JOIN docs d "
-                        "ON d.id = s.id AND d.sketch IS NULL) w WHERE docs.id = w.id")
-        # the exact key (md5 of the normalised text) only for rows whose sketch another row
-        # of their group shares: a row with a sketch of its own has no exact duplicate
-        con.execute("CREATE TEMP TABLE cand AS SELECT idx, id, grp FROM (SELECT idx, id, grp, "
-                    "count(*) OVER (PARTITION BY grp, sketch) AS n FROM docs) WHERE n > 1"
-                    if config.exact else "CREATE TEMP TABLE cand (idx BIGINT, id VARCHAR, grp VARCHAR)")
+                    f"::BIGINT AS idx, id, grp{pre_key} FROM doc_src")
+        bands = _signatures(ctx, text, config) if config.near else None
+        ctx.progress.phase("exact duplicates")
+        keyed = ("docs" if bands is None else
+                 f"(SELECT d.*, k.wkey FROM docs d JOIN {bands['keys']} k USING (idx))")
+        # the exact key (md5 of the normalised text) only for rows whose pre-key another
+        # row of their group shares: a row with a pre-key of its own has no exact duplicate
+        con.execute(f"CREATE TEMP TABLE cand AS {exact_candidates_sql(keyed, 'idx')}"
+                    if config.exact else "CREATE TEMP TABLE cand (idx BIGINT)")
         con.execute(f"CREATE TEMP TABLE dups AS SELECT idx, min(idx) OVER (PARTITION BY grp, "
                     f"norm_key) AS rep, 'exact_duplicate' AS reason, NULL::DOUBLE AS similarity "
-                    f"FROM (SELECT c.idx, c.grp, md5({normalized_expr(text)}) AS norm_key "
-                    f"FROM doc_src s JOIN cand c ON s.id = c.id)")
+                    f"FROM (SELECT d.idx, d.grp, md5({normalized_expr(text)}) AS norm_key "
+                    f"FROM doc_src s JOIN (SELECT d.idx, d.id, d.grp FROM docs d SEMI JOIN cand c "
+                    f"USING (idx)) d ON s.id = d.id)")
         con.execute("DELETE FROM dups WHERE idx = rep")
         facts = {"data": data.ref, "exact_duplicates": _count(con, "dups")}
-        if config.near:
-            facts.update(_near(ctx, text, config, by_mode))
+        if bands is not None:
+            facts.update(_near(ctx, text, config, by_mode, bands["bands"]))
         doc_key = "prompt_id" if per_prompt else "id"
         marks = ("SELECT x.id AS doc, d.reason, k.id AS duplicate_of, d.similarity FROM dups d "
                  "JOIN docs x ON x.idx = d.idx JOIN docs k ON k.idx = d.rep")
@@ -193,23 +193,36 @@ def _count(con, table: str) -> int:
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
-def _near(ctx: StepContext, text: str, config: DedupConfig, by_mode: bool) -> dict:
-    """Add near duplicates of the exact survivors to ``dups``; return facts for provenance."""
+def _signatures(ctx: StepContext, text: str, config: DedupConfig) -> dict[str, str]:
+    """One pass over every document's words: its MinHash band keys (``bands``: idx, band,
+    key; none for a document without words) and, with ``exact``, its pre-key (``keys``:
+    idx, wkey); both Parquet in the spill directory, as ``read_parquet`` sources.
+
+    DuckDB splits each text once for both (common subexpression); exact duplicates get
+    signatures too (they leave before the buckets are grouped): a second pass over the
+    text for the exact key alone cost more than their signatures."""
     con = ctx.con
-    n = _count(con, "docs")
     bands, rows = lsh_params(config)
     spill = Path(con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0])
     spill.mkdir(parents=True, exist_ok=True)
     hasher = MinHasher(config.num_perm, config.shingle, config.seed)
-    band_path = spill / "bands.parquet"
-    ctx.progress.phase("MinHash signatures", rows=n - _count(con, "dups"))
+    band_path, key_path = spill / "bands.parquet", spill / "keys.parquet"
+    ctx.progress.phase("MinHash signatures", rows=_count(con, "docs"))
+    wkey = pre_key_expr(text) if config.exact else "NULL::UBIGINT"
     batches = word_hash_batches(
-        con, f"SELECT d.idx, {word_hashes_expr(text)} AS words FROM doc_src s JOIN docs d "
-        "ON d.id = s.id ANTI JOIN dups x ON x.idx = d.idx", BATCH_ROWS)
+        con, f"SELECT d.idx, {wkey} AS wkey, {word_hashes_expr(text)} AS words "
+        "FROM doc_src s JOIN docs d ON d.id = s.id", BATCH_ROWS)
     schema = pa.schema([("idx", pa.int64()), ("band", pa.int16()), ("key", pa.uint64())])
-    with pq.ParquetWriter(band_path, schema) as out:
+    key_schema = pa.schema([("idx", pa.int64()), ("wkey", pa.uint64())])
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(pq.ParquetWriter(band_path, schema, use_dictionary=False))
+        keys_out = (stack.enter_context(pq.ParquetWriter(key_path, key_schema))
+                    if config.exact else None)
         for batch, words in batches:
             idx = batch.column(0).to_numpy()
+            if keys_out is not None:
+                keys_out.write_table(pa.table([batch.column(0), batch.column(1)],
+                                              schema=key_schema))
             sig = hasher.signatures(words)
             ctx.progress.advance(len(idx))
             keys = band_keys(sig, bands, rows)
@@ -218,9 +231,21 @@ def _near(ctx: StepContext, text: str, config: DedupConfig, by_mode: bool) -> di
             out.write_table(pa.table({
                 "idx": np.repeat(idx, bands), "band": np.tile(np.arange(bands, dtype=np.int16), len(idx)),
                 "key": keys.reshape(-1)}, schema=schema))
+    return {"bands": f"read_parquet({quote_literal(str(band_path))})",
+            "keys": f"read_parquet({quote_literal(str(key_path))})"}
+
+
+def _near(ctx: StepContext, text: str, config: DedupConfig, by_mode: bool, bands: str) -> dict:
+    """Add near duplicates of the exact survivors to ``dups`` from the band keys in
+    ``bands``; return facts for provenance."""
+    con = ctx.con
+    n = _count(con, "docs")
+    spill = Path(con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0])
+    hasher = MinHasher(config.num_perm, config.shingle, config.seed)
     ctx.progress.phase("LSH candidate pairs")
-    pairs = con.execute(candidate_pairs_sql(f"read_parquet({quote_literal(str(band_path))})",
-                                            "idx")).fetchnumpy()
+    con.execute(f"CREATE TEMP TABLE members AS {shared_members_sql(bands, 'dups', 'idx')}")
+    pairs = con.execute(candidate_pairs_sql("members", "idx")).fetchnumpy()
+    con.execute("DROP TABLE members")
     left, right = pairs["l"].astype(np.int64), pairs["r"].astype(np.int64)
     candidates = len(left)
     if by_mode:  # sft answers: an ON answer is never the duplicate of an OFF one
@@ -240,8 +265,9 @@ def _near(ctx: StepContext, text: str, config: DedupConfig, by_mode: bool) -> di
     con.register("near_dups", pa.table({"idx": linked, "rep": label[linked],
                                         "similarity": best[linked]}))
     con.execute("INSERT INTO dups SELECT idx, rep, 'near_duplicate', similarity FROM near_dups")
+    lsh_bands, lsh_rows = lsh_params(config)
     return {"near_duplicates": int(len(linked)), "candidate_pairs": candidates,
-            "verified_pairs": int(keep.sum()), "lsh_bands": bands, "lsh_rows": rows}
+            "verified_pairs": int(keep.sum()), "lsh_bands": lsh_bands, "lsh_rows": lsh_rows}
 
 
 def lsh_params(config: DedupConfig) -> tuple[int, int]:
@@ -264,6 +290,28 @@ def candidate_pairs_sql(bucket_src: str, key: str) -> str:
          WHERE a.size <= {ALL_PAIRS_UP_TO}
         UNION
         SELECT first AS l, {key} AS r FROM members WHERE size > {ALL_PAIRS_UP_TO} AND {key} <> first"""
+
+
+def exact_candidates_sql(docs: str, key: str) -> str:
+    """SQL: the ``key`` of each document of ``docs`` (``key``, ``grp``, ``wkey``: the
+    pre-key, ``pre_key_expr``) whose (group, pre-key) another document shares: only these
+    can have an exact duplicate (equal normalised texts have equal pre-keys), so only these
+    need the exact key (md5 of the normalised text, a second pass over their text)."""
+    return (f"WITH k AS (SELECT {key}, grp, wkey FROM {docs}) SELECT {key} FROM k SEMI JOIN "
+            "(SELECT grp, wkey FROM k GROUP BY grp, wkey HAVING count(*) > 1) USING (grp, wkey)")
+
+
+def shared_members_sql(bands: str, exact: str, key: str) -> str:
+    """SQL: the rows (``key``, band, key) of ``bands`` in a bucket that another row shares,
+    less the exact duplicates (``exact``'s ``key``): the members of a bucket shared after
+    the duplicates leave are members of one shared before, so ``candidate_pairs_sql`` over
+    these makes the pairs it makes over the band rows of the survivors (most band keys are
+    their bucket's only one: the anti join meets a small share of them)."""
+    return f"""
+        SELECT b.{key}, b.band, b.key FROM {bands} b
+        SEMI JOIN (SELECT band, key FROM {bands} GROUP BY band, key HAVING count(*) > 1)
+          USING (band, key)
+        ANTI JOIN {exact} e ON e.{key} = b.{key}"""
 
 
 def _candidate_jaccard(con, text: str, hasher: MinHasher, left: np.ndarray,

@@ -14,6 +14,7 @@ candidates by the exact Jaccard of their shingle sets.
 
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
 
@@ -162,6 +163,7 @@ def _probability(s: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return 1.0 - (1.0 - s ** rows) ** bands
 
 
+@functools.lru_cache(maxsize=64)
 def optimal_bands(threshold: float, num_perm: int,
                   false_negative_weight: float = 0.5) -> tuple[int, int]:
     """(bands, rows), bands x rows <= num_perm, minimising the weighted areas
@@ -170,18 +172,20 @@ def optimal_bands(threshold: float, num_perm: int,
 
     datasketch's ``MinHashLSH._optimal_param`` criterion (its ``weights`` = (1 - w, w)),
     integrated on a 1001-point grid instead of by quadrature.  ``w`` > 0.5 buys recall with
-    candidates: worth it when candidates are verified exactly (``exact_jaccard``)."""
+    candidates: worth it when candidates are verified exactly (``exact_jaccard``).  Every
+    (bands, rows) at once, one row each (a loop over the ~600 of them took 0.16 s of every
+    step); the first of equal errors in (bands, rows) order wins, as the loop did."""
     grid = np.linspace(0.0, 1.0, 1001)
     below, above = grid[grid < threshold], grid[grid >= threshold]
-    best, best_err = (1, num_perm), float("inf")
-    for bands in range(1, num_perm + 1):
-        for rows in range(1, num_perm // bands + 1):
-            fp = np.trapezoid(_probability(below, bands, rows), below) if len(below) > 1 else 0.0
-            fn = np.trapezoid(1 - _probability(above, bands, rows), above) if len(above) > 1 else 0.0
-            err = (1 - false_negative_weight) * fp + false_negative_weight * fn
-            if err < best_err:
-                best, best_err = (bands, rows), err
-    return best
+    shapes = np.array([(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)])
+    bands, rows = shapes[:, :1], shapes[:, 1:]
+    fp = np.trapezoid(_probability(below, bands, rows), below, axis=1) if len(below) > 1 \
+        else np.zeros(len(shapes))
+    fn = np.trapezoid(1 - _probability(above, bands, rows), above, axis=1) if len(above) > 1 \
+        else np.zeros(len(shapes))
+    err = (1 - false_negative_weight) * fp + false_negative_weight * fn
+    best = int(np.argmin(err))
+    return int(shapes[best, 0]), int(shapes[best, 1])
 
 
 class ShingleSets:

@@ -101,7 +101,7 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
 
     from .dedup import BATCH_ROWS, lsh_params
     from .minhash import MinHasher, band_keys, warm_up
-    from .text import word_hash_batches, word_hashes_expr, words_expr
+    from .text import pre_key_expr, word_hash_batches, word_hashes_expr
 
     store, data, _, text, res, per_prompt, by_mode = _setup(store_at, data_ref, config,
                                                            resources, hosts)
@@ -116,7 +116,7 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
                         Partition(count=count, index=index, keys={data.ref: key}, out=Path(out),
                                   ranges=ranges or {}))
         # DuckDB splits and normalises the text once for both lists (common subexpression)
-        wkey = f"hash({words_expr(text)})" if config.exact else "NULL::UBIGINT"
+        wkey = pre_key_expr(text) if config.exact else "NULL::UBIGINT"
         batches = word_hash_batches(con, f"SELECT s.id, s.grp, {wkey} AS wkey, "
                                          f"{word_hashes_expr(text)} AS words FROM doc_src s",
                                     BATCH_ROWS)
@@ -157,21 +157,14 @@ def near_pairs(store_at, data_ref: str, config, resources, hosts, index: int, co
     verified once."""
     from thinkforge.manifests.duck import parquet_source
 
-    from .dedup import candidate_pairs_sql
+    from .dedup import candidate_pairs_sql, shared_members_sql
 
     store, _, _, _, res, _, _ = _setup(store_at, data_ref, config, resources, hosts)
     tag = uuid.uuid4().hex[:8]
     paths = [str(Path(out) / f"pairs-p{index:04d}-v{i:04d}-{tag}.parquet") for i in range(count)]
     with _task_connection(store, res) as con:
-        # only the members of a bucket that two rows share before the exact duplicates leave
-        # (a superset of those after: the same pairs) meet the exact duplicates' anti join:
-        # most band keys are their bucket's only one
-        bands = parquet_source(bands_files)
-        con.execute(f"""
-            CREATE TEMP TABLE mine AS SELECT b.id, b.band, b.key FROM {bands} b
-            SEMI JOIN (SELECT band, key FROM {bands} GROUP BY band, key HAVING count(*) > 1)
-              USING (band, key)
-            ANTI JOIN {parquet_source([exact_file])} e ON e.id = b.id""")
+        members = shared_members_sql(parquet_source(bands_files), parquet_source([exact_file]), "id")
+        con.execute(f"CREATE TEMP TABLE mine AS {members}")
         con.execute(f"CREATE TEMP TABLE pairs AS {candidate_pairs_sql('mine', 'id')}")
         for i, path in enumerate(paths):
             con.execute(f"COPY (SELECT l, r FROM pairs WHERE hash(l, r) % {int(count)} = {i}) "
@@ -330,6 +323,8 @@ def _exact(ph: Phases, config, key: str, ranges: list[dict], docs_files: list[st
     (equal texts have equal ``wkey``)."""
     from thinkforge.manifests.duck import connect, parquet_source
 
+    from .dedup import exact_candidates_sql
+
     con = connect(threads=threads_here(ph.hosts))
     try:
         if not config.exact:
@@ -337,9 +332,7 @@ def _exact(ph: Phases, config, key: str, ranges: list[dict], docs_files: list[st
                         f"TO '{exact_file}' (FORMAT parquet)")
             return
         cand_file = str(ph.out / "exact-candidates.parquet")
-        docs = parquet_source(docs_files)
-        con.execute(f"COPY (SELECT id FROM {docs} SEMI JOIN (SELECT grp, wkey FROM {docs} "
-                    f"GROUP BY grp, wkey HAVING count(*) > 1) USING (grp, wkey)) "
+        con.execute(f"COPY ({exact_candidates_sql(parquet_source(docs_files), 'id')}) "
                     f"TO '{cand_file}' (FORMAT parquet)")
         keyed = ph.map("exact", near_exact_keys,
                        [(ph.store_at, ph.inputs["data"].ref, config, ph.resources, ph.hosts,
