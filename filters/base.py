@@ -235,6 +235,12 @@ class StepContext:
         rejected_from = by_key if positioned and not matched_dropped else (join, p, where)
         kept_path, rejected_path = self.writer.select(
             info, stored, rejected_columns, extra)
+        if positioned and kept + dropped > matched_kept + matched_dropped \
+                and current_partition() is not None:
+            # rows without a position (NULL __shard, __row) make DuckDB write ``_row``
+            # optional (the WHERE proves ``_shard`` only), in the whole step's files too;
+            # this partition's files may have no row to say so: the merge is told
+            self.writer.note_nullable([ROW])
         kept_by, rejected_by = _partition_order(self.writer, order[0], rejected_order[0])
         # a Dask partition's files are not sorted: the merge sorts their union (by the
         # ``__o<i>`` columns ``_partition_order`` adds) whatever order each is in

@@ -87,7 +87,7 @@ def _files(paths: list[str]) -> str:
     return "read_parquet([" + ", ".join(quote_literal(p) for p in paths) + "])"
 
 
-def _union(con, paths: list[str]) -> str:
+def _union(con, paths: list[str], nullable: set[str] = frozenset()) -> str:
     """The rows of partition files as one relation whose columns DuckDB knows NOT NULL
     where every partition wrote them so: DuckDB writes a column as Parquet ``required``
     when its statistics prove it has no NULL (as the local run's table does), and a
@@ -95,7 +95,9 @@ def _union(con, paths: list[str]) -> str:
     same rows).  Each file read alone keeps them and UNION ALL merges them, so the files
     are read as a UNION ALL of single-file reads (files without rows left out: DuckDB
     knows nothing of their columns); a temp table with NOT NULL columns where the files
-    disagree on their types or all are empty (copying every row once more)."""
+    disagree on their types or all are empty (copying every row once more).  ``nullable``:
+    columns a partition said the whole step writes ``optional`` (its own files may be
+    empty: ``PartitionWriter.note_nullable``)."""
     import uuid
 
     import pyarrow.parquet as pq
@@ -119,7 +121,8 @@ def _union(con, paths: list[str]) -> str:
     # the other way round: a column some partition wrote as ``optional`` (an expression the
     # local run cannot prove non-NULL either) is read through one that hides the proof
     loose = [c for c in schemas[0].names
-             if any(s.field(c).nullable for s, m in zip(schemas, metas, strict=True)
+             if full and c in nullable
+             or any(s.field(c).nullable for s, m in zip(schemas, metas, strict=True)
                     if m.num_rows)]
     if not loose:
         return relation
@@ -135,7 +138,9 @@ def _ops(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for part in parts:
         for op in part["ops"]:
             key = (op["op"], op.get("order_by"), str(op.get("kept_order")))
-            entry = merged.setdefault(key, {**op, "paths": [], "rejected_paths": []})
+            entry = merged.setdefault(key, {**op, "paths": [], "rejected_paths": [],
+                                            "nullable": set()})
+            entry["nullable"].update(op.get("nullable", ()))
             entry["paths"].append(op.get("kept") or op["path"])
             if op["op"] == "selection":
                 entry["rejected_paths"].append(op["rejected"])
@@ -171,7 +176,8 @@ def merge_partitions(store: DatasetStore, parts: list[dict[str, Any]],
                                                (op["rejected_paths"], op["rejected_order"],
                                                 rejected)):
                         drop = ", ".join(t.split()[0] for t in terms)
-                        ctx._copy(f"SELECT * EXCLUDE ({drop}) FROM {_union(con, paths)} "
+                        union = _union(con, paths, op["nullable"])
+                        ctx._copy(f"SELECT * EXCLUDE ({drop}) FROM {union} "
                                   f"ORDER BY {', '.join(terms)}", [], path)
                 else:
                     new_path = writer.new_shard_path if op["op"] == "kept" \

@@ -147,17 +147,14 @@ def collect_provenance(ctx: StepContext, rollouts: Manifest, prompts: Manifest) 
     return out
 
 
-def partial_counts_sql(files: list[str], bounds: tuple[Any, Any] | None = None) -> str:
-    """Rollouts per prompt summed over the partial counts of the rollouts partitions
-    (``filters/partitioned_passrate.py``), for the prompt ids in ``bounds`` ([low, high):
-    this partition's range of prompt ids, unknown ids included; None: every id)."""
+def partial_counts_sql(files: list[str]) -> str:
+    """Rollouts per prompt summed over partial counts files of the rollouts partitions
+    (``filters/partitioned_passrate.py``: a judge task's share of every counts task's)."""
     from thinkforge.manifests.duck import parquet_source
-    from thinkforge.manifests.partitions import in_bounds
 
-    where = f"WHERE {in_bounds('prompt_id', *bounds)} " if bounds else ""
     return ("SELECT prompt_id, sum(n_rollouts)::BIGINT AS n_rollouts, "
             "sum(n_samples)::BIGINT AS n_samples, sum(n_correct)::BIGINT AS n_correct "
-            f"FROM {parquet_source(files)} {where}GROUP BY prompt_id")
+            f"FROM {parquet_source(files)} GROUP BY prompt_id")
 
 
 def samples_observed(histogram) -> dict[str, Any]:
@@ -238,7 +235,7 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
                   f"(count(*) FILTER (WHERE correct))::BIGINT AS n_correct "
                   f"FROM rollouts_src {mode_filter} GROUP BY prompt_id")
         if counted is not None:  # a Dask partition of the prompts: the rollouts' partial counts
-            counts = partial_counts_sql(counted, partition.bounds.get(prompts.ref))
+            counts = partial_counts_sql(counted)
         con.execute(f"""
             CREATE TEMP TABLE scored AS
             SELECT *, {bucket} AS bucket,

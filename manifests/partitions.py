@@ -54,10 +54,6 @@ class Partition:
     # version ref -> this partition's rows by position, [(shard, first row, end row)]: a
     # worker reads only its own row groups (``position_ranges``); wins over ``keys``
     ranges: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
-    # version ref -> (low, high): this partition's rows are those whose ``keys[ref]`` lies in
-    # [low, high) (None: unbounded); partitions in key order, so their sorted outputs
-    # concatenate in the local order (pass rate's prompts: ``partitioned_passrate``)
-    bounds: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     # what an earlier phase computed for this one (pass rate: the rollouts' partial counts)
     given: dict[str, Any] = field(default_factory=dict)
     ops: list[dict[str, Any]] = field(default_factory=list)
@@ -74,8 +70,6 @@ class Partition:
         key = self.keys.get(ref)
         if key is None:
             return relation
-        if ref in self.bounds:
-            return f"(SELECT * FROM {relation} WHERE {in_bounds(key, *self.bounds[ref])})"
         return (f"(SELECT * FROM {relation} WHERE hash({key}) % {int(self.count)} "
                 f"= {int(self.index)})")
 
@@ -122,6 +116,11 @@ class PartitionWriter:
         """The ORDER BY of the last selection's files, as terms over ``__o<i>`` columns."""
         self.partition.ops[-1].update(kept_order=kept, rejected_order=rejected)
 
+    def note_nullable(self, columns: list[str]) -> None:
+        """Columns of the last selection's files that the whole step writes ``optional``
+        even where this partition's files have no row to show it (``partitioned._union``)."""
+        self.partition.ops[-1]["nullable"] = list(columns)
+
     def copy_path(self, label: str, order_by: str, split_on: str | None,
                   size_of: list[str]) -> Path:
         path = self.partition.path(label)
@@ -139,18 +138,6 @@ class PartitionWriter:
         part = self.partition
         return {"partition": part.index, "ops": part.ops, "provenance": part.provenance,
                 "partials": part.partials, **part.record}
-
-
-def in_bounds(expr: str, low: Any, high: Any) -> str:
-    """SQL: ``expr`` in [low, high) (None: no bound on that side), as DuckDB compares."""
-    from .duck import quote_literal
-
-    def lit(v: Any) -> str:
-        return quote_literal(v) if isinstance(v, str) else repr(int(v))
-
-    terms = [f"{expr} >= {lit(low)}" if low is not None else "",
-             f"{expr} < {lit(high)}" if high is not None else ""]
-    return " AND ".join(t for t in terms if t) or "true"
 
 
 def order_columns(order_by: str) -> tuple[list[str], list[str]]:

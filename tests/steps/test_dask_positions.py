@@ -6,8 +6,6 @@ local one."""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 from thinkforge.manifests.partitions import position_ranges
 from thinkforge.manifests.selection import row_relation
@@ -179,41 +177,37 @@ def test_passrate_by_position_equals_local(store, cluster, monkeypatch, config, 
     assert not list((store.root / ".staging").glob("partitions-*"))
 
 
-def test_passrate_counts_split_by_id_range(store, tmp_path):
-    """Phase 1 writes one counts file per run of rollouts rows and samples its prompt ids;
-    the id ranges cut at the samples' quantiles hold every id once (an unknown id too), and
-    the counts of a range summed over every file are the whole counts of its ids."""
+def test_passrate_counts_split_by_prompt_id_hash(store, tmp_path):
+    """Phase 1 writes, per run of rollouts rows, one counts file per judge task: each holds
+    only the prompt ids of that task's hash (an unknown id too), as the judge tasks split the
+    prompts, and a task's files summed are the whole counts of its ids."""
     import duckdb
-    from thinkforge.filters.partitioned_passrate import id_ranges, passrate_counts
+    from thinkforge.filters.partitioned_passrate import passrate_counts
     from thinkforge.filters.passrate import partial_counts_sql
-    from thinkforge.manifests.partitions import in_bounds, row_group_ranges
+    from thinkforge.manifests.partitions import Partition, row_group_ranges
 
     inputs = _straddling_rollouts(store)
     rollouts = inputs["rollouts"]
     by_rollouts = row_group_ranges(store, rollouts, 2)
     made = [passrate_counts((type(store), str(store.root)), rollouts.ref, None, by_rollouts[i],
-                            {"threads": 1}, str(tmp_path), i) for i in range(2)]
-    assert all(m["sample"] for m in made)
-    ranges = id_ranges([m["sample"] for m in made], 3)
-    assert ranges[0][0] is None and ranges[-1][1] is None
-    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))  # no gap, no overlap
+                            {"threads": 1}, str(tmp_path), i, 3) for i in range(2)]
+    assert all(len(m["paths"]) == 3 for m in made) and made[0]["generators"] == ["g0", "g1"]
     con = duckdb.connect()
-    files = [m["path"] for m in made]
     whole = con.execute(f"SELECT prompt_id, count(*), count(correct), count(*) FILTER (WHERE "
                         f"correct) FROM {row_relation(store, rollouts)} GROUP BY ALL "
                         f"ORDER BY 1").fetchall()
     got = []
-    for bounds in ranges:
-        mine = con.execute(f"{partial_counts_sql(files, bounds)} ORDER BY 1").fetchall()
-        lo, hi = bounds
-        assert all((lo is None or r[0] >= lo) and (hi is None or r[0] < hi) for r in mine)
-        assert con.execute(f"SELECT count(*) FROM (SELECT unnest(?) AS id) WHERE "
-                           f"{in_bounds('id', lo, hi)}", [[r[0] for r in mine]]).fetchone()[0] \
-            == len(mine)
+    for j in range(3):
+        mine = con.execute(f"{partial_counts_sql([m['paths'][j] for m in made])} "
+                           "ORDER BY 1").fetchall()
+        ids = Partition(count=3, index=j, keys={"x": "id"}, out=tmp_path).restrict(
+            "x", "(SELECT unnest(?) AS id)")
+        assert con.execute(f"SELECT count(*) FROM {ids}", [[r[0] for r in mine]]).fetchone()[0] \
+            == len(mine)  # the ids the judge task of hash j keeps of the prompts
         got += mine
     assert sorted(got) == whole and any(r[0] == "zz-unknown" for r in got)
-    assert id_ranges([[], []], 3) == [(None, None), ("", ""), ("", "")]  # [x, x): empty
-    assert con.execute(f"{partial_counts_sql(files)} ORDER BY 1").fetchall() == whole
+    assert con.execute(f"{partial_counts_sql([p for m in made for p in m['paths']])} "
+                       "ORDER BY 1").fetchall() == whole
 
 
 def test_decontam_index_kept_for_the_next_partition(store, tmp_path, monkeypatch):
