@@ -250,14 +250,16 @@ class StepContext:
         rel, at, cond = kept_from
         self._copy(f"SELECT {at}.__shard::INTEGER AS {SHARD}, {at}.__row::BIGINT AS {ROW}{stored_sql}"
                    f"{kept_by} {rel} WHERE j.reason IS NULL{cond}"
-                   + (f" ORDER BY {ordered(order[0])}" if sort else ""), [], kept_path)
+                   + (f" ORDER BY {ordered(order[0])}" if sort else ""), [], kept_path,
+                   narrow=True)
         self.progress.phase("writing rejected rows")
         rej_stored = "".join(f", j.{q(c)}" for c in rejected_columns if c in stored)
         rel, at, cond = rejected_from
         self._copy(f"SELECT {at}.__shard::INTEGER AS {SHARD}, {at}.__row::BIGINT AS {ROW}{rej_stored}, "
                    f"j.reason{''.join(f', j.{q(c)}' for c in extra)}{rejected_by} {rel} "
                    f"WHERE j.reason IS NOT NULL{cond}"
-                   + (f" ORDER BY {ordered(rejected_order[0])}" if sort else ""), [], rejected_path)
+                   + (f" ORDER BY {ordered(rejected_order[0])}" if sort else ""), [],
+                   rejected_path, narrow=True)
         if not positioned:
             kept, dropped = con.execute(
                 "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS "
@@ -339,13 +341,16 @@ class StepContext:
             total += n
         return total
 
-    def _copy(self, select_sql: str, params: list[Any] | None, path: Path) -> None:
+    def _copy(self, select_sql: str, params: list[Any] | None, path: Path,
+              narrow: bool = False) -> None:
         # the writer buffers one row group: bound it by bytes (docs/concepts.md: ~128 MiB, less when the
         # memory limit is small) and by ROW_GROUP_ROWS, so that DuckDB compresses row groups
         # on every thread (one row group is one thread's work, when written and when read);
         # a Dask partition's files are read once by the merge: snappy, quicker than zstd
-        # both ways (the version's own files stay zstd: the merge writes them)
-        codec = "snappy" if current_partition() is not None else "zstd"
+        # both ways, and ``narrow`` ones (selection positions) not compressed at all, which
+        # is quicker still (the version's own files stay zstd: the merge writes them)
+        codec = "zstd" if current_partition() is None else \
+            "uncompressed" if narrow else "snappy"
         self.con.execute(f"COPY ({select_sql}) TO {quote_literal(str(path))} "
                          f"(FORMAT parquet, COMPRESSION {codec}, ROW_GROUP_SIZE {ROW_GROUP_ROWS}, "
                          f"ROW_GROUP_SIZE_BYTES {int(self.row_group_bytes)})", params or []

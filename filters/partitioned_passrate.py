@@ -36,7 +36,7 @@ from typing import Any
 
 from thinkforge.manifests.partitions import PHASED, Partition, Phases, running, threads_here
 
-from .partitioned import merge_partitions
+from .partitioned import close_connection, merge_connection, merge_partitions
 
 
 def passrate_counts(store_at, rollouts_ref: str, reasoning: str | None, ranges: dict,
@@ -119,12 +119,18 @@ def run_passrate_phased(ph: Phases):
                      [(ph.store_at, rollouts.ref, config.reasoning, by_rollouts[i],
                        ph.resources, str(ph.out), i, ph.count) for i in range(ph.count)])
     generators = sorted({g for c in counted for g in c["generators"]})[:50]
-    parts = ph.map("judge", passrate_judge,
-                   [(ph.store_at, rollouts.ref, prompts.ref, ph.name, config, ph.resources, i,
-                     ph.count, str(ph.out),
-                     {"generators": generators, "counts": [c["paths"][i] for c in counted]})
-                    for i in range(ph.count)])
-    return merge_partitions(ph.store, parts, ph.resources)
+    futures = ph.submit("judge", passrate_judge,
+                        [(ph.store_at, rollouts.ref, prompts.ref, ph.name, config, ph.resources,
+                          i, ph.count, str(ph.out),
+                          {"generators": generators, "counts": [c["paths"][i] for c in counted]})
+                         for i in range(ph.count)])
+    opened = merge_connection(ph.store, ph.resources)  # while the judge tasks run
+    try:
+        parts = ph.client.gather(futures)
+    except BaseException:
+        close_connection(opened)
+        raise
+    return merge_partitions(ph.store, parts, ph.resources, opened)
 
 
 PHASED["passrate"] = run_passrate_phased

@@ -181,10 +181,14 @@ class Phases:
     def map(self, phase: str, fn, calls: list[tuple]) -> list[Any]:
         """Run ``fn(*call)`` for every call as Dask tasks (a lost worker's task is rerun
         elsewhere, ``retries`` for one that raised); their results in order."""
-        futures = [self.client.submit(fn, *call, pure=False, retries=self.retries,
-                                      key=f"{self.label}-{phase}{i}-{uuid.uuid4().hex[:6]}")
-                   for i, call in enumerate(calls)]
-        return self.client.gather(futures)
+        return self.client.gather(self.submit(phase, fn, calls))
+
+    def submit(self, phase: str, fn, calls: list[tuple]) -> list[Any]:
+        """``map`` without the wait: the futures (``client.gather`` them), so that the
+        driver can prepare the next phase while these tasks run."""
+        return [self.client.submit(fn, *call, pure=False, retries=self.retries,
+                                   key=f"{self.label}-{phase}{i}-{uuid.uuid4().hex[:6]}")
+                for i, call in enumerate(calls)]
 _MERGE: list[Any] = []
 
 
