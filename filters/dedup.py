@@ -62,6 +62,8 @@ from .text import (
     normalized_expr,
     pre_key_expr,
     register,
+    sketch_expr,
+    sketch_whole_expr,
     text_expr,
     word_hash_batches,
     word_hashes_expr,
@@ -113,10 +115,17 @@ def run_dedup(store: DatasetStore, data: Manifest, name: str, config: DedupConfi
         register(con)
         doc_views(con, store, data, per_prompt, by_mode)
         ctx.progress.phase("numbering rows")
-        # exact without near: the pre-key here (with near: in the pass over the words)
-        pre_key = f", {pre_key_expr(text)} AS wkey" if config.exact and not config.near else ""
+        # exact without near: the pre-key is the sketch (a text's ends only: long outputs
+        # stay cheap); with near: the hash of the word list, in the pass over the words
+        sketch = config.exact and not config.near
         con.execute(f"CREATE TEMP TABLE docs AS SELECT (row_number() OVER (ORDER BY id) - 1)"
-                    f"::BIGINT AS idx, id, grp{pre_key} FROM doc_src")
+                    f"::BIGINT AS idx, id, grp{f', {sketch_expr(text)} AS wkey' if sketch else ''} "
+                    "FROM doc_src")
+        if sketch and _count(con, "docs WHERE wkey IS NULL"):
+            # texts whose ends are mostly separators: their sketch from the whole text
+            con.execute(f"UPDATE docs SET wkey = w.sketch FROM (SELECT s.id, "
+                        f"{sketch_whole_expr(text)} AS sketch FROM doc_src s SEMI JOIN docs d "
+                        "ON d.id = s.id AND d.wkey IS NULL) w WHERE docs.id = w.id")
         bands = _signatures(ctx, text, config) if config.near else None
         ctx.progress.phase("exact duplicates")
         keyed = ("docs" if bands is None else

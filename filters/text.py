@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +27,7 @@ from .minhash import flat_lists
 WORD_SPLIT = r"[^\p{L}\p{N}]+"
 MESSAGES_TEXT = "array_to_string(list_transform({col}, lambda m: m.content), chr(10))"
 NORMALIZE = "tf_normalize"
+SKETCH = "tf_sketch"
 # ASCII letters and digits to lower case, every other ASCII byte to a space; bytes >= 0x80
 # (inside multi-byte characters) unchanged: texts that are not all ASCII take the regex
 _ASCII_TABLE = bytes(ord(chr(b).lower()) if chr(b).isalnum() else 0x20 for b in range(128)) \
@@ -58,11 +60,89 @@ def normalize_unicode(texts: pa.Array) -> pa.Array:
     return pc.replace_substring_regex(pc.utf8_lower(texts), WORD_SPLIT, " ")
 
 
+# ASCII: lower case, every byte that is not a letter or digit deleted (what sketch hashes)
+_LOWER_TABLE = bytes(ord(chr(b).lower()) if b < 128 else b for b in range(256))
+_NOT_ALNUM = bytes(b for b in range(128) if not chr(b).isalnum())
+SKETCH_WINDOW = 512   # characters at each end of a text that the sketch reads
+SKETCH_LETTERS = 96   # letters and digits it hashes at each end
+
+
+def _letters(texts: pa.Array) -> list[bytes]:
+    """Each text's normalised words with the separators removed (UTF-8): "L" below."""
+    texts = pc.fill_null(texts, "")
+    if texts.offset:
+        texts = pa.concat_arrays([texts])
+    _, offsets, data = texts.buffers()
+    if data is None or len(texts) == 0:
+        return [b""] * len(texts)
+    off = np.frombuffer(offsets, dtype=np.int32)[:len(texts) + 1].tolist()
+    buf = data.to_pybytes()
+    translate = bytes.translate
+    out = [translate(buf[lo:hi], _LOWER_TABLE, _NOT_ALNUM) for lo, hi in pairwise(off)]
+    other = np.flatnonzero(pc.invert(pc.string_is_ascii(texts)).to_numpy(zero_copy_only=False))
+    if len(other):  # not ASCII: the regex normalisation, then the spaces removed
+        normal = normalize(texts.take(pa.array(other))).to_pylist()
+        for i, text in zip(other.tolist(), normal, strict=True):
+            out[i] = text.replace(" ", "").encode()
+    return out
+
+
+def _ends(letters: bytes) -> tuple[bytes, bytes]:
+    """The first and last SKETCH_LETTERS characters of L (UTF-8: cut on characters)."""
+    if letters.isascii():
+        return letters[:SKETCH_LETTERS], letters[-SKETCH_LETTERS:]
+    text = letters.decode()
+    return text[:SKETCH_LETTERS].encode(), text[-SKETCH_LETTERS:].encode()
+
+
+def _enough(letters: bytes) -> bool:
+    return (len(letters) if letters.isascii() else len(letters.decode())) >= SKETCH_LETTERS
+
+
+def sketch(head: pa.Array | pa.ChunkedArray, tail: pa.Array | pa.ChunkedArray,
+           whole: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A 64-bit hash of the first and last SKETCH_LETTERS letters and digits of a text's
+    normalised words (L: the words with the separators removed), read from ``head`` and
+    ``tail`` (the text's first and last SKETCH_WINDOW characters; ``whole``: they are the
+    whole text).
+
+    Equal ``normalize`` word lists give equal L and so equal sketches (not the converse:
+    "ab c" and "a bc" share one); a sketch depends on L only, never on how the text is laid
+    out.  NULL when the windows hold too few letters to know L's ends (a text that does not
+    fit its windows and is mostly separators): compute it again from the whole text.  Exact
+    dedup computes the exact key only for rows whose sketch repeats.  Equal within one
+    process only (Python's salted bytes hash)."""
+    head, tail, whole = (x.combine_chunks() if isinstance(x, pa.ChunkedArray) else x
+                         for x in (head, tail, whole))
+    heads, tails = _letters(head.cast(pa.string())), _letters(tail.cast(pa.string()))
+    out = []
+    for h, t, w in zip(heads, tails, pc.fill_null(whole, False).to_pylist(), strict=True):
+        if w:  # the head is the text: L is known
+            out.append(hash(_ends(h)))
+        elif _enough(h) and _enough(t):
+            out.append(hash((_ends(h)[0], _ends(t)[1])))
+        else:
+            out.append(None)
+    return pa.array(out, pa.int64())
+
+
+def sketch_expr(text: str) -> str:
+    """SQL: the sketch of ``text`` (NULL: recompute with ``sketch_whole_expr``)."""
+    return (f"{SKETCH}(left({text}, {SKETCH_WINDOW}), right({text}, {SKETCH_WINDOW}), "
+            f"strlen({text}) <= {SKETCH_WINDOW})")
+
+
+def sketch_whole_expr(text: str) -> str:
+    return f"{SKETCH}({text}, {text}, true)"
+
+
 def register(con) -> None:
-    """Make ``tf_normalize(VARCHAR)`` callable on ``con``."""
-    from duckdb.sqltypes import VARCHAR
+    """Make ``tf_normalize(VARCHAR)`` and ``tf_sketch(VARCHAR)`` callable on ``con``."""
+    from duckdb.sqltypes import BIGINT, BOOLEAN, VARCHAR
 
     con.create_function(NORMALIZE, normalize, [VARCHAR], VARCHAR, type="arrow")
+    con.create_function(SKETCH, sketch, [VARCHAR, VARCHAR, BOOLEAN], BIGINT, type="arrow",
+                        null_handling="special")
 
 
 def text_expr(field: str, columns: list[str]) -> str:
@@ -93,7 +173,8 @@ def pre_key_expr(text: str) -> str:
     """SQL: the exact-duplicate *pre*-key of ``text``, DuckDB's 64-bit hash of its word list:
     equal normalised texts have equal pre-keys (not the converse), so the exact key
     (``normalized_expr``'s md5) is needed only where a pre-key repeats.  In the same SELECT
-    as ``word_hashes_expr`` DuckDB splits the text once for both."""
+    as ``word_hashes_expr`` DuckDB splits the text once for both (near dedup); exact dedup
+    alone uses ``sketch_expr``, which reads only the ends of long texts."""
     return f"hash({words_expr(text)})"
 
 
