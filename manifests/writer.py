@@ -387,8 +387,24 @@ class VersionWriter:
                                                                        sel_path, cols),
                               chars_sql=chars_relation(self.store, sel_path, info)
                               if "output" in self.schema.names else None, con=con,
-                              counted=self._base_counts(info, columns, used, seen))
+                              counted={**self._base_counts(info, columns, used, seen),
+                                       **self._stored_counts(sel_path, columns, entry.rows)})
         return self._finish(fp, [], rejected, stats, selection=selection, rows=entry.rows)
+
+    def _stored_counts(self, sel_path: Path, stored: list[str], rows: int) -> dict[str, dict[str, int]]:
+        """``by_<column>`` of the string columns the selection stores (a pass rate's bucket),
+        counted from the file's dictionary codes as the base's are (every row of the file is a
+        row of the version): ~3 ms instead of a ~15 ms string GROUP BY."""
+        from .selection_stats import base_counts
+        from .stats import COUNT_COLUMNS
+
+        columns = [c for c in COUNT_COLUMNS if c in stored and c in self.schema.names
+                   and pa.types.is_string(self.schema.field(c).type)]
+        if not columns or not rows:
+            return {}
+        import numpy as np
+
+        return base_counts([sel_path], [0, rows], np.ones(rows, dtype=bool), columns)
 
     def _base_counts(self, info: dict[str, Any], stored: list[str], used: list[int],
                      seen) -> dict[str, dict[str, int]]:
