@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from .backends import backend_names
-from .judge_config import JudgeConfig, JudgedStep  # noqa: F401  (filters import them from there)
+from .judge_config import JudgeConfig, JudgedStep
 
 Mode = Literal["on", "off"]
 

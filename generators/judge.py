@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import BackendConfig, JudgeConfig
+from .config import BackendConfig
+from .judge_config import JudgeConfig
 
 JUDGE_PROMPT_VERSION = "judge-v1"
 REPLY_CHARS = 4000     # the judge reads the end of the reply's answer part

@@ -182,7 +182,9 @@ def test_worker_killed_mid_partition(store, prompts, cluster, tmp_path):
 
             def kill_after_first_chunk():
                 deadline = time.time() + 60
-                while time.time() < deadline and not list(runs.glob("kill-dask-*/chunk-*")):
+                # a finished chunk (its .parquet.tmp, still being written, would be lost
+                # with the worker: nothing saved to check)
+                while time.time() < deadline and not list(runs.glob("kill-dask-*/chunk-*.parquet")):
                     time.sleep(0.01)
                 busy = [addr for addr, keys in client.processing().items() if keys]
                 seen["victim"] = victim = client.run(os.getpid, workers=busy[:1])[busy[0]]
