@@ -244,15 +244,16 @@ def _signatures(ctx: StepContext, text: str, config: DedupConfig) -> dict[str, s
             "keys": f"read_parquet({quote_literal(str(key_path))})"}
 
 
-def _near(ctx: StepContext, text: str, config: DedupConfig, by_mode: bool, bands: str) -> dict:
+def _near(ctx: StepContext, text: str, config: DedupConfig, by_mode: bool,
+          band_src: str) -> dict:
     """Add near duplicates of the exact survivors to ``dups`` from the band keys in
-    ``bands``; return facts for provenance."""
+    ``band_src`` (``_signatures``); return facts for provenance."""
     con = ctx.con
     n = _count(con, "docs")
     spill = Path(con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0])
     hasher = MinHasher(config.num_perm, config.shingle, config.seed)
     ctx.progress.phase("LSH candidate pairs")
-    con.execute(f"CREATE TEMP TABLE members AS {shared_members_sql(bands, 'dups', 'idx')}")
+    con.execute(f"CREATE TEMP TABLE members AS {shared_members_sql(band_src, 'dups', 'idx')}")
     pairs = con.execute(candidate_pairs_sql("members", "idx")).fetchnumpy()
     con.execute("DROP TABLE members")
     left, right = pairs["l"].astype(np.int64), pairs["r"].astype(np.int64)
@@ -274,9 +275,9 @@ def _near(ctx: StepContext, text: str, config: DedupConfig, by_mode: bool, bands
     con.register("near_dups", pa.table({"idx": linked, "rep": label[linked],
                                         "similarity": best[linked]}))
     con.execute("INSERT INTO dups SELECT idx, rep, 'near_duplicate', similarity FROM near_dups")
-    lsh_bands, lsh_rows = lsh_params(config)
+    bands, rows = lsh_params(config)
     return {"near_duplicates": int(len(linked)), "candidate_pairs": candidates,
-            "verified_pairs": int(keep.sum()), "lsh_bands": lsh_bands, "lsh_rows": lsh_rows}
+            "verified_pairs": int(keep.sum()), "lsh_bands": bands, "lsh_rows": rows}
 
 
 def lsh_params(config: DedupConfig) -> tuple[int, int]:

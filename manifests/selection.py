@@ -410,7 +410,7 @@ def selection_digests(con, store: DatasetStore, file_path: Path, info: dict[str,
     offsets = [0]
     for f in info["base_files"]:
         offsets.append(offsets[-1] + f.rows)
-    if not b_terms and offsets[-1] <= _GATHER_ROWS:
+    if gathers(info, columns, stored):  # no b_terms, a base small enough
         return _gathered_digests(con, store.root / info["base_digests"].path, file_path,
                                  offsets, s_terms, positions)
     digests = (f"(SELECT d, file_row_number AS pos FROM "
