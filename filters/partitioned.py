@@ -119,11 +119,15 @@ def _union(con, paths: list[str], nullable: set[str] = frozenset()) -> str:
                             "SET NOT NULL")
         con.execute(f"INSERT INTO {relation} SELECT * FROM {_files(paths)}")
     # the other way round: a column some partition wrote as ``optional`` (an expression the
-    # local run cannot prove non-NULL either) is read through one that hides the proof
+    # local run cannot prove non-NULL either) is read through one that hides the proof.
+    # Empty files count too: a file's schema is what its partition's plan said (NULLs in
+    # that partition's judged rows), and the local run's rows are every partition's, so a
+    # column is ``optional`` there when it is in any partition's file, even one without
+    # rows (every row of one partition rejected: its rejected rows say ``required``, the
+    # partition whose rows were all kept wrote an empty file that says ``optional``), and
+    # an empty table proves every column non-NULL (every file empty)
     loose = [c for c in schemas[0].names
-             if full and c in nullable
-             or any(s.field(c).nullable for s, m in zip(schemas, metas, strict=True)
-                    if m.num_rows)]
+             if full and c in nullable or any(s.field(c).nullable for s in schemas)]
     if not loose:
         return relation
     hide = ", ".join(f"CASE WHEN {quote_ident(c)} IS NULL THEN NULL ELSE {quote_ident(c)} END "
@@ -139,8 +143,9 @@ def _ops(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for op in part["ops"]:
             key = (op["op"], op.get("order_by"), str(op.get("kept_order")))
             entry = merged.setdefault(key, {**op, "paths": [], "rejected_paths": [],
-                                            "nullable": set()})
+                                            "nullable": set(), "facts": []})
             entry["nullable"].update(op.get("nullable", ()))
+            entry["facts"].append(op.get("facts"))
             entry["paths"].append(op.get("kept") or op["path"])
             if op["op"] == "selection":
                 entry["rejected_paths"].append(op["rejected"])
@@ -174,6 +179,8 @@ def merge_partitions(store: DatasetStore, parts: list[dict[str, Any]],
                 if op["op"] == "selection":
                     kept, rejected = writer.select(op["info"], op["columns"],
                                                    op["rejected_columns"], op["rejected_extra"])
+                    # each partition checked and digested its own kept rows (or None)
+                    writer.use_partition_facts(op["facts"])
                     for paths, terms, path in ((op["paths"], op["kept_order"], kept),
                                                (op["rejected_paths"], op["rejected_order"],
                                                 rejected)):

@@ -1,0 +1,177 @@
+"""A selection's publish work done by the Dask partitions that wrote it (issue 27 item 5).
+
+Publishing a selection (``writer.VersionWriter._publish_selection``) checks its positions
+(in range, none repeated, whether they ascend), takes the base's row digests at them
+(corrected for the stored columns) and counts the base's string columns at the selected
+rows.  A merged Dask step did all of it on the driver, after the tasks, over every row
+(at 10M rows ~1.8 s of decontam's ~3 s serial part: bench/README.md "dask_scale.py").
+
+Here each partition that owns a contiguous run of base positions (``partitions.position_ranges``:
+a plain version split by row position, so its rows' positions are its run) does that work
+for its own kept rows (``partition_facts``): range and repeat checks, the rows it takes from
+each shard, the digests of its run (the base's, with its rows' stored-column terms xor-ed
+in) written to a raw file, the base counts at its rows.  The driver (``combine``) then
+needs no bitmap of the base and no read of the base's digests: runs that do not overlap
+cannot repeat each other's positions, counts add up, and each row's digest is read from
+the run that holds its position, in the merged file's order.  The merged file's
+positions are read once (the version's order: the digests' order and whether they
+ascend).  Runs that overlap (a split by key hash, where a partition's rows lie anywhere
+in the base) are not combined: the publish checks the merged file as before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .duck import quote_literal
+from .selection import ROW, SELECTION_FILE, SHARD, _h, _ints, _offsets, _xor, gathers
+
+
+def count_columns(schema, info: dict[str, Any], stored: list[str]) -> list[str]:
+    """The base's string columns whose ``by_<column>`` counts come from the base at the
+    selected rows (not stored by the selection): ``VersionWriter._base_counts``'s."""
+    import pyarrow as pa
+
+    from .stats import COUNT_COLUMNS
+
+    return [c for c in COUNT_COLUMNS if c in schema.names and c in info["base_columns"]
+            and c not in stored and pa.types.is_string(schema.field(c).type)]
+
+
+def partition_facts(con, root: Path, path: Path, info: dict[str, Any], schema,
+                    stored: list[str], out: Path) -> dict[str, Any] | None:
+    """The publish's facts of one partition's kept selection file ``path`` (positions in a
+    base run of its own), its run's digests written to ``out``; None where the publish
+    would not gather the base's digests in numpy (``selection.gathers``: it joins)."""
+    import pyarrow.parquet as pq
+
+    if not gathers(info, schema.names, stored):
+        return None
+    files = info["base_files"]
+    offsets = np.array(_offsets(files), dtype=np.int64)
+    sizes = np.diff(offsets)
+    facts: dict[str, Any] = {"rows": 0, "used": [0] * len(files), "repeated": 0, "bad": None,
+                             "lo": None, "hi": None, "digests": None, "counts": {}}
+    if stored:  # the stored columns' digest terms, with each row's position
+        table = con.sql(f"SELECT {SHARD}, {ROW}, {_xor([_h(c) for c in stored])} AS x "
+                        f"FROM read_parquet({quote_literal(str(path))})").to_arrow_table()
+    else:
+        table = pq.ParquetFile(path).read(columns=[SHARD, ROW], use_threads=False)
+    n = table.num_rows
+    facts["rows"] = n
+    if not n:
+        return facts
+    table = table.combine_chunks()
+    if table.column(0).null_count or table.column(1).null_count:
+        facts["bad"] = f"{SELECTION_FILE}: a position without a shard or row"
+        return facts
+    shard = _ints(table.column(0).chunk(0)).astype(np.int64)
+    row = _ints(table.column(1).chunk(0))
+    # the messages of selection.scan_positions, which checks a merged file the same way
+    if shard.min() < 0 or shard.max() >= len(files):
+        facts["bad"] = f"{SELECTION_FILE}: selection names a shard outside its base"
+        return facts
+    if row.min() < 0 or (row >= sizes[shard]).any():
+        facts["bad"] = f"{SELECTION_FILE}: selection names a row outside its base shard"
+        return facts
+    pos = offsets[shard] + row
+    lo, hi = int(pos.min()), int(pos.max())
+    local = pos - lo
+    seen = np.zeros(hi - lo + 1, dtype=bool)
+    seen[local] = True
+    facts.update(used=np.bincount(shard, minlength=len(files)).tolist(), lo=lo, hi=hi,
+                 repeated=n - int(np.count_nonzero(seen)))
+    digests = _run_digests(root / info["base_digests"].path, lo, hi)
+    if stored:
+        digests[local] ^= _ints(table.column(2).chunk(0)).astype(np.uint64, copy=False)
+    digests.astype(np.dtype("<u8"), copy=False).tofile(out)
+    facts["digests"] = str(out)
+    columns = count_columns(schema, info, stored)
+    if columns:
+        from .selection_stats import base_counts
+
+        mask = np.zeros(int(offsets[-1]), dtype=bool)
+        mask[lo:hi + 1] = seen
+        paths = [root / f.path if u else None for f, u in zip(files, facts["used"], strict=True)]
+        facts["counts"] = base_counts(paths, offsets.tolist(), mask, columns)
+    return facts
+
+
+def _run_digests(path: Path, lo: int, hi: int) -> np.ndarray:
+    """The base's digests of positions ``lo..hi`` (a writable copy), reading only the row
+    groups of the digests file that hold them."""
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(path)
+    groups, start, first = [], 0, None
+    for i in range(f.metadata.num_row_groups):
+        end = start + f.metadata.row_group(i).num_rows
+        if end > lo and start <= hi:
+            groups.append(i)
+            first = start if first is None else first
+        start = end
+    column = f.read_row_groups(groups, columns=["d"], use_threads=False).column(0)
+    values = np.concatenate([_ints(c) for c in column.chunks]).astype(np.uint64, copy=False)
+    if len(values) < hi - first + 1:
+        from .errors import IntegrityError
+
+        raise IntegrityError(f"{path}: {start} digests, the selection names position {hi}")
+    return values[lo - first:hi - first + 1].copy()
+
+
+def combine(facts: list[dict[str, Any]], sel_path: Path, n_files: int,
+            offsets: list[int]) -> dict[str, Any] | None:
+    """The publish's facts of the merged file ``sel_path`` from its partitions' (None:
+    a partition did not make them, or their runs overlap: check the merged file whole).
+    Raises nothing itself: ``bad`` and ``repeated`` are for the caller to report."""
+    import pyarrow.parquet as pq
+
+    from .errors import IntegrityError
+
+    if not facts or any(f is None for f in facts):
+        return None
+    bad = next((f["bad"] for f in facts if f["bad"]), None)
+    if bad:
+        return {"bad": bad}
+    runs = sorted((f for f in facts if f["rows"]), key=lambda f: f["lo"])
+    if any(a["hi"] >= b["lo"] for a, b in zip(runs, runs[1:], strict=False)):
+        return None  # overlapping runs may repeat each other's positions
+    used = np.zeros(n_files, dtype=np.int64)
+    for f in runs:
+        used += np.asarray(f["used"], dtype=np.int64)
+    counts: dict[str, dict[str, int]] = {}
+    for f in runs:
+        for column, found in f["counts"].items():
+            into = counts.setdefault(column, {})
+            for value, k in found.items():
+                into[value] = into.get(value, 0) + k
+    counts = {c: {k: found[k] for k in sorted(found)} for c, found in counts.items()}
+    for f in facts:  # a partition with no kept row still names the columns it counted
+        for column in f["counts"]:
+            counts.setdefault(column, {})
+    repeated = sum(f["repeated"] for f in runs)
+    total = sum(f["rows"] for f in runs)
+    table = pq.ParquetFile(sel_path).read(columns=[SHARD, ROW])
+    if table.num_rows != total:
+        raise IntegrityError(f"{sel_path}: {table.num_rows} rows merged, {total} in its partitions")
+    pos = np.empty(total, dtype=np.int64)
+    at, starts = 0, np.asarray(offsets[:-1], dtype=np.int64)
+    for batch in table.to_batches():
+        k = batch.num_rows
+        pos[at:at + k] = starts[_ints(batch.column(0)).astype(np.int64)] + _ints(batch.column(1))
+        at += k
+    ascending = bool(total < 2 or (np.diff(pos) > 0).all())
+    digests = np.zeros(0, dtype=np.uint64)
+    if total:  # the runs laid out at their positions (the gaps between them never read)
+        first = runs[0]["lo"]
+        if pos.min() < first or pos.max() > runs[-1]["hi"]:
+            raise IntegrityError(f"{sel_path}: a position outside its partitions' runs")
+        spans = np.empty(runs[-1]["hi"] - first + 1, dtype=np.uint64)
+        for f in runs:
+            spans[f["lo"] - first:f["hi"] - first + 1] = np.fromfile(f["digests"], dtype="<u8")
+        digests = spans[pos - first]
+    return {"bad": None, "used": used.tolist(), "ascending": ascending, "repeated": repeated,
+            "digests": digests.astype(np.dtype("<u8"), copy=False).tobytes(), "counts": counts}
