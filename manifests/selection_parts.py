@@ -78,16 +78,14 @@ def partition_facts(con, root: Path, path: Path, info: dict[str, Any], schema,
         facts["bad"] = f"{SELECTION_FILE}: selection names a row outside its base shard"
         return facts
     pos = offsets[shard] + row
-    lo, hi = int(pos.min()), int(pos.max())
+    lo, hi = int(pos.min()), int(pos.max())  # its run (``combine`` checks runs are disjoint)
     local = pos - lo
     seen = np.zeros(hi - lo + 1, dtype=bool)
     seen[local] = True
     facts.update(used=np.bincount(shard, minlength=len(files)).tolist(), lo=lo, hi=hi,
                  repeated=n - int(np.count_nonzero(seen)))
-    digests = _run_digests(root / info["base_digests"].path, lo, hi)
-    if stored:
-        digests[local] ^= _ints(table.column(2).chunk(0)).astype(np.uint64, copy=False)
-    digests.astype(np.dtype("<u8"), copy=False).tofile(out)
+    terms = _ints(table.column(2).chunk(0)).astype(np.uint64, copy=False) if stored else None
+    _write_run_digests(root / info["base_digests"].path, lo, hi, out, local, terms)
     facts["digests"] = str(out)
     columns = count_columns(schema, info, stored)
     if columns:
@@ -100,10 +98,14 @@ def partition_facts(con, root: Path, path: Path, info: dict[str, Any], schema,
     return facts
 
 
-def _run_digests(path: Path, lo: int, hi: int) -> np.ndarray:
-    """The base's digests of positions ``lo..hi`` (a writable copy), reading only the row
-    groups of the digests file that hold them."""
+def _write_run_digests(path: Path, lo: int, hi: int, out: Path, local, terms) -> None:
+    """The base's digests of positions ``lo..hi`` to ``out`` (raw little-endian uint64),
+    with ``terms`` xor-ed in at the run's positions ``local``; read only from the row groups
+    of the digests file that hold them, and without stored terms written straight from
+    the read buffers (a copy of 5M digests into a new array took ~0.3 s of a task)."""
     import pyarrow.parquet as pq
+
+    from .errors import IntegrityError
 
     f = pq.ParquetFile(path)
     groups, start, first = [], 0, None
@@ -113,13 +115,25 @@ def _run_digests(path: Path, lo: int, hi: int) -> np.ndarray:
             groups.append(i)
             first = start if first is None else first
         start = end
-    column = f.read_row_groups(groups, columns=["d"], use_threads=False).column(0)
-    values = np.concatenate([_ints(c) for c in column.chunks]).astype(np.uint64, copy=False)
-    if len(values) < hi - first + 1:
-        from .errors import IntegrityError
-
+    if start <= hi:
         raise IntegrityError(f"{path}: {start} digests, the selection names position {hi}")
-    return values[lo - first:hi - first + 1].copy()
+    chunks = f.read_row_groups(groups, columns=["d"], use_threads=False).column(0).chunks
+    if terms is not None:
+        run = np.empty(hi - lo + 1, dtype=np.uint64)
+    with open(out, "wb") as sink:
+        at = first  # the position of the chunk's first digest
+        for chunk in chunks:
+            a, b = max(lo, at), min(hi + 1, at + len(chunk))
+            if a < b:
+                values = _ints(chunk)[a - at:b - at]
+                if terms is None:
+                    sink.write(values.astype(np.dtype("<u8"), copy=False).data)
+                else:
+                    run[a - lo:b - lo] = values
+            at += len(chunk)
+        if terms is not None:
+            run[local] ^= terms
+            sink.write(run.astype(np.dtype("<u8"), copy=False).data)
 
 
 def combine(facts: list[dict[str, Any]], sel_path: Path, n_files: int,
@@ -173,5 +187,6 @@ def combine(facts: list[dict[str, Any]], sel_path: Path, n_files: int,
         for f in runs:
             spans[f["lo"] - first:f["hi"] - first + 1] = np.fromfile(f["digests"], dtype="<u8")
         digests = spans[pos - first]
+    # the digests as a buffer for the fingerprint's sha256 (no copy into bytes: ~0.14 s at 10M)
     return {"bad": None, "used": used.tolist(), "ascending": ascending, "repeated": repeated,
-            "digests": digests.astype(np.dtype("<u8"), copy=False).tobytes(), "counts": counts}
+            "digests": digests.astype(np.dtype("<u8"), copy=False), "counts": counts}

@@ -176,7 +176,7 @@ def test_facts_equal_the_whole_file_checks(store, monkeypatch, tmp_path):
     names = schema_for("prompts").names
     want = selection_digests(con, store, merged, info, used, names, [], positions)
     assert (got["used"], got["ascending"], got["repeated"]) == (used, ascending, dup)
-    assert got["digests"] == want and len(want) == 8 * len(merged_order)
+    assert got["digests"].tobytes() == want and len(want) == 8 * len(merged_order)
     assert sum(sum(v.values()) for v in got["counts"].values()) == 3 * len(merged_order)
     starts = _offsets(info["base_files"])  # the row written i-th: id u<i>, source s<i % 3>
     assert got["counts"]["source"] == {
