@@ -103,7 +103,7 @@ class StepContext:
                     size_of: list[Manifest] | None = None,
                     kept: str | None = None, rows_from: Manifest | None = None,
                     changed: Sequence[str] = (), narrow: str | None = None,
-                    positioned: bool = False) -> tuple[int, int]:
+                    positioned: bool = False, in_place: bool = False) -> tuple[int, int]:
         """The keep/reject contract: write the rows of ``judged`` (a relation with every
         column of ``columns`` and a ``reason``: NULL keeps the row) as kept rows, and the
         others with ``reason`` and the ``extra`` columns as rejected rows.
@@ -128,6 +128,10 @@ class StepContext:
         ``positioned``: ``narrow`` also has ``__shard``, ``__row``, each row's base position as
         ``source(..., positions=True)`` gives it (NULL for a row that is no input row), so the
         rows are not matched to positions by their keys again.
+        ``in_place`` (with ``positioned``): ``narrow`` is a temp table of this connection holding
+        exactly the rows to write, read where it is instead of being copied to ``__judged``
+        (a CREATE TABLE AS over a filter or join gives it its rows' NOT NULL statistics, which
+        decide the Parquet bytes, as the copy would).
         """
         info = self._selection_base(rows_from)
         if info is not None:
@@ -135,7 +139,8 @@ class StepContext:
                 info, rows_from or self.inputs[0], narrow or judged, list(columns), order=order,
                 extra=list(extra), rejected_columns=list(rejected_columns or columns),
                 rejected_order=rejected_order or order, changed=set(changed),
-                positioned=positioned and narrow is not None, wide=judged)
+                positioned=positioned and narrow is not None, wide=judged,
+                table=narrow if in_place and positioned and narrow is not None else None)
         cols = ", ".join(columns)
         kept_rows = self.copy_kept(
             f"SELECT {cols} FROM {kept or judged} WHERE reason IS NULL",
@@ -162,7 +167,8 @@ class StepContext:
                                columns: list[str], *, order, extra: list[str],
                                rejected_columns: list[str], rejected_order,
                                changed: set[str], positioned: bool = False,
-                               wide: str | None = None) -> tuple[int, int]:
+                               wide: str | None = None, table: str | None = None
+                               ) -> tuple[int, int]:
         """keep_reject as positions: one narrow pass over ``judged``, joined to where each
         input row lives by its row key."""
         import re
@@ -201,15 +207,18 @@ class StepContext:
         self.progress.phase("judging rows")
         # a table (not a view) even when the filter made one already: DuckDB writes a column
         # as required (not null) in Parquet when the table's statistics say it has no NULL,
-        # so the selection's bytes depend on it (a Dask merge must give the same bytes)
-        con.execute("CREATE OR REPLACE TEMP TABLE __judged AS SELECT "
-                    + ", ".join(q(c) for c in wanted) + f" FROM {judged}")
+        # so the selection's bytes depend on it (a Dask merge must give the same bytes); a
+        # table the filter made of exactly these rows has those statistics already
+        jt = table or "__judged"
+        if table is None:
+            con.execute("CREATE OR REPLACE TEMP TABLE __judged AS SELECT "
+                        + ", ".join(q(c) for c in wanted) + f" FROM {judged}")
         if positioned:  # the rows carry their positions: no key join
-            join, p = "FROM __judged j", "j"
-            missing = "EXISTS (SELECT 1 FROM __judged u WHERE u.__shard IS NULL AND " + " AND ".join(
+            join, p = f"FROM {jt} j", "j"
+            missing = f"EXISTS (SELECT 1 FROM {jt} u WHERE u.__shard IS NULL AND " + " AND ".join(
                 f"u.{q(k)} = j.{q(k)}" for k in keys) + ")"
         else:
-            join, p = ("FROM __judged j JOIN __pos p ON "
+            join, p = (f"FROM {jt} j JOIN __pos p ON "
                        + " AND ".join(f"j.{q(k)} = p.{q('__k_' + k)}" for k in keys)), "p"
             missing = "NOT EXISTS (SELECT 1 FROM __pos p WHERE " + " AND ".join(
                 f"p.{q('__k_' + k)} = j.{q(k)}" for k in keys) + ")"
@@ -218,7 +227,7 @@ class StepContext:
             kept, dropped, matched_kept, matched_dropped = con.execute(
                 "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS "
                 "NOT NULL), count(*) FILTER (WHERE reason IS NULL AND __shard IS NOT NULL), "
-                "count(*) FILTER (WHERE reason IS NOT NULL AND __shard IS NOT NULL) FROM __judged"
+                f"count(*) FILTER (WHERE reason IS NOT NULL AND __shard IS NOT NULL) FROM {jt}"
             ).fetchall()[0]
             if not matched_kept or not matched_dropped:
                 # an empty file takes its columns' NOT NULL from how the query was planned
@@ -228,8 +237,8 @@ class StepContext:
                 con.execute("CREATE OR REPLACE TEMP TABLE __pos AS SELECT "
                             + ", ".join(f"{q(k)} AS {q('__k_' + k)}" for k in keys)
                             + ", __shard::INTEGER AS __shard, __row::BIGINT AS __row "
-                              "FROM __judged LIMIT 0")
-        by_key = ("FROM __judged j JOIN __pos p ON "
+                              f"FROM {jt} LIMIT 0")
+        by_key = (f"FROM {jt} j JOIN __pos p ON "
                   + " AND ".join(f"j.{q(k)} = p.{q('__k_' + k)}" for k in keys), "p", "")
         kept_from = by_key if positioned and not matched_kept else (join, p, where)
         rejected_from = by_key if positioned and not matched_dropped else (join, p, where)
@@ -274,7 +283,7 @@ class StepContext:
         if not positioned:
             kept, dropped = con.execute(
                 "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS "
-                "NOT NULL) FROM __judged").fetchall()[0]
+                f"NOT NULL) FROM {jt}").fetchall()[0]
             matched_kept, matched_dropped = con.execute(
                 f"SELECT count(*) FILTER (WHERE j.reason IS NULL), count(*) FILTER (WHERE j.reason "
                 f"IS NOT NULL) {join}").fetchall()[0]

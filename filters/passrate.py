@@ -249,20 +249,25 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
         # one FULL JOIN finds the kept prompts, the prompts nobody sampled and the rollouts
         # of unknown prompts (their prompt columns are NULL): the prompts are scanned once
         narrow = None
+        # locally the narrow table holds only the rows written (not_sampled counted from the
+        # prompts' row count), so keep_reject reads it in place; a Dask partition reads a
+        # share of the prompts whose count no manifest states: it keeps the flag column
+        local = current_partition() is None
         if ctx.selects(prompts):
             # a selection: only the prompt ids and where they live are read (decoded once);
-            # the decision per prompt, its position and not_sampled in one narrow table
+            # the decision per prompt and its position in one narrow table
             con.execute(
                 "CREATE TEMP TABLE decided AS SELECT coalesce(p.id, s.id) AS id, p.__shard, "
                 "p.__row, coalesce(s.n_samples, 0) AS n_samples, "
                 "coalesce(s.n_correct, 0) AS n_correct, s.pass_rate, s.bucket, "
                 "NULL::BIGINT AS curriculum_batch, NULL::BIGINT AS curriculum_position, "
                 "CASE WHEN p.id IS NULL THEN 'unknown_prompt' WHEN s.id IS NULL THEN "
-                "'no_rollouts' ELSE s.reason END AS reason, "
-                "(s.id IS NULL AND a.id IS NULL) AS not_sampled "
+                "'no_rollouts' ELSE s.reason END AS reason"
+                + ("" if local else ", (s.id IS NULL AND a.id IS NULL) AS not_sampled") + " "
                 f"FROM (SELECT id, __shard, __row FROM {source(store, prompts, positions=True)}) p "
-                "FULL JOIN scored s ON s.id = p.id LEFT JOIN attempted a ON a.id = p.id")
-            narrow = "(SELECT * FROM decided WHERE NOT not_sampled)"
+                "FULL JOIN scored s ON s.id = p.id LEFT JOIN attempted a ON a.id = p.id"
+                + (" WHERE s.id IS NOT NULL OR a.id IS NOT NULL" if local else ""))
+            narrow = "decided" if local else "(SELECT * FROM decided WHERE NOT not_sampled)"
         ctx.con.execute(
             f"CREATE TEMP VIEW judged AS SELECT coalesce(p.id, s.id) AS id, "
             f"{', '.join(f'p.{c}' for c in PROMPT_COLUMNS[1:])}, "
@@ -286,13 +291,17 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
         ctx.keep_reject("judged", [*pool, "curriculum_batch", "curriculum_position"],
                         kept="scored_prompts", rejected_columns=pool, order=("id", "id"),
                         size_of=[prompts], rows_from=prompts, narrow=narrow,
-                        positioned=narrow is not None)
+                        positioned=narrow is not None, in_place=narrow == "decided")
         ctx.provenance.update(collect_provenance(ctx, rollouts, prompts))
-        ctx.provenance["not_sampled"] = con.execute(
-            "SELECT count(*) FILTER (WHERE not_sampled) FROM decided" if narrow else
-            "SELECT count(*) FROM (SELECT id FROM prompts_src) p "
-            "WHERE NOT EXISTS (SELECT 1 FROM scored s WHERE s.id = p.id) "
-            "AND NOT EXISTS (SELECT 1 FROM attempted a WHERE a.id = p.id)").fetchone()[0]
+        if narrow == "decided":  # every prompt row is in `decided` once unless not_sampled
+            ctx.provenance["not_sampled"] = prompts.rows - con.execute(
+                "SELECT count(__shard) FROM decided").fetchone()[0]
+        else:
+            ctx.provenance["not_sampled"] = con.execute(
+                "SELECT count(*) FILTER (WHERE not_sampled) FROM decided" if narrow else
+                "SELECT count(*) FROM (SELECT id FROM prompts_src) p "
+                "WHERE NOT EXISTS (SELECT 1 FROM scored s WHERE s.id = p.id) "
+                "AND NOT EXISTS (SELECT 1 FROM attempted a WHERE a.id = p.id)").fetchone()[0]
 
     return run_step(store, name=name, kind="rl_pool", step_type="filter.passrate", config=config,
                     inputs=[rollouts, prompts], body=body, resources=resources)
