@@ -80,21 +80,46 @@ def place(level: np.ndarray, h: np.ndarray, hp: np.ndarray, first_rank: list[int
     allocation (ranks ``first_rank[i]`` up to the next one go to ``batch_of[i]``), then
     ordered by (batch, hp).  Returns (rows in curriculum order, their batch), or None when
     two rows tie on (level, h) or (batch, hp): a 64-bit collision, which only the id can
-    order (the SQL path sorts on it then).  Each order is a sort of the hash, then a stable
-    sort of the small key (a radix sort): rows that tie on the hash are rejected anyway."""
-    order = np.argsort(h)
-    order = order[np.argsort(level[order], kind="stable")]
+    order (the SQL path sorts on it then).  Each order is a stable (radix) sort of the small
+    key, then the hash sorted within each run of it (``_lexsort``)."""
+    order = _lexsort(level, h)
     if _ties(level[order], h[order]):
         return None
     sizes = np.diff(np.append(np.asarray(first_rank, dtype=np.int64), len(order)))
     batch = np.empty(len(order), dtype=np.int64)
     batch[order] = np.repeat(np.asarray(batch_of, dtype=np.int64), sizes)
     small = batch.astype(np.int16) if batch.max(initial=0) < 2**15 else batch
-    final = np.argsort(hp)
-    final = final[np.argsort(small[final], kind="stable")]
+    final = _lexsort(small, hp)
     if _ties(small[final], hp[final]):
         return None
     return final, batch[final]
+
+
+def _lexsort(small: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Rows ordered by (small, key): a stable (radix) sort of the small key, then each run of
+    rows with one small key sorted by ``key``; rows that tie on both come out in either order
+    (the caller rejects ties).  A run is shorter than the whole (a level, a batch), so this
+    sorts less than one argsort of every key; batches are all ``batch_size`` rows but the last:
+    one 2-D argsort, row by row (at 747k rows in 730 batches ~30 ms instead of ~65 ms)."""
+    order = np.argsort(small, kind="stable")
+    if len(order) < 2:
+        return order
+    k = key[order]
+    cuts = np.flatnonzero(small[order][1:] != small[order][:-1]) + 1
+    starts = np.concatenate(([0], cuts))
+    ends = np.append(cuts, len(order))
+    width = int(ends[0] - starts[0])
+    full = len(starts) - 1 if len(starts) > 1 else 1  # runs before the last one
+    if width > 1 and (ends[:full] - starts[:full] == width).all():
+        m = full * width
+        rows = np.argsort(k[:m].reshape(full, width), axis=1)
+        rows += np.arange(0, m, width, dtype=rows.dtype)[:, None]
+        order[:m] = order[rows.ravel()]
+        starts, ends = starts[full:], ends[full:]
+    for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+        if hi - lo > 1:
+            order[lo:hi] = order[lo:hi][np.argsort(k[lo:hi])]
+    return order
 
 
 def _ties(a: np.ndarray, b: np.ndarray) -> bool:
