@@ -302,12 +302,14 @@ def candidate_pairs_sql(bucket_src: str, key: str) -> str:
         SELECT first AS l, {key} AS r FROM members WHERE size > {ALL_PAIRS_UP_TO} AND {key} <> first"""
 
 
-def exact_candidates_sql(docs: str, key: str) -> str:
-    """SQL: the ``key`` of each document of ``docs`` (``key``, ``grp``, ``wkey``: the
-    pre-key, ``pre_key_expr``) whose (group, pre-key) another document shares: only these
-    can have an exact duplicate (equal normalised texts have equal pre-keys), so only these
-    need the exact key (md5 of the normalised text, a second pass over their text)."""
-    return (f"WITH k AS (SELECT {key}, grp, wkey FROM {docs}) SELECT {key} FROM k SEMI JOIN "
+def exact_candidates_sql(docs: str, key: str, carry: str = "") -> str:
+    """SQL: the ``key`` (and the ``carry`` columns: "grp, wkey") of each document of
+    ``docs`` (``key``, ``grp``, ``wkey``: the pre-key, ``pre_key_expr``) whose (group,
+    pre-key) another document shares: only these can have an exact duplicate (equal
+    normalised texts have equal pre-keys), so only these need the exact key (md5 of the
+    normalised text, a second pass over their text)."""
+    return (f"WITH k AS (SELECT {key}, grp, wkey FROM {docs}) SELECT {key}"
+            f"{', ' + carry if carry else ''} FROM k SEMI JOIN "
             "(SELECT grp, wkey FROM k GROUP BY grp, wkey HAVING count(*) > 1) USING (grp, wkey)")
 
 

@@ -111,3 +111,20 @@ def intersections(xa, start_a, size_a, xb, start_b, size_b):
                 q += 1
         out[i] = both
     return out
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def band_keys(signatures, mult, bands, rows):
+    """(documents, bands) uint64: ``minhash.band_keys``'s values (each band's slice of the
+    signature times ``mult``, summed mod 2^64, plus band x MIX) in one pass, without the
+    numpy version's uint64 copy of every slice."""
+    n = signatures.shape[0]
+    out = np.empty((n, bands), dtype=np.uint64)
+    for d in range(n):
+        for band in range(bands):
+            acc = np.uint64(band) * MIX
+            base = band * rows
+            for r in range(rows):
+                acc += np.uint64(signatures[d, base + r]) * mult[r]
+            out[d, band] = acc
+    return out

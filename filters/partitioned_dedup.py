@@ -9,21 +9,25 @@ split where its data changes hands:
    exact *pre*-key (DuckDB's hash of the normalised word list); two narrow outputs:
    documents (id, group, pre-key) and band keys (id, band, key; none for a document
    without words), the latter already split by bucket task (``key % count``).
-2. **exact** (the driver, then one task per row partition): the documents whose (group,
-   pre-key) another one shares are the candidates; each task computes the md5 of the
-   normalised text (the local exact key) of the candidates among its own rows; the rows
-   whose (group, md5) a smaller id shares are exact duplicates: they leave the LSH, as
-   locally.
+2. **exact by pre-key** (the driver): the documents whose (group, pre-key) another one
+   shares are the exact candidates; those that are not the smallest id of their group
+   are the exact duplicates (equal texts have equal pre-keys), checked in step 5.
 3. **pairs** (one task per bucket file): every copy of a bucket meets in one task, which
-   makes the local candidate pairs (all pairs of a bucket of up to 32 rows, each row with
-   the bucket's smallest id otherwise), written split by ``hash(l, r)``.
-4. **verify** (one task per pair hash): a pair found in several bands (of both pair tasks)
-   is verified once: the words of just the documents in its pairs are read again and
-   each pair's exact Jaccard computed, as locally.
-5. **clusters** (the driver): the verified pairs (>= threshold, same group), connected
+   makes the local candidate pairs of the rows left after the exact duplicates (all pairs
+   of a bucket of up to 32 rows, each row with the bucket's smallest id otherwise),
+   written split by ``hash(l, r)``.
+4. **sets** (one task per row partition, as in 1): one read of the texts of its own
+   documents that are exact candidates (their md5 of the normalised text: the local exact
+   key) or in a pair (their sorted shingle sets, to files): no task reads every row.
+5. **md5 check** (the driver): the exact duplicates by md5, as the local step finds them,
+   must be those of step 2; if not (two texts with one 64-bit pre-key), steps 3 and 4
+   run again without them.
+6. **verify** (one task per pair hash): a pair found in several bands (of both pair tasks)
+   is verified once: the exact Jaccard of its two shingle sets (memory-mapped), as locally.
+7. **clusters** (the driver): the verified pairs (>= threshold, same group), connected
    components (``minhash.connected_components``) over the rows they touch, the smallest id
    of each cluster kept; one narrow table (id, representative, reason, similarity).
-6. **mark** (one task per row partition): the local step's last part (marking, the pair
+8. **mark** (one task per row partition): the local step's last part (marking, the pair
    policy, keep/reject) against that table; ``partitioned.merge_partitions`` writes ONE
    version: the local bytes, fingerprint and provenance (the driver's counts).
 
@@ -95,7 +99,7 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
     band keys (id, band, key) of its buckets (``key % count``: every copy of a bucket goes
     to one file), none for a document without words.  The word list is computed once for
     both (the md5 of the normalised text, a second pass, cost as much as the signatures:
-    ``near_exact_keys`` computes it only for the documents whose ``wkey`` repeats)."""
+    ``near_sets`` computes it only for the documents whose ``wkey`` repeats)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -125,8 +129,10 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
         band_schema = pa.schema([("id", pa.string()), ("band", pa.int16()),
                                  ("key", pa.uint64())])
         with contextlib.ExitStack() as stack:
-            doc_out = stack.enter_context(pq.ParquetWriter(docs_path, doc_schema))
-            # no dictionary: band keys and ids hardly repeat (a third faster to write)
+            # no dictionary but for the group: ids and keys hardly repeat (pyarrow's
+            # dictionary attempt made writing them several times slower)
+            doc_out = stack.enter_context(pq.ParquetWriter(docs_path, doc_schema,
+                                                           use_dictionary=["grp"]))
             band_out = [stack.enter_context(pq.ParquetWriter(p, band_schema, use_dictionary=False))
                         for p in band_paths]
             for batch, words in batches:
@@ -172,54 +178,122 @@ def near_pairs(store_at, data_ref: str, config, resources, hosts, index: int, co
     return paths
 
 
-def near_verify(store_at, data_ref: str, config, resources, hosts, index: int, count: int,
-                out: str, pairs_files: list[str], docs_files: list[str]) -> str:
-    """Phase 4 on a worker: the exact Jaccard of its share of the candidate pairs, as the
-    local step computes it (``dedup._candidate_jaccard``: the words of just the documents
-    in a pair read again; writing every document's shingles in phase 1 cost more than the
-    signatures)."""
+def near_sets(store_at, data_ref: str, config, resources, hosts, key: str, index: int,
+              count: int, out: str, cand_file: str | None, pairs_files: list[str],
+              ranges: dict | None = None) -> dict[str, Any]:
+    """Phase 4 on a worker, over its own row partition (as the signature task split it):
+    one read of the texts of its documents that are exact candidates (``cand_file``: the
+    md5 of the normalised text, the local exact key, which the driver checks against the
+    pre-keys) or in a candidate pair (their sorted shingle sets, ``minhash.sorted_sets``:
+    raw uint64 in ``sets``, each document's (id, group, part, start, size) in ``index``).
+    The verify tasks read these sets instead of every row of the source again."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from thinkforge.manifests.duck import parquet_source
 
-    from .dedup import _candidate_jaccard, doc_views
-    from .minhash import MinHasher, warm_up
-    from .text import register
+    from .dedup import BATCH_ROWS
+    from .minhash import MinHasher, sorted_sets, warm_up
+    from .text import normalized_expr, word_hash_batches, word_hashes_expr
 
     store, data, _, text, res, per_prompt, by_mode = _setup(store_at, data_ref, config,
                                                            resources, hosts)
-    path = str(Path(out) / f"verified-p{index:04d}-{uuid.uuid4().hex[:8]}.parquet")
+    tag = f"p{index:04d}-{uuid.uuid4().hex[:8]}"
+    paths = {"md5": str(Path(out) / f"md5-{tag}.parquet") if cand_file else None,
+             "index": str(Path(out) / f"sets-{tag}.parquet"),
+             "sets": str(Path(out) / f"sets-{tag}.bin")}
+    hasher = MinHasher(config.num_perm, config.shingle, config.seed)
     warm_up()
     with _task_connection(store, res) as con:
-        register(con)
+        _partition_docs(con, store, data, per_prompt, by_mode,
+                        Partition(count=count, index=index, keys={data.ref: key}, out=Path(out),
+                                  ranges=ranges or {}))
+        pairs = parquet_source(pairs_files)
+        con.execute(f"CREATE TEMP TABLE need AS SELECT l AS id FROM {pairs} UNION "
+                    f"SELECT r FROM {pairs}")
+        cand = (f"(SELECT id, wkey FROM {parquet_source([cand_file])})" if cand_file
+                else "(SELECT NULL::VARCHAR AS id, NULL::UBIGINT AS wkey WHERE false)")
+        # the texts read once for both (the scan of the row partition is most of the cost)
+        con.execute(f"CREATE TEMP TABLE own AS SELECT s.id, s.grp, {text} AS t FROM doc_src s "
+                    f"SEMI JOIN (SELECT id FROM {cand} UNION SELECT id FROM need) w USING (id)")
+        if cand_file:
+            con.execute(f"COPY (SELECT o.id, o.grp, c.wkey, md5({normalized_expr('o.t')}) AS "
+                        f"norm_key FROM own o JOIN {cand} c USING (id)) TO '{paths['md5']}' "
+                        "(FORMAT parquet)")
+        ids, grps, sizes = [], [], []
+        with open(paths["sets"], "wb") as flat_out:
+            for batch, words in word_hash_batches(
+                    con, f"SELECT o.id, o.grp, {word_hashes_expr('o.t')} AS words FROM own o "
+                    "SEMI JOIN need USING (id)", BATCH_ROWS):
+                flat, counts = sorted_sets(hasher, words)
+                flat.astype(np.uint64, copy=False).tofile(flat_out)
+                ids.append(batch.column(0))
+                grps.append(batch.column(1))
+                sizes.append(counts)
+    size = np.concatenate(sizes) if sizes else np.zeros(0, dtype=np.int64)
+    pq.write_table(pa.table({
+        "id": pa.chunked_array(ids, pa.string()), "grp": pa.chunked_array(grps, pa.string()),
+        "part": np.full(len(size), index, dtype=np.int32),
+        "start": np.cumsum(size) - size, "size": size}), paths["index"], use_dictionary=["grp"])
+    return paths
+
+
+def near_verify(store_at, data_ref: str, config, resources, hosts, index: int, count: int,
+                out: str, pairs_files: list[str], sets: list[dict[str, Any]]) -> str:
+    """Phase 6 on a worker: the exact Jaccard of its share of the candidate pairs (a pair
+    that several bands found is here once), as the local step computes it
+    (``dedup._candidate_jaccard``: |A & B| / |A | B| of the two shingle sets; two empty
+    sets: 1), from the row partitions' ``near_sets`` (memory-mapped: the pages its pairs
+    touch)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from thinkforge.manifests.duck import parquet_source
+
+    from .minhash import set_intersections
+
+    store, _, _, _, res, _, _ = _setup(store_at, data_ref, config, resources, hosts)
+    path = str(Path(out) / f"verified-p{index:04d}-{uuid.uuid4().hex[:8]}.parquet")
+    with _task_connection(store, res) as con:
         con.execute(f"CREATE TEMP TABLE pairs AS SELECT DISTINCT l, r FROM "
                     f"{parquet_source(pairs_files)}")
-        # the documents in a pair, numbered, with their group (answers compared within a
-        # mode: whether a pair shares it); each pair as two numbers
-        ids = "(SELECT l AS id FROM pairs UNION SELECT r FROM pairs)"
-        grps = (f"(SELECT id, grp FROM {parquet_source(docs_files)} SEMI JOIN {ids} USING (id))"
-                if by_mode else f"(SELECT id, '' AS grp FROM {ids})")
-        con.execute("CREATE TEMP TABLE docs AS SELECT (row_number() OVER (ORDER BY id) - 1)"
-                    f"::BIGINT AS idx, id, grp FROM {grps}")
-        numbered = con.sql(
-            "SELECT p.l, p.r, a.idx AS lk, b.idx AS rk, a.grp = b.grp AS same FROM pairs p "
-            "JOIN docs a ON a.id = p.l JOIN docs b ON b.id = p.r").to_arrow_table()
-        doc_views(con, store, data, per_prompt, by_mode)  # every row: pairs cross partitions
-        temp = Path(con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0])
-        temp.mkdir(parents=True, exist_ok=True)
-        similarity = _candidate_jaccard(
-            con, text, MinHasher(config.num_perm, config.shingle, config.seed),
-            numbered.column("lk").to_numpy(), numbered.column("rk").to_numpy(), temp)
-        pq.write_table(pa.table({"l": numbered.column("l"), "r": numbered.column("r"),
-                                 "similarity": similarity, "same": numbered.column("same")}),
-                       path)
+        con.execute(f"CREATE TEMP TABLE sets AS SELECT * FROM "
+                    f"{parquet_source([s['index'] for s in sets])}")
+        found = con.sql(
+            "SELECT p.l, p.r, a.grp = b.grp AS same, a.part AS pa, a.start AS sa, a.size AS za, "
+            "b.part AS pb, b.start AS sb, b.size AS zb FROM pairs p JOIN sets a ON a.id = p.l "
+            "JOIN sets b ON b.id = p.r").to_arrow_table()
+        if len(found) != (pairs := con.execute("SELECT count(*) FROM pairs").fetchall()[0][0]):
+            raise RuntimeError(f"near dedup: shingle sets of {len(found)} of {pairs} pairs "
+                               f"({out}): a row partition lost rows")
+    flats = [_mapped(s["sets"]) for s in sets]
+    part_a, part_b = (found.column(c).to_numpy() for c in ("pa", "pb"))
+    start_a, size_a, start_b, size_b = (found.column(c).to_numpy().astype(np.int64)
+                                        for c in ("sa", "za", "sb", "zb"))
+    both = np.zeros(len(found), dtype=np.int64)
+    for i in range(len(sets)):
+        for j in range(len(sets)):
+            sel = np.flatnonzero((part_a == i) & (part_b == j))
+            if len(sel):
+                both[sel] = set_intersections(flats[i], start_a[sel], size_a[sel], flats[j],
+                                              start_b[sel], size_b[sel])
+    union = size_a + size_b - both
+    similarity = np.divide(both, union, out=np.ones(len(found)), where=union > 0)
+    pq.write_table(pa.table({"l": found.column("l"), "r": found.column("r"),
+                             "similarity": similarity, "same": found.column("same")}), path,
+                   use_dictionary=False)
     return path
+
+
+def _mapped(path: str) -> np.ndarray:
+    """A ``near_sets`` file as uint64, memory-mapped (an empty file: an empty array)."""
+    if Path(path).stat().st_size == 0:
+        return np.zeros(0, dtype=np.uint64)
+    return np.asarray(np.memmap(path, dtype=np.uint64, mode="r"))
 
 
 def near_mark(store_at, data_ref: str, name: str, config, resources, hosts, key: str,
               index: int, count: int, out: str, dups_file: str,
               facts: dict[str, Any], ranges: dict | None = None) -> dict[str, Any]:
-    """Phase 5 on a worker: the local step's marking, pair policy and keep/reject for one
+    """Phase 8 on a worker: the local step's marking, pair policy and keep/reject for one
     row partition, against the driver's table of duplicates."""
     from thinkforge.manifests.duck import parquet_source
 
@@ -254,8 +328,8 @@ def near_mark(store_at, data_ref: str, name: str, config, resources, hosts, key:
 
 
 def run_near_dedup_phased(ph: Phases):
-    """The driver: signatures, exact duplicates, pairs, verification, clusters, marking,
-    the merge."""
+    """The driver: signatures, exact duplicates by pre-key, pairs, texts (md5 + shingle
+    sets), the md5 check, verification, clusters, marking, the merge."""
     import pyarrow.parquet as pq
     from thinkforge.manifests.partitions import position_ranges
 
@@ -272,14 +346,25 @@ def run_near_dedup_phased(ph: Phases):
     ranges = position_ranges(ph.store, {data.ref: key}, ph.count) or [{}] * ph.count
     firsts = ph.map("signatures", near_signatures,
                     [(*common, key, i, ph.count, str(ph.out), ranges[i]) for i in range(ph.count)])
-    docs_files = [f["docs"] for f in firsts]
-    exact_file = str(ph.out / "exact.parquet")
-    _exact(ph, config, key, ranges, docs_files, exact_file)
-    pairs = ph.map("pairs", near_pairs,
-                   [(*common, j, ph.count, str(ph.out), [f["bands"][j] for f in firsts],
-                     exact_file) for j in range(ph.count)])
+    cand_file, exact_file = _exact_by_pre_key(ph, config, [f["docs"] for f in firsts])
+
+    def pairs_and_sets(exact: str, cand: str | None):
+        pairs = ph.map("pairs", near_pairs,
+                       [(*common, j, ph.count, str(ph.out), [f["bands"][j] for f in firsts],
+                         exact) for j in range(ph.count)])
+        every = [path for p in pairs for path in p]
+        sets = ph.map("sets", near_sets, [(*common, key, i, ph.count, str(ph.out), cand, every,
+                                           ranges[i]) for i in range(ph.count)])
+        return pairs, sets
+
+    pairs, sets = pairs_and_sets(exact_file, cand_file)
+    if cand_file is not None:
+        checked = _exact_by_md5(ph, cand_file, [s["md5"] for s in sets], exact_file)
+        if checked != exact_file:  # a pre-key shared by two texts: the pairs without it
+            exact_file = checked
+            pairs, sets = pairs_and_sets(exact_file, None)
     found = ph.map("verify", near_verify,
-                   [(*common, i, ph.count, str(ph.out), [p[i] for p in pairs], docs_files)
+                   [(*common, i, ph.count, str(ph.out), [p[i] for p in pairs], sets)
                     for i in range(ph.count)])
     dups_file = str(ph.out / "dups.parquet")
     facts = _clusters(ph, config, data.kind, found, exact_file, dups_file)
@@ -293,58 +378,60 @@ def run_near_dedup_phased(ph: Phases):
     return merge_partitions(ph.store, parts, ph.resources)
 
 
-def near_exact_keys(store_at, data_ref: str, config, resources, hosts, key: str, index: int,
-                    count: int, out: str, cand_file: str, ranges: dict | None = None) -> str:
-    """Phase 2 on a worker: the md5 of the normalised text (the local exact key) of the
-    candidates (``cand_file``: the documents whose (group, ``wkey``) another one shares)
-    among its own row partition, as the signature task split them."""
-    from thinkforge.manifests.duck import parquet_source
-
-    from .text import normalized_expr
-
-    store, data, _, text, res, per_prompt, by_mode = _setup(store_at, data_ref, config,
-                                                           resources, hosts)
-    path = str(Path(out) / f"md5-p{index:04d}-{uuid.uuid4().hex[:8]}.parquet")
-    with _task_connection(store, res) as con:
-        _partition_docs(con, store, data, per_prompt, by_mode,
-                        Partition(count=count, index=index, keys={data.ref: key}, out=Path(out),
-                                  ranges=ranges or {}))
-        con.execute(f"COPY (SELECT s.id, s.grp, md5({normalized_expr(text)}) AS norm_key "
-                    f"FROM doc_src s SEMI JOIN {parquet_source([cand_file])} c ON c.id = s.id) "
-                    f"TO '{path}' (FORMAT parquet)")
-    return path
+_EXACT = "COPY (SELECT id, rep FROM (SELECT id, min(id) OVER (PARTITION BY grp, {by}) AS rep " \
+         "FROM {src}) WHERE id <> rep) TO '{path}' (FORMAT parquet)"
 
 
-def _exact(ph: Phases, config, key: str, ranges: list[dict], docs_files: list[str],
-           exact_file: str) -> None:
-    """Exact duplicates (id, rep): the documents whose (group, md5 of the normalised text) a
-    smaller id shares, as locally; the md5 (``near_exact_keys``, per row partition) only
-    for documents whose word-list hash (``wkey``) another document of their group shares
-    (equal texts have equal ``wkey``)."""
+def _exact_by_pre_key(ph: Phases, config, docs_files: list[str]) -> tuple[str | None, str]:
+    """(candidates, exact duplicates) by the pre-key: the documents whose (group, ``wkey``)
+    another one shares (``cand``: id, grp, wkey; None without ``exact``) and, of each such
+    group, those that are not its smallest id (id, rep).  Equal texts have equal pre-keys,
+    so these are the local exact duplicates unless two texts share a 64-bit pre-key:
+    ``_exact_by_md5`` checks that against the local exact key before anything is kept."""
     from thinkforge.manifests.duck import connect, parquet_source
 
     from .dedup import exact_candidates_sql
 
+    exact_file = str(ph.out / "exact-pre.parquet")
     con = connect(threads=threads_here(ph.hosts))
     try:
         if not config.exact:
             con.execute(f"COPY (SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS rep WHERE false) "
                         f"TO '{exact_file}' (FORMAT parquet)")
-            return
+            return None, exact_file
         cand_file = str(ph.out / "exact-candidates.parquet")
-        con.execute(f"COPY ({exact_candidates_sql(parquet_source(docs_files), 'id')}) "
-                    f"TO '{cand_file}' (FORMAT parquet)")
-        keyed = ph.map("exact", near_exact_keys,
-                       [(ph.store_at, ph.inputs["data"].ref, config, ph.resources, ph.hosts,
-                         key, i, ph.count, str(ph.out), cand_file, ranges[i])
-                        for i in range(ph.count)])
-        con.execute(f"""
-            COPY (SELECT id, rep FROM (
-                    SELECT id, min(id) OVER (PARTITION BY grp, norm_key) AS rep
-                    FROM {parquet_source(keyed)}) WHERE id <> rep)
-            TO '{exact_file}' (FORMAT parquet)""")
+        con.execute(f"COPY ({exact_candidates_sql(parquet_source(docs_files), 'id', 'grp, wkey')})"
+                    f" TO '{cand_file}' (FORMAT parquet)")
+        con.execute(_EXACT.format(by="wkey", src=parquet_source([cand_file]), path=exact_file))
     finally:
         con.close()
+    return cand_file, exact_file
+
+
+def _exact_by_md5(ph: Phases, cand_file: str, md5_files: list[str], pre_file: str) -> str:
+    """The exact duplicates as the local step finds them (the smallest id of each (group,
+    md5 of the normalised text) kept), from the ``near_sets`` tasks' md5 of every
+    candidate: ``pre_file`` when they are the same rows (always, but for a 64-bit
+    collision of pre-keys), else a file of them."""
+    from thinkforge.manifests.duck import connect, parquet_source
+
+    exact_file = str(ph.out / "exact-md5.parquet")
+    con = connect(threads=threads_here(ph.hosts))
+    try:
+        keyed, cands = (con.execute(f"SELECT count(*) FROM {parquet_source(f)}").fetchall()[0][0]
+                        for f in (md5_files, [cand_file]))
+        if keyed != cands:
+            raise RuntimeError(f"near dedup: {keyed} md5 keys for {cands} exact candidates "
+                               f"({ph.out}): a row partition lost or repeated rows")
+        con.execute(_EXACT.format(by="norm_key", src=parquet_source(md5_files), path=exact_file))
+        differ = con.execute(
+            f"SELECT count(*) FROM ((SELECT * FROM {parquet_source([exact_file])} EXCEPT ALL "
+            f"SELECT * FROM {parquet_source([pre_file])}) UNION ALL (SELECT * FROM "
+            f"{parquet_source([pre_file])} EXCEPT ALL SELECT * FROM "
+            f"{parquet_source([exact_file])}))").fetchall()[0][0]
+    finally:
+        con.close()
+    return pre_file if differ == 0 else exact_file
 
 
 def _clusters(ph: Phases, config, kind: str, found: list[str], exact_file: str,

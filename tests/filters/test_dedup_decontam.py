@@ -48,6 +48,47 @@ def test_compiled_and_numpy_signatures_agree():
         assert np.array_equal(hasher.signatures(part), hasher.signatures(part, compiled=False))
 
 
+def test_compiled_and_numpy_band_keys_agree():
+    """``band_keys`` in numba gives numpy's keys (sums mod 2^64), for every split of the
+    signature and no documents."""
+    pytest.importorskip("numba")
+    from thinkforge.filters.minhash import band_keys
+
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 777):
+        sig = rng.integers(0, 2**32, size=(n, 128), dtype=np.uint32)
+        for bands, rows in ((14, 9), (9, 13), (1, 128), (128, 1)):
+            got = band_keys(sig, bands, rows)
+            assert got.dtype == np.uint64 and got.shape == (n, bands)
+            assert np.array_equal(got, band_keys(sig, bands, rows, compiled=False))
+
+
+def test_sorted_sets_and_intersections_compiled_and_numpy_agree(monkeypatch):
+    """The partitioned near dedup's shingle sets and their intersections: numba and numpy
+    give the same arrays and counts."""
+    pytest.importorskip("numba")
+    from thinkforge.filters import minhash
+
+    rng = np.random.default_rng(6)
+    docs = [rng.integers(0, 50, size=n).astype(np.uint64).tolist()
+            for n in [0, 1, 3, 5, 6, 30, 0] + rng.integers(0, 40, size=60).tolist()]
+    words = pa.array(docs, pa.list_(pa.uint64()))
+    hasher = MinHasher(num_perm=8, shingle=3)
+    flat, counts = minhash.sorted_sets(hasher, words)
+    starts = np.cumsum(counts) - counts
+    left, right = rng.integers(0, len(docs), size=200), rng.integers(0, len(docs), size=200)
+    both = minhash.set_intersections(flat, starts[left], counts[left], flat, starts[right],
+                                     counts[right])
+    monkeypatch.setattr(minhash, "_kernels", lambda: None)
+    flat2, counts2 = minhash.sorted_sets(hasher, words)
+    assert np.array_equal(flat, flat2) and np.array_equal(counts, counts2)
+    assert np.array_equal(both, minhash.set_intersections(flat, starts[left], counts[left], flat,
+                                                          starts[right], counts[right]))
+    union = counts[left] + counts[right] - both
+    assert ((both >= 0) & (both <= np.minimum(counts[left], counts[right]))).all()
+    assert (union >= np.maximum(counts[left], counts[right])).all()
+
+
 def test_shingle_sets_give_the_exact_jaccard():
     rng = np.random.default_rng(4)
     base = rng.integers(0, 10**9, size=60).tolist()

@@ -1,0 +1,65 @@
+"""Near dedup's phases (filters/partitioned_dedup.py) run in this process, task by task: the
+exact duplicates found by pre-key are checked against the local exact key (md5), and when
+two different texts share a pre-key the pairs are made again without them: the version is
+still the local one."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("distributed")
+
+from tests.steps.test_dask_executor import _files, _run  # noqa: E402
+from tests.steps.test_dask_partitioned import _near_versions  # noqa: E402
+
+
+class _Inline:
+    """Stands in for the Dask client: each task runs at once, here (so a monkeypatch reaches
+    it); records the phase of every task."""
+
+    def __init__(self):
+        self.phases: list[str] = []
+
+    def submit(self, fn, *args, key: str, **_):
+        self.phases.append(key.split("-")[-2].rstrip("0123456789"))
+        return fn(*args)
+
+    def gather(self, results):
+        return list(results)
+
+
+def _phased(store, data, config: dict, count: int):
+    from thinkforge.filters.dedup import DedupConfig
+    from thinkforge.filters.partitioned_dedup import run_near_dedup_phased
+    from thinkforge.manifests.partitions import Phases
+
+    client = _Inline()
+    out = store.root / ".staging" / "partitions-inline"
+    out.mkdir(parents=True)
+    made = run_near_dedup_phased(Phases(
+        client=client, retries=0, store=store, store_at=(type(store), str(store.root)),
+        inputs={"data": data}, name="nd-inline", config=DedupConfig(**config),
+        resources={"threads": 1}, count=count, out=out, hosts={"local": 1}, label="dedup-t"))
+    return store.resolve(made.ref), client.phases
+
+
+@pytest.mark.parametrize("collide", [False, True])
+@pytest.mark.parametrize("kind,config", [("prompts", {}), ("sft", {"on": "output"})])
+def test_pre_key_collision_still_local(store, monkeypatch, kind, config, collide):
+    """With ``collide`` the pre-key is the word count (every 30-word text shares one): the
+    md5 check finds other exact duplicates than the pre-keys, so pairs and sets run again;
+    without, they run once.  Both: the local bytes, fingerprint and provenance."""
+    from thinkforge.filters import text
+
+    data = _near_versions(store)[kind]
+    local = _run(store, "dedup", {"data": data}, "nd-local", config)
+    assert local.provenance["exact_duplicates"] > 0
+    if collide:
+        monkeypatch.setattr(text, "pre_key_expr",
+                            lambda t: f"hash(len({text.words_expr(t)}))::UBIGINT")
+    remote, phases = _phased(store, data, config, 2)
+    assert phases.count("pairs") == phases.count("sets") == (4 if collide else 2)
+    assert phases.count("signatures") == phases.count("verify") == 2
+    assert remote.fingerprint == local.fingerprint
+    assert _files(store, remote) == _files(store, local)
+    assert remote.provenance == local.provenance
