@@ -166,8 +166,9 @@ def test_facts_equal_the_whole_file_checks(store, monkeypatch, tmp_path):
     runs = [at[0:30:2], at[30:31], [], at[31:90:3][::-1]]  # the last run descending
     merged_order = runs[1] + runs[3] + runs[0]  # the merge's order: not the runs' order
     con = duckdb.connect()
+    declared = [(0, 29), (30, 30), (0, 0), (31, 89)]  # each partition's run of positions
     facts = [partition_facts(con, store.root, _positions(tmp_path, f"p{i}", run), info,
-                             schema_for("prompts"), [], tmp_path / f"p{i}.digests")
+                             schema_for("prompts"), [], declared[i], tmp_path / f"p{i}.digests")
              for i, run in enumerate(runs)]
     assert facts[2]["rows"] == 0 and facts[2]["digests"] is None
     merged = _positions(tmp_path, "merged", merged_order)
@@ -196,9 +197,9 @@ def test_facts_catch_repeats_and_bad_positions(store, monkeypatch, tmp_path):
     offsets = _offsets(info["base_files"])
     con = duckdb.connect()
 
-    def facts(name, positions):
+    def facts(name, positions, run=(0, 9)):
         return partition_facts(con, store.root, _positions(tmp_path, name, positions), info,
-                               schema_for("prompts"), [], tmp_path / f"{name}.digests")
+                               schema_for("prompts"), [], run, tmp_path / f"{name}.digests")
 
     twice = facts("twice", [(0, 1), (0, 2), (0, 1)])
     assert twice["repeated"] == 1
@@ -209,10 +210,12 @@ def test_facts_catch_repeats_and_bad_positions(store, monkeypatch, tmp_path):
     assert combine([outside, twice], merged, len(offsets) - 1, offsets)["bad"] == outside["bad"]
     assert "shard outside" in facts("shard", [(len(offsets) - 1, 0)])["bad"]
     # runs that overlap may repeat each other's rows: not combined (the scan decides)
-    a, b = facts("a", [(0, 1), (0, 5)]), facts("b", [(0, 3)])
+    a, b = facts("a", [(0, 1), (0, 5)], (0, 5)), facts("b", [(0, 3)], (3, 3))
     assert combine([a, b], _positions(tmp_path, "m2", [(0, 1), (0, 3), (0, 5)]),
                    len(offsets) - 1, offsets) is None
     assert combine([a, None], merged, len(offsets) - 1, offsets) is None
+    # a row outside the partition's own run: no facts, the merged file is checked whole
+    assert facts("astray", [(0, 1), (0, 12)], (0, 9)) is None
 
 
 def test_repeated_position_rejected_at_publish(store, monkeypatch, tmp_path):
@@ -225,7 +228,7 @@ def test_repeated_position_rejected_at_publish(store, monkeypatch, tmp_path):
     m, info = _base(store, monkeypatch)
     twice = [(0, 1), (0, 2), (0, 1)]
     part = partition_facts(duckdb.connect(), store.root, _positions(tmp_path, "p", twice), info,
-                           schema_for("prompts"), [], tmp_path / "p.digests")
+                           schema_for("prompts"), [], (0, 9), tmp_path / "p.digests")
     with pytest.raises(InputDataError, match="1 row.s. of the base selected twice"), \
             store.writer("rep", "prompts", step={"type": "filter.quality", "config": {}},
                          parents=[m]) as w:
