@@ -192,25 +192,37 @@ def combine(facts: list[dict[str, Any]], sel_path: Path, n_files: int,
             counts.setdefault(column, {})
     repeated = sum(f["repeated"] for f in runs)
     total = sum(f["rows"] for f in runs)
-    table = pq.ParquetFile(sel_path).read(columns=[SHARD, ROW])
-    if table.num_rows != total:
-        raise IntegrityError(f"{sel_path}: {table.num_rows} rows merged, {total} in its partitions")
-    pos = np.empty(total, dtype=np.int64)
-    at, starts = 0, np.asarray(offsets[:-1], dtype=np.int64)
-    for batch in table.to_batches():
-        k = batch.num_rows
-        pos[at:at + k] = starts[_ints(batch.column(0)).astype(np.int64)] + _ints(batch.column(1))
-        at += k
-    ascending = bool(total < 2 or (np.diff(pos) > 0).all())
-    digests = np.zeros(0, dtype=np.uint64)
+    f_sel = pq.ParquetFile(sel_path)
+    if f_sel.metadata.num_rows != total:
+        raise IntegrityError(f"{sel_path}: {f_sel.metadata.num_rows} rows merged, {total} in "
+                             "its partitions")
+    digests = np.empty(total, dtype=np.uint64)
+    ascending = True
     if total:  # the runs laid out at their positions (the gaps between them never read)
-        first = runs[0]["lo"]
-        if pos.min() < first or pos.max() > runs[-1]["hi"]:
-            raise IntegrityError(f"{sel_path}: a position outside its partitions' runs")
-        spans = np.empty(runs[-1]["hi"] - first + 1, dtype=np.uint64)
+        first, last = runs[0]["lo"], runs[-1]["hi"]
+        spans = np.empty(last - first + 1, dtype=np.uint64)
         for f in runs:
-            spans[f["lo"] - first:f["hi"] - first + 1] = np.fromfile(f["digests"], dtype="<u8")
-        digests = spans[pos - first]
+            with open(f["digests"], "rb") as src:
+                got = src.readinto(spans[f["lo"] - first:f["hi"] - first + 1].data.cast("B"))
+            if got != 8 * (f["hi"] - f["lo"] + 1):
+                raise IntegrityError(f"{f['digests']}: {got // 8} digests, its run has "
+                                     f"{f['hi'] - f['lo'] + 1}")
+        # in batches, into buffers made once (big fresh arrays cost more than the work)
+        at, prev, starts = 0, -1, np.asarray(offsets[:-1], dtype=np.int64) - first
+        for batch in f_sel.iter_batches(batch_size=_BATCH, columns=[SHARD, ROW]):
+            k = batch.num_rows
+            if not k:
+                continue
+            local = starts[_ints(batch.column(0)).astype(np.int64)]
+            local += _ints(batch.column(1))
+            if local.min() < 0 or local.max() > last - first:
+                raise IntegrityError(f"{sel_path}: a position outside its partitions' runs")
+            if ascending:
+                ascending = bool(local[0] > prev and (k < 2 or (np.diff(local) > 0).all()))
+                prev = int(local[-1])
+            np.take(spans, local, out=digests[at:at + k])
+            at += k
     # the digests as a buffer for the fingerprint's sha256 (no copy into bytes: ~0.14 s at 10M)
-    return {"bad": None, "used": used.tolist(), "ascending": ascending, "repeated": repeated,
-            "digests": digests.astype(np.dtype("<u8"), copy=False), "counts": counts}
+    return {"bad": None, "used": used.tolist(), "ascending": bool(ascending),
+            "repeated": repeated, "digests": digests.astype(np.dtype("<u8"), copy=False),
+            "counts": counts}
