@@ -53,8 +53,10 @@ def _passrate(store, inputs, config) -> dict[str, str] | None:
 def _per_prompt(role: str):
     def split(store, inputs, config) -> dict[str, str] | None:
         data = inputs[role]
-        others = {m.ref for v in inputs.values() for m in (v if isinstance(v, list) else [v])
-                  if isinstance(m, Manifest) and m is not data}
+        # the versions of the other roles, by ref: the same version given as data and as a
+        # benchmark (even the same object) must be read whole there, so it is not split
+        others = {m.ref for r, v in inputs.items() if r != role
+                  for m in (v if isinstance(v, list) else [v]) if isinstance(m, Manifest)}
         if data.kind not in _PROMPT_KEY or data.ref in others:
             return None
         return {data.ref: _PROMPT_KEY[data.kind]}

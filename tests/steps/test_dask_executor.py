@@ -96,6 +96,18 @@ def test_global_steps_are_not_split_by_row(store, versions):
     assert {"dedup", "curriculum"} <= set(PHASED)
 
 
+def test_a_version_checked_against_itself_is_not_split(store, versions):
+    """Decontaminating a version against itself (the same object in both roles): a split
+    would give each partition a share of the benchmark too, so the step runs whole."""
+    from thinkforge.manifests.partitions import split_keys
+
+    desc = load_steps()["decontam"]
+    config = build_config(desc.config_model(), {"ngram": 3})
+    sft = versions["sft"]
+    assert split_keys(store, "decontam", {"data": sft, "against": [versions["prompts"]]}, config)
+    assert split_keys(store, "decontam", {"data": sft, "against": [sft]}, config) is None
+
+
 def test_cli_workers_local_cluster(cli_run, store, versions):
     """`--executor dask --workers 2` starts (and closes) its own LocalCluster."""
     local = cli_run("filter", "quality", "toy-sft", "--name", "pr-l")
