@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from thinkforge.manifests.errors import InputDataError
 
-from tests.steps.test_dask_positions import _prompts
+from tests.steps.test_dask_positions import _prompts, write_chunked
 
 
 def _in_process(store, step_type, inputs, name, config, count, tmp_path):
@@ -58,11 +58,7 @@ def _unordered(store, name: str, n: int, chunks: int):
     rows = [{"id": f"u{i}", "source": f"s{i % 3}", "category": "math",
              "input": [{"role": "user", "content": " ".join(f"w{i * 31 + k}" for k in range(12))}],
              "ground_truth": "1", "verifier": "math", "license": "MIT"} for i in range(n)]
-    step = -(-n // chunks)
-    with store.writer(name, "prompts", step={"type": "import", "config": {}}) as w:
-        for lo in range(0, n, step):
-            w.write(rows[lo:lo + step])
-    return w.manifest
+    return write_chunked(store, name, rows, chunks)
 
 
 def _bench(store, name: str, data, rows: range):

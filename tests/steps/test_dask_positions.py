@@ -18,9 +18,14 @@ def _prompts(store, name: str, n: int = 90, chunks: int = 7, words: int = 12):
              "input": [{"role": "user", "content": " ".join(
                  f"w{(i - i % 9 if i % 9 == 4 else i) * 31 + k}" for k in range(words))}],
              "ground_truth": "1", "verifier": "math", "license": "MIT"} for i in range(n)]
-    step = -(-n // chunks)
+    return write_chunked(store, name, rows, chunks)
+
+
+def write_chunked(store, name: str, rows: list[dict], chunks: int):
+    """A prompts version of ``rows`` written in ``chunks`` writes."""
+    step = -(-len(rows) // chunks)
     with store.writer(name, "prompts", step={"type": "import", "config": {}}) as w:
-        for lo in range(0, n, step):
+        for lo in range(0, len(rows), step):
             w.write(rows[lo:lo + step])
     return w.manifest
 
