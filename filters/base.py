@@ -261,18 +261,6 @@ class StepContext:
                    f"{kept_by} {rel} WHERE j.reason IS NULL{cond}"
                    + (f" ORDER BY {ordered(order[0])}" if sort else ""), [], kept_path,
                    narrow=True)
-        partition = current_partition()
-        run = partition.ranges.get(data.ref) if partition is not None else None
-        if run and data.selection is None:
-            # its own run of base positions: it checks and digests its kept rows itself,
-            # the merge combines the runs (manifests/selection_parts.py)
-            from thinkforge.manifests.schemas import schema_for
-            from thinkforge.manifests.selection_parts import partition_facts, run_of
-
-            self.progress.phase("checking kept positions")
-            self.writer.note_facts(partition_facts(
-                con, self.store.root, kept_path, info, schema_for(self.writer.kind), stored,
-                run_of(info["base_files"], run), kept_path.with_suffix(".digests")))
         self.progress.phase("writing rejected rows")
         rej_stored = "".join(f", j.{q(c)}" for c in rejected_columns if c in stored)
         rel, at, cond = rejected_from

@@ -145,9 +145,8 @@ def _ops(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for op in part["ops"]:
             key = (op["op"], op.get("order_by"), str(op.get("kept_order")))
             entry = merged.setdefault(key, {**op, "paths": [], "rejected_paths": [],
-                                            "nullable": set(), "facts": []})
+                                            "nullable": set()})
             entry["nullable"].update(op.get("nullable", ()))
-            entry["facts"].append(op.get("facts"))
             entry["paths"].append(op.get("kept") or op["path"])
             if op["op"] == "selection":
                 entry["rejected_paths"].append(op["rejected"])
@@ -181,8 +180,6 @@ def merge_partitions(store: DatasetStore, parts: list[dict[str, Any]],
                 if op["op"] == "selection":
                     kept, rejected = writer.select(op["info"], op["columns"],
                                                    op["rejected_columns"], op["rejected_extra"])
-                    # each partition checked and digested its own kept rows (or None)
-                    writer.use_partition_facts(op["facts"])
                     for paths, terms, path in ((op["paths"], op["kept_order"], kept),
                                                (op["rejected_paths"], op["rejected_order"],
                                                 rejected)):

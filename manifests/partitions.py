@@ -116,15 +116,6 @@ class PartitionWriter:
         """The ORDER BY of the last selection's files, as terms over ``__o<i>`` columns."""
         self.partition.ops[-1].update(kept_order=kept, rejected_order=rejected)
 
-    @property
-    def kind(self) -> str:
-        return self.partition.record["kind"]
-
-    def note_facts(self, facts: dict[str, Any] | None) -> None:
-        """The publish's checks, digests and counts of the last selection's kept file,
-        made by this partition (``selection_parts.partition_facts``; None: not made)."""
-        self.partition.ops[-1]["facts"] = facts
-
     def note_nullable(self, columns: list[str]) -> None:
         """Columns of the last selection's files that the whole step writes ``optional``
         even where this partition's files have no row to show it (``partitioned._union``)."""

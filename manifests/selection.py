@@ -77,9 +77,8 @@ def digest_expr(columns: list[str], qualifier: str | None = None) -> str:
     return _xor([_h(c, qualifier) for c in columns])
 
 
-def content_fingerprint(schema_json: list[dict[str, Any]], digests) -> str:
-    """sha256 over the schema and the rows' digests (little-endian uint64, in row order;
-    ``bytes`` or any contiguous buffer of them, such as a numpy array)."""
+def content_fingerprint(schema_json: list[dict[str, Any]], digests: bytes) -> str:
+    """sha256 over the schema and the rows' digests (little-endian uint64, in row order)."""
     h = hashlib.sha256(_FP_TAG)
     h.update(json.dumps(schema_json, sort_keys=True).encode())
     h.update(digests)

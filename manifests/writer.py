@@ -47,7 +47,6 @@ from .selection import (
     DIGESTS_FILE,
     REJECTED_SELECTION_FILE,
     SELECTION_FILE,
-    _offsets,
     chars_relation,
     content_fingerprint,
     gathers,
@@ -172,9 +171,6 @@ class VersionWriter:
         # rows given to write() are checked, digested and counted as they come (streaming.py);
         # a shard made elsewhere (new_shard_path) sends the publish back to scanning them all
         self._stream: StreamChecks | None = None
-        # a merged Dask step's partitions' checks, digests and counts of their kept rows
-        # (selection_parts.py), combined instead of scanning the merged selection file
-        self._parts: list[dict[str, Any]] | None = None
         self._foreign_shards = False
         # sha256 of the files this publish hashed, with each file's stamp while it was read:
         # handed to the store's hash cache once published (_remember_hashes)
@@ -287,11 +283,6 @@ class VersionWriter:
                                "rejected_extra": list(rejected_extra)}
         return self.staging / SELECTION_FILE, self.staging / REJECTED_SELECTION_FILE
 
-    def use_partition_facts(self, facts: list[dict[str, Any] | None]) -> None:
-        """The selection's kept rows were written by Dask partitions that checked and
-        digested their own (``selection_parts.partition_facts``): combine theirs."""
-        self._parts = facts
-
     def publish(self) -> Manifest:
         self._close()
         try:
@@ -359,35 +350,19 @@ class VersionWriter:
         rej_path = self.staging / REJECTED_SELECTION_FILE
         columns = list(info["columns"])
         con = self._connect()
-        combined = None
-        if self._parts is not None:
-            from .selection_parts import combine
-
-            combined = combine(self._parts, sel_path, len(info["base_files"]),
-                               _offsets(info["base_files"]))
-        if combined is not None:  # the partitions checked and digested their own rows
-            if combined["bad"]:
-                raise InputDataError(f"{self.name}: {combined['bad']}")
-            used, ascending, dup = combined["used"], combined["ascending"], combined["repeated"]
-        else:
-            try:
-                # the positions kept when the digests are taken from them (selection.gathers)
-                used, ascending, dup, seen, positions = scan_positions(
-                    sel_path, info["base_files"], keep=gathers(info, self.schema.names, columns))
-            except InputDataError as exc:
-                raise InputDataError(f"{self.name}: {exc}") from None
+        try:
+            # the positions kept when the digests are taken from them (selection.gathers)
+            used, ascending, dup, seen, positions = scan_positions(
+                sel_path, info["base_files"], keep=gathers(info, self.schema.names, columns))
+        except InputDataError as exc:
+            raise InputDataError(f"{self.name}: {exc}") from None
         if dup:
             raise InputDataError(f"{self.name}: {dup} row(s) of the base selected twice",
                                  hint="a selection drops or reorders rows; it never repeats one")
         self._check_values([sel_path], only=set(columns))
-        if combined is not None:
-            digest_bytes = combined["digests"]
-            base_counted = combined["counts"]
-        else:
-            digest_bytes = selection_digests(con, self.store, sel_path, info, used,
-                                             self.schema.names, columns, positions)
-            del positions
-            base_counted = self._base_counts(info, columns, used, seen)
+        digest_bytes = selection_digests(con, self.store, sel_path, info, used,
+                                         self.schema.names, columns, positions)
+        del positions
         fp = content_fingerprint(schema_to_json(self.schema), digest_bytes)
         entry = self._entry(sel_path)
         rej_entry = None
@@ -412,7 +387,7 @@ class VersionWriter:
                                                                        sel_path, cols),
                               chars_sql=chars_relation(self.store, sel_path, info)
                               if "output" in self.schema.names else None, con=con,
-                              counted={**base_counted,
+                              counted={**self._base_counts(info, columns, used, seen),
                                        **self._stored_counts(sel_path, columns, entry.rows)})
         return self._finish(fp, [], rejected, stats, selection=selection, rows=entry.rows)
 
@@ -435,10 +410,11 @@ class VersionWriter:
                      seen) -> dict[str, dict[str, int]]:
         """``by_<column>`` of the base's string columns the selection does not store, counted
         at the rows the position check marked (``selection_stats.py``: no SQL scan)."""
-        from .selection_parts import count_columns
         from .selection_stats import base_counts
+        from .stats import COUNT_COLUMNS
 
-        columns = count_columns(self.schema, info, stored)
+        columns = [c for c in COUNT_COLUMNS if c in self.schema.names and c in info["base_columns"]
+                   and c not in stored and pa.types.is_string(self.schema.field(c).type)]
         if not columns:
             return {}
         files, offsets = info["base_files"], [0]
