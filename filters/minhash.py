@@ -233,8 +233,7 @@ class ShingleSets:
         at = np.searchsorted(self.keys, want).clip(max=max(len(self.keys) - 1, 0))
         both = np.bincount(pair, weights=self.keys[at] == want, minlength=len(left)) \
             if len(self.keys) else np.zeros(len(left))
-        union = sizes + self.sizes[right] - both
-        return np.divide(both, union, out=np.ones(len(left)), where=union > 0)
+        return jaccard_ratio(both, sizes, self.sizes[right])
 
 
 
@@ -310,8 +309,7 @@ class SortedShingleSets:
                 da, db = a[sel], b[sel]
                 both = self.kernels.intersections(x, self.start[da], self.size[da],
                                                   y, self.start[db], self.size[db])
-                union = self.size[da] + self.size[db] - both
-                out[sel] = np.divide(both, union, out=np.ones(len(sel)), where=union > 0)
+                out[sel] = jaccard_ratio(both, self.size[da], self.size[db])
         return out
 
 
@@ -344,6 +342,12 @@ def set_intersections(xa: np.ndarray, start_a: np.ndarray, size_a: np.ndarray, x
         b = xb[start_b[i]:start_b[i] + size_b[i]]
         out[i] = len(np.intersect1d(a, b, assume_unique=True))
     return out
+
+
+def jaccard_ratio(both: np.ndarray, size_a: np.ndarray, size_b: np.ndarray) -> np.ndarray:
+    """|A & B| / |A | B| from the intersections and the two set sizes (two empty sets: 1)."""
+    union = size_a + size_b - both
+    return np.divide(both, union, out=np.ones(len(both)), where=union > 0)
 
 
 def connected_components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -248,7 +248,7 @@ def near_verify(store_at, data_ref: str, config, resources, hosts, index: int, c
     import pyarrow.parquet as pq
     from thinkforge.manifests.duck import parquet_source
 
-    from .minhash import set_intersections
+    from .minhash import jaccard_ratio, set_intersections
 
     store, _, _, _, res, _, _ = _setup(store_at, data_ref, config, resources, hosts)
     path = str(Path(out) / f"verified-p{index:04d}-{uuid.uuid4().hex[:8]}.parquet")
@@ -275,8 +275,7 @@ def near_verify(store_at, data_ref: str, config, resources, hosts, index: int, c
             if len(sel):
                 both[sel] = set_intersections(flats[i], start_a[sel], size_a[sel], flats[j],
                                               start_b[sel], size_b[sel])
-    union = size_a + size_b - both
-    similarity = np.divide(both, union, out=np.ones(len(found)), where=union > 0)
+    similarity = jaccard_ratio(both, size_a, size_b)
     pq.write_table(pa.table({"l": found.column("l"), "r": found.column("r"),
                              "similarity": similarity, "same": found.column("same")}), path,
                    use_dictionary=False)

@@ -252,7 +252,7 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
         # locally the narrow table holds only the rows written (not_sampled counted from the
         # prompts' row count), so keep_reject reads it in place; a Dask partition reads a
         # share of the prompts whose count no manifest states: it keeps the flag column
-        local = current_partition() is None
+        local = partition is None
         if ctx.selects(prompts):
             # a selection: only the prompt ids and where they live are read (decoded once);
             # the decision per prompt and its position in one narrow table
