@@ -32,6 +32,7 @@ bench/README.md "dask_scale.py".
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import tempfile
 import time
@@ -132,11 +133,15 @@ def make_data(work: Path, prompts: int, k: int, docs: int, bench_items: int) -> 
         tf.steps.import_(store, name=name, path=str(files / f"{name}.parquet"), kind=kind)
 
 
+_RUNS = itertools.count()
+
+
 def run_step(store, step: str, label: str, resources: dict) -> dict:
     """One step under ``resources``; its wall time and version."""
     import thinkforge as tf
 
-    name = f"{step}-{label}-{time.strftime('%H%M%S')}-{os.getpid()}"  # never reused
+    # never reused (a step finishing within the second must not meet its own version again)
+    name = f"{step}-{label}-{time.strftime('%H%M%S')}-{os.getpid()}-{next(_RUNS)}"
     t0 = time.perf_counter()
     if step == "passrate":
         made = tf.steps.passrate(store, "rollouts", "prompts", name=name, resources=resources)
