@@ -24,6 +24,7 @@ manifest's provenance counts them (``not_sampled``) so the numbers still add up.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -105,12 +106,24 @@ def prompts_of(store: DatasetStore, rollouts: Manifest) -> Manifest:
                          hint="pass the prompts explicitly: --prompts NAME@VERSION")
 
 
-def collect_provenance(ctx: StepContext, rollouts: Manifest, prompts: Manifest) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Counted:
+    """Rollouts already counted per prompt elsewhere (``filters/partitioned_passrate.py``:
+    the Dask counts tasks, one per run of the rollouts' rows): their partial counts files
+    and the distinct generators they saw.  The step then reads no rollout row."""
+
+    files: list[str]
+    generators: list[str]
+
+
+def collect_provenance(ctx: StepContext, rollouts: Manifest, prompts: Manifest,
+                       generators: list[str] | None = None) -> dict[str, Any]:
     """Who produced the rollouts and how, from their manifest (tolerant of missing facts).
 
     The generators record K and the seed in the step config, the teachers and the verifier
     versions in the provenance; other producers may use the aliases above.  What the data
-    shows (samples per prompt, generator names) fills what the manifest does not say.
+    shows (samples per prompt, generator names) fills what the manifest does not say;
+    ``generators``: the rollouts' distinct generators, already seen by whoever counted them.
     """
     given = rollouts.provenance or {}
     step = rollouts.step.config or {}
@@ -136,7 +149,6 @@ def collect_provenance(ctx: StepContext, rollouts: Manifest, prompts: Manifest) 
                                   k_from_mode=out["K"] is None)
     if out["K"] is None:
         out["K"] = observed["mode"]
-    generators = partition.given.get("generators") if partition is not None else None
     if generators is None:
         generators = [r[0] for r in ctx.con.execute(
             "SELECT DISTINCT generator FROM rollouts_src ORDER BY 1 LIMIT 50").fetchall()]
@@ -148,8 +160,8 @@ def collect_provenance(ctx: StepContext, rollouts: Manifest, prompts: Manifest) 
 
 
 def partial_counts_sql(files: list[str]) -> str:
-    """Rollouts per prompt summed over partial counts files of the rollouts partitions
-    (``filters/partitioned_passrate.py``: a judge task's share of every counts task's)."""
+    """Rollouts per prompt summed over partial counts files of runs of the rollouts' rows
+    (``Counted``); the types of the local counts (``count(*)`` is BIGINT, so are the sums)."""
     from thinkforge.manifests.duck import parquet_source
 
     return ("SELECT prompt_id, sum(n_rollouts)::BIGINT AS n_rollouts, "
@@ -196,10 +208,12 @@ def _attempted_prompts(ctx: StepContext, store: DatasetStore, rollouts: Manifest
 
 def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | None, name: str,
                  config: PassRateConfig | None = None,
-                 resources: Resources | None = None) -> Manifest:
+                 resources: Resources | None = None, counted: Counted | None = None) -> Manifest:
     """Aggregate ``rollouts`` per prompt into an ``rl_pool`` version named ``name``.
 
-    ``prompts`` defaults to the rollouts version's prompts parent.
+    ``prompts`` defaults to the rollouts version's prompts parent.  ``counted``: the
+    rollouts' counts per prompt, already made (by Dask tasks; not with the LLM judge, which
+    reads the rollouts): the same version, without a scan of the rollouts.
     """
     config = config or PassRateConfig()
     require_kind(rollouts, "rollouts", role="--rollouts")
@@ -225,8 +239,7 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
         if config.drop_unsolved:
             unsolved = "WHEN pass_rate = 0 THEN 'unsolved'"
         partition = current_partition()
-        counted = partition.given.get("counts") if partition is not None else None
-        if config.reasoning and counted is None:
+        if config.reasoning and counted is None:  # the counts tasks kept only that mode
             mode_filter = "WHERE reasoning = ?"
             params.append(config.reasoning)
         _attempted_prompts(ctx, store, rollouts, config.reasoning)
@@ -234,8 +247,8 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
         counts = (f"SELECT prompt_id, count(*) AS n_rollouts, count(correct)::BIGINT AS n_samples, "
                   f"(count(*) FILTER (WHERE correct))::BIGINT AS n_correct "
                   f"FROM rollouts_src {mode_filter} GROUP BY prompt_id")
-        if counted is not None:  # a Dask partition of the prompts: the rollouts' partial counts
-            counts = partial_counts_sql(counted)
+        if counted is not None:
+            counts = partial_counts_sql(counted.files)
         con.execute(f"""
             CREATE TEMP TABLE scored AS
             SELECT *, {bucket} AS bucket,
@@ -292,7 +305,8 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
                         kept="scored_prompts", rejected_columns=pool, order=("id", "id"),
                         size_of=[prompts], rows_from=prompts, narrow=narrow,
                         positioned=narrow is not None, in_place=narrow == "decided")
-        ctx.provenance.update(collect_provenance(ctx, rollouts, prompts))
+        ctx.provenance.update(collect_provenance(
+            ctx, rollouts, prompts, counted.generators if counted is not None else None))
         if narrow == "decided":  # every prompt row is in `decided` once unless not_sampled
             ctx.provenance["not_sampled"] = prompts.rows - con.execute(
                 "SELECT count(__shard) FROM decided").fetchone()[0]

@@ -54,8 +54,6 @@ class Partition:
     # version ref -> this partition's rows by position, [(shard, first row, end row)]: a
     # worker reads only its own row groups (``position_ranges``); wins over ``keys``
     ranges: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
-    # what an earlier phase computed for this one (pass rate: the rollouts' partial counts)
-    given: dict[str, Any] = field(default_factory=dict)
     ops: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)   # name, kind, step, parents

@@ -155,8 +155,9 @@ def _straddling_rollouts(store, modes=("on", "off")):
     ({"drop_at_or_above": None, "reasoning": "off", "min_samples": 3}, 2),
 ])
 def test_passrate_by_position_equals_local(store, cluster, monkeypatch, config, partitions):
-    """Pass rate in two phases of tasks over row-group runs (partial counts per prompt of
-    the rollouts' runs, then the step per run of prompts): the local bytes and provenance."""
+    """Pass rate's counts tasks over row-group runs (partial counts per prompt of the
+    rollouts' runs), then the step on the driver over their sums: the local bytes and
+    provenance."""
     import thinkforge.filters  # noqa: F401  (fills PHASED)
     from thinkforge.manifests.partitions import PHASED
 
@@ -182,37 +183,30 @@ def test_passrate_by_position_equals_local(store, cluster, monkeypatch, config, 
     assert not list((store.root / ".staging").glob("partitions-*"))
 
 
-def test_passrate_counts_split_by_prompt_id_hash(store, tmp_path):
-    """Phase 1 writes, per run of rollouts rows, one counts file per judge task: each holds
-    only the prompt ids of that task's hash (an unknown id too), as the judge tasks split the
-    prompts, and a task's files summed are the whole counts of its ids."""
+def test_passrate_counts_per_run_sum_to_the_whole(store, tmp_path):
+    """Phase 1 writes one counts file per run of rollouts rows; summed, the files are the
+    whole counts (a prompt straddling two runs, an unknown id too), as the driver's step
+    reads them (``passrate.partial_counts_sql``), and each task sees the generators."""
     import duckdb
     from thinkforge.filters.partitioned_passrate import passrate_counts
     from thinkforge.filters.passrate import partial_counts_sql
-    from thinkforge.manifests.partitions import Partition, row_group_ranges
+    from thinkforge.manifests.partitions import row_group_ranges
 
     inputs = _straddling_rollouts(store)
     rollouts = inputs["rollouts"]
     by_rollouts = row_group_ranges(store, rollouts, 2)
     made = [passrate_counts((type(store), str(store.root)), rollouts.ref, None, by_rollouts[i],
-                            {"threads": 1}, str(tmp_path), i, 3) for i in range(2)]
-    assert all(len(m["paths"]) == 3 for m in made) and made[0]["generators"] == ["g0", "g1"]
+                            {"threads": 1}, str(tmp_path), i) for i in range(2)]
+    assert all(m["generators"] == ["g0", "g1"] for m in made)
     con = duckdb.connect()
     whole = con.execute(f"SELECT prompt_id, count(*), count(correct), count(*) FILTER (WHERE "
                         f"correct) FROM {row_relation(store, rollouts)} GROUP BY ALL "
                         f"ORDER BY 1").fetchall()
-    got = []
-    for j in range(3):
-        mine = con.execute(f"{partial_counts_sql([m['paths'][j] for m in made])} "
-                           "ORDER BY 1").fetchall()
-        ids = Partition(count=3, index=j, keys={"x": "id"}, out=tmp_path).restrict(
-            "x", "(SELECT unnest(?) AS id)")
-        assert con.execute(f"SELECT count(*) FROM {ids}", [[r[0] for r in mine]]).fetchone()[0] \
-            == len(mine)  # the ids the judge task of hash j keeps of the prompts
-        got += mine
-    assert sorted(got) == whole and any(r[0] == "zz-unknown" for r in got)
-    assert con.execute(f"{partial_counts_sql([p for m in made for p in m['paths']])} "
-                       "ORDER BY 1").fetchall() == whole
+    parts = [set(r[0] for r in con.execute(f"SELECT prompt_id FROM '{m['path']}'").fetchall())
+             for m in made]
+    assert parts[0] & parts[1]  # a prompt whose rollouts straddle the two runs
+    summed = con.execute(f"{partial_counts_sql([m['path'] for m in made])} ORDER BY 1").fetchall()
+    assert summed == whole and any(r[0] == "zz-unknown" for r in summed)
 
 
 def test_decontam_index_kept_for_the_next_partition(store, tmp_path, monkeypatch):
