@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 from .duck import parquet_source, quote_ident, quote_literal
 from .errors import IntegrityError
+from .selection_scan import ROW, SHARD, read_digests, take
+from .selection_scan import ints as _ints
 
 if TYPE_CHECKING:  # pydantic is not imported on the query path (records.py)
     from .manifest import FileEntry, Manifest, ParentRef
@@ -52,7 +54,6 @@ DatasetStore = Any  # thinkforge.manifests.store.DatasetStore (store imports thi
 SELECTION_FILE = "selection.parquet"
 REJECTED_SELECTION_FILE = "rejected/selection.parquet"
 DIGESTS_FILE = "digests.parquet"
-SHARD, ROW = "_shard", "_row"
 DIGEST_SCHEME = 2  # manifests record it; 1 = the linear hash(name, value) (see above)
 _FP_TAG = b"thinkforge rows v2\n"
 
@@ -129,67 +130,6 @@ def base_of(store: DatasetStore, m: Manifest) -> dict[str, Any] | None:
     return {"base": m.as_parent(), "base_columns": [f["name"] for f in m.schema_],
             "base_files": [moved(f) for f in m.files], "base_digests": moved(m.digests),
             "inherited": []}
-
-
-def _ints(array):
-    """An integer Arrow array without nulls as numpy, zero copy (``Array.to_numpy`` imports
-    pandas: 0.3 s of a filter step's start)."""
-    import numpy as np
-
-    dtype = np.dtype(array.type.to_pandas_dtype())
-    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array),
-                         offset=array.offset * dtype.itemsize)
-
-
-def scan_positions(path: Path, base_files: list[FileEntry], keep: bool = False
-                   ) -> tuple[list[int], bool, int, Any, Any]:
-    """One streaming pass over a selection file's positions: the rows it takes from each
-    base shard, whether its positions strictly increase (version order = base order), how
-    many rows repeat a position, the marks themselves (numpy bool, one per base row:
-    the selected rows, which the stats count without a join: ``selection_stats.py``) and,
-    with ``keep``, each row's position in the whole base in file order (numpy int64, for
-    ``selection_digests``; else None).  A shard or row outside the base is an InputDataError."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    from .errors import InputDataError
-
-    n_files = len(base_files)
-    rows = np.array([f.rows for f in base_files], dtype=np.int64)
-    offsets = np.array(_offsets(base_files)[:-1], dtype=np.int64)
-    used = np.zeros(n_files, dtype=np.int64)
-    seen = np.zeros(int(rows.sum()), dtype=bool)
-    ascending, last, repeated, marked = True, -1, 0, 0
-    kept = [] if keep else None
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1 << 20, columns=[SHARD, ROW]):
-        if batch.column(0).null_count or batch.column(1).null_count:
-            raise InputDataError(f"{path.name}: a position without a shard or row")
-        shard, row = _ints(batch.column(0)), _ints(batch.column(1))
-        if not len(row):
-            continue
-        if shard.min() < 0 or shard.max() >= n_files:
-            raise InputDataError(f"{path.name}: selection names a shard outside its base")
-        shard = shard.astype(np.int64, copy=False)
-        if row.min() < 0 or (row >= rows[shard]).any():
-            raise InputDataError(f"{path.name}: selection names a row outside its base shard")
-        used += np.bincount(shard, minlength=n_files)
-        pos = offsets[shard] + row
-        if kept is not None:
-            kept.append(pos)
-        if ascending:
-            ascending = bool(pos[0] > last and (len(pos) < 2 or (np.diff(pos) > 0).all()))
-            last = int(pos[-1])
-        if not ascending:  # strictly increasing positions never repeat one
-            seen[pos] = True
-            now = int(np.count_nonzero(seen))
-            repeated += len(pos) - (now - marked)
-            marked = now
-        else:
-            seen[pos] = True
-            marked += len(pos)
-    if kept is not None:
-        kept = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
-    return used.tolist(), ascending, repeated, seen, kept
 
 
 # -- resolution ------------------------------------------------------------------------------------
@@ -398,11 +338,12 @@ def gathers(info: dict[str, Any], columns: list[str], stored: list[str]) -> bool
 
 def selection_digests(con, store: DatasetStore, file_path: Path, info: dict[str, Any],
                       used: list[int], columns: list[str], stored: list[str],
-                      positions=None) -> bytes:
-    """The digests of a selection's rows (before it is published): the base's at the
-    positions, corrected for the columns the selection stores or drops.  ``positions``:
-    each row's base position in file order, as the position check read them (else read
-    again here)."""
+                      positions=None, *, base=None, pool=None):
+    """The digests of a selection's rows (before it is published), as bytes or a buffer
+    (``content_fingerprint`` hashes either): the base's at the positions, corrected for the
+    columns the selection stores or drops.  ``positions``: each row's base position in file
+    order, as the position check read them (else read again here); ``base``: what
+    ``prefetch_base_digests`` returned; ``pool``: ``selection_scan.publish_pool``'s."""
     base_cols = info["base_columns"]
     b_terms = [_h(c, "b") for c in stored if c in base_cols] + \
         [_h(c, "b") for c in base_cols if c not in columns]
@@ -411,8 +352,9 @@ def selection_digests(con, store: DatasetStore, file_path: Path, info: dict[str,
     for f in info["base_files"]:
         offsets.append(offsets[-1] + f.rows)
     if gathers(info, columns, stored):  # no b_terms, a base small enough
-        return _gathered_digests(con, store.root / info["base_digests"].path, file_path,
-                                 offsets, s_terms, positions)
+        base = base() if base is not None else \
+            _base_digests(store.root / info["base_digests"].path, pool)
+        return _gathered_digests(con, base, file_path, offsets, s_terms, positions, pool)
     digests = (f"(SELECT d, file_row_number AS pos FROM "
                f"{_file_sql(store.root / info['base_digests'].path)})")
     src = (_base_join(store, info["base_files"], used, _file_sql(file_path)) if b_terms
@@ -426,20 +368,33 @@ def selection_digests(con, store: DatasetStore, file_path: Path, info: dict[str,
 _GATHER_ROWS = 64_000_000  # base rows whose digests (8 bytes each) a publish may hold in memory
 
 
-def _gathered_digests(con, digests_path: Path, file_path: Path, offsets: list[int],
-                      s_terms: list[str], positions=None) -> bytes:
-    """``selection_digests`` without a join or a sort: the base's digests read once into
-    numpy, taken at each row's position and xor-ed with the row's stored-column terms,
-    placed at the row's index in the file (the version's order).  With ``positions`` (the
-    position check's, in file order) DuckDB reads only the stored columns' terms and each
-    row's index (the scan may run out of order); the (shard, row) -> position arithmetic
-    per row was half of this query.  Results come as Arrow (zero copy to numpy):
-    ``fetchnumpy`` copies, ~2x slower here."""
+def prefetch_base_digests(store: DatasetStore, info: dict[str, Any], pool):
+    """The base's digests for ``selection_digests(base=...)``, read on one thread of
+    ``pool`` while the caller checks the positions on the others (the read and the check
+    took ~0.3 s each at 10M rows, one after the other): a function that waits for them.
+    Without a pool they are read when asked for."""
+    path = store.root / info["base_digests"].path
+    if pool is None:
+        return lambda: _base_digests(path)
+    return pool.submit(_base_digests, path).result
+
+
+def _gathered_digests(con, base, file_path: Path, offsets: list[int], s_terms: list[str],
+                      positions=None, pool=None):
+    """``selection_digests`` without a join or a sort: the base's digests (``base``, numpy)
+    taken at each row's position and xor-ed with the row's stored-column terms, placed at
+    the row's index in the file (the version's order).  With ``positions`` (the position
+    check's, in file order) DuckDB reads only the stored columns' terms and each row's
+    index (the scan may run out of order); the (shard, row) -> position arithmetic per row
+    was half of this query.  Results come as Arrow (zero copy to numpy): ``fetchnumpy``
+    copies, ~2x slower here.  The digests are returned as the array's buffer: ``tobytes``
+    copied 80 MB at 10M rows (0.2 s, most of it the first touch of fresh pages)."""
     import numpy as np
 
-    base = _base_digests(digests_path)
+    if len(base) < offsets[-1]:  # positions were checked against the base's rows
+        raise IntegrityError(f"{len(base)} row digests for the {offsets[-1]} rows of the base")
     if positions is not None:
-        out = base[positions]  # a copy: the cached base is never written
+        out = take(base, positions, pool)  # a copy: the cached base is never written
         if s_terms and len(out):
             got = con.sql(f"SELECT s.file_row_number AS i, {_xor(s_terms)} AS x "
                           f"FROM {_file_sql(file_path)} s").to_arrow_table()
@@ -449,7 +404,7 @@ def _gathered_digests(con, digests_path: Path, file_path: Path, offsets: list[in
             for batch in got.to_batches():
                 idx = _ints(batch.column(0)).astype(np.int64, copy=False)
                 out[idx] ^= _ints(batch.column(1)).astype(np.uint64, copy=False)
-        return out.astype(np.dtype("<u8"), copy=False).tobytes()
+        return memoryview(out.astype(np.dtype("<u8"), copy=False))
     got = con.sql(
         f"SELECT s.file_row_number AS i, ([{', '.join(map(str, offsets[:-1]))}])[s.{SHARD} + 1] "
         f"+ s.{ROW} AS pos, {_xor(s_terms)} AS x FROM {_file_sql(file_path)} s").to_arrow_table()
@@ -461,30 +416,24 @@ def _gathered_digests(con, digests_path: Path, file_path: Path, offsets: list[in
         i, pos, x = (_ints(batch.column(k)) for k in range(3))
         out[i.astype(np.int64, copy=False)] = \
             base[pos.astype(np.int64, copy=False)] ^ x.astype(np.uint64, copy=False)
-    return out.astype(np.dtype("<u8"), copy=False).tobytes()
+    return memoryview(out.astype(np.dtype("<u8"), copy=False))
 
 
 _KEPT_DIGESTS = 8_000_000  # base rows whose digests stay in memory for the next selection
 _last_digests: dict[tuple, Any] = {}
 
 
-def _base_digests(path: Path):
+def _base_digests(path: Path, pool=None):
     """A base's row digests as numpy, read once per process for a small base: a pipeline's
     steps select from the same base one after another (pass rate, then its curriculum), and
     reading 1M digests costs ~30 ms.  Keyed like ``integrity.HashCache`` (size, mtime,
-    ctime, inode), so a file changed since cannot be served; the step verified its sha256."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
+    ctime, inode), so a file changed since cannot be served; the step verified its sha256.
+    Read in parts on ``pool`` (``selection_scan.read_digests``)."""
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     if key in _last_digests:
         return _last_digests[key]
-    # ParquetFile, not read_table: read_table goes through pyarrow.dataset, which imports
-    # pandas (~0.3 s of a publish's wall time in a fresh process)
-    base = pq.ParquetFile(path).read(columns=["d"]).column(0)
-    base = np.concatenate([_ints(c) for c in base.chunks]) if base.num_chunks else \
-        np.zeros(0, np.uint64)
+    base = read_digests(path, pool)
     _last_digests.clear()
     if len(base) <= _KEPT_DIGESTS:
         base.flags.writeable = False  # shared by the next publish: nobody writes into it

@@ -4,7 +4,7 @@
 selection the base columns come from a scan of the base shards filtered by a bitmap of the
 selected positions (``selection._filtered``), materialised, then grouped once per column
 (~0.05 s per publish at 750k rows).  The publish already holds that bitmap: the position
-check (``selection.scan_positions``) marks every selected base row in one byte per base row.
+check (``selection_scan.scan_positions``) marks every selected base row in one byte per base row.
 So the counts are the base column's dictionary codes taken at the marked rows and counted
 with ``bincount``: the same keys and counts as DuckDB's
 ``coalesce(col::VARCHAR, '<null>') ... GROUP BY ... ORDER BY`` (a string column cast to

@@ -50,11 +50,12 @@ from .selection import (
     chars_relation,
     content_fingerprint,
     gathers,
-    scan_positions,
+    prefetch_base_digests,
     selection_digests,
     selection_relation,
     write_digests,
 )
+from .selection_scan import publish_pool, scan_positions
 from .signing import sign_into
 from .stats import compute_stats, narrow_stats
 from .store import ROW_GROUP_BYTES, ROW_GROUP_ROWS, SHARD_BYTES, StoreReader, validate_name
@@ -350,19 +351,24 @@ class VersionWriter:
         rej_path = self.staging / REJECTED_SELECTION_FILE
         columns = list(info["columns"])
         con = self._connect()
-        try:
-            # the positions kept when the digests are taken from them (selection.gathers)
-            used, ascending, dup, seen, positions = scan_positions(
-                sel_path, info["base_files"], keep=gathers(info, self.schema.names, columns))
-        except InputDataError as exc:
-            raise InputDataError(f"{self.name}: {exc}") from None
-        if dup:
-            raise InputDataError(f"{self.name}: {dup} row(s) of the base selected twice",
-                                 hint="a selection drops or reorders rows; it never repeats one")
-        self._check_values([sel_path], only=set(columns))
-        digest_bytes = selection_digests(con, self.store, sel_path, info, used,
-                                         self.schema.names, columns, positions)
-        del positions
+        # the positions kept when the digests are taken from them (selection.gathers), the
+        # base's digests read meanwhile; both on every thread the connection may use
+        keep = gathers(info, self.schema.names, columns)
+        with publish_pool(con) as pool:
+            base = prefetch_base_digests(self.store, info, pool) if keep else None
+            try:
+                used, ascending, dup, seen, positions = scan_positions(
+                    sel_path, info["base_files"], keep=keep, pool=pool)
+            except InputDataError as exc:
+                raise InputDataError(f"{self.name}: {exc}") from None
+            if dup:
+                raise InputDataError(f"{self.name}: {dup} row(s) of the base selected twice",
+                                     hint="a selection drops or reorders rows; it never repeats one")
+            self._check_values([sel_path], only=set(columns))
+            digest_bytes = selection_digests(con, self.store, sel_path, info, used,
+                                             self.schema.names, columns, positions,
+                                             base=base, pool=pool)
+            del positions, base
         fp = content_fingerprint(schema_to_json(self.schema), digest_bytes)
         entry = self._entry(sel_path)
         rej_entry = None

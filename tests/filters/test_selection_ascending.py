@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import thinkforge.manifests.writer as writer_module
 from thinkforge.filters.quality import run_quality
-from thinkforge.manifests import DatasetStore
+from thinkforge.manifests import DatasetStore, selection_scan
 from thinkforge.manifests.errors import InputDataError, IntegrityError
 from thinkforge.manifests.selection import base_of, read_table, row_relation
 
@@ -86,7 +86,8 @@ def test_a_filter_over_sorted_rows_is_ascending_and_reads_like_its_twin(store, m
         read_table(store, sel).to_pylist()
 
 
-def publish_positions(store, base, name, positions, stored: dict | None = None):
+def publish_positions(store, base, name, positions, stored: dict | None = None,
+                      row_group_size: int | None = None):
     """A selection of ``base`` at ``positions`` [(shard, row)], as a step would write it."""
     info = base_of(store, base)
     with store.writer(name, base.kind, step={"type": "test", "config": {"name": name}},
@@ -94,7 +95,7 @@ def publish_positions(store, base, name, positions, stored: dict | None = None):
         path, _ = w.select(info, list(stored or {}), [], [])
         table = {"_shard": pa.array([s for s, _ in positions], pa.int32()),
                  "_row": pa.array([r for _, r in positions], pa.int64()), **(stored or {})}
-        pq.write_table(pa.table(table), path)
+        pq.write_table(pa.table(table), path, row_group_size=row_group_size)
     return w.manifest
 
 
@@ -146,6 +147,22 @@ def test_positions_outside_the_base_or_repeated_are_refused(store, monkeypatch, 
     with pytest.raises(InputDataError, match=match):
         publish_positions(store, base, "bad", positions)
     assert store.names() == ["base"]
+
+
+@pytest.mark.parametrize("order", ["ascending", "shards backwards"])
+def test_a_selection_checked_in_parts_publishes_the_same_version(store, monkeypatch, order):
+    """The publish's position check and digests cut into parts on threads
+    (manifests/selection_scan.py) publish the version one pass publishes."""
+    base = sorted_sft(store, monkeypatch)
+    shards = (0, 1, 2) if order == "ascending" else (2, 0, 1)
+    positions = [(s, r) for s in shards for r in range(12) if r % 3 != 1]
+    whole = publish_positions(store, base, "whole", positions)
+    monkeypatch.setattr(selection_scan, "PART_ROWS", 4)
+    parts = publish_positions(store, base, "parts", positions, row_group_size=3)
+    assert parts.fingerprint == whole.fingerprint and parts.stats == whole.stats
+    assert parts.selection.used == whole.selection.used == [8, 8, 8]
+    assert parts.selection.ascending == whole.selection.ascending == (order == "ascending")
+    assert read_table(store, parts).to_pylist() == read_table(store, whole).to_pylist()
 
 
 def test_a_damaged_base_breaks_an_ascending_selection(store, monkeypatch):
