@@ -19,13 +19,17 @@ How: with numba, one compiled pass over each row's text bytes (``ngram_kernels.p
 version's texts read with pyarrow straight from its shards) splits and hashes the words and
 rules out every window whose adjacent word pairs are not all benchmark word pairs (one
 bitmap lookup per word); the few windows left are hashed as n-grams and looked up in the
-sorted benchmark n-grams.  Without numba DuckDB hashes the words (``text.py``) and numpy
-does the same.  Only the hits, keyed by each row's base position, go back to DuckDB to be
-joined with the items and the rows.
+sorted benchmark n-grams.  With more than one DuckDB thread, pyarrow reads the texts in a
+background thread from the step's start (while numba loads) and the kernels, which release
+the GIL, scan each row group in one piece per thread (``overlap.py``; the same hits in the
+same order).  Without numba DuckDB hashes the words (``text.py``) and numpy does the same.
+Only the hits, keyed by each row's base position, go back to DuckDB to be joined with the
+items and the rows.
 """
 
 from __future__ import annotations
 
+from contextlib import closing, nullcontext
 from pathlib import Path
 from typing import Literal
 
@@ -40,20 +44,34 @@ from thinkforge.manifests.manifest import Step, sha256_file
 from thinkforge.manifests.schemas import schema_for
 from thinkforge.manifests.steps import Role, StepDescriptor, register_step
 
-from .base import Resources, StepConfig, StepContext, filter_resources, require_kind, row_order, run_step, source
+from .base import (
+    Resources,
+    StepConfig,
+    StepContext,
+    filter_resources,
+    require_kind,
+    row_order,
+    run_step,
+    size_in_bytes,
+    source,
+)
 from .minhash import MIX, MinHasher, flat_lists, window_hashes
+from .overlap import ReadAhead, ordered_map
 from .text import (
     MESSAGES_TEXT,
     prefetched,
-    read_ahead,
     register,
-    single_threaded,
+    step_threads,
     text_expr,
     word_hash_batches,
     word_hashes_expr,
 )
 
 BATCH_ROWS = 100_000
+# texts read ahead of the kernels: at 1M rows (9 row groups of ~40 MB) most are read while
+# numba loads (run_decontam 1M x 10k, fresh process: 64 MiB 1.61-1.76 s, 256 MiB 1.54-1.60 s,
+# all 1.45-1.48 s; peak RSS ~0.8 -> ~1.0 GiB)
+READ_AHEAD_BYTES = 256 << 20
 TEXT_FIELDS = ("input", "question", "problem", "prompt", "text")
 ID_FIELDS = ("id", "task_id", "unique_id")
 READERS = {".jsonl": "read_json_auto", ".ndjson": "read_json_auto", ".json": "read_json_auto",
@@ -111,19 +129,27 @@ def run_decontam(store: DatasetStore, data: Manifest, benchmarks: list[Manifest 
 
     def body(ctx: StepContext) -> None:
         con = ctx.con
-        kernels = _kernels()
-        if kernels is None:
-            register(con)
-        ctx.progress.phase("benchmark n-grams")
-        index = _benchmark_index(con, store, versions, files, step, kernels)
-        hits = []
-        # every row with its base position: the hits and verdicts are keyed by it, and a
-        # selection writes it without matching the row keys to positions again
-        con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {source(store, data, positions=True)}")
-        ctx.progress.phase("scanning rows", rows=data.rows * len(config.on))
-        for field in config.on:
-            hits.append(_row_hits(con, store, data, field, text_expr(field, columns), index,
-                                  ctx.progress))
+        threads = step_threads(con)
+        # the first field's texts are read (pyarrow, without the GIL) while numba loads the
+        # kernels and the benchmark index is built (both hold the GIL nearly all the time)
+        early = _texts(store, data, config.on[0], threads, resources) \
+            if _numba_installed() else None
+        with closing(early) if early is not None else nullcontext():
+            kernels = _kernels()
+            if kernels is None:
+                register(con)
+            ctx.progress.phase("benchmark n-grams")
+            index = _benchmark_index(con, store, versions, files, step, kernels)
+            hits = []
+            # every row with its base position: the hits and verdicts are keyed by it, and a
+            # selection writes it without matching the row keys to positions again
+            con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM "
+                        f"{source(store, data, positions=True)}")
+            ctx.progress.phase("scanning rows", rows=data.rows * len(config.on))
+            for field in config.on:
+                texts = early if field == config.on[0] else None
+                hits.append(_row_hits(con, store, data, field, text_expr(field, columns), index,
+                                      ctx.progress, threads, resources, texts))
         con.register("hits", pa.concat_tables(hits))
         con.execute("""
             CREATE TEMP TABLE matched AS
@@ -337,17 +363,27 @@ def _slots(hashes: np.ndarray) -> np.ndarray:
 
 
 def _row_hits(con, store: DatasetStore, data: Manifest, field: str, text: str, index: _Index,
-              progress) -> pa.Table:
-    """(__shard, __row, gram) for every n-gram of a row that is also a benchmark n-gram."""
+              progress, threads: int, resources: Resources | None, texts=None) -> pa.Table:
+    """(__shard, __row, gram) for every n-gram of a row that is also a benchmark n-gram;
+    ``texts``: ``_texts`` of ``field`` if already started."""
     out_shards, out_rows, out_grams = [], [], []
-    direct = _shard_texts(store, data, field) if index.kernels is not None else None
-    if direct is not None:  # straight from the shards: (shard, first row, texts) per row group
-        for shard, first, texts in read_ahead(direct, not single_threaded(con)):
-            rows, grams = index.column_hits(texts)
-            progress.advance(len(texts))
-            out_shards.append(np.full(len(rows), shard, np.int32))
-            out_rows.append(rows + first)
-            out_grams.append(grams)
+    direct = None
+    if index.kernels is not None:
+        direct = texts if texts is not None else _texts(store, data, field, threads, resources)
+    if direct is not None:  # straight from the shards: (shard, first row, texts) per piece
+        def piece_hits(piece):
+            shard, first, column = piece
+            return shard, first, len(column), index.column_hits(column)
+
+        # the kernels release the GIL: each row group is cut in one piece per thread, so the
+        # threads finish it together, and the hits come out in row order as with one thread
+        with closing(direct):
+            for shard, first, n, (rows, grams) in ordered_map(
+                    piece_hits, _pieces(direct, threads), threads):
+                progress.advance(n)
+                out_shards.append(np.full(len(rows), shard, np.int32))
+                out_rows.append(rows + first)
+                out_grams.append(grams)
     else:
         if index.kernels is not None:
             batches = ((b, b.column(2)) for b in prefetched(
@@ -370,6 +406,34 @@ def _row_hits(con, store: DatasetStore, data: Manifest, field: str, text: str, i
     return pa.table({"__shard": pa.array(join(out_shards, np.int32)),
                      "__row": pa.array(join(out_rows, np.int64)),
                      "gram": pa.array(join(out_grams, np.uint64))})
+
+
+def _numba_installed() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("numba") is not None
+
+
+def _texts(store: DatasetStore, data: Manifest, field: str, threads: int,
+           resources: Resources | None):
+    """``_shard_texts``, read ahead by a background thread (started now) when the step has
+    more than one thread, up to READ_AHEAD_BYTES or a quarter of its memory limit."""
+    texts = _shard_texts(store, data, field)
+    if texts is None or threads <= 1:
+        return texts
+    limit = resources.memory_limit if resources else None
+    budget = min(READ_AHEAD_BYTES, size_in_bytes(limit) // 4) if limit else READ_AHEAD_BYTES
+    return ReadAhead(texts, lambda item: item[2].nbytes, budget)
+
+
+def _pieces(texts, parts: int):
+    """(shard, first row, texts) of ``texts`` with each column cut into ``parts`` slices."""
+    for shard, first, column in texts:
+        if isinstance(column, pa.ChunkedArray) and column.num_chunks == 1:
+            column = column.chunk(0)  # combine_chunks would copy it
+        step = max(1, -(-len(column) // parts))
+        for lo in range(0, len(column), step):
+            yield shard, first + lo, column.slice(lo, step)
 
 
 def _shard_texts(store: DatasetStore, data: Manifest, field: str):

@@ -202,8 +202,13 @@ def prefetched(con, select_sql: str, batch_rows: int) -> Iterator[pa.RecordBatch
     yield from read_ahead(iter(con.sql(select_sql).to_arrow_reader(batch_rows)), background)
 
 
+def step_threads(con) -> int:
+    """The threads DuckDB may use on ``con``: the step's share of the machine."""
+    return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+
+
 def single_threaded(con) -> bool:
-    return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0]) <= 1
+    return step_threads(con) <= 1
 
 
 def read_ahead(items: Iterator, background: bool) -> Iterator:

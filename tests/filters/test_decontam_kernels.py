@@ -65,12 +65,16 @@ def test_kernel_words_of_a_sliced_and_large_string_array():
     assert sliced[1].tolist() == [0, 2, 2, 2]
 
 
+def _version_rows(texts, prefix, first=0):
+    return pa.table({"id": [f"{prefix}{i:04d}" for i in range(first, first + len(texts))],
+                     "source": ["t"] * len(texts), "category": ["math"] * len(texts),
+                     "input": [[{"role": "user", "content": t}] for t in texts],
+                     "verifier": ["none"] * len(texts)})
+
+
 def _version(store, name, texts, prefix):
     with store.writer(name, "prompts", step={"type": "test"}) as w:
-        w.write(pa.table({"id": [f"{prefix}{i:04d}" for i in range(len(texts))],
-                          "source": ["t"] * len(texts), "category": ["math"] * len(texts),
-                          "input": [[{"role": "user", "content": t}] for t in texts],
-                          "verifier": ["none"] * len(texts)}))
+        w.write(_version_rows(texts, prefix))
     return w.manifest
 
 
@@ -112,6 +116,33 @@ def test_compiled_and_numpy_paths_publish_the_same_version(tmp_path, monkeypatch
                        read_table(store, m).to_pylist(), read_rejected(store, m).to_pylist())
     assert out["compiled"] == out["numpy"]
     assert out["compiled"][2] >= 3  # the planted rows are found
+
+
+@pytest.mark.parametrize("budget", [1, 1 << 30])
+def test_scan_on_every_thread_publishes_what_one_thread_does(tmp_path, monkeypatch, budget):
+    """Row groups read ahead (one at a time with a 1-byte budget, or all), cut in pieces
+    scanned on 1, 2 or 3 threads: the same hits, rows, provenance and fingerprint."""
+    from thinkforge.filters.base import Resources
+    from thinkforge.manifests import DatasetStore
+
+    monkeypatch.setattr("thinkforge.manifests.writer.ROW_GROUP_ROWS", 16)
+    monkeypatch.setattr("thinkforge.manifests.writer.SHARD_BYTES", 4000)
+    monkeypatch.setattr(decontam, "READ_AHEAD_BYTES", budget)
+    rows, bench = _pool(5, True)
+    out = {}
+    for threads in (1, 2, 3):
+        store = DatasetStore(tmp_path / str(threads))
+        with store.writer("rows", "prompts", step={"type": "test"}) as w:
+            for lo in range(0, len(rows), 50):  # a new shard once one holds 4 kB
+                w.write(_version_rows(rows[lo:lo + 50], "r", lo))
+        data, items = w.manifest, _version(store, "bench", bench, "b")
+        assert len(store.shard_paths(data)) > 1
+        m = run_decontam(store, data, [items], "clean", DecontamConfig(ngram=3),
+                         resources=Resources(threads=threads))
+        out[threads] = (m.fingerprint, m.rows, m.rejected.rows, m.provenance,
+                        read_rejected(store, m).to_pylist())
+    assert out[1] == out[2] == out[3]
+    assert out[1][2] >= 3
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
