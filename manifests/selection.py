@@ -342,7 +342,8 @@ def selection_digests(con, store: DatasetStore, file_path: Path, info: dict[str,
     """The digests of a selection's rows (before it is published), as bytes or a buffer
     (``content_fingerprint`` hashes either): the base's at the positions, corrected for the
     columns the selection stores or drops.  ``positions``: each row's base position in file
-    order, as the position check read them (else read again here); ``base``: what
+    order, as the position check read them (else read again here; the digests are written
+    over them: the caller gives them up); ``base``: what
     ``prefetch_base_digests`` returned; ``pool``: ``selection_scan.publish_pool``'s."""
     base_cols = info["base_columns"]
     b_terms = [_h(c, "b") for c in stored if c in base_cols] + \
@@ -394,7 +395,7 @@ def _gathered_digests(con, base, file_path: Path, offsets: list[int], s_terms: l
     if len(base) < offsets[-1]:  # positions were checked against the base's rows
         raise IntegrityError(f"{len(base)} row digests for the {offsets[-1]} rows of the base")
     if positions is not None:
-        out = take(base, positions, pool)  # a copy: the cached base is never written
+        out = take(base, positions, pool)  # over the positions: the cached base is never written
         if s_terms and len(out):
             got = con.sql(f"SELECT s.file_row_number AS i, {_xor(s_terms)} AS x "
                           f"FROM {_file_sql(file_path)} s").to_arrow_table()

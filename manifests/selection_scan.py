@@ -176,15 +176,18 @@ def read_digests(path: Path, pool=None):
 
 
 def take(base, positions, pool=None):
-    """``base[positions]`` (a new array), in parts on ``pool``; ``positions`` are in range
-    (``scan_positions`` checked them against the base, whose digests the caller counted)."""
+    """``base[positions]``, in parts on ``pool``, written over ``positions`` (the caller
+    gives them up) when the two have one item size: a fresh array of 80 MB at 10M rows cost
+    0.05-0.1 s in first touches of its pages.  ``positions`` are in range (``scan_positions``
+    checked them against the base, whose digests the caller counted)."""
     import numpy as np
 
-    out = np.empty(len(positions), dtype=base.dtype)
+    same = base.dtype.itemsize == positions.dtype.itemsize and positions.flags.c_contiguous
+    out = positions.view(base.dtype) if same else np.empty(len(positions), dtype=base.dtype)
 
     def gather(first: int) -> None:
-        end = first + PART_ROWS
-        np.take(base, positions[first:end], out=out[first:end], mode="clip")  # clip: no buffer
+        part = slice(first, first + PART_ROWS)
+        out[part] = base[positions[part]]  # read whole before written: in place is safe
 
     each(pool, gather, range(0, len(positions), PART_ROWS))
     return out

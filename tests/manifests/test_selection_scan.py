@@ -110,9 +110,13 @@ def test_digests_read_in_parts_and_gathered(tmp_path, pool):
     pq.write_table(pa.table({"d": pa.array(digests, pa.uint64())}), path, row_group_size=3)
     base = read_digests(path, pool)
     assert base.dtype == np.uint64 and base.tolist() == digests.tolist()
-    at = np.array([STARTS[s] + r for s, r in shuffled(11)], dtype=np.int64)
-    assert take(base, at, pool).tolist() == digests[at].tolist()
-    assert take(base, at[:0], pool).tolist() == []
+    at = [STARTS[s] + r for s, r in shuffled(11)]
+    want = digests[at].tolist()
+    assert take(base, np.array(at, np.int64), pool).tolist() == want  # over the positions
+    narrow = np.array(at, np.int32)  # another item size: a new array, the positions kept
+    assert take(base, narrow, pool).tolist() == want and narrow.tolist() == at
+    assert take(base, np.zeros(0, np.int64), pool).tolist() == []
+    assert base.tolist() == digests.tolist()
 
 
 @pytest.mark.parametrize("threads", [1, 2])
