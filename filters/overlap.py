@@ -1,11 +1,12 @@
-"""Work spread over a step's threads: reading ahead within a byte budget, started before the
-caller needs it, and a function mapped over a pool with its results kept in order.
+"""Work spread over a step's threads: reading ahead (one item, or within a byte budget and
+started before the caller needs it), and a function mapped over a pool, results in order.
 
-Used by decontamination's compiled scan (``decontam._row_hits``): pyarrow reads the rows'
-texts while numba loads its kernels and the benchmark index is built (both mostly hold the
-GIL; pyarrow's reading does not), then the kernels (``nogil``) run on every thread.  A step
-with one DuckDB thread (a single-thread Dask worker) runs neither: a second busy thread would
-take a core another worker owns (see ``text.read_ahead``).
+Used by decontamination's compiled scan (``decontam._row_hits``: pyarrow reads the rows'
+texts while numba loads its kernels and the benchmark index is built, both mostly holding
+the GIL, which pyarrow's reading does not; then the ``nogil`` kernels run on every thread)
+and by the DuckDB batches of dedup and decontamination (``text.prefetched``).  A step with
+one DuckDB thread (a single-thread Dask worker) runs neither: a second busy thread would
+take a core another worker owns (``read_ahead``).
 """
 
 from __future__ import annotations
@@ -75,6 +76,19 @@ class ReadAhead:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def read_ahead(items: Iterable, background: bool) -> Iterator:
+    """``items``, the next one made in a background thread while the caller works on this
+    one (DuckDB and pyarrow release the GIL), or in turn by the caller when not
+    ``background``: give it ``not text.single_threaded(con)`` (a single-thread Dask worker
+    that ran a second busy thread would take a core another worker owns: two such tasks on
+    two cores ran ~1.6x slower than alone)."""
+    if not background:
+        yield from items
+        return
+    with ReadAhead(items, size=lambda _: 1, budget=1) as ahead:  # one item ahead
+        yield from ahead
 
 
 def ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:

@@ -14,7 +14,6 @@ the texts that are not ASCII; DuckDB then splits on single spaces.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 
 import numpy as np
@@ -23,6 +22,7 @@ import pyarrow.compute as pc
 from thinkforge.manifests.errors import ConfigError
 
 from .minhash import flat_lists
+from .overlap import read_ahead
 
 WORD_SPLIT = r"[^\p{L}\p{N}]+"
 MESSAGES_TEXT = "array_to_string(list_transform({col}, lambda m: m.content), chr(10))"
@@ -209,22 +209,6 @@ def step_threads(con) -> int:
 
 def single_threaded(con) -> bool:
     return step_threads(con) <= 1
-
-
-def read_ahead(items: Iterator, background: bool) -> Iterator:
-    """``items``, the next one made in a background thread while the caller works on this
-    one (DuckDB and pyarrow release the GIL), or in turn by the caller when not
-    ``background``: give it ``not single_threaded(con)`` (a single-thread Dask worker that
-    ran a second busy thread would take a core another worker owns: two such tasks on two
-    cores ran ~1.6x slower than alone)."""
-    if not background:
-        yield from items
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as pool:
-        pending = pool.submit(next, items, None)
-        while (item := pending.result()) is not None:
-            pending = pool.submit(next, items, None)
-            yield item
 
 
 def drop_words(words: pa.ListArray, hash_: np.uint64) -> pa.ListArray:

@@ -3,7 +3,7 @@
 import threading
 
 import pytest
-from thinkforge.filters.overlap import ReadAhead, ordered_map
+from thinkforge.filters.overlap import ReadAhead, ordered_map, read_ahead
 
 
 @pytest.mark.parametrize("workers", [1, 2, 4])
@@ -71,3 +71,28 @@ def test_read_ahead_raises_the_readers_error_and_closes_without_reading():
     never = ReadAhead(iter(range(5)), lambda x: 1, 100)
     never.close()
     never.close()  # twice: nothing left to stop
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_read_ahead_keeps_one_item_ahead_in_a_thread_only_when_asked(background):
+    """In the background, item 1 is made (in another thread) while the caller holds item 0;
+    not in the background, every item is made by the caller, when it asks for it."""
+    made = []
+
+    def items():
+        for i in range(3):
+            made.append((i, threading.current_thread() is threading.main_thread()))
+            yield i
+
+    ahead = read_ahead(items(), background)
+    assert next(ahead) == 0
+    if background:
+        deadline = threading.Event()
+        for _ in range(300):  # the reader makes item 1 on its own; give it up to 3 s
+            if len(made) == 2:
+                break
+            deadline.wait(0.01)
+        assert [i for i, _ in made] == [0, 1] and not any(main for _, main in made)
+    else:
+        assert made == [(0, True)]
+    assert list(ahead) == [1, 2]
