@@ -302,15 +302,16 @@ def candidate_pairs_sql(bucket_src: str, key: str) -> str:
         SELECT first AS l, {key} AS r FROM members WHERE size > {ALL_PAIRS_UP_TO} AND {key} <> first"""
 
 
-def exact_candidates_sql(docs: str, key: str, carry: str = "") -> str:
-    """SQL: the ``key`` (and the ``carry`` columns: "grp, wkey") of each document of
-    ``docs`` (``key``, ``grp``, ``wkey``: the pre-key, ``pre_key_expr``) whose (group,
-    pre-key) another document shares: only these can have an exact duplicate (equal
-    normalised texts have equal pre-keys), so only these need the exact key (md5 of the
-    normalised text, a second pass over their text)."""
-    return (f"WITH k AS (SELECT {key}, grp, wkey FROM {docs}) SELECT {key}"
-            f"{', ' + carry if carry else ''} FROM k SEMI JOIN "
-            "(SELECT grp, wkey FROM k GROUP BY grp, wkey HAVING count(*) > 1) USING (grp, wkey)")
+def exact_candidates_sql(docs: str, key: str, carry: tuple[str, ...] = ()) -> str:
+    """SQL: the ``key`` (and the ``carry`` columns of ``docs``: "grp", "wkey", ...) of each
+    document of ``docs`` (``key``, ``grp``, ``wkey``: the pre-key, ``pre_key_expr``) whose
+    (group, pre-key) another document shares: only these can have an exact duplicate
+    (equal normalised texts have equal pre-keys), so only these need the exact key (md5
+    of the normalised text, a second pass over their text)."""
+    read = ", ".join(dict.fromkeys([key, "grp", "wkey", *carry]))
+    return (f"WITH k AS (SELECT {read} FROM {docs}) SELECT {', '.join([key, *carry])} FROM k "
+            "SEMI JOIN (SELECT grp, wkey FROM k GROUP BY grp, wkey HAVING count(*) > 1) "
+            "USING (grp, wkey)")
 
 
 def shared_members_sql(bands: str, exact: str, key: str) -> str:

@@ -80,6 +80,20 @@ def _task_connection(store, res):
             shutil.rmtree(spill, ignore_errors=True)
 
 
+# a document's number: its signature task's index above these bits, its row in that task's
+# docs file below (an integer key for the joins of the later phases, unique in the run)
+_PART_BITS = 40
+
+
+def _number(index: int, row: int) -> int:
+    return (index << _PART_BITS) + row
+
+
+def _part_of(column: str, index: int) -> str:
+    """SQL: the number in ``column`` is one of signature task ``index``'s documents."""
+    return f"({column} >> {_PART_BITS}) = {int(index)}"
+
+
 def _partition_docs(con, store, data, per_prompt, by_mode, partition: Partition) -> None:
     """``doc_src`` over this partition's rows only (and the text functions registered)."""
     from .dedup import doc_views
@@ -95,9 +109,10 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
     """Phase 1 on a worker: one pass over the words of one row partition's documents.
 
     Writes the documents (id, group, ``wkey``: DuckDB's hash of the normalised word list,
-    the exact-duplicate *pre*-key: equal texts have equal keys) and, per bucket task, the
-    band keys (id, band, key) of its buckets (``key % count``: every copy of a bucket goes
-    to one file), none for a document without words.  The word list is computed once for
+    the exact-duplicate *pre*-key: equal texts have equal keys; ``n``: its number, see
+    ``_number``) and, per bucket task, the band keys (n, band, key) of its buckets
+    (``key % count``: every copy of a bucket goes to one file), none for a document
+    without words.  The word list is computed once for
     both (the md5 of the normalised text, a second pass, cost as much as the signatures:
     ``near_sets`` computes it only for the documents whose ``wkey`` repeats)."""
     import pyarrow as pa
@@ -125,9 +140,10 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
                                          f"{word_hashes_expr(text)} AS words FROM doc_src s",
                                     BATCH_ROWS)
         doc_schema = pa.schema([("id", pa.string()), ("grp", pa.string()),
-                                ("wkey", pa.uint64())])
-        band_schema = pa.schema([("id", pa.string()), ("band", pa.int16()),
+                                ("wkey", pa.uint64()), ("n", pa.int64())])
+        band_schema = pa.schema([("n", pa.int64()), ("band", pa.int16()),
                                  ("key", pa.uint64())])
+        first = _number(index, 0)
         with contextlib.ExitStack() as stack:
             # no dictionary but for the group: ids and keys hardly repeat (pyarrow's
             # dictionary attempt made writing them several times slower)
@@ -136,9 +152,10 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
             band_out = [stack.enter_context(pq.ParquetWriter(p, band_schema, use_dictionary=False))
                         for p in band_paths]
             for batch, words in batches:
-                ids = batch.column(0)
-                doc_out.write_table(pa.table([ids, batch.column(1), batch.column(2)],
-                                             schema=doc_schema))
+                number = np.arange(first, first + len(batch), dtype=np.int64)
+                first += len(batch)
+                doc_out.write_table(pa.table([batch.column(0), batch.column(1), batch.column(2),
+                                              number], schema=doc_schema))
                 sig = hasher.signatures(words)
                 keys = band_keys(sig, bands, rows)
                 live = ~(sig == np.iinfo(np.uint32).max).all(axis=1)  # no words: no bands
@@ -149,29 +166,50 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
                 task = flat % np.uint64(count)
                 for j, writer in enumerate(band_out):
                     sel = np.flatnonzero(task == j)
-                    writer.write_table(pa.table({"id": ids.take(pa.array(doc[sel])),
-                                                 "band": band[sel], "key": flat[sel]},
-                                                schema=band_schema))
+                    writer.write_table(pa.table({"n": number[doc[sel]], "band": band[sel],
+                                                 "key": flat[sel]}, schema=band_schema))
     return {"docs": docs_path, "bands": band_paths}
 
 
 def near_pairs(store_at, data_ref: str, config, resources, hosts, index: int, count: int,
-               out: str, bands_files: list[str], exact_file: str) -> list[str]:
+               out: str, bands_files: list[str], exact_file: str,
+               docs_files: list[str]) -> list[str]:
     """Phase 3 on a worker: the candidate pairs of the buckets in its band files (every
-    copy of a bucket is there), as the local step makes them, in one file per verify
-    task (``hash(l, r) % count``): a pair that two bands found, in two tasks here, is
-    verified once."""
+    copy of a bucket is there), as the local step makes them, by document number
+    (``n``, the smaller first), in one file per verify task (``hash(l, r) % count``): a
+    pair that two bands found, in two tasks here, is verified once.
+
+    Numbers, not ids: integer joins (the ids cost half of this task).  The local step
+    pairs a bucket of more than ``ALL_PAIRS_UP_TO`` rows around its smallest *id*, which
+    the numbers do not order: those buckets (rare) get their members' ids from
+    ``docs_files``; pairs are unordered (the clusters' edges), so the rest needs none.
+    Most shared buckets hold two rows: their pair is the bucket's (min, max), so only the
+    band rows of bigger buckets are read a second time."""
     from thinkforge.manifests.duck import parquet_source
 
-    from .dedup import candidate_pairs_sql, shared_members_sql
+    from .dedup import ALL_PAIRS_UP_TO
 
     store, _, _, _, res, _, _ = _setup(store_at, data_ref, config, resources, hosts)
     tag = uuid.uuid4().hex[:8]
     paths = [str(Path(out) / f"pairs-p{index:04d}-v{i:04d}-{tag}.parquet") for i in range(count)]
+    # the band rows of the documents left after the exact duplicates
+    left = (f"(SELECT b.n, b.band, b.key FROM {parquet_source(bands_files)} b ANTI JOIN "
+            f"{parquet_source([exact_file])} e ON e.n = b.n)")
     with _task_connection(store, res) as con:
-        members = shared_members_sql(parquet_source(bands_files), parquet_source([exact_file]), "id")
-        con.execute(f"CREATE TEMP TABLE mine AS {members}")
-        con.execute(f"CREATE TEMP TABLE pairs AS {candidate_pairs_sql('mine', 'id')}")
+        con.execute(f"CREATE TEMP TABLE buckets AS SELECT band, key, count(*) AS size, min(n) AS "
+                    f"lo, max(n) AS hi FROM {left} GROUP BY band, key HAVING count(*) > 1")
+        con.execute(f"CREATE TEMP TABLE mine AS SELECT b.n, b.band, b.key, k.size FROM {left} b "
+                    "JOIN (SELECT band, key, size FROM buckets WHERE size > 2) k USING (band, key)")
+        con.execute(f"CREATE TEMP TABLE pairs AS SELECT lo AS l, hi AS r FROM buckets WHERE "
+                    f"size = 2 UNION SELECT a.n, b.n FROM mine a JOIN mine b ON a.band = b.band "
+                    f"AND a.key = b.key AND a.n < b.n WHERE a.size <= {ALL_PAIRS_UP_TO}")
+        if con.execute(f"SELECT count(*) FROM mine WHERE size > {ALL_PAIRS_UP_TO}").fetchall()[0][0]:
+            con.execute(f"""
+                INSERT INTO pairs SELECT least(n, first), greatest(n, first) FROM (
+                    SELECT m.n, arg_min(m.n, d.id) OVER (PARTITION BY m.band, m.key) AS first
+                      FROM mine m JOIN {parquet_source(docs_files)} d USING (n)
+                     WHERE m.size > {ALL_PAIRS_UP_TO}) WHERE n <> first
+                EXCEPT SELECT l, r FROM pairs""")
         for i, path in enumerate(paths):
             con.execute(f"COPY (SELECT l, r FROM pairs WHERE hash(l, r) % {int(count)} = {i}) "
                         f"TO '{path}' (FORMAT parquet)")
@@ -180,13 +218,15 @@ def near_pairs(store_at, data_ref: str, config, resources, hosts, index: int, co
 
 def near_sets(store_at, data_ref: str, config, resources, hosts, key: str, index: int,
               count: int, out: str, cand_file: str | None, pairs_files: list[str],
-              ranges: dict | None = None) -> dict[str, Any]:
+              docs_file: str, ranges: dict | None = None) -> dict[str, Any]:
     """Phase 4 on a worker, over its own row partition (as the signature task split it):
     one read of the texts of its documents that are exact candidates (``cand_file``: the
     md5 of the normalised text, the local exact key, which the driver checks against the
     pre-keys) or in a candidate pair (their sorted shingle sets, ``minhash.sorted_sets``:
-    raw uint64 in ``sets``, each document's (id, group, part, start, size) in ``index``).
-    The verify tasks read these sets instead of every row of the source again."""
+    raw uint64 in ``sets``, each document's (id, n, group, part, start, size) in
+    ``index``).  The verify tasks read these sets instead of every row of the source
+    again.  Its pair members are its numbers in the pairs (``_PART_BITS``), their ids
+    from its signature task's ``docs_file``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from thinkforge.manifests.duck import parquet_source
@@ -208,30 +248,36 @@ def near_sets(store_at, data_ref: str, config, resources, hosts, key: str, index
                         Partition(count=count, index=index, keys={data.ref: key}, out=Path(out),
                                   ranges=ranges or {}))
         pairs = parquet_source(pairs_files)
-        con.execute(f"CREATE TEMP TABLE need AS SELECT l AS id FROM {pairs} UNION "
-                    f"SELECT r FROM {pairs}")
-        cand = (f"(SELECT id, wkey FROM {parquet_source([cand_file])})" if cand_file
-                else "(SELECT NULL::VARCHAR AS id, NULL::UBIGINT AS wkey WHERE false)")
+        con.execute(f"CREATE TEMP TABLE need AS SELECT d.id, d.n FROM "
+                    f"{parquet_source([docs_file])} d SEMI JOIN (SELECT l AS n FROM {pairs} WHERE "
+                    f"{_part_of('l', index)} UNION SELECT r FROM {pairs} WHERE "
+                    f"{_part_of('r', index)}) USING (n)")
+        cand = (f"(SELECT id, wkey, n FROM {parquet_source([cand_file])} WHERE "
+                f"{_part_of('n', index)})"
+                if cand_file else
+                "(SELECT NULL::VARCHAR AS id, NULL::UBIGINT AS wkey, NULL::BIGINT AS n WHERE false)")
         # the texts read once for both (the scan of the row partition is most of the cost)
-        con.execute(f"CREATE TEMP TABLE own AS SELECT s.id, s.grp, {text} AS t FROM doc_src s "
-                    f"SEMI JOIN (SELECT id FROM {cand} UNION SELECT id FROM need) w USING (id)")
+        con.execute(f"CREATE TEMP TABLE own AS SELECT s.id, w.n, s.grp, {text} AS t FROM doc_src s "
+                    f"JOIN (SELECT id, n FROM {cand} UNION SELECT id, n FROM need) w USING (id)")
         if cand_file:
-            con.execute(f"COPY (SELECT o.id, o.grp, c.wkey, md5({normalized_expr('o.t')}) AS "
-                        f"norm_key FROM own o JOIN {cand} c USING (id)) TO '{paths['md5']}' "
+            con.execute(f"COPY (SELECT o.id, o.grp, c.wkey, c.n, md5({normalized_expr('o.t')}) "
+                        f"AS norm_key FROM own o JOIN {cand} c USING (id)) TO '{paths['md5']}' "
                         "(FORMAT parquet)")
-        ids, grps, sizes = [], [], []
+        ids, numbers, grps, sizes = [], [], [], []
         with open(paths["sets"], "wb") as flat_out:
             for batch, words in word_hash_batches(
-                    con, f"SELECT o.id, o.grp, {word_hashes_expr('o.t')} AS words FROM own o "
-                    "SEMI JOIN need USING (id)", BATCH_ROWS):
+                    con, f"SELECT o.id, o.n, o.grp, {word_hashes_expr('o.t')} AS words FROM own o "
+                    "SEMI JOIN need USING (n)", BATCH_ROWS):
                 flat, counts = sorted_sets(hasher, words)
                 flat.astype(np.uint64, copy=False).tofile(flat_out)
                 ids.append(batch.column(0))
-                grps.append(batch.column(1))
+                numbers.append(batch.column(1))
+                grps.append(batch.column(2))
                 sizes.append(counts)
     size = np.concatenate(sizes) if sizes else np.zeros(0, dtype=np.int64)
     pq.write_table(pa.table({
-        "id": pa.chunked_array(ids, pa.string()), "grp": pa.chunked_array(grps, pa.string()),
+        "id": pa.chunked_array(ids, pa.string()), "n": pa.chunked_array(numbers, pa.int64()),
+        "grp": pa.chunked_array(grps, pa.string()),
         "part": np.full(len(size), index, dtype=np.int32),
         "start": np.cumsum(size) - size, "size": size}), paths["index"], use_dictionary=["grp"])
     return paths
@@ -258,9 +304,9 @@ def near_verify(store_at, data_ref: str, config, resources, hosts, index: int, c
         con.execute(f"CREATE TEMP TABLE sets AS SELECT * FROM "
                     f"{parquet_source([s['index'] for s in sets])}")
         found = con.sql(
-            "SELECT p.l, p.r, a.grp = b.grp AS same, a.part AS pa, a.start AS sa, a.size AS za, "
-            "b.part AS pb, b.start AS sb, b.size AS zb FROM pairs p JOIN sets a ON a.id = p.l "
-            "JOIN sets b ON b.id = p.r").to_arrow_table()
+            "SELECT a.id AS l, b.id AS r, a.grp = b.grp AS same, a.part AS pa, a.start AS sa, "
+            "a.size AS za, b.part AS pb, b.start AS sb, b.size AS zb FROM pairs p "
+            "JOIN sets a ON a.n = p.l JOIN sets b ON b.n = p.r").to_arrow_table()
         if len(found) != (pairs := con.execute("SELECT count(*) FROM pairs").fetchall()[0][0]):
             raise RuntimeError(f"near dedup: shingle sets of {len(found)} of {pairs} pairs "
                                f"({out}): a row partition lost rows")
@@ -345,15 +391,16 @@ def run_near_dedup_phased(ph: Phases):
     ranges = position_ranges(ph.store, {data.ref: key}, ph.count) or [{}] * ph.count
     firsts = ph.map("signatures", near_signatures,
                     [(*common, key, i, ph.count, str(ph.out), ranges[i]) for i in range(ph.count)])
-    cand_file, exact_file = _exact_by_pre_key(ph, config, [f["docs"] for f in firsts])
+    docs = [f["docs"] for f in firsts]
+    cand_file, exact_file = _exact_by_pre_key(ph, config, docs)
 
     def pairs_and_sets(exact: str, cand: str | None):
         pairs = ph.map("pairs", near_pairs,
                        [(*common, j, ph.count, str(ph.out), [f["bands"][j] for f in firsts],
-                         exact) for j in range(ph.count)])
+                         exact, docs) for j in range(ph.count)])
         every = [path for p in pairs for path in p]
         sets = ph.map("sets", near_sets, [(*common, key, i, ph.count, str(ph.out), cand, every,
-                                           ranges[i]) for i in range(ph.count)])
+                                           docs[i], ranges[i]) for i in range(ph.count)])
         return pairs, sets
 
     pairs, sets = pairs_and_sets(exact_file, cand_file)
@@ -377,8 +424,8 @@ def run_near_dedup_phased(ph: Phases):
     return merge_partitions(ph.store, parts, ph.resources)
 
 
-_EXACT = "COPY (SELECT id, rep FROM (SELECT id, min(id) OVER (PARTITION BY grp, {by}) AS rep " \
-         "FROM {src}) WHERE id <> rep) TO '{path}' (FORMAT parquet)"
+_EXACT = "COPY (SELECT id, rep, n FROM (SELECT id, n, min(id) OVER (PARTITION BY grp, {by}) " \
+         "AS rep FROM {src}) WHERE id <> rep) TO '{path}' (FORMAT parquet)"
 
 
 def _exact_by_pre_key(ph: Phases, config, docs_files: list[str]) -> tuple[str | None, str]:
@@ -395,12 +442,12 @@ def _exact_by_pre_key(ph: Phases, config, docs_files: list[str]) -> tuple[str | 
     con = connect(threads=threads_here(ph.hosts))
     try:
         if not config.exact:
-            con.execute(f"COPY (SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS rep WHERE false) "
-                        f"TO '{exact_file}' (FORMAT parquet)")
+            con.execute(f"COPY (SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS rep, NULL::BIGINT "
+                        f"AS n WHERE false) TO '{exact_file}' (FORMAT parquet)")
             return None, exact_file
         cand_file = str(ph.out / "exact-candidates.parquet")
-        con.execute(f"COPY ({exact_candidates_sql(parquet_source(docs_files), 'id', 'grp, wkey')})"
-                    f" TO '{cand_file}' (FORMAT parquet)")
+        cands = exact_candidates_sql(parquet_source(docs_files), "id", ("grp", "wkey", "n"))
+        con.execute(f"COPY ({cands}) TO '{cand_file}' (FORMAT parquet)")
         con.execute(_EXACT.format(by="wkey", src=parquet_source([cand_file]), path=exact_file))
     finally:
         con.close()

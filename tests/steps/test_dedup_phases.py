@@ -63,3 +63,28 @@ def test_pre_key_collision_still_local(store, monkeypatch, kind, config, collide
     assert remote.fingerprint == local.fingerprint
     assert _files(store, remote) == _files(store, local)
     assert remote.provenance == local.provenance
+
+
+def test_big_bucket_paired_around_its_smallest_id(store):
+    """The pair tasks join documents by number (signature task, row), whose order is not
+    the ids' order: here the ids fall as the rows go on, so a bucket of 40 copies
+    (``exact`` off: more than ``ALL_PAIRS_UP_TO`` rows) must still be paired around its
+    smallest *id*, as locally (its smallest number is its largest id); the last text, a
+    near copy of the 40 that shares some of their bands only, has the smallest id: the
+    buckets it is in pair around it, the others around a copy (other candidate pairs)."""
+    from tests.steps.test_dask_partitioned import _near_texts
+
+    texts = _near_texts()
+    texts.append(texts[5] + " zzz")
+    rows = [{"id": f"n{999 - i:04d}", "source": "t", "category": "math",
+             "input": [{"role": "user", "content": t}], "ground_truth": "1",
+             "verifier": "math", "license": "MIT"} for i, t in enumerate(texts)]
+    with store.writer("nd-falling", "prompts", step={"type": "import", "config": {}}) as w:
+        w.write(rows)
+    config = {"exact": False, "threshold": 0.7}
+    local = _run(store, "dedup", {"data": w.manifest}, "nd-local", config)
+    assert local.provenance["near_duplicates"] >= 39
+    remote, _ = _phased(store, w.manifest, config, 2)
+    assert remote.fingerprint == local.fingerprint
+    assert _files(store, remote) == _files(store, local)
+    assert remote.provenance == local.provenance
