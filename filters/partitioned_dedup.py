@@ -7,15 +7,16 @@ split where its data changes hands:
    groups, when a row is a document (``id`` of prompts / rl_pool); by prompt id hash for sft):
    one pass over each document's words gives the MinHash signature, its band keys and the
    exact *pre*-key (DuckDB's hash of the normalised word list); two narrow outputs:
-   documents (id, group, pre-key) and band keys (id, band, key; none for a document
-   without words), the latter already split by bucket task (``key % count``).
+   documents (id, group, pre-key, number ``n``) and band keys (n, band, key; none for a
+   document without words), the latter already split by bucket task (``key % count``).
+   Phases 3-6 join documents by number (integers: the id strings cost half of them).
 2. **exact by pre-key** (the driver): the documents whose (group, pre-key) another one
    shares are the exact candidates; those that are not the smallest id of their group
    are the exact duplicates (equal texts have equal pre-keys), checked in step 5.
 3. **pairs** (one task per bucket file): every copy of a bucket meets in one task, which
    makes the local candidate pairs of the rows left after the exact duplicates (all pairs
-   of a bucket of up to 32 rows, each row with the bucket's smallest id otherwise),
-   written split by ``hash(l, r)``.
+   of a bucket of up to 32 rows, each row with the bucket's smallest id otherwise; by
+   number, unordered), written split by ``hash(l, r)``.
 4. **sets** (one task per row partition, as in 1): one read of the texts of its own
    documents that are exact candidates (their md5 of the normalised text: the local exact
    key) or in a pair (their sorted shingle sets, to files): no task reads every row.
@@ -430,8 +431,8 @@ _EXACT = "COPY (SELECT id, rep, n FROM (SELECT id, n, min(id) OVER (PARTITION BY
 
 def _exact_by_pre_key(ph: Phases, config, docs_files: list[str]) -> tuple[str | None, str]:
     """(candidates, exact duplicates) by the pre-key: the documents whose (group, ``wkey``)
-    another one shares (``cand``: id, grp, wkey; None without ``exact``) and, of each such
-    group, those that are not its smallest id (id, rep).  Equal texts have equal pre-keys,
+    another one shares (``cand``: id, grp, wkey, n; None without ``exact``) and, of each
+    such group, those that are not its smallest id (id, rep, n).  Equal texts have equal pre-keys,
     so these are the local exact duplicates unless two texts share a 64-bit pre-key:
     ``_exact_by_md5`` checks that against the local exact key before anything is kept."""
     from thinkforge.manifests.duck import connect, parquet_source
