@@ -250,10 +250,10 @@ def test_prefetched_one_thread_stays_in_the_caller(monkeypatch, threads):
     """A one-thread connection (a single-thread Dask worker) computes its batches in the
     calling thread, not in a second busy one; the batches are the same."""
     import duckdb
-    from thinkforge.filters import text
+    from thinkforge.filters import overlap, text
 
     if threads == 1:
-        monkeypatch.setattr(text, "ThreadPoolExecutor", None)  # any use of it fails
+        monkeypatch.setattr(overlap, "ReadAhead", None)  # any use of a background reader fails
     con = duckdb.connect(config={"threads": threads})
     got = [b.column(0).to_pylist() for b in text.prefetched(
         con, "SELECT range AS x FROM range(250) ORDER BY x", 100)]
