@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 from thinkforge.manifests import DatasetStore, Manifest
-from thinkforge.manifests.duck import quote_ident
+from thinkforge.manifests.duck import connection_threads, quote_ident
 from thinkforge.manifests.errors import ConfigError, InputDataError, NotFoundError
 from thinkforge.manifests.manifest import Step, sha256_file
 from thinkforge.manifests.schemas import schema_for
@@ -61,7 +61,6 @@ from .text import (
     MESSAGES_TEXT,
     prefetched,
     register,
-    step_threads,
     text_expr,
     word_hash_batches,
     word_hashes_expr,
@@ -129,7 +128,7 @@ def run_decontam(store: DatasetStore, data: Manifest, benchmarks: list[Manifest 
 
     def body(ctx: StepContext) -> None:
         con = ctx.con
-        threads = step_threads(con)
+        threads = connection_threads(con)
         # the first field's texts are read (pyarrow, without the GIL) while numba loads the
         # kernels and the benchmark index is built (both hold the GIL nearly all the time)
         early = _texts(store, data, config.on[0], threads, resources) \

@@ -19,6 +19,7 @@ from itertools import pairwise
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from thinkforge.manifests.duck import connection_threads
 from thinkforge.manifests.errors import ConfigError
 
 from .minhash import flat_lists
@@ -202,13 +203,8 @@ def prefetched(con, select_sql: str, batch_rows: int) -> Iterator[pa.RecordBatch
     yield from read_ahead(iter(con.sql(select_sql).to_arrow_reader(batch_rows)), background)
 
 
-def step_threads(con) -> int:
-    """The threads DuckDB may use on ``con``: the step's share of the machine."""
-    return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
-
-
 def single_threaded(con) -> bool:
-    return step_threads(con) <= 1
+    return connection_threads(con) <= 1
 
 
 def drop_words(words: pa.ListArray, hash_: np.uint64) -> pa.ListArray:

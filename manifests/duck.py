@@ -56,6 +56,13 @@ def connect(database: str | Path = ":memory:", *, read_only: bool = False,
     return con
 
 
+def connection_threads(con) -> int:
+    """The threads DuckDB may use on ``con`` (its ``threads`` setting): a step's share of the
+    machine, 1 on a single-thread Dask worker, whose extra busy threads would take a core
+    another worker owns."""
+    return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+
+
 _SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)$", re.IGNORECASE)
 
 

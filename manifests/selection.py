@@ -43,8 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from .duck import parquet_source, quote_ident, quote_literal
 from .errors import IntegrityError
-from .selection_scan import ROW, SHARD, read_digests, take
-from .selection_scan import ints as _ints
+from .selection_scan import ROW, SHARD, ints, read_digests, take
 
 if TYPE_CHECKING:  # pydantic is not imported on the query path (records.py)
     from .manifest import FileEntry, Manifest, ParentRef
@@ -92,7 +91,7 @@ def _digest_bytes(con, sql: str) -> bytes:
     table = con.sql(sql).to_arrow_table()
     if table.num_rows == 0:
         return b""
-    return b"".join(_ints(chunk).astype(np.dtype("<u8"), copy=False).tobytes()
+    return b"".join(ints(chunk).astype(np.dtype("<u8"), copy=False).tobytes()
                     for chunk in table.column(0).chunks)
 
 
@@ -403,8 +402,8 @@ def _gathered_digests(con, base, file_path: Path, offsets: list[int], s_terms: l
                 raise IntegrityError(f"{file_path}: {got.num_rows} rows read, "
                                      f"{len(out)} positions checked")
             for batch in got.to_batches():
-                idx = _ints(batch.column(0)).astype(np.int64, copy=False)
-                out[idx] ^= _ints(batch.column(1)).astype(np.uint64, copy=False)
+                idx = ints(batch.column(0)).astype(np.int64, copy=False)
+                out[idx] ^= ints(batch.column(1)).astype(np.uint64, copy=False)
         return memoryview(out.astype(np.dtype("<u8"), copy=False))
     got = con.sql(
         f"SELECT s.file_row_number AS i, ([{', '.join(map(str, offsets[:-1]))}])[s.{SHARD} + 1] "
@@ -414,7 +413,7 @@ def _gathered_digests(con, base, file_path: Path, offsets: list[int], s_terms: l
         return b""
     out = np.empty(n, dtype=np.uint64)
     for batch in got.to_batches():
-        i, pos, x = (_ints(batch.column(k)) for k in range(3))
+        i, pos, x = (ints(batch.column(k)) for k in range(3))
         out[i.astype(np.int64, copy=False)] = \
             base[pos.astype(np.int64, copy=False)] ^ x.astype(np.uint64, copy=False)
     return memoryview(out.astype(np.dtype("<u8"), copy=False))

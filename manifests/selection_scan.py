@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .duck import connection_threads
+
 SHARD, ROW = "_shard", "_row"  # a selection file's position columns
 PART_ROWS = 1 << 20  # rows per part: ~8 MiB of positions, the old batch size
 MAX_THREADS = 8  # the work is memory bound: more threads than this buy nothing
@@ -39,7 +41,7 @@ def publish_pool(con) -> Iterator[Any]:
     """A thread pool with the threads of ``con`` (DuckDB's ``threads`` setting, at most
     ``MAX_THREADS``), or None for a single-thread connection: a single-thread Dask worker
     that ran busy extra threads would take a core another worker owns."""
-    threads = int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+    threads = connection_threads(con)
     if threads <= 1:
         yield None
         return

@@ -33,7 +33,7 @@ def base_counts(paths: list[Path], offsets: list[int], seen, columns: list[str])
     import pyarrow.parquet as pq
 
     from .errors import IntegrityError
-    from .selection import _ints
+    from .selection_scan import ints
 
     out: dict[str, dict[str, int]] = {c: {} for c in columns}
     for i, path in enumerate(paths):
@@ -55,7 +55,7 @@ def base_counts(paths: list[Path], offsets: list[int], seen, columns: list[str])
                     import pyarrow.compute as pc
 
                     codes = pc.fill_null(codes, -1)
-                counts = np.bincount(_ints(codes)[part].astype(np.int64) + 1,
+                counts = np.bincount(ints(codes)[part].astype(np.int64) + 1,
                                      minlength=len(chunk.dictionary) + 1).tolist()
                 values = [NULL_KEY, *chunk.dictionary.to_pylist()]
                 for j in np.flatnonzero(counts).tolist():
