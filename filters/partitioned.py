@@ -154,10 +154,8 @@ def _ops(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def merge_partitions(store: DatasetStore, parts: list[dict[str, Any]],
-                     resources: dict[str, Any], opened: tuple | None = None) -> Manifest:
-    """Publish the partitions of one step as one version (the local executor's bytes).
-    ``opened``: ``merge_connection``'s (connection, spill), opened while the tasks ran
-    (closed here either way)."""
+                     resources: dict[str, Any]) -> Manifest:
+    """Publish the partitions of one step as one version (the local executor's bytes)."""
     parts = sorted(parts, key=lambda p: p["partition"])
     first = parts[0]
     parents = [store.resolve(ref) for ref in first["parents"]]
@@ -166,7 +164,7 @@ def merge_partitions(store: DatasetStore, parts: list[dict[str, Any]],
     if finish is not None:
         finish(provenance, parts)
     res = Resources(**{"progress": False, **resources})
-    con, own_spill = opened or open_connection(store, res)
+    con, own_spill = open_connection(store, res)
     try:
         with store.writer(first["name"], first["kind"], step=Step.model_validate(first["step"]),
                           parents=parents, provenance=provenance) as writer:
@@ -201,20 +199,6 @@ def merge_partitions(store: DatasetStore, parts: list[dict[str, Any]],
 
 
 register_merge(merge_partitions)
-
-
-def merge_connection(store: DatasetStore, resources: dict[str, Any]) -> tuple:
-    """The merge's (connection, spill directory), for a driver to open while its last
-    tasks run (a DuckDB instance takes ~20-30 ms to open: off the serial merge)."""
-    return open_connection(store, Resources(**{"progress": False, **resources}))
-
-
-def close_connection(opened: tuple) -> None:
-    """Close what ``merge_connection`` opened (a phase failed before the merge)."""
-    con, spill = opened
-    con.close()
-    if spill is not None:
-        shutil.rmtree(spill, ignore_errors=True)
 
 
 def _finish_passrate(provenance: dict[str, Any], parts: list[dict[str, Any]]) -> None:
