@@ -42,6 +42,7 @@ from thinkforge.manifests.steps import Flag, Role, RunContext, StepDescriptor, r
 from thinkforge.manifests.store import ROW_GROUP_ROWS
 
 from .progress import StepProgress
+from .verifying import InputHashes
 
 
 class StepConfig(BaseModel):
@@ -477,8 +478,22 @@ def run_step(store: DatasetStore, *, name: str, kind: str, step_type: str, confi
     partition = current_partition()
     if plan.reusable is not None and partition is None:
         return plan.reusable
-    for m in inputs:
-        store.verify(m)  # sha256 (cached per file) before a step reads: nothing corrupt is laundered
+    # log, signature, sizes now; sha256 (cached per file) while the step runs, waited for
+    # before the publish: nothing corrupt is laundered (verifying.py).  A Dask partition or a
+    # one-thread step hashes first, as before: a busy extra thread would take another's core
+    hashes = InputHashes(store, inputs, background=partition is None
+                         and not (resources is not None and resources.threads == 1))
+    try:
+        return _run_body(store, plan, partition, inputs, body, resources, provenance, hashes)
+    except BaseException as exc:
+        hashes.failed_instead(exc)  # waits for the hashes: no thread outlives the step
+        raise
+
+
+def _run_body(store: DatasetStore, plan: StepPlan, partition, inputs: list[Manifest],
+              body: Callable[[StepContext], None], resources: Resources | None,
+              provenance: dict[str, Any] | None, hashes: InputHashes) -> Manifest:
+    name, kind, step_type = plan.name, plan.kind, plan.step.type
     con, own_spill = open_connection(store, resources)
     progress = StepProgress(f"{step_type.removeprefix('filter.')} -> {name}", con,
                             enabled=bool(resources and resources.progress))
@@ -497,6 +512,7 @@ def run_step(store: DatasetStore, *, name: str, kind: str, step_type: str, confi
                               sort_budget=size_in_bytes(limit) // 8 if limit else None,
                               progress=progress, materialize=materialize_wanted(resources))
             body(ctx)
+            hashes.wait()  # an input that does not verify: the writer publishes nothing
             progress.phase("publishing")  # checks, sha256, stats, catalog
         return writer.manifest
     finally:

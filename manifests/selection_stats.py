@@ -51,12 +51,17 @@ def base_counts(paths: list[Path], offsets: list[int], seen, columns: list[str])
                 part = mask[start:start + len(chunk)]
                 start += len(chunk)
                 codes = chunk.indices
-                if codes.null_count:  # NULL is code -1, counted at 0 after the shift
-                    import pyarrow.compute as pc
+                if not codes.null_count and len(chunk.dictionary) == 1:
+                    # one value, no NULL (a column constant in the row group, as a source or a
+                    # license often is): every marked row has it; no gather of the codes
+                    counts = [0, int(np.count_nonzero(part))]
+                else:
+                    if codes.null_count:  # NULL is code -1, counted at 0 after the shift
+                        import pyarrow.compute as pc
 
-                    codes = pc.fill_null(codes, -1)
-                counts = np.bincount(ints(codes)[part].astype(np.int64) + 1,
-                                     minlength=len(chunk.dictionary) + 1).tolist()
+                        codes = pc.fill_null(codes, -1)
+                    counts = np.bincount(ints(codes)[part].astype(np.int64) + 1,
+                                         minlength=len(chunk.dictionary) + 1).tolist()
                 values = [NULL_KEY, *chunk.dictionary.to_pylist()]
                 for j in np.flatnonzero(counts).tolist():
                     found[values[j]] = found.get(values[j], 0) + counts[j]

@@ -255,8 +255,17 @@ class StoreReader:
         is False; a file whose size, mtime, ctime or inode changed is always rehashed.
         Returns the id of the key that signed the version (None: unsigned); with
         ``trusted_keys`` a version not signed by one of them is an integrity error.
+        It is ``verify_records`` then ``verify_bytes``.
         """
-        from .integrity import HashCache, PublishLog, check_row_counts, manifest_digest, recompute_fingerprint
+        signer = self.verify_records(manifest, log_entries=log_entries, trusted_keys=trusted_keys)
+        self.verify_bytes(manifest, use_cache=use_cache, rows=rows)
+        return signer
+
+    def verify_records(self, manifest: Manifest, *, log_entries: dict | None = None,
+                       trusted_keys: list[bytes] | None = None) -> str | None:
+        """``verify``'s cheap half (no file is read): the manifest against the publish log and
+        its signature, file paths inside the store and their sizes; returns the signer."""
+        from .integrity import PublishLog, manifest_digest
         from .signing import check_signature, env_expect_head, env_trusted_keys
 
         self._load_at(self.version_dir(manifest))  # the directory is the manifest's own
@@ -268,6 +277,13 @@ class StoreReader:
         signer = check_signature(self.version_dir(manifest), manifest,
                                  manifest_digest(self.manifest_path(manifest).read_bytes()), trusted_keys)
         self.check_sizes(manifest)
+        return signer
+
+    def verify_bytes(self, manifest: Manifest, *, use_cache: bool = True, rows: bool = False) -> None:
+        """``verify``'s reading half, after ``verify_records``: sha256 of every file, row counts
+        against the Parquet metadata, with ``rows`` the fingerprint from the rows."""
+        from .integrity import HashCache, check_row_counts, recompute_fingerprint
+
         cache = HashCache(self) if use_cache else None
         try:
             for what, entry, path in self.version_files(manifest):
@@ -287,7 +303,6 @@ class StoreReader:
             check_row_counts(manifest, self.shard_paths(manifest), manifest.files)
         if rows:
             recompute_fingerprint(self, manifest)
-        return signer
 
     # the name trainers look for (trainers/data.py): verify() is the cached check already
     verify_cached = verify

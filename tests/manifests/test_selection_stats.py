@@ -1,7 +1,8 @@
 """selection_stats.base_counts: the by_<column> counts a selection's publish takes from the
 base's dictionary codes equal DuckDB's GROUP BY over the same rows (the SQL path of
 compute_stats), with NULLs, a real '<null>' value, non-ASCII keys, several row groups with
-different dictionaries and several shards, one of them unused."""
+different dictionaries and several shards, one of them unused, and columns of one value per
+row group (counted without reading the codes) or of NULLs only."""
 
 from __future__ import annotations
 
@@ -42,7 +43,10 @@ def test_base_counts_equal_duckdb_group_by(tmp_path):
         n = 700 + shard * 50
         # each row group draws from a different subset: different dictionaries per chunk
         table = pa.table({"category": [rng.choice(VALUES[(i // 256) % 3:]) for i in range(n)],
-                          "source": [rng.choice(VALUES[:2]) for _ in range(n)]})
+                          "source": [rng.choice(VALUES[:2]) for _ in range(n)],
+                          # one value in each row group (another in the next), one in all, none
+                          "verifier": [VALUES[(i // 256 + shard) % 4] for i in range(n)],
+                          "license": ["cc0"] * n, "generator": pa.nulls(n, pa.string())})
         path = tmp_path / f"part-{shard}.parquet"
         pq.write_table(table, path, row_group_size=256)
         paths.append(path)
@@ -50,8 +54,9 @@ def test_base_counts_equal_duckdb_group_by(tmp_path):
     seen = np.array([rng.random() < 0.6 for _ in range(offsets[-1])])
     seen[offsets[1]:offsets[2]] = False  # a shard the selection does not use
     paths[1] = None
-    got = base_counts(paths, offsets, seen, ["category", "source"])
-    for column in ("category", "source"):
+    columns = ["category", "source", "verifier", "license", "generator"]
+    got = base_counts(paths, offsets, seen, columns)
+    for column in columns:
         want = _sql_counts(paths, seen, offsets, column)
         assert got[column] == want and list(got[column]) == list(want)
     assert sum(got["category"].values()) == int(seen.sum())
