@@ -154,6 +154,59 @@ def test_a_filter_refuses_a_flipped_bit_and_publishes_nothing(cli_run, store):
     assert not (store.datasets_dir / "toy-dedup").exists()
 
 
+def _copy_step(store, data, name, body_extra, resources=None):
+    """A filter step that keeps every row, running ``body_extra(ctx)`` first."""
+    from thinkforge.filters.base import StepConfig, row_order, run_step, source
+    from thinkforge.manifests.schemas import schema_for
+
+    def body(ctx):
+        body_extra(ctx)
+        ctx.con.execute(f"CREATE TEMP VIEW judged AS SELECT *, NULL::VARCHAR AS reason "
+                        f"FROM {source(store, data)}")
+        ctx.keep_reject("judged", schema_for(data.kind).names, order=row_order(data))
+
+    return run_step(store, name=name, kind=data.kind, step_type="filter.copy", config=StepConfig(),
+                    inputs=[data], body=body, resources=resources)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_step_hashing_while_it_runs_publishes_nothing_from_a_flipped_bit(store, fails):
+    """The inputs' sha256 runs beside the step (filters/verifying.py): a step that ran to its
+    end is refused at its publish; one that failed (as DuckDB may on a corrupt page) reports
+    the sha256 mismatch, its own error as the cause; nothing is published or left staged."""
+    m = publish(store)
+    store.verify(m)  # hashes cached
+    flip_a_bit_keeping_size_and_mtime(store.shard_paths(m)[0])
+    ran = []
+
+    def body_extra(ctx):
+        ran.append(True)
+        if fails:
+            raise RuntimeError("the step met a corrupt page")
+
+    with pytest.raises(IntegrityError, match="sha256") as caught:
+        _copy_step(store, m, "toy-copy", body_extra)
+    assert ran == [True]
+    assert isinstance(caught.value.__cause__, RuntimeError) == fails
+    assert not (store.datasets_dir / "toy-copy").exists()
+    assert not [p for p in (store.root / ".staging").glob("*") if p.is_dir()
+                and not p.name.startswith("spill-")]
+    ok = _copy_step(store, publish(store, name="fine"), "fine-copy", lambda ctx: None)
+    assert ok.rows == ROWS.num_rows  # an intact input: the same step publishes
+
+
+def test_a_one_thread_step_hashes_before_it_runs(store):
+    from thinkforge.filters.base import Resources
+
+    m = publish(store)
+    store.verify(m)
+    flip_a_bit_keeping_size_and_mtime(store.shard_paths(m)[0])
+    ran = []
+    with pytest.raises(IntegrityError, match="sha256"):
+        _copy_step(store, m, "toy-copy", ran.append, resources=Resources(threads=1))
+    assert ran == []  # a single-thread step starts no hashing thread: it checks first
+
+
 def test_the_hash_cache_skips_unchanged_files_and_rehashes_changed_ones(store, monkeypatch):
     import thinkforge.manifests.integrity as integrity
 
