@@ -104,7 +104,8 @@ class StepContext:
                     size_of: list[Manifest] | None = None,
                     kept: str | None = None, rows_from: Manifest | None = None,
                     changed: Sequence[str] = (), narrow: str | None = None,
-                    positioned: bool = False, in_place: bool = False) -> tuple[int, int]:
+                    positioned: bool = False, in_place: bool = False,
+                    keyed: bool = True) -> tuple[int, int]:
         """The keep/reject contract: write the rows of ``judged`` (a relation with every
         column of ``columns`` and a ``reason``: NULL keeps the row) as kept rows, and the
         others with ``reason`` and the ``extra`` columns as rejected rows.
@@ -133,6 +134,9 @@ class StepContext:
         exactly the rows to write, read where it is instead of being copied to ``__judged``
         (a CREATE TABLE AS over a filter or join gives it its rows' NOT NULL statistics, which
         decide the Parquet bytes, as the copy would).
+        ``keyed=False`` (with ``positioned``, locally): ``narrow`` has no row key columns (a
+        step that reads no key, e.g. the curriculum, which hashes the base's ids); every row
+        must then have a position and some row must be kept, since the keys match the rest.
         """
         info = self._selection_base(rows_from)
         if info is not None:
@@ -141,7 +145,8 @@ class StepContext:
                 extra=list(extra), rejected_columns=list(rejected_columns or columns),
                 rejected_order=rejected_order or order, changed=set(changed),
                 positioned=positioned and narrow is not None, wide=judged,
-                table=narrow if in_place and positioned and narrow is not None else None)
+                table=narrow if in_place and positioned and narrow is not None else None,
+                keyed=keyed or not positioned or narrow is None)
         cols = ", ".join(columns)
         kept_rows = self.copy_kept(
             f"SELECT {cols} FROM {kept or judged} WHERE reason IS NULL",
@@ -168,8 +173,8 @@ class StepContext:
                                columns: list[str], *, order, extra: list[str],
                                rejected_columns: list[str], rejected_order,
                                changed: set[str], positioned: bool = False,
-                               wide: str | None = None, table: str | None = None
-                               ) -> tuple[int, int]:
+                               wide: str | None = None, table: str | None = None,
+                               keyed: bool = True) -> tuple[int, int]:
         """keep_reject as positions: one narrow pass over ``judged``, joined to where each
         input row lives by its row key."""
         import re
@@ -201,7 +206,7 @@ class StepContext:
         def ordered(order_by: str) -> str:
             return ", ".join("j." + t.strip() for t in order_by.split(",") if t.strip())
 
-        wanted = list(dict.fromkeys([*keys, *stored, *names(order[0]), *names(rejected_order[0]),
+        wanted = list(dict.fromkeys([*(keys if keyed else ()), *stored, *names(order[0]), *names(rejected_order[0]),
                                      "reason", *extra,
                                      *(c for c in rejected_columns if c in stored),
                                      *(("__shard", "__row") if positioned else ())]))
@@ -230,7 +235,11 @@ class StepContext:
                 "NOT NULL), count(*) FILTER (WHERE reason IS NULL AND __shard IS NOT NULL), "
                 f"count(*) FILTER (WHERE reason IS NOT NULL AND __shard IS NOT NULL) FROM {jt}"
             ).fetchall()[0]
-            if not matched_kept or not matched_dropped:
+            if not keyed and (kept + dropped > matched_kept + matched_dropped or not matched_kept
+                              or current_partition() is not None):
+                raise ValueError(f"{self.writer.name}: rows without their keys need every row "
+                                 "positioned, one kept, and no Dask partition")
+            if keyed and (not matched_kept or not matched_dropped):
                 # an empty file takes its columns' NOT NULL from how the query was planned
                 # (DuckDB writes ``optional`` where a filter of one table left no row): the
                 # key join against no positions writes the empty file the key-matched path
@@ -241,8 +250,10 @@ class StepContext:
                               f"FROM {jt} LIMIT 0")
         by_key = (f"FROM {jt} j JOIN __pos p ON "
                   + " AND ".join(f"j.{q(k)} = p.{q('__k_' + k)}" for k in keys), "p", "")
-        kept_from = by_key if positioned and not matched_kept else (join, p, where)
-        rejected_from = by_key if positioned and not matched_dropped else (join, p, where)
+        # without keys (``keyed=False``) an empty rejected file is written as it comes: the
+        # publish drops an empty rejected selection file, so its schema is never kept
+        kept_from = by_key if positioned and keyed and not matched_kept else (join, p, where)
+        rejected_from = by_key if positioned and keyed and not matched_dropped else (join, p, where)
         kept_path, rejected_path = self.writer.select(
             info, stored, rejected_columns, extra)
         if positioned and kept + dropped > matched_kept + matched_dropped \

@@ -33,6 +33,7 @@ import numpy as np
 from pydantic import Field
 from thinkforge.manifests import DatasetStore, Manifest
 from thinkforge.manifests.duck import quote_literal
+from thinkforge.manifests.partitions import current as current_partition
 from thinkforge.manifests.schemas import schema_for
 from thinkforge.manifests.selection import row_relation
 
@@ -126,27 +127,79 @@ def _ties(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(((a[1:] == a[:-1]) & (b[1:] == b[:-1])).any())
 
 
-def _placed_in_numpy(ctx: StepContext, carry: str, seed: str, levels: list[tuple],
-                     alloc: dict[str, list[int]]) -> str | None:
-    """The placed rows as a relation for ``keep_reject``'s ``narrow`` (positions, id, the
-    stored columns, batch and position, in curriculum order), or None when the SQL path
-    must place them: a NULL or NaN level (its place in DuckDB's order is not numpy's) or a
-    hash collision.
+def _gathered_keys(ctx: StepContext, pool: Manifest, seed: str,
+                   stored: list[str]) -> tuple[dict[str, np.ndarray], str] | None:
+    """The pool's (level_rate, h, hp) in its selection file's order, and the SQL of that
+    file's rows (its positions and ``stored`` columns, the same order), or None when the
+    pool is no selection storing its pass rates (not its ids) over a base it mostly keeps.
 
-    DuckDB reads the rows once, unsorted, with their two seeded hashes; the two orders are
-    numpy sorts of the keys (DuckDB sorting the narrow rows twice cost ~4x more), and the
-    rows go back in curriculum order as an uncompressed Parquet file in the spill directory
+    The hashes are taken over every base row of the shards it uses, in base order, and
+    picked at each row's position in numpy: no join of the selection to the base for its
+    ids (the join and the ids carried to the write cost ~2x more at 1M prompts, 75% kept).
+    """
+    from thinkforge.manifests.duck import parquet_source
+    from thinkforge.manifests.selection import ROW, SHARD, read_shards
+
+    sel = pool.selection
+    if sel is None or "pass_rate" not in sel.columns or "id" in sel.columns \
+            or current_partition() is not None:
+        return None
+    shards = read_shards(sel.used)
+    base_rows = sum(sel.base_files[i].rows for i in shards)
+    if not sel.file.rows or base_rows > 2 * sel.file.rows:  # sparse: the join hashes fewer
+        return None
+    con = ctx.con
+    path = quote_literal(str(ctx.store.version_dir(pool) / sel.file.path))
+    con.execute("SET preserve_insertion_order=true")  # the base's rows, the file's, in order
+    hashes = con.execute(
+        "SELECT hash(? || ':' || id) AS h, hash(? || ':pos:' || id) AS hp FROM "
+        + parquet_source([ctx.store.root / sel.base_files[i].path for i in shards]),
+        [seed, seed]).fetchnumpy()
+    got = con.execute(f"SELECT {SHARD}, {ROW}, round(pass_rate, {LEVEL_DECIMALS}) AS level_rate "
+                      f"FROM read_parquet({path})").fetchnumpy()
+    con.execute("SET preserve_insertion_order=false")
+    if len(hashes["h"]) != base_rows:
+        return None
+    # where each used shard starts among the hashed rows (positions were checked at publish)
+    start = np.zeros(len(sel.base_files), dtype=np.int64)
+    start[shards] = np.cumsum([0] + [sel.base_files[i].rows for i in shards[:-1]])
+    at = start[np.asarray(got[SHARD], dtype=np.int64)] + np.asarray(got[ROW], dtype=np.int64)
+    keys = {"level_rate": got["level_rate"], "h": np.asarray(hashes["h"])[at],
+            "hp": np.asarray(hashes["hp"])[at]}
+    rows = (f"SELECT s.{SHARD} AS __shard, s.{ROW} AS __row"
+            + "".join(f", s.{c}" for c in stored) + f" FROM read_parquet({path}) s")
+    return keys, rows
+
+
+def _placed_in_numpy(ctx: StepContext, pool: Manifest, stored: list[str], seed: str,
+                     levels: list[tuple], alloc: dict[str, list[int]]) -> tuple[str, bool] | None:
+    """The placed rows as a relation for ``keep_reject``'s ``narrow`` (positions, the
+    stored columns, batch and position, in curriculum order) and whether it has the ids
+    (``keyed``), or None when the SQL path must place them: a NULL or NaN level (its place
+    in DuckDB's order is not numpy's) or a hash collision.
+
+    DuckDB reads the rows once, unsorted, with their two seeded hashes (``_gathered_keys``,
+    else a table of the pool's rows with their ids); the two orders are numpy sorts of the
+    keys (DuckDB sorting the narrow rows twice cost ~4x more), and the rows go back in
+    curriculum order as an uncompressed Parquet file in the spill directory
     (scanning an Arrow table from DuckDB imports pandas: 0.3 s)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     con = ctx.con
-    con.execute(f"CREATE TEMP TABLE __cur_rows AS SELECT id, shard, row_in_shard{carry}, "
-                "level_rate, hash(? || ':' || id) AS h, hash(? || ':pos:' || id) AS hp FROM pool",
-                [seed, seed])
-    con.execute("SET preserve_insertion_order=true")  # the fetched rows in rowid order
-    got = con.execute("SELECT level_rate, h, hp FROM __cur_rows").fetchnumpy()
-    con.execute("SET preserve_insertion_order=false")
+    gathered = _gathered_keys(ctx, pool, seed, stored)
+    if gathered is not None:
+        got, rows = gathered
+    else:
+        carry = "".join(f", {c}" for c in stored)
+        con.execute(f"CREATE TEMP TABLE __cur_rows AS SELECT id, shard, row_in_shard{carry}, "
+                    "level_rate, hash(? || ':' || id) AS h, hash(? || ':pos:' || id) AS hp "
+                    "FROM pool", [seed, seed])
+        con.execute("SET preserve_insertion_order=true")  # the fetched rows in rowid order
+        got = con.execute("SELECT level_rate, h, hp FROM __cur_rows").fetchnumpy()
+        con.execute("SET preserve_insertion_order=false")
+        rows = ("SELECT c.shard AS __shard, c.row_in_shard AS __row, c.id"
+                + "".join(f", c.{c}" for c in stored) + " FROM __cur_rows c")
     rates = np.array([r for r, _ in levels], dtype=np.float64)
     rate = got["level_rate"]
     # a NULL comes back masked (checked by attribute: np.ma's import alone costs 25 ms)
@@ -183,9 +236,9 @@ def _placed_in_numpy(ctx: StepContext, carry: str, seed: str, levels: list[tuple
                           write_statistics=False) as out:
         out.write_table(pa.Table.from_arrays(columns, names=["curriculum_batch",
                                                              "curriculum_position"]))
-    return (f"(SELECT c.shard AS __shard, c.row_in_shard AS __row, c.id{carry.replace(', ', ', c.')}, "
-            "o.curriculum_batch, o.curriculum_position, NULL::VARCHAR AS reason FROM __cur_rows c "
-            f"POSITIONAL JOIN read_parquet({quote_literal(str(path))}) o)")
+    return (f"(SELECT x.*, o.curriculum_batch, o.curriculum_position, NULL::VARCHAR AS reason "
+            f"FROM ({rows}) x POSITIONAL JOIN read_parquet({quote_literal(str(path))}) o)",
+            gathered is None)
 
 
 def _python_budget(resources: Resources | None) -> int:
@@ -240,8 +293,9 @@ def run_curriculum(store: DatasetStore, pool: Manifest, name: str, config: Curri
         carry = "".join(f", {c}" for c in stored)
         ctx.bind(batch_size=config.batch_size)
         narrow = placed = None
+        keyed = True
         if selects and len(counts) and sum(counts) * PLACE_BYTES <= _python_budget(resources):
-            narrow = _placed_in_numpy(ctx, carry, seed, levels, rows)
+            narrow, keyed = _placed_in_numpy(ctx, pool, stored, seed, levels, rows) or (None, True)
             placed = narrow and ("(SELECT __shard AS shard, __row AS row_in_shard, curriculum_batch "
                                  f"AS batch, curriculum_position FROM {narrow})")
         if narrow is None:
@@ -276,7 +330,7 @@ def run_curriculum(store: DatasetStore, pool: Manifest, name: str, config: Curri
         ctx.keep_reject("judged", [*columns, "curriculum_batch", "curriculum_position"],
                         order=("curriculum_batch, curriculum_position", "curriculum_batch"),
                         changed=("curriculum_batch", "curriculum_position"), narrow=narrow,
-                        positioned=narrow is not None)
+                        positioned=narrow is not None, keyed=keyed)
         ctx.provenance.update({
             "pool": pool.ref, "batches": int(plan.shape[0]), "duckdb": duckdb.__version__,
             "levels": {f"{rate:g}": n for rate, n in levels},

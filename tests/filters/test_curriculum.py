@@ -196,3 +196,41 @@ def test_numpy_placement_gives_way_on_a_hash_collision():
     assert place(level, np.array([5, 5, 1, 2], dtype=np.uint64), distinct, [0, 2], [0, 1]) is None
     assert place(level, np.array([5, 6, 5, 6], dtype=np.uint64), distinct, [0, 2], [0, 1]) is not None
     assert place(level, distinct, np.array([9, 9, 1, 2], dtype=np.uint64), [0, 2], [0, 1]) is None
+
+
+def test_hashes_picked_from_the_base_write_the_joined_hashes_bytes(store, monkeypatch):
+    """The pool's seeded hashes taken over its base's rows and picked at each row's position
+    (no join for the ids) write what the hashes of the joined ids write, over a base of three
+    shards of which the pool uses the first and the last (the middle one never sampled)."""
+    import thinkforge.filters.curriculum as curriculum
+    import thinkforge.manifests.writer as writer
+    from thinkforge.filters.passrate import PassRateConfig
+
+    from .conftest import write_rollouts
+
+    monkeypatch.setattr(writer, "SHARD_BYTES", 0)  # every write a shard of its own
+    ids = [f"q{i:03d}" for i in range(90)]
+    with store.writer("three", "prompts", step={"type": "test"}) as w:
+        for part in range(3):
+            chunk = ids[30 * part:30 * (part + 1)]
+            w.write(pa.table({
+                "id": chunk, "source": ["s"] * 30, "category": ["math"] * 30,
+                "input": [[{"role": "user", "content": f"question {i}"}] for i in chunk],
+                "ground_truth": ["1"] * 30, "verifier": ["math"] * 30, "license": ["cc0"] * 30,
+                "metadata": ["{}"] * 30}))
+    assert len(w.manifest.files) == 3
+    sampled = {pid: i % 9 for i, pid in enumerate(ids) if not 30 <= i < 60}
+    pool = run_passrate(store, write_rollouts(store, w.manifest, sampled), None, "pool",
+                        PassRateConfig(drop_at_or_above=None))
+    assert pool.selection.used == [30, 0, 30]
+    picked, gathered_keys = [], curriculum._gathered_keys
+    monkeypatch.setattr(curriculum, "_gathered_keys",
+                        lambda *a: picked.append(gathered_keys(*a)) or picked[-1])
+    config = CurriculumConfig(batch_size=8, seed=3)
+    fast = run_curriculum(store, pool, "fast", config)
+    assert len(picked) == 1 and picked[0] is not None  # the hashes picked from the base's
+    monkeypatch.setattr(curriculum, "_gathered_keys", lambda *a: None)  # the join's ids
+    slow = run_curriculum(store, pool, "slow", config)
+    assert fast.fingerprint == slow.fingerprint
+    assert fast.selection.file.sha256 == slow.selection.file.sha256
+    assert read(store, fast).equals(read(store, slow))
