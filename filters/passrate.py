@@ -249,8 +249,7 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
                   f"FROM rollouts_src {mode_filter} GROUP BY prompt_id")
         if counted is not None:
             counts = partial_counts_sql(counted.files)
-        con.execute(f"""
-            CREATE TEMP TABLE scored AS
+        scored = f"""
             SELECT *, {bucket} AS bucket,
               CASE WHEN n_samples = 0 THEN 'unverified'
                    WHEN n_samples < ? THEN 'too_few_samples'
@@ -258,14 +257,19 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
             FROM (SELECT prompt_id AS id, n_rollouts, n_samples, n_correct,
                          (CASE WHEN n_samples > 0 THEN n_correct / n_samples END)::DOUBLE
                            AS pass_rate
-                  FROM ({counts}))""", params)
-        # one FULL JOIN finds the kept prompts, the prompts nobody sampled and the rollouts
-        # of unknown prompts (their prompt columns are NULL): the prompts are scanned once
-        narrow = None
+                  FROM ({counts}))"""
         # locally the narrow table holds only the rows written (not_sampled counted from the
         # prompts' row count), so keep_reject reads it in place; a Dask partition reads a
         # share of the prompts whose count no manifest states: it keeps the flag column
         local = partition is None
+        # a local selection: the counts per prompt go straight into the join below (one
+        # table of 1M narrow rows less to write), and `scored` is a view of the joined rows
+        fused = local and ctx.selects(prompts)
+        if not fused:
+            con.execute(f"CREATE TEMP TABLE scored AS {scored}", params)
+        # one FULL JOIN finds the kept prompts, the prompts nobody sampled and the rollouts
+        # of unknown prompts (their prompt columns are NULL): the prompts are scanned once
+        narrow = None
         if ctx.selects(prompts):
             # a selection: only the prompt ids and where they live are read (decoded once);
             # the decision per prompt and its position in one narrow table
@@ -276,11 +280,18 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
                 "NULL::BIGINT AS curriculum_batch, NULL::BIGINT AS curriculum_position, "
                 "CASE WHEN p.id IS NULL THEN 'unknown_prompt' WHEN s.id IS NULL THEN "
                 "'no_rollouts' ELSE s.reason END AS reason"
-                + ("" if local else ", (s.id IS NULL AND a.id IS NULL) AS not_sampled") + " "
-                f"FROM (SELECT id, __shard, __row FROM {source(store, prompts, positions=True)}) p "
-                "FULL JOIN scored s ON s.id = p.id LEFT JOIN attempted a ON a.id = p.id"
-                + (" WHERE s.id IS NOT NULL OR a.id IS NOT NULL" if local else ""))
+                + (", s.n_rollouts" if fused else ", (s.id IS NULL AND a.id IS NULL) AS not_sampled")
+                + f" FROM (SELECT id, __shard, __row FROM {source(store, prompts, positions=True)}) p "
+                f"FULL JOIN {f'({scored})' if fused else 'scored'} s ON s.id = p.id "
+                "LEFT JOIN attempted a ON a.id = p.id"
+                + (" WHERE s.id IS NOT NULL OR a.id IS NOT NULL" if local else ""),
+                params if fused else [])
             narrow = "decided" if local else "(SELECT * FROM decided WHERE NOT not_sampled)"
+        if fused:
+            # every counted prompt is a row of `decided` (the rows with rollouts); its reason
+            # is the prompt's decision, which its readers below take for a known prompt
+            con.execute("CREATE TEMP VIEW scored AS SELECT id, n_rollouts, n_samples, n_correct, "
+                        "pass_rate, bucket, reason FROM decided WHERE n_rollouts IS NOT NULL")
         ctx.con.execute(
             f"CREATE TEMP VIEW judged AS SELECT coalesce(p.id, s.id) AS id, "
             f"{', '.join(f'p.{c}' for c in PROMPT_COLUMNS[1:])}, "
