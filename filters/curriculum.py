@@ -42,7 +42,8 @@ from .curriculum_plan import plan_batches
 
 LEVEL_DECIMALS = 6
 # bytes a row of the pool holds, at the peak, while it is placed in numpy: its narrow row
-# as Arrow (id, positions, stored columns, level, hashes), the orders, the reordered copy
+# as Arrow (id, positions, stored columns, level, hashes; or the hashes of at most two base
+# rows a row, _gathered_keys), the orders, the reordered copy
 PLACE_BYTES = 256
 
 
