@@ -105,7 +105,8 @@ class StepContext:
                     kept: str | None = None, rows_from: Manifest | None = None,
                     changed: Sequence[str] = (), narrow: str | None = None,
                     positioned: bool = False, in_place: bool = False,
-                    keyed: bool = True) -> tuple[int, int]:
+                    keyed: bool = True,
+                    every_row: bool = False) -> tuple[int, int]:
         """The keep/reject contract: write the rows of ``judged`` (a relation with every
         column of ``columns`` and a ``reason``: NULL keeps the row) as kept rows, and the
         others with ``reason`` and the ``extra`` columns as rejected rows.
@@ -137,6 +138,10 @@ class StepContext:
         ``keyed=False`` (with ``positioned``, locally): ``narrow`` has no row key columns (a
         step that reads no key, e.g. the curriculum, which hashes the base's ids); every row
         must then have a position and some row must be kept, since the keys match the rest.
+        ``every_row`` (with ``positioned``): ``narrow`` is the input rows LEFT JOINed to the
+        filter's verdicts (one row per input row; a kept row's ``extra`` columns NULL): a
+        Dask partition split by position then copies only its rejected rows and writes its
+        kept rows from its own runs (``partition_runs``).
         """
         info = self._selection_base(rows_from)
         if info is not None:
@@ -146,7 +151,8 @@ class StepContext:
                 rejected_order=rejected_order or order, changed=set(changed),
                 positioned=positioned and narrow is not None, wide=judged,
                 table=narrow if in_place and positioned and narrow is not None else None,
-                keyed=keyed or not positioned or narrow is None)
+                keyed=keyed or not positioned or narrow is None,
+                every_row=every_row)
         cols = ", ".join(columns)
         kept_rows = self.copy_kept(
             f"SELECT {cols} FROM {kept or judged} WHERE reason IS NULL",
@@ -174,7 +180,8 @@ class StepContext:
                                rejected_columns: list[str], rejected_order,
                                changed: set[str], positioned: bool = False,
                                wide: str | None = None, table: str | None = None,
-                               keyed: bool = True) -> tuple[int, int]:
+                               keyed: bool = True,
+                               every_row: bool = False) -> tuple[int, int]:
         """keep_reject as positions: one narrow pass over ``judged``, joined to where each
         input row lives by its row key."""
         import re
@@ -216,9 +223,21 @@ class StepContext:
         # so the selection's bytes depend on it (a Dask merge must give the same bytes); a
         # table the filter made of exactly these rows has those statistics already
         jt = table or "__judged"
-        if table is None:
-            con.execute("CREATE OR REPLACE TEMP TABLE __judged AS SELECT "
-                        + ", ".join(q(c) for c in wanted) + f" FROM {judged}")
+        select = "CREATE OR REPLACE TEMP TABLE __judged AS SELECT " + ", ".join(
+            q(c) for c in wanted) + f" FROM {judged}"
+        runs = counted = None
+        if every_row and positioned and table is None and current_partition() is not None:
+            from . import partition_runs  # numpy and pyarrow: imported where they run
+
+            runs = partition_runs.own_runs(self.store, data, order[0], stored, base_cols)
+        if runs is not None:
+            # a Dask partition that owns runs of base rows, one judged row each: only its
+            # rejected rows go to ``__judged`` (DuckDB then joins the few verdicts to the
+            # rows, not every row to them), its kept file is written from the runs
+            con.execute(select + " WHERE reason IS NOT NULL")
+            counted = partition_runs.count_rows(con, jt, runs, list(extra))
+        if table is None and counted is None:
+            con.execute(select)
         if positioned:  # the rows carry their positions: no key join
             join, p = f"FROM {jt} j", "j"
             missing = f"EXISTS (SELECT 1 FROM {jt} u WHERE u.__shard IS NULL AND " + " AND ".join(
@@ -229,7 +248,10 @@ class StepContext:
             missing = "NOT EXISTS (SELECT 1 FROM __pos p WHERE " + " AND ".join(
                 f"p.{q('__k_' + k)} = j.{q(k)}" for k in keys) + ")"
         where = " AND j.__shard IS NOT NULL" if positioned else ""
-        if positioned:  # one scan: every row, and the rows with a position
+        if counted:  # every row has its position (count_rows)
+            kept, dropped, nulls = counted
+            matched_kept, matched_dropped = kept, dropped
+        elif positioned:  # one scan: every row, and the rows with a position
             kept, dropped, matched_kept, matched_dropped = con.execute(
                 "SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS "
                 "NOT NULL), count(*) FILTER (WHERE reason IS NULL AND __shard IS NOT NULL), "
@@ -262,6 +284,8 @@ class StepContext:
             # optional (the WHERE proves ``_shard`` only), in the whole step's files too;
             # this partition's files may have no row to say so: the merge is told
             self.writer.note_nullable([ROW])
+        if counted and nulls:
+            self.writer.note_nullable(nulls)
         kept_by, rejected_by = _partition_order(self.writer, order[0], rejected_order[0])
         # a Dask partition's files are not sorted: the merge sorts their union (by the
         # ``__o<i>`` columns ``_partition_order`` adds) whatever order each is in
@@ -269,10 +293,15 @@ class StepContext:
         self.progress.phase("writing kept rows")  # as positions
         stored_sql = "".join(f", j.{q(c)}" for c in stored)
         rel, at, cond = kept_from
-        self._copy(f"SELECT {at}.__shard::INTEGER AS {SHARD}, {at}.__row::BIGINT AS {ROW}{stored_sql}"
-                   f"{kept_by} {rel} WHERE j.reason IS NULL{cond}"
-                   + (f" ORDER BY {ordered(order[0])}" if sort else ""), [], kept_path,
-                   narrow=True)
+        if counted:
+            from . import partition_runs
+
+            partition_runs.write_kept(con, self.store, data, runs, order[0], jt, kept, kept_path)
+        else:
+            self._copy(f"SELECT {at}.__shard::INTEGER AS {SHARD}, {at}.__row::BIGINT AS {ROW}"
+                       f"{stored_sql}{kept_by} {rel} WHERE j.reason IS NULL{cond}"
+                       + (f" ORDER BY {ordered(order[0])}" if sort else ""), [], kept_path,
+                       narrow=True)
         self.progress.phase("writing rejected rows")
         rej_stored = "".join(f", j.{q(c)}" for c in rejected_columns if c in stored)
         rel, at, cond = rejected_from

@@ -168,7 +168,8 @@ def run_decontam(store: DatasetStore, data: Manifest, benchmarks: list[Manifest 
             "ON i.benchmark = m.benchmark AND i.item_id = m.item_id")
         ctx.keep_reject("judged", columns, order=row_order(data), rejected_order=("id", None),
                         extra=("benchmark", "matched_item", "matched_ngrams", "matched_text"),
-                        size_of=[data], rows_from=data, narrow="judged", positioned=True)
+                        size_of=[data], rows_from=data, narrow="judged", positioned=True,
+                        every_row=True)  # LEFT JOINs of src: one judged row per row
         by_benchmark = dict(con.execute("SELECT benchmark, count(*) FROM matched GROUP BY ALL "
                                         "ORDER BY 1").fetchall())
         ctx.provenance.update({"data": data.ref, "benchmarks": [v.ref for v in versions]

@@ -62,7 +62,7 @@ def _bench(store, name: str, data, rows: range):
     """A benchmark whose items are the texts of ``data``'s rows ``rows``."""
     from thinkforge.manifests.selection import read_table
 
-    table = read_table(store, data).slice(rows.start, len(rows))
+    table = read_table(store, data).take(list(rows))
     with store.writer(name, "prompts", step={"type": "import", "config": {}}) as w:
         w.write(table.set_column(0, "id", pa.array([f"b{i}" for i in rows])))
     return w.manifest
@@ -82,10 +82,17 @@ def test_position_split_merges_to_the_local_version(store, monkeypatch, tmp_path
     assert len(data.files) > 1
     monkeypatch.setattr("thinkforge.manifests.writer.SHARD_BYTES", 1 << 30)
     inputs = {"data": data, "against": [_bench(store, "bx", data, contaminated)]}
+    from thinkforge.filters import partition_runs
+
+    written = []  # partitions that kept rows and rejected some: their kept file from the runs
+    real = partition_runs.write_kept
+    monkeypatch.setattr(partition_runs, "write_kept", lambda *a: written.append(1) or real(*a))
     local = _local(store, "decontam", inputs, "dl", {"ngram": 3})
     merged = _in_process(store, "decontam", inputs, "dp", {"ngram": 3}, count, tmp_path)
     assert local.rejected.rows >= len(contaminated)
     assert local.selection.ascending == ordered or local.rows == 0
+    # every partition has hits and kept rows / none keeps a row or has a hit and keeps one
+    assert len(written) == {3: 3, 2: 0, 8: 1}[count]
     _same(store, local, merged)
 
 
