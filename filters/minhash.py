@@ -165,6 +165,20 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int, seed: int = 7,
     return out
 
 
+def maybe_shared(keys: np.ndarray) -> np.ndarray:
+    """bool per uint64 key: True for every key that occurs more than once (and, with numba,
+    ~3-6% of the others): a filter before an exact GROUP BY of LSH buckets, where most band
+    keys are their bucket's only one.  numba: one pass into bit tables of 8-16x as many
+    slots as keys (``minhash_kernels.repeated_slots``, ~0.03 s per 4M keys, where DuckDB
+    groups 4M band rows in 0.6-0.8 s on one thread); numpy: exact, by sorting."""
+    kernels = _kernels()
+    if kernels is not None and len(keys):
+        bits = max(16, int(len(keys)).bit_length() + 3)
+        return kernels.repeated_slots(np.ascontiguousarray(keys, dtype=np.uint64), bits)
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    return counts[inverse.reshape(-1)] > 1
+
+
 def _probability(s: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return 1.0 - (1.0 - s ** rows) ** bands
 

@@ -128,3 +128,29 @@ def band_keys(signatures, mult, bands, rows):
                 acc += np.uint64(signatures[d, base + r]) * mult[r]
             out[d, band] = acc
     return out
+
+
+_SPREAD = np.uint64(0xFF51AFD7ED558CCD)  # an odd multiplier: the slot is the product's top bits
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def repeated_slots(keys, bits):
+    """bool per key: True where another key fell in its slot of a 2^``bits`` bit table (the
+    top ``bits`` of key x an odd multiplier): every key that repeats, and a few that only
+    share a slot.  Two bit tables (seen once / seen again) and two passes, no sort."""
+    shift = np.uint64(64 - bits)
+    once = np.zeros(1 << (bits - 6), dtype=np.uint64)
+    again = np.zeros(1 << (bits - 6), dtype=np.uint64)
+    low = np.uint64(63)
+    for i in range(len(keys)):
+        s = (keys[i] * _SPREAD) >> shift
+        word, bit = s >> np.uint64(6), np.uint64(1) << (s & low)
+        if once[word] & bit:
+            again[word] |= bit
+        else:
+            once[word] |= bit
+    out = np.empty(len(keys), dtype=np.bool_)
+    for i in range(len(keys)):
+        s = (keys[i] * _SPREAD) >> shift
+        out[i] = (again[s >> np.uint64(6)] >> (s & low)) & np.uint64(1) != 0
+    return out

@@ -90,9 +90,16 @@ def _number(index: int, row: int) -> int:
     return (index << _PART_BITS) + row
 
 
-def _part_of(column: str, index: int) -> str:
-    """SQL: the number in ``column`` is one of signature task ``index``'s documents."""
-    return f"({column} >> {_PART_BITS}) = {int(index)}"
+def _part_of(column: str, parts: list[int]) -> str:
+    """SQL: the number in ``column`` is one of signature tasks ``parts``' documents."""
+    return f"({column} >> {_PART_BITS}) IN ({', '.join(str(int(p)) for p in parts)})"
+
+
+# the sets phase is split by position in blocks of 2^_BLOCK_BITS documents (``_sets_split``)
+_BLOCK_BITS = 12
+# a pair member's cost in the sets phase, in documents only read: its words, shingle set
+# and write (~4.8 us, one thread) against ~0.6 us a row of the scan (measured at 600k)
+_MEMBER_WEIGHT = 8
 
 
 def _partition_docs(con, store, data, per_prompt, by_mode, partition: Partition) -> None:
@@ -174,21 +181,27 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
 
 def near_pairs(store_at, data_ref: str, config, resources, hosts, index: int, count: int,
                out: str, bands_files: list[str], exact_file: str,
-               docs_files: list[str]) -> list[str]:
+               docs_files: list[str]) -> dict[str, Any]:
     """Phase 3 on a worker: the candidate pairs of the buckets in its band files (every
     copy of a bucket is there), as the local step makes them, by document number
     (``n``, the smaller first), in one file per verify task (``hash(l, r) % count``): a
-    pair that two bands found, in two tasks here, is verified once.
+    pair that two bands found, in two tasks here, is verified once.  Also returned: how
+    many documents of each block of ``_BLOCK`` numbers are in its pairs (``blocks``: the
+    driver splits the sets phase by them, ``_sets_split``).
 
     Numbers, not ids: integer joins (the ids cost half of this task).  The local step
     pairs a bucket of more than ``ALL_PAIRS_UP_TO`` rows around its smallest *id*, which
     the numbers do not order: those buckets (rare) get their members' ids from
     ``docs_files``; pairs are unordered (the clusters' edges), so the rest needs none.
     Most shared buckets hold two rows: their pair is the bucket's (min, max), so only the
-    band rows of bigger buckets are read a second time."""
+    band rows of bigger buckets are read a second time.  Most band keys are their
+    bucket's only one: ``minhash.maybe_shared`` drops most of those before DuckDB groups
+    the rest (4.2M -> ~1M rows here; grouping every row was 0.6-0.8 s of a ~0.9 s task)."""
+    import pyarrow as pa
     from thinkforge.manifests.duck import parquet_source
 
     from .dedup import ALL_PAIRS_UP_TO
+    from .minhash import maybe_shared, warm_up
 
     store, _, _, _, res, _, _ = _setup(store_at, data_ref, config, resources, hosts)
     tag = uuid.uuid4().hex[:8]
@@ -196,10 +209,15 @@ def near_pairs(store_at, data_ref: str, config, resources, hosts, index: int, co
     # the band rows of the documents left after the exact duplicates
     left = (f"(SELECT b.n, b.band, b.key FROM {parquet_source(bands_files)} b ANTI JOIN "
             f"{parquet_source([exact_file])} e ON e.n = b.n)")
+    warm_up()
     with _task_connection(store, res) as con:
-        con.execute(f"CREATE TEMP TABLE buckets AS SELECT band, key, count(*) AS size, min(n) AS "
-                    f"lo, max(n) AS hi FROM {left} GROUP BY band, key HAVING count(*) > 1")
-        con.execute(f"CREATE TEMP TABLE mine AS SELECT b.n, b.band, b.key, k.size FROM {left} b "
+        # a superset of the rows of shared buckets (every row whose key repeats): the
+        # buckets, their sizes and members are those of all the rows
+        rows = con.sql(left).to_arrow_table()
+        con.register("shared", rows.filter(pa.array(maybe_shared(rows.column("key").to_numpy()))))
+        con.execute("CREATE TEMP TABLE buckets AS SELECT band, key, count(*) AS size, min(n) AS "
+                    "lo, max(n) AS hi FROM shared GROUP BY band, key HAVING count(*) > 1")
+        con.execute("CREATE TEMP TABLE mine AS SELECT b.n, b.band, b.key, k.size FROM shared b "
                     "JOIN (SELECT band, key, size FROM buckets WHERE size > 2) k USING (band, key)")
         con.execute(f"CREATE TEMP TABLE pairs AS SELECT lo AS l, hi AS r FROM buckets WHERE "
                     f"size = 2 UNION SELECT a.n, b.n FROM mine a JOIN mine b ON a.band = b.band "
@@ -214,20 +232,23 @@ def near_pairs(store_at, data_ref: str, config, resources, hosts, index: int, co
         for i, path in enumerate(paths):
             con.execute(f"COPY (SELECT l, r FROM pairs WHERE hash(l, r) % {int(count)} = {i}) "
                         f"TO '{path}' (FORMAT parquet)")
-    return paths
+        blocks = con.execute(f"SELECT n >> {_BLOCK_BITS}, count(*) FROM (SELECT l AS n FROM pairs "
+                             "UNION SELECT r FROM pairs) GROUP BY ALL").fetchall()
+    return {"pairs": paths, "blocks": blocks}
 
 
 def near_sets(store_at, data_ref: str, config, resources, hosts, key: str, index: int,
               count: int, out: str, cand_file: str | None, pairs_files: list[str],
-              docs_file: str, ranges: dict | None = None) -> dict[str, Any]:
-    """Phase 4 on a worker, over its own row partition (as the signature task split it):
-    one read of the texts of its documents that are exact candidates (``cand_file``: the
-    md5 of the normalised text, the local exact key, which the driver checks against the
-    pre-keys) or in a candidate pair (their sorted shingle sets, ``minhash.sorted_sets``:
-    raw uint64 in ``sets``, each document's (id, n, group, part, start, size) in
-    ``index``).  The verify tasks read these sets instead of every row of the source
-    again.  Its pair members are its numbers in the pairs (``_PART_BITS``), their ids
-    from its signature task's ``docs_file``."""
+              docs_files: list[str], parts: list[int], ranges: dict | None = None) -> dict[str, Any]:
+    """Phase 4 on a worker, over its own rows (``ranges``: a run of positions that
+    ``_sets_split`` balanced; else the signature task's partition): one read of the texts
+    of its documents that are exact candidates (``cand_file``: the md5 of the normalised
+    text, the local exact key, which the driver checks against the pre-keys) or in a
+    candidate pair (their sorted shingle sets, ``minhash.sorted_sets``: raw uint64 in
+    ``sets``, each document's (id, n, group, part, start, size) in ``index``).  The verify
+    tasks read these sets instead of every row of the source again.  Its rows are
+    documents of signature tasks ``parts`` (``_PART_BITS``; ids from their ``docs_files``);
+    which of those are its own, the join of the ids with its rows says."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from thinkforge.manifests.duck import parquet_source
@@ -250,11 +271,11 @@ def near_sets(store_at, data_ref: str, config, resources, hosts, key: str, index
                                   ranges=ranges or {}))
         pairs = parquet_source(pairs_files)
         con.execute(f"CREATE TEMP TABLE need AS SELECT d.id, d.n FROM "
-                    f"{parquet_source([docs_file])} d SEMI JOIN (SELECT l AS n FROM {pairs} WHERE "
-                    f"{_part_of('l', index)} UNION SELECT r FROM {pairs} WHERE "
-                    f"{_part_of('r', index)}) USING (n)")
+                    f"{parquet_source(docs_files)} d SEMI JOIN (SELECT l AS n FROM {pairs} WHERE "
+                    f"{_part_of('l', parts)} UNION SELECT r FROM {pairs} WHERE "
+                    f"{_part_of('r', parts)}) USING (n)")
         cand = (f"(SELECT id, wkey, n FROM {parquet_source([cand_file])} WHERE "
-                f"{_part_of('n', index)})"
+                f"{_part_of('n', parts)})"
                 if cand_file else
                 "(SELECT NULL::VARCHAR AS id, NULL::UBIGINT AS wkey, NULL::BIGINT AS n WHERE false)")
         # the texts read once for both (the scan of the row partition is most of the cost)
@@ -396,12 +417,15 @@ def run_near_dedup_phased(ph: Phases):
     cand_file, exact_file = _exact_by_pre_key(ph, config, docs)
 
     def pairs_and_sets(exact: str, cand: str | None):
-        pairs = ph.map("pairs", near_pairs,
-                       [(*common, j, ph.count, str(ph.out), [f["bands"][j] for f in firsts],
-                         exact, docs) for j in range(ph.count)])
+        made = ph.map("pairs", near_pairs,
+                      [(*common, j, ph.count, str(ph.out), [f["bands"][j] for f in firsts],
+                        exact, docs) for j in range(ph.count)])
+        pairs = [m["pairs"] for m in made]
         every = [path for p in pairs for path in p]
+        split = _sets_split(ranges, data.ref, [b for m in made for b in m["blocks"]], ph.count)
         sets = ph.map("sets", near_sets, [(*common, key, i, ph.count, str(ph.out), cand, every,
-                                           docs[i], ranges[i]) for i in range(ph.count)])
+                                           [docs[p] for p in parts], parts, own)
+                                          for i, (own, parts) in enumerate(split)])
         return pairs, sets
 
     pairs, sets = pairs_and_sets(exact_file, cand_file)
@@ -423,6 +447,56 @@ def run_near_dedup_phased(ph: Phases):
                                         ph.hosts, key, i, ph.count, str(ph.out), dups_file, facts,
                                         ranges[i]) for i in range(ph.count)])
     return merge_partitions(ph.store, parts, ph.resources)
+
+
+def _sets_split(ranges: list[dict], ref: str, blocks: list[tuple[int, int]],
+               count: int) -> list[tuple[dict, list[int]]]:
+    """The sets phase's ``count`` tasks: (position runs, signature parts they touch).
+
+    By position (``ranges``): cut where the weight, a row 1 and a pair member
+    ``_MEMBER_WEIGHT`` more, splits evenly (the pairs tasks' ``blocks``; a document in
+    pairs of two tasks counts twice), so no worker waits on another's members: near
+    copies of earlier rows put ~2x the members in the first half (95k vs 51k at 600k,
+    sets 0.96 vs 0.53 s in the cluster).  Block ``b`` of part ``p`` is taken to be rows
+    ``b * 2^_BLOCK_BITS`` on of ``p``'s run (its documents are numbered as they are
+    read); that guess only weighs: the tasks find their documents by id.  Else (split
+    by key hash) the signature tasks' partitions."""
+    if not ranges[0]:
+        return [({}, [i]) for i in range(count)]
+    runs = [r for part in ranges for r in part[ref]]  # every position once, in order
+    sizes = [sum(e - f for _, f, e in part[ref]) for part in ranges]
+    starts = np.cumsum([0] + sizes)
+    # the weight of each block (2^_BLOCK_BITS rows of a part; a part's last one shorter)
+    at = [(p, b) for p in range(count) for b in range(0, sizes[p], 1 << _BLOCK_BITS)]
+    edges = np.array([int(starts[p]) + b for p, b in at] + [int(starts[-1])], dtype=np.int64)
+    weight = np.diff(edges).astype(np.float64)
+    block_of = {(p, b >> _BLOCK_BITS): k for k, (p, b) in enumerate(at)}
+    low = (1 << (_PART_BITS - _BLOCK_BITS)) - 1
+    for number, members in blocks:
+        k = block_of.get((int(number) >> (_PART_BITS - _BLOCK_BITS), int(number) & low))
+        if k is not None:
+            weight[k] += _MEMBER_WEIGHT * members
+    total = np.concatenate([[0.0], np.cumsum(weight)])
+    cuts = [0]
+    for i in range(1, count):  # the position where the weight reaches i / count of it
+        goal = total[-1] * i / count
+        k = min(int(np.searchsorted(total, goal, side="right")) - 1, len(weight) - 1)
+        share = (goal - total[k]) / weight[k] if weight[k] else 0.0
+        cuts.append(max(cuts[-1], int(edges[k] + round(share * (edges[k + 1] - edges[k])))))
+    cuts.append(int(starts[-1]))
+    out = []
+    for i in range(count):
+        own, pos = [], 0
+        for shard, f, e in runs:  # the part of [cuts[i], cuts[i + 1]) in each run
+            a, b = max(cuts[i], pos), min(cuts[i + 1], pos + e - f)
+            if a < b and own and own[-1][0] == shard and own[-1][2] == f + a - pos:
+                own[-1] = (shard, own[-1][1], f + b - pos)  # two parts' runs of one shard
+            elif a < b:
+                own.append((shard, f + a - pos, f + b - pos))
+            pos += e - f
+        parts = [p for p in range(count) if starts[p] < cuts[i + 1] and cuts[i] < starts[p + 1]]
+        out.append(({ref: own}, parts or [i]))
+    return out
 
 
 _EXACT = "COPY (SELECT id, rep, n FROM (SELECT id, n, min(id) OVER (PARTITION BY grp, {by}) " \

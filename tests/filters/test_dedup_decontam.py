@@ -63,6 +63,25 @@ def test_compiled_and_numpy_band_keys_agree():
             assert np.array_equal(got, band_keys(sig, bands, rows, compiled=False))
 
 
+def test_maybe_shared_keeps_every_repeated_key(monkeypatch):
+    """``maybe_shared`` (the filter before the pair tasks' GROUP BY): every key that repeats
+    is kept, with numba (bit tables: a few single keys too) and numpy (exactly those)."""
+    from thinkforge.filters import minhash
+
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 2, 50_000):
+        keys = rng.integers(0, 2**64, size=n, dtype=np.uint64)
+        keys[: n // 10] = keys[n // 10: n // 5]  # a tenth repeats
+        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        repeated = counts[inverse.reshape(-1)] > 1
+        got = minhash.maybe_shared(keys)
+        assert got.dtype == bool and len(got) == n and not (repeated & ~got).any()
+        assert got.sum() <= repeated.sum() + n // 5
+        with monkeypatch.context() as m:
+            m.setattr(minhash, "_kernels", lambda: None)
+            assert np.array_equal(minhash.maybe_shared(keys), repeated)
+
+
 def test_sorted_sets_and_intersections_compiled_and_numpy_agree(monkeypatch):
     """The partitioned near dedup's shingle sets and their intersections: numba and numpy
     give the same arrays and counts."""

@@ -88,3 +88,48 @@ def test_big_bucket_paired_around_its_smallest_id(store):
     assert remote.fingerprint == local.fingerprint
     assert _files(store, remote) == _files(store, local)
     assert remote.provenance == local.provenance
+
+
+def test_sets_split_covers_every_position_once_weighed_by_members():
+    """``_sets_split``: the sets tasks' runs cover every position of the signature tasks'
+    runs once, in order (two parts' runs of one shard joined), cut where rows + members
+    weigh the same; each task names the signature parts its positions touch."""
+    from thinkforge.filters.partitioned_dedup import _BLOCK_BITS, _MEMBER_WEIGHT, _number, _sets_split
+
+    ranges = [{"v": [(0, 0, 70_000)]}, {"v": [(0, 70_000, 90_000), (1, 0, 50_000)]}]
+    block = 1 << _BLOCK_BITS
+    # part 0 has members in its first blocks only
+    blocks = [(_number(0, b * block) >> _BLOCK_BITS, 1000) for b in range(10)]
+    split = _sets_split(ranges, "v", blocks, 2)
+    runs = [r for own, _ in split for r in own["v"]]
+    positions = [(s, i) for s, f, e in runs for i in range(f, e)]
+    assert positions == [(0, i) for i in range(90_000)] + [(1, i) for i in range(50_000)]
+    rows = sum(e - f for _, f, e in split[0][0]["v"])
+    weight = 140_000 + _MEMBER_WEIGHT * 10_000
+    assert abs(rows + _MEMBER_WEIGHT * min(rows, 10 * block) / (10 * block) * 10_000
+               - weight / 2) < block
+    assert [parts for _, parts in split] == [[0], [0, 1]]
+    # no members: even rows; split by key hash (no runs): the signature partitions
+    assert [sum(e - f for _, f, e in own["v"]) for own, _ in _sets_split(ranges, "v", [], 2)] \
+        == [70_000, 70_000]
+    assert _sets_split([{}, {}], "v", blocks, 2) == [({}, [0]), ({}, [1])]
+
+
+def test_sets_task_across_signature_partitions_still_local(store, monkeypatch):
+    """Members weighed so heavily that the cut between the sets tasks falls inside a
+    signature partition (each part's members weigh alike through its one block): a task
+    finds its documents of two partitions by id; the local bytes."""
+    from thinkforge.filters import partitioned_dedup
+
+    data = _near_versions(store)["prompts"]
+    local = _run(store, "dedup", {"data": data}, "nd-local", {})
+    monkeypatch.setattr(partitioned_dedup, "_MEMBER_WEIGHT", 10**6)
+    split = partitioned_dedup._sets_split
+    seen = []
+    monkeypatch.setattr(partitioned_dedup, "_sets_split",
+                        lambda *a: seen.append(split(*a)) or seen[-1])
+    remote, _ = _phased(store, data, {}, 2)
+    assert [0, 1] in [parts for _, parts in seen[0]]  # a task reads rows of both
+    assert remote.fingerprint == local.fingerprint
+    assert _files(store, remote) == _files(store, local)
+    assert remote.provenance == local.provenance
