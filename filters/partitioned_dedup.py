@@ -6,7 +6,7 @@ split where its data changes hands:
 1. **signatures** (one task per partition of the rows: by position, each task its own row
    groups, when a row is a document (``id`` of prompts / rl_pool); by prompt id hash for sft):
    one pass over each document's words gives the MinHash signature, its band keys and the
-   exact *pre*-key (DuckDB's hash of the normalised word list); two narrow outputs:
+   exact *pre*-key (DuckDB's hash of the normalised word list); two narrow Arrow files:
    documents (id, group, pre-key, number ``n``) and band keys (n, band, key; none for a
    document without words), the latter already split by bucket task (``key % count``).
    Phases 3-6 join documents by number (integers: the id strings cost half of them).
@@ -16,13 +16,15 @@ split where its data changes hands:
 3. **pairs** (one task per bucket file): every copy of a bucket meets in one task, which
    makes the local candidate pairs of the rows left after the exact duplicates (all pairs
    of a bucket of up to 32 rows, each row with the bucket's smallest id otherwise; by
-   number, unordered), written split by ``hash(l, r)``.
-4. **sets** (one task per row partition, as in 1): one read of the texts of its own
+   number, unordered), written split by ``hash(l, r)``; only the band rows whose key
+   repeats are grouped (``minhash.maybe_shared``).
+4. **sets** (one task per run of rows, cut where rows + pair members weigh alike,
+   ``_sets_split``; by key hash as in 1 for sft): one read of the texts of its own
    documents that are exact candidates (their md5 of the normalised text: the local exact
    key) or in a pair (their sorted shingle sets, to files): no task reads every row.
-5. **md5 check** (the driver): the exact duplicates by md5, as the local step finds them,
-   must be those of step 2; if not (two texts with one 64-bit pre-key), steps 3 and 4
-   run again without them.
+5. **md5 check** (the driver, while the verify tasks run): the exact duplicates by md5,
+   as the local step finds them, must be those of step 2; if not (two texts with one
+   64-bit pre-key), steps 3, 4 and 6 run again without them.
 6. **verify** (one task per pair hash): a pair found in several bands (of both pair tasks)
    is verified once: the exact Jaccard of its two shingle sets (memory-mapped), as locally.
 7. **clusters** (the driver): the verified pairs (>= threshold, same group), connected
@@ -434,15 +436,19 @@ def run_near_dedup_phased(ph: Phases):
                                           for i, (own, parts) in enumerate(split)])
         return pairs, sets
 
+    def verify(pairs, sets):
+        return ph.submit("verify", near_verify, [(*common, i, ph.count, str(ph.out),
+                                                  [p[i] for p in pairs], sets)
+                                                 for i in range(ph.count)])
+
     pairs, sets = pairs_and_sets(exact_file, cand_file)
-    if cand_file is not None:
+    found = verify(pairs, sets)  # while the driver checks the md5 (its pairs stand, but
+    if cand_file is not None:    # for a 64-bit collision of pre-keys)
         checked = _exact_by_md5(ph, cand_file, [s["md5"] for s in sets], exact_file)
         if checked != exact_file:  # a pre-key shared by two texts: the pairs without it
             exact_file = checked
-            pairs, sets = pairs_and_sets(exact_file, None)
-    found = ph.map("verify", near_verify,
-                   [(*common, i, ph.count, str(ph.out), [p[i] for p in pairs], sets)
-                    for i in range(ph.count)])
+            found = verify(*pairs_and_sets(exact_file, None))  # the first ones unread
+    found = ph.client.gather(found)
     dups_file = str(ph.out / "dups.parquet")
     facts = _clusters(ph, config, data.kind, found, exact_file, dups_file)
     bands, rows = lsh_params(config)

@@ -47,8 +47,8 @@ def _phased(store, data, config: dict, count: int):
 @pytest.mark.parametrize("kind,config", [("prompts", {}), ("sft", {"on": "output"})])
 def test_pre_key_collision_still_local(store, monkeypatch, kind, config, collide):
     """With ``collide`` the pre-key is the word count (every 30-word text shares one): the
-    md5 check finds other exact duplicates than the pre-keys, so pairs and sets run again;
-    without, they run once.  Both: the local bytes, fingerprint and provenance."""
+    md5 check finds other exact duplicates than the pre-keys, so pairs, sets and verify run
+    again; without, they run once.  Both: the local bytes, fingerprint and provenance."""
     from thinkforge.filters import text
 
     data = _near_versions(store)[kind]
@@ -58,8 +58,10 @@ def test_pre_key_collision_still_local(store, monkeypatch, kind, config, collide
         monkeypatch.setattr(text, "pre_key_expr",
                             lambda t: f"hash(len({text.words_expr(t)}))::UBIGINT")
     remote, phases = _phased(store, data, config, 2)
-    assert phases.count("pairs") == phases.count("sets") == (4 if collide else 2)
-    assert phases.count("signatures") == phases.count("verify") == 2
+    # the verify tasks start beside the md5 check: after a collision, again
+    assert phases.count("pairs") == phases.count("sets") == phases.count("verify") \
+        == (4 if collide else 2)
+    assert phases.count("signatures") == 2
     assert remote.fingerprint == local.fingerprint
     assert _files(store, remote) == _files(store, local)
     assert remote.provenance == local.provenance
