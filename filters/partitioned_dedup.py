@@ -334,7 +334,8 @@ def near_verify(store_at, data_ref: str, config, resources, hosts, index: int, c
         con.execute(f"CREATE TEMP TABLE sets AS SELECT * FROM "
                     f"{parquet_source([s['index'] for s in sets])}")
         found = con.sql(
-            "SELECT a.id AS l, b.id AS r, a.grp = b.grp AS same, a.part AS pa, a.start AS sa, "
+            "SELECT a.id AS l, b.id AS r, p.l AS ln, p.r AS rn, a.grp = b.grp AS same, "
+            "a.part AS pa, a.start AS sa, "
             "a.size AS za, b.part AS pb, b.start AS sb, b.size AS zb FROM pairs p "
             "JOIN sets a ON a.n = p.l JOIN sets b ON b.n = p.r").to_arrow_table()
         if len(found) != (pairs := con.execute("SELECT count(*) FROM pairs").fetchall()[0][0]):
@@ -353,6 +354,7 @@ def near_verify(store_at, data_ref: str, config, resources, hosts, index: int, c
                                               start_b[sel], size_b[sel])
     similarity = jaccard_ratio(both, size_a, size_b)
     pq.write_table(pa.table({"l": found.column("l"), "r": found.column("r"),
+                             "ln": found.column("ln"), "rn": found.column("rn"),
                              "similarity": similarity, "same": found.column("same")}), path,
                    use_dictionary=False)
     return path
@@ -589,23 +591,25 @@ def _clusters(ph: Phases, config, kind: str, found: list[str], exact_file: str,
         candidates, verified = con.execute(
             f"SELECT count(*), count(*) FILTER (WHERE similarity >= ? {same}) FROM "
             f"{parquet_source(found)}", [config.threshold]).fetchall()[0]
-        con.execute(f"CREATE TEMP TABLE edges AS SELECT l, r, similarity FROM "
+        con.execute(f"CREATE TEMP TABLE edges AS SELECT l, r, ln, rn, similarity FROM "
                     f"{parquet_source(found)} WHERE similarity >= ? {same}", [config.threshold])
-        nodes = con.sql("SELECT id FROM (SELECT l AS id FROM edges UNION SELECT r FROM edges) "
-                        "ORDER BY id").to_arrow_table().column("id")
-        con.register("nodes", pa.table({"id": nodes, "n": np.arange(len(nodes))}))
-        ends = con.execute("SELECT a.n, b.n, e.similarity FROM edges e JOIN nodes a ON a.id = e.l "
-                           "JOIN nodes b ON b.id = e.r").fetchnumpy()
-        left, right, similarity = (ends[c] for c in ends)
-        left, right = left.astype(np.int64), right.astype(np.int64)
+        # the rows the edges touch in id order (the smallest id of a cluster is kept); the
+        # edges' ends found by number (numpy) rather than two joins of the id strings
+        nodes = con.sql("SELECT n, id FROM (SELECT ln AS n, l AS id FROM edges UNION SELECT "
+                        "rn, r FROM edges) ORDER BY id").to_arrow_table()
+        ends = con.execute("SELECT ln, rn, similarity FROM edges").fetchnumpy()
+        numbers = nodes.column("n").to_numpy()
+        by_number = np.argsort(numbers)
+        left, right = (by_number[np.searchsorted(numbers, ends[c], sorter=by_number)].astype(np.int64)
+                       for c in ("ln", "rn"))
+        similarity = ends["similarity"]
         label = connected_components(len(nodes), left, right)
         linked = np.flatnonzero(label != np.arange(len(nodes)))
         best = np.zeros(len(nodes))
         np.maximum.at(best, left, similarity)
         np.maximum.at(best, right, similarity)
-        ids = nodes.to_numpy(zero_copy_only=False)
-        con.register("near_in", pa.table({"id": pa.array(ids[linked], pa.string()),
-                                          "rep": pa.array(ids[label[linked]], pa.string()),
+        ids = nodes.column("id")
+        con.register("near_in", pa.table({"id": ids.take(linked), "rep": ids.take(label[linked]),
                                           "similarity": pa.array(best[linked], pa.float64())}))
         con.execute(f"COPY (SELECT id, rep, 'exact_duplicate' AS reason, NULL::DOUBLE AS "
                     f"similarity FROM {parquet_source([exact_file])} UNION ALL SELECT id, rep, "
