@@ -234,3 +234,21 @@ def test_hashes_picked_from_the_base_write_the_joined_hashes_bytes(store, monkey
     assert fast.fingerprint == slow.fingerprint
     assert fast.selection.file.sha256 == slow.selection.file.sha256
     assert read(store, fast).equals(read(store, slow))
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_placement_on_threads_equals_one_thread(threads):
+    """The runs (levels; blocks of full batches) sorted on several threads give the one-thread
+    order and batches, whether the runs are of one size or not."""
+    from thinkforge.filters.curriculum import place
+
+    rng = np.random.default_rng(threads)
+    n = 5_003
+    level = rng.integers(0, 7, size=n).astype(np.int16)
+    h, hp = (rng.integers(0, 2**63, size=n).astype(np.uint64) for _ in range(2))
+    first_rank = list(range(0, n, 64))  # batches of 64 rows, the last one short
+    batch_of = list(range(len(first_rank)))
+    one = place(level, h, hp, first_rank, batch_of)
+    many = place(level, h, hp, first_rank, batch_of, threads)
+    assert one is not None and many is not None
+    assert np.array_equal(one[0], many[0]) and np.array_equal(one[1], many[1])
