@@ -96,7 +96,8 @@ def test_sets_split_covers_every_position_once_weighed_by_members():
     """``_sets_split``: the sets tasks' runs cover every position of the signature tasks'
     runs once, in order (two parts' runs of one shard joined), cut where rows + members
     weigh the same; each task names the signature parts its positions touch."""
-    from thinkforge.filters.partitioned_dedup import _BLOCK_BITS, _MEMBER_WEIGHT, _number, _sets_split
+    from thinkforge.filters.near_dedup_tasks import _number
+    from thinkforge.filters.partitioned_dedup import _BLOCK_BITS, _MEMBER_WEIGHT, _sets_split
 
     ranges = [{"v": [(0, 0, 70_000)]}, {"v": [(0, 70_000, 90_000), (1, 0, 50_000)]}]
     block = 1 << _BLOCK_BITS
