@@ -77,7 +77,8 @@ def write_kept(con, store, data, runs, order_by: str, rejected: str, kept: int,
         pieces.extend(_sliced(paths[shard], lo, hi, out, columns))
     n = sum(len(r) for r in rows)
     if n != kept:  # a rejected row outside the runs, or twice: not one row per row
-        raise AssertionError(f"{n} kept positions for {kept} kept rows")
+        raise RuntimeError(f"{n} kept positions for {kept} kept rows: a rejected row outside "
+                           "this partition's runs, or twice")
     fields = [pa.field(SHARD, pa.int32(), False), pa.field(ROW, pa.int64(), False)]
     arrays = [pa.array(np.concatenate(shards)), pa.array(np.concatenate(rows))]
     for i, column in enumerate(columns):
