@@ -10,18 +10,15 @@ row); inside a Dask partition the files carry the merge's sort columns, unsorted
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from thinkforge.manifests import Manifest
 from thinkforge.manifests.errors import InputDataError
 from thinkforge.manifests.partitions import current as current_partition
 from thinkforge.manifests.schemas import ROW_KEYS
 
-if TYPE_CHECKING:
-    from .base import StepContext
 
-
-def keep_reject_selection(ctx: StepContext, info: dict[str, Any], data: Manifest, judged: str,
+def keep_reject_selection(ctx, info: dict[str, Any], data: Manifest, judged: str,
                            columns: list[str], *, order, extra: list[str],
                            rejected_columns: list[str], rejected_order,
                            changed: set[str], positioned: bool = False,
@@ -29,7 +26,8 @@ def keep_reject_selection(ctx: StepContext, info: dict[str, Any], data: Manifest
                            keyed: bool = True,
                            every_row: bool = False) -> tuple[int, int]:
     """keep_reject as positions: one narrow pass over ``judged``, joined to where each
-    input row lives by its row key."""
+    input row lives by its row key.  ``ctx``: the step's ``base.StepContext`` (not imported
+    here: base imports this module)."""
     import re
 
     from thinkforge.manifests.duck import quote_ident
