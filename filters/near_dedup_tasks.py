@@ -65,13 +65,16 @@ def _part_of(column: str, parts: list[int]) -> str:
 _BLOCK_BITS = 12
 
 
-def _partition_docs(con, store, data, per_prompt, by_mode, partition: Partition) -> None:
-    """``doc_src`` over this partition's rows only (and the text functions registered)."""
+def _partition_docs(con, store, data, per_prompt, by_mode, key: str, index: int, count: int,
+                    out: str, ranges: dict | None) -> None:
+    """``doc_src`` over row partition ``index`` of ``count`` only (its position ``ranges``,
+    else by ``key`` hash), and the text functions registered."""
     from .dedup import doc_views
     from .text import register
 
     register(con)
-    with running(partition):
+    with running(Partition(count=count, index=index, keys={data.ref: key}, out=Path(out),
+                           ranges=ranges or {})):
         doc_views(con, store, data, per_prompt, by_mode)
 
 
@@ -101,9 +104,7 @@ def near_signatures(store_at, data_ref: str, config, resources, hosts, key: str,
     hasher = MinHasher(config.num_perm, config.shingle, config.seed)
     warm_up()
     with _task_connection(store, res) as con:
-        _partition_docs(con, store, data, per_prompt, by_mode,
-                        Partition(count=count, index=index, keys={data.ref: key}, out=Path(out),
-                                  ranges=ranges or {}))
+        _partition_docs(con, store, data, per_prompt, by_mode, key, index, count, out, ranges)
         # DuckDB splits and normalises the text once for both lists (common subexpression)
         wkey = pre_key_expr(text) if config.exact else "NULL::UBIGINT"
         batches = word_hash_batches(con, f"SELECT s.id, s.grp, {wkey} AS wkey, "
@@ -235,9 +236,7 @@ def near_sets(store_at, data_ref: str, config, resources, hosts, key: str, index
     hasher = MinHasher(config.num_perm, config.shingle, config.seed)
     warm_up()
     with _task_connection(store, res) as con:
-        _partition_docs(con, store, data, per_prompt, by_mode,
-                        Partition(count=count, index=index, keys={data.ref: key}, out=Path(out),
-                                  ranges=ranges or {}))
+        _partition_docs(con, store, data, per_prompt, by_mode, key, index, count, out, ranges)
         pairs = parquet_source(pairs_files)
         con.register("docs", _arrow_rows(docs_files))
         con.execute(f"CREATE TEMP TABLE need AS SELECT d.id, d.n FROM docs d SEMI JOIN "
