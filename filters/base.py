@@ -106,7 +106,7 @@ class StepContext:
                     kept: str | None = None, rows_from: Manifest | None = None,
                     changed: Sequence[str] = (), narrow: str | None = None,
                     positioned: bool = False, in_place: bool = False,
-                    keyed: bool = True,
+                    keyed: bool = True, presorted: bool = False,
                     every_row: bool = False) -> tuple[int, int]:
         """The keep/reject contract: write the rows of ``judged`` (a relation with every
         column of ``columns`` and a ``reason``: NULL keeps the row) as kept rows, and the
@@ -139,6 +139,9 @@ class StepContext:
         ``keyed=False`` (with ``positioned``, locally): ``narrow`` has no row key columns (a
         step that reads no key, e.g. the curriculum, which hashes the base's ids); every row
         must then have a position and some row must be kept, since the keys match the rest.
+        ``presorted`` (with ``positioned``, locally): ``narrow``'s rows come in ``order`` (an
+        Arrow table or a table scanned in insertion order): the kept file is written in
+        that order, not sorted again (the same bytes as the sort's).
         ``every_row`` (with ``positioned``): ``narrow`` is the input rows LEFT JOINed to the
         filter's verdicts (one row per input row; a kept row's ``extra`` columns NULL): a
         Dask partition split by position then copies only its rejected rows and writes its
@@ -153,7 +156,7 @@ class StepContext:
                 positioned=positioned and narrow is not None, wide=judged,
                 table=narrow if in_place and positioned and narrow is not None else None,
                 keyed=keyed or not positioned or narrow is None,
-                every_row=every_row)
+                presorted=presorted and positioned and narrow is not None, every_row=every_row)
         cols = ", ".join(columns)
         kept_rows = self.copy_kept(
             f"SELECT {cols} FROM {kept or judged} WHERE reason IS NULL",

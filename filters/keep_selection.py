@@ -23,7 +23,7 @@ def keep_reject_selection(ctx, info: dict[str, Any], data: Manifest, judged: str
                            rejected_columns: list[str], rejected_order,
                            changed: set[str], positioned: bool = False,
                            wide: str | None = None, table: str | None = None,
-                           keyed: bool = True,
+                           keyed: bool = True, presorted: bool = False,
                            every_row: bool = False) -> tuple[int, int]:
     """keep_reject as positions: one narrow pass over ``judged``, joined to where each
     input row lives by its row key.  ``ctx``: the step's ``base.StepContext`` (not imported
@@ -80,6 +80,13 @@ def keep_reject_selection(ctx, info: dict[str, Any], data: Manifest, judged: str
         # rows, not every row to them), its kept file is written from the runs
         con.execute(select + " WHERE reason IS NOT NULL")
         counted = partition_runs.count_rows(con, jt, runs, list(extra))
+    # rows that come in the kept order already (``presorted``): copied to ``__judged`` and
+    # written with insertion order kept, no sort (the sorted COPY's bytes: same row groups)
+    in_order = presorted and positioned and table is None and counted is None \
+        and current_partition() is None
+    kept_order_set = in_order
+    if in_order:
+        con.execute("SET preserve_insertion_order=true")
     if table is None and counted is None:
         con.execute(select)
     if positioned:  # the rows carry their positions: no key join
@@ -142,10 +149,13 @@ def keep_reject_selection(ctx, info: dict[str, Any], data: Manifest, judged: str
 
         partition_runs.write_kept(con, ctx.store, data, runs, order[0], jt, kept, kept_path)
     else:
+        in_order = in_order and rel == join  # not the key join of an empty side
         ctx._copy(f"SELECT {at}.__shard::INTEGER AS {SHARD}, {at}.__row::BIGINT AS {ROW}"
                    f"{stored_sql}{kept_by} {rel} WHERE j.reason IS NULL{cond}"
-                   + (f" ORDER BY {ordered(order[0])}" if sort else ""), [], kept_path,
-                   narrow=True)
+                   + (f" ORDER BY {ordered(order[0])}" if sort and not in_order else ""), [],
+                   kept_path, narrow=True)
+    if kept_order_set:  # the step's setting back (its other writes ORDER BY)
+        con.execute("SET preserve_insertion_order=false")
     ctx.progress.phase("writing rejected rows")
     rej_stored = "".join(f", j.{q(c)}" for c in rejected_columns if c in stored)
     rel, at, cond = rejected_from

@@ -184,6 +184,26 @@ def test_numpy_placement_writes_the_sql_placements_bytes(store, pool, monkeypatc
     assert read(store, fast).equals(read(store, slow))
 
 
+def test_rows_placed_in_order_write_the_sorted_writes_bytes(store, pool, monkeypatch):
+    """The pool's rows fetched and put in curriculum order in numpy (an Arrow table, its
+    bucket as codes; written without a sort) and the rows joined to their batch and
+    position by file position (sorted by the write) give the same selection file."""
+    import thinkforge.filters.curriculum as curriculum
+
+    config = CurriculumConfig(batch_size=16, seed=5)
+    in_order, registered = [], curriculum._in_order
+    monkeypatch.setattr(curriculum, "_in_order",
+                        lambda *a: in_order.append(registered(*a)) or in_order[-1])
+    fast = run_curriculum(store, pool, "fast", config)
+    assert len(in_order) == 1  # written in the order it came
+    monkeypatch.setattr(curriculum, "_string_codes", lambda *a: None)  # not fetched: sorted
+    slow = run_curriculum(store, pool, "slow", config)
+    assert len(in_order) == 1
+    assert fast.fingerprint == slow.fingerprint
+    assert fast.selection.file.sha256 == slow.selection.file.sha256
+    assert read(store, fast).equals(read(store, slow))
+
+
 def test_numpy_placement_gives_way_on_a_hash_collision():
     """Two rows of one level with the same hash (or of one batch with the same position
     hash) can only be ordered by their id: the numpy placement declines, the SQL sorts on it."""
