@@ -178,37 +178,55 @@ def _gathered_keys(ctx: StepContext, pool: Manifest, seed: str, stored: list[str
     path = quote_literal(str(ctx.store.version_dir(pool) / sel.file.path))
     codes = _string_codes(con, path, stored)
     con.execute("SET preserve_insertion_order=true")  # the base's rows, the file's, in order
-    hashes = con.execute(
-        "SELECT hash(? || ':' || id) AS h, hash(? || ':pos:' || id) AS hp FROM "
-        + parquet_source([ctx.store.root / sel.base_files[i].path for i in shards]),
-        [seed, seed]).fetchnumpy()
+    hashes = _fetch(con, "SELECT hash(? || ':' || id) AS h, hash(? || ':pos:' || id) AS hp FROM "
+                    + parquet_source([ctx.store.root / sel.base_files[i].path for i in shards]),
+                    [seed, seed])
     fetched = [] if codes is None else [
-        f"list_position(?::VARCHAR[], {c})::INTEGER - 1 AS {c}" if c in codes else c
+        f"(list_position(?::VARCHAR[], {c}) - 1)::SMALLINT AS {c}" if c in codes else c
         for c in stored]
-    got = con.execute(f"SELECT {SHARD}, {ROW}, round(pass_rate, {LEVEL_DECIMALS}) AS level_rate"
-                      + "".join(f", {c}" for c in fetched) + f" FROM read_parquet({path})",
-                      [] if codes is None else [codes[c] for c in stored if c in codes]
-                      ).fetchnumpy()
+    got = _fetch(con, f"SELECT {SHARD}, {ROW}, round(pass_rate, {LEVEL_DECIMALS}) AS level_rate"
+                 + "".join(f", {c}" for c in fetched) + f" FROM read_parquet({path})",
+                 [] if codes is None else [codes[c] for c in stored if c in codes])
     con.execute("SET preserve_insertion_order=false")
-    if len(hashes["h"]) != base_rows:
+    if hashes["h"] is None or hashes["hp"] is None or len(hashes["h"]) != base_rows \
+            or got[SHARD] is None or got[ROW] is None:
         return None
     # where each used shard starts among the hashed rows (positions were checked at publish)
     start = np.zeros(len(sel.base_files), dtype=np.int64)
     start[shards] = np.cumsum([0] + [sel.base_files[i].rows for i in shards[:-1]])
-    at = start[np.asarray(got[SHARD], dtype=np.int64)] + np.asarray(got[ROW], dtype=np.int64)
-    keys = {"level_rate": got["level_rate"], "h": np.asarray(hashes["h"])[at],
-            "hp": np.asarray(hashes["hp"])[at]}
+    at = start[got[SHARD].astype(np.int64)] + got[ROW].astype(np.int64)
+    keys = {"level_rate": got["level_rate"], "h": hashes["h"][at], "hp": hashes["hp"][at]}
     rows = (f"SELECT s.{SHARD} AS __shard, s.{ROW} AS __row"
             + "".join(f", s.{c}" for c in stored) + f" FROM read_parquet({path}) s")
     columns = None
-    if codes is not None:
+    if codes is not None and all(got[c] is not None for c in stored):
         columns = {"__shard": got[SHARD], "__row": got[ROW],
                    **{c: (got[c], codes[c]) if c in codes else got[c] for c in stored}}
-        # a NULL comes back masked (checked by attribute: np.ma's import alone costs 25 ms)
-        if any(getattr(v[0] if isinstance(v, tuple) else v, "mask", np.False_).any()
-               for v in columns.values()):
-            columns = None
     return keys, rows, columns
+
+
+def _fetch(con, sql: str, params: list) -> dict[str, np.ndarray | None]:
+    """A query's columns as numpy arrays, by way of Arrow (``fetchnumpy`` converts each
+    column: 2-3x slower at 1M rows); a column with a NULL (or no rows, or not a number)
+    comes back as None."""
+    table = con.sql(sql, params=params).to_arrow_table()
+    out = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        chunks = [_numbers(c) for c in column.chunks]
+        out[name] = None if column.null_count or not chunks or any(c is None for c in chunks) \
+            else chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+    return out
+
+
+def _numbers(chunk) -> np.ndarray | None:
+    """The values of an Arrow array of numbers without NULL, read from its buffer
+    (``to_numpy`` imports pandas: 0.2 s), or None for another type."""
+    name = {"float": "float32", "double": "float64"}.get(str(chunk.type), str(chunk.type))
+    if name not in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                    "float32", "float64"):
+        return None
+    return np.frombuffer(chunk.buffers()[1], dtype=name, count=len(chunk), offset=chunk.offset
+                         * np.dtype(name).itemsize)
 
 
 def _string_codes(con, path: str, stored: list[str]) -> dict[str, list[str]] | None:
@@ -269,8 +287,9 @@ def _placed_in_numpy(ctx: StepContext, pool: Manifest, stored: list[str], seed: 
                 + "".join(f", c.{c}" for c in stored) + " FROM __cur_rows c")
     rates = np.array([r for r, _ in levels], dtype=np.float64)
     rate = got["level_rate"]
-    # a NULL comes back masked (checked by attribute: np.ma's import alone costs 25 ms)
-    if getattr(rate, "mask", np.False_).any() or np.isnan(rates).any() \
+    # a NULL comes back masked (checked by attribute: np.ma's import alone costs 25 ms), or
+    # as None from _fetch
+    if rate is None or getattr(rate, "mask", np.False_).any() or np.isnan(rates).any() \
             or (np.diff(rates) >= 0).any():
         return None
     rate = np.asarray(rate, dtype=np.float64)
@@ -280,14 +299,15 @@ def _placed_in_numpy(ctx: StepContext, pool: Manifest, stored: list[str], seed: 
         return None
     # levels easiest (highest) first, as the ranks of the allocation count them
     level = (len(ascending) - 1 - at).astype(np.int16 if len(ascending) < 2**15 else np.int64)
+    threads = connection_threads(con)
     placed = place(level, np.asarray(got["h"]), np.asarray(got["hp"]), alloc["first_rank"],
-                   alloc["batch"], connection_threads(con))
+                   alloc["batch"], threads)
     if placed is None:
         return None
     final, batch = placed
     size = int(con.execute("SELECT batch_size FROM knobs").fetchall()[0][0])
     if columns is not None:
-        return _in_order(con, columns, final, batch, size), False, True
+        return _in_order(con, columns, final, batch, size, threads), False, True
     # each row's batch and position, in rowid order (the order the table scan gives)
     position = np.empty(len(final), dtype=np.int64)
     position[final] = np.arange(len(final), dtype=np.int64) - batch * size
@@ -331,7 +351,7 @@ def _strings(values: list[str]):
 
 
 def _in_order(con, columns: dict[str, object], final: np.ndarray, batch: np.ndarray,
-              size: int) -> str:
+              size: int, threads: int = 1) -> str:
     """The fetched rows (``_gathered_keys``) taken in curriculum order (``final``), with
     their batch and position, as an Arrow table registered on ``con`` (scanned in place:
     DuckDB 2.0 imports no pandas for it; unregistered with the step's connection); a
@@ -340,15 +360,24 @@ def _in_order(con, columns: dict[str, object], final: np.ndarray, batch: np.ndar
     has the NOT NULL statistics, and so the Parquet bytes, of the rows read from the file."""
     import pyarrow as pa
 
+    def gather(values: np.ndarray) -> np.ndarray:
+        return values[final]
+
+    plain = [v[0] if isinstance(v, tuple) else v for v in columns.values()]
+    if threads > 1:  # numpy's gathers release the GIL (DuckDB idles meanwhile)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            taken = list(pool.map(gather, plain))
+    else:
+        taken = [gather(v) for v in plain]
     arrays, names, select = [], [], []
-    for name, values in columns.items():
+    for (name, values), rows in zip(columns.items(), taken, strict=True):
         if isinstance(values, tuple):
-            codes, dictionary = values
-            arrays.append(pa.DictionaryArray.from_arrays(
-                _arrow(np.asarray(codes)[final].astype(np.int16)), _strings(dictionary)))
+            arrays.append(pa.DictionaryArray.from_arrays(_arrow(rows), _strings(values[1])))
             select.append(f"{name}::VARCHAR AS {name}")
         else:
-            arrays.append(_arrow(np.asarray(values)[final]))
+            arrays.append(_arrow(rows))
             select.append(name)
         names.append(name)
     arrays += [_arrow(batch), _arrow(np.arange(len(final), dtype=np.int64) - batch * size)]
