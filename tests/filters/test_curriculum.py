@@ -272,3 +272,29 @@ def test_placement_on_threads_equals_one_thread(threads):
     many = place(level, h, hp, first_rank, batch_of, threads)
     assert one is not None and many is not None
     assert np.array_equal(one[0], many[0]) and np.array_equal(one[1], many[1])
+
+
+def test_fetched_columns_are_the_querys_numbers_or_none():
+    """``_fetch`` reads a query's numeric columns from Arrow's buffers, over several chunks
+    and at an offset; a column with a NULL, or of another type, comes back as None."""
+    import duckdb
+    from thinkforge.filters.curriculum import _fetch, _numbers
+
+    con = duckdb.connect()
+    try:
+        con.execute("SET preserve_insertion_order=true")
+        got = _fetch(con, "SELECT range AS i, (range % 7)::SMALLINT AS s, hash(range) AS h, "
+                          "range / 3 AS f, CASE WHEN range = 5 THEN NULL ELSE range END AS n, "
+                          "range % 2 = 0 AS b FROM range(?)", [300_000])
+        want = np.arange(300_000)
+        assert np.array_equal(got["i"], want) and np.array_equal(got["s"], want % 7)
+        assert got["s"].dtype == np.int16 and got["h"].dtype == np.uint64
+        assert np.array_equal(got["h"], con.execute("SELECT hash(range) AS h FROM range(300000)")
+                              .fetchnumpy()["h"])
+        assert np.allclose(got["f"], want / 3)
+        assert got["n"] is None and got["b"] is None
+        sliced = con.execute("SELECT range::BIGINT AS x FROM range(10)").to_arrow_table() \
+            .column(0).chunk(0).slice(3, 4)
+        assert _numbers(sliced).tolist() == [3, 4, 5, 6]
+    finally:
+        con.close()
