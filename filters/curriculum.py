@@ -220,13 +220,12 @@ def _fetch(con, sql: str, params: list) -> dict[str, np.ndarray | None]:
 
 def _numbers(chunk) -> np.ndarray | None:
     """The values of an Arrow array of numbers without NULL, read from its buffer
-    (``to_numpy`` imports pandas: 0.2 s), or None for another type."""
-    name = {"float": "float32", "double": "float64"}.get(str(chunk.type), str(chunk.type))
-    if name not in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                    "float32", "float64"):
-        return None
-    return np.frombuffer(chunk.buffers()[1], dtype=name, count=len(chunk), offset=chunk.offset
-                         * np.dtype(name).itemsize)
+    (``selection_scan.ints``: ``to_numpy`` imports pandas), or None for another type."""
+    import pyarrow as pa
+    from thinkforge.manifests.selection_scan import ints
+
+    return ints(chunk) if pa.types.is_integer(chunk.type) or pa.types.is_floating(chunk.type) \
+        else None
 
 
 def _string_codes(con, path: str, stored: list[str]) -> dict[str, list[str]] | None:
