@@ -107,7 +107,7 @@ class StepContext:
                     changed: Sequence[str] = (), narrow: str | None = None,
                     positioned: bool = False, in_place: bool = False,
                     keyed: bool = True, presorted: bool = False,
-                    every_row: bool = False) -> tuple[int, int]:
+                    every_row: bool = False, verdicts: str | None = None) -> tuple[int, int]:
         """The keep/reject contract: write the rows of ``judged`` (a relation with every
         column of ``columns`` and a ``reason``: NULL keeps the row) as kept rows, and the
         others with ``reason`` and the ``extra`` columns as rejected rows.
@@ -145,7 +145,9 @@ class StepContext:
         ``every_row`` (with ``positioned``): ``narrow`` is the input rows LEFT JOINed to the
         filter's verdicts (one row per input row; a kept row's ``extra`` columns NULL): a
         Dask partition split by position then copies only its rejected rows and writes its
-        kept rows from its own runs (``partition_runs``).
+        kept rows from its own runs (``partition_runs``); ``verdicts``: a relation of the
+        rows of ``narrow`` with a ``reason`` (others may be in it), which that partition
+        reads instead of every row.
         """
         info = self._selection_base(rows_from)
         if info is not None:
@@ -156,7 +158,8 @@ class StepContext:
                 positioned=positioned and narrow is not None, wide=judged,
                 table=narrow if in_place and positioned and narrow is not None else None,
                 keyed=keyed or not positioned or narrow is None,
-                presorted=presorted and positioned and narrow is not None, every_row=every_row)
+                presorted=presorted and positioned and narrow is not None, every_row=every_row,
+                verdicts=verdicts)
         cols = ", ".join(columns)
         kept_rows = self.copy_kept(
             f"SELECT {cols} FROM {kept or judged} WHERE reason IS NULL",

@@ -159,17 +159,21 @@ def run_decontam(store: DatasetStore, data: Manifest, benchmarks: list[Manifest 
               FROM hits h JOIN bench_grams g ON g.gram = h.gram
               GROUP BY h.__shard, h.__row, g.benchmark, g.item_id)
             WHERE rk = 1 AND n >= ?""", [config.min_matches])
-        con.execute(
-            "CREATE TEMP VIEW judged AS SELECT s.*, CASE WHEN m.__row IS NOT NULL THEN "
-            "'contaminated' END AS reason, m.benchmark, m.item_id AS matched_item, "
-            "m.n AS matched_ngrams, left(i.text, 200) AS matched_text FROM src s "
-            "LEFT JOIN matched m ON m.__shard = s.__shard AND m.__row = s.__row "
-            "LEFT JOIN (SELECT DISTINCT ON (benchmark, item_id) * FROM items) i "
-            "ON i.benchmark = m.benchmark AND i.item_id = m.item_id")
+        judged = ("SELECT s.*, CASE WHEN m.__row IS NOT NULL THEN "
+                  "'contaminated' END AS reason, m.benchmark, m.item_id AS matched_item, "
+                  "m.n AS matched_ngrams, left(i.text, 200) AS matched_text FROM {rows} s "
+                  "LEFT JOIN matched m ON m.__shard = s.__shard AND m.__row = s.__row "
+                  "LEFT JOIN (SELECT DISTINCT ON (benchmark, item_id) * FROM items) i "
+                  "ON i.benchmark = m.benchmark AND i.item_id = m.item_id")
+        con.execute(f"CREATE TEMP VIEW judged AS {judged.format(rows='src')}")
+        hit_rows = _hit_rows(con, store, data)
+        if hit_rows is not None:  # the same verdicts over the matched rows alone
+            con.execute(f"CREATE TEMP VIEW verdicts AS {judged.format(rows=hit_rows)}")
         ctx.keep_reject("judged", columns, order=row_order(data), rejected_order=("id", None),
                         extra=("benchmark", "matched_item", "matched_ngrams", "matched_text"),
                         size_of=[data], rows_from=data, narrow="judged", positioned=True,
-                        every_row=True)  # LEFT JOINs of src: one judged row per row
+                        every_row=True,  # LEFT JOINs of src: one judged row per row
+                        verdicts=None if hit_rows is None else "verdicts")
         by_benchmark = dict(con.execute("SELECT benchmark, count(*) FROM matched GROUP BY ALL "
                                         "ORDER BY 1").fetchall())
         ctx.provenance.update({"data": data.ref, "benchmarks": [v.ref for v in versions]
@@ -179,6 +183,22 @@ def run_decontam(store: DatasetStore, data: Manifest, benchmarks: list[Manifest 
 
     return run_step(store, name=name, kind=data.kind, step_type="filter.decontam", config=step,
                     inputs=[data, *versions], body=body, resources=resources)
+
+
+def _hit_rows(con, store: DatasetStore, data: Manifest) -> str | None:
+    """Inside a Dask partition split by position: the rows of ``data`` that have a match,
+    read at their positions (``partition_runs.rows_at``), for its rejected rows; else None
+    (a whole run reads every row for its kept ones anyway)."""
+    from thinkforge.manifests.partitions import current
+
+    from . import partition_runs
+
+    partition = current()
+    if partition is None or data.ref not in partition.ranges:
+        return None
+    hits = con.execute("SELECT __shard, __row FROM matched LIMIT ?",
+                       [partition_runs.MAX_LISTED + 1]).fetchall()
+    return partition_runs.rows_at(store, data, hits)
 
 
 # the last benchmark index a Dask worker built (filters/partitioned.py): every partition of a

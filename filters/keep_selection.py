@@ -24,10 +24,12 @@ def keep_reject_selection(ctx, info: dict[str, Any], data: Manifest, judged: str
                            changed: set[str], positioned: bool = False,
                            wide: str | None = None, table: str | None = None,
                            keyed: bool = True, presorted: bool = False,
-                           every_row: bool = False) -> tuple[int, int]:
+                           every_row: bool = False,
+                           verdicts: str | None = None) -> tuple[int, int]:
     """keep_reject as positions: one narrow pass over ``judged``, joined to where each
     input row lives by its row key.  ``ctx``: the step's ``base.StepContext`` (not imported
-    here: base imports this module)."""
+    here: base imports this module).  ``verdicts``: ``judged``'s rows with a ``reason``
+    (and maybe others), read without the rest (see ``partition_runs``)."""
     import re
 
     from thinkforge.manifests.duck import quote_ident
@@ -68,7 +70,7 @@ def keep_reject_selection(ctx, info: dict[str, Any], data: Manifest, judged: str
     # table the filter made of exactly these rows has those statistics already
     jt = table or "__judged"
     select = "CREATE OR REPLACE TEMP TABLE __judged AS SELECT " + ", ".join(
-        q(c) for c in wanted) + f" FROM {judged}"
+        q(c) for c in wanted) + " FROM "
     runs = counted = None
     if every_row and positioned and table is None and current_partition() is not None:
         from . import partition_runs  # numpy and pyarrow: imported where they run
@@ -76,9 +78,10 @@ def keep_reject_selection(ctx, info: dict[str, Any], data: Manifest, judged: str
         runs = partition_runs.own_runs(ctx.store, data, order[0], stored, base_cols)
     if runs is not None:
         # a Dask partition that owns runs of base rows, one judged row each: only its
-        # rejected rows go to ``__judged`` (DuckDB then joins the few verdicts to the
-        # rows, not every row to them), its kept file is written from the runs
-        con.execute(select + " WHERE reason IS NOT NULL")
+        # rejected rows go to ``__judged`` (read at the verdicts' positions, where the
+        # filter names them, not every row of the runs), its kept rows are the runs less
+        # those: the merge takes them from the base (``partition_runs``)
+        con.execute(select + f"{verdicts or judged} WHERE reason IS NOT NULL")
         counted = partition_runs.count_rows(con, jt, runs, list(extra))
     # rows that come in the kept order already (``presorted``): copied to ``__judged`` and
     # written with insertion order kept, no sort (the sorted COPY's bytes: same row groups)
@@ -88,7 +91,7 @@ def keep_reject_selection(ctx, info: dict[str, Any], data: Manifest, judged: str
     if in_order:
         con.execute("SET preserve_insertion_order=true")
     if table is None and counted is None:
-        con.execute(select)
+        con.execute(select + judged)
     if positioned:  # the rows carry their positions: no key join
         join, p = f"FROM {jt} j", "j"
         missing = f"EXISTS (SELECT 1 FROM {jt} u WHERE u.__shard IS NULL AND " + " AND ".join(
@@ -147,7 +150,7 @@ def keep_reject_selection(ctx, info: dict[str, Any], data: Manifest, judged: str
     if counted:
         from . import partition_runs
 
-        partition_runs.write_kept(con, ctx.store, data, runs, order[0], jt, kept, kept_path)
+        partition_runs.note_kept_runs(ctx.writer, data, runs, order[0])
     else:
         in_order = in_order and rel == join  # not the key join of an empty side
         ctx._copy(f"SELECT {at}.__shard::INTEGER AS {SHARD}, {at}.__row::BIGINT AS {ROW}"

@@ -89,7 +89,8 @@ def _files(paths: list[str]) -> str:
     return "read_parquet([" + ", ".join(quote_literal(p) for p in paths) + "])"
 
 
-def _union(con, paths: list[str], nullable: set[str] = frozenset()) -> str:
+def _union(con, paths: list[str], nullable: set[str] = frozenset(),
+           rows: str | None = None) -> str:
     """The rows of partition files as one relation whose columns DuckDB knows NOT NULL
     where every partition wrote them so: DuckDB writes a column as Parquet ``required``
     when its statistics prove it has no NULL (as the local run's table does), and a
@@ -99,7 +100,8 @@ def _union(con, paths: list[str], nullable: set[str] = frozenset()) -> str:
     knows nothing of their columns); a temp table with NOT NULL columns where the files
     disagree on their types or all are empty (copying every row once more).  ``nullable``:
     columns a partition said the whole step writes ``optional`` (its own files may be
-    empty: ``PartitionWriter.note_nullable``)."""
+    empty: ``PartitionWriter.note_nullable``).  ``rows``: a relation of more rows with the
+    files' columns, none NULL (the kept rows given as runs: ``partition_runs``)."""
     import uuid
 
     import pyarrow.parquet as pq
@@ -107,11 +109,15 @@ def _union(con, paths: list[str], nullable: set[str] = frozenset()) -> str:
 
     metas = [pq.ParquetFile(p).metadata for p in paths]
     schemas = [m.schema.to_arrow_schema() for m in metas]
-    full = [p for p, m in zip(paths, metas, strict=True) if m.num_rows]
+    full = [f"SELECT * FROM read_parquet({quote_literal(p)})"
+            for p, m in zip(paths, metas, strict=True) if m.num_rows]
+    if rows is not None:
+        full.append(f"SELECT * FROM {rows}")
+        if not schemas:  # every partition gave its kept rows as runs
+            return rows
     if full and all(s.names == schemas[0].names and s.types == schemas[0].types
                     for s in schemas):
-        relation = "(" + " UNION ALL ".join(f"SELECT * FROM read_parquet({quote_literal(p)})"
-                                            for p in full) + ")"
+        relation = "(" + " UNION ALL ".join(full) + ")"
     else:
         relation = f"__parts_{uuid.uuid4().hex[:8]}"
         con.execute(f"CREATE TEMP TABLE {relation} AS SELECT * FROM {_files(paths)} LIMIT 0")
@@ -120,6 +126,8 @@ def _union(con, paths: list[str], nullable: set[str] = frozenset()) -> str:
                 con.execute(f"ALTER TABLE {relation} ALTER COLUMN {quote_ident(column)} "
                             "SET NOT NULL")
         con.execute(f"INSERT INTO {relation} SELECT * FROM {_files(paths)}")
+        if rows is not None:
+            con.execute(f"INSERT INTO {relation} SELECT * FROM {rows}")
     # the other way round: a column some partition wrote as ``optional`` (an expression the
     # local run cannot prove non-NULL either) is read through one that hides the proof.
     # Empty files count too: a file's schema is what its partition's plan said (NULLs in
@@ -145,9 +153,12 @@ def _ops(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for op in part["ops"]:
             key = (op["op"], op.get("order_by"), str(op.get("kept_order")))
             entry = merged.setdefault(key, {**op, "paths": [], "rejected_paths": [],
-                                            "nullable": set()})
+                                            "nullable": set(), "kept_runs": []})
             entry["nullable"].update(op.get("nullable", ()))
-            entry["paths"].append(op.get("kept") or op["path"])
+            if op.get("kept_runs"):  # no kept file: its runs less its rejected rows
+                entry["kept_runs"].append(op["kept_runs"])
+            else:
+                entry["paths"].append(op.get("kept") or op["path"])
             if op["op"] == "selection":
                 entry["rejected_paths"].append(op["rejected"])
     return list(merged.values())
@@ -178,11 +189,16 @@ def merge_partitions(store: DatasetStore, parts: list[dict[str, Any]],
                 if op["op"] == "selection":
                     kept, rejected = writer.select(op["info"], op["columns"],
                                                    op["rejected_columns"], op["rejected_extra"])
-                    for paths, terms, path in ((op["paths"], op["kept_order"], kept),
-                                               (op["rejected_paths"], op["rejected_order"],
-                                                rejected)):
+                    runs = None
+                    if op["kept_runs"]:
+                        from .partition_runs import kept_relation
+
+                        runs = kept_relation(store, op["kept_runs"], op["rejected_paths"])
+                    for paths, terms, path, rows in (
+                            (op["paths"], op["kept_order"], kept, runs),
+                            (op["rejected_paths"], op["rejected_order"], rejected, None)):
                         drop = ", ".join(t.split()[0] for t in terms)
-                        union = _union(con, paths, op["nullable"])
+                        union = _union(con, paths, op["nullable"], rows)
                         ctx._copy(f"SELECT * EXCLUDE ({drop}) FROM {union} "
                                   f"ORDER BY {', '.join(terms)}", [], path)
                 else:

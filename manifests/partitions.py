@@ -119,6 +119,11 @@ class PartitionWriter:
         even where this partition's files have no row to show it (``partitioned._union``)."""
         self.partition.ops[-1]["nullable"] = list(columns)
 
+    def note_kept_runs(self, runs: dict[str, Any]) -> None:
+        """The last selection's kept rows are runs of base rows less its rejected rows
+        (``thinkforge.filters.partition_runs``): no kept file is written, the merge reads them."""
+        self.partition.ops[-1]["kept_runs"] = runs
+
     def copy_path(self, label: str, order_by: str, split_on: str | None,
                   size_of: list[str]) -> Path:
         path = self.partition.path(label)

@@ -84,9 +84,10 @@ def test_position_split_merges_to_the_local_version(store, monkeypatch, tmp_path
     inputs = {"data": data, "against": [_bench(store, "bx", data, contaminated)]}
     from thinkforge.filters import partition_runs
 
-    written = []  # partitions that kept rows and rejected some: their kept file from the runs
-    real = partition_runs.write_kept
-    monkeypatch.setattr(partition_runs, "write_kept", lambda *a: written.append(1) or real(*a))
+    written = []  # partitions that kept rows and rejected some: their kept rows as runs
+    real = partition_runs.note_kept_runs
+    monkeypatch.setattr(partition_runs, "note_kept_runs",
+                        lambda *a: written.append(1) or real(*a))
     local = _local(store, "decontam", inputs, "dl", {"ngram": 3})
     merged = _in_process(store, "decontam", inputs, "dp", {"ngram": 3}, count, tmp_path)
     assert local.rejected.rows >= len(contaminated)
