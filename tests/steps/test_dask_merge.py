@@ -97,6 +97,23 @@ def test_position_split_merges_to_the_local_version(store, monkeypatch, tmp_path
     _same(store, local, merged)
 
 
+def test_too_many_verdicts_to_list_read_the_runs(store, monkeypatch, tmp_path):
+    """More matched rows than an IN list names (``partition_runs.MAX_LISTED``): a partition
+    reads its rejected rows from its whole runs, as before; the same version."""
+    from thinkforge.filters import partition_runs
+
+    data = _unordered(store, "um", 120, 9)
+    inputs = {"data": data, "against": [_bench(store, "bm", data, range(3, 100, 7))]}
+    listed = []
+    real = partition_runs.rows_at
+    monkeypatch.setattr(partition_runs, "MAX_LISTED", 1)
+    monkeypatch.setattr(partition_runs, "rows_at", lambda *a: listed.append(real(*a)) or listed[-1])
+    local = _local(store, "decontam", inputs, "ml", {"ngram": 3})
+    merged = _in_process(store, "decontam", inputs, "mp", {"ngram": 3}, 3, tmp_path)
+    assert listed == [None, None, None] and local.rejected.rows > 3
+    _same(store, local, merged)
+
+
 def test_hash_split_merges_to_the_local_version(store, versions, tmp_path):
     """Partitions by key hash take positions anywhere in the base."""
     inputs = {"data": versions["sft"]}
