@@ -32,12 +32,13 @@ from thinkforge.manifests.partitions import PHASED, Phases, threads_here
 
 def passrate_counts(store_at, rollouts_ref: str, reasoning: str | None, ranges: dict,
                     resources: dict[str, Any], out: str, index: int) -> dict[str, Any]:
-    """Phase 1 on a worker: partial counts per prompt id of one run of rows (one file) and
-    the generators seen."""
-    from thinkforge.manifests.duck import quote_literal
-    from thinkforge.manifests.selection import row_relation
+    """Phase 1 on a worker: partial counts of one run of rows (one Arrow file: per run of
+    equal prompt ids in row order, ``rollout_runs``; where those do not apply, per prompt
+    id in any order) and the generators seen."""
+    import pyarrow as pa
 
-    from .base import Resources, open_connection
+    from .base import Resources
+    from .rollout_runs import counts_by_runs, first_generators
 
     store_cls, root = store_at
     store = store_cls(root)
@@ -46,33 +47,56 @@ def passrate_counts(store_at, rollouts_ref: str, reasoning: str | None, ranges: 
     res = Resources(**{"progress": False, **resources})
     if res.threads is None:
         res.threads = threads_here()
-    path = str(Path(out) / f"counts-p{index:04d}-{uuid.uuid4().hex[:8]}.parquet")
-    rows = row_relation(store, rollouts, ordered=False, rows=ranges[rollouts_ref],
+    path = str(Path(out) / f"counts-p{index:04d}-{uuid.uuid4().hex[:8]}.arrow")
+    runs = counts_by_runs([str(p) for p in store.shard_paths(rollouts)],
+                          rows=ranges[rollouts_ref], reasoning=reasoning, generators=True,
+                          threads=res.threads)
+    if runs is not None:
+        table, generators = runs.table, first_generators(runs.generators)
+    else:
+        table, generators = _counts_sql(store, rollouts, reasoning, ranges, res)
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return {"path": path, "generators": generators}
+
+
+def _counts_sql(store, rollouts, reasoning: str | None, ranges: dict, res):
+    """Counts per prompt id of the rows at ``ranges`` by DuckDB's aggregate (rollouts not
+    grouped by prompt), and the first 50 distinct generators."""
+    import pyarrow as pa
+    from thinkforge.manifests.duck import quote_literal
+    from thinkforge.manifests.selection import row_relation
+
+    from .base import open_connection
+
+    rows = row_relation(store, rollouts, ordered=False, rows=ranges[rollouts.ref],
                         columns=["prompt_id", "correct", "generator", "reasoning"])
     where = f"WHERE reasoning = {quote_literal(reasoning)}" if reasoning else ""
     con, spill = open_connection(store, res)
     try:
         con.execute(f"CREATE TEMP VIEW mine AS SELECT * FROM {rows}")
-        con.execute(f"COPY (SELECT prompt_id, count(*) AS n_rollouts, "
-                    f"count(correct)::BIGINT AS n_samples, "
-                    f"(count(*) FILTER (WHERE correct))::BIGINT AS n_correct "
-                    f"FROM mine {where} GROUP BY prompt_id) "
-                    f"TO {quote_literal(path)} (FORMAT parquet, COMPRESSION uncompressed)")
+        table = con.execute(f"SELECT prompt_id, count(*) AS n_rollouts, "
+                            f"count(correct)::BIGINT AS n_samples, "
+                            f"(count(*) FILTER (WHERE correct))::BIGINT AS n_correct "
+                            f"FROM mine {where} GROUP BY prompt_id").to_arrow_table()
         generators = [r[0] for r in con.execute(
             "SELECT DISTINCT generator FROM mine ORDER BY 1 LIMIT 50").fetchall()]
     finally:
         con.close()
         if spill is not None:
             shutil.rmtree(spill, ignore_errors=True)
-    return {"path": path, "generators": generators}
+    return table.cast(pa.schema([("prompt_id", pa.string()), ("n_rollouts", pa.int64()),
+                                 ("n_samples", pa.int64()), ("n_correct", pa.int64())])), generators
 
 
 def run_passrate_phased(ph: Phases):
     """The driver: counts per run of rollouts on the workers, then the step here."""
+    import pyarrow as pa
     from thinkforge.manifests.partitions import row_group_ranges
 
     from .base import Resources
     from .passrate import Counted, prompts_of, run_passrate
+    from .rollout_runs import first_generators, merge_in_order
 
     rollouts, config = ph.inputs["rollouts"], ph.config
     prompts = ph.inputs.get("prompts") or prompts_of(ph.store, rollouts)
@@ -85,11 +109,12 @@ def run_passrate_phased(ph: Phases):
                      [(ph.store_at, rollouts.ref, config.reasoning, by_rollouts[i],
                        ph.resources, str(ph.out), i) for i in range(ph.count)])
     # the local step's generators: the first 50 distinct, sorted (each task's first 50)
-    generators = sorted({g for c in counted for g in c["generators"]})[:50]
+    generators = first_generators({g for c in counted for g in c["generators"]})
+    runs = merge_in_order([pa.ipc.open_file(pa.memory_map(c["path"])).read_all()
+                           for c in counted])
     return run_passrate(ph.store, rollouts, prompts, ph.name, config,
                         resources=Resources(**{"progress": False, **ph.resources}),
-                        counted=Counted(files=[c["path"] for c in counted],
-                                        generators=generators))
+                        counted=Counted(runs=runs, generators=generators))
 
 
 PHASED["passrate"] = run_passrate_phased

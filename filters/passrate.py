@@ -108,11 +108,12 @@ def prompts_of(store: DatasetStore, rollouts: Manifest) -> Manifest:
 
 @dataclass(frozen=True)
 class Counted:
-    """Rollouts already counted per prompt elsewhere (``filters/partitioned_passrate.py``:
-    the Dask counts tasks, one per run of the rollouts' rows): their partial counts files
-    and the distinct generators they saw.  The step then reads no rollout row."""
+    """Rollouts already counted (``filters/rollout_runs.py``): per run of equal prompt ids
+    in row order (``prompt_id`` and the counts: several rows of a prompt whose rollouts are
+    not together; the Dask counts tasks' tables, merged in task order) and the first 50
+    distinct generators.  The step then reads no rollout row."""
 
-    files: list[str]
+    runs: Any  # pyarrow.Table
     generators: list[str]
 
 
@@ -159,14 +160,37 @@ def collect_provenance(ctx: StepContext, rollouts: Manifest, prompts: Manifest,
     return out
 
 
-def partial_counts_sql(files: list[str]) -> str:
-    """Rollouts per prompt summed over partial counts files of runs of the rollouts' rows
-    (``Counted``); the types of the local counts (``count(*)`` is BIGINT, so are the sums)."""
-    from thinkforge.manifests.duck import parquet_source
-
+def partial_counts_sql(relation: str) -> str:
+    """Rollouts per prompt summed over partial counts (``Counted.runs``, registered as
+    ``relation``); the types of the local counts (``count(*)`` is BIGINT, so are the sums)."""
     return ("SELECT prompt_id, sum(n_rollouts)::BIGINT AS n_rollouts, "
             "sum(n_samples)::BIGINT AS n_samples, sum(n_correct)::BIGINT AS n_correct "
-            f"FROM {parquet_source(files)} GROUP BY prompt_id")
+            f"FROM {relation} GROUP BY prompt_id")
+
+
+def _counted_here(store: DatasetStore, rollouts: Manifest, config: PassRateConfig,
+                  threads: int) -> Counted | None:
+    """The rollouts counted per run of prompt ids (a read and a ``reduceat``: no aggregate
+    of the rows in DuckDB), or None where that does not apply (a selection of rollouts, a
+    column of another type, a NULL prompt id)."""
+    from .rollout_runs import counts_by_runs, first_generators
+
+    if rollouts.selection is not None or not rollouts.files:
+        return None
+    runs = counts_by_runs([str(p) for p in store.shard_paths(rollouts)],
+                          reasoning=config.reasoning, generators=True, threads=threads)
+    return None if runs is None else Counted(runs.table, first_generators(runs.generators))
+
+
+def _beside_prompts(store: DatasetStore, prompts: Manifest, counted: Counted):
+    """``counted``'s runs as one row per prompt row with its position (``rollout_runs.
+    beside_prompts``): the prompts of a plain version each counted by one run, in order."""
+    from .rollout_runs import beside_prompts
+
+    if prompts.selection is not None or not prompts.files:
+        return None
+    return beside_prompts(counted.runs, [str(p) for p in store.shard_paths(prompts)],
+                          [f.rows for f in prompts.files])
 
 
 def samples_observed(histogram) -> dict[str, Any]:
@@ -239,25 +263,6 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
         if config.drop_unsolved:
             unsolved = "WHEN pass_rate = 0 THEN 'unsolved'"
         partition = current_partition()
-        if config.reasoning and counted is None:  # the counts tasks kept only that mode
-            mode_filter = "WHERE reasoning = ?"
-            params.append(config.reasoning)
-        _attempted_prompts(ctx, store, rollouts, config.reasoning)
-        ctx.progress.phase("pass rate per prompt")
-        counts = (f"SELECT prompt_id, count(*) AS n_rollouts, count(correct)::BIGINT AS n_samples, "
-                  f"(count(*) FILTER (WHERE correct))::BIGINT AS n_correct "
-                  f"FROM rollouts_src {mode_filter} GROUP BY prompt_id")
-        if counted is not None:
-            counts = partial_counts_sql(counted.files)
-        scored = f"""
-            SELECT *, {bucket} AS bucket,
-              CASE WHEN n_samples = 0 THEN 'unverified'
-                   WHEN n_samples < ? THEN 'too_few_samples'
-                   {easy} {unsolved} END AS reason
-            FROM (SELECT prompt_id AS id, n_rollouts, n_samples, n_correct,
-                         (CASE WHEN n_samples > 0 THEN n_correct / n_samples END)::DOUBLE
-                           AS pass_rate
-                  FROM ({counts}))"""
         # locally the narrow table holds only the rows written (not_sampled counted from the
         # prompts' row count), so keep_reject reads it in place; a Dask partition reads a
         # share of the prompts whose count no manifest states: it keeps the flag column
@@ -265,12 +270,50 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
         # a local selection: the counts per prompt go straight into the join below (one
         # table of 1M narrow rows less to write), and `scored` is a view of the joined rows
         fused = local and ctx.selects(prompts)
-        if not fused:
+        ctx.progress.phase("pass rate per prompt")
+        have = counted  # the counts given, or made here (below)
+        if fused and have is None and not config.judge.on:
+            # counted per run of the rollouts' rows: when the runs are the prompts in order
+            # (below), the counts need neither DuckDB's aggregate of every rollout nor a join
+            threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+            have = _counted_here(store, rollouts, config, threads)
+        beside = _beside_prompts(store, prompts, have) if fused and have else None
+        if config.reasoning and have is None:  # the runs kept only that mode
+            mode_filter = "WHERE reasoning = ?"
+            params.append(config.reasoning)
+        _attempted_prompts(ctx, store, rollouts, config.reasoning)
+        counts = (f"SELECT prompt_id, count(*) AS n_rollouts, count(correct)::BIGINT AS n_samples, "
+                  f"(count(*) FILTER (WHERE correct))::BIGINT AS n_correct "
+                  f"FROM rollouts_src {mode_filter} GROUP BY prompt_id")
+        if beside is not None:  # one row per prompt row, its position beside it
+            con.register("__beside", beside)
+            counts = ("SELECT id AS prompt_id, n_rollouts, n_samples, n_correct, __shard, __row "
+                      "FROM __beside")
+        elif have is not None:
+            con.register("__runs", have.runs)
+            counts = partial_counts_sql("__runs")
+        scored = f"""
+            SELECT *, {bucket} AS bucket,
+              CASE WHEN n_samples = 0 THEN 'unverified'
+                   WHEN n_samples < ? THEN 'too_few_samples'
+                   {easy} {unsolved} END AS reason
+            FROM (SELECT prompt_id AS id, * EXCLUDE (prompt_id),
+                         (CASE WHEN n_samples > 0 THEN n_correct / n_samples END)::DOUBLE
+                           AS pass_rate
+                  FROM ({counts}))"""
+        if beside is not None:
+            # every prompt row has its counts (no unknown id, none unsampled): `decided` as
+            # the FULL JOIN below would make it, without the join
+            con.execute(
+                "CREATE TEMP TABLE decided AS SELECT id, __shard, __row, n_samples, n_correct, "
+                "pass_rate, bucket, NULL::BIGINT AS curriculum_batch, "
+                f"NULL::BIGINT AS curriculum_position, reason, n_rollouts FROM ({scored})", params)
+        elif not fused:
             con.execute(f"CREATE TEMP TABLE scored AS {scored}", params)
         # one FULL JOIN finds the kept prompts, the prompts nobody sampled and the rollouts
         # of unknown prompts (their prompt columns are NULL): the prompts are scanned once
-        narrow = None
-        if ctx.selects(prompts):
+        narrow = "decided" if beside is not None else None
+        if ctx.selects(prompts) and beside is None:
             # a selection: only the prompt ids and where they live are read (decoded once);
             # the decision per prompt and its position in one narrow table
             con.execute(
@@ -317,7 +360,7 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
                         size_of=[prompts], rows_from=prompts, narrow=narrow,
                         positioned=narrow is not None, in_place=narrow == "decided")
         ctx.provenance.update(collect_provenance(
-            ctx, rollouts, prompts, counted.generators if counted is not None else None))
+            ctx, rollouts, prompts, have.generators if have is not None else None))
         if narrow == "decided":  # every prompt row is in `decided` once unless not_sampled
             ctx.provenance["not_sampled"] = prompts.rows - con.execute(
                 "SELECT count(__shard) FROM decided").fetchone()[0]

@@ -184,12 +184,15 @@ def test_passrate_by_position_equals_local(store, cluster, monkeypatch, config, 
 
 
 def test_passrate_counts_per_run_sum_to_the_whole(store, tmp_path):
-    """Phase 1 writes one counts file per run of rollouts rows; summed, the files are the
-    whole counts (a prompt straddling two runs, an unknown id too), as the driver's step
-    reads them (``passrate.partial_counts_sql``), and each task sees the generators."""
+    """Phase 1 writes one counts file per run of rollouts rows (per run of equal prompt
+    ids, in row order); merged in task order, a prompt straddling two tasks is one row
+    again, and the files are the whole counts (an unknown id too), as the driver's step
+    reads them (``passrate.partial_counts_sql``); each task sees the generators."""
     import duckdb
+    import pyarrow as pa
     from thinkforge.filters.partitioned_passrate import passrate_counts
     from thinkforge.filters.passrate import partial_counts_sql
+    from thinkforge.filters.rollout_runs import merge_in_order
     from thinkforge.manifests.partitions import row_group_ranges
 
     inputs = _straddling_rollouts(store)
@@ -202,10 +205,13 @@ def test_passrate_counts_per_run_sum_to_the_whole(store, tmp_path):
     whole = con.execute(f"SELECT prompt_id, count(*), count(correct), count(*) FILTER (WHERE "
                         f"correct) FROM {row_relation(store, rollouts)} GROUP BY ALL "
                         f"ORDER BY 1").fetchall()
-    parts = [set(r[0] for r in con.execute(f"SELECT prompt_id FROM '{m['path']}'").fetchall())
-             for m in made]
+    tables = [pa.ipc.open_file(m["path"]).read_all() for m in made]
+    parts = [set(t.column("prompt_id").to_pylist()) for t in tables]
     assert parts[0] & parts[1]  # a prompt whose rollouts straddle the two runs
-    summed = con.execute(f"{partial_counts_sql([m['path'] for m in made])} ORDER BY 1").fetchall()
+    merged = merge_in_order(tables)
+    assert merged.num_rows == len(whole)  # grouped by prompt: one row each once merged
+    con.register("runs", merged)
+    summed = con.execute(f"{partial_counts_sql('runs')} ORDER BY 1").fetchall()
     assert summed == whole and any(r[0] == "zz-unknown" for r in summed)
 
 
