@@ -114,7 +114,7 @@ class Counted:
     distinct generators.  The step then reads no rollout row."""
 
     runs: Any  # pyarrow.Table
-    generators: list[str]
+    generators: list[str] | None  # None: not seen (the step asks DuckDB)
 
 
 def collect_provenance(ctx: StepContext, rollouts: Manifest, prompts: Manifest,
@@ -173,13 +173,14 @@ def _counted_here(store: DatasetStore, rollouts: Manifest, config: PassRateConfi
     """The rollouts counted per run of prompt ids (a read and a ``reduceat``: no aggregate
     of the rows in DuckDB), or None where that does not apply (a selection of rollouts, a
     column of another type, a NULL prompt id)."""
-    from .rollout_runs import counts_by_runs, first_generators
+    from .rollout_runs import counts_by_runs
 
     if rollouts.selection is not None or not rollouts.files:
         return None
+    # the generators not read here: DuckDB's DISTINCT over that dictionary column is cheaper
     runs = counts_by_runs([str(p) for p in store.shard_paths(rollouts)],
-                          reasoning=config.reasoning, generators=True, threads=threads)
-    return None if runs is None else Counted(runs.table, first_generators(runs.generators))
+                          reasoning=config.reasoning, threads=threads)
+    return None if runs is None else Counted(runs.table, None)
 
 
 def _beside_prompts(store: DatasetStore, prompts: Manifest, counted: Counted):
@@ -272,12 +273,14 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
         fused = local and ctx.selects(prompts)
         ctx.progress.phase("pass rate per prompt")
         have = counted  # the counts given, or made here (below)
+        generators = counted.generators if counted is not None else None
         if fused and have is None and not config.judge.on:
             # counted per run of the rollouts' rows: when the runs are the prompts in order
             # (below), the counts need neither DuckDB's aggregate of every rollout nor a join
             threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
             have = _counted_here(store, rollouts, config, threads)
         beside = _beside_prompts(store, prompts, have) if fused and have else None
+        aligned = beside is not None
         if config.reasoning and have is None:  # the runs kept only that mode
             mode_filter = "WHERE reasoning = ?"
             params.append(config.reasoning)
@@ -285,7 +288,7 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
         counts = (f"SELECT prompt_id, count(*) AS n_rollouts, count(correct)::BIGINT AS n_samples, "
                   f"(count(*) FILTER (WHERE correct))::BIGINT AS n_correct "
                   f"FROM rollouts_src {mode_filter} GROUP BY prompt_id")
-        if beside is not None:  # one row per prompt row, its position beside it
+        if aligned:  # one row per prompt row, its position beside it
             con.register("__beside", beside)
             counts = ("SELECT id AS prompt_id, n_rollouts, n_samples, n_correct, __shard, __row "
                       "FROM __beside")
@@ -301,19 +304,21 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
                          (CASE WHEN n_samples > 0 THEN n_correct / n_samples END)::DOUBLE
                            AS pass_rate
                   FROM ({counts}))"""
-        if beside is not None:
+        if aligned:
             # every prompt row has its counts (no unknown id, none unsampled): `decided` as
             # the FULL JOIN below would make it, without the join
             con.execute(
                 "CREATE TEMP TABLE decided AS SELECT id, __shard, __row, n_samples, n_correct, "
                 "pass_rate, bucket, NULL::BIGINT AS curriculum_batch, "
                 f"NULL::BIGINT AS curriculum_position, reason, n_rollouts FROM ({scored})", params)
+            con.unregister("__beside")  # the Arrow rows are in `decided` now: free them
+            have = beside = None
         elif not fused:
             con.execute(f"CREATE TEMP TABLE scored AS {scored}", params)
         # one FULL JOIN finds the kept prompts, the prompts nobody sampled and the rollouts
         # of unknown prompts (their prompt columns are NULL): the prompts are scanned once
-        narrow = "decided" if beside is not None else None
-        if ctx.selects(prompts) and beside is None:
+        narrow = "decided" if aligned else None
+        if ctx.selects(prompts) and not aligned:
             # a selection: only the prompt ids and where they live are read (decoded once);
             # the decision per prompt and its position in one narrow table
             con.execute(
@@ -360,7 +365,7 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
                         size_of=[prompts], rows_from=prompts, narrow=narrow,
                         positioned=narrow is not None, in_place=narrow == "decided")
         ctx.provenance.update(collect_provenance(
-            ctx, rollouts, prompts, have.generators if have is not None else None))
+            ctx, rollouts, prompts, generators))
         if narrow == "decided":  # every prompt row is in `decided` once unless not_sampled
             ctx.provenance["not_sampled"] = prompts.rows - con.execute(
                 "SELECT count(__shard) FROM decided").fetchone()[0]

@@ -9,7 +9,7 @@ import random
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from thinkforge.filters.passrate import run_passrate
+from thinkforge.filters.passrate import PassRateConfig, run_passrate
 from thinkforge.filters.rollout_runs import beside_prompts, counts_by_runs, merge_in_order
 from thinkforge.manifests.selection import read_rejected, read_table
 
@@ -123,3 +123,7 @@ def test_pass_rate_the_same_whatever_the_rollouts_order(store, gsm8k):
     assert pools["prompt order"] == pools["shuffled"]
     assert pools["two passes"] == pools["two passes shuffled"]
     assert pools["two passes"][0] != pools["prompt order"][0]
+    # one reasoning mode: the runs of that mode (some prompts have none: not in order)
+    off = PassRateConfig(reasoning="off", drop_at_or_above=None)
+    assert (_published(store, run_passrate(store, versions["prompt order"], gsm8k, "off-a", off))
+            == _published(store, run_passrate(store, versions["shuffled"], gsm8k, "off-b", off)))
