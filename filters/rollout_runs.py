@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from thinkforge.manifests.selection_scan import ints as _ints
 
 COUNT_COLUMNS = ("prompt_id", "n_rollouts", "n_samples", "n_correct")
 _STRING = (pa.string(),)
@@ -44,12 +45,6 @@ class RunCounts:
     table: pa.Table
     unique: bool
     generators: set | None = None
-
-
-def _ints(a: pa.Array) -> np.ndarray:
-    width = a.type.bit_width // 8
-    return np.frombuffer(a.buffers()[1], dtype=np.dtype(f"i{width}"), count=len(a),
-                         offset=a.offset * width)
 
 
 def _bits(buffer: pa.Buffer, offset: int, n: int) -> np.ndarray:
