@@ -4,8 +4,8 @@ Every generator writes a prompt's rollouts next to each other, so the rollouts' 
 column is a sequence of runs.  Read as a Parquet dictionary (one small dictionary per row
 group), a run is a stretch of equal codes; summing ``rollouts / known / correct`` per run
 is one linear pass in numpy.  Nothing here assumes the grouping: rollouts in any order give
-more runs (up to one per row), several runs of a prompt are summed by the caller's
-``GROUP BY`` (``needs_grouping``), and the sums are the same in every case.
+more runs, several runs of a prompt are summed by the caller's ``GROUP BY``, and the sums
+are the same in every case (rows not grouped at all, a run a row, are left to DuckDB).
 
 The counts match the SQL ``count(*)``, ``count(correct)``, ``count(*) FILTER (WHERE
 correct)`` per ``prompt_id`` (``reasoning``: only rows of that mode, as ``WHERE reasoning =
@@ -38,12 +38,11 @@ class _NotRuns(Exception):
 
 @dataclass
 class RunCounts:
-    """Counts per run, in row order, equal neighbours merged: ``table`` (COUNT_COLUMNS);
-    ``unique``: known to hold each prompt id once (else a prompt may have several rows);
-    ``generators``: the distinct ``generator`` values seen (all rows), None if not asked."""
+    """Counts per run, in row order, equal neighbours merged: ``table`` (COUNT_COLUMNS; a
+    prompt may have several rows); ``generators``: the distinct ``generator`` values seen
+    (all rows), None if not asked."""
 
     table: pa.Table
-    unique: bool
     generators: set | None = None
 
 
@@ -73,7 +72,7 @@ def _code(dictionary: pa.Array, value: str) -> int:
 
 
 def _batch_runs(batch: pa.RecordBatch, reasoning: str | None, generators: set | None):
-    """(ids, n_rollouts, n_samples, n_correct, unique within) of one batch's runs."""
+    """(ids, n_rollouts, n_samples, n_correct) of one batch's runs, None if no row."""
     ids = batch.column("prompt_id")
     if ids.null_count:
         raise _NotRuns("a NULL prompt id")
@@ -113,11 +112,10 @@ def _batch_runs(batch: pa.RecordBatch, reasoning: str | None, generators: set | 
     heads = codes[starts]
     dictionary = ids.dictionary
     if len(heads) == len(dictionary) and np.array_equal(heads, np.arange(len(dictionary))):
-        names, unique = dictionary, True  # grouped, dictionary in order of appearance
+        names = dictionary  # grouped, dictionary in order of appearance: no gather
     else:
         names = dictionary.take(_int64(heads))
-        unique = bool(np.bincount(heads).max() <= 1)
-    return names, n_rollouts, n_samples, n_correct, unique
+    return names, n_rollouts, n_samples, n_correct
 
 
 def counts_by_runs(paths: list[str], *, rows: list[tuple[int, int, int]] | None = None,
@@ -162,7 +160,7 @@ def counts_by_runs(paths: list[str], *, rows: list[tuple[int, int, int]] | None 
     if seen is not None:
         for _, mine in done:
             seen |= mine
-    return RunCounts(*_merged(runs), generators=seen)
+    return RunCounts(_merged(runs), generators=seen)
 
 
 def _jobs(paths: list[str], rows: list[tuple[int, int, int]] | None):
@@ -189,14 +187,14 @@ def _jobs(paths: list[str], rows: list[tuple[int, int, int]] | None):
     return jobs
 
 
-def _merged(runs) -> tuple[pa.Table, bool]:
+def _merged(runs) -> pa.Table:
     """One table of the batches' runs in order, a run cut by a batch edge joined again."""
     if not runs:
         empty = {"prompt_id": pa.array([], pa.string())}
         empty.update({c: _int64(np.zeros(0)) for c in COUNT_COLUMNS[1:]})
-        return pa.table(empty), True
+        return pa.table(empty)
     names, sums, last = [], [[], [], []], None
-    for ids, *counts in [r[:4] for r in runs]:
+    for ids, *counts in runs:
         if last is not None and ids[0].as_py() == last:
             for column, values in zip(sums, counts, strict=True):
                 column[-1] = column[-1].copy()
@@ -207,9 +205,9 @@ def _merged(runs) -> tuple[pa.Table, bool]:
             for column, values in zip(sums, counts, strict=True):
                 column.append(values)
             last = ids[-1].as_py()
-    table = pa.table({"prompt_id": pa.concat_arrays(names),
-                      **{c: _int64(np.concatenate(v)) for c, v in zip(COUNT_COLUMNS[1:], sums, strict=True)}})
-    return table, len(runs) == 1 and runs[0][4]
+    return pa.table({"prompt_id": pa.concat_arrays(names),
+                     **{c: _int64(np.concatenate(v))
+                        for c, v in zip(COUNT_COLUMNS[1:], sums, strict=True)}})
 
 
 def first_generators(seen) -> list:
@@ -252,5 +250,5 @@ def merge_in_order(tables: list[pa.Table]) -> pa.Table:
             if batch.num_rows:
                 ids = batch.column("prompt_id")
                 runs.append((ids if ids.type == pa.string() else ids.cast(pa.string()),
-                             *(_ints(batch.column(c)) for c in COUNT_COLUMNS[1:]), False))
-    return _merged(runs)[0]
+                             *(_ints(batch.column(c)) for c in COUNT_COLUMNS[1:])))
+    return _merged(runs)
