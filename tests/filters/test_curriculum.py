@@ -293,7 +293,7 @@ def test_fetched_columns_are_the_querys_numbers_or_none():
                               .fetchnumpy()["h"])
         assert np.allclose(got["f"], want / 3)
         assert got["n"] is None and got["b"] is None
-        sliced = con.execute("SELECT range::BIGINT AS x FROM range(10)").to_arrow_table() \
+        sliced = con.sql("SELECT range::BIGINT AS x FROM range(10)").to_arrow_table() \
             .column(0).chunk(0).slice(3, 4)
         assert _numbers(sliced).tolist() == [3, 4, 5, 6]
     finally:
