@@ -32,6 +32,7 @@ import duckdb
 import numpy as np
 from pydantic import Field
 from thinkforge.manifests import DatasetStore, Manifest
+from thinkforge.manifests.arrow_numpy import from_numpy, numbers, strings
 from thinkforge.manifests.duck import connection_threads, quote_literal
 from thinkforge.manifests.partitions import current as current_partition
 from thinkforge.manifests.schemas import schema_for
@@ -212,20 +213,10 @@ def _fetch(con, sql: str, params: list) -> dict[str, np.ndarray | None]:
     table = con.sql(sql, params=params).to_arrow_table()
     out = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
-        chunks = [_numbers(c) for c in column.chunks]
+        chunks = [numbers(c) for c in column.chunks]
         out[name] = None if column.null_count or not chunks or any(c is None for c in chunks) \
             else chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
     return out
-
-
-def _numbers(chunk) -> np.ndarray | None:
-    """The values of an Arrow array of numbers without NULL, read from its buffer
-    (``selection_scan.ints``: ``to_numpy`` imports pandas), or None for another type."""
-    import pyarrow as pa
-    from thinkforge.manifests.selection_scan import ints
-
-    return ints(chunk) if pa.types.is_integer(chunk.type) or pa.types.is_floating(chunk.type) \
-        else None
 
 
 def _string_codes(con, path: str, stored: list[str]) -> dict[str, list[str]] | None:
@@ -322,31 +313,11 @@ def _placed_in_numpy(ctx: StepContext, pool: Manifest, stored: list[str], seed: 
                                            ("curriculum_position", pa.int64())]),
                           compression="none", use_dictionary=False,
                           write_statistics=False) as out:
-        out.write_table(pa.Table.from_arrays([_arrow(by_row), _arrow(position)],
+        out.write_table(pa.Table.from_arrays([from_numpy(by_row), from_numpy(position)],
                                              names=["curriculum_batch", "curriculum_position"]))
     return (f"(SELECT x.*, o.curriculum_batch, o.curriculum_position, NULL::VARCHAR AS reason "
             f"FROM ({rows}) x POSITIONAL JOIN read_parquet({quote_literal(str(path))}) o)",
             gathered is None, False)
-
-
-def _arrow(values: np.ndarray):
-    """An Arrow array over a numpy array's buffer, no copy (``pa.array`` over numpy imports
-    pandas: 0.3 s)."""
-    import pyarrow as pa
-
-    values = np.ascontiguousarray(values)
-    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values),
-                                 [None, pa.py_buffer(values)])
-
-
-def _strings(values: list[str]):
-    """An Arrow string array of ``values`` from its buffers (``pa.array`` imports pandas)."""
-    import pyarrow as pa
-
-    data = [v.encode() for v in values]
-    offsets = np.cumsum([0] + [len(d) for d in data], dtype=np.int32)
-    return pa.Array.from_buffers(pa.string(), len(data),
-                                 [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
 
 
 def _in_order(con, columns: dict[str, object], final: np.ndarray, batch: np.ndarray,
@@ -373,13 +344,13 @@ def _in_order(con, columns: dict[str, object], final: np.ndarray, batch: np.ndar
     arrays, names, select = [], [], []
     for (name, values), rows in zip(columns.items(), taken, strict=True):
         if isinstance(values, tuple):
-            arrays.append(pa.DictionaryArray.from_arrays(_arrow(rows), _strings(values[1])))
+            arrays.append(pa.DictionaryArray.from_arrays(from_numpy(rows), strings(values[1])))
             select.append(f"{name}::VARCHAR AS {name}")
         else:
-            arrays.append(_arrow(rows))
+            arrays.append(from_numpy(rows))
             select.append(name)
         names.append(name)
-    arrays += [_arrow(batch), _arrow(np.arange(len(final), dtype=np.int64) - batch * size)]
+    arrays += [from_numpy(batch), from_numpy(np.arange(len(final), dtype=np.int64) - batch * size)]
     names += ["curriculum_batch", "curriculum_position"]
     table = f"__cur_placed_{uuid.uuid4().hex}"
     con.register(table, pa.Table.from_arrays(arrays, names=names))

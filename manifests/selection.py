@@ -41,9 +41,10 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .arrow_numpy import ints
 from .duck import parquet_source, quote_ident, quote_literal
 from .errors import IntegrityError
-from .selection_scan import ROW, SHARD, ints, read_digests, take
+from .selection_scan import ROW, SHARD, read_digests, take
 
 if TYPE_CHECKING:  # pydantic is not imported on the query path (records.py)
     from .manifest import FileEntry, Manifest, ParentRef

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .arrow_numpy import ints
 from .duck import connection_threads
 
 SHARD, ROW = "_shard", "_row"  # a selection file's position columns
@@ -27,16 +28,6 @@ SHARD, ROW = "_shard", "_row"  # a selection file's position columns
 # three parts on two threads, not one part on one thread as at 1M rows a part
 PART_ROWS = 1 << 18
 MAX_THREADS = 8  # the work is memory bound: more threads than this buy nothing
-
-
-def ints(array):
-    """An integer Arrow array without nulls as numpy, zero copy (``Array.to_numpy`` imports
-    pandas: 0.3 s of a filter step's start)."""
-    import numpy as np
-
-    dtype = np.dtype(array.type.to_pandas_dtype())
-    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array),
-                         offset=array.offset * dtype.itemsize)
 
 
 @contextmanager

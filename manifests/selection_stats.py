@@ -32,8 +32,8 @@ def base_counts(paths: list[Path], offsets: list[int], seen, columns: list[str])
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from .arrow_numpy import ints
     from .errors import IntegrityError
-    from .selection_scan import ints
 
     out: dict[str, dict[str, int]] = {c: {} for c in columns}
     for i, path in enumerate(paths):

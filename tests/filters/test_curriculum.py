@@ -278,7 +278,8 @@ def test_fetched_columns_are_the_querys_numbers_or_none():
     """``_fetch`` reads a query's numeric columns from Arrow's buffers, over several chunks
     and at an offset; a column with a NULL, or of another type, comes back as None."""
     import duckdb
-    from thinkforge.filters.curriculum import _fetch, _numbers
+    from thinkforge.filters.curriculum import _fetch
+    from thinkforge.manifests.arrow_numpy import numbers
 
     con = duckdb.connect()
     try:
@@ -295,6 +296,6 @@ def test_fetched_columns_are_the_querys_numbers_or_none():
         assert got["n"] is None and got["b"] is None
         sliced = con.sql("SELECT range::BIGINT AS x FROM range(10)").to_arrow_table() \
             .column(0).chunk(0).slice(3, 4)
-        assert _numbers(sliced).tolist() == [3, 4, 5, 6]
+        assert numbers(sliced).tolist() == [3, 4, 5, 6]
     finally:
         con.close()
