@@ -43,11 +43,14 @@ CATALOG_LAYOUT = "4"  # 3: written in STORAGE_VERSION (older catalogs are rebuil
 CATALOG_STORAGE_VERSION = "v1.1.0"
 
 
-def store_signature(store: DatasetStore) -> str:
+def store_signature(store: DatasetStore, version_keys: list[str] | None = None) -> str:
     """Hash of where the store is, of its published version directories and of its training
     run records: changes exactly when a version or a run appears or the store is moved
-    (views name shards by absolute path)."""
-    keys = [str(store.root), CATALOG_LAYOUT, *store.version_keys(), *run_ids(store.root)]
+    (views name shards by absolute path).  ``version_keys``: ``store.version_keys()`` when
+    the caller has listed them already."""
+    if version_keys is None:
+        version_keys = store.version_keys()
+    keys = [str(store.root), CATALOG_LAYOUT, *version_keys, *run_ids(store.root)]
     return hashlib.sha256("\n".join(keys).encode()).hexdigest()
 
 
@@ -95,14 +98,16 @@ def refresh_catalog(store: DatasetStore, force: bool = False,
                           hint="it is derived data: remove it (rm -r) and run "
                                "`thinkforge catalog rebuild`")
     with _catalog_lock(store):
-        signature = store_signature(store)
+        # listed once for the signature and the extension (a directory listing per dataset)
+        keys = store.version_keys()
+        signature = store_signature(store, keys)
         unaltered = _unaltered(store)
         # the signature the stamp recorded for these very bytes, else read from the file
         current = (unaltered if isinstance(unaltered, str) else None) \
             or catalog_signature(store.catalog_path)
         if not force and current == signature and unaltered:
             return False
-        if force or current is None or not unaltered or not _extend(store, signature, con):
+        if force or current is None or not unaltered or not _extend(store, signature, keys, con):
             _build(store, signature)
         return True
 
@@ -231,9 +236,10 @@ def _opened(path: Path, con: duckdb.DuckDBPyConnection | None) -> Iterator[duckd
 _ALIAS = "__thinkforge_catalog"
 
 
-def _extend(store: DatasetStore, signature: str,
+def _extend(store: DatasetStore, signature: str, keys: list[str],
             con: duckdb.DuckDBPyConnection | None = None) -> bool:
-    """Add the versions published since the catalog was built to a copy of it, swap it in.
+    """Add the versions published since the catalog was built to a copy of it, swap it in
+    (``keys``: ``store.version_keys()``, as the caller listed them for the signature).
 
     False (nothing changed) when the catalog lists a version the store no longer has, was
     built where the store was before a move, or cannot be extended (an older thinkforge's).
@@ -247,7 +253,6 @@ def _extend(store: DatasetStore, signature: str,
                 "(SELECT list(value) FROM catalog_meta WHERE key = 'store'), "
                 "(SELECT list(value) FROM catalog_meta WHERE key = 'layout')").fetchone()
             have = set(have or ())
-            keys = store.version_keys()
             if not have <= set(keys) or built_for != [str(store.root)] \
                     or layout != [CATALOG_LAYOUT]:
                 return False  # a version vanished, the store moved (views name old paths),

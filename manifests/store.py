@@ -171,8 +171,13 @@ class StoreReader:
         return self._load_at(self.version_dir(manifest))
 
     def version_keys(self) -> list[str]:
-        """``name/vN`` of every published version, from directory names only (cheap)."""
-        return [f"{n}/v{num}" for n in self.names() for num, _ in self.version_dirs(n)]
+        """``name/vN`` of every published version, from directory names only (cheap: each
+        dataset directory listed once; a publish refreshing the catalog calls this)."""
+        if not self.datasets_dir.is_dir():
+            return []
+        return [f"{p.name}/v{num}" for p in sorted(self.datasets_dir.iterdir())
+                if p.is_dir() and NAME_RE.fullmatch(p.name)
+                for num, _ in self.version_dirs(p.name)]
 
     def resolve(self, ref: str) -> Manifest:
         """``name``, ``name@latest``, ``name@v3`` or ``name@<fingerprint prefix>``."""
