@@ -103,8 +103,9 @@ def make_data(work: Path, prompts: int, k: int, docs: int, bench_items: int) -> 
             ("reasoning", pa.string()), ("output", pa.string()), ("answer", pa.string()),
             ("correct", pa.bool_()), ("format_ok", pa.bool_()), ("reward", pa.float64()),
             ("output_tokens", pa.int64()), ("finish_reason", pa.string())])) as out:
-        for lo in range(0, prompts, 100_000):
-            hi = min(prompts, lo + 100_000)
+        step = max(1, min(100_000, 3_000_000 // k))  # ~3M rollouts a chunk at any k
+        for lo in range(0, prompts, step):
+            hi = min(prompts, lo + step)
             n = (hi - lo) * k
             correct = rng.random(n) < np.repeat(skill[lo:hi], k)
             out.write_table(pa.table({

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from thinkforge.manifests.selection_scan import ints as _ints
+from thinkforge.manifests.arrow_numpy import bits, from_numpy
+from thinkforge.manifests.arrow_numpy import ints as _ints
 
 COUNT_COLUMNS = ("prompt_id", "n_rollouts", "n_samples", "n_correct")
 _STRING = (pa.string(),)
@@ -46,23 +47,13 @@ class RunCounts:
     generators: set | None = None
 
 
-def _bits(buffer: pa.Buffer, offset: int, n: int) -> np.ndarray:
-    """``n`` bits of an Arrow bitmap from bit ``offset`` as a 0/1 uint8 array (unpacking
-    only the bytes they are in: slices have large offsets)."""
-    lo = offset // 8
-    raw = np.frombuffer(buffer, np.uint8, count=(offset + n + 7) // 8 - lo, offset=lo)
-    shift = offset % 8
-    return np.unpackbits(raw, bitorder="little")[shift:shift + n]
-
-
 def _valid(a: pa.Array) -> np.ndarray | None:
     """1 where ``a`` is not NULL (None: no NULL)."""
-    return _bits(a.buffers()[0], a.offset, len(a)) if a.null_count else None
+    return bits(a.buffers()[0], a.offset, len(a)) if a.null_count else None
 
 
 def _int64(values: np.ndarray) -> pa.Array:
-    values = np.ascontiguousarray(values, dtype=np.int64)
-    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
+    return from_numpy(np.asarray(values, dtype=np.int64))
 
 
 def _code(dictionary: pa.Array, value: str) -> int:
@@ -78,7 +69,7 @@ def _batch_runs(batch: pa.RecordBatch, reasoning: str | None, generators: set | 
         raise _NotRuns("a NULL prompt id")
     codes = _ints(ids.indices)
     correct = batch.column("correct")
-    right = _bits(correct.buffers()[1], correct.offset, len(correct))
+    right = bits(correct.buffers()[1], correct.offset, len(correct))
     known = _valid(correct)
     if known is not None:
         right = right & known  # a NULL's value bit is undefined
@@ -236,8 +227,7 @@ def beside_prompts(runs: pa.Table, id_paths: list[str], shard_rows: list[int]) -
     shard = np.repeat(np.arange(len(shard_rows), dtype=np.int32), shard_rows)
     row = np.arange(runs.num_rows, dtype=np.int64) - np.repeat(
         np.cumsum([0, *shard_rows[:-1]]), shard_rows)
-    return pa.table({"id": ids, "__shard": pa.Array.from_buffers(
-        pa.int32(), len(shard), [None, pa.py_buffer(shard)]), "__row": _int64(row),
+    return pa.table({"id": ids, "__shard": from_numpy(shard), "__row": _int64(row),
         **{c: runs.column(c) for c in COUNT_COLUMNS[1:]}})
 
 
