@@ -51,9 +51,10 @@ def count_rows(con, rejected: str, runs, extra: list[str]):
     """(kept, rejected, the ``extra`` columns the merge must write ``optional``) from the
     table of the rejected rows, or None where a rejected row has no position, or where all
     rows are kept or all rejected (an empty file's columns are what DuckDB planned: those
-    partitions write their files the DuckDB way).  ``every_row`` says the judged rows are
-    the runs' rows LEFT JOINed to the verdicts: the rest are kept, and each kept row has
-    NULL extras (no verdict), so the table of every row would say they may be NULL."""
+    partitions write their files the DuckDB way).  The judged rows are the runs' rows
+    LEFT JOINed to the verdicts (``keep_reject(every_row=True)``): the rest are kept, and
+    each kept row has NULL extras (no verdict), so the table of every row would say they
+    may be NULL."""
     dropped, unplaced = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE __shard IS NULL OR __row IS NULL) "
         f"FROM {rejected}").fetchall()[0]

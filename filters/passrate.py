@@ -30,6 +30,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from thinkforge.generators.judge_config import JudgeConfig, JudgedStep
 from thinkforge.manifests import DatasetStore, Manifest
+from thinkforge.manifests.duck import connection_threads
 from thinkforge.manifests.errors import InputDataError
 from thinkforge.manifests.partitions import current as current_partition
 from thinkforge.manifests.steps import Flag, Role, StepDescriptor, register_step
@@ -277,8 +278,7 @@ def run_passrate(store: DatasetStore, rollouts: Manifest, prompts: Manifest | No
         if fused and have is None and not config.judge.on:
             # counted per run of the rollouts' rows: when the runs are the prompts in order
             # (below), the counts need neither DuckDB's aggregate of every rollout nor a join
-            threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
-            have = _counted_here(store, rollouts, config, threads)
+            have = _counted_here(store, rollouts, config, connection_threads(con))
         beside = _beside_prompts(store, prompts, have) if fused and have else None
         aligned = beside is not None
         if config.reasoning and have is None:  # the runs kept only that mode

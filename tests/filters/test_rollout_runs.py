@@ -70,9 +70,10 @@ def test_runs_straddling_row_groups_and_shards_are_joined(tmp_path):
 
 def test_rollouts_not_grouped_by_prompt_count_the_same(tmp_path):
     ids = [f"p{i}" for i in range(40)]
-    twice = counts_by_runs(_files(tmp_path, _rows(ids, passes=2)))
+    paths = _files(tmp_path, _rows(ids, passes=2))
+    twice = counts_by_runs(paths)
     assert twice.table.num_rows == 2 * len(ids)  # a run a pass: the aggregate sums them
-    assert _summed(twice.table) == _aggregate(_files(tmp_path, _rows(ids, passes=2)))
+    assert _summed(twice.table) == _aggregate(paths)
     shuffled = _rows(ids)
     random.Random(1).shuffle(shuffled)
     assert counts_by_runs(_files(tmp_path, shuffled)) is None  # a run a row: DuckDB's turn
